@@ -1,0 +1,3 @@
+"""raft-trio: a Raft consensus service written for Trio."""
+
+__version__ = "0.1.0"

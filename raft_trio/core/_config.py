@@ -1,0 +1,59 @@
+"""The core's configuration: one documented structure, in ticks.
+
+The runtime turns milliseconds into ticks (it calls ``tick()`` every
+``tick_ms``). Defaults follow etcd (heartbeat 100 ms, election 1000-2000 ms
+at a 10 ms tick), which survive a loaded machine; the paper's 150-300 ms is a
+faster profile that needs a quiet one (§3.4, §9.4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RaftConfig:
+    #: A follower's election timeout is drawn uniformly from
+    #: [election_ticks_min, election_ticks_max] each time it is reset (§3.4).
+    #: election_ticks_min is also the leader lease a follower honours before
+    #: it answers RequestVote (§4.2.3) and the window within which a leader
+    #: must hear from a quorum (check-quorum, §6.2).
+    election_ticks_min: int = 100
+    election_ticks_max: int = 200
+    #: How often a leader sends heartbeats; must be well below the election
+    #: timeout so that a few lost heartbeats do not cause an election.
+    heartbeat_ticks: int = 10
+    #: Pre-vote (§9.6): a server campaigns only after a majority says it
+    #: would vote for it, so a partitioned server rejoining does not disrupt.
+    pre_vote: bool = True
+    #: Check-quorum (§6.2): a leader that has not heard from a quorum within
+    #: an election timeout steps down, and followers within a lease ignore
+    #: vote requests.
+    check_quorum: bool = True
+    #: At most this many bytes of entries in one AppendEntries.
+    max_append_bytes: int = 1 << 20
+    #: At most this many entries in one AppendEntries.
+    max_append_entries: int = 4096
+    #: At most this many AppendEntries in flight to one follower
+    #: (pipelining, §10.2.2); bounds the memory a slow follower can cost.
+    max_inflight: int = 64
+    #: A leadership transfer not done within this many ticks is abandoned
+    #: and the leader takes proposals again (§3.10).
+    transfer_timeout_ticks: int | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting that cannot work."""
+        if self.heartbeat_ticks < 1:
+            raise ValueError("heartbeat_ticks must be at least 1")
+        if self.election_ticks_min <= self.heartbeat_ticks:
+            raise ValueError("election_ticks_min must exceed heartbeat_ticks")
+        if self.election_ticks_max < self.election_ticks_min:
+            raise ValueError("election_ticks_max must be >= election_ticks_min")
+        if self.max_inflight < 1:
+            raise ValueError("max_inflight must be at least 1")
+        if self.max_append_bytes < 1 or self.max_append_entries < 1:
+            raise ValueError("append limits must be positive")
+
+    @property
+    def transfer_ticks(self) -> int:
+        return self.transfer_timeout_ticks or self.election_ticks_min

@@ -1,0 +1,825 @@
+"""The Raft protocol as a deterministic state machine (etcd's ``raft.go``).
+
+Inputs: ``step(message)``, ``tick()``, ``propose(data)``,
+``read_index(request_id)``, ``transfer_leadership(to)``,
+``change_membership(change)``. Output: ``ready()``, then ``advance(ready)``
+once the runtime has handled it (see ``_ready.py`` for the order).
+
+Same inputs, same outputs: the core reads no clock, touches no disk or
+socket, and draws its randomness only from the ``random.Random`` it is given.
+
+``step`` applies the term rules once for every message and every role
+(Figure 3.1, "all servers"; pre-vote §9.6; leader leases §4.2.3), then hands
+the message to the handler for the node's role.
+
+Safety rules and where they live:
+- a vote is granted only to a candidate whose log is at least as
+  up-to-date (§3.6.1): ``_handle_request_vote``;
+- a leader counts itself towards a quorum only for entries it has made
+  durable (``advance``), and commits by counting replicas only entries of
+  its own term (§3.6.2, Figure 3.7): ``_maybe_commit``;
+- configurations take effect when appended (§4.1), one change at a time,
+  and only after the leader committed an entry of its term (the 2015
+  single-server change fix): ``change_membership``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ._config import RaftConfig
+from ._errors import ConfigChangeRejected, NotLeader, ProposalDropped, RaftError
+from ._log import RaftLog
+from ._membership import ConfChange, PromoteLearner, apply_change
+from ._messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from ._progress import Progress, ProgressState
+from ._quorum import VoteResult, committed_index, has_quorum, vote_result
+from ._ready import ReadState, Ready, Role, SoftState
+from ._storage import CompactedError, LogStorage
+from ._types import Entry, EntryKind, HardState, Membership, NodeId, Snapshot, SnapshotMeta
+
+_LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
+
+
+class RaftCore:
+    def __init__(
+        self,
+        node_id: NodeId,
+        storage: LogStorage,
+        config: RaftConfig,
+        rng: random.Random,
+    ) -> None:
+        config.validate()
+        self.id = node_id
+        self.config = config
+        self._rng = rng
+        self.log = RaftLog(storage)
+
+        hard_state = storage.hard_state()
+        self.term = hard_state.term
+        self.vote: NodeId | None = hard_state.vote
+
+        # Configuration history: (index, membership) for the snapshot's
+        # configuration and every CONFIG entry after it. The last item is in
+        # force (§4.1); earlier ones come back if a conflicting leader
+        # truncates the later ones away.
+        snap_meta = storage.snapshot().meta
+        self._config_history: list[tuple[int, Membership]] = [(snap_meta.index, snap_meta.membership)]
+        for entry in storage.config_entries():
+            self._config_history.append((entry.index, Membership.decode(entry.data)))
+
+        self.role = Role.FOLLOWER
+        self.leader_id: NodeId | None = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_timeout = 0
+        self._reset_election_timeout()
+
+        self.progress: dict[NodeId, Progress] = {}
+        self._votes: dict[NodeId, bool] = {}
+        self.lead_transferee: NodeId | None = None
+        self._transfer_elapsed = 0
+
+        # Read index (§6.4). A read arriving now is confirmed by the
+        # heartbeat round numbered ``_heartbeat_seq + 1`` or later.
+        self._heartbeat_seq = 0
+        self._pending_reads: list[tuple[int, int, int]] = []  # (seq, request_id, index)
+        self._reads_awaiting_term_commit: list[int] = []
+        self._read_states: list[ReadState] = []
+        self._dropped_reads: list[int] = []
+
+        self._messages: list[Message] = []
+        self._broadcast_pending = False
+        self._commit_broadcast = self.log.committed
+        self._persisted_hard_state = hard_state
+        self._announced_soft_state = SoftState(Role.FOLLOWER, self.term, None)
+        self._announced_membership = self.membership
+
+    # ------------------------------------------------------------------
+    # Queries
+
+    @property
+    def membership(self) -> Membership:
+        return self._config_history[-1][1]
+
+    @property
+    def hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.log.committed)
+
+    @property
+    def soft_state(self) -> SoftState:
+        return SoftState(self.role, self.term, self.leader_id)
+
+    def promotable(self) -> bool:
+        """Only voters of the configuration in force may campaign."""
+        return self.id in self.membership.voters
+
+    def membership_at(self, index: int) -> Membership:
+        """The configuration in force at ``index``, for a snapshot taken
+        there. ``index`` must be at least the applied index at the last
+        ``advance`` (older history is pruned)."""
+        result = self._config_history[0][1]
+        for at, membership in self._config_history:
+            if at > index:
+                break
+            result = membership
+        return result
+
+    def snapshot_meta(self, index: int) -> SnapshotMeta:
+        """Metadata for a state machine snapshot taken at applied ``index``."""
+        term = self.log.term(index)
+        if term is None:
+            raise CompactedError(index)
+        return SnapshotMeta(index, term, self.membership_at(index))
+
+    # ------------------------------------------------------------------
+    # Inputs
+
+    def tick(self) -> None:
+        """One unit of logical time."""
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._tick_election()
+
+    def propose(self, data: bytes) -> int:
+        """Append a command; returns its log index. The command is committed
+        once an entry of this term at that index is applied."""
+        self._check_can_propose()
+        return self._append_as_leader(EntryKind.NORMAL, data)
+
+    def change_membership(self, change: ConfChange) -> int:
+        """Append a configuration change; returns its log index."""
+        self._check_can_propose()
+        if self.log.term(self.log.committed) != self.term:
+            # §4.1 and the 2015 fix: a new leader must commit an entry of its
+            # own term before it changes the configuration.
+            raise ConfigChangeRejected("the leader has not yet committed an entry of its term")
+        if self._config_history[-1][0] > self.log.committed:
+            raise ConfigChangeRejected("another membership change is still in progress")
+        new = apply_change(self.membership, change)
+        return self._append_as_leader(EntryKind.CONFIG, new.encode())
+
+    def read_index(self, request_id: int) -> None:
+        """Ask for a linearizable read (§6.4). A ``ReadState`` with this id
+        comes out in a later Ready once a quorum confirmed leadership;
+        ``dropped_reads`` carries it instead if leadership is lost."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if not self._committed_in_current_term():
+            # §6.4 step 1: until the leader's no-op commits, its commit
+            # index may be behind the cluster's.
+            self._reads_awaiting_term_commit.append(request_id)
+            return
+        self._enqueue_read(request_id)
+
+    def transfer_leadership(self, to: NodeId | None = None) -> NodeId:
+        """Hand leadership to ``to`` (or the most caught-up voter) (§3.10):
+        stop taking proposals, catch the target up, send TimeoutNow.
+        Returns the target's id."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        voters = self.membership.voters
+        if to is None:
+            candidates = sorted(v for v in voters if v != self.id)
+            if not candidates:
+                raise RaftError("there is no other voter to transfer leadership to")
+            to = max(candidates, key=lambda v: self.progress[v].match)
+        if to == self.id:
+            return to
+        if to not in voters:
+            raise RaftError(f"{to} is not a voter")
+        if self.lead_transferee == to:
+            return to
+        self.lead_transferee = to
+        self._transfer_elapsed = 0
+        if self.progress[to].match == self.log.last_index():
+            self._send(TimeoutNow(self.term, self.id, to))
+        else:
+            self._send_append(to)
+        return to
+
+    def report_unreachable(self, node_id: NodeId) -> None:
+        """The runtime could not deliver to ``node_id``: stop pipelining to
+        it and probe, so nothing more piles up for it."""
+        pr = self.progress.get(node_id)
+        if pr is not None and pr.state is ProgressState.REPLICATE:
+            pr.become_probe()
+
+    def report_snapshot(self, node_id: NodeId, success: bool) -> None:
+        """The runtime finished sending a snapshot to ``node_id``; on failure
+        probe again (which sends a fresh one)."""
+        pr = self.progress.get(node_id)
+        if pr is not None and pr.state is ProgressState.SNAPSHOT and not success:
+            pr.become_probe()
+
+    def step(self, m: Message) -> None:
+        """Take in one message from a peer."""
+        if m.dst != self.id:
+            return
+        if m.term > self.term:
+            if isinstance(m, RequestVote) and not m.transfer and self._in_leader_lease():
+                # §4.2.3: a server that heard from a leader within the
+                # minimum election timeout neither updates its term nor
+                # grants its vote; a disruptive server gets no answer.
+                return
+            if isinstance(m, RequestVote) and m.pre_vote:
+                pass  # §9.6: a pre-vote changes nobody's term
+            elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
+                pass  # granted pre-votes carry the term we asked for
+            else:
+                leader = m.src if isinstance(m, _LEADER_MESSAGES) else None
+                self._become_follower(m.term, leader)
+        elif m.term < self.term:
+            if isinstance(m, (AppendEntries, Heartbeat)) and (
+                self.config.check_quorum or self.config.pre_vote
+            ):
+                # A stale leader would otherwise never learn of the new term
+                # (pre-vote keeps our term from reaching it through votes).
+                self._send(AppendEntriesResponse(self.term, self.id, m.src, success=False, index=0))
+            elif isinstance(m, RequestVote) and m.pre_vote:
+                self._send(RequestVoteResponse(self.term, self.id, m.src, granted=False, pre_vote=True))
+            return
+
+        if isinstance(m, RequestVote):
+            self._handle_request_vote(m)
+        elif self.role is Role.LEADER:
+            self._step_leader(m)
+        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+            self._step_candidate(m)
+        else:
+            self._step_follower(m)
+
+    # ------------------------------------------------------------------
+    # Output
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._messages
+            or self._broadcast_pending
+            or self.log.unstable_entries
+            or self.log.unstable_snapshot is not None
+            or self.log.has_entries_to_apply()
+            or self._read_states
+            or self._dropped_reads
+            or self.hard_state != self._persisted_hard_state
+            or self.soft_state != self._announced_soft_state
+            or self.membership != self._announced_membership
+        )
+
+    def ready(self) -> Ready:
+        """Everything the runtime must do now. Call ``advance`` with it once
+        done, before asking for the next one."""
+        if self._broadcast_pending:
+            # One AppendEntries per follower for everything proposed since
+            # the last Ready (batching); an empty one only to carry a new
+            # commit index.
+            self._broadcast_pending = False
+            commit_news = self.log.committed > self._commit_broadcast
+            self._commit_broadcast = self.log.committed
+            self._broadcast_append(send_if_empty=commit_news)
+        hard_state = self.hard_state
+        soft_state = self.soft_state
+        membership = self.membership
+        committed: list[Entry] = []
+        if self.log.has_entries_to_apply():
+            committed = self.log.committed_entries_to_apply()
+        ready = Ready(
+            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            entries=list(self.log.unstable_entries),
+            snapshot=self.log.unstable_snapshot,
+            committed_entries=committed,
+            messages=self._messages,
+            read_states=self._read_states,
+            dropped_reads=self._dropped_reads,
+            soft_state=soft_state if soft_state != self._announced_soft_state else None,
+            membership=membership if membership != self._announced_membership else None,
+        )
+        self._messages = []
+        self._read_states = []
+        self._dropped_reads = []
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """The runtime has persisted, sent and applied ``ready``."""
+        if ready.hard_state is not None:
+            self._persisted_hard_state = ready.hard_state
+        if ready.soft_state is not None:
+            self._announced_soft_state = ready.soft_state
+        if ready.membership is not None:
+            self._announced_membership = ready.membership
+        if ready.snapshot is not None:
+            self.log.stable_snapshot(ready.snapshot.meta.index)
+        if ready.entries:
+            last = ready.entries[-1]
+            self.log.stable_to(last.index, last.term)
+        if ready.committed_entries:
+            self.log.applied_to(ready.committed_entries[-1].index)
+        self._prune_config_history()
+        own = self.progress.get(self.id) if self.role is Role.LEADER else None
+        if own is not None and own.maybe_update(self._stable_last_index()):
+            # The leader's own entries count towards a quorum only once
+            # durable (DESIGN: durable before counted).
+            self._maybe_commit()
+
+    # ------------------------------------------------------------------
+    # Role transitions
+
+    def _become_follower(self, term: int, leader_id: NodeId | None) -> None:
+        if self.role is Role.LEADER:
+            self._abandon_leadership()
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.role = Role.FOLLOWER
+        self.leader_id = leader_id
+        self._reset_election_timeout()
+
+    def _become_pre_candidate(self) -> None:
+        # §9.6: no change of term or vote; a pre-candidate has no leader.
+        self.role = Role.PRE_CANDIDATE
+        self.leader_id = None
+        self._votes = {self.id: True}
+
+    def _become_candidate(self) -> None:
+        self.term += 1
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+        self.leader_id = None
+        self._votes = {self.id: True}
+        self._reset_election_timeout()
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self._reset_election_timeout()
+        self.heartbeat_elapsed = 0
+        self.progress = {}
+        for node_id in self.membership.ids:
+            self._add_progress(node_id)
+        # A leader being removed still leads until the removal commits
+        # (§4.2.2) but has no progress of its own, so it never counts itself.
+        own = self.progress.get(self.id)
+        if own is not None:
+            own.maybe_update(self._stable_last_index())
+            own.become_replicate()
+        # §3.6.2 / §6.4: a no-op of the new term lets the leader learn which
+        # entries are committed and commit the previous terms' entries.
+        self._append_as_leader(EntryKind.NOOP, b"")
+
+    def _abandon_leadership(self) -> None:
+        self.progress = {}
+        self.lead_transferee = None
+        self._dropped_reads.extend(request_id for _, request_id, _ in self._pending_reads)
+        self._dropped_reads.extend(self._reads_awaiting_term_commit)
+        self._pending_reads = []
+        self._reads_awaiting_term_commit = []
+        self._broadcast_pending = False
+
+    def _reset_election_timeout(self) -> None:
+        self.election_elapsed = 0
+        self.randomized_election_timeout = self._rng.randint(
+            self.config.election_ticks_min, self.config.election_ticks_max
+        )
+
+    # ------------------------------------------------------------------
+    # Timers
+
+    def _tick_election(self) -> None:
+        self.election_elapsed += 1
+        if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
+            self._campaign(transfer=False)
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.config.election_ticks_min:
+            self.election_elapsed = 0
+            if self.config.check_quorum and not self._quorum_active():
+                # §6.2: a leader cut off from a majority steps down rather
+                # than serve stale reads or hang clients forever.
+                self._become_follower(self.term, None)
+                return
+            for node_id, pr in self.progress.items():
+                pr.recent_active = node_id == self.id
+                if pr.state is ProgressState.SNAPSHOT:
+                    # An InstallSnapshot unanswered for two election
+                    # timeouts was lost: probe, which sends a fresh one.
+                    pr.snapshot_rounds += 1
+                    if pr.snapshot_rounds > 2:
+                        pr.become_probe()
+        if self.lead_transferee is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self.config.transfer_ticks:
+                self.lead_transferee = None  # §3.10: abort, take proposals again
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+            self._maybe_promote_learner()
+
+    def _campaign(self, transfer: bool) -> None:
+        """Start an election: a pre-vote first unless this is a leadership
+        transfer (§3.10 elections skip pre-vote and override leases)."""
+        if self.config.pre_vote and not transfer:
+            self._reset_election_timeout()
+            self._become_pre_candidate()
+        else:
+            self._become_candidate()
+        self._request_votes(transfer)
+
+    def _request_votes(self, transfer: bool) -> None:
+        if self._tally_votes() is not VoteResult.PENDING:
+            return  # a cluster of one decides at once
+        pre_vote = self.role is Role.PRE_CANDIDATE
+        ask_term = self.term + 1 if pre_vote else self.term
+        last_index, last_term = self.log.last_index(), self.log.last_term()
+        for voter in sorted(self.membership.voters):
+            if voter != self.id:
+                self._send(
+                    RequestVote(
+                        ask_term, self.id, voter, last_index, last_term, pre_vote=pre_vote, transfer=transfer
+                    )
+                )
+
+    def _tally_votes(self) -> VoteResult:
+        result = vote_result(self.membership.voters, self._votes)
+        if result is VoteResult.WON:
+            if self.role is Role.PRE_CANDIDATE:
+                self._become_candidate()
+                self._request_votes(transfer=False)
+            else:
+                self._become_leader()
+        elif result is VoteResult.LOST:
+            self._become_follower(self.term, None)
+        return result
+
+    # ------------------------------------------------------------------
+    # Votes
+
+    def _in_leader_lease(self) -> bool:
+        return (
+            self.config.check_quorum
+            and self.leader_id is not None
+            and self.election_elapsed < self.config.election_ticks_min
+        )
+
+    def _handle_request_vote(self, m: RequestVote) -> None:
+        can_vote = (
+            self.vote == m.src
+            or (self.vote is None and self.leader_id is None)
+            or (m.pre_vote and m.term > self.term)
+        )
+        if can_vote and self._log_ok_for_vote(m):
+            if m.pre_vote:
+                self._send(RequestVoteResponse(m.term, self.id, m.src, granted=True, pre_vote=True))
+            else:
+                self.vote = m.src
+                self.election_elapsed = 0
+                self._send(RequestVoteResponse(self.term, self.id, m.src, granted=True))
+        else:
+            self._send(RequestVoteResponse(self.term, self.id, m.src, granted=False, pre_vote=m.pre_vote))
+
+    def _log_ok_for_vote(self, m: RequestVote) -> bool:
+        """§3.6.1: grant only to a candidate whose log is at least as
+        up-to-date as ours (Leader Completeness rests on this)."""
+        return self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+
+    # ------------------------------------------------------------------
+    # Candidate
+
+    def _step_candidate(self, m: Message) -> None:
+        if isinstance(m, _LEADER_MESSAGES):
+            # A leader of our term exists (§3.4): return to follower.
+            self._become_follower(m.term, m.src)
+            self._step_follower(m)
+        elif isinstance(m, RequestVoteResponse):
+            if m.pre_vote != (self.role is Role.PRE_CANDIDATE):
+                return
+            if m.src not in self.membership.voters:
+                return
+            self._votes[m.src] = m.granted
+            self._tally_votes()
+
+    # ------------------------------------------------------------------
+    # Follower
+
+    def _step_follower(self, m: Message) -> None:
+        if isinstance(m, _LEADER_MESSAGES):
+            self.election_elapsed = 0
+            self.leader_id = m.src
+            if isinstance(m, AppendEntries):
+                self._handle_append_entries(m)
+            elif isinstance(m, Heartbeat):
+                self._handle_heartbeat(m)
+            else:
+                self._handle_install_snapshot(m)
+        elif isinstance(m, TimeoutNow) and self.promotable():
+            self._campaign(transfer=True)
+
+    def _handle_append_entries(self, m: AppendEntries) -> None:
+        if m.prev_index < self.log.committed:
+            # Already have everything up to our commit index.
+            self._send(
+                AppendEntriesResponse(self.term, self.id, m.src, success=True, index=self.log.committed)
+            )
+            return
+        result = self.log.maybe_append(m.prev_index, m.prev_term, m.commit, m.entries)
+        if result is None:
+            hint_index = min(m.prev_index, self.log.last_index())
+            hint_index = self.log.find_conflict_by_term(hint_index, m.prev_term)
+            hint_term = self.log.term(hint_index) or 0
+            self._send(
+                AppendEntriesResponse(
+                    self.term,
+                    self.id,
+                    m.src,
+                    success=False,
+                    index=m.prev_index,
+                    hint_index=hint_index,
+                    hint_term=hint_term,
+                )
+            )
+            return
+        last, conflict = result
+        if conflict:
+            self._log_changed(conflict, m.entries)
+        self._send(AppendEntriesResponse(self.term, self.id, m.src, success=True, index=last))
+
+    def _handle_heartbeat(self, m: Heartbeat) -> None:
+        self.log.commit_to(m.commit)
+        self._send(HeartbeatResponse(self.term, self.id, m.src, seq=m.seq))
+
+    def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
+        meta = m.meta
+        if meta.index <= self.log.committed:
+            index = self.log.committed
+        elif self.log.match_term(meta.index, meta.term):
+            # Our log already holds the snapshot's last entry: keep what
+            # follows it (§5.3, InstallSnapshot receiver rule 6).
+            self.log.commit_to(meta.index)
+            index = meta.index
+        else:
+            self.log.restore(Snapshot(meta, m.data))
+            self._config_history = [(meta.index, meta.membership)]
+            index = meta.index
+        self._send(AppendEntriesResponse(self.term, self.id, m.src, success=True, index=index))
+
+    # ------------------------------------------------------------------
+    # Leader
+
+    def _step_leader(self, m: Message) -> None:
+        if isinstance(m, _LEADER_MESSAGES):
+            raise AssertionError(f"two leaders in term {self.term}: {self.id} and {m.src}")
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        if isinstance(m, AppendEntriesResponse):
+            pr.recent_active = True
+            if m.success:
+                self._handle_append_success(m.src, pr, m.index)
+            else:
+                self._handle_append_reject(m.src, pr, m)
+        elif isinstance(m, HeartbeatResponse):
+            pr.recent_active = True
+            pr.probe_sent = False
+            if pr.state is ProgressState.REPLICATE and pr.inflights.full():
+                # A lost AppendEntries would stall the window forever; free
+                # one slot so the follower's reject reveals the gap.
+                pr.inflights.free_first()
+            if m.seq > pr.acked_seq:
+                pr.acked_seq = m.seq
+                self._release_confirmed_reads()
+            if pr.match < self.log.last_index():
+                self._send_append(m.src)
+
+    def _handle_append_success(self, node_id: NodeId, pr: Progress, index: int) -> None:
+        if not pr.maybe_update(index):
+            return
+        if pr.state is ProgressState.PROBE:
+            pr.become_replicate()
+        elif pr.state is ProgressState.SNAPSHOT:
+            if pr.match >= pr.pending_snapshot:
+                pr.become_replicate()
+        else:
+            pr.inflights.free_up_to(index)
+        self._maybe_commit()
+        if self.role is not Role.LEADER:
+            return  # the commit removed this leader (§4.2.2)
+        while self._send_append(node_id, send_if_empty=False):
+            pass
+        if node_id == self.lead_transferee and pr.match == self.log.last_index():
+            self._send(TimeoutNow(self.term, self.id, node_id))
+        if node_id in self.membership.learners:
+            self._maybe_promote_learner()
+
+    def _handle_append_reject(self, node_id: NodeId, pr: Progress, m: AppendEntriesResponse) -> None:
+        hint = m.hint_index
+        if m.hint_term > 0:
+            hint = self.log.find_conflict_by_term(m.hint_index, m.hint_term)
+        if pr.maybe_decrease_to(m.index, hint):
+            if pr.state is ProgressState.REPLICATE:
+                pr.become_probe()
+            self._send_append(node_id)
+
+    def _check_can_propose(self) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if self.lead_transferee is not None:
+            raise ProposalDropped(f"leadership is being transferred to {self.lead_transferee}")
+
+    def _append_as_leader(self, kind: EntryKind, data: bytes) -> int:
+        index = self.log.last_index() + 1
+        entry = Entry(index, self.term, kind, data)
+        self.log.append([entry])
+        self._log_changed(index, (entry,))
+        self._broadcast_pending = True
+        return index
+
+    def _maybe_commit(self) -> bool:
+        match = {node_id: pr.match for node_id, pr in self.progress.items()}
+        index = committed_index(self.membership.voters, match)
+        if index <= self.log.committed:
+            return False
+        if not self._may_commit_by_counting(index):
+            return False
+        first_commit_in_term = not self._committed_in_current_term()
+        self.log.commit_to(index)
+        self._broadcast_pending = True  # followers learn the new commit index
+        if first_commit_in_term:
+            waiting, self._reads_awaiting_term_commit = self._reads_awaiting_term_commit, []
+            for request_id in waiting:
+                self._enqueue_read(request_id)
+        if self.id not in self.membership.voters and self._config_history[-1][0] <= index:
+            # §4.2.2: a leader removed from the configuration steps down
+            # once the removal is committed.
+            self._become_follower(self.term, None)
+            return False
+        self._maybe_promote_learner()
+        return True
+
+    def _may_commit_by_counting(self, index: int) -> bool:
+        """Figure 3.7 (the paper's Figure 8): an entry of an older term is
+        never committed by counting replicas, only indirectly, by committing
+        an entry of the current term after it."""
+        return self.log.term(index) == self.term
+
+    def _committed_in_current_term(self) -> bool:
+        return self.log.term(self.log.committed) == self.term
+
+    def _maybe_promote_learner(self) -> None:
+        """Promote one caught-up learner (§4.2.1): it holds everything
+        committed, so counting it in quorums cannot stall commitment."""
+        if self.role is not Role.LEADER or self.lead_transferee is not None:
+            return
+        if not self._committed_in_current_term():
+            return
+        if self._config_history[-1][0] > self.log.committed:
+            return
+        for learner in sorted(self.membership.learners):
+            pr = self.progress.get(learner)
+            if pr is not None and pr.match >= self.log.committed and pr.recent_active:
+                self.change_membership(PromoteLearner(learner))
+                return
+
+    def _quorum_active(self) -> bool:
+        active = [node_id for node_id, pr in self.progress.items() if pr.recent_active or node_id == self.id]
+        return has_quorum(self.membership.voters, active)
+
+    def _add_progress(self, node_id: NodeId) -> None:
+        pr = Progress(self.log.last_index() + 1, self.config.max_inflight)
+        pr.recent_active = True  # give new followers one check-quorum round
+        self.progress[node_id] = pr
+
+    def _peers(self) -> list[NodeId]:
+        return sorted(node_id for node_id in self.progress if node_id != self.id)
+
+    def _broadcast_append(self, send_if_empty: bool) -> None:
+        for node_id in self._peers():
+            self._send_append(node_id, send_if_empty)
+
+    def _broadcast_heartbeat(self) -> None:
+        self._heartbeat_seq += 1
+        for node_id in self._peers():
+            pr = self.progress[node_id]
+            commit = min(pr.match, self.log.committed)
+            self._send(Heartbeat(self.term, self.id, node_id, commit=commit, seq=self._heartbeat_seq))
+
+    def _send_append(self, node_id: NodeId, send_if_empty: bool = True) -> bool:
+        """Send ``node_id`` the entries it needs next, or a snapshot if they
+        are compacted away. False if nothing was sent."""
+        pr = self.progress[node_id]
+        if pr.paused():
+            return False
+        prev_index = pr.next - 1
+        prev_term = self.log.term(prev_index)
+        try:
+            if prev_term is None:
+                raise CompactedError(prev_index)
+            entries = self.log.entries(
+                pr.next,
+                pr.next + self.config.max_append_entries,
+                self.config.max_append_bytes,
+            )
+        except CompactedError:
+            return self._send_snapshot(node_id, pr)
+        if not entries and not send_if_empty:
+            return False
+        self._send(
+            AppendEntries(
+                self.term, self.id, node_id, prev_index, prev_term, tuple(entries), self.log.committed
+            )
+        )
+        if entries:
+            pr.sent_entries(entries[-1].index)
+        elif pr.state is ProgressState.PROBE:
+            pr.probe_sent = True
+        return True
+
+    def _send_snapshot(self, node_id: NodeId, pr: Progress) -> bool:
+        if not pr.recent_active:
+            return False
+        snapshot = self.log.storage.snapshot()
+        self._send(InstallSnapshot(self.term, self.id, node_id, snapshot.meta, snapshot.data))
+        pr.become_snapshot(snapshot.meta.index)
+        return True
+
+    # ------------------------------------------------------------------
+    # Read index (§6.4)
+
+    def _enqueue_read(self, request_id: int) -> None:
+        if self.membership.voters == {self.id}:
+            self._read_states.append(ReadState(request_id, self.log.committed))
+            return
+        round_in_flight = bool(self._pending_reads)
+        self._pending_reads.append((self._heartbeat_seq + 1, request_id, self.log.committed))
+        if not round_in_flight:
+            # Start a round now; reads arriving while it is in flight wait
+            # for the next one, so one round confirms a whole batch.
+            self._broadcast_heartbeat()
+
+    def _release_confirmed_reads(self) -> None:
+        if not self._pending_reads:
+            return
+        acked = {node_id: pr.acked_seq for node_id, pr in self.progress.items()}
+        acked[self.id] = self._heartbeat_seq
+        confirmed = committed_index(self.membership.voters, acked)
+        released = 0
+        for seq, request_id, index in self._pending_reads:
+            if seq > confirmed:
+                break
+            self._read_states.append(ReadState(request_id, index))
+            released += 1
+        del self._pending_reads[:released]
+        if released and self._pending_reads and self._pending_reads[0][0] > self._heartbeat_seq:
+            self._broadcast_heartbeat()
+
+    # ------------------------------------------------------------------
+    # Log bookkeeping
+
+    def _log_changed(self, first_index: int, entries: tuple[Entry, ...]) -> None:
+        """Entries from ``first_index`` on were (re)written: drop truncated
+        configurations and adopt appended ones (§4.1)."""
+        while len(self._config_history) > 1 and self._config_history[-1][0] >= first_index:
+            self._config_history.pop()
+        for entry in entries:
+            if entry.index >= first_index and entry.kind is EntryKind.CONFIG:
+                self._config_history.append((entry.index, Membership.decode(entry.data)))
+                if self.role is Role.LEADER:
+                    self._sync_progress()
+
+    def _sync_progress(self) -> None:
+        ids = self.membership.ids
+        for node_id in ids:
+            if node_id not in self.progress:
+                self._add_progress(node_id)
+        for node_id in list(self.progress):
+            if node_id not in ids and node_id != self.id:
+                del self.progress[node_id]
+
+    def _prune_config_history(self) -> None:
+        keep_from = 0
+        for position, (index, _) in enumerate(self._config_history):
+            if index <= self.log.applied:
+                keep_from = position
+        if keep_from:
+            del self._config_history[:keep_from]
+
+    def _stable_last_index(self) -> int:
+        if self.log.unstable_snapshot is not None:
+            return 0
+        if self.log.unstable_entries:
+            return self.log.unstable_offset - 1
+        return self.log.last_index()
+
+    def _send(self, message: Message) -> None:
+        self._messages.append(message)
