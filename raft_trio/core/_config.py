@@ -37,6 +37,11 @@ class RaftConfig:
     #: At most this many AppendEntries in flight to one follower
     #: (pipelining, §10.2.2); bounds the memory a slow follower can cost.
     max_inflight: int = 64
+    #: A leader refuses proposals (ProposalDropped) while this many of its
+    #: entries are uncommitted: backpressure, so that a leader that cannot
+    #: reach a quorum does not grow its log without bound (etcd's
+    #: MaxUncommittedEntriesSize, counted in entries).
+    max_uncommitted_entries: int = 10_000
     #: A leadership transfer not done within this many ticks is abandoned
     #: and the leader takes proposals again (§3.10).
     transfer_timeout_ticks: int | None = None
@@ -51,6 +56,8 @@ class RaftConfig:
             raise ValueError("election_ticks_max must be >= election_ticks_min")
         if self.max_inflight < 1:
             raise ValueError("max_inflight must be at least 1")
+        if self.max_uncommitted_entries < 1:
+            raise ValueError("max_uncommitted_entries must be at least 1")
         if self.max_append_bytes < 1 or self.max_append_entries < 1:
             raise ValueError("append limits must be positive")
 

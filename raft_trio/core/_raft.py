@@ -156,6 +156,8 @@ class RaftCore:
         """Append a command; returns its log index. The command is committed
         once an entry of this term at that index is applied."""
         self._check_can_propose()
+        if self.log.last_index() - self.log.committed >= self.config.max_uncommitted_entries:
+            raise ProposalDropped("too many uncommitted entries; the cluster is not keeping up")
         return self._append_as_leader(EntryKind.NORMAL, data)
 
     def change_membership(self, change: ConfChange) -> int:

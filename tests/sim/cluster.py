@@ -1,0 +1,512 @@
+"""A whole cluster of sans-IO cores, stepped from a plain seeded loop.
+
+Nothing here uses Trio: Trio's scheduler is randomized on purpose, so a
+reproducible simulation drives the cores itself. One ``random.Random`` seeded
+from the run's seed decides everything (timeouts, message fates, faults,
+client actions); the same seed replays the same run exactly.
+
+The network delays, drops, duplicates and reorders messages, and can
+partition nodes (both ways or one way). Nodes can crash (losing everything
+not persisted, and sometimes the messages of a Ready they persisted but did
+not send), restart, and pause (a paused node neither ticks nor receives;
+what is sent to it waits, as in a TCP buffer, and arrives late).
+
+Checks run as the simulation goes (:class:`SafetyViolation` on the first
+failure): election safety, leader completeness, state machine safety,
+linearizable reads, and log matching over every pair of nodes at the end.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import hashlib
+import heapq
+import random
+from collections.abc import Callable
+
+from raft_trio.core import (
+    AddLearner,
+    ConfigChangeRejected,
+    Entry,
+    EntryKind,
+    MemoryStorage,
+    Membership,
+    Message,
+    NotLeader,
+    ProposalDropped,
+    RaftConfig,
+    RaftCore,
+    RaftError,
+    RemoveMember,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+
+CoreFactory = Callable[[str, MemoryStorage, RaftConfig, random.Random], RaftCore]
+
+
+class SafetyViolation(AssertionError):
+    """A Raft safety property failed."""
+
+
+@dataclasses.dataclass
+class FaultProfile:
+    drop_rate: float = 0.02
+    duplicate_rate: float = 0.02
+    max_delay: int = 3
+    #: Per tick, the chance that the fault scheduler changes something.
+    fault_rate: float = 0.01
+    crash: bool = True
+    pause: bool = True
+    partition: bool = True
+    membership: bool = True
+    transfer: bool = True
+    compaction: bool = True
+
+
+def _digest(previous: bytes, entry: Entry) -> bytes:
+    return hashlib.blake2b(previous + entry.data, digest_size=8).digest()
+
+
+class SimNode:
+    """One server: its core, its 'disk' (MemoryStorage) and its state
+    machine, a hash chain over the commands it applied."""
+
+    def __init__(self, node_id: str, storage: MemoryStorage, cluster: Cluster) -> None:
+        self.id = node_id
+        self.storage = storage
+        self.cluster = cluster
+        self.alive = True
+        self.paused = False
+        self.core = cluster.make_core(node_id, storage)
+        self._restore_state_machine()
+
+    def _restore_state_machine(self) -> None:
+        snap = self.storage.snapshot()
+        self.applied_index = snap.meta.index
+        self.state = snap.data or b""
+
+    def restart(self) -> None:
+        self.alive = True
+        self.paused = False
+        self.core = self.cluster.make_core(self.id, self.storage)
+        self._restore_state_machine()
+
+    def snapshot_data(self) -> bytes:
+        return self.state
+
+
+@dataclasses.dataclass
+class Proposal:
+    node: str
+    index: int
+    term: int
+    data: bytes
+    invoked_at: int
+    acked_at: int | None = None
+
+
+@dataclasses.dataclass
+class PendingRead:
+    node: str
+    term: int
+    invoked_at: int
+    index: int | None = None
+
+
+class Cluster:
+    def __init__(
+        self,
+        seed: int,
+        size: int = 3,
+        config: RaftConfig | None = None,
+        faults: FaultProfile | None = None,
+        core_factory: CoreFactory = RaftCore,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.config = config or RaftConfig(
+            election_ticks_min=10,
+            election_ticks_max=20,
+            heartbeat_ticks=2,
+            max_inflight=self.rng.choice([1, 4, 64]),
+            max_append_entries=self.rng.choice([1, 3, 100]),
+            max_uncommitted_entries=100,
+        )
+        self.faults = faults or FaultProfile()
+        self.core_factory = core_factory
+        self.now = 0
+        self._sequence = 0
+        self._next_id = size
+        self._in_flight: list[tuple[int, int, Message]] = []
+        #: Directed links that drop everything: (src, dst).
+        self.blocked: set[tuple[str, str]] = set()
+
+        ids = [f"n{i}" for i in range(size)]
+        membership = Membership.of({i: f"sim://{i}" for i in ids})
+        self.nodes: dict[str, SimNode] = {}
+        for node_id in ids:
+            storage = MemoryStorage(Snapshot(SnapshotMeta(0, 0, membership)))
+            self.nodes[node_id] = SimNode(node_id, storage, self)
+
+        # What the checks remember.
+        self.leaders_by_term: dict[int, str] = {}
+        self.applied_entries: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
+        self.state_at: dict[int, bytes] = {0: b""}  # applied index -> state digest
+        self.proposals: dict[tuple[str, int, int], Proposal] = {}
+        self.acked: list[Proposal] = []
+        self._ack_times: list[int] = []  # when each acked write was acked, in order
+        self._ack_max_index: list[int] = []  # highest acked index up to then
+        self.reads: dict[int, PendingRead] = {}
+        self.reads_served = 0
+        self._next_read = 0
+        self.events: list[str] = []
+
+    # ------------------------------------------------------------------
+    # Plumbing
+
+    def make_core(self, node_id: str, storage: MemoryStorage) -> RaftCore:
+        rng = random.Random(self.rng.getrandbits(64))
+        return self.core_factory(node_id, storage, self.config, rng)
+
+    def fail(self, what: str) -> SafetyViolation:
+        tail = "\n".join(self.events[-30:])
+        return SafetyViolation(f"seed {self.seed}, tick {self.now}: {what}\nlast events:\n{tail}")
+
+    def log_event(self, text: str) -> None:
+        self.events.append(f"[{self.now}] {text}")
+
+    def live_nodes(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.alive]
+
+    def leaders(self) -> list[SimNode]:
+        return [n for n in self.live_nodes() if n.core.role is Role.LEADER]
+
+    def send(self, message: Message) -> None:
+        if (message.src, message.dst) in self.blocked or message.dst not in self.nodes:
+            return
+        if self.rng.random() < self.faults.drop_rate:
+            return
+        copies = 2 if self.rng.random() < self.faults.duplicate_rate else 1
+        for _ in range(copies):
+            delay = self.rng.randint(0, self.faults.max_delay)
+            self._sequence += 1
+            heapq.heappush(self._in_flight, (self.now + delay, self._sequence, message))
+
+    def deliver_due(self) -> None:
+        held: list[tuple[int, int, Message]] = []
+        while self._in_flight and self._in_flight[0][0] <= self.now:
+            entry = heapq.heappop(self._in_flight)
+            message = entry[2]
+            node = self.nodes.get(message.dst)
+            if node is None or not node.alive:
+                continue
+            if node.paused:
+                held.append(entry)  # waits in the socket buffer
+                continue
+            node.core.step(message)
+            self.handle_ready(node)
+        for at, sequence, message in held:
+            heapq.heappush(self._in_flight, (max(at, self.now + 1), sequence, message))
+
+    def handle_ready(self, node: SimNode) -> None:
+        core = node.core
+        while node.alive and core.has_ready():
+            ready = core.ready()
+            # 1. persist
+            if ready.snapshot is not None:
+                node.storage.apply_snapshot(ready.snapshot)
+            if ready.hard_state is not None:
+                node.storage.set_hard_state(ready.hard_state)
+            if ready.entries:
+                node.storage.append(ready.entries)
+            if self.faults.crash and self.rng.random() < 0.0005:
+                # Crash after the fsync, before anything was sent.
+                self.crash(node)
+                return
+            # 2. send
+            for message in ready.messages:
+                self.send(message)
+            # 3. apply
+            if ready.snapshot is not None:
+                self._install_snapshot(node, ready.snapshot)
+            for entry in ready.committed_entries:
+                self._apply(node, entry)
+            for read in ready.read_states:
+                pending = self.reads.get(read.request_id)
+                if pending is not None:
+                    pending.index = read.index
+            for request_id in ready.dropped_reads:
+                self.reads.pop(request_id, None)
+            if ready.soft_state is not None:
+                self._on_soft_state(node)
+            core.advance(ready)
+            self._serve_reads(node)
+            self._maybe_compact(node)
+
+    # ------------------------------------------------------------------
+    # The state machine and the checks
+
+    def _on_soft_state(self, node: SimNode) -> None:
+        core = node.core
+        if core.role is not Role.LEADER:
+            return
+        previous = self.leaders_by_term.setdefault(core.term, node.id)
+        if previous != node.id:
+            raise self.fail(f"election safety: {previous} and {node.id} both lead term {core.term}")
+        self.log_event(f"{node.id} leads term {core.term}")
+        # Leader completeness (§3.6): every applied (committed) entry is in
+        # the new leader's log.
+        first = core.log.first_index()
+        for index, (term, _) in self.applied_entries.items():
+            if index >= first and core.log.term(index) != term:
+                raise self.fail(
+                    f"leader completeness: {node.id} leads term {core.term} without "
+                    f"committed entry {index} of term {term}"
+                )
+        highest = max(self.state_at)
+        if core.log.last_index() < highest:
+            raise self.fail(f"leader completeness: {node.id}'s log ends before committed {highest}")
+
+    def _apply(self, node: SimNode, entry: Entry) -> None:
+        if entry.index != node.applied_index + 1:
+            raise self.fail(f"{node.id} applies {entry.index} after {node.applied_index}")
+        known = self.applied_entries.setdefault(entry.index, (entry.term, entry.data))
+        if known != (entry.term, entry.data):
+            raise self.fail(
+                f"state machine safety: {node.id} applies {entry.index} as term {entry.term}, "
+                f"another node applied term {known[0]}"
+            )
+        if entry.kind is EntryKind.NORMAL:
+            node.state = _digest(node.state, entry)
+        node.applied_index = entry.index
+        expected = self.state_at.setdefault(entry.index, node.state)
+        if expected != node.state:
+            raise self.fail(f"state machine safety: {node.id}'s state differs at {entry.index}")
+        proposal = self.proposals.pop((node.id, entry.index, entry.term), None)
+        if proposal is not None:
+            # The proposer applied its own entry at the index and term it
+            # was given: the client gets its success answer now.
+            proposal.acked_at = self.now
+            self.acked.append(proposal)
+            self._ack_times.append(self.now)
+            self._ack_max_index.append(max(entry.index, self._ack_max_index[-1] if self._ack_max_index else 0))
+
+    def _install_snapshot(self, node: SimNode, snapshot: Snapshot) -> None:
+        index = snapshot.meta.index
+        expected = self.state_at.get(index)
+        if expected is not None and expected != snapshot.data:
+            raise self.fail(f"{node.id} installs a snapshot at {index} that differs from the applied state")
+        self.state_at.setdefault(index, snapshot.data)
+        node.state = snapshot.data
+        node.applied_index = index
+
+    def _serve_reads(self, node: SimNode) -> None:
+        for request_id, read in list(self.reads.items()):
+            if read.node != node.id or read.index is None or node.applied_index < read.index:
+                continue
+            del self.reads[request_id]
+            # Linearizability: every write acknowledged before the read was
+            # invoked must be visible in the state the read returns.
+            before = bisect.bisect_left(self._ack_times, read.invoked_at)
+            if before and self._ack_max_index[before - 1] > node.applied_index:
+                raise self.fail(
+                    f"stale read on {node.id}: write {self._ack_max_index[before - 1]} was acked "
+                    f"before the read was invoked at {read.invoked_at}, state is at {node.applied_index}"
+                )
+            self.reads_served += 1
+
+    def _maybe_compact(self, node: SimNode) -> None:
+        if not self.faults.compaction:
+            return
+        applied = node.applied_index
+        if applied - node.storage.first_index() < 20 or self.rng.random() < 0.5:
+            return
+        if node.core.log.applied != applied:
+            return
+        meta = node.core.snapshot_meta(applied)
+        node.storage.compact(Snapshot(meta, node.snapshot_data()))
+
+    def check_log_matching(self) -> None:
+        """§3.5 Log Matching: two logs holding an entry with the same index
+        and term are identical up to it."""
+        nodes = self.live_nodes()
+        for a_pos, a in enumerate(nodes):
+            for b in nodes[a_pos + 1 :]:
+                lo = max(a.core.log.first_index(), b.core.log.first_index())
+                hi = min(a.core.log.last_index(), b.core.log.last_index())
+                agreed = 0
+                for index in range(hi, lo - 1, -1):
+                    if a.core.log.term(index) == b.core.log.term(index):
+                        agreed = index
+                        break
+                if agreed >= lo:
+                    left = a.core.log.entries(lo, agreed + 1)
+                    right = b.core.log.entries(lo, agreed + 1)
+                    if left != right:
+                        raise self.fail(f"log matching: {a.id} and {b.id} differ before {agreed}")
+
+    # ------------------------------------------------------------------
+    # Faults and clients
+
+    def crash(self, node: SimNode) -> None:
+        self.log_event(f"crash {node.id}")
+        node.alive = False
+        for request_id in [r for r, read in self.reads.items() if read.node == node.id]:
+            del self.reads[request_id]
+        for key in [k for k in self.proposals if k[0] == node.id]:
+            del self.proposals[key]
+
+    def restart(self, node: SimNode) -> None:
+        self.log_event(f"restart {node.id}")
+        node.restart()
+
+    def partition(self, group: set[str], one_way: bool = False) -> None:
+        others = set(self.nodes) - group
+        for a in group:
+            for b in others:
+                self.blocked.add((a, b))
+                if not one_way:
+                    self.blocked.add((b, a))
+        self.log_event(f"partition {sorted(group)} {'one-way' if one_way else ''}")
+
+    def heal(self) -> None:
+        self.blocked.clear()
+        for node in self.nodes.values():
+            if not node.alive:
+                self.restart(node)
+            node.paused = False
+        self.log_event("heal")
+
+    def propose(self, node: SimNode) -> None:
+        data = self.rng.randbytes(8)
+        try:
+            index = node.core.propose(data)
+        except (NotLeader, ProposalDropped):
+            return
+        key = (node.id, index, node.core.term)
+        self.proposals[key] = Proposal(node.id, index, node.core.term, data, self.now)
+
+    def read(self, node: SimNode) -> None:
+        self._next_read += 1
+        try:
+            node.core.read_index(self._next_read)
+        except NotLeader:
+            return
+        self.reads[self._next_read] = PendingRead(node.id, node.core.term, self.now)
+
+    def add_node(self, leader: SimNode) -> None:
+        node_id = f"n{self._next_id}"
+        try:
+            leader.core.change_membership(AddLearner(node_id, f"sim://{node_id}"))
+        except (ConfigChangeRejected, ProposalDropped):
+            return
+        self._next_id += 1
+        self.nodes[node_id] = SimNode(node_id, MemoryStorage(), self)
+        self.log_event(f"add learner {node_id}")
+
+    def remove_node(self, leader: SimNode) -> None:
+        voters = sorted(leader.core.membership.voters)
+        if len(voters) <= 3:
+            return
+        victim = self.rng.choice(voters)
+        try:
+            leader.core.change_membership(RemoveMember(victim))
+        except (ConfigChangeRejected, ProposalDropped):
+            return
+        self.log_event(f"remove {victim}")
+
+    def _random_fault(self) -> None:
+        f = self.faults
+        nodes = sorted(self.nodes)
+        choice = self.rng.random()
+        node = self.nodes[self.rng.choice(nodes)]
+        leaders = self.leaders()
+        if choice < 0.2 and f.crash:
+            if node.alive and sum(n.alive for n in self.nodes.values()) > 1:
+                self.crash(node)
+            elif not node.alive:
+                self.restart(node)
+        elif choice < 0.35 and f.pause:
+            node.paused = not node.paused
+            self.log_event(f"{'pause' if node.paused else 'resume'} {node.id}")
+        elif choice < 0.55 and f.partition:
+            if self.blocked:
+                self.blocked.clear()
+                self.log_event("partition healed")
+            else:
+                group = set(self.rng.sample(nodes, self.rng.randint(1, len(nodes) // 2)))
+                self.partition(group, one_way=self.rng.random() < 0.3)
+        elif choice < 0.7 and f.membership and leaders:
+            if self.rng.random() < 0.5 and len(self.nodes) < 7:
+                self.add_node(leaders[0])
+            else:
+                self.remove_node(leaders[0])
+        elif choice < 0.85 and f.transfer and leaders:
+            try:
+                leaders[0].core.transfer_leadership(None)
+                self.log_event(f"transfer from {leaders[0].id}")
+            except RaftError:
+                pass
+        else:
+            self.heal()
+
+    # ------------------------------------------------------------------
+    # Running
+
+    def tick(self, faults: bool = True, clients: bool = True) -> None:
+        self.now += 1
+        for node in self.nodes.values():
+            if node.alive and not node.paused:
+                node.core.tick()
+                self.handle_ready(node)
+        self.deliver_due()
+        if clients:
+            for leader in self.leaders():
+                if leader.paused:
+                    continue
+                if self.rng.random() < 0.5:
+                    for _ in range(self.rng.randint(1, 3)):
+                        self.propose(leader)
+                if self.rng.random() < 0.2:
+                    self.read(leader)
+                self.handle_ready(leader)
+        if faults and self.rng.random() < self.faults.fault_rate:
+            self._random_fault()
+
+    def run(self, ticks: int, faults: bool = True) -> None:
+        for _ in range(ticks):
+            self.tick(faults=faults)
+
+    def stabilize(self, max_ticks: int = 1000) -> int:
+        """Heal everything, then run until one leader commits a fresh entry
+        that every member of its configuration has applied. Returns the
+        ticks it took; raises if it does not happen within ``max_ticks``
+        (liveness)."""
+        self.faults.crash = False
+        self.heal()
+        self.faults.drop_rate = 0.0
+        self.faults.duplicate_rate = 0.0
+        start = self.now
+        marker: tuple[str, int] | None = None
+        while self.now - start < max_ticks:
+            self.tick(faults=False, clients=False)
+            leaders = self.leaders()
+            if len(leaders) != 1:
+                marker = None
+                continue
+            leader = leaders[0]
+            if marker is None or marker[0] != leader.id:
+                try:
+                    marker = (leader.id, leader.core.propose(b"marker"))
+                except (NotLeader, ProposalDropped):
+                    continue
+            members = leader.core.membership.ids
+            if all(
+                self.nodes[m].applied_index >= marker[1] for m in members if m in self.nodes
+            ) and all(m in self.nodes for m in members):
+                self.check_log_matching()
+                return self.now - start
+        raise self.fail(f"no progress within {max_ticks} ticks after healing")
