@@ -1,7 +1,8 @@
 """The simulator's checks can fail: plant a known bug in the core and show
 that the simulator finds it within its seed budget.
 
-Each buggy core is the real core with one safety rule removed.
+Each buggy core is the real core with one safety rule removed; the same
+seeds pass with the real core (``test_simulation.py`` runs them).
 """
 
 from __future__ import annotations
@@ -32,13 +33,33 @@ class ReadsWithoutQuorum(RaftCore):
         self._read_states.append(ReadState(request_id, self.log.committed))
 
 
-def first_failing_seed(core_factory: type[RaftCore], seeds: range, **faults: object) -> int | None:
+def first_violation(core_factory: type[RaftCore], seeds: range, faults: FaultProfile) -> str | None:
+    """The first violation the simulator reports over ``seeds``, or None."""
     for seed in seeds:
-        cluster = Cluster(seed, size=3 + 2 * (seed % 2), core_factory=core_factory,
-                          faults=FaultProfile(**faults))  # type: ignore[arg-type]
+        cluster = Cluster(seed, size=3 + 2 * (seed % 2), core_factory=core_factory, faults=faults)
         try:
             cluster.run(1200)
             cluster.stabilize()
-        except (SafetyViolation, AssertionError):
-            return seed
+        except SafetyViolation as violation:
+            return str(violation)
+        except AssertionError as error:  # the core's own invariants tripped
+            return f"seed {seed}: core assertion: {error}"
     return None
+
+
+def test_votes_without_log_check_are_caught() -> None:
+    found = first_violation(VotesWithoutLogCheck, range(50), FaultProfile(fault_rate=0.02))
+    assert found is not None, "granting votes to stale logs went unnoticed"
+
+
+def test_commit_of_older_term_entries_is_caught() -> None:
+    found = first_violation(CommitsOlderTerms, range(60), FaultProfile(fault_rate=0.02))
+    assert found is not None, "committing older-term entries by counting went unnoticed"
+
+
+def test_reads_without_quorum_are_caught_as_stale_reads() -> None:
+    partitions_and_pauses = FaultProfile(
+        fault_rate=0.05, crash=False, membership=False, transfer=False, compaction=False
+    )
+    found = first_violation(ReadsWithoutQuorum, range(50), partitions_and_pauses)
+    assert found is not None and "stale read" in found, found
