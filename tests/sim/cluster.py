@@ -155,6 +155,7 @@ class Cluster:
         self.leaders_by_term: dict[int, str] = {}
         self.applied_entries: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
         self.state_at: dict[int, bytes] = {0: b""}  # applied index -> state digest
+        self.commit_term: dict[int, int] = {}  # applied index -> term it was committed in (at most)
         self.proposals: dict[tuple[str, int, int], Proposal] = {}
         self.acked: list[Proposal] = []
         self._ack_times: list[int] = []  # when each acked write was acked, in order
@@ -257,23 +258,30 @@ class Cluster:
         if previous != node.id:
             raise self.fail(f"election safety: {previous} and {node.id} both lead term {core.term}")
         self.log_event(f"{node.id} leads term {core.term}")
-        # Leader completeness (§3.6): every applied (committed) entry is in
-        # the new leader's log.
+        # Leader completeness (§3.6): an entry committed in term C is in the
+        # log of every leader of a term after C. (A leader of an older term
+        # can still appear, from votes that waited in a paused node's
+        # buffer; it need not hold what later terms committed.)
         first = core.log.first_index()
         for index, (term, _) in self.applied_entries.items():
+            if self.commit_term[index] >= core.term:
+                continue
             if index >= first and core.log.term(index) != term:
                 raise self.fail(
-                    f"leader completeness: {node.id} leads term {core.term} without "
-                    f"committed entry {index} of term {term}"
+                    f"leader completeness: {node.id} leads term {core.term} without entry "
+                    f"{index} of term {term}, committed in term {self.commit_term[index]}"
                 )
-        highest = max(self.state_at)
-        if core.log.last_index() < highest:
-            raise self.fail(f"leader completeness: {node.id}'s log ends before committed {highest}")
+            if index > core.log.last_index():
+                raise self.fail(f"leader completeness: {node.id}'s log ends before committed {index}")
 
     def _apply(self, node: SimNode, entry: Entry) -> None:
         if entry.index != node.applied_index + 1:
             raise self.fail(f"{node.id} applies {entry.index} after {node.applied_index}")
         known = self.applied_entries.setdefault(entry.index, (entry.term, entry.data))
+        # The applier's term bounds the term the entry was committed in
+        # from above (the committing leader applies it first, in its term).
+        committed_in = self.commit_term.get(entry.index, node.core.term)
+        self.commit_term[entry.index] = min(committed_in, node.core.term)
         if known != (entry.term, entry.data):
             raise self.fail(
                 f"state machine safety: {node.id} applies {entry.index} as term {entry.term}, "
@@ -330,6 +338,14 @@ class Cluster:
             return
         meta = node.core.snapshot_meta(applied)
         node.storage.compact(Snapshot(meta, node.snapshot_data()))
+
+    def check_acknowledged_writes(self) -> None:
+        """Every acknowledged write is the entry applied at its index (and
+        so, by the apply-time checks, on every node that applied that far)."""
+        for proposal in self.acked:
+            applied = self.applied_entries.get(proposal.index)
+            if applied != (proposal.term, proposal.data):
+                raise self.fail(f"acknowledged write at {proposal.index} was lost")
 
     def check_log_matching(self) -> None:
         """§3.5 Log Matching: two logs holding an entry with the same index
@@ -512,5 +528,6 @@ class Cluster:
                 m in self.nodes for m in members
             ):
                 self.check_log_matching()
+                self.check_acknowledged_writes()
                 return self.now - start
         raise self.fail(f"no progress within {max_ticks} ticks after healing")
