@@ -1,0 +1,441 @@
+"""The HTTP face of a node: the client API of the contract, the peer
+endpoint, server-sent events, metrics and the OpenAPI docs, as one
+Quart-Trio app.
+
+The request and response models below are what the handlers use and what
+``/openapi.json`` documents (quart-schema generates it from them), so the
+docs cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+import prometheus_client
+import trio
+from quart import Response, request, send_from_directory
+from quart_schema import (
+    Info,
+    QuartSchema,
+    RequestSchemaValidationError,
+    document_querystring,
+    hide,
+    validate_request,
+    validate_response,
+)
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from ..core import AddLearner, ConfigChangeRejected, RaftError, RemoveMember
+from ..kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, CasFailed, Delete, Deleted, Put, Written
+from ..node import (
+    NotLeaderError,
+    RaftNode,
+    ReadAborted,
+    Unavailable,
+    WriteFailed,
+    WriteIndeterminate,
+)
+from ..transport import FROM_HEADER, MESSAGES_PATH, decode_batch
+
+log = logging.getLogger(__name__)
+
+#: A body may hold a 1 MiB value JSON-escaped (up to 6 bytes a character).
+MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
+MAX_TOKEN_LENGTH = 256
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpSettings:
+    """What the contract lets users configure about the HTTP surface."""
+
+    api_prefix: str = "/api"
+    title: str = "raft-trio"
+    description: str = "A Raft consensus service written for Trio: a replicated, durable key-value store."
+    maintainer: str | None = None
+    email: str | None = None
+    openapi_path: str = "/openapi.json"
+    docs_path: str = "/docs"
+
+
+# -- models -------------------------------------------------------------------
+
+
+class PutBody(msgspec.Struct):
+    """``value`` to write; with ``expect`` present, a compare-and-set:
+    the key must hold ``expect`` (``null``: must be absent)."""
+
+    value: str
+    expect: str | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class KeyValue(msgspec.Struct):
+    key: str
+    value: str
+    index: int
+
+
+class DeleteAnswer(msgspec.Struct):
+    key: str
+    deleted: bool
+    index: int
+
+
+class ErrorAnswer(msgspec.Struct):
+    error: str
+
+
+class CasConflict(msgspec.Struct):
+    error: str
+    current: str | None
+    index: int
+
+
+class Indeterminate(msgspec.Struct):
+    error: str
+    indeterminate: bool
+
+
+class ReadQuery(msgspec.Struct):
+    consistency: str = "linearizable"
+
+
+class MemberModel(msgspec.Struct):
+    id: str
+    url: str
+    voter: bool
+
+
+class MembersAnswer(msgspec.Struct):
+    members: list[MemberModel]
+
+
+class AddMemberBody(msgspec.Struct):
+    id: str
+    url: str
+
+
+class MemberChangeAnswer(msgspec.Struct):
+    members: list[MemberModel]
+    index: int
+
+
+class TransferBody(msgspec.Struct):
+    to: str | None = None
+
+
+class TransferAnswer(msgspec.Struct):
+    leader_id: str
+
+
+class StatusAnswer(msgspec.Struct):
+    id: str
+    role: str
+    term: int
+    leader_id: str | None
+    leader_url: str | None
+    commit_index: int
+    applied_index: int
+    last_log_index: int
+    members: list[MemberModel]
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def error(status: int, message: str, **extra: Any) -> tuple[dict[str, Any], int]:
+    return {"error": message, **extra}, status
+
+
+def not_leader(node: RaftNode, exc: NotLeaderError | None = None) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
+    """307 to the same request on the leader, or 503 when none is known."""
+    leader_url = exc.leader_url if exc is not None else node.leader_url()
+    leader_id = exc.leader_id if exc is not None else node.core.leader_id
+    if leader_url is None or leader_id is None or leader_id == node.id:
+        return {"error": "no leader is known right now; retry shortly"}, 503, {"Retry-After": "1"}
+    target = leader_url.rstrip("/") + request.root_path + quote(request.path)
+    if request.query_string:
+        target += "?" + request.query_string.decode("latin-1")
+    response = Response(
+        json.dumps({"error": f"not the leader; the leader is {leader_id}", "leader_id": leader_id}),
+        status=307,
+        content_type="application/json",
+    )
+    response.headers["Location"] = target
+    response.headers["X-Raft-Leader"] = leader_id
+    return response
+
+
+def check_key(key: str) -> tuple[dict[str, Any], int] | None:
+    size = len(key.encode("utf-8"))
+    if size == 0:
+        return error(400, "the key is empty")
+    if size > MAX_KEY_BYTES:
+        return error(400, f"the key is {size} bytes; at most {MAX_KEY_BYTES} are allowed")
+    return None
+
+
+def idempotency_token() -> str | None | tuple[dict[str, Any], int]:
+    token = request.headers.get(IDEMPOTENCY_HEADER)
+    if token is None:
+        return None
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return error(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_TOKEN_LENGTH} characters")
+    return token
+
+
+def sse(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+# -- the app ------------------------------------------------------------------
+
+
+def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTrio:
+    settings = settings or HttpSettings()
+    prefix = settings.api_prefix.rstrip("/")
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["QUART_SCHEMA_SWAGGER_JS_URL"] = "/_docs/swagger-ui-bundle.js"
+    app.config["QUART_SCHEMA_SWAGGER_CSS_URL"] = "/_docs/swagger-ui.css"
+    info: dict[str, Any] = {"title": settings.title, "version": "1", "description": settings.description}
+    if settings.maintainer or settings.email:
+        info["contact"] = {"name": settings.maintainer, "email": settings.email}
+    QuartSchema(
+        app,
+        openapi_path=settings.openapi_path,
+        swagger_ui_path=settings.docs_path,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info=Info(**info),
+        conversion_preference="msgspec",
+    )
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def invalid_request(exc: RequestSchemaValidationError) -> tuple[dict[str, Any], int]:
+        return error(400, f"invalid request: {exc.validation_error}")
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
+        status = exc.code or 500
+        if status == 413:
+            return error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        return error(status, exc.description or exc.name)
+
+    # -- key-value --------------------------------------------------------
+
+    @app.put(f"{prefix}/kv/")
+    @app.get(f"{prefix}/kv/")
+    @app.delete(f"{prefix}/kv/")
+    @hide
+    async def empty_key() -> tuple[dict[str, Any], int]:
+        return error(400, "the key is empty")
+
+    @app.put(f"{prefix}/kv/<path:key>")
+    @validate_request(PutBody)
+    @validate_response(KeyValue, 200)
+    @validate_response(CasConflict, 409)
+    @validate_response(ErrorAnswer, 400)
+    @validate_response(Indeterminate, 503)
+    async def put_key(key: str, data: PutBody) -> Any:
+        """Write a key (compare-and-set with ``expect``); answers once the
+        write is committed on a majority and applied."""
+        if (bad := check_key(key)) is not None:
+            return bad
+        size = len(data.value.encode("utf-8"))
+        if size > MAX_VALUE_BYTES:
+            return error(413, f"the value is {size} bytes; at most {MAX_VALUE_BYTES} are allowed")
+        token = idempotency_token()
+        if isinstance(token, tuple):
+            return token
+        check = data.expect is not msgspec.UNSET
+        expect = data.expect if isinstance(data.expect, str) else None
+        command = Put(key, data.value, check=check, expect=expect, token=token)
+        result = await _write(node, command)
+        if isinstance(result, Written):
+            return KeyValue(result.key, result.value, result.index), 200
+        if isinstance(result, CasFailed):
+            return CasConflict("compare failed: the key does not hold the expected value", result.current, result.index), 409
+        return result
+
+    @app.get(f"{prefix}/kv/<path:key>")
+    @document_querystring(ReadQuery)
+    @validate_response(KeyValue, 200)
+    @validate_response(ErrorAnswer, 404)
+    async def get_key(key: str) -> Any:
+        """Read a key: linearizable through the leader (ReadIndex), or from
+        this node's state with ``?consistency=stale``."""
+        if (bad := check_key(key)) is not None:
+            return bad
+        consistency = request.args.get("consistency", "linearizable")
+        if consistency not in ("linearizable", "stale"):
+            return error(400, "consistency must be 'linearizable' or 'stale'")
+        if consistency == "linearizable":
+            try:
+                await node.linearizable_barrier()
+            except NotLeaderError as exc:
+                return not_leader(node, exc)
+            except ReadAborted as exc:
+                return {"error": str(exc)}, 503, {"Retry-After": "1"}
+        found = node.kv.get(key)
+        if found is None:
+            return error(404, f"key {key!r} not found")
+        return KeyValue(key, found[0], found[1]), 200
+
+    @app.delete(f"{prefix}/kv/<path:key>")
+    @validate_response(DeleteAnswer, 200)
+    @validate_response(Indeterminate, 503)
+    async def delete_key(key: str) -> Any:
+        """Delete a key; ``deleted`` says whether it existed."""
+        if (bad := check_key(key)) is not None:
+            return bad
+        token = idempotency_token()
+        if isinstance(token, tuple):
+            return token
+        result = await _write(node, Delete(key, token=token))
+        if isinstance(result, Deleted):
+            return DeleteAnswer(result.key, result.deleted, result.index), 200
+        return result
+
+    # -- cluster ----------------------------------------------------------
+
+    @app.get(f"{prefix}/status")
+    @validate_response(StatusAnswer, 200)
+    async def status() -> Any:
+        """This node's view of the cluster."""
+        return node.status(), 200
+
+    @app.get(f"{prefix}/members")
+    @validate_response(MembersAnswer, 200)
+    async def list_members() -> Any:
+        """The configuration in force on this node."""
+        return {"members": node.status()["members"]}, 200
+
+    @app.post(f"{prefix}/members")
+    @validate_request(AddMemberBody)
+    @validate_response(MemberChangeAnswer, 200)
+    async def add_member(data: AddMemberBody) -> Any:
+        """Add a server: it joins as a learner and the leader promotes it to
+        voter once it has caught up."""
+        if not data.id or not data.url.startswith(("http://", "https://")):
+            return error(400, "a member needs a non-empty id and an http(s) url")
+        return await _change(node, AddLearner(data.id, data.url.rstrip("/")))
+
+    @app.delete(f"{prefix}/members/<member_id>")
+    @validate_response(MemberChangeAnswer, 200)
+    async def remove_member(member_id: str) -> Any:
+        """Remove a server from the cluster."""
+        return await _change(node, RemoveMember(member_id))
+
+    @app.post(f"{prefix}/leadership/transfer")
+    @validate_request(TransferBody)
+    @validate_response(TransferAnswer, 200)
+    async def transfer(data: TransferBody) -> Any:
+        """Hand leadership to ``to`` (or the most caught-up voter)."""
+        try:
+            target = await node.transfer_leadership(data.to)
+        except NotLeaderError as exc:
+            return not_leader(node, exc)
+        except RaftError as exc:
+            return error(400, str(exc))
+        if node.core.leader_id != target:
+            return {"error": f"leadership did not move to {target} in time"}, 503, {"Retry-After": "1"}
+        return TransferAnswer(target), 200
+
+    @app.get(f"{prefix}/events")
+    async def events() -> Response:
+        """Server-sent events: a ``status`` event, then ``role``, ``term``,
+        ``leader`` and ``membership`` as they happen; a comment every second
+        tells a quiet node from a paused one."""
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield sse("status", node.status())
+            async with node.subscribe() as channel:
+                while True:
+                    with trio.move_on_after(1.0) as waited:
+                        try:
+                            event = await channel.receive()
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            return
+                    if waited.cancelled_caught:
+                        yield b": keep-alive\n\n"
+                    else:
+                        yield sse(event.name, event.data)
+
+        response = Response(stream(), content_type="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.timeout = None
+        return response
+
+    # -- operations -------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        """200 while the process serves."""
+        return {"ok": True}, 200
+
+    @app.get("/metrics")
+    @hide
+    async def metrics() -> Response:
+        return Response(prometheus_client.generate_latest(), content_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    @app.get("/_docs/<path:filename>")
+    @hide
+    async def swagger_assets(filename: str) -> Response:
+        import swagger_ui_bundle
+
+        return await send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+    # -- peers ------------------------------------------------------------
+
+    @app.post(MESSAGES_PATH)
+    @hide
+    async def raft_messages() -> Any:
+        sender = request.headers.get(FROM_HEADER)
+        if not sender:
+            return error(400, f"peer requests need the {FROM_HEADER} header")
+        body = await request.get_data(cache=False)
+        try:
+            messages = decode_batch(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return error(400, f"malformed peer message: {exc}")
+        if any(m.src != sender for m in messages):
+            return error(400, f"message sender differs from {FROM_HEADER}")
+        node.step(messages)
+        return "", 204
+
+    return app
+
+
+async def _write(node: RaftNode, command: Put | Delete) -> Any:
+    try:
+        return await node.write(command)
+    except NotLeaderError as exc:
+        return not_leader(node, exc)
+    except Unavailable as exc:
+        return {"error": str(exc)}, 503, {"Retry-After": "1"}
+    except WriteIndeterminate as exc:
+        return Indeterminate(str(exc), True), 503
+    except WriteFailed as exc:
+        return Indeterminate(str(exc), False), 503
+
+
+async def _change(node: RaftNode, change: AddLearner | RemoveMember) -> Any:
+    try:
+        index = await node.change_membership(change)
+    except NotLeaderError as exc:
+        return not_leader(node, exc)
+    except ConfigChangeRejected as exc:
+        return error(409, str(exc))
+    except Unavailable as exc:
+        return {"error": str(exc)}, 503, {"Retry-After": "1"}
+    except (WriteIndeterminate, WriteFailed) as exc:
+        return Indeterminate(str(exc), isinstance(exc, WriteIndeterminate)), 503
+    return {"members": node.status()["members"], "index": index}, 200

@@ -1,0 +1,56 @@
+"""Serving an ASGI app with Hypercorn inside a Trio nursery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+class ShieldedSend:
+    """Runs every ASGI ``send`` shielded from cancellation.
+
+    With quart-trio 0.12 and Hypercorn 0.18 an idle keep-alive connection is
+    otherwise never closed (neither by ``keep_alive_timeout`` nor at
+    shutdown): quart-trio cancels its nursery on disconnect, which cancels
+    Hypercorn's idle-timer bookkeeping that runs inside ``send``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def shielded_send(message: Any) -> None:
+            with trio.CancelScope(shield=True):
+                await send(message)
+
+        await self.app(scope, receive, shielded_send)
+
+
+def hypercorn_config(host: str, port: int, root_path: str = "") -> Config:
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.root_path = root_path
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 30.0
+    config.accesslog = None
+    config.errorlog = "-"
+    # Limits that bound hostile clients (stated in the README).
+    config.h11_max_incomplete_size = 64 * 1024
+    config.max_app_queue_size = 10
+    config.keep_alive_max_requests = 1_000_000
+    return config
+
+
+async def serve_app(
+    app: Any,
+    host: str,
+    port: int,
+    shutdown: trio.Event,
+    root_path: str = "",
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown`` is set; reports the bound addresses."""
+    config = hypercorn_config(host, port, root_path)
+    await serve(ShieldedSend(app), config, shutdown_trigger=shutdown.wait, task_status=task_status)

@@ -1,0 +1,15 @@
+"""The Trio runtime of a raft-trio node."""
+
+from ._pending import ReadAborted, WriteFailed, WriteIndeterminate
+from .runtime import NodeEvent, NotLeaderError, RaftNode, Timing, Unavailable
+
+__all__ = [
+    "NodeEvent",
+    "NotLeaderError",
+    "RaftNode",
+    "ReadAborted",
+    "Timing",
+    "Unavailable",
+    "WriteFailed",
+    "WriteIndeterminate",
+]

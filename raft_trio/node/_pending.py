@@ -1,0 +1,141 @@
+"""Clients waiting on the log: writes keyed by log index, reads keyed by
+request id. The ready loop resolves them; leadership loss fails them.
+
+A write succeeds only when the entry applied at its index carries the term
+it was proposed in: any other entry there means the proposal was overwritten
+and never committed (Log Matching), a definite failure. A write whose leader
+lost leadership before it committed is indeterminate: a later leader may
+still commit it, as in etcd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from typing import Any
+
+import trio
+
+
+class WriteIndeterminate(Exception):
+    """The write's fate is unknown: it may or may not take effect."""
+
+
+class WriteFailed(Exception):
+    """The write certainly did not take effect."""
+
+
+class ReadAborted(Exception):
+    """Leadership was lost before the read was confirmed; retry."""
+
+
+@dataclasses.dataclass
+class _Write:
+    term: int
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    result: Any = None
+    error: Exception | None = None
+
+
+@dataclasses.dataclass
+class _Read:
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    index: int | None = None
+    error: Exception | None = None
+
+
+class PendingWrites:
+    def __init__(self) -> None:
+        self._by_index: dict[int, _Write] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_index)
+
+    def add(self, index: int, term: int) -> _Write:
+        waiter = _Write(term)
+        self._by_index[index] = waiter
+        return waiter
+
+    def applied(self, index: int, term: int, result: Any) -> None:
+        waiter = self._by_index.pop(index, None)
+        if waiter is None:
+            return
+        if waiter.term == term:
+            waiter.result = result
+        else:
+            waiter.error = WriteFailed("the entry was overwritten by a newer leader's log")
+        waiter.done.set()
+
+    def fail_all(self, reason: str) -> None:
+        for waiter in self._by_index.values():
+            waiter.error = WriteIndeterminate(reason)
+            waiter.done.set()
+        self._by_index.clear()
+
+    def forget(self, index: int) -> None:
+        self._by_index.pop(index, None)
+
+    async def wait(self, waiter: _Write, timeout: float) -> Any:
+        with trio.move_on_after(timeout):
+            await waiter.done.wait()
+        if not waiter.done.is_set():
+            raise WriteIndeterminate("timed out waiting for the write to commit")
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+
+class PendingReads:
+    """Read-index requests: confirmed by the core (ReadState), then served
+    once the state machine has applied up to the read index (§6.4)."""
+
+    def __init__(self) -> None:
+        self._next_id = 0
+        self._waiting: dict[int, _Read] = {}
+        self._confirmed: list[tuple[int, int]] = []  # heap of (index, request id)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self) -> tuple[int, _Read]:
+        self._next_id += 1
+        waiter = _Read()
+        self._waiting[self._next_id] = waiter
+        return self._next_id, waiter
+
+    def confirmed(self, request_id: int, index: int, applied: int) -> None:
+        waiter = self._waiting.get(request_id)
+        if waiter is None:
+            return
+        waiter.index = index
+        heapq.heappush(self._confirmed, (index, request_id))
+        self.release(applied)
+
+    def release(self, applied: int) -> None:
+        while self._confirmed and self._confirmed[0][0] <= applied:
+            _, request_id = heapq.heappop(self._confirmed)
+            waiter = self._waiting.pop(request_id, None)
+            if waiter is not None:
+                waiter.done.set()
+
+    def drop(self, request_id: int) -> None:
+        waiter = self._waiting.pop(request_id, None)
+        if waiter is not None:
+            waiter.error = ReadAborted("leadership changed before the read was confirmed")
+            waiter.done.set()
+
+    def fail_all(self) -> None:
+        for request_id in list(self._waiting):
+            self.drop(request_id)
+        self._confirmed.clear()
+
+    async def wait(self, request_id: int, waiter: _Read, timeout: float) -> int:
+        with trio.move_on_after(timeout):
+            await waiter.done.wait()
+        if not waiter.done.is_set():
+            self._waiting.pop(request_id, None)
+            raise ReadAborted("timed out confirming leadership")
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.index is not None
+        return waiter.index

@@ -1,0 +1,425 @@
+"""The Trio runtime of one node: drives the core, the storage, the peer
+transport and the key-value state machine.
+
+One nursery owns every task, so cancelling it stops the node with nothing
+left behind:
+
+- the ticker, calling ``core.tick()`` every ``tick_ms``;
+- the ready loop: persist (one fsync for everything that arrived while the
+  previous one ran: group commit), send, apply, answer waiting clients,
+  ``advance``;
+- one sender task per peer (``raft_trio.transport``);
+- the payload supervisor (``raft_trio.node.payload``).
+
+Nothing that waits runs inside the core; nothing here decides protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import trio
+
+import msgspec
+
+from ..core import (
+    ConfChange,
+    EntryKind,
+    Membership,
+    Message,
+    NotLeader,
+    ProposalDropped,
+    RaftConfig,
+    RaftCore,
+    Ready,
+    Role,
+    Snapshot,
+)
+from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
+from ..storage import DurableStorage
+from ..transport import Transport
+from . import metrics
+from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """The runtime's clock settings in milliseconds; the core counts ticks."""
+
+    tick_ms: int = 10
+    heartbeat_ms: int = 100
+    election_min_ms: int = 1000
+    election_max_ms: int = 2000
+
+    def raft_config(self) -> RaftConfig:
+        def ticks(ms: int) -> int:
+            return max(1, round(ms / self.tick_ms))
+
+        return RaftConfig(
+            election_ticks_min=ticks(self.election_min_ms),
+            election_ticks_max=ticks(self.election_max_ms),
+            heartbeat_ticks=ticks(self.heartbeat_ms),
+        )
+
+    @property
+    def peer_deadline(self) -> float:
+        """Deadline of one POST to a peer: a heartbeat round or two. A peer
+        slower than that is treated as unreachable for that batch."""
+        return max(0.2, 2 * self.heartbeat_ms / 1000)
+
+
+class NotLeaderError(Exception):
+    def __init__(self, leader_id: str | None, leader_url: str | None) -> None:
+        super().__init__(f"not the leader (leader: {leader_id or 'unknown'})")
+        self.leader_id = leader_id
+        self.leader_url = leader_url
+
+
+class Unavailable(Exception):
+    """The request cannot be taken now (transfer in progress, backlog);
+    retrying shortly may succeed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeEvent:
+    """A change worth announcing on ``/api/events``."""
+
+    name: str  # role, term, leader, membership
+    data: dict[str, Any]
+
+
+class RaftNode:
+    def __init__(
+        self,
+        node_id: str,
+        url: str,
+        storage: DurableStorage,
+        timing: Timing,
+        seed: int | None = None,
+        write_timeout: float = 5.0,
+    ) -> None:
+        self.id = node_id
+        self.url = url
+        self.storage = storage
+        self.timing = timing
+        self.write_timeout = write_timeout
+        self.kv = KeyValueStore()
+        snapshot = storage.snapshot()
+        self.kv.restore(snapshot.data)
+        rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
+        self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
+        self._writes = PendingWrites()
+        self._reads = PendingReads()
+        self._wake = trio.Event()
+        self._transport: Transport | None = None
+        self._subscribers: set[trio.MemorySendChannel[NodeEvent]] = set()
+        self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
+        self._last_soft = self.core.soft_state
+        self._leader_changed = trio.Event()
+        self.started = trio.Event()
+        self.closing = trio.Event()
+        self._request_ids = itertools.count(1)
+        metrics.observe_state(self)
+
+    # ------------------------------------------------------------------
+    # Queries
+
+    @property
+    def role_name(self) -> str:
+        role = self.core.role
+        if role is Role.LEADER:
+            return "leader"
+        if role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+            return "candidate"
+        if self.id in self.core.membership.learners:
+            return "learner"
+        return "follower"
+
+    def leader_url(self) -> str | None:
+        leader = self.core.leader_id
+        if leader is None:
+            return None
+        member = self.core.membership.get(leader)
+        return member.url if member is not None else None
+
+    def status(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "id": self.id,
+            "role": self.role_name,
+            "term": core.term,
+            "leader_id": core.leader_id,
+            "leader_url": self.leader_url(),
+            "commit_index": core.log.committed,
+            "applied_index": self.kv.applied_index,
+            "last_log_index": core.log.last_index(),
+            "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in core.membership.members],
+        }
+
+    def event_payload(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "id": self.id,
+            "role": self.role_name,
+            "term": core.term,
+            "leader_id": core.leader_id,
+            "commit_index": core.log.committed,
+            "applied_index": self.kv.applied_index,
+        }
+
+    # ------------------------------------------------------------------
+    # Running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._transport = Transport(
+                self.id,
+                nursery,
+                self.timing.peer_deadline,
+                on_unreachable=self._peer_unreachable,
+                on_snapshot_sent=self._snapshot_sent,
+                observe=metrics.observe_peer_rpc,
+            )
+            self._transport.set_peers(self._peer_urls())
+            try:
+                nursery.start_soon(self._ticker, name="ticker")
+                nursery.start_soon(self._ready_loop, name="ready-loop")
+                self.started.set()
+                task_status.started()
+                await self.closing.wait()
+                nursery.cancel_scope.cancel()
+            finally:
+                self._writes.fail_all("the node is shutting down")
+                self._reads.fail_all()
+                for channel in list(self._subscribers):
+                    channel.close()
+                await self._transport.aclose()
+
+    def close(self) -> None:
+        self.closing.set()
+
+    def _peer_urls(self) -> dict[str, str]:
+        return {m.id: m.url for m in self.core.membership.members if m.id != self.id}
+
+    def _peer_unreachable(self, peer_id: str) -> None:
+        self.core.report_unreachable(peer_id)
+
+    def _snapshot_sent(self, peer_id: str, ok: bool) -> None:
+        self.core.report_snapshot(peer_id, ok)
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        interval = self.timing.tick_ms / 1000
+        deadline = trio.current_time()
+        while True:
+            deadline += interval
+            now = trio.current_time()
+            if deadline < now:
+                deadline = now  # fell behind (a pause): do not burst ticks
+            await trio.sleep_until(deadline)
+            self.core.tick()
+            if self.core.has_ready():
+                self.wake()
+
+    async def _ready_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while self.core.has_ready():
+                await self._handle_ready(self.core.ready())
+
+    async def _handle_ready(self, ready: Ready) -> None:
+        # 1. Persist: durable before anything that promises it is sent.
+        if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+            started = time.perf_counter()
+            await trio.to_thread.run_sync(
+                self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
+            )
+            metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
+            self.storage.apply_to_cache(ready.hard_state, ready.entries, ready.snapshot)
+        # 2. Send.
+        transport = self._transport
+        assert transport is not None
+        for message in ready.messages:
+            transport.send(message)
+        # 3. Apply, answer.
+        if ready.snapshot is not None:
+            self.kv.restore(ready.snapshot.data)
+            log.info("installed snapshot at index %d", ready.snapshot.meta.index)
+        for entry in ready.committed_entries:
+            if entry.kind is EntryKind.NORMAL:
+                result = self.kv.apply(entry.index, decode_command(entry.data))
+                self._writes.applied(entry.index, entry.term, result)
+            else:
+                self.kv.skip(entry.index)
+                self._writes.applied(entry.index, entry.term, None)
+        for read_state in ready.read_states:
+            self._reads.confirmed(read_state.request_id, read_state.index, self.kv.applied_index)
+        for request_id in ready.dropped_reads:
+            self._reads.drop(request_id)
+        self._reads.release(self.kv.applied_index)
+        if ready.membership is not None:
+            transport.set_peers(self._peer_urls())
+            self._announce("membership")
+        if ready.soft_state is not None:
+            self._on_soft_state_change()
+        self.core.advance(ready)
+        metrics.observe_state(self)
+        await self._maybe_compact()
+
+    def _on_soft_state_change(self) -> None:
+        old, new = self._last_soft, self.core.soft_state
+        self._last_soft = new
+        if old.role is Role.LEADER and new.role is not Role.LEADER:
+            self._writes.fail_all("leadership was lost before the write committed")
+            self._reads.fail_all()
+        if new.role is not old.role:
+            log.info("role %s -> %s in term %d", old.role.value, new.role.value, new.term)
+            if new.role is Role.LEADER or old.role is Role.LEADER:
+                metrics.LEADER_CHANGES.inc()
+            self._announce("role")
+            for listener in self._role_listeners:
+                listener(new.role, new.term, new.leader_id)
+        if new.term != old.term:
+            self._announce("term")
+        if new.leader_id != old.leader_id:
+            log.info("leader is now %s (term %d)", new.leader_id, new.term)
+            self._announce("leader")
+            self._leader_changed.set()
+            self._leader_changed = trio.Event()
+
+    async def _maybe_compact(self) -> None:
+        applied = self.kv.applied_index
+        if not self.storage.needs_snapshot(applied) or self.core.log.applied != applied:
+            return
+        snapshot = Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
+        await trio.to_thread.run_sync(self.storage.compact_on_disk, snapshot)
+        self.storage.compact_cache(snapshot)
+        log.info("snapshot at index %d, log compacted", applied)
+
+    # ------------------------------------------------------------------
+    # Events
+
+    def on_role_change(self, listener: Callable[[Role, int, str | None], None]) -> None:
+        self._role_listeners.append(listener)
+
+    def _announce(self, name: str) -> None:
+        data = self.event_payload()
+        if name == "membership":
+            data["members"] = self.status()["members"]
+        event = NodeEvent(name, data)
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                # A subscriber that does not keep up loses its stream
+                # rather than hold the node's memory; it reconnects.
+                channel.close()
+                self._subscribers.discard(channel)
+            except trio.ClosedResourceError:
+                self._subscribers.discard(channel)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[NodeEvent]]:
+        send, receive = trio.open_memory_channel[NodeEvent](256)
+        self._subscribers.add(send)
+        try:
+            yield receive
+        finally:
+            self._subscribers.discard(send)
+            send.close()
+
+    # ------------------------------------------------------------------
+    # Client operations
+
+    def step(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.core.step(message)
+        self.wake()
+
+    def _require_leader(self) -> None:
+        if self.core.role is not Role.LEADER:
+            raise NotLeaderError(self.core.leader_id, self.leader_url())
+
+    async def write(self, command: Command) -> Result:
+        """Replicate ``command`` and return its result once applied."""
+        self._require_leader()
+        if command.token is not None:
+            remembered = self.kv.remembered(command.token)
+            if remembered is not None:
+                return remembered
+        command = _with_timestamp(command)
+        try:
+            index = self.core.propose(encode_command(command))
+        except NotLeader as error:
+            raise NotLeaderError(error.leader_id, self.leader_url()) from error
+        except ProposalDropped as error:
+            raise Unavailable(str(error)) from error
+        metrics.PROPOSALS.inc()
+        waiter = self._writes.add(index, self.core.term)
+        self.wake()
+        result: Result = await self._writes.wait(waiter, self.write_timeout)
+        return result
+
+    async def linearizable_barrier(self) -> None:
+        """Return once this node, as leader, has confirmed its leadership
+        with a quorum and applied everything committed before the call
+        (ReadIndex, §6.4)."""
+        self._require_leader()
+        request_id, waiter = self._reads.add()
+        try:
+            self.core.read_index(request_id)
+        except NotLeader as error:
+            self._reads.drop(request_id)
+            raise NotLeaderError(error.leader_id, self.leader_url()) from error
+        self.wake()
+        await self._reads.wait(request_id, waiter, self.write_timeout)
+
+    async def change_membership(self, change: ConfChange) -> int:
+        self._require_leader()
+        try:
+            index = self.core.change_membership(change)
+        except NotLeader as error:
+            raise NotLeaderError(error.leader_id, self.leader_url()) from error
+        except ProposalDropped as error:
+            raise Unavailable(str(error)) from error
+        waiter = self._writes.add(index, self.core.term)
+        self.wake()
+        await self._writes.wait(waiter, self.write_timeout)
+        return index
+
+    async def transfer_leadership(self, to: str | None) -> str:
+        self._require_leader()
+        try:
+            target = self.core.transfer_leadership(to)
+        except NotLeader as error:
+            raise NotLeaderError(error.leader_id, self.leader_url()) from error
+        self.wake()
+        with trio.move_on_after(self.write_timeout):
+            while self.core.leader_id != target:
+                await self._leader_changed.wait()
+        return target
+
+    def membership(self) -> Membership:
+        return self.core.membership
+
+
+def _with_timestamp(command: Command) -> Command:
+    """Stamp the leader's clock into the command: the only time the state
+    machine sees, so that idempotency keys expire the same on every replica."""
+    return msgspec.structs.replace(command, ts=int(time.time() * 1000))
+
+
+__all__ = ["NodeEvent", "NotLeaderError", "RaftNode", "Timing", "Unavailable", "WriteIndeterminate"]

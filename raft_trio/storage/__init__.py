@@ -1,0 +1,36 @@
+"""Durable storage for raft-trio: the log, hard state and snapshots on disk.
+
+Nothing is acknowledged before it is durable: the runtime writes each
+``Ready`` with :meth:`DurableStorage.write_to_disk` (one SQLite transaction,
+one fsync, on a worker thread) before it sends a message that promises it,
+then updates the in-memory cache the core reads with
+:meth:`DurableStorage.apply_to_cache` on the event loop. See
+:mod:`raft_trio.storage._durable` for which method runs where.
+"""
+
+from ._datadir import FORMAT_VERSION, DataDir, DataDirMeta, open_data_dir
+from ._durable import DurableStorage
+from ._errors import (
+    CorruptionError,
+    DataDirError,
+    DataDirLocked,
+    SnapshotCorrupt,
+    StorageError,
+)
+from ._policy import SnapshotPolicy
+from ._snapshots import SnapshotStore
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CorruptionError",
+    "DataDir",
+    "DataDirError",
+    "DataDirLocked",
+    "DataDirMeta",
+    "DurableStorage",
+    "SnapshotCorrupt",
+    "SnapshotPolicy",
+    "SnapshotStore",
+    "StorageError",
+    "open_data_dir",
+]

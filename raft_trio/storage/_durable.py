@@ -1,0 +1,421 @@
+"""DurableStorage: the core's LogStorage on disk, read from memory.
+
+The core reads storage synchronously on the event loop, so every read is
+served from an in-memory cache (a :class:`~raft_trio.core.MemoryStorage`
+holding the snapshot and every entry after it); the disk is only written,
+and only read back when the node starts.
+
+A write has two halves, so that the event loop never blocks on the disk and
+never sees a half-updated cache:
+
+============================  ===========================  ==================
+method                        runs on                      does
+============================  ===========================  ==================
+``write_to_disk``             the writer thread            one SQLite
+``compact_on_disk``           (``trio.to_thread``)         transaction, fsync
+``apply_to_cache``            the event loop, after the    updates the cache
+``compact_cache``             writer returned
+``stage_snapshot``            any other thread             writes a snapshot
+                                                           file ahead
+reads, ``needs_snapshot``     the event loop               cache only
+============================  ===========================  ==================
+
+For one ``Ready`` the runtime does::
+
+    await trio.to_thread.run_sync(storage.write_to_disk, r.hard_state, r.entries, r.snapshot)
+    storage.apply_to_cache(r.hard_state, r.entries, r.snapshot)
+    # ... send, apply, core.advance(r)
+
+Only one disk call may run at a time (they take a lock), and each must be
+followed by its cache half before the next disk call, so that the disk and
+the cache apply the same operations in the same order. The disk side keeps
+its own small view of what is on disk (snapshot index, last index), so it
+never reads the cache from the writer thread. ``persist``, ``append``,
+``compact`` and the other MemoryStorage-style methods do both halves in the
+calling thread, for tests and tools that have no event loop.
+
+Semantics are exactly MemoryStorage's (the property tests hold the two side
+by side), with one difference: the writes of one ``persist`` are one
+transaction, so they all happen or none does.
+
+On disk, rows are kept back to the previous snapshot (not just the newest),
+so that a damaged newest snapshot can be replaced on start by the previous
+one and the log after it (see :mod:`._recovery`). The disk therefore holds
+about two compaction intervals of entries, and two snapshot files.
+
+After an OS or SQLite error the disk's state is unknown (a failed fsync may
+have dropped pages without saying which): every later write raises
+:class:`StorageError`, and the node must restart, which recovers from what
+is really on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from raft_trio.core import Entry, HardState, MemoryStorage, Snapshot
+
+from ._datadir import DataDir, open_data_dir
+from ._errors import StorageError
+from ._policy import SnapshotPolicy
+from ._recovery import SnapshotKey, recover
+from ._snapshots import SnapshotStore
+from ._sqlite_log import SqliteLog
+
+
+@dataclasses.dataclass(frozen=True)
+class _DiskView:
+    """What the writer thread knows is on disk. Replaced whole after each
+    commit, never mutated."""
+
+    current: SnapshotKey | None
+    snap_index: int
+    last_index: int
+    fallback: SnapshotKey | None
+
+
+class DurableStorage:
+    """LogStorage backed by SQLite and snapshot files in a data directory."""
+
+    def __init__(
+        self,
+        data_dir: DataDir,
+        *,
+        initial_snapshot: Snapshot | None = None,
+        policy: SnapshotPolicy | None = None,
+        keep_snapshots: int = 2,
+    ) -> None:
+        """Recover from ``data_dir`` (blocking: run it off the event loop).
+        Takes ownership of ``data_dir``: :meth:`close` releases its lock."""
+        if keep_snapshots not in (1, 2):
+            raise ValueError("keep_snapshots must be 1 or 2")
+        self.policy = policy or SnapshotPolicy()
+        self.policy.validate()
+        self.data_dir = data_dir
+        self._keep = keep_snapshots
+        self._lock = threading.Lock()
+        self._staged: set[SnapshotKey] = set()
+        self._staged_lock = threading.Lock()
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._snapshots = SnapshotStore(data_dir.snapshot_dir)
+        self._db = SqliteLog(data_dir.db_path)
+        try:
+            found = recover(self._db, self._snapshots, initial_snapshot, keep_snapshots)
+        except BaseException:
+            self._db.close()
+            raise
+        self._cache = MemoryStorage(found.snapshot)
+        self._cache.set_hard_state(found.hard_state)
+        self._cache.append(found.entries)
+        self._log_bytes = sum(e.size() for e in found.entries)
+        self._view = _DiskView(
+            current=found.current,
+            snap_index=found.snapshot.meta.index,
+            last_index=self._cache.last_index(),
+            fallback=found.fallback,
+        )
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        node_id: str,
+        cluster_id: str | None = None,
+        *,
+        initial_snapshot: Snapshot | None = None,
+        policy: SnapshotPolicy | None = None,
+        keep_snapshots: int = 2,
+    ) -> DurableStorage:
+        """Open (or create) the data directory at ``path`` and recover it.
+        Blocking; raises :class:`DataDirError` for a directory that is not
+        this node's, :class:`CorruptionError` for one it cannot trust.
+        ``initial_snapshot`` is used only by a new directory."""
+        data_dir = open_data_dir(path, node_id, cluster_id)
+        try:
+            return cls(
+                data_dir, initial_snapshot=initial_snapshot, policy=policy, keep_snapshots=keep_snapshots
+            )
+        except BaseException:
+            data_dir.close()
+            raise
+
+    def close(self) -> None:
+        """Close the database and release the directory's lock. Waits for
+        a disk call in progress."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._db.close()
+            finally:
+                self.data_dir.close()
+
+    def __enter__(self) -> DurableStorage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- read side (LogStorage), event loop --------------------------------
+
+    def hard_state(self) -> HardState:
+        return self._cache.hard_state()
+
+    def snapshot(self) -> Snapshot:
+        return self._cache.snapshot()
+
+    def first_index(self) -> int:
+        return self._cache.first_index()
+
+    def last_index(self) -> int:
+        return self._cache.last_index()
+
+    def term(self, index: int) -> int:
+        return self._cache.term(index)
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        return self._cache.entries(lo, hi, max_bytes)
+
+    def config_entries(self) -> list[Entry]:
+        return self._cache.config_entries()
+
+    def log_bytes(self) -> int:
+        """Bytes (``Entry.size()``) of the entries after the snapshot."""
+        return self._log_bytes
+
+    def needs_snapshot(self, applied: int) -> bool:
+        """Whether the runtime should snapshot the state machine (at
+        ``applied``) and compact: the log has outgrown the policy."""
+        snap_index = self._cache.snapshot().meta.index
+        if applied <= snap_index:
+            return False
+        return self.policy.due(self._cache.last_index() - snap_index, self._log_bytes)
+
+    # -- disk half, writer thread ---------------------------------------------
+
+    def write_to_disk(
+        self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None
+    ) -> None:
+        """Make one Ready's writes durable in one transaction: install
+        ``snapshot`` (replacing the log), then ``hard_state``, then append
+        ``entries`` (replacing the stored suffix from their first index).
+        Returns once fsynced. Raises ``ValueError``, having written nothing,
+        if the entries leave a gap."""
+        with self._lock:
+            self._check_writable()
+            view = self._view
+            install: Snapshot | None = None
+            if snapshot is not None and snapshot.meta.index > view.snap_index:
+                install = snapshot
+                meta = snapshot.meta
+                view = _DiskView((meta.index, meta.term), meta.index, meta.index, None)
+            new_entries = entries
+            if entries and entries[0].index <= view.snap_index:
+                new_entries = [e for e in entries if e.index > view.snap_index]
+            if new_entries:
+                first = new_entries[0].index
+                if first > view.last_index + 1:
+                    raise ValueError(f"gap in log: appending {first} after {view.last_index}")
+                view = dataclasses.replace(view, last_index=new_entries[-1].index)
+            if install is None and hard_state is None and not new_entries:
+                return
+            with self._failing_on_error():
+                if install is not None:
+                    self._write_snapshot_file(install)
+                with self._db.transaction():
+                    if install is not None:
+                        self._db.put_snapshot_ref(install.meta.index, install.meta.term)
+                        self._db.delete_all()
+                    if hard_state is not None:
+                        self._db.put_hard_state(hard_state)
+                    if new_entries:
+                        self._db.delete_from(new_entries[0].index)
+                        self._db.insert(new_entries)
+                self._view = view
+                if install is not None:
+                    self._snapshots.prune({(install.meta.index, install.meta.term)})
+                    self._db.reclaim()
+                    self._db.checkpoint()
+
+    def compact_on_disk(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` (taken from this node's state machine) and
+        delete the entries no retained snapshot needs. Writes the snapshot
+        file unless :meth:`stage_snapshot` already did. Raises
+        ``ValueError``, having written nothing, as MemoryStorage.compact."""
+        with self._lock:
+            self._check_writable()
+            view = self._view
+            meta = snapshot.meta
+            if meta.index <= view.snap_index:
+                return
+            if meta.index > view.last_index:
+                raise ValueError(f"cannot compact to {meta.index} beyond last index {view.last_index}")
+            with self._failing_on_error():
+                term = self._db.term_at(meta.index)
+            if term != meta.term:
+                raise ValueError(f"snapshot term {meta.term} differs from log at {meta.index}")
+            key = (meta.index, meta.term)
+            # Keep the previous snapshot and the rows after it: the stand-in
+            # should this one be found damaged on start.
+            fallback = view.current if self._keep == 2 else None
+            with self._failing_on_error():
+                self._write_snapshot_file(snapshot)
+                with self._db.transaction():
+                    self._db.put_snapshot_ref(*key)
+                    self._db.delete_through(fallback[0] if fallback is not None else meta.index)
+                self._view = _DiskView(key, meta.index, view.last_index, fallback)
+                self._snapshots.prune({k for k in (key, fallback) if k is not None})
+                self._db.reclaim()
+                # Rare enough to afford: copy the WAL into the database and
+                # truncate it, so the space of the compacted prefix is
+                # really returned and the WAL starts small again.
+                self._db.checkpoint()
+
+    def stage_snapshot(self, snapshot: Snapshot) -> None:
+        """Write ``snapshot``'s file ahead of :meth:`compact_on_disk` (or of
+        a ``write_to_disk`` that installs it), from a thread other than the
+        writer, so that writing a large snapshot does not hold up the log's
+        fsyncs. Optional. A snapshot not beyond the current one is ignored
+        (its file is the current one's, or would never be used)."""
+        if snapshot.meta.index <= self._view.snap_index:
+            return
+        self._snapshots.write(snapshot)
+        with self._staged_lock:
+            self._staged.add((snapshot.meta.index, snapshot.meta.term))
+
+    def _write_snapshot_file(self, snapshot: Snapshot) -> None:
+        key = (snapshot.meta.index, snapshot.meta.term)
+        with self._staged_lock:
+            staged = key in self._staged
+            self._staged.discard(key)
+        if not (staged and self._snapshots.exists(*key)):
+            self._snapshots.write(snapshot)
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise StorageError("storage is closed")
+        if self._failed is not None:
+            raise StorageError(
+                f"an earlier disk write failed ({self._failed!r}); what is on disk is unknown, "
+                "restart the node to recover from it"
+            ) from self._failed
+
+    def _failing_on_error(self) -> _FailOnError:
+        return _FailOnError(self)
+
+    # -- cache half, event loop ---------------------------------------------
+
+    def apply_to_cache(
+        self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None
+    ) -> None:
+        """Apply to the cache what :meth:`write_to_disk` just made durable,
+        with the same arguments."""
+        cache = self._cache
+        if snapshot is not None and snapshot.meta.index > cache.snapshot().meta.index:
+            cache.apply_snapshot(snapshot)
+            self._log_bytes = 0
+        if hard_state is not None:
+            cache.set_hard_state(hard_state)
+        if entries:
+            first_index, last_index = cache.first_index(), cache.last_index()
+            kept = (
+                entries if entries[0].index >= first_index else [e for e in entries if e.index >= first_index]
+            )
+            if not kept:
+                return
+            start = kept[0].index
+            removed = 0
+            if start <= last_index:
+                removed = sum(e.size() for e in cache.entries(start, last_index + 1))
+            cache.append(kept)
+            self._log_bytes += sum(e.size() for e in kept) - removed
+
+    def compact_cache(self, snapshot: Snapshot) -> None:
+        """Apply to the cache what :meth:`compact_on_disk` just did."""
+        cache = self._cache
+        index = snapshot.meta.index
+        removed = 0
+        if cache.first_index() <= index <= cache.last_index():
+            removed = sum(e.size() for e in cache.entries(cache.first_index(), index + 1))
+        before = cache.snapshot()
+        cache.compact(snapshot)
+        if cache.snapshot() is not before:
+            self._log_bytes -= removed
+
+    # -- both halves, for callers without an event loop ---------------------
+
+    def persist(
+        self,
+        hard_state: HardState | None = None,
+        entries: list[Entry] | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        """:meth:`write_to_disk` then :meth:`apply_to_cache`, in this thread."""
+        entries = entries or []
+        self.write_to_disk(hard_state, entries, snapshot)
+        self.apply_to_cache(hard_state, entries, snapshot)
+
+    def set_hard_state(self, hard_state: HardState) -> None:
+        self.persist(hard_state=hard_state)
+
+    def append(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
+        self.persist(entries=list(entries))
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        self.persist(snapshot=snapshot)
+
+    def compact(self, snapshot: Snapshot) -> None:
+        self.compact_on_disk(snapshot)
+        self.compact_cache(snapshot)
+
+    # -- inspection -----------------------------------------------------------
+
+    def disk_usage(self) -> int:
+        """Bytes on disk: the database, its WAL and the snapshot files."""
+        total = 0
+        db = self.data_dir.db_path
+        for path in (db, db.with_name(db.name + "-wal")):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        for entry in os.scandir(self.data_dir.snapshot_dir):
+            if entry.is_file():
+                total += entry.stat().st_size
+        return total
+
+    @property
+    def path(self) -> Path:
+        return self.data_dir.path
+
+
+class _FailOnError:
+    """Marks the storage failed when an OS or SQLite error escapes a disk
+    write: after a failed write or fsync, only a restart knows what is on
+    disk."""
+
+    def __init__(self, storage: DurableStorage) -> None:
+        self._storage = storage
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, OSError | sqlite3.Error):
+            self._storage._failed = exc

@@ -1,0 +1,199 @@
+"""Peer messages over HTTP: one outbox and one sender task per peer.
+
+The ancestor lost leaders because it pinged peers one after another, so one
+paused peer delayed everyone. Here each peer has its own task, draining its
+own outbox into one POST at a time (many messages per request: batching),
+each POST under its own deadline. A slow or paused peer costs the leader
+that peer's bounded outbox and nothing else (the model is Trio's happy
+eyeballs: one task per attempt, each under its own ``move_on_after``).
+
+Messages are one-way, as in etcd: a POST returns once the peer has stepped
+the messages; answers travel back as messages of their own through the
+peer's sender. A lost batch is a lost message, which Raft tolerates; the
+core is told (``on_unreachable``) so it stops pipelining to that peer.
+
+Wire format: ``POST {peer url}/raft/messages`` with a MessagePack array of
+messages (``raft_trio.core.encode_message`` per item, msgspec-encoded as a
+whole) and the header ``X-Raft-From: <sender id>``. A node reaches a peer
+only at the URL the membership gives for it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+import msgspec
+import trio
+
+from .core import InstallSnapshot, Message
+
+log = logging.getLogger(__name__)
+
+MESSAGES_PATH = "/raft/messages"
+FROM_HEADER = "X-Raft-From"
+
+_batch_encoder = msgspec.msgpack.Encoder()
+_batch_decoder: msgspec.msgpack.Decoder[list[Message]] = msgspec.msgpack.Decoder(list[Message])
+
+
+def encode_batch(messages: list[Message]) -> bytes:
+    return _batch_encoder.encode(messages)
+
+
+def decode_batch(data: bytes) -> list[Message]:
+    """Raises msgspec.DecodeError / ValidationError on anything malformed."""
+    return _batch_decoder.decode(data)
+
+
+class PeerSender:
+    """The outbox and sender task of one peer."""
+
+    #: Beyond this many queued messages the oldest are dropped: a peer that
+    #: does not drain costs bounded memory (Raft retransmits what matters).
+    MAX_QUEUED = 4096
+    #: At most this many bytes of entries per POST (a snapshot goes alone).
+    MAX_BATCH_MESSAGES = 256
+
+    def __init__(
+        self,
+        node_id: str,
+        peer_id: str,
+        url: str,
+        client: httpx.AsyncClient,
+        deadline: float,
+        on_unreachable: Callable[[str], None],
+        on_snapshot_sent: Callable[[str, bool], None],
+        observe: Callable[[str, float, bool], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.peer_id = peer_id
+        self.url = url.rstrip("/")
+        self._client = client
+        self._deadline = deadline
+        self._on_unreachable = on_unreachable
+        self._on_snapshot_sent = on_snapshot_sent
+        self._observe = observe
+        self._queue: collections.deque[Message] = collections.deque()
+        self._wake = trio.Event()
+        self.cancel_scope = trio.CancelScope()
+        self.dropped = 0
+
+    def enqueue(self, message: Message) -> None:
+        self._queue.append(message)
+        if len(self._queue) > self.MAX_QUEUED:
+            self._queue.popleft()
+            self.dropped += 1
+        self._wake.set()
+
+    async def run(self) -> None:
+        with self.cancel_scope:
+            while True:
+                if not self._queue:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                batch = self._take_batch()
+                if batch:
+                    await self._post(batch)
+
+    def _take_batch(self) -> list[Message]:
+        batch: list[Message] = []
+        while self._queue and len(batch) < self.MAX_BATCH_MESSAGES:
+            message = self._queue[0]
+            if isinstance(message, InstallSnapshot):
+                if batch:
+                    break  # a snapshot travels alone, under a longer deadline
+                batch.append(self._queue.popleft())
+                break
+            batch.append(self._queue.popleft())
+        return batch
+
+    async def _post(self, batch: list[Message]) -> None:
+        snapshot = isinstance(batch[0], InstallSnapshot)
+        deadline = self._deadline * 100 if snapshot else self._deadline
+        body = encode_batch(batch)
+        started = time.monotonic()
+        ok = False
+        with trio.move_on_after(deadline):
+            try:
+                response = await self._client.post(
+                    self.url + MESSAGES_PATH,
+                    content=body,
+                    headers={FROM_HEADER: self.node_id, "Content-Type": "application/msgpack"},
+                )
+                ok = response.status_code == 204
+                if not ok:
+                    log.warning("peer %s answered %s: %s", self.peer_id, response.status_code, response.text[:200])
+            except httpx.HTTPError as error:
+                log.debug("peer %s unreachable: %r", self.peer_id, error)
+        if self._observe is not None:
+            self._observe(self.peer_id, time.monotonic() - started, ok)
+        if snapshot:
+            self._on_snapshot_sent(self.peer_id, ok)
+        if not ok:
+            self._on_unreachable(self.peer_id)
+            # Do not spin on a dead peer; what queues meanwhile is bounded.
+            await trio.sleep(min(self._deadline, 0.05))
+
+
+class Transport:
+    """The set of peer senders, following the membership."""
+
+    def __init__(
+        self,
+        node_id: str,
+        nursery: trio.Nursery,
+        deadline: float,
+        on_unreachable: Callable[[str], None],
+        on_snapshot_sent: Callable[[str, bool], None],
+        observe: Callable[[str, float, bool], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self._nursery = nursery
+        self._deadline = deadline
+        self._on_unreachable = on_unreachable
+        self._on_snapshot_sent = on_snapshot_sent
+        self._observe = observe
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            trust_env=False,
+        )
+        self.senders: dict[str, PeerSender] = {}
+
+    def set_peers(self, peers: dict[str, str]) -> None:
+        """Start senders for new peers (or peers whose URL changed) and stop
+        those no longer in the membership."""
+        for peer_id, sender in list(self.senders.items()):
+            if peers.get(peer_id, "").rstrip("/") != sender.url:
+                sender.cancel_scope.cancel()
+                del self.senders[peer_id]
+        for peer_id, url in peers.items():
+            if peer_id == self.node_id or peer_id in self.senders:
+                continue
+            sender = PeerSender(
+                self.node_id,
+                peer_id,
+                url,
+                self._client,
+                self._deadline,
+                self._on_unreachable,
+                self._on_snapshot_sent,
+                self._observe,
+            )
+            self.senders[peer_id] = sender
+            self._nursery.start_soon(sender.run, name=f"sender-{peer_id}")
+
+    def send(self, message: Message) -> None:
+        sender = self.senders.get(message.dst)
+        if sender is not None:
+            sender.enqueue(message)
+
+    async def aclose(self) -> None:
+        for sender in self.senders.values():
+            sender.cancel_scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._client.aclose()
