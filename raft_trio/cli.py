@@ -155,7 +155,11 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     for member in members:
         try:
             answer = client.http.get(member["url"] + "/api/status", timeout=3)
-            row = answer.json() if answer.is_success else {"id": member["id"], "role": f"http {answer.status_code}"}
+            row = (
+                answer.json()
+                if answer.is_success
+                else {"id": member["id"], "role": f"http {answer.status_code}"}
+            )
         except (httpx.HTTPError, ValueError):
             row = {"id": member["id"], "role": "unreachable"}
         row["url"] = member["url"]
@@ -166,7 +170,9 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         return 0
     columns = ["id", "role", "term", "leader_id", "commit_index", "applied_index", "url"]
     titles = ["ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "URL"]
-    table = [titles] + [[str(row.get(c, "")) if row.get(c) is not None else "-" for c in columns] for row in rows]
+    table = [titles] + [
+        [str(row.get(c, "")) if row.get(c) is not None else "-" for c in columns] for row in rows
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
@@ -201,17 +207,25 @@ def cmd_node(args: argparse.Namespace) -> int:
     peers = parse_peers(args.peers) if args.peers else {}
     if peers and args.id not in peers:
         raise UsageError(f"--peers must include this node ({args.id})")
-    url = check_url(args.advertise, "--advertise") if args.advertise else peers.get(args.id, f"http://{host}:{port}")
+    url = (
+        check_url(args.advertise, "--advertise")
+        if args.advertise
+        else peers.get(args.id, f"http://{host}:{port}")
+    )
     join = check_url(args.join, "--join") if args.join else None
     if not peers and not join:
         if args.discover:
-            raise UsageError("--discover (DNS discovery) is not available yet in this build; use --peers or --join")
+            raise UsageError(
+                "--discover (DNS discovery) is not available yet in this build; use --peers or --join"
+            )
         raise UsageError("a node needs --peers, --join or --discover to find its cluster")
     timing = Timing(
         heartbeat_ms=args.heartbeat_ms or env_int("HEARTBEAT_REPEAT_MILLIS", 100),
         election_min_ms=args.election_min_ms or env_int("ELECTION_TIMEOUT_LOWER_MILLIS", 1000),
         election_max_ms=args.election_max_ms or env_int("ELECTION_TIMEOUT_UPPER_MILLIS", 2000),
     )
+    if env_int("RAFT_SNAPSHOT_ENTRIES", 10_000) < 1:
+        raise UsageError("RAFT_SNAPSHOT_ENTRIES must be at least 1")
     try:
         timing.raft_config().validate()
     except ValueError as error:
@@ -239,6 +253,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         root_path=env.get("ROOT_PATH", ""),
         leader_script=env.get("SCRIPT_LEADER_PATH") or None,
         follower_script=env.get("SCRIPT_FOLLOWER_PATH") or None,
+        snapshot_entries=env_int("RAFT_SNAPSHOT_ENTRIES", 10_000),
     )
     configure_logging(args.id)
     try:
@@ -286,7 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--listen", required=True, help="HOST:PORT to bind")
     node.add_argument("--data-dir", required=True)
     node.add_argument("--peers", help="static initial membership ID=URL,... (including this node)")
-    node.add_argument("--discover", help="find peers by DNS (A/SRV records of NAME)", default=os.environ.get("APP_NAME") or None)
+    node.add_argument(
+        "--discover",
+        help="find peers by DNS (A/SRV records of NAME)",
+        default=os.environ.get("APP_NAME") or None,
+    )
     node.add_argument("--join", help="ask the cluster at URL to add this node")
     node.add_argument("--advertise", help="the URL others reach this node at (default: its --peers entry)")
     node.add_argument("--heartbeat-ms", type=int)
@@ -341,7 +360,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             return cmd_up(args)
         client = Client(cluster or [DEFAULT_CLUSTER])
-        handlers = {"kv": cmd_kv, "status": cmd_status, "members": cmd_members, "transfer-leader": cmd_transfer}
+        handlers = {
+            "kv": cmd_kv,
+            "status": cmd_status,
+            "members": cmd_members,
+            "transfer-leader": cmd_transfer,
+        }
         return handlers[args.command](args, client)
     except UsageError as error:
         fail(str(error))

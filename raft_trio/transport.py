@@ -126,7 +126,9 @@ class PeerSender:
                 )
                 ok = response.status_code == 204
                 if not ok:
-                    log.warning("peer %s answered %s: %s", self.peer_id, response.status_code, response.text[:200])
+                    log.warning(
+                        "peer %s answered %s: %s", self.peer_id, response.status_code, response.text[:200]
+                    )
             except httpx.HTTPError as error:
                 log.debug("peer %s unreachable: %r", self.peer_id, error)
         if self._observe is not None:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import msgspec
 import prometheus_client
+import swagger_ui_bundle  # type: ignore[import-untyped]
 import trio
 from quart import Response, request, send_from_directory
 from quart_schema import (
@@ -46,8 +47,13 @@ from ..transport import FROM_HEADER, MESSAGES_PATH, decode_batch
 
 log = logging.getLogger(__name__)
 
+#: Swagger UI's assets, served by the node itself (no CDN).
+SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
+
 #: A body may hold a 1 MiB value JSON-escaped (up to 6 bytes a character).
 MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
+#: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
+MAX_PEER_BODY_BYTES = 1 << 30
 MAX_TOKEN_LENGTH = 256
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -73,7 +79,7 @@ class PutBody(msgspec.Struct):
     the key must hold ``expect`` (``null``: must be absent)."""
 
     value: str
-    expect: str | None | msgspec.UnsetType = msgspec.UNSET
+    expect: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class KeyValue(msgspec.Struct):
@@ -154,7 +160,9 @@ def error(status: int, message: str, **extra: Any) -> tuple[dict[str, Any], int]
     return {"error": message, **extra}, status
 
 
-def not_leader(node: RaftNode, exc: NotLeaderError | None = None) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
+def not_leader(
+    node: RaftNode, exc: NotLeaderError | None = None
+) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
     """307 to the same request on the leader, or 503 when none is known."""
     leader_url = exc.leader_url if exc is not None else node.leader_url()
     leader_id = exc.leader_id if exc is not None else node.core.leader_id
@@ -182,7 +190,7 @@ def check_key(key: str) -> tuple[dict[str, Any], int] | None:
     return None
 
 
-def idempotency_token() -> str | None | tuple[dict[str, Any], int]:
+def idempotency_token() -> str | tuple[dict[str, Any], int] | None:
     token = request.headers.get(IDEMPOTENCY_HEADER)
     if token is None:
         return None
@@ -262,7 +270,9 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         if isinstance(result, Written):
             return KeyValue(result.key, result.value, result.index), 200
         if isinstance(result, CasFailed):
-            return CasConflict("compare failed: the key does not hold the expected value", result.current, result.index), 409
+            return CasConflict(
+                "compare failed: the key does not hold the expected value", result.current, result.index
+            ), 409
         return result
 
     @app.get(f"{prefix}/kv/<path:key>")
@@ -384,14 +394,14 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.get("/metrics")
     @hide
     async def metrics() -> Response:
-        return Response(prometheus_client.generate_latest(), content_type=prometheus_client.CONTENT_TYPE_LATEST)
+        return Response(
+            prometheus_client.generate_latest(), content_type=prometheus_client.CONTENT_TYPE_LATEST
+        )
 
     @app.get("/_docs/<path:filename>")
     @hide
     async def swagger_assets(filename: str) -> Response:
-        import swagger_ui_bundle
-
-        return await send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+        return await send_from_directory(SWAGGER_UI_PATH, filename)
 
     # -- peers ------------------------------------------------------------
 
@@ -401,7 +411,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         sender = request.headers.get(FROM_HEADER)
         if not sender:
             return error(400, f"peer requests need the {FROM_HEADER} header")
-        body = await request.get_data(cache=False)
+        # Batches of entries and whole snapshots exceed the client limit.
+        request.max_content_length = MAX_PEER_BODY_BYTES
+        body = await request.get_data(cache=False, as_text=False)
+        assert isinstance(body, bytes)
         try:
             messages = decode_batch(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

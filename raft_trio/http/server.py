@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+
 
 class ShieldedSend:
     """Runs every ASGI ``send`` shielded from cancellation.
@@ -34,7 +36,7 @@ def hypercorn_config(host: str, port: int, root_path: str = "") -> Config:
     config.graceful_timeout = 1.0
     config.keep_alive_timeout = 30.0
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")
     # Limits that bound hostile clients (stated in the README).
     config.h11_max_incomplete_size = 64 * 1024
     config.max_app_queue_size = 10

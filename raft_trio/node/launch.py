@@ -33,15 +33,17 @@ class NodeSettings:
     #: How the others reach this node (its entry in ``peers``, or --advertise).
     url: str
     join: str | None = None
-    timing: Timing = Timing()
-    http: HttpSettings = HttpSettings()
+    timing: Timing = dataclasses.field(default_factory=Timing)
+    http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
     root_path: str = ""
     leader_script: str | None = None
     follower_script: str | None = None
     snapshot_entries: int = 10_000
 
 
-async def run_node(settings: NodeSettings, *, task_status: trio.TaskStatus[RaftNode] = trio.TASK_STATUS_IGNORED) -> None:
+async def run_node(
+    settings: NodeSettings, *, task_status: trio.TaskStatus[RaftNode] = trio.TASK_STATUS_IGNORED
+) -> None:
     bootstrap = None
     if settings.peers:
         bootstrap = Snapshot(SnapshotMeta(0, 0, Membership.of(settings.peers)))
@@ -59,7 +61,9 @@ async def run_node(settings: NodeSettings, *, task_status: trio.TaskStatus[RaftN
         if bootstrap is not None and node.core.membership != bootstrap.meta.membership:
             log.info("data dir already holds a cluster; --peers is ignored")
         payload = PayloadSupervisor(settings.leader_script, settings.follower_script, settings.node_id)
-        node.on_role_change(lambda *_: payload.role_changed(node.role_name, node.core.term, node.leader_url()))
+        node.on_role_change(
+            lambda *_: payload.role_changed(node.role_name, node.core.term, node.leader_url())
+        )
         app = create_app(node, settings.http)
         stop = trio.Event()
         http_shutdown = trio.Event()
@@ -71,7 +75,12 @@ async def run_node(settings: NodeSettings, *, task_status: trio.TaskStatus[RaftN
                 nursery.start_soon(_join, settings.join, settings.node_id, settings.url)
             async with trio.open_nursery() as http:
                 addresses = await http.start(
-                    serve_app, app, settings.listen_host, settings.listen_port, http_shutdown, settings.root_path
+                    serve_app,
+                    app,
+                    settings.listen_host,
+                    settings.listen_port,
+                    http_shutdown,
+                    settings.root_path,
                 )
                 log.info("node %s serving on %s as %s", settings.node_id, ", ".join(addresses), settings.url)
                 task_status.started(node)
@@ -98,7 +107,9 @@ async def _join(cluster_url: str, node_id: str, url: str) -> None:
     async with httpx.AsyncClient(follow_redirects=True, timeout=10, trust_env=False) as client:
         while True:
             try:
-                response = await client.post(cluster_url.rstrip("/") + "/api/members", json={"id": node_id, "url": url})
+                response = await client.post(
+                    cluster_url.rstrip("/") + "/api/members", json={"id": node_id, "url": url}
+                )
                 if response.status_code == 200:
                     log.info("joined the cluster through %s", cluster_url)
                     return

@@ -10,6 +10,7 @@ script that exits while its role lasts is restarted with back-off.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -34,10 +35,8 @@ async def _terminate_group(process: trio.Process, grace: float = GRACE_SECONDS) 
     with trio.move_on_after(grace):
         await process.wait()
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class PayloadSupervisor:

@@ -25,9 +25,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import trio
-
 import msgspec
+import trio
 
 from ..core import (
     ConfChange,

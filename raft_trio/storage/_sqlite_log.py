@@ -266,7 +266,9 @@ class SqliteLog:
         SQLite reuses them for new entries anyway."""
         free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
         if free >= min_free_pages:
-            self._conn.execute("PRAGMA incremental_vacuum").fetchall()
+            # Through executescript: stepped once by execute(), the pragma
+            # frees a single page.
+            self._conn.executescript("PRAGMA incremental_vacuum")
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it."""
