@@ -3,7 +3,10 @@
 The runtime must handle a Ready in this order (etcd's contract):
 1. persist ``hard_state``, ``entries`` and ``snapshot`` (fsync);
 2. send ``messages`` (they may promise what step 1 made durable: a vote,
-   an acknowledged entry);
+   an acknowledged entry). A leader's own messages (AppendEntries,
+   Heartbeat, InstallSnapshot, TimeoutNow) promise nothing about its disk
+   and may be sent before or during step 1 (§10.2.1): the leader counts
+   itself towards a quorum only for entries ``advance`` reported durable;
 3. install ``snapshot`` into the state machine, then apply
    ``committed_entries`` in order, and serve ``read_states`` once applied
    up to their index;

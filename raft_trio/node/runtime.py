@@ -29,8 +29,11 @@ import msgspec
 import trio
 
 from ..core import (
+    AppendEntries,
     ConfChange,
     EntryKind,
+    Heartbeat,
+    InstallSnapshot,
     Membership,
     Message,
     NotLeader,
@@ -40,6 +43,7 @@ from ..core import (
     Ready,
     Role,
     Snapshot,
+    TimeoutNow,
 )
 from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
 from ..storage import DurableStorage
@@ -48,6 +52,9 @@ from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
 
 log = logging.getLogger(__name__)
+
+#: Messages only a leader sends.
+LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +247,18 @@ class RaftNode:
                 await self._handle_ready(self.core.ready())
 
     async def _handle_ready(self, ready: Ready) -> None:
+        transport = self._transport
+        assert transport is not None
+        # A leader's own messages promise nothing about its disk: it may
+        # replicate in parallel with its own fsync (dissertation §10.2.1),
+        # since it counts itself towards a quorum only once durable. Every
+        # other message (votes, acknowledgements) waits for the fsync.
+        after_persist = []
+        for message in ready.messages:
+            if isinstance(message, LEADER_MESSAGES):
+                transport.send(message)
+            else:
+                after_persist.append(message)
         # 1. Persist: durable before anything that promises it is sent.
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
@@ -249,9 +268,7 @@ class RaftNode:
             metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
             self.storage.apply_to_cache(ready.hard_state, ready.entries, ready.snapshot)
         # 2. Send.
-        transport = self._transport
-        assert transport is not None
-        for message in ready.messages:
+        for message in after_persist:
             transport.send(message)
         # 3. Apply, answer.
         if ready.snapshot is not None:
