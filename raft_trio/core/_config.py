@@ -42,6 +42,11 @@ class RaftConfig:
     #: reach a quorum does not grow its log without bound (etcd's
     #: MaxUncommittedEntriesSize, counted in entries).
     max_uncommitted_entries: int = 10_000
+    #: A learner is promoted to voter once its log is within this many
+    #: entries of the leader's commit index (§4.2.1: caught up enough that
+    #: counting it in quorums does not stall commitment). Under a steady
+    #: write load "exactly caught up" may never be observed.
+    learner_catch_up_entries: int = 100
     #: A leadership transfer not done within this many ticks is abandoned
     #: and the leader takes proposals again (§3.10).
     transfer_timeout_ticks: int | None = None

@@ -28,7 +28,10 @@ class RaftLog:
         #: A snapshot from the leader, not yet installed by the runtime.
         self.unstable_snapshot: Snapshot | None = None
         first = storage.first_index()
-        self.committed = max(first - 1, storage.hard_state().commit)
+        # The commit index is volatile in Raft (Figure 3.1); the persisted
+        # one only saves a restarted node a round trip. Never trust it past
+        # the log actually recovered.
+        self.committed = max(first - 1, min(storage.hard_state().commit, storage.last_index()))
         self.applied = first - 1
 
     def __repr__(self) -> str:

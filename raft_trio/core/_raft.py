@@ -689,7 +689,10 @@ class RaftCore:
             return
         for learner in sorted(self.membership.learners):
             pr = self.progress.get(learner)
-            if pr is not None and pr.match >= self.log.committed and pr.recent_active:
+            caught_up = (
+                pr is not None and pr.match + self.config.learner_catch_up_entries >= self.log.committed
+            )
+            if pr is not None and caught_up and pr.recent_active:
                 self.change_membership(PromoteLearner(learner))
                 return
 

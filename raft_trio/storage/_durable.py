@@ -26,9 +26,11 @@ For one ``Ready`` the runtime does::
     storage.apply_to_cache(r.hard_state, r.entries, r.snapshot)
     # ... send, apply, core.advance(r)
 
-Only one disk call may run at a time (they take a lock), and each must be
-followed by its cache half before the next disk call, so that the disk and
-the cache apply the same operations in the same order. The disk side keeps
+Only one disk call runs at a time (they take a lock), and the cache halves
+must be called in the same order as the disk halves, each after its own
+disk half returned, so that the disk and the cache apply the same
+operations in the same order. ``stage_snapshot`` must have returned before
+the disk call that uses its snapshot starts. The disk side keeps
 its own small view of what is on disk (snapshot index, last index), so it
 never reads the cache from the writer thread. ``persist``, ``append``,
 ``compact`` and the other MemoryStorage-style methods do both halves in the
@@ -74,10 +76,10 @@ class _DiskView:
     """What the writer thread knows is on disk. Replaced whole after each
     commit, never mutated."""
 
+    #: The snapshot the database points at; None before the first one.
     current: SnapshotKey | None
     snap_index: int
     last_index: int
-    fallback: SnapshotKey | None
 
 
 class DurableStorage:
@@ -93,10 +95,7 @@ class DurableStorage:
     ) -> None:
         """Recover from ``data_dir`` (blocking: run it off the event loop).
         Takes ownership of ``data_dir``: :meth:`close` releases its lock."""
-        if keep_snapshots not in (1, 2):
-            raise ValueError("keep_snapshots must be 1 or 2")
-        self.policy = policy or SnapshotPolicy()
-        self.policy.validate()
+        self.policy = _validated(policy, keep_snapshots)
         self.data_dir = data_dir
         self._keep = keep_snapshots
         self._lock = threading.Lock()
@@ -119,7 +118,6 @@ class DurableStorage:
             current=found.current,
             snap_index=found.snapshot.meta.index,
             last_index=self._cache.last_index(),
-            fallback=found.fallback,
         )
 
     @classmethod
@@ -137,6 +135,7 @@ class DurableStorage:
         Blocking; raises :class:`DataDirError` for a directory that is not
         this node's, :class:`CorruptionError` for one it cannot trust.
         ``initial_snapshot`` is used only by a new directory."""
+        _validated(policy, keep_snapshots)
         data_dir = open_data_dir(path, node_id, cluster_id)
         try:
             return cls(
@@ -221,7 +220,7 @@ class DurableStorage:
             if snapshot is not None and snapshot.meta.index > view.snap_index:
                 install = snapshot
                 meta = snapshot.meta
-                view = _DiskView((meta.index, meta.term), meta.index, meta.index, None)
+                view = _DiskView((meta.index, meta.term), meta.index, meta.index)
             new_entries = entries
             if entries and entries[0].index <= view.snap_index:
                 new_entries = [e for e in entries if e.index > view.snap_index]
@@ -276,7 +275,7 @@ class DurableStorage:
                 with self._db.transaction():
                     self._db.put_snapshot_ref(*key)
                     self._db.delete_through(fallback[0] if fallback is not None else meta.index)
-                self._view = _DiskView(key, meta.index, view.last_index, fallback)
+                self._view = _DiskView(key, meta.index, view.last_index)
                 self._snapshots.prune({k for k in (key, fallback) if k is not None})
                 self._db.reclaim()
                 # Rare enough to afford: copy the WAL into the database and
@@ -398,6 +397,14 @@ class DurableStorage:
     @property
     def path(self) -> Path:
         return self.data_dir.path
+
+
+def _validated(policy: SnapshotPolicy | None, keep_snapshots: int) -> SnapshotPolicy:
+    if keep_snapshots not in (1, 2):
+        raise ValueError("keep_snapshots must be 1 or 2")
+    policy = policy or SnapshotPolicy()
+    policy.validate()
+    return policy
 
 
 class _FailOnError:
