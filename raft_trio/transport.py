@@ -46,7 +46,10 @@ def encode_batch(messages: list[Message]) -> bytes:
 
 def decode_batch(data: bytes) -> list[Message]:
     """Raises msgspec.DecodeError / ValidationError on anything malformed."""
-    return _batch_decoder.decode(data)
+    try:
+        return _batch_decoder.decode(data)
+    except UnicodeDecodeError as error:  # msgspec lets this one through
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string: {error}") from error
 
 
 class PeerSender:

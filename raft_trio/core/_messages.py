@@ -106,4 +106,7 @@ def encode_message(message: Message) -> bytes:
 def decode_message(data: bytes) -> Message:
     """Decode one message; raises ``msgspec.ValidationError`` or
     ``msgspec.DecodeError`` on anything malformed."""
-    return _decoder.decode(data)
+    try:
+        return _decoder.decode(data)
+    except UnicodeDecodeError as error:  # msgspec lets this one through
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string: {error}") from error

@@ -72,6 +72,10 @@ class Progress:
         self.snapshot_rounds = 0
         #: Heard from since the last check-quorum round (§6.2).
         self.recent_active = False
+        #: Answered at least once since this leader started tracking it: a
+        #: learner that never answered is not promoted, however close its
+        #: (zero) match index looks.
+        self.responded = False
         #: Highest heartbeat sequence number this follower echoed back.
         self.acked_seq = 0
         self.inflights = Inflights(max_inflight)

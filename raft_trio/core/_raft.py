@@ -49,6 +49,7 @@ from ._storage import CompactedError, LogStorage
 from ._types import Entry, EntryKind, HardState, Membership, NodeId, Snapshot, SnapshotMeta
 
 _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
+_SENT_BY_LEADERS = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 class RaftCore:
@@ -225,6 +226,30 @@ class RaftCore:
         if pr is not None and pr.state is ProgressState.SNAPSHOT and not success:
             pr.become_probe()
 
+    def step_down(self) -> None:
+        """Stop leading (keeping the term): the runtime calls this when its
+        disk has stalled for longer than an election timeout, so that a
+        leader that cannot make entries durable does not linger (a zombie
+        leader holds clients while the others could elect a working one)."""
+        if self.role is Role.LEADER:
+            self._become_follower(self.term, None)
+
+    def take_leader_messages(self) -> list[Message]:
+        """Take the queued messages a leader sends (AppendEntries,
+        Heartbeat, InstallSnapshot, TimeoutNow). They promise nothing about
+        this node's disk (its term and vote were durable before it could
+        lead, and it counts its own entries only once durable, §10.2.1), so
+        the runtime may send them at once, even while a Ready is being
+        persisted: heartbeats never wait on the disk. Every other message
+        still comes out in ``ready()`` and waits for its persist."""
+        self._flush_broadcast()
+        if not self._messages:
+            return []
+        taken: list[Message] = [m for m in self._messages if isinstance(m, _SENT_BY_LEADERS)]
+        if taken:
+            self._messages = [m for m in self._messages if not isinstance(m, _SENT_BY_LEADERS)]
+        return taken
+
     def step(self, m: Message) -> None:
         """Take in one message from a peer."""
         if m.dst != self.id:
@@ -282,14 +307,7 @@ class RaftCore:
     def ready(self) -> Ready:
         """Everything the runtime must do now. Call ``advance`` with it once
         done, before asking for the next one."""
-        if self._broadcast_pending:
-            # One AppendEntries per follower for everything proposed since
-            # the last Ready (batching); an empty one only to carry a new
-            # commit index.
-            self._broadcast_pending = False
-            commit_news = self.log.committed > self._commit_broadcast
-            self._commit_broadcast = self.log.committed
-            self._broadcast_append(send_if_empty=commit_news)
+        self._flush_broadcast()
         hard_state = self.hard_state
         soft_state = self.soft_state
         membership = self.membership
@@ -311,6 +329,16 @@ class RaftCore:
         self._read_states = []
         self._dropped_reads = []
         return ready
+
+    def _flush_broadcast(self) -> None:
+        if self._broadcast_pending:
+            # One AppendEntries per follower for everything proposed since
+            # the last flush (batching); an empty one only to carry a new
+            # commit index.
+            self._broadcast_pending = False
+            commit_news = self.log.committed > self._commit_broadcast
+            self._commit_broadcast = self.log.committed
+            self._broadcast_append(send_if_empty=commit_news)
 
     def advance(self, ready: Ready) -> None:
         """The runtime has persisted, sent and applied ``ready``."""
@@ -585,6 +613,7 @@ class RaftCore:
         pr = self.progress.get(m.src)
         if pr is None:
             return
+        pr.responded = True
         if isinstance(m, AppendEntriesResponse):
             pr.recent_active = True
             if m.success:
@@ -692,7 +721,7 @@ class RaftCore:
             caught_up = (
                 pr is not None and pr.match + self.config.learner_catch_up_entries >= self.log.committed
             )
-            if pr is not None and caught_up and pr.recent_active:
+            if pr is not None and caught_up and pr.responded and pr.recent_active:
                 self.change_membership(PromoteLearner(learner))
                 return
 

@@ -126,6 +126,8 @@ class RaftNode:
         self._writes = PendingWrites()
         self._reads = PendingReads()
         self._wake = trio.Event()
+        self._pump_wake = trio.Event()
+        self._persist_started: float | None = None
         self._transport: Transport | None = None
         self._subscribers: set[trio.MemorySendChannel[NodeEvent]] = set()
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
@@ -199,6 +201,7 @@ class RaftNode:
             try:
                 nursery.start_soon(self._ticker, name="ticker")
                 nursery.start_soon(self._ready_loop, name="ready-loop")
+                nursery.start_soon(self._leader_pump, name="leader-pump")
                 self.started.set()
                 task_status.started()
                 await self.closing.wait()
@@ -225,6 +228,21 @@ class RaftNode:
 
     def wake(self) -> None:
         self._wake.set()
+        self._pump_wake.set()
+
+    async def _leader_pump(self) -> None:
+        """Sends a leader's messages as soon as they exist, also while the
+        ready loop waits on the disk: heartbeats never wait on an fsync."""
+        transport = self._transport
+        assert transport is not None
+        while True:
+            await self._pump_wake.wait()
+            self._pump_wake = trio.Event()
+            # Let the other tasks woken with us (concurrent client requests)
+            # propose first, so that one AppendEntries carries them all.
+            await trio.lowlevel.checkpoint()
+            for message in self.core.take_leader_messages():
+                transport.send(message)
 
     async def _ticker(self) -> None:
         interval = self.timing.tick_ms / 1000
@@ -235,9 +253,23 @@ class RaftNode:
             if deadline < now:
                 deadline = now  # fell behind (a pause): do not burst ticks
             await trio.sleep_until(deadline)
+            self._check_disk_stall()
             self.core.tick()
             if self.core.has_ready():
                 self.wake()
+
+    def _check_disk_stall(self) -> None:
+        """A leader whose fsync has stalled for longer than an election
+        timeout steps down: it cannot make entries durable, and heartbeats
+        alone would keep the others from electing one that can."""
+        started = self._persist_started
+        if started is None or self.core.role is not Role.LEADER:
+            return
+        stalled = trio.current_time() - started
+        if stalled * 1000 > self.timing.election_min_ms:
+            log.warning("disk write stalled for %.1f s: stepping down", stalled)
+            self.core.step_down()
+            self.wake()
 
     async def _ready_loop(self) -> None:
         while True:
@@ -262,9 +294,13 @@ class RaftNode:
         # 1. Persist: durable before anything that promises it is sent.
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
-            await trio.to_thread.run_sync(
-                self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
-            )
+            self._persist_started = trio.current_time()
+            try:
+                await trio.to_thread.run_sync(
+                    self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
+                )
+            finally:
+                self._persist_started = None
             metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
             self.storage.apply_to_cache(ready.hard_state, ready.entries, ready.snapshot)
         # 2. Send.

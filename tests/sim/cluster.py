@@ -214,6 +214,11 @@ class Cluster:
 
     def handle_ready(self, node: SimNode) -> None:
         core = node.core
+        if node.alive and self.rng.random() < 0.5:
+            # The runtime's leader pump: a leader's messages may leave at
+            # once, ahead of the Ready that would carry them.
+            for message in core.take_leader_messages():
+                self.send(message)
         while node.alive and core.has_ready():
             ready = core.ready()
             # 1. persist

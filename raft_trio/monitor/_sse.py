@@ -1,0 +1,75 @@
+"""A line-at-a-time parser of server-sent events (the WHATWG rules that
+matter here), with no I/O: feed it the lines of a stream, get back whole
+events.
+
+Rules: ``event:`` names the event (default ``message``); ``data:`` lines
+are joined with newlines; a line starting with ``:`` is a comment (the
+node's ``: keep-alive``); a blank line dispatches the event, if it had data.
+Memory is bounded: an event whose data grows past ``max_bytes`` is dropped
+whole (and reported), so a broken or hostile node cannot make the monitor buffer forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+#: A node's largest event is a status or membership document: a few hundred
+#: bytes a member. 1 MiB is far beyond any real cluster.
+MAX_EVENT_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class SseEvent:
+    name: str
+    data: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SseComment:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SseDropped:
+    """An event that broke the size bound; its data is gone."""
+
+    name: str
+    size: int
+
+
+class SseParser:
+    def __init__(self, max_bytes: int = MAX_EVENT_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._name = ""
+        self._data: list[str] = []
+        self._size = 0
+        self._overflow = False
+
+    def feed(self, line: str) -> SseEvent | SseComment | SseDropped | None:
+        """One line without its line ending; returns what it completes."""
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            return SseComment(line[1:].strip())
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            self._name = value
+        elif field == "data":
+            self._size += len(value) + 1
+            if self._size > self.max_bytes:
+                self._overflow = True
+                self._data.clear()
+            elif not self._overflow:
+                self._data.append(value)
+        # id, retry and unknown fields carry nothing the monitor needs.
+        return None
+
+    def _dispatch(self) -> SseEvent | SseDropped | None:
+        name, data, size, overflow = self._name or "message", self._data, self._size, self._overflow
+        self._name, self._data, self._size, self._overflow = "", [], 0, False
+        if overflow:
+            return SseDropped(name, size)
+        if not data:
+            return None
+        return SseEvent(name, "\n".join(data))

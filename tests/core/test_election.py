@@ -1,0 +1,417 @@
+"""Leader election (dissertation §3.4), pre-vote (§9.6), leader leases
+against disruptive servers (§4.2.3) and check-quorum (§6.2).
+
+One behaviour per test, named after the rule it checks, as etcd's
+``raft_paper_test.go``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from raft_trio.core import (
+    AppendEntries,
+    AppendEntriesResponse,
+    HeartbeatResponse,
+    RequestVote,
+    RequestVoteResponse,
+    Role,
+)
+
+from .helpers import CONFIG, Network, config, membership, of_type, storage_with_log
+
+NO_PRE_VOTE = config(pre_vote=False, check_quorum=False)
+
+
+def test_follower_starts_pre_vote_after_election_timeout() -> None:
+    """§3.4: "If a follower receives no communication over a period of time
+    called the election timeout, then it ... begins an election"; with
+    pre-vote (§9.6) it first asks whether it could win, at term + 1,
+    without changing its own term."""
+    net = Network()
+    a = net.cores["a"]
+    timeout = a.randomized_election_timeout
+    assert CONFIG.election_ticks_min <= timeout <= CONFIG.election_ticks_max
+
+    net.tick("a", timeout - 1)
+    assert a.role is Role.FOLLOWER
+    net.tick("a")
+    assert a.role is Role.PRE_CANDIDATE
+    assert a.term == 0 and a.vote is None
+
+    votes = of_type(net.take("a").messages, RequestVote)
+    assert sorted(m.dst for m in votes) == ["b", "c"]
+    assert all(m.pre_vote and m.term == 1 and not m.transfer for m in votes)
+
+
+def test_follower_becomes_candidate_after_election_timeout_without_pre_vote() -> None:
+    """§3.4: "To begin an election, a follower increments its current term
+    and transitions to candidate state. It then votes for itself and issues
+    RequestVote RPCs in parallel to each of the other servers"; the term
+    and vote are persisted before the requests go out (Figure 3.1)."""
+    net = Network(config=NO_PRE_VOTE)
+    net.time_out("a")
+    a = net.cores["a"]
+    assert a.role is Role.CANDIDATE
+    assert (a.term, a.vote) == (1, "a")
+
+    ready = net.take("a")
+    assert ready.hard_state is not None
+    assert (ready.hard_state.term, ready.hard_state.vote) == (1, "a")
+    votes = of_type(ready.messages, RequestVote)
+    assert sorted(m.dst for m in votes) == ["b", "c"]
+    assert all(
+        m.term == 1 and not m.pre_vote and (m.last_log_index, m.last_log_term) == (0, 0) for m in votes
+    )
+
+
+def test_election_timeouts_are_randomized_within_configured_range() -> None:
+    """§3.4: "Raft uses randomized election timeouts to ensure that split
+    votes are rare", chosen from a fixed interval."""
+    timeouts = {Network(seed=seed).cores["a"].randomized_election_timeout for seed in range(40)}
+    assert min(timeouts) >= CONFIG.election_ticks_min
+    assert max(timeouts) <= CONFIG.election_ticks_max
+    assert len(timeouts) > 3
+
+
+def test_heartbeats_keep_followers_from_campaigning() -> None:
+    """§3.4: "A server remains in follower state as long as it receives
+    valid RPCs from a leader"."""
+    net = Network()
+    net.elect("a")
+    net.elapse(10 * CONFIG.election_ticks_max)
+    assert net.leader() == "a"
+    assert {core.term for core in net.cores.values()} == {1}
+
+
+@pytest.mark.parametrize("pre_vote", [False, True])
+@pytest.mark.parametrize(
+    ("size", "down", "wins"),
+    [(1, 0, True), (3, 0, True), (3, 1, True), (3, 2, False), (5, 2, True), (5, 3, False)],
+)
+def test_candidate_wins_election_with_votes_from_majority(
+    size: int, down: int, wins: bool, pre_vote: bool
+) -> None:
+    """§3.4: "A candidate wins an election if it receives votes from a
+    majority of the servers in the full cluster for the same term"; without
+    a majority it keeps waiting (and, with pre-vote, never even raises its
+    term, §9.6)."""
+    ids = [f"n{i}" for i in range(size)]
+    net = Network(ids, config=config(pre_vote=pre_vote, check_quorum=False))
+    for node_id in ids[size - down :]:
+        net.crash(node_id)
+
+    net.campaign("n0")
+
+    n0 = net.cores["n0"]
+    if wins:
+        assert (n0.role, n0.term) == (Role.LEADER, 1)
+        assert all(net.cores[i].leader_id == "n0" for i in net.cores)
+    elif pre_vote:
+        assert (n0.role, n0.term) == (Role.PRE_CANDIDATE, 0)
+    else:
+        assert (n0.role, n0.term) == (Role.CANDIDATE, 1)
+
+
+@pytest.mark.parametrize(("pre_vote", "term_after"), [(False, 2), (True, 1)])
+def test_candidate_returns_to_follower_when_majority_rejects(pre_vote: bool, term_after: int) -> None:
+    """§3.4/§3.6.1: a candidate whose log is behind a majority's cannot win;
+    once a majority has refused it stops campaigning and returns to
+    follower (with pre-vote it never left its term, §9.6)."""
+    members = membership("abc")
+    storages = {
+        "a": storage_with_log(members, [], term=1),
+        "b": storage_with_log(members, [1], term=1),
+        "c": storage_with_log(members, [1], term=1),
+    }
+    net = Network(config=config(pre_vote=pre_vote, check_quorum=False), storages=storages)
+
+    net.campaign("a")
+
+    a = net.cores["a"]
+    assert (a.role, a.term) == (Role.FOLLOWER, term_after)
+    assert [net.cores[i].vote for i in "bc"] == [None, None]
+    assert [net.cores[i].term for i in "bc"] == [term_after, term_after]
+
+
+def test_candidate_becomes_follower_on_append_from_leader_of_its_term() -> None:
+    """§3.4: "If the leader's term ... is at least as large as the
+    candidate's current term, then the candidate recognizes the leader as
+    legitimate and returns to follower state"."""
+    net = Network(config=NO_PRE_VOTE)
+    net.time_out("b")
+    b = net.cores["b"]
+    assert (b.role, b.term) == (Role.CANDIDATE, 1)
+
+    net.step(AppendEntries(1, "a", "b", prev_index=0, prev_term=0, entries=(), commit=0))
+
+    assert (b.role, b.term, b.leader_id) == (Role.FOLLOWER, 1, "a")
+    (response,) = of_type(net.take("b").messages, AppendEntriesResponse)
+    assert response.success
+
+
+def test_split_vote_is_resolved_by_a_later_election() -> None:
+    """§3.4: "each candidate will time out and start a new election by
+    incrementing its term"; randomized timeouts make the next one decisive."""
+    net = Network("abcd", config=NO_PRE_VOTE)
+    net.cut("a", "d")
+    net.cut("b", "c")
+    net.time_out("a")
+    net.time_out("b")
+    net.deliver_all()
+    # c voted for a, d for b: two votes each, three needed.
+    assert [(net.cores[i].role, net.cores[i].term) for i in "ab"] == [(Role.CANDIDATE, 1)] * 2
+    assert (net.cores["c"].vote, net.cores["d"].vote) == ("a", "b")
+
+    net.heal()
+    for _ in range(10 * CONFIG.election_ticks_max):
+        net.elapse(1)
+        if any(c.role is Role.LEADER for c in net.cores.values()):
+            break
+    leader = net.cores[net.leader()]
+    assert leader.term >= 2
+
+
+def test_votes_are_counted_once_per_server() -> None:
+    """§3.4: a majority "of the servers": a vote delivered twice is still
+    one vote."""
+    net = Network("abcde", config=NO_PRE_VOTE)
+    net.time_out("a")
+    net.take("a")
+    a = net.cores["a"]
+    for _ in range(3):
+        net.step(RequestVoteResponse(1, "b", "a", granted=True))
+    assert a.role is Role.CANDIDATE
+    net.step(RequestVoteResponse(1, "c", "a", granted=True))
+    assert a.role is Role.LEADER
+
+
+def test_vote_granted_at_most_once_per_term() -> None:
+    """§3.4: "Each server will vote for at most one candidate in a given
+    term, on a first-come-first-served basis" (a repeated request from the
+    same candidate gets the same answer)."""
+    net = Network()
+    c = net.cores["c"]
+
+    answers = []
+    for candidate in ["a", "b", "a"]:
+        net.step(RequestVote(1, candidate, "c", last_log_index=0, last_log_term=0))
+        (answer,) = net.take("c").messages
+        assert isinstance(answer, RequestVoteResponse)
+        answers.append((candidate, answer.granted))
+
+    assert answers == [("a", True), ("b", False), ("a", True)]
+    assert (c.term, c.vote) == (1, "a")
+    assert (net.storages["c"].hard_state().term, net.storages["c"].hard_state().vote) == (1, "a")
+
+
+@pytest.mark.parametrize("pre_vote", [False, True])
+@pytest.mark.parametrize(
+    ("last_index", "last_term", "granted"),
+    [
+        (2, 2, True),  # same last term and index
+        (3, 2, True),  # same last term, longer
+        (1, 2, False),  # same last term, shorter
+        (5, 1, False),  # longer, but lower last term
+        (1, 3, True),  # shorter, but higher last term
+    ],
+)
+def test_vote_rejected_for_less_up_to_date_log(
+    last_index: int, last_term: int, granted: bool, pre_vote: bool
+) -> None:
+    """§3.6.1: "The RequestVote RPC implements this restriction: ... the
+    voter denies its vote if its own log is more up-to-date than that of the
+    candidate. ... If the logs have last entries with different terms, then
+    the log with the later term is more up-to-date. If the logs end with the
+    same term, then whichever log is longer is more up-to-date." Pre-votes
+    apply the same test (§9.6)."""
+    voter_storage = storage_with_log(membership("abc"), [1, 2], term=2)
+    net = Network(storages={"b": voter_storage})
+
+    net.step(RequestVote(3, "a", "b", last_log_index=last_index, last_log_term=last_term, pre_vote=pre_vote))
+
+    (answer,) = net.take("b").messages
+    assert isinstance(answer, RequestVoteResponse)
+    assert answer.granted is granted
+    assert answer.pre_vote is pre_vote
+
+
+def test_pre_vote_does_not_change_any_term() -> None:
+    """§9.6: "the Pre-Vote algorithm ... a candidate would first ask other
+    servers whether its log was up-to-date enough to get their vote"; a
+    partitioned server that keeps timing out never raises its term."""
+    net = Network()
+    net.isolate("c")
+    net.elapse(10 * CONFIG.election_ticks_max, nodes=["c"])
+
+    c = net.cores["c"]
+    assert c.role is Role.PRE_CANDIDATE
+    assert [core.term for core in net.cores.values()] == [0, 0, 0]
+    assert net.storages["c"].hard_state().term == 0
+
+
+def test_granting_a_pre_vote_changes_nothing_on_the_voter() -> None:
+    """§9.6: a pre-vote is only a question: the voter keeps its term and
+    vote and grants it at the term the candidate asked about."""
+    net = Network()
+    net.step(RequestVote(1, "a", "b", last_log_index=0, last_log_term=0, pre_vote=True))
+
+    b = net.cores["b"]
+    (answer,) = net.take("b").messages
+    assert isinstance(answer, RequestVoteResponse)
+    assert (answer.granted, answer.pre_vote, answer.term) == (True, True, 1)
+    assert (b.term, b.vote) == (0, None)
+
+
+def test_partitioned_node_rejoining_with_pre_vote_does_not_disrupt_leader() -> None:
+    """§9.6: "a server that has been partitioned ... will not be able to
+    increment its term, since it cannot receive permission from a majority
+    of the cluster"; when it rejoins, the leader keeps its term."""
+    net = Network()
+    net.elect("a")
+    net.isolate("c")
+    net.elapse(10 * CONFIG.election_ticks_max)
+    assert net.cores["c"].term == 1
+
+    net.heal()
+    net.elapse(CONFIG.election_ticks_max)
+
+    assert net.leader() == "a"
+    assert [(core.term, core.leader_id) for core in net.cores.values()] == [(1, "a")] * 3
+
+
+def test_partitioned_node_rejoining_without_pre_vote_disrupts_leader() -> None:
+    """§9.6, the problem pre-vote solves: without it the partitioned server
+    keeps incrementing its term, and its higher term deposes the leader
+    when it rejoins."""
+    net = Network(config=NO_PRE_VOTE)
+    net.elect("a")
+    net.isolate("c")
+    net.elapse(10 * CONFIG.election_ticks_max)
+    assert net.cores["c"].term > 1
+
+    net.heal()
+    net.elapse(CONFIG.election_ticks_max)
+
+    assert net.cores["a"].term > 1
+
+
+@pytest.mark.parametrize("pre_vote", [False, True])
+def test_follower_within_leader_lease_ignores_request_vote(pre_vote: bool) -> None:
+    """§4.2.3: "if a server receives a RequestVote request within the
+    minimum election timeout of hearing from a current leader, it does not
+    update its term or grant its vote" (it does not answer at all)."""
+    net = Network()
+    net.elect("a")
+    b = net.cores["b"]
+
+    net.tick("b", CONFIG.election_ticks_min - 1)
+    net.step(RequestVote(2, "c", "b", last_log_index=1, last_log_term=1, pre_vote=pre_vote))
+    assert net.take("b").messages == []
+    assert (b.term, b.vote, b.leader_id) == (1, "a", "a")
+
+    net.tick("b")  # the lease has run out
+    net.step(RequestVote(2, "c", "b", last_log_index=1, last_log_term=1, pre_vote=pre_vote))
+    answers = of_type(net.take("b").messages, RequestVoteResponse, dst="c")
+    assert [m.granted for m in answers] == [True]
+
+
+def test_transfer_flagged_vote_overrides_leader_lease() -> None:
+    """§3.10 with §4.2.3: "a RequestVote ... sent as part of a leadership
+    transfer ... should be processed even within the minimum election
+    timeout", since the leader itself asked for it."""
+    net = Network()
+    net.elect("a")
+
+    net.step(RequestVote(2, "c", "b", last_log_index=1, last_log_term=1, transfer=True))
+
+    b = net.cores["b"]
+    (answer,) = net.take("b").messages
+    assert isinstance(answer, RequestVoteResponse) and answer.granted
+    assert (b.term, b.vote) == (2, "c")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        AppendEntriesResponse(2, "b", "a", success=False, index=0),
+        HeartbeatResponse(2, "b", "a", seq=0),
+        RequestVoteResponse(2, "b", "a", granted=False),
+    ],
+    ids=["append_resp", "hb_resp", "vote_resp"],
+)
+def test_leader_steps_down_on_higher_term(message: object) -> None:
+    """§3.3: "If a candidate or leader discovers that its term is out of
+    date, it immediately reverts to follower state"."""
+    net = Network()
+    a = net.elect("a")
+
+    net.step(message)  # type: ignore[arg-type]
+
+    assert (a.role, a.term, a.leader_id) == (Role.FOLLOWER, 2, None)
+    ready = net.take("a")
+    assert ready.soft_state is not None and ready.soft_state.role is Role.FOLLOWER
+    assert ready.hard_state is not None and (ready.hard_state.term, ready.hard_state.vote) == (2, None)
+
+
+def test_deposed_leader_learns_new_term_from_stale_heartbeat_answer() -> None:
+    """§3.3: "If a server receives a request with a stale term number, it
+    rejects the request"; the answer carries the current term, and the
+    stale leader steps down on seeing it."""
+    net = Network()
+    net.elect("a")
+    net.isolate("a")
+    net.elapse(5 * CONFIG.election_ticks_max, nodes=["b", "c"])
+    (new_leader,) = [i for i in "bc" if net.cores[i].role is Role.LEADER]
+    assert net.cores["a"].role is Role.LEADER  # a does not know yet
+
+    net.heal()
+    net.tick("a")  # a's heartbeat reaches a server of the new term
+    net.deliver_all()
+    net.elapse(1)
+
+    a = net.cores["a"]
+    assert (a.role, a.term, a.leader_id) == (Role.FOLLOWER, net.cores[new_leader].term, new_leader)
+
+
+def test_check_quorum_isolated_leader_steps_down() -> None:
+    """§6.2: "a leader that cannot communicate with a majority of the
+    cluster ... steps down if an election timeout elapses without a
+    successful round of heartbeats to a majority of its cluster"."""
+    net = Network()
+    a = net.elect("a")
+    net.isolate("a")
+
+    for _ in range(CONFIG.election_ticks_min):
+        net.tick("a")
+        net.deliver_all()
+    assert a.role is Role.LEADER  # it heard from everyone in the first window
+    for _ in range(CONFIG.election_ticks_min):
+        net.tick("a")
+        net.deliver_all()
+
+    assert (a.role, a.term, a.leader_id) == (Role.FOLLOWER, 1, None)
+
+
+def test_leader_without_check_quorum_stays_leader_when_isolated() -> None:
+    """§6.2's counterpart: without check-quorum nothing makes an isolated
+    leader step down (the reason check-quorum exists)."""
+    net = Network(config=config(check_quorum=False))
+    a = net.elect("a")
+    net.isolate("a")
+    net.elapse(10 * CONFIG.election_ticks_max, nodes=["a"])
+    assert a.role is Role.LEADER
+
+
+def test_learner_does_not_campaign_and_is_not_asked_to_vote() -> None:
+    """§4.2.1: learners ("non-voting members") receive the log but are not
+    considered for majorities: they never start elections and candidates do
+    not ask them for votes."""
+    net = Network("abd", learners="d")
+    net.tick("d", 10 * CONFIG.election_ticks_max)
+    assert net.cores["d"].role is Role.FOLLOWER
+    assert net.take("d").messages == []
+
+    net.time_out("a")
+    votes = of_type(net.take("a").messages, RequestVote)
+    assert [m.dst for m in votes] == ["b"]

@@ -1,0 +1,239 @@
+"""Cluster membership changes, one server at a time (dissertation §4):
+learners first (§4.2.1), configurations in force from the moment they are
+appended (§4.1), removal of the leader itself (§4.2.2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from raft_trio.core import (
+    AddLearner,
+    AppendEntries,
+    ConfigChangeRejected,
+    EntryKind,
+    Membership,
+    MemoryStorage,
+    NotLeader,
+    RemoveMember,
+    Role,
+)
+
+from .helpers import CONFIG, Network, config, membership, of_type, url
+
+NO_LEASE = config(check_quorum=False)
+
+
+def config_entries(net: Network, node_id: str) -> list[Membership]:
+    storage = net.storages[node_id]
+    entries = storage.entries(storage.first_index(), storage.last_index() + 1)
+    return [Membership.decode(e.data) for e in entries if e.kind is EntryKind.CONFIG]
+
+
+def add_node(net: Network, node_id: str) -> None:
+    """Start a new, empty server: it knows nothing until a leader talks
+    to it."""
+    net.storages[node_id] = MemoryStorage()
+    net.start(node_id)
+
+
+def test_added_learner_receives_the_log() -> None:
+    """§4.2.1: a new server joins as a non-voting member so that the leader
+    can replicate the log to it before it counts in majorities."""
+    net = Network()
+    a = net.elect("a")
+    a.propose(b"x")
+    net.deliver_all()
+    add_node(net, "d")
+
+    index = a.change_membership(AddLearner("d", url("d")))
+    assert a.membership.learners == {"d"}
+    net.elapse(1)
+
+    assert index == 3
+    assert net.log("d")[:3] == net.log("a")[:3]
+    assert [e.data for e in net.applied["d"]][:2] == [b"", b"x"]
+    assert config_entries(net, "d")[0] == membership("abc", learners="d")
+
+
+def test_learner_is_not_counted_in_quorum() -> None:
+    """§4.2.1: learners are not "considered for majorities": with voters
+    {a, b} and learner d, a and d together are not enough to commit."""
+    net = Network("abd", learners="d")
+    lose_to_b = net.drop(lambda m: isinstance(m, AppendEntries) and m.dst == "b")
+    a = net.elect("a")
+
+    assert net.log("d") == [(1, 1)]  # d holds the no-op, acknowledged it ...
+    assert a.progress["d"].match == 1
+    assert a.log.committed == 0  # ... and it does not count
+
+    net.heal(lose_to_b)
+    net.elapse(1)
+    assert a.log.committed >= 1
+
+
+def test_learner_is_promoted_automatically_once_caught_up() -> None:
+    """§4.2.1: "once the new server has caught up ... the reconfiguration
+    can proceed": the leader promotes a caught-up learner to voter with a
+    second configuration entry."""
+    net = Network()
+    a = net.elect("a")
+    add_node(net, "d")
+
+    a.change_membership(AddLearner("d", url("d")))
+    net.elapse(3)
+
+    promoted = membership("abcd")
+    assert config_entries(net, "a") == [membership("abc", learners="d"), promoted]
+    for node_id in "abcd":
+        assert net.cores[node_id].membership == promoted
+    assert a.log.committed == a.log.last_index()
+    assert net.cores["d"].promotable()
+
+
+def test_unreachable_learner_is_not_promoted() -> None:
+    """§4.2.1: a new server joins without a vote "until it has caught up",
+    because "adding a server whose log is empty ... can leave the cluster
+    unavailable". A learner the leader has never heard from has not caught
+    up: promoting it would make a one-server cluster need two servers for
+    every commit. Here d is added but never starts."""
+    net = Network("a")
+    a = net.elect("a")
+
+    a.change_membership(AddLearner("d", url("d")))
+    net.elapse(3)
+    index = a.propose(b"x")
+    net.elapse(3)
+
+    assert a.membership.voters == {"a"}
+    assert a.membership.learners == {"d"}
+    assert a.log.committed == index
+
+
+def test_removed_member_is_no_longer_replicated_to_or_counted() -> None:
+    """§4.2: after RemoveMember the configuration's majorities are those of
+    the remaining servers: with c removed (and gone), a and b commit."""
+    net = Network()
+    a = net.elect("a")
+
+    a.change_membership(RemoveMember("c"))
+    net.deliver_all()
+    assert a.membership == membership("ab")
+    assert "c" not in a.progress
+    net.crash("c")
+
+    index = a.propose(b"x")
+    net.deliver_all()
+    assert a.log.committed == index
+    assert net.cores["b"].membership == membership("ab")
+
+
+def test_only_one_membership_change_at_a_time() -> None:
+    """§4.1: "the leader ... only begin[s] a new change once the previous
+    change's entry has committed"; a second change before then is
+    refused."""
+    net = Network()
+    a = net.elect("a")
+    net.isolate("b")
+    net.isolate("c")
+
+    a.change_membership(AddLearner("d", url("d")))
+    with pytest.raises(ConfigChangeRejected):
+        a.change_membership(AddLearner("e", url("e")))
+
+    net.heal()
+    net.elapse(2)
+    assert a.log.committed == a.log.last_index()
+    index = a.change_membership(AddLearner("e", url("e")))
+    assert index == a.log.last_index()
+    assert "e" in a.membership.learners
+
+
+def test_new_leader_cannot_change_membership_before_committing_entry_of_its_term() -> None:
+    """§4.1 (the 2015 fix to single-server changes): a leader must not
+    append a configuration entry until an entry of its own term has
+    committed."""
+    net = Network()
+    lose_appends = net.drop(lambda m: isinstance(m, AppendEntries))
+    a = net.elect("a")
+
+    with pytest.raises(ConfigChangeRejected):
+        a.change_membership(AddLearner("d", url("d")))
+
+    net.heal(lose_appends)
+    net.elapse(1)
+    assert a.log.committed == 1
+    assert a.change_membership(AddLearner("d", url("d"))) == 2
+
+
+def test_configuration_takes_effect_when_appended_not_when_committed() -> None:
+    """§4.1: "a server always uses the latest configuration in its log,
+    regardless of whether the entry is committed"; a follower adopts it
+    from the AppendEntries that brings it and announces it in its Ready."""
+    net = Network()
+    a = net.elect("a")
+    a.change_membership(AddLearner("d", url("d")))
+    new = membership("abc", learners="d")
+    assert a.membership == new
+    assert a.progress["d"].match == 0  # the leader already tracks d
+
+    net.step(*of_type(net.take("a").messages, AppendEntries, dst="b"))
+    b = net.cores["b"]
+    assert b.membership == new
+    assert b.log.committed < 2
+    assert net.take("b").membership == new
+
+
+def test_configuration_reverts_when_its_entry_is_truncated() -> None:
+    """§4.1: "a log entry for a configuration change can be removed (if
+    there is a change in leadership); in this case, a server must be
+    prepared to fall back to the previous configuration in its log"."""
+    net = Network("abcde", config=NO_LEASE)
+    a = net.elect("a")
+    for other in "cde":
+        net.cut("a", other)
+    net.drop(lambda m: m.src == "b" and m.dst == "a")  # a never learns b has it
+
+    a.change_membership(AddLearner("f", url("f")))
+    net.deliver_all()
+    assert net.cores["b"].membership.learners == {"f"}
+    assert a.log.committed == 1
+
+    net.crash("a")
+    net.heal()
+    net.campaign("c")  # c, d and e elect c; b's longer log makes it refuse
+    assert net.leader() == "c"
+    net.deliver_all()
+
+    b = net.cores["b"]
+    assert net.log("b") == [(1, 1), (2, 2)]
+    assert b.membership == membership("abcde")
+    assert net.cores["c"].progress.keys() == set("abcde")
+
+
+def test_leader_removing_itself_steps_down_once_removal_commits() -> None:
+    """§4.2.2: "the leader ... steps down (returns to follower state) once
+    the Cnew entry is committed"; until then it manages a cluster it is not
+    part of, not counting itself in majorities. The rest then elect a
+    leader among themselves."""
+    net = Network()
+    a = net.elect("a")
+
+    a.change_membership(RemoveMember("a"))
+    assert a.role is Role.LEADER
+    ready = net.take("a")
+    assert a.role is Role.LEADER  # its own durable copy does not count
+    net.send(*ready.messages)
+    net.deliver_all()
+
+    assert a.role is Role.FOLLOWER
+    assert net.storages["a"].hard_state().commit == 2
+    with pytest.raises(NotLeader):
+        a.propose(b"x")
+
+    net.elapse(5 * CONFIG.election_ticks_max)
+    leader = net.leader()
+    assert leader in "bc"
+    index = net.cores[leader].propose(b"x")
+    net.deliver_all()
+    assert [e.index for e in net.applied["b"]][-1] == index
+    assert not a.promotable()
