@@ -80,6 +80,8 @@ class SimNode:
         self.cluster = cluster
         self.alive = True
         self.paused = False
+        #: Messages that reached this node while it was paused.
+        self.held: list[tuple[int, int, Message]] = []
         self.core = cluster.make_core(node_id, storage)
         self._restore_state_machine()
 
@@ -91,6 +93,7 @@ class SimNode:
     def restart(self) -> None:
         self.alive = True
         self.paused = False
+        self.held.clear()
         self.core = self.cluster.make_core(self.id, self.storage)
         self._restore_state_machine()
 
@@ -197,7 +200,6 @@ class Cluster:
             heapq.heappush(self._in_flight, (self.now + delay, self._sequence, message))
 
     def deliver_due(self) -> None:
-        held: list[tuple[int, int, Message]] = []
         while self._in_flight and self._in_flight[0][0] <= self.now:
             entry = heapq.heappop(self._in_flight)
             message = entry[2]
@@ -205,12 +207,19 @@ class Cluster:
             if node is None or not node.alive:
                 continue
             if node.paused:
-                held.append(entry)  # waits in the socket buffer
+                node.held.append(entry)  # waits in the socket buffer
                 continue
             node.core.step(message)
             self.handle_ready(node)
-        for at, sequence, message in held:
-            heapq.heappush(self._in_flight, (max(at, self.now + 1), sequence, message))
+
+    def resume(self, node: SimNode) -> None:
+        """A paused node runs again; what waited for it arrives late."""
+        node.paused = False
+        for _, sequence, message in node.held:
+            heapq.heappush(
+                self._in_flight, (self.now + self.rng.randint(0, self.faults.max_delay), sequence, message)
+            )
+        node.held.clear()
 
     def handle_ready(self, node: SimNode) -> None:
         core = node.core
@@ -400,7 +409,8 @@ class Cluster:
         for node in self.nodes.values():
             if not node.alive:
                 self.restart(node)
-            node.paused = False
+            elif node.paused:
+                self.resume(node)
         self.log_event("heal")
 
     def propose(self, node: SimNode) -> None:
@@ -455,8 +465,12 @@ class Cluster:
             elif not node.alive:
                 self.restart(node)
         elif choice < 0.35 and f.pause:
-            node.paused = not node.paused
-            self.log_event(f"{'pause' if node.paused else 'resume'} {node.id}")
+            if node.paused:
+                self.resume(node)
+                self.log_event(f"resume {node.id}")
+            else:
+                node.paused = True
+                self.log_event(f"pause {node.id}")
         elif choice < 0.55 and f.partition:
             if self.blocked:
                 self.blocked.clear()

@@ -1,0 +1,135 @@
+"""DurableStorage as the runtime drives it: the disk half on a worker
+thread, the cache half on the event loop; one transaction per Ready; the
+snapshot policy; failures that stop further writes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from raft_trio.core import HardState, Snapshot, SnapshotMeta
+from raft_trio.storage import DurableStorage, SnapshotPolicy, StorageError
+from raft_trio.storage._datadir import SNAPSHOT_DIR
+
+from .helpers import MEMBERSHIP, entries, entry, open_storage, snapshot_at
+
+
+async def test_the_event_loop_sees_a_write_only_once_applied_to_the_cache(tmp_path: Path) -> None:
+    storage = await trio.to_thread.run_sync(open_storage, tmp_path)
+    batch = entries(1, 2001)
+    hard_state = HardState(3, "n1", 0)
+    seen: set[tuple[int, HardState]] = set()
+    writing = True
+
+    async def reader() -> None:
+        while writing:
+            seen.add((storage.last_index(), storage.hard_state()))
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.to_thread.run_sync(storage.write_to_disk, hard_state, batch, None)
+        # Durable now, but the core reads the cache: unchanged until the
+        # loop applies it, in one synchronous step.
+        assert storage.last_index() == 0
+        storage.apply_to_cache(hard_state, batch, None)
+        writing = False
+    assert seen <= {(0, HardState())}
+    assert storage.last_index() == 2000
+    await trio.to_thread.run_sync(storage.close)
+    with open_storage(tmp_path) as reopened:
+        assert reopened.entries(1, 2001) == batch
+        assert reopened.hard_state() == hard_state
+
+
+async def test_a_staged_snapshot_is_not_written_twice(tmp_path: Path) -> None:
+    storage = await trio.to_thread.run_sync(open_storage, tmp_path)
+    storage.persist(None, entries(1, 11), None)
+    snapshot = snapshot_at(storage, 8, b"x" * 100_000)
+    await trio.to_thread.run_sync(storage.stage_snapshot, snapshot)
+    [file] = (tmp_path / SNAPSHOT_DIR).glob(f"{8:020d}-*.snap")
+    inode = file.stat().st_ino
+    await trio.to_thread.run_sync(storage.compact_on_disk, snapshot)
+    storage.compact_cache(snapshot)
+    assert file.stat().st_ino == inode
+    assert storage.first_index() == 9
+    storage.close()
+    with open_storage(tmp_path) as reopened:
+        assert reopened.snapshot() == snapshot
+
+
+def test_one_ready_is_one_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the entries cannot be written, neither is the snapshot pointer
+    nor the hard state of the same Ready."""
+    storage = open_storage(tmp_path)
+    storage.persist(HardState(1, "n1", 0), entries(1, 6), None)
+    leader_snapshot = Snapshot(SnapshotMeta(20, 2, MEMBERSHIP), b"leader's state")
+
+    def fail(*args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(storage._db, "insert", fail)
+    with pytest.raises(sqlite3.OperationalError):
+        storage.persist(HardState(2, "n2", 3), [entry(21, 2)], leader_snapshot)
+    # After a failed write nothing more is written: only a restart knows
+    # what is on disk.
+    with pytest.raises(StorageError, match="restart the node"):
+        storage.persist(HardState(3, None, 0), [], None)
+    assert storage.last_index() == 5  # the cache was not touched either
+    monkeypatch.undo()
+    storage.close()
+    with open_storage(tmp_path) as reopened:
+        assert reopened.hard_state() == HardState(1, "n1", 0)
+        assert reopened.snapshot().meta.index == 0
+        assert reopened.entries(1, 6) == entries(1, 6)
+
+
+def test_a_gap_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with open_storage(tmp_path) as storage:
+        storage.append(entries(1, 4))
+        with pytest.raises(ValueError, match="gap"):
+            storage.persist(HardState(5, "n1", 0), [entry(6)], None)
+        assert storage.hard_state() == HardState()
+        storage.append([entry(4)])  # still writable: a refused call is not a disk failure
+    with open_storage(tmp_path) as storage:
+        assert storage.hard_state() == HardState()
+        assert storage.last_index() == 4
+
+
+def test_the_policy_asks_for_a_snapshot_when_the_log_outgrows_it(tmp_path: Path) -> None:
+    policy = SnapshotPolicy(max_entries=10, max_bytes=1000)
+    with open_storage(tmp_path, policy=policy) as storage:
+        storage.append(entries(1, 11))
+        assert not storage.needs_snapshot(10)
+        storage.append([entry(11)])
+        assert storage.needs_snapshot(11)
+        assert not storage.needs_snapshot(0)  # nothing applied to snapshot yet
+        storage.compact(snapshot_at(storage, 11))
+        assert not storage.needs_snapshot(11)
+        # Bytes count as well: two large entries exceed 1000 bytes.
+        storage.append([entry(12, data=b"x" * 600), entry(13, data=b"y" * 600)])
+        assert storage.log_bytes() == 1232
+        assert storage.needs_snapshot(13)
+        storage.append([entry(13, 2, data=b"")])  # a truncation gives bytes back
+        assert storage.log_bytes() == 616 + 16
+    with open_storage(tmp_path, policy=policy) as storage:
+        assert storage.log_bytes() == 632
+
+
+def test_closing_twice_and_writing_after_close(tmp_path: Path) -> None:
+    storage = open_storage(tmp_path)
+    storage.close()
+    storage.close()
+    with pytest.raises(StorageError, match="closed"):
+        storage.append([entry(1)])
+
+
+def test_settings_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keep_snapshots"):
+        DurableStorage.open(tmp_path, "n1", keep_snapshots=3)
+    with pytest.raises(ValueError, match="max_entries"):
+        DurableStorage.open(tmp_path, "n1", policy=SnapshotPolicy(max_entries=0))
+    assert not any(tmp_path.iterdir())  # refused before the directory was touched
