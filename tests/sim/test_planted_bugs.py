@@ -61,5 +61,5 @@ def test_reads_without_quorum_are_caught_as_stale_reads() -> None:
     partitions_and_pauses = FaultProfile(
         fault_rate=0.05, crash=False, membership=False, transfer=False, compaction=False
     )
-    found = first_violation(ReadsWithoutQuorum, range(50), partitions_and_pauses)
+    found = first_violation(ReadsWithoutQuorum, range(100), partitions_and_pauses)
     assert found is not None and "stale read" in found, found
