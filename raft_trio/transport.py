@@ -23,7 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import msgspec
@@ -52,6 +52,21 @@ def decode_batch(data: bytes) -> list[Message]:
         raise msgspec.DecodeError(f"invalid UTF-8 in a string: {error}") from error
 
 
+#: Sends one batch: (url, body, headers) -> HTTP status. Raises
+#: ``httpx.HTTPError`` (or ``OSError``) when the peer cannot be reached.
+PostFunction = Callable[[str, bytes, dict[str, str]], Awaitable[int]]
+
+
+def httpx_post(client: httpx.AsyncClient) -> PostFunction:
+    async def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+        response = await client.post(url, content=body, headers=headers)
+        if response.status_code != 204:
+            log.warning("%s answered %s: %s", url, response.status_code, response.text[:200])
+        return response.status_code
+
+    return post
+
+
 class PeerSender:
     """The outbox and sender task of one peer."""
 
@@ -66,7 +81,7 @@ class PeerSender:
         node_id: str,
         peer_id: str,
         url: str,
-        client: httpx.AsyncClient,
+        post: PostFunction,
         deadline: float,
         on_unreachable: Callable[[str], None],
         on_snapshot_sent: Callable[[str, bool], None],
@@ -75,7 +90,7 @@ class PeerSender:
         self.node_id = node_id
         self.peer_id = peer_id
         self.url = url.rstrip("/")
-        self._client = client
+        self._post_batch = post
         self._deadline = deadline
         self._on_unreachable = on_unreachable
         self._on_snapshot_sent = on_snapshot_sent
@@ -120,19 +135,11 @@ class PeerSender:
         body = encode_batch(batch)
         started = time.monotonic()
         ok = False
+        headers = {FROM_HEADER: self.node_id, "Content-Type": "application/msgpack"}
         with trio.move_on_after(deadline):
             try:
-                response = await self._client.post(
-                    self.url + MESSAGES_PATH,
-                    content=body,
-                    headers={FROM_HEADER: self.node_id, "Content-Type": "application/msgpack"},
-                )
-                ok = response.status_code == 204
-                if not ok:
-                    log.warning(
-                        "peer %s answered %s: %s", self.peer_id, response.status_code, response.text[:200]
-                    )
-            except httpx.HTTPError as error:
+                ok = await self._post_batch(self.url + MESSAGES_PATH, body, headers) == 204
+            except (httpx.HTTPError, OSError) as error:
                 log.debug("peer %s unreachable: %r", self.peer_id, error)
         if self._observe is not None:
             self._observe(self.peer_id, time.monotonic() - started, ok)
@@ -155,6 +162,7 @@ class Transport:
         on_unreachable: Callable[[str], None],
         on_snapshot_sent: Callable[[str, bool], None],
         observe: Callable[[str, float, bool], None] | None = None,
+        post: PostFunction | None = None,
     ) -> None:
         self.node_id = node_id
         self._nursery = nursery
@@ -162,11 +170,15 @@ class Transport:
         self._on_unreachable = on_unreachable
         self._on_snapshot_sent = on_snapshot_sent
         self._observe = observe
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            trust_env=False,
-        )
+        self._client: httpx.AsyncClient | None = None
+        if post is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(None),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                trust_env=False,
+            )
+            post = httpx_post(self._client)
+        self._post = post
         self.senders: dict[str, PeerSender] = {}
 
     def set_peers(self, peers: dict[str, str]) -> None:
@@ -183,7 +195,7 @@ class Transport:
                 self.node_id,
                 peer_id,
                 url,
-                self._client,
+                self._post,
                 self._deadline,
                 self._on_unreachable,
                 self._on_snapshot_sent,
@@ -200,5 +212,6 @@ class Transport:
     async def aclose(self) -> None:
         for sender in self.senders.values():
             sender.cancel_scope.cancel()
-        with trio.CancelScope(shield=True):
-            await self._client.aclose()
+        if self._client is not None:
+            with trio.CancelScope(shield=True):
+                await self._client.aclose()

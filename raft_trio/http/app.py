@@ -167,7 +167,7 @@ def not_leader(
     leader_url = exc.leader_url if exc is not None else node.leader_url()
     leader_id = exc.leader_id if exc is not None else node.core.leader_id
     if leader_url is None or leader_id is None or leader_id == node.id:
-        return {"error": "no leader is known right now; retry shortly"}, 503, {"Retry-After": "1"}
+        return retry_later("no leader is known right now; retry shortly")
     target = leader_url.rstrip("/") + request.root_path + quote(request.path)
     if request.query_string:
         target += "?" + request.query_string.decode("latin-1")
@@ -179,6 +179,11 @@ def not_leader(
     response.headers["Location"] = target
     response.headers["X-Raft-Leader"] = leader_id
     return response
+
+
+def retry_later(message: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """503 for a request that certainly had no effect: retry shortly."""
+    return {"error": message, "indeterminate": False}, 503, {"Retry-After": "1"}
 
 
 def check_key(key: str) -> tuple[dict[str, Any], int] | None:
@@ -229,6 +234,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.errorhandler(RequestSchemaValidationError)
     async def invalid_request(exc: RequestSchemaValidationError) -> tuple[dict[str, Any], int]:
         return error(400, f"invalid request: {exc.validation_error}")
+
+    @app.errorhandler(UnicodeDecodeError)
+    async def not_utf8(exc: UnicodeDecodeError) -> tuple[dict[str, Any], int]:
+        return error(400, f"the request body is not valid UTF-8: {exc.reason} at byte {exc.start}")
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
@@ -293,7 +302,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             except NotLeaderError as exc:
                 return not_leader(node, exc)
             except ReadAborted as exc:
-                return {"error": str(exc)}, 503, {"Retry-After": "1"}
+                return retry_later(str(exc))
         found = node.kv.get(key)
         if found is None:
             return error(404, f"key {key!r} not found")
@@ -356,7 +365,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         except RaftError as exc:
             return error(400, str(exc))
         if node.core.leader_id != target:
-            return {"error": f"leadership did not move to {target} in time"}, 503, {"Retry-After": "1"}
+            return retry_later(f"leadership did not move to {target} in time")
         return TransferAnswer(target), 200
 
     @app.get(f"{prefix}/events")
@@ -433,7 +442,7 @@ async def _write(node: RaftNode, command: Put | Delete) -> Any:
     except NotLeaderError as exc:
         return not_leader(node, exc)
     except Unavailable as exc:
-        return {"error": str(exc)}, 503, {"Retry-After": "1"}
+        return retry_later(str(exc))
     except WriteIndeterminate as exc:
         return Indeterminate(str(exc), True), 503
     except WriteFailed as exc:
@@ -448,7 +457,7 @@ async def _change(node: RaftNode, change: AddLearner | RemoveMember) -> Any:
     except ConfigChangeRejected as exc:
         return error(409, str(exc))
     except Unavailable as exc:
-        return {"error": str(exc)}, 503, {"Retry-After": "1"}
+        return retry_later(str(exc))
     except (WriteIndeterminate, WriteFailed) as exc:
         return Indeterminate(str(exc), isinstance(exc, WriteIndeterminate)), 503
     return {"members": node.status()["members"], "index": index}, 200

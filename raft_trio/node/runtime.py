@@ -22,8 +22,8 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 import msgspec
 import trio
@@ -31,9 +31,12 @@ import trio
 from ..core import (
     AppendEntries,
     ConfChange,
+    Entry,
     EntryKind,
+    HardState,
     Heartbeat,
     InstallSnapshot,
+    LogStorage,
     Membership,
     Message,
     NotLeader,
@@ -46,8 +49,7 @@ from ..core import (
     TimeoutNow,
 )
 from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
-from ..storage import DurableStorage
-from ..transport import Transport
+from ..transport import PostFunction, Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
 
@@ -83,6 +85,30 @@ class Timing:
         return max(0.2, 2 * self.heartbeat_ms / 1000)
 
 
+class NodeStorage(LogStorage, Protocol):
+    """What the runtime needs of storage (``raft_trio.storage.DurableStorage``
+    in production): the core's reads, plus writes split into a disk half
+    (run off the event loop) and a cache half (run on it)."""
+
+    def write_to_disk(
+        self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None
+    ) -> None: ...
+
+    def apply_to_cache(
+        self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None
+    ) -> None: ...
+
+    def needs_snapshot(self, applied: int) -> bool: ...
+
+    def compact_on_disk(self, snapshot: Snapshot) -> None: ...
+
+    def compact_cache(self, snapshot: Snapshot) -> None: ...
+
+
+#: Runs a blocking disk call off the event loop (``trio.to_thread.run_sync``).
+DiskRunner = Callable[..., Awaitable[Any]]
+
+
 class NotLeaderError(Exception):
     def __init__(self, leader_id: str | None, leader_url: str | None) -> None:
         super().__init__(f"not the leader (leader: {leader_id or 'unknown'})")
@@ -108,16 +134,22 @@ class RaftNode:
         self,
         node_id: str,
         url: str,
-        storage: DurableStorage,
+        storage: NodeStorage,
         timing: Timing,
         seed: int | None = None,
         write_timeout: float = 5.0,
+        *,
+        run_disk: DiskRunner = trio.to_thread.run_sync,
+        post: PostFunction | None = None,
     ) -> None:
         self.id = node_id
         self.url = url
         self.storage = storage
         self.timing = timing
         self.write_timeout = write_timeout
+        self._run_disk = run_disk
+        self._post = post
+        self._known_peers: dict[str, str] = {}
         self.kv = KeyValueStore()
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
@@ -196,6 +228,7 @@ class RaftNode:
                 on_unreachable=self._peer_unreachable,
                 on_snapshot_sent=self._snapshot_sent,
                 observe=metrics.observe_peer_rpc,
+                post=self._post,
             )
             self._transport.set_peers(self._peer_urls())
             try:
@@ -217,7 +250,19 @@ class RaftNode:
         self.closing.set()
 
     def _peer_urls(self) -> dict[str, str]:
-        return {m.id: m.url for m in self.core.membership.members if m.id != self.id}
+        peers = dict(self._known_peers)
+        peers.update((m.id, m.url) for m in self.core.membership.members)
+        peers.pop(self.id, None)
+        return peers
+
+    def add_known_peers(self, peers: dict[str, str]) -> None:
+        """Addresses of a cluster's members learned outside the log: a node
+        that joins has an empty configuration until the leader's entries
+        reach it, yet must answer the leader to get them. The configuration
+        in force always wins over these."""
+        self._known_peers.update(peers)
+        if self._transport is not None:
+            self._transport.set_peers(self._peer_urls())
 
     def _peer_unreachable(self, peer_id: str) -> None:
         self.core.report_unreachable(peer_id)
@@ -296,7 +341,7 @@ class RaftNode:
             started = time.perf_counter()
             self._persist_started = trio.current_time()
             try:
-                await trio.to_thread.run_sync(
+                await self._run_disk(
                     self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
                 )
             finally:
@@ -357,7 +402,7 @@ class RaftNode:
         if not self.storage.needs_snapshot(applied) or self.core.log.applied != applied:
             return
         snapshot = Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
-        await trio.to_thread.run_sync(self.storage.compact_on_disk, snapshot)
+        await self._run_disk(self.storage.compact_on_disk, snapshot)
         self.storage.compact_cache(snapshot)
         log.info("snapshot at index %d, log compacted", applied)
 

@@ -1,0 +1,198 @@
+"""The node as a process and the command line: SIGTERM stops a node (and
+its payload scripts) cleanly and quickly; bad flags and an unreachable
+cluster give one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cluster import Cluster, cli_command, wait_until
+
+STOP_LIMIT_S = 2.0
+
+
+# -- processes under /proc ------------------------------------------------------------
+
+
+def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgid, start time) of a live pid, or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def all_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def descendants(root: int) -> dict[int, int]:
+    """pid -> start time of every live descendant of ``root``."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if st is not None:
+            children.setdefault(st[1], []).append(pid)
+            starts[pid] = st[3]
+    found: dict[int, int] = {}
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = starts[child]
+                todo.append(child)
+    return found
+
+
+def alive(pid: int, start: int) -> bool:
+    st = proc_stat(pid)
+    return st is not None and st[3] == start and st[0] not in ("Z", "X")
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if st is not None and st[2] == pgid and st[0] not in ("Z", "X"):
+            out.append(pid)
+    return out
+
+
+# -- 11. graceful shutdown --------------------------------------------------------------
+
+
+PAYLOAD = """#!/bin/sh
+# a payload with a child of its own, like a real service wrapper
+sleep 300 &
+echo "$RAFT_NODE_ID $RAFT_ROLE $$ $!" >> {pids}
+wait
+"""
+
+
+@pytest.mark.integration
+def test_sigterm_stops_each_node_quickly_and_leaves_no_process_behind(
+    make_cluster: Any, tmp_path: Path
+) -> None:
+    pids_file = tmp_path / "payload-pids"
+    script = tmp_path / "payload.sh"
+    script.write_text(PAYLOAD.format(pids=pids_file))
+    script.chmod(0o755)
+    c: Cluster = make_cluster(
+        "payload", env={"SCRIPT_LEADER_PATH": str(script), "SCRIPT_FOLLOWER_PATH": str(script)}
+    )
+    lid, _ = c.wait_for_leader()
+    assert c.put(lid, "before-shutdown", "x").status_code == 200
+
+    def payloads_running() -> tuple[bool, Any]:
+        under = {nid: descendants(c[nid].pid) for nid in c.nodes}
+        return all(len(d) >= 2 for d in under.values()), under
+
+    under = wait_until(payloads_running, 10.0, "every node to run its payload script (and its child)")
+    recorded = {pid: start for d in under.values() for pid, start in d.items()}
+
+    problems: list[str] = []
+    try:
+        for nid in [lid] + [n for n in c.nodes if n != lid]:
+            node = c[nid]
+            started = time.monotonic()
+            node.send(signal.SIGTERM)
+            try:
+                status = node.proc.wait(timeout=STOP_LIMIT_S) if node.proc else None
+            except subprocess.TimeoutExpired:
+                problems.append(f"{nid} still running {STOP_LIMIT_S} s after SIGTERM")
+                node.proc.wait(timeout=15)  # type: ignore[union-attr]
+                status = node.proc.returncode  # type: ignore[union-attr]
+            took = time.monotonic() - started
+            print(
+                f"{nid}: exit status {status} {took:.2f} s after SIGTERM; children before: {sorted(under[nid])}"
+            )
+            if status != 0:
+                problems.append(f"{nid} exited with status {status} after {took:.2f} s")
+            left = [pid for pid, start in under[nid].items() if alive(pid, start)]
+            if left:
+                problems.append(f"{nid} left its children {left} running")
+            in_group = group_members(node.pid)
+            if in_group:
+                problems.append(f"{nid} left processes {in_group} in its process group")
+        assert not problems, "\n".join(problems)
+    finally:
+        for pid, start in recorded.items():
+            if alive(pid, start):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+# -- 12. the command line ---------------------------------------------------------------
+
+
+def bad_invocations(tmp: Path) -> list[tuple[str, list[str]]]:
+    data = str(tmp / "data")
+    a_file = tmp / "a-file"
+    a_file.write_text("not a directory")
+    node = ["node", "--id", "n1", "--data-dir", data]
+    peers = ["--peers", "n1=http://127.0.0.1:1"]
+    return [
+        ("no command", []),
+        ("an unknown command", ["frobnicate"]),
+        ("kv without a subcommand", ["kv"]),
+        ("kv put without a value", ["kv", "put", "k"]),
+        ("an unknown kv subcommand", ["kv", "frobnicate", "k"]),
+        ("--listen nonsense", [*node, "--listen", "nonsense", *peers]),
+        ("--listen with a bad port", [*node, "--listen", "127.0.0.1:99999", *peers]),
+        ("an unknown flag", [*node, "--listen", "127.0.0.1:0", *peers, "--bogus"]),
+        ("node without --listen", ["node", "--id", "n1", "--data-dir", data, *peers]),
+        ("malformed --peers", [*node, "--listen", "127.0.0.1:0", "--peers", "garbage"]),
+        ("--peers without this node", [*node, "--listen", "127.0.0.1:0", "--peers", "n2=http://127.0.0.1:1"]),
+        ("node with no way to find its cluster", [*node, "--listen", "127.0.0.1:0"]),
+        (
+            "a --data-dir that is a file",
+            ["node", "--id", "n1", "--data-dir", str(a_file), "--listen", "127.0.0.1:0", *peers],
+        ),
+        ("--cluster that is not a URL", ["kv", "get", "k", "--cluster", "not-a-url"]),
+        ("kv get on an unreachable cluster", ["kv", "get", "k", "--cluster", "http://127.0.0.1:1"]),
+        ("kv put on an unreachable cluster", ["--cluster", "http://127.0.0.1:1", "kv", "put", "k", "v"]),
+        (
+            "status of an unreachable cluster",
+            ["status", "--cluster", "http://127.0.0.1:1,http://127.0.0.1:2"],
+        ),
+        ("members of an unreachable cluster", ["members", "list", "--cluster", "http://127.0.0.1:1"]),
+    ]
+
+
+@pytest.mark.integration
+def test_cli_errors_are_one_line_on_stderr_and_exit_2(tmp_path: Path) -> None:
+    problems = []
+    for what, args in bad_invocations(tmp_path):
+        env = {k: v for k, v in os.environ.items() if k != "APP_NAME"}
+        try:
+            p = subprocess.run(
+                [*cli_command(), *args],
+                capture_output=True,
+                text=True,
+                timeout=15,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        except subprocess.TimeoutExpired as error:
+            problems.append(
+                f"{what} (raft-trio {' '.join(args)}): still running after 15 s; output {error.output!r}"
+            )
+            continue
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        if p.returncode != 2 or len(lines) != 1 or "Traceback" in p.stderr or p.stdout.strip():
+            problems.append(
+                f"{what} (raft-trio {' '.join(args)}): exit {p.returncode}, "
+                f"stdout {p.stdout[-300:]!r}, stderr {p.stderr[-600:]!r}"
+            )
+    assert not problems, "\n".join(problems)
