@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from raft_trio.core import Entry, HardState, MemoryStorage, Membership, Role, Snapshot, SnapshotMeta
+from raft_trio.core import Entry, HardState, Membership, MemoryStorage, Role, Snapshot, SnapshotMeta
 from raft_trio.kv import Put
 from raft_trio.node import RaftNode, Timing
 from raft_trio.transport import decode_batch
