@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import logging
 import random
 import time
@@ -165,9 +164,7 @@ class RaftNode:
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
         self._last_soft = self.core.soft_state
         self._leader_changed = trio.Event()
-        self.started = trio.Event()
         self.closing = trio.Event()
-        self._request_ids = itertools.count(1)
         metrics.observe_state(self)
 
     # ------------------------------------------------------------------
@@ -235,7 +232,6 @@ class RaftNode:
                 nursery.start_soon(self._ticker, name="ticker")
                 nursery.start_soon(self._ready_loop, name="ready-loop")
                 nursery.start_soon(self._leader_pump, name="leader-pump")
-                self.started.set()
                 task_status.started()
                 await self.closing.wait()
                 nursery.cancel_scope.cancel()
