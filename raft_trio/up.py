@@ -1,8 +1,9 @@
 """``raft-trio up``: the embedded default, a local cluster on 127.0.0.1.
 
 Starts N node processes (ids n1..nN on consecutive ports, data under
-``--data-dir``), prints their URLs, and stops them all cleanly on Ctrl-C or
-SIGTERM. Re-running it on the same data dir resumes the same cluster: each
+``--data-dir``) and the monitor (``python -m raft_trio.monitor`` on
+``--monitor-port``), prints their URLs, and stops them all cleanly on Ctrl-C
+or SIGTERM. Re-running it on the same data dir resumes the same cluster: each
 node recovers its own directory and ignores ``--peers``.
 """
 
@@ -50,20 +51,38 @@ def run_up(nodes: int, base_port: int, monitor_port: int, data_dir: str) -> int:
             processes[node_id] = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+    monitor_argv = [
+        sys.executable, "-m", "raft_trio.monitor",
+        "--listen", f"127.0.0.1:{monitor_port}",
+        "--nodes", ",".join(urls.values()),
+    ]  # fmt: skip
+    with open(root / "monitor.log", "ab") as log:
+        processes["monitor"] = subprocess.Popen(
+            monitor_argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     print(f"raft-trio: {nodes} nodes, data and logs in {root.resolve()}")
     for node_id, url in urls.items():
         print(f"  {node_id}  {url}   (docs: {url}/docs)")
-    print(f"  monitor: not part of this build yet (would be http://127.0.0.1:{monitor_port})")
+    print(f"  monitor: http://127.0.0.1:{monitor_port}")
     first = next(iter(urls.values()))
     print(f"try: raft-trio kv put hello world --cluster {first} && raft-trio status --cluster {first}")
     print("Ctrl-C stops the cluster.")
     try:
+        # A node that exits (killed by hand to watch a failover, say) is
+        # reported and the rest keep running; Ctrl-C stops everything.
+        reported: set[str] = set()
         while not stopping:
-            for node_id, process in processes.items():
+            for name, process in processes.items():
                 code = process.poll()
-                if code is not None and not stopping:
-                    print(f"raft-trio: {node_id} exited with status {code}; see {root / (node_id + '.log')}")
-                    stopping = True
+                if code is not None and name not in reported:
+                    reported.add(name)
+                    print(f"raft-trio: {name} exited with status {code}; see {root / (name + '.log')}")
+            if len(reported) == len(processes):
+                break
             time.sleep(0.2)
     finally:
         _stop_all(processes)

@@ -6,7 +6,8 @@ Rules: ``event:`` names the event (default ``message``); ``data:`` lines
 are joined with newlines; a line starting with ``:`` is a comment (the
 node's ``: keep-alive``); a blank line dispatches the event, if it had data.
 Memory is bounded: an event whose data grows past ``max_bytes`` is dropped
-whole (and reported), so a broken or hostile node cannot make the monitor buffer forever.
+whole (and reported), so that a broken or hostile node cannot make the
+monitor buffer without end.
 """
 
 from __future__ import annotations

@@ -1,0 +1,160 @@
+"""``raft-monitor`` / ``python -m raft_trio.monitor``: the monitor on its own.
+
+Flags win over the environment: ``--listen`` over ``BIND_HOST`` (port
+8000), ``--discover`` over ``RAFT_SERVICE_NAME``, ``--templates-dir`` over
+``TEMPLATES_DIR``, ``--refresh-ms`` over ``REFRESH_RATE_MILLIS``,
+``--node-port`` over ``NODE_PORT``; ``API_PREFIX`` is the nodes' API prefix
+and ``LOGGING`` the log level, as for a node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import NoReturn
+
+import trio
+
+from ._run import MonitorSettings, run_monitor
+from ._state import normalize_url
+from ._watch import WatchSettings
+
+DEFAULT_PORT = 8000
+DEFAULT_NODE = "http://127.0.0.1:9001"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"raft-monitor: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    parser = Parser(
+        prog="raft-monitor",
+        description="Live web page of a raft-trio cluster: roles, terms, leader, commit index.",
+    )
+    parser.add_argument(
+        "--listen",
+        default=f"{env.get('BIND_HOST') or '127.0.0.1'}:{DEFAULT_PORT}",
+        help="HOST:PORT to serve the page on (default: $BIND_HOST or 127.0.0.1, port 8000)",
+    )
+    parser.add_argument("--nodes", help=f"node URLs to watch, comma-separated (default {DEFAULT_NODE})")
+    parser.add_argument(
+        "--discover",
+        default=env.get("RAFT_SERVICE_NAME") or None,
+        help="find the nodes by DNS: the A records of NAME (default: $RAFT_SERVICE_NAME)",
+    )
+    parser.add_argument(
+        "--node-port",
+        type=int,
+        default=_env_int("NODE_PORT", 9001),
+        help="the nodes' port for --discover (default: $NODE_PORT or 9001)",
+    )
+    parser.add_argument(
+        "--templates-dir",
+        default=env.get("TEMPLATES_DIR") or None,
+        help="serve index.html, app.js and style.css from DIR instead (default: $TEMPLATES_DIR)",
+    )
+    parser.add_argument(
+        "--refresh-ms",
+        type=int,
+        default=_env_int("REFRESH_RATE_MILLIS", 500),
+        help="how often commit and applied indexes are read (default: $REFRESH_RATE_MILLIS or 500)",
+    )
+    return parser
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        print(f"raft-monitor: {name} must be an integer, not {raw!r}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"raft-monitor: --listen must be HOST:PORT, not {args.listen!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    nodes: list[str] = []
+    for raw in (args.nodes or "").split(","):
+        if raw.strip():
+            url = normalize_url(raw)
+            if not url.startswith(("http://", "https://")):
+                raise SystemExit(f"raft-monitor: --nodes wants http(s) URLs, not {raw!r}")
+            nodes.append(url)
+    if not nodes and not args.discover:
+        nodes = [DEFAULT_NODE]
+    if args.refresh_ms < 50:
+        raise SystemExit("raft-monitor: the refresh rate must be at least 50 ms")
+    templates = Path(args.templates_dir) if args.templates_dir else None
+    if templates is not None and not templates.is_dir():
+        raise SystemExit(f"raft-monitor: templates dir {templates} does not exist")
+    return MonitorSettings(
+        host=host,
+        port=int(port),
+        nodes=tuple(nodes),
+        discover=args.discover,
+        node_port=args.node_port,
+        api_prefix=os.environ.get("API_PREFIX", "/api") or "/api",
+        templates_dir=templates,
+        refresh_ms=args.refresh_ms,
+        watch=WatchSettings(refresh=args.refresh_ms / 1000),
+    )
+
+
+def configure_logging() -> None:
+    level = os.environ.get("LOGGING", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        level = "INFO"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s monitor %(name)s: %(message)s")
+    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+async def _main(settings: MonitorSettings) -> None:
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, stop)
+        await run_monitor(settings, stop)
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signals(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    configure_logging()
+    where = f"DNS name {settings.discover}" if settings.discover else ", ".join(settings.nodes)
+    logging.getLogger("raft_trio.monitor").info("watching %s", where)
+    try:
+        trio.run(partial(_main, settings))
+    except OSError as error:
+        print(f"raft-monitor: cannot serve on {args.listen}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

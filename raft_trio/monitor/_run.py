@@ -1,0 +1,99 @@
+"""Running the monitor: the watcher, DNS discovery and the web server in
+one nursery, stopped by an event (SIGTERM and Ctrl-C set it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import httpx
+import trio
+
+from ..http.server import serve_app
+from ._app import PageSettings, create_app
+from ._client import HttpNodeClient, resolve_addresses
+from ._hub import Hub
+from ._state import ClusterView
+from ._watch import Watcher, WatchSettings
+
+log = logging.getLogger(__name__)
+
+#: How often DNS discovery looks for new addresses.
+DISCOVERY_PERIOD_SECONDS = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Node URLs to watch from the start (membership adds the others).
+    nodes: tuple[str, ...] = ()
+    #: DNS name whose A records are the nodes (the container way).
+    discover: str | None = None
+    node_port: int = 9001
+    api_prefix: str = "/api"
+    templates_dir: Path | None = None
+    refresh_ms: int = 500
+    watch: WatchSettings = dataclasses.field(default_factory=WatchSettings)
+
+
+async def run_monitor(
+    settings: MonitorSettings,
+    stop: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``stop`` is set; reports the bound addresses."""
+    view = ClusterView(wall_offset=time.time() - trio.current_time())
+    hub = Hub()
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
+    async with httpx.AsyncClient(trust_env=False, limits=limits) as http:
+        client = HttpNodeClient(http, settings.api_prefix)
+        watcher = Watcher(view, hub, client, settings.watch)
+        page = PageSettings(settings.discover, settings.templates_dir, settings.refresh_ms)
+        app = create_app(view, hub, watcher, client, page)
+        http_shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watcher.run, settings.nodes)
+            if settings.discover:
+                nursery.start_soon(discover_nodes, watcher, settings.discover, settings.node_port)
+            async with trio.open_nursery() as server:
+                addresses = await server.start(
+                    partial(serve_app, app, settings.host, settings.port, http_shutdown)
+                )
+                log.info("monitor serving on %s", ", ".join(addresses))
+                task_status.started(addresses)
+                await stop.wait()
+                log.info("stopping")
+                hub.close()  # end the pages' streams first, then the server
+                http_shutdown.set()
+            nursery.cancel_scope.cancel()
+    log.info("stopped")
+
+
+async def discover_nodes(
+    watcher: Watcher,
+    name: str,
+    port: int,
+    period: float = DISCOVERY_PERIOD_SECONDS,
+    resolve: Callable[[str], list[str]] = resolve_addresses,
+) -> None:
+    """Watch every address ``name`` resolves to, now and as replicas come.
+
+    dnspython's asyncio resolver does not run on Trio: the blocking one runs
+    in a thread."""
+    seen: set[str] = set()
+    while True:
+        addresses = await trio.to_thread.run_sync(resolve, name)
+        if not addresses and not seen:
+            log.warning("discovery: %s resolves to nothing (yet)", name)
+        for address in addresses:
+            if address not in seen:
+                seen.add(address)
+                log.info("discovery: %s has %s", name, address)
+            watcher.add(f"http://{address}:{port}")
+        await trio.sleep(period)

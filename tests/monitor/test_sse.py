@@ -1,0 +1,42 @@
+"""The server-sent-events line parser."""
+
+from __future__ import annotations
+
+from raft_trio.monitor import SseComment, SseDropped, SseEvent, SseParser
+
+
+def feed_all(parser: SseParser, lines: list[str]) -> list[object]:
+    return [item for line in lines if (item := parser.feed(line)) is not None]
+
+
+def test_events_comments_and_multi_line_data() -> None:
+    parser = SseParser()
+    lines = [
+        "event: role",
+        'data: {"a":',
+        "data: 1}",
+        "",
+        ": keep-alive",
+        "",
+        "data: plain",
+        "id: 7",
+        "retry: 10",
+        "",
+    ]
+    assert feed_all(parser, lines) == [
+        SseEvent("role", '{"a":\n1}'),
+        SseComment("keep-alive"),
+        SseEvent("message", "plain"),
+    ]
+
+
+def test_an_event_without_data_is_not_dispatched() -> None:
+    assert feed_all(SseParser(), ["event: role", "", ""]) == []
+
+
+def test_an_oversized_event_is_dropped_whole_and_the_stream_goes_on() -> None:
+    parser = SseParser(max_bytes=100)
+    lines = ["event: membership", "data: " + "x" * 80, "data: " + "y" * 80, "", "event: role", "data: {}", ""]
+    items = feed_all(parser, lines)
+    assert isinstance(items[0], SseDropped) and items[0].name == "membership"
+    assert items[1:] == [SseEvent("role", "{}")]

@@ -1,0 +1,69 @@
+"""``raft-trio up`` starts the monitor beside the nodes, and stops it with
+them on SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A base port with ``count`` free ports from it (best effort)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count >= 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+def test_up_serves_the_monitor_and_stops_it_cleanly(tmp_path: Path) -> None:
+    base = consecutive_free_ports(4)
+    monitor = f"http://127.0.0.1:{base + 3}"
+    env = {**os.environ, "ELECTION_TIMEOUT_LOWER_MILLIS": "300", "ELECTION_TIMEOUT_UPPER_MILLIS": "600"}
+    argv = [sys.executable, "-m", "raft_trio.cli", "up", "--base-port", str(base)]
+    argv += ["--monitor-port", str(base + 3), "--data-dir", str(tmp_path)]
+    up = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        snapshot: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                snapshot = httpx.get(monitor + "/api/nodes", timeout=1, trust_env=False).json()
+                if snapshot.get("leader"):
+                    break
+            time.sleep(0.1)
+        assert snapshot.get("leader"), f"no leader on the monitor: {snapshot}"
+        page = httpx.get(monitor + "/", timeout=2, trust_env=False)
+        assert (
+            page.status_code == 200
+            and "data-node-id" in httpx.get(monitor + "/static/app.js", trust_env=False).text
+        )
+    finally:
+        up.send_signal(signal.SIGTERM)
+        output, _ = up.communicate(timeout=15)
+    assert up.returncode == 0, output
+    assert f"monitor: {monitor}" in output
+    assert "raft-trio: stopped" in output
+    log = (tmp_path / "monitor.log").read_text()
+    assert "monitor serving on" in log and log.rstrip().endswith("stopped"), log
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(monitor + "/healthz", timeout=0.5, trust_env=False)
+        raise AssertionError("the monitor still answers after up stopped")
