@@ -108,7 +108,9 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(autojump_clock: trio.testing.MockClock) -> AsyncIterator[Cluster]:
+async def cluster() -> AsyncIterator[Cluster]:
+    """Three runtimes in this Trio run. (pytest-trio applies a clock only
+    when the test itself asks for it: every test here takes autojump_clock.)"""
     async with trio.open_nursery() as nursery:
         cluster = Cluster(nursery)
         await cluster.start()
@@ -117,7 +119,9 @@ async def cluster(autojump_clock: trio.testing.MockClock) -> AsyncIterator[Clust
             host.node.close()
 
 
-async def test_a_leader_is_elected_within_one_election_timeout_round(cluster: Cluster) -> None:
+async def test_a_leader_is_elected_within_one_election_timeout_round(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
     start = trio.current_time()
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     elapsed = trio.current_time() - start
@@ -126,13 +130,17 @@ async def test_a_leader_is_elected_within_one_election_timeout_round(cluster: Cl
     assert {h.node.core.leader_id for h in cluster.hosts.values()} == {leader.id}
 
 
-async def test_writes_commit_and_answer_with_their_index(cluster: Cluster) -> None:
+async def test_writes_commit_and_answer_with_their_index(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     result = await leader.write(Put("k", "v"))
     assert result.key == "k" and result.index == leader.core.log.committed
 
 
-async def test_a_paused_follower_costs_the_leader_nothing(cluster: Cluster) -> None:
+async def test_a_paused_follower_costs_the_leader_nothing(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
     """The ancestor's weakness 4: heartbeats went to peers one after another,
     so a paused peer unseated the leader. Here each peer has its own sender
     and deadline: with one follower stopped, writes keep committing and no
@@ -153,7 +161,9 @@ async def test_a_paused_follower_costs_the_leader_nothing(cluster: Cluster) -> N
     assert writes > 100
 
 
-async def test_a_slow_leader_disk_does_not_delay_heartbeats(cluster: Cluster) -> None:
+async def test_a_slow_leader_disk_does_not_delay_heartbeats(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
     """Heartbeats never wait on the disk: with every fsync of the leader
     taking half an election timeout, nobody times out."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
@@ -167,7 +177,9 @@ async def test_a_slow_leader_disk_does_not_delay_heartbeats(cluster: Cluster) ->
     assert leader.core.role is Role.LEADER
 
 
-async def test_a_leader_whose_disk_stalls_steps_down(cluster: Cluster) -> None:
+async def test_a_leader_whose_disk_stalls_steps_down(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
     """No zombie leader: a leader that cannot make entries durable for
     longer than an election timeout steps down, and a working node leads."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
