@@ -13,15 +13,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "sim_seed" not in metafunc.fixturenames:
-        return
-    config = metafunc.config
-    replay = config.getoption("--sim-seed")
-    if replay is not None:
-        seeds = [replay]
-    else:
-        soak = "soak" in (config.getoption("-m") or "")
-        count = config.getoption("--sim-seeds") or (20_000 if soak else 500)
-        first = config.getoption("--sim-first-seed")
-        seeds = list(range(first, first + count))
-    metafunc.parametrize("sim_seed", seeds, ids=[f"seed{s}" for s in seeds])
+    """``sim_seed``: the default run's seeds (500); ``soak_seed``: the soak's
+    (20,000, only run with ``-m soak``). Both honour --sim-seed and
+    --sim-seeds."""
+    for name, default_count in (("sim_seed", 500), ("soak_seed", 20_000)):
+        if name not in metafunc.fixturenames:
+            continue
+        config = metafunc.config
+        replay = config.getoption("--sim-seed")
+        if replay is not None:
+            seeds = [replay]
+        else:
+            count = config.getoption("--sim-seeds") or default_count
+            first = config.getoption("--sim-first-seed")
+            seeds = list(range(first, first + count))
+        metafunc.parametrize(name, seeds, ids=[f"seed{s}" for s in seeds])

@@ -35,5 +35,6 @@ def test_mixed_faults_keep_raft_safe(sim_seed: int) -> None:
 
 
 @pytest.mark.soak
-def test_soak(sim_seed: int) -> None:
-    test_mixed_faults_keep_raft_safe(sim_seed + 1_000_000)
+def test_soak(soak_seed: int) -> None:
+    """The long run, on seeds the default run does not cover."""
+    test_mixed_faults_keep_raft_safe(soak_seed + 1_000_000)
