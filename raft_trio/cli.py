@@ -13,10 +13,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import httpx
+
+if TYPE_CHECKING:
+    from .discovery import DiscoverySettings
 
 DEFAULT_CLUSTER = "http://127.0.0.1:9001"
 EXIT_USAGE = 2
@@ -198,27 +201,33 @@ def cmd_transfer(args: argparse.Namespace, client: Client) -> int:
 def cmd_node(args: argparse.Namespace) -> int:
     import trio
 
+    from . import discovery
     from .http.app import HttpSettings
     from .node.launch import NodeSettings, run_node
     from .node.runtime import Timing
     from .storage import DataDirError, StorageError
 
     host, port = parse_listen(args.listen)
+    args.data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
     peers = parse_peers(args.peers) if args.peers else {}
+    join = check_url(args.join, "--join") if args.join else None
+    found = None
+    if not peers and not join:
+        if not args.discover:
+            raise UsageError("a node needs --peers, --join or --discover to find its cluster")
+        found = discovery_settings(args, port)
+        # Without --id: the id the data directory was created with, else the hostname.
+        args.id = args.id or discovery.stored_node_id(args.data_dir) or discovery.host_name()
+    elif args.id is None:
+        raise UsageError("--id is needed with --peers or --join")
     if peers and args.id not in peers:
         raise UsageError(f"--peers must include this node ({args.id})")
-    url = (
-        check_url(args.advertise, "--advertise")
-        if args.advertise
-        else peers.get(args.id, f"http://{host}:{port}")
-    )
-    join = check_url(args.join, "--join") if args.join else None
-    if not peers and not join:
-        if args.discover:
-            raise UsageError(
-                "--discover (DNS discovery) is not available yet in this build; use --peers or --join"
-            )
-        raise UsageError("a node needs --peers, --join or --discover to find its cluster")
+    if args.advertise:
+        url = check_url(args.advertise, "--advertise")
+    elif found is not None:
+        url = discovery.endpoint_url(discovery.advertise_host(host), port)
+    else:
+        url = peers.get(args.id, f"http://{host}:{port}")
     timing = Timing(
         heartbeat_ms=args.heartbeat_ms or env_int("HEARTBEAT_REPEAT_MILLIS", 100),
         election_min_ms=args.election_min_ms or env_int("ELECTION_TIMEOUT_LOWER_MILLIS", 1000),
@@ -254,6 +263,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         leader_script=env.get("SCRIPT_LEADER_PATH") or None,
         follower_script=env.get("SCRIPT_FOLLOWER_PATH") or None,
         snapshot_entries=env_int("RAFT_SNAPSHOT_ENTRIES", 10_000),
+        discovery=found,
     )
     configure_logging(args.id)
     try:
@@ -263,6 +273,47 @@ def cmd_node(args: argparse.Namespace) -> int:
     except OSError as error:
         fail(f"cannot serve on {args.listen}: {error}")
     return 0
+
+
+def env_float(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(f"environment variable {name} must be a number, got {raw!r}") from None
+
+
+def discovery_settings(args: argparse.Namespace, port: int) -> DiscoverySettings:
+    """``--discover NAME`` and its flags, each over its variable."""
+    from . import discovery
+
+    expect = args.bootstrap_expect if args.bootstrap_expect is not None else env_int("BOOTSTRAP_EXPECT", 3)
+    interval = args.discovery_interval or env_float("DISCOVERY_INTERVAL_S", discovery.DEFAULT_INTERVAL_S)
+    remove_after = (
+        args.auto_remove_after
+        if args.auto_remove_after is not None
+        else env_float("AUTO_REMOVE_AFTER_S", None)
+    )
+    nameserver = args.dns_server or os.environ.get("RAFT_DNS_SERVER") or None
+    if nameserver:
+        try:
+            discovery.parse_nameserver(nameserver)
+        except ValueError as error:
+            raise UsageError(f"--dns-server: {error}") from None
+    try:
+        return discovery.DiscoverySettings(
+            name=args.discover,
+            port=port,
+            expect=expect,
+            interval=interval or discovery.DEFAULT_INTERVAL_S,
+            auto_remove_after=remove_after or None,
+            nameserver=nameserver,
+            api_prefix=os.environ.get("API_PREFIX", "/api") or "/api",
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def configure_logging(node_id: str) -> None:
@@ -297,9 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     node = sub.add_parser("node", help="run one node")
-    node.add_argument("--id", required=True)
+    node.add_argument(
+        "--id", help="this node's id (with --discover: default the data dir's, else the hostname)"
+    )
     node.add_argument("--listen", required=True, help="HOST:PORT to bind")
-    node.add_argument("--data-dir", required=True)
+    node.add_argument(
+        "--data-dir", required=True, help="this node's data directory; {hostname} stands for the hostname"
+    )
     node.add_argument("--peers", help="static initial membership ID=URL,... (including this node)")
     node.add_argument(
         "--discover",
@@ -307,6 +362,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("APP_NAME") or None,
     )
     node.add_argument("--join", help="ask the cluster at URL to add this node")
+    node.add_argument(
+        "--bootstrap-expect",
+        type=int,
+        help="with --discover: replicas that form the first cluster (default $BOOTSTRAP_EXPECT or 3)",
+    )
+    node.add_argument(
+        "--auto-remove-after",
+        type=float,
+        help="with --discover: remove a member missing from DNS this many seconds "
+        "(default $AUTO_REMOVE_AFTER_S; unset: never)",
+    )
+    node.add_argument(
+        "--discovery-interval",
+        type=float,
+        help="with --discover: seconds between the leader's DNS lookups (default $DISCOVERY_INTERVAL_S or 5)",
+    )
+    node.add_argument(
+        "--dns-server",
+        help="with --discover: ask this DNS server, HOST[:PORT] (default $RAFT_DNS_SERVER, else the system's)",
+    )
     node.add_argument("--advertise", help="the URL others reach this node at (default: its --peers entry)")
     node.add_argument("--heartbeat-ms", type=int)
     node.add_argument("--election-min-ms", type=int)

@@ -1,6 +1,12 @@
 """Starting and stopping one node process: storage recovery, the runtime,
 the HTTP server, the payload supervisor and joining a cluster, all in one
-nursery; SIGTERM or Ctrl-C stops it cleanly."""
+nursery; SIGTERM or Ctrl-C stops it cleanly.
+
+With DNS discovery (``settings.discovery``) a node whose data directory is
+new first waits for its cluster (:class:`raft_trio.discovery.Bootstrap`),
+then starts with the configuration that decided, or empty to join; the
+leader keeps the membership in step with the service's replicas
+(:func:`raft_trio.discovery.manage_membership`)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ from functools import partial
 import httpx
 import trio
 
-from ..core import Membership, Snapshot, SnapshotMeta
+from .. import discovery
+from ..core import HardState, Member, Membership, Snapshot, SnapshotMeta
 from ..http.app import HttpSettings, create_app
 from ..http.server import serve_app
 from ..storage import DurableStorage, SnapshotPolicy
@@ -39,28 +46,26 @@ class NodeSettings:
     leader_script: str | None = None
     follower_script: str | None = None
     snapshot_entries: int = 10_000
+    #: Find the cluster by DNS instead of ``peers`` / ``join``.
+    discovery: discovery.DiscoverySettings | None = None
 
 
 async def run_node(
     settings: NodeSettings, *, task_status: trio.TaskStatus[RaftNode] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    bootstrap = None
-    if settings.peers:
-        bootstrap = Snapshot(SnapshotMeta(0, 0, Membership.of(settings.peers)))
-    storage = await trio.to_thread.run_sync(
-        partial(
-            DurableStorage.open,
-            settings.data_dir,
-            settings.node_id,
-            initial_snapshot=bootstrap,
-            policy=SnapshotPolicy(max_entries=settings.snapshot_entries),
-        )
-    )
+    if settings.discovery is not None:
+        storage = await _open_discovered(settings, settings.discovery)
+        if storage is None:
+            log.info("stopped before the cluster formed")
+            return
+    else:
+        storage = await _open_storage(settings, Membership.of(settings.peers) if settings.peers else None)
     try:
         node = RaftNode(settings.node_id, settings.url, storage, settings.timing)
-        if bootstrap is not None and node.core.membership != bootstrap.meta.membership:
+        if settings.peers and node.core.membership != Membership.of(settings.peers):
             log.info("data dir already holds a cluster; --peers is ignored")
         payload = PayloadSupervisor(settings.leader_script, settings.follower_script, settings.node_id)
+        payload.starting_as(node.role_name, node.core.term, node.leader_url())
         node.on_role_change(
             lambda *_: payload.role_changed(node.role_name, node.core.term, node.leader_url())
         )
@@ -72,7 +77,17 @@ async def run_node(
             await nursery.start(node.run)
             nursery.start_soon(payload.run)
             if settings.join and not node.core.membership.members:
-                nursery.start_soon(_join, settings.join, settings.node_id, settings.url)
+                nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
+            if settings.discovery is not None:
+                resolver = discovery.DnsResolver(settings.discovery.nameserver)
+                if not node.core.membership.members:
+                    nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
+                elif node.core.membership.get(node.id) is None:
+                    log.warning(
+                        "this node was removed from the cluster; it does not ask to join again "
+                        "by itself: recreate it (or wipe its data directory) to join as a new member"
+                    )
+                nursery.start_soon(discovery.manage_membership, node, settings.discovery, resolver)
             async with trio.open_nursery() as http:
                 addresses = await http.start(
                     serve_app,
@@ -95,6 +110,66 @@ async def run_node(
     log.info("stopped")
 
 
+async def _open_storage(settings: NodeSettings, initial: Membership | None) -> DurableStorage:
+    return await trio.to_thread.run_sync(
+        partial(
+            DurableStorage.open,
+            settings.data_dir,
+            settings.node_id,
+            initial_snapshot=Snapshot(SnapshotMeta(0, 0, initial)) if initial is not None else None,
+            policy=SnapshotPolicy(max_entries=settings.snapshot_entries),
+        )
+    )
+
+
+def _is_new(storage: DurableStorage) -> bool:
+    """Nothing was ever written: no configuration, no entry, no vote."""
+    snapshot = storage.snapshot().meta
+    return (
+        not snapshot.membership.members
+        and snapshot.index == 0
+        and storage.last_index() == 0
+        and storage.hard_state() == HardState()
+    )
+
+
+async def _open_discovered(
+    settings: NodeSettings, found: discovery.DiscoverySettings
+) -> DurableStorage | None:
+    """The storage of a node started with ``--discover``: as it is when it
+    holds a configuration (a restart); else after the bootstrap decided.
+    None if the node was stopped while it waited."""
+    storage = await _open_storage(settings, None)
+    if not _is_new(storage):
+        log.info("data dir in use: restarting as %s", settings.node_id)
+        return storage
+    await trio.to_thread.run_sync(storage.close)
+    bootstrap = discovery.Bootstrap(settings.node_id, settings.url, settings.data_dir, found)
+    decided: list[discovery.Decision] = []
+    async with trio.open_nursery() as nursery:
+
+        async def stop_on_signal() -> None:
+            await _stop_on_signals(trio.Event())
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(stop_on_signal)
+        decided.append(
+            await bootstrap.serve_and_decide(settings.listen_host, settings.listen_port, settings.root_path)
+        )
+        nursery.cancel_scope.cancel()
+    if not decided:
+        return None
+    decision = decided[0]
+    initial = None
+    if decision.action in ("bootstrap", "adopt"):
+        initial = Membership.of([Member(m.id, m.url, m.voter) for m in decision.members])
+        log.info(
+            "starting with the configuration %s",
+            ", ".join(f"{m.id}={m.url}{'' if m.voter else ' (learner)'}" for m in initial.members),
+        )
+    return await _open_storage(settings, initial)
+
+
 async def _stop_on_signals(stop: trio.Event) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
@@ -102,20 +177,8 @@ async def _stop_on_signals(stop: trio.Event) -> None:
             return
 
 
-async def _join(cluster_url: str, node_id: str, url: str) -> None:
+async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:
     """Ask the cluster to add this node (as a learner) until it answers."""
     async with httpx.AsyncClient(follow_redirects=True, timeout=10, trust_env=False) as client:
-        while True:
-            try:
-                response = await client.post(
-                    cluster_url.rstrip("/") + "/api/members", json={"id": node_id, "url": url}
-                )
-                if response.status_code == 200:
-                    log.info("joined the cluster through %s", cluster_url)
-                    return
-                if response.status_code == 409 and "already a member" in response.text:
-                    return
-                log.warning("join: %s answered %s %s", cluster_url, response.status_code, response.text[:200])
-            except httpx.HTTPError as error:
-                log.warning("join: %s unreachable: %r", cluster_url, error)
+        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node, api_prefix):
             await trio.sleep(1.0)

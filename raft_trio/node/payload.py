@@ -1,96 +1,327 @@
 """The payload supervisor: runs ``SCRIPT_LEADER_PATH`` while this node
 leads and ``SCRIPT_FOLLOWER_PATH`` while it does not.
 
-Each script runs in its own process group inside a cancel scope of the
-supervisor's nursery. Leaving the role cancels the scope: the whole group
-gets SIGTERM, then SIGKILL after a grace period, and the process is reaped,
-so a leader script never outlives leadership, grandchildren included. A
-script that exits while its role lasts is restarted with back-off.
+Each script runs in its own process group (``start_new_session``) inside a
+cancel scope of the supervisor's nursery, started when the role is entered.
+Leaving the role cancels the scope: the whole group gets SIGTERM, then
+SIGKILL after a grace period, and the process is reaped, so a leader script
+never outlives leadership by more than the grace period, grandchildren
+included. A script that exits while its role lasts is restarted with
+back-off (whatever it left behind in its group is ended first). Its
+standard output and error go to the node's log, one line at a time, tagged
+with the script's name.
+
+The environment of a script is the node's, plus ``RAFT_NODE_ID``,
+``RAFT_ROLE`` (the role when it started: ``leader``, ``follower``,
+``candidate`` or ``learner``), ``RAFT_TERM`` and ``RAFT_LEADER_URL`` (empty
+while no leader is known).
+
+A follower script runs through every role but leader: it is not restarted
+when the node goes from follower to candidate and back, or when the leader
+changes. A leader script is restarted for every new leadership (a new term).
+
+How processes are started is injectable (``spawn``), so that the timing can
+be tested on Trio's fake clock with fake processes; :func:`spawn_process`
+is the real one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
-from functools import partial
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
 
 import trio
 
 log = logging.getLogger(__name__)
+#: The scripts' own output, one record per line.
+output_log = logging.getLogger("raft_trio.payload")
 
 GRACE_SECONDS = 2.0
+INITIAL_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
+#: A run at least this long resets the back-off.
+STABLE_RUN_SECONDS = 10.0
+#: How often the group is checked while it winds down.
+GROUP_POLL_SECONDS = 0.05
+#: A line longer than this is logged in pieces.
+MAX_LINE_BYTES = 16 * 1024
 
 
-async def _terminate_group(process: trio.Process, grace: float = GRACE_SECONDS) -> None:
-    """Trio's ``deliver_cancel``: SIGTERM the process group, wait, SIGKILL."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+class PayloadProcess(Protocol):
+    """One started script: the leader of its own process group."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def output(self) -> trio.abc.ReceiveStream | None:
+        """Its stdout and stderr, merged (None: not captured)."""
+
+    async def wait(self) -> int:
+        """Wait for the script itself to exit and reap it; its exit status."""
+
+    def signal_group(self, signum: int) -> None:
+        """Send ``signum`` to the whole process group; nothing if it is gone."""
+
+    def group_alive(self) -> bool:
+        """Whether any process of the group still runs (zombies do not)."""
+
+    def reap_orphans(self) -> None:
+        """Reap the group's zombies that were handed to this process (when
+        it is PID 1 of a container or a child subreaper)."""
+
+    async def aclose(self) -> None:
+        """Release the output pipe."""
+
+
+Spawn = Callable[[Sequence[str], Mapping[str, str]], Awaitable[PayloadProcess]]
+
+
+class OsProcess:
+    """A real script started with :func:`spawn_process`."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def output(self) -> trio.abc.ReceiveStream | None:
+        return self._process.stdout
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+    def signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+    def group_alive(self) -> bool:
+        members = group_members(self.pid)
+        if members is not None:
+            return any(state != "Z" for _, state, _ in members)
+        try:
+            os.killpg(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def reap_orphans(self) -> None:
+        me = os.getpid()
+        for pid, state, parent in group_members(self.pid) or []:
+            if state == "Z" and parent == me and pid != self.pid:
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    async def aclose(self) -> None:
+        if self._process.stdout is not None:
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                await self._process.stdout.aclose()
+
+
+def group_members(pgid: int) -> list[tuple[int, str, int]] | None:
+    """(pid, state, parent pid) of every process in group ``pgid``, read from
+    /proc; None where there is no /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid:
+            found.append((int(entry.name), fields[0], int(fields[1])))
+    return found
+
+
+async def spawn_process(argv: Sequence[str], env: Mapping[str, str]) -> PayloadProcess:
+    """Start ``argv`` as the leader of a new session (so of its own process
+    group), stdout and stderr into one pipe, no stdin."""
+    process = await trio.lowlevel.open_process(
+        list(argv),
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return OsProcess(process)
+
+
+async def stop_group(process: PayloadProcess, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM the group; SIGKILL whatever of it still runs after ``grace``
+    seconds; reap the script. Run it shielded: it must finish."""
+    process.signal_group(signal.SIGTERM)
     with trio.move_on_after(grace):
         await process.wait()
+        while process.group_alive():
+            await trio.sleep(GROUP_POLL_SECONDS)
+        process.reap_orphans()
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    log.warning("payload process group %d still runs %.1f s after SIGTERM: SIGKILL", process.pid, grace)
+    process.signal_group(signal.SIGKILL)
+    await process.wait()
+    with trio.move_on_after(1.0):  # SIGKILL cannot be caught; the kernel is quick
+        while process.group_alive():
+            await trio.sleep(GROUP_POLL_SECONDS / 5)
+    process.reap_orphans()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Want:
+    kind: str  # "leader" or "follower": which script
+    role: str  # the role it was entered in
+    term: int
+    leader_url: str | None
 
 
 class PayloadSupervisor:
-    def __init__(self, leader_script: str | None, follower_script: str | None, node_id: str) -> None:
+    def __init__(
+        self,
+        leader_script: str | None,
+        follower_script: str | None,
+        node_id: str,
+        *,
+        spawn: Spawn = spawn_process,
+        grace: float = GRACE_SECONDS,
+        initial_backoff: float = INITIAL_BACKOFF_SECONDS,
+        max_backoff: float = MAX_BACKOFF_SECONDS,
+        stable_run: float = STABLE_RUN_SECONDS,
+    ) -> None:
         self.leader_script = leader_script
         self.follower_script = follower_script
         self.node_id = node_id
-        self._desired: tuple[str, int, str | None] = ("follower", 0, None)
+        self.grace = grace
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.stable_run = stable_run
+        self._spawn = spawn
+        self._desired = _Want("follower", "follower", 0, None)
         self._changed = trio.Event()
+        #: How many times a script was started (for tests and metrics).
         self.runs = 0
+        #: The script process running now, if any.
+        self.current: PayloadProcess | None = None
+
+    def starting_as(self, role: str, term: int, leader_url: str | None) -> None:
+        """The node's role before :meth:`run`: its first script runs with
+        this role, term and leader (a restarted node's own)."""
+        kind = "leader" if role == "leader" else "follower"
+        self._desired = _Want(kind, role, term, leader_url)
 
     def role_changed(self, role: str, term: int, leader_url: str | None) -> None:
         """Called by the runtime on every role change."""
-        if role != self._desired[0]:
-            self._desired = (role, term, leader_url)
+        kind = "leader" if role == "leader" else "follower"
+        current = self._desired
+        if kind != current.kind or (kind == "leader" and term != current.term):
+            self._desired = _Want(kind, role, term, leader_url)
             self._changed.set()
 
-    def _script_for(self, role: str) -> str | None:
-        return self.leader_script if role == "leader" else self.follower_script
+    def _script_for(self, kind: str) -> str | None:
+        return self.leader_script if kind == "leader" else self.follower_script
 
     async def run(self) -> None:
         if not self.leader_script and not self.follower_script:
             return
         while True:
-            role, term, leader_url = self._desired
+            want = self._desired
             self._changed = trio.Event()
-            script = self._script_for(role)
+            script = self._script_for(want.kind)
             async with trio.open_nursery() as nursery:
                 if script:
-                    nursery.start_soon(self._keep_running, script, role, term, leader_url)
+                    nursery.start_soon(self._keep_running, script, want)
                 await self._changed.wait()
+                # Leaving the role: the script's scope is cancelled, and the
+                # nursery exits only once its process group is gone.
                 nursery.cancel_scope.cancel()
 
-    async def _keep_running(self, script: str, role: str, term: int, leader_url: str | None) -> None:
-        env: Mapping[str, str] = {
+    def _environment(self, want: _Want) -> dict[str, str]:
+        return {
             **os.environ,
             "RAFT_NODE_ID": self.node_id,
-            "RAFT_ROLE": role,
-            "RAFT_TERM": str(term),
-            "RAFT_LEADER_URL": leader_url or "",
+            "RAFT_ROLE": want.role,
+            "RAFT_TERM": str(want.term),
+            "RAFT_LEADER_URL": want.leader_url or "",
         }
-        backoff = 0.5
+
+    async def _keep_running(self, script: str, want: _Want) -> None:
+        name = os.path.basename(script)
+        backoff = self.initial_backoff
         while True:
+            started = trio.current_time()
             self.runs += 1
-            log.info("payload %s started for role %s", script, role)
-            result = await trio.run_process(
-                [script],
-                env=env,
-                check=False,
-                start_new_session=True,
-                stdout=None,
-                stderr=subprocess.STDOUT,
-                deliver_cancel=partial(_terminate_group),
-            )
-            log.warning("payload %s exited with %s; restarting in %.1f s", script, result.returncode, backoff)
+            try:
+                code = await self._run_once(script, name, want)
+            except OSError as error:
+                log.error("payload %s cannot start: %s", name, error)
+            else:
+                log.warning("payload %s exited with status %s while %s", name, code, want.kind)
+            if trio.current_time() - started >= self.stable_run:
+                backoff = self.initial_backoff
+            log.info("payload %s restarts in %.1f s", name, backoff)
             await trio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def _run_once(self, script: str, name: str, want: _Want) -> int:
+        process = await self._spawn([script], self._environment(want))
+        self.current = process
+        log.info("payload %s started (pid %d) as %s in term %d", name, process.pid, want.role, want.term)
+        stopped = False
+        try:
+            async with trio.open_nursery() as nursery:
+                if process.output is not None:
+                    nursery.start_soon(_log_lines, process.output, name)
+                code = await process.wait()
+                # The script ended: end what it left running in its group too,
+                # so that restarts do not pile up orphans.
+                with trio.CancelScope(shield=True):
+                    await stop_group(process, self.grace)
+                stopped = True
+                # The output ends once the last writer is gone; do not wait
+                # for a writer that escaped the group.
+                nursery.cancel_scope.deadline = trio.current_time() + 1.0
+            return code
+        finally:
+            with trio.CancelScope(shield=True):
+                if not stopped:
+                    await stop_group(process, self.grace)
+                await process.aclose()
+            self.current = None
+            log.info("payload %s (pid %d) stopped", name, process.pid)
+
+
+async def _log_lines(stream: trio.abc.ReceiveStream, name: str) -> None:
+    """Log what the script writes, one record per line, tagged with its name."""
+    pending = b""
+    try:
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            while len(pending) > MAX_LINE_BYTES:
+                lines.append(pending[:MAX_LINE_BYTES])
+                pending = pending[MAX_LINE_BYTES:]
+            for line in lines:
+                output_log.info("[%s] %s", name, line.decode("utf-8", "replace").rstrip("\r"))
+    except (trio.ClosedResourceError, trio.BrokenResourceError):
+        pass
+    finally:
+        if pending:
+            output_log.info("[%s] %s", name, pending.decode("utf-8", "replace").rstrip("\r"))

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "container: builds the image and runs compose with podman (only with RAFT_CONTAINER_TESTS=1)",
+    )

@@ -1,0 +1,163 @@
+"""The bootstrap decision and the leader's membership plan, as pure
+functions: one cluster forms, whatever each node sees when."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import pytest
+
+from raft_trio.discovery import MemberView, PeerStatus, decide, plan_changes
+
+
+def url(node_id: str) -> str:
+    return f"http://{node_id}:9001"
+
+
+def waiting(node_id: str, ack: str | None = None) -> PeerStatus:
+    return PeerStatus(url(node_id), node_id, waiting=True, ack=ack)
+
+
+def member(
+    node_id: str, members: Iterable[str], learners: Iterable[str] = (), leader: bool = True
+) -> PeerStatus:
+    views = [MemberView(i, url(i)) for i in members] + [MemberView(i, url(i), voter=False) for i in learners]
+    return PeerStatus(url(node_id), node_id, tuple(views), leader_url=url(node_id) if leader else None)
+
+
+def test_a_node_acks_the_lowest_id_once_it_has_seen_enough_replicas_twice() -> None:
+    others = [waiting("b"), waiting("c")]
+    first, view = decide("b", url("b"), 3, None, [*others[1:], waiting("a")], None)
+    assert first.action == "wait"
+    second, view = decide("b", url("b"), 3, None, [waiting("a"), waiting("c")], view)
+    assert (second.action, second.seed) == ("ack", "a")
+    too_few, _ = decide("b", url("b"), 3, None, [waiting("c")], frozenset({"b", "c"}))
+    assert too_few.action == "wait"
+
+
+def test_a_view_that_changed_is_not_acked_yet() -> None:
+    decision, _ = decide("a", url("a"), 3, None, [waiting("b"), waiting("c")], frozenset({"a", "b", "d"}))
+    assert decision.action == "wait"
+
+
+def test_the_seed_forms_the_cluster_of_its_lowest_ackers() -> None:
+    statuses = [waiting("b", ack="a"), waiting("c", ack="a"), waiting("d", ack="a"), waiting("e", ack="b")]
+    decision, _ = decide("a", url("a"), 3, "a", statuses, None)
+    assert decision.action == "bootstrap"
+    assert decision.members == (
+        MemberView("a", url("a")),
+        MemberView("b", url("b")),
+        MemberView("c", url("c")),
+    )
+    short, _ = decide("a", url("a"), 3, "a", [waiting("b", ack="a"), waiting("c")], None)
+    assert short.action == "wait"
+
+
+def test_a_node_that_acked_starts_with_the_seeds_configuration() -> None:
+    decision, _ = decide("b", url("b"), 3, "a", [member("a", "abc"), waiting("c", ack="a")], None)
+    assert decision.action == "adopt"
+    assert [m.id for m in decision.members] == ["a", "b", "c"]
+
+
+def test_a_voter_with_a_new_data_dir_that_never_acked_refuses() -> None:
+    decision, _ = decide("b", url("b"), 3, None, [member("a", "abc")], None)
+    assert decision.action == "refuse"
+    assert "raft-trio members remove b" in decision.reason
+
+
+def test_a_node_finding_a_cluster_without_it_joins_through_the_leader() -> None:
+    decision, _ = decide("d", url("d"), 3, None, [member("b", "abc", leader=False), member("a", "abc")], None)
+    assert (decision.action, decision.join_url) == ("join", url("a"))
+    learner, _ = decide("d", url("d"), 3, None, [member("a", "abc", learners="d")], None)
+    assert learner.action == "join"
+    # Also after acking a seed whose cluster did not take it (more ackers than needed).
+    extra, _ = decide("d", url("d"), 3, "a", [member("a", "abc")], None)
+    assert extra.action == "join"
+
+
+class SimNode:
+    def __init__(self, node_id: str) -> None:
+        self.id = node_id
+        self.ack: str | None = None
+        self.view: frozenset[str] | None = None
+        self.members: tuple[MemberView, ...] = ()
+        self.joined = False
+
+    def status(self) -> PeerStatus:
+        if self.members:
+            return PeerStatus(url(self.id), self.id, self.members, leader_url=None)
+        if self.joined:
+            return PeerStatus(url(self.id), self.id)
+        return waiting(self.id, self.ack)
+
+
+def simulate(seed: int, count: int, expect: int) -> list[SimNode]:
+    """Replicas appear in DNS one by one at random rounds, and each round a
+    node hears from a random part of what DNS lists (probes time out)."""
+    rng = random.Random(seed)
+    nodes = [SimNode(f"n{i:02d}") for i in range(count)]
+    appears = {n.id: rng.randrange(0, 6) for n in nodes}
+    for round_no in range(60):
+        for node in rng.sample(nodes, len(nodes)):
+            if node.members or node.joined or appears[node.id] > round_no:
+                continue
+            heard = [
+                other.status()
+                for other in nodes
+                if other is not node and appears[other.id] <= round_no and rng.random() < 0.8
+            ]
+            decision, node.view = decide(node.id, url(node.id), expect, node.ack, heard, node.view)
+            if decision.action == "ack":
+                assert node.ack is None, "an ack is given once"
+                node.ack = decision.seed
+            elif decision.action in ("bootstrap", "adopt"):
+                node.members = decision.members
+            elif decision.action == "join":
+                node.joined = True
+            assert decision.action != "refuse"
+    return nodes
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_one_cluster_forms_whatever_each_node_sees(seed: int) -> None:
+    expect = 3
+    count = random.Random(seed).choice([3, 3, 4, 5])  # fewer than 2 * expect
+    nodes = simulate(seed, count, expect)
+    configurations = {n.members for n in nodes if n.members}
+    assert len(configurations) <= 1, f"two clusters formed: {configurations}"
+    for configuration in configurations:
+        assert len(configuration) == expect
+        for m in configuration:  # each member started with this very configuration
+            assert next(n for n in nodes if n.id == m.id).members == configuration
+    if count == expect:
+        assert configurations, "exactly BOOTSTRAP_EXPECT replicas always form their cluster"
+    if configurations:
+        assert all(n.members or n.joined for n in nodes), "every other replica joins the cluster"
+
+
+def test_plan_adds_a_new_replica_and_leaves_a_foreign_node_alone() -> None:
+    members = [MemberView("a", url("a")), MemberView("b", url("b"))]
+    probes = {url("a"): member("a", "ab"), url("c"): PeerStatus(url("c"), "c"), url("x"): member("x", "xy")}
+    changes = plan_changes("a", members, probes, probes.keys(), {}, 0.0, None)
+    assert [(c.kind, c.id, c.url) for c in changes] == [("add", "c", url("c"))]
+
+
+def test_plan_moves_a_member_found_at_a_new_address() -> None:
+    members = [MemberView("a", url("a")), MemberView("b", "http://old:9001")]
+    probes = {url("a"): member("a", "ab"), "http://new:9001": member("b", "ab", leader=False)}
+    changes = plan_changes("a", members, probes, probes.keys(), {}, 0.0, None)
+    assert [(c.kind, c.id, c.url) for c in changes] == [("move", "b", "http://new:9001")]
+    # Not while the old address still answers as that member.
+    probes["http://old:9001"] = member("b", "ab", leader=False)
+    assert plan_changes("a", members, probes, probes.keys(), {}, 0.0, None) == []
+
+
+def test_plan_removes_only_after_the_opt_in_grace_period() -> None:
+    members = [MemberView("a", url("a")), MemberView("b", url("b")), MemberView("c", url("c"))]
+    probes = {url("a"): member("a", "abc"), url("b"): member("b", "abc")}
+    seen = {"a": 0.0, "b": 100.0, "c": 40.0}
+    assert plan_changes("a", members, probes, probes.keys(), seen, 100.0, None) == []
+    assert plan_changes("a", members, probes, probes.keys(), seen, 100.0, 90.0) == []
+    changes = plan_changes("a", members, probes, probes.keys(), seen, 100.0, 30.0)
+    assert [(c.kind, c.id) for c in changes] == [("remove", "c")]  # never the leader itself

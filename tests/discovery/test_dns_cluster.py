@@ -1,0 +1,236 @@
+"""DNS discovery end to end, without containers: real ``raft-trio node
+--discover node`` processes, each bound to its own 127.x address on one
+common port (as replicas of a compose service are), and a real DNS server
+(dnsmasq) that lists those addresses under the name ``node``.
+
+Three replicas form one cluster by themselves (BOOTSTRAP_EXPECT=3); a
+fourth that appears in DNS becomes a learner, then a voter, with no manual
+command; a restarted replica keeps its id; and a replica gone from DNS is
+removed only after the opt-in grace period (AUTO_REMOVE_AFTER_S)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from .dnsmasq import Dnsmasq, loopback_block
+
+T = TypeVar("T")
+
+NODE_ENV = {
+    "ELECTION_TIMEOUT_LOWER_MILLIS": "300",
+    "ELECTION_TIMEOUT_UPPER_MILLIS": "600",
+    "HEARTBEAT_REPEAT_MILLIS": "50",
+    "BOOTSTRAP_EXPECT": "3",
+    "DISCOVERY_INTERVAL_S": "0.5",
+    "AUTO_REMOVE_AFTER_S": "3",
+    "LOGGING": "INFO",
+}
+ENV_DROP = ("APP_NAME", "SCRIPT_LEADER_PATH", "SCRIPT_FOLLOWER_PATH", "API_PREFIX", "ROOT_PATH", "HOSTNAME")
+WAIT_S = 30.0
+
+
+def node_command() -> list[str]:
+    script = Path(sys.executable).with_name("raft-trio")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "raft_trio.cli"]
+
+
+def common_free_port(addresses: list[str]) -> int:
+    """A port free on every one of ``addresses``."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((addresses[0], 0))
+            port = int(probe.getsockname()[1])
+        try:
+            for address in addresses[1:]:
+                with socket.socket() as s:
+                    s.bind((address, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no common free port")
+
+
+def wait_until(what: str, check: Callable[[], tuple[bool, Any]], timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        done, detail = check()
+        if done:
+            return detail
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {detail!r}")
+        time.sleep(0.1)
+
+
+class Replicas:
+    def __init__(self, root: Path, dns: Dnsmasq, block: str, port: int) -> None:
+        self.root = root
+        self.dns = dns
+        self.block = block
+        self.port = port
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self.http = httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5), trust_env=False)
+
+    def url(self, i: int) -> str:
+        return f"http://{self.block}{i}:{self.port}"
+
+    def log(self, i: int) -> Path:
+        return self.root / f"replica-{i}.log"
+
+    def start(self, i: int, hostname: str | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
+        env.update(NODE_ENV, RAFT_DNS_SERVER=self.dns.server, HOSTNAME=hostname or f"replica-{i}")
+        argv = [
+            *node_command(),
+            "node",
+            "--discover",
+            "node",
+            "--listen",
+            f"{self.block}{i}:{self.port}",
+            "--data-dir",
+            str(self.root / f"volume-{i}" / "{hostname}"),
+        ]
+        with open(self.log(i), "ab") as log:
+            self.processes[i] = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, i: int) -> None:
+        process = self.processes.pop(i)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def status(self, i: int) -> dict[str, Any] | None:
+        try:
+            response = self.http.get(self.url(i) + "/api/status")
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def agreed(self, indexes: list[int], voters: set[str]) -> tuple[bool, Any]:
+        """All of ``indexes`` follow one leader and list exactly ``voters``."""
+        statuses = {i: self.status(i) for i in indexes}
+        views = {
+            i: s and (s["id"], s["leader_id"], sorted((m["id"], m["voter"]) for m in s["members"]))
+            for i, s in statuses.items()
+        }
+        leaders = {s["leader_id"] for s in statuses.values() if s}
+        ok = (
+            all(statuses.values())
+            and len(leaders) == 1
+            and None not in leaders
+            and all({m["id"] for m in s["members"] if m["voter"]} == voters for s in statuses.values() if s)
+            and all(len(s["members"]) == len(voters) for s in statuses.values() if s)
+        )
+        return ok, views
+
+    def close(self) -> None:
+        for i in list(self.processes):
+            process = self.processes[i]
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for i in list(self.processes):
+            self.stop(i)
+        self.http.close()
+
+    def tails(self) -> str:
+        parts = []
+        for log in sorted(self.root.glob("replica-*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-30:]
+            parts.append(f"--- {log.name}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, dnsmasq: Dnsmasq) -> Iterator[Replicas]:
+    block = loopback_block()
+    port = common_free_port([f"{block}{i}" for i in range(1, 5)])
+    group = Replicas(tmp_path, dnsmasq, block, port)
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+def test_replicas_form_one_cluster_and_follow_the_service_in_dns(
+    replicas: Replicas, dnsmasq: Dnsmasq
+) -> None:
+    r = replicas
+    try:
+        dnsmasq.addresses = [f"{r.block}{i}" for i in (1, 2, 3)]
+        dnsmasq.start()
+        for i in (1, 2, 3):
+            r.start(i)
+        three = {"replica-1", "replica-2", "replica-3"}
+        views = wait_until("one cluster of the three replicas", lambda: r.agreed([1, 2, 3], three))
+        leader_id = next(iter(views.values()))[1]
+        leader = int(leader_id.rsplit("-", 1)[1])
+
+        def written() -> tuple[bool, Any]:
+            # Through any node: a redirect leads to the leader of the moment.
+            try:
+                put = r.http.put(
+                    r.url(1) + "/api/kv/greeting", json={"value": "hello"}, follow_redirects=True
+                )
+            except httpx.HTTPError as error:
+                return False, repr(error)
+            return put.status_code == 200, put.text
+
+        wait_until("a write to the cluster", written)
+
+        # Scale up: a fourth replica appears in DNS and starts; nobody adds it by hand.
+        dnsmasq.set_addresses([f"{r.block}{i}" for i in (1, 2, 3, 4)])
+        r.start(4)
+        four = three | {"replica-4"}
+        wait_until("the fourth replica to become a voter", lambda: r.agreed([1, 2, 3, 4], four))
+
+        def replicated() -> tuple[bool, Any]:
+            try:
+                answer = r.http.get(r.url(4) + "/api/kv/greeting", params={"consistency": "stale"})
+            except httpx.HTTPError as error:
+                return False, repr(error)
+            return answer.status_code == 200 and answer.json()["value"] == "hello", answer.text
+
+        wait_until("the fourth replica to hold the data", replicated)
+
+        # A restarted replica keeps the id stored in its data directory (its
+        # hostname could differ now) and stays a member.
+        follower = next(i for i in (1, 2, 3) if i != leader)
+        r.stop(follower)
+        r.start(follower, hostname=f"replica-{follower}")
+        wait_until("the restarted replica to rejoin", lambda: r.agreed([1, 2, 3, 4], four))
+
+        # Scale down: the fourth replica leaves DNS and stops; it is removed
+        # only once it has been missing for AUTO_REMOVE_AFTER_S (3 s).
+        gone_at = time.monotonic()
+        dnsmasq.set_addresses([f"{r.block}{i}" for i in (1, 2, 3)])
+        r.stop(4)
+        time.sleep(1.5)
+        ok, views = r.agreed([1, 2, 3], four)
+        assert ok, f"removed before the grace period: {views}"
+        wait_until("the missing replica to be removed", lambda: r.agreed([1, 2, 3], three))
+        # The leader last saw it at most one lookup (0.5 s) before it left DNS.
+        assert time.monotonic() - gone_at >= 3.0 - 0.5
+    except BaseException:
+        print(r.tails())
+        raise

@@ -1,0 +1,67 @@
+"""The payload supervisor with real processes (real clock): a leader script
+that leaves a grandchild ignoring SIGTERM is ended with its whole process
+group when leadership is lost, and its output reaches the node's log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import trio
+
+from raft_trio.node.payload import PayloadSupervisor, group_members
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sh") is None or not Path("/proc/self/stat").exists(), reason="needs sh and /proc"
+)
+
+
+def live_members(pgid: int) -> list[int]:
+    return [pid for pid, state, _ in group_members(pgid) or [] if state != "Z"]
+
+
+async def test_losing_leadership_ends_the_whole_process_group(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="raft_trio")
+    pidfile = tmp_path / "grandchild.pid"
+    script = tmp_path / "leader.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "leading as $RAFT_NODE_ID in term $RAFT_TERM"\n'
+        "sh -c 'trap \"\" TERM; exec sleep 1000' &\n"
+        f'echo $! > "{pidfile}.tmp" && mv "{pidfile}.tmp" "{pidfile}"\n'
+        "wait\n"
+    )
+    script.chmod(0o755)
+    supervisor = PayloadSupervisor(str(script), None, "n1", grace=0.5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervisor.run)
+        supervisor.role_changed("leader", 3, "http://127.0.0.1:9001")
+        with trio.fail_after(10):
+            # Trio starts the process from a worker thread: the script can
+            # write its file before the supervisor has the process object.
+            while not pidfile.exists() or supervisor.current is None:
+                await trio.sleep(0.02)
+        grandchild = int(pidfile.read_text())
+        script_process = supervisor.current
+        group = script_process.pid
+        assert os.getpgid(grandchild) == group != os.getpgid(0), "the script has a process group of its own"
+        assert set(live_members(group)) >= {group, grandchild}
+
+        lost = trio.current_time()
+        supervisor.role_changed("follower", 4, "http://127.0.0.2:9001")
+        with trio.fail_after(10):
+            while supervisor.current is not None:
+                await trio.sleep(0.01)
+        took = trio.current_time() - lost
+        assert live_members(group) == [], "a process of the leader script's group survived"
+        assert took < 0.5 + 1.0
+        nursery.cancel_scope.cancel()
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert "[leader.sh] leading as n1 in term 3" in messages
+    assert any("SIGKILL" in m for m in messages), "the grandchild ignored SIGTERM: it needed SIGKILL"
