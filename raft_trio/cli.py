@@ -29,9 +29,9 @@ class UsageError(Exception):
     """A problem with what the user asked for: one line, exit code 2."""
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     print(f"raft-trio: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_USAGE)
+    raise SystemExit(code)
 
 
 # -- parsing helpers ------------------------------------------------------------
@@ -269,7 +269,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     try:
         trio.run(run_node, settings)
     except (DataDirError, StorageError) as error:
-        fail(f"data dir {args.data_dir}: {error}")
+        # sysexits codes: 78 not this node's directory, 75 in use, 65 damaged.
+        fail(f"data dir {args.data_dir}: {error}", error.exit_code)
     except OSError as error:
         fail(f"cannot serve on {args.listen}: {error}")
     return 0
