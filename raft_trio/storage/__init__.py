@@ -6,8 +6,13 @@ one fsync, on a worker thread) before it sends a message that promises it,
 then updates the in-memory cache the core reads with
 :meth:`DurableStorage.apply_to_cache` on the event loop. See
 :mod:`raft_trio.storage._durable` for which method runs where.
+
+:func:`inspect_data_dir` reads a data directory without changing it (for
+crash tests and operators); ``RAFT_CRASH_POINT`` makes a test build die at a
+named moment of a disk write (:mod:`raft_trio.storage._crashpoints`).
 """
 
+from ._crashpoints import POINTS as CRASH_POINTS
 from ._datadir import FORMAT_VERSION, DataDir, DataDirMeta, open_data_dir
 from ._durable import DurableStorage
 from ._errors import (
@@ -17,20 +22,24 @@ from ._errors import (
     SnapshotCorrupt,
     StorageError,
 )
+from ._inspect import DiskState, inspect_data_dir
 from ._policy import SnapshotPolicy
 from ._snapshots import SnapshotStore
 
 __all__ = [
+    "CRASH_POINTS",
     "FORMAT_VERSION",
     "CorruptionError",
     "DataDir",
     "DataDirError",
     "DataDirLocked",
     "DataDirMeta",
+    "DiskState",
     "DurableStorage",
     "SnapshotCorrupt",
     "SnapshotPolicy",
     "SnapshotStore",
     "StorageError",
+    "inspect_data_dir",
     "open_data_dir",
 ]

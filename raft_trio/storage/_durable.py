@@ -45,6 +45,11 @@ so that a damaged newest snapshot can be replaced on start by the previous
 one and the log after it (see :mod:`._recovery`). The disk therefore holds
 about two compaction intervals of entries, and two snapshot files.
 
+The moments around each COMMIT (``before_fsync``/``after_fsync`` here,
+``before_compact_commit``/``after_compact_commit`` in a compaction) are named
+crash points a test can make the process die at (``RAFT_CRASH_POINT``, see
+:mod:`._crashpoints`).
+
 After an OS or SQLite error the disk's state is unknown (a failed fsync may
 have dropped pages without saying which): every later write raises
 :class:`StorageError`, and the node must restart, which recovers from what
@@ -63,6 +68,7 @@ from types import TracebackType
 
 from raft_trio.core import Entry, HardState, MemoryStorage, Snapshot
 
+from . import _crashpoints as crash
 from ._datadir import DataDir, open_data_dir
 from ._errors import StorageError
 from ._policy import SnapshotPolicy
@@ -113,7 +119,7 @@ class DurableStorage:
         self._cache = MemoryStorage(found.snapshot)
         self._cache.set_hard_state(found.hard_state)
         self._cache.append(found.entries)
-        self._log_bytes = sum(e.size() for e in found.entries)
+        self._log_bytes = sum(map(Entry.size, found.entries))
         self._view = _DiskView(
             current=found.current,
             snap_index=found.snapshot.meta.index,
@@ -243,6 +249,10 @@ class DurableStorage:
                     if new_entries:
                         self._db.delete_from(new_entries[0].index)
                         self._db.insert(new_entries)
+                    if crash.armed is not None:
+                        crash.reach(crash.BEFORE_FSYNC)
+                if crash.armed is not None:
+                    crash.reach(crash.AFTER_FSYNC)
                 self._view = view
                 if install is not None:
                     self._snapshots.prune({(install.meta.index, install.meta.term)})
@@ -275,6 +285,10 @@ class DurableStorage:
                 with self._db.transaction():
                     self._db.put_snapshot_ref(*key)
                     self._db.delete_through(fallback[0] if fallback is not None else meta.index)
+                    if crash.armed is not None:
+                        crash.reach(crash.BEFORE_COMPACT_COMMIT)
+                if crash.armed is not None:
+                    crash.reach(crash.AFTER_COMPACT_COMMIT)
                 self._view = _DiskView(key, meta.index, view.last_index)
                 self._snapshots.prune({k for k in (key, fallback) if k is not None})
                 self._db.reclaim()

@@ -14,7 +14,8 @@ A file is written as ``<index>-<term>.snap.tmp``, fsynced, renamed to
 ``<index>-<term>.snap`` and the directory fsynced, so a ``.snap`` file is
 complete or absent after a crash; the checksum still guards against the
 disk itself (a short read, a flipped bit). Index and term are zero-padded in
-the name so that names sort like indexes.
+the name so that names sort like indexes. The crash points ``before_rename``
+and ``after_rename`` (:mod:`._crashpoints`) stand either side of the rename.
 
 Memory: the data of a large snapshot (hundreds of MB) is never copied. It
 is hashed and written from the caller's buffer, and read back with a single
@@ -35,6 +36,7 @@ import msgspec
 
 from raft_trio.core import Snapshot, SnapshotMeta
 
+from . import _crashpoints as crash
 from ._errors import SnapshotCorrupt
 from ._files import fsync_dir
 
@@ -91,11 +93,15 @@ class SnapshotStore:
                 f.write(data)  # large writes bypass the buffer: no copy
                 f.flush()
                 os.fsync(f.fileno())
+            if crash.armed is not None:
+                crash.reach(crash.BEFORE_RENAME)
             os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
+        if crash.armed is not None:
+            crash.reach(crash.AFTER_RENAME)
         fsync_dir(self.directory)
         return final
 
