@@ -37,6 +37,9 @@ class RaftConfig:
     #: At most this many AppendEntries in flight to one follower
     #: (pipelining, §10.2.2); bounds the memory a slow follower can cost.
     max_inflight: int = 64
+    #: At most this many bytes of committed entries in one Ready, so that a
+    #: node applying a long backlog (a restart) keeps serving in between.
+    max_apply_bytes: int = 4 << 20
     #: A leader refuses proposals (ProposalDropped) while this many of its
     #: entries are uncommitted: backpressure, so that a leader that cannot
     #: reach a quorum does not grow its log without bound (etcd's
@@ -63,6 +66,8 @@ class RaftConfig:
             raise ValueError("max_inflight must be at least 1")
         if self.max_uncommitted_entries < 1:
             raise ValueError("max_uncommitted_entries must be at least 1")
+        if self.max_apply_bytes < 1:
+            raise ValueError("max_apply_bytes must be at least 1")
         if self.max_append_bytes < 1 or self.max_append_entries < 1:
             raise ValueError("append limits must be positive")
 

@@ -299,7 +299,7 @@ class RaftCore:
             or self.log.has_entries_to_apply()
             or self._read_states
             or self._dropped_reads
-            or self.hard_state != self._persisted_hard_state
+            or self._hard_state_to_persist() is not None
             or self.soft_state != self._announced_soft_state
             or self.membership != self._announced_membership
         )
@@ -308,14 +308,14 @@ class RaftCore:
         """Everything the runtime must do now. Call ``advance`` with it once
         done, before asking for the next one."""
         self._flush_broadcast()
-        hard_state = self.hard_state
+        hard_state = self._hard_state_to_persist()
         soft_state = self.soft_state
         membership = self.membership
         committed: list[Entry] = []
         if self.log.has_entries_to_apply():
-            committed = self.log.committed_entries_to_apply()
+            committed = self.log.committed_entries_to_apply(self.config.max_apply_bytes)
         ready = Ready(
-            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            hard_state=hard_state,
             entries=list(self.log.unstable_entries),
             snapshot=self.log.unstable_snapshot,
             committed_entries=committed,
@@ -329,6 +329,21 @@ class RaftCore:
         self._read_states = []
         self._dropped_reads = []
         return ready
+
+    def _hard_state_to_persist(self) -> HardState | None:
+        """The hard state, if it must be written with the next Ready. Term
+        and vote must be durable before anything is sent (Figure 3.1); the
+        commit index need not be (it is volatile state), so a change of it
+        alone costs no fsync: it rides along with the next entries written."""
+        current = self.hard_state
+        persisted = self._persisted_hard_state
+        if current == persisted:
+            return None
+        if current.term != persisted.term or current.vote != persisted.vote:
+            return current
+        if self.log.unstable_entries or self.log.unstable_snapshot is not None:
+            return current
+        return None
 
     def _flush_broadcast(self) -> None:
         if self._broadcast_pending:

@@ -318,6 +318,9 @@ class RaftNode:
             self._wake = trio.Event()
             while self.core.has_ready():
                 await self._handle_ready(self.core.ready())
+                # A long backlog comes in slices (max_apply_bytes): let
+                # requests and ticks run between them.
+                await trio.lowlevel.checkpoint()
 
     async def _handle_ready(self, ready: Ready) -> None:
         transport = self._transport

@@ -226,7 +226,7 @@ def test_leader_removing_itself_steps_down_once_removal_commits() -> None:
     net.deliver_all()
 
     assert a.role is Role.FOLLOWER
-    assert net.storages["a"].hard_state().commit == 2
+    assert a.log.committed == 2
     with pytest.raises(NotLeader):
         a.propose(b"x")
 

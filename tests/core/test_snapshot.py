@@ -108,18 +108,22 @@ def test_stale_snapshot_is_ignored() -> None:
 def test_restart_keeps_term_vote_and_log() -> None:
     """Figure 3.1: currentTerm, votedFor and log[] are "persistent state on
     all servers (updated on stable storage before responding to RPCs)"; a
-    restarted server comes back with them."""
+    restarted server comes back with them. The commit index is volatile:
+    it comes back as far as it was written with the entries (never beyond
+    what was committed), and the leader brings it up to date."""
     net = Network()
     a = net.elect("a")
     a.propose(b"x")
     net.deliver_all()
     net.elapse(1)
-    before = (net.cores["b"].term, net.cores["b"].vote, net.log("b"), net.cores["b"].log.committed)
+    before = (net.cores["b"].term, net.cores["b"].vote, net.log("b"))
+    assert net.cores["b"].log.committed == 2
 
     net.crash("b")
     b = net.restart("b")
 
-    assert (b.term, b.vote, net.log("b"), b.log.committed) == before == (1, "a", [(1, 1), (2, 1)], 2)
+    assert (b.term, b.vote, net.log("b")) == before == (1, "a", [(1, 1), (2, 1)])
+    assert b.log.committed <= 2
     assert b.role is Role.FOLLOWER
     assert [(e.index, e.term) for e in b.log.entries(1)] == [(1, 1), (2, 1)]
 
@@ -149,13 +153,16 @@ def test_restarted_server_reapplies_what_it_knew_committed() -> None:
     a = net.elect("a")
     a.propose(b"x")
     net.deliver_all()
-    net.elapse(1)
+    # The next entries carry x's commit to c's disk (a change of the commit
+    # index alone is not worth an fsync).
+    a.propose(b"y")
+    net.deliver_all()
 
     net.crash("c")
     net.restart("c")
 
     ready = net.take("c")
-    assert [e.data for e in ready.committed_entries] == [b"", b"x"]
+    assert [e.data for e in ready.committed_entries][:2] == [b"", b"x"]
 
 
 def test_restarted_server_with_snapshot_starts_after_it() -> None:
@@ -174,9 +181,10 @@ def test_restarted_server_with_snapshot_starts_after_it() -> None:
     c = net.restart("c")
 
     assert c.log.first_index() == 4
-    assert (c.log.committed, c.log.applied) == (4, 3)
+    assert c.log.applied == 3 and c.log.committed >= 3
     assert c.membership == membership("abc")
-    assert [e.index for e in net.take("c").committed_entries] == [4]
+    net.elapse(1)  # a heartbeat brings the commit index up to date
+    assert c.log.committed == 4
 
     a.propose(b"y")
     net.deliver_all()
