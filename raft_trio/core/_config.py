@@ -39,7 +39,7 @@ class RaftConfig:
     max_inflight: int = 64
     #: At most this many bytes of committed entries in one Ready, so that a
     #: node applying a long backlog (a restart) keeps serving in between.
-    max_apply_bytes: int = 4 << 20
+    max_apply_bytes: int = 1 << 20
     #: A leader refuses proposals (ProposalDropped) while this many of its
     #: entries are uncommitted: backpressure, so that a leader that cannot
     #: reach a quorum does not grow its log without bound (etcd's

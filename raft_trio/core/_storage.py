@@ -95,8 +95,17 @@ class MemoryStorage:
         if hi > self.last_index() + 1:
             raise UnavailableError(hi)
         offset = self._snapshot.meta.index + 1
-        selected = self._entries[lo - offset : hi - offset]
-        return limit_size(selected, max_bytes)
+        start, stop = lo - offset, hi - offset
+        if max_bytes is not None:
+            # Find the size limit before slicing: a slice of a long log is a
+            # copy, and the caller may want a few entries out of a million.
+            total = 0
+            for position in range(start, stop):
+                total += self._entries[position].size()
+                if total > max_bytes and position > start:
+                    stop = position
+                    break
+        return self._entries[start:stop]
 
     def config_entries(self) -> list[Entry]:
         return [e for e in self._entries if e.kind is EntryKind.CONFIG]

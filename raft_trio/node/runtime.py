@@ -398,7 +398,9 @@ class RaftNode:
 
     async def _maybe_compact(self) -> None:
         applied = self.kv.applied_index
-        if not self.storage.needs_snapshot(applied) or self.core.log.applied != applied:
+        if self.core.log.applied != applied or applied < self.core.log.committed:
+            return  # still working through a backlog: snapshot once at its end
+        if not self.storage.needs_snapshot(applied):
             return
         snapshot = Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
         await self._run_disk(self.storage.compact_on_disk, snapshot)
