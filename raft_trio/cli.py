@@ -263,6 +263,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         leader_script=env.get("SCRIPT_LEADER_PATH") or None,
         follower_script=env.get("SCRIPT_FOLLOWER_PATH") or None,
         snapshot_entries=env_int("RAFT_SNAPSHOT_ENTRIES", 10_000),
+        cluster_id=args.cluster_id or None,
         discovery=found,
     )
     configure_logging(args.id)
@@ -384,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --discover: ask this DNS server, HOST[:PORT] (default $RAFT_DNS_SERVER, else the system's)",
     )
     node.add_argument("--advertise", help="the URL others reach this node at (default: its --peers entry)")
+    node.add_argument(
+        "--cluster-id",
+        default=os.environ.get("RAFT_CLUSTER_ID") or None,
+        help="name of the cluster, recorded in the data dir; a dir of another cluster is refused",
+    )
     node.add_argument("--heartbeat-ms", type=int)
     node.add_argument("--election-min-ms", type=int)
     node.add_argument("--election-max-ms", type=int)

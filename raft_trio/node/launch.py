@@ -46,6 +46,10 @@ class NodeSettings:
     leader_script: str | None = None
     follower_script: str | None = None
     snapshot_entries: int = 10_000
+    #: Names the cluster (etcd's --initial-cluster-token): recorded in a new
+    #: data directory, and a directory recorded for another cluster is
+    #: refused. None: no check.
+    cluster_id: str | None = None
     #: Find the cluster by DNS instead of ``peers`` / ``join``.
     discovery: discovery.DiscoverySettings | None = None
 
@@ -116,6 +120,7 @@ async def _open_storage(settings: NodeSettings, initial: Membership | None) -> D
             DurableStorage.open,
             settings.data_dir,
             settings.node_id,
+            settings.cluster_id,
             initial_snapshot=Snapshot(SnapshotMeta(0, 0, initial)) if initial is not None else None,
             policy=SnapshotPolicy(max_entries=settings.snapshot_entries),
         )
