@@ -209,6 +209,8 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     host, port = parse_listen(args.listen)
     args.data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        raise UsageError(f"--data-dir {args.data_dir} exists and is not a directory")
     peers = parse_peers(args.peers) if args.peers else {}
     join = check_url(args.join, "--join") if args.join else None
     found = None
