@@ -106,13 +106,13 @@ class Watcher:
             return
         now = self.clock()
         for key in changes.removed:
-            self.hub.publish("removed", {"id": key})
+            self.hub.publish_event("removed", {"id": key})
         for key in changes.nodes:
             node = self.view.nodes.get(key)
             if node is not None:
-                self.hub.publish("node", self.view.node_json(node, now))
+                self.hub.publish_event("node", self.view.node_json(node, now))
         for entry in changes.timeline:
-            self.hub.publish("timeline", self.view.entry_json(entry))
+            self.hub.publish_event("timeline", self.view.entry_json(entry))
         for url in changes.unwatch:
             scope = self._scopes.pop(url, None)
             if scope is not None:

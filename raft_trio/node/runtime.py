@@ -21,12 +21,13 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
 import trio
 
+from .._broadcast import Broadcast
 from ..core import (
     AppendEntries,
     ConfChange,
@@ -160,7 +161,7 @@ class RaftNode:
         self._pump_wake = trio.Event()
         self._persist_started: float | None = None
         self._transport: Transport | None = None
-        self._subscribers: set[trio.MemorySendChannel[NodeEvent]] = set()
+        self._events: Broadcast[NodeEvent] = Broadcast(256)
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
         self._last_soft = self.core.soft_state
         self._leader_changed = trio.Event()
@@ -238,8 +239,7 @@ class RaftNode:
             finally:
                 self._writes.fail_all("the node is shutting down")
                 self._reads.fail_all()
-                for channel in list(self._subscribers):
-                    channel.close()
+                self._events.close()
                 await self._transport.aclose()
 
     def close(self) -> None:
@@ -417,27 +417,13 @@ class RaftNode:
         data = self.event_payload()
         if name == "membership":
             data["members"] = self.status()["members"]
-        event = NodeEvent(name, data)
-        for channel in list(self._subscribers):
-            try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:
-                # A subscriber that does not keep up loses its stream
-                # rather than hold the node's memory; it reconnects.
-                channel.close()
-                self._subscribers.discard(channel)
-            except trio.ClosedResourceError:
-                self._subscribers.discard(channel)
+        self._events.publish(NodeEvent(name, data))
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[NodeEvent]]:
-        send, receive = trio.open_memory_channel[NodeEvent](256)
-        self._subscribers.add(send)
-        try:
-            yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+    def subscribe(self) -> contextlib.AbstractAsyncContextManager[trio.MemoryReceiveChannel[NodeEvent]]:
+        """A stream of this node's events; one that falls 256 events behind
+        is closed rather than hold the node's memory (its client
+        reconnects)."""
+        return self._events.subscribe()
 
     # ------------------------------------------------------------------
     # Client operations

@@ -68,9 +68,9 @@ async def test_events_open_with_a_snapshot_then_push_changes() -> None:
 
         changes = view.mark_unreachable(URLS["n1"], 1.0, "connection refused")
         for key in changes.nodes:
-            hub.publish("node", view.node_json(view.nodes[key], 1.0))
+            hub.publish_event("node", view.node_json(view.nodes[key], 1.0))
         for entry in changes.timeline:
-            hub.publish("timeline", view.entry_json(entry))
+            hub.publish_event("timeline", view.entry_json(entry))
         events = await read_events(connection, 2)
         assert events[0] == ("node", {**events[0][1], "id": "n1", "role": "unreachable"})
         assert events[0][1]["reason"] == "connection refused"
