@@ -189,29 +189,25 @@ class RaftNode:
         member = self.core.membership.get(leader)
         return member.url if member is not None else None
 
-    def status(self) -> dict[str, Any]:
-        core = self.core
+    def event_payload(self) -> dict[str, Any]:
+        """What every event carries (the contract asks for at least id,
+        role, term and leader_id)."""
         return {
             "id": self.id,
             "role": self.role_name,
-            "term": core.term,
-            "leader_id": core.leader_id,
-            "leader_url": self.leader_url(),
-            "commit_index": core.log.committed,
+            "term": self.core.term,
+            "leader_id": self.core.leader_id,
+            "commit_index": self.core.log.committed,
             "applied_index": self.kv.applied_index,
-            "last_log_index": core.log.last_index(),
-            "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in core.membership.members],
         }
 
-    def event_payload(self) -> dict[str, Any]:
-        core = self.core
+    def status(self) -> dict[str, Any]:
+        """The ``/api/status`` document."""
         return {
-            "id": self.id,
-            "role": self.role_name,
-            "term": core.term,
-            "leader_id": core.leader_id,
-            "commit_index": core.log.committed,
-            "applied_index": self.kv.applied_index,
+            **self.event_payload(),
+            "leader_url": self.leader_url(),
+            "last_log_index": self.core.log.last_index(),
+            "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in self.core.membership.members],
         }
 
     # ------------------------------------------------------------------
