@@ -23,6 +23,7 @@ from ..core import HardState, Member, Membership, Snapshot, SnapshotMeta
 from ..http.app import HttpSettings, create_app
 from ..http.server import serve_app
 from ..storage import DurableStorage, SnapshotPolicy
+from .disk import DiskWriter
 from .payload import PayloadSupervisor
 from .runtime import RaftNode, Timing
 
@@ -64,8 +65,9 @@ async def run_node(
             return
     else:
         storage = await _open_storage(settings, Membership.of(settings.peers) if settings.peers else None)
+    writer = DiskWriter(f"raft-disk-{settings.node_id}")
     try:
-        node = RaftNode(settings.node_id, settings.url, storage, settings.timing)
+        node = RaftNode(settings.node_id, settings.url, storage, settings.timing, run_disk=writer)
         if settings.peers and node.core.membership != Membership.of(settings.peers):
             log.info("data dir already holds a cluster; --peers is ignored")
         payload = PayloadSupervisor(settings.leader_script, settings.follower_script, settings.node_id)
@@ -110,7 +112,8 @@ async def run_node(
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(storage.close)
+            await writer(storage.close)
+        writer.stop()
     log.info("stopped")
 
 
