@@ -73,7 +73,7 @@ class PeerSender:
     #: Beyond this many queued messages the oldest are dropped: a peer that
     #: does not drain costs bounded memory (Raft retransmits what matters).
     MAX_QUEUED = 4096
-    #: At most this many bytes of entries per POST (a snapshot goes alone).
+    #: At most this many messages per POST (a snapshot goes alone).
     MAX_BATCH_MESSAGES = 256
 
     def __init__(
