@@ -23,6 +23,7 @@ import trio
 from quart import Response, request, send_from_directory
 from quart_schema import (
     Info,
+    OpenAPIProvider,
     QuartSchema,
     RequestSchemaValidationError,
     document_querystring,
@@ -32,6 +33,7 @@ from quart_schema import (
 )
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from ..core import AddLearner, ConfigChangeRejected, RaftError, RemoveMember
 from ..kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, CasFailed, Delete, Deleted, Put, Written
@@ -153,6 +155,38 @@ class StatusAnswer(msgspec.Struct):
     members: list[MemberModel]
 
 
+#: Where quart-schema's msgspec conversion points ``$ref``s.
+REF_TEMPLATE = "#/components/schemas/{name}"
+#: Every model whose schema is nested in another one.
+NESTED_MODELS: tuple[type[msgspec.Struct], ...] = (MemberModel,)
+
+
+class CompleteOpenAPIProvider(OpenAPIProvider):
+    """quart-schema 0.25 keeps only the top model of msgspec's
+    ``schema_components`` and drops the nested ones, so ``/openapi.json``
+    held ``$ref``s to ``#/components/schemas/MemberModel`` that resolve to
+    nothing (schema tools such as schemathesis refuse such a document).
+    This adds the components of the nested models."""
+
+    def schema(self) -> dict[str, Any]:
+        document = super().schema()
+        _, components = msgspec.json.schema_components(NESTED_MODELS, ref_template=REF_TEMPLATE)
+        schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, component in components.items():
+            schemas.setdefault(name, component)
+        return document
+
+
+class KeyConverter(PathConverter):
+    """A key: any characters, ``/`` included, even first. Werkzeug's
+    ``path`` converter (``[^/].*?``) does not match a newline, so a key
+    holding one was a 404, and a key starting with ``/`` was not matched
+    at all (with slash merging on, a 308 to the key without its slash)."""
+
+    regex = r"[\s\S]+?"
+    part_isolating = False
+
+
 # -- helpers ------------------------------------------------------------------
 
 
@@ -215,6 +249,9 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     settings = settings or HttpSettings()
     prefix = settings.api_prefix.rstrip("/")
     app = QuartTrio(__name__)
+    app.url_map.converters["key"] = KeyConverter
+    # ``//`` inside a key is part of the key, not a typo to redirect away.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["QUART_SCHEMA_SWAGGER_JS_URL"] = "/_docs/swagger-ui-bundle.js"
     app.config["QUART_SCHEMA_SWAGGER_CSS_URL"] = "/_docs/swagger-ui.css"
@@ -229,6 +266,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         scalar_ui_path=None,
         info=Info(**info),
         conversion_preference="msgspec",
+        openapi_provider_class=CompleteOpenAPIProvider,
     )
 
     @app.errorhandler(RequestSchemaValidationError)
@@ -255,7 +293,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     async def empty_key() -> tuple[dict[str, Any], int]:
         return error(400, "the key is empty")
 
-    @app.put(f"{prefix}/kv/<path:key>")
+    @app.put(f"{prefix}/kv/<key:key>")
     @validate_request(PutBody)
     @validate_response(KeyValue, 200)
     @validate_response(CasConflict, 409)
@@ -284,7 +322,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             ), 409
         return result
 
-    @app.get(f"{prefix}/kv/<path:key>")
+    @app.get(f"{prefix}/kv/<key:key>")
     @document_querystring(ReadQuery)
     @validate_response(KeyValue, 200)
     @validate_response(ErrorAnswer, 404)
@@ -308,7 +346,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             return error(404, f"key {key!r} not found")
         return KeyValue(key, found[0], found[1]), 200
 
-    @app.delete(f"{prefix}/kv/<path:key>")
+    @app.delete(f"{prefix}/kv/<key:key>")
     @validate_response(DeleteAnswer, 200)
     @validate_response(Indeterminate, 503)
     async def delete_key(key: str) -> Any:

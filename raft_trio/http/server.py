@@ -29,18 +29,28 @@ class ShieldedSend:
         await self.app(scope, receive, shielded_send)
 
 
+#: Closes a connection idle between requests, and one whose request head
+#: has not fully arrived (the idle timer runs until the head is parsed): the
+#: bound on slowloris clients. Peers keep theirs busy with heartbeats.
+KEEP_ALIVE_TIMEOUT_S = 10.0
+#: The largest request head (request line and headers) Hypercorn buffers.
+MAX_HEAD_BYTES = 64 * 1024
+
+
 def hypercorn_config(host: str, port: int, root_path: str = "") -> Config:
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.root_path = root_path
     config.graceful_timeout = 1.0
-    config.keep_alive_timeout = 30.0
+    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     # Limits that bound hostile clients (stated in the README).
-    config.h11_max_incomplete_size = 64 * 1024
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
     config.max_app_queue_size = 10
     config.keep_alive_max_requests = 1_000_000
+    # read_timeout stays None: it bounds every read, also while a client
+    # listens to /api/events and sends nothing, and would cut that stream.
     return config
 
 

@@ -1,0 +1,102 @@
+"""Garbage at the peer endpoint ``POST /raft/messages``: random bytes,
+truncated msgpack, msgpack of the wrong shapes, huge arrays, a sender that
+differs from ``X-Raft-From``, no header. Every one is a 400 with a JSON
+error, and the node keeps serving. The loop is seeded; the seed is printed
+(set HOSTILE_SEED to replay one)."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from raft_trio.core import Message, RequestVote, RequestVoteResponse
+from raft_trio.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
+
+from ..integration.cluster import Cluster, describe
+from ._support import assert_serving, error_body, log_tracebacks
+
+pytestmark = pytest.mark.integration
+
+ROUNDS = 300
+
+
+def random_value(rng: random.Random, depth: int = 0) -> Any:
+    kinds: list[Callable[[], Any]] = [
+        lambda: rng.randint(-(2**63), 2**64 - 1),
+        lambda: rng.random() * 1e300,
+        lambda: "".join(chr(rng.randint(0, 0x10FFFF)) for _ in range(rng.randint(0, 8))).encode(
+            "utf-8", "surrogatepass"
+        ),
+        lambda: rng.choice(["vote", "append", "hb", "snap", "timeout_now", "n1", "", "x" * 300]),
+        lambda: None,
+        lambda: rng.random() < 0.5,
+    ]
+    if depth < 3:
+        kinds.append(lambda: [random_value(rng, depth + 1) for _ in range(rng.randint(0, 5))])
+        kinds.append(lambda: {str(i): random_value(rng, depth + 1) for i in range(rng.randint(0, 3))})
+    return rng.choice(kinds)()
+
+
+def garbage(rng: random.Random) -> tuple[str, bytes, dict[str, str]]:
+    """(what, body, headers) of one hostile peer request."""
+    ok_header = {FROM_HEADER: "n2", "Content-Type": "application/msgpack"}
+    valid = encode_batch([RequestVoteResponse(term=1, src="n2", dst="n1", granted=False)])
+    kind = rng.randrange(7)
+    if kind == 0:
+        return "random bytes", rng.randbytes(rng.randint(1, 4096)), ok_header
+    if kind == 1:
+        return "truncated msgpack", valid[: rng.randint(1, len(valid) - 1)], ok_header
+    if kind == 2:
+        value = random_value(rng)
+        if value == []:  # an empty batch is a valid (if pointless) batch
+            value = [None]
+        return "msgpack of a wrong shape", msgspec.msgpack.encode([value]), ok_header
+    if kind == 3:
+        shape = rng.choice([[0] * 200_000, [[]] * 200_000, ["vote", *([1] * 100_000)]])
+        return "huge array", msgspec.msgpack.encode(shape), ok_header
+    if kind == 4:
+        return "sender differs from the header", valid, {**ok_header, FROM_HEADER: "n3"}
+    if kind == 5:
+        return "no header", valid, {"Content-Type": "application/msgpack"}
+    body = msgspec.msgpack.encode([["vote", rng.choice(["a", 1.5, None]), "n2", "n1", 0, 0]])
+    return "wrong field types", body, ok_header
+
+
+def test_peer_endpoint_garbage(node_cluster: Cluster) -> None:
+    seed = int(os.environ.get("HOSTILE_SEED", random.randrange(2**32)))
+    print(f"\nHOSTILE_SEED={seed}")
+    rng = random.Random(seed)
+    url = node_cluster["n1"].url + MESSAGES_PATH
+    seen: dict[str, int] = {}
+    for i in range(ROUNDS):
+        what, body, headers = garbage(rng)
+        r = node_cluster.http.post(url, content=body, headers=headers, timeout=10)
+        seen[what] = seen.get(what, 0) + 1
+        assert r.status_code == 400, f"round {i} (seed {seed}), {what}: {describe(r)}"
+        assert error_body(r) is not None, f"round {i} (seed {seed}), {what}: {describe(r)}"
+    print(seen)
+    assert_serving(node_cluster)
+    assert not log_tracebacks(node_cluster), log_tracebacks(node_cluster)[:3]
+
+
+def test_peer_endpoint_hostile_values(node_cluster: Cluster) -> None:
+    """Well-formed messages with absurd values (a far future term from a
+    stranger, negative indexes, another destination) are the protocol's
+    business: no 5xx, and the node keeps serving."""
+    url = node_cluster["n1"].url + MESSAGES_PATH
+    odd: list[Message] = [
+        RequestVote(term=-5, src="ghost", dst="n1", last_log_index=-1, last_log_term=-1),
+        RequestVote(term=2**62, src="ghost", dst="elsewhere", last_log_index=2**62, last_log_term=2**62),
+        RequestVoteResponse(term=0, src="ghost", dst="n1", granted=True),
+    ]
+    for message in odd:
+        r = node_cluster.http.post(url, content=encode_batch([message]), headers={FROM_HEADER: "ghost"})
+        assert r.status_code < 500, describe(r)
+    assert not node_cluster.crashed()
+    assert node_cluster["n1"].running
+    assert node_cluster.http.get(node_cluster["n1"].url + "/healthz").status_code == 200
