@@ -226,3 +226,25 @@ def test_a_data_dir_of_another_cluster_is_refused_and_left_unchanged(tmp_path: P
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "cluster 'blue'" in lines[0], refused.stderr
     assert {p.name: p.read_bytes() for p in data_dir.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.integration
+def test_sigterm_on_the_leader_hands_leadership_over_before_it_exits(cluster: Cluster) -> None:
+    """A stopping leader transfers leadership (§3.10) to its most caught-up
+    follower: the others have a new leader one term later without waiting
+    out an election timeout, and the old leader still exits promptly."""
+    lid, term = cluster.wait_for_leader()
+    assert cluster.put(lid, "before-handover", "x").status_code == 200
+    others = [n for n in cluster.nodes if n != lid]
+
+    started = time.monotonic()
+    status = cluster[lid].terminate(timeout=5.0)
+    stopped_after = time.monotonic() - started
+
+    assert status == 0
+    assert stopped_after < 2.0, f"the leader took {stopped_after:.2f} s to stop"
+    assert "handed leadership to" in cluster[lid].log_text(), cluster[lid].log_tail()
+    new_lid, new_term = cluster.wait_for_leader(others, min_term=term + 1)
+    # TimeoutNow skips pre-vote: exactly one term later.
+    assert new_lid in others and new_term == term + 1
+    assert cluster.get(new_lid, "before-handover").status_code == 200
