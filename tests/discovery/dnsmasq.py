@@ -27,9 +27,17 @@ needs_dnsmasq = pytest.mark.skipif(
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free for both UDP and TCP (dnsmasq binds both) right now."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
 
 
 def loopback_block() -> str:
@@ -67,7 +75,6 @@ class Dnsmasq:
             DNSMASQ,
             "--keep-in-foreground",
             "--no-daemon",
-            f"--port={self.port}",
             "--listen-address=127.0.0.1",
             "--bind-interfaces",
             "--no-resolv",
@@ -79,11 +86,24 @@ class Dnsmasq:
         if os.geteuid() == 0:
             argv.append("--user=root")  # else it reads the hosts file as nobody, in a private tmp dir
         argv += [f"--srv-host={name},{target},{port}" for name, target, port in self.srv]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.wait_until_answering()
+        # Another test process may take the port between the check and
+        # dnsmasq's bind (tests run in parallel): then try another port.
+        for attempt in range(5):
+            with open(self.log, "ab") as log:
+                self.process = subprocess.Popen(
+                    [*argv, f"--port={self.port}"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            try:
+                self.wait_until_answering()
+                return
+            except AssertionError:
+                if attempt == 4 or "Address already in use" not in self.log.read_text():
+                    raise
+                self.port = free_udp_port()
 
     def wait_until_answering(self, timeout: float = 10.0) -> None:
         resolver = dns.resolver.Resolver(configure=False)
