@@ -72,9 +72,6 @@ class PendingWrites:
             waiter.done.set()
         self._by_index.clear()
 
-    def forget(self, index: int) -> None:
-        self._by_index.pop(index, None)
-
     async def wait(self, waiter: _Write, timeout: float) -> Any:
         with trio.move_on_after(timeout):
             await waiter.done.wait()

@@ -37,7 +37,6 @@ from ..core import (
     Heartbeat,
     InstallSnapshot,
     LogStorage,
-    Membership,
     Message,
     NotLeader,
     ProposalDropped,
@@ -491,9 +490,6 @@ class RaftNode:
             while self.core.leader_id != target:
                 await self._leader_changed.wait()
         return target
-
-    def membership(self) -> Membership:
-        return self.core.membership
 
 
 def _with_timestamp(command: Command) -> Command:
