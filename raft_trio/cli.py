@@ -18,6 +18,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from .security import Security
+
 if TYPE_CHECKING:
     from .discovery import DiscoverySettings
 
@@ -105,9 +107,16 @@ def extract_cluster(argv: list[str]) -> tuple[list[str], list[str] | None]:
 class Client:
     """Asks the first cluster URL that answers; follows leader redirects."""
 
-    def __init__(self, urls: list[str], timeout: float = 10.0) -> None:
+    def __init__(self, urls: list[str], timeout: float = 10.0, security: Security | None = None) -> None:
         self.urls = urls
-        self.http = httpx.Client(follow_redirects=True, timeout=timeout, trust_env=False)
+        security = security or Security()
+        self.http = httpx.Client(
+            follow_redirects=True,
+            timeout=timeout,
+            trust_env=False,
+            verify=security.client_ssl(),
+            event_hooks={"request": [security.sync_admin_hook()]},
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         errors = []
@@ -217,7 +226,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     if not peers and not join:
         if not args.discover:
             raise UsageError("a node needs --peers, --join or --discover to find its cluster")
-        found = discovery_settings(args, port)
+        found = discovery_settings(args, port, node_security(args))
         # Without --id: the id the data directory was created with, else the hostname.
         args.id = args.id or discovery.stored_node_id(args.data_dir) or discovery.host_name()
     elif args.id is None:
@@ -227,9 +236,9 @@ def cmd_node(args: argparse.Namespace) -> int:
     if args.advertise:
         url = check_url(args.advertise, "--advertise")
     elif found is not None:
-        url = discovery.endpoint_url(discovery.advertise_host(host), port)
+        url = discovery.endpoint_url(discovery.advertise_host(host), port, found.security.scheme)
     else:
-        url = peers.get(args.id, f"http://{host}:{port}")
+        url = peers.get(args.id, f"{node_security(args).scheme}://{host}:{port}")
     timing = Timing(
         heartbeat_ms=args.heartbeat_ms or env_int("HEARTBEAT_REPEAT_MILLIS", 100),
         election_min_ms=args.election_min_ms or env_int("ELECTION_TIMEOUT_LOWER_MILLIS", 1000),
@@ -241,6 +250,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         timing.raft_config().validate()
     except ValueError as error:
         raise UsageError(f"timing: {error}") from None
+    security = node_security(args)
     env = os.environ
     http = HttpSettings(
         api_prefix=env.get("API_PREFIX", "/api") or "/api",
@@ -267,6 +277,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         snapshot_entries=env_int("RAFT_SNAPSHOT_ENTRIES", 10_000),
         cluster_id=args.cluster_id or None,
         discovery=found,
+        security=security,
     )
     configure_logging(args.id)
     try:
@@ -289,7 +300,31 @@ def env_float(name: str, default: float | None) -> float | None:
         raise UsageError(f"environment variable {name} must be a number, got {raw!r}") from None
 
 
-def discovery_settings(args: argparse.Namespace, port: int) -> DiscoverySettings:
+def node_security(args: argparse.Namespace) -> Security:
+    """The node's TLS files, cluster secret and admin token: flags over
+    their variables (raft_trio.security)."""
+    try:
+        return Security.from_environment(
+            os.environ,
+            cluster_secret_file=args.cluster_secret_file,
+            admin_token_file=args.admin_token_file,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_ca=args.tls_ca,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def client_security() -> Security:
+    """A client's trust: ``RAFT_TLS_CA`` and the admin token variables."""
+    try:
+        return Security.from_environment(os.environ)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def discovery_settings(args: argparse.Namespace, port: int, security: Security) -> DiscoverySettings:
     """``--discover NAME`` and its flags, each over its variable."""
     from . import discovery
 
@@ -315,6 +350,7 @@ def discovery_settings(args: argparse.Namespace, port: int) -> DiscoverySettings
             auto_remove_after=remove_after or None,
             nameserver=nameserver,
             api_prefix=os.environ.get("API_PREFIX", "/api") or "/api",
+            security=security,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -392,6 +428,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("RAFT_CLUSTER_ID") or None,
         help="name of the cluster, recorded in the data dir; a dir of another cluster is refused",
     )
+    node.add_argument(
+        "--cluster-secret-file",
+        help="file holding the secret every peer request is signed with "
+        "(default $RAFT_CLUSTER_SECRET_FILE or $RAFT_CLUSTER_SECRET; unset: peers are trusted)",
+    )
+    node.add_argument(
+        "--admin-token-file",
+        help="file holding the token that membership changes and leadership transfer need "
+        "(default $RAFT_ADMIN_TOKEN_FILE or $RAFT_ADMIN_TOKEN; unset: anyone may)",
+    )
+    node.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; default $RAFT_TLS_CERT)")
+    node.add_argument("--tls-key", help="the key of --tls-cert (PEM; default $RAFT_TLS_KEY)")
+    node.add_argument(
+        "--tls-ca", help="verify the other nodes against this CA bundle (PEM; default $RAFT_TLS_CA)"
+    )
     node.add_argument("--heartbeat-ms", type=int)
     node.add_argument("--election-min-ms", type=int)
     node.add_argument("--election-max-ms", type=int)
@@ -443,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_node(args)
         if args.command == "up":
             return cmd_up(args)
-        client = Client(cluster or [DEFAULT_CLUSTER])
+        client = Client(cluster or [DEFAULT_CLUSTER], security=client_security())
         handlers = {
             "kv": cmd_kv,
             "status": cmd_status,

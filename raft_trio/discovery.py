@@ -60,6 +60,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -71,6 +72,7 @@ import trio
 
 from .core import AddLearner, ConfChange, RaftError, RemoveMember
 from .http.server import serve_app
+from .security import Security
 
 if TYPE_CHECKING:
     from .node.runtime import RaftNode
@@ -111,6 +113,16 @@ class DiscoverySettings:
     #: ``HOST[:PORT]`` of the DNS server to ask (None: the system's).
     nameserver: str | None = None
     api_prefix: str = "/api"
+    #: TLS and the admin token: with a certificate, the service's addresses
+    #: become ``https://`` URLs and probes verify them.
+    security: Security = dataclasses.field(default_factory=Security)
+
+    def resolver(self) -> DnsResolver:
+        return DnsResolver(self.nameserver, scheme=self.security.scheme)
+
+    def http_client(self) -> httpx.AsyncClient:
+        """Probes and join requests: verified TLS, the admin token on joins."""
+        return self.security.async_client(self.api_prefix, timeout=PROBE_TIMEOUT_S, follow_redirects=True)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -161,11 +173,11 @@ def advertise_host(listen_host: str) -> str:
     return str(address)
 
 
-def endpoint_url(host: str, port: int) -> str:
+def endpoint_url(host: str, port: int, scheme: str = "http") -> str:
     with contextlib.suppress(ValueError):
         if ipaddress.ip_address(host).version == 6:
-            return f"http://[{host}]:{port}"
-    return f"http://{host.rstrip('.')}:{port}"
+            return f"{scheme}://[{host}]:{port}"
+    return f"{scheme}://{host.rstrip('.')}:{port}"
 
 
 # -- resolving ----------------------------------------------------------------------
@@ -190,7 +202,10 @@ def parse_nameserver(text: str) -> tuple[str, int]:
 class DnsResolver:
     """SRV and A records of a service name, as node URLs."""
 
-    def __init__(self, nameserver: str | None = None, *, timeout: float = DNS_TIMEOUT_S) -> None:
+    def __init__(
+        self, nameserver: str | None = None, *, timeout: float = DNS_TIMEOUT_S, scheme: str = "http"
+    ) -> None:
+        self._scheme = scheme
         if nameserver:
             host, port = parse_nameserver(nameserver)
             resolver = dns.resolver.Resolver(configure=False)
@@ -212,7 +227,7 @@ class DnsResolver:
         the DNS server cannot be asked."""
         urls = self._srv(name)
         if urls is None:
-            urls = [endpoint_url(address, default_port) for address in self._addresses(name)]
+            urls = [endpoint_url(address, default_port, self._scheme) for address in self._addresses(name)]
         return sorted(set(urls))
 
     async def resolve(self, name: str, default_port: int) -> list[str]:
@@ -254,7 +269,7 @@ class DnsResolver:
                     addresses = self._addresses(target)
                 except DnsError:
                     addresses = []
-            urls.extend(endpoint_url(address, rdata.port) for address in addresses)
+            urls.extend(endpoint_url(address, rdata.port, self._scheme) for address in addresses)
         return urls or None
 
 
@@ -339,10 +354,6 @@ async def probe_all(
         for url in set(urls):
             nursery.start_soon(one, url)
     return found
-
-
-def http_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, trust_env=False, follow_redirects=True)
 
 
 # -- the bootstrap decision (pure) ----------------------------------------------------
@@ -476,7 +487,7 @@ class Bootstrap:
         self.node_id = node_id
         self.url = url
         self.settings = settings
-        self.resolver = resolver or DnsResolver(settings.nameserver)
+        self.resolver = resolver or settings.resolver()
         self._ack_path = Path(data_dir) / ACK_FILE
         self.ack = self._load_ack()
         self.seen: frozenset[str] = frozenset([node_id])
@@ -523,7 +534,9 @@ class Bootstrap:
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             app = WaitingApp(self.status, self.settings.api_prefix)
-            await nursery.start(serve_app, app, host, port, shutdown, root_path)
+            await nursery.start(
+                partial(serve_app, app, host, port, shutdown, root_path, tls=self.settings.security)
+            )
             try:
                 return await self.decide_loop()
             finally:
@@ -541,7 +554,7 @@ class Bootstrap:
             self.node_id,
             self.url,
         )
-        async with http_client() as client:
+        async with settings.http_client() as client:
             while True:
                 urls: list[str] = []
                 try:
@@ -654,10 +667,10 @@ async def manage_membership(
     node: RaftNode, settings: DiscoverySettings, resolver: DnsResolver | None = None
 ) -> None:
     """The leader's side of discovery: see the module's documentation."""
-    resolver = resolver or DnsResolver(settings.nameserver)
+    resolver = resolver or settings.resolver()
     last_seen: dict[str, float] = {}
     warned: set[str] = set()
-    async with http_client() as client:
+    async with settings.http_client() as client:
         while True:
             await trio.sleep(settings.interval)
             if node.role_name != "leader":
@@ -735,8 +748,8 @@ async def join_discovered(
 ) -> None:
     """A node that is in no configuration yet asks the cluster to add it, at
     whatever address of the service belongs to it, until it is a member."""
-    resolver = resolver or DnsResolver(settings.nameserver)
-    async with http_client() as client:
+    resolver = resolver or settings.resolver()
+    async with settings.http_client() as client:
         while node.core.membership.get(node.id) is None:
             urls: list[str] = []
             with contextlib.suppress(DnsError):

@@ -14,14 +14,16 @@ core is told (``on_unreachable``) so it stops pipelining to that peer.
 
 Wire format: ``POST {peer url}/raft/messages`` with a MessagePack array of
 messages (``raft_trio.core.encode_message`` per item, msgspec-encoded as a
-whole) and the header ``X-Raft-From: <sender id>``. A node reaches a peer
-only at the URL the membership gives for it.
+whole) and the header ``X-Raft-From: <sender id>``; with a cluster secret
+also ``X-Raft-Signature`` (:mod:`raft_trio.peer_auth`). A node reaches a
+peer only at the URL the membership gives for it.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -51,6 +53,10 @@ def decode_batch(data: bytes) -> list[Message]:
     except UnicodeDecodeError as error:  # msgspec lets this one through
         raise msgspec.DecodeError(f"invalid UTF-8 in a string: {error}") from error
 
+
+#: Signs one batch for one peer: (peer id, body) -> headers to add
+#: (:meth:`raft_trio.peer_auth.PeerAuthenticator.sign`).
+Signer = Callable[[str, bytes], dict[str, str]]
 
 #: Sends one batch: (url, body, headers) -> HTTP status. Raises
 #: ``httpx.HTTPError`` (or ``OSError``) when the peer cannot be reached.
@@ -86,6 +92,7 @@ class PeerSender:
         on_unreachable: Callable[[str], None],
         on_snapshot_sent: Callable[[str, bool], None],
         observe: Callable[[str, float, bool], None] | None = None,
+        sign: Signer | None = None,
     ) -> None:
         self.node_id = node_id
         self.peer_id = peer_id
@@ -95,6 +102,7 @@ class PeerSender:
         self._on_unreachable = on_unreachable
         self._on_snapshot_sent = on_snapshot_sent
         self._observe = observe
+        self._sign = sign
         self._queue: collections.deque[Message] = collections.deque()
         self._wake = trio.Event()
         self.cancel_scope = trio.CancelScope()
@@ -136,6 +144,8 @@ class PeerSender:
         started = time.monotonic()
         ok = False
         headers = {FROM_HEADER: self.node_id, "Content-Type": "application/msgpack"}
+        if self._sign is not None:
+            headers.update(self._sign(self.peer_id, body))
         with trio.move_on_after(deadline):
             try:
                 ok = await self._post_batch(self.url + MESSAGES_PATH, body, headers) == 204
@@ -163,6 +173,9 @@ class Transport:
         on_snapshot_sent: Callable[[str, bool], None],
         observe: Callable[[str, float, bool], None] | None = None,
         post: PostFunction | None = None,
+        *,
+        sign: Signer | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.node_id = node_id
         self._nursery = nursery
@@ -170,12 +183,14 @@ class Transport:
         self._on_unreachable = on_unreachable
         self._on_snapshot_sent = on_snapshot_sent
         self._observe = observe
+        self._sign = sign
         self._client: httpx.AsyncClient | None = None
         if post is None:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(None),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
                 trust_env=False,
+                verify=verify,
             )
             post = httpx_post(self._client)
         self._post = post
@@ -200,6 +215,7 @@ class Transport:
                 self._on_unreachable,
                 self._on_snapshot_sent,
                 self._observe,
+                self._sign,
             )
             self.senders[peer_id] = sender
             self._nursery.start_soon(sender.run, name=f"sender-{peer_id}")

@@ -45,6 +45,8 @@ from ..node import (
     WriteFailed,
     WriteIndeterminate,
 )
+from ..node import metrics as node_metrics
+from ..peer_auth import SIGNATURE_HEADER, PeerAuthError, RefusalLog
 from ..transport import FROM_HEADER, MESSAGES_PATH, decode_batch
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
 MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
 MAX_PEER_BODY_BYTES = 1 << 30
+#: The routes that change the cluster itself (see ``require_admin_token``).
+ADMIN_ENDPOINTS = frozenset({"add_member", "remove_member", "transfer"})
 MAX_TOKEN_LENGTH = 256
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -277,6 +281,22 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     async def not_utf8(exc: UnicodeDecodeError) -> tuple[dict[str, Any], int]:
         return error(400, f"the request body is not valid UTF-8: {exc.reason} at byte {exc.start}")
 
+    refusals = RefusalLog(log)
+
+    @app.before_request
+    async def require_admin_token() -> Any:
+        """Membership changes and leadership transfer need the admin token
+        when one is configured: checked before the body is even read."""
+        if request.endpoint not in ADMIN_ENDPOINTS:
+            return None
+        if node.security.admin_allowed(request.headers.get("Authorization")):
+            return None
+        node_metrics.ADMIN_REQUESTS_REFUSED.inc()
+        reason = "missing or wrong admin token (Authorization: Bearer <RAFT_ADMIN_TOKEN>)"
+        refusals.refused(f"{request.method} {request.path}", str(request.remote_addr), reason)
+        body, status = error(401, reason)
+        return body, status, {"WWW-Authenticate": 'Bearer realm="raft-trio admin"'}
+
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
         status = exc.code or 500
@@ -452,12 +472,22 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
 
     # -- peers ------------------------------------------------------------
 
+    def refuse_peer(sender: str, exc: PeerAuthError) -> tuple[dict[str, Any], int]:
+        node_metrics.PEER_REQUESTS_REFUSED.inc()
+        refusals.refused("a peer request", f"{request.remote_addr} claiming to be {sender!r}", str(exc))
+        return error(401, str(exc))
+
     @app.post(MESSAGES_PATH)
     @hide
     async def raft_messages() -> Any:
         sender = request.headers.get(FROM_HEADER)
         if not sender:
             return error(400, f"peer requests need the {FROM_HEADER} header")
+        if node.peer_auth is not None:
+            try:  # before a (possibly huge) body is read
+                node.peer_auth.check_header(request.headers.get(SIGNATURE_HEADER))
+            except PeerAuthError as exc:
+                return refuse_peer(sender, exc)
         # Batches of entries and whole snapshots exceed the client limit.
         request.max_content_length = MAX_PEER_BODY_BYTES
         body = await request.get_data(cache=False, as_text=False)
@@ -466,6 +496,11 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             messages = decode_batch(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return error(400, f"malformed peer message: {exc}")
+        if node.peer_auth is not None:
+            try:
+                node.peer_auth.verify(sender, request.headers.get(SIGNATURE_HEADER), body)
+            except PeerAuthError as exc:
+                return refuse_peer(sender, exc)
         if any(m.src != sender for m in messages):
             return error(400, f"message sender differs from {FROM_HEADER}")
         node.step(messages)

@@ -9,6 +9,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from ..security import Security
+
 
 class ShieldedSend:
     """Runs every ASGI ``send`` shielded from cancellation.
@@ -37,8 +39,12 @@ KEEP_ALIVE_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 64 * 1024
 
 
-def hypercorn_config(host: str, port: int, root_path: str = "") -> Config:
+def hypercorn_config(host: str, port: int, root_path: str = "", tls: Security | None = None) -> Config:
     config = Config()
+    if tls is not None and tls.tls_cert:
+        # One port serves clients and peers, so both speak HTTPS.
+        config.certfile = tls.tls_cert
+        config.keyfile = tls.tls_key
     config.bind = [f"{host}:{port}"]
     config.root_path = root_path
     config.graceful_timeout = 1.0
@@ -61,8 +67,10 @@ async def serve_app(
     shutdown: trio.Event,
     root_path: str = "",
     *,
+    tls: Security | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``shutdown`` is set; reports the bound addresses."""
-    config = hypercorn_config(host, port, root_path)
+    """Serve until ``shutdown`` is set (over HTTPS when ``tls`` has a
+    certificate); reports the bound addresses."""
+    config = hypercorn_config(host, port, root_path, tls)
     await serve(ShieldedSend(app), config, shutdown_trigger=shutdown.wait, task_status=task_status)

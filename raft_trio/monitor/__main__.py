@@ -112,7 +112,16 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         templates_dir=templates,
         refresh_ms=args.refresh_ms,
         watch=WatchSettings(refresh=args.refresh_ms / 1000),
+        tls_ca=_tls_ca(),
     )
+
+
+def _tls_ca() -> str | None:
+    path = os.environ.get("RAFT_TLS_CA") or None
+    if path is not None and not os.path.isfile(path):
+        print(f"raft-monitor: RAFT_TLS_CA {path} is not a file", file=sys.stderr)
+        raise SystemExit(2)
+    return path
 
 
 def configure_logging() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from functools import partial
@@ -39,6 +40,9 @@ class MonitorSettings:
     templates_dir: Path | None = None
     refresh_ms: int = 500
     watch: WatchSettings = dataclasses.field(default_factory=WatchSettings)
+    #: ``RAFT_TLS_CA``: verify the nodes' HTTPS against this bundle; with it
+    #: set, discovered addresses become ``https://`` URLs too.
+    tls_ca: str | None = None
 
 
 async def run_monitor(
@@ -51,7 +55,8 @@ async def run_monitor(
     view = ClusterView(wall_offset=time.time() - trio.current_time())
     hub = Hub()
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
-    async with httpx.AsyncClient(trust_env=False, limits=limits) as http:
+    verify = ssl.create_default_context(cafile=settings.tls_ca)
+    async with httpx.AsyncClient(trust_env=False, limits=limits, verify=verify) as http:
         client = HttpNodeClient(http, settings.api_prefix)
         watcher = Watcher(view, hub, client, settings.watch)
         page = PageSettings(settings.discover, settings.templates_dir, settings.refresh_ms)
@@ -60,7 +65,10 @@ async def run_monitor(
         async with trio.open_nursery() as nursery:
             await nursery.start(watcher.run, settings.nodes)
             if settings.discover:
-                nursery.start_soon(discover_nodes, watcher, settings.discover, settings.node_port)
+                scheme = "https" if settings.tls_ca else "http"
+                nursery.start_soon(
+                    partial(discover_nodes, watcher, settings.discover, settings.node_port, scheme=scheme)
+                )
             async with trio.open_nursery() as server:
                 addresses = await server.start(
                     partial(serve_app, app, settings.host, settings.port, http_shutdown)
@@ -81,6 +89,7 @@ async def discover_nodes(
     port: int,
     period: float = DISCOVERY_PERIOD_SECONDS,
     resolve: Callable[[str], list[str]] = resolve_addresses,
+    scheme: str = "http",
 ) -> None:
     """Watch every address ``name`` resolves to, now and as replicas come.
 
@@ -95,5 +104,5 @@ async def discover_nodes(
             if address not in seen:
                 seen.add(address)
                 log.info("discovery: %s has %s", name, address)
-            watcher.add(f"http://{address}:{port}")
+            watcher.add(f"{scheme}://{address}:{port}")
         await trio.sleep(period)

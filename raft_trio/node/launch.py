@@ -15,13 +15,13 @@ import logging
 import signal
 from functools import partial
 
-import httpx
 import trio
 
 from .. import discovery
 from ..core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
 from ..http.app import HttpSettings, create_app
 from ..http.server import serve_app
+from ..security import Security
 from ..storage import DurableStorage, SnapshotPolicy
 from .disk import DiskWriter
 from .payload import PayloadSupervisor
@@ -53,6 +53,8 @@ class NodeSettings:
     cluster_id: str | None = None
     #: Find the cluster by DNS instead of ``peers`` / ``join``.
     discovery: discovery.DiscoverySettings | None = None
+    #: Cluster secret, admin token and TLS (default: none of them).
+    security: Security = dataclasses.field(default_factory=Security)
 
 
 async def run_node(
@@ -67,7 +69,14 @@ async def run_node(
         storage = await _open_storage(settings, Membership.of(settings.peers) if settings.peers else None)
     writer = DiskWriter(f"raft-disk-{settings.node_id}")
     try:
-        node = RaftNode(settings.node_id, settings.url, storage, settings.timing, run_disk=writer)
+        node = RaftNode(
+            settings.node_id,
+            settings.url,
+            storage,
+            settings.timing,
+            run_disk=writer,
+            security=settings.security,
+        )
         if settings.peers and node.core.membership != Membership.of(settings.peers):
             log.info("data dir already holds a cluster; --peers is ignored")
         payload = PayloadSupervisor(settings.leader_script, settings.follower_script, settings.node_id)
@@ -85,7 +94,7 @@ async def run_node(
             if settings.join and not node.core.membership.members:
                 nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
             if settings.discovery is not None:
-                resolver = discovery.DnsResolver(settings.discovery.nameserver)
+                resolver = settings.discovery.resolver()
                 if not node.core.membership.members:
                     nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
                 elif node.core.membership.get(node.id) is None:
@@ -96,12 +105,15 @@ async def run_node(
                 nursery.start_soon(discovery.manage_membership, node, settings.discovery, resolver)
             async with trio.open_nursery() as http:
                 addresses = await http.start(
-                    serve_app,
-                    app,
-                    settings.listen_host,
-                    settings.listen_port,
-                    http_shutdown,
-                    settings.root_path,
+                    partial(
+                        serve_app,
+                        app,
+                        settings.listen_host,
+                        settings.listen_port,
+                        http_shutdown,
+                        settings.root_path,
+                        tls=settings.security,
+                    )
                 )
                 log.info("node %s serving on %s as %s", settings.node_id, ", ".join(addresses), settings.url)
                 task_status.started(node)
@@ -213,6 +225,6 @@ async def _stop_on_signals(stop: trio.Event) -> None:
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:
     """Ask the cluster to add this node (as a learner) until it answers."""
-    async with httpx.AsyncClient(follow_redirects=True, timeout=10, trust_env=False) as client:
+    async with node.security.async_client(api_prefix, follow_redirects=True, timeout=10) as client:
         while not await discovery.request_membership(client, cluster_url.rstrip("/"), node, api_prefix):
             await trio.sleep(1.0)

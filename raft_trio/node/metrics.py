@@ -18,6 +18,13 @@ ROLE = Gauge("raft_role", "1 for the role this node has now", ["role"])
 COMMIT_INDEX = Gauge("raft_commit_index", "Highest log index known committed")
 APPLIED_INDEX = Gauge("raft_applied_index", "Highest log index applied to the key-value store")
 LAST_LOG_INDEX = Gauge("raft_last_log_index", "Index of the last entry in the log")
+PEER_REQUESTS_REFUSED = Counter(
+    "raft_peer_requests_refused_total", "Peer requests refused: missing, wrong or replayed signature"
+)
+ADMIN_REQUESTS_REFUSED = Counter(
+    "raft_admin_requests_refused_total",
+    "Membership or leadership requests refused for want of the admin token",
+)
 PROPOSALS = Counter("raft_proposals_total", "Client writes proposed to the log on this node")
 LEADER_CHANGES = Counter("raft_leader_changes_total", "Times this node became or stopped being leader")
 FSYNC_SECONDS = Histogram(

@@ -48,6 +48,8 @@ from ..core import (
     TimeoutNow,
 )
 from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
+from ..peer_auth import PeerAuthenticator
+from ..security import Security
 from ..transport import PostFunction, Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
@@ -140,6 +142,7 @@ class RaftNode:
         *,
         run_disk: DiskRunner = trio.to_thread.run_sync,
         post: PostFunction | None = None,
+        security: Security | None = None,
     ) -> None:
         self.id = node_id
         self.url = url
@@ -148,6 +151,12 @@ class RaftNode:
         self.write_timeout = write_timeout
         self._run_disk = run_disk
         self._post = post
+        self.security = security = security or Security()
+        #: Signs this node's peer requests and checks those it receives
+        #: (None: no cluster secret, peers are trusted).
+        self.peer_auth = (
+            PeerAuthenticator(security.cluster_secret, node_id) if security.cluster_secret else None
+        )
         self._known_peers: dict[str, str] = {}
         self.kv = KeyValueStore()
         snapshot = storage.snapshot()
@@ -222,6 +231,8 @@ class RaftNode:
                 on_snapshot_sent=self._snapshot_sent,
                 observe=metrics.observe_peer_rpc,
                 post=self._post,
+                sign=self.peer_auth.sign if self.peer_auth is not None else None,
+                verify=self.security.client_ssl(),
             )
             self._transport.set_peers(self._peer_urls())
             try:

@@ -1,0 +1,171 @@
+"""What a node trusts: the cluster secret, the admin token and TLS.
+
+All three are optional and independent. Without them a node behaves as
+before, which means: anyone who can reach its port can act as a peer, change
+the membership and read or write keys, in clear text. That is fine on a
+private network (one host, a compose network, a Kubernetes namespace with
+network policies) and nowhere else; the README says so.
+
+- ``RAFT_CLUSTER_SECRET`` / ``RAFT_CLUSTER_SECRET_FILE``: peers sign every
+  Raft message with it (:mod:`raft_trio.peer_auth`).
+- ``RAFT_ADMIN_TOKEN`` / ``RAFT_ADMIN_TOKEN_FILE``: membership changes and
+  leadership transfer need ``Authorization: Bearer <token>``; the CLI and a
+  node asking to join send it from the same variables.
+- ``RAFT_TLS_CERT`` + ``RAFT_TLS_KEY``: the node serves HTTPS (clients and
+  peers share its one port); ``RAFT_TLS_CA``: the bundle that verifies the
+  other nodes (and, for the CLI and the monitor, the nodes they talk to).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+
+import httpx
+
+#: Shorter secrets can be guessed offline from one captured signature.
+MIN_SECRET_BYTES = 16
+#: Requests under these paths (after the API prefix) change the cluster
+#: itself and need the admin token when one is configured.
+ADMIN_PATHS = ("/members", "/leadership/")
+
+
+def is_admin_request(method: str, path: str, api_prefix: str = "/api") -> bool:
+    """Membership changes and leadership transfer (reading the membership
+    is not one)."""
+    if method.upper() not in ("POST", "PUT", "DELETE", "PATCH"):
+        return False
+    rest = path[len(api_prefix.rstrip("/")) :] if path.startswith(api_prefix.rstrip("/")) else ""
+    return any(rest == admin.rstrip("/") or rest.startswith(admin.rstrip("/") + "/") for admin in ADMIN_PATHS)
+
+
+def load_secret(what: str, value: str | None, path: str | None) -> bytes | None:
+    """A secret from its variable or its file (not both), or None.
+
+    A file keeps the secret out of ``ps`` and ``/proc/*/environ`` (the
+    Kubernetes and compose secret mounts); surrounding whitespace, such as
+    a trailing newline, is not part of it. Raises ValueError naming the
+    problem."""
+    if value and path:
+        raise ValueError(f"give the {what} either directly or as a file, not both")
+    if path:
+        try:
+            with open(path, "rb") as file:
+                secret = file.read().strip()
+        except OSError as error:
+            raise ValueError(f"cannot read the {what} file {path}: {error.strerror}") from None
+    elif value:
+        secret = value.encode()
+    else:
+        return None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(f"the {what} must be at least {MIN_SECRET_BYTES} bytes long")
+    return secret
+
+
+@dataclasses.dataclass(frozen=True)
+class Security:
+    """A node's (or a client's) credentials; the default trusts everyone."""
+
+    cluster_secret: bytes | None = None
+    admin_token: bytes | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both a certificate and its key (RAFT_TLS_CERT and RAFT_TLS_KEY)")
+        if self.admin_token is not None and not all(33 <= byte < 127 for byte in self.admin_token):
+            raise ValueError(
+                "the admin token must be printable ASCII without spaces (it travels in a header)"
+            )
+        for path in (self.tls_cert, self.tls_key, self.tls_ca):
+            if path and not os.path.isfile(path):
+                raise ValueError(f"TLS file not found: {path}")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ, **overrides: str | None) -> Security:
+        """Read the variables above; ``overrides`` (command-line flags,
+        named like the fields) win over them."""
+
+        def get(field: str, variable: str) -> str | None:
+            given = overrides.get(field)
+            return given if given else (environ.get(variable) or None)
+
+        return cls(
+            cluster_secret=load_secret(
+                "cluster secret",
+                environ.get("RAFT_CLUSTER_SECRET") or None,
+                get("cluster_secret_file", "RAFT_CLUSTER_SECRET_FILE"),
+            ),
+            admin_token=load_secret(
+                "admin token",
+                environ.get("RAFT_ADMIN_TOKEN") or None,
+                get("admin_token_file", "RAFT_ADMIN_TOKEN_FILE"),
+            ),
+            tls_cert=get("tls_cert", "RAFT_TLS_CERT"),
+            tls_key=get("tls_key", "RAFT_TLS_KEY"),
+            tls_ca=get("tls_ca", "RAFT_TLS_CA"),
+        )
+
+    @property
+    def scheme(self) -> str:
+        """How others reach a node with these settings."""
+        return "https" if self.tls_cert else "http"
+
+    def client_ssl(self) -> ssl.SSLContext:
+        """Verifies servers against ``tls_ca`` (the system's bundle without
+        one); hostname checking stays on, so certificates name the address
+        in the node's URL (an IP SAN for 127.0.0.1)."""
+        return ssl.create_default_context(cafile=self.tls_ca)
+
+    def admin_header(self) -> dict[str, str]:
+        """What a client sends to pass :meth:`admin_allowed`."""
+        return {"Authorization": f"Bearer {self.admin_token.decode()}"} if self.admin_token else {}
+
+    def sync_admin_hook(self, api_prefix: str = "/api") -> Callable[[httpx.Request], None]:
+        """An httpx request hook adding the admin token to admin requests.
+
+        A hook, not a header given once, because httpx drops
+        ``Authorization`` when it follows a redirect to another origin, and
+        a follower redirects membership changes to the leader (307); hooks
+        run for every request of a redirect chain."""
+
+        def add_token(request: httpx.Request) -> None:
+            if self.admin_token is not None and is_admin_request(
+                request.method, request.url.path, api_prefix
+            ):
+                request.headers.update(self.admin_header())
+
+        return add_token
+
+    def async_admin_hook(self, api_prefix: str = "/api") -> Callable[[httpx.Request], Awaitable[None]]:
+        """:meth:`sync_admin_hook` for an ``httpx.AsyncClient``."""
+        add_token = self.sync_admin_hook(api_prefix)
+
+        async def hook(request: httpx.Request) -> None:
+            add_token(request)
+
+        return hook
+
+    def async_client(self, api_prefix: str = "/api", **options: object) -> httpx.AsyncClient:
+        """An httpx client for talking to nodes: it verifies them against
+        ``tls_ca`` and carries the admin token on admin requests."""
+        return httpx.AsyncClient(
+            trust_env=False,
+            verify=self.client_ssl(),
+            event_hooks={"request": [self.async_admin_hook(api_prefix)]},
+            **options,  # type: ignore[arg-type]
+        )
+
+    def admin_allowed(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the admin token (in
+        constant time); always true when no token is configured."""
+        if self.admin_token is None:
+            return True
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.admin_token)
