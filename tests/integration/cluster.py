@@ -16,6 +16,7 @@ import queue
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -114,8 +115,11 @@ def describe(response: httpx.Response) -> str:
 
 
 class Node:
-    def __init__(self, node_id: str, port: int, root: Path, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, node_id: str, port: int, root: Path, args: list[str], env: dict[str, str], scheme: str = "http"
+    ) -> None:
         self.id = node_id
+        self.scheme = scheme
         self.port = port
         self.data_dir = root / node_id
         self.log_path = root / f"{node_id}.log"
@@ -126,7 +130,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -222,7 +226,18 @@ class Cluster:
     """A set of nodes started with static ``--peers`` (more may join later),
     and HTTP clients to talk to them."""
 
-    def __init__(self, root: Path, name: str, size: int = 3, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        size: int = 3,
+        env: dict[str, str] | None = None,
+        *,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        """``scheme`` and ``verify``: for nodes serving HTTPS (the env
+        names their certificate), and the CA the test clients trust."""
         self.root = root
         self.name = name
         root.mkdir(parents=True, exist_ok=True)
@@ -231,14 +246,19 @@ class Cluster:
         self.env.update(env or {})
         ports = free_ports(size)
         ids = [f"n{i + 1}" for i in range(size)]
-        self.peers = ",".join(f"{nid}=http://127.0.0.1:{port}" for nid, port in zip(ids, ports, strict=True))
+        self.scheme = scheme
+        self.peers = ",".join(
+            f"{nid}={scheme}://127.0.0.1:{port}" for nid, port in zip(ids, ports, strict=True)
+        )
         self.nodes: dict[str, Node] = {
-            nid: Node(nid, port, root, ["--peers", self.peers], self.env)
+            nid: Node(nid, port, root, ["--peers", self.peers], self.env, scheme)
             for nid, port in zip(ids, ports, strict=True)
         }
-        self.http = httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False)
-        self.follow = httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False, follow_redirects=True)
-        self._status_client = httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False)
+        self.http = httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False, verify=verify)
+        self.follow = httpx.Client(
+            timeout=HTTP_TIMEOUT, trust_env=False, follow_redirects=True, verify=verify
+        )
+        self._status_client = httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False, verify=verify)
 
     # -- processes ------------------------------------------------------------
 
@@ -252,7 +272,7 @@ class Cluster:
 
     def add_node(self, node_id: str, args: list[str]) -> Node:
         (port,) = free_ports(1)
-        node = Node(node_id, port, self.root, args, self.env)
+        node = Node(node_id, port, self.root, args, self.env, self.scheme)
         self.nodes[node_id] = node
         node.start()
         return node

@@ -27,8 +27,10 @@ class ClusterFactory:
         self.root = root
         self.clusters: list[Cluster] = []
 
-    def __call__(self, name: str = "cluster", env: dict[str, str] | None = None, size: int = 3) -> Cluster:
-        cluster = Cluster(self.root / f"{name}-{len(self.clusters)}", name, size=size, env=env)
+    def __call__(
+        self, name: str = "cluster", env: dict[str, str] | None = None, size: int = 3, **options: Any
+    ) -> Cluster:
+        cluster = Cluster(self.root / f"{name}-{len(self.clusters)}", name, size=size, env=env, **options)
         self.clusters.append(cluster)
         cluster.start()
         return cluster

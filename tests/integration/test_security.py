@@ -1,0 +1,128 @@
+"""A cluster that trusts no stranger: three real node processes serving
+HTTPS with certificates made here (trustme), signing every peer request with
+a cluster secret, and guarding membership and leadership with an admin
+token. Clients that bring the CA and the token work as before; a stranger's
+peer message (a huge-term heartbeat, which would unseat an unauthenticated
+leader) is refused with 401 and logged, and the leader keeps its term."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from raft_trio.core._messages import AppendEntries
+from raft_trio.peer_auth import PeerAuthenticator
+from raft_trio.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
+
+from .cluster import Cluster, cli_command, wait_until
+
+pytestmark = pytest.mark.integration
+
+SECRET = "the-cluster-secret-of-this-test"
+TOKEN = "the-admin-token-of-this-test"
+
+
+@pytest.fixture
+def secure_cluster(tmp_path: Path, make_cluster: Callable[..., Cluster]) -> tuple[Cluster, dict[str, str]]:
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    files = {
+        "RAFT_TLS_CERT": tmp_path / "node.pem",
+        "RAFT_TLS_KEY": tmp_path / "node.key",
+        "RAFT_TLS_CA": tmp_path / "ca.pem",
+        "RAFT_CLUSTER_SECRET_FILE": tmp_path / "cluster-secret",
+    }
+    server.cert_chain_pems[0].write_to_path(str(files["RAFT_TLS_CERT"]))
+    server.private_key_pem.write_to_path(str(files["RAFT_TLS_KEY"]))
+    ca.cert_pem.write_to_path(str(files["RAFT_TLS_CA"]))
+    files["RAFT_CLUSTER_SECRET_FILE"].write_text(SECRET + "\n")
+    env = {name: str(path) for name, path in files.items()} | {"RAFT_ADMIN_TOKEN": TOKEN}
+    verify = ssl.create_default_context(cafile=str(files["RAFT_TLS_CA"]))
+    return make_cluster("secure", env=env, scheme="https", verify=verify), env
+
+
+def run_cli(
+    cluster: Cluster, node_id: str, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*cli_command(), *args, "--cluster", cluster[node_id].url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def members(cluster: Cluster, node_id: str) -> list[str]:
+    answer: dict[str, Any] = cluster.http.get(cluster[node_id].url + "/api/members").json()
+    return sorted(m["id"] for m in answer["members"])
+
+
+def test_a_secure_cluster_serves_its_clients_and_refuses_strangers(
+    secure_cluster: tuple[Cluster, dict[str, str]],
+) -> None:
+    cluster, env = secure_cluster
+    leader_id, term = cluster.wait_for_leader()
+    leader = cluster[leader_id]
+    follower_id = next(nid for nid in cluster.nodes if nid != leader_id)
+    assert leader.url.startswith("https://")
+
+    # Clients with the CA read and write as before, also through the CLI.
+    cluster.write("k", "v1")
+    client_env = {**cluster.env, "RAFT_TLS_CA": env["RAFT_TLS_CA"]}
+    client_env.pop("RAFT_ADMIN_TOKEN")
+    put = run_cli(cluster, follower_id, client_env, "kv", "put", "k", "v2")
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)["value"] == "v2"
+
+    # Without the CA the certificate is not trusted; plain HTTP gets no answer.
+    untrusting = {k: v for k, v in client_env.items() if k != "RAFT_TLS_CA"}
+    refused = run_cli(cluster, leader_id, untrusting, "kv", "get", "k")
+    assert refused.returncode == 2
+    assert "no cluster node answered" in refused.stderr
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{leader.port}/api/status", timeout=2, trust_env=False)
+
+    # Membership changes need the admin token, also through a follower's redirect.
+    no_token = run_cli(cluster, follower_id, client_env, "members", "remove", "n3")
+    assert no_token.returncode == 1
+    assert json.loads(no_token.stdout)["error"].startswith("missing or wrong admin token")
+    assert members(cluster, leader_id) == ["n1", "n2", "n3"]
+    removed_id = next(nid for nid in cluster.nodes if nid not in (leader_id, follower_id))
+    with_token = run_cli(
+        cluster, follower_id, {**client_env, "RAFT_ADMIN_TOKEN": TOKEN}, "members", "remove", removed_id
+    )
+    assert with_token.returncode == 0, with_token.stdout + with_token.stderr
+    assert members(cluster, leader_id) == sorted([leader_id, follower_id])
+
+    # A stranger without the secret cannot step a message into the leader:
+    # a heartbeat claiming a huge term would otherwise unseat it.
+    body = encode_batch([AppendEntries(10**9, follower_id, leader_id, 0, 0, (), 0)])
+    headers = {FROM_HEADER: follower_id, "Content-Type": "application/msgpack"}
+    forged = PeerAuthenticator(b"guessed-wrong-secret-value", follower_id).sign(leader_id, body)
+    for extra in ({}, forged):
+        answer = cluster.http.post(leader.url + MESSAGES_PATH, content=body, headers=headers | extra)
+        assert answer.status_code == 401, answer.text
+    status = cluster.status(leader_id)
+    assert status is not None
+    assert (status["role"], status["term"]) == ("leader", term)
+    assert "refused a peer request" in leader.log_text()
+
+    # The cluster still commits (with the secret, the peers' own requests pass).
+    body_written = cluster.write("k", "v3")
+    wait_until(
+        lambda: (
+            (cluster.status(follower_id) or {}).get("applied_index", 0) >= body_written["index"],
+            cluster.status(follower_id),
+        ),
+        10,
+        "the follower to apply the last write",
+    )

@@ -1,0 +1,119 @@
+"""The peer signature: what it accepts, and every way it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from raft_trio import peer_auth
+from raft_trio.peer_auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
+
+SECRET = b"0123456789abcdef-cluster"
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pair(clock: Clock | None = None) -> tuple[PeerAuthenticator, PeerAuthenticator]:
+    clock = clock or Clock()
+    return PeerAuthenticator(SECRET, "n1", clock), PeerAuthenticator(SECRET, "n2", clock)
+
+
+def test_a_signed_request_is_accepted_once() -> None:
+    n1, n2 = pair()
+    header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    n2.verify("n1", header, b"body")
+    with pytest.raises(PeerAuthError, match="replayed"):
+        n2.verify("n1", header, b"body")
+
+
+def test_each_signature_is_fresh() -> None:
+    n1, n2 = pair()
+    first, second = (n1.sign("n2", b"same body")[SIGNATURE_HEADER] for _ in range(2))
+    assert first != second
+    n2.verify("n1", first, b"same body")
+    n2.verify("n1", second, b"same body")
+
+
+@pytest.mark.parametrize(
+    ("sender", "body", "secret", "recipient"),
+    [
+        ("n1", b"changed body", SECRET, "n2"),
+        ("n3", b"body", SECRET, "n2"),  # another sender claimed
+        ("n1", b"body", b"another-cluster-secret", "n2"),
+        ("n1", b"body", SECRET, "n3"),  # signed for another node: no replay across nodes
+    ],
+    ids=["tampered body", "wrong sender", "wrong secret", "other recipient"],
+)
+def test_a_signature_that_does_not_match_is_refused(
+    sender: str, body: bytes, secret: bytes, recipient: str
+) -> None:
+    clock = Clock()
+    signer = PeerAuthenticator(secret, "n1", clock)
+    receiver = PeerAuthenticator(SECRET, "n2", clock)
+    header = signer.sign(recipient, b"body")[SIGNATURE_HEADER]
+    with pytest.raises(PeerAuthError, match="wrong peer signature"):
+        receiver.verify(sender, header, body)
+
+
+@pytest.mark.parametrize("offset", [-31.0, 31.0])
+def test_a_timestamp_outside_the_window_is_refused(offset: float) -> None:
+    signer_clock, receiver_clock = Clock(), Clock()
+    n1 = PeerAuthenticator(SECRET, "n1", signer_clock)
+    n2 = PeerAuthenticator(SECRET, "n2", receiver_clock)
+    signer_clock.now += offset
+    header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    with pytest.raises(PeerAuthError, match="away from this node's clock"):
+        n2.verify("n1", header, b"body")
+
+
+def test_a_replay_after_the_window_is_refused_by_its_timestamp() -> None:
+    clock = Clock()
+    n1, n2 = pair(clock)
+    header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    n2.verify("n1", header, b"body")
+    clock.now += peer_auth.MAX_CLOCK_SKEW_S + 1
+    with pytest.raises(PeerAuthError, match="away from this node's clock"):
+        n2.verify("n1", header, b"body")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "garbage",
+        "t=abc,n=0123456789abcdef,s=00",
+        "t=1,n=short,s=00",
+        "t=1,n=0123456789abcdef,s=",
+        "t=" + "9" * 5000 + ",n=0123456789abcdef,s=00",  # no int() of a huge number
+        "t=1,t=2,,,=,n=0123456789abcdef",
+    ],
+)
+def test_a_missing_or_malformed_header_is_refused(header: str | None) -> None:
+    _, n2 = pair()
+    with pytest.raises(PeerAuthError):
+        n2.verify("n1", header, b"body")
+
+
+def test_the_nonce_memory_forgets_what_the_window_refuses_anyway() -> None:
+    clock = Clock()
+    n1, n2 = pair(clock)
+    for _ in range(100):
+        n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
+    assert len(n2._seen) == 100
+    clock.now += peer_auth.MAX_CLOCK_SKEW_S + 1
+    n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
+    assert len(n2._seen) == 1
+
+
+def test_the_nonce_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peer_auth, "MAX_REMEMBERED_NONCES", 10)
+    n1, n2 = pair()
+    for _ in range(50):
+        n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
+    assert len(n2._seen) <= 10
