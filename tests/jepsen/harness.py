@@ -48,15 +48,22 @@ MAX_REDIRECTS = 3
 
 class PeerProxy:
     """Forwards everything arriving on ``port`` to ``127.0.0.1:target_port``,
-    except requests from a sender in ``blocked`` (answered 503, not forwarded)."""
+    except requests from a sender in ``blocked`` (answered 503, not forwarded).
 
-    def __init__(self, dest_id: str, port: int, target_port: int) -> None:
+    With ``replay_every`` N, every Nth forwarded request is sent to the node
+    a second time, as an attacker who captured it would; the statuses of
+    these replays are kept in ``replays`` (with a cluster secret, each must
+    be a 401)."""
+
+    def __init__(self, dest_id: str, port: int, target_port: int, replay_every: int = 0) -> None:
         self.dest_id = dest_id
         self.port = port
         self.target_port = target_port
         self.blocked: set[str] = set()
         self.forwarded = 0
         self.dropped = 0
+        self.replay_every = replay_every
+        self.replays: list[int] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,6 +99,8 @@ class PeerProxy:
                     resp = conn.getresponse()
                     data = resp.read()
                     proxy.forwarded += 1
+                    if proxy.replay_every and proxy.forwarded % proxy.replay_every == 0:
+                        proxy.replay(self.command, self.path, body, headers)
                     self._reply(
                         resp.status, data, resp.getheader("Content-Type") or "application/octet-stream"
                     )
@@ -119,6 +128,18 @@ class PeerProxy:
     def start(self) -> None:
         self.thread.start()
 
+    def replay(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.target_port, timeout=1.5)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            self.replays.append(response.status)
+        except OSError:
+            pass  # the node is paused or down: nothing learnt
+        finally:
+            conn.close()
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -127,11 +148,18 @@ class PeerProxy:
 class JepsenCluster(Cluster):
     """Three nodes whose peer URLs all point at :class:`PeerProxy` ports."""
 
-    def __init__(self, root: Path, name: str = "jepsen", size: int = 3) -> None:
-        super().__init__(root, name, size=size)
+    def __init__(
+        self,
+        root: Path,
+        name: str = "jepsen",
+        size: int = 3,
+        env: dict[str, str] | None = None,
+        replay_every: int = 0,
+    ) -> None:
+        super().__init__(root, name, size=size, env=env)
         proxy_ports = free_ports(size)
         self.proxies: dict[str, PeerProxy] = {
-            nid: PeerProxy(nid, pport, node.port)
+            nid: PeerProxy(nid, pport, node.port, replay_every)
             for (nid, node), pport in zip(self.nodes.items(), proxy_ports, strict=True)
         }
         self.peers = ",".join(f"{nid}=http://127.0.0.1:{p.port}" for nid, p in self.proxies.items())

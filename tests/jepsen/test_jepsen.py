@@ -9,7 +9,9 @@ CI runs 30 s of faults; the long form is one command::
 
     JEPSEN_SECONDS=600 pytest tests/jepsen -k jepsen_run -s
 
-``JEPSEN_SEED=<n>`` replays a nemesis schedule (the seed is printed).
+``JEPSEN_SEED=<n>`` replays a nemesis schedule (the seed is printed). The
+nodes sign their peer requests with a cluster secret, and the proxies replay
+every 50th request: each replay must be refused (401).
 
 ``test_stale_reads_are_caught``: the same workload with a deliberately
 broken read path (reads sent as ``?consistency=stale`` to any node, so a
@@ -83,7 +85,12 @@ def test_short_jepsen_run(tmp_path: Path) -> None:
     seconds = float(os.environ.get("JEPSEN_SECONDS", "30"))
     seed = seed_from_env()
     print(f"\nJEPSEN_SEED={seed} JEPSEN_SECONDS={seconds:g}", flush=True)
-    cluster = JepsenCluster(tmp_path / "cluster")
+    # Peers sign their requests (a cluster secret), and the proxies replay
+    # every 50th one: under faults the signatures must neither cost
+    # availability nor let a replay through.
+    cluster = JepsenCluster(
+        tmp_path / "cluster", env={"RAFT_CLUSTER_SECRET": "jepsen-cluster-secret"}, replay_every=50
+    )
     try:
         cluster.start()
         history = History()
@@ -100,6 +107,8 @@ def test_short_jepsen_run(tmp_path: Path) -> None:
         print(
             f"proxies (forwarded/dropped): { {n: (p.forwarded, p.dropped) for n, p in cluster.proxies.items()} }"
         )
+        replays = [status for p in cluster.proxies.values() for status in p.replays]
+        print(f"replayed peer requests: {len(replays)}, statuses {sorted(set(replays))}")
         print(f"check: {result.message.splitlines()[0]}")
         dump = tmp_path / "history.txt"
         dump.write_text(
@@ -107,6 +116,8 @@ def test_short_jepsen_run(tmp_path: Path) -> None:
         )
         print(f"history written to {dump}")
         assert sum(op.status == "ok" and op.kind != "read" for op in ops) > 0, "no write was acknowledged"
+        assert replays, "no peer request was replayed"
+        assert set(replays) == {401}, f"a replayed peer request was not refused: {sorted(set(replays))}"
         assert len(faults) >= 3, f"too few faults injected: {faults}"
         assert result.outcome is not Outcome.UNKNOWN, (
             f"checker gave no verdict (seed {seed}):\n{result.message}"
