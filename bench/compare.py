@@ -1,0 +1,1097 @@
+"""raft-trio against etcd on one machine, with one command.
+
+    python bench/compare.py [--vs etcd] [--quick] [--out bench/results/compare.md]
+
+Every workload runs on a fresh 3-node cluster on 127.0.0.1 (temporary data
+directories, fsync on, default settings), held with one stable leader for a
+while before any load, with the load sent to the leader directly:
+
+- ``ceiling``: wrk against ``bench/null_server.py`` (a bare asyncio socket
+  server answering a fixed 200 to every request head), so that the other
+  rows can be read against what the load generator itself manages here;
+- ``writes1``, ``writes16``, ``writes64``: wrk (``bench/load.lua``:
+  distinct keys, 100-byte values) at 1, 16 and 64 connections, a warm-up,
+  then a measured window: writes/s, p50, p99; fsyncs per committed write
+  from each node's ``/metrics``; every node's RSS at rest and under load;
+- ``reads64``: linearizable reads at 64 connections of 1,000 keys written
+  beforehand (raft-trio ``GET /api/kv/{key}``, etcd ``/v3/kv/range``);
+- ``failover-default``, ``failover-fast``: SIGKILL of the leader under a
+  steady write load, at least 5 times, with the default election timeouts
+  and with 150-300 ms ones; the time from the kill until a write succeeds
+  again (a Trio+httpx client, see :func:`failover_trials`);
+- ``propose``: proposals/s through the leader's own write path in-process,
+  no client HTTP (``bench/propose_bench.py``; raft-trio only).
+
+With ``--vs etcd`` the same runs are made against 3 etcd members (Debian:
+``apt-get install etcd-server etcd-client``) through its JSON gateway, and
+the targets are checked. Any non-2xx answer or socket error during a
+measured window is printed loudly, marked in the tables and makes the
+command exit with status 1. wrk comes from ``apt-get install wrk``.
+
+Every process started here is killed by its pid when its block ends, also
+on Ctrl-C, SIGTERM or an exception.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import dataclasses
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import httpx
+import trio
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from storage_bench import free_ports, node_env, raft_trio_command  # noqa: E402
+
+LOAD_LUA = HERE / "load.lua"
+NULL_SERVER = HERE / "null_server.py"
+PROPOSE_BENCH = HERE / "propose_bench.py"
+#: Keys written before the read workload, read round-robin.
+READ_KEYS = 1000
+MIB = 1024 * 1024
+MEMORY_TARGET_MIB = 80
+WORKLOADS = (
+    "ceiling", "writes1", "writes16", "writes64", "reads64", "failover-default", "failover-fast", "propose",
+)  # fmt: skip
+
+
+class BenchError(Exception):
+    """Something that makes a run meaningless (no leader, wrk failed)."""
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Election timing given to both systems. etcd draws its election
+    timeout in [E, 2E), so ``--election-timeout 150`` is raft-trio's
+    150-300 ms."""
+
+    name: str
+    heartbeat_ms: int
+    election_min_ms: int
+    election_max_ms: int
+
+
+DEFAULT = Profile("default", 100, 1000, 2000)
+FAST = Profile("fast", 30, 150, 300)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How long each part runs; ``--quick`` shortens it for validation."""
+
+    warmup: float
+    window: float
+    hold: float
+    kills: int
+    ceiling_window: float
+    propose_window: float
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(warmup=1, window=3, hold=1, kills=2, ceiling_window=2, propose_window=3)
+        return cls(warmup=3, window=15, hold=2, kills=5, ceiling_window=10, propose_window=10)
+
+    def estimate(self, systems: list[str], workloads: list[str]) -> float:
+        """Seconds the run should take on a quiet machine: cluster starts
+        (Python imports for raft-trio), holds, windows, and per kill a
+        hold, an election at most and a restart."""
+        total = 0.0
+        for system in systems:
+            start = 6.0 if system == "raft-trio" else 3.0
+            for workload in workloads:
+                if workload.startswith(("writes", "reads")):
+                    total += start + self.hold + self.warmup + self.window + 2
+                    total += 3 if workload.startswith("reads") else 0
+                elif workload.startswith("failover"):
+                    profile = DEFAULT if workload.endswith("default") else FAST
+                    per_kill = self.hold + 1 + profile.election_max_ms / 1000 + start
+                    total += start + self.kills * per_kill
+        if "ceiling" in workloads:
+            total += self.ceiling_window + 2
+        if "propose" in workloads:
+            total += 8 + 2 * (2 + self.propose_window)
+        return total
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+class Process:
+    """A child process of ours in its own session (Ctrl-C on the terminal
+    reaches only us; we stop it by pid)."""
+
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.log = log
+        with open(log, "ab") as out:
+            self.popen = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL and reap: the crash of the failover runs, and the end of
+        every cluster (its data is thrown away)."""
+        if self.alive():
+            self.popen.kill()
+        self.popen.wait()
+
+    def terminate(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL of the whole process group after ``grace``."""
+        if self.alive():
+            self.popen.terminate()
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+    def rss(self) -> int:
+        """Resident set size in bytes, from /proc (0 once it is gone)."""
+        try:
+            text = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return 0
+        match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+        return int(match.group(1)) * 1024 if match else 0
+
+
+def http_request(
+    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 2.0
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def parse_metrics(text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Unlabelled Prometheus samples of ``names`` (the sum of their label
+    sets, should any carry labels)."""
+    found = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        name, _, rest = line.partition(" ")
+        base = name.split("{", 1)[0]
+        if base in found:
+            found[base] += float(rest.split()[0])
+    return found
+
+
+# -- clusters -------------------------------------------------------------------------------
+
+
+class Cluster(abc.ABC):
+    """Three members on 127.0.0.1 with fresh data directories; a context
+    manager that kills them all when it ends."""
+
+    system: str
+    #: The API argument of bench/load.lua.
+    api: str
+    fsync_metric: str
+    commit_metric: str
+
+    def __init__(self, root: Path, profile: Profile) -> None:
+        self.root = root
+        self.profile = profile
+        self.ports = free_ports(6)
+        self.procs: list[Process | None] = [None, None, None]
+        root.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Cluster:
+        try:
+            for i in range(3):
+                self.start(i)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc is not None:
+                proc.kill()
+
+    def client_port(self, i: int) -> int:
+        return self.ports[i]
+
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.client_port(i)}"
+
+    @abc.abstractmethod
+    def argv(self, i: int) -> tuple[list[str], dict[str, str] | None]:
+        """The command line and environment of member ``i``."""
+
+    def start(self, i: int) -> None:
+        argv, env = self.argv(i)
+        self.procs[i] = Process(argv, self.root / f"member{i}.log", env)
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None:
+            proc.kill()
+
+    @abc.abstractmethod
+    def view(self, i: int) -> tuple[int, int] | None:
+        """(leader's member index, term) as member ``i`` sees them; None if
+        it does not answer or knows no leader."""
+
+    def leader(self) -> int | None:
+        """The leader every member agrees on, or None."""
+        views = [self.view(i) for i in range(3)]
+        if any(v is None for v in views) or len({v for v in views}) != 1:
+            return None
+        first = views[0]
+        return first[0] if first is not None else None
+
+    def wait_stable(self, hold: float, timeout: float = 60.0) -> int:
+        """The leader, once all three members have agreed on it (same term)
+        for ``hold`` seconds without a break."""
+        deadline = time.monotonic() + timeout
+        since: float | None = None
+        seen: tuple[int, int] | None = None
+        while time.monotonic() < deadline:
+            for i, proc in enumerate(self.procs):
+                if proc is not None and not proc.alive():
+                    raise BenchError(f"{self.system} member {i} exited; see {proc.log}")
+            views = [self.view(i) for i in range(3)]
+            agreed = views[0] if views[0] is not None and all(v == views[0] for v in views) else None
+            now = time.monotonic()
+            if agreed is None or agreed != seen:
+                seen, since = agreed, (now if agreed is not None else None)
+            elif since is not None and now - since >= hold:
+                return agreed[0]
+            time.sleep(0.05)
+        raise BenchError(f"{self.system}: no stable leader within {timeout:.0f} s (logs in {self.root})")
+
+    def metrics(self, i: int) -> dict[str, float]:
+        code, body = http_request(self.client_port(i), "GET", "/metrics")
+        if code != 200:
+            raise BenchError(f"{self.system} member {i}: /metrics answered {code}")
+        return parse_metrics(body.decode(), (self.fsync_metric, self.commit_metric))
+
+    def rss(self) -> list[int]:
+        return [proc.rss() if proc is not None else 0 for proc in self.procs]
+
+    @abc.abstractmethod
+    def failover_request(self, i: int, key: str) -> tuple[str, str, dict[str, Any]]:
+        """(method, URL, JSON body) of one write of ``key`` to member ``i``."""
+
+
+class RaftCluster(Cluster):
+    system = "raft-trio"
+    api = "raft"
+    fsync_metric = "raft_fsync_seconds_count"
+    commit_metric = "raft_commit_index"
+    ids = ("n1", "n2", "n3")
+
+    def argv(self, i: int) -> tuple[list[str], dict[str, str] | None]:
+        peers = ",".join(f"{nid}={self.url(j)}" for j, nid in enumerate(self.ids))
+        argv = [
+            *raft_trio_command(), "node", "--id", self.ids[i], "--listen", f"127.0.0.1:{self.ports[i]}",
+            "--data-dir", str(self.root / self.ids[i]), "--peers", peers,
+        ]  # fmt: skip
+        env = node_env()
+        if self.profile != DEFAULT:
+            env.update(
+                ELECTION_TIMEOUT_LOWER_MILLIS=str(self.profile.election_min_ms),
+                ELECTION_TIMEOUT_UPPER_MILLIS=str(self.profile.election_max_ms),
+                HEARTBEAT_REPEAT_MILLIS=str(self.profile.heartbeat_ms),
+            )
+        return argv, env
+
+    def view(self, i: int) -> tuple[int, int] | None:
+        try:
+            code, body = http_request(self.client_port(i), "GET", "/api/status", timeout=1.0)
+        except OSError:
+            return None
+        if code != 200:
+            return None
+        status = json.loads(body)
+        leader = status.get("leader_id")
+        return (self.ids.index(leader), int(status["term"])) if leader in self.ids else None
+
+    def failover_request(self, i: int, key: str) -> tuple[str, str, dict[str, Any]]:
+        return "PUT", f"{self.url(i)}/api/kv/{key}", {"value": "v" * 100}
+
+
+class EtcdCluster(Cluster):
+    system = "etcd"
+    api = "etcd"
+    fsync_metric = "etcd_disk_wal_fsync_duration_seconds_count"
+    commit_metric = "etcd_server_proposals_committed_total"
+    names = ("e1", "e2", "e3")
+
+    def __init__(self, root: Path, profile: Profile) -> None:
+        super().__init__(root, profile)
+        self.token = f"bench-{os.getpid()}-{time.monotonic_ns()}"
+        self.member_ids: dict[str, int] = {}
+
+    def peer_url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.ports[3 + i]}"
+
+    def argv(self, i: int) -> tuple[list[str], dict[str, str] | None]:
+        cluster = ",".join(f"{name}={self.peer_url(j)}" for j, name in enumerate(self.names))
+        argv = [
+            "etcd", "--name", self.names[i], "--data-dir", str(self.root / self.names[i]),
+            "--listen-client-urls", self.url(i), "--advertise-client-urls", self.url(i),
+            "--listen-peer-urls", self.peer_url(i), "--initial-advertise-peer-urls", self.peer_url(i),
+            "--initial-cluster", cluster, "--initial-cluster-token", self.token,
+            "--initial-cluster-state", "new", "--log-level", "warn",
+        ]  # fmt: skip
+        if self.profile != DEFAULT:
+            argv += [
+                "--heartbeat-interval", str(self.profile.heartbeat_ms),
+                "--election-timeout", str(self.profile.election_min_ms),
+            ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+        return argv, env
+
+    def view(self, i: int) -> tuple[int, int] | None:
+        try:
+            code, body = http_request(self.client_port(i), "POST", "/v3/maintenance/status", b"{}", 1.0)
+        except OSError:
+            return None
+        if code != 200:
+            return None
+        status = json.loads(body)
+        self.member_ids[status["header"]["member_id"]] = i
+        leader = self.member_ids.get(status.get("leader", "0"))
+        return (leader, int(status["raftTerm"])) if leader is not None else None
+
+    def failover_request(self, i: int, key: str) -> tuple[str, str, dict[str, Any]]:
+        return "POST", f"{self.url(i)}/v3/kv/put", {"key": b64(key), "value": b64("v" * 100)}
+
+
+def b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+def make_cluster(system: str, root: Path, profile: Profile) -> Cluster:
+    return RaftCluster(root, profile) if system == "raft-trio" else EtcdCluster(root, profile)
+
+
+# -- wrk -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class WrkResult:
+    requests: int
+    duration_us: int
+    non_2xx: int
+    socket_errors: int
+    p50_us: int
+    p99_us: int
+    max_us: int
+    command: str
+
+    @property
+    def rate(self) -> float:
+        """Successful requests per second."""
+        return (self.requests - self.non_2xx) / (self.duration_us / 1e6)
+
+    @property
+    def failures(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+def run_wrk(url: str, connections: int, seconds: float, api: str, op: str, tag: str) -> WrkResult:
+    argv = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(LOAD_LUA), url,
+        "--", api, op, tag, str(READ_KEYS),
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+    fields = json.loads(line.removeprefix("WRK_JSON "))
+    return WrkResult(**fields, command=shlex.join(argv))
+
+
+@contextmanager
+def null_server(root: Path) -> Iterator[str]:
+    (port,) = free_ports(1)
+    proc = Process([sys.executable, str(NULL_SERVER), str(port)], root / "null-server.log")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                http_request(port, "GET", "/", timeout=0.5)
+                break
+            except OSError:
+                if time.monotonic() > deadline or not proc.alive():
+                    raise BenchError("the null server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+
+
+@contextmanager
+def rss_peaks(cluster: Cluster, interval: float = 0.25) -> Iterator[list[int]]:
+    """Samples every member's RSS while the block runs; the list holds the
+    peak of each once it ends."""
+    peaks = [0, 0, 0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            for i, rss in enumerate(cluster.rss()):
+                peaks[i] = max(peaks[i], rss)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peaks
+    finally:
+        stop.set()
+        thread.join()
+
+
+# -- workloads -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LoadRow:
+    system: str
+    workload: str
+    connections: int
+    wrk: WrkResult
+    rss_rest: list[int]
+    rss_load: list[int]
+    #: fsyncs over committed entries (the leader's commit growth), leader first
+    fsync_leader: float
+    fsync_followers: float
+    committed: int
+    problems: list[str]
+
+
+def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> LoadRow:
+    """One wrk workload on a fresh cluster held stable first."""
+    workload = f"{'writes' if op == 'put' else 'reads'}{connections}"
+    with make_cluster(system, root / f"{system}-{workload}", DEFAULT) as cluster:
+        leader = cluster.wait_stable(plan.hold)
+        rss_rest = cluster.rss()
+        url = cluster.url(leader)
+        tag = f"{workload}-{int(time.time())}"
+        problems: list[str] = []
+        if op == "get":
+            preload(cluster, url, tag)
+        run_wrk(url, connections, plan.warmup, cluster.api, op, tag + "w")
+        before = [cluster.metrics(i) for i in range(3)]
+        with rss_peaks(cluster) as rss_load:
+            result = run_wrk(url, connections, plan.window, cluster.api, op, tag)
+        time.sleep(0.5)  # the followers learn the last commit index
+        after = [cluster.metrics(i) for i in range(3)]
+        if cluster.leader() != leader:
+            problems.append("the leader changed during the window")
+        if result.failures:
+            problems.append(f"{result.non_2xx} non-2xx answers, {result.socket_errors} socket errors")
+        committed = int(after[leader][cluster.commit_metric] - before[leader][cluster.commit_metric])
+        fsyncs = [after[i][cluster.fsync_metric] - before[i][cluster.fsync_metric] for i in range(3)]
+        followers = [fsyncs[i] for i in range(3) if i != leader]
+        row = LoadRow(
+            system=system,
+            workload=workload,
+            connections=connections,
+            wrk=result,
+            rss_rest=rss_rest,
+            rss_load=rss_load,
+            fsync_leader=fsyncs[leader] / committed if committed else float("nan"),
+            fsync_followers=statistics.mean(followers) / committed if committed else float("nan"),
+            committed=committed,
+            problems=problems,
+        )
+    for problem in problems:
+        print(f"!!! {system} {workload}: {problem}", flush=True)
+    print(
+        f"{system:9} {workload:9} {result.rate:9,.0f}/s  p50 {result.p50_us / 1000:7.2f} ms  "
+        f"p99 {result.p99_us / 1000:7.2f} ms  fsyncs/write leader {row.fsync_leader:.3f}  "
+        f"RSS rest {max(rss_rest) / MIB:.0f} MiB, load {max(rss_load) / MIB:.0f} MiB",
+        flush=True,
+    )
+    return row
+
+
+def preload(cluster: Cluster, url: str, tag: str) -> None:
+    """Writes the READ_KEYS keys the read workload reads: one wrk run that
+    makes at least READ_KEYS requests (its counter cycles through them)."""
+    seconds = 2.0
+    for _ in range(5):
+        result = run_wrk(url, 16, seconds, cluster.api, "preload", tag)
+        if result.failures:
+            raise BenchError(f"{cluster.system}: preload failed: {result.non_2xx} non-2xx answers")
+        if result.requests >= READ_KEYS:
+            return
+        seconds *= 2
+    raise BenchError(f"{cluster.system}: could not write {READ_KEYS} keys")
+
+
+@dataclasses.dataclass
+class FailoverRow:
+    system: str
+    profile: Profile
+    #: Milliseconds from each SIGKILL to the first write that succeeded
+    #: among those sent after it.
+    recoveries_ms: list[float]
+    problems: list[str]
+
+    @property
+    def bound_ms(self) -> float:
+        return 2.0 * self.profile.election_max_ms
+
+
+#: One write attempt is given up after this long (then the next node is
+#: tried): etcd holds a write sent to a follower whose leader died until its
+#: own request timeout (7 s), where a client would time out and retry.
+ATTEMPT_TIMEOUT_S = 0.5
+#: A new write starts this often (open loop, bounded in flight), so a
+#: recovery is seen within about this much of when it happens.
+WRITE_INTERVAL_S = 0.01
+MAX_IN_FLIGHT = 32
+
+
+async def failover_trials(cluster: Cluster, kills: int, hold: float) -> tuple[list[float], list[str]]:
+    """SIGKILL the leader ``kills`` times under a steady write load and
+    time each recovery.
+
+    The client: every WRITE_INTERVAL_S a new write of a distinct key starts
+    (at most MAX_IN_FLIGHT at once); each goes to the node that last
+    answered, follows 307 redirects, and on an error, a timeout or a 5xx
+    tries the next node. A recovery is the time from the kill until the
+    first success of an attempt started after it, so requests in flight at
+    the kill and the client's own retry pacing (10 ms) do not blur it. The
+    killed node is restarted and the cluster held stable between kills."""
+    successes: list[tuple[float, float]] = []
+    preferred = [0]
+    ports = {cluster.client_port(i): i for i in range(3)}
+    recoveries: list[float] = []
+    problems: list[str] = []
+    timeout = min(ATTEMPT_TIMEOUT_S, cluster.profile.election_max_ms / 1000)
+    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT * 3, max_keepalive_connections=MAX_IN_FLIGHT * 3)
+    async with httpx.AsyncClient(
+        timeout=timeout, follow_redirects=True, trust_env=False, limits=limits
+    ) as client:
+
+        async def write(n: int, slots: trio.Semaphore) -> None:
+            try:
+                node = preferred[0]
+                give_up = trio.current_time() + 10
+                while trio.current_time() < give_up:
+                    method, url, body = cluster.failover_request(node, f"failover-{n}")
+                    started = trio.current_time()
+                    try:
+                        response = await client.request(method, url, json=body)
+                        if response.is_success:
+                            successes.append((started, trio.current_time()))
+                            preferred[0] = ports.get(response.url.port or 0, node)
+                            return
+                    except httpx.HTTPError:
+                        pass
+                    node = (node + 1) % 3
+                    await trio.sleep(WRITE_INTERVAL_S)
+            finally:
+                slots.release()
+
+        async def load(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            slots = trio.Semaphore(MAX_IN_FLIGHT)
+            task_status.started()
+            async with trio.open_nursery() as writers:
+                n = 0
+                while True:
+                    await slots.acquire()
+                    n += 1
+                    writers.start_soon(write, n, slots)
+                    await trio.sleep(WRITE_INTERVAL_S)
+
+        async with trio.open_nursery() as nursery:
+            for trial in range(kills):
+                leader = await trio.to_thread.run_sync(cluster.wait_stable, hold)
+                preferred[0] = leader
+                if trial == 0:
+                    await nursery.start(load)
+                mark = trio.current_time()
+                with trio.move_on_after(10):
+                    while not any(start >= mark for start, _ in successes[-50:]):
+                        await trio.sleep(0.05)
+                await trio.sleep(0.5)  # steady writes before the kill
+                if not any(start >= mark for start, _ in successes[-50:]):
+                    problems.append(f"kill {trial + 1}: no writes succeeded before it")
+                killed_at = trio.current_time()
+                cluster.kill(leader)
+                with trio.move_on_after(30):
+                    while not any(start >= killed_at for start, _ in successes[-50:]):
+                        await trio.sleep(0.005)
+                after = [end for start, end in successes if start >= killed_at]
+                if after:
+                    recoveries.append(1000 * (min(after) - killed_at))
+                    print(
+                        f"{cluster.system:9} failover ({cluster.profile.name}) kill {trial + 1}: "
+                        f"writes again after {recoveries[-1]:.0f} ms",
+                        flush=True,
+                    )
+                else:
+                    problems.append(f"kill {trial + 1}: no write succeeded within 30 s")
+                    print(f"!!! {cluster.system} failover: {problems[-1]}", flush=True)
+                cluster.start(leader)
+            nursery.cancel_scope.cancel()
+    return recoveries, problems
+
+
+def failover_run(system: str, root: Path, profile: Profile, plan: Plan) -> FailoverRow:
+    with make_cluster(system, root / f"{system}-failover-{profile.name}", profile) as cluster:
+        recoveries, problems = trio.run(failover_trials, cluster, plan.kills, plan.hold)
+    row = FailoverRow(system, profile, recoveries, problems)
+    over = [r for r in recoveries if r > row.bound_ms]
+    if over and system == "raft-trio":
+        print(f"!!! {system} failover ({profile.name}): {len(over)} above {row.bound_ms:.0f} ms", flush=True)
+    return row
+
+
+@dataclasses.dataclass
+class ProposeRow:
+    proposers: int
+    writes_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    first_error: str | None
+
+
+def propose_run(root: Path, plan: Plan, concurrencies: str = "1,64") -> list[ProposeRow]:
+    """bench/propose_bench.py in a child process (it runs a node's Trio
+    machinery of its own); stopped with SIGTERM, so that it stops its
+    followers, and then its process group is killed."""
+    log = root / "propose.log"
+    argv = [
+        sys.executable, str(PROPOSE_BENCH), "--proposers", concurrencies,
+        "--warmup", "2", "--seconds", f"{plan.propose_window:g}",
+    ]  # fmt: skip
+    proc = Process(argv, log)
+    try:
+        proc.popen.wait(timeout=120 + 4 * plan.propose_window)
+    except subprocess.TimeoutExpired:
+        raise BenchError("propose_bench did not finish in time") from None
+    finally:
+        proc.terminate(grace=10)
+    rows = []
+    for line in log.read_text().splitlines():
+        if line.startswith("PROPOSE_JSON "):
+            fields = json.loads(line.removeprefix("PROPOSE_JSON "))
+            rows.append(ProposeRow(**{k: fields[k] for k in ProposeRow.__dataclass_fields__}))
+    if proc.popen.returncode != 0 or not rows:
+        raise BenchError(
+            f"propose_bench failed ({proc.popen.returncode}); see {log}:\n{log.read_text()[-2000:]}"
+        )
+    for row in rows:
+        print(
+            f"raft-trio propose   {row.proposers:3} proposers {row.writes_per_s:9,.0f}/s  "
+            f"p50 {row.p50_ms:.2f} ms  p99 {row.p99_ms:.2f} ms  errors {row.errors}",
+            flush=True,
+        )
+    return rows
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Results:
+    ceiling: WrkResult | None = None
+    loads: list[LoadRow] = dataclasses.field(default_factory=list)
+    failovers: list[FailoverRow] = dataclasses.field(default_factory=list)
+    proposes: list[ProposeRow] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def load(self, system: str, workload: str) -> LoadRow | None:
+        return next((r for r in self.loads if r.system == system and r.workload == workload), None)
+
+    def failover(self, system: str, profile: Profile) -> FailoverRow | None:
+        return next((r for r in self.failovers if r.system == system and r.profile == profile), None)
+
+
+def first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "not installed"
+    return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "?"
+
+
+def machine(root: Path) -> list[str]:
+    """Date, CPU, disk and versions: what a reader needs to compare runs."""
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    source = first_line(["findmnt", "-no", "SOURCE,FSTYPE", "--target", str(root)])
+    device = Path(source.split()[0]).name if source.startswith("/dev/") else ""
+    rotational = Path(f"/sys/block/{device}/queue/rotational")
+    kind = ""
+    if rotational.exists():
+        kind = ", rotational" if rotational.read_text().strip() == "1" else ", non-rotational"
+    commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"])
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return [
+        f"- Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {os.cpu_count()} cores, {cpu}, {platform.platform()}, "
+        f"load average at start {os.getloadavg()[0]:.2f}",
+        f"- Disk of the data directories: {source}{kind}; median 4 KiB write+fsync "
+        f"{fsync_probe(root):.2f} ms",
+        f"- raft-trio {commit}{' (with uncommitted changes)' if dirty else ''}, Python "
+        f"{platform.python_version()}; {first_line(['etcd', '--version'])}; {first_line(['wrk', '-v'])}",
+    ]
+
+
+def fsync_probe(root: Path, count: int = 50) -> float:
+    """Median latency of a 4 KiB write + fsync where the data directories are."""
+    times = []
+    with tempfile.NamedTemporaryFile(dir=root) as f:
+        for _ in range(count):
+            os.write(f.fileno(), b"x" * 4096)
+            t = time.perf_counter()
+            os.fsync(f.fileno())
+            times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def fmt_ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else ""
+
+
+def report(results: Results, systems: list[str], plan: Plan, header: list[str]) -> str:
+    out = ["# raft-trio compared with etcd" if "etcd" in systems else "# raft-trio benchmarks", ""]
+    out += header
+    out += [
+        f"- Windows: warm-up {plan.warmup:g} s, measured {plan.window:g} s, leader held stable "
+        f"{plan.hold:g} s before load, {plan.kills} kills per failover run",
+        "",
+    ]
+    if results.ceiling is not None:
+        c = results.ceiling
+        out += [
+            "## wrk's own ceiling",
+            "",
+            "wrk (1 thread, 64 connections, `bench/load.lua` writing) against `bench/null_server.py`, a bare "
+            "asyncio socket server that answers every request head with a fixed `200` and does nothing else. "
+            "Rows below that come near this figure measure wrk, not the server.",
+            "",
+            "| requests/s | p50 ms | p99 ms |",
+            "|---:|---:|---:|",
+            f"| {c.rate:,.0f} | {c.p50_us / 1000:.2f} | {c.p99_us / 1000:.2f} |",
+            "",
+        ]
+    if results.loads:
+        out += ["## Throughput and latency", ""]
+        out += [
+            "Fresh 3-node cluster per row, wrk on the leader (1 thread; distinct keys, 100-byte values; "
+            "reads: linearizable, of 1,000 keys written beforehand). *failures* counts non-2xx answers "
+            "and socket errors in the window (any is a failed run).",
+            "",
+        ]
+        head = "| workload | clients |"
+        rule = "|---|---:|"
+        for system in systems:
+            head += f" {system} /s | p50 ms | p99 ms | failures |"
+            rule += "---:|---:|---:|---:|"
+        if len(systems) == 2:
+            head += " raft-trio/etcd /s | p50 ratio |"
+            rule += "---:|---:|"
+        out += [head, rule]
+        for workload in ("writes1", "writes16", "writes64", "reads64"):
+            rows = [results.load(s, workload) for s in systems]
+            if not any(rows):
+                continue
+            conns = next(r for r in rows if r is not None).connections
+            line = f"| {workload.rstrip('0123456789')} | {conns} |"
+            for row in rows:
+                if row is None:
+                    line += " | | | |"
+                    continue
+                w = row.wrk
+                fail = f"**{w.failures}**" if w.failures else "0"
+                line += f" {w.rate:,.0f} | {w.p50_us / 1000:.2f} | {w.p99_us / 1000:.2f} | {fail} |"
+            if len(systems) == 2:
+                a, b = rows
+                line += (
+                    f" {fmt_ratio(a.wrk.rate if a else None, b.wrk.rate if b else None)} |"
+                    f" {fmt_ratio(a.wrk.p50_us if a else None, b.wrk.p50_us if b else None)} |"
+                )
+            out.append(line)
+        out.append("")
+        out += ["## fsyncs per committed write", ""]
+        out += [
+            "Growth of each node's fsync counter (raft-trio `raft_fsync_seconds_count`, etcd "
+            "`etcd_disk_wal_fsync_duration_seconds_count`) over the growth of the leader's committed "
+            "entries (`raft_commit_index`, `etcd_server_proposals_committed_total`) in the window.",
+            "",
+            "| system | workload | committed | leader | followers (mean) |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for row in results.loads:
+            if row.workload.startswith("writes"):
+                out.append(
+                    f"| {row.system} | {row.workload} | {row.committed:,} | {row.fsync_leader:.3f} "
+                    f"| {row.fsync_followers:.3f} |"
+                )
+        out += ["", "## Memory per node (RSS)", ""]
+        out += [
+            "At rest: after the leader was held stable, before any load. Under load: the peak over the "
+            "window, sampled every 0.25 s. MiB, largest node first.",
+            "",
+            "| system | workload | at rest | under load |",
+            "|---|---|---|---|",
+        ]
+        for row in results.loads:
+            rest = ", ".join(f"{r / MIB:.0f}" for r in sorted(row.rss_rest, reverse=True))
+            load = ", ".join(f"{r / MIB:.0f}" for r in sorted(row.rss_load, reverse=True))
+            out.append(f"| {row.system} | {row.workload} | {rest} | {load} |")
+        out.append("")
+    if results.failovers:
+        out += ["## Failover", ""]
+        out += [
+            "SIGKILL of the leader under a steady write load (a Trio+httpx client starting a write every "
+            f"{WRITE_INTERVAL_S * 1000:.0f} ms, at most {MAX_IN_FLIGHT} in flight, each following 307 "
+            f"redirects and trying the next node after an error or {ATTEMPT_TIMEOUT_S:g} s); the time from "
+            "the kill to the first success of a write sent after it. The killed node is restarted and the "
+            "cluster held stable between kills. Bound: twice the upper election timeout.",
+            "",
+            "| system | timing | kills | median ms | max ms | bound ms | each ms |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for f in results.failovers:
+            timing = f"{f.profile.name} ({f.profile.election_min_ms}-{f.profile.election_max_ms} ms)"
+            med = f"{statistics.median(f.recoveries_ms):.0f}" if f.recoveries_ms else "-"
+            top = f"{max(f.recoveries_ms):.0f}" if f.recoveries_ms else "-"
+            each = ", ".join(f"{r:.0f}" for r in f.recoveries_ms)
+            if f.problems:
+                each += " **" + "; ".join(f.problems) + "**"
+            out.append(
+                f"| {f.system} | {timing} | {len(f.recoveries_ms)} | {med} | {top} | {f.bound_ms:.0f} | {each} |"
+            )
+        out.append("")
+    if results.proposes:
+        out += ["## In-process proposals (no client HTTP)", ""]
+        out += [
+            "`bench/propose_bench.py`: the leader's `run_node` in the bench's own process (real "
+            "`DurableStorage` with fsync, real HTTP peer transport), two follower processes, N tasks calling "
+            "`RaftNode.write(Put(...))` back to back with distinct keys and 100-byte values.",
+            "",
+            "| proposers | proposals/s | p50 ms | p99 ms | errors |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for p in results.proposes:
+            out.append(
+                f"| {p.proposers} | {p.writes_per_s:,.0f} | {p.p50_ms:.2f} | {p.p99_ms:.2f} | {p.errors} |"
+            )
+        out.append("")
+    out += ["## Targets", "", "| target | raft-trio | etcd | met |", "|---|---:|---:|---|"]
+    out += targets(results, systems)
+    if results.errors:
+        out += ["", "## Failures", ""] + [f"- **{e}**" for e in results.errors]
+    return "\n".join(out) + "\n"
+
+
+def targets(results: Results, systems: list[str]) -> list[str]:
+    """One row per target: a figure of each system and whether it is met
+    (blank when a part did not run)."""
+    lines = []
+    vs = "etcd" in systems
+
+    def row(name: str, ours: str, theirs: str, met: bool | None) -> None:
+        verdict = "" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {name} | {ours} | {theirs} | {verdict} |")
+
+    def load(system: str, workload: str) -> LoadRow | None:
+        return results.load(system, workload)
+
+    if vs:
+        a, b = load("raft-trio", "writes64"), load("etcd", "writes64")
+        if a and b:
+            row("writes/s at 64 clients ≥ 1.0 x etcd", f"{a.wrk.rate:,.0f}", f"{b.wrk.rate:,.0f}",
+                a.wrk.rate >= b.wrk.rate)  # fmt: skip
+        a, b = load("raft-trio", "writes1"), load("etcd", "writes1")
+        if a and b:
+            row("p50 at 1 client ≤ etcd's (ms)", f"{a.wrk.p50_us / 1000:.2f}", f"{b.wrk.p50_us / 1000:.2f}",
+                a.wrk.p50_us <= b.wrk.p50_us)  # fmt: skip
+        a, b = load("raft-trio", "reads64"), load("etcd", "reads64")
+        if a and b:
+            row("linearizable reads/s at 64 ≥ etcd", f"{a.wrk.rate:,.0f}", f"{b.wrk.rate:,.0f}",
+                a.wrk.rate >= b.wrk.rate)  # fmt: skip
+    for profile in (DEFAULT, FAST):
+        ours = results.failover("raft-trio", profile)
+        theirs = results.failover("etcd", profile) if vs else None
+        if ours is None or not ours.recoveries_ms:
+            continue
+        med = statistics.median(ours.recoveries_ms)
+        if theirs is not None and theirs.recoveries_ms:
+            their_med = statistics.median(theirs.recoveries_ms)
+            row(f"failover median ≤ etcd's, {profile.name} timing (ms)", f"{med:.0f}", f"{their_med:.0f}",
+                med <= their_med and not ours.problems)  # fmt: skip
+        worst = max(ours.recoveries_ms)
+        row(f"every failover ≤ {ours.bound_ms:.0f} ms, {profile.name} timing (worst)", f"{worst:.0f}",
+            "", worst <= ours.bound_ms and not ours.problems)  # fmt: skip
+    rest = [max(r.rss_rest) for r in results.loads if r.system == "raft-trio"]
+    if rest:
+        etcd_rest = [max(r.rss_rest) for r in results.loads if r.system == "etcd"]
+        row(f"memory at rest ≤ {MEMORY_TARGET_MIB} MiB per node (largest seen)", f"{max(rest) / MIB:.0f}",
+            f"{max(etcd_rest) / MIB:.0f}" if etcd_rest else "", max(rest) <= MEMORY_TARGET_MIB * MIB)  # fmt: skip
+    return lines
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) -> Results:
+    results = Results()
+
+    def attempt(what: str, step: Callable[[], None]) -> None:
+        """One part; a failure is reported and the others still run."""
+        try:
+            step()
+        except BenchError as error:
+            results.errors.append(f"{what}: {error}")
+            print(f"!!! {what}: {error}", flush=True)
+
+    if "ceiling" in workloads:
+
+        def ceiling() -> None:
+            with null_server(root) as url:
+                results.ceiling = run_wrk(url, 64, plan.ceiling_window, "raft", "put", "ceiling")
+            print(f"wrk ceiling against the null server: {results.ceiling.rate:,.0f} requests/s", flush=True)
+
+        attempt("ceiling", ceiling)
+    for system in systems:
+        for workload in workloads:
+            if workload.startswith(("writes", "reads")):
+                op = "put" if workload.startswith("writes") else "get"
+                conns = int(workload.removeprefix("writes").removeprefix("reads"))
+                attempt(
+                    f"{system} {workload}",
+                    partial(
+                        lambda s, o, c: results.loads.append(load_run(s, root, o, c, plan)), system, op, conns
+                    ),
+                )
+            elif workload.startswith("failover"):
+                profile = DEFAULT if workload.endswith("default") else FAST
+                attempt(
+                    f"{system} {workload}",
+                    partial(
+                        lambda s, p: results.failovers.append(failover_run(s, root, p, plan)), system, profile
+                    ),
+                )
+    if "propose" in workloads:
+        attempt("propose", lambda: results.proposes.extend(propose_run(root, plan)))
+    for row in results.loads:
+        results.errors += [f"{row.system} {row.workload}: {p}" for p in row.problems]
+    for f in results.failovers:
+        results.errors += [f"{f.system} failover ({f.profile.name}): {p}" for p in f.problems]
+    return results
+
+
+def raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every ``with`` block kills its
+    processes on the way out."""
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vs", choices=("etcd",), help="compare with 3 etcd members")
+    parser.add_argument("--quick", action="store_true", help="short windows, 2 kills: for validation")
+    parser.add_argument("--out", type=Path, help="write the report (markdown) here")
+    parser.add_argument(
+        "--only", help=f"comma-separated subset of: {', '.join(WORKLOADS)}", default=",".join(WORKLOADS)
+    )
+    args = parser.parse_args()
+    workloads = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = sorted(set(workloads) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(unknown)}")
+    systems = ["raft-trio", "etcd"] if args.vs else ["raft-trio"]
+    missing = [
+        tool for tool, needed in (("wrk", True), ("etcd", bool(args.vs))) if needed and not shutil.which(tool)
+    ]
+    if missing:
+        hint = {"wrk": "apt-get install wrk", "etcd": "apt-get install etcd-server etcd-client"}
+        parser.error("; ".join(f"{tool} is not installed ({hint[tool]})" for tool in missing))
+    plan = Plan.make(args.quick)
+    command = shlex.join(["python", "bench/compare.py", *sys.argv[1:]])
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
+    estimate = plan.estimate(systems, workloads)
+    print(f"{command}: about {estimate / 60:.0f} min ({estimate:.0f} s) on a quiet machine", flush=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="raft-compare-") as tmp:
+        root = Path(tmp)
+        header = [*machine(root), f"- Command: `{command}`"]
+        print("\n".join(header), flush=True)
+        results = run_all(systems, workloads, plan, root)
+    header.append(f"- Took {time.monotonic() - started:.0f} s (estimated {estimate:.0f} s)")
+    text = report(results, systems, plan, header)
+    print()
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"written to {args.out}")
+    if results.errors:
+        print(f"!!! {len(results.errors)} failure(s); see the Failures section", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
