@@ -42,7 +42,7 @@ from raft_trio.node.launch import NodeSettings, run_node
 from raft_trio.node.runtime import RaftNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from storage_bench import Proc, free_ports, node_env, start_node  # noqa: E402
+from storage_bench import Proc, free_ports, node_env, start_node
 
 VALUE = "v" * 100
 
