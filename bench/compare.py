@@ -654,7 +654,8 @@ async def failover_trials(cluster: Cluster, kills: int, hold: float) -> tuple[li
 
         async with trio.open_nursery() as nursery:
             for trial in range(kills):
-                leader = await trio.to_thread.run_sync(cluster.wait_stable, hold)
+                # abandon_on_cancel: Ctrl-C does not wait for the poll to end.
+                leader = await trio.to_thread.run_sync(cluster.wait_stable, hold, abandon_on_cancel=True)
                 preferred[0] = leader
                 if trial == 0:
                     await nursery.start(load)
@@ -1044,10 +1045,12 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
     return results
 
 
-def raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
     """SIGTERM unwinds like Ctrl-C, so every ``with`` block kills its
-    processes on the way out."""
-    raise KeyboardInterrupt
+    processes on the way out. Re-raised as SIGINT rather than as an
+    exception from here: inside ``trio.run`` Trio's own SIGINT handler then
+    delivers the KeyboardInterrupt where Trio can unwind cleanly."""
+    signal.raise_signal(signal.SIGINT)
 
 
 def main() -> int:
@@ -1072,7 +1075,10 @@ def main() -> int:
         parser.error("; ".join(f"{tool} is not installed ({hint[tool]})" for tool in missing))
     plan = Plan.make(args.quick)
     command = shlex.join(["python", "bench/compare.py", *sys.argv[1:]])
-    signal.signal(signal.SIGTERM, raise_on_sigterm)
+    # Ctrl-C works even where SIGINT was ignored at start (a background job
+    # of a non-interactive shell), and SIGTERM does the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, sigterm_as_sigint)
     estimate = plan.estimate(systems, workloads)
     print(f"{command}: about {estimate / 60:.0f} min ({estimate:.0f} s) on a quiet machine", flush=True)
     started = time.monotonic()
@@ -1095,5 +1101,18 @@ def main() -> int:
     return 0
 
 
+def interrupted(error: BaseException) -> bool:
+    """A KeyboardInterrupt, alone or inside Trio's exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(KeyboardInterrupt) is not None
+    return isinstance(error, KeyboardInterrupt)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except BaseException as error:
+        if not interrupted(error):
+            raise
+        print("\ncompare: interrupted; every process it started is stopped", file=sys.stderr)
+        raise SystemExit(130) from None
