@@ -116,7 +116,7 @@ class Plan:
     def make(cls, quick: bool) -> Plan:
         if quick:
             return cls(warmup=1, window=3, hold=1, kills=2, ceiling_window=2, propose_window=3)
-        return cls(warmup=3, window=15, hold=2, kills=5, ceiling_window=10, propose_window=10)
+        return cls(warmup=3, window=15, hold=2, kills=7, ceiling_window=10, propose_window=10)
 
     def estimate(self, systems: list[str], workloads: list[str]) -> float:
         """Seconds the run should take on a quiet machine: cluster starts
@@ -596,7 +596,7 @@ ATTEMPT_TIMEOUT_S = 0.5
 #: A new write starts this often (open loop, bounded in flight), so a
 #: recovery is seen within about this much of when it happens.
 WRITE_INTERVAL_S = 0.01
-MAX_IN_FLIGHT = 32
+MAX_IN_FLIGHT = 64
 
 
 async def failover_trials(cluster: Cluster, kills: int, hold: float) -> tuple[list[float], list[str]]:
