@@ -16,7 +16,7 @@ while before any load, with the load sent to the leader directly:
 - ``reads64``: linearizable reads at 64 connections of 1,000 keys written
   beforehand (raft-trio ``GET /api/kv/{key}``, etcd ``/v3/kv/range``);
 - ``failover-default``, ``failover-fast``: SIGKILL of the leader under a
-  steady write load, at least 5 times, with the default election timeouts
+  steady write load, 7 times (2 with ``--quick``), with the default election timeouts
   and with 150-300 ms ones; the time from the kill until a write succeeds
   again (a Trio+httpx client, see :func:`failover_trials`);
 - ``propose``: proposals/s through the leader's own write path in-process,
@@ -506,7 +506,7 @@ class LoadRow:
     wrk: WrkResult
     rss_rest: list[int]
     rss_load: list[int]
-    #: fsyncs over committed entries (the leader's commit growth), leader first
+    #: fsyncs per committed entry (over the leader's commit growth)
     fsync_leader: float
     fsync_followers: float
     committed: int
@@ -524,7 +524,8 @@ def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> 
         problems: list[str] = []
         if op == "get":
             preload(cluster, url, tag)
-        run_wrk(url, connections, plan.warmup, cluster.api, op, tag + "w")
+        # The warm-up reads the same keys; its writes are keys of their own.
+        run_wrk(url, connections, plan.warmup, cluster.api, op, tag if op == "get" else tag + "w")
         before = [cluster.metrics(i) for i in range(3)]
         with rss_peaks(cluster) as rss_load:
             result = run_wrk(url, connections, plan.window, cluster.api, op, tag)
