@@ -1,17 +1,29 @@
-"""The full container test: build the image with podman, ``podman-compose
-up``: three replicas form one cluster by DNS with no manual command, the
-monitor on port 8000 shows them, ``--scale node=5`` makes two more voters
-appear, and ``down -v`` removes everything.
+"""The full container test, the README's manual test run by a script: build
+the image with podman, ``podman-compose up``; three replicas form one
+cluster by DNS with no manual command and the monitor on port 8000 shows
+them with one leader; a write and a read through the monitor; ``podman
+pause`` of the leader's container makes the monitor show it unreachable
+and another leader elected, which takes writes; ``podman unpause`` brings
+the old leader back as a follower of the new one, with the write made
+while it was paused; ``up --scale node=5`` makes two more replicas that the
+leader adds and promotes by itself, until the monitor (its ``/events``
+stream and ``/api/nodes``) and every node's ``/api/status`` show five
+voters; and everything of the project is removed at the end.
 
-It needs podman, podman-compose and a few minutes, so it runs only when
-asked: ``RAFT_CONTAINER_TESTS=1 pytest -m container tests/containers``.
-On a machine that reaches no image registry, build a base image first and
-name it in ``RAFT_CONTAINER_BASE`` (see "Containers and discovery" in the
-README); ``RAFT_CONTAINER_BUILD_ARGS`` adds arguments to ``podman build``
-(e.g. a CA bundle to mount for pip)."""
+It needs podman, podman-compose and about a minute, so it runs only when
+asked: ``RAFT_CONTAINER_TESTS=1 pytest -m container tests/containers -s``.
+``--scale`` needs podman-compose 1.4 or newer (Debian 12's 1.0.3 ignores
+it; then the test raises ``deploy.replicas`` through an override file
+instead, and says so). ``RAFT_PODMAN_COMPOSE`` names the podman-compose
+command (default ``podman-compose``). On a machine that reaches no image
+registry, build a base image first and name it in ``RAFT_CONTAINER_BASE``
+(see "Containers and discovery" in docs/containers.md);
+``RAFT_CONTAINER_BUILD_ARGS`` adds arguments to ``podman build`` (e.g. a CA
+bundle to mount for pip)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -28,7 +40,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "rafttrioct"
+MONITOR = "http://127.0.0.1:8000"
 TIMEOUT_S = 180.0
+PODMAN_COMPOSE = shlex.split(os.environ.get("RAFT_PODMAN_COMPOSE", "podman-compose"))
 
 pytestmark = [
     pytest.mark.container,
@@ -37,7 +51,7 @@ pytestmark = [
         reason="the full container test runs only with RAFT_CONTAINER_TESTS=1 (podman, minutes)",
     ),
     pytest.mark.skipif(
-        shutil.which("podman") is None or shutil.which("podman-compose") is None,
+        shutil.which("podman") is None or shutil.which(PODMAN_COMPOSE[0]) is None,
         reason="needs podman and podman-compose",
     ),
 ]
@@ -54,12 +68,12 @@ def run(*argv: str, timeout: float = 900, check: bool = True) -> subprocess.Comp
 
 def compose(*args: str, files: tuple[str, ...] = (), check: bool = True) -> subprocess.CompletedProcess[str]:
     extra = [arg for f in files for arg in ("-f", f)]
-    return run("podman-compose", "-p", PROJECT, "-f", "compose.yaml", *extra, *args, check=check)
+    return run(*PODMAN_COMPOSE, "-p", PROJECT, "-f", "compose.yaml", *extra, *args, check=check)
 
 
 def podman_compose_version() -> tuple[int, ...]:
-    text = run("podman-compose", "version", check=False).stdout
-    found = re.search(r"podman-compose[r]? version:?\s+(\d+)\.(\d+)", text)
+    text = run(*PODMAN_COMPOSE, "version", check=False).stdout
+    found = re.search(r"podman-compose[r]? version:?\s+(\d+)\.(\d+)\.(\d+)", text)
     return tuple(int(n) for n in found.groups()) if found else (0,)
 
 
@@ -68,46 +82,66 @@ def remove_project() -> None:
     label = f"label=io.podman.compose.project={PROJECT}"
     names = run("podman", "ps", "-a", "--filter", label, "--format", "{{.Names}}", check=False).stdout.split()
     if names:
+        run("podman", "unpause", *names, check=False)
         run("podman", "rm", "-f", "-v", "-t", "5", *names, check=False)
+    run("podman", "pod", "rm", "-f", f"pod_{PROJECT}", check=False)
     run("podman", "volume", "rm", "-f", f"{PROJECT}_raft-data", check=False)
     run("podman", "network", "rm", "-f", f"{PROJECT}_default", check=False)
 
 
-def node_containers() -> list[str]:
+def node_containers(status: str = "running") -> list[str]:
     names = run(
-        "podman", "ps", "--filter", f"label=io.podman.compose.project={PROJECT}", "--format", "{{.Names}}"
-    ).stdout.split()
-    return sorted(n for n in names if "node" in n)
+        "podman", "ps", "-a", "--filter", f"label=io.podman.compose.project={PROJECT}",
+        "--filter", "label=io.podman.compose.service=node", "--filter", f"status={status}",
+        "--format", "{{.Names}}",
+    ).stdout.split()  # fmt: skip
+    return sorted(names)
 
 
-def cluster_view() -> dict[str, Any]:
-    """Each running replica's own status (asked inside its container)."""
+def container_of(node_id: str) -> str:
+    """The replica whose hostname (the node id it took at its first start) is ``node_id``."""
+    names = node_containers("running") + node_containers("paused")
+    for name in names:
+        hostname = run("podman", "inspect", "--format", "{{.Config.Hostname}}", name).stdout.strip()
+        if hostname == node_id:
+            return name
+    pytest.fail(f"no container has the hostname {node_id!r} (containers: {names})")
+
+
+def nodes_own_status() -> dict[str, Any]:
+    """Each running replica's own ``/api/status`` (asked inside its container)."""
     view: dict[str, Any] = {}
-    for name in node_containers():
+    for name in node_containers("running"):
         result = run(
-            "podman", "exec", name, "raft-trio", "status", "--json", "--cluster", "http://127.0.0.1:9001",
+            "podman", "exec", name, "python3", "-c",
+            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9001/api/status', timeout=3).read().decode())",
             check=False, timeout=30,
         )  # fmt: skip
         try:
-            view[name] = {
-                r["id"]: (r.get("role"), r["voter"], r.get("leader_id")) for r in json.loads(result.stdout)
-            }
-        except (ValueError, KeyError, TypeError):
+            view[name] = json.loads(result.stdout)
+        except ValueError:
             view[name] = result.stdout[-300:] + result.stderr[-300:]
     return view
 
 
 def one_cluster_of(size: int) -> Callable[[], tuple[bool, Any]]:
+    """Every running replica reports itself in one and the same membership
+    of ``size`` voters, one leader, and all agree who leads."""
+
     def check() -> tuple[bool, Any]:
-        view = cluster_view()
-        rows = list(view.values())
+        view = nodes_own_status()
+        docs = list(view.values())
+        if len(docs) != size or not all(isinstance(d, dict) for d in docs):
+            return False, view
+        memberships = {json.dumps(sorted((m["id"], m["voter"]) for m in d["members"])) for d in docs}
+        ids = {d["id"] for d in docs}
+        members = [(m["id"], m["voter"]) for m in docs[0]["members"]]
         ok = (
-            len(rows) == size
-            and all(isinstance(r, dict) for r in rows)
-            and len({json.dumps(r, sort_keys=True) for r in rows}) == 1  # everybody sees the same
-            and len(rows[0]) == size
-            and all(voter for _, voter, _ in rows[0].values())
-            and sum(role == "leader" for role, _, _ in rows[0].values()) == 1
+            len(memberships) == 1
+            and {member_id for member_id, _ in members} == ids
+            and all(voter for _, voter in members)
+            and sum(d["role"] == "leader" for d in docs) == 1
+            and len({d["leader_id"] for d in docs}) == 1
         )
         return ok, view
 
@@ -122,60 +156,172 @@ def wait_until(what: str, check: Callable[[], tuple[bool, Any]], timeout: float 
             return detail
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}; last: {detail!r}")
-        time.sleep(2)
+        time.sleep(1)
 
 
-def monitor_nodes() -> tuple[bool, Any]:
+def monitor_nodes() -> dict[str, Any] | None:
     try:
-        answer = httpx.get("http://127.0.0.1:8000/api/nodes", timeout=5, trust_env=False).json()
-    except (httpx.HTTPError, ValueError) as error:
-        return False, repr(error)
-    return True, answer
+        answer = httpx.get(f"{MONITOR}/api/nodes", timeout=5, trust_env=False).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
-def test_compose_up_forms_one_cluster_that_follows_scale(tmp_path: Path) -> None:
+def monitor_events_snapshot() -> dict[str, Any]:
+    """The first event of the monitor's ``/events`` stream (what the page
+    starts from): ``snapshot`` with every node."""
+    event, data = None, []
+    with httpx.stream("GET", f"{MONITOR}/events", timeout=10, trust_env=False) as response:
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data.append(line.split(":", 1)[1].strip())
+            elif not line and event is not None:
+                break
+    assert event == "snapshot", event
+    snapshot = json.loads("\n".join(data))
+    assert isinstance(snapshot, dict)
+    return snapshot
+
+
+def live(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    return [n for n in snapshot.get("nodes", []) if n.get("role") not in (None, "unreachable")]
+
+
+def monitor_shows_cluster(size: int) -> Callable[[], tuple[bool, Any]]:
+    """The monitor shows ``size`` reachable voters, exactly one leader, and
+    every node following it."""
+
+    def check() -> tuple[bool, Any]:
+        snapshot = monitor_nodes()
+        if snapshot is None:
+            return False, "monitor not answering"
+        nodes = live(snapshot)
+        leaders = [n for n in nodes if n["role"] == "leader"]
+        ok = (
+            len(nodes) == size
+            and len(snapshot["nodes"]) == size
+            and len(leaders) == 1
+            and all(n["voter"] is True for n in nodes)
+            and all(n["leader_id"] == leaders[0]["id"] for n in nodes)
+        )
+        return ok, snapshot
+
+    return check
+
+
+def kv(method: str, key: str, value: str | None = None) -> tuple[int, Any]:
+    """A key-value request through the monitor's proxy (it finds the leader)."""
+    body = None if value is None else {"value": value}
+    response = httpx.request(method, f"{MONITOR}/kv/{key}", json=body, timeout=15, trust_env=False)
+    return response.status_code, response.json()
+
+
+def test_compose_up_pause_unpause_and_scale(tmp_path: Path) -> None:
     build = ["podman", "build", "--format", "docker", "-t", "raft-trio:latest", "-f", "Containerfile"]
     if os.environ.get("RAFT_CONTAINER_BASE"):
         build += ["--build-arg", f"BASE={os.environ['RAFT_CONTAINER_BASE']}"]
     build += shlex.split(os.environ.get("RAFT_CONTAINER_BUILD_ARGS", ""))
-    started = time.monotonic()
+    version = podman_compose_version()
+    marks = [("start", time.monotonic())]
+
+    def mark(what: str) -> None:
+        marks.append((what, time.monotonic()))
+
     run(*build, ".", timeout=1800)
-    built = time.monotonic()
+    mark("build")
     remove_project()
     try:
+        # 1. compose up: deploy.replicas gives three replicas, which form one
+        # cluster by themselves, and the monitor shows it.
         compose("up", "-d")
+        assert len(node_containers()) == 3, "deploy.replicas: 3 did not start three replicas"
         wait_until("three replicas to form one cluster", one_cluster_of(3))
-        formed = time.monotonic()
+        first = wait_until("the monitor to show three voters, one leader", monitor_shows_cluster(3), 60)
+        mark("up, one cluster of three")
 
-        def monitor_shows(count: int) -> Callable[[], tuple[bool, Any]]:
-            def check() -> tuple[bool, Any]:
-                ok, answer = monitor_nodes()
-                if not ok:
-                    return False, answer
-                live = [n for n in answer.get("nodes", []) if n.get("role") not in (None, "unreachable")]
-                return len(live) == count, answer
+        # 2. A write and a linearizable read, through the monitor.
+        status, answer = kv("PUT", "greeting", "hello")
+        assert status == 200 and answer["value"] == "hello", answer
+        status, answer = kv("GET", "greeting")
+        assert (status, answer["value"]) == (200, "hello"), answer
 
-            return check
+        # 3. Pause the leader's container: the monitor shows it unreachable
+        # and another node elected in a later term, which takes writes.
+        old = next(n for n in first["nodes"] if n["role"] == "leader")
+        paused = container_of(old["id"])
+        run("podman", "pause", paused)
 
-        wait_until("the monitor to show three nodes", monitor_shows(3), timeout=60)
+        def new_leader() -> tuple[bool, Any]:
+            snapshot = monitor_nodes()
+            if snapshot is None:
+                return False, "monitor not answering"
+            by_id = {n["id"]: n for n in snapshot["nodes"]}
+            leaders = [n for n in live(snapshot) if n["role"] == "leader"]
+            ok = (
+                by_id.get(old["id"], {}).get("role") == "unreachable"
+                and len(leaders) == 1
+                and leaders[0]["id"] != old["id"]
+                and leaders[0]["term"] > old["term"]
+            )
+            return ok, snapshot
 
-        if podman_compose_version() >= (1, 4):
+        elected = wait_until("a new leader while the old one is paused", new_leader, 60)
+        mark("pause, new leader")
+        leader = next(n for n in live(elected) if n["role"] == "leader")
+        status, answer = kv("PUT", "during-pause", "written while the old leader was paused")
+        assert status == 200, answer
+
+        # 4. Unpause: the old leader sees the newer term and follows.
+        run("podman", "unpause", paused)
+
+        def old_leader_follows() -> tuple[bool, Any]:
+            ok, snapshot = monitor_shows_cluster(3)()
+            if not ok:
+                return False, snapshot
+            by_id = {n["id"]: n for n in snapshot["nodes"]}
+            back = by_id[old["id"]]
+            return back["role"] == "follower" and back["term"] >= leader["term"], snapshot
+
+        wait_until("the old leader to step down and follow", old_leader_follows, 60)
+        mark("unpause, old leader follows")
+        stale = run(
+            "podman", "exec", paused, "raft-trio", "kv", "get", "during-pause", "--stale",
+            "--cluster", "http://127.0.0.1:9001",
+        )  # fmt: skip
+        assert json.loads(stale.stdout)["value"] == "written while the old leader was paused"
+
+        # 5. Scale to five: two new replicas appear in DNS, the leader adds
+        # them as learners and promotes them, with no other command.
+        if version >= (1, 4):
             compose("up", "-d", "--scale", "node=5")
+            how = "--scale node=5"
         else:
             # podman-compose before 1.4 ignores --scale: raise deploy.replicas
             # and run up again, which adds the missing replicas.
             scale = tmp_path / "scale.yaml"
             scale.write_text("services:\n  node:\n    deploy:\n      replicas: 5\n")
             compose("up", "-d", files=(str(scale),))
-        wait_until("five voters after --scale node=5", one_cluster_of(5))
-        wait_until("the monitor to show five nodes", monitor_shows(5), timeout=60)
-        scaled = time.monotonic()
+            how = "deploy.replicas: 5 (this podman-compose ignores --scale)"
+        assert len(node_containers()) == 5, f"{how} did not start five replicas"
+        wait_until(f"five voters after {how}", one_cluster_of(5))
+        wait_until("the monitor to show five voters", monitor_shows_cluster(5), 60)
+        events = monitor_events_snapshot()
+        assert len(live(events)) == 5 and all(n["voter"] for n in live(events)), events
+        mark("scale, five voters")
+        status, answer = kv("GET", "greeting")
+        assert (status, answer["value"]) == (200, "hello"), answer
+
+        steps = ", ".join(
+            f"{what} {at - before:.0f} s" for (_, before), (what, at) in itertools.pairwise(marks)
+        )
         print(
-            f"build {built - started:.0f} s, three replicas formed one cluster in {formed - built:.0f} s, "
-            f"five voters {scaled - formed:.0f} s after --scale node=5"
+            f"\npodman-compose {'.'.join(map(str, version))}, scaled with {how}: {steps}; "
+            f"total {marks[-1][1] - marks[0][1]:.0f} s"
         )
     finally:
-        for name in node_containers():
+        for name in node_containers("running") + node_containers("paused"):
             logs = run("podman", "logs", name, check=False)
-            print(f"--- {name}\n" + (logs.stdout + logs.stderr)[-4000:])
+            print(f"--- {name}\n" + (logs.stdout + logs.stderr)[-3000:])
         remove_project()
