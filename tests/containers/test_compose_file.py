@@ -123,5 +123,9 @@ def test_the_readme_promises_what_the_files_hold(compose: dict[str, Any]) -> Non
         "AUTO_REMOVE_AFTER_S",
         "raft-trio members remove",
         "/data/{hostname}",
+        "podman pause",
+        "podman unpause",
+        "deploy.mode: replicated",
+        "tests/containers/full-test.sh",
     ):
         assert promise in text, f"the containers section does not mention {promise!r}"

@@ -11,18 +11,21 @@ stream and ``/api/nodes``) and every node's ``/api/status`` show five
 voters; and everything of the project is removed at the end.
 
 It needs podman, podman-compose and about a minute, so it runs only when
-asked: ``RAFT_CONTAINER_TESTS=1 pytest -m container tests/containers -s``.
-``--scale`` needs podman-compose 1.4 or newer (Debian 12's 1.0.3 ignores
-it; then the test raises ``deploy.replicas`` through an override file
-instead, and says so). ``RAFT_PODMAN_COMPOSE`` names the podman-compose
-command (default ``podman-compose``). On a machine that reaches no image
-registry, build a base image first and name it in ``RAFT_CONTAINER_BASE``
-(see "Containers and discovery" in docs/containers.md);
-``RAFT_CONTAINER_BUILD_ARGS`` adds arguments to ``podman build`` (e.g. a CA
-bundle to mount for pip)."""
+asked: ``RAFT_CONTAINER_TESTS=1 pytest -m container tests/containers -s``;
+``tests/containers/full-test.sh`` sets up podman and a base image first
+(what .ci/run uses). ``--scale`` needs podman-compose 1.4 or newer
+(Debian 12's 1.0.3 ignores it; then the test raises ``deploy.replicas``
+through an override file instead, and says so). ``RAFT_PODMAN_COMPOSE``
+names the podman-compose command (default: the ``podman_compose`` module
+of this Python, which ``pip install -e '.[test]'`` installs, else
+``podman-compose``). On a machine that reaches no image registry, name a
+base image made locally in ``RAFT_CONTAINER_BASE`` (see docs/containers.md);
+``RAFT_CONTAINER_BUILD_ARGS`` adds arguments to ``podman build`` (e.g. a
+CA bundle to mount for pip)."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -30,6 +33,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +46,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "rafttrioct"
 MONITOR = "http://127.0.0.1:8000"
 TIMEOUT_S = 180.0
-PODMAN_COMPOSE = shlex.split(os.environ.get("RAFT_PODMAN_COMPOSE", "podman-compose"))
+# The podman-compose of this environment (pip install -e '.[test]'), else the one on PATH.
+PODMAN_COMPOSE = shlex.split(
+    os.environ.get("RAFT_PODMAN_COMPOSE")
+    or (
+        f"{sys.executable} -m podman_compose"
+        if importlib.util.find_spec("podman_compose")
+        else "podman-compose"
+    )
+)
 
 pytestmark = [
     pytest.mark.container,
@@ -92,7 +104,7 @@ def remove_project() -> None:
 def node_containers(status: str = "running") -> list[str]:
     names = run(
         "podman", "ps", "-a", "--filter", f"label=io.podman.compose.project={PROJECT}",
-        "--filter", "label=io.podman.compose.service=node", "--filter", f"status={status}",
+        "--filter", "label=com.docker.compose.service=node", "--filter", f"status={status}",
         "--format", "{{.Names}}",
     ).stdout.split()  # fmt: skip
     return sorted(names)
@@ -229,7 +241,7 @@ def test_compose_up_pause_unpause_and_scale(tmp_path: Path) -> None:
     def mark(what: str) -> None:
         marks.append((what, time.monotonic()))
 
-    run(*build, ".", timeout=1800)
+    run(*build, ".", timeout=600)
     mark("build")
     remove_project()
     try:
