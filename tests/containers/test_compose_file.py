@@ -70,6 +70,8 @@ def test_monitor_service_publishes_port_8000_and_finds_the_nodes(compose: dict[s
     monitor_main = pytest.importorskip("raft_trio.monitor.__main__")
     args = monitor_main.build_parser().parse_args(monitor["command"][1:])
     assert args.listen == "0.0.0.0:8000"
+    # No anonymous volume for the image's VOLUME /data: the monitor stores nothing.
+    assert monitor["tmpfs"] == ["/data"] and "volumes" not in monitor
 
 
 def test_both_services_have_health_checks_on_healthz(compose: dict[str, Any]) -> None:

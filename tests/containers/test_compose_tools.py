@@ -173,6 +173,7 @@ def test_podman_compose_creates_the_replicas_under_one_dns_name(
     monitor = created(commands, "monitor")
     assert list(monitor) == ["ct_monitor_1"]
     assert "8000:8000" in monitor["ct_monitor_1"] and "RAFT_SERVICE_NAME=node" in monitor["ct_monitor_1"]
+    assert monitor["ct_monitor_1"][monitor["ct_monitor_1"].index("--tmpfs") + 1] == "/data"
     started = [c[1] for c in commands if c[:1] == ["start"]]
     assert sorted(started) == sorted([*nodes, "ct_monitor_1"])
 

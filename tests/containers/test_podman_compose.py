@@ -259,6 +259,11 @@ def test_compose_up_pause_unpause_and_scale(tmp_path: Path) -> None:
             health = run("podman", "healthcheck", "run", name, check=False, timeout=30)
             assert health.returncode == 0, f"{name}: {health.stdout}{health.stderr}"
         mark("health checks")
+        (monitor_container,) = node_containers(service="monitor")
+        mounts = run(
+            "podman", "inspect", "--format", "{{range .Mounts}}{{.Type}}:{{.Destination}} {{end}}", monitor_container
+        ).stdout.split()  # fmt: skip
+        assert "volume:/data" not in mounts, f"the monitor got a volume for the image's /data: {mounts}"
 
         # 2. A write and a linearizable read, through the monitor.
         status, answer = kv("PUT", "greeting", "hello")
