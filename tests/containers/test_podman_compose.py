@@ -137,6 +137,27 @@ def nodes_own_status() -> dict[str, Any]:
     return view
 
 
+def dns_lists_every_replica() -> tuple[bool, Any]:
+    """The name ``node`` resolves, inside a replica, to every replica's address."""
+    names = node_containers()
+    addresses = {
+        run(
+            "podman", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name
+        ).stdout.strip()
+        for name in names
+    }  # fmt: skip
+    result = run(
+        "podman", "exec", names[0], "python3", "-c",
+        "import json, socket; print(json.dumps(sorted({a[4][0] for a in socket.getaddrinfo('node', 9001)})))",
+        check=False, timeout=30,
+    )  # fmt: skip
+    try:
+        resolved = set(json.loads(result.stdout))
+    except ValueError:
+        return False, result.stdout + result.stderr
+    return resolved == addresses, {"resolved": sorted(resolved), "replicas": sorted(addresses)}
+
+
 def one_cluster_of(size: int) -> Callable[[], tuple[bool, Any]]:
     """Every running replica reports itself in one and the same membership
     of ``size`` voters, one leader, and all agree who leads."""
@@ -329,6 +350,7 @@ def test_compose_up_pause_unpause_and_scale(tmp_path: Path) -> None:
             compose("up", "-d", files=(str(scale),))
             how = "deploy.replicas: 5 (this podman-compose ignores --scale)"
         assert len(node_containers()) == 5, f"{how} did not start five replicas"
+        wait_until("the service name to resolve to all five replicas", dns_lists_every_replica, 60)
         wait_until(f"five voters after {how}", one_cluster_of(5))
         wait_until("the monitor to show five voters", monitor_shows_cluster(5), 60)
         events = monitor_events_snapshot()
