@@ -159,6 +159,19 @@ class StatusAnswer(msgspec.Struct):
     members: list[MemberModel]
 
 
+class ReadyAnswer(msgspec.Struct):
+    """``/readyz``: ``ready`` and, in words, why (not)."""
+
+    ready: bool
+    reason: str
+    id: str
+    role: str
+    term: int
+    leader_id: str | None
+    applied_index: int
+    leader_commit_index: int | None
+
+
 #: Where quart-schema's msgspec conversion points ``$ref``s.
 REF_TEMPLATE = "#/components/schemas/{name}"
 #: Every model whose schema is nested in another one.
@@ -457,6 +470,16 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     async def healthz() -> Any:
         """200 while the process serves."""
         return {"ok": True}, 200
+
+    @app.get("/readyz")
+    @validate_response(ReadyAnswer, 200)
+    @validate_response(ReadyAnswer, 503)
+    async def readyz() -> Any:
+        """200 when this node is a member caught up with a live leader (the
+        leader: while it holds its check-quorum lease); 503 with the reason
+        otherwise, also while it stops. Kubernetes' readiness probe."""
+        state = node.readiness()
+        return state, 200 if state["ready"] else 503
 
     @app.get("/metrics")
     @hide

@@ -119,8 +119,18 @@ async def run_node(
                 task_status.started(node)
                 await stop.wait()
                 log.info("stopping")
+                node.begin_stop()
                 await _hand_over_leadership(node)
+                # Answer the requests already taken before stopping: writes
+                # that were in flight at a leader that handed over commit
+                # under the new leader, and this node still hears it (peer
+                # messages are served until the end).
+                drain_bound = node.write_timeout + 1.0
+                if not await node.drain(drain_bound):
+                    log.warning("requests still waiting after %.1f s; stopping anyway", drain_bound)
                 node.close()
+                # Hypercorn stops accepting, then gives the responses under
+                # way its graceful timeout to go out.
                 http_shutdown.set()
             nursery.cancel_scope.cancel()
     finally:

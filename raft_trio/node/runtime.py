@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import msgspec
@@ -122,6 +122,14 @@ class Unavailable(Exception):
     retrying shortly may succeed."""
 
 
+#: A follower whose applied index is within this many entries of the
+#: leader's commit index (as last heard) counts as caught up for ``/readyz``:
+#: the same margin within which the leader promotes a learner, so that a
+#: follower under a steady write load (always a batch or two behind) is
+#: ready, and one replaying or fetching a backlog is not.
+READY_MAX_LAG = 100
+
+
 @dataclasses.dataclass(frozen=True)
 class NodeEvent:
     """A change worth announcing on ``/api/events``."""
@@ -174,6 +182,19 @@ class RaftNode:
         self._last_soft = self.core.soft_state
         self._leader_changed = trio.Event()
         self.closing = trio.Event()
+        #: Set once the process was told to stop: ``/readyz`` answers 503 and
+        #: a leader takes no new write (it is handing leadership over).
+        self.stopping = False
+        # The leader's commit index as last heard in this term, and when
+        # (``/readyz``): AppendEntries carry the leader's commit index.
+        self._leader_heard: tuple[int, str] | None = None
+        self._leader_commit = 0
+        self._leader_heard_at = -float("inf")
+        # Clients waiting inside write/read/change calls; ``drain`` waits for
+        # none to be left before the node stops.
+        self._clients = 0
+        self._clients_idle = trio.Event()
+        self._clients_idle.set()
         metrics.observe_state(self)
 
     # ------------------------------------------------------------------
@@ -208,6 +229,68 @@ class RaftNode:
             "commit_index": self.core.log.committed,
             "applied_index": self.kv.applied_index,
         }
+
+    def readiness(self) -> dict[str, Any]:
+        """The ``/readyz`` document: ``ready`` is true when this node is a
+        member that is caught up with a live leader, so that Kubernetes
+        sends it clients and a rolling update waits for it before it stops
+        the next pod.
+
+        - The leader is ready while it leads (check-quorum, §6.2, steps it
+          down within an election timeout of losing its quorum: that is its
+          lease) once it has committed an entry of its own term (before that
+          its commit index may lag the cluster's, §6.4) and applied to
+          within ``READY_MAX_LAG`` of it.
+        - Any other member is ready when it heard from a leader within the
+          minimum election timeout (the lease that leader holds) and has
+          applied to within ``READY_MAX_LAG`` of that leader's commit index
+          as last heard.
+
+        ``reason`` says why not, in words."""
+        core = self.core
+        applied = self.kv.applied_index
+        doc: dict[str, Any] = {
+            "ready": False,
+            "reason": "",
+            "id": self.id,
+            "role": self.role_name,
+            "term": core.term,
+            "leader_id": core.leader_id,
+            "applied_index": applied,
+            "leader_commit_index": None,
+        }
+
+        def not_ready(reason: str) -> dict[str, Any]:
+            doc["reason"] = reason
+            return doc
+
+        if self.stopping:
+            return not_ready("the node is stopping")
+        if core.membership.get(self.id) is None:
+            return not_ready("not a member of the cluster's configuration (yet, or any more)")
+        if core.role is Role.LEADER:
+            doc["leader_commit_index"] = core.log.committed
+            if core.log.term(core.log.committed) != core.term:
+                return not_ready("new leader: no entry of its term has committed yet")
+            if applied + READY_MAX_LAG < core.log.committed:
+                return not_ready(f"applying: applied {applied} of committed {core.log.committed}")
+            doc["ready"] = True
+            doc["reason"] = "leader holding its check-quorum lease"
+            return doc
+        leader = core.leader_id
+        if leader is None:
+            return not_ready("no leader is known")
+        if self._leader_heard != (core.term, leader):
+            return not_ready(f"nothing heard yet from the leader {leader} in term {core.term}")
+        doc["leader_commit_index"] = self._leader_commit
+        silent_ms = (trio.current_time() - self._leader_heard_at) * 1000
+        if silent_ms >= self.timing.election_min_ms:
+            return not_ready(f"the leader {leader} has been silent for {silent_ms:.0f} ms")
+        if applied + READY_MAX_LAG < self._leader_commit:
+            return not_ready(f"behind: applied {applied}, the leader's commit index is {self._leader_commit}")
+        doc["ready"] = True
+        doc["reason"] = f"caught up with the leader {leader}"
+        return doc
 
     def status(self) -> dict[str, Any]:
         """The ``/api/status`` document."""
@@ -385,7 +468,12 @@ class RaftNode:
         old, new = self._last_soft, self.core.soft_state
         self._last_soft = new
         if old.role is Role.LEADER and new.role is not Role.LEADER:
-            self._writes.fail_all("leadership was lost before the write committed")
+            # Pending writes keep waiting (each within its own timeout): as
+            # a follower this node still applies the committed log, and the
+            # entry applied at a write's index says its fate for certain
+            # (its term: committed, 200; another: overwritten, a definite
+            # failure). After a leadership transfer they almost always
+            # commit, so a hand-over turns no write indeterminate.
             self._reads.fail_all()
         if new.role is not old.role:
             log.info("role %s -> %s in term %d", old.role.value, new.role.value, new.term)
@@ -437,7 +525,59 @@ class RaftNode:
     def step(self, messages: list[Message]) -> None:
         for message in messages:
             self.core.step(message)
+            if isinstance(message, (AppendEntries, Heartbeat)):
+                self._heard_from_leader(message)
         self.wake()
+
+    def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:
+        """Remember the leader's commit index and when it spoke (``/readyz``).
+        AppendEntries carry its commit index; a heartbeat carries at most
+        what the follower holds, so the largest heard in the term counts."""
+        core = self.core
+        if message.term != core.term or message.src != core.leader_id:
+            return
+        heard = (message.term, message.src)
+        if self._leader_heard != heard:
+            self._leader_heard = heard
+            self._leader_commit = 0
+        self._leader_commit = max(self._leader_commit, message.commit)
+        self._leader_heard_at = trio.current_time()
+
+    @contextlib.contextmanager
+    def _client_waiting(self) -> Iterator[None]:
+        """Counts a client request waiting on this node, for ``drain``."""
+        if self._clients == 0:
+            self._clients_idle = trio.Event()
+        self._clients += 1
+        try:
+            yield
+        finally:
+            self._clients -= 1
+            if self._clients == 0:
+                self._clients_idle.set()
+
+    def begin_stop(self) -> None:
+        """The process was told to stop: report not ready, take no new writes."""
+        self.stopping = True
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until no client request waits
+        on this node, so that the writes it took get their answers before it
+        stops: after a hand-over they commit under the new leader within a
+        round trip or two. True if none is left."""
+        with trio.move_on_after(timeout):
+            await self._clients_idle.wait()
+        return self._clients == 0
+
+    async def _await_transfer(self) -> None:
+        """Wait, at most the core's transfer timeout, until a leadership
+        transfer this leader started has ended: another node leads (a write
+        then gets a 307 to it instead of a 503), or it was abandoned."""
+        with trio.move_on_after(self.timing.election_min_ms / 1000):
+            while (self.core.role is Role.LEADER and self.core.lead_transferee is not None) or (
+                self.core.role is not Role.LEADER and self.core.leader_id is None
+            ):
+                await self._leader_changed.wait()
 
     def _require_leader(self) -> None:
         if self.core.role is not Role.LEADER:
@@ -445,50 +585,68 @@ class RaftNode:
 
     async def write(self, command: Command) -> Result:
         """Replicate ``command`` and return its result once applied."""
-        self._require_leader()
-        if command.token is not None:
-            remembered = self.kv.remembered(command.token)
-            if remembered is not None:
-                return remembered
-        command = _with_timestamp(command)
+        with self._client_waiting():
+            self._require_leader()
+            if command.token is not None:
+                remembered = self.kv.remembered(command.token)
+                if remembered is not None:
+                    return remembered
+            if self.stopping and self.core.lead_transferee is None:
+                raise Unavailable("the node is stopping")
+            command = _with_timestamp(command)
+            try:
+                index = self._propose(encode_command(command))
+            except ProposalDropped as error:
+                if self.core.lead_transferee is None:
+                    raise Unavailable(str(error)) from error
+                # A hand-over is under way: it ends within a round trip or
+                # two, and the client is better sent to the new leader.
+                await self._await_transfer()
+                self._require_leader()
+                try:
+                    index = self._propose(encode_command(command))
+                except ProposalDropped as again:
+                    raise Unavailable(str(again)) from again
+            metrics.PROPOSALS.inc()
+            waiter = self._writes.add(index, self.core.term)
+            self.wake()
+            result: Result = await self._writes.wait(waiter, self.write_timeout)
+            return result
+
+    def _propose(self, data: bytes) -> int:
         try:
-            index = self.core.propose(encode_command(command))
+            return self.core.propose(data)
         except NotLeader as error:
             raise NotLeaderError(error.leader_id, self.leader_url()) from error
-        except ProposalDropped as error:
-            raise Unavailable(str(error)) from error
-        metrics.PROPOSALS.inc()
-        waiter = self._writes.add(index, self.core.term)
-        self.wake()
-        result: Result = await self._writes.wait(waiter, self.write_timeout)
-        return result
 
     async def linearizable_barrier(self) -> None:
         """Return once this node, as leader, has confirmed its leadership
         with a quorum and applied everything committed before the call
         (ReadIndex, §6.4)."""
-        self._require_leader()
-        request_id, waiter = self._reads.add()
-        try:
-            self.core.read_index(request_id)
-        except NotLeader as error:
-            self._reads.drop(request_id)
-            raise NotLeaderError(error.leader_id, self.leader_url()) from error
-        self.wake()
-        await self._reads.wait(request_id, waiter, self.write_timeout)
+        with self._client_waiting():
+            self._require_leader()
+            request_id, waiter = self._reads.add()
+            try:
+                self.core.read_index(request_id)
+            except NotLeader as error:
+                self._reads.drop(request_id)
+                raise NotLeaderError(error.leader_id, self.leader_url()) from error
+            self.wake()
+            await self._reads.wait(request_id, waiter, self.write_timeout)
 
     async def change_membership(self, change: ConfChange) -> int:
-        self._require_leader()
-        try:
-            index = self.core.change_membership(change)
-        except NotLeader as error:
-            raise NotLeaderError(error.leader_id, self.leader_url()) from error
-        except ProposalDropped as error:
-            raise Unavailable(str(error)) from error
-        waiter = self._writes.add(index, self.core.term)
-        self.wake()
-        await self._writes.wait(waiter, self.write_timeout)
-        return index
+        with self._client_waiting():
+            self._require_leader()
+            try:
+                index = self.core.change_membership(change)
+            except NotLeader as error:
+                raise NotLeaderError(error.leader_id, self.leader_url()) from error
+            except ProposalDropped as error:
+                raise Unavailable(str(error)) from error
+            waiter = self._writes.add(index, self.core.term)
+            self.wake()
+            await self._writes.wait(waiter, self.write_timeout)
+            return index
 
     async def transfer_leadership(self, to: str | None) -> str:
         self._require_leader()

@@ -1,0 +1,197 @@
+"""``/readyz`` on Trio's fake clock: a node is ready when it is a member
+caught up with a live leader (the leader: while it holds its check-quorum
+lease), and not otherwise; and a leadership hand-over turns none of the old
+leader's writes in flight into an unknown outcome.
+
+Three real ``RaftNode`` runtimes share one Trio run through the in-memory
+transport and disk of ``test_runtime_timing``; every test asks for
+``autojump_clock``, so the times asserted are virtual and exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from raft_trio.core import Role
+from raft_trio.kv import Put
+from raft_trio.node import NotLeaderError, RaftNode, Unavailable, WriteFailed, WriteIndeterminate
+from raft_trio.node.runtime import READY_MAX_LAG
+
+from .test_runtime_timing import ELECTION_MAX_S, TIMING, Cluster
+
+ELECTION_MIN_S = TIMING.election_min_ms / 1000
+HEARTBEAT_S = TIMING.heartbeat_ms / 1000
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        await cluster.start()
+        yield cluster
+        for host in cluster.hosts.values():
+            host.node.close()
+
+
+def ready(node: RaftNode) -> bool:
+    return bool(node.readiness()["ready"])
+
+
+async def wait_ready(nodes: list[RaftNode], within: float) -> None:
+    with trio.fail_after(within):
+        while not all(ready(n) for n in nodes):
+            await trio.sleep(0.01)
+
+
+async def test_no_node_is_ready_before_a_leader_then_every_node_is(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    nodes = [h.node for h in cluster.hosts.values()]
+    assert [n.readiness()["reason"] for n in nodes] == ["no leader is known"] * 3
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    # The new leader is ready once its no-op commits (a round trip), the
+    # followers once they hear the commit index (the next append or heartbeat).
+    await wait_ready(nodes, within=2 * HEARTBEAT_S)
+    doc = leader.readiness()
+    assert doc["role"] == "leader" and doc["leader_commit_index"] == leader.core.log.committed
+    for follower in (n for n in nodes if n is not leader):
+        state = follower.readiness()
+        assert state["leader_id"] == leader.id
+        assert state["reason"] == f"caught up with the leader {leader.id}"
+
+
+async def test_a_follower_that_stops_hearing_the_leader_is_unready_after_the_lease(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The leader's lease is the minimum election timeout: a follower that
+    heard nothing for that long no longer knows a live leader."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    follower_id = next(i for i in cluster.hosts if i != leader.id)
+    follower = cluster.hosts[follower_id].node
+    await wait_ready([follower], within=2 * HEARTBEAT_S)
+    cut_at = trio.current_time()
+    cluster.hosts[follower_id].paused = True  # nothing reaches it any more
+    # The last heartbeat arrived at most one heartbeat interval before the cut.
+    await trio.sleep(ELECTION_MIN_S - HEARTBEAT_S - 0.05)
+    assert ready(follower), follower.readiness()
+    with trio.fail_after(HEARTBEAT_S + 0.1):
+        while ready(follower):
+            await trio.sleep(0.01)
+    silent_for = trio.current_time() - cut_at
+    assert ELECTION_MIN_S - HEARTBEAT_S <= silent_for <= ELECTION_MIN_S + 0.02, silent_for
+    reason = follower.readiness()["reason"]
+    assert "silent" in reason or reason == "no leader is known", reason
+    # Messages flow again: ready within a heartbeat or two (the same leader).
+    cluster.hosts[follower_id].paused = False
+    await wait_ready([follower], within=3 * HEARTBEAT_S)
+    assert leader.core.role is Role.LEADER
+
+
+async def test_a_follower_behind_the_leaders_commit_index_is_unready_until_it_applied(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A follower whose disk stalls still hears the leader (and its commit
+    index) but applies nothing: more than READY_MAX_LAG entries behind it is
+    not ready; once its disk works again it catches up and is ready."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    follower_id = next(i for i in cluster.hosts if i != leader.id)
+    follower = cluster.hosts[follower_id].node
+    await wait_ready([follower], within=2 * HEARTBEAT_S)
+    cluster.hosts[follower_id].fsync_seconds = 30.0
+    batches, per_batch = 8, 40
+    assert batches * per_batch > 2 * READY_MAX_LAG
+    for batch in range(batches):
+        async with trio.open_nursery() as writers:
+            for n in range(per_batch):
+                writers.start_soon(leader.write, Put(f"b{batch}-{n}", "v"))
+    state = follower.readiness()
+    assert not state["ready"], state
+    assert state["reason"].startswith("behind:"), state
+    assert state["leader_commit_index"] > state["applied_index"] + READY_MAX_LAG
+    cluster.hosts[follower_id].fsync_seconds = 0.0
+    # The stalled fsync ends (30 s), then the backlog is written and applied.
+    await wait_ready([follower], within=30.0 + 5.0)
+    assert follower.kv.applied_index + READY_MAX_LAG >= leader.core.log.committed
+
+
+async def test_a_leader_is_ready_only_while_it_holds_its_check_quorum_lease(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await wait_ready([leader], within=2 * HEARTBEAT_S)
+    cut_at = trio.current_time()
+    for node_id in cluster.hosts:
+        if node_id != leader.id:
+            cluster.hosts[node_id].paused = True
+    # Check-quorum runs every minimum election timeout and needs a quorum
+    # heard from in the round before: the lease ends within two rounds.
+    with trio.fail_after(2 * ELECTION_MIN_S + 0.05):
+        while ready(leader):
+            await trio.sleep(0.01)
+    assert leader.core.role is not Role.LEADER
+    assert trio.current_time() - cut_at >= ELECTION_MIN_S - 0.02
+
+
+async def test_a_stopping_node_is_unready_and_refuses_new_writes(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await wait_ready([leader], within=2 * HEARTBEAT_S)
+    leader.begin_stop()
+    assert leader.readiness() == {**leader.readiness(), "ready": False, "reason": "the node is stopping"}
+    with pytest.raises(Unavailable):
+        await leader.write(Put("late", "v"))
+    assert await leader.drain(timeout=0.1)
+
+
+async def test_a_leadership_transfer_turns_no_write_in_flight_indeterminate(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Writes in flight at the old leader when it hands over keep waiting
+    for the entry at their index: they commit (the target was caught up with
+    them before it got TimeoutNow) and are answered as successes. Writes
+    arriving during the hand-over wait for it to end and are sent to the new
+    leader (NotLeaderError, a 307 in HTTP). None ends indeterminate."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await wait_ready([leader], within=2 * HEARTBEAT_S)
+    # Slow followers' disks keep writes in flight when the transfer starts.
+    for node_id, host in cluster.hosts.items():
+        if node_id != leader.id:
+            host.fsync_seconds = 0.02
+    outcomes: dict[str, str] = {}
+
+    async def write(key: str) -> None:
+        try:
+            await leader.write(Put(key, "v"))
+            outcomes[key] = "ok"
+        except NotLeaderError:
+            outcomes[key] = "redirected"
+        except Unavailable:
+            outcomes[key] = "refused"
+        except WriteIndeterminate:
+            outcomes[key] = "indeterminate"
+        except WriteFailed:
+            outcomes[key] = "failed"
+
+    async with trio.open_nursery() as nursery:
+        for n in range(30):
+            nursery.start_soon(write, f"before-{n}")
+        await trio.sleep(0.005)  # proposed, not yet committed
+        assert len(leader._writes) > 0
+        target = await leader.transfer_leadership(None)
+        for n in range(10):
+            nursery.start_soon(write, f"during-{n}")
+    assert leader.core.leader_id == target != leader.id
+    assert {outcomes[f"before-{n}"] for n in range(30)} == {"ok"}, outcomes
+    assert {outcomes[f"during-{n}"] for n in range(10)} == {"redirected"}, outcomes
+    # The new leader learns the commit index once its own no-op commits.
+    new_leader = cluster.hosts[target].node
+    with trio.fail_after(2 * HEARTBEAT_S):
+        while new_leader.kv.applied_index < leader.kv.applied_index:
+            await trio.sleep(0.01)
+    for n in range(30):
+        assert new_leader.kv.get(f"before-{n}") is not None
