@@ -353,6 +353,25 @@ class Cluster:
         lid, _ = self.wait_for_leader()
         return self.nodes[lid]
 
+    def readiness(self, node_id: str) -> tuple[int, Any]:
+        """(status, body) of ``GET /readyz``; (0, error) if it does not answer."""
+        try:
+            r = self._status_client.get(self.nodes[node_id].url + "/readyz")
+        except httpx.HTTPError as error:
+            return 0, f"{type(error).__name__}: {error}"
+        return r.status_code, json_of(r)
+
+    def wait_ready(self, node_id: str, timeout: float = CATCH_UP_S) -> dict[str, Any]:
+        """Until ``node_id`` answers ``/readyz`` with 200 (caught up with a live leader)."""
+
+        def check() -> tuple[bool, Any]:
+            status, body = self.readiness(node_id)
+            return status == 200, (status, body)
+
+        _, body = wait_until(check, timeout, f"{node_id} to be ready (/readyz 200)")
+        result: dict[str, Any] = body
+        return result
+
     def wait_caught_up(self, node_id: str, index: int, timeout: float = CATCH_UP_S) -> dict[str, Any]:
         """Until ``node_id`` has committed and applied ``index``."""
 
