@@ -369,6 +369,32 @@ def configure_logging(node_id: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def cmd_leave(args: argparse.Namespace, cluster: list[str] | None) -> int:
+    from pathlib import Path
+
+    from .leave import LeaveError, run_leave
+
+    pod = args.pod or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
+    if not pod:
+        raise UsageError("leave needs --pod (or $POD_NAME)")
+    try:
+        return run_leave(
+            node_url=(cluster or [DEFAULT_CLUSTER])[0],
+            pod_name=pod,
+            node_id=args.id,
+            statefulset=args.statefulset,
+            namespace=args.namespace or os.environ.get("POD_NAMESPACE") or None,
+            api_url=args.kube_api,
+            serviceaccount=Path(args.serviceaccount),
+            timeout=args.timeout,
+            linger=args.linger,
+            api_prefix=os.environ.get("API_PREFIX", "/api") or "/api",
+            security=client_security(),
+        )
+    except LeaveError as error:
+        raise UsageError(str(error)) from None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from .up import run_up
 
@@ -483,6 +509,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     transfer = sub.add_parser("transfer-leader", help="hand leadership over")
     transfer.add_argument("--to", default=None)
+
+    from .leave import SERVICEACCOUNT_DIR, default_api_url
+
+    leave = sub.add_parser(
+        "leave",
+        help="preStop hook of a StatefulSet pod: hand leadership over; "
+        "on a scale-down (ordinal >= spec.replicas) also leave the cluster",
+    )
+    leave.add_argument("--pod", help="this pod's name, <statefulset>-<ordinal> (default $POD_NAME)")
+    leave.add_argument("--id", help="this node's member id (default: the pod name)")
+    leave.add_argument("--statefulset", help="the StatefulSet (default: the pod name without its ordinal)")
+    leave.add_argument("--namespace", help="default $POD_NAMESPACE, else the service account's")
+    leave.add_argument(
+        "--kube-api",
+        default=default_api_url(),
+        help="the Kubernetes API server (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)",
+    )
+    leave.add_argument(
+        "--serviceaccount", default=SERVICEACCOUNT_DIR, help="directory holding token, ca.crt, namespace"
+    )
+    leave.add_argument("--timeout", type=float, default=20.0, help="give up after this many seconds")
+    leave.add_argument(
+        "--linger", type=float, default=0.0, help="then wait this many seconds (endpoints update)"
+    )
     return parser
 
 
@@ -494,6 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_node(args)
         if args.command == "up":
             return cmd_up(args)
+        if args.command == "leave":
+            return cmd_leave(args, cluster)
         client = Client(cluster or [DEFAULT_CLUSTER], security=client_security())
         handlers = {
             "kv": cmd_kv,

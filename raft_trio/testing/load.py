@@ -25,6 +25,7 @@ and the counts.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
 from typing import Any
@@ -216,7 +217,7 @@ class WriteLoad:
             unacked = list(self.unacked)
             retried = (self.retried_unavailable, self.retried_connection)
         gap, gap_at = 0.0, acks[0].acked if acks else 0.0
-        for before, after in zip(acks, acks[1:], strict=False):
+        for before, after in itertools.pairwise(acks):
             if after.acked - before.acked > gap:
                 gap, gap_at = after.acked - before.acked, before.acked
         latencies = sorted(a.acked - a.started for a in acks)
