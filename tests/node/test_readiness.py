@@ -152,16 +152,20 @@ async def test_a_leadership_transfer_turns_no_write_in_flight_indeterminate(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
     """Writes in flight at the old leader when it hands over keep waiting
-    for the entry at their index: they commit (the target was caught up with
-    them before it got TimeoutNow) and are answered as successes. Writes
-    arriving during the hand-over wait for it to end and are sent to the new
-    leader (NotLeaderError, a 307 in HTTP). None ends indeterminate."""
+    for the entry at their index: the new leader commits them and the old
+    one answers them as successes. Writes arriving during the hand-over
+    wait for it to end and are sent to the new leader (NotLeaderError, a
+    307 in HTTP). None ends indeterminate, none is refused.
+
+    The leader's own disk is slow and the third node unreachable, so the
+    writes are on the target but not yet committed when it gets TimeoutNow:
+    the old leader steps down with them pending (it answered them
+    indeterminate before)."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     await wait_ready([leader], within=2 * HEARTBEAT_S)
-    # Slow followers' disks keep writes in flight when the transfer starts.
-    for node_id, host in cluster.hosts.items():
-        if node_id != leader.id:
-            host.fsync_seconds = 0.02
+    target, third = sorted(i for i in cluster.hosts if i != leader.id)
+    cluster.hosts[third].paused = True
+    cluster.hosts[leader.id].fsync_seconds = 0.05
     outcomes: dict[str, str] = {}
 
     async def write(key: str) -> None:
@@ -180,14 +184,17 @@ async def test_a_leadership_transfer_turns_no_write_in_flight_indeterminate(
     async with trio.open_nursery() as nursery:
         for n in range(30):
             nursery.start_soon(write, f"before-{n}")
-        await trio.sleep(0.005)  # proposed, not yet committed
+        await trio.sleep(0.01)  # proposed, on the target, not durable on the leader
         assert len(leader._writes) > 0
-        target = await leader.transfer_leadership(None)
+        committed_before = leader.core.log.committed
+        assert leader.core.transfer_leadership(target) == target
+        leader.wake()
         for n in range(10):
             nursery.start_soon(write, f"during-{n}")
-    assert leader.core.leader_id == target != leader.id
     assert {outcomes[f"before-{n}"] for n in range(30)} == {"ok"}, outcomes
     assert {outcomes[f"during-{n}"] for n in range(10)} == {"redirected"}, outcomes
+    assert leader.core.leader_id == target
+    assert leader.core.log.committed > committed_before
     # The new leader learns the commit index once its own no-op commits.
     new_leader = cluster.hosts[target].node
     with trio.fail_after(2 * HEARTBEAT_S):
