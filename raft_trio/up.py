@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
-STOP_GRACE_SECONDS = 5.0
+#: A node stops within about a second, or, with writes in flight, once they
+#: are answered: a hand-over (at most 1 s) plus a drain bounded by the write
+#: timeout (5 s) and a second. SIGKILL only after that.
+STOP_GRACE_SECONDS = 10.0
 
 
 def run_up(nodes: int, base_port: int, monitor_port: int, data_dir: str) -> int:

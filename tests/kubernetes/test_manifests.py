@@ -152,16 +152,49 @@ def test_every_container_has_requests_and_limits(objects: dict[tuple[str, str], 
 
 
 def test_node_probes_and_prestop_hook(objects: dict[tuple[str, str], dict[str, Any]]) -> None:
-    node = container(objects["StatefulSet", "node"], "node")
+    sts = objects["StatefulSet", "node"]
+    node = container(sts, "node")
     assert node["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "raft"}
-    # Readiness means "serving" today (see docs/kubernetes.md); /readyz is planned.
-    assert node["readinessProbe"]["httpGet"] == {"path": "/api/status", "port": "raft"}
+    # Readiness means "caught up with the leader" (/readyz).
+    assert node["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "raft"}
     pre_stop = node["lifecycle"]["preStop"]["exec"]["command"]
-    assert pre_stop[0] == "sleep"
-    assert (
-        int(pre_stop[1])
-        < objects["StatefulSet", "node"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    )
+    assert pre_stop[:2] == ["raft-trio", "leave"]
+    args = build_parser().parse_args(pre_stop[1:])
+    assert args.pod is None and args.id is None  # $POD_NAME from the container's env
+    assert "POD_NAME" in env_of(node)
+    # Hook, hand-over (1 s) and the node's drain (write timeout 5 s + 1 s)
+    # fit in the grace period, or Kubernetes kills the node mid-way.
+    grace = sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert args.timeout + args.linger + 1 + 6 < grace
+    assert args.linger >= 2  # time for the endpoints to drop the pod before SIGTERM
+
+
+def test_the_prestop_hook_may_read_its_statefulset_and_nothing_more(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """The hook asks for the StatefulSet's spec.replicas with the pod's
+    service account: a Role allowing get on that StatefulSet only, bound
+    to the account the pods run as, whose token is mounted."""
+    sts = objects["StatefulSet", "node"]
+    pod = sts["spec"]["template"]["spec"]
+    account = pod["serviceAccountName"]
+    assert pod["automountServiceAccountToken"] is True
+    assert ("ServiceAccount", account) in objects
+    bindings = [o for (kind, _), o in objects.items() if kind == "RoleBinding"]
+    (binding,) = [b for b in bindings if {"kind": "ServiceAccount", "name": account} in b["subjects"]]
+    assert binding["roleRef"]["kind"] == "Role"
+    role = objects["Role", binding["roleRef"]["name"]]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["statefulsets"],
+            "resourceNames": [sts["metadata"]["name"]],
+            "verbs": ["get"],
+        }
+    ]
+    # The admin token reaches the node and the hook (same environment) when the Secret exists.
+    token = env_of(container(sts, "node"))["RAFT_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token["optional"] is True
 
 
 def test_node_command_is_one_the_cli_accepts(objects: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -248,6 +281,7 @@ def test_docs_commands_name_the_manifests() -> None:
     assert "kubectl apply -k deploy/kubernetes" in text
     assert KUBERNETES_VERSION.rsplit(".", 1)[0] in text
     assert "/readyz" in text
+    assert "raft-trio leave" in text
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")

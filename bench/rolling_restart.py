@@ -1,0 +1,218 @@
+"""Write availability during a rolling restart, run by hand (never part of
+the tests).
+
+Starts a 3-node cluster of real ``raft-trio node`` processes on 127.0.0.1
+with the production timings (heartbeat 100 ms, election timeout
+1000-2000 ms; ``--heartbeat-ms`` etc. change them), lets 8 clients write
+(``raft_trio.testing.load``: distinct keys, idempotency keys, redirects
+followed, retries of what certainly had no effect), and restarts every node
+in turn the way a StatefulSet's rolling update does: SIGTERM, start again on
+the same data directory, wait until ``/readyz`` answers 200, go on with the
+next (highest id first). Then it prints:
+
+- the longest gap between two acknowledged writes (over all clients), and
+  the longest within the second around each restart (what a stop costs);
+- write latency p50 / p99 / max (first attempt to the 200, retries included);
+- the counts of writes ok, failed for certain and indeterminate, and of
+  retries.
+
+The goal (issue 9): the longest gap below one heartbeat round plus a round
+trip, far below the election timeout that a leader's crash costs.
+
+Usage (from the repository root, with raft-trio installed)::
+
+    python bench/rolling_restart.py
+    python bench/rolling_restart.py --clients 8 --rounds 2 --settle 3
+
+Every process this starts is stopped (SIGTERM, then SIGKILL) by its pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from raft_trio.testing.load import Ack, WriteLoad
+
+
+def raft_trio_command() -> list[str]:
+    script = Path(sys.executable).with_name("raft-trio")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "raft_trio.cli"]
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class Node:
+    def __init__(self, node_id: str, port: int, peers: str, root: Path, env: dict[str, str]) -> None:
+        self.id = node_id
+        self.url = f"http://127.0.0.1:{port}"
+        self.argv = [
+            *raft_trio_command(), "node", "--id", node_id, "--listen", f"127.0.0.1:{port}",
+            "--data-dir", str(root / node_id), "--peers", peers,
+        ]  # fmt: skip
+        self.log = root / f"{node_id}.log"
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+
+    def stop(self, sig: signal.Signals, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def get_json(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        r = httpx.get(url, timeout=1.0, trust_env=False)
+        body = r.json()
+        return r.status_code, body if isinstance(body, dict) else {}
+    except (httpx.HTTPError, ValueError):
+        return 0, {}
+
+
+def wait_for(check: object, timeout: float, what: str) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"rolling_restart: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def longest_gap(acks: list[Ack], start: float, end: float) -> float:
+    times = sorted(a.acked for a in acks if start <= a.acked <= end)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1, help="rolling restarts of every node")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds of load before, between, after")
+    parser.add_argument("--heartbeat-ms", type=int, default=100)
+    parser.add_argument("--election-min-ms", type=int, default=1000)
+    parser.add_argument("--election-max-ms", type=int, default=2000)
+    parser.add_argument(
+        "--signal",
+        choices=["TERM", "KILL"],
+        default="TERM",
+        help="how each node is stopped; KILL shows what a crash costs instead",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the data directories and logs")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="raft-rolling-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAFT_", "APP_NAME", "SCRIPT_"))}
+    env.update(
+        HEARTBEAT_REPEAT_MILLIS=str(args.heartbeat_ms),
+        ELECTION_TIMEOUT_LOWER_MILLIS=str(args.election_min_ms),
+        ELECTION_TIMEOUT_UPPER_MILLIS=str(args.election_max_ms),
+        LOGGING="INFO",
+    )
+    ports = free_ports(3)
+    ids = ["n1", "n2", "n3"]
+    peers = ",".join(f"{i}=http://127.0.0.1:{p}" for i, p in zip(ids, ports, strict=True))
+    nodes = {i: Node(i, p, peers, root, env) for i, p in zip(ids, ports, strict=True)}
+    print(
+        f"# rolling restart: 3 nodes, {args.clients} clients, {args.rounds} round(s), "
+        f"each node stopped with SIG{args.signal}"
+    )
+    print(
+        f"# timings: heartbeat {args.heartbeat_ms} ms, election {args.election_min_ms}-"
+        f"{args.election_max_ms} ms; {platform.python_version()}, {os.cpu_count()} cores; data in {root}"
+    )
+    load: WriteLoad | None = None
+    try:
+        for node in nodes.values():
+            node.start()
+        for node in nodes.values():
+            wait_for(lambda n=node: get_json(n.url + "/readyz")[0] == 200, 60, f"{node.id} ready")
+        load = WriteLoad([n.url for n in nodes.values()], clients=args.clients, prefix="bench")
+        load.start()
+        time.sleep(args.settle)
+        restarts: list[tuple[str, str, float, float, float]] = []
+        for _ in range(args.rounds):
+            for node_id in sorted(nodes, reverse=True):
+                node = nodes[node_id]
+                role = str(get_json(node.url + "/api/status")[1].get("role", "?"))
+                stopped = time.monotonic()
+                code = node.stop(signal.Signals[f"SIG{args.signal}"])
+                exited = time.monotonic()
+                if code != 0 and args.signal == "TERM":
+                    print(f"{node_id} exited with status {code}; see {node.log}")
+                node.start()
+                wait_for(lambda n=node: get_json(n.url + "/readyz")[0] == 200, 60, f"{node_id} ready")
+                ready = time.monotonic()
+                restarts.append((node_id, role, stopped, exited, ready))
+                time.sleep(args.settle)
+        load.stop()
+        summary = load.summary()
+        for line in summary.lines():
+            print(line)
+        for node_id, role, stopped, exited, ready in restarts:
+            gap = longest_gap(load.acks, stopped - 0.5, exited + 1.0)
+            print(
+                f"restart of {node_id} ({role}): exited {(exited - stopped) * 1000:.0f} ms after SIGTERM, "
+                f"ready {ready - exited:.2f} s after its exit; longest gap around the stop {gap * 1000:.0f} ms"
+            )
+        after = [(at, node_id) for node_id, _, at, _, _ in restarts if at <= summary.longest_gap_at]
+        if after:
+            at, node_id = max(after)
+            print(
+                f"the longest gap began {summary.longest_gap_at - at:.2f} s after {node_id} was told to stop"
+            )
+        if load.errors:
+            print(f"client errors: {load.errors[:3]}")
+        return 0 if summary.failed == summary.indeterminate == 0 and not load.errors else 1
+    finally:
+        if load is not None:
+            with contextlib.suppress(RuntimeError):
+                load.stop()
+        for node in nodes.values():
+            node.kill()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
