@@ -463,6 +463,11 @@ class WaitingApp:
             status, body = 200, self.status()
         elif path == "/healthz":
             status, body = 200, {"ok": True}
+        elif path == "/readyz":
+            # Not a member of any cluster yet: not ready (the kubelet keeps
+            # the pod out of the client Service).
+            status = 503
+            body = {"ready": False, "reason": "waiting for the cluster to form (bootstrap)"}
         else:
             status = 503
             body = {"error": "this node is waiting for its cluster to form (bootstrap); try again shortly"}

@@ -66,6 +66,15 @@ class PendingWrites:
             waiter.error = WriteFailed("the entry was overwritten by a newer leader's log")
         waiter.done.set()
 
+    def fail_up_to(self, index: int, reason: str) -> None:
+        """Indeterminate for every write at ``index`` or below: a snapshot
+        replaced those entries, so which one was committed there is no
+        longer known to this node."""
+        for at in [at for at in self._by_index if at <= index]:
+            waiter = self._by_index.pop(at)
+            waiter.error = WriteIndeterminate(reason)
+            waiter.done.set()
+
     def fail_all(self, reason: str) -> None:
         for waiter in self._by_index.values():
             waiter.error = WriteIndeterminate(reason)

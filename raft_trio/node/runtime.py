@@ -442,6 +442,7 @@ class RaftNode:
         # 3. Apply, answer.
         if ready.snapshot is not None:
             self.kv.restore(ready.snapshot.data)
+            self._writes.fail_up_to(ready.snapshot.meta.index, "a snapshot from the leader replaced the log")
             log.info("installed snapshot at index %d", ready.snapshot.meta.index)
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
