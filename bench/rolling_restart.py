@@ -195,12 +195,18 @@ def main() -> int:
                 f"restart of {node_id} ({role}): exited {(exited - stopped) * 1000:.0f} ms after SIGTERM, "
                 f"ready {ready - exited:.2f} s after its exit; longest gap around the stop {gap * 1000:.0f} ms"
             )
-        after = [(at, node_id) for node_id, _, at, _, _ in restarts if at <= summary.longest_gap_at]
-        if after:
-            at, node_id = max(after)
-            print(
-                f"the longest gap began {summary.longest_gap_at - at:.2f} s after {node_id} was told to stop"
-            )
+        events = sorted(
+            [(stopped, f"SIGTERM to {n}") for n, _, stopped, _, _ in restarts]
+            + [(exited, f"{n} exited") for n, _, _, exited, _ in restarts]
+            + [(ready, f"{n} ready again") for n, _, _, _, ready in restarts]
+        )
+        times = sorted(a.acked for a in load.acks)
+        long_gaps = [(a, b - a) for a, b in itertools.pairwise(times) if b - a > args.heartbeat_ms / 1000]
+        print(f"gaps longer than a heartbeat ({args.heartbeat_ms} ms): {len(long_gaps)}")
+        for at, gap in sorted(long_gaps, key=lambda g: -g[1])[:8]:
+            before = [(t, what) for t, what in events if t <= at]
+            where = f"{at - before[-1][0]:.2f} s after {before[-1][1]}" if before else "before the roll"
+            print(f"  {gap * 1000:.0f} ms, {where}")
         if load.errors:
             print(f"client errors: {load.errors[:3]}")
         return 0 if summary.failed == summary.indeterminate == 0 and not load.errors else 1

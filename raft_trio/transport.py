@@ -146,6 +146,11 @@ class PeerSender:
         headers = {FROM_HEADER: self.node_id, "Content-Type": "application/msgpack"}
         if self._sign is not None:
             headers.update(self._sign(self.peer_id, body))
+        # A sender woken just before the node stopped reaches this point
+        # with its scope already cancelled and the client closed, and httpx
+        # checks for a closed client before its first checkpoint
+        # (RuntimeError, exit status 1): take the cancellation here.
+        await trio.lowlevel.checkpoint_if_cancelled()
         with trio.move_on_after(deadline):
             try:
                 ok = await self._post_batch(self.url + MESSAGES_PATH, body, headers) == 204
