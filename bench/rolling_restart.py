@@ -190,13 +190,14 @@ def main() -> int:
         for line in summary.lines():
             print(line)
         for node_id, role, stopped, exited, ready in restarts:
-            gap = longest_gap(load.acks, stopped - 0.5, exited + 1.0)
+            gap = longest_gap(load.acks, stopped - 0.2, ready + 0.5)
             print(
-                f"restart of {node_id} ({role}): exited {(exited - stopped) * 1000:.0f} ms after SIGTERM, "
-                f"ready {ready - exited:.2f} s after its exit; longest gap around the stop {gap * 1000:.0f} ms"
+                f"restart of {node_id} ({role}): exited {(exited - stopped) * 1000:.0f} ms after "
+                f"SIG{args.signal}, ready {ready - exited:.2f} s after its exit; "
+                f"longest gap from its stop until it was ready {gap * 1000:.0f} ms"
             )
         events = sorted(
-            [(stopped, f"SIGTERM to {n}") for n, _, stopped, _, _ in restarts]
+            [(stopped, f"SIG{args.signal} to {n}") for n, _, stopped, _, _ in restarts]
             + [(exited, f"{n} exited") for n, _, _, exited, _ in restarts]
             + [(ready, f"{n} ready again") for n, _, _, _, ready in restarts]
         )

@@ -80,3 +80,24 @@ def test_an_unreachable_api_is_an_error(tmp_path: Path) -> None:
         url, account = gone.url, gone.service_account(tmp_path / "sa")
     with pytest.raises(LeaveError, match="did not answer"):
         desired_replicas(url, account, None, parse_pod("node-2"), timeout=1.0)
+
+
+class StubNode:
+    """A node's status as the hook reads it, without a node."""
+
+    def __init__(self, members: list[str]) -> None:
+        self.members = members
+
+    def status(self, base: str | None = None) -> dict[str, object]:
+        return {"members": [{"id": m, "url": f"http://{m}:9001", "voter": True} for m in self.members]}
+
+
+def test_on_a_scale_down_leadership_goes_only_to_pods_that_stay() -> None:
+    """Scaling 5 -> 3 stops node-3 and node-4 together: the hook of either
+    hands leadership only to node-0..node-2, never to the other leaver."""
+    from raft_trio.leave import _staying_members
+
+    node = StubNode(["node-0", "node-1", "node-2", "node-3", "node-4", "other-0"])
+    assert _staying_members(node, parse_pod("node-4"), replicas=3) == {"node-0", "node-1", "node-2"}  # type: ignore[arg-type]
+    # Members that are not pods of this StatefulSet: let the leader choose.
+    assert _staying_members(StubNode(["n1", "n2"]), parse_pod("node-4"), replicas=3) is None  # type: ignore[arg-type]
