@@ -1,11 +1,14 @@
 """Clients waiting on the log: writes keyed by log index, reads keyed by
-request id. The ready loop resolves them; leadership loss fails them.
+request id. The ready loop resolves them; leadership loss fails the reads.
 
 A write succeeds only when the entry applied at its index carries the term
 it was proposed in: any other entry there means the proposal was overwritten
-and never committed (Log Matching), a definite failure. A write whose leader
-lost leadership before it committed is indeterminate: a later leader may
-still commit it, as in etcd.
+and never committed (Log Matching), a definite failure. A write keeps
+waiting when its leader loses leadership (after a hand-over a later leader
+usually commits it, and this node, now a follower, applies it and answers);
+it is indeterminate only if neither happens within its timeout, if the node
+stops, or if a snapshot replaces its index: a later leader may still commit
+it, as in etcd.
 """
 
 from __future__ import annotations
