@@ -27,7 +27,7 @@ RESTART_READY_S = 20.0
 
 
 @pytest.mark.integration
-def test_readyz_is_200_on_every_member_of_a_working_cluster_and_503_while_stopping(
+def test_readyz_is_200_on_every_member_of_a_working_cluster_and_503_when_the_leader_goes_quiet(
     cluster: Cluster,
 ) -> None:
     lid, _ = cluster.wait_for_leader()
