@@ -30,11 +30,13 @@ import trio
 from .._broadcast import Broadcast
 from ..core import (
     AppendEntries,
+    AppendEntriesResponse,
     ConfChange,
     Entry,
     EntryKind,
     HardState,
     Heartbeat,
+    HeartbeatResponse,
     InstallSnapshot,
     LogStorage,
     Message,
@@ -190,6 +192,10 @@ class RaftNode:
         self._leader_heard: tuple[int, str] | None = None
         self._leader_commit = 0
         self._leader_heard_at = -float("inf")
+        # As leader: when each follower last answered in this term, the
+        # lease behind ``/readyz`` (a quorum heard within the minimum
+        # election timeout).
+        self._answered_at: dict[str, tuple[int, float]] = {}
         # Clients waiting inside write/read/change calls; ``drain`` waits for
         # none to be left before the node stops.
         self._clients = 0
@@ -236,11 +242,13 @@ class RaftNode:
         sends it clients and a rolling update waits for it before it stops
         the next pod.
 
-        - The leader is ready while it leads (check-quorum, §6.2, steps it
-          down within an election timeout of losing its quorum: that is its
-          lease) once it has committed an entry of its own term (before that
-          its commit index may lag the cluster's, §6.4) and applied to
-          within ``READY_MAX_LAG`` of it.
+        - The leader is ready while it holds its check-quorum lease (§6.2):
+          a majority of the voters (itself included) answered it within the
+          minimum election timeout, once it has committed an entry of its
+          own term (before that its commit index may lag the cluster's,
+          §6.4) and applied to within ``READY_MAX_LAG`` of it. (The core
+          steps a leader down only at the end of a check-quorum round, up
+          to two timeouts after the loss; readiness does not wait for that.)
         - Any other member is ready when it heard from a leader within the
           minimum election timeout (the lease that leader holds) and has
           applied to within ``READY_MAX_LAG`` of that leader's commit index
@@ -270,6 +278,19 @@ class RaftNode:
             return not_ready("not a member of the cluster's configuration (yet, or any more)")
         if core.role is Role.LEADER:
             doc["leader_commit_index"] = core.log.committed
+            lease_s = self.timing.election_min_ms / 1000
+            now = trio.current_time()
+            heard = {self.id} | {
+                peer
+                for peer, (term, at) in self._answered_at.items()
+                if term == core.term and now - at < lease_s
+            }
+            voters = core.membership.voters
+            if 2 * len(voters & heard) <= len(voters):
+                return not_ready(
+                    f"lease lapsing: {len(voters & heard)} of {len(voters)} voters answered "
+                    f"within the last {self.timing.election_min_ms} ms"
+                )
             if core.log.term(core.log.committed) != core.term:
                 return not_ready("new leader: no entry of its term has committed yet")
             if applied + READY_MAX_LAG < core.log.committed:
@@ -528,6 +549,8 @@ class RaftNode:
             self.core.step(message)
             if isinstance(message, (AppendEntries, Heartbeat)):
                 self._heard_from_leader(message)
+            elif isinstance(message, (AppendEntriesResponse, HeartbeatResponse)):
+                self._answered_at[message.src] = (message.term, trio.current_time())
         self.wake()
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:

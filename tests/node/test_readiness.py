@@ -121,19 +121,28 @@ async def test_a_follower_behind_the_leaders_commit_index_is_unready_until_it_ap
 async def test_a_leader_is_ready_only_while_it_holds_its_check_quorum_lease(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
+    """The lease: a majority answered within the minimum election timeout.
+    Cut off from both followers, the leader is unready once the last
+    answers are that old, before check-quorum steps it down."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     await wait_ready([leader], within=2 * HEARTBEAT_S)
     cut_at = trio.current_time()
     for node_id in cluster.hosts:
         if node_id != leader.id:
             cluster.hosts[node_id].paused = True
-    # Check-quorum runs every minimum election timeout and needs a quorum
-    # heard from in the round before: the lease ends within two rounds.
-    with trio.fail_after(2 * ELECTION_MIN_S + 0.05):
+    # The last answers came at most a heartbeat interval before the cut.
+    await trio.sleep(ELECTION_MIN_S - HEARTBEAT_S - 0.05)
+    assert ready(leader), leader.readiness()
+    with trio.fail_after(HEARTBEAT_S + 0.1):
         while ready(leader):
             await trio.sleep(0.01)
-    assert leader.core.role is not Role.LEADER
-    assert trio.current_time() - cut_at >= ELECTION_MIN_S - 0.02
+    assert trio.current_time() - cut_at <= ELECTION_MIN_S + 0.02
+    assert leader.readiness()["reason"].startswith("lease lapsing: 1 of 3 voters"), leader.readiness()
+    # Check-quorum steps it down later (within two rounds); it stays unready.
+    with trio.fail_after(2 * ELECTION_MIN_S):
+        while leader.core.role is Role.LEADER:
+            assert not ready(leader)
+            await trio.sleep(0.01)
 
 
 async def test_a_stopping_node_is_unready_and_refuses_new_writes(
