@@ -58,6 +58,11 @@ SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
 MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
 MAX_PEER_BODY_BYTES = 1 << 30
+#: Sent with an answer given before the request's body was read: the
+#: server cannot take another request on that connection (the unread body
+#: is in the way), so the client must not try; without it a client that
+#: reuses the connection sees it closed under its next request.
+BODY_LEFT_UNREAD = {"Connection": "close"}
 #: The routes that change the cluster itself (see ``require_admin_token``).
 ADMIN_ENDPOINTS = frozenset({"add_member", "remove_member", "transfer"})
 MAX_TOKEN_LENGTH = 256
@@ -308,7 +313,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         reason = "missing or wrong admin token (Authorization: Bearer <RAFT_ADMIN_TOKEN>)"
         refusals.refused(f"{request.method} {request.path}", str(request.remote_addr), reason)
         body, status = error(401, reason)
-        return body, status, {"WWW-Authenticate": 'Bearer realm="raft-trio admin"'}
+        return body, status, {"WWW-Authenticate": 'Bearer realm="raft-trio admin"', **BODY_LEFT_UNREAD}
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
@@ -495,17 +500,17 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
 
     # -- peers ------------------------------------------------------------
 
-    def refuse_peer(sender: str, exc: PeerAuthError) -> tuple[dict[str, Any], int]:
+    def refuse_peer(sender: str, exc: PeerAuthError) -> tuple[dict[str, Any], int, dict[str, str]]:
         node_metrics.PEER_REQUESTS_REFUSED.inc()
         refusals.refused("a peer request", f"{request.remote_addr} claiming to be {sender!r}", str(exc))
-        return error(401, str(exc))
+        return *error(401, str(exc)), BODY_LEFT_UNREAD
 
     @app.post(MESSAGES_PATH)
     @hide
     async def raft_messages() -> Any:
         sender = request.headers.get(FROM_HEADER)
         if not sender:
-            return error(400, f"peer requests need the {FROM_HEADER} header")
+            return *error(400, f"peer requests need the {FROM_HEADER} header"), BODY_LEFT_UNREAD
         if node.peer_auth is not None:
             try:  # before a (possibly huge) body is read
                 node.peer_auth.check_header(request.headers.get(SIGNATURE_HEADER))
