@@ -29,10 +29,22 @@ def start(base_port: int, data: str) -> dict[str, subprocess.Popen[bytes]]:
     peers = ",".join(f"{n}=http://127.0.0.1:{base_port + i}" for i, n in enumerate(ids))
     procs = {}
     for i, n in enumerate(ids):
-        argv = [sys.executable, "-m", "raft_trio.cli", "node", "--id", n,
-                "--listen", f"127.0.0.1:{base_port + i}", "--data-dir", f"{data}/{n}", "--peers", peers]
-        logf = open(f"{data}/{n}.log", "wb")
-        procs[n] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "raft_trio.cli",
+            "node",
+            "--id",
+            n,
+            "--listen",
+            f"127.0.0.1:{base_port + i}",
+            "--data-dir",
+            f"{data}/{n}",
+            "--peers",
+            peers,
+        ]
+        with open(f"{data}/{n}.log", "wb") as logf:
+            procs[n] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     return procs
 
 
@@ -53,13 +65,30 @@ def leader(base_port: int) -> tuple[str, int]:
 
 def wrk(port: int, clients: int, seconds: int, tag: str) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", str(HERE / "put.lua"),
-         f"http://127.0.0.1:{port}", "--", tag],
-        capture_output=True, text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON"))
+        [
+            "wrk",
+            "-t1",
+            f"-c{clients}",
+            f"-d{seconds}s",
+            "-s",
+            str(HERE / "put.lua"),
+            f"http://127.0.0.1:{port}",
+            "--",
+            tag,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON"))
     r = json.loads(line.split(" ", 1)[1])
-    return {"wps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1e3,
-            "p99_ms": r["p99_us"] / 1e3, "non_2xx": r["non_2xx"], "errors": r["socket_errors"]}
+    return {
+        "wps": r["requests"] / (r["duration_us"] / 1e6),
+        "p50_ms": r["p50_us"] / 1e3,
+        "p99_ms": r["p99_us"] / 1e3,
+        "non_2xx": r["non_2xx"],
+        "errors": r["socket_errors"],
+    }
 
 
 def main() -> None:
@@ -79,9 +108,24 @@ def main() -> None:
         for k, c in enumerate(runs):
             spy = None
             if a.profile and k == len(runs) - 1:
-                spy = subprocess.Popen(["py-spy", "record", "-r", "200", "-d", str(a.seconds), "-f", "raw",
-                                        "-o", a.profile, "--pid", str(procs[lid].pid)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                spy = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "-r",
+                        "200",
+                        "-d",
+                        str(a.seconds),
+                        "-f",
+                        "raw",
+                        "-o",
+                        a.profile,
+                        "--pid",
+                        str(procs[lid].pid),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             t0 = {n: _cpu(pr.pid) for n, pr in procs.items()}
             m0 = {n: _metrics(a.base_port + int(n[1:]) - 1) for n in procs}
             r = wrk(port, c, a.seconds, f"{int(time.time())}-{c}")
@@ -89,7 +133,9 @@ def main() -> None:
             n_req = r["wps"] * a.seconds
             cpu = {n: (t1[n] - t0[n]) for n in procs}
             r["leader_cpu_ms_per_write"] = cpu[lid] * 1e3 / max(n_req, 1)
-            r["follower_cpu_ms_per_write"] = sum(v for n, v in cpu.items() if n != lid) / 2 * 1e3 / max(n_req, 1)
+            r["follower_cpu_ms_per_write"] = (
+                sum(v for n, v in cpu.items() if n != lid) / 2 * 1e3 / max(n_req, 1)
+            )
             r["leader_cpu_util"] = cpu[lid] / a.seconds
             m1 = {n: _metrics(a.base_port + int(n[1:]) - 1) for n in procs}
             for key, label in (("raft_fsync_seconds", "fsync"), ("raft_peer_rpc_seconds", "peer_rpc")):
@@ -100,7 +146,10 @@ def main() -> None:
                 fc = sum(m1[n][key + "_count"] - m0[n][key + "_count"] for n in procs if n != lid)
                 fs = sum(m1[n][key + "_sum"] - m0[n][key + "_sum"] for n in procs if n != lid)
                 r[f"follower_{label}_ms"] = fs * 1e3 / max(fc, 1)
-            print(json.dumps({"label": a.label, "clients": c, **{k2: round(v, 3) for k2, v in r.items()}}), flush=True)
+            print(
+                json.dumps({"label": a.label, "clients": c, **{k2: round(v, 3) for k2, v in r.items()}}),
+                flush=True,
+            )
             if spy is not None:
                 spy.wait()
     finally:

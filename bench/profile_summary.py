@@ -37,7 +37,9 @@ def main(path: str) -> None:
     areas: collections.Counter[str] = collections.Counter()
     self_time: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in open(path):
+    with open(path) as f:
+        lines = f.readlines()
+    for line in lines:
         stack, _, count_text = line.rstrip("\n").rpartition(" ")
         if not stack:
             continue

@@ -16,7 +16,10 @@ Wire format: ``POST {peer url}/raft/messages`` with a MessagePack array of
 messages (``raft_trio.core.encode_message`` per item, msgspec-encoded as a
 whole) and the header ``X-Raft-From: <sender id>``; with a cluster secret
 also ``X-Raft-Signature`` (:mod:`raft_trio.peer_auth`). A node reaches a
-peer only at the URL the membership gives for it.
+peer only at the URL the membership gives for it. :func:`batch_request`
+makes every outgoing request (body and headers), and
+:func:`check_peer_head` and :func:`accept_batch` check every incoming one:
+the places where the wire format lives.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import collections
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 import msgspec
 import trio
 
 from .core import InstallSnapshot, Message
+from .peer_auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,69 @@ def decode_batch(data: bytes) -> list[Message]:
 #: Signs one batch for one peer: (peer id, body) -> headers to add
 #: (:meth:`raft_trio.peer_auth.PeerAuthenticator.sign`).
 Signer = Callable[[str, bytes], dict[str, str]]
+
+
+def batch_request(
+    node_id: str, peer_id: str, messages: list[Message], sign: Signer | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one outgoing batch from ``node_id`` to
+    ``peer_id``, signed if a signer is given."""
+    body = encode_batch(messages)
+    headers = {FROM_HEADER: node_id, "Content-Type": "application/msgpack"}
+    if sign is not None:
+        headers.update(sign(peer_id, body))
+    return body, headers
+
+
+class PeerRequestError(Exception):
+    """An incoming peer request that is refused: answered ``status`` with
+    ``{"error": message}``. ``sender`` is set for an authentication
+    failure (401), which the receiver logs and counts."""
+
+    def __init__(self, status: int, message: str, sender: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.sender = sender
+
+
+def check_peer_head(headers: Mapping[str, str], auth: PeerAuthenticator | None) -> str:
+    """The first half of accepting a batch, before its (possibly huge) body
+    is read: returns the sender named by ``X-Raft-From``. ``headers`` maps
+    lower-case header names to values. Raises :class:`PeerRequestError`:
+    400 without ``X-Raft-From``; 401 when ``auth`` is set and the signature
+    header is missing, malformed or stale."""
+    sender = headers.get(FROM_HEADER.lower())
+    if not sender:
+        raise PeerRequestError(400, f"peer requests need the {FROM_HEADER} header")
+    if auth is not None:
+        try:
+            auth.check_header(headers.get(SIGNATURE_HEADER.lower()))
+        except PeerAuthError as exc:
+            raise PeerRequestError(401, str(exc), sender) from exc
+    return sender
+
+
+def accept_batch(
+    sender: str, headers: Mapping[str, str], body: bytes, auth: PeerAuthenticator | None
+) -> list[Message]:
+    """The second half: the messages of the batch ``sender`` sent (see
+    :func:`check_peer_head`). Raises :class:`PeerRequestError`: 400 for a
+    malformed body or a message whose sender differs from the header; 401
+    when ``auth`` is set and the signature does not hold (or is replayed)."""
+    try:
+        messages = decode_batch(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PeerRequestError(400, f"malformed peer message: {exc}") from exc
+    if auth is not None:
+        try:
+            auth.verify(sender, headers.get(SIGNATURE_HEADER.lower()), body)
+        except PeerAuthError as exc:
+            raise PeerRequestError(401, str(exc), sender) from exc
+    if any(m.src != sender for m in messages):
+        raise PeerRequestError(400, f"message sender differs from {FROM_HEADER}")
+    return messages
+
 
 #: Sends one batch: (url, body, headers) -> HTTP status. Raises
 #: ``httpx.HTTPError`` (or ``OSError``) when the peer cannot be reached.
@@ -140,12 +207,9 @@ class PeerSender:
     async def _post(self, batch: list[Message]) -> None:
         snapshot = isinstance(batch[0], InstallSnapshot)
         deadline = self._deadline * 100 if snapshot else self._deadline
-        body = encode_batch(batch)
+        body, headers = batch_request(self.node_id, self.peer_id, batch, self._sign)
         started = time.monotonic()
         ok = False
-        headers = {FROM_HEADER: self.node_id, "Content-Type": "application/msgpack"}
-        if self._sign is not None:
-            headers.update(self._sign(self.peer_id, body))
         # A sender woken just before the node stopped reaches this point
         # with its scope already cancelled and the client closed, and httpx
         # checks for a closed client before its first checkpoint

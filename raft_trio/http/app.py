@@ -46,8 +46,9 @@ from ..node import (
     WriteIndeterminate,
 )
 from ..node import metrics as node_metrics
-from ..peer_auth import SIGNATURE_HEADER, PeerAuthError, RefusalLog
-from ..transport import FROM_HEADER, MESSAGES_PATH, decode_batch
+from ..peer_auth import RefusalLog
+from ..transport import MESSAGES_PATH, PeerRequestError
+from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
 
 #: A body may hold a 1 MiB value JSON-escaped (up to 6 bytes a character).
 MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
-#: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
-MAX_PEER_BODY_BYTES = 1 << 30
 #: Sent with an answer given before the request's body was read: the
 #: server cannot take another request on that connection (the unread body
 #: is in the way), so the client must not try; without it a client that
@@ -500,40 +499,32 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
 
     # -- peers ------------------------------------------------------------
 
-    def refuse_peer(sender: str, exc: PeerAuthError) -> tuple[dict[str, Any], int, dict[str, str]]:
-        node_metrics.PEER_REQUESTS_REFUSED.inc()
-        refusals.refused("a peer request", f"{request.remote_addr} claiming to be {sender!r}", str(exc))
-        return *error(401, str(exc)), BODY_LEFT_UNREAD
+    peers = PeerReceiver(node, refusals)
 
     @app.post(MESSAGES_PATH)
     @hide
     async def raft_messages() -> Any:
-        sender = request.headers.get(FROM_HEADER)
-        if not sender:
-            return *error(400, f"peer requests need the {FROM_HEADER} header"), BODY_LEFT_UNREAD
-        if node.peer_auth is not None:
-            try:  # before a (possibly huge) body is read
-                node.peer_auth.check_header(request.headers.get(SIGNATURE_HEADER))
-            except PeerAuthError as exc:
-                return refuse_peer(sender, exc)
-        # Batches of entries and whole snapshots exceed the client limit.
-        request.max_content_length = MAX_PEER_BODY_BYTES
-        body = await request.get_data(cache=False, as_text=False)
-        assert isinstance(body, bytes)
+        # Served by LeanRoutes in front of Quart; this route is what
+        # ``app.test_client()`` reaches. Same checks, same answers.
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        body_read = False
         try:
-            messages = decode_batch(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return error(400, f"malformed peer message: {exc}")
-        if node.peer_auth is not None:
-            try:
-                node.peer_auth.verify(sender, request.headers.get(SIGNATURE_HEADER), body)
-            except PeerAuthError as exc:
-                return refuse_peer(sender, exc)
-        if any(m.src != sender for m in messages):
-            return error(400, f"message sender differs from {FROM_HEADER}")
-        node.step(messages)
+            sender = peers.head(headers)  # before a (possibly huge) body is read
+            # Batches of entries and whole snapshots exceed the client limit.
+            request.max_content_length = MAX_PEER_BODY_BYTES
+            body = await request.get_data(cache=False, as_text=False)
+            assert isinstance(body, bytes)
+            body_read = True
+            peers.accept(sender, headers, body)
+        except PeerRequestError as exc:
+            peers.refused(exc, str(request.remote_addr))
+            close = exc.status == 401 or not body_read
+            return *error(exc.status, exc.message), (BODY_LEFT_UNREAD if close else {})
         return "", 204
 
+    app.asgi_app = LeanRoutes(  # type: ignore[method-assign]
+        app.asgi_app, peers, f"the request body is larger than {MAX_BODY_BYTES} bytes"
+    )
     return app
 
 
