@@ -130,11 +130,24 @@ def accept_batch(
 PostFunction = Callable[[str, bytes, dict[str, str]], Awaitable[int]]
 
 
-def httpx_post(client: httpx.AsyncClient) -> PostFunction:
+def httpx_post(transport: httpx.AsyncBaseTransport) -> PostFunction:
+    """Posts through an httpx transport (its connection pool) directly:
+    ``AsyncClient.post`` spends about 0.2 ms of CPU a request on what peers
+    never use (redirects, cookies, auth, event hooks, merging defaults),
+    a quarter of the sender's cost."""
+
     async def post(url: str, body: bytes, headers: dict[str, str]) -> int:
-        response = await client.post(url, content=body, headers=headers)
+        request = httpx.Request("POST", url, content=body, headers=headers)
+        response = await transport.handle_async_request(request)
+        try:
+            # Read to the end even when empty: an unfinished response is
+            # not put back into the pool, and every batch would connect anew.
+            content = await response.aread()
+        finally:
+            await response.aclose()
         if response.status_code != 204:
-            log.warning("%s answered %s: %s", url, response.status_code, response.text[:200])
+            text = content[:200].decode("utf-8", "replace")
+            log.warning("%s answered %s: %s", url, response.status_code, text)
         return response.status_code
 
     return post
@@ -253,15 +266,14 @@ class Transport:
         self._on_snapshot_sent = on_snapshot_sent
         self._observe = observe
         self._sign = sign
-        self._client: httpx.AsyncClient | None = None
+        self._http: httpx.AsyncHTTPTransport | None = None
         if post is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(None),
+            self._http = httpx.AsyncHTTPTransport(
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
                 trust_env=False,
                 verify=verify,
             )
-            post = httpx_post(self._client)
+            post = httpx_post(self._http)
         self._post = post
         self.senders: dict[str, PeerSender] = {}
 
@@ -297,6 +309,6 @@ class Transport:
     async def aclose(self) -> None:
         for sender in self.senders.values():
             sender.cancel_scope.cancel()
-        if self._client is not None:
+        if self._http is not None:
             with trio.CancelScope(shield=True):
-                await self._client.aclose()
+                await self._http.aclose()
