@@ -523,7 +523,11 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         return "", 204
 
     app.asgi_app = LeanRoutes(  # type: ignore[method-assign]
-        app.asgi_app, peers, f"the request body is larger than {MAX_BODY_BYTES} bytes"
+        app.asgi_app,
+        peers,
+        f"the request body is larger than {MAX_BODY_BYTES} bytes",
+        prefix,
+        app.json.dumps,
     )
     return app
 

@@ -3,21 +3,35 @@
 Quart's per-request machinery (request and response objects, contexts,
 signals, the before/after hooks, quart-schema's validation wrappers) cost
 about 1 ms of CPU a request on these machines, more than everything Raft
-does for a write. :class:`LeanRoutes` wraps ``app.asgi_app`` and serves the
-peer endpoint ``POST /raft/messages`` with plain ASGI; every other request
-goes to Quart unchanged. The Quart route for the same path stays (hidden
-from the docs) for ``app.test_client()``; both go through
-:class:`PeerReceiver`, that is :func:`raft_trio.transport.check_peer_head`
-and :func:`raft_trio.transport.accept_batch`.
+does for a write. :class:`LeanRoutes` wraps ``app.asgi_app`` and serves
+with plain ASGI:
+
+- the peer endpoint ``POST /raft/messages``. The Quart route for the same
+  path stays (hidden from the docs) for ``app.test_client()``; both go
+  through :class:`PeerReceiver`, that is
+  :func:`raft_trio.transport.check_peer_head` and
+  :func:`raft_trio.transport.accept_batch`.
+- the plain cases of ``PUT`` and ``GET {prefix}/kv/{key}`` on the leader:
+  a key of plain characters, a small JSON body that decodes to the model,
+  no query string. Everything else (a follower's 307, no leader, any input
+  error, a transfer in progress, an odd key) goes to the Quart handlers,
+  which stay the definition of the API and what ``/openapi.json``
+  documents. A request is handed over only before it had any effect, with
+  its body replayed, so the answer is the Quart handler's own. The answers
+  given here are byte for byte the ones Quart gives (its JSON provider:
+  sorted keys, compact, ASCII, a final newline).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from ..node import RaftNode
+from ..kv import MAX_VALUE_BYTES, CasFailed, Put, Written
+from ..node import NotLeaderError, RaftNode, ReadAborted, Unavailable, WriteFailed, WriteIndeterminate
 from ..node import metrics as node_metrics
 from ..peer_auth import RefusalLog
 from ..transport import MESSAGES_PATH, PeerRequestError, accept_batch, check_peer_head
@@ -81,6 +95,48 @@ async def read_body(receive: Any, limit: int) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+#: Keys served here; any other key (a slash, spaces, non-ASCII, over the
+#: size limit) goes to Quart.
+PLAIN_KEY = re.compile(r"[A-Za-z0-9._:~-]{1,1024}")
+#: Larger PUT bodies go to Quart (and its 413 for oversized ones).
+MAX_LEAN_BODY_BYTES = 64 * 1024
+IDEMPOTENCY_HEADER = "idempotency-key"
+MAX_TOKEN_LENGTH = 256
+
+
+class PutBody(msgspec.Struct):
+    value: str
+    expect: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+_put_decoder = msgspec.json.Decoder(PutBody)
+
+
+def _plain_value(data: PutBody) -> bool:
+    """Valid UTF-8 (no lone surrogate from a JSON escape) within the size
+    limit; anything else is Quart's to answer."""
+    try:
+        return len(data.value.encode("utf-8")) <= MAX_VALUE_BYTES and (
+            not isinstance(data.expect, str) or len(data.expect.encode("utf-8")) <= MAX_VALUE_BYTES
+        )
+    except UnicodeEncodeError:
+        return False
+
+
+def replay(body: bytes, receive: Any) -> Any:
+    """A ``receive`` that hands the already-read ``body`` over again."""
+    given = False
+
+    async def again() -> Any:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
 class PeerReceiver:
     """The receiving side of ``POST /raft/messages`` (lean and Quart route):
     the checks of the transport, and refused signatures logged and counted."""
@@ -102,16 +158,126 @@ class PeerReceiver:
 
 
 class LeanRoutes:
-    def __init__(self, app: Any, peers: PeerReceiver, too_large_message: str) -> None:
+    def __init__(
+        self,
+        app: Any,
+        peers: PeerReceiver,
+        too_large_message: str,
+        api_prefix: str,
+        dumps: Callable[..., str],
+    ) -> None:
         self.app = app
         self.peers = peers
+        self.node = peers.node
         self.too_large_message = too_large_message
+        self.kv_prefix = api_prefix.rstrip("/") + "/kv/"
+        self.dumps = dumps
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) == MESSAGES_PATH:
-            await self.peer_messages(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            method = scope["method"]
+            path = route_path(scope)
+            if method == "POST" and path == MESSAGES_PATH:
+                await self.peer_messages(scope, receive, send)
+                return
+            if method in ("PUT", "GET") and path.startswith(self.kv_prefix):
+                key = path[len(self.kv_prefix) :]
+                if PLAIN_KEY.fullmatch(key) and self.node.core.leader_id == self.node.id:
+                    if method == "PUT":
+                        await self.put_key(key, scope, receive, send)
+                    else:
+                        await self.get_key(key, scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+    async def answer(self, send: Any, status: int, body: Any) -> None:
+        """A JSON answer exactly as Quart's JSON provider writes it."""
+        data = (self.dumps(body, separators=(",", ":")) + "\n").encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+    async def put_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
+        headers = request_headers(scope)
+        length = headers.get("content-length")
+        if (
+            headers.get("content-type") != "application/json"
+            or length is None
+            or not length.isdigit()
+            or int(length) > MAX_LEAN_BODY_BYTES
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive, MAX_LEAN_BODY_BYTES)
+        if body is None:
+            return  # the client went away
+        quart = replay(body, receive)
+        token = headers.get(IDEMPOTENCY_HEADER)
+        try:
+            data = _put_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            data = None
+        if (
+            data is None
+            or (token is not None and not 1 <= len(token) <= MAX_TOKEN_LENGTH)
+            or not _plain_value(data)
+        ):
+            await self.app(scope, quart, send)
+            return
+        check = data.expect is not msgspec.UNSET
+        expect = data.expect if isinstance(data.expect, str) else None
+        try:
+            result = await self.node.write(Put(key, data.value, check=check, expect=expect, token=token))
+        except (NotLeaderError, Unavailable):
+            # Refused before it was proposed: Quart's handler answers.
+            await self.app(scope, quart, send)
+            return
+        except WriteIndeterminate as exc:
+            await self.answer(send, 503, {"error": str(exc), "indeterminate": True})
+            return
+        except WriteFailed as exc:
+            await self.answer(send, 503, {"error": str(exc), "indeterminate": False})
+            return
+        if isinstance(result, Written):
+            await self.answer(send, 200, {"key": result.key, "value": result.value, "index": result.index})
+        elif isinstance(result, CasFailed):
+            await self.answer(
+                send,
+                409,
+                {
+                    "error": "compare failed: the key does not hold the expected value",
+                    "current": result.current,
+                    "index": result.index,
+                },
+            )
+        else:
+            # A remembered outcome of another kind of write under this
+            # idempotency key: nothing new happened; Quart answers.
+            await self.app(scope, quart, send)
+
+    async def get_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("query_string"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.node.linearizable_barrier()
+        except (NotLeaderError, ReadAborted):
+            # No read happened: Quart's handler answers (307, 503).
+            await self.app(scope, receive, send)
+            return
+        found = self.node.kv.get(key)
+        if found is None:
+            await self.answer(send, 404, {"error": f"key {key!r} not found"})
+        else:
+            await self.answer(send, 200, {"key": key, "value": found[0], "index": found[1]})
 
     async def peer_messages(self, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
