@@ -50,6 +50,15 @@ class RaftConfig:
     #: counting it in quorums does not stall commitment). Under a steady
     #: write load "exactly caught up" may never be observed.
     learner_catch_up_entries: int = 100
+    #: A leader that has advanced its commit index but has no new entries
+    #: to send tells the followers at its next tick (or with the next
+    #: AppendEntries that carries entries, whichever comes first) instead
+    #: of at once with an AppendEntries of its own. Followers then learn of
+    #: commits up to one tick later (their stale reads lag that much more;
+    #: the leader answers its clients as before), and when writes come one
+    #: at a time the next write's AppendEntries carries the news: half the
+    #: peer requests per write. False: etcd's behaviour, told at once.
+    lazy_commit_broadcast: bool = False
     #: A leadership transfer not done within this many ticks is abandoned
     #: and the leader takes proposals again (§3.10).
     transfer_timeout_ticks: int | None = None

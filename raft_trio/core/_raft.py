@@ -471,6 +471,9 @@ class RaftCore:
             self.heartbeat_elapsed = 0
             self._broadcast_heartbeat()
             self._maybe_promote_learner()
+        if self.log.committed > self._commit_broadcast:
+            # A commit not yet carried by any broadcast (lazy_commit_broadcast).
+            self._broadcast_pending = True
 
     def _campaign(self, transfer: bool) -> None:
         """Start an election: a pre-vote first unless this is a leadership
@@ -700,7 +703,8 @@ class RaftCore:
             return False
         first_commit_in_term = not self._committed_in_current_term()
         self.log.commit_to(index)
-        self._broadcast_pending = True  # followers learn the new commit index
+        if not self.config.lazy_commit_broadcast:
+            self._broadcast_pending = True  # followers learn the new commit index
         if first_commit_in_term:
             waiting, self._reads_awaiting_term_commit = self._reads_awaiting_term_commit, []
             for request_id in waiting:
