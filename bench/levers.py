@@ -4,6 +4,9 @@ given connection counts and prints one line per run; optionally records a
 py-spy profile of the leader under load.
 
     PYTHONPATH=$PWD python bench/levers.py --clients 1,64 --seconds 10 [--profile out.txt]
+
+The nodes run in their data directory, so ``python -m raft_trio.cli``
+imports the raft_trio of PYTHONPATH, not one in the caller's directory.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def start(base_port: int, data: str) -> dict[str, subprocess.Popen[bytes]]:
             peers,
         ]
         with open(f"{data}/{n}.log", "wb") as logf:
-            procs[n] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+            procs[n] = subprocess.Popen(
+                argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, cwd=data
+            )
     return procs
 
 

@@ -54,7 +54,7 @@ def main() -> None:
         f"n1={url}",
     ]
     with open(f"{data}/n1.log", "wb") as logf:
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, cwd=data)
     try:
         deadline = time.time() + 30
         while True:
