@@ -36,7 +36,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,23 +46,8 @@ import httpx
 
 from raft_trio.testing.load import Ack, WriteLoad
 
-
-def raft_trio_command() -> list[str]:
-    script = Path(sys.executable).with_name("raft-trio")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "raft_trio.cli"]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from storage_bench import free_ports, raft_trio_command
 
 
 class Node:

@@ -315,10 +315,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         return body, status, {"WWW-Authenticate": 'Bearer realm="raft-trio admin"', **BODY_LEFT_UNREAD}
 
     @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
+    async def http_error(exc: HTTPException) -> Any:
         status = exc.code or 500
-        if status == 413:
-            return error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        if status == 413:  # refused from its Content-Length: the body is left unread
+            return *error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes"), BODY_LEFT_UNREAD
         return error(status, exc.description or exc.name)
 
     # -- key-value --------------------------------------------------------

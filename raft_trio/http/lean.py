@@ -62,7 +62,12 @@ def request_headers(scope: dict[str, Any]) -> dict[str, str]:
 async def send_json(
     send: Any, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    data = _json.encode(body)
+    await send_json_bytes(send, status, _json.encode(body), headers)
+
+
+async def send_json_bytes(
+    send: Any, status: int, data: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -192,18 +197,7 @@ class LeanRoutes:
 
     async def answer(self, send: Any, status: int, body: Any) -> None:
         """A JSON answer exactly as Quart's JSON provider writes it."""
-        data = (self.dumps(body, separators=(",", ":")) + "\n").encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(data)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        await send_json_bytes(send, status, (self.dumps(body, separators=(",", ":")) + "\n").encode())
 
     async def put_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
