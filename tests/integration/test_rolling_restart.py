@@ -46,9 +46,14 @@ def test_readyz_is_200_on_every_member_of_a_working_cluster_and_503_when_the_lea
     answers = wait_until(all_ready_with_one_leader, 15.0, "every node ready, agreeing on one leader")
     lid = next(nid for nid, (_, body) in answers.items() if body["role"] == "leader")
     assert all(body["ready"] is True and body["leader_id"] == lid for _, body in answers.values())
-    # A follower whose leader has gone quiet (paused) is not ready: 503 with a reason.
+    # A follower whose leader has gone quiet is not ready: 503 with a reason.
+    # The other follower is paused too, so that no new leader can be elected
+    # (with it, the unready spell would last only until the next election,
+    # a few milliseconds after the lease runs out).
     follower = next(nid for nid in cluster.nodes if nid != lid)
-    cluster[lid].pause()
+    others = [nid for nid in cluster.nodes if nid != follower]
+    for nid in others:
+        cluster[nid].pause()
     try:
 
         def unready() -> tuple[bool, object]:
@@ -58,7 +63,8 @@ def test_readyz_is_200_on_every_member_of_a_working_cluster_and_503_when_the_lea
         status_body = wait_until(unready, 5.0, f"{follower} to report not ready")
         assert status_body[1]["reason"], status_body
     finally:
-        cluster[lid].resume()
+        for nid in others:
+            cluster[nid].resume()
 
 
 @pytest.mark.integration
