@@ -25,6 +25,7 @@ import collections
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -58,6 +59,12 @@ class PeerAuthenticator:
         self._secret = secret
         self.node_id = node_id
         self._clock = clock
+        #: Requests signed before this authenticator existed are refused:
+        #: the nonces seen by an earlier run of this node are gone, so this
+        #: is what stops a request captured before a restart from being
+        #: replayed after it. A peer whose clock runs behind this node's is
+        #: refused for that long after a restart (Raft retransmits).
+        self.not_before = math.floor(clock() * 1000) / 1000  # signatures carry whole ms
         self._seen: set[str] = set()
         self._expiries: collections.deque[tuple[float, str]] = collections.deque()
 
@@ -87,10 +94,13 @@ class PeerAuthenticator:
         stamp, nonce, given = fields.get("t", ""), fields.get("n", ""), fields.get("s", "")
         if not (stamp.isdigit() and len(stamp) <= 16 and 16 <= len(nonce) <= 64 and given):
             raise PeerAuthError(f"malformed {SIGNATURE_HEADER} header")
-        if abs(self._clock() - int(stamp) / 1000) > MAX_CLOCK_SKEW_S:
+        signed_at = int(stamp) / 1000
+        if abs(self._clock() - signed_at) > MAX_CLOCK_SKEW_S:
             raise PeerAuthError(
                 f"peer signature timestamp is more than {MAX_CLOCK_SKEW_S:.0f} s away from this node's clock"
             )
+        if signed_at < self.not_before:
+            raise PeerAuthError("peer request signed before this node started (a replay, or a clock behind)")
         return stamp, nonce, given
 
     def verify(self, sender: str, header: str | None, body: bytes) -> None:

@@ -111,15 +111,16 @@ def accept_batch(
     :func:`check_peer_head`). Raises :class:`PeerRequestError`: 400 for a
     malformed body or a message whose sender differs from the header; 401
     when ``auth`` is set and the signature does not hold (or is replayed)."""
-    try:
-        messages = decode_batch(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise PeerRequestError(400, f"malformed peer message: {exc}") from exc
     if auth is not None:
+        # Authenticate before parsing: bytes from a stranger are not decoded.
         try:
             auth.verify(sender, headers.get(SIGNATURE_HEADER.lower()), body)
         except PeerAuthError as exc:
             raise PeerRequestError(401, str(exc), sender) from exc
+    try:
+        messages = decode_batch(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PeerRequestError(400, f"malformed peer message: {exc}") from exc
     if any(m.src != sender for m in messages):
         raise PeerRequestError(400, f"message sender differs from {FROM_HEADER}")
     return messages

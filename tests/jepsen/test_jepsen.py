@@ -86,8 +86,8 @@ def test_short_jepsen_run(tmp_path: Path) -> None:
     seed = seed_from_env()
     print(f"\nJEPSEN_SEED={seed} JEPSEN_SECONDS={seconds:g}", flush=True)
     # Peers sign their requests (a cluster secret), and the proxies replay
-    # every 50th one: under faults the signatures must neither cost
-    # availability nor let a replay through.
+    # every 50th one, also to a node restarted since: under faults the
+    # signatures must neither cost availability nor let a replay through.
     cluster = JepsenCluster(
         tmp_path / "cluster", env={"RAFT_CLUSTER_SECRET": "jepsen-cluster-secret"}, replay_every=50
     )

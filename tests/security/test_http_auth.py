@@ -67,6 +67,16 @@ async def test_a_peer_signed_with_another_secret_is_refused() -> None:
     assert node.core.term == 0
 
 
+async def test_a_body_is_authenticated_before_it_is_parsed() -> None:
+    """Garbage under a forged signature is a 401, not a 400: bytes from a
+    stranger are never decoded."""
+    _, app = make_app(Security(cluster_secret=SECRET))
+    garbage = b"\xc1 not msgpack at all"
+    stranger = PeerAuthenticator(b"not-this-cluster's-secret", "n2")
+    status, answer = await post_messages(app, garbage, stranger.sign("n1", garbage))
+    assert status == 401, answer
+
+
 async def test_a_signed_peer_request_is_stepped_and_its_replay_refused() -> None:
     node, app = make_app(Security(cluster_secret=SECRET))
     body = heartbeat_from_n2(5)

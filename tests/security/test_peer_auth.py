@@ -117,3 +117,16 @@ def test_the_nonce_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(50):
         n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
     assert len(n2._seen) <= 10
+
+
+def test_a_request_signed_before_the_node_started_is_refused() -> None:
+    """The nonces a node saw before a restart are gone; what was signed
+    before it started cannot be told from a replay, and is refused."""
+    clock = Clock()
+    n1 = PeerAuthenticator(SECRET, "n1", clock)
+    captured = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    clock.now += 1.0
+    restarted = PeerAuthenticator(SECRET, "n2", clock)
+    with pytest.raises(PeerAuthError, match="signed before this node started"):
+        restarted.verify("n1", captured, b"body")
+    restarted.verify("n1", n1.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
