@@ -108,9 +108,10 @@ def accept_batch(
     sender: str, headers: Mapping[str, str], body: bytes, auth: PeerAuthenticator | None
 ) -> list[Message]:
     """The second half: the messages of the batch ``sender`` sent (see
-    :func:`check_peer_head`). Raises :class:`PeerRequestError`: 400 for a
-    malformed body or a message whose sender differs from the header; 401
-    when ``auth`` is set and the signature does not hold (or is replayed)."""
+    :func:`check_peer_head`). Raises :class:`PeerRequestError`: first 401
+    when ``auth`` is set and the signature does not hold (or is replayed),
+    then 400 for a malformed body or a message whose sender differs from
+    the header."""
     if auth is not None:
         # Authenticate before parsing: bytes from a stranger are not decoded.
         try:
