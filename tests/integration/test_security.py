@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from raft_trio.core._messages import AppendEntries
 from raft_trio.peer_auth import PeerAuthenticator
 from raft_trio.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
 
-from .cluster import Cluster, cli_command, wait_until
+from .cluster import Cluster, cli_command, free_ports, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +127,40 @@ def test_a_secure_cluster_serves_its_clients_and_refuses_strangers(
         10,
         "the follower to apply the last write",
     )
+
+
+def test_the_monitor_watches_nodes_that_serve_https(
+    secure_cluster: tuple[Cluster, dict[str, str]], tmp_path: Path
+) -> None:
+    """``raft-monitor`` verifies the nodes against ``RAFT_TLS_CA`` and shows
+    the cluster as it does over plain HTTP."""
+    cluster, env = secure_cluster
+    leader_id, _ = cluster.wait_for_leader()
+    (port,) = free_ports(1)
+    monitor_env = {**cluster.env, "RAFT_TLS_CA": env["RAFT_TLS_CA"]}
+    argv = [
+        sys.executable,
+        "-m",
+        "raft_trio.monitor",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--nodes",
+        cluster[leader_id].url,
+    ]
+    with open(tmp_path / "monitor.log", "wb") as log:
+        monitor = subprocess.Popen(argv, env=monitor_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+
+        def shows_the_cluster() -> tuple[bool, Any]:
+            try:
+                snapshot = httpx.get(f"http://127.0.0.1:{port}/api/nodes", timeout=1, trust_env=False).json()
+            except (httpx.HTTPError, ValueError) as error:
+                return False, repr(error)
+            roles = sorted(node["role"] for node in snapshot.get("nodes", []))
+            leader = (snapshot.get("leader") or {}).get("id")
+            return leader == leader_id and roles == ["follower", "follower", "leader"], snapshot
+
+        wait_until(shows_the_cluster, 20.0, "the monitor to show the 3 HTTPS nodes and their leader")
+    finally:
+        monitor.terminate()
+        monitor.wait(timeout=10)
