@@ -4,13 +4,11 @@ lease), and not otherwise; and a leadership hand-over turns none of the old
 leader's writes in flight into an unknown outcome.
 
 Three real ``RaftNode`` runtimes share one Trio run through the in-memory
-transport and disk of ``test_runtime_timing``; every test asks for
+transport and disk of ``tests.node.harness``; every test asks for
 ``autojump_clock``, so the times asserted are virtual and exact.
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -21,20 +19,10 @@ from raft_trio.kv import Put
 from raft_trio.node import NotLeaderError, RaftNode, Unavailable, WriteFailed, WriteIndeterminate
 from raft_trio.node.runtime import READY_MAX_LAG
 
-from .test_runtime_timing import ELECTION_MAX_S, TIMING, Cluster
+from .harness import ELECTION_MAX_S, TIMING, Cluster
 
 ELECTION_MIN_S = TIMING.election_min_ms / 1000
 HEARTBEAT_S = TIMING.heartbeat_ms / 1000
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        await cluster.start()
-        yield cluster
-        for host in cluster.hosts.values():
-            host.node.close()
 
 
 def ready(node: RaftNode) -> bool:

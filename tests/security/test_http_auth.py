@@ -17,7 +17,7 @@ from raft_trio.node import RaftNode, Timing
 from raft_trio.peer_auth import SIGNATURE_HEADER, PeerAuthenticator
 from raft_trio.security import Security
 from raft_trio.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
-from tests.node.test_runtime_timing import MemoryNodeStorage
+from tests.node.harness import MemoryNodeStorage
 
 SECRET = b"a-cluster-secret-for-tests"
 TOKEN = b"an-admin-token-for-tests"
