@@ -43,6 +43,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ..integration.cluster import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "rafttrioct"
 MONITOR = "http://127.0.0.1:8000"
@@ -182,17 +184,6 @@ def one_cluster_of(size: int) -> Callable[[], tuple[bool, Any]]:
     return check
 
 
-def wait_until(what: str, check: Callable[[], tuple[bool, Any]], timeout: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, detail = check()
-        if done:
-            return detail
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; last: {detail!r}")
-        time.sleep(1)
-
-
 def monitor_nodes() -> dict[str, Any] | None:
     try:
         answer = httpx.get(f"{MONITOR}/api/nodes", timeout=5, trust_env=False).json()
@@ -271,8 +262,10 @@ def test_compose_up_pause_unpause_and_scale(tmp_path: Path) -> None:
         # cluster by themselves, and the monitor shows it.
         compose("up", "-d")
         assert len(node_containers()) == 3, "deploy.replicas: 3 did not start three replicas"
-        wait_until("three replicas to form one cluster", one_cluster_of(3))
-        first = wait_until("the monitor to show three voters, one leader", monitor_shows_cluster(3), 60)
+        wait_until(one_cluster_of(3), TIMEOUT_S, "three replicas to form one cluster", poll=1.0)
+        first = wait_until(
+            monitor_shows_cluster(3), 60, "the monitor to show three voters, one leader", poll=1.0
+        )
         mark("up, one cluster of three")
         # The health checks of compose.yaml, run once by hand: podman runs
         # them from systemd timers, and these machines have no systemd.
@@ -312,7 +305,7 @@ def test_compose_up_pause_unpause_and_scale(tmp_path: Path) -> None:
             )
             return ok, snapshot
 
-        elected = wait_until("a new leader while the old one is paused", new_leader, 60)
+        elected = wait_until(new_leader, 60, "a new leader while the old one is paused", poll=1.0)
         mark("pause, new leader")
         leader = next(n for n in live(elected) if n["role"] == "leader")
         status, answer = kv("PUT", "during-pause", "written while the old leader was paused")
@@ -329,7 +322,7 @@ def test_compose_up_pause_unpause_and_scale(tmp_path: Path) -> None:
             back = by_id[old["id"]]
             return back["role"] == "follower" and back["term"] >= leader["term"], snapshot
 
-        wait_until("the old leader to step down and follow", old_leader_follows, 60)
+        wait_until(old_leader_follows, 60, "the old leader to step down and follow", poll=1.0)
         mark("unpause, old leader follows")
         stale = run(
             "podman", "exec", paused, "raft-trio", "kv", "get", "during-pause", "--stale",
@@ -350,9 +343,9 @@ def test_compose_up_pause_unpause_and_scale(tmp_path: Path) -> None:
             compose("up", "-d", files=(str(scale),))
             how = "deploy.replicas: 5 (this podman-compose ignores --scale)"
         assert len(node_containers()) == 5, f"{how} did not start five replicas"
-        wait_until("the service name to resolve to all five replicas", dns_lists_every_replica, 60)
-        wait_until(f"five voters after {how}", one_cluster_of(5))
-        wait_until("the monitor to show five voters", monitor_shows_cluster(5), 60)
+        wait_until(dns_lists_every_replica, 60, "the service name to resolve to all five replicas", poll=1.0)
+        wait_until(one_cluster_of(5), TIMEOUT_S, f"five voters after {how}", poll=1.0)
+        wait_until(monitor_shows_cluster(5), 60, "the monitor to show five voters", poll=1.0)
         events = monitor_events_snapshot()
         assert len(live(events)) == 5 and all(n["voter"] for n in live(events)), events
         mark("scale, five voters")

@@ -16,13 +16,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from ..integration.cluster import wait_until
 from .dnsmasq import Dnsmasq, loopback_block
 
 T = TypeVar("T")
@@ -59,17 +60,6 @@ def common_free_port(addresses: list[str]) -> int:
         except OSError:
             continue
     raise RuntimeError("no common free port")
-
-
-def wait_until(what: str, check: Callable[[], tuple[bool, Any]], timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, detail = check()
-        if done:
-            return detail
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {detail!r}")
-        time.sleep(0.1)
 
 
 class Replicas:
@@ -182,7 +172,7 @@ def test_replicas_form_one_cluster_and_follow_the_service_in_dns(
         for i in (1, 2, 3):
             r.start(i)
         three = {"replica-1", "replica-2", "replica-3"}
-        views = wait_until("one cluster of the three replicas", lambda: r.agreed([1, 2, 3], three))
+        views = wait_until(lambda: r.agreed([1, 2, 3], three), WAIT_S, "one cluster of the three replicas")
         leader_id = next(iter(views.values()))[1]
         leader = int(leader_id.rsplit("-", 1)[1])
 
@@ -196,13 +186,13 @@ def test_replicas_form_one_cluster_and_follow_the_service_in_dns(
                 return False, repr(error)
             return put.status_code == 200, put.text
 
-        wait_until("a write to the cluster", written)
+        wait_until(written, WAIT_S, "a write to the cluster")
 
         # Scale up: a fourth replica appears in DNS and starts; nobody adds it by hand.
         dnsmasq.set_addresses([f"{r.block}{i}" for i in (1, 2, 3, 4)])
         r.start(4)
         four = three | {"replica-4"}
-        wait_until("the fourth replica to become a voter", lambda: r.agreed([1, 2, 3, 4], four))
+        wait_until(lambda: r.agreed([1, 2, 3, 4], four), WAIT_S, "the fourth replica to become a voter")
 
         def replicated() -> tuple[bool, Any]:
             try:
@@ -211,14 +201,14 @@ def test_replicas_form_one_cluster_and_follow_the_service_in_dns(
                 return False, repr(error)
             return answer.status_code == 200 and answer.json()["value"] == "hello", answer.text
 
-        wait_until("the fourth replica to hold the data", replicated)
+        wait_until(replicated, WAIT_S, "the fourth replica to hold the data")
 
         # A restarted replica keeps the id stored in its data directory (its
         # hostname could differ now) and stays a member.
         follower = next(i for i in (1, 2, 3) if i != leader)
         r.stop(follower)
         r.start(follower, hostname=f"replica-{follower}")
-        wait_until("the restarted replica to rejoin", lambda: r.agreed([1, 2, 3, 4], four))
+        wait_until(lambda: r.agreed([1, 2, 3, 4], four), WAIT_S, "the restarted replica to rejoin")
 
         # Scale down: the fourth replica leaves DNS and stops; it is removed
         # only once it has been missing for AUTO_REMOVE_AFTER_S (3 s).
@@ -228,7 +218,7 @@ def test_replicas_form_one_cluster_and_follow_the_service_in_dns(
         time.sleep(1.5)
         ok, views = r.agreed([1, 2, 3], four)
         assert ok, f"removed before the grace period: {views}"
-        wait_until("the missing replica to be removed", lambda: r.agreed([1, 2, 3], three))
+        wait_until(lambda: r.agreed([1, 2, 3], three), WAIT_S, "the missing replica to be removed")
         # The leader last saw it at most one lookup (0.5 s) before it left DNS.
         assert time.monotonic() - gone_at >= 3.0 - 0.5
     except BaseException:
