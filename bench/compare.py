@@ -42,7 +42,6 @@ import http.client
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
 import signal
@@ -64,7 +63,7 @@ import trio
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from storage_bench import free_ports, node_env, raft_trio_command  # noqa: E402
+from storage_bench import Proc, free_ports, node_env, raft_trio_command  # noqa: E402
 
 LOAD_LUA = HERE / "load.lua"
 NULL_SERVER = HERE / "null_server.py"
@@ -143,53 +142,6 @@ class Plan:
 # -- processes -----------------------------------------------------------------------------
 
 
-class Process:
-    """A child process of ours in its own session (Ctrl-C on the terminal
-    reaches only us; we stop it by pid)."""
-
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.argv = argv
-        self.log = log
-        with open(log, "ab") as out:
-            self.popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
-            )  # fmt: skip
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL and reap: the crash of the failover runs, and the end of
-        every cluster (its data is thrown away)."""
-        if self.alive():
-            self.popen.kill()
-        self.popen.wait()
-
-    def terminate(self, grace: float) -> None:
-        """SIGTERM, then SIGKILL of the whole process group after ``grace``."""
-        if self.alive():
-            self.popen.terminate()
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-
-    def rss(self) -> int:
-        """Resident set size in bytes, from /proc (0 once it is gone)."""
-        try:
-            text = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return 0
-        match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-        return int(match.group(1)) * 1024 if match else 0
-
-
 def http_request(
     port: int, method: str, path: str, body: bytes | None = None, timeout: float = 2.0
 ) -> tuple[int, bytes]:
@@ -234,7 +186,7 @@ class Cluster(abc.ABC):
         self.root = root
         self.profile = profile
         self.ports = free_ports(6)
-        self.procs: list[Process | None] = [None, None, None]
+        self.procs: list[Proc | None] = [None, None, None]
         root.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> Cluster:
@@ -268,7 +220,7 @@ class Cluster(abc.ABC):
 
     def start(self, i: int) -> None:
         argv, env = self.argv(i)
-        self.procs[i] = Process(argv, self.root / f"member{i}.log", env)
+        self.procs[i] = Proc(argv, self.root / f"member{i}.log", env)
 
     def kill(self, i: int) -> None:
         proc = self.procs[i]
@@ -457,7 +409,7 @@ def run_wrk(url: str, connections: int, seconds: float, api: str, op: str, tag: 
 @contextmanager
 def null_server(root: Path) -> Iterator[str]:
     (port,) = free_ports(1)
-    proc = Process([sys.executable, str(NULL_SERVER), str(port)], root / "null-server.log")
+    proc = Proc([sys.executable, str(NULL_SERVER), str(port)], root / "null-server.log")
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -716,13 +668,13 @@ def propose_run(root: Path, plan: Plan, concurrencies: str = "1,64") -> list[Pro
         sys.executable, str(PROPOSE_BENCH), "--proposers", concurrencies,
         "--warmup", "2", "--seconds", f"{plan.propose_window:g}",
     ]  # fmt: skip
-    proc = Process(argv, log)
+    proc = Proc(argv, log)
     try:
         proc.popen.wait(timeout=120 + 4 * plan.propose_window)
     except subprocess.TimeoutExpired:
         raise BenchError("propose_bench did not finish in time") from None
     finally:
-        proc.terminate(grace=10)
+        proc.stop(grace=10)
     rows = []
     for line in log.read_text().splitlines():
         if line.startswith("PROPOSE_JSON "):

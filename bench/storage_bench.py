@@ -123,9 +123,11 @@ def wait_for(what: str, check: Any, timeout: float, poll: float = 0.02) -> Any:
 
 
 class Proc:
-    """A node process of ours, stopped by its pid."""
+    """A child process of ours in its own session (Ctrl-C on the terminal
+    reaches only us; we stop it by pid)."""
 
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
         self.log = log
         with open(log, "ab") as out:
             self.popen = subprocess.Popen(
@@ -133,14 +135,37 @@ class Proc:
                 start_new_session=True,
             )  # fmt: skip
 
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL and reap (a crash, or the end of a throwaway cluster)."""
+        if self.alive():
+            self.popen.kill()
+        self.popen.wait()
+
     def stop(self, grace: float = 10.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+        """SIGTERM, then SIGKILL of the whole process group after ``grace``."""
+        if self.alive():
+            self.popen.terminate()
             try:
                 self.popen.wait(grace)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
+                os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
+
+    def rss(self) -> int:
+        """Resident set size in bytes, from /proc (0 once it is gone)."""
+        try:
+            text = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return 0
+        match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+        return int(match.group(1)) * 1024 if match else 0
 
 
 def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
