@@ -48,6 +48,7 @@ from ..node import (
 from ..node import metrics as node_metrics
 from ..peer_auth import RefusalLog
 from ..transport import MESSAGES_PATH, PeerRequestError
+from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH, PutBody
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,8 @@ SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
 
 #: A body may hold a 1 MiB value JSON-escaped (up to 6 bytes a character).
 MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
-#: Sent with an answer given before the request's body was read: the
-#: server cannot take another request on that connection (the unread body
-#: is in the way), so the client must not try; without it a client that
-#: reuses the connection sees it closed under its next request.
-BODY_LEFT_UNREAD = {"Connection": "close"}
 #: The routes that change the cluster itself (see ``require_admin_token``).
 ADMIN_ENDPOINTS = frozenset({"add_member", "remove_member", "transfer"})
-MAX_TOKEN_LENGTH = 256
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,14 +76,6 @@ class HttpSettings:
 
 
 # -- models -------------------------------------------------------------------
-
-
-class PutBody(msgspec.Struct):
-    """``value`` to write; with ``expect`` present, a compare-and-set:
-    the key must hold ``expect`` (``null``: must be absent)."""
-
-    value: str
-    expect: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class KeyValue(msgspec.Struct):
@@ -312,13 +298,13 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         reason = "missing or wrong admin token (Authorization: Bearer <RAFT_ADMIN_TOKEN>)"
         refusals.refused(f"{request.method} {request.path}", str(request.remote_addr), reason)
         body, status = error(401, reason)
-        return body, status, {"WWW-Authenticate": 'Bearer realm="raft-trio admin"', **BODY_LEFT_UNREAD}
+        return body, status, {"WWW-Authenticate": 'Bearer realm="raft-trio admin"'}
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Any:
         status = exc.code or 500
-        if status == 413:  # refused from its Content-Length: the body is left unread
-            return *error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes"), BODY_LEFT_UNREAD
+        if status == 413:
+            return error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
         return error(status, exc.description or exc.name)
 
     # -- key-value --------------------------------------------------------
@@ -507,19 +493,16 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         # Served by LeanRoutes in front of Quart; this route is what
         # ``app.test_client()`` reaches. Same checks, same answers.
         headers = {k.lower(): v for k, v in request.headers.items()}
-        body_read = False
         try:
             sender = peers.head(headers)  # before a (possibly huge) body is read
             # Batches of entries and whole snapshots exceed the client limit.
             request.max_content_length = MAX_PEER_BODY_BYTES
             body = await request.get_data(cache=False, as_text=False)
             assert isinstance(body, bytes)
-            body_read = True
             peers.accept(sender, headers, body)
         except PeerRequestError as exc:
             peers.refused(exc, str(request.remote_addr))
-            close = exc.status == 401 or not body_read
-            return *error(exc.status, exc.message), (BODY_LEFT_UNREAD if close else {})
+            return error(exc.status, exc.message)
         return "", 204
 
     app.asgi_app = LeanRoutes(  # type: ignore[method-assign]

@@ -35,14 +35,10 @@ from ..node import NotLeaderError, RaftNode, ReadAborted, Unavailable, WriteFail
 from ..node import metrics as node_metrics
 from ..peer_auth import RefusalLog
 from ..transport import MESSAGES_PATH, PeerRequestError, accept_batch, check_peer_head
+from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH, PutBody
 
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
 MAX_PEER_BODY_BYTES = 1 << 30
-
-_json = msgspec.json.Encoder()
-#: ``Connection: close`` for an answer given with the request body unread
-#: (see ``raft_trio.http.app.BODY_LEFT_UNREAD``).
-BODY_LEFT_UNREAD = [(b"connection", b"close")]
 
 
 def route_path(scope: dict[str, Any]) -> str:
@@ -59,15 +55,7 @@ def request_headers(scope: dict[str, Any]) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-async def send_json(
-    send: Any, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await send_json_bytes(send, status, _json.encode(body), headers)
-
-
-async def send_json_bytes(
-    send: Any, status: int, data: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
+async def send_json_bytes(send: Any, status: int, data: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -75,7 +63,6 @@ async def send_json_bytes(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),
-                *(headers or []),
             ],
         }
     )
@@ -105,13 +92,6 @@ async def read_body(receive: Any, limit: int) -> bytes | None:
 PLAIN_KEY = re.compile(r"[A-Za-z0-9._:~-]{1,1024}")
 #: Larger PUT bodies go to Quart (and its 413 for oversized ones).
 MAX_LEAN_BODY_BYTES = 64 * 1024
-IDEMPOTENCY_HEADER = "idempotency-key"
-MAX_TOKEN_LENGTH = 256
-
-
-class PutBody(msgspec.Struct):
-    value: str
-    expect: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 _put_decoder = msgspec.json.Decoder(PutBody)
@@ -214,7 +194,7 @@ class LeanRoutes:
         if body is None:
             return  # the client went away
         quart = replay(body, receive)
-        token = headers.get(IDEMPOTENCY_HEADER)
+        token = headers.get(IDEMPOTENCY_HEADER.lower())
         try:
             data = _put_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
@@ -275,26 +255,23 @@ class LeanRoutes:
 
     async def peer_messages(self, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
-        body_read = False
         try:
             sender = self.peers.head(headers)
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_PEER_BODY_BYTES:
-                await send_json(send, 413, {"error": self.too_large_message}, BODY_LEFT_UNREAD)
+                await self.answer(send, 413, {"error": self.too_large_message})
                 return
             body = await read_body(receive, MAX_PEER_BODY_BYTES)
             if body is None:
-                await send_json(send, 413, {"error": self.too_large_message}, BODY_LEFT_UNREAD)
+                await self.answer(send, 413, {"error": self.too_large_message})
                 return
-            body_read = True
             self.peers.accept(sender, headers, body)
         except PeerRequestError as exc:
             client = scope.get("client")
             self.peers.refused(exc, str(client[0]) if client else "unknown")
-            # As the Quart route: a refusal, or an answer before the body
-            # was read, closes the connection (the unread body is in the way).
-            close = exc.status == 401 or not body_read
-            await send_json(send, exc.status, {"error": exc.message}, BODY_LEFT_UNREAD if close else None)
+            # An answer before the body was read says Connection: close
+            # (raft_trio.http.server.CloseWhenBodyUnread).
+            await self.answer(send, exc.status, {"error": exc.message})
             return
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})

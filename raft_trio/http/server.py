@@ -31,6 +31,44 @@ class ShieldedSend:
         await self.app(scope, receive, shielded_send)
 
 
+class CloseWhenBodyUnread:
+    """Adds ``Connection: close`` to an answer given before the request's
+    body was read to its end (a 413 from the ``Content-Length``, a refused
+    signature or token, a missing header).
+
+    The unread rest of the body stands in the way of the next request, so
+    Hypercorn closes such a connection after the answer; without saying so
+    a client that reuses it sees it closed under its next request. One
+    place for every route, the lean ones included, instead of each early
+    answer remembering the header."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        unread = any(
+            (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding"
+            for name, value in scope["headers"]
+        )
+
+        async def tracking_receive() -> Any:
+            nonlocal unread
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                unread = False
+            return message
+
+        async def marking_send(message: Any) -> None:
+            if message["type"] == "http.response.start" and unread:
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, tracking_receive, marking_send)
+
+
 #: Closes a connection idle between requests, and one whose request head
 #: has not fully arrived (the idle timer runs until the head is parsed): the
 #: bound on slowloris clients. Peers keep theirs busy with heartbeats.
@@ -73,4 +111,9 @@ async def serve_app(
     """Serve until ``shutdown`` is set (over HTTPS when ``tls`` has a
     certificate); reports the bound addresses."""
     config = hypercorn_config(host, port, root_path, tls)
-    await serve(ShieldedSend(app), config, shutdown_trigger=shutdown.wait, task_status=task_status)
+    await serve(
+        ShieldedSend(CloseWhenBodyUnread(app)),
+        config,
+        shutdown_trigger=shutdown.wait,
+        task_status=task_status,
+    )
