@@ -367,7 +367,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         found = node.kv.get(key)
         if found is None:
             return error(404, f"key {key!r} not found")
-        return KeyValue(key, found[0], found[1]), 200
+        return KeyValue(key, found.value, found.mod_revision), 200
 
     @app.delete(f"{prefix}/kv/<key:key>")
     @validate_response(DeleteAnswer, 200)

@@ -251,7 +251,7 @@ class LeanRoutes:
         if found is None:
             await self.answer(send, 404, {"error": f"key {key!r} not found"})
         else:
-            await self.answer(send, 200, {"key": key, "value": found[0], "index": found[1]})
+            await self.answer(send, 200, {"key": key, "value": found.value, "index": found.mod_revision})
 
     async def peer_messages(self, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
