@@ -89,15 +89,16 @@ class History:
                 self._bytes -= self._changes.popleft().size
             self.floor = dropped.revision + 1
 
-    def since(self, revision: int) -> list[Change]:
+    def since(self, revision: int, limit: int | None = None) -> list[Change]:
         """The held changes with revision >= ``revision``, oldest first (a
-        copy: the history moves on while a watcher sends them). The caller
-        checks ``revision >= floor`` first."""
+        copy: the history moves on while a watcher sends them). With a
+        ``limit``, about that many: the changes of the last revision taken
+        are never split. The caller checks ``revision >= floor`` first."""
         changes = self._changes
         if not changes or changes[-1].revision < revision:
             return []
-        # Binary search over the deque by revision (deques index in O(n)
-        # only towards the middle; a watcher usually resumes near the end).
+        # Binary search by revision (a deque indexes in O(n) towards its
+        # middle, but a watcher usually resumes near the end).
         low, high = 0, len(changes)
         while low < high:
             middle = (low + high) // 2
@@ -105,4 +106,11 @@ class History:
                 low = middle + 1
             else:
                 high = middle
-        return list(itertools.islice(changes, low, None))
+        if limit is None:
+            return list(itertools.islice(changes, low, None))
+        taken: list[Change] = []
+        for change in itertools.islice(changes, low, None):
+            if len(taken) >= limit and change.revision != taken[-1].revision:
+                break
+            taken.append(change)
+        return taken

@@ -49,12 +49,24 @@ from ..core import (
     Snapshot,
     TimeoutNow,
 )
-from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
+from ..kv import (
+    Command,
+    KeyValueStore,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseRevoke,
+    LeaseRevoked,
+    Result,
+    decode_command,
+    encode_command,
+)
 from ..peer_auth import PeerAuthenticator
 from ..security import Security
 from ..transport import PostFunction, Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+from .leases import LeaseClock, minimum_ttl
+from .watches import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +139,19 @@ class Unavailable(Exception):
     retrying shortly may succeed."""
 
 
+class LeaseMissing(Exception):
+    """The lease does not exist (never granted, expired or revoked)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseInfo:
+    id: int
+    #: Seconds left before the leader revokes it.
+    remaining: float
+    granted_ttl: int
+    keys: list[str]
+
+
 #: A follower whose applied index is within this many entries of the
 #: leader's commit index (as last heard) counts as caught up for ``/readyz``:
 #: the same margin within which the leader promotes a learner, so that a
@@ -174,6 +199,9 @@ class RaftNode:
         self.kv = KeyValueStore()
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
+        self.watches = WatchHub(self.kv.history, lambda: self.kv.applied_index)
+        #: Deadlines of the leases, while this node leads.
+        self.leases = LeaseClock()
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
         self._writes = PendingWrites()
@@ -353,6 +381,7 @@ class RaftNode:
                 self._writes.fail_all("the node is shutting down")
                 self._reads.fail_all()
                 self._events.close()
+                self.watches.close()
                 await self._transport.aclose()
 
     def close(self) -> None:
@@ -408,6 +437,7 @@ class RaftNode:
                 deadline = now  # fell behind (a pause): do not burst ticks
             await trio.sleep_until(deadline)
             self._check_disk_stall()
+            self._expire_leases()
             self.core.tick()
             if self.core.has_ready():
                 self.wake()
@@ -424,6 +454,20 @@ class RaftNode:
             log.warning("disk write stalled for %.1f s: stepping down", stalled)
             self.core.step_down()
             self.wake()
+
+    def _expire_leases(self) -> None:
+        """As leader: propose the revoke of every lease whose deadline
+        passed (its keys go when the revoke applies, on every replica)."""
+        if self.core.role is not Role.LEADER:
+            return
+        for lease in self.leases.due(trio.current_time()):
+            try:
+                self._propose(encode_command(_with_timestamp(LeaseRevoke(lease))))
+            except (NotLeaderError, ProposalDropped):
+                self.leases.revoke_failed(lease)
+            else:
+                log.info("lease %016x expired: revoking it", lease)
+                self.wake()
 
     async def _ready_loop(self) -> None:
         while True:
@@ -468,13 +512,18 @@ class RaftNode:
             self.kv.restore(ready.snapshot.data)
             self._writes.fail_up_to(ready.snapshot.meta.index, "a snapshot from the leader replaced the log")
             log.info("installed snapshot at index %d", ready.snapshot.meta.index)
+        leading = self.core.role is Role.LEADER
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
                 result = self.kv.apply(entry.index, decode_command(entry.data))
+                if leading and isinstance(result, (LeaseGranted, LeaseRevoked)):
+                    self._track_lease(result)
                 self._writes.applied(entry.index, entry.term, result)
             else:
                 self.kv.skip(entry.index)
                 self._writes.applied(entry.index, entry.term, None)
+        if ready.snapshot is not None or ready.committed_entries:
+            self.watches.notify()
         for read_state in ready.read_states:
             self._reads.confirmed(read_state.request_id, read_state.index, self.kv.applied_index)
         for request_id in ready.dropped_reads:
@@ -489,9 +538,20 @@ class RaftNode:
         metrics.observe_state(self)
         await self._maybe_compact()
 
+    def _track_lease(self, result: LeaseGranted | LeaseRevoked) -> None:
+        if isinstance(result, LeaseGranted):
+            self.leases.granted(result.id, result.ttl, trio.current_time())
+        else:
+            self.leases.revoked(result.id)
+
     def _on_soft_state_change(self) -> None:
         old, new = self._last_soft, self.core.soft_state
         self._last_soft = new
+        if new.role is Role.LEADER and old.role is not Role.LEADER:
+            # Never early: a full TTL for every lease from now (see leases.py).
+            self.leases.take_over(self.kv.leases.values(), trio.current_time())
+        elif old.role is Role.LEADER and new.role is not Role.LEADER:
+            self.leases.step_down()
         if old.role is Role.LEADER and new.role is not Role.LEADER:
             # Pending writes keep waiting (each within its own timeout): as
             # a follower this node still applies the committed log, and the
@@ -661,6 +721,42 @@ class RaftNode:
             self.wake()
             await self._reads.wait(request_id, waiter, self.write_timeout)
 
+    # -- leases ----------------------------------------------------------
+
+    @property
+    def minimum_lease_ttl(self) -> int:
+        return minimum_ttl(self.timing.election_max_ms)
+
+    async def grant_lease(self, ttl: int, token: str | None = None) -> LeaseGranted:
+        """A new lease of ``ttl`` seconds (at least ``minimum_lease_ttl``)."""
+        result = await self.write(LeaseGrant(max(ttl, self.minimum_lease_ttl), token=token))
+        assert isinstance(result, LeaseGranted)
+        return result
+
+    async def revoke_lease(self, lease: int, token: str | None = None) -> LeaseRevoked:
+        result = await self.write(LeaseRevoke(lease, token=token))
+        assert isinstance(result, LeaseRevoked)
+        return result
+
+    async def keep_lease_alive(self, lease: int) -> int:
+        """Extend a lease to its full TTL; its TTL. Answered only once a
+        quorum confirmed this node leads (see leases.py: never early)."""
+        await self.linearizable_barrier()
+        self._require_leader()
+        ttl = self.leases.keep_alive(lease, trio.current_time())
+        if ttl is None:
+            raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        return ttl
+
+    async def lease_info(self, lease: int) -> LeaseInfo:
+        await self.linearizable_barrier()
+        self._require_leader()
+        held = self.kv.leases.get(lease)
+        remaining = self.leases.remaining(lease, trio.current_time())
+        if held is None or remaining is None:
+            raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        return LeaseInfo(lease, remaining, held.ttl, sorted(held.keys))
+
     async def change_membership(self, change: ConfChange) -> int:
         with self._client_waiting():
             self._require_leader()
@@ -694,4 +790,13 @@ def _with_timestamp(command: Command) -> Command:
     return msgspec.structs.replace(command, ts=int(time.time() * 1000))
 
 
-__all__ = ["NodeEvent", "NotLeaderError", "RaftNode", "Timing", "Unavailable", "WriteIndeterminate"]
+__all__ = [
+    "LeaseInfo",
+    "LeaseMissing",
+    "NodeEvent",
+    "NotLeaderError",
+    "RaftNode",
+    "Timing",
+    "Unavailable",
+    "WriteIndeterminate",
+]
