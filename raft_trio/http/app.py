@@ -391,8 +391,9 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.get(f"{prefix}/events")
     async def events() -> Response:
         """Server-sent events: a ``status`` event, then ``role``, ``term``,
-        ``leader`` and ``membership`` as they happen; a comment every second
-        tells a quiet node from a paused one."""
+        ``leader`` and ``membership`` as they happen, and ``commit`` (the
+        commit and applied indexes) at most every 100 ms while they move; a
+        comment every second tells a quiet node from a paused one."""
 
         async def stream() -> AsyncIterator[bytes]:
             yield sse("status", node.status())

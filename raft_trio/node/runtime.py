@@ -152,6 +152,10 @@ class LeaseInfo:
     keys: list[str]
 
 
+#: ``commit`` events on ``/api/events`` come at most this often (seconds):
+#: the last change is always announced, at most this late.
+COMMIT_EVENT_INTERVAL_S = 0.1
+
 #: A follower whose applied index is within this many entries of the
 #: leader's commit index (as last heard) counts as caught up for ``/readyz``:
 #: the same margin within which the leader promotes a learner, so that a
@@ -211,6 +215,8 @@ class RaftNode:
         self._persist_started: float | None = None
         self._transport: Transport | None = None
         self._events: Broadcast[NodeEvent] = Broadcast(256)
+        self._commit_due = False
+        self._commit_announced_at = -float("inf")
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
         self._last_soft = self.core.soft_state
         self._leader_changed = trio.Event()
@@ -438,6 +444,7 @@ class RaftNode:
             await trio.sleep_until(deadline)
             self._check_disk_stall()
             self._expire_leases()
+            self._announce_commit()
             self.core.tick()
             if self.core.has_ready():
                 self.wake()
@@ -524,6 +531,8 @@ class RaftNode:
                 self._writes.applied(entry.index, entry.term, None)
         if ready.snapshot is not None or ready.committed_entries:
             self.watches.notify()
+            self._commit_due = True
+            self._announce_commit()
         for read_state in ready.read_states:
             self._reads.confirmed(read_state.request_id, read_state.index, self.kv.applied_index)
         for request_id in ready.dropped_reads:
@@ -588,6 +597,21 @@ class RaftNode:
 
     # ------------------------------------------------------------------
     # Events
+
+    def _announce_commit(self) -> None:
+        """A ``commit`` event when the applied index moved, at most every
+        ``COMMIT_EVENT_INTERVAL_S`` (the ticker sends a held-back one)."""
+        if not self._commit_due:
+            return
+        if not len(self._events):
+            self._commit_due = False
+            return
+        now = trio.current_time()
+        if now - self._commit_announced_at < COMMIT_EVENT_INTERVAL_S:
+            return
+        self._commit_due = False
+        self._commit_announced_at = now
+        self._announce("commit")
 
     def on_role_change(self, listener: Callable[[Role, int, str | None], None]) -> None:
         self._role_listeners.append(listener)

@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from raft_trio.kv import Change, Delete, History, KeyValueStore, OpDelete, OpPut, Put, Txn
+from raft_trio.node.runtime import COMMIT_EVENT_INTERVAL_S
 from raft_trio.node.watches import Selector, TooManyWatchers, WatchClosed, WatchCompacted, WatchHub
 
 from .harness import ELECTION_MAX_S, Cluster
@@ -173,3 +174,29 @@ async def test_a_watcher_on_a_follower_sees_what_one_on_the_leader_sees(
     assert [kind for _, kind, _, _ in sequences[0]] == ["put", "put", "delete", "delete"]
     revisions = [revision for revision, *_ in sequences[0]]
     assert revisions == sorted(revisions) and revisions[1] == revisions[2]
+
+
+async def test_the_event_stream_announces_commits_at_most_every_interval(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The monitor follows the indexes through ``commit`` events instead of
+    polling: one per interval while writes go on, the last one always."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    async with leader.subscribe() as events:
+        started = trio.current_time()
+        for n in range(20):
+            await leader.write(Put(f"c{n}", "v"))
+            await trio.sleep(0.01)
+        await trio.sleep(2 * COMMIT_EVENT_INTERVAL_S)
+        commits = []
+        while True:
+            try:
+                event = events.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if event.name == "commit":
+                commits.append(event.data)
+    elapsed = trio.current_time() - started
+    assert 1 <= len(commits) <= elapsed / COMMIT_EVENT_INTERVAL_S + 1, len(commits)
+    assert commits[-1]["applied_index"] == leader.kv.applied_index
+    assert [c["applied_index"] for c in commits] == sorted(c["applied_index"] for c in commits)
