@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from .._broadcast import Broadcast
+from ..broadcast import Broadcast
 from ..core import (
     AppendEntries,
     AppendEntriesResponse,
