@@ -70,8 +70,8 @@ import dns.resolver
 import httpx
 import trio
 
+from .asgi import serve_app
 from .core import AddLearner, ConfChange, RaftError, RemoveMember
-from .http.server import serve_app
 from .security import Security
 
 if TYPE_CHECKING:

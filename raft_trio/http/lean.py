@@ -270,7 +270,7 @@ class LeanRoutes:
             client = scope.get("client")
             self.peers.refused(exc, str(client[0]) if client else "unknown")
             # An answer before the body was read says Connection: close
-            # (raft_trio.http.server.CloseWhenBodyUnread).
+            # (raft_trio.asgi.CloseWhenBodyUnread).
             await self.answer(send, exc.status, {"error": exc.message})
             return
         await send({"type": "http.response.start", "status": 204, "headers": []})

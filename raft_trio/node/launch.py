@@ -19,9 +19,9 @@ from functools import partial
 import trio
 
 from .. import discovery
+from ..asgi import serve_app
 from ..core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
 from ..http.app import HttpSettings, create_app
-from ..http.server import serve_app
 from ..security import Security
 from ..storage import DurableStorage, SnapshotPolicy
 from .disk import DiskWriter

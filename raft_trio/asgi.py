@@ -9,7 +9,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from ..security import Security
+from .security import Security
 
 
 class ShieldedSend:
