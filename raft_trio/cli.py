@@ -212,8 +212,8 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     from . import discovery
     from .http.app import HttpSettings
-    from .node.launch import NodeSettings, run_node
     from .node.runtime import Timing
+    from .server import NodeSettings, run_node
     from .storage import DataDirError, StorageError
 
     host, port = parse_listen(args.listen)

@@ -18,15 +18,15 @@ from functools import partial
 
 import trio
 
-from .. import discovery
-from ..asgi import serve_app
-from ..core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
-from ..http.app import HttpSettings, create_app
-from ..security import Security
-from ..storage import DurableStorage, SnapshotPolicy
-from .disk import DiskWriter
-from .payload import PayloadSupervisor
-from .runtime import NotLeaderError, RaftNode, Timing
+from . import discovery
+from .asgi import serve_app
+from .core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
+from .http.app import HttpSettings, create_app
+from .node.disk import DiskWriter
+from .node.payload import PayloadSupervisor
+from .node.runtime import NotLeaderError, RaftNode, Timing
+from .security import Security
+from .storage import DurableStorage, SnapshotPolicy
 
 log = logging.getLogger(__name__)
 
