@@ -208,12 +208,10 @@ def cmd_transfer(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    import trio
-
     from . import discovery
     from .http.app import HttpSettings
     from .node.runtime import Timing
-    from .server import NodeSettings, run_node
+    from .server import NodeSettings, run_node_process
     from .storage import DataDirError, StorageError
 
     host, port = parse_listen(args.listen)
@@ -281,7 +279,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     )
     configure_logging(args.id)
     try:
-        trio.run(run_node, settings)
+        run_node_process(settings)
     except (DataDirError, StorageError) as error:
         # sysexits codes: 78 not this node's directory, 75 in use, 65 damaged.
         fail(f"data dir {args.data_dir}: {error}", error.exit_code)
