@@ -70,12 +70,12 @@ import dns.resolver
 import httpx
 import trio
 
-from .asgi import serve_app
-from .core import AddLearner, ConfChange, RaftError, RemoveMember
-from .security import Security
+from ..asgi import serve_app
+from ..core import AddLearner, ConfChange, RaftError, RemoveMember
+from ..security import Security
 
 if TYPE_CHECKING:
-    from .node.runtime import RaftNode
+    from ..node.runtime import RaftNode
 
 log = logging.getLogger(__name__)
 
@@ -648,8 +648,8 @@ def plan_changes(
 async def apply_change(node: RaftNode, change: Change) -> bool:
     """Make ``change`` through the node (the leader); False if it could not
     be made now (it is planned again next round)."""
-    from .node._pending import WriteFailed, WriteIndeterminate
-    from .node.runtime import NotLeaderError, Unavailable
+    from ..node._pending import WriteFailed, WriteIndeterminate
+    from ..node.runtime import NotLeaderError, Unavailable
 
     steps: list[ConfChange]
     if change.kind == "add":
