@@ -18,10 +18,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from .security import Security
+from ..security import Security
 
 if TYPE_CHECKING:
-    from .discovery import DiscoverySettings
+    from ..discovery import DiscoverySettings
 
 DEFAULT_CLUSTER = "http://127.0.0.1:9001"
 EXIT_USAGE = 2
@@ -208,11 +208,11 @@ def cmd_transfer(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from . import discovery
-    from .http.app import HttpSettings
-    from .node.runtime import Timing
-    from .server import NodeSettings, run_node_process
-    from .storage import DataDirError, StorageError
+    from .. import discovery
+    from ..http.app import HttpSettings
+    from ..node.runtime import Timing
+    from ..server import NodeSettings, run_node_process
+    from ..storage import DataDirError, StorageError
 
     host, port = parse_listen(args.listen)
     args.data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
@@ -324,7 +324,7 @@ def client_security() -> Security:
 
 def discovery_settings(args: argparse.Namespace, port: int, security: Security) -> DiscoverySettings:
     """``--discover NAME`` and its flags, each over its variable."""
-    from . import discovery
+    from .. import discovery
 
     expect = args.bootstrap_expect if args.bootstrap_expect is not None else env_int("BOOTSTRAP_EXPECT", 3)
     interval = args.discovery_interval or env_float("DISCOVERY_INTERVAL_S", discovery.DEFAULT_INTERVAL_S)

@@ -51,7 +51,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .security import Security
+from ..security import Security
 
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: A StatefulSet pod is named ``<statefulset>-<ordinal>``.
