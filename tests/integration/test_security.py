@@ -141,7 +141,7 @@ def test_the_monitor_watches_nodes_that_serve_https(
     argv = [
         sys.executable,
         "-m",
-        "raft_trio.monitor",
+        "raft_monitor",
         "--listen",
         f"127.0.0.1:{port}",
         "--nodes",
