@@ -1,4 +1,6 @@
-"""Serving an ASGI app with Hypercorn inside a Trio nursery."""
+"""Serving an ASGI app with Hypercorn inside a Trio nursery: the node's API,
+the waiting page of discovery and the monitor all serve through
+:func:`serve_app` (a public module: the monitor may use it)."""
 
 from __future__ import annotations
 
