@@ -44,8 +44,8 @@ from ..node import (
     WriteIndeterminate,
 )
 from ..node import metrics as node_metrics
-from ..peer_auth import RefusalLog
-from ..transport import MESSAGES_PATH, PeerRequestError
+from ..peer.auth import RefusalLog
+from ..peer.transport import MESSAGES_PATH, PeerRequestError
 from . import coordination
 from ._answers import (
     REVISION_HEADER,
