@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
+from .. import schema
 from ..broadcast import Broadcast
 from ..core import (
     AppendEntries,
@@ -168,8 +169,8 @@ READY_MAX_LAG = 100
 class NodeEvent:
     """A change worth announcing on ``/api/events``."""
 
-    name: str  # role, term, leader, membership
-    data: dict[str, Any]
+    name: str  # role, term, leader, membership, commit
+    data: schema.NodeEventData
 
 
 class RaftNode:
@@ -244,7 +245,7 @@ class RaftNode:
     # Queries
 
     @property
-    def role_name(self) -> str:
+    def role_name(self) -> schema.Role:
         role = self.core.role
         if role is Role.LEADER:
             return "leader"
@@ -261,19 +262,23 @@ class RaftNode:
         member = self.core.membership.get(leader)
         return member.url if member is not None else None
 
-    def event_payload(self) -> dict[str, Any]:
+    def event_payload(self, *, with_members: bool = False) -> schema.NodeEventData:
         """What every event carries (the contract asks for at least id,
         role, term and leader_id)."""
-        return {
-            "id": self.id,
-            "role": self.role_name,
-            "term": self.core.term,
-            "leader_id": self.core.leader_id,
-            "commit_index": self.core.log.committed,
-            "applied_index": self.kv.applied_index,
-        }
+        return schema.NodeEventData(
+            id=self.id,
+            role=self.role_name,
+            term=self.core.term,
+            leader_id=self.core.leader_id,
+            commit_index=self.core.log.committed,
+            applied_index=self.kv.applied_index,
+            members=self._members() if with_members else schema.UNSET,
+        )
 
-    def readiness(self) -> dict[str, Any]:
+    def _members(self) -> list[schema.Member]:
+        return [schema.Member(m.id, m.url, m.voter) for m in self.core.membership.members]
+
+    def readiness(self) -> schema.Readiness:
         """The ``/readyz`` document: ``ready`` is true when this node is a
         member that is caught up with a live leader, so that Kubernetes
         sends it clients and a rolling update waits for it before it stops
@@ -294,27 +299,25 @@ class RaftNode:
         ``reason`` says why not, in words."""
         core = self.core
         applied = self.kv.applied_index
-        doc: dict[str, Any] = {
-            "ready": False,
-            "reason": "",
-            "id": self.id,
-            "role": self.role_name,
-            "term": core.term,
-            "leader_id": core.leader_id,
-            "applied_index": applied,
-            "leader_commit_index": None,
-        }
 
-        def not_ready(reason: str) -> dict[str, Any]:
-            doc["reason"] = reason
-            return doc
+        def answer(ready: bool, reason: str, leader_commit: int | None = None) -> schema.Readiness:
+            return schema.Readiness(
+                ready=ready,
+                reason=reason,
+                id=self.id,
+                role=self.role_name,
+                term=core.term,
+                leader_id=core.leader_id,
+                applied_index=applied,
+                leader_commit_index=leader_commit,
+            )
 
         if self.stopping:
-            return not_ready("the node is stopping")
+            return answer(False, "the node is stopping")
         if core.membership.get(self.id) is None:
-            return not_ready("not a member of the cluster's configuration (yet, or any more)")
+            return answer(False, "not a member of the cluster's configuration (yet, or any more)")
         if core.role is Role.LEADER:
-            doc["leader_commit_index"] = core.log.committed
+            committed = core.log.committed
             lease_s = self.timing.election_min_ms / 1000
             now = trio.current_time()
             heard = {self.id} | {
@@ -324,40 +327,47 @@ class RaftNode:
             }
             voters = core.membership.voters
             if 2 * len(voters & heard) <= len(voters):
-                return not_ready(
+                return answer(
+                    False,
                     f"lease lapsing: {len(voters & heard)} of {len(voters)} voters answered "
-                    f"within the last {self.timing.election_min_ms} ms"
+                    f"within the last {self.timing.election_min_ms} ms",
+                    committed,
                 )
-            if core.log.term(core.log.committed) != core.term:
-                return not_ready("new leader: no entry of its term has committed yet")
-            if applied + READY_MAX_LAG < core.log.committed:
-                return not_ready(f"applying: applied {applied} of committed {core.log.committed}")
-            doc["ready"] = True
-            doc["reason"] = "leader holding its check-quorum lease"
-            return doc
+            if core.log.term(committed) != core.term:
+                return answer(False, "new leader: no entry of its term has committed yet", committed)
+            if applied + READY_MAX_LAG < committed:
+                return answer(False, f"applying: applied {applied} of committed {committed}", committed)
+            return answer(True, "leader holding its check-quorum lease", committed)
         leader = core.leader_id
         if leader is None:
-            return not_ready("no leader is known")
+            return answer(False, "no leader is known")
         if self._leader_heard != (core.term, leader):
-            return not_ready(f"nothing heard yet from the leader {leader} in term {core.term}")
-        doc["leader_commit_index"] = self._leader_commit
+            return answer(False, f"nothing heard yet from the leader {leader} in term {core.term}")
+        leader_commit = self._leader_commit
         silent_ms = (trio.current_time() - self._leader_heard_at) * 1000
         if silent_ms >= self.timing.election_min_ms:
-            return not_ready(f"the leader {leader} has been silent for {silent_ms:.0f} ms")
-        if applied + READY_MAX_LAG < self._leader_commit:
-            return not_ready(f"behind: applied {applied}, the leader's commit index is {self._leader_commit}")
-        doc["ready"] = True
-        doc["reason"] = f"caught up with the leader {leader}"
-        return doc
+            return answer(False, f"the leader {leader} has been silent for {silent_ms:.0f} ms", leader_commit)
+        if applied + READY_MAX_LAG < leader_commit:
+            return answer(
+                False,
+                f"behind: applied {applied}, the leader's commit index is {leader_commit}",
+                leader_commit,
+            )
+        return answer(True, f"caught up with the leader {leader}", leader_commit)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> schema.Status:
         """The ``/api/status`` document."""
-        return {
-            **self.event_payload(),
-            "leader_url": self.leader_url(),
-            "last_log_index": self.core.log.last_index(),
-            "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in self.core.membership.members],
-        }
+        return schema.Status(
+            id=self.id,
+            role=self.role_name,
+            term=self.core.term,
+            leader_id=self.core.leader_id,
+            leader_url=self.leader_url(),
+            commit_index=self.core.log.committed,
+            applied_index=self.kv.applied_index,
+            last_log_index=self.core.log.last_index(),
+            members=self._members(),
+        )
 
     # ------------------------------------------------------------------
     # Running
@@ -617,9 +627,7 @@ class RaftNode:
         self._role_listeners.append(listener)
 
     def _announce(self, name: str) -> None:
-        data = self.event_payload()
-        if name == "membership":
-            data["members"] = self.status()["members"]
+        data = self.event_payload(with_members=name == "membership")
         self._events.publish(NodeEvent(name, data))
 
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[trio.MemoryReceiveChannel[NodeEvent]]:
