@@ -24,6 +24,7 @@ import trio
 
 from . import discovery
 from .asgi import serve_app
+from .client import TrioClient
 from .core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
 from .http.app import HttpSettings, create_app
 from .node.disk import DiskWriter
@@ -258,6 +259,6 @@ async def _stop_on_signals(stop: trio.Event) -> None:
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:
     """Ask the cluster to add this node (as a learner) until it answers."""
-    async with node.security.async_client(api_prefix, follow_redirects=True, timeout=10) as client:
-        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node, api_prefix):
+    async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
+        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node):
             await trio.sleep(1.0)

@@ -18,6 +18,8 @@ See docs/client.md. Nothing here imports the node or the server: a
 program that only talks to a cluster loads httpx, msgspec and this.
 """
 
+from typing import TYPE_CHECKING
+
 from ._api import MemberStatus
 from ._errors import (
     ApiError,
@@ -35,7 +37,20 @@ from ._errors import (
     Unavailable,
 )
 from ._sync import DEFAULT_ENDPOINTS, Client
-from ._trio import TrioClient
+
+if TYPE_CHECKING:
+    from ._trio import TrioClient
+
+
+def __getattr__(name: str) -> object:
+    # The Trio client loads Trio: only when asked for, so that a blocking
+    # program (the CLI) starts without it.
+    if name == "TrioClient":
+        from ._trio import TrioClient
+
+        return TrioClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ENDPOINTS",

@@ -72,6 +72,10 @@ class Settings:
     #: Sent as ``Authorization: Bearer`` on membership changes and
     #: leadership transfer.
     admin_token: str | None = None
+    #: Go round the endpoints again (after a pause) while they answer "no
+    #: leader yet"; False: one round, then raise (for callers that retry
+    #: and count retries themselves).
+    retry: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,9 +130,9 @@ class Endpoints:
     leader (from redirects) and the endpoint that answered last."""
 
     def __init__(self, urls: Sequence[str]) -> None:
+        #: Empty for a client that is only a pool for :meth:`at` (every call
+        #: of its own raises NoEndpointAnswered).
         self.urls = [normalize(url) for url in urls]
-        if not self.urls:
-            raise ValueError("a client needs at least one endpoint")
         self.leader: str | None = None
         #: The endpoint (or leader) that gave the last answer.
         self.last: str | None = None
@@ -260,7 +264,7 @@ def attempts(
                 break
         if unavailable is None:
             raise NoEndpointAnswered(tried)
-        if clock() + backoff >= deadline:
+        if not settings.retry or clock() + backoff >= deadline:
             raise unavailable
         yield Wait(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_S)

@@ -13,6 +13,7 @@ from typing import Self, TypeVar
 import httpx
 
 from .. import schema
+from ..security import Security
 from . import _api, _http
 from ._api import MemberStatus, RangeSpec
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
@@ -39,9 +40,12 @@ class Client:
     tried in turn; the client follows the leader's redirects and remembers
     the leader, retries what is safe to retry, and gives every write an
     ``Idempotency-Key`` so that a retry takes effect once. ``timeout`` is
-    what one call may take in all, retries included. ``ca`` is a CA bundle
+    what one call may take in all, retries included (``retry=False``: one
+    round of the endpoints, no waiting for a leader). ``ca`` is a CA bundle
     (PEM) for ``https`` endpoints; ``admin_token`` is sent on membership
-    changes and leadership transfers. Calls return values of
+    changes and leadership transfers (``security``, a
+    :class:`raft_trio.security.Security`, gives both as its variables
+    say: ``RAFT_TLS_CA``, ``RAFT_ADMIN_TOKEN``). Calls return values of
     :mod:`raft_trio.schema` and raise :class:`~raft_trio.client.ClientError`.
 
     Use it as a context manager, or call :meth:`close`. One client may be
@@ -56,8 +60,14 @@ class Client:
         ca: str | None = None,
         admin_token: str | None = None,
         api_prefix: str = "/api",
+        retry: bool = True,
+        security: Security | None = None,
         http: httpx.Client | None = None,
     ) -> None:
+        if security is not None:
+            ca = ca or security.tls_ca
+            if admin_token is None and security.admin_token is not None:
+                admin_token = security.admin_token.decode()
         self.endpoints = Endpoints(_endpoint_list(endpoints))
         self.settings = Settings(
             timeout=timeout,
@@ -65,6 +75,7 @@ class Client:
             attempt_timeout=min(timeout, Settings.attempt_timeout),
             api_prefix=api_prefix,
             admin_token=admin_token,
+            retry=retry,
         )
         self._ca = ca
         self._owns_http = http is None
@@ -81,6 +92,7 @@ class Client:
             ca=self._ca,
             admin_token=self.settings.admin_token,
             api_prefix=self.settings.api_prefix,
+            retry=self.settings.retry,
             http=self._http,
         )
 

@@ -13,6 +13,7 @@ import httpx
 import trio
 
 from .. import schema
+from ..security import Security
 from . import _api, _http
 from ._api import MemberStatus, RangeSpec
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
@@ -38,8 +39,14 @@ class TrioClient:
         ca: str | None = None,
         admin_token: str | None = None,
         api_prefix: str = "/api",
+        retry: bool = True,
+        security: Security | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
+        if security is not None:
+            ca = ca or security.tls_ca
+            if admin_token is None and security.admin_token is not None:
+                admin_token = security.admin_token.decode()
         self.endpoints = Endpoints(_endpoint_list(endpoints))
         self.settings = Settings(
             timeout=timeout,
@@ -47,6 +54,7 @@ class TrioClient:
             attempt_timeout=min(timeout, Settings.attempt_timeout),
             api_prefix=api_prefix,
             admin_token=admin_token,
+            retry=retry,
         )
         self._ca = ca
         self._owns_http = http is None
@@ -65,6 +73,7 @@ class TrioClient:
             ca=self._ca,
             admin_token=self.settings.admin_token,
             api_prefix=self.settings.api_prefix,
+            retry=self.settings.retry,
             http=self._http,
         )
 

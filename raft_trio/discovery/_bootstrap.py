@@ -115,14 +115,14 @@ class Bootstrap:
             self.node_id,
             self.url,
         )
-        async with settings.http_client() as client:
+        async with settings.client() as client:
             while True:
                 urls: list[str] = []
                 try:
                     urls = await self.resolver.resolve(settings.name, settings.port)
                 except DnsError as error:
                     self._say(said, f"bootstrap: cannot resolve {settings.name}: {error}", logging.WARNING)
-                statuses = await probe_all(client, [u for u in urls if u != self.url], settings.api_prefix)
+                statuses = await probe_all(client, [u for u in urls if u != self.url])
                 decision, last_view = decide(
                     self.node_id, self.url, settings.expect, self.ack, statuses.values(), last_view
                 )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
 
-import httpx
 import trio
+
+from .. import schema
+from ..client import ClientError, TrioClient
 
 PROBE_TIMEOUT_S = 1.5
 
@@ -34,28 +35,15 @@ class PeerStatus:
     ack: str | None = None
 
     @classmethod
-    def parse(cls, url: str, doc: Any) -> PeerStatus | None:
-        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not doc["id"]:
-            return None
-        members = []
-        for item in doc.get("members") or []:
-            if (
-                isinstance(item, dict)
-                and isinstance(item.get("id"), str)
-                and isinstance(item.get("url"), str)
-            ):
-                members.append(MemberView(item["id"], item["url"], bool(item.get("voter", True))))
-        bootstrap = doc.get("bootstrap")
-        waiting = isinstance(bootstrap, dict)
-        ack = bootstrap.get("ack") if isinstance(bootstrap, dict) else None
-        leader_url = doc.get("leader_url")
+    def of(cls, url: str, status: schema.Status) -> PeerStatus:
+        bootstrap = status.bootstrap if isinstance(status.bootstrap, schema.Bootstrap) else None
         return cls(
             url=url,
-            id=doc["id"],
-            members=tuple(members),
-            leader_url=leader_url if isinstance(leader_url, str) and leader_url else None,
-            waiting=waiting,
-            ack=ack if isinstance(ack, str) and ack else None,
+            id=status.id,
+            members=tuple(MemberView(m.id, m.url, m.voter) for m in status.members),
+            leader_url=status.leader_url or None,
+            waiting=bootstrap is not None,
+            ack=bootstrap.ack or None if bootstrap is not None else None,
         )
 
     def member(self, node_id: str) -> MemberView | None:
@@ -65,25 +53,20 @@ class PeerStatus:
         return None
 
 
-async def probe(client: httpx.AsyncClient, url: str, api_prefix: str = "/api") -> PeerStatus | None:
+async def probe(client: TrioClient, url: str) -> PeerStatus | None:
     """Ask ``url`` who it is; None if it does not answer sensibly."""
     try:
-        response = await client.get(f"{url}{api_prefix}/status", timeout=PROBE_TIMEOUT_S)
-        if response.status_code != 200:
-            return None
-        return PeerStatus.parse(url, response.json())
-    except (httpx.HTTPError, ValueError):
+        return PeerStatus.of(url, await client.at(url, timeout=PROBE_TIMEOUT_S).status())
+    except ClientError:
         return None
 
 
-async def probe_all(
-    client: httpx.AsyncClient, urls: Iterable[str], api_prefix: str = "/api"
-) -> dict[str, PeerStatus]:
+async def probe_all(client: TrioClient, urls: Iterable[str]) -> dict[str, PeerStatus]:
     """Probe every URL at once; the ones that answered."""
     found: dict[str, PeerStatus] = {}
 
     async def one(url: str) -> None:
-        status = await probe(client, url, api_prefix)
+        status = await probe(client, url)
         if status is not None:
             found[url] = status
 

@@ -105,7 +105,7 @@ async def manage_membership(
     resolver = resolver or settings.resolver()
     last_seen: dict[str, float] = {}
     warned: set[str] = set()
-    async with settings.http_client() as client:
+    async with settings.client() as client:
         while True:
             await trio.sleep(settings.interval)
             if node.role_name != "leader":
@@ -118,7 +118,7 @@ async def manage_membership(
                 continue
             now = trio.current_time()
             members = [MemberView(m.id, m.url, m.voter) for m in node.core.membership.members]
-            probes = await probe_all(client, urls, settings.api_prefix)
+            probes = await probe_all(client, urls)
             for member in members:
                 last_seen.setdefault(member.id, now)
                 if member.url in urls or any(s.id == member.id for s in probes.values()):
