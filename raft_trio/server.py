@@ -99,6 +99,7 @@ async def run_node(
             settings.timing,
             run_disk=writer,
             security=settings.security,
+            cluster_id=storage.data_dir.meta.cluster_id,
         )
         if settings.peers and node.core.membership != Membership.of(settings.peers):
             log.info("data dir already holds a cluster; --peers is ignored")

@@ -168,6 +168,27 @@ def build_parser() -> argparse.ArgumentParser:
     transfer = sub.add_parser("transfer-leader", help="hand leadership over")
     transfer.add_argument("--to", default=None)
 
+    snapshot = sub.add_parser(
+        "snapshot", help="back up the state machine, or make a new cluster from a backup"
+    )
+    snapshot_sub = snapshot.add_subparsers(dest="snapshot_command", required=True, parser_class=Parser)
+    save = snapshot_sub.add_parser(
+        "save", help="write a consistent, checksummed backup taken from the leader (needs the admin token)"
+    )
+    save.add_argument("file", help="where to write it (a whole backup or nothing)")
+    restore = snapshot_sub.add_parser(
+        "restore", help="make the data directory of one member of a new cluster holding the backup's state"
+    )
+    restore.add_argument("file", help="a backup written by 'snapshot save'")
+    restore.add_argument("--data-dir", required=True, help="a new (absent or empty) data directory")
+    restore.add_argument("--id", required=True, help="this member's id")
+    restore.add_argument("--peers", required=True, help="the new cluster: ID=URL,... (this member included)")
+    restore.add_argument(
+        "--cluster-id",
+        default=None,
+        help="the new cluster's id (default: derived from the backup and --peers, the same for every member)",
+    )
+
     leave = sub.add_parser(
         "leave",
         help="preStop hook of a StatefulSet pod: hand leadership over; "

@@ -5,8 +5,10 @@ answer, 1 otherwise."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +41,25 @@ class Client:
                 return self.http.request(method, url + path, **kwargs)
             except httpx.HTTPError as error:
                 errors.append(f"{url}: {type(error).__name__}")
+        raise UsageError("no cluster node answered (" + "; ".join(errors) + ")")
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed answer from the first URL that answers (a failure
+        once the answer has begun is the caller's, not retried)."""
+        errors = []
+        for url in self.urls:
+            request = self.http.build_request(method, url + path, **kwargs)
+            try:
+                response = self.http.send(request, stream=True)
+            except httpx.HTTPError as error:
+                errors.append(f"{url}: {type(error).__name__}")
+                continue
+            try:
+                yield response
+            finally:
+                response.close()
+            return
         raise UsageError("no cluster node answered (" + "; ".join(errors) + ")")
 
 

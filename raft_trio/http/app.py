@@ -74,7 +74,7 @@ SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
 #: A body may hold a 1 MiB value JSON-escaped (up to 6 bytes a character).
 MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
 #: The routes that change the cluster itself (see ``require_admin_token``).
-ADMIN_ENDPOINTS = frozenset({"add_member", "remove_member", "transfer"})
+ADMIN_ENDPOINTS = frozenset({"add_member", "remove_member", "transfer", "save_snapshot"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,8 @@ leases (the habits etcd's v3 API and Consul's KV set).
 - ``POST {prefix}/txn``: compares, then one branch of puts, deletes, gets
   and ranges, all in one log entry.
 - ``{prefix}/leases``: grant, keep alive, query, revoke.
+- ``GET {prefix}/snapshot``: a backup of the state machine, streamed from
+  the leader (the admin token guards it: it holds every key).
 
 Limits (all documented in docs/api.md): at most ``MAX_RANGE_LIMIT`` keys
 and about 4 MiB of values per page, ``MAX_TXN_OPS`` compares and as many
@@ -57,6 +59,7 @@ from ..kv import (
 )
 from ..node import LeaseMissing, NotLeaderError, RaftNode, ReadAborted
 from ..node.watches import Selector, TooManyWatchers, WatchClosed, WatchCompacted
+from ..storage import backup_stream
 from ._answers import (
     REVISION_HEADER,
     ErrorAnswer,
@@ -453,6 +456,38 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         if isinstance(result, LeaseNotFound):
             return error(404, f"lease {format_lease_id(result.lease)} not found (expired or revoked)")
         return result
+
+    # -- backups --------------------------------------------------------------
+
+    @app.get(f"{prefix}/snapshot")
+    async def save_snapshot() -> Any:
+        """A backup: the state machine (keys with their revisions, leases,
+        remembered idempotency keys) at a linearizable point, streamed from
+        the leader as one file that ends with its SHA-256. ``raft-trio
+        snapshot save`` writes it; ``raft-trio snapshot restore`` makes a
+        new cluster's data directories from it. Needs the admin token when
+        one is set."""
+        try:
+            snapshot = await node.backup()
+        except NotLeaderError as exc:
+            return not_leader(node, exc)
+        except ReadAborted as exc:
+            return retry_later(str(exc))
+        pieces = backup_stream(
+            snapshot.meta.index, snapshot.meta.term, snapshot.data, node.cluster_id, node.id
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                yield piece
+
+        response = Response(body(), content_type="application/octet-stream")
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="raft-trio-{snapshot.meta.index}.snapshot"'
+        )
+        response.headers[REVISION_HEADER] = str(snapshot.meta.index)
+        response.timeout = None
+        return response
 
     # -- leases ---------------------------------------------------------------
 

@@ -185,8 +185,11 @@ class RaftNode:
         run_disk: DiskRunner = trio.to_thread.run_sync,
         post: PostFunction | None = None,
         security: Security | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.id = node_id
+        #: The cluster's id as recorded in the data directory (None: none).
+        self.cluster_id = cluster_id
         self.url = url
         self.storage = storage
         self.timing = timing
@@ -744,6 +747,16 @@ class RaftNode:
                 raise NotLeaderError(error.leader_id, self.leader_url()) from error
             self.wake()
             await self._reads.wait(request_id, waiter, self.write_timeout)
+
+    # -- backups ---------------------------------------------------------
+
+    async def backup(self) -> Snapshot:
+        """The state machine's snapshot at a linearizable point: after a
+        ReadIndex round, everything committed before the call is in it."""
+        await self.linearizable_barrier()
+        self._require_leader()
+        applied = self.kv.applied_index
+        return Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
 
     # -- leases ----------------------------------------------------------
 

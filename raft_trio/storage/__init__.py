@@ -12,6 +12,7 @@ crash tests and operators); ``RAFT_CRASH_POINT`` makes a test build die at a
 named moment of a disk write (:mod:`raft_trio.storage._crashpoints`).
 """
 
+from ._backup import Backup, BackupCorrupt, backup_stream, parse_backup, read_backup, restore_backup
 from ._crashpoints import POINTS as CRASH_POINTS
 from ._datadir import FORMAT_VERSION, DataDir, DataDirMeta, open_data_dir
 from ._durable import DurableStorage
@@ -29,6 +30,8 @@ from ._snapshots import SnapshotStore
 __all__ = [
     "CRASH_POINTS",
     "FORMAT_VERSION",
+    "Backup",
+    "BackupCorrupt",
     "CorruptionError",
     "DataDir",
     "DataDirError",
@@ -40,6 +43,10 @@ __all__ = [
     "SnapshotPolicy",
     "SnapshotStore",
     "StorageError",
+    "backup_stream",
     "inspect_data_dir",
     "open_data_dir",
+    "parse_backup",
+    "read_backup",
+    "restore_backup",
 ]
