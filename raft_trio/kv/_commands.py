@@ -150,8 +150,9 @@ class Deleted(msgspec.Struct, frozen=True, tag="deleted", array_like=True):
     prev_value: str | None = None
 
 
-class KeyValue(msgspec.Struct, frozen=True, array_like=True):
-    """A key as it stands, with its revisions."""
+class KeyValue(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A key as it stands, with its revisions: what the store holds for
+    each key (immutable, so handed out as it is) and what it answers."""
 
     key: str
     value: str
