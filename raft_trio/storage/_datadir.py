@@ -82,6 +82,17 @@ class DataDir:
     def snapshot_dir(self) -> Path:
         return self.path / SNAPSHOT_DIR
 
+    def lock_is_present(self) -> bool:
+        """Whether the ``LOCK`` file at the directory's path is still the
+        one this process holds (not removed with the directory, nor the
+        directory replaced by another)."""
+        if self._lock_fd is None:
+            return False
+        try:
+            return os.stat(self.path / LOCK_NAME).st_ino == os.fstat(self._lock_fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def close(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
