@@ -214,7 +214,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     from .http.app import HttpSettings
     from .node.launch import NodeSettings, run_node
     from .node.runtime import Timing
-    from .storage import DataDirError, StorageError
+    from .storage import storage_error_in
 
     host, port = parse_listen(args.listen)
     args.data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
@@ -278,16 +278,48 @@ def cmd_node(args: argparse.Namespace) -> int:
         cluster_id=args.cluster_id or None,
         discovery=found,
         security=security,
+        disk_reserve_bytes=disk_reserve(args),
     )
     configure_logging(args.id)
     try:
         trio.run(run_node, settings)
-    except (DataDirError, StorageError) as error:
-        # sysexits codes: 78 not this node's directory, 75 in use, 65 damaged.
-        fail(f"data dir {args.data_dir}: {error}", error.exit_code)
-    except OSError as error:
-        fail(f"cannot serve on {args.listen}: {error}")
+    except BaseException as error:
+        # The node's nursery wraps what its tasks raise in exception groups.
+        storage_error = storage_error_in(error)
+        if storage_error is not None:
+            # sysexits codes, documented in the README: 65 damaged, 66 the
+            # directory vanished, 73 disk full, 74 I/O error, 75 in use,
+            # 78 not this node's directory (or this member cannot start empty).
+            fail(f"data dir {args.data_dir}: {storage_error}", storage_error.exit_code)
+        bind_error = _os_error_in(error)
+        if bind_error is not None:
+            fail(f"cannot serve on {args.listen}: {bind_error}")
+        raise
     return 0
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """An OSError (binding the port) inside ``error``'s exception groups."""
+    if isinstance(error, OSError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _os_error_in(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def disk_reserve(args: argparse.Namespace) -> int | None:
+    """``--disk-reserve-bytes`` or ``RAFT_DISK_RESERVE_BYTES``; None: the default."""
+    if args.disk_reserve_bytes is not None:
+        reserve: int | None = args.disk_reserve_bytes
+    else:
+        raw = os.environ.get("RAFT_DISK_RESERVE_BYTES")
+        reserve = env_int("RAFT_DISK_RESERVE_BYTES", 0) if raw else None
+    if reserve is not None and reserve < 0:
+        raise UsageError("the disk reserve (--disk-reserve-bytes) must not be negative")
+    return reserve
 
 
 def env_float(name: str, default: float | None) -> float | None:
@@ -468,6 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-key", help="the key of --tls-cert (PEM; default $RAFT_TLS_KEY)")
     node.add_argument(
         "--tls-ca", help="verify the other nodes against this CA bundle (PEM; default $RAFT_TLS_CA)"
+    )
+    node.add_argument(
+        "--disk-reserve-bytes",
+        type=int,
+        help="free bytes to keep on the data dir's file system: below them new values are refused "
+        "(default $RAFT_DISK_RESERVE_BYTES, else the smaller of 256 MiB and a tenth of the file system)",
     )
     node.add_argument("--heartbeat-ms", type=int)
     node.add_argument("--election-min-ms", type=int)

@@ -38,6 +38,7 @@ from werkzeug.routing import PathConverter
 from ..core import AddLearner, ConfigChangeRejected, RaftError, RemoveMember
 from ..kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, CasFailed, Delete, Deleted, Put, Written
 from ..node import (
+    InsufficientStorage,
     NotLeaderError,
     RaftNode,
     ReadAborted,
@@ -147,6 +148,8 @@ class StatusAnswer(msgspec.Struct):
     applied_index: int
     last_log_index: int
     members: list[MemberModel]
+    #: This node's alarms: ``"NOSPACE"`` while its free space is below its reserve.
+    alarms: list[str] = msgspec.field(default_factory=list)
 
 
 class ReadyAnswer(msgspec.Struct):
@@ -322,9 +325,11 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @validate_response(CasConflict, 409)
     @validate_response(ErrorAnswer, 400)
     @validate_response(Indeterminate, 503)
+    @validate_response(Indeterminate, 507)
     async def put_key(key: str, data: PutBody) -> Any:
         """Write a key (compare-and-set with ``expect``); answers once the
-        write is committed on a majority and applied."""
+        write is committed on a majority and applied. ``507`` (nothing
+        changed) while a member's free space is below its reserve."""
         if (bad := check_key(key)) is not None:
             return bad
         size = len(data.value.encode("utf-8"))
@@ -520,6 +525,8 @@ async def _write(node: RaftNode, command: Put | Delete) -> Any:
         return await node.write(command)
     except NotLeaderError as exc:
         return not_leader(node, exc)
+    except InsufficientStorage as exc:
+        return Indeterminate(str(exc), False), 507
     except Unavailable as exc:
         return retry_later(str(exc))
     except WriteIndeterminate as exc:

@@ -1,9 +1,10 @@
 """The Trio runtime of a raft-trio node."""
 
 from ._pending import ReadAborted, WriteFailed, WriteIndeterminate
-from .runtime import NodeEvent, NotLeaderError, RaftNode, Timing, Unavailable
+from .runtime import InsufficientStorage, NodeEvent, NotLeaderError, RaftNode, Timing, Unavailable
 
 __all__ = [
+    "InsufficientStorage",
     "NodeEvent",
     "NotLeaderError",
     "RaftNode",

@@ -24,9 +24,11 @@ from ..http.app import HttpSettings, create_app
 from ..http.server import serve_app
 from ..security import Security
 from ..storage import DurableStorage, SnapshotPolicy
+from . import disk_watch
 from .disk import DiskWriter
 from .payload import PayloadSupervisor
 from .runtime import NotLeaderError, RaftNode, Timing
+from .space import SpaceGuard
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class NodeSettings:
     discovery: discovery.DiscoverySettings | None = None
     #: Cluster secret, admin token and TLS (default: none of them).
     security: Security = dataclasses.field(default_factory=Security)
+    #: Free bytes kept in reserve on the data directory's file system
+    #: (None: the smaller of 256 MiB and a tenth of it; see node/space.py).
+    disk_reserve_bytes: int | None = None
 
 
 async def run_node(
@@ -79,6 +84,7 @@ async def run_node(
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     writer = DiskWriter(f"raft-disk-{settings.node_id}")
     try:
+        space = SpaceGuard(storage.path, settings.disk_reserve_bytes)
         node = RaftNode(
             settings.node_id,
             settings.url,
@@ -86,6 +92,7 @@ async def run_node(
             settings.timing,
             run_disk=writer,
             security=settings.security,
+            space=space,
         )
         if settings.peers and node.core.membership != Membership.of(settings.peers):
             log.info("data dir already holds a cluster; --peers is ignored")
@@ -100,6 +107,7 @@ async def run_node(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, stop)
             await nursery.start(node.run)
+            nursery.start_soon(_watch_disk, node, storage, space, settings.http.api_prefix)
             nursery.start_soon(payload.run)
             if settings.join and not node.core.membership.members:
                 nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
@@ -241,6 +249,11 @@ async def _stop_on_signals(stop: trio.Event) -> None:
         async for _ in signals:
             stop.set()
             return
+
+
+async def _watch_disk(node: RaftNode, storage: DurableStorage, space: SpaceGuard, api_prefix: str) -> None:
+    async with node.security.async_client(api_prefix) as client:
+        await disk_watch.watch(node, storage, space, disk_watch.http_fetch_status(client, api_prefix))
 
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:

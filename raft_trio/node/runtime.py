@@ -49,12 +49,14 @@ from ..core import (
     Snapshot,
     TimeoutNow,
 )
-from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
+from ..kv import Command, KeyValueStore, Put, Result, decode_command, encode_command
 from ..peer_auth import PeerAuthenticator
 from ..security import Security
+from ..storage import StorageError
 from ..transport import PostFunction, Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+from .space import SpaceGuard
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +129,22 @@ class Unavailable(Exception):
     retrying shortly may succeed."""
 
 
+class InsufficientStorage(Unavailable):
+    """A new value is refused, having changed nothing: a member's free
+    space is below its reserve (:mod:`raft_trio.node.space`)."""
+
+
 #: A follower whose applied index is within this many entries of the
 #: leader's commit index (as last heard) counts as caught up for ``/readyz``:
 #: the same margin within which the leader promotes a learner, so that a
 #: follower under a steady write load (always a batch or two behind) is
 #: ready, and one replaying or fetching a backlog is not.
 READY_MAX_LAG = 100
+
+#: While space is short, compact as soon as this many entries follow the
+#: last snapshot (instead of the policy's 10,000): deletes then give their
+#: space back within seconds.
+LOW_SPACE_COMPACT_ENTRIES = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +168,12 @@ class RaftNode:
         run_disk: DiskRunner = trio.to_thread.run_sync,
         post: PostFunction | None = None,
         security: Security | None = None,
+        space: SpaceGuard | None = None,
     ) -> None:
         self.id = node_id
+        #: Free space against the reserve (None: not guarded, as in tests).
+        self.space = space
+        self._next_compaction_try = 0
         self.url = url
         self.storage = storage
         self.timing = timing
@@ -277,6 +293,10 @@ class RaftNode:
 
         if self.stopping:
             return not_ready("the node is stopping")
+        if self._persist_started is not None:
+            writing_ms = (trio.current_time() - self._persist_started) * 1000
+            if writing_ms >= self.timing.election_min_ms:
+                return not_ready(f"storage failing: a disk write has not finished in {writing_ms:.0f} ms")
         if core.membership.get(self.id) is None:
             return not_ready("not a member of the cluster's configuration (yet, or any more)")
         if core.role is Role.LEADER:
@@ -323,6 +343,7 @@ class RaftNode:
             "leader_url": self.leader_url(),
             "last_log_index": self.core.log.last_index(),
             "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in self.core.membership.members],
+            "alarms": self.space.alarms() if self.space is not None else [],
         }
 
     # ------------------------------------------------------------------
@@ -426,14 +447,20 @@ class RaftNode:
             self.wake()
 
     async def _ready_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            while self.core.has_ready():
-                await self._handle_ready(self.core.ready())
-                # A long backlog comes in slices (max_apply_bytes): let
-                # requests and ticks run between them.
-                await trio.lowlevel.checkpoint()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self.core.has_ready():
+                    await self._handle_ready(self.core.ready())
+                    # A long backlog comes in slices (max_apply_bytes): let
+                    # requests and ticks run between them.
+                    await trio.lowlevel.checkpoint()
+        except StorageError as error:
+            # Fail-stop: nothing that depended on the failed write was
+            # sent or answered; the node ends (the CLI prints one line).
+            metrics.STORAGE_ERRORS.labels(type(error).__name__).inc()
+            raise
 
     async def _handle_ready(self, ready: Ready) -> None:
         transport = self._transport
@@ -519,12 +546,31 @@ class RaftNode:
         applied = self.kv.applied_index
         if self.core.log.applied != applied or applied < self.core.log.committed:
             return  # still working through a backlog: snapshot once at its end
-        if not self.storage.needs_snapshot(applied):
+        if applied < self._next_compaction_try:
+            return
+        space = self.space
+        short = space is not None and space.alarm
+        if not self.storage.needs_snapshot(applied) and not (
+            short and applied >= self.storage.snapshot().meta.index + LOW_SPACE_COMPACT_ENTRIES
+        ):
             return
         snapshot = Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
+        if space is not None:
+            # A snapshot file that cannot fit would stop the node (ENOSPC):
+            # try again LOW_SPACE_COMPACT_ENTRIES entries later instead.
+            needed = len(snapshot.data) + len(snapshot.data) // 10 + (1 << 20)
+            free = space.free_bytes()
+            if free < needed:
+                self._next_compaction_try = applied + LOW_SPACE_COMPACT_ENTRIES
+                log.warning(
+                    "no room for a snapshot of %d bytes (%d free): compaction postponed",
+                    len(snapshot.data),
+                    free,
+                )
+                return
         await self._run_disk(self.storage.compact_on_disk, snapshot)
         self.storage.compact_cache(snapshot)
-        log.info("snapshot at index %d, log compacted", applied)
+        log.info("snapshot at index %d, log compacted%s", applied, " (space is short)" if short else "")
 
     # ------------------------------------------------------------------
     # Events
@@ -620,6 +666,11 @@ class RaftNode:
                     return remembered
             if self.stopping and self.core.lead_transferee is None:
                 raise Unavailable("the node is stopping")
+            if self.space is not None and isinstance(command, Put):
+                refusal = self.space.refusal(len(command.key) + len(command.value))
+                if refusal is not None:
+                    metrics.WRITES_REFUSED_NOSPACE.inc()
+                    raise InsufficientStorage(refusal)
             command = _with_timestamp(command)
             try:
                 index = self._propose(encode_command(command))
@@ -694,4 +745,12 @@ def _with_timestamp(command: Command) -> Command:
     return msgspec.structs.replace(command, ts=int(time.time() * 1000))
 
 
-__all__ = ["NodeEvent", "NotLeaderError", "RaftNode", "Timing", "Unavailable", "WriteIndeterminate"]
+__all__ = [
+    "InsufficientStorage",
+    "NodeEvent",
+    "NotLeaderError",
+    "RaftNode",
+    "Timing",
+    "Unavailable",
+    "WriteIndeterminate",
+]

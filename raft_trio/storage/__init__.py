@@ -24,6 +24,7 @@ from ._errors import (
     DiskIOError,
     SnapshotCorrupt,
     StorageError,
+    storage_error_in,
 )
 from ._inspect import DiskState, inspect_data_dir
 from ._policy import SnapshotPolicy
@@ -48,4 +49,5 @@ __all__ = [
     "StorageError",
     "inspect_data_dir",
     "open_data_dir",
+    "storage_error_in",
 ]

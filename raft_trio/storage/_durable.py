@@ -163,7 +163,10 @@ class DurableStorage:
         this node's, :class:`CorruptionError` for one it cannot trust.
         ``initial_snapshot`` is used only by a new directory."""
         _validated(policy, keep_snapshots)
-        data_dir = open_data_dir(path, node_id, cluster_id)
+        try:
+            data_dir = open_data_dir(path, node_id, cluster_id)
+        except OSError as exc:  # a read-only file system, a permission
+            raise classify(exc, f"opening data directory {path}", running=False) from exc
         try:
             return cls(
                 data_dir, initial_snapshot=initial_snapshot, policy=policy, keep_snapshots=keep_snapshots
@@ -476,9 +479,10 @@ class DurableStorage:
         for path in (db, db.with_name(db.name + "-wal")):
             with contextlib.suppress(FileNotFoundError):
                 total += path.stat().st_size
-        for entry in os.scandir(self.data_dir.snapshot_dir):
-            if entry.is_file():
-                total += entry.stat().st_size
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.data_dir.snapshot_dir) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    total += entry.stat().st_size
         return total
 
     @property
@@ -488,7 +492,7 @@ class DurableStorage:
 
 def _refusal(error: BaseException, data_dir: DataDir) -> StorageError:
     """The one-line error a start that cannot trust ``data_dir`` ends with."""
-    refused = classify(error, str(data_dir.db_path))
+    refused = classify(error, str(data_dir.db_path), running=False)
     if isinstance(refused, CorruptionError):
         return CorruptionError(f"{refused}; refusing to start. {rejoin_advice(data_dir.meta.node_id)}")
     return refused

@@ -106,10 +106,12 @@ _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
 
-def classify(error: BaseException, what: str) -> StorageError:
+def classify(error: BaseException, what: str, *, running: bool = True) -> StorageError:
     """The :class:`StorageError` an OS or SQLite ``error`` stands for,
     with ``what`` (the file or the operation) named in its message.
-    Call it with the error being handled and raise the result ``from`` it."""
+    Call it with the error being handled and raise the result ``from`` it.
+    While the node runs (``running``) a file that is not found was removed
+    under it: :class:`DataDirVanished`."""
     if isinstance(error, StorageError):
         return error
     detail = f"{what}: {error}"
@@ -122,9 +124,23 @@ def classify(error: BaseException, what: str) -> StorageError:
         return DiskIOError(detail)
     if isinstance(error, OSError) and error.errno in _FULL:
         return DiskFull(detail)
-    if isinstance(error, FileNotFoundError):
+    if running and isinstance(error, FileNotFoundError):
         return DataDirVanished(f"{detail} (a file of the data directory was removed)")
     return DiskIOError(detail)
+
+
+def storage_error_in(error: BaseException) -> StorageError | None:
+    """The first :class:`StorageError` in ``error``, looking inside
+    exception groups (a node's nursery wraps what its tasks raise), so
+    that the command line can end with one line and its exit code."""
+    if isinstance(error, StorageError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = storage_error_in(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def rejoin_advice(node_id: str) -> str:

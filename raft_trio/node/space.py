@@ -1,0 +1,103 @@
+"""The space guard: writes are refused before the disk is full, not
+crashed into.
+
+etcd's habit, with free space as the measure: each node keeps a *reserve*
+of free bytes on its data directory's file system (``RAFT_DISK_RESERVE_BYTES``,
+default the smaller of 256 MiB and a tenth of the file system). While any
+member has less free space than its reserve, the leader refuses new values
+(``PUT``, compare-and-set) with a definite ``507`` that changes nothing.
+Everything that needs little space or gives it back goes on: reads,
+status, ``/metrics``, deletes, membership changes, and compaction, which
+the runtime runs early while space is short. The reserve is the headroom
+for exactly those: the log entries of deletes and configuration changes
+on every member, and a new snapshot file before the old ones are removed.
+
+A member below its reserve raises its alarm (``"alarms": ["NOSPACE"]`` in
+its ``/api/status``); the leader reads the followers' alarms once a second
+(:mod:`raft_trio.node.disk_watch`). An alarm clears once free space is
+back above the reserve by an eighth of it, so that it does not flap.
+
+A write that still meets a full disk (another process filled it, or the
+reserve was set to 0) fails with ENOSPC, and the node stops with one line
+and exit status 73 (:class:`raft_trio.storage.DiskFull`), never
+acknowledging that write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+#: The default reserve: a tenth of the file system, at most this much.
+DEFAULT_RESERVE_MAX_BYTES = 256 << 20
+DEFAULT_RESERVE_FRACTION = 0.10
+NOSPACE = "NOSPACE"
+
+StatVfs = Callable[[str | os.PathLike[str]], os.statvfs_result]
+
+
+def mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+class SpaceGuard:
+    """Free space of one data directory's file system against its reserve,
+    and the alarms the followers reported (kept by the leader)."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], reserve_bytes: int | None = None, statvfs: StatVfs = os.statvfs
+    ) -> None:
+        self.path = Path(path)
+        self._statvfs = statvfs
+        if reserve_bytes is None:
+            stat = statvfs(self.path)
+            size = stat.f_blocks * stat.f_frsize
+            reserve_bytes = min(DEFAULT_RESERVE_MAX_BYTES, int(size * DEFAULT_RESERVE_FRACTION))
+        if reserve_bytes < 0:
+            raise ValueError("the disk reserve must not be negative")
+        self.reserve = reserve_bytes
+        #: This node's alarm: free space fell below the reserve.
+        self.alarm = False
+        #: Member id -> why, for followers that report an alarm (leader only).
+        self.peer_alarms: dict[str, str] = {}
+        self.free = self.free_bytes()
+        self.refresh()
+
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still use (``f_bavail``)."""
+        stat = self._statvfs(self.path)
+        return stat.f_bavail * stat.f_frsize
+
+    def refresh(self) -> bool:
+        """Measure free space again and raise or clear the alarm; returns it."""
+        self.free = self.free_bytes()
+        if self.alarm:
+            self.alarm = self.free < self.reserve + self.reserve // 8
+        else:
+            self.alarm = self.free < self.reserve
+        return self.alarm
+
+    def alarms(self) -> list[str]:
+        """This node's alarms, as ``/api/status`` reports them."""
+        return [NOSPACE] if self.alarm else []
+
+    def refusal(self, size: int) -> str | None:
+        """Why a new value of ``size`` bytes is refused now, or None. Each
+        call measures free space again (a ``statvfs``, a few microseconds),
+        so a burst of large values cannot run through the reserve between
+        two periodic checks."""
+        self.refresh()
+        if self.alarm or self.free - size < self.reserve:
+            return (
+                f"insufficient storage: {mib(self.free)} free on {self.path}, below the reserve of "
+                f"{mib(self.reserve)}; new values are refused until space is freed "
+                "(reads, deletes and compaction go on)"
+            )
+        if self.peer_alarms:
+            member, why = sorted(self.peer_alarms.items())[0]
+            return (
+                f"insufficient storage on member {member} ({why}); new values are refused until "
+                "space is freed there (reads, deletes and compaction go on)"
+            )
+        return None
