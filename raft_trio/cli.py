@@ -279,6 +279,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         discovery=found,
         security=security,
         disk_reserve_bytes=disk_reserve(args),
+        adopt_data_dir=args.adopt_data_dir,
     )
     configure_logging(args.id)
     try:
@@ -484,7 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument(
         "--cluster-id",
         default=os.environ.get("RAFT_CLUSTER_ID") or None,
-        help="name of the cluster, recorded in the data dir; a dir of another cluster is refused",
+        help="name of the cluster, recorded in the data dir; a dir of another cluster, or one that "
+        "records none, is refused",
+    )
+    node.add_argument(
+        "--adopt-data-dir",
+        action="store_true",
+        help="record --cluster-id in a data dir made without one (otherwise such a dir is refused)",
     )
     node.add_argument(
         "--cluster-secret-file",

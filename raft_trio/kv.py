@@ -43,7 +43,21 @@ class Delete(msgspec.Struct, frozen=True, tag="del", array_like=True):
     ts: int = 0
 
 
+class Started(msgspec.Struct, frozen=True, tag="started", array_like=True):
+    """Written by a leader the first time ``member`` acknowledges entries:
+    that member has started once and holds a term, a vote and a log. A new
+    (empty) data directory for it is refused from then on
+    (:mod:`raft_trio.node.first_start`), as etcd refuses a member that
+    "has already been bootstrapped"."""
+
+    member: str
+    ts: int = 0
+
+
+#: What a client may ask for.
 Command = Put | Delete
+#: What the log holds.
+LogCommand = Put | Delete | Started
 
 
 class Written(msgspec.Struct, frozen=True, tag="written", array_like=True):
@@ -77,18 +91,20 @@ class _SnapshotState(msgspec.Struct, frozen=True):
     applied: int
     data: dict[str, tuple[str, int]]
     sessions: list[_Session]
+    #: Members that have started (absent from snapshots of older versions).
+    started: list[str] = msgspec.field(default_factory=list)
 
 
 _command_encoder = msgspec.msgpack.Encoder()
-_command_decoder: msgspec.msgpack.Decoder[Command] = msgspec.msgpack.Decoder(Command)
+_command_decoder: msgspec.msgpack.Decoder[LogCommand] = msgspec.msgpack.Decoder(LogCommand)
 _snapshot_decoder: msgspec.msgpack.Decoder[_SnapshotState] = msgspec.msgpack.Decoder(_SnapshotState)
 
 
-def encode_command(command: Command) -> bytes:
+def encode_command(command: LogCommand) -> bytes:
     return _command_encoder.encode(command)
 
 
-def decode_command(data: bytes) -> Command:
+def decode_command(data: bytes) -> LogCommand:
     return _command_decoder.decode(data)
 
 
@@ -100,6 +116,8 @@ class KeyValueStore:
         self.data: dict[str, tuple[str, int]] = {}
         self.applied_index = 0
         self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
+        #: Members a leader saw acknowledge entries (:class:`Started`).
+        self.started: set[str] = set()
 
     def get(self, key: str) -> tuple[str, int] | None:
         return self.data.get(key)
@@ -109,10 +127,13 @@ class KeyValueStore:
         session = self._sessions.get(token)
         return session.result if session is not None else None
 
-    def apply(self, index: int, command: Command) -> Result:
+    def apply(self, index: int, command: LogCommand) -> Result | None:
         """Apply the committed command at log ``index``."""
         assert index > self.applied_index, f"apply {index} after {self.applied_index}"
         self.applied_index = index
+        if isinstance(command, Started):
+            self.started.add(command.member)
+            return None
         self._expire_sessions(command.ts)
         if command.token is not None:
             session = self._sessions.get(command.token)
@@ -154,7 +175,9 @@ class KeyValueStore:
     # -- snapshots -----------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        state = _SnapshotState(self.applied_index, self.data, list(self._sessions.values()))
+        state = _SnapshotState(
+            self.applied_index, self.data, list(self._sessions.values()), sorted(self.started)
+        )
         return msgspec.msgpack.encode(state)
 
     def restore(self, data: bytes) -> None:
@@ -162,8 +185,10 @@ class KeyValueStore:
             self.data = {}
             self._sessions = collections.OrderedDict()
             self.applied_index = 0
+            self.started = set()
             return
         state = _snapshot_decoder.decode(data)
         self.applied_index = state.applied
         self.data = dict(state.data)
         self._sessions = collections.OrderedDict((s.token, s) for s in state.sessions)
+        self.started = set(state.started)

@@ -114,6 +114,8 @@ class MemberModel(msgspec.Struct):
     id: str
     url: str
     voter: bool
+    #: It has acknowledged entries once: a new, empty data directory for it is refused.
+    started: bool = False
 
 
 class MembersAnswer(msgspec.Struct):

@@ -49,7 +49,7 @@ from ..core import (
     Snapshot,
     TimeoutNow,
 )
-from ..kv import Command, KeyValueStore, Put, Result, decode_command, encode_command
+from ..kv import Command, KeyValueStore, Put, Result, Started, decode_command, encode_command
 from ..peer_auth import PeerAuthenticator
 from ..security import Security
 from ..storage import StorageError
@@ -174,6 +174,8 @@ class RaftNode:
         #: Free space against the reserve (None: not guarded, as in tests).
         self.space = space
         self._next_compaction_try = 0
+        #: Member -> the term in which this node proposed its Started record.
+        self._started_proposed: dict[str, int] = {}
         self.url = url
         self.storage = storage
         self.timing = timing
@@ -342,7 +344,10 @@ class RaftNode:
             **self.event_payload(),
             "leader_url": self.leader_url(),
             "last_log_index": self.core.log.last_index(),
-            "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in self.core.membership.members],
+            "members": [
+                {"id": m.id, "url": m.url, "voter": m.voter, "started": m.id in self.kv.started}
+                for m in self.core.membership.members
+            ],
             "alarms": self.space.alarms() if self.space is not None else [],
         }
 
@@ -513,8 +518,25 @@ class RaftNode:
         if ready.soft_state is not None:
             self._on_soft_state_change()
         self.core.advance(ready)
+        if self.core.role is Role.LEADER and self.id not in self.kv.started:
+            self._record_started(self.id)
         metrics.observe_state(self)
         await self._maybe_compact()
+
+    def _record_started(self, member: str) -> None:
+        """As leader, put in the log that ``member`` has started (it
+        acknowledged entries, or it leads): once committed, a new data
+        directory for it is refused (:mod:`raft_trio.node.first_start`).
+        Proposed once a term per member until it is applied."""
+        term = self.core.term
+        if member in self.kv.started or self._started_proposed.get(member) == term:
+            return
+        try:
+            self.core.propose(encode_command(Started(member)))
+        except (NotLeader, ProposalDropped):
+            return  # not leading, or handing over: the next leader records it
+        self._started_proposed[member] = term
+        self.wake()
 
     def _on_soft_state_change(self) -> None:
         old, new = self._last_soft, self.core.soft_state
@@ -600,6 +622,14 @@ class RaftNode:
                 self._heard_from_leader(message)
             elif isinstance(message, (AppendEntriesResponse, HeartbeatResponse)):
                 self._answered_at[message.src] = (message.term, trio.current_time())
+                if (
+                    isinstance(message, AppendEntriesResponse)
+                    and message.success
+                    and message.index > 0
+                    and message.src not in self.kv.started
+                    and self.core.role is Role.LEADER
+                ):
+                    self._record_started(message.src)
         self.wake()
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:

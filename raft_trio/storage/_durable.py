@@ -157,14 +157,17 @@ class DurableStorage:
         initial_snapshot: Snapshot | None = None,
         policy: SnapshotPolicy | None = None,
         keep_snapshots: int = 2,
+        adopt: bool = False,
     ) -> DurableStorage:
         """Open (or create) the data directory at ``path`` and recover it.
         Blocking; raises :class:`DataDirError` for a directory that is not
         this node's, :class:`CorruptionError` for one it cannot trust.
-        ``initial_snapshot`` is used only by a new directory."""
+        ``initial_snapshot`` is used only by a new directory; ``adopt``
+        records ``cluster_id`` in a directory that has none (see
+        :func:`open_data_dir`)."""
         _validated(policy, keep_snapshots)
         try:
-            data_dir = open_data_dir(path, node_id, cluster_id)
+            data_dir = open_data_dir(path, node_id, cluster_id, adopt=adopt)
         except OSError as exc:  # a read-only file system, a permission
             raise classify(exc, f"opening data directory {path}", running=False) from exc
         try:
