@@ -118,6 +118,9 @@ class KeyValueStore:
         self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
         #: Members a leader saw acknowledge entries (:class:`Started`).
         self.started: set[str] = set()
+        #: Characters of every key and value held: about the size of the
+        #: next snapshot (what the space guard keeps room for).
+        self.size = 0
 
     def get(self, key: str) -> tuple[str, int] | None:
         return self.data.get(key)
@@ -156,12 +159,17 @@ class KeyValueStore:
             if current is None:
                 return Deleted(command.key, False, index)
             del self.data[command.key]
+            self.size -= len(command.key) + len(current[0])
             return Deleted(command.key, True, index)
         if command.check:
             current_value = current[0] if current is not None else None
             if current_value != command.expect:
                 return CasFailed(command.key, current_value, index)
         self.data[command.key] = (command.value, index)
+        if current is None:
+            self.size += len(command.key) + len(command.value)
+        else:
+            self.size += len(command.value) - len(current[0])
         return Written(command.key, command.value, index)
 
     def _expire_sessions(self, now_ms: int) -> None:
@@ -186,9 +194,11 @@ class KeyValueStore:
             self._sessions = collections.OrderedDict()
             self.applied_index = 0
             self.started = set()
+            self.size = 0
             return
         state = _snapshot_decoder.decode(data)
         self.applied_index = state.applied
         self.data = dict(state.data)
         self._sessions = collections.OrderedDict((s.token, s) for s in state.sessions)
         self.started = set(state.started)
+        self.size = sum(len(key) + len(value) for key, (value, _) in self.data.items())

@@ -84,9 +84,11 @@ async def watch(
             alarmed = guard.alarm
             if alarmed:
                 log.warning(
-                    "NOSPACE alarm: %d bytes free on %s, below the reserve of %d; new values are refused",
+                    "NOSPACE alarm: %d bytes free on %s, below the %d needed (reserve %d); "
+                    "new values are refused",
                     guard.free,
                     guard.path,
+                    guard.needed(),
                     guard.reserve,
                 )
             else:

@@ -180,6 +180,7 @@ async def check(
     until :func:`decide` says bootstrap or join; raises
     :class:`AlreadyMember` when it says refuse."""
     said = ("", -REPEAT_LOG_S)
+    started = time.monotonic()
     while True:
         answers = await _ask_all(peers.values(), fetch_status)
         decision = decide(me, voters, answers)
@@ -190,7 +191,10 @@ async def check(
             return decision
         now = time.monotonic()
         if decision.reason != said[0] or now - said[1] >= REPEAT_LOG_S:
-            log.warning("first start: %s", decision.reason)
+            # Other members starting at the same moment answer within a
+            # second or two; a longer wait deserves an operator's eye.
+            level = logging.WARNING if now - started >= REPEAT_LOG_S else logging.INFO
+            log.log(level, "first start: %s", decision.reason)
             said = (decision.reason, now)
         await trio.sleep(round_s)
 

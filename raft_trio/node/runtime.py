@@ -52,7 +52,7 @@ from ..core import (
 from ..kv import Command, KeyValueStore, Put, Result, Started, decode_command, encode_command
 from ..peer_auth import PeerAuthenticator
 from ..security import Security
-from ..storage import StorageError
+from ..storage import WAL_HEADROOM_BYTES, StorageError
 from ..transport import PostFunction, Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
@@ -190,6 +190,8 @@ class RaftNode:
         )
         self._known_peers: dict[str, str] = {}
         self.kv = KeyValueStore()
+        if space is not None:
+            space.headroom = self._space_headroom
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
@@ -522,6 +524,11 @@ class RaftNode:
             self._record_started(self.id)
         metrics.observe_state(self)
         await self._maybe_compact()
+
+    def _space_headroom(self) -> int:
+        """Room to keep besides the reserve: the next snapshot (about the
+        state's size, a tenth more for its encoding) and the WAL's growth."""
+        return self.kv.size + self.kv.size // 10 + WAL_HEADROOM_BYTES
 
     def _record_started(self, member: str) -> None:
         """As leader, put in the log that ``member`` has started (it

@@ -1,25 +1,32 @@
 """The space guard: writes are refused before the disk is full, not
 crashed into.
 
-etcd's habit, with free space as the measure: each node keeps a *reserve*
-of free bytes on its data directory's file system (``RAFT_DISK_RESERVE_BYTES``,
-default the smaller of 256 MiB and a tenth of the file system). While any
-member has less free space than its reserve, the leader refuses new values
-(``PUT``, compare-and-set) with a definite ``507`` that changes nothing.
-Everything that needs little space or gives it back goes on: reads,
-status, ``/metrics``, deletes, membership changes, and compaction, which
-the runtime runs early while space is short. The reserve is the headroom
-for exactly those: the log entries of deletes and configuration changes
-on every member, and a new snapshot file before the old ones are removed.
+etcd's habit, with free space as the measure. A node needs room on its
+data directory's file system for three things besides what it holds:
 
-A member below its reserve raises its alarm (``"alarms": ["NOSPACE"]`` in
-its ``/api/status``); the leader reads the followers' alarms once a second
-(:mod:`raft_trio.node.disk_watch`). An alarm clears once free space is
-back above the reserve by an eighth of it, so that it does not flap.
+- a *reserve* the operator sets (``--disk-reserve-bytes`` /
+  ``RAFT_DISK_RESERVE_BYTES``; default the smaller of 256 MiB and a tenth
+  of the file system), the margin nothing is planned for;
+- the next snapshot file, about the size of the key-value state
+  (compaction writes it before the older files go: without room for it the
+  log could never be compacted again);
+- the WAL's growth between checkpoints, and its copy into the database
+  while a checkpoint runs (``WAL_HEADROOM_BYTES``, 8 MiB).
+
+While any member has less free space than that, it raises its NOSPACE
+alarm (``"alarms": ["NOSPACE"]`` in its ``/api/status``) and the leader
+refuses new values (``PUT``, compare-and-set) with a definite ``507`` that
+changes nothing; the leader reads the followers' alarms once a second
+(:mod:`raft_trio.node.disk_watch`) and measures its own disk for every new
+value. Everything that needs little space or gives it back goes on: reads,
+status, ``/metrics``, deletes, membership changes, and compaction, which
+the runtime runs early while space is short, so that deletes give their
+space back. An alarm clears once free space is back above what is needed
+by an eighth of the reserve, so that it does not flap.
 
 A write that still meets a full disk (another process filled it, or the
-reserve was set to 0) fails with ENOSPC, and the node stops with one line
-and exit status 73 (:class:`raft_trio.storage.DiskFull`), never
+limits were set to nothing) fails with ENOSPC, and the node stops with one
+line and exit status 73 (:class:`raft_trio.storage.DiskFull`), never
 acknowledging that write.
 """
 
@@ -57,6 +64,9 @@ class SpaceGuard:
         if reserve_bytes < 0:
             raise ValueError("the disk reserve must not be negative")
         self.reserve = reserve_bytes
+        #: Bytes needed besides the reserve: the next snapshot and the WAL
+        #: (the runtime sets it; see the module's documentation).
+        self.headroom: Callable[[], int] = lambda: 0
         #: This node's alarm: free space fell below the reserve.
         self.alarm = False
         #: Member id -> why, for followers that report an alarm (leader only).
@@ -69,13 +79,18 @@ class SpaceGuard:
         stat = self._statvfs(self.path)
         return stat.f_bavail * stat.f_frsize
 
+    def needed(self) -> int:
+        """Free bytes below which the alarm is raised."""
+        return self.reserve + self.headroom()
+
     def refresh(self) -> bool:
         """Measure free space again and raise or clear the alarm; returns it."""
         self.free = self.free_bytes()
+        needed = self.needed()
         if self.alarm:
-            self.alarm = self.free < self.reserve + self.reserve // 8
+            self.alarm = self.free < needed + self.reserve // 8
         else:
-            self.alarm = self.free < self.reserve
+            self.alarm = self.free < needed
         return self.alarm
 
     def alarms(self) -> list[str]:
@@ -88,11 +103,12 @@ class SpaceGuard:
         so a burst of large values cannot run through the reserve between
         two periodic checks."""
         self.refresh()
-        if self.alarm or self.free - size < self.reserve:
+        needed = self.needed()
+        if self.alarm or self.free - size < needed:
             return (
-                f"insufficient storage: {mib(self.free)} free on {self.path}, below the reserve of "
-                f"{mib(self.reserve)}; new values are refused until space is freed "
-                "(reads, deletes and compaction go on)"
+                f"insufficient storage: {mib(self.free)} free on {self.path}, below the {mib(needed)} "
+                f"needed (a reserve of {mib(self.reserve)}, room for the next snapshot and the WAL); "
+                "new values are refused until space is freed (reads, deletes and compaction go on)"
             )
         if self.peer_alarms:
             member, why = sorted(self.peer_alarms.items())[0]

@@ -29,10 +29,12 @@ from ._errors import (
 from ._inspect import DiskState, inspect_data_dir
 from ._policy import SnapshotPolicy
 from ._snapshots import SnapshotStore
+from ._sqlite_log import WAL_HEADROOM_BYTES
 
 __all__ = [
     "CRASH_POINTS",
     "FORMAT_VERSION",
+    "WAL_HEADROOM_BYTES",
     "CorruptionError",
     "DataDir",
     "DataDirError",

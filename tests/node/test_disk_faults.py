@@ -19,12 +19,12 @@ import trio
 import trio.testing
 
 from raft_trio.core import Entry, HardState, RemoveMember, Snapshot
-from raft_trio.kv import Delete, Deleted, Put, Written
+from raft_trio.kv import Delete, Deleted, KeyValueStore, Put, Written
 from raft_trio.node import InsufficientStorage, RaftNode, WriteIndeterminate
 from raft_trio.node import metrics as node_metrics
 from raft_trio.node.disk_watch import watch
 from raft_trio.node.space import NOSPACE, SpaceGuard
-from raft_trio.storage import DiskFull, storage_error_in
+from raft_trio.storage import WAL_HEADROOM_BYTES, DiskFull, storage_error_in
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -86,12 +86,39 @@ def test_the_alarm_clears_only_an_eighth_above_the_reserve() -> None:
     assert not space.refresh()
 
 
+def test_room_for_the_next_snapshot_and_the_wal_is_kept_besides_the_reserve() -> None:
+    """Without room for the next snapshot the log could never be compacted
+    again, and the WAL grows between checkpoints: both come on top of the
+    reserve the operator sets."""
+    disk = FakeDisk(free=100 * MIB)
+    space = SpaceGuard("/d", 16 * MIB, statvfs=disk.statvfs)
+    state = [0]
+    space.headroom = lambda: state[0]
+    assert space.refusal(1000) is None
+    state[0] = 90 * MIB
+    refusal = space.refusal(1000)
+    assert refusal is not None and "below the 106.0 MiB needed (a reserve of 16.0 MiB" in refusal
+    assert space.alarms() == [NOSPACE]
+
+
+async def test_the_runtime_keeps_room_for_a_snapshot_of_its_state_and_the_wal(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    space = SpaceGuard("/data", 0, statvfs=FakeDisk().statvfs)
+    node = RaftNode("n9", "mem://n9", leader.storage, TIMING, space=space)  # type: ignore[arg-type]
+    assert space.needed() == WAL_HEADROOM_BYTES
+    node.kv.apply(1, Put("k", "x" * 1000))
+    assert space.needed() == WAL_HEADROOM_BYTES + node.kv.size + node.kv.size // 10
+    assert node.kv.size == 1001
+
+
 def test_a_value_that_would_cross_the_reserve_is_refused_even_before_the_alarm() -> None:
     disk = FakeDisk(free=65 * MIB)
     space = SpaceGuard("/d", 64 * MIB, statvfs=disk.statvfs)
     assert space.refusal(512 * 1024) is None
     refusal = space.refusal(2 * MIB)
-    assert refusal is not None and "below the reserve of 64.0 MiB" in refusal
+    assert refusal is not None and "a reserve of 64.0 MiB" in refusal
     asked = disk.asked
     space.refusal(10)
     assert disk.asked == asked + 1  # measured again for every value
@@ -108,7 +135,7 @@ async def test_a_leader_short_of_space_refuses_new_values_and_keeps_everything_e
     refused_before = node_metrics.WRITES_REFUSED_NOSPACE._value.get()
     last_index = leader.core.log.last_index()
     for command in (Put("new", "v"), Put("kept", "v2"), Put("kept", "v3", check=True, expect="v1")):
-        with pytest.raises(InsufficientStorage, match=r"below the reserve of 64\.0 MiB"):
+        with pytest.raises(InsufficientStorage, match=r"a reserve of 64\.0 MiB"):
             await leader.write(command)
     assert leader.core.log.last_index() == last_index, "a refused write reached the log"
     assert node_metrics.WRITES_REFUSED_NOSPACE._value.get() == refused_before + 3
@@ -226,3 +253,18 @@ async def test_a_failed_disk_write_stops_the_node_and_acknowledges_nothing(
     found = storage_error_in(error)
     assert isinstance(found, DiskFull) and found.exit_code == 73
     assert node_metrics.STORAGE_ERRORS.labels("DiskFull")._value.get() == errors_before + 1
+
+
+def test_the_state_size_follows_puts_overwrites_deletes_and_snapshots() -> None:
+    kv = KeyValueStore()
+    kv.apply(1, Put("ab", "xyz"))
+    kv.apply(2, Put("c", "1"))
+    assert kv.size == 5 + 2
+    kv.apply(3, Put("ab", "x"))
+    assert kv.size == 3 + 2
+    kv.apply(4, Delete("c"))
+    kv.apply(5, Delete("missing"))
+    assert kv.size == 3
+    again = KeyValueStore()
+    again.restore(kv.snapshot())
+    assert again.size == 3

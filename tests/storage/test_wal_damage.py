@@ -7,7 +7,6 @@ its commit, is still dropped as before."""
 from __future__ import annotations
 
 import shutil
-import struct
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,9 @@ from raft_trio.core import HardState
 from raft_trio.storage import CorruptionError
 from raft_trio.storage._datadir import DB_NAME
 from raft_trio.storage._highwater import MARK_NAME
-from raft_trio.storage._wal import FRAME_HEADER_BYTES, WAL_HEADER_BYTES, check_wal
+from raft_trio.storage._wal import FRAME_HEADER_BYTES, check_wal
 
-from .helpers import crash_image, entries, entry, open_storage, tree_fingerprint
-
-PAGE = 4096
-FRAME = FRAME_HEADER_BYTES + PAGE
+from .helpers import crash_image, entries, entry, flip_wal_frame, open_storage, tree_fingerprint, wal_frames
 
 
 def _live(path: Path, count: int, term: int = 1) -> object:
@@ -30,28 +26,6 @@ def _live(path: Path, count: int, term: int = 1) -> object:
     for i in range(1, count + 1):
         storage.persist(HardState(term, "n1", i - 1), [entry(i, term)], None)
     return storage
-
-
-def _frames(wal: Path) -> list[tuple[int, int]]:
-    """(frame number, commit size) of every frame of the WAL's generation."""
-    data = wal.read_bytes()
-    salts = data[16:24]
-    found = []
-    for number in range(1, (len(data) - WAL_HEADER_BYTES) // FRAME + 1):
-        offset = WAL_HEADER_BYTES + (number - 1) * FRAME
-        if data[offset + 8 : offset + 16] != salts:
-            break
-        found.append((number, struct.unpack_from(">I", data, offset + 4)[0]))
-    return found
-
-
-def _flip(wal: Path, frame: int, at: int = FRAME_HEADER_BYTES + 100) -> None:
-    """Flip four bytes of frame ``frame`` (its page, by default)."""
-    data = bytearray(wal.read_bytes())
-    offset = WAL_HEADER_BYTES + (frame - 1) * FRAME + at
-    for i in range(4):
-        data[offset + i] ^= 0xA5
-    wal.write_bytes(bytes(data))
 
 
 def _image(live: Path, target: Path, *, with_shm: bool) -> Path:
@@ -69,10 +43,10 @@ def test_a_flipped_frame_in_the_middle_of_the_wal_is_refused(tmp_path: Path, wit
     image = _image(tmp_path / "live", tmp_path / "image", with_shm=with_shm)
     storage.close()  # type: ignore[attr-defined]
     wal = image / (DB_NAME + "-wal")
-    commits = [number for number, commit in _frames(wal) if commit]
+    commits = [number for number, commit in wal_frames(wal) if commit]
     assert len(commits) >= 20, "the test needs many transactions in the WAL"
     # A frame of the fifth transaction: fifteen and more came after it.
-    _flip(wal, commits[4])
+    flip_wal_frame(wal, commits[4])
     before = tree_fingerprint(image)
     with pytest.raises(CorruptionError) as refused:
         open_storage(image)
@@ -91,8 +65,8 @@ def test_damage_to_the_last_transaction_is_refused_when_the_shm_says_it_committe
     image = _image(tmp_path / "live", tmp_path / "image", with_shm=True)
     storage.close()  # type: ignore[attr-defined]
     wal = image / (DB_NAME + "-wal")
-    last = _frames(wal)[-1][0]
-    _flip(wal, last)
+    last = wal_frames(wal)[-1][0]
+    flip_wal_frame(wal, last)
     with pytest.raises(CorruptionError, match=f"committed through frame {last}"):
         open_storage(image)
 
@@ -104,7 +78,7 @@ def test_without_the_shm_damage_to_the_last_transaction_counts_as_a_torn_tail(tm
     image = _image(tmp_path / "live", tmp_path / "image", with_shm=False)
     storage.close()  # type: ignore[attr-defined]
     wal = image / (DB_NAME + "-wal")
-    _flip(wal, _frames(wal)[-1][0])
+    flip_wal_frame(wal, wal_frames(wal)[-1][0])
     with open_storage(image) as recovered:
         assert recovered.last_index() == 9
         assert recovered.entries(1, 10) == entries(1, 10)
@@ -121,9 +95,9 @@ def test_a_torn_transaction_whose_later_frames_landed_is_still_a_torn_tail(tmp_p
     image = crash_image(tmp_path / "live", tmp_path / "image")
     storage.close()
     wal = image / (DB_NAME + "-wal")
-    commits = [number for number, commit in _frames(wal) if commit]
+    commits = [number for number, commit in wal_frames(wal) if commit]
     assert commits[-1] - commits[-2] > 10, "the last transaction should span many frames"
-    _flip(wal, commits[-1] - 4)
+    flip_wal_frame(wal, commits[-1] - 4)
     assert check_wal(image / DB_NAME).damage is None
     with open_storage(image) as recovered:
         assert recovered.last_index() == 2
@@ -136,7 +110,9 @@ def test_a_lost_wal_is_refused_when_the_shm_says_it_held_commits(tmp_path: Path,
     storage.close()  # type: ignore[attr-defined]
     wal = image / (DB_NAME + "-wal")
     if how == "header":
-        _flip(wal, 1, at=-FRAME_HEADER_BYTES + 2)  # inside the WAL header: SQLite would ignore the file
+        flip_wal_frame(
+            wal, 1, at=-FRAME_HEADER_BYTES + 2
+        )  # inside the WAL header: SQLite would ignore the file
     else:
         wal.unlink()
     with pytest.raises(CorruptionError, match="not yet copied them into the database"):

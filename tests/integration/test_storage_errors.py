@@ -1,0 +1,115 @@
+"""Storage failures at start end a node process with one line on stderr
+and the documented exit status, never a traceback: a damaged database
+(65), a data directory on a read-only file system (74), a directory made
+without a cluster id started with one (78, unless --adopt-data-dir)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .cluster import cli_command, free_ports, wait_until
+
+
+class SingleNode:
+    """One node that is a cluster of its own, in ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_ports(1)[0]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def argv(self, *extra: str) -> list[str]:
+        return [
+            *cli_command(), "node", "--id", "n1", "--listen", f"127.0.0.1:{self.port}",
+            "--data-dir", str(self.data_dir), "--peers", f"n1={self.url}", *extra,
+        ]  # fmt: skip
+
+    def run_and_write(self, *extra: str) -> None:
+        """Start it, write a few keys, stop it cleanly."""
+        node = subprocess.Popen(self.argv(*extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+
+            def written() -> tuple[bool, object]:
+                try:
+                    r = httpx.put(f"{self.url}/api/kv/k", json={"value": "v" * 2000}, timeout=2)
+                except httpx.HTTPError as error:
+                    return False, error
+                return r.status_code == 200, r.status_code
+
+            wait_until(written, 20, "the single node to take a write")
+            for i in range(40):
+                assert httpx.put(f"{self.url}/api/kv/k{i}", json={"value": "v" * 2000}).status_code == 200
+        finally:
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(timeout=15) == 0
+
+    def refused(self, status: int, *extra: str) -> str:
+        """It exits at once with ``status`` and one line; that line."""
+        done = subprocess.run(self.argv(*extra), capture_output=True, text=True, timeout=30)
+        lines = done.stderr.strip().splitlines()
+        assert "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == status, done.stderr
+        assert len(lines) == 1 and lines[0].startswith("raft-trio: data dir "), done.stderr
+        return lines[0]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> SingleNode:
+    return SingleNode(tmp_path / "n1")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("damage", ["garbage", "half"])
+def test_a_damaged_database_is_refused_with_one_line_and_status_65(node: SingleNode, damage: str) -> None:
+    node.run_and_write()
+    db = node.data_dir / "raft.db"
+    data = db.read_bytes()
+    db.write_bytes(b"this is not a database" * 200 if damage == "garbage" else data[: len(data) // 2])
+    line = node.refused(65)
+    assert str(db) in line and "refusing to start" in line
+    assert "raft-trio members remove n1" in line
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "ro"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root, as CI has): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+@pytest.mark.integration
+def test_a_read_only_data_dir_is_an_io_error_with_status_74_not_a_usage_error(read_only_dir: Path) -> None:
+    node = SingleNode(read_only_dir / "n1")
+    node.run_and_write()
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_dir)], check=True)
+    line = node.refused(74)
+    assert "Read-only file system" in line and str(node.data_dir) in line
+
+
+@pytest.mark.integration
+def test_a_data_dir_without_a_cluster_id_is_adopted_only_when_asked(node: SingleNode) -> None:
+    """A leftover directory of a cluster started without --cluster-id (the
+    default, and raft-trio up) does not join a cluster that has one by
+    accident."""
+    node.run_and_write()
+    meta = (node.data_dir / "meta.json").read_bytes()
+    line = node.refused(78, "--cluster-id", "blue")
+    assert "records no cluster id" in line and "--adopt-data-dir" in line
+    assert (node.data_dir / "meta.json").read_bytes() == meta
+    node.run_and_write("--cluster-id", "blue", "--adopt-data-dir")
+    assert b'"cluster_id": "blue"' in (node.data_dir / "meta.json").read_bytes()
+    node.run_and_write("--cluster-id", "blue")
