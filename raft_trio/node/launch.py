@@ -192,15 +192,15 @@ async def _open_static(settings: NodeSettings) -> tuple[DurableStorage, dict[str
     meanwhile. None if the node was stopped while it waited."""
     initial = Membership.of(settings.peers) if settings.peers else None
     others = {i: url for i, url in settings.peers.items() if i != settings.node_id}
-    if settings.join:
-        others = {"join": settings.join.rstrip("/")}
+    voters = list(settings.peers)
+    if not settings.peers and settings.join:
+        others, voters = {"join": settings.join.rstrip("/")}, []
     if not others:
         return await _open_storage(settings, initial), {}
     storage = await _open_storage(settings, None)
     if not _is_new(storage):
         return storage, {}
     await trio.to_thread.run_sync(storage.close)
-    voters = [] if settings.join else list(settings.peers)
     status = first_start.waiting_status(settings.node_id, others)
     api_prefix = settings.http.api_prefix
 
