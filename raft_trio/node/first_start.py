@@ -1,44 +1,24 @@
 """What a node with a new (empty) data directory asks its cluster before it
-takes part.
+takes part: has this member started before?
 
-A member that has started once holds a term, a vote and a log. If its data
-directory is wiped (``rm -rf``, a new disk, a lost volume) and it starts
-again empty with the same ``--peers``, it would vote as if it had never
-voted and count towards commits without the entries it acknowledged: the
-two other members of a three-node cluster need only one such vote to elect
-a leader that lacks acknowledged writes. etcd refuses such a start ("member
-has already been bootstrapped") because every member publishes itself into
-the replicated state once it has started; here the leader records a
+A member that has started holds a term, a vote and a log; wiped and started
+empty with the same ``--peers`` it would vote as if it never had. As etcd
+refuses a member that "has already been bootstrapped", the leader records a
 ``Started`` entry the first time a member acknowledges entries
-(:class:`raft_trio.kv.Started`), and ``/api/status`` lists each member with
-``"started"``.
+(:class:`raft_trio.kv.Started`), ``/api/status`` lists each member with
+``"started"``, and a new data directory asks the other members of
+``--peers`` (or the ``--join`` URL) twice a second, serving a waiting page
+meanwhile, until :func:`decide` says:
 
-So a node whose data directory is new serves a small waiting page (its
-``/api/status`` carries ``"first_start"``) and asks the other members of
-``--peers`` (or the ``--join`` URL) for their status, twice a second, until
-one of these holds:
+- refuse (exit 78): a running member lists it as a voter that has started,
+  or does not list it at all (it was removed);
+- join (start empty, catch up as a learner): it is listed as a learner;
+- bootstrap with ``--peers``: it is listed as a voter that has not started
+  (a late first start), or a majority of ``--peers`` are new and waiting (a
+  new cluster).
 
-- a running member lists this node as a voter that has started: refuse,
-  exit status 78, "already a member ...; remove it and add it anew";
-- a running member lists it as a learner: start empty and catch up (the
-  way back after a removal: ``members add`` puts it there);
-- a running member lists it as a voter that has not started yet: start
-  with ``--peers`` (the late first start of a member, seconds after the
-  others formed the cluster);
-- a running member's configuration does not list it at all: refuse (it was
-  removed; ``members add`` it first);
-- a majority of ``--peers`` (this node included) are new and waiting too:
-  a brand-new cluster, start with ``--peers`` (``raft-trio up`` on empty
-  directories).
-
-Otherwise it keeps waiting (for instance when no other member answers at
-all: a wiped member cannot tell whether it has started, so it does not
-start). With ``--join`` only the first rule applies; the join itself adds
-it as a learner.
-
-The check needs one running member to have applied the ``Started`` entry,
-which the leader writes within a round trip of the member's first
-acknowledgement; a member wiped in that window is not recognised.
+No answer at all means waiting: a wiped member cannot tell, so it does not
+guess. docs/storage.md has the table and the operator's way back.
 """
 
 from __future__ import annotations
