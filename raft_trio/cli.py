@@ -214,7 +214,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     from .http.app import HttpSettings
     from .node.launch import NodeSettings, run_node
     from .node.runtime import Timing
-    from .storage import storage_error_in
+    from .storage import first_error, storage_error_in
 
     host, port = parse_listen(args.listen)
     args.data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
@@ -292,23 +292,11 @@ def cmd_node(args: argparse.Namespace) -> int:
             # directory vanished, 73 disk full, 74 I/O error, 75 in use,
             # 78 not this node's directory (or this member cannot start empty).
             fail(f"data dir {args.data_dir}: {storage_error}", storage_error.exit_code)
-        bind_error = _os_error_in(error)
+        bind_error = first_error(error, OSError)
         if bind_error is not None:
             fail(f"cannot serve on {args.listen}: {bind_error}")
         raise
     return 0
-
-
-def _os_error_in(error: BaseException) -> OSError | None:
-    """An OSError (binding the port) inside ``error``'s exception groups."""
-    if isinstance(error, OSError):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _os_error_in(inner)
-            if found is not None:
-                return found
-    return None
 
 
 def disk_reserve(args: argparse.Namespace) -> int | None:

@@ -24,6 +24,7 @@ from ._errors import (
     DiskIOError,
     SnapshotCorrupt,
     StorageError,
+    first_error,
     storage_error_in,
 )
 from ._inspect import DiskState, inspect_data_dir
@@ -49,6 +50,7 @@ __all__ = [
     "SnapshotPolicy",
     "SnapshotStore",
     "StorageError",
+    "first_error",
     "inspect_data_dir",
     "open_data_dir",
     "storage_error_in",

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 #: sysexits.h: the data on disk is damaged beyond what recovery may cut.
 EX_DATAERR = 65
@@ -129,18 +132,23 @@ def classify(error: BaseException, what: str, *, running: bool = True) -> Storag
     return DiskIOError(detail)
 
 
-def storage_error_in(error: BaseException) -> StorageError | None:
-    """The first :class:`StorageError` in ``error``, looking inside
-    exception groups (a node's nursery wraps what its tasks raise), so
-    that the command line can end with one line and its exit code."""
-    if isinstance(error, StorageError):
+def first_error(error: BaseException, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in ``error``, looking inside
+    exception groups (a node's nursery wraps what its tasks raise), so that
+    the command line can end with one line and its exit code."""
+    if isinstance(error, kind):
         return error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:
-            found = storage_error_in(inner)
+            found = first_error(inner, kind)
             if found is not None:
                 return found
     return None
+
+
+def storage_error_in(error: BaseException) -> StorageError | None:
+    """The first :class:`StorageError` in ``error`` (see :func:`first_error`)."""
+    return first_error(error, StorageError)
 
 
 def rejoin_advice(node_id: str) -> str:

@@ -133,6 +133,7 @@ class Writer:
         self.acked: dict[str, Ack] = {}
         self.unknown: dict[str, str] = {}
         self.declined: dict[str, str] = {}
+        self.declined_errors: set[str] = set()
         self.refused: list[str] = []
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
@@ -197,6 +198,7 @@ class Writer:
                             self.acked[key] = Ack(value, body["index"], time.monotonic())
                         elif r.status_code == 507 and r.json().get("indeterminate") is False:
                             self.declined[key] = value
+                            self.declined_errors.add(r.json()["error"])
                         else:
                             self.unknown[key] = value
                             if r.status_code != 503:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..crash.disks import MIB, tmpfs
 from .cluster import cli_command, free_ports, wait_until
 
 
@@ -78,17 +79,8 @@ def test_a_damaged_database_is_refused_with_one_line_and_status_65(node: SingleN
 
 @pytest.fixture
 def read_only_dir(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "ro"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount_point)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root, as CI has): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", 32 * MIB) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
 @pytest.mark.integration
