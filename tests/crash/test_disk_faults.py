@@ -214,6 +214,11 @@ def test_one_follower_short_of_space_stops_new_values_until_it_has_room(tmp_path
             lambda: (len(writer.declined) >= 10, len(writer.declined)), 60, "10 writes declined with 507"
         )
         assert _alarms(c)["n3"] == ["NOSPACE"], _alarms(c)
+        metrics = c.http.get(c["n3"].url + "/metrics").text
+        assert "raft_space_alarm 1.0" in metrics, metrics
+        for gauge in ("raft_disk_free_bytes", "raft_disk_reserve_bytes", "raft_data_dir_bytes"):
+            assert f"\n{gauge} " in metrics, gauge
+        assert "raft_writes_refused_nospace_total" in c.http.get(c[lid].url + "/metrics").text
         refused = c.follow.put(c.kv_url(lid, "one-more"), json={"value": "v"})
         assert refused.status_code == 507 and "on member n3" in refused.json()["error"], refused.text
         assert all(node.running for node in c.nodes.values()), c.crashed()
