@@ -1,6 +1,10 @@
-"""Starting and stopping one node process: storage recovery, the runtime,
-the HTTP server, the payload supervisor and joining a cluster, all in one
-nursery; SIGTERM or Ctrl-C stops it cleanly.
+"""The composition root: one node process wired from the layers below it
+(storage recovery, the runtime, the HTTP server, the payload supervisor and
+joining a cluster, all in one nursery); SIGTERM or Ctrl-C stops it cleanly.
+
+:func:`run_node` is the node inside a Trio run of the caller's (tests and
+benches run it in their own process); :func:`run_node_process` is the whole
+process (``raft-trio node``), with the process-wide settings a node needs.
 
 With DNS discovery (``settings.discovery``) a node whose data directory is
 new first waits for its cluster (:class:`raft_trio.discovery.Bootstrap`),
@@ -20,17 +24,17 @@ from typing import Any
 
 import trio
 
-from .. import discovery
-from ..core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
-from ..http.app import HttpSettings, create_app
-from ..http.server import serve_app
-from ..security import Security
-from ..storage import DurableStorage, SnapshotPolicy
-from . import disk_watch, first_start
-from .disk import DiskWriter
-from .payload import PayloadSupervisor
-from .runtime import NotLeaderError, RaftNode, Timing
-from .space import SpaceGuard
+from . import discovery
+from .asgi import serve_app
+from .core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
+from .http.app import HttpSettings, create_app
+from .node import disk_watch, first_start
+from .node.disk import DiskWriter
+from .node.payload import PayloadSupervisor
+from .node.runtime import NotLeaderError, RaftNode, Timing
+from .node.space import SpaceGuard
+from .security import Security
+from .storage import DurableStorage, SnapshotPolicy
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,16 @@ class NodeSettings:
     disk_reserve_bytes: int | None = None
 
 
+def run_node_process(settings: NodeSettings) -> None:
+    """Run one node as the whole of this process until SIGTERM or Ctrl-C.
+
+    The GIL switch interval is process-wide state, so it is set here, at
+    the process's start, and not by :func:`run_node`, which also runs
+    inside processes of others (tests, benches)."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    trio.run(run_node, settings)
+
+
 async def run_node(
     settings: NodeSettings, *, task_status: trio.TaskStatus[RaftNode] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -91,7 +105,6 @@ async def run_node(
             log.info("stopped before the first-start check decided")
             return
         storage, known_peers = opened
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     writer = DiskWriter(f"raft-disk-{settings.node_id}")
     try:
         space = SpaceGuard(storage.path, settings.disk_reserve_bytes)
