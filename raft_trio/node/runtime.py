@@ -49,14 +49,30 @@ from ..core import (
     Snapshot,
     TimeoutNow,
 )
-from ..kv import Command, KeyValueStore, Put, Result, Started, decode_command, encode_command
+from ..kv import (
+    Command,
+    KeyValueStore,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseRevoke,
+    LeaseRevoked,
+    OpPut,
+    Put,
+    Result,
+    Started,
+    Txn,
+    decode_command,
+    encode_command,
+)
 from ..peer.auth import PeerAuthenticator
 from ..peer.transport import PostFunction, Transport
 from ..security import Security
 from ..storage import WAL_HEADROOM_BYTES, StorageError
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+from .leases import LeaseClock, minimum_ttl
 from .space import SpaceGuard
+from .watches import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +150,23 @@ class InsufficientStorage(Unavailable):
     space is below its reserve (:mod:`raft_trio.node.space`)."""
 
 
+class LeaseMissing(Exception):
+    """The lease does not exist (never granted, expired or revoked)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseInfo:
+    id: int
+    #: Seconds left before the leader revokes it.
+    remaining: float
+    granted_ttl: int
+    keys: list[str]
+
+
+#: ``commit`` events on ``/api/events`` come at most this often (seconds):
+#: the last change is always announced, at most this late.
+COMMIT_EVENT_INTERVAL_S = 0.1
+
 #: A follower whose applied index is within this many entries of the
 #: leader's commit index (as last heard) counts as caught up for ``/readyz``:
 #: the same margin within which the leader promotes a learner, so that a
@@ -194,6 +227,9 @@ class RaftNode:
             space.headroom = self._space_headroom
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
+        self.watches = WatchHub(self.kv.history, lambda: self.kv.applied_index)
+        #: Deadlines of the leases, while this node leads.
+        self.leases = LeaseClock()
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
         self._writes = PendingWrites()
@@ -203,6 +239,8 @@ class RaftNode:
         self._persist_started: float | None = None
         self._transport: Transport | None = None
         self._events: Broadcast[NodeEvent] = Broadcast(256)
+        self._commit_due = False
+        self._commit_announced_at = -float("inf")
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
         self._last_soft = self.core.soft_state
         self._leader_changed = trio.Event()
@@ -381,6 +419,7 @@ class RaftNode:
                 self._writes.fail_all("the node is shutting down")
                 self._reads.fail_all()
                 self._events.close()
+                self.watches.close()
                 await self._transport.aclose()
 
     def close(self) -> None:
@@ -436,6 +475,8 @@ class RaftNode:
                 deadline = now  # fell behind (a pause): do not burst ticks
             await trio.sleep_until(deadline)
             self._check_disk_stall()
+            self._expire_leases()
+            self._announce_commit()
             self.core.tick()
             if self.core.has_ready():
                 self.wake()
@@ -452,6 +493,20 @@ class RaftNode:
             log.warning("disk write stalled for %.1f s: stepping down", stalled)
             self.core.step_down()
             self.wake()
+
+    def _expire_leases(self) -> None:
+        """As leader: propose the revoke of every lease whose deadline
+        passed (its keys go when the revoke applies, on every replica)."""
+        if self.core.role is not Role.LEADER:
+            return
+        for lease in self.leases.due(trio.current_time()):
+            try:
+                self._propose(encode_command(_with_timestamp(LeaseRevoke(lease))))
+            except (NotLeaderError, ProposalDropped):
+                self.leases.revoke_failed(lease)
+            else:
+                log.info("lease %016x expired: revoking it", lease)
+                self.wake()
 
     async def _ready_loop(self) -> None:
         try:
@@ -502,13 +557,20 @@ class RaftNode:
             self.kv.restore(ready.snapshot.data)
             self._writes.fail_up_to(ready.snapshot.meta.index, "a snapshot from the leader replaced the log")
             log.info("installed snapshot at index %d", ready.snapshot.meta.index)
+        leading = self.core.role is Role.LEADER
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
                 result = self.kv.apply(entry.index, decode_command(entry.data))
+                if leading and isinstance(result, (LeaseGranted, LeaseRevoked)):
+                    self._track_lease(result)
                 self._writes.applied(entry.index, entry.term, result)
             else:
                 self.kv.skip(entry.index)
                 self._writes.applied(entry.index, entry.term, None)
+        if ready.snapshot is not None or ready.committed_entries:
+            self.watches.notify()
+            self._commit_due = True
+            self._announce_commit()
         for read_state in ready.read_states:
             self._reads.confirmed(read_state.request_id, read_state.index, self.kv.applied_index)
         for request_id in ready.dropped_reads:
@@ -545,9 +607,20 @@ class RaftNode:
         self._started_proposed[member] = term
         self.wake()
 
+    def _track_lease(self, result: LeaseGranted | LeaseRevoked) -> None:
+        if isinstance(result, LeaseGranted):
+            self.leases.granted(result.id, result.ttl, trio.current_time())
+        else:
+            self.leases.revoked(result.id)
+
     def _on_soft_state_change(self) -> None:
         old, new = self._last_soft, self.core.soft_state
         self._last_soft = new
+        if new.role is Role.LEADER and old.role is not Role.LEADER:
+            # Never early: a full TTL for every lease from now (see leases.py).
+            self.leases.take_over(self.kv.leases.values(), trio.current_time())
+        elif old.role is Role.LEADER and new.role is not Role.LEADER:
+            self.leases.step_down()
         if old.role is Role.LEADER and new.role is not Role.LEADER:
             # Pending writes keep waiting (each within its own timeout): as
             # a follower this node still applies the committed log, and the
@@ -603,6 +676,21 @@ class RaftNode:
 
     # ------------------------------------------------------------------
     # Events
+
+    def _announce_commit(self) -> None:
+        """A ``commit`` event when the applied index moved, at most every
+        ``COMMIT_EVENT_INTERVAL_S`` (the ticker sends a held-back one)."""
+        if not self._commit_due:
+            return
+        if not len(self._events):
+            self._commit_due = False
+            return
+        now = trio.current_time()
+        if now - self._commit_announced_at < COMMIT_EVENT_INTERVAL_S:
+            return
+        self._commit_due = False
+        self._commit_announced_at = now
+        self._announce("commit")
 
     def on_role_change(self, listener: Callable[[Role, int, str | None], None]) -> None:
         self._role_listeners.append(listener)
@@ -703,8 +791,9 @@ class RaftNode:
                     return remembered
             if self.stopping and self.core.lead_transferee is None:
                 raise Unavailable("the node is stopping")
-            if self.space is not None and isinstance(command, Put):
-                refusal = self.space.refusal(len(command.key) + len(command.value))
+            new_bytes = _new_value_bytes(command)
+            if self.space is not None and new_bytes is not None:
+                refusal = self.space.refusal(new_bytes)
                 if refusal is not None:
                     metrics.WRITES_REFUSED_NOSPACE.inc()
                     raise InsufficientStorage(refusal)
@@ -749,6 +838,42 @@ class RaftNode:
             self.wake()
             await self._reads.wait(request_id, waiter, self.write_timeout)
 
+    # -- leases ----------------------------------------------------------
+
+    @property
+    def minimum_lease_ttl(self) -> int:
+        return minimum_ttl(self.timing.election_max_ms)
+
+    async def grant_lease(self, ttl: int, token: str | None = None) -> LeaseGranted:
+        """A new lease of ``ttl`` seconds (at least ``minimum_lease_ttl``)."""
+        result = await self.write(LeaseGrant(max(ttl, self.minimum_lease_ttl), token=token))
+        assert isinstance(result, LeaseGranted)
+        return result
+
+    async def revoke_lease(self, lease: int, token: str | None = None) -> LeaseRevoked:
+        result = await self.write(LeaseRevoke(lease, token=token))
+        assert isinstance(result, LeaseRevoked)
+        return result
+
+    async def keep_lease_alive(self, lease: int) -> int:
+        """Extend a lease to its full TTL; its TTL. Answered only once a
+        quorum confirmed this node leads (see leases.py: never early)."""
+        await self.linearizable_barrier()
+        self._require_leader()
+        ttl = self.leases.keep_alive(lease, trio.current_time())
+        if ttl is None:
+            raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        return ttl
+
+    async def lease_info(self, lease: int) -> LeaseInfo:
+        await self.linearizable_barrier()
+        self._require_leader()
+        held = self.kv.leases.get(lease)
+        remaining = self.leases.remaining(lease, trio.current_time())
+        if held is None or remaining is None:
+            raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        return LeaseInfo(lease, remaining, held.ttl, sorted(held.keys))
+
     async def change_membership(self, change: ConfChange) -> int:
         with self._client_waiting():
             self._require_leader()
@@ -776,6 +901,19 @@ class RaftNode:
         return target
 
 
+def _new_value_bytes(command: Command) -> int | None:
+    """The bytes of keys and values a command would add to the state (a
+    put, or a transaction with one), or None for one that adds none
+    (deletes, leases, read-only transactions): those stay allowed while
+    space is short, since they give space back or take next to none."""
+    if isinstance(command, Put):
+        return len(command.key) + len(command.value)
+    if isinstance(command, Txn):
+        puts = [op for op in (*command.success, *command.failure) if isinstance(op, OpPut)]
+        return sum(len(op.key) + len(op.value) for op in puts) if puts else None
+    return None
+
+
 def _with_timestamp(command: Command) -> Command:
     """Stamp the leader's clock into the command: the only time the state
     machine sees, so that idempotency keys expire the same on every replica."""
@@ -784,6 +922,8 @@ def _with_timestamp(command: Command) -> Command:
 
 __all__ = [
     "InsufficientStorage",
+    "LeaseInfo",
+    "LeaseMissing",
     "NodeEvent",
     "NotLeaderError",
     "RaftNode",

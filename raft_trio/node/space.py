@@ -15,11 +15,12 @@ data directory's file system for three things besides what it holds:
 
 While any member has less free space than that, it raises its NOSPACE
 alarm (``"alarms": ["NOSPACE"]`` in its ``/api/status``) and the leader
-refuses new values (``PUT``, compare-and-set) with a definite ``507`` that
-changes nothing; the leader reads the followers' alarms once a second
-(:mod:`raft_trio.node.disk_watch`) and measures its own disk for every new
-value. Everything that needs little space or gives it back goes on: reads,
-status, ``/metrics``, deletes, membership changes, and compaction, which
+refuses new values (``PUT``, compare-and-set, a transaction that puts)
+with a definite ``507`` that changes nothing; the leader reads the
+followers' alarms once a second (:mod:`raft_trio.node.disk_watch`) and
+measures its own disk for every new value. Everything that needs little
+space or gives it back goes on: reads, status, ``/metrics``, deletes,
+leases, membership changes, and compaction, which
 the runtime runs early while space is short, so that deletes give their
 space back. An alarm clears once free space is back above what is needed
 by an eighth of the reserve, so that it does not flap.

@@ -19,7 +19,20 @@ import trio
 import trio.testing
 
 from raft_trio.core import Entry, HardState, RemoveMember, Snapshot
-from raft_trio.kv import Delete, Deleted, KeyValueStore, Put, Written
+from raft_trio.kv import (
+    Delete,
+    Deleted,
+    KeyValueStore,
+    LeaseGrant,
+    LeaseGranted,
+    OpDelete,
+    OpGet,
+    OpPut,
+    Put,
+    Txn,
+    TxnDone,
+    Written,
+)
 from raft_trio.node import InsufficientStorage, RaftNode, WriteIndeterminate
 from raft_trio.node import metrics as node_metrics
 from raft_trio.node.disk_watch import watch
@@ -139,11 +152,18 @@ async def test_a_leader_short_of_space_refuses_new_values_and_keeps_everything_e
             await leader.write(command)
     assert leader.core.log.last_index() == last_index, "a refused write reached the log"
     assert node_metrics.WRITES_REFUSED_NOSPACE._value.get() == refused_before + 3
-    assert leader.kv.get("kept") == ("v1", leader.kv.get("kept")[1])  # type: ignore[index]
+    kept = leader.kv.get("kept")
+    assert kept is not None and kept.value == "v1"
     # Reads, deletes and membership changes go on.
     await leader.linearizable_barrier()
     deleted = await leader.write(Delete("kept"))
     assert isinstance(deleted, Deleted) and deleted.deleted
+    # A transaction that puts is a new value; one that only deletes or
+    # reads is not, and a lease takes next to no space.
+    with pytest.raises(InsufficientStorage):
+        await leader.write(Txn([], [OpPut("t", "v")], [OpDelete("u")]))
+    assert isinstance(await leader.write(Txn([], [OpDelete("u"), OpGet("kept")], [])), TxnDone)
+    assert isinstance(await leader.write(LeaseGrant(30)), LeaseGranted)
     third = next(i for i in cluster.hosts if i != leader.id)
     await leader.change_membership(RemoveMember(third))
     assert leader.core.membership.get(third) is None
