@@ -109,8 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--advertise", help="the URL others reach this node at (default: its --peers entry)")
     node.add_argument(
         "--cluster-id",
-        help="name of the cluster, recorded in the data dir; a dir of another cluster is refused "
-        "(default $RAFT_CLUSTER_ID)",
+        help="name of the cluster, recorded in the data dir; a dir of another cluster, or one that "
+        "records none, is refused (default $RAFT_CLUSTER_ID)",
+    )
+    node.add_argument(
+        "--adopt-data-dir",
+        action="store_true",
+        help="record --cluster-id in a data dir made without one (otherwise such a dir is refused)",
     )
     node.add_argument(
         "--cluster-secret-file",
@@ -126,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-key", help="the key of --tls-cert (PEM; default $RAFT_TLS_KEY)")
     node.add_argument(
         "--tls-ca", help="verify the other nodes against this CA bundle (PEM; default $RAFT_TLS_CA)"
+    )
+    node.add_argument(
+        "--disk-reserve-bytes",
+        type=int,
+        help="free bytes to keep on the data dir's file system: below them new values are refused "
+        "(default $RAFT_DISK_RESERVE_BYTES, else the smaller of 256 MiB and a tenth of the file system)",
     )
     node.add_argument("--heartbeat-ms", type=int)
     node.add_argument("--election-min-ms", type=int)

@@ -12,7 +12,14 @@ import msgspec
 from quart import Response, request
 
 from ..kv import MAX_KEY_BYTES, Command, KeyValue, Result, Written, format_lease_id
-from ..node import NotLeaderError, RaftNode, Unavailable, WriteFailed, WriteIndeterminate
+from ..node import (
+    InsufficientStorage,
+    NotLeaderError,
+    RaftNode,
+    Unavailable,
+    WriteFailed,
+    WriteIndeterminate,
+)
 from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH
 
 #: On every answer of ``/api/kv...`` and ``/api/txn``: the revision this
@@ -117,6 +124,8 @@ async def write(node: RaftNode, command: Command) -> Result | Any:
         return await node.write(command)
     except NotLeaderError as exc:
         return not_leader(node, exc)
+    except InsufficientStorage as exc:
+        return Indeterminate(str(exc), False), 507
     except Unavailable as exc:
         return retry_later(str(exc))
     except WriteIndeterminate as exc:

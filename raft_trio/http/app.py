@@ -107,6 +107,8 @@ class MemberModel(msgspec.Struct):
     id: str
     url: str
     voter: bool
+    #: It has acknowledged entries once: a new, empty data directory for it is refused.
+    started: bool = False
 
 
 class MembersAnswer(msgspec.Struct):
@@ -141,6 +143,8 @@ class StatusAnswer(msgspec.Struct):
     applied_index: int
     last_log_index: int
     members: list[MemberModel]
+    #: This node's alarms: ``"NOSPACE"`` while its free space is below its reserve.
+    alarms: list[str] = msgspec.field(default_factory=list)
 
 
 class ReadyAnswer(msgspec.Struct):
@@ -262,10 +266,12 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @validate_response(ErrorAnswer, 400)
     @validate_response(ErrorAnswer, 404)
     @validate_response(Indeterminate, 503)
+    @validate_response(Indeterminate, 507)
     async def put_key(key: str, data: PutBody) -> Any:
         """Write a key (compare-and-set with ``expect``, attached to a lease
         with ``lease``); answers once the write is committed on a majority
-        and applied."""
+        and applied. ``507`` (nothing changed) while a member's free space
+        is below what it needs (raft_trio.node.space)."""
         if (bad := check_key(key)) is not None:
             return bad
         size = len(data.value.encode("utf-8"))

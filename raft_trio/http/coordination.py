@@ -436,6 +436,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
     @validate_response(ErrorAnswer, 400)
     @validate_response(ErrorAnswer, 404)
     @validate_response(Indeterminate, 503)
+    @validate_response(Indeterminate, 507)
     async def txn(data: TxnBody) -> Any:
         """A transaction: if every ``compare`` holds, run ``success`` in
         order, else ``failure``; all in one log entry, at one revision, all

@@ -31,7 +31,15 @@ from typing import Any
 import msgspec
 
 from ..kv import MAX_VALUE_BYTES, CasFailed, Put, Written
-from ..node import NotLeaderError, RaftNode, ReadAborted, Unavailable, WriteFailed, WriteIndeterminate
+from ..node import (
+    InsufficientStorage,
+    NotLeaderError,
+    RaftNode,
+    ReadAborted,
+    Unavailable,
+    WriteFailed,
+    WriteIndeterminate,
+)
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
 from ..peer.transport import MESSAGES_PATH, PeerRequestError, accept_batch, check_peer_head
@@ -214,6 +222,9 @@ class LeanRoutes:
         expect = data.expect if isinstance(data.expect, str) else None
         try:
             result = await self.node.write(Put(key, data.value, check=check, expect=expect, token=token))
+        except InsufficientStorage as exc:
+            await self.answer_kv(send, 507, {"error": str(exc), "indeterminate": False})
+            return
         except (NotLeaderError, Unavailable):
             # Refused before it was proposed: Quart's handler answers.
             await self.app(scope, quart, send)

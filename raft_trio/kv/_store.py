@@ -42,6 +42,7 @@ from ._commands import (
     LeaseNotFound,
     LeaseRevoke,
     LeaseRevoked,
+    LogCommand,
     OpDelete,
     OpGet,
     OpPut,
@@ -49,6 +50,7 @@ from ._commands import (
     Put,
     Ranged,
     Result,
+    Started,
     Txn,
     TxnDone,
     Written,
@@ -112,6 +114,8 @@ class _Snapshot(msgspec.Struct, frozen=True):
     kvs: list[KeyValue] = []
     #: lease id, granted TTL (its keys are those naming it in ``kvs``)
     leases: list[tuple[int, int]] = []
+    #: Members that have started (:class:`Started`).
+    started: list[str] = []
 
 
 _snapshot_decoder: msgspec.msgpack.Decoder[_Snapshot] = msgspec.msgpack.Decoder(_Snapshot)
@@ -132,6 +136,11 @@ class KeyValueStore:
         self.leases: dict[int, Lease] = {}
         self.applied_index = 0
         self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
+        #: Members a leader saw acknowledge entries (:class:`Started`).
+        self.started: set[str] = set()
+        #: Characters of every key and value held: about the size of the
+        #: next snapshot (what the space guard keeps room for).
+        self.size = 0
 
     # -- reads ---------------------------------------------------------------
 
@@ -187,10 +196,14 @@ class KeyValueStore:
 
     # -- applying the log ----------------------------------------------------
 
-    def apply(self, index: int, command: Command) -> Result:
-        """Apply the committed command at log ``index``."""
+    def apply(self, index: int, command: LogCommand) -> Result | None:
+        """Apply the committed command at log ``index`` (None for a
+        :class:`Started` record, which answers no client)."""
         assert index > self.applied_index, f"apply {index} after {self.applied_index}"
         self.applied_index = index
+        if isinstance(command, Started):
+            self.started.add(command.member)
+            return None
         self._expire_sessions(command.ts)
         if command.token is not None:
             session = self._sessions.get(command.token)
@@ -235,6 +248,7 @@ class KeyValueStore:
 
     def _put(self, index: int, key: str, value: str, lease: int) -> Written:
         old = self._data.get(key)
+        self.size += len(value) - len(old.value) if old is not None else len(key) + len(value)
         if old is None:
             record = KeyValue(key, value, index, index, 1, lease)
         else:
@@ -262,6 +276,7 @@ class KeyValueStore:
         old = self._data.pop(key, None)
         if old is None:
             return Deleted(key, False, index)
+        self.size -= len(key) + len(old.value)
         if old.lease:
             self._detach(key, old.lease)
         self.history.record(Change(index, "delete", key, None, 0, 0, old.value))
@@ -335,6 +350,7 @@ class KeyValueStore:
             # times more); restore sorts once.
             kvs=list(dict.values(cast("dict[str, KeyValue]", self._data))),
             leases=[(lease.id, lease.ttl) for lease in self.leases.values()],
+            started=sorted(self.started),
         )
         return msgspec.msgpack.encode(state)
 
@@ -345,6 +361,7 @@ class KeyValueStore:
         self.leases = {}
         self._sessions = collections.OrderedDict()
         self.applied_index = 0
+        self.started = set()
         if data:
             state = _snapshot_decoder.decode(data)
             self.applied_index = state.applied
@@ -361,6 +378,10 @@ class KeyValueStore:
             for kv in state.kvs:
                 if kv.lease:
                     self.leases[kv.lease].keys.add(kv.key)
+            self.started = set(state.started)
+        self.size = sum(
+            len(kv.key) + len(kv.value) for kv in dict.values(cast("dict[str, KeyValue]", self._data))
+        )
         self.history.reset(self.applied_index)
 
 

@@ -56,16 +56,22 @@ from ..kv import (
     LeaseGranted,
     LeaseRevoke,
     LeaseRevoked,
+    OpPut,
+    Put,
     Result,
+    Started,
+    Txn,
     decode_command,
     encode_command,
 )
 from ..peer.auth import PeerAuthenticator
 from ..peer.transport import PostFunction, Transport
 from ..security import Security
+from ..storage import WAL_HEADROOM_BYTES, StorageError
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
 from .leases import LeaseClock, minimum_ttl
+from .space import SpaceGuard
 from .watches import WatchHub
 
 log = logging.getLogger(__name__)
@@ -139,6 +145,11 @@ class Unavailable(Exception):
     retrying shortly may succeed."""
 
 
+class InsufficientStorage(Unavailable):
+    """A new value is refused, having changed nothing: a member's free
+    space is below its reserve (:mod:`raft_trio.node.space`)."""
+
+
 class LeaseMissing(Exception):
     """The lease does not exist (never granted, expired or revoked)."""
 
@@ -163,6 +174,11 @@ COMMIT_EVENT_INTERVAL_S = 0.1
 #: ready, and one replaying or fetching a backlog is not.
 READY_MAX_LAG = 100
 
+#: While space is short, compact as soon as this many entries follow the
+#: last snapshot (instead of the policy's 10,000): deletes then give their
+#: space back within seconds.
+LOW_SPACE_COMPACT_ENTRIES = 100
+
 
 @dataclasses.dataclass(frozen=True)
 class NodeEvent:
@@ -186,10 +202,16 @@ class RaftNode:
         post: PostFunction | None = None,
         security: Security | None = None,
         cluster_id: str | None = None,
+        space: SpaceGuard | None = None,
     ) -> None:
         self.id = node_id
         #: The cluster's id as recorded in the data directory (None: none).
         self.cluster_id = cluster_id
+        #: Free space against the reserve (None: not guarded, as in tests).
+        self.space = space
+        self._next_compaction_try = 0
+        #: Member -> the term in which this node proposed its Started record.
+        self._started_proposed: dict[str, int] = {}
         self.url = url
         self.storage = storage
         self.timing = timing
@@ -204,6 +226,8 @@ class RaftNode:
         )
         self._known_peers: dict[str, str] = {}
         self.kv = KeyValueStore()
+        if space is not None:
+            space.headroom = self._space_headroom
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
         self.watches = WatchHub(self.kv.history, lambda: self.kv.applied_index)
@@ -314,6 +338,10 @@ class RaftNode:
 
         if self.stopping:
             return not_ready("the node is stopping")
+        if self._persist_started is not None:
+            writing_ms = (trio.current_time() - self._persist_started) * 1000
+            if writing_ms >= self.timing.election_min_ms:
+                return not_ready(f"storage failing: a disk write has not finished in {writing_ms:.0f} ms")
         if core.membership.get(self.id) is None:
             return not_ready("not a member of the cluster's configuration (yet, or any more)")
         if core.role is Role.LEADER:
@@ -359,7 +387,11 @@ class RaftNode:
             **self.event_payload(),
             "leader_url": self.leader_url(),
             "last_log_index": self.core.log.last_index(),
-            "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in self.core.membership.members],
+            "members": [
+                {"id": m.id, "url": m.url, "voter": m.voter, "started": m.id in self.kv.started}
+                for m in self.core.membership.members
+            ],
+            "alarms": self.space.alarms() if self.space is not None else [],
         }
 
     # ------------------------------------------------------------------
@@ -480,14 +512,20 @@ class RaftNode:
                 self.wake()
 
     async def _ready_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            while self.core.has_ready():
-                await self._handle_ready(self.core.ready())
-                # A long backlog comes in slices (max_apply_bytes): let
-                # requests and ticks run between them.
-                await trio.lowlevel.checkpoint()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self.core.has_ready():
+                    await self._handle_ready(self.core.ready())
+                    # A long backlog comes in slices (max_apply_bytes): let
+                    # requests and ticks run between them.
+                    await trio.lowlevel.checkpoint()
+        except StorageError as error:
+            # Fail-stop: nothing that depended on the failed write was
+            # sent or answered; the node ends (the CLI prints one line).
+            metrics.STORAGE_ERRORS.labels(type(error).__name__).inc()
+            raise
 
     async def _handle_ready(self, ready: Ready) -> None:
         transport = self._transport
@@ -547,8 +585,30 @@ class RaftNode:
         if ready.soft_state is not None:
             self._on_soft_state_change()
         self.core.advance(ready)
+        if self.core.role is Role.LEADER and self.id not in self.kv.started:
+            self._record_started(self.id)
         metrics.observe_state(self)
         await self._maybe_compact()
+
+    def _space_headroom(self) -> int:
+        """Room to keep besides the reserve: the next snapshot (about the
+        state's size, a tenth more for its encoding) and the WAL's growth."""
+        return self.kv.size + self.kv.size // 10 + WAL_HEADROOM_BYTES
+
+    def _record_started(self, member: str) -> None:
+        """As leader, put in the log that ``member`` has started (it
+        acknowledged entries, or it leads): once committed, a new data
+        directory for it is refused (:mod:`raft_trio.node.first_start`).
+        Proposed once a term per member until it is applied."""
+        term = self.core.term
+        if member in self.kv.started or self._started_proposed.get(member) == term:
+            return
+        try:
+            self.core.propose(encode_command(Started(member)))
+        except (NotLeader, ProposalDropped):
+            return  # not leading, or handing over: the next leader records it
+        self._started_proposed[member] = term
+        self.wake()
 
     def _track_lease(self, result: LeaseGranted | LeaseRevoked) -> None:
         if isinstance(result, LeaseGranted):
@@ -591,12 +651,31 @@ class RaftNode:
         applied = self.kv.applied_index
         if self.core.log.applied != applied or applied < self.core.log.committed:
             return  # still working through a backlog: snapshot once at its end
-        if not self.storage.needs_snapshot(applied):
+        if applied < self._next_compaction_try:
+            return
+        space = self.space
+        short = space is not None and space.alarm
+        if not self.storage.needs_snapshot(applied) and not (
+            short and applied >= self.storage.snapshot().meta.index + LOW_SPACE_COMPACT_ENTRIES
+        ):
             return
         snapshot = Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
+        if space is not None:
+            # A snapshot file that cannot fit would stop the node (ENOSPC):
+            # try again LOW_SPACE_COMPACT_ENTRIES entries later instead.
+            needed = len(snapshot.data) + len(snapshot.data) // 10 + (1 << 20)
+            free = space.free_bytes()
+            if free < needed:
+                self._next_compaction_try = applied + LOW_SPACE_COMPACT_ENTRIES
+                log.warning(
+                    "no room for a snapshot of %d bytes (%d free): compaction postponed",
+                    len(snapshot.data),
+                    free,
+                )
+                return
         await self._run_disk(self.storage.compact_on_disk, snapshot)
         self.storage.compact_cache(snapshot)
-        log.info("snapshot at index %d, log compacted", applied)
+        log.info("snapshot at index %d, log compacted%s", applied, " (space is short)" if short else "")
 
     # ------------------------------------------------------------------
     # Events
@@ -641,6 +720,14 @@ class RaftNode:
                 self._heard_from_leader(message)
             elif isinstance(message, (AppendEntriesResponse, HeartbeatResponse)):
                 self._answered_at[message.src] = (message.term, trio.current_time())
+                if (
+                    isinstance(message, AppendEntriesResponse)
+                    and message.success
+                    and message.index > 0
+                    and message.src not in self.kv.started
+                    and self.core.role is Role.LEADER
+                ):
+                    self._record_started(message.src)
         self.wake()
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:
@@ -707,6 +794,12 @@ class RaftNode:
                     return remembered
             if self.stopping and self.core.lead_transferee is None:
                 raise Unavailable("the node is stopping")
+            new_bytes = _new_value_bytes(command)
+            if self.space is not None and new_bytes is not None:
+                refusal = self.space.refusal(new_bytes)
+                if refusal is not None:
+                    metrics.WRITES_REFUSED_NOSPACE.inc()
+                    raise InsufficientStorage(refusal)
             command = _with_timestamp(command)
             try:
                 index = self._propose(encode_command(command))
@@ -821,6 +914,19 @@ class RaftNode:
         return target
 
 
+def _new_value_bytes(command: Command) -> int | None:
+    """The bytes of keys and values a command would add to the state (a
+    put, or a transaction with one), or None for one that adds none
+    (deletes, leases, read-only transactions): those stay allowed while
+    space is short, since they give space back or take next to none."""
+    if isinstance(command, Put):
+        return len(command.key) + len(command.value)
+    if isinstance(command, Txn):
+        puts = [op for op in (*command.success, *command.failure) if isinstance(op, OpPut)]
+        return sum(len(op.key) + len(op.value) for op in puts) if puts else None
+    return None
+
+
 def _with_timestamp(command: Command) -> Command:
     """Stamp the leader's clock into the command: the only time the state
     machine sees, so that idempotency keys expire the same on every replica."""
@@ -828,6 +934,7 @@ def _with_timestamp(command: Command) -> Command:
 
 
 __all__ = [
+    "InsufficientStorage",
     "LeaseInfo",
     "LeaseMissing",
     "NodeEvent",

@@ -20,16 +20,23 @@ from ._errors import (
     CorruptionError,
     DataDirError,
     DataDirLocked,
+    DataDirVanished,
+    DiskFull,
+    DiskIOError,
     SnapshotCorrupt,
     StorageError,
+    first_error,
+    storage_error_in,
 )
 from ._inspect import DiskState, inspect_data_dir
 from ._policy import SnapshotPolicy
 from ._snapshots import SnapshotStore
+from ._sqlite_log import WAL_HEADROOM_BYTES
 
 __all__ = [
     "CRASH_POINTS",
     "FORMAT_VERSION",
+    "WAL_HEADROOM_BYTES",
     "Backup",
     "BackupCorrupt",
     "CorruptionError",
@@ -37,6 +44,9 @@ __all__ = [
     "DataDirError",
     "DataDirLocked",
     "DataDirMeta",
+    "DataDirVanished",
+    "DiskFull",
+    "DiskIOError",
     "DiskState",
     "DurableStorage",
     "SnapshotCorrupt",
@@ -44,9 +54,11 @@ __all__ = [
     "SnapshotStore",
     "StorageError",
     "backup_stream",
+    "first_error",
     "inspect_data_dir",
     "open_data_dir",
     "parse_backup",
     "read_backup",
     "restore_backup",
+    "storage_error_in",
 ]

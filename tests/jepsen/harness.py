@@ -51,8 +51,9 @@ class PeerProxy:
     """Forwards everything arriving on ``port`` to ``127.0.0.1:target_port``,
     except requests from a sender in ``blocked`` (answered 503, not forwarded).
 
-    With ``replay_every`` N, every Nth forwarded request is sent to the node
-    a second time, as an attacker who captured it would; the statuses of
+    With ``replay_every`` N, every Nth forwarded request, if it is a peer
+    request, is sent to the node a second time, as an attacker who captured
+    it would; the statuses of
     these replays are kept in ``replays`` (with a cluster secret, each must
     be a 401)."""
 
@@ -100,7 +101,10 @@ class PeerProxy:
                     resp = conn.getresponse()
                     data = resp.read()
                     proxy.forwarded += 1
-                    if proxy.replay_every and proxy.forwarded % proxy.replay_every == 0:
+                    # Only peer requests (signed, with X-Raft-From) are
+                    # worth capturing; the leader's reads of a member's
+                    # /api/status pass through here too.
+                    if sender and proxy.replay_every and proxy.forwarded % proxy.replay_every == 0:
                         proxy.replay(self.command, self.path, body, headers)
                     self._reply(
                         resp.status, data, resp.getheader("Content-Type") or "application/octet-stream"
