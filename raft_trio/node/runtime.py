@@ -359,7 +359,14 @@ class RaftNode:
         self.closing.set()
 
     def _peer_urls(self) -> dict[str, str]:
+        """Whom the transport keeps senders for: the configuration in force,
+        and a member it drops until that removal commits (§4.2.2). A
+        follower appends the configuration that removes its leader before it
+        acknowledges it, and the removed leader commits its removal only
+        with those acknowledgements; a removed follower learns from the
+        leader that it is out."""
         peers = dict(self._known_peers)
+        peers.update((m.id, m.url) for m in self.core.committed_membership.members)
         peers.update((m.id, m.url) for m in self.core.membership.members)
         peers.pop(self.id, None)
         return peers
@@ -480,8 +487,11 @@ class RaftNode:
         for request_id in ready.dropped_reads:
             self._reads.drop(request_id)
         self._reads.release(self.kv.applied_index)
-        if ready.membership is not None:
+        if ready.membership is not None or any(e.kind is EntryKind.CONFIG for e in ready.committed_entries):
+            # A configuration appended (new peers) or committed (a removal
+            # done: its member's sender goes, see _peer_urls).
             transport.set_peers(self._peer_urls())
+        if ready.membership is not None:
             self._announce("membership")
         if ready.soft_state is not None:
             self._on_soft_state_change()
@@ -601,7 +611,7 @@ class RaftNode:
         transfer this leader started has ended: another node leads (a write
         then gets a 307 to it instead of a 503), or it was abandoned."""
         with trio.move_on_after(self.timing.election_min_ms / 1000):
-            while (self.core.role is Role.LEADER and self.core.lead_transferee is not None) or (
+            while self.core.handing_over or (
                 self.core.role is not Role.LEADER and self.core.leader_id is None
             ):
                 await self._leader_changed.wait()
@@ -618,13 +628,13 @@ class RaftNode:
                 remembered = self.kv.remembered(command.token)
                 if remembered is not None:
                     return remembered
-            if self.stopping and self.core.lead_transferee is None:
+            if self.stopping and not self.core.handing_over:
                 raise Unavailable("the node is stopping")
             command = _with_timestamp(command)
             try:
                 index = self._propose(encode_command(command))
             except ProposalDropped as error:
-                if self.core.lead_transferee is None:
+                if not self.core.handing_over:
                     raise Unavailable(str(error)) from error
                 # A hand-over is under way: it ends within a round trip or
                 # two, and the client is better sent to the new leader.
