@@ -217,9 +217,6 @@ def cmd_node(args: argparse.Namespace) -> int:
     from .storage import DataDirError, StorageError
 
     host, port = parse_listen(args.listen)
-    args.data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
-    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
-        raise UsageError(f"--data-dir {args.data_dir} exists and is not a directory")
     peers = parse_peers(args.peers) if args.peers else {}
     join = check_url(args.join, "--join") if args.join else None
     found = None
@@ -227,16 +224,27 @@ def cmd_node(args: argparse.Namespace) -> int:
         if not args.discover:
             raise UsageError("a node needs --peers, --join or --discover to find its cluster")
         found = discovery_settings(args, port, node_security(args))
-        # Without --id: the id the data directory was created with, else the hostname.
-        args.id = args.id or discovery.stored_node_id(args.data_dir) or discovery.host_name()
     elif args.id is None:
         raise UsageError("--id is needed with --peers or --join")
+    # With discovery, the name that stays with this replica when its address
+    # changes (its container name), if it has one: its URL and {name}.
+    address = discovery.advertise_host(host) if found is not None else host
+    name = None
+    if found is not None and not args.advertise and address != host:
+        name = discovery.find_replica_name(address, found)
+    args.data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
+    args.data_dir = args.data_dir.replace("{name}", name or discovery.host_name())
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        raise UsageError(f"--data-dir {args.data_dir} exists and is not a directory")
+    if found is not None:
+        # Without --id: the id the data directory was created with, else the name.
+        args.id = args.id or discovery.stored_node_id(args.data_dir) or name or discovery.host_name()
     if peers and args.id not in peers:
         raise UsageError(f"--peers must include this node ({args.id})")
     if args.advertise:
         url = check_url(args.advertise, "--advertise")
     elif found is not None:
-        url = discovery.endpoint_url(discovery.advertise_host(host), port, found.security.scheme)
+        url = discovery.endpoint_url(name or address, port, found.security.scheme)
     else:
         url = peers.get(args.id, f"{node_security(args).scheme}://{host}:{port}")
     timing = Timing(
@@ -419,7 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--listen", required=True, help="HOST:PORT to bind")
     node.add_argument(
-        "--data-dir", required=True, help="this node's data directory; {hostname} stands for the hostname"
+        "--data-dir",
+        required=True,
+        help="this node's data directory; {hostname} stands for the hostname, {name} (with --discover) "
+        "for the replica's stable DNS name (its container name), else the hostname",
     )
     node.add_argument("--peers", help="static initial membership ID=URL,... (including this node)")
     node.add_argument(

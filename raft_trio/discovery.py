@@ -38,15 +38,29 @@ Bootstrapping (:func:`wait_for_cluster`)
     than risk voting twice in a term.
 
 Following the replicas (:func:`manage_membership`)
-    The leader re-resolves NAME every ``DISCOVERY_INTERVAL_S`` seconds and
-    probes every address. A replica that is not a member and reports an
-    empty membership (a new one) is added as a learner; the core promotes it
-    once it has caught up. A member found at a new address (its container
-    got a new IP) is moved there: removed, then added again. A member
-    whose address has been missing from DNS for ``AUTO_REMOVE_AFTER_S``
-    seconds is removed, only if that variable is set; otherwise members are
-    removed only by ``raft-trio members remove``. Nothing is removed while
+    Every node re-resolves NAME and probes every address: each node answers
+    with its id and the URL it advertises. A member found at another URL
+    than the configuration records (its container came back at another
+    address) is sent its messages there at once, by every node, so that
+    replicas that all moved can still elect a leader. The leader, every
+    ``DISCOVERY_INTERVAL_S`` seconds (every second while no leader is
+    known), makes one change at a time: it records a member's new URL
+    (etcd's ``member update``; its own too), adds a replica that is not a
+    member and reports an empty membership as a learner (the core promotes
+    it once caught up), and, only if ``AUTO_REMOVE_AFTER_S`` is set,
+    removes a member that has been missing that long, never going below
+    ``BOOTSTRAP_EXPECT`` voters. A member counts as present while a probe
+    finds it, or while its URL's host resolves to an address of NAME that
+    no other node answers at (a paused replica). Nothing is removed while
     DNS fails or does not list the leader itself.
+
+Stable names (:func:`replica_name`)
+    A replica advertises a DNS name that resolves to it alone when it has
+    one, so that its URL survives a new address: its container name, which
+    Docker's DNS gives as the reverse lookup of its address and Podman
+    writes beside its hostname in ``/etc/hosts``. ``{name}`` in
+    ``--data-dir`` stands for that name, so a recreated container finds
+    the data of the replica it replaces.
 """
 
 from __future__ import annotations
@@ -70,7 +84,7 @@ import dns.resolver
 import httpx
 import trio
 
-from .core import AddLearner, ConfChange, RaftError, RemoveMember
+from .core import AddLearner, ConfChange, RaftError, RemoveMember, UpdateMember
 from .http.server import serve_app
 from .security import Security
 
@@ -180,6 +194,64 @@ def endpoint_url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{host.rstrip('.')}:{port}"
 
 
+def hosts_file_names(address: str, path: str = "/etc/hosts") -> list[str]:
+    """The names ``/etc/hosts`` gives ``address``, in order."""
+    names: list[str] = []
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            fields = line.split("#", 1)[0].split()
+            if fields and fields[0] == address:
+                names.extend(fields[1:])
+    return names
+
+
+def replica_name(
+    address: str, resolver: DnsResolver, hostname: str, hosts_file: str = "/etc/hosts"
+) -> str | None:
+    """A name that resolves to ``address`` alone and is not the hostname
+    (which is the container's id, new with every container): the
+    container's name, found as Docker's DNS answers the reverse lookup
+    (``<container>.<network>``) or as Podman writes it in ``/etc/hosts``.
+    None if there is none."""
+    candidates: list[str] = []
+    for name in resolver.reverse(address):
+        candidates += [name.split(".", 1)[0], name]
+    candidates += hosts_file_names(address, hosts_file)
+    excluded = {hostname, hostname.split(".", 1)[0], "localhost"}
+    for name in dict.fromkeys(candidates):
+        if not name or name in excluded:
+            continue
+        with contextlib.suppress(DnsError):
+            if resolver.addresses(name) == [address]:
+                return name
+    return None
+
+
+#: Tries and pause of the first look for a replica name: a container's DNS
+#: entry can lag its start by a moment, and the name decides the data
+#: directory, so one miss must not make a new member.
+NAME_TRIES = 5
+NAME_RETRY_S = 0.4
+
+
+def find_replica_name(address: str, settings: DiscoverySettings) -> str | None:
+    """Blocking, at start: :func:`replica_name` of this replica, asked a few
+    times before giving up (then the address is advertised, as before)."""
+    resolver = settings.resolver()
+    hostname = host_name()
+    for attempt in range(NAME_TRIES):
+        name = replica_name(address, resolver, hostname)
+        if name is not None:
+            log.info(
+                "advertising the name %s (it resolves to this replica's address %s alone)", name, address
+            )
+            return name
+        if attempt + 1 < NAME_TRIES:
+            time.sleep(NAME_RETRY_S)
+    log.info("no DNS name resolves to %s alone: advertising the address", address)
+    return None
+
+
 # -- resolving ----------------------------------------------------------------------
 
 
@@ -232,6 +304,20 @@ class DnsResolver:
 
     async def resolve(self, name: str, default_port: int) -> list[str]:
         return await trio.to_thread.run_sync(self.lookup, name, default_port, abandon_on_cancel=True)
+
+    def addresses(self, name: str) -> list[str]:
+        """Blocking: the A records of ``name`` (an IP literal: itself)."""
+        with contextlib.suppress(ValueError):
+            return [str(ipaddress.ip_address(name))]
+        return self._addresses(name)
+
+    def reverse(self, address: str) -> list[str]:
+        """Blocking: the names a reverse (PTR) lookup gives for ``address``."""
+        try:
+            answer = self._resolver.resolve_address(address)
+        except dns.exception.DNSException:
+            return []
+        return [rdata.target.to_text(omit_final_dot=True) for rdata in answer]
 
     def _addresses(self, name: str) -> list[str]:
         try:
@@ -295,6 +381,14 @@ class PeerStatus:
     waiting: bool = False
     #: The seed it acked, while waiting.
     ack: str | None = None
+    #: The URL it says the others reach it at (None: it does not say).
+    advertised: str | None = None
+
+    @property
+    def reach_url(self) -> str:
+        """Where the others should reach it: its own word, else where it
+        was probed."""
+        return self.advertised or self.url
 
     @classmethod
     def parse(cls, url: str, doc: Any) -> PeerStatus | None:
@@ -312,6 +406,7 @@ class PeerStatus:
         waiting = isinstance(bootstrap, dict)
         ack = bootstrap.get("ack") if isinstance(bootstrap, dict) else None
         leader_url = doc.get("leader_url")
+        advertised = doc.get("url")
         return cls(
             url=url,
             id=doc["id"],
@@ -319,6 +414,7 @@ class PeerStatus:
             leader_url=leader_url if isinstance(leader_url, str) and leader_url else None,
             waiting=waiting,
             ack=ack if isinstance(ack, str) and ack else None,
+            advertised=advertised.rstrip("/") if isinstance(advertised, str) and advertised else None,
         )
 
     def member(self, node_id: str) -> MemberView | None:
@@ -428,7 +524,7 @@ def decide(
     if len(ackers) < expect:
         return Decision("wait", f"seed with {len(ackers)} of {expect} acks: {', '.join(ackers)}"), view
     chosen = ackers[:expect]
-    members = tuple(MemberView(i, my_url if i == me else waiting[i].url) for i in chosen)
+    members = tuple(MemberView(i, my_url if i == me else waiting[i].reach_url) for i in chosen)
     return Decision("bootstrap", f"forming the cluster {', '.join(chosen)}", members), view
 
 
@@ -500,6 +596,7 @@ class Bootstrap:
     def status(self) -> dict[str, Any]:
         return {
             "id": self.node_id,
+            "url": self.url,
             "role": "follower",
             "term": 0,
             "leader_id": None,
@@ -599,7 +696,7 @@ class Bootstrap:
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    kind: Literal["add", "move", "remove"]
+    kind: Literal["add", "update", "remove"]
     id: str
     url: str
     reason: str
@@ -607,41 +704,53 @@ class Change:
 
 def plan_changes(
     me: str,
+    my_url: str,
     members: Sequence[MemberView],
     probes: Mapping[str, PeerStatus],
-    dns_urls: Collection[str],
     last_seen: Mapping[str, float],
     now: float,
     auto_remove_after: float | None,
+    keep_voters: int,
 ) -> list[Change]:
     """What the leader changes in the membership after one look at DNS.
 
-    ``probes`` holds the answers of the addresses in ``dns_urls``;
-    ``last_seen`` when each member was last found (at its address or
-    another); ``auto_remove_after`` None never removes."""
+    ``probes`` holds the answers of the service's addresses; ``last_seen``
+    when each member was last present; ``auto_remove_after`` None never
+    removes, and no removal takes the voters below ``keep_voters``."""
     by_id = {m.id: m for m in members}
     changes: list[Change] = []
-    for url in sorted(dns_urls):
-        status = probes.get(url)
-        if status is None:
-            continue
+    mine = by_id.get(me)
+    if mine is not None and mine.url != my_url:
+        changes.append(Change("update", me, my_url, f"{me} (the leader) is now at {my_url}, not {mine.url}"))
+    for url in sorted(probes):
+        status = probes[url]
         member = by_id.get(status.id)
         if member is None:
             if not status.members:
-                changes.append(Change("add", status.id, url, f"new replica of the service at {url}"))
+                reach = status.reach_url
+                changes.append(Change("add", status.id, reach, f"new replica of the service at {reach}"))
             continue
-        if member.url == url or member.id == me:
+        if member.id == me or member.url == status.reach_url:
             continue
-        at_old = probes.get(member.url)
-        if at_old is None or at_old.id != member.id:
-            changes.append(Change("move", member.id, url, f"{member.id} moved from {member.url} to {url}"))
+        if status.advertised is None:
+            # A node that does not say its URL: moved only if the old
+            # address no longer answers as it.
+            at_old = probes.get(member.url)
+            if at_old is not None and at_old.id == member.id:
+                continue
+        reason = f"{member.id} is now at {status.reach_url}, not {member.url}"
+        changes.append(Change("update", member.id, status.reach_url, reason))
     if auto_remove_after is not None:
         planned = {c.id for c in changes}
+        voters = sum(m.voter for m in members)
         for member in members:
             missing = now - last_seen.get(member.id, now)
-            if member.id != me and member.id not in planned and missing > auto_remove_after:
-                reason = f"{member.id} has been missing from DNS for {missing:.0f} s (AUTO_REMOVE_AFTER_S)"
-                changes.append(Change("remove", member.id, member.url, reason))
+            if member.id == me or member.id in planned or missing <= auto_remove_after:
+                continue
+            if member.voter and voters <= keep_voters:
+                continue  # never below BOOTSTRAP_EXPECT voters
+            reason = f"{member.id} has been missing from DNS for {missing:.0f} s (AUTO_REMOVE_AFTER_S)"
+            changes.append(Change("remove", member.id, member.url, reason))
     return changes
 
 
@@ -651,63 +760,104 @@ async def apply_change(node: RaftNode, change: Change) -> bool:
     from .node._pending import WriteFailed, WriteIndeterminate
     from .node.runtime import NotLeaderError, Unavailable
 
-    steps: list[ConfChange]
+    step: ConfChange
     if change.kind == "add":
-        steps = [AddLearner(change.id, change.url)]
-    elif change.kind == "move":
-        steps = [RemoveMember(change.id), AddLearner(change.id, change.url)]
+        step = AddLearner(change.id, change.url)
+    elif change.kind == "update":
+        step = UpdateMember(change.id, change.url)
     else:
-        steps = [RemoveMember(change.id)]
+        step = RemoveMember(change.id)
     log.info("discovery: %s", change.reason)
     try:
-        for step in steps:
-            await node.change_membership(step)
+        await node.change_membership(step)
     except (NotLeaderError, Unavailable, RaftError, WriteFailed, WriteIndeterminate) as error:
         log.warning("discovery: %s %s not done now: %s", change.kind, change.id, error)
         return False
     return True
 
 
+def url_host(url: str) -> str:
+    return httpx.URL(url).host
+
+
+async def present_members(
+    members: Sequence[MemberView],
+    probes: Mapping[str, PeerStatus],
+    dns_urls: Collection[str],
+    resolver: DnsResolver,
+) -> set[str]:
+    """Ids of the members that are there: found by a probe, or whose URL's
+    host resolves to an address of the service at which no other node
+    answered (a paused replica answers nothing, and stays in DNS)."""
+    found = {status.id for status in probes.values()}
+    service_hosts = {url_host(url): url for url in dns_urls}
+    present = set()
+    for member in members:
+        if member.id in found:
+            present.add(member.id)
+            continue
+        try:
+            addresses = await trio.to_thread.run_sync(resolver.addresses, url_host(member.url))
+        except DnsError:
+            continue
+        for address in addresses:
+            url = service_hosts.get(address)
+            if url is not None and (url not in probes or probes[url].id == member.id):
+                present.add(member.id)
+    return present
+
+
 async def manage_membership(
     node: RaftNode, settings: DiscoverySettings, resolver: DnsResolver | None = None
 ) -> None:
-    """The leader's side of discovery: see the module's documentation."""
+    """Every node's side and the leader's side of discovery: see the
+    module's documentation."""
     resolver = resolver or settings.resolver()
     last_seen: dict[str, float] = {}
     warned: set[str] = set()
+    last_plan = -float("inf")
     async with settings.http_client() as client:
         while True:
-            await trio.sleep(settings.interval)
-            if node.role_name != "leader":
-                last_seen.clear()  # a new leader starts its own clock
+            await trio.sleep(min(settings.interval, 1.0))
+            leaderless = node.core.leader_id is None
+            if not leaderless and trio.current_time() - last_plan < settings.interval:
                 continue
+            last_plan = trio.current_time()
             try:
                 urls = set(await resolver.resolve(settings.name, settings.port))
             except DnsError as error:
                 log.warning("discovery: cannot resolve %s: %s", settings.name, error)
                 continue
+            probes = await probe_all(client, urls, settings.api_prefix)
+            member_ids = {m.id for m in node.core.membership.members}
+            node.use_found_addresses({s.id: s.reach_url for s in probes.values() if s.id in member_ids})
+            if node.role_name != "leader":
+                last_seen.clear()  # a new leader starts its own clock
+                continue
             now = trio.current_time()
             members = [MemberView(m.id, m.url, m.voter) for m in node.core.membership.members]
-            probes = await probe_all(client, urls, settings.api_prefix)
+            present = await present_members(members, probes, urls, resolver)
             for member in members:
                 last_seen.setdefault(member.id, now)
-                if member.url in urls or any(s.id == member.id for s in probes.values()):
+                if member.id in present:
                     last_seen[member.id] = now
-            trusted = node.url in urls  # DNS that does not list the leader is no ground to remove
+            # DNS that does not list the leader is no ground to remove.
+            trusted = node.id in present
             if not trusted and "self" not in warned:
                 warned.add("self")
                 log.warning("discovery: %s does not list this leader (%s)", settings.name, node.url)
             changes = plan_changes(
                 node.id,
+                node.url,
                 members,
                 probes,
-                urls,
                 last_seen,
                 now,
                 settings.auto_remove_after if trusted else None,
+                settings.expect,
             )
             for status in probes.values():
-                known = any(m.id == status.id for m in members)
+                known = status.id in member_ids
                 if not known and status.members and status.url not in warned:
                     warned.add(status.url)
                     log.warning(
@@ -780,12 +930,14 @@ __all__ = [
     "WaitingApp",
     "advertise_host",
     "decide",
+    "find_replica_name",
     "host_name",
     "join_discovered",
     "manage_membership",
     "plan_changes",
     "probe",
     "probe_all",
+    "replica_name",
     "request_membership",
     "stored_node_id",
 ]

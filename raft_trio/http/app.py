@@ -147,6 +147,8 @@ class StatusAnswer(msgspec.Struct):
     applied_index: int
     last_log_index: int
     members: list[MemberModel]
+    #: How the others reach this node (its advertised URL).
+    url: str | None = None
 
 
 class ReadyAnswer(msgspec.Struct):

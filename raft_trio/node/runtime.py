@@ -171,6 +171,9 @@ class RaftNode:
             PeerAuthenticator(security.cluster_secret, node_id) if security.cluster_secret else None
         )
         self._known_peers: dict[str, str] = {}
+        # Where discovery last found members that the configuration records
+        # at another URL (see use_found_addresses).
+        self._found_addresses: dict[str, str] = {}
         self.kv = KeyValueStore()
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
@@ -224,6 +227,8 @@ class RaftNode:
         leader = self.core.leader_id
         if leader is None:
             return None
+        if leader in self._found_addresses:
+            return self._found_addresses[leader]
         member = self.core.membership.get(leader)
         return member.url if member is not None else None
 
@@ -320,6 +325,7 @@ class RaftNode:
         """The ``/api/status`` document."""
         return {
             **self.event_payload(),
+            "url": self.url,
             "leader_url": self.leader_url(),
             "last_log_index": self.core.log.last_index(),
             "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in self.core.membership.members],
@@ -368,8 +374,26 @@ class RaftNode:
         peers = dict(self._known_peers)
         peers.update((m.id, m.url) for m in self.core.committed_membership.members)
         peers.update((m.id, m.url) for m in self.core.membership.members)
+        peers.update((i, url) for i, url in self._found_addresses.items() if i in peers)
         peers.pop(self.id, None)
         return peers
+
+    def use_found_addresses(self, found: dict[str, str]) -> None:
+        """Members found answering at other URLs than the configuration
+        records (the URL each advertises, found by discovery): messages go
+        there until the leader commits the new URL. Without this, replicas
+        that all came back at new addresses (a compose project stopped and
+        started) could not reach each other to elect the leader that
+        records the addresses."""
+        recorded = {m.id: m.url for m in self.core.membership.members}
+        found = {i: url for i, url in found.items() if i != self.id and i in recorded and recorded[i] != url}
+        if found != self._found_addresses:
+            for node_id, url in found.items():
+                if self._found_addresses.get(node_id) != url:
+                    log.info("reaching %s at %s (the configuration says %s)", node_id, url, recorded[node_id])
+            self._found_addresses = found
+            if self._transport is not None:
+                self._transport.set_peers(self._peer_urls())
 
     def add_known_peers(self, peers: dict[str, str]) -> None:
         """Addresses of a cluster's members learned outside the log: a node

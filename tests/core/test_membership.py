@@ -11,6 +11,7 @@ from raft_trio.core import (
     AppendEntries,
     ConfigChangeRejected,
     EntryKind,
+    Member,
     Membership,
     MemoryStorage,
     NotLeader,
@@ -18,6 +19,7 @@ from raft_trio.core import (
     RemoveMember,
     Role,
     TimeoutNow,
+    UpdateMember,
 )
 
 from .helpers import CONFIG, Network, config, membership, of_type, url
@@ -334,3 +336,25 @@ def test_removed_member_being_replicated_to_is_not_counted() -> None:
     net.heal(cut)
     net.elapse(2)
     assert a.log.committed == index
+
+
+def test_a_members_address_changes_in_place() -> None:
+    """etcd's member update: the member keeps its place (voter or learner)
+    and its log, and the leader replicates to it at its new address."""
+    net = Network(learners="d")
+    a = net.elect("a")
+
+    a.change_membership(UpdateMember("b", "http://b-moved"))
+    net.deliver_all()
+    assert a.membership.get("b") == Member("b", "http://b-moved", voter=True)
+    assert net.cores["c"].membership == a.membership
+    voters = a.membership.voters
+    assert "d" not in voters
+    a.change_membership(UpdateMember("d", "http://d-moved"))
+    assert a.membership.get("d") == Member("d", "http://d-moved", voter=False)
+    assert a.membership.voters == voters
+
+    with pytest.raises(ConfigChangeRejected):
+        a.change_membership(UpdateMember("b", "http://b-moved"))  # nothing to change
+    with pytest.raises(ConfigChangeRejected):
+        a.change_membership(UpdateMember("e", "http://e"))  # not a member
