@@ -12,10 +12,13 @@ Invariants:
 - every source URL maps to exactly one node, and every node has exactly one
   source URL (``NodeState.url``);
 - no two nodes share an id: when a second source turns out to reach a node
-  that another source already reached (a DNS address and a membership host
-  name for the same server), the second one is dropped and its URL is
-  ignored from then on; a source that only had the id as a hint from
-  membership gives way to one that reached the node itself;
+  that another source reaches (a DNS address and a membership host name for
+  the same server), the second one is dropped and its URL ignored while
+  that other source still reaches the node; a source that only had the id
+  as a hint from membership, or whose node is unreachable there (it came
+  back at another address), gives way to one that reached the node itself;
+- a node found by DNS stays while its address is in DNS; once it has left
+  (``forget_source``) it goes when it is unreachable and not a member;
 - ``role`` is one of :data:`ROLES`; a node is ``unreachable`` until its
   first report and whenever its watcher says so, and keeps the term, leader
   and indexes it last reported;
@@ -208,7 +211,8 @@ class ClusterView:
         self.wall_offset = wall_offset
         self.nodes: dict[str, NodeState] = {}
         self.sources: dict[str, str] = {}  # url -> key
-        self.ignored: set[str] = set()
+        #: Duplicate source URL -> the key of the node it duplicated.
+        self.ignored: dict[str, str] = {}
         self.timeline: collections.deque[TimelineEntry] = collections.deque(maxlen=timeline_limit)
         self._seq = 0
         self._max_term = -1
@@ -231,8 +235,13 @@ class ClusterView:
         """Watch ``url`` (optionally with the id another node gave it)."""
         changes = Changes()
         url = normalize_url(url)
-        if url in self.sources or url in self.ignored:
-            if seed and url in self.sources:
+        if url in self.ignored:
+            other = self.nodes.get(self.ignored[url])
+            if other is not None and other.role != UNREACHABLE:
+                return changes
+            del self.ignored[url]  # the node it duplicated is not reached there now: try again
+        if url in self.sources:
+            if seed:
                 self.nodes[self.sources[url]].seed = True
             return changes
         key = node_id if node_id is not None and node_id not in self.nodes else url
@@ -323,7 +332,21 @@ class ClusterView:
             node.reason = reason
             changes.touch(node.key)
         if not node.member and not node.seed:
-            self._drop(node, changes, ignore=False)
+            self._drop(node, changes)
+        return changes
+
+    def forget_source(self, url: str, now: float) -> Changes:
+        """``url`` is no longer in DNS (its replica stopped or was scaled
+        away): it is no seed any more, and goes now if its node is
+        unreachable and not a member."""
+        changes = Changes()
+        url = normalize_url(url)
+        self.ignored.pop(url, None)
+        node = self.node_for(url)
+        if node is not None:
+            node.seed = False
+            if node.role == UNREACHABLE and not node.member:
+                self._drop(node, changes)
         return changes
 
     # -- internals -----------------------------------------------------------
@@ -332,16 +355,17 @@ class ClusterView:
         """The node at ``node.url`` says it is ``node_id``."""
         other = self.nodes.get(node_id)
         if other is not None and other is not node:
-            if other.confirmed:
-                # Another source reached this node first: ours is a duplicate.
+            if other.confirmed and other.role != UNREACHABLE:
+                # Another source reaches this node: ours is a duplicate.
                 node_seed = node.seed
-                self._drop(node, changes, ignore=True)
+                self._drop(node, changes, ignore_for=other.key)
                 other.seed = other.seed or node_seed
                 return None
-            # The other only had the id as a hint: this source takes over.
+            # The other only had the id as a hint, or does not reach the
+            # node any more: this source takes over.
             node.seed = node.seed or other.seed
             node.member, node.voter = other.member, other.voter
-            self._drop(other, changes, ignore=True)
+            self._drop(other, changes, ignore_for=node_id)
         if node.key != node_id:
             del self.nodes[node.key]
             changes.drop(node.key)
@@ -353,11 +377,13 @@ class ClusterView:
         changes.touch(node_id)
         return node
 
-    def _drop(self, node: NodeState, changes: Changes, *, ignore: bool) -> None:
+    def _drop(self, node: NodeState, changes: Changes, *, ignore_for: str | None = None) -> None:
+        """Forget ``node``; with ``ignore_for``, its URL is a duplicate of
+        that node's, ignored while that node is reached."""
         self.nodes.pop(node.key, None)
         self.sources.pop(node.url, None)
-        if ignore:
-            self.ignored.add(node.url)
+        if ignore_for is not None:
+            self.ignored[node.url] = ignore_for
         changes.drop(node.key)
         changes.unwatch.append(node.url)
 
@@ -397,7 +423,7 @@ class ClusterView:
                 node.member, node.voter = in_cluster, voting
                 changes.touch(node.key)
             if not in_cluster and not node.seed and node.role == UNREACHABLE:
-                self._drop(node, changes, ignore=False)
+                self._drop(node, changes)
 
     def _record(
         self,
