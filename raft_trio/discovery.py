@@ -383,6 +383,8 @@ class PeerStatus:
     ack: str | None = None
     #: The URL it says the others reach it at (None: it does not say).
     advertised: str | None = None
+    #: As leader: its term, and its commit and last log index.
+    leader_log: tuple[int, int, int] | None = None
 
     @property
     def reach_url(self) -> str:
@@ -407,6 +409,10 @@ class PeerStatus:
         ack = bootstrap.get("ack") if isinstance(bootstrap, dict) else None
         leader_url = doc.get("leader_url")
         advertised = doc.get("url")
+        term, commit, last = (doc.get(k) for k in ("term", "commit_index", "last_log_index"))
+        leader_log = None
+        if doc.get("role") == "leader" and type(term) is int and type(commit) is int and type(last) is int:
+            leader_log = (term, commit, last)
         return cls(
             url=url,
             id=doc["id"],
@@ -415,6 +421,7 @@ class PeerStatus:
             waiting=waiting,
             ack=ack if isinstance(ack, str) and ack else None,
             advertised=advertised.rstrip("/") if isinstance(advertised, str) and advertised else None,
+            leader_log=leader_log,
         )
 
     def member(self, node_id: str) -> MemberView | None:
@@ -808,11 +815,16 @@ async def present_members(
 
 
 async def manage_membership(
-    node: RaftNode, settings: DiscoverySettings, resolver: DnsResolver | None = None
+    node: RaftNode,
+    settings: DiscoverySettings,
+    resolver: DnsResolver | None = None,
+    on_removed: Callable[[str], None] | None = None,
 ) -> None:
     """Every node's side and the leader's side of discovery: see the
-    module's documentation."""
+    module's documentation. ``on_removed`` is called (with the reason) once
+    this node is certainly removed from its cluster (:class:`RemovalWatch`)."""
     resolver = resolver or settings.resolver()
+    removal = RemovalWatch(node.id)
     last_seen: dict[str, float] = {}
     warned: set[str] = set()
     last_plan = -float("inf")
@@ -831,6 +843,11 @@ async def manage_membership(
             probes = await probe_all(client, urls, settings.api_prefix)
             member_ids = {m.id for m in node.core.membership.members}
             node.use_found_addresses({s.id: s.reach_url for s in probes.values() if s.id in member_ids})
+            committed = [MemberView(m.id, m.url, m.voter) for m in node.core.committed_membership.members]
+            why = removal.removed(committed, probes.values())
+            if why is not None and on_removed is not None:
+                on_removed(why)
+                return
             if node.role_name != "leader":
                 last_seen.clear()  # a new leader starts its own clock
                 continue
@@ -869,6 +886,72 @@ async def manage_membership(
                     )
             if changes and node.role_name == "leader":
                 await apply_change(node, changes[0])  # one change at a time
+
+
+class RemovalWatch:
+    """Whether this node was removed from its cluster, for certain: then it
+    starts over as a new member (:func:`retire_data_dir`), where it would
+    otherwise hold a configuration of its own for ever (a replica scaled
+    away, removed, and scaled up again finds its old data).
+
+    Certain means committed: either this node's own committed configuration
+    leaves it out (the leader sends a member it removes the entries that
+    remove it), or a leader whose configuration leaves it out has committed
+    up to the end of the log it had when it first left it out, in the same
+    term (so that configuration entry is committed; one answer does when
+    its whole log is committed). A removal that is merely appended could
+    still be undone by a new leader."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        #: leader id -> (term, last log index) when it first left us out.
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def removed(self, own_committed: Sequence[MemberView], probes: Iterable[PeerStatus]) -> str | None:
+        """Why this node is removed, or None."""
+        if own_committed and all(m.id != self.node_id for m in own_committed):
+            return "its own committed configuration leaves it out"
+        if not any(m.id == self.node_id for m in own_committed):
+            return None  # joining: no configuration of its own yet
+        leaders = {s.id: s for s in probes if s.leader_log is not None and s.id != self.node_id}
+        for leader in leaders.values():
+            assert leader.leader_log is not None
+            term, commit, last = leader.leader_log
+            if not leader.members or leader.member(self.node_id) is not None:
+                self._seen.pop(leader.id, None)
+                continue
+            first = self._seen.setdefault(leader.id, (term, last))
+            if first[0] != term:
+                self._seen[leader.id] = (term, last)
+            elif commit >= first[1]:
+                return f"the leader {leader.id} committed a configuration without it (term {term})"
+        for gone in set(self._seen) - set(leaders):
+            del self._seen[gone]
+        return None
+
+
+#: Where the data of a removed member is kept, beside the data directories.
+REMOVED_DIR = ".removed"
+
+
+def retire_data_dir(data_dir: str | os.PathLike[str]) -> Path:
+    """Move a removed member's data directory aside (``<parent>/.removed/
+    <name>.<n>``), durably; the path it is kept at."""
+    path = Path(data_dir)
+    keep = path.parent / REMOVED_DIR
+    keep.mkdir(exist_ok=True)
+    n = 1
+    while (keep / f"{path.name}.{n}").exists():
+        n += 1
+    target = keep / f"{path.name}.{n}"
+    os.replace(path, target)
+    for directory in (keep, path.parent):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return target
 
 
 async def request_membership(
@@ -927,6 +1010,7 @@ __all__ = [
     "DnsResolver",
     "MemberView",
     "PeerStatus",
+    "RemovalWatch",
     "WaitingApp",
     "advertise_host",
     "decide",
@@ -939,5 +1023,6 @@ __all__ = [
     "probe_all",
     "replica_name",
     "request_membership",
+    "retire_data_dir",
     "stored_node_id",
 ]

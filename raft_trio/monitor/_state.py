@@ -158,13 +158,18 @@ class NodeState:
     last_contact: float | None = None
     #: Why it is unreachable ("connecting", "connection refused", ...).
     reason: str | None = "connecting"
-    #: Named on the command line or found by DNS: never dropped.
-    seed: bool = False
+    #: The URLs named on the command line or found by DNS that reach this
+    #: node (its own, and duplicates'): never dropped while it has one.
+    seeds: set[str] = dataclasses.field(default_factory=set)
     #: The node itself reported this id (not only another node's membership).
     confirmed: bool = False
     #: In the membership the leader last reported.
     member: bool = True
     voter: bool | None = None
+
+    @property
+    def seed(self) -> bool:
+        return bool(self.seeds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,12 +247,14 @@ class ClusterView:
             del self.ignored[url]  # the node it duplicated is not reached there now: try again
         if url in self.sources:
             if seed:
-                self.nodes[self.sources[url]].seed = True
+                self.nodes[self.sources[url]].seeds.add(url)
             return changes
         key = node_id if node_id is not None and node_id not in self.nodes else url
         if key in self.nodes:  # a URL-keyed node cannot clash, but be sure
             return changes
-        self.nodes[key] = NodeState(key, url, id=key if key == node_id else None, seed=seed)
+        self.nodes[key] = NodeState(
+            key, url, id=key if key == node_id else None, seeds={url} if seed else set()
+        )
         self.sources[url] = key
         changes.touch(key)
         changes.watch.append(url)
@@ -342,11 +349,11 @@ class ClusterView:
         changes = Changes()
         url = normalize_url(url)
         self.ignored.pop(url, None)
-        node = self.node_for(url)
-        if node is not None:
-            node.seed = False
-            if node.role == UNREACHABLE and not node.member:
-                self._drop(node, changes)
+        for node in list(self.nodes.values()):
+            if url in node.seeds:
+                node.seeds.discard(url)
+                if not node.seed and node.role == UNREACHABLE and not node.member:
+                    self._drop(node, changes)
         return changes
 
     # -- internals -----------------------------------------------------------
@@ -357,13 +364,12 @@ class ClusterView:
         if other is not None and other is not node:
             if other.confirmed and other.role != UNREACHABLE:
                 # Another source reaches this node: ours is a duplicate.
-                node_seed = node.seed
                 self._drop(node, changes, ignore_for=other.key)
-                other.seed = other.seed or node_seed
+                other.seeds |= node.seeds
                 return None
             # The other only had the id as a hint, or does not reach the
             # node any more: this source takes over.
-            node.seed = node.seed or other.seed
+            node.seeds |= other.seeds
             node.member, node.voter = other.member, other.voter
             self._drop(other, changes, ignore_for=node_id)
         if node.key != node_id:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from raft_trio.discovery import MemberView, PeerStatus, decide, plan_changes
+from raft_trio.discovery import MemberView, PeerStatus, RemovalWatch, decide, plan_changes
 
 
 def url(node_id: str) -> str:
@@ -186,3 +186,38 @@ def test_plan_removes_only_after_the_grace_period_and_never_below_the_expected_v
 def moved(node_id: str, advertised: str, members: Iterable[str]) -> PeerStatus:
     status = member(node_id, members, leader=False)
     return PeerStatus("http://10.0.0.7:9001", node_id, status.members, advertised=advertised)
+
+
+def leading(node_id: str, members: Iterable[str], term: int, commit: int, last: int) -> PeerStatus:
+    views = tuple(MemberView(i, url(i)) for i in members)
+    return PeerStatus(url(node_id), node_id, views, leader_url=url(node_id), leader_log=(term, commit, last))
+
+
+def test_a_node_is_removed_once_a_leader_committed_past_the_configuration_without_it() -> None:
+    """Appended is not enough (a new leader could undo it): the same leader,
+    in the same term, must have committed past the end of the log it had
+    when it first left this node out."""
+    own = [MemberView(i, url(i)) for i in "abcd"]
+    watch = RemovalWatch("d")
+    assert watch.removed(own, [leading("a", "abc", 4, 10, 12)]) is None
+    assert watch.removed(own, [leading("a", "abc", 4, 11, 13)]) is None  # not yet past 12
+    assert watch.removed(own, [leading("a", "abc", 4, 12, 13)]) is not None
+    # A new term starts over: its log may differ.
+    watch = RemovalWatch("d")
+    assert watch.removed(own, [leading("a", "abc", 4, 10, 12)]) is None
+    assert watch.removed(own, [leading("b", "abc", 5, 19, 20)]) is None
+    assert watch.removed(own, [leading("b", "abc", 5, 20, 21)]) is not None
+    # A leader whose whole log is committed: one answer is enough.
+    assert RemovalWatch("d").removed(own, [leading("b", "abc", 5, 20, 20)]) is not None
+    # A leader that lists it again, or a follower's view, counts for nothing.
+    watch = RemovalWatch("d")
+    assert watch.removed(own, [leading("a", "abc", 4, 10, 12)]) is None
+    assert watch.removed(own, [leading("a", "abcd", 4, 12, 12)]) is None
+    assert watch.removed(own, [leading("a", "abc", 4, 12, 13)]) is None
+    assert watch.removed(own, [member("b", "abc", leader=False)]) is None
+
+
+def test_a_node_is_removed_when_its_own_committed_configuration_leaves_it_out() -> None:
+    assert RemovalWatch("d").removed([MemberView(i, url(i)) for i in "abc"], []) is not None
+    # No configuration yet (a node joining): not removed.
+    assert RemovalWatch("d").removed([], [leading("a", "abc", 4, 12, 12)]) is None

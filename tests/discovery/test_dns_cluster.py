@@ -5,8 +5,10 @@ common port (as replicas of a compose service are), and a real DNS server
 
 Three replicas form one cluster by themselves (BOOTSTRAP_EXPECT=3); a
 fourth that appears in DNS becomes a learner, then a voter, with no manual
-command; a restarted replica keeps its id; and a replica gone from DNS is
-removed only after the opt-in grace period (AUTO_REMOVE_AFTER_S)."""
+command; a restarted replica keeps its id; a replica gone from DNS is
+removed only after the opt-in grace period (AUTO_REMOVE_AFTER_S), and joins
+again as a new member when it comes back; replicas that all come back at
+each other's addresses find each other."""
 
 from __future__ import annotations
 
@@ -227,6 +229,15 @@ def test_replicas_form_one_cluster_and_follow_the_service_in_dns(
         wait_until(lambda: r.agreed([1, 2, 3], three), WAIT_S, "the missing replica to be removed")
         # The leader last saw it at most one lookup (0.5 s) before it left DNS.
         assert time.monotonic() - gone_at >= 3.0 - 0.5
+
+        # Scale up again: the replica comes back with the data of the member
+        # that was removed. It finds a leader that committed a configuration
+        # without it, sets that data aside and joins as a new member.
+        dnsmasq.set_addresses([f"{r.block}{i}" for i in (1, 2, 3, 4)])
+        r.start(4)
+        wait_until(lambda: r.agreed([1, 2, 3, 4], four), WAIT_S, "the removed replica to join again")
+        assert (r.root / "volume-4" / ".removed" / "replica-4.1" / "meta.json").exists()
+        wait_until(replicated, WAIT_S, "the replica that joined again to hold the data")
     except BaseException:
         print(r.tails())
         raise

@@ -288,7 +288,7 @@ def test_a_replica_that_left_dns_and_the_membership_is_dropped() -> None:
     leader removes it: the page drops it (a DNS address is no seed for
     ever)."""
     view = ClusterView()
-    address = "http://10.0.0.5:9001"
+    address = "http://172.18.0.9:9001"  # as DNS gives it
     view.add_source(URLS["n1"], 0.0, seed=True)
     view.add_source(address, 0.0, seed=True)
     view.apply(URLS["n1"], report("status", node_id="n1", role="leader", with_members=("n1", "n5")), 0.1)
@@ -320,3 +320,24 @@ def test_a_node_back_at_another_address_is_followed_there() -> None:
     # ...and tried again once it is not.
     view.mark_unreachable(moved, 4.0, "connection refused")
     assert view.add_source(URLS["n1"], 5.0, seed=True).watch == [URLS["n1"]]
+
+
+def test_a_replica_reached_by_its_name_and_by_dns_is_dropped_once_gone_from_both() -> None:
+    """Members are listed by name, DNS gives their addresses: the address
+    is a duplicate of the name's source, and its seed goes with it when it
+    leaves DNS."""
+    view = ClusterView()
+    address = "http://172.18.0.9:9001"  # as DNS gives it
+    view.add_source(URLS["n1"], 0.0, seed=True)
+    view.apply(URLS["n1"], report("status", node_id="n1", role="leader", with_members=("n1", "n5")), 0.1)
+    view.apply(URLS["n5"], report("status", node_id="n5"), 0.2)  # reached by its name first
+    view.add_source(address, 0.3, seed=True)
+    assert view.apply(address, report("status", node_id="n5"), 0.4).unwatch == [address]  # a duplicate
+    assert view.nodes["n5"].seed
+    view.mark_unreachable(URLS["n5"], 1.0, "cannot connect")
+    view.forget_source(address, 1.5)
+    changes = view.apply(
+        URLS["n1"], report("membership", node_id="n1", role="leader", with_members=("n1",)), 2.0
+    )
+    assert "n5" in changes.removed
+    assert sorted(view.nodes) == ["n1"]
