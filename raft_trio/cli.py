@@ -231,7 +231,10 @@ def cmd_node(args: argparse.Namespace) -> int:
     address = discovery.advertise_host(host) if found is not None else host
     name = None
     if found is not None and not args.advertise and address != host:
-        name = discovery.find_replica_name(address, found)
+        try:
+            name = discovery.find_replica_name(address, found)
+        except discovery.NoReplicaName as error:
+            fail(f"cannot tell this replica's name: {error}", 75)  # EX_TEMPFAIL: the engine restarts it
     args.data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
     args.data_dir = args.data_dir.replace("{name}", name or discovery.host_name())
     if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):

@@ -212,18 +212,15 @@ def replica_name(
     (which is the container's id, new with every container): the
     container's name, found as Docker's DNS answers the reverse lookup
     (``<container>.<network>``) or as Podman writes it in ``/etc/hosts``.
-    None if there is none."""
+    None if there is none; DnsError if the DNS server did not answer."""
     candidates: list[str] = []
     for name in resolver.reverse(address):
         candidates += [name.split(".", 1)[0], name]
     candidates += hosts_file_names(address, hosts_file)
     excluded = {hostname, hostname.split(".", 1)[0], "localhost"}
     for name in dict.fromkeys(candidates):
-        if not name or name in excluded:
-            continue
-        with contextlib.suppress(DnsError):
-            if resolver.addresses(name) == [address]:
-                return name
+        if name and name not in excluded and resolver.addresses(name) == [address]:
+            return name
     return None
 
 
@@ -232,24 +229,37 @@ def replica_name(
 #: directory, so one miss must not make a new member.
 NAME_TRIES = 5
 NAME_RETRY_S = 0.4
+#: How long to keep asking a DNS server that does not answer at all.
+NAME_DNS_PATIENCE_S = 60.0
+
+
+class NoReplicaName(Exception):
+    """The DNS server did not answer for as long as a replica waits for its name."""
 
 
 def find_replica_name(address: str, settings: DiscoverySettings) -> str | None:
     """Blocking, at start: :func:`replica_name` of this replica, asked a few
-    times before giving up (then the address is advertised, as before)."""
+    times before giving up (then the address is advertised, as before).
+    While the DNS server does not answer at all, it keeps asking for up to
+    ``NAME_DNS_PATIENCE_S`` and then raises NoReplicaName: guessing would
+    pick another data directory, and make a new member of an old one."""
     resolver = settings.resolver()
     hostname = host_name()
-    for attempt in range(NAME_TRIES):
-        name = replica_name(address, resolver, hostname)
-        if name is not None:
-            log.info(
-                "advertising the name %s (it resolves to this replica's address %s alone)", name, address
-            )
-            return name
-        if attempt + 1 < NAME_TRIES:
-            time.sleep(NAME_RETRY_S)
-    log.info("no DNS name resolves to %s alone: advertising the address", address)
-    return None
+    misses = 0
+    deadline = time.monotonic() + NAME_DNS_PATIENCE_S
+    while True:
+        try:
+            name = replica_name(address, resolver, hostname)
+        except DnsError as error:
+            if time.monotonic() > deadline:
+                raise NoReplicaName(f"the DNS server does not answer: {error}") from error
+        else:
+            if name is not None:
+                return name
+            misses += 1
+            if misses >= NAME_TRIES:
+                return None
+        time.sleep(NAME_RETRY_S)
 
 
 # -- resolving ----------------------------------------------------------------------
@@ -312,9 +322,12 @@ class DnsResolver:
         return self._addresses(name)
 
     def reverse(self, address: str) -> list[str]:
-        """Blocking: the names a reverse (PTR) lookup gives for ``address``."""
+        """Blocking: the names a reverse (PTR) lookup gives for ``address``;
+        raises DnsError when the DNS server does not answer."""
         try:
             answer = self._resolver.resolve_address(address)
+        except (dns.resolver.NoNameservers, dns.exception.Timeout) as error:
+            raise DnsError(f"{address}: {error}") from error
         except dns.exception.DNSException:
             return []
         return [rdata.target.to_text(omit_final_dot=True) for rdata in answer]
@@ -1009,6 +1022,7 @@ __all__ = [
     "DnsError",
     "DnsResolver",
     "MemberView",
+    "NoReplicaName",
     "PeerStatus",
     "RemovalWatch",
     "WaitingApp",

@@ -338,7 +338,7 @@ class ClusterView:
         if node.reason != reason:
             node.reason = reason
             changes.touch(node.key)
-        if not node.member and not node.seed:
+        if self._expendable(node):
             self._drop(node, changes)
         return changes
 
@@ -352,9 +352,15 @@ class ClusterView:
         for node in list(self.nodes.values()):
             if url in node.seeds:
                 node.seeds.discard(url)
-                if not node.seed and node.role == UNREACHABLE and not node.member:
+                if node.role == UNREACHABLE and self._expendable(node):
                     self._drop(node, changes)
         return changes
+
+    @staticmethod
+    def _expendable(node: NodeState) -> bool:
+        """Not worth showing once unreachable: no seed reaches it, and it is
+        not a member (or was never even identified)."""
+        return not node.seed and (not node.member or node.id is None)
 
     # -- internals -----------------------------------------------------------
 

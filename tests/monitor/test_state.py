@@ -341,3 +341,13 @@ def test_a_replica_reached_by_its_name_and_by_dns_is_dropped_once_gone_from_both
     )
     assert "n5" in changes.removed
     assert sorted(view.nodes) == ["n1"]
+
+
+def test_an_address_that_left_dns_before_it_ever_answered_is_dropped() -> None:
+    """A replica scaled away so soon that the page never learnt its id."""
+    view = seeded("n1")
+    address = "http://172.18.0.9:9001"  # as DNS gives it
+    view.add_source(address, 0.0, seed=True)
+    view.mark_unreachable(address, 1.0, "timed out")
+    assert view.forget_source(address, 2.0).removed == [address]
+    assert sorted(view.nodes) == [URLS["n1"]]
