@@ -856,8 +856,9 @@ async def manage_membership(
             probes = await probe_all(client, urls, settings.api_prefix)
             member_ids = {m.id for m in node.core.membership.members}
             node.use_found_addresses({s.id: s.reach_url for s in probes.values() if s.id in member_ids})
+            own = [MemberView(m.id, m.url, m.voter) for m in node.core.membership.members]
             committed = [MemberView(m.id, m.url, m.voter) for m in node.core.committed_membership.members]
-            why = removal.removed(committed, probes.values())
+            why = removal.removed(own, committed, probes.values())
             if why is not None and on_removed is not None:
                 on_removed(why)
                 return
@@ -908,23 +909,35 @@ class RemovalWatch:
     away, removed, and scaled up again finds its old data).
 
     Certain means committed: either this node's own committed configuration
-    leaves it out (the leader sends a member it removes the entries that
-    remove it), or a leader whose configuration leaves it out has committed
-    up to the end of the log it had when it first left it out, in the same
+    leaves it out after one that had it (the leader sends a member it
+    removes the entries that remove it; a node that joins and replays the
+    log meets configurations from before it was added, which do not
+    count), or a leader whose configuration leaves it out has committed up
+    to the end of the log it had when it first left it out, in the same
     term (so that configuration entry is committed; one answer does when
     its whole log is committed). A removal that is merely appended could
     still be undone by a new leader."""
 
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
+        self._was_member = False
         #: leader id -> (term, last log index) when it first left us out.
         self._seen: dict[str, tuple[int, int]] = {}
 
-    def removed(self, own_committed: Sequence[MemberView], probes: Iterable[PeerStatus]) -> str | None:
-        """Why this node is removed, or None."""
-        if own_committed and all(m.id != self.node_id for m in own_committed):
+    def removed(
+        self,
+        own: Sequence[MemberView],
+        own_committed: Sequence[MemberView],
+        probes: Iterable[PeerStatus],
+    ) -> str | None:
+        """Why this node is removed, or None. ``own``: its configuration in
+        force; ``own_committed``: its last committed one."""
+        listed = any(m.id == self.node_id for m in own_committed)
+        if listed:
+            self._was_member = True
+        elif self._was_member and own_committed:
             return "its own committed configuration leaves it out"
-        if not any(m.id == self.node_id for m in own_committed):
+        if not own:
             return None  # joining: no configuration of its own yet
         leaders = {s.id: s for s in probes if s.leader_log is not None and s.id != self.node_id}
         for leader in leaders.values():

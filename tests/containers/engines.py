@@ -151,6 +151,8 @@ class Engine:
             self.run("pod", "rm", "-f", f"pod_{self.project}", check=False)
         self.run("volume", "rm", "-f", f"{self.project}_raft-data", check=False)
         self.run("network", "rm", f"{self.project}_default", check=False)
+        # Earlier builds of the image, untagged by this one (ours only: by label).
+        self.run("image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=raft-trio", check=False)
 
 
 # -- Podman ---------------------------------------------------------------------------

@@ -198,26 +198,39 @@ def test_a_node_is_removed_once_a_leader_committed_past_the_configuration_withou
     in the same term, must have committed past the end of the log it had
     when it first left this node out."""
     own = [MemberView(i, url(i)) for i in "abcd"]
+
+    def removed(watch: RemovalWatch, leader: PeerStatus) -> str | None:
+        return watch.removed(own, own, [leader])
+
     watch = RemovalWatch("d")
-    assert watch.removed(own, [leading("a", "abc", 4, 10, 12)]) is None
-    assert watch.removed(own, [leading("a", "abc", 4, 11, 13)]) is None  # not yet past 12
-    assert watch.removed(own, [leading("a", "abc", 4, 12, 13)]) is not None
+    assert removed(watch, leading("a", "abc", 4, 10, 12)) is None
+    assert removed(watch, leading("a", "abc", 4, 11, 13)) is None  # not yet past 12
+    assert removed(watch, leading("a", "abc", 4, 12, 13)) is not None
     # A new term starts over: its log may differ.
     watch = RemovalWatch("d")
-    assert watch.removed(own, [leading("a", "abc", 4, 10, 12)]) is None
-    assert watch.removed(own, [leading("b", "abc", 5, 19, 20)]) is None
-    assert watch.removed(own, [leading("b", "abc", 5, 20, 21)]) is not None
+    assert removed(watch, leading("a", "abc", 4, 10, 12)) is None
+    assert removed(watch, leading("b", "abc", 5, 19, 20)) is None
+    assert removed(watch, leading("b", "abc", 5, 20, 21)) is not None
     # A leader whose whole log is committed: one answer is enough.
-    assert RemovalWatch("d").removed(own, [leading("b", "abc", 5, 20, 20)]) is not None
+    assert removed(RemovalWatch("d"), leading("b", "abc", 5, 20, 20)) is not None
     # A leader that lists it again, or a follower's view, counts for nothing.
     watch = RemovalWatch("d")
-    assert watch.removed(own, [leading("a", "abc", 4, 10, 12)]) is None
-    assert watch.removed(own, [leading("a", "abcd", 4, 12, 12)]) is None
-    assert watch.removed(own, [leading("a", "abc", 4, 12, 13)]) is None
-    assert watch.removed(own, [member("b", "abc", leader=False)]) is None
+    assert removed(watch, leading("a", "abc", 4, 10, 12)) is None
+    assert removed(watch, leading("a", "abcd", 4, 12, 12)) is None
+    assert removed(watch, leading("a", "abc", 4, 12, 13)) is None
+    assert removed(watch, member("b", "abc", leader=False)) is None
+    # A node with no configuration yet is joining, not removed.
+    assert RemovalWatch("d").removed([], [], [leading("a", "abc", 4, 12, 12)]) is None
 
 
-def test_a_node_is_removed_when_its_own_committed_configuration_leaves_it_out() -> None:
-    assert RemovalWatch("d").removed([MemberView(i, url(i)) for i in "abc"], []) is not None
-    # No configuration yet (a node joining): not removed.
-    assert RemovalWatch("d").removed([], [leading("a", "abc", 4, 12, 12)]) is None
+def test_a_node_is_removed_when_its_own_committed_configuration_leaves_it_out_after_having_it() -> None:
+    with_d = [MemberView(i, url(i)) for i in "abcd"]
+    without_d = [MemberView(i, url(i)) for i in "abc"]
+    watch = RemovalWatch("d")
+    assert watch.removed(with_d, with_d, []) is None
+    assert watch.removed(without_d, without_d, []) is not None
+    # A node that joins replays configurations from before it was added: no removal.
+    joining = RemovalWatch("d")
+    assert joining.removed(without_d, without_d, []) is None
+    assert joining.removed(with_d, without_d, []) is None
+    assert joining.removed(with_d, with_d, []) is None
