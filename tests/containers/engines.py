@@ -152,7 +152,9 @@ class Engine:
         self.run("volume", "rm", "-f", f"{self.project}_raft-data", check=False)
         self.run("network", "rm", f"{self.project}_default", check=False)
         # Earlier builds of the image, untagged by this one (ours only: by label).
-        self.run("image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=raft-trio", check=False)
+        self.run(
+            "image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=raft-trio", check=False
+        )
 
 
 # -- Podman ---------------------------------------------------------------------------
@@ -288,6 +290,11 @@ def docker_engine() -> Iterator[Engine]:
     missing = [c for c in (client[0], tool[0], dockerd) if shutil.which(c) is None]
     if missing:
         unable(f"not installed: {', '.join(missing)} (apt-get install docker.io docker-compose)")
+    system = run([*client, "-H", "unix:///var/run/docker.sock", "version"], check=False, timeout=30)
+    if system.returncode == 0:
+        unable(
+            "another dockerd already runs (/var/run/docker.sock): the test runs its own, and two would share docker0"
+        )
     daemon = Dockerd(STATE / "docker", client)
     try:
         daemon.start()
