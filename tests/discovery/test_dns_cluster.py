@@ -140,6 +140,15 @@ class Replicas:
         )
         return ok, views
 
+    def form_cluster_of_three(self) -> Any:
+        """Replicas 1 to 3 in DNS and started: wait for their one cluster."""
+        self.dns.addresses = [f"{self.block}{i}" for i in (1, 2, 3)]
+        self.dns.start()
+        for i in (1, 2, 3):
+            self.start(i)
+        three = {"replica-1", "replica-2", "replica-3"}
+        return wait_until(lambda: self.agreed([1, 2, 3], three), WAIT_S, "one cluster of the three replicas")
+
     def close(self) -> None:
         for i in list(self.processes):
             process = self.processes[i]
@@ -173,12 +182,8 @@ def test_replicas_form_one_cluster_and_follow_the_service_in_dns(
 ) -> None:
     r = replicas
     try:
-        dnsmasq.addresses = [f"{r.block}{i}" for i in (1, 2, 3)]
-        dnsmasq.start()
-        for i in (1, 2, 3):
-            r.start(i)
         three = {"replica-1", "replica-2", "replica-3"}
-        views = wait_until(lambda: r.agreed([1, 2, 3], three), WAIT_S, "one cluster of the three replicas")
+        views = r.form_cluster_of_three()
         leader_id = next(iter(views.values()))[1]
         leader = int(leader_id.rsplit("-", 1)[1])
 
@@ -254,12 +259,8 @@ def test_replicas_that_all_come_back_at_each_others_addresses_find_each_other(
     and the leader then records the new URLs."""
     r = replicas
     try:
-        dnsmasq.addresses = [f"{r.block}{i}" for i in (1, 2, 3)]
-        dnsmasq.start()
-        for i in (1, 2, 3):
-            r.start(i)
         three = {"replica-1", "replica-2", "replica-3"}
-        wait_until(lambda: r.agreed([1, 2, 3], three), WAIT_S, "one cluster of the three replicas")
+        r.form_cluster_of_three()
         put = r.http.put(r.url(1) + "/api/kv/kept", json={"value": "across"}, follow_redirects=True)
         assert put.status_code == 200, put.text
 
