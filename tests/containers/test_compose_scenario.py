@@ -30,6 +30,8 @@ reads through the monitor, which finds the leader).
    (``AUTO_REMOVE_AFTER_S`` is 60 in compose.yaml) three voters, and the
    monitor drops the two that left; pausing the leader then still gives a
    new leader that takes writes.
+8. ``compose down`` (the volume kept), then ``up -d``: the same three
+   members with their data.
 
 It takes minutes and needs an engine, so it runs only when asked:
 ``RAFT_CONTAINER_TESTS=1 pytest -m container tests/containers -s``;
@@ -346,6 +348,15 @@ class Scenario:
         )
         self.pause_the_leader("pause-after-scale-down")
 
+    def down_and_up(self) -> None:
+        """``down`` keeps the volume: ``up`` again resumes the cluster."""
+        engine = self.engine
+        ids = set(engine.containers())
+        engine.compose("down", timeout=300)
+        assert engine.containers(status="") == []
+        engine.compose("up", "-d", timeout=600)
+        self.settled("down-and-up", ids)
+
     def summary(self) -> str:
         steps = ", ".join(
             f"{what} {at - before:.0f} s" for (_, before), (what, at) in itertools.pairwise(self.marks)
@@ -378,6 +389,7 @@ def test_a_compose_cluster_survives_restarts_rebuilds_and_scale_down(
         scenario.recreate()
         five = scenario.scale_up()
         scenario.scale_down(five)
+        scenario.down_and_up()
         print(f"\n{engine.name} ({' '.join(engine.compose_tool[-1:])} {'.'.join(map(str, engine.compose_version))}): "
               f"{scenario.summary()}")  # fmt: skip
     finally:
