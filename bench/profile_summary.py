@@ -14,7 +14,7 @@ import sys
 AREAS = [
     ("disk thread (sqlite, fsync)", "_work (raft_trio/node/disk.py"),
     ("peer sends: httpx client", "(httpx/"),
-    ("peer sends: transport", "raft_trio/transport.py"),
+    ("peer sends: transport", "raft_trio/peer/transport.py"),
     ("ready loop: apply/persist/advance", "_ready_loop"),
     ("leader pump", "_leader_pump"),
     ("ticker", "_ticker"),

@@ -9,8 +9,8 @@ with plain ASGI:
 - the peer endpoint ``POST /raft/messages``. The Quart route for the same
   path stays (hidden from the docs) for ``app.test_client()``; both go
   through :class:`PeerReceiver`, that is
-  :func:`raft_trio.transport.check_peer_head` and
-  :func:`raft_trio.transport.accept_batch`.
+  :func:`raft_trio.peer.transport.check_peer_head` and
+  :func:`raft_trio.peer.transport.accept_batch`.
 - the plain cases of ``PUT`` and ``GET {prefix}/kv/{key}`` on the leader:
   a key of plain characters, a small JSON body that decodes to the model,
   no query string. Everything else (a follower's 307, no leader, any input
@@ -33,8 +33,8 @@ import msgspec
 from ..kv import MAX_VALUE_BYTES, CasFailed, Put, Written
 from ..node import NotLeaderError, RaftNode, ReadAborted, Unavailable, WriteFailed, WriteIndeterminate
 from ..node import metrics as node_metrics
-from ..peer_auth import RefusalLog
-from ..transport import MESSAGES_PATH, PeerRequestError, accept_batch, check_peer_head
+from ..peer.auth import RefusalLog
+from ..peer.transport import MESSAGES_PATH, PeerRequestError, accept_batch, check_peer_head
 from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH, PutBody
 
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
@@ -270,7 +270,7 @@ class LeanRoutes:
             client = scope.get("client")
             self.peers.refused(exc, str(client[0]) if client else "unknown")
             # An answer before the body was read says Connection: close
-            # (raft_trio.http.server.CloseWhenBodyUnread).
+            # (raft_trio.asgi.CloseWhenBodyUnread).
             await self.answer(send, exc.status, {"error": exc.message})
             return
         await send({"type": "http.response.start", "status": 204, "headers": []})

@@ -8,7 +8,7 @@ left behind:
 - the ready loop: persist (one fsync for everything that arrived while the
   previous one ran: group commit), send, apply, answer waiting clients,
   ``advance``;
-- one sender task per peer (``raft_trio.transport``);
+- one sender task per peer (``raft_trio.peer.transport``);
 - the payload supervisor (``raft_trio.node.payload``).
 
 Nothing that waits runs inside the core; nothing here decides protocol.
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from .._broadcast import Broadcast
+from ..broadcast import Broadcast
 from ..core import (
     AppendEntries,
     AppendEntriesResponse,
@@ -50,9 +50,9 @@ from ..core import (
     TimeoutNow,
 )
 from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
-from ..peer_auth import PeerAuthenticator
+from ..peer.auth import PeerAuthenticator
+from ..peer.transport import PostFunction, Transport
 from ..security import Security
-from ..transport import PostFunction, Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
 

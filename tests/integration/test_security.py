@@ -20,8 +20,8 @@ import pytest
 import trustme
 
 from raft_trio.core._messages import AppendEntries
-from raft_trio.peer_auth import PeerAuthenticator
-from raft_trio.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
+from raft_trio.peer.auth import PeerAuthenticator
+from raft_trio.peer.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
 
 from .cluster import Cluster, cli_command, free_ports, wait_until
 
@@ -141,7 +141,7 @@ def test_the_monitor_watches_nodes_that_serve_https(
     argv = [
         sys.executable,
         "-m",
-        "raft_trio.monitor",
+        "raft_monitor",
         "--listen",
         f"127.0.0.1:{port}",
         "--nodes",

@@ -13,7 +13,7 @@ import trio
 
 from raft_trio.core import Entry, HardState, Membership, MemoryStorage, Role, Snapshot, SnapshotMeta
 from raft_trio.node import RaftNode, Timing
-from raft_trio.transport import decode_batch
+from raft_trio.peer.transport import decode_batch
 
 TIMING = Timing()  # etcd's defaults: heartbeat 100 ms, election 1000-2000 ms
 ELECTION_MAX_S = TIMING.election_max_ms / 1000

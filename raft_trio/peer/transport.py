@@ -15,7 +15,7 @@ core is told (``on_unreachable``) so it stops pipelining to that peer.
 Wire format: ``POST {peer url}/raft/messages`` with a MessagePack array of
 messages (``raft_trio.core.encode_message`` per item, msgspec-encoded as a
 whole) and the header ``X-Raft-From: <sender id>``; with a cluster secret
-also ``X-Raft-Signature`` (:mod:`raft_trio.peer_auth`). A node reaches a
+also ``X-Raft-Signature`` (:mod:`raft_trio.peer.auth`). A node reaches a
 peer only at the URL the membership gives for it. :func:`batch_request`
 makes every outgoing request (body and headers), and
 :func:`check_peer_head` and :func:`accept_batch` check every incoming one:
@@ -34,8 +34,8 @@ import httpx
 import msgspec
 import trio
 
-from .core import InstallSnapshot, Message
-from .peer_auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
+from ..core import InstallSnapshot, Message
+from .auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def decode_batch(data: bytes) -> list[Message]:
 
 
 #: Signs one batch for one peer: (peer id, body) -> headers to add
-#: (:meth:`raft_trio.peer_auth.PeerAuthenticator.sign`).
+#: (:meth:`raft_trio.peer.auth.PeerAuthenticator.sign`).
 Signer = Callable[[str, bytes], dict[str, str]]
 
 
