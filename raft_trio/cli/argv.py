@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run one node")
     node.add_argument(
-        "--id", help="this node's id (with --discover: default the data dir's, else the replica's name or hostname)"
+        "--id",
+        help="this node's id (with --discover: default the data dir's, else the replica's name or hostname)",
     )
     node.add_argument("--listen", required=True, help="HOST:PORT to bind")
     node.add_argument(
