@@ -18,6 +18,7 @@ from . import settings
 from .argv import build_parser, extract_cluster
 from .commands import Client, cmd_kv, cmd_leave, cmd_members, cmd_node, cmd_status, cmd_transfer, cmd_up
 from .errors import UsageError, fail
+from .snapshot import cmd_snapshot
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,12 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_up(args)
         if args.command == "leave":
             return cmd_leave(args, cluster)
+        if args.command == "snapshot" and args.snapshot_command == "restore":
+            return cmd_snapshot(args, None)
         client = Client(settings.cluster_urls(cluster), security=settings.client_security())
         handlers = {
             "kv": cmd_kv,
             "status": cmd_status,
             "members": cmd_members,
             "transfer-leader": cmd_transfer,
+            "snapshot": cmd_snapshot,
         }
         return handlers[args.command](args, client)
     except UsageError as error:

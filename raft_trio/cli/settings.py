@@ -145,7 +145,21 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
         cluster_id=cluster_id or None,
         discovery=found,
         security=security,
+        disk_reserve_bytes=disk_reserve(args),
+        adopt_data_dir=args.adopt_data_dir,
     )
+
+
+def disk_reserve(args: argparse.Namespace) -> int | None:
+    """``--disk-reserve-bytes`` or ``RAFT_DISK_RESERVE_BYTES``; None: the default."""
+    if args.disk_reserve_bytes is not None:
+        reserve: int | None = args.disk_reserve_bytes
+    else:
+        raw = os.environ.get("RAFT_DISK_RESERVE_BYTES")
+        reserve = env_int("RAFT_DISK_RESERVE_BYTES", 0) if raw else None
+    if reserve is not None and reserve < 0:
+        raise UsageError("the disk reserve (--disk-reserve-bytes) must not be negative")
+    return reserve
 
 
 def node_security(args: argparse.Namespace) -> Security:

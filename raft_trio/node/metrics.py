@@ -38,6 +38,20 @@ PEER_RPC_SECONDS = Histogram(
     ["peer"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+DISK_FREE_BYTES = Gauge(
+    "raft_disk_free_bytes", "Free bytes on the data directory's file system (for an unprivileged writer)"
+)
+DISK_RESERVE_BYTES = Gauge(
+    "raft_disk_reserve_bytes", "Free bytes below which this node raises its NOSPACE alarm"
+)
+DATA_DIR_BYTES = Gauge("raft_data_dir_bytes", "Size of the database, its WAL and the snapshot files")
+SPACE_ALARM = Gauge("raft_space_alarm", "1 while this node's free space is below its reserve")
+STORAGE_ERRORS = Counter(
+    "raft_storage_errors_total", "Disk failures that stopped the node or refused a write", ["kind"]
+)
+WRITES_REFUSED_NOSPACE = Counter(
+    "raft_writes_refused_nospace_total", "New values refused because a member was short of space"
+)
 PEER_RPC_FAILURES = Counter("raft_peer_rpc_failures_total", "Batches a peer did not take", ["peer"])
 
 _ROLES = ("leader", "follower", "candidate", "learner")

@@ -49,12 +49,30 @@ from ..core import (
     Snapshot,
     TimeoutNow,
 )
-from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
+from ..kv import (
+    Command,
+    KeyValueStore,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseRevoke,
+    LeaseRevoked,
+    OpPut,
+    Put,
+    Result,
+    Started,
+    Txn,
+    decode_command,
+    encode_command,
+)
 from ..peer.auth import PeerAuthenticator
 from ..peer.transport import PostFunction, Transport
 from ..security import Security
+from ..storage import WAL_HEADROOM_BYTES, StorageError
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+from .leases import LeaseClock, minimum_ttl
+from .space import SpaceGuard
+from .watches import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +145,39 @@ class Unavailable(Exception):
     retrying shortly may succeed."""
 
 
+class InsufficientStorage(Unavailable):
+    """A new value is refused, having changed nothing: a member's free
+    space is below its reserve (:mod:`raft_trio.node.space`)."""
+
+
+class LeaseMissing(Exception):
+    """The lease does not exist (never granted, expired or revoked)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseInfo:
+    id: int
+    #: Seconds left before the leader revokes it.
+    remaining: float
+    granted_ttl: int
+    keys: list[str]
+
+
+#: ``commit`` events on ``/api/events`` come at most this often (seconds):
+#: the last change is always announced, at most this late.
+COMMIT_EVENT_INTERVAL_S = 0.1
+
 #: A follower whose applied index is within this many entries of the
 #: leader's commit index (as last heard) counts as caught up for ``/readyz``:
 #: the same margin within which the leader promotes a learner, so that a
 #: follower under a steady write load (always a batch or two behind) is
 #: ready, and one replaying or fetching a backlog is not.
 READY_MAX_LAG = 100
+
+#: While space is short, compact as soon as this many entries follow the
+#: last snapshot (instead of the policy's 10,000): deletes then give their
+#: space back within seconds.
+LOW_SPACE_COMPACT_ENTRIES = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +201,17 @@ class RaftNode:
         run_disk: DiskRunner = trio.to_thread.run_sync,
         post: PostFunction | None = None,
         security: Security | None = None,
+        cluster_id: str | None = None,
+        space: SpaceGuard | None = None,
     ) -> None:
         self.id = node_id
+        #: The cluster's id as recorded in the data directory (None: none).
+        self.cluster_id = cluster_id
+        #: Free space against the reserve (None: not guarded, as in tests).
+        self.space = space
+        self._next_compaction_try = 0
+        #: Member -> the term in which this node proposed its Started record.
+        self._started_proposed: dict[str, int] = {}
         self.url = url
         self.storage = storage
         self.timing = timing
@@ -175,8 +229,13 @@ class RaftNode:
         # at another URL (see use_found_addresses).
         self._found_addresses: dict[str, str] = {}
         self.kv = KeyValueStore()
+        if space is not None:
+            space.headroom = self._space_headroom
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
+        self.watches = WatchHub(self.kv.history, lambda: self.kv.applied_index)
+        #: Deadlines of the leases, while this node leads.
+        self.leases = LeaseClock()
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
         self._writes = PendingWrites()
@@ -186,6 +245,8 @@ class RaftNode:
         self._persist_started: float | None = None
         self._transport: Transport | None = None
         self._events: Broadcast[NodeEvent] = Broadcast(256)
+        self._commit_due = False
+        self._commit_announced_at = -float("inf")
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
         self._last_soft = self.core.soft_state
         self._leader_changed = trio.Event()
@@ -282,6 +343,10 @@ class RaftNode:
 
         if self.stopping:
             return not_ready("the node is stopping")
+        if self._persist_started is not None:
+            writing_ms = (trio.current_time() - self._persist_started) * 1000
+            if writing_ms >= self.timing.election_min_ms:
+                return not_ready(f"storage failing: a disk write has not finished in {writing_ms:.0f} ms")
         if core.membership.get(self.id) is None:
             return not_ready("not a member of the cluster's configuration (yet, or any more)")
         if core.role is Role.LEADER:
@@ -328,7 +393,11 @@ class RaftNode:
             "url": self.url,
             "leader_url": self.leader_url(),
             "last_log_index": self.core.log.last_index(),
-            "members": [{"id": m.id, "url": m.url, "voter": m.voter} for m in self.core.membership.members],
+            "members": [
+                {"id": m.id, "url": m.url, "voter": m.voter, "started": m.id in self.kv.started}
+                for m in self.core.membership.members
+            ],
+            "alarms": self.space.alarms() if self.space is not None else [],
         }
 
     # ------------------------------------------------------------------
@@ -359,6 +428,7 @@ class RaftNode:
                 self._writes.fail_all("the node is shutting down")
                 self._reads.fail_all()
                 self._events.close()
+                self.watches.close()
                 await self._transport.aclose()
 
     def close(self) -> None:
@@ -439,6 +509,8 @@ class RaftNode:
                 deadline = now  # fell behind (a pause): do not burst ticks
             await trio.sleep_until(deadline)
             self._check_disk_stall()
+            self._expire_leases()
+            self._announce_commit()
             self.core.tick()
             if self.core.has_ready():
                 self.wake()
@@ -456,15 +528,35 @@ class RaftNode:
             self.core.step_down()
             self.wake()
 
+    def _expire_leases(self) -> None:
+        """As leader: propose the revoke of every lease whose deadline
+        passed (its keys go when the revoke applies, on every replica)."""
+        if self.core.role is not Role.LEADER:
+            return
+        for lease in self.leases.due(trio.current_time()):
+            try:
+                self._propose(encode_command(_with_timestamp(LeaseRevoke(lease))))
+            except (NotLeaderError, ProposalDropped):
+                self.leases.revoke_failed(lease)
+            else:
+                log.info("lease %016x expired: revoking it", lease)
+                self.wake()
+
     async def _ready_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            while self.core.has_ready():
-                await self._handle_ready(self.core.ready())
-                # A long backlog comes in slices (max_apply_bytes): let
-                # requests and ticks run between them.
-                await trio.lowlevel.checkpoint()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self.core.has_ready():
+                    await self._handle_ready(self.core.ready())
+                    # A long backlog comes in slices (max_apply_bytes): let
+                    # requests and ticks run between them.
+                    await trio.lowlevel.checkpoint()
+        except StorageError as error:
+            # Fail-stop: nothing that depended on the failed write was
+            # sent or answered; the node ends (the CLI prints one line).
+            metrics.STORAGE_ERRORS.labels(type(error).__name__).inc()
+            raise
 
     async def _handle_ready(self, ready: Ready) -> None:
         transport = self._transport
@@ -499,13 +591,20 @@ class RaftNode:
             self.kv.restore(ready.snapshot.data)
             self._writes.fail_up_to(ready.snapshot.meta.index, "a snapshot from the leader replaced the log")
             log.info("installed snapshot at index %d", ready.snapshot.meta.index)
+        leading = self.core.role is Role.LEADER
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
                 result = self.kv.apply(entry.index, decode_command(entry.data))
+                if leading and isinstance(result, (LeaseGranted, LeaseRevoked)):
+                    self._track_lease(result)
                 self._writes.applied(entry.index, entry.term, result)
             else:
                 self.kv.skip(entry.index)
                 self._writes.applied(entry.index, entry.term, None)
+        if ready.snapshot is not None or ready.committed_entries:
+            self.watches.notify()
+            self._commit_due = True
+            self._announce_commit()
         for read_state in ready.read_states:
             self._reads.confirmed(read_state.request_id, read_state.index, self.kv.applied_index)
         for request_id in ready.dropped_reads:
@@ -520,12 +619,45 @@ class RaftNode:
         if ready.soft_state is not None:
             self._on_soft_state_change()
         self.core.advance(ready)
+        if self.core.role is Role.LEADER and self.id not in self.kv.started:
+            self._record_started(self.id)
         metrics.observe_state(self)
         await self._maybe_compact()
+
+    def _space_headroom(self) -> int:
+        """Room to keep besides the reserve: the next snapshot (about the
+        state's size, a tenth more for its encoding) and the WAL's growth."""
+        return self.kv.size + self.kv.size // 10 + WAL_HEADROOM_BYTES
+
+    def _record_started(self, member: str) -> None:
+        """As leader, put in the log that ``member`` has started (it
+        acknowledged entries, or it leads): once committed, a new data
+        directory for it is refused (:mod:`raft_trio.node.first_start`).
+        Proposed once a term per member until it is applied."""
+        term = self.core.term
+        if member in self.kv.started or self._started_proposed.get(member) == term:
+            return
+        try:
+            self.core.propose(encode_command(Started(member)))
+        except (NotLeader, ProposalDropped):
+            return  # not leading, or handing over: the next leader records it
+        self._started_proposed[member] = term
+        self.wake()
+
+    def _track_lease(self, result: LeaseGranted | LeaseRevoked) -> None:
+        if isinstance(result, LeaseGranted):
+            self.leases.granted(result.id, result.ttl, trio.current_time())
+        else:
+            self.leases.revoked(result.id)
 
     def _on_soft_state_change(self) -> None:
         old, new = self._last_soft, self.core.soft_state
         self._last_soft = new
+        if new.role is Role.LEADER and old.role is not Role.LEADER:
+            # Never early: a full TTL for every lease from now (see leases.py).
+            self.leases.take_over(self.kv.leases.values(), trio.current_time())
+        elif old.role is Role.LEADER and new.role is not Role.LEADER:
+            self.leases.step_down()
         if old.role is Role.LEADER and new.role is not Role.LEADER:
             # Pending writes keep waiting (each within its own timeout): as
             # a follower this node still applies the committed log, and the
@@ -553,15 +685,49 @@ class RaftNode:
         applied = self.kv.applied_index
         if self.core.log.applied != applied or applied < self.core.log.committed:
             return  # still working through a backlog: snapshot once at its end
-        if not self.storage.needs_snapshot(applied):
+        if applied < self._next_compaction_try:
+            return
+        space = self.space
+        short = space is not None and space.alarm
+        if not self.storage.needs_snapshot(applied) and not (
+            short and applied >= self.storage.snapshot().meta.index + LOW_SPACE_COMPACT_ENTRIES
+        ):
             return
         snapshot = Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
+        if space is not None:
+            # A snapshot file that cannot fit would stop the node (ENOSPC):
+            # try again LOW_SPACE_COMPACT_ENTRIES entries later instead.
+            needed = len(snapshot.data) + len(snapshot.data) // 10 + (1 << 20)
+            free = space.free_bytes()
+            if free < needed:
+                self._next_compaction_try = applied + LOW_SPACE_COMPACT_ENTRIES
+                log.warning(
+                    "no room for a snapshot of %d bytes (%d free): compaction postponed",
+                    len(snapshot.data),
+                    free,
+                )
+                return
         await self._run_disk(self.storage.compact_on_disk, snapshot)
         self.storage.compact_cache(snapshot)
-        log.info("snapshot at index %d, log compacted", applied)
+        log.info("snapshot at index %d, log compacted%s", applied, " (space is short)" if short else "")
 
     # ------------------------------------------------------------------
     # Events
+
+    def _announce_commit(self) -> None:
+        """A ``commit`` event when the applied index moved, at most every
+        ``COMMIT_EVENT_INTERVAL_S`` (the ticker sends a held-back one)."""
+        if not self._commit_due:
+            return
+        if not len(self._events):
+            self._commit_due = False
+            return
+        now = trio.current_time()
+        if now - self._commit_announced_at < COMMIT_EVENT_INTERVAL_S:
+            return
+        self._commit_due = False
+        self._commit_announced_at = now
+        self._announce("commit")
 
     def on_role_change(self, listener: Callable[[Role, int, str | None], None]) -> None:
         self._role_listeners.append(listener)
@@ -588,6 +754,14 @@ class RaftNode:
                 self._heard_from_leader(message)
             elif isinstance(message, (AppendEntriesResponse, HeartbeatResponse)):
                 self._answered_at[message.src] = (message.term, trio.current_time())
+                if (
+                    isinstance(message, AppendEntriesResponse)
+                    and message.success
+                    and message.index > 0
+                    and message.src not in self.kv.started
+                    and self.core.role is Role.LEADER
+                ):
+                    self._record_started(message.src)
         self.wake()
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:
@@ -654,6 +828,12 @@ class RaftNode:
                     return remembered
             if self.stopping and not self.core.handing_over:
                 raise Unavailable("the node is stopping")
+            new_bytes = _new_value_bytes(command)
+            if self.space is not None and new_bytes is not None:
+                refusal = self.space.refusal(new_bytes)
+                if refusal is not None:
+                    metrics.WRITES_REFUSED_NOSPACE.inc()
+                    raise InsufficientStorage(refusal)
             command = _with_timestamp(command)
             try:
                 index = self._propose(encode_command(command))
@@ -695,6 +875,52 @@ class RaftNode:
             self.wake()
             await self._reads.wait(request_id, waiter, self.write_timeout)
 
+    # -- backups ---------------------------------------------------------
+
+    async def backup(self) -> Snapshot:
+        """The state machine's snapshot at a linearizable point: after a
+        ReadIndex round, everything committed before the call is in it."""
+        await self.linearizable_barrier()
+        self._require_leader()
+        applied = self.kv.applied_index
+        return Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
+
+    # -- leases ----------------------------------------------------------
+
+    @property
+    def minimum_lease_ttl(self) -> int:
+        return minimum_ttl(self.timing.election_max_ms)
+
+    async def grant_lease(self, ttl: int, token: str | None = None) -> LeaseGranted:
+        """A new lease of ``ttl`` seconds (at least ``minimum_lease_ttl``)."""
+        result = await self.write(LeaseGrant(max(ttl, self.minimum_lease_ttl), token=token))
+        assert isinstance(result, LeaseGranted)
+        return result
+
+    async def revoke_lease(self, lease: int, token: str | None = None) -> LeaseRevoked:
+        result = await self.write(LeaseRevoke(lease, token=token))
+        assert isinstance(result, LeaseRevoked)
+        return result
+
+    async def keep_lease_alive(self, lease: int) -> int:
+        """Extend a lease to its full TTL; its TTL. Answered only once a
+        quorum confirmed this node leads (see leases.py: never early)."""
+        await self.linearizable_barrier()
+        self._require_leader()
+        ttl = self.leases.keep_alive(lease, trio.current_time())
+        if ttl is None:
+            raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        return ttl
+
+    async def lease_info(self, lease: int) -> LeaseInfo:
+        await self.linearizable_barrier()
+        self._require_leader()
+        held = self.kv.leases.get(lease)
+        remaining = self.leases.remaining(lease, trio.current_time())
+        if held is None or remaining is None:
+            raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        return LeaseInfo(lease, remaining, held.ttl, sorted(held.keys))
+
     async def change_membership(self, change: ConfChange) -> int:
         with self._client_waiting():
             self._require_leader()
@@ -722,10 +948,33 @@ class RaftNode:
         return target
 
 
+def _new_value_bytes(command: Command) -> int | None:
+    """The bytes of keys and values a command would add to the state (a
+    put, or a transaction with one), or None for one that adds none
+    (deletes, leases, read-only transactions): those stay allowed while
+    space is short, since they give space back or take next to none."""
+    if isinstance(command, Put):
+        return len(command.key) + len(command.value)
+    if isinstance(command, Txn):
+        puts = [op for op in (*command.success, *command.failure) if isinstance(op, OpPut)]
+        return sum(len(op.key) + len(op.value) for op in puts) if puts else None
+    return None
+
+
 def _with_timestamp(command: Command) -> Command:
     """Stamp the leader's clock into the command: the only time the state
     machine sees, so that idempotency keys expire the same on every replica."""
     return msgspec.structs.replace(command, ts=int(time.time() * 1000))
 
 
-__all__ = ["NodeEvent", "NotLeaderError", "RaftNode", "Timing", "Unavailable", "WriteIndeterminate"]
+__all__ = [
+    "InsufficientStorage",
+    "LeaseInfo",
+    "LeaseMissing",
+    "NodeEvent",
+    "NotLeaderError",
+    "RaftNode",
+    "Timing",
+    "Unavailable",
+    "WriteIndeterminate",
+]
