@@ -93,17 +93,33 @@ def run_node_process(settings: NodeSettings) -> None:
 async def run_node(
     settings: NodeSettings, *, task_status: trio.TaskStatus[RaftNode] = trio.TASK_STATUS_IGNORED
 ) -> None:
+    """Run the node until it is told to stop. With discovery, a node that
+    finds it was removed from its cluster moves its data aside and starts
+    over as a new member, under the same id (see ``_serve``)."""
+    while await _serve(settings, task_status):
+        task_status = trio.TASK_STATUS_IGNORED
+        kept = await trio.to_thread.run_sync(discovery.retire_data_dir, settings.data_dir)
+        log.warning("the data of the removed member is kept in %s; joining again as a new member", kept)
+
+
+async def _serve(settings: NodeSettings, task_status: trio.TaskStatus[RaftNode]) -> bool:
+    """One life of the node; True if it ended because the cluster removed
+    it (a replica scaled away, then back). Reusing the id is safe then:
+    the removal is committed, the old log is set aside before the new one
+    starts (in this process, so no message of the old life is still on its
+    way), and the new member votes only once it has been added again, with
+    the cluster's current term."""
     known_peers: dict[str, str] = {}
     if settings.discovery is not None:
         storage = await _open_discovered(settings, settings.discovery)
         if storage is None:
             log.info("stopped before the cluster formed")
-            return
+            return False
     else:
         opened = await _open_static(settings)
         if opened is None:
             log.info("stopped before the first-start check decided")
-            return
+            return False
         storage, known_peers = opened
     writer = DiskWriter(f"raft-disk-{settings.node_id}")
     try:
@@ -129,6 +145,13 @@ async def run_node(
         )
         app = create_app(node, settings.http)
         stop = trio.Event()
+        removed: list[str] = []
+
+        def on_removed(reason: str) -> None:
+            log.warning("this node was removed from the cluster: %s", reason)
+            removed.append(reason)
+            stop.set()
+
         http_shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, stop)
@@ -141,12 +164,9 @@ async def run_node(
                 resolver = settings.discovery.resolver()
                 if not node.core.membership.members:
                     nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
-                elif node.core.membership.get(node.id) is None:
-                    log.warning(
-                        "this node was removed from the cluster; it does not ask to join again "
-                        "by itself: recreate it (or wipe its data directory) to join as a new member"
-                    )
-                nursery.start_soon(discovery.manage_membership, node, settings.discovery, resolver)
+                nursery.start_soon(
+                    discovery.manage_membership, node, settings.discovery, resolver, on_removed
+                )
             async with trio.open_nursery() as http:
                 addresses = await http.start(
                     partial(
@@ -182,6 +202,7 @@ async def run_node(
             await writer(storage.close)
         writer.stop()
     log.info("stopped")
+    return bool(removed)
 
 
 async def _open_storage(settings: NodeSettings, initial: Membership | None) -> DurableStorage:

@@ -74,11 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run one node")
     node.add_argument(
-        "--id", help="this node's id (with --discover: default the data dir's, else the hostname)"
+        "--id",
+        help="this node's id (with --discover: default the data dir's, else the replica's name or hostname)",
     )
     node.add_argument("--listen", required=True, help="HOST:PORT to bind")
     node.add_argument(
-        "--data-dir", required=True, help="this node's data directory; {hostname} stands for the hostname"
+        "--data-dir",
+        required=True,
+        help="this node's data directory; {hostname} stands for the hostname, {name} (with --discover) "
+        "for the replica's stable DNS name (its container name), else the hostname",
     )
     node.add_argument("--peers", help="static initial membership ID=URL,... (including this node)")
     node.add_argument(

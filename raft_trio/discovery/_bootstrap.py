@@ -54,6 +54,7 @@ class Bootstrap:
     def status(self) -> dict[str, Any]:
         return {
             "id": self.node_id,
+            "url": self.url,
             "role": "follower",
             "term": 0,
             "leader_id": None,

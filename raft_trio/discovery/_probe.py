@@ -1,5 +1,6 @@
 """What a node says about itself: its ``/api/status`` as the other nodes
-see it (its id, its members, its leader, its bootstrap state)."""
+see it (its id, the URL it advertises, its members, its leader, its
+bootstrap state, and as leader how far its log is committed)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ class PeerStatus:
     waiting: bool = False
     #: The seed it acked, while waiting.
     ack: str | None = None
+    #: The URL it says the others reach it at (None: it does not say).
+    advertised: str | None = None
+    #: As leader: its term, and its commit and last log index.
+    leader_log: tuple[int, int, int] | None = None
+
+    @property
+    def reach_url(self) -> str:
+        """Where the others should reach it: its own word, else where it
+        was probed."""
+        return self.advertised or self.url
 
     @classmethod
     def parse(cls, url: str, doc: Any) -> PeerStatus | None:
@@ -49,6 +60,11 @@ class PeerStatus:
         waiting = isinstance(bootstrap, dict)
         ack = bootstrap.get("ack") if isinstance(bootstrap, dict) else None
         leader_url = doc.get("leader_url")
+        advertised = doc.get("url")
+        term, commit, last = (doc.get(k) for k in ("term", "commit_index", "last_log_index"))
+        leader_log = None
+        if doc.get("role") == "leader" and type(term) is int and type(commit) is int and type(last) is int:
+            leader_log = (term, commit, last)
         return cls(
             url=url,
             id=doc["id"],
@@ -56,6 +72,8 @@ class PeerStatus:
             leader_url=leader_url if isinstance(leader_url, str) and leader_url else None,
             waiting=waiting,
             ack=ack if isinstance(ack, str) and ack else None,
+            advertised=advertised.rstrip("/") if isinstance(advertised, str) and advertised else None,
+            leader_log=leader_log,
         )
 
     def member(self, node_id: str) -> MemberView | None:

@@ -143,6 +143,8 @@ class StatusAnswer(msgspec.Struct):
     applied_index: int
     last_log_index: int
     members: list[MemberModel]
+    #: How the others reach this node (its advertised URL).
+    url: str | None = None
     #: This node's alarms: ``"NOSPACE"`` while its free space is below its reserve.
     alarms: list[str] = msgspec.field(default_factory=list)
 

@@ -225,6 +225,9 @@ class RaftNode:
             PeerAuthenticator(security.cluster_secret, node_id) if security.cluster_secret else None
         )
         self._known_peers: dict[str, str] = {}
+        # Where discovery last found members that the configuration records
+        # at another URL (see use_found_addresses).
+        self._found_addresses: dict[str, str] = {}
         self.kv = KeyValueStore()
         if space is not None:
             space.headroom = self._space_headroom
@@ -285,6 +288,8 @@ class RaftNode:
         leader = self.core.leader_id
         if leader is None:
             return None
+        if leader in self._found_addresses:
+            return self._found_addresses[leader]
         member = self.core.membership.get(leader)
         return member.url if member is not None else None
 
@@ -385,6 +390,7 @@ class RaftNode:
         """The ``/api/status`` document."""
         return {
             **self.event_payload(),
+            "url": self.url,
             "leader_url": self.leader_url(),
             "last_log_index": self.core.log.last_index(),
             "members": [
@@ -429,10 +435,35 @@ class RaftNode:
         self.closing.set()
 
     def _peer_urls(self) -> dict[str, str]:
+        """Whom the transport keeps senders for: the configuration in force,
+        and a member it drops until that removal commits (§4.2.2). A
+        follower appends the configuration that removes its leader before it
+        acknowledges it, and the removed leader commits its removal only
+        with those acknowledgements; a removed follower learns from the
+        leader that it is out."""
         peers = dict(self._known_peers)
+        peers.update((m.id, m.url) for m in self.core.committed_membership.members)
         peers.update((m.id, m.url) for m in self.core.membership.members)
+        peers.update((i, url) for i, url in self._found_addresses.items() if i in peers)
         peers.pop(self.id, None)
         return peers
+
+    def use_found_addresses(self, found: dict[str, str]) -> None:
+        """Members found answering at other URLs than the configuration
+        records (the URL each advertises, found by discovery): messages go
+        there until the leader commits the new URL. Without this, replicas
+        that all came back at new addresses (a compose project stopped and
+        started) could not reach each other to elect the leader that
+        records the addresses."""
+        recorded = {m.id: m.url for m in self.core.membership.members}
+        found = {i: url for i, url in found.items() if i != self.id and i in recorded and recorded[i] != url}
+        if found != self._found_addresses:
+            for node_id, url in found.items():
+                if self._found_addresses.get(node_id) != url:
+                    log.info("reaching %s at %s (the configuration says %s)", node_id, url, recorded[node_id])
+            self._found_addresses = found
+            if self._transport is not None:
+                self._transport.set_peers(self._peer_urls())
 
     def add_known_peers(self, peers: dict[str, str]) -> None:
         """Addresses of a cluster's members learned outside the log: a node
@@ -579,8 +610,11 @@ class RaftNode:
         for request_id in ready.dropped_reads:
             self._reads.drop(request_id)
         self._reads.release(self.kv.applied_index)
-        if ready.membership is not None:
+        if ready.membership is not None or any(e.kind is EntryKind.CONFIG for e in ready.committed_entries):
+            # A configuration appended (new peers) or committed (a removal
+            # done: its member's sender goes, see _peer_urls).
             transport.set_peers(self._peer_urls())
+        if ready.membership is not None:
             self._announce("membership")
         if ready.soft_state is not None:
             self._on_soft_state_change()
@@ -775,7 +809,7 @@ class RaftNode:
         transfer this leader started has ended: another node leads (a write
         then gets a 307 to it instead of a 503), or it was abandoned."""
         with trio.move_on_after(self.timing.election_min_ms / 1000):
-            while (self.core.role is Role.LEADER and self.core.lead_transferee is not None) or (
+            while self.core.handing_over or (
                 self.core.role is not Role.LEADER and self.core.leader_id is None
             ):
                 await self._leader_changed.wait()
@@ -792,7 +826,7 @@ class RaftNode:
                 remembered = self.kv.remembered(command.token)
                 if remembered is not None:
                     return remembered
-            if self.stopping and self.core.lead_transferee is None:
+            if self.stopping and not self.core.handing_over:
                 raise Unavailable("the node is stopping")
             new_bytes = _new_value_bytes(command)
             if self.space is not None and new_bytes is not None:
@@ -804,7 +838,7 @@ class RaftNode:
             try:
                 index = self._propose(encode_command(command))
             except ProposalDropped as error:
-                if self.core.lead_transferee is None:
+                if not self.core.handing_over:
                     raise Unavailable(str(error)) from error
                 # A hand-over is under way: it ends within a round trip or
                 # two, and the client is better sent to the new leader.
