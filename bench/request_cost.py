@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from raft_trio.core import Heartbeat
-from raft_trio.transport import encode_batch
+from raft_trio.peer.wire import encode_batch
 
 
 def cpu(pid: int) -> float:

@@ -46,8 +46,8 @@ from ..node import (
     WriteIndeterminate,
 )
 from ..node import metrics as node_metrics
+from ..peer.wire import MESSAGES_PATH, PeerRequestError
 from ..peer_auth import RefusalLog
-from ..transport import MESSAGES_PATH, PeerRequestError
 from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH, PutBody
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 

@@ -8,7 +8,7 @@ left behind:
 - the ready loop: persist (one fsync for everything that arrived while the
   previous one ran: group commit), send, apply, answer waiting clients,
   ``advance``;
-- one sender task per peer (``raft_trio.transport``);
+- one stream per peer, with its outbox (``raft_trio.transport``);
 - the payload supervisor (``raft_trio.node.payload``).
 
 Nothing that waits runs inside the core; nothing here decides protocol.
@@ -50,9 +50,10 @@ from ..core import (
     TimeoutNow,
 )
 from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
+from ..peer.stream import RequestFunction
 from ..peer_auth import PeerAuthenticator
 from ..security import Security
-from ..transport import PostFunction, Transport
+from ..transport import Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
 
@@ -86,8 +87,9 @@ class Timing:
 
     @property
     def peer_deadline(self) -> float:
-        """Deadline of one POST to a peer: a heartbeat round or two. A peer
-        slower than that is treated as unreachable for that batch."""
+        """Deadline of one write to a peer's stream: a heartbeat round or
+        two. A stream that takes no frame within it is dropped, and the peer
+        treated as unreachable until a new stream opens."""
         return max(0.2, 2 * self.heartbeat_ms / 1000)
 
 
@@ -154,7 +156,7 @@ class RaftNode:
         write_timeout: float = 5.0,
         *,
         run_disk: DiskRunner = trio.to_thread.run_sync,
-        post: PostFunction | None = None,
+        request: RequestFunction | None = None,
         security: Security | None = None,
     ) -> None:
         self.id = node_id
@@ -163,7 +165,7 @@ class RaftNode:
         self.timing = timing
         self.write_timeout = write_timeout
         self._run_disk = run_disk
-        self._post = post
+        self._request = request
         self.security = security = security or Security()
         #: Signs this node's peer requests and checks those it receives
         #: (None: no cluster secret, peers are trusted).
@@ -336,9 +338,9 @@ class RaftNode:
                 self.timing.peer_deadline,
                 on_unreachable=self._peer_unreachable,
                 on_snapshot_sent=self._snapshot_sent,
-                observe=metrics.observe_peer_rpc,
-                post=self._post,
-                sign=self.peer_auth.sign if self.peer_auth is not None else None,
+                metrics=metrics.PeerStreamMetrics(),
+                request=self._request,
+                auth=self.peer_auth,
                 verify=self.security.client_ssl(),
             )
             self._transport.set_peers(self._peer_urls())

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from raft_trio.core import Message, RequestVote, RequestVoteResponse
-from raft_trio.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
+from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, encode_batch
 
 from ..integration.cluster import Cluster, describe
 from ._support import assert_serving, error_body, log_tracebacks

@@ -20,8 +20,8 @@ import pytest
 import trustme
 
 from raft_trio.core._messages import AppendEntries
+from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, encode_batch
 from raft_trio.peer_auth import PeerAuthenticator
-from raft_trio.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
 
 from .cluster import Cluster, cli_command, free_ports, wait_until
 

@@ -14,9 +14,9 @@ from raft_trio.core import Membership, Snapshot, SnapshotMeta
 from raft_trio.core._messages import AppendEntries
 from raft_trio.http.app import create_app
 from raft_trio.node import RaftNode, Timing
+from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, encode_batch
 from raft_trio.peer_auth import SIGNATURE_HEADER, PeerAuthenticator
 from raft_trio.security import Security
-from raft_trio.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
 from tests.node.harness import MemoryNodeStorage
 
 SECRET = b"a-cluster-secret-for-tests"
