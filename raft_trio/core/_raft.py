@@ -197,7 +197,9 @@ class RaftCore:
             candidates = sorted(v for v in voters if v != self.id)
             if not candidates:
                 raise RaftError("there is no other voter to transfer leadership to")
-            to = max(candidates, key=lambda v: self.progress[v].match)
+            # A voter heard from in this check-quorum round first (one that
+            # went silent cannot take over), then the most caught up.
+            to = max(candidates, key=lambda v: (self.progress[v].recent_active, self.progress[v].match))
         if to == self.id:
             return to
         if to not in voters:

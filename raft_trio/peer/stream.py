@@ -159,17 +159,22 @@ class PeerStream:
         backoff = MIN_BACKOFF_S
         while True:
             opened = trio.current_time()
-            await self._stream_once()
+            why = await self._stream_once()
             self._on_unreachable(self.peer_id)
             if self._metrics is not None:
                 self._metrics.stream_broken(self.peer_id)
-            if trio.current_time() - opened >= HEALTHY_STREAM_S:
+            lived = trio.current_time() - opened
+            if lived >= HEALTHY_STREAM_S:
+                # A stream that was up: worth a line (attempts to reopen it are not).
+                log.info("stream to %s ended after %.1f s: %s", self.peer_id, lived, why)
                 backoff = MIN_BACKOFF_S
+            else:
+                log.debug("stream to %s ended after %.3f s: %s", self.peer_id, lived, why)
             await trio.sleep(backoff)
             backoff = min(2 * backoff, MAX_BACKOFF_S)
 
-    async def _stream_once(self) -> None:
-        """One stream, from its opening until it ends or breaks."""
+    async def _stream_once(self) -> str:
+        """One stream, from its opening until it ends or breaks; why it ended."""
         headers, writer = stream_request(self.node_id, self.peer_id, self._auth)
         self.streams_opened += 1
         # A task woken just before the node stopped reaches this point with
@@ -181,14 +186,11 @@ class PeerStream:
             try:
                 status = await self._request(self.url + STREAM_PATH, headers, _Frames(self, writer, scope))
             except (httpx.HTTPError, OSError) as error:
-                log.debug("stream to %s broke: %r", self.peer_id, error)
-                return
+                return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             if status in (400, 401, 403, 404, 413):
                 log.warning("stream to %s refused: HTTP %d", self.peer_id, status)
-            else:
-                log.debug("stream to %s ended: HTTP %d", self.peer_id, status)
-        if scope.cancelled_caught:
-            log.debug("stream to %s dropped: a write waited longer than its deadline", self.peer_id)
+            return f"answered HTTP {status}"
+        return f"a write waited longer than its deadline ({self._deadline:g} s and 1 s a MiB)"
 
     async def next_frame(self, writer: FrameWriter, scope: trio.CancelScope) -> bytes:
         """The next frame of the stream: everything queued, once there is
