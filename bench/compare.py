@@ -9,10 +9,18 @@ while before any load, with the load sent to the leader directly:
 - ``ceiling``: wrk against ``bench/null_server.py`` (a bare asyncio socket
   server answering a fixed 200 to every request head), so that the other
   rows can be read against what the load generator itself manages here;
+- ``front-door``: wrk against ``bench/front_door.py``: a node's own HTTP
+  stack (the same Hypercorn configuration and ASGI wrappers, on Trio)
+  serving a do-nothing ASGI app, with the writes' and the reads' requests
+  at 64 connections: the ceiling the front door alone allows (raft-trio
+  only), with its CPU per request;
 - ``writes1``, ``writes16``, ``writes64``: wrk (``bench/load.lua``:
   distinct keys, 100-byte values) at 1, 16 and 64 connections, a warm-up,
   then a measured window: writes/s, p50, p99; fsyncs per committed write
   from each node's ``/metrics``; every node's RSS at rest and under load;
+  every node's CPU time (utime + stime from ``/proc``) over the window per
+  committed write (per read for reads), and its idle CPU in a quiet window
+  before any load;
 - ``reads64``: linearizable reads at 64 connections of 1,000 keys written
   beforehand (raft-trio ``GET /api/kv/{key}``, etcd ``/v3/kv/range``);
 - ``failover-default``, ``failover-fast``: SIGKILL of the leader under a
@@ -67,13 +75,21 @@ from storage_bench import Proc, free_ports, node_env, raft_trio_command  # noqa:
 
 LOAD_LUA = HERE / "load.lua"
 NULL_SERVER = HERE / "null_server.py"
+FRONT_DOOR = HERE / "front_door.py"
 PROPOSE_BENCH = HERE / "propose_bench.py"
 #: Keys written before the read workload, read round-robin.
 READ_KEYS = 1000
 MIB = 1024 * 1024
 MEMORY_TARGET_MIB = 80
+#: Idle CPU of a node at rest, in percent of one core.
+IDLE_TARGET_PCT = 1.0
+#: writes/s and reads/s at 64 clients against the front door's ceiling.
+FRONT_DOOR_TARGET = 0.8
+#: Total CPU per committed write against etcd's, at 1 and at 64 clients.
+CPU_TARGET_1, CPU_TARGET_64 = 1.0, 1.5
 WORKLOADS = (
-    "ceiling", "writes1", "writes16", "writes64", "reads64", "failover-default", "failover-fast", "propose",
+    "ceiling", "front-door", "writes1", "writes16", "writes64", "reads64", "failover-default",
+    "failover-fast", "propose",
 )  # fmt: skip
 
 
@@ -110,12 +126,14 @@ class Plan:
     kills: int
     ceiling_window: float
     propose_window: float
+    #: Quiet window before the load, for the idle CPU of every member.
+    idle_window: float
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(warmup=1, window=3, hold=1, kills=2, ceiling_window=2, propose_window=3)
-        return cls(warmup=3, window=15, hold=2, kills=7, ceiling_window=10, propose_window=10)
+            return cls(warmup=1, window=3, hold=1, kills=2, ceiling_window=2, propose_window=3, idle_window=2)
+        return cls(warmup=3, window=15, hold=2, kills=7, ceiling_window=10, propose_window=10, idle_window=5)
 
     def estimate(self, systems: list[str], workloads: list[str]) -> float:
         """Seconds the run should take on a quiet machine: cluster starts
@@ -126,7 +144,7 @@ class Plan:
             start = 4.0 if system == "raft-trio" else 2.0
             for workload in workloads:
                 if workload.startswith(("writes", "reads")):
-                    total += start + self.hold + self.warmup + self.window + 2
+                    total += start + self.hold + self.idle_window + self.warmup + self.window + 2
                     total += 3 if workload.startswith("reads") else 0
                 elif workload.startswith("failover"):
                     profile = DEFAULT if workload.endswith("default") else FAST
@@ -134,6 +152,8 @@ class Plan:
                     total += start + self.kills * per_kill
         if "ceiling" in workloads:
             total += len(systems) * (self.ceiling_window + 1) + 1
+        if "front-door" in workloads:
+            total += 2 * (self.ceiling_window + 2) + 2
         if "propose" in workloads:
             total += 8 + 2 * (2 + self.propose_window)
         return total
@@ -153,6 +173,15 @@ def http_request(
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_metrics(text: str, names: tuple[str, ...]) -> dict[str, float]:
@@ -268,6 +297,17 @@ class Cluster(abc.ABC):
 
     def rss(self) -> list[int]:
         return [proc.rss() if proc is not None else 0 for proc in self.procs]
+
+    def cpu(self) -> list[float]:
+        """CPU seconds each member has used so far."""
+        return [cpu_seconds(proc.pid) if proc is not None else 0.0 for proc in self.procs]
+
+    def idle_cpu(self, seconds: float) -> list[float]:
+        """Each member's CPU over ``seconds`` with no client, in percent of a core."""
+        before, started = self.cpu(), time.monotonic()
+        time.sleep(seconds)
+        after, took = self.cpu(), time.monotonic() - started
+        return [100 * (b - a) / took for a, b in zip(before, after, strict=True)]
 
     @abc.abstractmethod
     def failover_request(self, i: int, key: str) -> tuple[str, str, dict[str, Any]]:
@@ -426,6 +466,52 @@ def null_server(root: Path) -> Iterator[str]:
 
 
 @contextmanager
+def front_door(root: Path) -> Iterator[tuple[str, Proc]]:
+    (port,) = free_ports(1)
+    proc = Proc([sys.executable, str(FRONT_DOOR), str(port)], root / "front-door.log")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                http_request(port, "GET", "/", timeout=0.5)
+                break
+            except OSError:
+                if time.monotonic() > deadline or not proc.alive():
+                    raise BenchError(f"the front door did not start; see {proc.log}") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        proc.kill()
+
+
+@dataclasses.dataclass
+class FrontDoorRow:
+    op: str
+    wrk: WrkResult
+    #: CPU of the server per request, ms.
+    cpu_ms: float
+
+
+def front_door_runs(root: Path, plan: Plan) -> list[FrontDoorRow]:
+    """The writes' and the reads' requests at 64 connections against the
+    do-nothing app behind a node's HTTP stack."""
+    rows = []
+    with front_door(root) as (url, proc):
+        for op in ("put", "get"):
+            run_wrk(url, 64, 1, "raft", op, "warm")
+            before = cpu_seconds(proc.pid)
+            result = run_wrk(url, 64, plan.ceiling_window, "raft", op, "front-door")
+            used = cpu_seconds(proc.pid) - before
+            rows.append(FrontDoorRow(op, result, 1000 * used / max(result.requests, 1)))
+            print(
+                f"front door (Hypercorn, do-nothing app), {'writes' if op == 'put' else 'reads'}' "
+                f"requests: {result.rate:,.0f}/s, {rows[-1].cpu_ms:.3f} ms CPU a request",
+                flush=True,
+            )
+    return rows
+
+
+@contextmanager
 def rss_peaks(cluster: Cluster, interval: float = 0.25) -> Iterator[list[int]]:
     """Samples every member's RSS while the block runs; the list holds the
     peak of each once it ends."""
@@ -463,6 +549,20 @@ class LoadRow:
     fsync_followers: float
     committed: int
     problems: list[str]
+    leader: int = 0
+    #: Each member's CPU in the quiet window before the load, % of a core.
+    idle_pct: list[float] = dataclasses.field(default_factory=list)
+    #: Each member's CPU over the window per committed write (per read
+    #: for reads), ms.
+    cpu_ms: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def cpu_total_ms(self) -> float:
+        return sum(self.cpu_ms)
+
+    def by_role(self, values: list[float]) -> list[float]:
+        """``values`` with the leader's first."""
+        return [values[self.leader]] + [v for i, v in enumerate(values) if i != self.leader]
 
 
 def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> LoadRow:
@@ -471,6 +571,7 @@ def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> 
     with make_cluster(system, root / f"{system}-{workload}", DEFAULT) as cluster:
         leader = cluster.wait_stable(plan.hold)
         rss_rest = cluster.rss()
+        idle_pct = cluster.idle_cpu(plan.idle_window)
         url = cluster.url(leader)
         tag = f"{workload}-{int(time.time())}"
         problems: list[str] = []
@@ -479,8 +580,10 @@ def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> 
         # The warm-up reads the same keys; its writes are keys of their own.
         run_wrk(url, connections, plan.warmup, cluster.api, op, tag if op == "get" else tag + "w")
         before = [cluster.metrics(i) for i in range(3)]
+        cpu_before = cluster.cpu()
         with rss_peaks(cluster) as rss_load:
             result = run_wrk(url, connections, plan.window, cluster.api, op, tag)
+        cpu_used = [b - a for a, b in zip(cpu_before, cluster.cpu(), strict=True)]
         time.sleep(0.5)  # the followers learn the last commit index
         after = [cluster.metrics(i) for i in range(3)]
         if cluster.leader() != leader:
@@ -490,6 +593,8 @@ def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> 
         committed = int(after[leader][cluster.commit_metric] - before[leader][cluster.commit_metric])
         fsyncs = [after[i][cluster.fsync_metric] - before[i][cluster.fsync_metric] for i in range(3)]
         followers = [fsyncs[i] for i in range(3) if i != leader]
+        # Per committed write; for reads, per read answered.
+        done = committed if op == "put" else result.requests - result.non_2xx
         row = LoadRow(
             system=system,
             workload=workload,
@@ -501,6 +606,9 @@ def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> 
             fsync_followers=statistics.mean(followers) / committed if committed else float("nan"),
             committed=committed,
             problems=problems,
+            leader=leader,
+            idle_pct=idle_pct,
+            cpu_ms=[1000 * used / max(done, 1) for used in cpu_used],
         )
     for problem in problems:
         print(f"!!! {system} {workload}: {problem}", flush=True)
@@ -508,7 +616,11 @@ def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> 
         f"{system:9} {workload:9} {result.rate:9,.0f}/s  p50 {result.p50_us / 1000:7.2f} ms  "
         f"p99 {result.p99_us / 1000:7.2f} ms  "
         + (f"fsyncs/write leader {row.fsync_leader:.3f}  " if op == "put" else "")
-        + f"RSS rest {max(rss_rest) / MIB:.0f} MiB, load {max(rss_load) / MIB:.0f} MiB",
+        + f"CPU ms/{'write' if op == 'put' else 'read'} "
+        + "/".join(f"{v:.2f}" for v in row.by_role(row.cpu_ms))
+        + f" (total {row.cpu_total_ms:.2f})  idle % "
+        + "/".join(f"{v:.1f}" for v in row.by_role(idle_pct))
+        + f"  RSS rest {max(rss_rest) / MIB:.0f} MiB, load {max(rss_load) / MIB:.0f} MiB",
         flush=True,
     )
     return row
@@ -700,6 +812,7 @@ def propose_run(root: Path, plan: Plan, concurrencies: str = "1,64") -> list[Pro
 class Results:
     #: wrk against the null server, with each system's requests
     ceilings: dict[str, WrkResult] = dataclasses.field(default_factory=dict)
+    front_door: list[FrontDoorRow] = dataclasses.field(default_factory=list)
     loads: list[LoadRow] = dataclasses.field(default_factory=list)
     failovers: list[FailoverRow] = dataclasses.field(default_factory=list)
     proposes: list[ProposeRow] = dataclasses.field(default_factory=list)
@@ -789,6 +902,25 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
         for system, c in results.ceilings.items():
             out.append(f"| {system} | {c.rate:,.0f} | {c.p50_us / 1000:.2f} | {c.p99_us / 1000:.2f} |")
         out.append("")
+    if results.front_door:
+        out += [
+            "## The front door's own ceiling",
+            "",
+            "wrk (1 thread, 64 connections, `bench/load.lua`, raft-trio's requests) against "
+            "`bench/front_door.py`: the node's HTTP stack (the same Hypercorn configuration and ASGI wrappers, "
+            "on Trio) serving a do-nothing ASGI app that reads each body and answers `200 {}`. No node can "
+            "serve its clients faster than this on this machine.",
+            "",
+            "| requests | requests/s | p50 ms | p99 ms | server CPU ms a request |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for f in results.front_door:
+            name = "writes (PUT)" if f.op == "put" else "reads (GET)"
+            out.append(
+                f"| {name} | {f.wrk.rate:,.0f} | {f.wrk.p50_us / 1000:.2f} | {f.wrk.p99_us / 1000:.2f} "
+                f"| {f.cpu_ms:.3f} |"
+            )
+        out.append("")
     if results.loads:
         out += ["## Throughput and latency", ""]
         out += [
@@ -844,6 +976,20 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
                     f"| {row.system} | {row.workload} | {acked:,} | {row.committed:,} "
                     f"| {row.fsync_leader:.3f} | {row.fsync_followers:.3f} |"
                 )
+        out += ["", "## CPU per committed write, and at rest", ""]
+        out += [
+            "Each member's CPU time (utime + stime from `/proc`) over the measured window, divided by the "
+            "entries the leader committed in it (for reads: by the reads answered), in ms; leader first. "
+            "Idle: each member's CPU in a quiet window after the leader was held stable, before any load, "
+            "in percent of one core. CPU time is much less sensitive to a loaded machine than rates are.",
+            "",
+            "| system | workload | ms per write (leader, followers) | total ms | idle % of a core (leader, followers) |",
+            "|---|---|---|---:|---|",
+        ]
+        for row in results.loads:
+            per = ", ".join(f"{v:.2f}" for v in row.by_role(row.cpu_ms))
+            idle = ", ".join(f"{v:.2f}" for v in row.by_role(row.idle_pct))
+            out.append(f"| {row.system} | {row.workload} | {per} | {row.cpu_total_ms:.2f} | {idle} |")
         out += ["", "## Memory per node (RSS)", ""]
         out += [
             "At rest: after the leader was held stable, before any load. Under load: the peak over the "
@@ -917,18 +1063,30 @@ def targets(results: Results, systems: list[str]) -> list[str]:
         return results.load(system, workload)
 
     if vs:
-        a, b = load("raft-trio", "writes64"), load("etcd", "writes64")
-        if a and b:
-            row("writes/s at 64 clients ≥ 1.0 x etcd", f"{a.wrk.rate:,.0f}", f"{b.wrk.rate:,.0f}",
-                a.wrk.rate >= b.wrk.rate)  # fmt: skip
         a, b = load("raft-trio", "writes1"), load("etcd", "writes1")
         if a and b:
             row("p50 at 1 client ≤ etcd's (ms)", f"{a.wrk.p50_us / 1000:.2f}", f"{b.wrk.p50_us / 1000:.2f}",
                 a.wrk.p50_us <= b.wrk.p50_us)  # fmt: skip
-        a, b = load("raft-trio", "reads64"), load("etcd", "reads64")
-        if a and b:
-            row("linearizable reads/s at 64 ≥ etcd", f"{a.wrk.rate:,.0f}", f"{b.wrk.rate:,.0f}",
-                a.wrk.rate >= b.wrk.rate)  # fmt: skip
+        for workload, factor in (("writes1", CPU_TARGET_1), ("writes64", CPU_TARGET_64)):
+            a, b = load("raft-trio", workload), load("etcd", workload)
+            if a and b:
+                row(f"CPU ms per committed write, all nodes, {workload} ≤ {factor:g} x etcd's",
+                    f"{a.cpu_total_ms:.2f}", f"{b.cpu_total_ms:.2f}",
+                    a.cpu_total_ms <= factor * b.cpu_total_ms)  # fmt: skip
+    doors = {f.op: f for f in results.front_door}
+    for workload, op in (("writes64", "put"), ("reads64", "get")):
+        a = load("raft-trio", workload)
+        door = doors.get(op)
+        if a and door:
+            b = load("etcd", workload) if vs else None
+            row(f"{workload.rstrip('0123456789')}/s at 64 ≥ {FRONT_DOOR_TARGET:g} x the front door's "
+                f"{door.wrk.rate:,.0f}/s", f"{a.wrk.rate:,.0f} ({a.wrk.rate / door.wrk.rate:.2f} x)",
+                f"{b.wrk.rate:,.0f}" if b else "", a.wrk.rate >= FRONT_DOOR_TARGET * door.wrk.rate)  # fmt: skip
+    idle = [max(r.idle_pct) for r in results.loads if r.system == "raft-trio" and r.idle_pct]
+    if idle:
+        etcd_idle = [max(r.idle_pct) for r in results.loads if r.system == "etcd" and r.idle_pct]
+        row(f"idle CPU ≤ {IDLE_TARGET_PCT:g} % of a core per node (largest seen)", f"{max(idle):.2f}",
+            f"{max(etcd_idle):.2f}" if etcd_idle else "", max(idle) <= IDLE_TARGET_PCT)  # fmt: skip
     for profile in (DEFAULT, FAST):
         ours = results.failover("raft-trio", profile)
         theirs = results.failover("etcd", profile) if vs else None
@@ -963,6 +1121,9 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
         except BenchError as error:
             results.errors.append(f"{what}: {error}")
             print(f"!!! {what}: {error}", flush=True)
+
+    if "front-door" in workloads:
+        attempt("front-door", lambda: results.front_door.extend(front_door_runs(root, plan)))
 
     if "ceiling" in workloads:
 
