@@ -102,6 +102,9 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--base-port", type=int, default=9711)
     p.add_argument("--profile", help="py-spy record the leader during the last run (raw folded output)")
+    p.add_argument(
+        "--profile-role", choices=("leader", "follower"), default="leader", help="whom --profile records"
+    )
     p.add_argument("--label", default=os.environ.get("PYTHONPATH", "?"))
     a = p.parse_args()
     data = tempfile.mkdtemp(prefix="levers-", dir="/work")
@@ -117,6 +120,7 @@ def main() -> None:
                     [
                         "py-spy",
                         "record",
+                        "--gil",
                         "-r",
                         "200",
                         "-d",
@@ -126,7 +130,11 @@ def main() -> None:
                         "-o",
                         a.profile,
                         "--pid",
-                        str(procs[lid].pid),
+                        str(
+                            procs[
+                                lid if a.profile_role == "leader" else next(n for n in procs if n != lid)
+                            ].pid
+                        ),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

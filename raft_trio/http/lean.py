@@ -303,6 +303,8 @@ class LeanRoutes:
             await send({"type": "http.response.body", "body": b""})
         elif ended is StreamEnd.CLOSING:
             await self.answer(send, 503, {"error": "the node is stopping"})
+        elif ended is StreamEnd.IDLE:
+            await self.answer(send, 408, {"error": f"peer stream closed: {ended.value}"})
 
     async def refuse_peer(self, scope: Any, send: Any, exc: PeerRequestError) -> None:
         client = scope.get("client")

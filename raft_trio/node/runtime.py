@@ -4,7 +4,8 @@ transport and the key-value state machine.
 One nursery owns every task, so cancelling it stops the node with nothing
 left behind:
 
-- the ticker, calling ``core.tick()`` every ``tick_ms``;
+- the ticker, delivering the core's ticks when the next one matters
+  (``raft_trio.node._ticks``: every input first gets the ticks that passed);
 - the ready loop: persist (one fsync for everything that arrived while the
   previous one ran: group commit), send, apply, answer waiting clients,
   ``advance``;
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -56,6 +58,7 @@ from ..security import Security
 from ..transport import Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+from ._ticks import LazyTicks
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +181,9 @@ class RaftNode:
         self.kv.restore(snapshot.data)
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
+        # The ticker sleeps at most a heartbeat interval, so a pause is
+        # told from time the node ran (see raft_trio.node._ticks).
+        self._ticks = LazyTicks(self.core, timing.tick_ms / 1000, timing.heartbeat_ms / 1000)
         self._writes = PendingWrites()
         self._reads = PendingReads()
         self._wake = trio.Event()
@@ -344,6 +350,7 @@ class RaftNode:
                 verify=self.security.client_ssl(),
             )
             self._transport.set_peers(self._peer_urls())
+            self._ticks.start()
             try:
                 nursery.start_soon(self._ticker, name="ticker")
                 nursery.start_soon(self._ready_loop, name="ready-loop")
@@ -376,15 +383,20 @@ class RaftNode:
             self._transport.set_peers(self._peer_urls())
 
     def _peer_unreachable(self, peer_id: str) -> None:
+        self._ticks.catch_up()
         self.core.report_unreachable(peer_id)
 
     def _snapshot_sent(self, peer_id: str, ok: bool) -> None:
+        self._ticks.catch_up()
         self.core.report_snapshot(peer_id, ok)
         self.wake()
 
     def wake(self) -> None:
+        """The core took an input: handle what it has to do, and wake the
+        ticker sooner if a timer moved closer."""
         self._wake.set()
         self._pump_wake.set()
+        self._ticks.reschedule(self._stall_deadline())
 
     async def _leader_pump(self) -> None:
         """Sends a leader's messages as soon as they exist, also while the
@@ -401,18 +413,21 @@ class RaftNode:
                 transport.send(message)
 
     async def _ticker(self) -> None:
-        interval = self.timing.tick_ms / 1000
-        deadline = trio.current_time()
         while True:
-            deadline += interval
-            now = trio.current_time()
-            if deadline < now:
-                deadline = now  # fell behind (a pause): do not burst ticks
-            await trio.sleep_until(deadline)
+            with trio.CancelScope(deadline=self._ticks.next_wake(self._stall_deadline())) as sleep:
+                self._ticks.sleeping(sleep)
+                await trio.sleep_forever()
+            self._ticks.catch_up()
             self._check_disk_stall()
-            self.core.tick()
             if self.core.has_ready():
                 self.wake()
+
+    def _stall_deadline(self) -> float:
+        """When a persist under way has taken too long (see below)."""
+        started = self._persist_started
+        if started is None or self.core.role is not Role.LEADER:
+            return math.inf
+        return started + self.timing.election_min_ms / 1000 + self.timing.tick_ms / 1000
 
     def _check_disk_stall(self) -> None:
         """A leader whose fsync has stalled for longer than an election
@@ -454,6 +469,7 @@ class RaftNode:
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
             self._persist_started = trio.current_time()
+            self._ticks.reschedule(self._stall_deadline())
             try:
                 await self._run_disk(
                     self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
@@ -488,7 +504,7 @@ class RaftNode:
         if ready.soft_state is not None:
             self._on_soft_state_change()
         self.core.advance(ready)
-        metrics.observe_state(self)
+        self._ticks.reschedule()  # a commit may wait for the next tick
         await self._maybe_compact()
 
     def _on_soft_state_change(self) -> None:
@@ -550,13 +566,19 @@ class RaftNode:
     # Client operations
 
     def step(self, messages: list[Message]) -> None:
+        self._ticks.catch_up()
         for message in messages:
             self.core.step(message)
             if isinstance(message, (AppendEntries, Heartbeat)):
                 self._heard_from_leader(message)
             elif isinstance(message, (AppendEntriesResponse, HeartbeatResponse)):
                 self._answered_at[message.src] = (message.term, trio.current_time())
-        self.wake()
+        if self.core.has_ready():
+            self.wake()
+        else:
+            # Nothing to do (a heartbeat's answer, most of the time): no
+            # task needs waking, only the ticker's plan may change.
+            self._ticks.reschedule(self._stall_deadline())
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:
         """Remember the leader's commit index and when it spoke (``/readyz``).
@@ -643,6 +665,7 @@ class RaftNode:
             return result
 
     def _propose(self, data: bytes) -> int:
+        self._ticks.catch_up()
         try:
             return self.core.propose(data)
         except NotLeader as error:
@@ -655,6 +678,7 @@ class RaftNode:
         with self._client_waiting():
             self._require_leader()
             request_id, waiter = self._reads.add()
+            self._ticks.catch_up()
             try:
                 self.core.read_index(request_id)
             except NotLeader as error:
@@ -666,6 +690,7 @@ class RaftNode:
     async def change_membership(self, change: ConfChange) -> int:
         with self._client_waiting():
             self._require_leader()
+            self._ticks.catch_up()
             try:
                 index = self.core.change_membership(change)
             except NotLeader as error:
@@ -679,6 +704,7 @@ class RaftNode:
 
     async def transfer_leadership(self, to: str | None) -> str:
         self._require_leader()
+        self._ticks.catch_up()
         try:
             target = self.core.transfer_leadership(to)
         except NotLeader as error:

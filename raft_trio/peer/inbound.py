@@ -5,9 +5,10 @@ arrival stepped into the node at once.
 
 The stream ends when the sender ends its body (answered 204), when a
 frame is refused (answered 400 or 401 by the caller; the stream is closed
-and nothing of that frame is parsed), when the sender goes away, or when
-this node stops (answered 503), so that Hypercorn never waits for a peer's
-stream at shutdown.
+and nothing of that frame is parsed), when the sender goes away, when no
+frame (not even a keep-alive) came for :data:`STREAM_IDLE_S` (answered
+408), or when this node stops (answered 503), so that Hypercorn never
+waits for a peer's stream at shutdown.
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ import trio
 from ..core import Message
 from .wire import PeerRequestError, StreamInbox
 
+#: A stream on which no frame arrived for this long is closed: its sender
+#: sends a keep-alive every second (raft_trio.peer.stream.KEEPALIVE_S), so
+#: it is gone, or cut off without its connection being closed (a network
+#: partition that drops packets); it opens a new one when it can.
+STREAM_IDLE_S = 5.0
+
 
 class StreamEnd(enum.Enum):
     ENDED = "the sender ended the stream"
     GONE = "the sender went away"
     CLOSING = "this node is stopping"
+    IDLE = f"no frame for {STREAM_IDLE_S:g} s"
 
 
 async def read_stream(
@@ -38,11 +46,21 @@ async def read_stream(
     ended: StreamEnd | PeerRequestError = StreamEnd.CLOSING
     async with trio.open_nursery() as nursery:
 
-        async def stop_when_closing() -> None:
-            await closing.wait()
+        async def watch() -> None:
+            """Ends the stream when this node stops or the stream goes
+            silent (checked every STREAM_IDLE_S, not timed per frame)."""
+            nonlocal ended
+            seen = -1
+            while not closing.is_set():
+                with trio.move_on_after(STREAM_IDLE_S):
+                    await closing.wait()
+                if not closing.is_set() and inbox.frames == seen:
+                    ended = StreamEnd.IDLE
+                    break
+                seen = inbox.frames
             nursery.cancel_scope.cancel()
 
-        nursery.start_soon(stop_when_closing)
+        nursery.start_soon(watch)
         ended = await _read(inbox, receive, deliver)
         nursery.cancel_scope.cancel()
     return ended

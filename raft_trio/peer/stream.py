@@ -18,6 +18,11 @@ they are sent. Answers come back on the peer's own stream to this node.
   unreachable, and a new one is opened after a backoff (doubling from
   :data:`MIN_BACKOFF_S` to :data:`MAX_BACKOFF_S`; back to the minimum
   after a stream that lived :data:`HEALTHY_STREAM_S`).
+- A stream with nothing to carry for :data:`KEEPALIVE_S` carries an empty
+  frame (etcd's link heartbeat): a peer that went away is noticed within
+  two of them, before a message (a vote, say) is lost on its dead
+  connection, and the peer closes a stream that stays silent for longer
+  (:data:`raft_trio.peer.inbound.STREAM_IDLE_S`).
 - Snapshots go in requests of their own (``POST /raft/messages``, the body
   written in chunks under the same deadline per chunk), from a second task:
   a large snapshot never holds up the heartbeats on the stream, as in
@@ -63,6 +68,8 @@ MIN_WRITE_RATE = 1024 * 1024
 MIN_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 0.5
 HEALTHY_STREAM_S = 1.0
+#: A stream idle this long carries an empty frame.
+KEEPALIVE_S = 1.0
 #: Chunks of a snapshot's request body.
 SNAPSHOT_CHUNK_BYTES = 256 * 1024
 #: How long a peer may take to answer a snapshot once it has all of it
@@ -117,6 +124,8 @@ class PeerStream:
         self._wake = trio.Event()
         self._snapshot: InstallSnapshot | None = None
         self._snapshot_wake = trio.Event()
+        self._frames_sent = 0
+        self._keepalive_due = False
         self.cancel_scope = trio.CancelScope()
         #: Messages dropped from a full outbox, streams opened: for tests.
         self.dropped = 0
@@ -151,6 +160,7 @@ class PeerStream:
         with self.cancel_scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_snapshots, name=f"snapshots-{self.peer_id}")
+                nursery.start_soon(self._keepalives, name=f"keepalives-{self.peer_id}")
                 await self._keep_stream()
 
     # -- the stream ------------------------------------------------------
@@ -192,12 +202,35 @@ class PeerStream:
             return f"answered HTTP {status}"
         return f"a write waited longer than its deadline ({self._deadline:g} s and 1 s a MiB)"
 
+    async def _keepalives(self) -> None:
+        """Once a keep-alive interval passed without a frame, ask for an
+        empty one (a task waking once a second, rather than a timer armed
+        around every wait for a message)."""
+        seen = -1
+        while True:
+            await trio.sleep(KEEPALIVE_S)
+            if self._frames_sent == seen and not self._queue:
+                self._keepalive_due = True
+                self._wake.set()
+                seen += 1  # the keep-alive itself
+            else:
+                seen = self._frames_sent
+
     async def next_frame(self, writer: FrameWriter, scope: trio.CancelScope) -> bytes:
         """The next frame of the stream: everything queued, once there is
-        anything; its write must finish within the deadline."""
+        anything (or an empty frame when a keep-alive is due); its write
+        must finish within the deadline."""
         while not self._queue:
+            if self._keepalive_due:
+                self._keepalive_due = False
+                self._frames_sent += 1
+                frame = writer.frame(b"")
+                scope.deadline = trio.current_time() + self._deadline
+                return frame
             await self._wake.wait()
             self._wake = trio.Event()
+        self._keepalive_due = False
+        self._frames_sent += 1
         batch: list[Message] = []
         size = 0
         queue = self._queue

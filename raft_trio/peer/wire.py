@@ -142,6 +142,8 @@ class StreamInbox:
     def __init__(self, sender: str, reader: FrameReader) -> None:
         self.sender = sender
         self._reader = reader
+        #: Frames read so far, keep-alives (empty frames) included.
+        self.frames = 0
 
     @property
     def pending_bytes(self) -> int:
@@ -159,9 +161,10 @@ class StreamInbox:
             if exc.authentic:
                 raise PeerRequestError(400, f"malformed peer stream: {exc}") from exc
             raise PeerRequestError(401, str(exc), self.sender) from exc
+        self.frames += len(payloads)
         if len(payloads) == 1:
-            return _checked(self.sender, payloads[0])
-        return [m for payload in payloads for m in _checked(self.sender, payload)]
+            return _checked(self.sender, payloads[0]) if payloads[0] else []
+        return [m for payload in payloads if payload for m in _checked(self.sender, payload)]
 
 
 def accept_stream(sender: str, headers: Mapping[str, str], auth: PeerAuthenticator | None) -> StreamInbox:

@@ -142,6 +142,25 @@ async def test_a_peer_that_is_down_is_retried_with_backoff_and_reported_each_tim
     assert len(core.unreachable) == len(peer.stream_attempts)
 
 
+async def test_a_stream_with_nothing_to_carry_carries_keepalives(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        stream.enqueue(heartbeat(1))
+        await trio.sleep(10.0)
+        nursery.cancel_scope.cancel()
+    assert peer.frames[0] == [heartbeat(1)]
+    keepalives = peer.frames[1:]
+    assert keepalives == [[]] * len(keepalives)
+    # One per keep-alive interval once the stream is quiet (the first
+    # interval still saw the heartbeat).
+    assert len(keepalives) == 10 / stream_module.KEEPALIVE_S - 1
+    assert stream.streams_opened == 1
+
+
 async def test_the_outbox_of_a_peer_that_takes_nothing_is_bounded(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
