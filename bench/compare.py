@@ -133,7 +133,7 @@ class Plan:
     def make(cls, quick: bool) -> Plan:
         if quick:
             return cls(warmup=1, window=3, hold=1, kills=2, ceiling_window=2, propose_window=3, idle_window=2)
-        return cls(warmup=3, window=15, hold=2, kills=7, ceiling_window=10, propose_window=10, idle_window=5)
+        return cls(warmup=3, window=15, hold=2, kills=7, ceiling_window=10, propose_window=10, idle_window=10)
 
     def estimate(self, systems: list[str], workloads: list[str]) -> float:
         """Seconds the run should take on a quiet machine: cluster starts

@@ -395,7 +395,8 @@ class RaftNode:
         """The core took an input: handle what it has to do, and wake the
         ticker sooner if a timer moved closer."""
         self._wake.set()
-        self._pump_wake.set()
+        if self.core.role is Role.LEADER:
+            self._pump_wake.set()
         self._ticks.reschedule(self._stall_deadline())
 
     async def _leader_pump(self) -> None:
@@ -419,6 +420,12 @@ class RaftNode:
                 await trio.sleep_forever()
             self._ticks.catch_up()
             self._check_disk_stall()
+            if self.core.role is Role.LEADER:
+                # Heartbeats (and a commit index) go out from here: no
+                # other task needs waking for them.
+                assert self._transport is not None
+                for message in self.core.take_leader_messages():
+                    self._transport.send(message)
             if self.core.has_ready():
                 self.wake()
 
