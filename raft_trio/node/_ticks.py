@@ -5,9 +5,10 @@ The core counts time in ticks (``tick_ms`` each, 10 ms by default). Calling
 count and nothing else: at rest that was most of a node's CPU. Here the
 ticks are delivered late and in bulk, at the two moments they can matter:
 
-- before any other input to the core (:meth:`LazyTicks.catch_up`), so that
-  the core sees every tick before a message, a proposal or a read that
-  came after it, exactly as if it had been delivered on time;
+- before any other input to the core whose effect depends on its timers
+  (:meth:`LazyTicks.catch_up`: a message, a proposal, a read, a membership
+  change or a transfer), so that the core sees every tick before an input
+  that came after it, exactly as if it had been delivered on time;
 - when the next tick that matters falls (``core.ticks_until_due()``: a
   timer fires, or a commit index waits for the next tick), for which the
   ticker task sleeps (:meth:`LazyTicks.next_wake`); inputs that bring that
@@ -72,12 +73,13 @@ class LazyTicks:
         core = self._core
         while ticks > 0:
             due = core.ticks_until_due()
-            batch = ticks if due is None else min(ticks, due)
             if due is None:
-                # No timer runs: only counters move; a bounded number of
-                # ticks leaves them exactly as many would.
-                batch = min(batch, 2 * core.config.election_ticks_max + 1)
-                ticks = batch
+                # No timer runs, only counters move; beyond an election
+                # timeout's worth more ticks change nothing they are used for.
+                ticks = min(ticks, core.config.election_ticks_max + 1)
+                batch = ticks
+            else:
+                batch = min(ticks, due)
             for _ in range(batch):
                 core.tick()
             self.delivered += batch

@@ -383,11 +383,9 @@ class RaftNode:
             self._transport.set_peers(self._peer_urls())
 
     def _peer_unreachable(self, peer_id: str) -> None:
-        self._ticks.catch_up()
         self.core.report_unreachable(peer_id)
 
     def _snapshot_sent(self, peer_id: str, ok: bool) -> None:
-        self._ticks.catch_up()
         self.core.report_snapshot(peer_id, ok)
         self.wake()
 

@@ -121,3 +121,21 @@ async def test_a_leader_whose_disk_stalls_steps_down(
     with trio.fail_after(3 * ELECTION_MAX_S):
         while not any(n.id != leader.id for n in cluster.leaders()):
             await trio.sleep(0.01)
+
+
+async def test_a_node_at_rest_wakes_its_ticker_once_a_heartbeat_not_every_tick(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The core still gets every tick (its logical time keeps up with the
+    clock), but the ticker wakes only when one matters or after a heartbeat
+    interval: about 10 times a second instead of 100."""
+    await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    ticks = {i: h.node._ticks for i, h in cluster.hosts.items()}
+    before = {i: (t.wakeups, t.delivered) for i, t in ticks.items()}
+    rest_s = 10.0
+    await trio.sleep(rest_s)
+    for node_id, t in ticks.items():
+        wakeups = t.wakeups - before[node_id][0]
+        delivered = t.delivered - before[node_id][1]
+        assert delivered >= rest_s * 1000 / TIMING.tick_ms - 2, (node_id, delivered)
+        assert wakeups <= rest_s * 1000 / TIMING.heartbeat_ms + 2, (node_id, wakeups)
