@@ -27,6 +27,8 @@ while before any load, with the load sent to the leader directly:
   steady write load, 7 times (2 with ``--quick``), with the default election timeouts
   and with 150-300 ms ones; the time from the kill until a write succeeds
   again (a Trio+httpx client, see :func:`failover_trials`);
+- ``idle``: every member's CPU at rest, over a long window (30 s; 5 s
+  with ``--quick``) on a cluster held stable a while;
 - ``propose``: proposals/s through the leader's own write path in-process,
   no client HTTP (``bench/propose_bench.py``; raft-trio only).
 
@@ -88,7 +90,7 @@ FRONT_DOOR_TARGET = 0.8
 #: Total CPU per committed write against etcd's, at 1 and at 64 clients.
 CPU_TARGET_1, CPU_TARGET_64 = 1.0, 1.5
 WORKLOADS = (
-    "ceiling", "front-door", "writes1", "writes16", "writes64", "reads64", "failover-default",
+    "ceiling", "front-door", "idle", "writes1", "writes16", "writes64", "reads64", "failover-default",
     "failover-fast", "propose",
 )  # fmt: skip
 
@@ -128,12 +130,32 @@ class Plan:
     propose_window: float
     #: Quiet window before the load, for the idle CPU of every member.
     idle_window: float
+    #: The window of the ``idle`` workload.
+    idle_long: float
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(warmup=1, window=3, hold=1, kills=2, ceiling_window=2, propose_window=3, idle_window=2)
-        return cls(warmup=3, window=15, hold=2, kills=7, ceiling_window=10, propose_window=10, idle_window=10)
+            return cls(
+                warmup=1,
+                window=3,
+                hold=1,
+                kills=2,
+                ceiling_window=2,
+                propose_window=3,
+                idle_window=2,
+                idle_long=5,
+            )
+        return cls(
+            warmup=3,
+            window=15,
+            hold=2,
+            kills=7,
+            ceiling_window=10,
+            propose_window=10,
+            idle_window=10,
+            idle_long=30,
+        )
 
     def estimate(self, systems: list[str], workloads: list[str]) -> float:
         """Seconds the run should take on a quiet machine: cluster starts
@@ -146,6 +168,8 @@ class Plan:
                 if workload.startswith(("writes", "reads")):
                     total += start + self.hold + self.idle_window + self.warmup + self.window + 2
                     total += 3 if workload.startswith("reads") else 0
+                elif workload == "idle":
+                    total += start + self.hold + 3 + self.idle_long
                 elif workload.startswith("failover"):
                     profile = DEFAULT if workload.endswith("default") else FAST
                     per_kill = self.hold + 0.5 + profile.election_max_ms / 1000 + start
@@ -641,6 +665,31 @@ def preload(cluster: Cluster, url: str, tag: str) -> None:
 
 
 @dataclasses.dataclass
+class IdleRow:
+    system: str
+    leader: int
+    #: Each member's CPU at rest, % of a core.
+    pct: list[float]
+
+    def by_role(self) -> list[float]:
+        return [self.pct[self.leader]] + [v for i, v in enumerate(self.pct) if i != self.leader]
+
+
+def idle_run(system: str, root: Path, plan: Plan) -> IdleRow:
+    """A fresh cluster held stable, then left alone: each member's CPU."""
+    with make_cluster(system, root / f"{system}-idle", DEFAULT) as cluster:
+        leader = cluster.wait_stable(plan.hold)
+        time.sleep(3)  # the start's own work (imports, first elections) is over
+        row = IdleRow(system, leader, cluster.idle_cpu(plan.idle_long))
+    print(
+        f"{system:9} idle      CPU % of a core, leader first: "
+        + ", ".join(f"{v:.2f}" for v in row.by_role()),
+        flush=True,
+    )
+    return row
+
+
+@dataclasses.dataclass
 class FailoverRow:
     system: str
     profile: Profile
@@ -813,6 +862,7 @@ class Results:
     #: wrk against the null server, with each system's requests
     ceilings: dict[str, WrkResult] = dataclasses.field(default_factory=dict)
     front_door: list[FrontDoorRow] = dataclasses.field(default_factory=list)
+    idle: list[IdleRow] = dataclasses.field(default_factory=list)
     loads: list[LoadRow] = dataclasses.field(default_factory=list)
     failovers: list[FailoverRow] = dataclasses.field(default_factory=list)
     proposes: list[ProposeRow] = dataclasses.field(default_factory=list)
@@ -920,6 +970,20 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
                 f"| {name} | {f.wrk.rate:,.0f} | {f.wrk.p50_us / 1000:.2f} | {f.wrk.p99_us / 1000:.2f} "
                 f"| {f.cpu_ms:.3f} |"
             )
+        out.append("")
+    if results.idle:
+        out += [
+            "## At rest",
+            "",
+            f"A fresh cluster held stable, then {plan.idle_long:g} s with no client: each member's CPU "
+            "(utime + stime from `/proc`) in percent of one core, leader first.",
+            "",
+            "| system | leader | followers |",
+            "|---|---:|---|",
+        ]
+        for idle in results.idle:
+            values = idle.by_role()
+            out.append(f"| {idle.system} | {values[0]:.2f} | {', '.join(f'{v:.2f}' for v in values[1:])} |")
         out.append("")
     if results.loads:
         out += ["## Throughput and latency", ""]
@@ -1082,9 +1146,14 @@ def targets(results: Results, systems: list[str]) -> list[str]:
             row(f"{workload.rstrip('0123456789')}/s at 64 ≥ {FRONT_DOOR_TARGET:g} x the front door's "
                 f"{door.wrk.rate:,.0f}/s", f"{a.wrk.rate:,.0f} ({a.wrk.rate / door.wrk.rate:.2f} x)",
                 f"{b.wrk.rate:,.0f}" if b else "", a.wrk.rate >= FRONT_DOOR_TARGET * door.wrk.rate)  # fmt: skip
-    idle = [max(r.idle_pct) for r in results.loads if r.system == "raft-trio" and r.idle_pct]
+
+    def idle_seen(system: str) -> list[float]:
+        rows = [max(r.pct) for r in results.idle if r.system == system]
+        return rows or [max(r.idle_pct) for r in results.loads if r.system == system and r.idle_pct]
+
+    idle = idle_seen("raft-trio")
     if idle:
-        etcd_idle = [max(r.idle_pct) for r in results.loads if r.system == "etcd" and r.idle_pct]
+        etcd_idle = idle_seen("etcd")
         row(f"idle CPU ≤ {IDLE_TARGET_PCT:g} % of a core per node (largest seen)", f"{max(idle):.2f}",
             f"{max(etcd_idle):.2f}" if etcd_idle else "", max(idle) <= IDLE_TARGET_PCT)  # fmt: skip
     for profile in (DEFAULT, FAST):
@@ -1143,9 +1212,14 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
     def failover_step(system: str, profile: Profile) -> Callable[[], None]:
         return lambda: results.failovers.append(failover_run(system, root, profile, plan))
 
+    def idle_step(system: str) -> Callable[[], None]:
+        return lambda: results.idle.append(idle_run(system, root, plan))
+
     for system in systems:
         for workload in workloads:
-            if workload.startswith(("writes", "reads")):
+            if workload == "idle":
+                attempt(f"{system} idle", idle_step(system))
+            elif workload.startswith(("writes", "reads")):
                 op = "put" if workload.startswith("writes") else "get"
                 connections = int(workload.removeprefix("writes").removeprefix("reads"))
                 attempt(f"{system} {workload}", load_step(system, op, connections))
