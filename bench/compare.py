@@ -471,37 +471,19 @@ def run_wrk(url: str, connections: int, seconds: float, api: str, op: str, tag: 
 
 
 @contextmanager
-def null_server(root: Path) -> Iterator[str]:
+def serving(script: Path, root: Path, what: str, timeout: float = 20.0) -> Iterator[tuple[str, Proc]]:
+    """``python SCRIPT PORT`` until the block ends, once it answers HTTP."""
     (port,) = free_ports(1)
-    proc = Proc([sys.executable, str(NULL_SERVER), str(port)], root / "null-server.log")
+    proc = Proc([sys.executable, str(script), str(port)], root / f"{script.stem}.log")
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 http_request(port, "GET", "/", timeout=0.5)
                 break
             except OSError:
                 if time.monotonic() > deadline or not proc.alive():
-                    raise BenchError("the null server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-
-
-@contextmanager
-def front_door(root: Path) -> Iterator[tuple[str, Proc]]:
-    (port,) = free_ports(1)
-    proc = Proc([sys.executable, str(FRONT_DOOR), str(port)], root / "front-door.log")
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                http_request(port, "GET", "/", timeout=0.5)
-                break
-            except OSError:
-                if time.monotonic() > deadline or not proc.alive():
-                    raise BenchError(f"the front door did not start; see {proc.log}") from None
+                    raise BenchError(f"{what} did not start; see {proc.log}") from None
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}", proc
     finally:
@@ -520,7 +502,7 @@ def front_door_runs(root: Path, plan: Plan) -> list[FrontDoorRow]:
     """The writes' and the reads' requests at 64 connections against the
     do-nothing app behind a node's HTTP stack."""
     rows = []
-    with front_door(root) as (url, proc):
+    with serving(FRONT_DOOR, root, "the front door") as (url, proc):
         for op in ("put", "get"):
             run_wrk(url, 64, 1, "raft", op, "warm")
             before = cpu_seconds(proc.pid)
@@ -964,11 +946,11 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
             "| requests | requests/s | p50 ms | p99 ms | server CPU ms a request |",
             "|---|---:|---:|---:|---:|",
         ]
-        for f in results.front_door:
-            name = "writes (PUT)" if f.op == "put" else "reads (GET)"
+        for door in results.front_door:
+            name = "writes (PUT)" if door.op == "put" else "reads (GET)"
             out.append(
-                f"| {name} | {f.wrk.rate:,.0f} | {f.wrk.p50_us / 1000:.2f} | {f.wrk.p99_us / 1000:.2f} "
-                f"| {f.cpu_ms:.3f} |"
+                f"| {name} | {door.wrk.rate:,.0f} | {door.wrk.p50_us / 1000:.2f} | {door.wrk.p99_us / 1000:.2f} "
+                f"| {door.cpu_ms:.3f} |"
             )
         out.append("")
     if results.idle:
@@ -981,9 +963,11 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
             "| system | leader | followers |",
             "|---|---:|---|",
         ]
-        for idle in results.idle:
-            values = idle.by_role()
-            out.append(f"| {idle.system} | {values[0]:.2f} | {', '.join(f'{v:.2f}' for v in values[1:])} |")
+        for at_rest in results.idle:
+            values = at_rest.by_role()
+            out.append(
+                f"| {at_rest.system} | {values[0]:.2f} | {', '.join(f'{v:.2f}' for v in values[1:])} |"
+            )
         out.append("")
     if results.loads:
         out += ["## Throughput and latency", ""]
@@ -1197,7 +1181,7 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
     if "ceiling" in workloads:
 
         def ceiling() -> None:
-            with null_server(root) as url:
+            with serving(NULL_SERVER, root, "the null server") as (url, _):
                 for system in systems:
                     api = "raft" if system == "raft-trio" else "etcd"
                     result = run_wrk(url, 64, plan.ceiling_window, api, "put", "ceiling")

@@ -17,9 +17,11 @@ ticks are delivered late and in bulk, at the two moments they can matter:
 Same ticks, in the same order relative to every input: same behaviour. The
 ticker still wakes at least every ``max_sleep`` seconds, so that time the
 process did not run (a pause, SIGSTOP, a starved machine) is recognised
-and not delivered as a burst of ticks, as the periodic ticker dropped the
-ticks it could not deliver on time: once the ticker is more than a tick
-overdue, the ticks beyond its planned wake are dropped.
+and not delivered as a burst of ticks (a follower resumed after a pause
+would otherwise time out before it read the heartbeats waiting in its
+socket): once the ticker is overdue by more than ``max_sleep`` (a
+heartbeat interval), the ticks beyond that are dropped, once. Lateness
+within that is jitter of a loaded machine, and counts.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class LazyTicks:
         self._core = core
         self._interval = interval
         self._max_sleep = max_sleep
+        #: How late the ticker may be before the time is taken for a pause.
+        self._slack = max(interval, max_sleep)
         #: When the last tick delivered fell.
         self._last = -math.inf
         #: When the ticker planned to wake (inf: it does not sleep yet).
@@ -59,15 +63,18 @@ class LazyTicks:
             self._last = now  # a node taking input before it runs: its clock starts
             return
         horizon = now
-        overdue = now > self._wake_at + self._interval
+        overdue = now > self._wake_at + self._slack
         if overdue:
-            horizon = self._wake_at + self._interval
+            horizon = self._wake_at + self._slack
         elapsed = int((horizon - self._last) / self._interval + _EPSILON)
         if elapsed > 0:
             self._deliver(elapsed)
             self._last += elapsed * self._interval
         if overdue:
-            self._last = now  # the time the process did not run is dropped
+            # The time the process did not run is dropped, once: inputs
+            # taken before the ticker runs again count from now.
+            self._last = now
+            self._wake_at = math.inf
 
     def _deliver(self, ticks: int) -> None:
         core = self._core
