@@ -23,8 +23,12 @@ HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(B
 
 
 async def do_nothing(scope: Any, receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return  # lifespan: Hypercorn goes on without it
+    if scope["type"] == "lifespan":
+        # Hypercorn's Trio worker needs the startup acknowledged.
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
     while True:
         message = await receive()
         if message["type"] != "http.request" or not message.get("more_body", False):
