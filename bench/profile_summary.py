@@ -18,7 +18,7 @@ AREAS = [
     ("peer stream receive (our part and below)", "read_stream (raft_trio/peer/inbound.py"),
     ("peer stream sends (frames, httpx, h11, sockets)", "raft_trio/peer/stream.py"),
     ("peer sends: httpx client", "(httpx/"),
-    ("peer sends: transport", "raft_trio/transport.py"),
+    ("peer sends: transport", "raft_trio/peer/transport.py"),
     ("ready loop: apply/persist/advance", "_ready_loop"),
     ("leader pump", "_leader_pump"),
     ("ticker", "_ticker"),

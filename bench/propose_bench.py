@@ -2,7 +2,7 @@
 HTTP: what the Raft machinery itself sustains, the figure PySyncObj's
 benchmark reports for its library.
 
-The leader runs in this process: ``raft_trio.node.launch.run_node`` as the
+The leader runs in this process: ``raft_trio.server.run_node`` as the
 ``raft-trio node`` command runs it (its real ``DurableStorage`` with fsync,
 its real peer transport over HTTP, its HTTP server, which the followers need
 to answer it). Two followers are ordinary ``raft-trio node`` processes.
@@ -38,8 +38,8 @@ import trio
 
 from raft_trio.core import Role
 from raft_trio.kv import Put
-from raft_trio.node.launch import NodeSettings, run_node
 from raft_trio.node.runtime import RaftNode
+from raft_trio.server import GIL_SWITCH_INTERVAL_S, NodeSettings, run_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from storage_bench import Proc, free_ports, node_env, start_node
@@ -155,6 +155,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     concurrencies = [int(c) for c in args.proposers.split(",")]
     started = time.monotonic()
+    # The leader runs in this process: the process-wide setting that
+    # ``raft-trio node`` makes at its start (raft_trio.server.run_node_process).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="raft-propose-") as tmp:
         trio.run(partial(run, concurrencies, args.warmup, args.seconds, Path(tmp)))
     print(f"propose_bench: done in {time.monotonic() - started:.0f} s", flush=True)

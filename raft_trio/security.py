@@ -7,7 +7,7 @@ private network (one host, a compose network, a Kubernetes namespace with
 network policies) and nowhere else; the README says so.
 
 - ``RAFT_CLUSTER_SECRET`` / ``RAFT_CLUSTER_SECRET_FILE``: peers sign every
-  Raft message with it (:mod:`raft_trio.peer_auth`).
+  Raft message with it (:mod:`raft_trio.peer.auth`).
 - ``RAFT_ADMIN_TOKEN`` / ``RAFT_ADMIN_TOKEN_FILE``: membership changes and
   leadership transfer need ``Authorization: Bearer <token>``; the CLI and a
   node asking to join send it from the same variables.

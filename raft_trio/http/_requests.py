@@ -13,7 +13,9 @@ MAX_TOKEN_LENGTH = 256
 
 class PutBody(msgspec.Struct):
     """``value`` to write; with ``expect`` present, a compare-and-set:
-    the key must hold ``expect`` (``null``: must be absent)."""
+    the key must hold ``expect`` (``null``: must be absent); with
+    ``lease``, the key is attached to that lease and goes with it."""
 
     value: str
     expect: str | msgspec.UnsetType | None = msgspec.UNSET
+    lease: str | None = None

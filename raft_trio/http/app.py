@@ -10,11 +10,9 @@ docs cannot drift from the code.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 import prometheus_client
@@ -36,7 +34,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
 from ..core import AddLearner, ConfigChangeRejected, RaftError, RemoveMember
-from ..kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, CasFailed, Delete, Deleted, Put, Written
+from ..kv import MAX_VALUE_BYTES, CasFailed, Delete, Deleted, LeaseNotFound, Put, Written, parse_lease_id
 from ..node import (
     NotLeaderError,
     RaftNode,
@@ -46,9 +44,26 @@ from ..node import (
     WriteIndeterminate,
 )
 from ..node import metrics as node_metrics
+from ..peer.auth import RefusalLog
 from ..peer.wire import MESSAGES_PATH, PeerRequestError
-from ..peer_auth import RefusalLog
-from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH, PutBody
+from . import coordination
+from ._answers import (
+    REVISION_HEADER,
+    DeleteAnswer,
+    ErrorAnswer,
+    Indeterminate,
+    KeyAnswer,
+    check_key,
+    error,
+    idempotency_token,
+    key_answer,
+    not_leader,
+    retry_later,
+    sse,
+    write,
+)
+from ._requests import PutBody
+from .coordination import add_coordination_routes
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
 log = logging.getLogger(__name__)
@@ -78,31 +93,10 @@ class HttpSettings:
 # -- models -------------------------------------------------------------------
 
 
-class KeyValue(msgspec.Struct):
-    key: str
-    value: str
-    index: int
-
-
-class DeleteAnswer(msgspec.Struct):
-    key: str
-    deleted: bool
-    index: int
-
-
-class ErrorAnswer(msgspec.Struct):
-    error: str
-
-
 class CasConflict(msgspec.Struct):
     error: str
     current: str | None
     index: int
-
-
-class Indeterminate(msgspec.Struct):
-    error: str
-    indeterminate: bool
 
 
 class ReadQuery(msgspec.Struct):
@@ -165,7 +159,7 @@ class ReadyAnswer(msgspec.Struct):
 #: Where quart-schema's msgspec conversion points ``$ref``s.
 REF_TEMPLATE = "#/components/schemas/{name}"
 #: Every model whose schema is nested in another one.
-NESTED_MODELS: tuple[type[msgspec.Struct], ...] = (MemberModel,)
+NESTED_MODELS: tuple[type[msgspec.Struct], ...] = (MemberModel, *coordination.NESTED_MODELS)
 
 
 class CompleteOpenAPIProvider(OpenAPIProvider):
@@ -192,61 +186,6 @@ class KeyConverter(PathConverter):
 
     regex = r"[\s\S]+?"
     part_isolating = False
-
-
-# -- helpers ------------------------------------------------------------------
-
-
-def error(status: int, message: str, **extra: Any) -> tuple[dict[str, Any], int]:
-    return {"error": message, **extra}, status
-
-
-def not_leader(
-    node: RaftNode, exc: NotLeaderError | None = None
-) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
-    """307 to the same request on the leader, or 503 when none is known."""
-    leader_url = exc.leader_url if exc is not None else node.leader_url()
-    leader_id = exc.leader_id if exc is not None else node.core.leader_id
-    if leader_url is None or leader_id is None or leader_id == node.id:
-        return retry_later("no leader is known right now; retry shortly")
-    target = leader_url.rstrip("/") + request.root_path + quote(request.path)
-    if request.query_string:
-        target += "?" + request.query_string.decode("latin-1")
-    response = Response(
-        json.dumps({"error": f"not the leader; the leader is {leader_id}", "leader_id": leader_id}),
-        status=307,
-        content_type="application/json",
-    )
-    response.headers["Location"] = target
-    response.headers["X-Raft-Leader"] = leader_id
-    return response
-
-
-def retry_later(message: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """503 for a request that certainly had no effect: retry shortly."""
-    return {"error": message, "indeterminate": False}, 503, {"Retry-After": "1"}
-
-
-def check_key(key: str) -> tuple[dict[str, Any], int] | None:
-    size = len(key.encode("utf-8"))
-    if size == 0:
-        return error(400, "the key is empty")
-    if size > MAX_KEY_BYTES:
-        return error(400, f"the key is {size} bytes; at most {MAX_KEY_BYTES} are allowed")
-    return None
-
-
-def idempotency_token() -> str | tuple[dict[str, Any], int] | None:
-    token = request.headers.get(IDEMPOTENCY_HEADER)
-    if token is None:
-        return None
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        return error(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_TOKEN_LENGTH} characters")
-    return token
-
-
-def sse(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 # -- the app ------------------------------------------------------------------
@@ -318,36 +257,46 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
 
     @app.put(f"{prefix}/kv/<key:key>")
     @validate_request(PutBody)
-    @validate_response(KeyValue, 200)
+    @validate_response(KeyAnswer, 200)
     @validate_response(CasConflict, 409)
     @validate_response(ErrorAnswer, 400)
+    @validate_response(ErrorAnswer, 404)
     @validate_response(Indeterminate, 503)
     async def put_key(key: str, data: PutBody) -> Any:
-        """Write a key (compare-and-set with ``expect``); answers once the
-        write is committed on a majority and applied."""
+        """Write a key (compare-and-set with ``expect``, attached to a lease
+        with ``lease``); answers once the write is committed on a majority
+        and applied."""
         if (bad := check_key(key)) is not None:
             return bad
         size = len(data.value.encode("utf-8"))
         if size > MAX_VALUE_BYTES:
             return error(413, f"the value is {size} bytes; at most {MAX_VALUE_BYTES} are allowed")
+        lease = 0
+        if data.lease is not None:
+            parsed = parse_lease_id(data.lease)
+            if parsed is None:
+                return error(400, f"lease {data.lease!r} is not a lease id (1 to 16 hex digits)")
+            lease = parsed
         token = idempotency_token()
         if isinstance(token, tuple):
             return token
         check = data.expect is not msgspec.UNSET
         expect = data.expect if isinstance(data.expect, str) else None
-        command = Put(key, data.value, check=check, expect=expect, token=token)
-        result = await _write(node, command)
+        command = Put(key, data.value, check=check, expect=expect, token=token, lease=lease)
+        result = await write(node, command)
         if isinstance(result, Written):
-            return KeyValue(result.key, result.value, result.index), 200
+            return key_answer(result), 200
         if isinstance(result, CasFailed):
             return CasConflict(
                 "compare failed: the key does not hold the expected value", result.current, result.index
             ), 409
+        if isinstance(result, LeaseNotFound):
+            return error(404, f"lease {data.lease} not found (expired or revoked)")
         return result
 
     @app.get(f"{prefix}/kv/<key:key>")
     @document_querystring(ReadQuery)
-    @validate_response(KeyValue, 200)
+    @validate_response(KeyAnswer, 200)
     @validate_response(ErrorAnswer, 404)
     async def get_key(key: str) -> Any:
         """Read a key: linearizable through the leader (ReadIndex), or from
@@ -367,7 +316,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         found = node.kv.get(key)
         if found is None:
             return error(404, f"key {key!r} not found")
-        return KeyValue(key, found[0], found[1]), 200
+        return key_answer(found), 200
 
     @app.delete(f"{prefix}/kv/<key:key>")
     @validate_response(DeleteAnswer, 200)
@@ -379,10 +328,20 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         token = idempotency_token()
         if isinstance(token, tuple):
             return token
-        result = await _write(node, Delete(key, token=token))
+        result = await write(node, Delete(key, token=token))
         if isinstance(result, Deleted):
             return DeleteAnswer(result.key, result.deleted, result.index), 200
         return result
+
+    add_coordination_routes(app, node, prefix)
+
+    @app.after_request
+    async def revision_header(response: Response) -> Response:
+        """Every answer about keys says which revision this node's state
+        stands at (a watch sets its own, at its start)."""
+        if request.path.startswith((f"{prefix}/kv", f"{prefix}/txn")):
+            response.headers.setdefault(REVISION_HEADER, str(node.kv.revision))
+        return response
 
     # -- cluster ----------------------------------------------------------
 
@@ -432,8 +391,9 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.get(f"{prefix}/events")
     async def events() -> Response:
         """Server-sent events: a ``status`` event, then ``role``, ``term``,
-        ``leader`` and ``membership`` as they happen; a comment every second
-        tells a quiet node from a paused one."""
+        ``leader`` and ``membership`` as they happen, and ``commit`` (the
+        commit and applied indexes) at most every 100 ms while they move; a
+        comment every second tells a quiet node from a paused one."""
 
         async def stream() -> AsyncIterator[bytes]:
             yield sse("status", node.status())
@@ -513,19 +473,6 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         app.json.dumps,
     )
     return app
-
-
-async def _write(node: RaftNode, command: Put | Delete) -> Any:
-    try:
-        return await node.write(command)
-    except NotLeaderError as exc:
-        return not_leader(node, exc)
-    except Unavailable as exc:
-        return retry_later(str(exc))
-    except WriteIndeterminate as exc:
-        return Indeterminate(str(exc), True), 503
-    except WriteFailed as exc:
-        return Indeterminate(str(exc), False), 503
 
 
 async def _change(node: RaftNode, change: AddLearner | RemoveMember) -> Any:

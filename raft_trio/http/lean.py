@@ -33,6 +33,7 @@ import msgspec
 from ..kv import MAX_VALUE_BYTES, CasFailed, Put, Written
 from ..node import NotLeaderError, RaftNode, ReadAborted, Unavailable, WriteFailed, WriteIndeterminate
 from ..node import metrics as node_metrics
+from ..peer.auth import RefusalLog
 from ..peer.inbound import StreamEnd, read_stream
 from ..peer.wire import (
     MESSAGES_PATH,
@@ -43,7 +44,7 @@ from ..peer.wire import (
     accept_stream,
     check_peer_head,
 )
-from ..peer_auth import RefusalLog
+from ._answers import REVISION_HEADER, key_answer
 from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH, PutBody
 
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
@@ -64,17 +65,13 @@ def request_headers(scope: dict[str, Any]) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-async def send_json_bytes(send: Any, status: int, data: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-            ],
-        }
-    )
+async def send_json_bytes(
+    send: Any, status: int, data: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if extra_headers:
+        headers.extend(extra_headers)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
 
@@ -195,6 +192,12 @@ class LeanRoutes:
         """A JSON answer exactly as Quart's JSON provider writes it."""
         await send_json_bytes(send, status, (self.dumps(body, separators=(",", ":")) + "\n").encode())
 
+    async def answer_kv(self, send: Any, status: int, body: Any) -> None:
+        """An answer about a key, with the revision header Quart adds."""
+        data = (self.dumps(body, separators=(",", ":")) + "\n").encode()
+        revision = str(self.node.kv.revision).encode()
+        await send_json_bytes(send, status, data, [(REVISION_HEADER.lower().encode(), revision)])
+
     async def put_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
         length = headers.get("content-length")
@@ -217,6 +220,7 @@ class LeanRoutes:
             data = None
         if (
             data is None
+            or data.lease is not None
             or (token is not None and not 1 <= len(token) <= MAX_TOKEN_LENGTH)
             or not _plain_value(data)
         ):
@@ -231,15 +235,15 @@ class LeanRoutes:
             await self.app(scope, quart, send)
             return
         except WriteIndeterminate as exc:
-            await self.answer(send, 503, {"error": str(exc), "indeterminate": True})
+            await self.answer_kv(send, 503, {"error": str(exc), "indeterminate": True})
             return
         except WriteFailed as exc:
-            await self.answer(send, 503, {"error": str(exc), "indeterminate": False})
+            await self.answer_kv(send, 503, {"error": str(exc), "indeterminate": False})
             return
         if isinstance(result, Written):
-            await self.answer(send, 200, {"key": result.key, "value": result.value, "index": result.index})
+            await self.answer_kv(send, 200, msgspec.to_builtins(key_answer(result)))
         elif isinstance(result, CasFailed):
-            await self.answer(
+            await self.answer_kv(
                 send,
                 409,
                 {
@@ -265,9 +269,9 @@ class LeanRoutes:
             return
         found = self.node.kv.get(key)
         if found is None:
-            await self.answer(send, 404, {"error": f"key {key!r} not found"})
+            await self.answer_kv(send, 404, {"error": f"key {key!r} not found"})
         else:
-            await self.answer(send, 200, {"key": key, "value": found[0], "index": found[1]})
+            await self.answer_kv(send, 200, msgspec.to_builtins(key_answer(found)))
 
     async def peer_messages(self, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
@@ -310,5 +314,5 @@ class LeanRoutes:
         client = scope.get("client")
         self.peers.refused(exc, str(client[0]) if client else "unknown")
         # An answer before the body was read says Connection: close
-        # (raft_trio.http.server.CloseWhenBodyUnread).
+        # (raft_trio.asgi.CloseWhenBodyUnread).
         await self.answer(send, exc.status, {"error": exc.message})

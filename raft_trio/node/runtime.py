@@ -9,7 +9,7 @@ left behind:
 - the ready loop: persist (one fsync for everything that arrived while the
   previous one ran: group commit), send, apply, answer waiting clients,
   ``advance``;
-- one stream per peer, with its outbox (``raft_trio.transport``);
+- one stream per peer, with its outbox (``raft_trio.peer.transport``);
 - the payload supervisor (``raft_trio.node.payload``).
 
 Nothing that waits runs inside the core; nothing here decides protocol.
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from .._broadcast import Broadcast
+from ..broadcast import Broadcast
 from ..core import (
     AppendEntries,
     AppendEntriesResponse,
@@ -51,14 +51,26 @@ from ..core import (
     Snapshot,
     TimeoutNow,
 )
-from ..kv import Command, KeyValueStore, Result, decode_command, encode_command
+from ..kv import (
+    Command,
+    KeyValueStore,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseRevoke,
+    LeaseRevoked,
+    Result,
+    decode_command,
+    encode_command,
+)
+from ..peer.auth import PeerAuthenticator
 from ..peer.stream import RequestFunction
-from ..peer_auth import PeerAuthenticator
+from ..peer.transport import Transport
 from ..security import Security
-from ..transport import Transport
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
 from ._ticks import LazyTicks
+from .leases import LeaseClock, minimum_ttl
+from .watches import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +144,23 @@ class Unavailable(Exception):
     retrying shortly may succeed."""
 
 
+class LeaseMissing(Exception):
+    """The lease does not exist (never granted, expired or revoked)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseInfo:
+    id: int
+    #: Seconds left before the leader revokes it.
+    remaining: float
+    granted_ttl: int
+    keys: list[str]
+
+
+#: ``commit`` events on ``/api/events`` come at most this often (seconds):
+#: the last change is always announced, at most this late.
+COMMIT_EVENT_INTERVAL_S = 0.1
+
 #: A follower whose applied index is within this many entries of the
 #: leader's commit index (as last heard) counts as caught up for ``/readyz``:
 #: the same margin within which the leader promotes a learner, so that a
@@ -179,6 +208,9 @@ class RaftNode:
         self.kv = KeyValueStore()
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
+        self.watches = WatchHub(self.kv.history, lambda: self.kv.applied_index)
+        #: Deadlines of the leases, while this node leads.
+        self.leases = LeaseClock()
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
         # The ticker sleeps at most a heartbeat interval, so a pause is
@@ -191,6 +223,8 @@ class RaftNode:
         self._persist_started: float | None = None
         self._transport: Transport | None = None
         self._events: Broadcast[NodeEvent] = Broadcast(256)
+        self._commit_due = False
+        self._commit_announced_at = -float("inf")
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
         self._last_soft = self.core.soft_state
         self._leader_changed = trio.Event()
@@ -362,6 +396,7 @@ class RaftNode:
                 self._writes.fail_all("the node is shutting down")
                 self._reads.fail_all()
                 self._events.close()
+                self.watches.close()
                 await self._transport.aclose()
 
     def close(self) -> None:
@@ -395,7 +430,7 @@ class RaftNode:
         self._wake.set()
         if self.core.role is Role.LEADER:
             self._pump_wake.set()
-        self._ticks.reschedule(self._stall_deadline())
+        self._ticks.reschedule(*self._deadlines())
 
     async def _leader_pump(self) -> None:
         """Sends a leader's messages as soon as they exist, also while the
@@ -413,11 +448,13 @@ class RaftNode:
 
     async def _ticker(self) -> None:
         while True:
-            with trio.CancelScope(deadline=self._ticks.next_wake(self._stall_deadline())) as sleep:
+            with trio.CancelScope(deadline=self._ticks.next_wake(*self._deadlines())) as sleep:
                 self._ticks.sleeping(sleep)
                 await trio.sleep_forever()
             self._ticks.catch_up()
             self._check_disk_stall()
+            self._expire_leases()
+            self._announce_commit()
             if self.core.role is Role.LEADER:
                 # Heartbeats (and a commit index) go out from here: no
                 # other task needs waking for them.
@@ -427,12 +464,19 @@ class RaftNode:
             if self.core.has_ready():
                 self.wake()
 
-    def _stall_deadline(self) -> float:
-        """When a persist under way has taken too long (see below)."""
+    def _deadlines(self) -> tuple[float, float, float]:
+        """When the ticker must look again besides the core's ticks: a
+        persist under way has taken too long (see below), the first lease
+        may have run out, a held-back commit event is due."""
+        stall = lease = commit = math.inf
         started = self._persist_started
-        if started is None or self.core.role is not Role.LEADER:
-            return math.inf
-        return started + self.timing.election_min_ms / 1000 + self.timing.tick_ms / 1000
+        if self.core.role is Role.LEADER:
+            lease = self.leases.next_deadline
+            if started is not None:
+                stall = started + self.timing.election_min_ms / 1000 + self.timing.tick_ms / 1000
+        if self._commit_due:
+            commit = self._commit_announced_at + COMMIT_EVENT_INTERVAL_S
+        return stall, lease, commit
 
     def _check_disk_stall(self) -> None:
         """A leader whose fsync has stalled for longer than an election
@@ -446,6 +490,20 @@ class RaftNode:
             log.warning("disk write stalled for %.1f s: stepping down", stalled)
             self.core.step_down()
             self.wake()
+
+    def _expire_leases(self) -> None:
+        """As leader: propose the revoke of every lease whose deadline
+        passed (its keys go when the revoke applies, on every replica)."""
+        if self.core.role is not Role.LEADER:
+            return
+        for lease in self.leases.due(trio.current_time()):
+            try:
+                self._propose(encode_command(_with_timestamp(LeaseRevoke(lease))))
+            except (NotLeaderError, ProposalDropped):
+                self.leases.revoke_failed(lease)
+            else:
+                log.info("lease %016x expired: revoking it", lease)
+                self.wake()
 
     async def _ready_loop(self) -> None:
         while True:
@@ -474,7 +532,7 @@ class RaftNode:
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
             self._persist_started = trio.current_time()
-            self._ticks.reschedule(self._stall_deadline())
+            self._ticks.reschedule(*self._deadlines())
             try:
                 await self._run_disk(
                     self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
@@ -491,13 +549,20 @@ class RaftNode:
             self.kv.restore(ready.snapshot.data)
             self._writes.fail_up_to(ready.snapshot.meta.index, "a snapshot from the leader replaced the log")
             log.info("installed snapshot at index %d", ready.snapshot.meta.index)
+        leading = self.core.role is Role.LEADER
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
                 result = self.kv.apply(entry.index, decode_command(entry.data))
+                if leading and isinstance(result, (LeaseGranted, LeaseRevoked)):
+                    self._track_lease(result)
                 self._writes.applied(entry.index, entry.term, result)
             else:
                 self.kv.skip(entry.index)
                 self._writes.applied(entry.index, entry.term, None)
+        if ready.snapshot is not None or ready.committed_entries:
+            self.watches.notify()
+            self._commit_due = True
+            self._announce_commit()
         for read_state in ready.read_states:
             self._reads.confirmed(read_state.request_id, read_state.index, self.kv.applied_index)
         for request_id in ready.dropped_reads:
@@ -509,12 +574,23 @@ class RaftNode:
         if ready.soft_state is not None:
             self._on_soft_state_change()
         self.core.advance(ready)
-        self._ticks.reschedule()  # a commit may wait for the next tick
+        self._ticks.reschedule(*self._deadlines())  # a commit may wait for the next tick, a lease began
         await self._maybe_compact()
+
+    def _track_lease(self, result: LeaseGranted | LeaseRevoked) -> None:
+        if isinstance(result, LeaseGranted):
+            self.leases.granted(result.id, result.ttl, trio.current_time())
+        else:
+            self.leases.revoked(result.id)
 
     def _on_soft_state_change(self) -> None:
         old, new = self._last_soft, self.core.soft_state
         self._last_soft = new
+        if new.role is Role.LEADER and old.role is not Role.LEADER:
+            # Never early: a full TTL for every lease from now (see leases.py).
+            self.leases.take_over(self.kv.leases.values(), trio.current_time())
+        elif old.role is Role.LEADER and new.role is not Role.LEADER:
+            self.leases.step_down()
         if old.role is Role.LEADER and new.role is not Role.LEADER:
             # Pending writes keep waiting (each within its own timeout): as
             # a follower this node still applies the committed log, and the
@@ -552,6 +628,21 @@ class RaftNode:
     # ------------------------------------------------------------------
     # Events
 
+    def _announce_commit(self) -> None:
+        """A ``commit`` event when the applied index moved, at most every
+        ``COMMIT_EVENT_INTERVAL_S`` (the ticker sends a held-back one)."""
+        if not self._commit_due:
+            return
+        if not len(self._events):
+            self._commit_due = False
+            return
+        now = trio.current_time()
+        if now - self._commit_announced_at < COMMIT_EVENT_INTERVAL_S:
+            return
+        self._commit_due = False
+        self._commit_announced_at = now
+        self._announce("commit")
+
     def on_role_change(self, listener: Callable[[Role, int, str | None], None]) -> None:
         self._role_listeners.append(listener)
 
@@ -583,7 +674,7 @@ class RaftNode:
         else:
             # Nothing to do (a heartbeat's answer, most of the time): no
             # task needs waking, only the ticker's plan may change.
-            self._ticks.reschedule(self._stall_deadline())
+            self._ticks.reschedule(*self._deadlines())
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:
         """Remember the leader's commit index and when it spoke (``/readyz``).
@@ -692,6 +783,42 @@ class RaftNode:
             self.wake()
             await self._reads.wait(request_id, waiter, self.write_timeout)
 
+    # -- leases ----------------------------------------------------------
+
+    @property
+    def minimum_lease_ttl(self) -> int:
+        return minimum_ttl(self.timing.election_max_ms)
+
+    async def grant_lease(self, ttl: int, token: str | None = None) -> LeaseGranted:
+        """A new lease of ``ttl`` seconds (at least ``minimum_lease_ttl``)."""
+        result = await self.write(LeaseGrant(max(ttl, self.minimum_lease_ttl), token=token))
+        assert isinstance(result, LeaseGranted)
+        return result
+
+    async def revoke_lease(self, lease: int, token: str | None = None) -> LeaseRevoked:
+        result = await self.write(LeaseRevoke(lease, token=token))
+        assert isinstance(result, LeaseRevoked)
+        return result
+
+    async def keep_lease_alive(self, lease: int) -> int:
+        """Extend a lease to its full TTL; its TTL. Answered only once a
+        quorum confirmed this node leads (see leases.py: never early)."""
+        await self.linearizable_barrier()
+        self._require_leader()
+        ttl = self.leases.keep_alive(lease, trio.current_time())
+        if ttl is None:
+            raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        return ttl
+
+    async def lease_info(self, lease: int) -> LeaseInfo:
+        await self.linearizable_barrier()
+        self._require_leader()
+        held = self.kv.leases.get(lease)
+        remaining = self.leases.remaining(lease, trio.current_time())
+        if held is None or remaining is None:
+            raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        return LeaseInfo(lease, remaining, held.ttl, sorted(held.keys))
+
     async def change_membership(self, change: ConfChange) -> int:
         with self._client_waiting():
             self._require_leader()
@@ -727,4 +854,13 @@ def _with_timestamp(command: Command) -> Command:
     return msgspec.structs.replace(command, ts=int(time.time() * 1000))
 
 
-__all__ = ["NodeEvent", "NotLeaderError", "RaftNode", "Timing", "Unavailable", "WriteIndeterminate"]
+__all__ = [
+    "LeaseInfo",
+    "LeaseMissing",
+    "NodeEvent",
+    "NotLeaderError",
+    "RaftNode",
+    "Timing",
+    "Unavailable",
+    "WriteIndeterminate",
+]

@@ -1,4 +1,5 @@
-"""Talking to peers: the wire format of peer messages, the long-lived
-stream each node keeps to each peer, and the receiving end of those
-streams. The runtime (:mod:`raft_trio.node`) uses it through
-:class:`raft_trio.transport.Transport`."""
+"""Talking to the other nodes: the long-lived stream each node keeps to
+each peer (:mod:`.stream`, its frames in :mod:`.framing`, its receiving end
+in :mod:`.inbound`), the set of them following the membership
+(:mod:`.transport`), the wire format (:mod:`.wire`), and the signatures
+that authenticate requests and frames (:mod:`.auth`)."""

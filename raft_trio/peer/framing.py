@@ -12,7 +12,7 @@ stream's own key over the frame's sequence number (8 bytes, big-endian,
 counted from 0 on each stream), its length and its payload. The key is
 derived from the cluster secret and the stream's identity: sender,
 recipient and the timestamp and nonce of the signed request that opened it
-(:meth:`raft_trio.peer_auth.PeerAuthenticator.open_stream`). So a frame
+(:meth:`raft_trio.peer.auth.PeerAuthenticator.open_stream`). So a frame
 that is injected, altered, replayed (from this stream or another one),
 reordered or dropped (the next frame arrives under the wrong number) fails
 its MAC, and the reader raises before anything of it is parsed.

@@ -41,7 +41,7 @@ import httpx
 import trio
 
 from ..core import AppendEntries, InstallSnapshot, Message
-from ..peer_auth import PeerAuthenticator
+from .auth import PeerAuthenticator
 from .framing import FrameWriter
 from .wire import MESSAGES_PATH, STREAM_PATH, batch_request, encode_batch, stream_request
 

@@ -12,7 +12,7 @@ here, and every incoming one is checked here.
 A batch is a MessagePack array of messages
 (:func:`raft_trio.core.encode_message` per item, msgspec-encoded as a
 whole). Both requests carry ``X-Raft-From: <sender id>``; with a cluster
-secret also ``X-Raft-Signature`` (:mod:`raft_trio.peer_auth`), and a
+secret also ``X-Raft-Signature`` (:mod:`raft_trio.peer.auth`), and a
 stream's frames their MACs. A message whose sender differs from
 ``X-Raft-From`` is refused with the rest of its request or stream.
 """
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from ..core import Message
-from ..peer_auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
+from .auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
 from .framing import FrameError, FrameReader, FrameWriter
 
 MESSAGES_PATH = "/raft/messages"
@@ -50,7 +50,7 @@ def decode_batch(data: bytes) -> list[Message]:
 
 
 #: Signs one batch for one peer: (peer id, body) -> headers to add
-#: (:meth:`raft_trio.peer_auth.PeerAuthenticator.sign`).
+#: (:meth:`raft_trio.peer.auth.PeerAuthenticator.sign`).
 Signer = Callable[[str, bytes], dict[str, str]]
 
 

@@ -16,5 +16,18 @@ from .linearizability import (
     Value,
     check_history,
 )
+from .watch_check import WatchedChange, WatchReport, check_watch
 
-__all__ = ["KeyReport", "Kind", "Operation", "Outcome", "Result", "Status", "Value", "check_history"]
+__all__ = [
+    "KeyReport",
+    "Kind",
+    "Operation",
+    "Outcome",
+    "Result",
+    "Status",
+    "Value",
+    "WatchReport",
+    "WatchedChange",
+    "check_history",
+    "check_watch",
+]

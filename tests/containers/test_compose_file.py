@@ -67,7 +67,7 @@ def test_monitor_service_publishes_port_8000_and_finds_the_nodes(compose: dict[s
     assert env["RAFT_SERVICE_NAME"] == "node"
     assert env.get("NODE_PORT", "9001") == "9001"
     assert monitor["command"][0] == "raft-monitor"
-    monitor_main = pytest.importorskip("raft_trio.monitor.__main__")
+    monitor_main = pytest.importorskip("raft_monitor.__main__")
     args = monitor_main.build_parser().parse_args(monitor["command"][1:])
     assert args.listen == "0.0.0.0:8000"
     # No anonymous volume for the image's VOLUME /data: the monitor stores nothing.

@@ -32,6 +32,7 @@ from ..integration.cluster import (
     HTTP_TIMEOUT,
     STATUS_TIMEOUT,
     Cluster,
+    as_written,
     describe,
     kv_path,
     wait_until,
@@ -427,7 +428,7 @@ def check_acknowledged(c: Cluster, writer: Writer) -> dict[str, Any]:
         if index is None:  # unknown outcome: there with its value, or absent
             ok = status == 404 or (status == 200 and answer is not None and answer["value"] == value)
         else:
-            ok = status == 200 and answer == {"key": key, "value": value, "index": index}
+            ok = status == 200 and as_written(answer) == {"key": key, "value": value, "index": index}
         if not ok:
             wrong.append(f"{where}: {key!r} -> {status} {body[:200]!r}")
 

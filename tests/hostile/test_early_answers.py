@@ -1,5 +1,5 @@
 """An answer given before the request's body was read says
-``Connection: close`` (``raft_trio.http.server.CloseWhenBodyUnread``): the
+``Connection: close`` (``raft_trio.asgi.CloseWhenBodyUnread``): the
 unread body makes the connection unusable, and a client that reused it
 would see it closed under its next request."""
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from raft_trio.http.server import CloseWhenBodyUnread
+from raft_trio.asgi import CloseWhenBodyUnread
 
 
 async def answer(headers: list[tuple[bytes, bytes]], reads: int) -> list[tuple[bytes, bytes]]:

@@ -194,6 +194,58 @@ def fuzz_events(operation: Operation, base_url: str, tally: Tally) -> None:
     run()
 
 
+def fuzz_watch(operation: Operation, base_url: str, tally: Tally) -> None:
+    """/api/watch streams until the client hangs up: a 200 must be an event
+    stream that opens with its comment (then the fuzzer hangs up); any
+    other answer must keep the contract's error rules."""
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+        @settings(
+            max_examples=MAX_EXAMPLES // 2,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def run(case: Case) -> None:
+            kwargs = case.as_transport_kwargs(base_url=base_url)
+            with (
+                httpx.Client(timeout=REQUEST_TIMEOUT_S, trust_env=False) as client,
+                client.stream(
+                    kwargs["method"],
+                    kwargs["url"],
+                    params=kwargs.get("params"),
+                    headers=kwargs.get("headers"),
+                ) as response,
+            ):
+                tally.requests += 1
+                key = (operation.label, response.status_code)
+                tally.by_status[key] = tally.by_status.get(key, 0) + 1
+                if response.status_code == 200:
+                    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                        tally.fail(case, f"watch: 200 with {response.headers.get('content-type')}")
+                        return
+                    first = next(iter(response.iter_lines()), "")
+                    if not first.startswith(": watching"):
+                        tally.fail(case, f"watch opened with {first!r}")
+                    return
+                response.read()
+                try:
+                    body: Any = response.json()
+                except ValueError:
+                    body = response.text[:300]
+                if (
+                    problem := contract_problem(response.status_code, body, dict(response.headers))
+                ) is not None:
+                    tally.fail(case, problem)
+
+        try:
+            run()
+        except Unsatisfiable:
+            if mode is GenerationMode.POSITIVE:
+                raise
+
+
 def test_schemathesis_fuzz(node_cluster: Cluster) -> None:
     node = node_cluster["n1"]
     sentinel_key = "hostile/sentinel-" + secrets.token_hex(20)
@@ -211,6 +263,9 @@ def test_schemathesis_fuzz(node_cluster: Cluster) -> None:
         for operation in operations:
             if operation.path == "/api/events":
                 fuzz_events(operation, node.url, tally)
+                continue
+            if operation.path == "/api/watch":
+                fuzz_watch(operation, node.url, tally)
                 continue
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 fuzz_operation(operation, mode, node.url, set(node_cluster.nodes), session, tally)

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from raft_trio.asgi import KEEP_ALIVE_TIMEOUT_S, MAX_HEAD_BYTES
 from raft_trio.http.app import MAX_BODY_BYTES
-from raft_trio.http.server import KEEP_ALIVE_TIMEOUT_S, MAX_HEAD_BYTES
 
 from ..integration.cluster import Cluster
 from ._support import assert_serving

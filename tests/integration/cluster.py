@@ -108,6 +108,15 @@ def json_of(response: httpx.Response) -> Any:
         return None
 
 
+def as_written(body: Any) -> Any:
+    """The key, value and index of an answer about a key (which carries
+    its revisions and version too; tests/integration/test_coordination.py
+    checks those)."""
+    if not isinstance(body, dict):
+        return body
+    return {name: body.get(name) for name in ("key", "value", "index")}
+
+
 def describe(response: httpx.Response) -> str:
     return (
         f"{response.request.method} {response.request.url} -> {response.status_code} {response.text[:300]!r}"

@@ -12,7 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
-from .cluster import ELECTION_TIMEOUT_MAX_S, HTTP_TIMEOUT, Cluster, describe, json_of, kv_path, wait_until
+from .cluster import (
+    ELECTION_TIMEOUT_MAX_S,
+    HTTP_TIMEOUT,
+    Cluster,
+    as_written,
+    describe,
+    json_of,
+    kv_path,
+    wait_until,
+)
 
 MIB = 1024 * 1024
 
@@ -94,7 +103,7 @@ def test_follower_redirects_writes_and_reads_to_the_leader(shared_cluster: Clust
     assert r.headers["Location"] == leader.url + path + "?consistency=linearizable"
     r = c.http.get(r.headers["Location"])
     assert r.status_code == 200, describe(r)
-    assert r.json() == {"key": key, "value": "v1", "index": index}
+    assert as_written(r.json()) == {"key": key, "value": "v1", "index": index}
 
     # A client that follows redirects does not notice.
     r = c.follow.put(follower.url + path, json={"value": "v2"})
@@ -147,7 +156,9 @@ def test_compare_and_set(shared_cluster: Cluster) -> None:
         assert isinstance(body["index"], int) and body["index"] >= first, body
 
     r = c.get(leader.id, key)
-    assert r.json() == {"key": key, "value": "a", "index": first}, "a failed compare changed the key"
+    assert as_written(r.json()) == {"key": key, "value": "a", "index": first}, (
+        "a failed compare changed the key"
+    )
 
     r = c.http.put(url, json={"value": "b", "expect": "a"})
     assert r.status_code == 200, describe(r)
@@ -319,7 +330,9 @@ def test_idempotent_retry_is_applied_once(shared_cluster: Cluster) -> None:
     assert again.json() == first.json(), "the retry did not return the first answer"
 
     r = c.get(leader.id, key)
-    assert r.json() == {"key": key, "value": "v", "index": index}, "the retry was applied a second time"
+    assert as_written(r.json()) == {"key": key, "value": "v", "index": index}, (
+        "the retry was applied a second time"
+    )
 
     # A fresh token is a fresh write.
     fresh = c.put(leader.id, key, "v", headers={"Idempotency-Key": unique("tok")})

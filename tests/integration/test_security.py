@@ -20,9 +20,9 @@ import pytest
 import trustme
 
 from raft_trio.core._messages import AppendEntries, HeartbeatResponse
+from raft_trio.peer.auth import PeerAuthenticator
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, STREAM_PATH, encode_batch, stream_request
-from raft_trio.peer_auth import PeerAuthenticator
 
 from .cluster import Cluster, cli_command, free_ports, wait_until
 
@@ -178,7 +178,7 @@ def test_the_monitor_watches_nodes_that_serve_https(
     argv = [
         sys.executable,
         "-m",
-        "raft_trio.monitor",
+        "raft_monitor",
         "--listen",
         f"127.0.0.1:{port}",
         "--nodes",

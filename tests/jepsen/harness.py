@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import random
 import socket
@@ -35,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from raft_trio.testing import Operation
+from raft_trio.testing import Operation, WatchedChange
 
 from ..integration.cluster import Cluster, free_ports, kv_path
 
@@ -568,6 +569,87 @@ class Nemesis(threading.Thread):
         self._note(f"{fault}: healed")
 
 
+# -- a watcher ----------------------------------------------------------------------
+
+#: A watch that sends nothing for this long (its keep-alive comment comes
+#: every 5 s) is taken for a paused or cut-off node, and the watcher moves on.
+WATCH_SILENCE_S = 7.0
+
+
+class Watcher(threading.Thread):
+    """Watches every key from revision 1 while the nemesis works, as a
+    client would: on any error, end of stream or silence it reconnects to
+    a random node with ``Last-Event-ID``, and it also hangs up by itself
+    every few seconds, so that resuming is exercised on every node. What it
+    received is checked as one stream (:func:`raft_trio.testing.check_watch`)."""
+
+    def __init__(self, urls: dict[str, str], stop: threading.Event, seed: int) -> None:
+        super().__init__(daemon=True, name="watcher")
+        self.urls = urls
+        self.stop_event = stop
+        self.rng = random.Random(seed)
+        self.changes: list[WatchedChange] = []
+        self.connections = 0
+        self.refusals: list[str] = []
+        self._lock = threading.Lock()
+
+    def received(self) -> list[WatchedChange]:
+        with self._lock:
+            return list(self.changes)
+
+    def last_id(self) -> int | None:
+        with self._lock:
+            return self.changes[-1].revision if self.changes else None
+
+    def run(self) -> None:
+        timeout = httpx.Timeout(WATCH_SILENCE_S, connect=0.5)
+        with httpx.Client(timeout=timeout, trust_env=False) as http:
+            while not self.stop_event.is_set():
+                node = self.rng.choice(sorted(self.urls))
+                last = self.last_id()
+                headers = {"Last-Event-ID": str(last)} if last is not None else {}
+                params = {} if last is not None else {"start_revision": "1"}
+                with contextlib.suppress(httpx.HTTPError):
+                    self._follow(http, self.urls[node] + "/api/watch", params, headers)
+                self.stop_event.wait(0.1)
+
+    def _follow(self, http: httpx.Client, url: str, params: dict[str, str], headers: dict[str, str]) -> None:
+        with http.stream("GET", url, params=params, headers=headers) as r:
+            if r.status_code != 200:
+                self.refusals.append(f"{r.status_code} {r.read()[:120]!r}")
+                return
+            self.connections += 1
+            hang_up_at = time.monotonic() + self.rng.uniform(1.0, 4.0)
+            event_id: int | None = None
+            name, data = "message", ""
+            for line in r.iter_lines():
+                if self.stop_event.is_set():
+                    return
+                if line == "":
+                    if data and name in ("put", "delete") and event_id is not None:
+                        payload = json.loads(data)
+                        change = WatchedChange(
+                            event_id, name, payload["key"], payload.get("value"), payload["version"]
+                        )
+                        with self._lock:
+                            self.changes.append(change)
+                    elif name == "error":
+                        self.refusals.append(data)
+                        return
+                    name, data = "message", ""
+                    if time.monotonic() > hang_up_at:
+                        return  # between two events: nothing half-received
+                elif not line.startswith(":"):
+                    field, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if field == "id":
+                        event_id = int(value)
+                    elif field == "event":
+                        name = value
+                    elif field == "data":
+                        data += value
+
+
 # -- running a workload -----------------------------------------------------------
 
 
@@ -590,6 +672,24 @@ def final_reads(cluster: JepsenCluster, history: History, timeout: float = 20.0)
                 time.sleep(0.1)
     finally:
         reader.http.close()
+
+
+def last_change(cluster: JepsenCluster, timeout: float = 20.0) -> int:
+    """The revision of the last change to any key: a linearizable range
+    read through whichever node answers, following the leader."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=CLIENT_TIMEOUT, trust_env=False, follow_redirects=False) as http:
+        while True:
+            for node in cluster.nodes.values():
+                try:
+                    r = http.get(node.url + "/api/kv")
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 200:
+                    return max((kv["mod_revision"] for kv in r.json()["kvs"]), default=0)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no linearizable range read within {timeout:.0f}s")
+            time.sleep(0.1)
 
 
 def summarize(ops: list[Operation]) -> str:

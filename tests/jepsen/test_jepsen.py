@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from raft_trio.testing import Outcome, check_history
+from raft_trio.testing import Operation, Outcome, WatchReport, check_history, check_watch
 
 from .harness import (
     FOLLOWER_FAULTS,
@@ -37,7 +37,9 @@ from .harness import (
     History,
     JepsenCluster,
     Nemesis,
+    Watcher,
     final_reads,
+    last_change,
     seed_from_env,
     summarize,
 )
@@ -97,12 +99,18 @@ def test_short_jepsen_run(tmp_path: Path) -> None:
     try:
         cluster.start()
         history = History()
+        # A watcher follows every key through the faults, reconnecting to
+        # another node whenever its node fails it.
+        watching = threading.Event()
+        watcher = Watcher({nid: n.url for nid, n in cluster.nodes.items()}, watching, seed)
+        watcher.start()
         nemesis = run_workload(cluster, history, seconds, seed)
         cluster.heal_all()
         cluster.wait_for_leader(ids=sorted(cluster.nodes), timeout=20)
         final_reads(cluster, history)
         ops = history.snapshot()
         result = check_history(ops, timeout_s=120)
+        watched = watch_report(cluster, watcher, watching, ops)
         faults = [line for line in nemesis.log if not line.endswith("healed")]
         print(f"ops: {summarize(ops)}")
         print(f"faults injected ({len(faults)}): " + "; ".join(faults))
@@ -113,6 +121,9 @@ def test_short_jepsen_run(tmp_path: Path) -> None:
         replays = [status for p in cluster.proxies.values() for status in p.replays]
         print(f"replayed peer requests: {len(replays)}, statuses {sorted(set(replays))}")
         print(f"check: {result.message.splitlines()[0]}")
+        print(
+            f"watch: {len(watcher.received())} changes over {watcher.connections} connections; {watched.message}"
+        )
         dump = tmp_path / "history.txt"
         dump.write_text(
             "\n".join(op.describe() + f" key={op.key}" for op in sorted(ops, key=lambda o: o.invoke))
@@ -126,11 +137,39 @@ def test_short_jepsen_run(tmp_path: Path) -> None:
             f"checker gave no verdict (seed {seed}):\n{result.message}"
         )
         assert result.ok, f"not linearizable (JEPSEN_SEED={seed}):\n{result.message}"
+        assert watcher.connections >= 1 and watcher.received(), "the watcher received nothing"
+        assert watched.ok, f"watch stream (JEPSEN_SEED={seed}): {watched.message}"
     except BaseException:
         print(cluster.tails(20))
         raise
     finally:
         cluster.close()
+
+
+def watch_report(
+    cluster: JepsenCluster, watcher: Watcher, watching: threading.Event, ops: list[Operation]
+) -> WatchReport:
+    """Let the watcher catch up with the last change, stop it, and check
+    its stream against the history: acknowledged writes, writes that
+    failed for certain, and the final reads."""
+    last = last_change(cluster)
+    deadline = time.monotonic() + 30
+    while (watcher.last_id() or 0) < last and time.monotonic() < deadline:
+        time.sleep(0.1)
+    watching.set()
+    watcher.join(timeout=10)
+    acknowledged: dict[tuple[str, str], int | None] = {}
+    failed: list[tuple[str, str]] = []
+    for op in ops:
+        if op.kind == "read" or op.client == "final":
+            continue
+        value = op.input if op.kind == "write" else op.input[1]  # type: ignore[index]
+        if op.status == "ok" and op.output is not False:
+            acknowledged[(op.key, value)] = None
+        elif op.status == "fail" or (op.status == "ok" and op.output is False):
+            failed.append((op.key, value))
+    final = {op.key: op.output for op in ops if op.client == "final"}
+    return check_watch(watcher.received(), acknowledged, failed, final)
 
 
 def test_stale_reads_are_caught(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from raft_trio.leave import LeaveError, Pod, desired_replicas, parse_pod
+from raft_trio.cli.leave import LeaveError, Pod, desired_replicas, parse_pod
 
 from .fake_api import FakeKubernetesApi
 
@@ -95,7 +95,7 @@ class StubNode:
 def test_on_a_scale_down_leadership_goes_only_to_pods_that_stay() -> None:
     """Scaling 5 -> 3 stops node-3 and node-4 together: the hook of either
     hands leadership only to node-0..node-2, never to the other leaver."""
-    from raft_trio.leave import _staying_members
+    from raft_trio.cli.leave import _staying_members
 
     node = StubNode(["node-0", "node-1", "node-2", "node-3", "node-4", "other-0"])
     assert _staying_members(node, parse_pod("node-4"), replicas=3) == {"node-0", "node-1", "node-2"}  # type: ignore[arg-type]

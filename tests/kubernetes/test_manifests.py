@@ -220,7 +220,7 @@ def test_node_command_is_one_the_cli_accepts(objects: dict[tuple[str, str], dict
 def test_monitor_command_is_one_the_parser_accepts(objects: dict[tuple[str, str], dict[str, Any]]) -> None:
     monitor = container(objects["Deployment", "monitor"], "monitor")
     assert monitor["command"][0] == "raft-monitor"
-    monitor_main = pytest.importorskip("raft_trio.monitor.__main__")
+    monitor_main = pytest.importorskip("raft_monitor.__main__")
     args = monitor_main.build_parser().parse_args(monitor["command"][1:])
     assert args.listen == "0.0.0.0:8000"
     env = env_of(monitor)

@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from raft_trio.monitor import NodeUnavailable, Report, parse_event
+from raft_monitor import NodeUnavailable, Report, parse_event
 
 URLS = {f"n{i}": f"http://10.0.0.{i}:9001" for i in range(1, 6)}
 

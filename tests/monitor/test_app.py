@@ -12,8 +12,8 @@ import trio
 from quart.testing.connections import HTTPDisconnectError
 from quart_trio.testing.connections import TestHTTPConnection as HttpConnection
 
-from raft_trio.monitor import ClusterView, Hub, create_app
-from raft_trio.monitor._app import PageSettings
+from raft_monitor import ClusterView, Hub, create_app
+from raft_monitor._app import PageSettings
 
 from .helpers import URLS, report
 

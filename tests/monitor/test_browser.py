@@ -129,7 +129,7 @@ class Cluster:
         for node_id in founders:
             self.start_node(node_id, peers=founders)
         seeds = ",".join(self.urls[n] for n in founders)
-        self.spawn("monitor", ["-m", "raft_trio.monitor", "--listen", self.monitor_url[7:], "--nodes", seeds])
+        self.spawn("monitor", ["-m", "raft_monitor", "--listen", self.monitor_url[7:], "--nodes", seeds])
 
     def kill(self, name: str) -> None:
         self.processes[name].send_signal(signal.SIGKILL)

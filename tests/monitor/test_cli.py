@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from raft_trio.monitor.__main__ import build_parser, settings_from_args
-from raft_trio.monitor._run import MonitorSettings
+from raft_monitor.__main__ import build_parser, settings_from_args
+from raft_monitor._run import MonitorSettings
 
 
 def settings(argv: list[str]) -> MonitorSettings:

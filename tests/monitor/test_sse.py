@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raft_trio.monitor import SseComment, SseDropped, SseEvent, SseParser
+from raft_monitor import SseComment, SseDropped, SseEvent, SseParser
 
 
 def feed_all(parser: SseParser, lines: list[str]) -> list[object]:

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from raft_trio.monitor import ClusterView, MalformedEvent, parse_event, parse_status
-from raft_trio.monitor._state import TimelineEntry, normalize_url
+from raft_monitor import ClusterView, MalformedEvent, parse_event, parse_status
+from raft_monitor._state import TimelineEntry, normalize_url
 
 from .helpers import URLS, doc, report
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from raft_trio.monitor import ClusterView, Hub, Watcher, WatchSettings
+from raft_monitor import ClusterView, Hub, Watcher, WatchSettings
 
 from .helpers import URLS, FakeNodes, doc
 
@@ -178,7 +178,7 @@ async def test_a_malformed_event_is_logged_and_skipped(
     nodes, view, _ = cluster
     await until(lambda: role(view, "n2") == "follower")
     n2 = nodes.by_url[URLS["n2"]]
-    with caplog.at_level(logging.WARNING, logger="raft_trio.monitor"):
+    with caplog.at_level(logging.WARNING, logger="raft_monitor"):
         n2.emit("role", "{broken")
         n2.emit("role", json.dumps({"id": "n2", "role": "emperor", "term": 2}))
         n2.emit("role", doc("n2", role="candidate", term=2, leader_id=None))
@@ -224,7 +224,7 @@ async def test_pages_get_each_change_as_it_happens(autojump_clock: trio.testing.
 
 async def test_dns_discovery_adds_replicas_as_they_appear() -> None:
     # Real clock: the resolver runs in a thread.
-    from raft_trio.monitor._run import discover_nodes
+    from raft_monitor._run import discover_nodes
 
     nodes = three_nodes()
     view = ClusterView()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from raft_trio import peer_auth
-from raft_trio.peer_auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
+from raft_trio.peer import auth as peer_auth
+from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
 
 SECRET = b"0123456789abcdef-cluster"
 

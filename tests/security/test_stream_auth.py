@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from raft_trio.core import Heartbeat, HeartbeatResponse, Message
+from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.wire import PeerRequestError, StreamInbox, accept_stream, encode_batch, stream_request
-from raft_trio.peer_auth import SIGNATURE_HEADER, PeerAuthenticator
 
 SECRET = b"0123456789abcdef-cluster"
 

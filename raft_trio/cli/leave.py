@@ -41,7 +41,6 @@ the service-account token goes only to the Kubernetes API.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import sys
 import time
@@ -51,7 +50,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .security import Security
+from ..security import Security
 
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: A StatefulSet pod is named ``<statefulset>-<ordinal>``.
@@ -79,17 +78,6 @@ def parse_pod(name: str, statefulset: str | None = None) -> Pod:
     if statefulset is not None and match["set"] != statefulset:
         raise LeaveError(f"pod {name!r} is not a pod of the StatefulSet {statefulset!r}")
     return Pod(name, owner, int(match["ordinal"]))
-
-
-def default_api_url() -> str | None:
-    """The API server as every pod sees it (the ``kubernetes`` Service)."""
-    host = os.environ.get("KUBERNETES_SERVICE_HOST")
-    if not host:
-        return None
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if ":" in host:
-        host = f"[{host}]"
-    return f"https://{host}:{port}"
 
 
 def desired_replicas(
@@ -232,31 +220,44 @@ def say(line: str) -> None:
     print(f"raft-trio leave: {line}", file=sys.stderr, flush=True)
 
 
-def run_leave(
-    *,
-    node_url: str,
-    pod_name: str,
-    node_id: str | None,
-    statefulset: str | None,
-    namespace: str | None,
-    api_url: str | None,
-    serviceaccount: Path,
-    timeout: float,
-    linger: float,
-    api_prefix: str = "/api",
-    security: Security | None = None,
-) -> int:
+@dataclasses.dataclass(frozen=True)
+class LeaveSettings:
+    """What the hook needs (read from flags and variables by the CLI)."""
+
+    #: The local node (its redirects lead to the leader).
+    node_url: str
+    #: ``<statefulset>-<ordinal>``.
+    pod_name: str
+    #: This node's member id (None: the pod name).
+    node_id: str | None = None
+    #: None: the pod name without its ordinal.
+    statefulset: str | None = None
+    #: None: the service account's.
+    namespace: str | None = None
+    #: The Kubernetes API server (None: none, the stop counts as a restart).
+    api_url: str | None = None
+    serviceaccount: Path = Path(SERVICEACCOUNT_DIR)
+    #: Give up after this many seconds.
+    timeout: float = 20.0
+    #: Then wait this many seconds (the endpoints update).
+    linger: float = 0.0
+    api_prefix: str = "/api"
+    security: Security = dataclasses.field(default_factory=Security)
+
+
+def run_leave(settings: LeaveSettings) -> int:
     """The hook; exit status 0 when it did what the stop called for."""
-    deadline = time.monotonic() + timeout
-    pod = parse_pod(pod_name, statefulset)
-    member = node_id or pod.name
+    deadline = time.monotonic() + settings.timeout
+    pod = parse_pod(settings.pod_name, settings.statefulset)
+    member = settings.node_id or pod.name
+    api_url = settings.api_url
     departing = False
     replicas = 0
     if api_url is None:
         say("no Kubernetes API (KUBERNETES_SERVICE_HOST unset, no --kube-api): treating this as a restart")
     else:
         try:
-            replicas = desired_replicas(api_url, serviceaccount, namespace, pod)
+            replicas = desired_replicas(api_url, settings.serviceaccount, settings.namespace, pod)
         except LeaveError as error:
             say(f"{error}; treating this as a restart (the member stays)")
         else:
@@ -266,7 +267,7 @@ def run_leave(
                 + ("a scale-down, leaving the cluster" if departing else "a restart, staying a member")
             )
     failed = False
-    client = NodeClient(node_url, security or Security(), api_prefix=api_prefix)
+    client = NodeClient(settings.node_url, settings.security, api_prefix=settings.api_prefix)
     try:
         try:
             # On a scale-down, hand over to a pod that stays (ordinal below
@@ -287,8 +288,8 @@ def run_leave(
                 failed = True
     finally:
         client.close()
-    if linger > 0:
-        time.sleep(linger)
+    if settings.linger > 0:
+        time.sleep(settings.linger)
     return 1 if failed else 0
 
 

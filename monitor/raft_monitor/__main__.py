@@ -1,4 +1,4 @@
-"""``raft-monitor`` / ``python -m raft_trio.monitor``: the monitor on its own.
+"""``raft-monitor`` / ``python -m raft_monitor``: the monitor on its own.
 
 Flags win over the environment: ``--listen`` over ``BIND_HOST`` (port
 8000), ``--discover`` over ``RAFT_SERVICE_NAME``, ``--templates-dir`` over
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from_args(args)
     configure_logging()
     where = f"DNS name {settings.discover}" if settings.discover else ", ".join(settings.nodes)
-    logging.getLogger("raft_trio.monitor").info("watching %s", where)
+    logging.getLogger("raft_monitor").info("watching %s", where)
     try:
         trio.run(partial(_main, settings))
     except OSError as error:

@@ -1,4 +1,6 @@
-"""Serving an ASGI app with Hypercorn inside a Trio nursery."""
+"""Serving an ASGI app with Hypercorn inside a Trio nursery: the node's API,
+the waiting page of discovery and the monitor all serve through
+:func:`serve_app` (a public module: the monitor may use it)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from ..security import Security
+from .security import Security
 
 
 class ShieldedSend:

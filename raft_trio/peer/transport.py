@@ -2,15 +2,15 @@
 
 The ancestor lost leaders because it pinged peers one after another, so one
 paused peer delayed everyone. Here each peer has its own outbox and its own
-long-lived stream (:class:`raft_trio.peer.stream.PeerStream`), each write
+long-lived stream (:class:`.stream.PeerStream`), each write
 under its own deadline: a slow or paused peer costs the leader that peer's
 bounded outbox and nothing else.
 
 Messages are one-way, as in etcd: answers travel back as messages of their
 own on the peer's stream to this node. A lost message is something Raft
 tolerates; the core is told (``on_unreachable``) when a stream breaks, so it
-stops pipelining to that peer. The wire format is
-:mod:`raft_trio.peer.wire`.
+stops pipelining to that peer. The wire format is :mod:`.wire`; a node
+reaches a peer only at the URL the membership gives for it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from collections.abc import Callable
 import httpx
 import trio
 
-from .core import Message
-from .peer.stream import Body, PeerStream, RequestFunction, StreamMetrics
-from .peer_auth import PeerAuthenticator
+from ..core import Message
+from .auth import PeerAuthenticator
+from .stream import Body, PeerStream, RequestFunction, StreamMetrics
 
 log = logging.getLogger(__name__)
 

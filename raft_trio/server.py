@@ -1,6 +1,10 @@
-"""Starting and stopping one node process: storage recovery, the runtime,
-the HTTP server, the payload supervisor and joining a cluster, all in one
-nursery; SIGTERM or Ctrl-C stops it cleanly.
+"""The composition root: one node process wired from the layers below it
+(storage recovery, the runtime, the HTTP server, the payload supervisor and
+joining a cluster, all in one nursery); SIGTERM or Ctrl-C stops it cleanly.
+
+:func:`run_node` is the node inside a Trio run of the caller's (tests and
+benches run it in their own process); :func:`run_node_process` is the whole
+process (``raft-trio node``), with the process-wide settings a node needs.
 
 With DNS discovery (``settings.discovery``) a node whose data directory is
 new first waits for its cluster (:class:`raft_trio.discovery.Bootstrap`),
@@ -18,15 +22,15 @@ from functools import partial
 
 import trio
 
-from .. import discovery
-from ..core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
-from ..http.app import HttpSettings, create_app
-from ..http.server import serve_app
-from ..security import Security
-from ..storage import DurableStorage, SnapshotPolicy
-from .disk import DiskWriter
-from .payload import PayloadSupervisor
-from .runtime import NotLeaderError, RaftNode, Timing
+from . import discovery
+from .asgi import serve_app
+from .core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
+from .http.app import HttpSettings, create_app
+from .node.disk import DiskWriter
+from .node.payload import PayloadSupervisor
+from .node.runtime import NotLeaderError, RaftNode, Timing
+from .security import Security
+from .storage import DurableStorage, SnapshotPolicy
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,16 @@ class NodeSettings:
     security: Security = dataclasses.field(default_factory=Security)
 
 
+def run_node_process(settings: NodeSettings) -> None:
+    """Run one node as the whole of this process until SIGTERM or Ctrl-C.
+
+    The GIL switch interval is process-wide state, so it is set here, at
+    the process's start, and not by :func:`run_node`, which also runs
+    inside processes of others (tests, benches)."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    trio.run(run_node, settings)
+
+
 async def run_node(
     settings: NodeSettings, *, task_status: trio.TaskStatus[RaftNode] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -76,7 +90,6 @@ async def run_node(
             return
     else:
         storage = await _open_storage(settings, Membership.of(settings.peers) if settings.peers else None)
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     writer = DiskWriter(f"raft-disk-{settings.node_id}")
     try:
         node = RaftNode(

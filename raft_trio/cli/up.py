@@ -1,7 +1,7 @@
 """``raft-trio up``: the embedded default, a local cluster on 127.0.0.1.
 
 Starts N node processes (ids n1..nN on consecutive ports, data under
-``--data-dir``) and the monitor (``python -m raft_trio.monitor`` on
+``--data-dir``) and the monitor (``python -m raft_monitor`` on
 ``--monitor-port``), prints their URLs, and stops them all cleanly on Ctrl-C
 or SIGTERM. Re-running it on the same data dir resumes the same cluster: each
 node recovers its own directory and ignores ``--peers``.
@@ -55,7 +55,7 @@ def run_up(nodes: int, base_port: int, monitor_port: int, data_dir: str) -> int:
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
     monitor_argv = [
-        sys.executable, "-m", "raft_trio.monitor",
+        sys.executable, "-m", "raft_monitor",
         "--listen", f"127.0.0.1:{monitor_port}",
         "--nodes", ",".join(urls.values()),
     ]  # fmt: skip

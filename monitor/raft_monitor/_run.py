@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import trio
 
-from ..http.server import serve_app
+from raft_trio.asgi import serve_app
+
 from ._app import PageSettings, create_app
 from ._client import HttpNodeClient, resolve_addresses
 from ._hub import Hub

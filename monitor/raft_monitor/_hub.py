@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .._broadcast import Broadcast
+from raft_trio.broadcast import Broadcast
 
 #: Events a page may fall behind by (a few seconds of a busy cluster).
 DEFAULT_BUFFER = 512

@@ -1,0 +1,227 @@
+"""Every setting of ``raft-trio`` read in one place: a flag wins over its
+environment variable, which wins over the default. The commands get typed
+settings (``NodeSettings``, ``DiscoverySettings``, ``LeaveSettings``,
+``Security``); a bad value is a :class:`UsageError` naming it.
+
+The node's settings import the server lazily: the client commands start
+without loading it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..security import Security
+from .argv import check_url, parse_listen, parse_peers
+from .errors import UsageError
+from .leave import LeaveSettings
+
+if TYPE_CHECKING:
+    from ..discovery import DiscoverySettings
+    from ..server import NodeSettings
+
+#: The cluster the client commands ask without ``--cluster``.
+DEFAULT_CLUSTER = "http://127.0.0.1:9001"
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"environment variable {name} must be a whole number, got {raw!r}") from None
+
+
+def env_float(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(f"environment variable {name} must be a number, got {raw!r}") from None
+
+
+def api_prefix() -> str:
+    """``API_PREFIX``: where the nodes serve their client API."""
+    return os.environ.get("API_PREFIX", "/api") or "/api"
+
+
+def log_level() -> str:
+    """``LOGGING``: a level name; anything else is INFO."""
+    level = os.environ.get("LOGGING", "INFO").upper()
+    return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
+
+
+def cluster_urls(cluster: list[str] | None) -> list[str]:
+    """The nodes a client command asks: ``--cluster``, else the local default."""
+    return cluster or [DEFAULT_CLUSTER]
+
+
+def node_settings(args: argparse.Namespace) -> NodeSettings:
+    """``raft-trio node``: its flags and variables, checked."""
+    from .. import discovery
+    from ..http.app import HttpSettings
+    from ..node.runtime import Timing
+    from ..server import NodeSettings
+
+    host, port = parse_listen(args.listen)
+    data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise UsageError(f"--data-dir {data_dir} exists and is not a directory")
+    peers = parse_peers(args.peers) if args.peers else {}
+    join = check_url(args.join, "--join") if args.join else None
+    node_id = args.id
+    found = None
+    if not peers and not join:
+        name = args.discover if args.discover is not None else os.environ.get("APP_NAME") or None
+        if not name:
+            raise UsageError("a node needs --peers, --join or --discover to find its cluster")
+        found = discovery_settings(args, name, port, node_security(args))
+        # Without --id: the id the data directory was created with, else the hostname.
+        node_id = node_id or discovery.stored_node_id(data_dir) or discovery.host_name()
+    elif node_id is None:
+        raise UsageError("--id is needed with --peers or --join")
+    if peers and node_id not in peers:
+        raise UsageError(f"--peers must include this node ({node_id})")
+    if args.advertise:
+        url = check_url(args.advertise, "--advertise")
+    elif found is not None:
+        url = discovery.endpoint_url(discovery.advertise_host(host), port, found.security.scheme)
+    else:
+        url = peers.get(node_id, f"{node_security(args).scheme}://{host}:{port}")
+    timing = Timing(
+        heartbeat_ms=args.heartbeat_ms or env_int("HEARTBEAT_REPEAT_MILLIS", 100),
+        election_min_ms=args.election_min_ms or env_int("ELECTION_TIMEOUT_LOWER_MILLIS", 1000),
+        election_max_ms=args.election_max_ms or env_int("ELECTION_TIMEOUT_UPPER_MILLIS", 2000),
+    )
+    if env_int("RAFT_SNAPSHOT_ENTRIES", 10_000) < 1:
+        raise UsageError("RAFT_SNAPSHOT_ENTRIES must be at least 1")
+    try:
+        timing.raft_config().validate()
+    except ValueError as error:
+        raise UsageError(f"timing: {error}") from None
+    security = node_security(args)
+    env = os.environ
+    http = HttpSettings(
+        api_prefix=api_prefix(),
+        title=env.get("FASTAPI_TITLE", "raft-trio") or "raft-trio",
+        description=env.get("FASTAPI_DESCR", HttpSettings.description) or HttpSettings.description,
+        maintainer=env.get("FASTAPI_MAINT") or None,
+        email=env.get("FASTAPI_EMAIL") or None,
+        openapi_path=env.get("FASTAPI_SCHEM", "/openapi.json") or "/openapi.json",
+        docs_path=env.get("FASTAPI_DOCS", "/docs") or "/docs",
+    )
+    cluster_id = args.cluster_id if args.cluster_id is not None else env.get("RAFT_CLUSTER_ID")
+    return NodeSettings(
+        node_id=node_id,
+        listen_host=host,
+        listen_port=port,
+        data_dir=data_dir,
+        peers=peers,
+        url=url,
+        join=join,
+        timing=timing,
+        http=http,
+        root_path=env.get("ROOT_PATH", ""),
+        leader_script=env.get("SCRIPT_LEADER_PATH") or None,
+        follower_script=env.get("SCRIPT_FOLLOWER_PATH") or None,
+        snapshot_entries=env_int("RAFT_SNAPSHOT_ENTRIES", 10_000),
+        cluster_id=cluster_id or None,
+        discovery=found,
+        security=security,
+    )
+
+
+def node_security(args: argparse.Namespace) -> Security:
+    """The node's TLS files, cluster secret and admin token: flags over
+    their variables (raft_trio.security)."""
+    try:
+        return Security.from_environment(
+            os.environ,
+            cluster_secret_file=args.cluster_secret_file,
+            admin_token_file=args.admin_token_file,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_ca=args.tls_ca,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def client_security() -> Security:
+    """A client's trust: ``RAFT_TLS_CA`` and the admin token variables."""
+    try:
+        return Security.from_environment(os.environ)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def discovery_settings(
+    args: argparse.Namespace, name: str, port: int, security: Security
+) -> DiscoverySettings:
+    """``--discover NAME`` and its flags, each over its variable."""
+    from .. import discovery
+
+    expect = args.bootstrap_expect if args.bootstrap_expect is not None else env_int("BOOTSTRAP_EXPECT", 3)
+    interval = args.discovery_interval or env_float("DISCOVERY_INTERVAL_S", discovery.DEFAULT_INTERVAL_S)
+    remove_after = (
+        args.auto_remove_after
+        if args.auto_remove_after is not None
+        else env_float("AUTO_REMOVE_AFTER_S", None)
+    )
+    nameserver = args.dns_server or os.environ.get("RAFT_DNS_SERVER") or None
+    if nameserver:
+        try:
+            discovery.parse_nameserver(nameserver)
+        except ValueError as error:
+            raise UsageError(f"--dns-server: {error}") from None
+    try:
+        return discovery.DiscoverySettings(
+            name=name,
+            port=port,
+            expect=expect,
+            interval=interval or discovery.DEFAULT_INTERVAL_S,
+            auto_remove_after=remove_after or None,
+            nameserver=nameserver,
+            api_prefix=api_prefix(),
+            security=security,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def kubernetes_api_url() -> str | None:
+    """The API server as every pod sees it (the ``kubernetes`` Service)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if not host:
+        return None
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{port}"
+
+
+def leave_settings(args: argparse.Namespace, cluster: list[str] | None) -> LeaveSettings:
+    """``raft-trio leave``: the pod from ``--pod``, else ``$POD_NAME``, else
+    ``$HOSTNAME``; the namespace from ``--namespace``, else ``$POD_NAMESPACE``."""
+    pod = args.pod or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
+    if not pod:
+        raise UsageError("leave needs --pod (or $POD_NAME)")
+    return LeaveSettings(
+        node_url=cluster_urls(cluster)[0],
+        pod_name=pod,
+        node_id=args.id,
+        statefulset=args.statefulset,
+        namespace=args.namespace or os.environ.get("POD_NAMESPACE") or None,
+        api_url=args.kube_api if args.kube_api is not None else kubernetes_api_url(),
+        serviceaccount=Path(args.serviceaccount),
+        timeout=args.timeout,
+        linger=args.linger,
+        api_prefix=api_prefix(),
+        security=client_security(),
+    )

@@ -1,0 +1,110 @@
+"""The bootstrap decision (pure): what a node with a new data directory
+does after one look at the replicas of its service.
+
+A node with a new data directory serves a small "waiting" page on its
+port (``/api/status`` with its id, an empty membership and its bootstrap
+state; ``/healthz``; 503 for the rest) and looks at every address NAME
+resolves to, twice a second:
+
+- if one of them already belongs to a cluster, it joins that cluster
+  (it is added as a learner, and promoted once caught up), or, if that
+  cluster's configuration names it as a voter because it took part in
+  the bootstrap, it starts with that configuration;
+- otherwise, once it has seen ``BOOTSTRAP_EXPECT`` waiting replicas
+  (itself included) in two rounds in a row, it *acks* the lowest id
+  among them as the seed. The ack is written to the data directory and
+  never changes. A seed that holds acks from ``BOOTSTRAP_EXPECT``
+  replicas bootstraps the cluster: the lowest ``BOOTSTRAP_EXPECT`` ids
+  of its ackers, sorted, at the URLs they were found at. The others see
+  that configuration on the seed and start with exactly the same one.
+
+Two clusters cannot share a node (an ack is given once), and with fewer
+than ``2 * BOOTSTRAP_EXPECT`` replicas starting at once there cannot
+be two clusters at all: each needs ``BOOTSTRAP_EXPECT`` acks of its own.
+When exactly ``BOOTSTRAP_EXPECT`` replicas start, every one of them
+acks the same seed. A node whose data directory is new but which a
+cluster already lists as a voter, without having acked, has lost its
+log and vote: it refuses to start as that voter (see the message) rather
+than risk voting twice in a term.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Literal
+
+from ._probe import MemberView, PeerStatus
+
+Action = Literal["wait", "ack", "bootstrap", "adopt", "join", "refuse"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    #: The initial configuration (bootstrap, adopt).
+    members: tuple[MemberView, ...] = ()
+    #: A node of the cluster to ask (join).
+    join_url: str | None = None
+    #: Whom to ack (ack).
+    seed: str | None = None
+
+
+def decide(
+    me: str,
+    my_url: str,
+    expect: int,
+    ack: str | None,
+    statuses: Iterable[PeerStatus],
+    last_view: frozenset[str] | None,
+) -> tuple[Decision, frozenset[str]]:
+    """One round of the bootstrap: what a waiting node does, given what the
+    others said. Returns the decision and the set of waiting ids seen (to
+    pass back as ``last_view`` next round)."""
+    others = [s for s in statuses if s.id != me]
+    clusters = sorted(
+        (s for s in others if s.members),
+        key=lambda s: (s.leader_url is None, -len(s.members), s.url),
+    )
+    waiting = {s.id: s for s in others if s.waiting}
+    view = frozenset([me, *waiting])
+    for status in clusters:
+        entry = status.member(me)
+        if entry is None:
+            continue
+        if not entry.voter:
+            return Decision("join", f"{status.url} lists this node as a learner", join_url=status.url), view
+        if ack is not None:
+            return (
+                Decision("adopt", f"the cluster of seed {ack} formed (seen at {status.url})", status.members),
+                view,
+            )
+        return (
+            Decision(
+                "refuse",
+                f"the cluster at {status.url} lists this node ({me}) as a voter, but this node's data "
+                "directory is new: its log and vote are lost, and starting as that voter could let it "
+                f"vote twice in a term. Remove it (raft-trio members remove {me} --cluster {status.url}); "
+                "it then joins again as a new learner by itself",
+            ),
+            view,
+        )
+    if clusters:
+        target = clusters[0]
+        return Decision(
+            "join", f"found a cluster at {target.url}", join_url=target.leader_url or target.url
+        ), view
+    if ack is None:
+        if len(view) >= expect and view == last_view:
+            seed = min(view)
+            return Decision("ack", f"{len(view)} replicas are waiting; the seed is {seed}", seed=seed), view
+        return Decision("wait", f"{len(view)} of {expect} replicas seen: {', '.join(sorted(view))}"), view
+    if ack != me:
+        return Decision("wait", f"waiting for the seed {ack} to form the cluster"), view
+    ackers = sorted({me} | {s.id for s in waiting.values() if s.ack == me})
+    if len(ackers) < expect:
+        return Decision("wait", f"seed with {len(ackers)} of {expect} acks: {', '.join(ackers)}"), view
+    chosen = ackers[:expect]
+    members = tuple(MemberView(i, my_url if i == me else waiting[i].url) for i in chosen)
+    return Decision("bootstrap", f"forming the cluster {', '.join(chosen)}", members), view

@@ -1,0 +1,387 @@
+"""The replicated state machine: a sorted key-value store with revisions,
+transactions, leases and exactly-once retries. No I/O: commands in,
+results out, snapshots as bytes.
+
+Every replica applies the same committed commands in the same order and
+reaches the same state, so everything here is deterministic: time enters
+only as the leader's clock reading carried inside each command (``ts``),
+which is what expires remembered idempotency keys. (Lease expiry is
+decided by the leader outside the state machine and arrives here as a
+``LeaseRevoke`` entry, so every replica deletes the same keys at the same
+revision.)
+
+Exactly-once retries (the dissertation's client sessions, §6.3, in the form
+HTTP clients know as ``Idempotency-Key``): a command carrying a token whose
+result is remembered is not applied again; the first result is returned.
+The table is part of the replicated state (and of snapshots), so a retry
+that reaches a new leader is recognised too. It is bounded: at most
+``max_sessions`` tokens, and each is forgotten ``session_ttl_ms`` after it
+was first applied.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import NamedTuple
+
+import msgspec
+from sortedcontainers import SortedDict
+
+from ._commands import (
+    DEFAULT_RANGE_LIMIT,
+    CasFailed,
+    Command,
+    Compare,
+    Delete,
+    Deleted,
+    Got,
+    KeyValue,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseNotFound,
+    LeaseRevoke,
+    LeaseRevoked,
+    OpDelete,
+    OpGet,
+    OpPut,
+    OpRange,
+    Put,
+    Ranged,
+    Result,
+    Txn,
+    TxnDone,
+    Written,
+)
+from ._history import Change, History
+
+
+class _Record(NamedTuple):
+    """A key's value and revisions (the key is the map's key)."""
+
+    value: str
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+
+@dataclasses.dataclass
+class Lease:
+    """A lease as the replicated state knows it: its granted TTL and the
+    keys attached. How long it has left is the leader's business."""
+
+    id: int
+    ttl: int
+    keys: set[str] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass(frozen=True)
+class RangePage:
+    kvs: list[KeyValue]
+    #: Keys matching the request (from its continuation point on), on
+    #: every page, not only this one.
+    count: int
+    #: Whether keys beyond this page match.
+    more: bool
+
+
+#: A range page ends after this many bytes of values (at least one key):
+#: values are up to 1 MiB each, so a key count alone does not bound an answer.
+MAX_RANGE_PAGE_BYTES = 4 << 20
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest key greater than every key starting with ``prefix``
+    (None: no such key, every key from ``prefix`` on matches)."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars[-1])
+        if last < 0x10FFFF:
+            chars[-1] = chr(last + 1)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+class _Session(msgspec.Struct, frozen=True, array_like=True):
+    token: str
+    ts: int
+    result: Result
+
+
+class _Snapshot(msgspec.Struct, frozen=True):
+    """The state machine's snapshot. ``data`` is the first format's
+    (key -> (value, index)), read but never written."""
+
+    applied: int
+    sessions: list[_Session]
+    data: dict[str, tuple[str, int]] | None = None
+    #: key, value, create_revision, mod_revision, version, lease
+    kvs: list[tuple[str, str, int, int, int, int]] = []
+    #: lease id, granted TTL (its keys are those naming it in ``kvs``)
+    leases: list[tuple[int, int]] = []
+
+
+_snapshot_decoder: msgspec.msgpack.Decoder[_Snapshot] = msgspec.msgpack.Decoder(_Snapshot)
+
+
+class KeyValueStore:
+    def __init__(
+        self,
+        max_sessions: int = 100_000,
+        session_ttl_ms: int = 10 * 60 * 1000,
+        history: History | None = None,
+    ) -> None:
+        self.max_sessions = max_sessions
+        self.session_ttl_ms = session_ttl_ms
+        self.history = history if history is not None else History()
+        self._data: SortedDict[str, _Record] = SortedDict()
+        self.leases: dict[int, Lease] = {}
+        self.applied_index = 0
+        self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
+
+    # -- reads ---------------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        """The revision this replica's state stands at: the last applied
+        log index."""
+        return self.applied_index
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str) -> KeyValue | None:
+        record = self._data.get(key)
+        return _key_value(key, record) if record is not None else None
+
+    def range(
+        self,
+        start: str = "",
+        end: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        max_bytes: int = MAX_RANGE_PAGE_BYTES,
+    ) -> RangePage:
+        """The keys in ``[start, end)`` (``end`` None: to the last key) in
+        key order, from just after ``after`` on if given: at most ``limit``
+        of them and about ``max_bytes`` of values (at least one)."""
+        data = self._data
+        low = data.bisect_left(start)
+        if after is not None:
+            low = max(low, data.bisect_right(after))
+        high = len(data) if end is None else data.bisect_left(end)
+        count = max(0, high - low)
+        kvs: list[KeyValue] = []
+        size = 0
+        stop = high if limit is None else min(high, low + limit)
+        for key in data.islice(low, max(low, stop)):
+            record = data[key]
+            if kvs and size + len(record.value) > max_bytes:
+                break
+            size += len(record.value)
+            kvs.append(_key_value(key, record))
+        return RangePage(kvs, count, len(kvs) < count)
+
+    def prefix(self, prefix: str, *, limit: int = DEFAULT_RANGE_LIMIT) -> RangePage:
+        """The first page of keys starting with ``prefix``, in key order."""
+        return self.range(prefix, prefix_end(prefix), limit=limit)
+
+    def remembered(self, token: str) -> Result | None:
+        """The result of an already applied command with this token."""
+        session = self._sessions.get(token)
+        return session.result if session is not None else None
+
+    # -- applying the log ----------------------------------------------------
+
+    def apply(self, index: int, command: Command) -> Result:
+        """Apply the committed command at log ``index``."""
+        assert index > self.applied_index, f"apply {index} after {self.applied_index}"
+        self.applied_index = index
+        self._expire_sessions(command.ts)
+        if command.token is not None:
+            session = self._sessions.get(command.token)
+            if session is not None:
+                return session.result
+        result = self._execute(index, command)
+        if command.token is not None:
+            self._sessions[command.token] = _Session(command.token, command.ts, result)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        return result
+
+    def skip(self, index: int) -> None:
+        """A committed entry that is not a command (no-op, configuration)."""
+        self.applied_index = max(self.applied_index, index)
+
+    def _execute(self, index: int, command: Command) -> Result:
+        if isinstance(command, Put):
+            if command.check:
+                current = self._data.get(command.key)
+                current_value = current.value if current is not None else None
+                if current_value != command.expect:
+                    return CasFailed(command.key, current_value, index)
+            if command.lease and command.lease not in self.leases:
+                return LeaseNotFound(command.lease, index)
+            return self._put(index, command.key, command.value, command.lease)
+        if isinstance(command, Delete):
+            return self._delete(index, command.key)
+        if isinstance(command, Txn):
+            return self._txn(index, command)
+        if isinstance(command, LeaseGrant):
+            self.leases[index] = Lease(index, command.ttl)
+            return LeaseGranted(index, command.ttl)
+        assert isinstance(command, LeaseRevoke)
+        lease = self.leases.pop(command.id, None)
+        if lease is None:
+            return LeaseRevoked(command.id, False, [], index)
+        keys = sorted(lease.keys)
+        for key in keys:
+            self._delete(index, key)
+        return LeaseRevoked(command.id, True, keys, index)
+
+    def _put(self, index: int, key: str, value: str, lease: int) -> Written:
+        old = self._data.get(key)
+        if old is None:
+            record = _Record(value, index, index, 1, lease)
+        else:
+            record = _Record(value, old.create_revision, index, old.version + 1, lease)
+            if old.lease and old.lease != lease:
+                self._detach(key, old.lease)
+        if lease:
+            self.leases[lease].keys.add(key)
+        self._data[key] = record
+        self.history.record(
+            Change(
+                index,
+                "put",
+                key,
+                value,
+                record.create_revision,
+                record.version,
+                old.value if old is not None else None,
+                lease,
+            )
+        )
+        return Written(key, value, index, record.create_revision, record.version, lease)
+
+    def _delete(self, index: int, key: str) -> Deleted:
+        old = self._data.pop(key, None)
+        if old is None:
+            return Deleted(key, False, index)
+        if old.lease:
+            self._detach(key, old.lease)
+        self.history.record(Change(index, "delete", key, None, 0, 0, old.value))
+        return Deleted(key, True, index, old.value)
+
+    def _detach(self, key: str, lease: int) -> None:
+        held = self.leases.get(lease)
+        if held is not None:
+            held.keys.discard(key)
+
+    def _txn(self, index: int, txn: Txn) -> TxnDone | LeaseNotFound:
+        succeeded = all(self._holds(compare) for compare in txn.compare)
+        ops = txn.success if succeeded else txn.failure
+        # All or nothing: a put naming a lease that is gone fails the whole
+        # transaction before anything changed (etcd does the same).
+        for op in ops:
+            if isinstance(op, OpPut) and op.lease and op.lease not in self.leases:
+                return LeaseNotFound(op.lease, index)
+        results: list[Written | Deleted | Got | Ranged] = []
+        for op in ops:
+            if isinstance(op, OpPut):
+                results.append(self._put(index, op.key, op.value, op.lease))
+            elif isinstance(op, OpDelete):
+                results.append(self._delete(index, op.key))
+            elif isinstance(op, OpGet):
+                results.append(Got(op.key, self.get(op.key)))
+            else:
+                assert isinstance(op, OpRange)
+                page = self.prefix(op.prefix)
+                results.append(Ranged(op.prefix, page.kvs, page.count, page.more))
+        return TxnDone(succeeded, results, index)
+
+    def _holds(self, compare: Compare) -> bool:
+        """Whether one condition of a transaction holds now. A missing key
+        has version and revisions 0 and no value: every comparison of its
+        value is false except ``!=``."""
+        record = self._data.get(compare.key)
+        op, expected = compare.op, compare.value
+        if compare.target == "exists":
+            exists = record is not None
+            return exists == expected if op == "=" else exists != expected
+        if compare.target == "value":
+            if record is None:
+                return op == "!="
+            return _compare(record.value, op, expected)
+        if record is None:
+            actual = 0
+        elif compare.target == "version":
+            actual = record.version
+        elif compare.target == "create_revision":
+            actual = record.create_revision
+        else:
+            actual = record.mod_revision
+        return _compare(actual, op, expected)
+
+    def _expire_sessions(self, now_ms: int) -> None:
+        horizon = now_ms - self.session_ttl_ms
+        while self._sessions:
+            oldest = next(iter(self._sessions.values()))
+            if oldest.ts >= horizon:
+                break
+            self._sessions.popitem(last=False)
+
+    # -- snapshots -----------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        state = _Snapshot(
+            applied=self.applied_index,
+            sessions=list(self._sessions.values()),
+            kvs=[(key, *record) for key, record in self._data.items()],
+            leases=[(lease.id, lease.ttl) for lease in self.leases.values()],
+        )
+        return msgspec.msgpack.encode(state)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state with a snapshot's. Watches can replay only
+        changes after it."""
+        self._data = SortedDict()
+        self.leases = {}
+        self._sessions = collections.OrderedDict()
+        self.applied_index = 0
+        if data:
+            state = _snapshot_decoder.decode(data)
+            self.applied_index = state.applied
+            self._sessions = collections.OrderedDict((s.token, s) for s in state.sessions)
+            self.leases = {lease: Lease(lease, ttl) for lease, ttl in state.leases}
+            if state.data is not None:
+                # The first format kept only the index of the last write: it
+                # stands in for both revisions, and the version is unknown.
+                for key, (value, index) in state.data.items():
+                    self._data[key] = _Record(value, index, index, 1, 0)
+            for key, value, create, mod, version, lease in state.kvs:
+                self._data[key] = _Record(value, create, mod, version, lease)
+                if lease:
+                    self.leases[lease].keys.add(key)
+        self.history.reset(self.applied_index)
+
+
+def _key_value(key: str, record: _Record) -> KeyValue:
+    return KeyValue(
+        key, record.value, record.create_revision, record.mod_revision, record.version, record.lease
+    )
+
+
+def _compare(actual: str | int, op: str, expected: str | int | bool) -> bool:
+    if type(actual) is not type(expected):
+        return False  # the API refuses such a compare; an old entry may hold one
+    if op == "=":
+        return actual == expected
+    if op == "!=":
+        return actual != expected
+    if op == "<":
+        return actual < expected  # type: ignore[operator]
+    return actual > expected  # type: ignore[operator]

@@ -1,0 +1,118 @@
+"""The leader's clock for leases.
+
+Which leases exist, their granted TTLs and their keys are replicated
+state (``raft_trio.kv``). When each one runs out is not: only the leader
+keeps deadlines, on its own monotonic clock, and when one passes it
+proposes a ``LeaseRevoke``, so that every replica deletes the same keys at
+the same revision. Keep-alives reset a deadline without a log entry, as
+in etcd.
+
+Never early, across leaders (the rule etcd calls "promote"): a new leader
+does not know when its predecessor last extended a lease, so it gives
+every live lease a full TTL from the moment it takes over. A keep-alive is
+answered only after a ReadIndex round confirmed this node still leads
+(the runtime does that), so every later leader took over after the
+keep-alive was granted, and its fresh TTL ends after the client's.
+
+Clock assumptions: the leader's and the clients' clocks advance at about
+the same rate (no bound on their offset is needed); a client that counts
+its lease from when it *sent* the keep-alive never holds it past the
+leader's deadline. A lease may outlive its TTL by up to an election
+(the time without a leader) plus a TTL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from ..kv import Lease
+
+
+def minimum_ttl(election_max_ms: int) -> int:
+    """The shortest TTL granted, in seconds: one and a half upper election
+    timeouts (etcd's rule), so that a lease kept alive by its client
+    survives a failover."""
+    return max(1, math.ceil(1.5 * election_max_ms / 1000))
+
+
+class LeaseClock:
+    def __init__(self) -> None:
+        self._deadlines: dict[int, float] = {}
+        self._ttls: dict[int, int] = {}
+        #: Leases whose revoke was proposed and has not yet applied.
+        self._revoking: set[int] = set()
+        #: No deadline of a lease not being revoked is earlier: ``due``
+        #: costs nothing until then.
+        self._earliest = math.inf
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+    @property
+    def next_deadline(self) -> float:
+        """No lease runs out before this (it may be earlier than the first
+        that does): when to call ``due`` next."""
+        return self._earliest
+
+    def take_over(self, leases: Iterable[Lease], now: float) -> None:
+        """This node became leader: every lease gets its full TTL from now."""
+        self._deadlines = {lease.id: now + lease.ttl for lease in leases}
+        self._ttls = {lease.id: lease.ttl for lease in leases}
+        self._revoking.clear()
+        self._earliest = min(self._deadlines.values(), default=math.inf)
+
+    def step_down(self) -> None:
+        """Only a leader keeps deadlines."""
+        self._deadlines.clear()
+        self._ttls.clear()
+        self._revoking.clear()
+        self._earliest = math.inf
+
+    def granted(self, lease: int, ttl: int, now: float) -> None:
+        self._deadlines[lease] = now + ttl
+        self._ttls[lease] = ttl
+        self._earliest = min(self._earliest, now + ttl)
+
+    def revoked(self, lease: int) -> None:
+        self._deadlines.pop(lease, None)
+        self._ttls.pop(lease, None)
+        self._revoking.discard(lease)
+
+    def keep_alive(self, lease: int, now: float) -> int | None:
+        """Extend a lease to a full TTL from ``now``; its TTL, or None if
+        this leader does not hold it (gone, or being revoked)."""
+        ttl = self._ttls.get(lease)
+        if ttl is None or lease in self._revoking:
+            return None
+        self._deadlines[lease] = now + ttl
+        return ttl
+
+    def remaining(self, lease: int, now: float) -> float | None:
+        """Seconds left before this leader revokes it (0 while revoking)."""
+        deadline = self._deadlines.get(lease)
+        if deadline is None:
+            return None
+        if lease in self._revoking:
+            return 0.0
+        return max(0.0, deadline - now)
+
+    def due(self, now: float) -> list[int]:
+        """The leases that ran out and are not yet being revoked, oldest
+        deadline first; they count as being revoked from now on."""
+        if now < self._earliest:
+            return []
+        pending = [
+            (deadline, lease) for lease, deadline in self._deadlines.items() if lease not in self._revoking
+        ]
+        expired = sorted(item for item in pending if item[0] <= now)
+        self._revoking.update(lease for _, lease in expired)
+        self._earliest = min((deadline for deadline, _ in pending if deadline > now), default=math.inf)
+        return [lease for _, lease in expired]
+
+    def revoke_failed(self, lease: int) -> None:
+        """A revoke could not be proposed: try again at the next check (the
+        lease stays expired)."""
+        self._revoking.discard(lease)
+        if lease in self._deadlines:
+            self._earliest = min(self._earliest, self._deadlines[lease])

@@ -1,0 +1,428 @@
+"""The state machine's rules, one behaviour per test: revisions and
+versions, ranges and their pages, transactions, leases, exactly-once
+retries, snapshots, and the history that watches replay."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from raft_trio.kv import (
+    CasFailed,
+    Compare,
+    Delete,
+    Deleted,
+    Got,
+    History,
+    KeyValue,
+    KeyValueStore,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseNotFound,
+    LeaseRevoke,
+    LeaseRevoked,
+    OpDelete,
+    OpGet,
+    OpPut,
+    OpRange,
+    Put,
+    Ranged,
+    Txn,
+    TxnDone,
+    Written,
+    decode_command,
+    encode_command,
+    format_lease_id,
+    parse_lease_id,
+    prefix_end,
+)
+
+
+def store_with(*commands: Put | Delete | Txn | LeaseGrant | LeaseRevoke) -> KeyValueStore:
+    store = KeyValueStore()
+    for index, command in enumerate(commands, start=1):
+        store.apply(index, command)
+    return store
+
+
+# -- revisions ----------------------------------------------------------------
+
+
+def test_a_new_key_is_created_at_the_revision_of_its_put_with_version_one() -> None:
+    store = KeyValueStore()
+    assert store.apply(7, Put("k", "v")) == Written("k", "v", 7, create_revision=7, version=1)
+    assert store.get("k") == KeyValue("k", "v", 7, 7, 1)
+    assert store.revision == 7
+
+
+def test_each_put_raises_the_version_and_mod_revision_and_keeps_the_create_revision() -> None:
+    store = store_with(Put("k", "a"), Put("other", "x"), Put("k", "b"), Put("k", "c"))
+    assert store.get("k") == KeyValue("k", "c", 1, 4, 3)
+
+
+def test_a_delete_is_a_change_at_its_own_revision_and_a_later_put_creates_the_key_anew() -> None:
+    store = store_with(Put("k", "a"), Put("k", "b"))
+    assert store.apply(3, Delete("k")) == Deleted("k", True, 3, prev_value="b")
+    assert store.get("k") is None
+    store.apply(4, Put("k", "c"))
+    assert store.get("k") == KeyValue("k", "c", 4, 4, 1)
+
+
+def test_deleting_a_missing_key_changes_nothing_but_is_decided_at_its_revision() -> None:
+    store = store_with(Put("k", "a"))
+    assert store.apply(2, Delete("absent")) == Deleted("absent", False, 2)
+    assert len(store.history) == 1  # no change recorded for it
+
+
+def test_entries_that_are_not_commands_advance_the_revision_only() -> None:
+    store = store_with(Put("k", "a"))
+    store.skip(5)
+    assert store.revision == 5
+    assert store.get("k") == KeyValue("k", "a", 1, 1, 1)
+
+
+def test_compare_and_set_fails_without_change_when_the_value_differs() -> None:
+    store = store_with(Put("k", "a"))
+    assert store.apply(2, Put("k", "b", check=True, expect="x")) == CasFailed("k", "a", 2)
+    assert store.apply(3, Put("new", "b", check=True, expect=None)).index == 3  # type: ignore[union-attr]
+    assert store.apply(4, Put("new", "c", check=True, expect=None)) == CasFailed("new", "b", 4)
+    assert store.get("k") == KeyValue("k", "a", 1, 1, 1)
+
+
+# -- ranges -------------------------------------------------------------------
+
+
+def keys_of(kvs: list[KeyValue]) -> list[str]:
+    return [kv.key for kv in kvs]
+
+
+def test_a_range_is_in_key_order_with_end_exclusive() -> None:
+    store = store_with(*(Put(key, key) for key in ["b", "a/2", "a/1", "c", "a", "a0"]))
+    assert keys_of(store.range().kvs) == ["a", "a/1", "a/2", "a0", "b", "c"]
+    assert keys_of(store.range("a/", "a0").kvs) == ["a/1", "a/2"]
+    assert keys_of(store.range("b").kvs) == ["b", "c"]
+    assert keys_of(store.range(end="a0").kvs) == ["a", "a/1", "a/2"]
+
+
+def test_a_prefix_range_holds_exactly_the_keys_that_start_with_it() -> None:
+    keys = ["app", "app/", "app/x", "app/y", "app0", "apq", "ap\U0010ffff", "app\U0010ffff/z"]
+    store = store_with(*(Put(key, "v") for key in keys))
+    for prefix in ["", "a", "app", "app/", "ap\U0010ffff", "zzz"]:
+        expected = sorted(key for key in keys if key.startswith(prefix))
+        assert keys_of(store.prefix(prefix).kvs) == expected, prefix
+
+
+def test_prefix_end_is_the_first_key_past_the_prefix() -> None:
+    assert prefix_end("abc") == "abd"
+    assert prefix_end("a\U0010ffff") == "b"
+    assert prefix_end("\U0010ffff") is None
+    assert prefix_end("") is None
+
+
+def test_range_pages_continue_after_the_last_key_with_count_and_more() -> None:
+    store = store_with(*(Put(f"k{n:02}", "v") for n in range(10)))
+    first = store.range(limit=4)
+    assert keys_of(first.kvs) == ["k00", "k01", "k02", "k03"]
+    assert (first.count, first.more) == (10, True)
+    second = store.range(after="k03", limit=4)
+    assert keys_of(second.kvs) == ["k04", "k05", "k06", "k07"]
+    assert (second.count, second.more) == (6, True)
+    last = store.range(after="k07", limit=4)
+    assert keys_of(last.kvs) == ["k08", "k09"]
+    assert (last.count, last.more) == (2, False)
+
+
+def test_a_range_page_is_bounded_by_bytes_but_holds_at_least_one_key() -> None:
+    store = store_with(*(Put(f"k{n}", "x" * 100) for n in range(5)))
+    page = store.range(max_bytes=250)
+    assert keys_of(page.kvs) == ["k0", "k1"]
+    assert page.more
+    assert keys_of(store.range(max_bytes=10).kvs) == ["k0"]
+
+
+# -- transactions -------------------------------------------------------------
+
+
+def test_a_transaction_runs_success_when_every_compare_holds() -> None:
+    store = store_with(Put("k", "a"), Put("k", "b"))
+    result = store.apply(
+        3,
+        Txn(
+            [
+                Compare("k", "value", "=", "b"),
+                Compare("k", "version", "=", 2),
+                Compare("k", "exists", "=", True),
+            ],
+            [OpPut("k", "c"), OpPut("other", "o"), OpGet("k")],
+            [OpDelete("k")],
+        ),
+    )
+    assert result == TxnDone(
+        True,
+        [Written("k", "c", 3, 1, 3), Written("other", "o", 3, 3, 1), Got("k", KeyValue("k", "c", 1, 3, 3))],
+        3,
+    )
+
+
+def test_a_transaction_runs_failure_when_any_compare_fails() -> None:
+    store = store_with(Put("k", "a"))
+    result = store.apply(
+        2,
+        Txn(
+            [Compare("k", "value", "=", "a"), Compare("k", "mod_revision", ">", 1)],
+            [OpDelete("k")],
+            [OpGet("k")],
+        ),
+    )
+    assert result == TxnDone(False, [Got("k", KeyValue("k", "a", 1, 1, 1))], 2)
+    assert store.get("k") is not None
+
+
+@pytest.mark.parametrize(
+    ("target", "op", "value", "holds"),
+    [
+        ("value", "=", "b", True),
+        ("value", "!=", "b", False),
+        ("value", "<", "c", True),
+        ("value", ">", "a", True),
+        ("value", ">", "b", False),
+        ("version", "=", 2, True),
+        ("version", "<", 2, False),
+        ("create_revision", "=", 1, True),
+        ("mod_revision", "=", 2, True),
+        ("mod_revision", ">", 1, True),
+        ("exists", "=", True, True),
+        ("exists", "!=", True, False),
+        ("value", "=", 2, False),  # a compare of the wrong type never holds
+    ],
+)
+def test_compare_targets_and_ops_on_an_existing_key(target: str, op: str, value: object, holds: bool) -> None:
+    store = store_with(Put("k", "a"), Put("k", "b"))
+    result = store.apply(3, Txn([Compare("k", target, op, value)], [], []))  # type: ignore[arg-type]
+    assert isinstance(result, TxnDone)
+    assert result.succeeded is holds
+
+
+@pytest.mark.parametrize(
+    ("target", "op", "value", "holds"),
+    [
+        ("exists", "=", False, True),
+        ("version", "=", 0, True),
+        ("create_revision", "=", 0, True),
+        ("mod_revision", "<", 1, True),
+        ("value", "=", "", False),
+        ("value", "<", "z", False),
+        ("value", "!=", "x", True),
+    ],
+)
+def test_a_missing_key_has_version_and_revisions_zero_and_no_value(
+    target: str, op: str, value: object, holds: bool
+) -> None:
+    store = KeyValueStore()
+    result = store.apply(1, Txn([Compare("absent", target, op, value)], [], []))  # type: ignore[arg-type]
+    assert isinstance(result, TxnDone)
+    assert result.succeeded is holds
+
+
+def test_operations_in_a_transaction_see_the_ones_before_them() -> None:
+    store = store_with(Put("p/a", "1"))
+    result = store.apply(2, Txn([], [OpPut("p/b", "2"), OpRange("p/"), OpDelete("p/a"), OpRange("p/")], []))
+    assert isinstance(result, TxnDone)
+    first, last = result.results[1], result.results[3]
+    assert isinstance(first, Ranged) and isinstance(last, Ranged)
+    assert keys_of(first.kvs) == ["p/a", "p/b"]
+    assert keys_of(last.kvs) == ["p/b"]
+    assert (last.count, last.more) == (1, False)
+
+
+def test_every_change_of_a_transaction_has_its_revision() -> None:
+    store = store_with(Put("a", "0"))
+    store.apply(2, Txn([], [OpPut("a", "1"), OpPut("b", "1"), OpDelete("a")], []))
+    assert [(c.revision, c.kind, c.key) for c in store.history.since(2)] == [
+        (2, "put", "a"),
+        (2, "put", "b"),
+        (2, "delete", "a"),
+    ]
+
+
+def test_a_transaction_naming_a_missing_lease_changes_nothing() -> None:
+    store = store_with(Put("a", "0"))
+    before = store.snapshot()
+    result = store.apply(2, Txn([], [OpDelete("a"), OpPut("b", "1", lease=99)], []))
+    assert result == LeaseNotFound(99, 2)
+    assert store.get("a") == KeyValue("a", "0", 1, 1, 1)
+    assert store.get("b") is None
+    assert len(store.history) == 1
+    restored = KeyValueStore()
+    restored.restore(before)
+    assert restored.range() == store.range()
+
+
+# -- leases -------------------------------------------------------------------
+
+
+def test_a_lease_id_is_the_revision_of_its_grant() -> None:
+    store = store_with(Put("x", "1"))
+    assert store.apply(2, LeaseGrant(30)) == LeaseGranted(2, 30)
+    assert store.leases[2].ttl == 30
+
+
+def test_keys_attached_to_a_lease_are_deleted_together_when_it_is_revoked() -> None:
+    store = store_with(LeaseGrant(10), Put("a", "1", lease=1), Put("b", "2", lease=1), Put("c", "3"))
+    assert store.leases[1].keys == {"a", "b"}
+    assert store.apply(5, LeaseRevoke(1)) == LeaseRevoked(1, True, ["a", "b"], 5)
+    assert keys_of(store.range().kvs) == ["c"]
+    assert 1 not in store.leases
+    assert [(c.revision, c.kind, c.key) for c in store.history.since(5)] == [
+        (5, "delete", "a"),
+        (5, "delete", "b"),
+    ]
+
+
+def test_revoking_a_lease_that_is_gone_changes_nothing() -> None:
+    store = store_with(LeaseGrant(10), LeaseRevoke(1))
+    assert store.apply(3, LeaseRevoke(1)) == LeaseRevoked(1, False, [], 3)
+
+
+def test_a_put_naming_a_missing_lease_is_refused() -> None:
+    store = KeyValueStore()
+    assert store.apply(1, Put("a", "1", lease=5)) == LeaseNotFound(5, 1)
+    assert store.get("a") is None
+
+
+def test_a_put_without_the_lease_detaches_the_key_and_a_delete_does_too() -> None:
+    store = store_with(LeaseGrant(10), LeaseGrant(10), Put("a", "1", lease=1), Put("b", "1", lease=1))
+    store.apply(5, Put("a", "2"))
+    store.apply(6, Delete("b"))
+    assert store.leases[1].keys == set()
+    store.apply(7, Put("c", "1", lease=1))
+    store.apply(8, Put("c", "2", lease=2))
+    assert (store.leases[1].keys, store.leases[2].keys) == (set(), {"c"})
+    store.apply(9, LeaseRevoke(1))
+    assert store.get("a") is not None and store.get("c") is not None
+
+
+def test_lease_ids_are_sixteen_hex_digits_and_parse_back() -> None:
+    assert format_lease_id(0x2A) == "000000000000002a"
+    assert parse_lease_id("000000000000002a") == 0x2A
+    assert parse_lease_id("2A") == 0x2A
+    for bad in ["", "0", "xyz", "1" * 17, "-1"]:
+        assert parse_lease_id(bad) is None, bad
+
+
+# -- exactly-once retries -----------------------------------------------------
+
+
+def test_a_retried_command_returns_its_first_result_and_is_applied_once() -> None:
+    store = KeyValueStore()
+    first = store.apply(1, Put("k", "a", token="t1", ts=1000))
+    store.apply(2, Put("k", "b"))
+    assert store.apply(3, Put("k", "a", token="t1", ts=1001)) == first
+    assert store.get("k") == KeyValue("k", "b", 1, 2, 2)
+    assert store.remembered("t1") == first
+
+
+def test_remembered_tokens_are_forgotten_after_their_time() -> None:
+    store = KeyValueStore(session_ttl_ms=1000)
+    store.apply(1, Txn([], [OpPut("k", "a")], [], token="t", ts=0))
+    store.apply(2, Put("x", "y", ts=1001))
+    assert store.remembered("t") is None
+
+
+# -- snapshots ----------------------------------------------------------------
+
+
+def test_a_snapshot_restores_keys_revisions_leases_and_remembered_tokens() -> None:
+    store = store_with(
+        LeaseGrant(30),
+        Put("a", "1", lease=1),
+        Put("a", "2", lease=1),
+        Put("b", "x", token="t", ts=5),
+        Delete("z"),
+    )
+    restored = KeyValueStore()
+    restored.restore(store.snapshot())
+    assert restored.range() == store.range()
+    assert restored.revision == 5
+    assert restored.leases[1].keys == {"a"} and restored.leases[1].ttl == 30
+    assert restored.remembered("t") == store.remembered("t")
+    assert restored.apply(6, LeaseRevoke(1)) == store.apply(6, LeaseRevoke(1))
+
+
+def test_a_snapshot_of_the_first_format_still_restores() -> None:
+    class FirstFormat(msgspec.Struct):
+        applied: int
+        data: dict[str, tuple[str, int]]
+        sessions: list[object]
+
+    old = msgspec.msgpack.encode(FirstFormat(9, {"a": ("1", 4), "b": ("2", 9)}, []))
+    store = KeyValueStore()
+    store.restore(old)
+    assert store.range().kvs == [KeyValue("a", "1", 4, 4, 1), KeyValue("b", "2", 9, 9, 1)]
+    assert store.revision == 9
+
+
+def test_commands_of_the_first_format_still_decode() -> None:
+    """Entries written before leases existed have one field fewer."""
+    old_put = msgspec.msgpack.encode(["put", "k", "v", False, None, None, 17])
+    assert decode_command(old_put) == Put("k", "v", ts=17)
+    for command in [
+        Put("k", "v", lease=3),
+        Txn([Compare("k", "exists", "=", True)], [OpRange("p")], []),
+        LeaseRevoke(4),
+    ]:
+        assert decode_command(encode_command(command)) == command
+
+
+# -- history ------------------------------------------------------------------
+
+
+def test_the_history_replays_every_change_since_a_revision() -> None:
+    store = store_with(Put("a", "1"), Put("b", "1"), Put("a", "2"), Delete("b"))
+    changes = store.history.since(3)
+    assert [(c.revision, c.kind, c.key, c.value, c.prev_value, c.version) for c in changes] == [
+        (3, "put", "a", "2", "1", 2),
+        (4, "delete", "b", None, "1", 0),
+    ]
+    assert store.history.floor == 1
+
+
+def test_the_history_drops_its_oldest_changes_and_raises_its_floor() -> None:
+    store = KeyValueStore(history=History(max_changes=3))
+    for index in range(1, 6):
+        store.apply(index, Put("k", str(index)))
+    assert [c.revision for c in store.history.since(0)] == [3, 4, 5]
+    assert store.history.floor == 3
+
+
+def test_the_history_drops_a_revision_whole() -> None:
+    history = History(max_changes=3)
+    store = KeyValueStore(history=history)
+    store.apply(1, Put("a", "1"))
+    store.apply(2, Txn([], [OpPut("b", "1"), OpPut("c", "1")], []))
+    store.apply(3, Put("d", "1"))
+    store.apply(4, Put("e", "1"))
+    # Four changes exceed three: revision 1 goes; then revision 2 holds two
+    # of the remaining four, so it goes whole.
+    assert [c.revision for c in history.since(0)] == [3, 4]
+    assert history.floor == 3
+
+
+def test_the_history_is_bounded_by_bytes() -> None:
+    history = History(max_bytes=1000)
+    store = KeyValueStore(history=history)
+    for index in range(1, 20):
+        store.apply(index, Put(f"k{index}", "x" * 200))
+    assert history.size_bytes <= 1000
+    assert history.floor > 1
+    assert [c.revision for c in history.since(0)] == list(range(history.floor, 20))
+
+
+def test_after_a_snapshot_the_history_starts_at_the_next_revision() -> None:
+    store = store_with(Put("a", "1"), Put("a", "2"))
+    follower = KeyValueStore()
+    follower.restore(store.snapshot())
+    assert follower.history.floor == 3
+    assert follower.history.since(0) == []
+    follower.apply(3, Put("a", "3"))
+    assert [c.prev_value for c in follower.history.since(3)] == ["2"]

@@ -1,0 +1,188 @@
+"""Leases on Trio's fake clock: a lease runs out its TTL after its last
+keep-alive and never before, also across leaders; its keys go on every
+replica at one revision; a lease kept alive survives failovers.
+
+Three real runtimes share one Trio run (``tests.node.harness``); times
+asserted are virtual and exact."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from raft_trio.core import Role
+from raft_trio.kv import Put
+from raft_trio.node import LeaseMissing, NotLeaderError, RaftNode
+from raft_trio.node.leases import LeaseClock, minimum_ttl
+
+from .harness import ELECTION_MAX_S, TIMING, Cluster
+
+TTL = 5
+
+
+async def revoked_at(nodes: list[RaftNode], lease: int, within: float) -> float:
+    """The virtual time at which every node no longer holds ``lease``."""
+    with trio.fail_after(within):
+        while any(lease in node.kv.leases for node in nodes):
+            await trio.sleep(0.01)
+    return trio.current_time()
+
+
+def live_nodes(cluster: Cluster) -> list[RaftNode]:
+    return [h.node for h in cluster.hosts.values() if not h.paused]
+
+
+async def keep_alive_on_leader(cluster: Cluster, lease: int) -> float:
+    """Send a keep-alive to whoever leads, as a client would, retrying
+    until one is answered; the time it was (last) sent."""
+    while True:
+        sent = trio.current_time()
+        leaders = cluster.leaders()
+        if leaders:
+            try:
+                await leaders[0].keep_lease_alive(lease)
+                return sent
+            except NotLeaderError:
+                pass
+            except Exception as error:  # a read aborted by a leadership change
+                if isinstance(error, LeaseMissing):
+                    raise
+        await trio.sleep(0.05)
+
+
+async def test_a_lease_expires_its_ttl_after_the_grant_and_its_keys_go_everywhere_at_one_revision(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    granted = await leader.grant_lease(TTL)
+    granted_at = trio.current_time()
+    await leader.write(Put("owned/a", "1", lease=granted.id))
+    await leader.write(Put("owned/b", "1", lease=granted.id))
+    await leader.write(Put("free", "1"))
+    nodes = live_nodes(cluster)
+    gone_at = await revoked_at(nodes, granted.id, within=TTL + 1)
+    assert granted_at + TTL <= gone_at <= granted_at + TTL + 0.1
+    for node in nodes:
+        with trio.fail_after(1):
+            while node.kv.get("owned/a") is not None:
+                await trio.sleep(0.01)
+        assert node.kv.get("owned/b") is None and node.kv.get("free") is not None
+    deletes = {
+        node.id: [(c.revision, c.key) for c in node.kv.history.since(0) if c.kind == "delete"]
+        for node in nodes
+    }
+    first = next(iter(deletes.values()))
+    assert len(first) == 2 and first[0][0] == first[1][0]
+    assert all(sequence == first for sequence in deletes.values())
+
+
+async def test_a_keep_alive_extends_the_lease_to_a_full_ttl_from_then(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    lease = (await leader.grant_lease(TTL)).id
+    await trio.sleep(TTL - 1)
+    sent = trio.current_time()
+    assert await leader.keep_lease_alive(lease) == TTL
+    info = await leader.lease_info(lease)
+    assert TTL - 0.1 <= info.remaining <= TTL + 1e-9 and info.granted_ttl == TTL
+    gone_at = await revoked_at(live_nodes(cluster), lease, within=TTL + 1)
+    assert sent + TTL <= gone_at <= sent + TTL + 0.1
+
+
+async def test_a_lease_shorter_than_the_minimum_is_granted_the_minimum(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    granted = await leader.grant_lease(1)
+    assert granted.ttl == minimum_ttl(TIMING.election_max_ms) == 3
+
+
+async def test_a_revoked_lease_cannot_be_kept_alive_and_its_keys_are_gone(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    lease = (await leader.grant_lease(TTL)).id
+    await leader.write(Put("k", "v", lease=lease))
+    revoked = await leader.revoke_lease(lease)
+    assert revoked.found and revoked.keys == ["k"]
+    assert leader.kv.get("k") is None
+    with pytest.raises(LeaseMissing):
+        await leader.keep_lease_alive(lease)
+    with pytest.raises(LeaseMissing):
+        await leader.lease_info(lease)
+
+
+async def test_a_new_leader_never_expires_a_lease_before_its_last_keep_alive_plus_ttl(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The old leader stops (SIGSTOP) right after answering a keep-alive;
+    the new one gives the lease a full TTL from its own takeover, so it
+    goes no earlier than the keep-alive's send time plus the TTL."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    lease = (await leader.grant_lease(TTL)).id
+    await trio.sleep(2)
+    sent = await keep_alive_on_leader(cluster, lease)
+    cluster.hosts[leader.id].paused = True
+    new_leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    assert new_leader is not leader
+    gone_at = await revoked_at(live_nodes(cluster), lease, within=TTL + 3 * ELECTION_MAX_S)
+    assert gone_at >= sent + TTL
+    # ...and no later than a TTL after the new leader took over.
+    assert gone_at <= sent + TTL + 3 * ELECTION_MAX_S
+
+
+async def test_a_lease_kept_alive_survives_repeated_failovers(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    lease = (await leader.grant_lease(TTL)).id
+    await leader.write(Put("held", "1", lease=lease))
+    stop = trio.Event()
+
+    async def keep_alive_forever() -> None:
+        while not stop.is_set():
+            await keep_alive_on_leader(cluster, lease)
+            await trio.sleep(TTL / 3)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(keep_alive_forever)
+        for _ in range(4):
+            current = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+            cluster.hosts[current.id].paused = True
+            await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+            await trio.sleep(2)
+            cluster.hosts[current.id].paused = False
+            await trio.sleep(2)
+        stop.set()
+    for node in live_nodes(cluster):
+        assert lease in node.kv.leases, node.id
+    assert (await cluster.wait_for_leader(within=1)).kv.get("held") is not None
+
+
+async def test_keep_alive_and_lease_queries_are_for_the_leader(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    lease = (await leader.grant_lease(TTL)).id
+    follower = next(h.node for h in cluster.hosts.values() if h.node.core.role is Role.FOLLOWER)
+    with pytest.raises(NotLeaderError):
+        await follower.keep_lease_alive(lease)
+    with pytest.raises(NotLeaderError):
+        await follower.lease_info(lease)
+
+
+def test_the_lease_clock_revokes_each_expired_lease_once() -> None:
+    clock = LeaseClock()
+    clock.granted(1, 5, now=0.0)
+    clock.granted(2, 3, now=0.0)
+    assert clock.due(2.9) == []
+    assert clock.due(3.0) == [2]
+    assert clock.due(10.0) == [1]
+    assert clock.due(11.0) == []
+    assert clock.keep_alive(1, now=11.0) is None  # being revoked
+    clock.revoke_failed(1)
+    assert clock.due(11.0) == [1]
+    clock.revoked(1)
+    assert clock.remaining(1, 11.0) is None
