@@ -1,6 +1,7 @@
 """The Raft protocol as a deterministic state machine (etcd's ``raft.go``).
 
-Inputs: ``step(message)``, ``tick()``, ``propose(data)``,
+Inputs: ``step(message)``, ``tick()`` (``ticks_until_due()`` says when the
+next one matters), ``propose(data)``,
 ``read_index(request_id)``, ``transfer_leadership(to)``,
 ``change_membership(change)``. Output: ``ready()``, then ``advance(ready)``
 once the runtime has handled it (see ``_ready.py`` for the order).
@@ -174,6 +175,26 @@ class RaftCore:
         else:
             self._tick_election()
 
+    def ticks_until_due(self) -> int | None:
+        """How many ticks from now the next one that matters falls: the
+        ticks before it only count (no timer fires, nothing is sent), so a
+        runtime may sleep until then and deliver them all at once, as long
+        as it does so before any other input. None: no timer runs (a
+        member that may not campaign)."""
+        if self.role is Role.LEADER:
+            due = min(
+                self.config.heartbeat_ticks - self.heartbeat_elapsed,
+                self.config.election_ticks_min - self.election_elapsed,
+            )
+            if self.lead_transferee is not None:
+                due = min(due, self.config.transfer_ticks - self._transfer_elapsed)
+            if self.log.committed > self._commit_broadcast:
+                due = 1  # the commit index waits for the next tick (lazy_commit_broadcast)
+            return max(1, due)
+        if not self.promotable():
+            return None
+        return max(1, self.randomized_election_timeout - self.election_elapsed)
+
     def propose(self, data: bytes) -> int:
         """Append a command; returns its log index. The command is committed
         once an entry of this term at that index is applied."""
@@ -218,7 +239,9 @@ class RaftCore:
             candidates = sorted(v for v in voters if v != self.id)
             if not candidates:
                 raise RaftError("there is no other voter to transfer leadership to")
-            to = max(candidates, key=lambda v: self.progress[v].match)
+            # A voter heard from in this check-quorum round first (one that
+            # went silent cannot take over), then the most caught up.
+            to = max(candidates, key=lambda v: (self.progress[v].recent_active, self.progress[v].match))
         if to == self.id:
             return to
         if to not in voters:

@@ -45,7 +45,7 @@ from ..node import (
 )
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
-from ..peer.transport import MESSAGES_PATH, PeerRequestError
+from ..peer.wire import MESSAGES_PATH, PeerRequestError
 from . import coordination
 from ._answers import (
     REVISION_HEADER,

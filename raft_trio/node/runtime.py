@@ -4,11 +4,12 @@ transport and the key-value state machine.
 One nursery owns every task, so cancelling it stops the node with nothing
 left behind:
 
-- the ticker, calling ``core.tick()`` every ``tick_ms``;
+- the ticker, delivering the core's ticks when the next one matters
+  (``raft_trio.node._ticks``: every input first gets the ticks that passed);
 - the ready loop: persist (one fsync for everything that arrived while the
   previous one ran: group commit), send, apply, answer waiting clients,
   ``advance``;
-- one sender task per peer (``raft_trio.peer.transport``);
+- one stream per peer, with its outbox (``raft_trio.peer.transport``);
 - the payload supervisor (``raft_trio.node.payload``).
 
 Nothing that waits runs inside the core; nothing here decides protocol.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -65,11 +67,13 @@ from ..kv import (
     encode_command,
 )
 from ..peer.auth import PeerAuthenticator
-from ..peer.transport import PostFunction, Transport
+from ..peer.stream import RequestFunction
+from ..peer.transport import Transport
 from ..security import Security
 from ..storage import WAL_HEADROOM_BYTES, StorageError
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+from ._ticks import LazyTicks
 from .leases import LeaseClock, minimum_ttl
 from .space import SpaceGuard
 from .watches import WatchHub
@@ -104,8 +108,9 @@ class Timing:
 
     @property
     def peer_deadline(self) -> float:
-        """Deadline of one POST to a peer: a heartbeat round or two. A peer
-        slower than that is treated as unreachable for that batch."""
+        """Deadline of one write to a peer's stream: a heartbeat round or
+        two. A stream that takes no frame within it is dropped, and the peer
+        treated as unreachable until a new stream opens."""
         return max(0.2, 2 * self.heartbeat_ms / 1000)
 
 
@@ -199,7 +204,7 @@ class RaftNode:
         write_timeout: float = 5.0,
         *,
         run_disk: DiskRunner = trio.to_thread.run_sync,
-        post: PostFunction | None = None,
+        request: RequestFunction | None = None,
         security: Security | None = None,
         cluster_id: str | None = None,
         space: SpaceGuard | None = None,
@@ -217,7 +222,7 @@ class RaftNode:
         self.timing = timing
         self.write_timeout = write_timeout
         self._run_disk = run_disk
-        self._post = post
+        self._request = request
         self.security = security = security or Security()
         #: Signs this node's peer requests and checks those it receives
         #: (None: no cluster secret, peers are trusted).
@@ -238,6 +243,9 @@ class RaftNode:
         self.leases = LeaseClock()
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
+        # The ticker sleeps at most a heartbeat interval, so a pause is
+        # told from time the node ran (see raft_trio.node._ticks).
+        self._ticks = LazyTicks(self.core, timing.tick_ms / 1000, timing.heartbeat_ms / 1000)
         self._writes = PendingWrites()
         self._reads = PendingReads()
         self._wake = trio.Event()
@@ -411,12 +419,13 @@ class RaftNode:
                 self.timing.peer_deadline,
                 on_unreachable=self._peer_unreachable,
                 on_snapshot_sent=self._snapshot_sent,
-                observe=metrics.observe_peer_rpc,
-                post=self._post,
-                sign=self.peer_auth.sign if self.peer_auth is not None else None,
+                metrics=metrics.PeerStreamMetrics(),
+                request=self._request,
+                auth=self.peer_auth,
                 verify=self.security.client_ssl(),
             )
             self._transport.set_peers(self._peer_urls())
+            self._ticks.start()
             try:
                 nursery.start_soon(self._ticker, name="ticker")
                 nursery.start_soon(self._ready_loop, name="ready-loop")
@@ -482,8 +491,12 @@ class RaftNode:
         self.wake()
 
     def wake(self) -> None:
+        """The core took an input: handle what it has to do, and wake the
+        ticker sooner if a timer moved closer."""
         self._wake.set()
-        self._pump_wake.set()
+        if self.core.role is Role.LEADER:
+            self._pump_wake.set()
+        self._ticks.reschedule(*self._deadlines())
 
     async def _leader_pump(self) -> None:
         """Sends a leader's messages as soon as they exist, also while the
@@ -500,20 +513,36 @@ class RaftNode:
                 transport.send(message)
 
     async def _ticker(self) -> None:
-        interval = self.timing.tick_ms / 1000
-        deadline = trio.current_time()
         while True:
-            deadline += interval
-            now = trio.current_time()
-            if deadline < now:
-                deadline = now  # fell behind (a pause): do not burst ticks
-            await trio.sleep_until(deadline)
+            with trio.CancelScope(deadline=self._ticks.next_wake(*self._deadlines())) as sleep:
+                self._ticks.sleeping(sleep)
+                await trio.sleep_forever()
+            self._ticks.catch_up()
             self._check_disk_stall()
             self._expire_leases()
             self._announce_commit()
-            self.core.tick()
+            if self.core.role is Role.LEADER:
+                # Heartbeats (and a commit index) go out from here: no
+                # other task needs waking for them.
+                assert self._transport is not None
+                for message in self.core.take_leader_messages():
+                    self._transport.send(message)
             if self.core.has_ready():
                 self.wake()
+
+    def _deadlines(self) -> tuple[float, float, float]:
+        """When the ticker must look again besides the core's ticks: a
+        persist under way has taken too long (see below), the first lease
+        may have run out, a held-back commit event is due."""
+        stall = lease = commit = math.inf
+        started = self._persist_started
+        if self.core.role is Role.LEADER:
+            lease = self.leases.next_deadline
+            if started is not None:
+                stall = started + self.timing.election_min_ms / 1000 + self.timing.tick_ms / 1000
+        if self._commit_due:
+            commit = self._commit_announced_at + COMMIT_EVENT_INTERVAL_S
+        return stall, lease, commit
 
     def _check_disk_stall(self) -> None:
         """A leader whose fsync has stalled for longer than an election
@@ -575,6 +604,7 @@ class RaftNode:
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
             self._persist_started = trio.current_time()
+            self._ticks.reschedule(*self._deadlines())
             try:
                 await self._run_disk(
                     self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
@@ -621,7 +651,7 @@ class RaftNode:
         self.core.advance(ready)
         if self.core.role is Role.LEADER and self.id not in self.kv.started:
             self._record_started(self.id)
-        metrics.observe_state(self)
+        self._ticks.reschedule(*self._deadlines())  # a commit may wait for the next tick, a lease began
         await self._maybe_compact()
 
     def _space_headroom(self) -> int:
@@ -748,6 +778,7 @@ class RaftNode:
     # Client operations
 
     def step(self, messages: list[Message]) -> None:
+        self._ticks.catch_up()
         for message in messages:
             self.core.step(message)
             if isinstance(message, (AppendEntries, Heartbeat)):
@@ -762,7 +793,12 @@ class RaftNode:
                     and self.core.role is Role.LEADER
                 ):
                     self._record_started(message.src)
-        self.wake()
+        if self.core.has_ready():
+            self.wake()
+        else:
+            # Nothing to do (a heartbeat's answer, most of the time): no
+            # task needs waking, only the ticker's plan may change.
+            self._ticks.reschedule(*self._deadlines())
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:
         """Remember the leader's commit index and when it spoke (``/readyz``).
@@ -855,6 +891,7 @@ class RaftNode:
             return result
 
     def _propose(self, data: bytes) -> int:
+        self._ticks.catch_up()
         try:
             return self.core.propose(data)
         except NotLeader as error:
@@ -867,6 +904,7 @@ class RaftNode:
         with self._client_waiting():
             self._require_leader()
             request_id, waiter = self._reads.add()
+            self._ticks.catch_up()
             try:
                 self.core.read_index(request_id)
             except NotLeader as error:
@@ -924,6 +962,7 @@ class RaftNode:
     async def change_membership(self, change: ConfChange) -> int:
         with self._client_waiting():
             self._require_leader()
+            self._ticks.catch_up()
             try:
                 index = self.core.change_membership(change)
             except NotLeader as error:
@@ -937,6 +976,7 @@ class RaftNode:
 
     async def transfer_leadership(self, to: str | None) -> str:
         self._require_leader()
+        self._ticks.catch_up()
         try:
             target = self.core.transfer_leadership(to)
         except NotLeader as error:
