@@ -104,6 +104,9 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--base-port", type=int, default=9711)
     p.add_argument("--profile", help="py-spy record the leader during the last run (raw folded output)")
+    p.add_argument(
+        "--profile-role", choices=("leader", "follower"), default="leader", help="whom --profile records"
+    )
     p.add_argument("--label", default=os.environ.get("PYTHONPATH", "?"))
     a = p.parse_args()
     data = tempfile.mkdtemp(prefix="levers-", dir="/work")
@@ -119,6 +122,7 @@ def main() -> None:
                     [
                         "py-spy",
                         "record",
+                        "--gil",
                         "-r",
                         "200",
                         "-d",
@@ -128,7 +132,11 @@ def main() -> None:
                         "-o",
                         a.profile,
                         "--pid",
-                        str(procs[lid].pid),
+                        str(
+                            procs[
+                                lid if a.profile_role == "leader" else next(n for n in procs if n != lid)
+                            ].pid
+                        ),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -145,14 +153,19 @@ def main() -> None:
             )
             r["leader_cpu_util"] = cpu[lid] / a.seconds
             m1 = {n: _metrics(a.base_port + int(n[1:]) - 1) for n in procs}
-            for key, label in (("raft_fsync_seconds", "fsync"), ("raft_peer_rpc_seconds", "peer_rpc")):
-                lc = m1[lid][key + "_count"] - m0[lid][key + "_count"]
-                ls = m1[lid][key + "_sum"] - m0[lid][key + "_sum"]
-                r[f"leader_{label}_ms"] = ls * 1e3 / max(lc, 1)
-                r[f"leader_{label}_per_write"] = lc / max(n_req, 1)
-                fc = sum(m1[n][key + "_count"] - m0[n][key + "_count"] for n in procs if n != lid)
-                fs = sum(m1[n][key + "_sum"] - m0[n][key + "_sum"] for n in procs if n != lid)
-                r[f"follower_{label}_ms"] = fs * 1e3 / max(fc, 1)
+            key = "raft_fsync_seconds"
+            lc = m1[lid][key + "_count"] - m0[lid][key + "_count"]
+            ls = m1[lid][key + "_sum"] - m0[lid][key + "_sum"]
+            r["leader_fsync_ms"] = ls * 1e3 / max(lc, 1)
+            r["leader_fsync_per_write"] = lc / max(n_req, 1)
+            fc = sum(m1[n][key + "_count"] - m0[n][key + "_count"] for n in procs if n != lid)
+            fs = sum(m1[n][key + "_sum"] - m0[n][key + "_sum"] for n in procs if n != lid)
+            r["follower_fsync_ms"] = fs * 1e3 / max(fc, 1)
+            for key, label in (
+                ("raft_peer_frames_sent_total", "frames"),
+                ("raft_peer_messages_sent_total", "messages"),
+            ):
+                r[f"leader_{label}_per_write"] = (m1[lid][key] - m0[lid][key]) / max(n_req, 1)
             print(
                 json.dumps({"label": a.label, "clients": c, **{k2: round(v, 3) for k2, v in r.items()}}),
                 flush=True,
@@ -171,13 +184,13 @@ def main() -> None:
 
 
 def _metrics(port: int) -> dict[str, float]:
-    """Sums of the fsync and peer-RPC histograms (over all label values)."""
+    """Sums of histograms and counters (over all label values)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     out: dict[str, float] = collections.defaultdict(float)
     for line in text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name.endswith(("_sum", "_count")):
+        if name.endswith(("_sum", "_count", "_total")):
             out[name] += float(line.rsplit(" ", 1)[1])
     return out
 

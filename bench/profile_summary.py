@@ -1,6 +1,8 @@
 """Summarizes a py-spy ``--format raw`` (folded) profile: share of samples
 by area (first matching rule over the whole stack) and the top functions
-by self time.
+by self time. Record with ``--gil`` (as ``bench/levers.py`` does) so that
+samples count time spent running Python, not time waiting in ``epoll`` or
+in ``fsync``.
 
     python bench/profile_summary.py prof.txt
 """
@@ -13,6 +15,8 @@ import sys
 #: (area, substring of a frame); the first rule any frame of a stack matches wins.
 AREAS = [
     ("disk thread (sqlite, fsync)", "_work (raft_trio/node/disk.py"),
+    ("peer stream receive (our part and below)", "read_stream (raft_trio/peer/inbound.py"),
+    ("peer stream sends (frames, httpx, h11, sockets)", "raft_trio/peer/stream.py"),
     ("peer sends: httpx client", "(httpx/"),
     ("peer sends: transport", "raft_trio/peer/transport.py"),
     ("ready loop: apply/persist/advance", "_ready_loop"),

@@ -4,7 +4,12 @@ single-node cluster, sends N requests over one keep-alive connection
 the node's CPU time per request (from /proc), which contention on the
 machine moves much less than wall time.
 
-    PYTHONPATH=$PWD python bench/request_cost.py [--requests 2000] [--kind peer|put|get]
+    PYTHONPATH=$PWD python bench/request_cost.py [--requests 2000] [--kind peer|stream|put|get|healthz]
+
+``stream`` sends the same one-heartbeat batch as ``peer``, but as frames of
+one long-lived ``POST /raft/stream`` (one frame every 0.5 ms, so that each
+arrives on its own, as a lone heartbeat would): the node's CPU per frame
+against its CPU per request.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from pathlib import Path
 
 from raft_trio.client import Client, ClientError
 from raft_trio.core import Heartbeat
-from raft_trio.peer.transport import encode_batch
+from raft_trio.peer.framing import FrameWriter
+from raft_trio.peer.wire import STREAM_PATH, encode_batch
 
 
 def cpu(pid: int) -> float:
@@ -34,7 +40,7 @@ def cpu(pid: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=2000)
-    p.add_argument("--kind", default="peer", choices=["peer", "put", "get", "healthz"])
+    p.add_argument("--kind", default="peer", choices=["peer", "stream", "put", "get", "healthz"])
     p.add_argument("--port", type=int, default=9791)
     a = p.parse_args()
     data = tempfile.mkdtemp(prefix="reqcost-", dir="/work")
@@ -67,6 +73,9 @@ def main() -> None:
             if time.time() > deadline:
                 raise SystemExit("no leader")
             time.sleep(0.2)
+        if a.kind == "stream":
+            stream_cost(a.port, proc.pid, a.requests)
+            return
         conn = http.client.HTTPConnection("127.0.0.1", a.port)
         # A heartbeat of an old term from a stranger: decoded and stepped, ignored.
         body = encode_batch([Heartbeat(term=0, src="ghost", dst="n1", commit=0, seq=1)])
@@ -112,6 +121,45 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def stream_cost(port: int, pid: int, frames: int) -> None:
+    """One stream, ``frames`` frames of one stale heartbeat each."""
+    import socket
+
+    payload = encode_batch([Heartbeat(term=0, src="ghost", dst="n1", commit=0, seq=1)])
+    writer = FrameWriter()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(
+        f"POST {STREAM_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Raft-From: ghost\r\n"
+        "Content-Type: application/x-raft-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    )
+
+    def one() -> None:
+        frame = writer.frame(payload)
+        sock.sendall(b"%x\r\n%s\r\n" % (len(frame), frame))
+        time.sleep(0.0005)
+
+    for _ in range(200):
+        one()
+    c0, t0 = cpu(pid), time.perf_counter()
+    for _ in range(frames):
+        one()
+    c1, t1 = cpu(pid), time.perf_counter()
+    sock.sendall(b"0\r\n\r\n")
+    sock.recv(4096)
+    sock.close()
+    print(
+        json.dumps(
+            {
+                "kind": "stream",
+                "frames": frames,
+                "server_cpu_ms_per_frame": round((c1 - c0) * 1e3 / frames, 3),
+                "wall_ms_per_frame": round((t1 - t0) * 1e3 / frames, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -143,6 +143,9 @@ class Code(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     #: 503: a write whose fate is unknown: it may or may not take effect.
     INDETERMINATE = "indeterminate"
+    #: 507: a new value refused, having changed nothing, while a member's
+    #: free space is below its reserve (deletes and reads go on).
+    NO_SPACE = "no_space"
     #: Any other failure (should not happen; the ``error`` says what).
     INTERNAL = "internal"
 
@@ -224,6 +227,9 @@ class Member(msgspec.Struct, frozen=True):
     id: NodeId
     url: HttpUrl
     voter: bool = True
+    #: It has acknowledged entries once: a new, empty data directory for
+    #: it is refused.
+    started: bool = False
 
 
 class Bootstrap(msgspec.Struct, frozen=True):
@@ -233,6 +239,13 @@ class Bootstrap(msgspec.Struct, frozen=True):
     expect: int
     ack: str | None
     seen: list[str]
+
+
+class FirstStart(msgspec.Struct, frozen=True):
+    """While a node with a new data directory asks its cluster whether it
+    has started before: the members it asks."""
+
+    asking: list[str]
 
 
 class Status(msgspec.Struct, frozen=True):
@@ -249,6 +262,13 @@ class Status(msgspec.Struct, frozen=True):
     members: list[Member]
     #: Only while the node waits for its cluster to form (discovery).
     bootstrap: Bootstrap | UnsetType = UNSET
+    #: Only while a new data directory asks its cluster (first start).
+    first_start: FirstStart | UnsetType = UNSET
+    #: How the others reach this node (its advertised URL).
+    url: str | None = None
+    #: This node's alarms: ``"NOSPACE"`` while its free space is below its
+    #: reserve.
+    alarms: list[str] = msgspec.field(default_factory=list)
 
 
 class NodeEventData(msgspec.Struct, frozen=True):

@@ -31,14 +31,18 @@ MIN_SECRET_BYTES = 16
 #: Requests under these paths (after the API prefix) change the cluster
 #: itself and need the admin token when one is configured.
 ADMIN_PATHS = ("/members", "/leadership/")
+#: Reads that need it too: a backup holds every key.
+ADMIN_READS = ("/snapshot",)
 
 
 def is_admin_request(method: str, path: str, api_prefix: str = "/api") -> bool:
-    """Membership changes and leadership transfer (reading the membership
-    is not one)."""
+    """Membership changes, leadership transfer and backups (reading the
+    membership is not one)."""
+    rest = path[len(api_prefix.rstrip("/")) :] if path.startswith(api_prefix.rstrip("/")) else ""
+    if method.upper() == "GET":
+        return rest in ADMIN_READS
     if method.upper() not in ("POST", "PUT", "DELETE", "PATCH"):
         return False
-    rest = path[len(api_prefix.rstrip("/")) :] if path.startswith(api_prefix.rstrip("/")) else ""
     return any(rest == admin.rstrip("/") or rest.startswith(admin.rstrip("/") + "/") for admin in ADMIN_PATHS)
 
 

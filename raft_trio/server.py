@@ -18,18 +18,21 @@ import dataclasses
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
 
-from . import discovery
+from . import discovery, schema
 from .asgi import serve_app
 from .client import TrioClient
 from .core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
 from .http.app import HttpSettings, create_app
+from .node import disk_watch, first_start
 from .node.disk import DiskWriter
 from .node.payload import PayloadSupervisor
 from .node.runtime import NotLeaderError, RaftNode, Timing
+from .node.space import SpaceGuard
 from .security import Security
 from .storage import DurableStorage, SnapshotPolicy
 
@@ -69,6 +72,12 @@ class NodeSettings:
     discovery: discovery.DiscoverySettings | None = None
     #: Cluster secret, admin token and TLS (default: none of them).
     security: Security = dataclasses.field(default_factory=Security)
+    #: Record ``cluster_id`` in a data directory that has none (made
+    #: without --cluster-id); without it such a directory is refused.
+    adopt_data_dir: bool = False
+    #: Free bytes kept in reserve on the data directory's file system
+    #: (None: the smaller of 256 MiB and a tenth of it; see node/space.py).
+    disk_reserve_bytes: int | None = None
 
 
 def run_node_process(settings: NodeSettings) -> None:
@@ -84,15 +93,37 @@ def run_node_process(settings: NodeSettings) -> None:
 async def run_node(
     settings: NodeSettings, *, task_status: trio.TaskStatus[RaftNode] = trio.TASK_STATUS_IGNORED
 ) -> None:
+    """Run the node until it is told to stop. With discovery, a node that
+    finds it was removed from its cluster moves its data aside and starts
+    over as a new member, under the same id (see ``_serve``)."""
+    while await _serve(settings, task_status):
+        task_status = trio.TASK_STATUS_IGNORED
+        kept = await trio.to_thread.run_sync(discovery.retire_data_dir, settings.data_dir)
+        log.warning("the data of the removed member is kept in %s; joining again as a new member", kept)
+
+
+async def _serve(settings: NodeSettings, task_status: trio.TaskStatus[RaftNode]) -> bool:
+    """One life of the node; True if it ended because the cluster removed
+    it (a replica scaled away, then back). Reusing the id is safe then:
+    the removal is committed, the old log is set aside before the new one
+    starts (in this process, so no message of the old life is still on its
+    way), and the new member votes only once it has been added again, with
+    the cluster's current term."""
+    known_peers: dict[str, str] = {}
     if settings.discovery is not None:
         storage = await _open_discovered(settings, settings.discovery)
         if storage is None:
             log.info("stopped before the cluster formed")
-            return
+            return False
     else:
-        storage = await _open_storage(settings, Membership.of(settings.peers) if settings.peers else None)
+        opened = await _open_static(settings)
+        if opened is None:
+            log.info("stopped before the first-start check decided")
+            return False
+        storage, known_peers = opened
     writer = DiskWriter(f"raft-disk-{settings.node_id}")
     try:
+        space = SpaceGuard(storage.path, settings.disk_reserve_bytes)
         node = RaftNode(
             settings.node_id,
             settings.url,
@@ -100,8 +131,12 @@ async def run_node(
             settings.timing,
             run_disk=writer,
             security=settings.security,
+            cluster_id=storage.data_dir.meta.cluster_id,
+            space=space,
         )
-        if settings.peers and node.core.membership != Membership.of(settings.peers):
+        if known_peers:
+            node.add_known_peers(known_peers)  # a learner that starts empty
+        elif settings.peers and node.core.membership != Membership.of(settings.peers):
             log.info("data dir already holds a cluster; --peers is ignored")
         payload = PayloadSupervisor(settings.leader_script, settings.follower_script, settings.node_id)
         payload.starting_as(node.role_name, node.core.term, node.leader_url())
@@ -110,10 +145,18 @@ async def run_node(
         )
         app = create_app(node, settings.http)
         stop = trio.Event()
+        removed: list[str] = []
+
+        def on_removed(reason: str) -> None:
+            log.warning("this node was removed from the cluster: %s", reason)
+            removed.append(reason)
+            stop.set()
+
         http_shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, stop)
             await nursery.start(node.run)
+            nursery.start_soon(_watch_disk, node, storage, space, settings.http.api_prefix)
             nursery.start_soon(payload.run)
             if settings.join and not node.core.membership.members:
                 nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
@@ -121,12 +164,9 @@ async def run_node(
                 resolver = settings.discovery.resolver()
                 if not node.core.membership.members:
                     nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
-                elif node.core.membership.get(node.id) is None:
-                    log.warning(
-                        "this node was removed from the cluster; it does not ask to join again "
-                        "by itself: recreate it (or wipe its data directory) to join as a new member"
-                    )
-                nursery.start_soon(discovery.manage_membership, node, settings.discovery, resolver)
+                nursery.start_soon(
+                    discovery.manage_membership, node, settings.discovery, resolver, on_removed
+                )
             async with trio.open_nursery() as http:
                 addresses = await http.start(
                     partial(
@@ -162,6 +202,7 @@ async def run_node(
             await writer(storage.close)
         writer.stop()
     log.info("stopped")
+    return bool(removed)
 
 
 async def _open_storage(settings: NodeSettings, initial: Membership | None) -> DurableStorage:
@@ -173,8 +214,76 @@ async def _open_storage(settings: NodeSettings, initial: Membership | None) -> D
             settings.cluster_id,
             initial_snapshot=Snapshot(SnapshotMeta(0, 0, initial)) if initial is not None else None,
             policy=SnapshotPolicy(max_entries=settings.snapshot_entries),
+            adopt=settings.adopt_data_dir,
         )
     )
+
+
+async def _open_static(settings: NodeSettings) -> tuple[DurableStorage, dict[str, str]] | None:
+    """The storage of a node started with ``--peers`` or ``--join``, and
+    the members' addresses when it starts empty as a learner. A new data
+    directory first asks the cluster whether this member has started
+    before (:mod:`raft_trio.node.first_start`), serving a waiting page
+    meanwhile. None if the node was stopped while it waited."""
+    initial = Membership.of(settings.peers) if settings.peers else None
+    others = {i: url for i, url in settings.peers.items() if i != settings.node_id}
+    voters = list(settings.peers)
+    if not settings.peers and settings.join:
+        others, voters = {"join": settings.join.rstrip("/")}, []
+    if not others:
+        return await _open_storage(settings, initial), {}
+    storage = await _open_storage(settings, None)
+    if not _is_new(storage):
+        return storage, {}
+    await trio.to_thread.run_sync(storage.close)
+    status = first_start.waiting_status(settings.node_id, others)
+    api_prefix = settings.http.api_prefix
+
+    async def ask() -> first_start.Decision:
+        async with settings.security.async_client(api_prefix) as client:
+            fetch = disk_watch.http_fetch_status(client, api_prefix)
+            return await first_start.check(settings.node_id, others, voters, fetch)
+
+    decision = await _serve_waiting_page(settings, lambda: status, ask)
+    if decision is None:
+        return None
+    if decision.action == "bootstrap":
+        return await _open_storage(settings, initial), {}
+    return await _open_storage(settings, None), decision.peers
+
+
+async def _serve_waiting_page(
+    settings: NodeSettings,
+    status: Callable[[], schema.Status],
+    work: Callable[[], Awaitable[first_start.Decision]],
+) -> first_start.Decision | None:
+    """Serve ``discovery.WaitingApp`` on the node's port while ``work``
+    runs; its result, or None if a signal stopped the node first."""
+    decided: list[first_start.Decision] = []
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def stop_on_signal() -> None:
+            await _stop_on_signals(trio.Event())
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(stop_on_signal)
+        app = discovery.WaitingApp(status, settings.http.api_prefix)
+        await nursery.start(
+            partial(
+                serve_app,
+                app,
+                settings.listen_host,
+                settings.listen_port,
+                shutdown,
+                settings.root_path,
+                tls=settings.security,
+            )
+        )
+        decided.append(await work())
+        shutdown.set()
+        nursery.cancel_scope.cancel()
+    return decided[0] if decided else None
 
 
 def _is_new(storage: DurableStorage) -> bool:
@@ -255,6 +364,11 @@ async def _stop_on_signals(stop: trio.Event) -> None:
         async for _ in signals:
             stop.set()
             return
+
+
+async def _watch_disk(node: RaftNode, storage: DurableStorage, space: SpaceGuard, api_prefix: str) -> None:
+    async with node.security.async_client(api_prefix) as client:
+        await disk_watch.watch(node, storage, space, disk_watch.http_fetch_status(client, api_prefix))
 
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:

@@ -92,18 +92,24 @@ async def discover_nodes(
     resolve: Callable[[str], list[str]] = resolve_addresses,
     scheme: str = "http",
 ) -> None:
-    """Watch every address ``name`` resolves to, now and as replicas come.
+    """Watch every address ``name`` resolves to, now and as replicas come;
+    forget those that leave (a replica stopped or scaled away): the page
+    drops them once they are unreachable and no longer members.
 
     dnspython's asyncio resolver does not run on Trio: the blocking one runs
     in a thread."""
     seen: set[str] = set()
     while True:
-        addresses = await trio.to_thread.run_sync(resolve, name)
+        addresses = set(await trio.to_thread.run_sync(resolve, name))
         if not addresses and not seen:
             log.warning("discovery: %s resolves to nothing (yet)", name)
-        for address in addresses:
-            if address not in seen:
-                seen.add(address)
-                log.info("discovery: %s has %s", name, address)
+        for address in sorted(addresses - seen):
+            log.info("discovery: %s has %s", name, address)
+        if addresses:  # (no answer at all may be a DNS failure: forget nothing then)
+            for address in sorted(seen - addresses):
+                log.info("discovery: %s no longer has %s", name, address)
+                watcher.forget(f"{scheme}://{address}:{port}")
+            seen = addresses
+        for address in sorted(addresses):
             watcher.add(f"{scheme}://{address}:{port}")
         await trio.sleep(period)

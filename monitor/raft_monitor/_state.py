@@ -12,10 +12,13 @@ Invariants:
 - every source URL maps to exactly one node, and every node has exactly one
   source URL (``NodeState.url``);
 - no two nodes share an id: when a second source turns out to reach a node
-  that another source already reached (a DNS address and a membership host
-  name for the same server), the second one is dropped and its URL is
-  ignored from then on; a source that only had the id as a hint from
-  membership gives way to one that reached the node itself;
+  that another source reaches (a DNS address and a membership host name for
+  the same server), the second one is dropped and its URL ignored while
+  that other source still reaches the node; a source that only had the id
+  as a hint from membership, or whose node is unreachable there (it came
+  back at another address), gives way to one that reached the node itself;
+- a node found by DNS stays while its address is in DNS; once it has left
+  (``forget_source``) it goes when it is unreachable and not a member;
 - ``role`` is one of :data:`ROLES`; a node is ``unreachable`` until its
   first report and whenever its watcher says so, and keeps the term, leader
   and indexes it last reported;
@@ -124,13 +127,18 @@ class NodeState:
     last_contact: float | None = None
     #: Why it is unreachable ("connecting", "connection refused", ...).
     reason: str | None = "connecting"
-    #: Named on the command line or found by DNS: never dropped.
-    seed: bool = False
+    #: The URLs named on the command line or found by DNS that reach this
+    #: node (its own, and duplicates'): never dropped while it has one.
+    seeds: set[str] = dataclasses.field(default_factory=set)
     #: The node itself reported this id (not only another node's membership).
     confirmed: bool = False
     #: In the membership the leader last reported.
     member: bool = True
     voter: bool | None = None
+
+    @property
+    def seed(self) -> bool:
+        return bool(self.seeds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +185,8 @@ class ClusterView:
         self.wall_offset = wall_offset
         self.nodes: dict[str, NodeState] = {}
         self.sources: dict[str, str] = {}  # url -> key
-        self.ignored: set[str] = set()
+        #: Duplicate source URL -> the key of the node it duplicated.
+        self.ignored: dict[str, str] = {}
         self.timeline: collections.deque[TimelineEntry] = collections.deque(maxlen=timeline_limit)
         self._seq = 0
         self._max_term = -1
@@ -200,14 +209,21 @@ class ClusterView:
         """Watch ``url`` (optionally with the id another node gave it)."""
         changes = Changes()
         url = normalize_url(url)
-        if url in self.sources or url in self.ignored:
-            if seed and url in self.sources:
-                self.nodes[self.sources[url]].seed = True
+        if url in self.ignored:
+            other = self.nodes.get(self.ignored[url])
+            if other is not None and other.role != UNREACHABLE:
+                return changes
+            del self.ignored[url]  # the node it duplicated is not reached there now: try again
+        if url in self.sources:
+            if seed:
+                self.nodes[self.sources[url]].seeds.add(url)
             return changes
         key = node_id if node_id is not None and node_id not in self.nodes else url
         if key in self.nodes:  # a URL-keyed node cannot clash, but be sure
             return changes
-        self.nodes[key] = NodeState(key, url, id=key if key == node_id else None, seed=seed)
+        self.nodes[key] = NodeState(
+            key, url, id=key if key == node_id else None, seeds={url} if seed else set()
+        )
         self.sources[url] = key
         changes.touch(key)
         changes.watch.append(url)
@@ -291,9 +307,29 @@ class ClusterView:
         if node.reason != reason:
             node.reason = reason
             changes.touch(node.key)
-        if not node.member and not node.seed:
-            self._drop(node, changes, ignore=False)
+        if self._expendable(node):
+            self._drop(node, changes)
         return changes
+
+    def forget_source(self, url: str, now: float) -> Changes:
+        """``url`` is no longer in DNS (its replica stopped or was scaled
+        away): it is no seed any more, and goes now if its node is
+        unreachable and not a member."""
+        changes = Changes()
+        url = normalize_url(url)
+        self.ignored.pop(url, None)
+        for node in list(self.nodes.values()):
+            if url in node.seeds:
+                node.seeds.discard(url)
+                if node.role == UNREACHABLE and self._expendable(node):
+                    self._drop(node, changes)
+        return changes
+
+    @staticmethod
+    def _expendable(node: NodeState) -> bool:
+        """Not worth showing once unreachable: no seed reaches it, and it is
+        not a member (or was never even identified)."""
+        return not node.seed and (not node.member or node.id is None)
 
     # -- internals -----------------------------------------------------------
 
@@ -301,16 +337,16 @@ class ClusterView:
         """The node at ``node.url`` says it is ``node_id``."""
         other = self.nodes.get(node_id)
         if other is not None and other is not node:
-            if other.confirmed:
-                # Another source reached this node first: ours is a duplicate.
-                node_seed = node.seed
-                self._drop(node, changes, ignore=True)
-                other.seed = other.seed or node_seed
+            if other.confirmed and other.role != UNREACHABLE:
+                # Another source reaches this node: ours is a duplicate.
+                self._drop(node, changes, ignore_for=other.key)
+                other.seeds |= node.seeds
                 return None
-            # The other only had the id as a hint: this source takes over.
-            node.seed = node.seed or other.seed
+            # The other only had the id as a hint, or does not reach the
+            # node any more: this source takes over.
+            node.seeds |= other.seeds
             node.member, node.voter = other.member, other.voter
-            self._drop(other, changes, ignore=True)
+            self._drop(other, changes, ignore_for=node_id)
         if node.key != node_id:
             del self.nodes[node.key]
             changes.drop(node.key)
@@ -322,11 +358,13 @@ class ClusterView:
         changes.touch(node_id)
         return node
 
-    def _drop(self, node: NodeState, changes: Changes, *, ignore: bool) -> None:
+    def _drop(self, node: NodeState, changes: Changes, *, ignore_for: str | None = None) -> None:
+        """Forget ``node``; with ``ignore_for``, its URL is a duplicate of
+        that node's, ignored while that node is reached."""
         self.nodes.pop(node.key, None)
         self.sources.pop(node.url, None)
-        if ignore:
-            self.ignored.add(node.url)
+        if ignore_for is not None:
+            self.ignored[node.url] = ignore_for
         changes.drop(node.key)
         changes.unwatch.append(node.url)
 
@@ -366,7 +404,7 @@ class ClusterView:
                 node.member, node.voter = in_cluster, voting
                 changes.touch(node.key)
             if not in_cluster and not node.seed and node.role == UNREACHABLE:
-                self._drop(node, changes, ignore=False)
+                self._drop(node, changes)
 
     def _record(
         self,

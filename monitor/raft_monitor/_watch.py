@@ -92,6 +92,10 @@ class Watcher:
         """Watch ``url`` (from --nodes or DNS); a no-op if already watched."""
         self._act(self.view.add_source(url, self.clock(), seed=seed))
 
+    def forget(self, url: str) -> None:
+        """``url`` left DNS: its node goes once unreachable and not a member."""
+        self._act(self.view.forget_source(url, self.clock()))
+
     def refresh_now(self) -> None:
         """Read every node's indexes now (after a write through the page)."""
         self._refresh.set()

@@ -21,6 +21,7 @@ from .argv import build_parser, extract_globals
 from .client_commands import run_client_command
 from .commands import cmd_leave, cmd_node, cmd_up
 from .errors import UsageError, fail
+from .snapshot import cmd_snapshot_restore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_up(args)
         if args.command == "leave":
             return cmd_leave(args, options.endpoints)
+        if args.command == "snapshot" and args.snapshot_command == "restore":
+            return cmd_snapshot_restore(args)  # makes data directories; talks to no cluster
         return run_client_command(args, options)
     except UsageError as error:
         fail(str(error))

@@ -109,11 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run one node")
     node.add_argument(
-        "--id", help="this node's id (with --discover: default the data dir's, else the hostname)"
+        "--id",
+        help="this node's id (with --discover: default the data dir's, else the replica's name or hostname)",
     )
     node.add_argument("--listen", required=True, help="HOST:PORT to bind")
     node.add_argument(
-        "--data-dir", required=True, help="this node's data directory; {hostname} stands for the hostname"
+        "--data-dir",
+        required=True,
+        help="this node's data directory; {hostname} stands for the hostname, {name} (with --discover) "
+        "for the replica's stable DNS name (its container name), else the hostname",
     )
     node.add_argument("--peers", help="static initial membership ID=URL,... (including this node)")
     node.add_argument(
@@ -144,8 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--advertise", help="the URL others reach this node at (default: its --peers entry)")
     node.add_argument(
         "--cluster-id",
-        help="name of the cluster, recorded in the data dir; a dir of another cluster is refused "
-        "(default $RAFT_CLUSTER_ID)",
+        help="name of the cluster, recorded in the data dir; a dir of another cluster, or one that "
+        "records none, is refused (default $RAFT_CLUSTER_ID)",
+    )
+    node.add_argument(
+        "--adopt-data-dir",
+        action="store_true",
+        help="record --cluster-id in a data dir made without one (otherwise such a dir is refused)",
     )
     node.add_argument(
         "--cluster-secret-file",
@@ -161,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-key", help="the key of --tls-cert (PEM; default $RAFT_TLS_KEY)")
     node.add_argument(
         "--tls-ca", help="verify the other nodes against this CA bundle (PEM; default $RAFT_TLS_CA)"
+    )
+    node.add_argument(
+        "--disk-reserve-bytes",
+        type=int,
+        help="free bytes to keep on the data dir's file system: below them new values are refused "
+        "(default $RAFT_DISK_RESERVE_BYTES, else the smaller of 256 MiB and a tenth of the file system)",
     )
     node.add_argument("--heartbeat-ms", type=int)
     node.add_argument("--election-min-ms", type=int)
@@ -213,6 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     transfer = sub.add_parser("transfer-leader", help="hand leadership over", parents=[client])
     transfer.add_argument("--to", default=None)
+
+    snapshot = sub.add_parser(
+        "snapshot", help="back up the state machine, or make a new cluster from a backup"
+    )
+    snapshot_sub = snapshot.add_subparsers(dest="snapshot_command", required=True, parser_class=Parser)
+    save = snapshot_sub.add_parser(
+        "save", help="write a consistent, checksummed backup taken from the leader (needs the admin token)"
+    )
+    save.add_argument("file", help="where to write it (a whole backup or nothing)")
+    restore = snapshot_sub.add_parser(
+        "restore", help="make the data directory of one member of a new cluster holding the backup's state"
+    )
+    restore.add_argument("file", help="a backup written by 'snapshot save'")
+    restore.add_argument("--data-dir", required=True, help="a new (absent or empty) data directory")
+    restore.add_argument("--id", required=True, help="this member's id")
+    restore.add_argument("--peers", required=True, help="the new cluster: ID=URL,... (this member included)")
+    restore.add_argument(
+        "--cluster-id",
+        default=None,
+        help="the new cluster's id (default: derived from the backup and --peers, the same for every member)",
+    )
 
     leave = sub.add_parser(
         "leave",

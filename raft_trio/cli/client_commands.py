@@ -20,6 +20,7 @@ from . import settings
 from .argv import GlobalOptions, check_url
 from .errors import UsageError
 from .output import output_for, print_error, print_json, print_table
+from .snapshot import cmd_snapshot_save
 
 Command = Callable[[argparse.Namespace, Client, str], int]
 
@@ -134,4 +135,5 @@ COMMANDS: dict[str, Command] = {
     "status": cmd_status,
     "members": cmd_members,
     "transfer-leader": cmd_transfer,
+    "snapshot": cmd_snapshot_save,
 }

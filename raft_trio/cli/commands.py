@@ -12,17 +12,24 @@ from .errors import UsageError, fail
 
 def cmd_node(args: argparse.Namespace) -> int:
     from ..server import run_node_process
-    from ..storage import DataDirError, StorageError
+    from ..storage import first_error, storage_error_in
 
     node = settings.node_settings(args)
     configure_logging(node.node_id, settings.log_level())
     try:
         run_node_process(node)
-    except (DataDirError, StorageError) as error:
-        # sysexits codes: 78 not this node's directory, 75 in use, 65 damaged.
-        fail(f"data dir {node.data_dir}: {error}", error.exit_code)
-    except OSError as error:
-        fail(f"cannot serve on {args.listen}: {error}")
+    except BaseException as error:
+        # The node's nursery wraps what its tasks raise in exception groups.
+        storage_error = storage_error_in(error)
+        if storage_error is not None:
+            # sysexits codes, documented in the README: 65 damaged, 66 the
+            # directory vanished, 73 disk full, 74 I/O error, 75 in use,
+            # 78 not this node's directory (or this member cannot start empty).
+            fail(f"data dir {node.data_dir}: {storage_error}", storage_error.exit_code)
+        bind_error = first_error(error, OSError)
+        if bind_error is not None:
+            fail(f"cannot serve on {args.listen}: {bind_error}")
+        raise
     return 0
 
 

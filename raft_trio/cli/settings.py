@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..client import DEFAULT_ENDPOINTS
 from ..security import Security
 from .argv import check_url, parse_endpoints, parse_listen, parse_peers
-from .errors import UsageError
+from .errors import UsageError, fail
 from .leave import LeaveSettings
 from .up import CLUSTER_FILE, UP_DATA_DIR, recorded_endpoints
 
@@ -89,28 +89,39 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
     from ..server import NodeSettings
 
     host, port = parse_listen(args.listen)
-    data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
-    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-        raise UsageError(f"--data-dir {data_dir} exists and is not a directory")
     peers = parse_peers(args.peers) if args.peers else {}
     join = check_url(args.join, "--join") if args.join else None
     node_id = args.id
     found = None
     if not peers and not join:
-        name = args.discover if args.discover is not None else os.environ.get("APP_NAME") or None
-        if not name:
+        service = args.discover if args.discover is not None else os.environ.get("APP_NAME") or None
+        if not service:
             raise UsageError("a node needs --peers, --join or --discover to find its cluster")
-        found = discovery_settings(args, name, port, node_security(args))
-        # Without --id: the id the data directory was created with, else the hostname.
-        node_id = node_id or discovery.stored_node_id(data_dir) or discovery.host_name()
+        found = discovery_settings(args, service, port, node_security(args))
     elif node_id is None:
         raise UsageError("--id is needed with --peers or --join")
+    # With discovery, the name that stays with this replica when its address
+    # changes (its container name), if it has one: its URL, id and {name}.
+    address = discovery.advertise_host(host) if found is not None else host
+    name = None
+    if found is not None and not args.advertise and address != host:
+        try:
+            name = discovery.find_replica_name(address, found)
+        except discovery.NoReplicaName as error:
+            fail(f"cannot tell this replica's name: {error}", 75)  # EX_TEMPFAIL: the engine restarts it
+    data_dir = args.data_dir.replace("{hostname}", discovery.host_name())
+    data_dir = data_dir.replace("{name}", name or discovery.host_name())
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise UsageError(f"--data-dir {data_dir} exists and is not a directory")
+    if found is not None:
+        # Without --id: the id the data directory was created with, else the name.
+        node_id = node_id or discovery.stored_node_id(data_dir) or name or discovery.host_name()
     if peers and node_id not in peers:
         raise UsageError(f"--peers must include this node ({node_id})")
     if args.advertise:
         url = check_url(args.advertise, "--advertise")
     elif found is not None:
-        url = discovery.endpoint_url(discovery.advertise_host(host), port, found.security.scheme)
+        url = discovery.endpoint_url(name or address, port, found.security.scheme)
     else:
         url = peers.get(node_id, f"{node_security(args).scheme}://{host}:{port}")
     timing = Timing(
@@ -153,7 +164,21 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
         cluster_id=cluster_id or None,
         discovery=found,
         security=security,
+        disk_reserve_bytes=disk_reserve(args),
+        adopt_data_dir=args.adopt_data_dir,
     )
+
+
+def disk_reserve(args: argparse.Namespace) -> int | None:
+    """``--disk-reserve-bytes`` or ``RAFT_DISK_RESERVE_BYTES``; None: the default."""
+    if args.disk_reserve_bytes is not None:
+        reserve: int | None = args.disk_reserve_bytes
+    else:
+        raw = os.environ.get("RAFT_DISK_RESERVE_BYTES")
+        reserve = env_int("RAFT_DISK_RESERVE_BYTES", 0) if raw else None
+    if reserve is not None and reserve < 0:
+        raise UsageError("the disk reserve (--disk-reserve-bytes) must not be negative")
+    return reserve
 
 
 def node_security(args: argparse.Namespace) -> Security:

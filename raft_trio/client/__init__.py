@@ -33,6 +33,7 @@ from ._errors import (
     MembershipConflict,
     NoEndpointAnswered,
     NotFound,
+    StreamBroken,
     Unauthorized,
     Unavailable,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "MembershipConflict",
     "NoEndpointAnswered",
     "NotFound",
+    "StreamBroken",
     "TrioClient",
     "Unauthorized",
     "Unavailable",

@@ -26,6 +26,10 @@ class NoEndpointAnswered(ClientError):
         super().__init__(f"no cluster node answered; tried {listed}")
 
 
+class StreamBroken(ClientError):
+    """A stream that had begun (a backup being downloaded) broke off."""
+
+
 class ApiError(ClientError):
     """The cluster answered with an error: ``status`` (None when no answer
     came at all), ``code`` (one of :class:`raft_trio.schema.Code`),

@@ -9,7 +9,7 @@ acknowledge it with ``advance(ready)``. See the README's "The core" section.
 from ._config import RaftConfig
 from ._errors import AlreadyMember, ConfigChangeRejected, NotLeader, NotMember, ProposalDropped, RaftError
 from ._log import RaftLog
-from ._membership import AddLearner, ConfChange, PromoteLearner, RemoveMember, apply_change
+from ._membership import AddLearner, ConfChange, PromoteLearner, RemoveMember, UpdateMember, apply_change
 from ._messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -70,6 +70,7 @@ __all__ = [
     "SoftState",
     "TimeoutNow",
     "UnavailableError",
+    "UpdateMember",
     "apply_change",
     "decode_message",
     "encode_message",

@@ -3,7 +3,9 @@
 A change alters the voter set by at most one server, so the majorities of
 the old and new configurations always overlap and no joint consensus is
 needed. New servers join as learners (non-voting, §4.2.1) and are promoted
-once they have caught up, so adding a server never stalls commitment.
+once they have caught up, so adding a server never stalls commitment. A
+server's address can change in place (etcd's ``member update``): the voter
+set stays the same, so it is as safe as any other single change.
 
 The rules that make one-at-a-time changes safe live in the core (a leader
 appends a change only after committing an entry of its own term and while no
@@ -32,7 +34,15 @@ class RemoveMember(msgspec.Struct, frozen=True):
     id: NodeId
 
 
-ConfChange = AddLearner | PromoteLearner | RemoveMember
+class UpdateMember(msgspec.Struct, frozen=True):
+    """The member ``id`` is now reached at ``url`` (a container that came
+    back at another address); voter or learner as before."""
+
+    id: NodeId
+    url: str
+
+
+ConfChange = AddLearner | PromoteLearner | RemoveMember | UpdateMember
 
 
 def apply_change(current: Membership, change: ConfChange) -> Membership:
@@ -48,6 +58,12 @@ def apply_change(current: Membership, change: ConfChange) -> Membership:
     if existing is None:
         raise NotMember(f"{change.id} is not a member")
     others = [m for m in current.members if m.id != change.id]
+    if isinstance(change, UpdateMember):
+        if not change.url:
+            raise ConfigChangeRejected("a member needs a url")
+        if change.url == existing.url:
+            raise ConfigChangeRejected(f"{change.id} is already at {change.url}")
+        return Membership.of([*others, Member(existing.id, change.url, voter=existing.voter)])
     if isinstance(change, PromoteLearner):
         if existing.voter:
             raise ConfigChangeRejected(f"{change.id} is already a voter")

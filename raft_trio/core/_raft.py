@@ -1,6 +1,7 @@
 """The Raft protocol as a deterministic state machine (etcd's ``raft.go``).
 
-Inputs: ``step(message)``, ``tick()``, ``propose(data)``,
+Inputs: ``step(message)``, ``tick()`` (``ticks_until_due()`` says when the
+next one matters), ``propose(data)``,
 ``read_index(request_id)``, ``transfer_leadership(to)``,
 ``change_membership(change)``. Output: ``ready()``, then ``advance(ready)``
 once the runtime has handled it (see ``_ready.py`` for the order).
@@ -20,7 +21,10 @@ Safety rules and where they live:
   its own term (§3.6.2, Figure 3.7): ``_maybe_commit``;
 - configurations take effect when appended (§4.1), one change at a time,
   and only after the leader committed an entry of its term (the 2015
-  single-server change fix): ``change_membership``.
+  single-server change fix): ``change_membership``;
+- a leader that removes itself takes no proposal until the removal
+  commits, then hands over and steps down (§4.2.2, §3.10):
+  ``_step_down_removed``.
 """
 
 from __future__ import annotations
@@ -121,6 +125,24 @@ class RaftCore:
     def soft_state(self) -> SoftState:
         return SoftState(self.role, self.term, self.leader_id)
 
+    @property
+    def committed_membership(self) -> Membership:
+        """The configuration of the last committed configuration entry. A
+        member that the configuration in force drops is still in this one
+        until its removal commits, and still gets messages until then
+        (§4.2.2): a removed leader needs its followers' acknowledgements to
+        commit its own removal."""
+        return self.membership_at(self.log.committed)
+
+    @property
+    def handing_over(self) -> bool:
+        """A leader that takes no proposal because it is handing leadership
+        over: a transfer is under way, or it is being removed (it hands over
+        once the removal commits)."""
+        return self.role is Role.LEADER and (
+            self.lead_transferee is not None or self.id not in self.membership.voters
+        )
+
     def promotable(self) -> bool:
         """Only voters of the configuration in force may campaign."""
         return self.id in self.membership.voters
@@ -152,6 +174,26 @@ class RaftCore:
             self._tick_leader()
         else:
             self._tick_election()
+
+    def ticks_until_due(self) -> int | None:
+        """How many ticks from now the next one that matters falls: the
+        ticks before it only count (no timer fires, nothing is sent), so a
+        runtime may sleep until then and deliver them all at once, as long
+        as it does so before any other input. None: no timer runs (a
+        member that may not campaign)."""
+        if self.role is Role.LEADER:
+            due = min(
+                self.config.heartbeat_ticks - self.heartbeat_elapsed,
+                self.config.election_ticks_min - self.election_elapsed,
+            )
+            if self.lead_transferee is not None:
+                due = min(due, self.config.transfer_ticks - self._transfer_elapsed)
+            if self.log.committed > self._commit_broadcast:
+                due = 1  # the commit index waits for the next tick (lazy_commit_broadcast)
+            return max(1, due)
+        if not self.promotable():
+            return None
+        return max(1, self.randomized_election_timeout - self.election_elapsed)
 
     def propose(self, data: bytes) -> int:
         """Append a command; returns its log index. The command is committed
@@ -197,7 +239,9 @@ class RaftCore:
             candidates = sorted(v for v in voters if v != self.id)
             if not candidates:
                 raise RaftError("there is no other voter to transfer leadership to")
-            to = max(candidates, key=lambda v: self.progress[v].match)
+            # A voter heard from in this check-quorum round first (one that
+            # went silent cannot take over), then the most caught up.
+            to = max(candidates, key=lambda v: (self.progress[v].recent_active, self.progress[v].match))
         if to == self.id:
             return to
         if to not in voters:
@@ -410,7 +454,7 @@ class RaftCore:
         self._reset_election_timeout()
         self.heartbeat_elapsed = 0
         self.progress = {}
-        for node_id in self.membership.ids:
+        for node_id in self._replicated_ids():
             self._add_progress(node_id)
         # A leader being removed still leads until the removal commits
         # (§4.2.2) but has no progress of its own, so it never counts itself.
@@ -664,6 +708,8 @@ class RaftCore:
         self._maybe_commit()
         if self.role is not Role.LEADER:
             return  # the commit removed this leader (§4.2.2)
+        if node_id not in self.progress:
+            return  # the commit completed this member's removal
         while self._send_append(node_id, send_if_empty=False):
             pass
         if node_id == self.lead_transferee and pr.match == self.log.last_index():
@@ -685,6 +731,11 @@ class RaftCore:
             raise NotLeader(self.leader_id)
         if self.lead_transferee is not None:
             raise ProposalDropped(f"leadership is being transferred to {self.lead_transferee}")
+        if self.id not in self.membership.voters:
+            # §4.2.2: appending nothing after its own removal means that the
+            # voters whose acknowledgements commit the removal hold the whole
+            # log, so one of them can take over at once (_step_down_removed).
+            raise ProposalDropped("this leader is being removed; it hands over once the removal commits")
 
     def _append_as_leader(self, kind: EntryKind, data: bytes) -> int:
         index = self.log.last_index() + 1
@@ -702,7 +753,10 @@ class RaftCore:
         if not self._may_commit_by_counting(index):
             return False
         first_commit_in_term = not self._committed_in_current_term()
+        previous = self.log.committed
         self.log.commit_to(index)
+        if previous < self._config_history[-1][0] <= index:
+            self._sync_progress()  # a removed member's removal committed: stop replicating to it
         if not self.config.lazy_commit_broadcast:
             self._broadcast_pending = True  # followers learn the new commit index
         if first_commit_in_term:
@@ -710,12 +764,31 @@ class RaftCore:
             for request_id in waiting:
                 self._enqueue_read(request_id)
         if self.id not in self.membership.voters and self._config_history[-1][0] <= index:
-            # §4.2.2: a leader removed from the configuration steps down
-            # once the removal is committed.
-            self._become_follower(self.term, None)
+            self._step_down_removed()
             return False
         self._maybe_promote_learner()
         return True
+
+    def _step_down_removed(self) -> None:
+        """§4.2.2: a leader removed from the configuration steps down once
+        the removal is committed. It first sends TimeoutNow (§3.10) to a
+        remaining voter that holds its whole log, so that voter is elected
+        at once: without it the others would wait out their election
+        timeouts, which their leader leases (§4.2.3) make at least the
+        minimum timeout. Since the leader appended nothing after its removal
+        (``_check_can_propose``), the voters whose acknowledgements just
+        committed it hold every entry."""
+        last = self.log.last_index()
+        caught_up = [
+            v for v in sorted(self.membership.voters) if v in self.progress and self.progress[v].match == last
+        ]
+        if caught_up:
+            preferred = [v for v in caught_up if self.progress[v].recent_active]
+            target = (
+                self.lead_transferee if self.lead_transferee in caught_up else (preferred or caught_up)[0]
+            )
+            self._send(TimeoutNow(self.term, self.id, target))
+        self._become_follower(self.term, None)
 
     def _may_commit_by_counting(self, index: int) -> bool:
         """Figure 3.7 (the paper's Figure 8): an entry of an older term is
@@ -850,8 +923,15 @@ class RaftCore:
                 if self.role is Role.LEADER:
                     self._sync_progress()
 
+    def _replicated_ids(self) -> frozenset[NodeId]:
+        """Whom a leader replicates to: the configuration in force, and a
+        member it removes until the removal commits (§4.2.2), so that the
+        removed server learns the new configuration and stops campaigning.
+        Only the configuration in force counts in quorums."""
+        return self.membership.ids | self.committed_membership.ids
+
     def _sync_progress(self) -> None:
-        ids = self.membership.ids
+        ids = self._replicated_ids()
         for node_id in ids:
             if node_id not in self.progress:
                 self._add_progress(node_id)

@@ -64,6 +64,7 @@ class Bootstrap:
             applied_index=0,
             last_log_index=0,
             members=[],
+            url=self.url,
             bootstrap=schema.Bootstrap(self.settings.expect, self.ack, sorted(self.seen)),
         )
 

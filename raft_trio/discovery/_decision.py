@@ -15,7 +15,7 @@ resolves to, twice a second:
   among them as the seed. The ack is written to the data directory and
   never changes. A seed that holds acks from ``BOOTSTRAP_EXPECT``
   replicas bootstraps the cluster: the lowest ``BOOTSTRAP_EXPECT`` ids
-  of its ackers, sorted, at the URLs they were found at. The others see
+  of its ackers, sorted, at the URLs they advertise. The others see
   that configuration on the seed and start with exactly the same one.
 
 Two clusters cannot share a node (an ack is given once), and with fewer
@@ -106,5 +106,5 @@ def decide(
     if len(ackers) < expect:
         return Decision("wait", f"seed with {len(ackers)} of {expect} acks: {', '.join(ackers)}"), view
     chosen = ackers[:expect]
-    members = tuple(MemberView(i, my_url if i == me else waiting[i].url) for i in chosen)
+    members = tuple(MemberView(i, my_url if i == me else waiting[i].reach_url) for i in chosen)
     return Decision("bootstrap", f"forming the cluster {', '.join(chosen)}", members), view

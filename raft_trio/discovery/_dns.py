@@ -10,6 +10,7 @@ port). dnspython's blocking resolver runs in a worker thread
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 
@@ -78,6 +79,23 @@ class DnsResolver:
 
     async def resolve(self, name: str, default_port: int) -> list[str]:
         return await trio.to_thread.run_sync(self.lookup, name, default_port, abandon_on_cancel=True)
+
+    def addresses(self, name: str) -> list[str]:
+        """Blocking: the A records of ``name`` (an IP literal: itself)."""
+        with contextlib.suppress(ValueError):
+            return [str(ipaddress.ip_address(name))]
+        return self._addresses(name)
+
+    def reverse(self, address: str) -> list[str]:
+        """Blocking: the names a reverse (PTR) lookup gives for ``address``;
+        raises DnsError when the DNS server does not answer."""
+        try:
+            answer = self._resolver.resolve_address(address)
+        except (dns.resolver.NoNameservers, dns.exception.Timeout) as error:
+            raise DnsError(f"{address}: {error}") from error
+        except dns.exception.DNSException:
+            return []
+        return [rdata.target.to_text(omit_final_dot=True) for rdata in answer]
 
     def _addresses(self, name: str) -> list[str]:
         try:

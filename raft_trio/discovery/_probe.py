@@ -1,5 +1,6 @@
 """What a node says about itself: its ``/api/status`` as the other nodes
-see it (its id, its members, its leader, its bootstrap state)."""
+see it (its id, the URL it advertises, its members, its leader, its
+bootstrap state, and as leader how far its log is committed)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,16 @@ class PeerStatus:
     waiting: bool = False
     #: The seed it acked, while waiting.
     ack: str | None = None
+    #: The URL it says the others reach it at (None: it does not say).
+    advertised: str | None = None
+    #: As leader: its term, and its commit and last log index.
+    leader_log: tuple[int, int, int] | None = None
+
+    @property
+    def reach_url(self) -> str:
+        """Where the others should reach it: its own word, else where it
+        was probed."""
+        return self.advertised or self.url
 
     @classmethod
     def of(cls, url: str, status: schema.Status) -> PeerStatus:
@@ -44,6 +55,10 @@ class PeerStatus:
             leader_url=status.leader_url or None,
             waiting=bootstrap is not None,
             ack=bootstrap.ack or None if bootstrap is not None else None,
+            advertised=status.url.rstrip("/") if status.url else None,
+            leader_log=(
+                (status.term, status.commit_index, status.last_log_index) if status.role == "leader" else None
+            ),
         )
 
     def member(self, node_id: str) -> MemberView | None:

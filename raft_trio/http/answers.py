@@ -43,6 +43,7 @@ from ..kv import (
     parse_lease_id,
 )
 from ..node import (
+    InsufficientStorage,
     LeaseMissing,
     NotLeaderError,
     RaftNode,
@@ -151,6 +152,8 @@ def for_exception(exc: Exception, node: RaftNode, target: Target) -> Answer:
         return exc.answer
     if isinstance(exc, NotLeaderError):
         return not_leader(node, target, exc)
+    if isinstance(exc, InsufficientStorage):
+        return Answer(507, schema.UnavailableAnswer(str(exc), Code.NO_SPACE, False))
     if isinstance(exc, (Unavailable, ReadAborted, WriteFailed, TooManyWatchers, WatchClosed)):
         return retry_later(str(exc))
     if isinstance(exc, WriteIndeterminate):

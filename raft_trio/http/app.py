@@ -41,7 +41,7 @@ from ..kv import MAX_VALUE_BYTES, Delete
 from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
-from ..peer.transport import MESSAGES_PATH, PeerRequestError
+from ..peer.wire import MESSAGES_PATH, PeerRequestError
 from . import answers
 from ._respond import answered, quart_response
 from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error
@@ -58,7 +58,7 @@ SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
 #: A body may hold a 1 MiB value JSON-escaped (up to 6 bytes a character).
 MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
 #: The routes that change the cluster itself (see ``require_admin_token``).
-ADMIN_ENDPOINTS = frozenset({"add_member", "remove_member", "transfer"})
+ADMIN_ENDPOINTS = frozenset({"add_member", "remove_member", "transfer", "save_snapshot"})
 #: Error codes of the HTTP errors Quart and Werkzeug raise themselves.
 HTTP_ERROR_CODES = {
     400: Code.BAD_REQUEST,
@@ -197,11 +197,13 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 404)
     @document_response(schema.UnavailableAnswer, 503)
+    @document_response(schema.UnavailableAnswer, 507)
     @answered
     async def put_key(key: str, data: schema.PutRequest) -> Answer:
         """Write a key (compare-and-set with ``expect``, attached to a lease
         with ``lease``); answers once the write is committed on a majority
-        and applied."""
+        and applied. ``507`` (nothing changed) while a member's free space
+        is below what it needs (raft_trio.node.space)."""
         token = request.headers.get(schema.IDEMPOTENCY_HEADER)
         return await answers.put(node, key, data, token, target())
 

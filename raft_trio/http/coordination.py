@@ -9,6 +9,8 @@ leases (the habits etcd's v3 API and Consul's KV set).
 - ``POST {prefix}/txn``: compares, then one branch of puts, deletes, gets
   and ranges, all in one log entry.
 - ``{prefix}/leases``: grant, keep alive, query, revoke.
+- ``GET {prefix}/snapshot``: a backup of the state machine, streamed from
+  the leader (the admin token guards it: it holds every key).
 
 Limits (all documented in docs/api.md): at most ``MAX_RANGE_LIMIT`` keys
 and about 4 MiB of values per page, ``MAX_TXN_OPS`` compares and as many
@@ -46,6 +48,7 @@ from ..kv import (
 )
 from ..node import RaftNode
 from ..node.watches import Selector, WatchCompacted
+from ..storage import backup_stream
 from ._respond import answered, quart_response
 from .answers import (
     NODE_ERRORS,
@@ -282,6 +285,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 404)
     @document_response(schema.UnavailableAnswer, 503)
+    @document_response(schema.UnavailableAnswer, 507)
     @answered
     async def txn(data: schema.TxnRequest) -> Answer:
         """A transaction: if every ``compare`` holds, run ``success`` in
@@ -294,6 +298,36 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         except Refused as exc:
             return exc.answer
         return await write(node, command, target())
+
+    # -- backups --------------------------------------------------------------
+
+    @app.get(f"{prefix}/snapshot")
+    async def save_snapshot() -> Response:
+        """A backup: the state machine (keys with their revisions, leases,
+        remembered idempotency keys) at a linearizable point, streamed from
+        the leader as one file that ends with its SHA-256. ``raft-trio
+        snapshot save`` writes it; ``raft-trio snapshot restore`` makes a
+        new cluster's data directories from it. Needs the admin token when
+        one is set."""
+        try:
+            snapshot = await node.backup()
+        except NODE_ERRORS as exc:
+            return quart_response(for_exception(exc, node, target()))
+        pieces = backup_stream(
+            snapshot.meta.index, snapshot.meta.term, snapshot.data, node.cluster_id, node.id
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                yield piece
+
+        response = Response(body(), content_type="application/octet-stream")
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="raft-trio-{snapshot.meta.index}.snapshot"'
+        )
+        response.headers[REVISION_HEADER] = str(snapshot.meta.index)
+        response.timeout = None
+        return response
 
     # -- leases ---------------------------------------------------------------
 

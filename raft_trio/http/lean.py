@@ -6,11 +6,11 @@ about 1 ms of CPU a request on these machines, more than everything Raft
 does for a write. :class:`LeanRoutes` wraps ``app.asgi_app`` and serves
 with plain ASGI:
 
-- the peer endpoint ``POST /raft/messages``. The Quart route for the same
-  path stays (hidden from the docs) for ``app.test_client()``; both go
-  through :class:`PeerReceiver`, that is
-  :func:`raft_trio.peer.transport.check_peer_head` and
-  :func:`raft_trio.peer.transport.accept_batch`.
+- the peer endpoints: ``POST /raft/stream``, each peer's long-lived
+  stream (:mod:`raft_trio.peer.inbound`), and ``POST /raft/messages``, one
+  batch (snapshots). The Quart route for ``/raft/messages`` stays (hidden
+  from the docs) for ``app.test_client()``; all go through
+  :class:`PeerReceiver`, that is the checks of :mod:`raft_trio.peer.wire`.
 - the plain cases of ``PUT`` and ``GET {prefix}/kv/{key}`` on the leader:
   a key of plain characters, a small JSON body that decodes to the model,
   no query string. Everything else (a follower's request, a body that is
@@ -34,7 +34,16 @@ from ..kv import MAX_VALUE_BYTES
 from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
-from ..peer.transport import MESSAGES_PATH, PeerRequestError, accept_batch, check_peer_head
+from ..peer.inbound import StreamEnd, read_stream
+from ..peer.wire import (
+    MESSAGES_PATH,
+    STREAM_PATH,
+    PeerRequestError,
+    StreamInbox,
+    accept_batch,
+    accept_stream,
+    check_peer_head,
+)
 from . import answers
 from .answers import REVISION_HEADER, Answer, Target
 
@@ -129,8 +138,9 @@ def replay(body: bytes, receive: Any) -> Any:
 
 
 class PeerReceiver:
-    """The receiving side of ``POST /raft/messages`` (lean and Quart route):
-    the checks of the transport, and refused signatures logged and counted."""
+    """The receiving side of ``POST /raft/messages`` (lean and Quart route)
+    and ``POST /raft/stream``: the checks of the wire format, and refused
+    signatures and frames logged and counted."""
 
     def __init__(self, node: RaftNode, refusals: RefusalLog) -> None:
         self.node = node
@@ -141,6 +151,9 @@ class PeerReceiver:
 
     def accept(self, sender: str, headers: dict[str, str], body: bytes) -> None:
         self.node.step(accept_batch(sender, headers, body, self.node.peer_auth))
+
+    def open_stream(self, headers: dict[str, str]) -> StreamInbox:
+        return accept_stream(self.head(headers), headers, self.node.peer_auth)
 
     def refused(self, exc: PeerRequestError, remote: str) -> None:
         if exc.status == 401:
@@ -168,6 +181,9 @@ class LeanRoutes:
         if scope["type"] == "http":
             method = scope["method"]
             path = route_path(scope)
+            if method == "POST" and path == STREAM_PATH:
+                await self.peer_stream(scope, receive, send)
+                return
             if method == "POST" and path == MESSAGES_PATH:
                 await self.peer_messages(scope, receive, send)
                 return
@@ -235,11 +251,32 @@ class LeanRoutes:
                 return
             self.peers.accept(sender, headers, body)
         except PeerRequestError as exc:
-            client = scope.get("client")
-            self.peers.refused(exc, str(client[0]) if client else "unknown")
-            # An answer before the body was read says Connection: close
-            # (raft_trio.asgi.CloseWhenBodyUnread).
-            await self.answer(send, exc.status, {"error": exc.message})
+            await self.refuse_peer(scope, send, exc)
             return
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
+
+    async def peer_stream(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = request_headers(scope)
+        try:
+            inbox = self.peers.open_stream(headers)
+        except PeerRequestError as exc:
+            await self.refuse_peer(scope, send, exc)
+            return
+        ended = await read_stream(inbox, receive, self.node.step, self.node.closing)
+        if isinstance(ended, PeerRequestError):
+            await self.refuse_peer(scope, send, ended)
+        elif ended is StreamEnd.ENDED:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        elif ended is StreamEnd.CLOSING:
+            await self.answer(send, 503, {"error": "the node is stopping"})
+        elif ended is StreamEnd.IDLE:
+            await self.answer(send, 408, {"error": f"peer stream closed: {ended.value}"})
+
+    async def refuse_peer(self, scope: Any, send: Any, exc: PeerRequestError) -> None:
+        client = scope.get("client")
+        self.peers.refused(exc, str(client[0]) if client else "unknown")
+        # An answer before the body was read says Connection: close
+        # (raft_trio.asgi.CloseWhenBodyUnread).
+        await self.answer(send, exc.status, {"error": exc.message})

@@ -121,6 +121,21 @@ class LeaseRevoke(msgspec.Struct, frozen=True, tag="lrevoke", array_like=True):
 
 Command = Put | Delete | Txn | LeaseGrant | LeaseRevoke
 
+
+class Started(msgspec.Struct, frozen=True, tag="started", array_like=True):
+    """Written by a leader the first time ``member`` acknowledges entries:
+    that member has started once and holds a term, a vote and a log. A new
+    (empty) data directory for it is refused from then on
+    (:mod:`raft_trio.node.first_start`), as etcd refuses a member that
+    "has already been bootstrapped". Not a client's command."""
+
+    member: str
+
+
+#: What a log entry may hold: a client's command, or a record the leader
+#: writes itself.
+LogCommand = Command | Started
+
 # -- results: what applying a command gave ------------------------------------
 
 
@@ -150,8 +165,9 @@ class Deleted(msgspec.Struct, frozen=True, tag="deleted", array_like=True):
     prev_value: str | None = None
 
 
-class KeyValue(msgspec.Struct, frozen=True, array_like=True):
-    """A key as it stands, with its revisions."""
+class KeyValue(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A key as it stands, with its revisions: what the store holds for
+    each key (immutable, so handed out as it is) and what it answers."""
 
     key: str
     value: str
@@ -211,14 +227,14 @@ class LeaseRevoked(msgspec.Struct, frozen=True, tag="lrevoked", array_like=True)
 Result = Written | CasFailed | Deleted | TxnDone | LeaseNotFound | LeaseGranted | LeaseRevoked
 
 _command_encoder = msgspec.msgpack.Encoder()
-_command_decoder: msgspec.msgpack.Decoder[Command] = msgspec.msgpack.Decoder(Command)
+_command_decoder: msgspec.msgpack.Decoder[LogCommand] = msgspec.msgpack.Decoder(LogCommand)
 
 
-def encode_command(command: Command) -> bytes:
+def encode_command(command: LogCommand) -> bytes:
     return _command_encoder.encode(command)
 
 
-def decode_command(data: bytes) -> Command:
+def decode_command(data: bytes) -> LogCommand:
     return _command_decoder.decode(data)
 
 

@@ -16,9 +16,10 @@ served (etcd's "required revision has been compacted").
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 from typing import Literal
+
+import msgspec
 
 #: Defaults: about 100,000 changes or 32 MiB of keys and values, whichever
 #: comes first. A watcher can be at most that far behind and resume.
@@ -26,9 +27,9 @@ DEFAULT_MAX_CHANGES = 100_000
 DEFAULT_MAX_BYTES = 32 << 20
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Change:
-    """One put or delete of one key, as a watcher sees it."""
+class Change(msgspec.Struct, frozen=True, gc=False):
+    """One put or delete of one key, as a watcher sees it (a msgspec
+    struct: one is made per change, on the apply path)."""
 
     revision: int
     kind: Literal["put", "delete"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import NamedTuple
+from typing import cast
 
 import msgspec
 from sortedcontainers import SortedDict
@@ -42,6 +42,7 @@ from ._commands import (
     LeaseNotFound,
     LeaseRevoke,
     LeaseRevoked,
+    LogCommand,
     OpDelete,
     OpGet,
     OpPut,
@@ -49,21 +50,12 @@ from ._commands import (
     Put,
     Ranged,
     Result,
+    Started,
     Txn,
     TxnDone,
     Written,
 )
 from ._history import Change, History
-
-
-class _Record(NamedTuple):
-    """A key's value and revisions (the key is the map's key)."""
-
-    value: str
-    create_revision: int
-    mod_revision: int
-    version: int
-    lease: int
 
 
 @dataclasses.dataclass
@@ -117,10 +109,13 @@ class _Snapshot(msgspec.Struct, frozen=True):
     applied: int
     sessions: list[_Session]
     data: dict[str, tuple[str, int]] | None = None
-    #: key, value, create_revision, mod_revision, version, lease
-    kvs: list[tuple[str, str, int, int, int, int]] = []
+    #: Encoded as arrays: key, value, create_revision, mod_revision,
+    #: version, lease.
+    kvs: list[KeyValue] = []
     #: lease id, granted TTL (its keys are those naming it in ``kvs``)
     leases: list[tuple[int, int]] = []
+    #: Members that have started (:class:`Started`).
+    started: list[str] = []
 
 
 _snapshot_decoder: msgspec.msgpack.Decoder[_Snapshot] = msgspec.msgpack.Decoder(_Snapshot)
@@ -136,10 +131,16 @@ class KeyValueStore:
         self.max_sessions = max_sessions
         self.session_ttl_ms = session_ttl_ms
         self.history = history if history is not None else History()
-        self._data: SortedDict[str, _Record] = SortedDict()
+        #: key -> the key as it stands (an immutable KeyValue, handed out as is)
+        self._data: SortedDict[str, KeyValue] = SortedDict()
         self.leases: dict[int, Lease] = {}
         self.applied_index = 0
         self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
+        #: Members a leader saw acknowledge entries (:class:`Started`).
+        self.started: set[str] = set()
+        #: Characters of every key and value held: about the size of the
+        #: next snapshot (what the space guard keeps room for).
+        self.size = 0
 
     # -- reads ---------------------------------------------------------------
 
@@ -153,8 +154,7 @@ class KeyValueStore:
         return len(self._data)
 
     def get(self, key: str) -> KeyValue | None:
-        record = self._data.get(key)
-        return _key_value(key, record) if record is not None else None
+        return self._data.get(key)
 
     def range(
         self,
@@ -182,7 +182,7 @@ class KeyValueStore:
             if kvs and size + len(record.value) > max_bytes:
                 break
             size += len(record.value)
-            kvs.append(_key_value(key, record))
+            kvs.append(record)
         return RangePage(kvs, count, len(kvs) < count)
 
     def prefix(self, prefix: str, *, limit: int = DEFAULT_RANGE_LIMIT) -> RangePage:
@@ -196,10 +196,14 @@ class KeyValueStore:
 
     # -- applying the log ----------------------------------------------------
 
-    def apply(self, index: int, command: Command) -> Result:
-        """Apply the committed command at log ``index``."""
+    def apply(self, index: int, command: LogCommand) -> Result | None:
+        """Apply the committed command at log ``index`` (None for a
+        :class:`Started` record, which answers no client)."""
         assert index > self.applied_index, f"apply {index} after {self.applied_index}"
         self.applied_index = index
+        if isinstance(command, Started):
+            self.started.add(command.member)
+            return None
         self._expire_sessions(command.ts)
         if command.token is not None:
             session = self._sessions.get(command.token)
@@ -244,10 +248,11 @@ class KeyValueStore:
 
     def _put(self, index: int, key: str, value: str, lease: int) -> Written:
         old = self._data.get(key)
+        self.size += len(value) - len(old.value) if old is not None else len(key) + len(value)
         if old is None:
-            record = _Record(value, index, index, 1, lease)
+            record = KeyValue(key, value, index, index, 1, lease)
         else:
-            record = _Record(value, old.create_revision, index, old.version + 1, lease)
+            record = KeyValue(key, value, old.create_revision, index, old.version + 1, lease)
             if old.lease and old.lease != lease:
                 self._detach(key, old.lease)
         if lease:
@@ -271,6 +276,7 @@ class KeyValueStore:
         old = self._data.pop(key, None)
         if old is None:
             return Deleted(key, False, index)
+        self.size -= len(key) + len(old.value)
         if old.lease:
             self._detach(key, old.lease)
         self.history.record(Change(index, "delete", key, None, 0, 0, old.value))
@@ -340,8 +346,11 @@ class KeyValueStore:
         state = _Snapshot(
             applied=self.applied_index,
             sessions=list(self._sessions.values()),
-            kvs=[(key, *record) for key, record in self._data.items()],
+            # The dict's own order (SortedDict's sorted iteration costs 20
+            # times more); restore sorts once.
+            kvs=list(dict.values(cast("dict[str, KeyValue]", self._data))),
             leases=[(lease.id, lease.ttl) for lease in self.leases.values()],
+            started=sorted(self.started),
         )
         return msgspec.msgpack.encode(state)
 
@@ -352,6 +361,7 @@ class KeyValueStore:
         self.leases = {}
         self._sessions = collections.OrderedDict()
         self.applied_index = 0
+        self.started = set()
         if data:
             state = _snapshot_decoder.decode(data)
             self.applied_index = state.applied
@@ -361,18 +371,18 @@ class KeyValueStore:
                 # The first format kept only the index of the last write: it
                 # stands in for both revisions, and the version is unknown.
                 for key, (value, index) in state.data.items():
-                    self._data[key] = _Record(value, index, index, 1, 0)
-            for key, value, create, mod, version, lease in state.kvs:
-                self._data[key] = _Record(value, create, mod, version, lease)
-                if lease:
-                    self.leases[lease].keys.add(key)
+                    self._data[key] = KeyValue(key, value, index, index, 1, 0)
+            # One bulk build (SortedDict sorts once) rather than an insert
+            # per key; msgspec built the KeyValues while decoding.
+            self._data = SortedDict({**self._data, **{kv.key: kv for kv in state.kvs}})
+            for kv in state.kvs:
+                if kv.lease:
+                    self.leases[kv.lease].keys.add(kv.key)
+            self.started = set(state.started)
+        self.size = sum(
+            len(kv.key) + len(kv.value) for kv in dict.values(cast("dict[str, KeyValue]", self._data))
+        )
         self.history.reset(self.applied_index)
-
-
-def _key_value(key: str, record: _Record) -> KeyValue:
-    return KeyValue(
-        key, record.value, record.create_revision, record.mod_revision, record.version, record.lease
-    )
 
 
 def _compare(actual: str | int, op: str, expected: str | int | bool) -> bool:

@@ -43,11 +43,17 @@ class LeaseClock:
         #: Leases whose revoke was proposed and has not yet applied.
         self._revoking: set[int] = set()
         #: No deadline of a lease not being revoked is earlier: ``due``
-        #: costs nothing until then (it runs on every tick).
+        #: costs nothing until then.
         self._earliest = math.inf
 
     def __len__(self) -> int:
         return len(self._deadlines)
+
+    @property
+    def next_deadline(self) -> float:
+        """No lease runs out before this (it may be earlier than the first
+        that does): when to call ``due`` next."""
+        return self._earliest
 
     def take_over(self, leases: Iterable[Lease], now: float) -> None:
         """This node became leader: every lease gets its full TTL from now."""

@@ -19,7 +19,8 @@ COMMIT_INDEX = Gauge("raft_commit_index", "Highest log index known committed")
 APPLIED_INDEX = Gauge("raft_applied_index", "Highest log index applied to the key-value store")
 LAST_LOG_INDEX = Gauge("raft_last_log_index", "Index of the last entry in the log")
 PEER_REQUESTS_REFUSED = Counter(
-    "raft_peer_requests_refused_total", "Peer requests refused: missing, wrong or replayed signature"
+    "raft_peer_requests_refused_total",
+    "Peer requests and stream frames refused: missing, wrong or replayed signature or frame MAC",
 )
 ADMIN_REQUESTS_REFUSED = Counter(
     "raft_admin_requests_refused_total",
@@ -32,29 +33,75 @@ FSYNC_SECONDS = Histogram(
     "Time to make one Ready durable (one transaction, one fsync)",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
-PEER_RPC_SECONDS = Histogram(
-    "raft_peer_rpc_seconds",
-    "Round trip of one batch of messages to a peer",
-    ["peer"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+PEER_FRAMES_SENT = Counter("raft_peer_frames_sent_total", "Frames written to a peer's stream", ["peer"])
+PEER_MESSAGES_SENT = Counter(
+    "raft_peer_messages_sent_total", "Raft messages written to a peer's stream", ["peer"]
 )
-PEER_RPC_FAILURES = Counter("raft_peer_rpc_failures_total", "Batches a peer did not take", ["peer"])
+DISK_FREE_BYTES = Gauge(
+    "raft_disk_free_bytes", "Free bytes on the data directory's file system (for an unprivileged writer)"
+)
+DISK_RESERVE_BYTES = Gauge(
+    "raft_disk_reserve_bytes", "Free bytes below which this node raises its NOSPACE alarm"
+)
+DATA_DIR_BYTES = Gauge("raft_data_dir_bytes", "Size of the database, its WAL and the snapshot files")
+SPACE_ALARM = Gauge("raft_space_alarm", "1 while this node's free space is below its reserve")
+STORAGE_ERRORS = Counter(
+    "raft_storage_errors_total", "Disk failures that stopped the node or refused a write", ["kind"]
+)
+WRITES_REFUSED_NOSPACE = Counter(
+    "raft_writes_refused_nospace_total", "New values refused because a member was short of space"
+)
+PEER_BYTES_SENT = Counter(
+    "raft_peer_sent_bytes_total", "Bytes of frames written to a peer's stream", ["peer"]
+)
+PEER_STREAM_BREAKS = Counter(
+    "raft_peer_stream_breaks_total",
+    "Streams to a peer that ended or broke (unreachable, a write past its deadline, refused)",
+    ["peer"],
+)
+PEER_MESSAGES_DROPPED = Counter(
+    "raft_peer_messages_dropped_total", "Messages dropped from a peer's full outbox", ["peer"]
+)
+
+
+class PeerStreamMetrics:
+    """The metrics sink of the peer streams (``raft_trio.peer.stream``),
+    with each peer's counters looked up once."""
+
+    def __init__(self) -> None:
+        self._frames: dict[str, tuple[Counter, Counter, Counter]] = {}
+
+    def frame_sent(self, peer_id: str, messages: int, size: int) -> None:
+        counters = self._frames.get(peer_id)
+        if counters is None:
+            counters = self._frames[peer_id] = (
+                PEER_FRAMES_SENT.labels(peer_id),
+                PEER_MESSAGES_SENT.labels(peer_id),
+                PEER_BYTES_SENT.labels(peer_id),
+            )
+        frames, sent, sent_bytes = counters
+        frames.inc()
+        sent.inc(messages)
+        sent_bytes.inc(size)
+
+    def stream_broken(self, peer_id: str) -> None:
+        PEER_STREAM_BREAKS.labels(peer_id).inc()
+
+    def messages_dropped(self, peer_id: str, count: int) -> None:
+        PEER_MESSAGES_DROPPED.labels(peer_id).inc(count)
+
 
 _ROLES = ("leader", "follower", "candidate", "learner")
 
 
 def observe_state(node: RaftNode) -> None:
+    """The gauges of ``node``'s state, read when ``/metrics`` is scraped
+    (not set after every change: that cost the write path a dozen locked
+    updates per Ready). One node per process; the last one given wins."""
     core = node.core
-    TERM.set(core.term)
-    role = node.role_name
+    TERM.set_function(lambda: core.term)
     for name in _ROLES:
-        ROLE.labels(name).set(1 if name == role else 0)
-    COMMIT_INDEX.set(core.log.committed)
-    APPLIED_INDEX.set(node.kv.applied_index)
-    LAST_LOG_INDEX.set(core.log.last_index())
-
-
-def observe_peer_rpc(peer: str, seconds: float, ok: bool) -> None:
-    PEER_RPC_SECONDS.labels(peer).observe(seconds)
-    if not ok:
-        PEER_RPC_FAILURES.labels(peer).inc()
+        ROLE.labels(name).set_function(lambda name=name: 1 if node.role_name == name else 0)  # type: ignore[misc]
+    COMMIT_INDEX.set_function(lambda: core.log.committed)
+    APPLIED_INDEX.set_function(lambda: node.kv.applied_index)
+    LAST_LOG_INDEX.set_function(lambda: core.log.last_index())

@@ -9,7 +9,7 @@ never outlives leadership by more than the grace period, grandchildren
 included. A script that exits while its role lasts is restarted with
 back-off (whatever it left behind in its group is ended first). Its
 standard output and error go to the node's log, one line at a time, tagged
-with the script's name.
+with the script's name, including what it writes after SIGTERM.
 
 The environment of a script is the node's, plus ``RAFT_NODE_ID``,
 ``RAFT_ROLE`` (the role when it started: ``leader``, ``follower``,
@@ -299,7 +299,14 @@ class PayloadSupervisor:
         finally:
             with trio.CancelScope(shield=True):
                 if not stopped:
-                    await stop_group(process, self.grace)
+                    # Leaving the role (or the node stopping): what the
+                    # script says on SIGTERM (a trap's last words) is
+                    # still logged, until its output ends.
+                    async with trio.open_nursery() as drain:
+                        if process.output is not None:
+                            drain.start_soon(_log_lines, process.output, name)
+                        await stop_group(process, self.grace)
+                        drain.cancel_scope.deadline = trio.current_time() + 1.0
                 await process.aclose()
             self.current = None
             log.info("payload %s (pid %d) stopped", name, process.pid)

@@ -4,11 +4,12 @@ transport and the key-value state machine.
 One nursery owns every task, so cancelling it stops the node with nothing
 left behind:
 
-- the ticker, calling ``core.tick()`` every ``tick_ms``;
+- the ticker, delivering the core's ticks when the next one matters
+  (``raft_trio.node._ticks``: every input first gets the ticks that passed);
 - the ready loop: persist (one fsync for everything that arrived while the
   previous one ran: group commit), send, apply, answer waiting clients,
   ``advance``;
-- one sender task per peer (``raft_trio.peer.transport``);
+- one stream per peer, with its outbox (``raft_trio.peer.transport``);
 - the payload supervisor (``raft_trio.node.payload``).
 
 Nothing that waits runs inside the core; nothing here decides protocol.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -57,16 +59,24 @@ from ..kv import (
     LeaseGranted,
     LeaseRevoke,
     LeaseRevoked,
+    OpPut,
+    Put,
     Result,
+    Started,
+    Txn,
     decode_command,
     encode_command,
 )
 from ..peer.auth import PeerAuthenticator
-from ..peer.transport import PostFunction, Transport
+from ..peer.stream import RequestFunction
+from ..peer.transport import Transport
 from ..security import Security
+from ..storage import WAL_HEADROOM_BYTES, StorageError
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+from ._ticks import LazyTicks
 from .leases import LeaseClock, minimum_ttl
+from .space import SpaceGuard
 from .watches import WatchHub
 
 log = logging.getLogger(__name__)
@@ -99,8 +109,9 @@ class Timing:
 
     @property
     def peer_deadline(self) -> float:
-        """Deadline of one POST to a peer: a heartbeat round or two. A peer
-        slower than that is treated as unreachable for that batch."""
+        """Deadline of one write to a peer's stream: a heartbeat round or
+        two. A stream that takes no frame within it is dropped, and the peer
+        treated as unreachable until a new stream opens."""
         return max(0.2, 2 * self.heartbeat_ms / 1000)
 
 
@@ -140,6 +151,11 @@ class Unavailable(Exception):
     retrying shortly may succeed."""
 
 
+class InsufficientStorage(Unavailable):
+    """A new value is refused, having changed nothing: a member's free
+    space is below its reserve (:mod:`raft_trio.node.space`)."""
+
+
 class LeaseMissing(Exception):
     """The lease does not exist (never granted, expired or revoked)."""
 
@@ -164,6 +180,11 @@ COMMIT_EVENT_INTERVAL_S = 0.1
 #: ready, and one replaying or fetching a backlog is not.
 READY_MAX_LAG = 100
 
+#: While space is short, compact as soon as this many entries follow the
+#: last snapshot (instead of the policy's 10,000): deletes then give their
+#: space back within seconds.
+LOW_SPACE_COMPACT_ENTRIES = 100
+
 
 @dataclasses.dataclass(frozen=True)
 class NodeEvent:
@@ -184,16 +205,25 @@ class RaftNode:
         write_timeout: float = 5.0,
         *,
         run_disk: DiskRunner = trio.to_thread.run_sync,
-        post: PostFunction | None = None,
+        request: RequestFunction | None = None,
         security: Security | None = None,
+        cluster_id: str | None = None,
+        space: SpaceGuard | None = None,
     ) -> None:
         self.id = node_id
+        #: The cluster's id as recorded in the data directory (None: none).
+        self.cluster_id = cluster_id
+        #: Free space against the reserve (None: not guarded, as in tests).
+        self.space = space
+        self._next_compaction_try = 0
+        #: Member -> the term in which this node proposed its Started record.
+        self._started_proposed: dict[str, int] = {}
         self.url = url
         self.storage = storage
         self.timing = timing
         self.write_timeout = write_timeout
         self._run_disk = run_disk
-        self._post = post
+        self._request = request
         self.security = security = security or Security()
         #: Signs this node's peer requests and checks those it receives
         #: (None: no cluster secret, peers are trusted).
@@ -201,7 +231,12 @@ class RaftNode:
             PeerAuthenticator(security.cluster_secret, node_id) if security.cluster_secret else None
         )
         self._known_peers: dict[str, str] = {}
+        # Where discovery last found members that the configuration records
+        # at another URL (see use_found_addresses).
+        self._found_addresses: dict[str, str] = {}
         self.kv = KeyValueStore()
+        if space is not None:
+            space.headroom = self._space_headroom
         snapshot = storage.snapshot()
         self.kv.restore(snapshot.data)
         self.watches = WatchHub(self.kv.history, lambda: self.kv.applied_index)
@@ -209,6 +244,9 @@ class RaftNode:
         self.leases = LeaseClock()
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
+        # The ticker sleeps at most a heartbeat interval, so a pause is
+        # told from time the node ran (see raft_trio.node._ticks).
+        self._ticks = LazyTicks(self.core, timing.tick_ms / 1000, timing.heartbeat_ms / 1000)
         self._writes = PendingWrites()
         self._reads = PendingReads()
         self._wake = trio.Event()
@@ -259,6 +297,8 @@ class RaftNode:
         leader = self.core.leader_id
         if leader is None:
             return None
+        if leader in self._found_addresses:
+            return self._found_addresses[leader]
         member = self.core.membership.get(leader)
         return member.url if member is not None else None
 
@@ -276,7 +316,8 @@ class RaftNode:
         )
 
     def _members(self) -> list[schema.Member]:
-        return [schema.Member(m.id, m.url, m.voter) for m in self.core.membership.members]
+        started = self.kv.started
+        return [schema.Member(m.id, m.url, m.voter, m.id in started) for m in self.core.membership.members]
 
     def readiness(self) -> schema.Readiness:
         """The ``/readyz`` document: ``ready`` is true when this node is a
@@ -314,6 +355,10 @@ class RaftNode:
 
         if self.stopping:
             return answer(False, "the node is stopping")
+        if self._persist_started is not None:
+            writing_ms = (trio.current_time() - self._persist_started) * 1000
+            if writing_ms >= self.timing.election_min_ms:
+                return answer(False, f"storage failing: a disk write has not finished in {writing_ms:.0f} ms")
         if core.membership.get(self.id) is None:
             return answer(False, "not a member of the cluster's configuration (yet, or any more)")
         if core.role is Role.LEADER:
@@ -367,6 +412,8 @@ class RaftNode:
             applied_index=self.kv.applied_index,
             last_log_index=self.core.log.last_index(),
             members=self._members(),
+            url=self.url,
+            alarms=self.space.alarms() if self.space is not None else [],
         )
 
     # ------------------------------------------------------------------
@@ -380,12 +427,13 @@ class RaftNode:
                 self.timing.peer_deadline,
                 on_unreachable=self._peer_unreachable,
                 on_snapshot_sent=self._snapshot_sent,
-                observe=metrics.observe_peer_rpc,
-                post=self._post,
-                sign=self.peer_auth.sign if self.peer_auth is not None else None,
+                metrics=metrics.PeerStreamMetrics(),
+                request=self._request,
+                auth=self.peer_auth,
                 verify=self.security.client_ssl(),
             )
             self._transport.set_peers(self._peer_urls())
+            self._ticks.start()
             try:
                 nursery.start_soon(self._ticker, name="ticker")
                 nursery.start_soon(self._ready_loop, name="ready-loop")
@@ -404,10 +452,35 @@ class RaftNode:
         self.closing.set()
 
     def _peer_urls(self) -> dict[str, str]:
+        """Whom the transport keeps senders for: the configuration in force,
+        and a member it drops until that removal commits (§4.2.2). A
+        follower appends the configuration that removes its leader before it
+        acknowledges it, and the removed leader commits its removal only
+        with those acknowledgements; a removed follower learns from the
+        leader that it is out."""
         peers = dict(self._known_peers)
+        peers.update((m.id, m.url) for m in self.core.committed_membership.members)
         peers.update((m.id, m.url) for m in self.core.membership.members)
+        peers.update((i, url) for i, url in self._found_addresses.items() if i in peers)
         peers.pop(self.id, None)
         return peers
+
+    def use_found_addresses(self, found: dict[str, str]) -> None:
+        """Members found answering at other URLs than the configuration
+        records (the URL each advertises, found by discovery): messages go
+        there until the leader commits the new URL. Without this, replicas
+        that all came back at new addresses (a compose project stopped and
+        started) could not reach each other to elect the leader that
+        records the addresses."""
+        recorded = {m.id: m.url for m in self.core.membership.members}
+        found = {i: url for i, url in found.items() if i != self.id and i in recorded and recorded[i] != url}
+        if found != self._found_addresses:
+            for node_id, url in found.items():
+                if self._found_addresses.get(node_id) != url:
+                    log.info("reaching %s at %s (the configuration says %s)", node_id, url, recorded[node_id])
+            self._found_addresses = found
+            if self._transport is not None:
+                self._transport.set_peers(self._peer_urls())
 
     def add_known_peers(self, peers: dict[str, str]) -> None:
         """Addresses of a cluster's members learned outside the log: a node
@@ -426,8 +499,12 @@ class RaftNode:
         self.wake()
 
     def wake(self) -> None:
+        """The core took an input: handle what it has to do, and wake the
+        ticker sooner if a timer moved closer."""
         self._wake.set()
-        self._pump_wake.set()
+        if self.core.role is Role.LEADER:
+            self._pump_wake.set()
+        self._ticks.reschedule(*self._deadlines())
 
     async def _leader_pump(self) -> None:
         """Sends a leader's messages as soon as they exist, also while the
@@ -444,20 +521,36 @@ class RaftNode:
                 transport.send(message)
 
     async def _ticker(self) -> None:
-        interval = self.timing.tick_ms / 1000
-        deadline = trio.current_time()
         while True:
-            deadline += interval
-            now = trio.current_time()
-            if deadline < now:
-                deadline = now  # fell behind (a pause): do not burst ticks
-            await trio.sleep_until(deadline)
+            with trio.CancelScope(deadline=self._ticks.next_wake(*self._deadlines())) as sleep:
+                self._ticks.sleeping(sleep)
+                await trio.sleep_forever()
+            self._ticks.catch_up()
             self._check_disk_stall()
             self._expire_leases()
             self._announce_commit()
-            self.core.tick()
+            if self.core.role is Role.LEADER:
+                # Heartbeats (and a commit index) go out from here: no
+                # other task needs waking for them.
+                assert self._transport is not None
+                for message in self.core.take_leader_messages():
+                    self._transport.send(message)
             if self.core.has_ready():
                 self.wake()
+
+    def _deadlines(self) -> tuple[float, float, float]:
+        """When the ticker must look again besides the core's ticks: a
+        persist under way has taken too long (see below), the first lease
+        may have run out, a held-back commit event is due."""
+        stall = lease = commit = math.inf
+        started = self._persist_started
+        if self.core.role is Role.LEADER:
+            lease = self.leases.next_deadline
+            if started is not None:
+                stall = started + self.timing.election_min_ms / 1000 + self.timing.tick_ms / 1000
+        if self._commit_due:
+            commit = self._commit_announced_at + COMMIT_EVENT_INTERVAL_S
+        return stall, lease, commit
 
     def _check_disk_stall(self) -> None:
         """A leader whose fsync has stalled for longer than an election
@@ -487,14 +580,20 @@ class RaftNode:
                 self.wake()
 
     async def _ready_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            while self.core.has_ready():
-                await self._handle_ready(self.core.ready())
-                # A long backlog comes in slices (max_apply_bytes): let
-                # requests and ticks run between them.
-                await trio.lowlevel.checkpoint()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self.core.has_ready():
+                    await self._handle_ready(self.core.ready())
+                    # A long backlog comes in slices (max_apply_bytes): let
+                    # requests and ticks run between them.
+                    await trio.lowlevel.checkpoint()
+        except StorageError as error:
+            # Fail-stop: nothing that depended on the failed write was
+            # sent or answered; the node ends (the CLI prints one line).
+            metrics.STORAGE_ERRORS.labels(type(error).__name__).inc()
+            raise
 
     async def _handle_ready(self, ready: Ready) -> None:
         transport = self._transport
@@ -513,6 +612,7 @@ class RaftNode:
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
             self._persist_started = trio.current_time()
+            self._ticks.reschedule(*self._deadlines())
             try:
                 await self._run_disk(
                     self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
@@ -548,14 +648,39 @@ class RaftNode:
         for request_id in ready.dropped_reads:
             self._reads.drop(request_id)
         self._reads.release(self.kv.applied_index)
-        if ready.membership is not None:
+        if ready.membership is not None or any(e.kind is EntryKind.CONFIG for e in ready.committed_entries):
+            # A configuration appended (new peers) or committed (a removal
+            # done: its member's sender goes, see _peer_urls).
             transport.set_peers(self._peer_urls())
+        if ready.membership is not None:
             self._announce("membership")
         if ready.soft_state is not None:
             self._on_soft_state_change()
         self.core.advance(ready)
-        metrics.observe_state(self)
+        if self.core.role is Role.LEADER and self.id not in self.kv.started:
+            self._record_started(self.id)
+        self._ticks.reschedule(*self._deadlines())  # a commit may wait for the next tick, a lease began
         await self._maybe_compact()
+
+    def _space_headroom(self) -> int:
+        """Room to keep besides the reserve: the next snapshot (about the
+        state's size, a tenth more for its encoding) and the WAL's growth."""
+        return self.kv.size + self.kv.size // 10 + WAL_HEADROOM_BYTES
+
+    def _record_started(self, member: str) -> None:
+        """As leader, put in the log that ``member`` has started (it
+        acknowledged entries, or it leads): once committed, a new data
+        directory for it is refused (:mod:`raft_trio.node.first_start`).
+        Proposed once a term per member until it is applied."""
+        term = self.core.term
+        if member in self.kv.started or self._started_proposed.get(member) == term:
+            return
+        try:
+            self.core.propose(encode_command(Started(member)))
+        except (NotLeader, ProposalDropped):
+            return  # not leading, or handing over: the next leader records it
+        self._started_proposed[member] = term
+        self.wake()
 
     def _track_lease(self, result: LeaseGranted | LeaseRevoked) -> None:
         if isinstance(result, LeaseGranted):
@@ -598,12 +723,31 @@ class RaftNode:
         applied = self.kv.applied_index
         if self.core.log.applied != applied or applied < self.core.log.committed:
             return  # still working through a backlog: snapshot once at its end
-        if not self.storage.needs_snapshot(applied):
+        if applied < self._next_compaction_try:
+            return
+        space = self.space
+        short = space is not None and space.alarm
+        if not self.storage.needs_snapshot(applied) and not (
+            short and applied >= self.storage.snapshot().meta.index + LOW_SPACE_COMPACT_ENTRIES
+        ):
             return
         snapshot = Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
+        if space is not None:
+            # A snapshot file that cannot fit would stop the node (ENOSPC):
+            # try again LOW_SPACE_COMPACT_ENTRIES entries later instead.
+            needed = len(snapshot.data) + len(snapshot.data) // 10 + (1 << 20)
+            free = space.free_bytes()
+            if free < needed:
+                self._next_compaction_try = applied + LOW_SPACE_COMPACT_ENTRIES
+                log.warning(
+                    "no room for a snapshot of %d bytes (%d free): compaction postponed",
+                    len(snapshot.data),
+                    free,
+                )
+                return
         await self._run_disk(self.storage.compact_on_disk, snapshot)
         self.storage.compact_cache(snapshot)
-        log.info("snapshot at index %d, log compacted", applied)
+        log.info("snapshot at index %d, log compacted%s", applied, " (space is short)" if short else "")
 
     # ------------------------------------------------------------------
     # Events
@@ -640,13 +784,27 @@ class RaftNode:
     # Client operations
 
     def step(self, messages: list[Message]) -> None:
+        self._ticks.catch_up()
         for message in messages:
             self.core.step(message)
             if isinstance(message, (AppendEntries, Heartbeat)):
                 self._heard_from_leader(message)
             elif isinstance(message, (AppendEntriesResponse, HeartbeatResponse)):
                 self._answered_at[message.src] = (message.term, trio.current_time())
-        self.wake()
+                if (
+                    isinstance(message, AppendEntriesResponse)
+                    and message.success
+                    and message.index > 0
+                    and message.src not in self.kv.started
+                    and self.core.role is Role.LEADER
+                ):
+                    self._record_started(message.src)
+        if self.core.has_ready():
+            self.wake()
+        else:
+            # Nothing to do (a heartbeat's answer, most of the time): no
+            # task needs waking, only the ticker's plan may change.
+            self._ticks.reschedule(*self._deadlines())
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:
         """Remember the leader's commit index and when it spoke (``/readyz``).
@@ -693,7 +851,7 @@ class RaftNode:
         transfer this leader started has ended: another node leads (a write
         then gets a 307 to it instead of a 503), or it was abandoned."""
         with trio.move_on_after(self.timing.election_min_ms / 1000):
-            while (self.core.role is Role.LEADER and self.core.lead_transferee is not None) or (
+            while self.core.handing_over or (
                 self.core.role is not Role.LEADER and self.core.leader_id is None
             ):
                 await self._leader_changed.wait()
@@ -710,13 +868,19 @@ class RaftNode:
                 remembered = self.kv.remembered(command.token)
                 if remembered is not None:
                     return remembered
-            if self.stopping and self.core.lead_transferee is None:
+            if self.stopping and not self.core.handing_over:
                 raise Unavailable("the node is stopping")
+            new_bytes = _new_value_bytes(command)
+            if self.space is not None and new_bytes is not None:
+                refusal = self.space.refusal(new_bytes)
+                if refusal is not None:
+                    metrics.WRITES_REFUSED_NOSPACE.inc()
+                    raise InsufficientStorage(refusal)
             command = _with_timestamp(command)
             try:
                 index = self._propose(encode_command(command))
             except ProposalDropped as error:
-                if self.core.lead_transferee is None:
+                if not self.core.handing_over:
                     raise Unavailable(str(error)) from error
                 # A hand-over is under way: it ends within a round trip or
                 # two, and the client is better sent to the new leader.
@@ -733,6 +897,7 @@ class RaftNode:
             return result
 
     def _propose(self, data: bytes) -> int:
+        self._ticks.catch_up()
         try:
             return self.core.propose(data)
         except NotLeader as error:
@@ -745,6 +910,7 @@ class RaftNode:
         with self._client_waiting():
             self._require_leader()
             request_id, waiter = self._reads.add()
+            self._ticks.catch_up()
             try:
                 self.core.read_index(request_id)
             except NotLeader as error:
@@ -752,6 +918,16 @@ class RaftNode:
                 raise NotLeaderError(error.leader_id, self.leader_url()) from error
             self.wake()
             await self._reads.wait(request_id, waiter, self.write_timeout)
+
+    # -- backups ---------------------------------------------------------
+
+    async def backup(self) -> Snapshot:
+        """The state machine's snapshot at a linearizable point: after a
+        ReadIndex round, everything committed before the call is in it."""
+        await self.linearizable_barrier()
+        self._require_leader()
+        applied = self.kv.applied_index
+        return Snapshot(self.core.snapshot_meta(applied), self.kv.snapshot())
 
     # -- leases ----------------------------------------------------------
 
@@ -792,6 +968,7 @@ class RaftNode:
     async def change_membership(self, change: ConfChange) -> int:
         with self._client_waiting():
             self._require_leader()
+            self._ticks.catch_up()
             try:
                 index = self.core.change_membership(change)
             except NotLeader as error:
@@ -805,6 +982,7 @@ class RaftNode:
 
     async def transfer_leadership(self, to: str | None) -> str:
         self._require_leader()
+        self._ticks.catch_up()
         try:
             target = self.core.transfer_leadership(to)
         except NotLeader as error:
@@ -816,6 +994,19 @@ class RaftNode:
         return target
 
 
+def _new_value_bytes(command: Command) -> int | None:
+    """The bytes of keys and values a command would add to the state (a
+    put, or a transaction with one), or None for one that adds none
+    (deletes, leases, read-only transactions): those stay allowed while
+    space is short, since they give space back or take next to none."""
+    if isinstance(command, Put):
+        return len(command.key) + len(command.value)
+    if isinstance(command, Txn):
+        puts = [op for op in (*command.success, *command.failure) if isinstance(op, OpPut)]
+        return sum(len(op.key) + len(op.value) for op in puts) if puts else None
+    return None
+
+
 def _with_timestamp(command: Command) -> Command:
     """Stamp the leader's clock into the command: the only time the state
     machine sees, so that idempotency keys expire the same on every replica."""
@@ -823,6 +1014,7 @@ def _with_timestamp(command: Command) -> Command:
 
 
 __all__ = [
+    "InsufficientStorage",
     "LeaseInfo",
     "LeaseMissing",
     "NodeEvent",

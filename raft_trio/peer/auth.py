@@ -1,19 +1,27 @@
-"""Peers that prove who they are: an HMAC over every peer request.
+"""Peers that prove who they are: an HMAC over every peer request, and
+over every frame of a peer stream.
 
 Without a cluster secret any process that can reach a node's port can step
 Raft messages into it (a vote request with a huge term unseats any leader).
-With one, every ``POST /raft/messages`` carries
+With one, every peer request (``POST /raft/messages`` and the request that
+opens a stream, ``POST /raft/stream``) carries
 
     X-Raft-Signature: t=<unix ms>,n=<random nonce>,s=<hex HMAC-SHA256>
 
-where the HMAC covers a version tag, the sender's id (``X-Raft-From``), the
-recipient's id, ``t``, ``n`` and the body. The recipient refuses (HTTP 401)
-a request whose signature is missing or wrong, whose timestamp lies more
-than ``MAX_CLOCK_SKEW_S`` away from its own clock, or whose nonce it has
-already accepted within that window: a captured request cannot be replayed,
-neither to the same node (nonce) nor to another one (recipient id), nor
-later (timestamp). This is the shape of AWS SigV4 or Stripe's webhook
-signatures; mutual TLS would do the same job with certificates to manage.
+where the HMAC covers a version tag (one for single requests, another for
+stream openings), the sender's id (``X-Raft-From``), the recipient's id,
+``t``, ``n`` and the body (an opening has none). The recipient refuses
+(HTTP 401) a request whose signature is missing or wrong, whose timestamp
+lies more than ``MAX_CLOCK_SKEW_S`` away from its own clock, or whose nonce
+it has already accepted within that window: a captured request cannot be
+replayed, neither to the same node (nonce) nor to another one (recipient
+id), nor later (timestamp). This is the shape of AWS SigV4 or Stripe's
+webhook signatures; mutual TLS would do the same job with certificates to
+manage.
+
+A stream's frames are signed too, each under a key of that stream alone,
+derived from the secret and the opening's sender, recipient, ``t`` and
+``n`` (:mod:`raft_trio.peer.framing` numbers them and checks each MAC).
 
 The secret authenticates; it does not encrypt. Use TLS (``--tls-cert``)
 when the network between nodes is not trusted with the data itself.
@@ -42,6 +50,11 @@ MAX_CLOCK_SKEW_S = 30.0
 #: batches a second from each of four peers this holds a full window.
 MAX_REMEMBERED_NONCES = 250_000
 _VERSION = b"raft-trio-peer-v1"
+#: What a stream opening is signed under: never taken for a single request.
+_STREAM_VERSION = b"raft-trio-stream-v1"
+#: Label of the derivation of a stream's frame key (not the opening's MAC,
+#: which travels in clear).
+_STREAM_KEY = b"raft-trio-stream-key-v1"
 
 
 class PeerAuthError(Exception):
@@ -68,21 +81,43 @@ class PeerAuthenticator:
         self._seen: set[str] = set()
         self._expiries: collections.deque[tuple[float, str]] = collections.deque()
 
-    def _mac(self, sender: str, recipient: str, stamp: str, nonce: str, body: bytes) -> str:
+    def _mac(
+        self, sender: str, recipient: str, stamp: str, nonce: str, body: bytes, version: bytes = _VERSION
+    ) -> str:
         mac = hmac.new(self._secret, digestmod=hashlib.sha256)
-        mac.update(
-            b"\n".join((_VERSION, sender.encode(), recipient.encode(), stamp.encode(), nonce.encode()))
-        )
+        mac.update(b"\n".join((version, sender.encode(), recipient.encode(), stamp.encode(), nonce.encode())))
         mac.update(b"\n")
         mac.update(body)
         return mac.hexdigest()
 
+    def _stream_key(self, sender: str, recipient: str, stamp: str, nonce: str) -> bytes:
+        identity = b"\n".join(
+            (_STREAM_KEY, sender.encode(), recipient.encode(), stamp.encode(), nonce.encode())
+        )
+        return hmac.digest(self._secret, identity, "sha256")
+
     def sign(self, recipient: str, body: bytes) -> dict[str, str]:
         """The header to send with ``body`` to the peer ``recipient``."""
+        return self._sign(recipient, body, _VERSION)[0]
+
+    def _sign(self, recipient: str, body: bytes, version: bytes) -> tuple[dict[str, str], str, str]:
         stamp = str(int(self._clock() * 1000))
         nonce = secrets.token_hex(16)
-        mac = self._mac(self.node_id, recipient, stamp, nonce, body)
-        return {SIGNATURE_HEADER: f"t={stamp},n={nonce},s={mac}"}
+        mac = self._mac(self.node_id, recipient, stamp, nonce, body, version)
+        return {SIGNATURE_HEADER: f"t={stamp},n={nonce},s={mac}"}, stamp, nonce
+
+    def open_stream(self, recipient: str) -> tuple[dict[str, str], bytes]:
+        """The header of a request opening a stream to ``recipient``, and
+        the key that signs the stream's frames."""
+        header, stamp, nonce = self._sign(recipient, b"", _STREAM_VERSION)
+        return header, self._stream_key(self.node_id, recipient, stamp, nonce)
+
+    def accept_stream(self, sender: str, header: str | None) -> bytes:
+        """Accept a stream opened by ``sender`` to this node (as
+        :meth:`verify` accepts a request: once, fresh, from after this node
+        started), or raise PeerAuthError. Returns the key of its frames."""
+        stamp, nonce = self._verify(sender, header, b"", _STREAM_VERSION)
+        return self._stream_key(sender, self.node_id, stamp, nonce)
 
     def check_header(self, header: str | None) -> tuple[str, str, str]:
         """The cheap part of :meth:`verify`, before the body is read: the
@@ -107,8 +142,11 @@ class PeerAuthenticator:
         """Accept a request from ``sender`` to this node with this
         ``X-Raft-Signature`` header, or raise PeerAuthError. An accepted
         nonce is remembered: the same request is refused the second time."""
+        self._verify(sender, header, body, _VERSION)
+
+    def _verify(self, sender: str, header: str | None, body: bytes, version: bytes) -> tuple[str, str]:
         stamp, nonce, given = self.check_header(header)
-        expected = self._mac(sender, self.node_id, stamp, nonce, body)
+        expected = self._mac(sender, self.node_id, stamp, nonce, body, version)
         if not hmac.compare_digest(expected, given):
             raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
         self._forget_expired(self._clock())
@@ -117,6 +155,7 @@ class PeerAuthenticator:
             raise PeerAuthError("replayed peer request (its nonce was seen before)")
         self._seen.add(key)
         self._expiries.append((int(stamp) / 1000 + MAX_CLOCK_SKEW_S, key))
+        return stamp, nonce
 
     def _forget_expired(self, now: float) -> None:
         """Nonces whose timestamps left the window cannot be replayed any

@@ -12,6 +12,7 @@ crash tests and operators); ``RAFT_CRASH_POINT`` makes a test build die at a
 named moment of a disk write (:mod:`raft_trio.storage._crashpoints`).
 """
 
+from ._backup import Backup, BackupCorrupt, backup_stream, parse_backup, read_backup, restore_backup
 from ._crashpoints import POINTS as CRASH_POINTS
 from ._datadir import FORMAT_VERSION, DataDir, DataDirMeta, open_data_dir
 from ._durable import DurableStorage
@@ -19,27 +20,45 @@ from ._errors import (
     CorruptionError,
     DataDirError,
     DataDirLocked,
+    DataDirVanished,
+    DiskFull,
+    DiskIOError,
     SnapshotCorrupt,
     StorageError,
+    first_error,
+    storage_error_in,
 )
 from ._inspect import DiskState, inspect_data_dir
 from ._policy import SnapshotPolicy
 from ._snapshots import SnapshotStore
+from ._sqlite_log import WAL_HEADROOM_BYTES
 
 __all__ = [
     "CRASH_POINTS",
     "FORMAT_VERSION",
+    "WAL_HEADROOM_BYTES",
+    "Backup",
+    "BackupCorrupt",
     "CorruptionError",
     "DataDir",
     "DataDirError",
     "DataDirLocked",
     "DataDirMeta",
+    "DataDirVanished",
+    "DiskFull",
+    "DiskIOError",
     "DiskState",
     "DurableStorage",
     "SnapshotCorrupt",
     "SnapshotPolicy",
     "SnapshotStore",
     "StorageError",
+    "backup_stream",
+    "first_error",
     "inspect_data_dir",
     "open_data_dir",
+    "parse_backup",
+    "read_backup",
+    "restore_backup",
+    "storage_error_in",
 ]

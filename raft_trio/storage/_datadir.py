@@ -82,6 +82,17 @@ class DataDir:
     def snapshot_dir(self) -> Path:
         return self.path / SNAPSHOT_DIR
 
+    def lock_is_present(self) -> bool:
+        """Whether the ``LOCK`` file at the directory's path is still the
+        one this process holds (not removed with the directory, nor the
+        directory replaced by another)."""
+        if self._lock_fd is None:
+            return False
+        try:
+            return os.stat(self.path / LOCK_NAME).st_ino == os.fstat(self._lock_fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def close(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
@@ -104,11 +115,16 @@ class DataDir:
         )
 
 
-def open_data_dir(path: str | os.PathLike[str], node_id: str, cluster_id: str | None = None) -> DataDir:
+def open_data_dir(
+    path: str | os.PathLike[str], node_id: str, cluster_id: str | None = None, *, adopt: bool = False
+) -> DataDir:
     """Open the data directory at ``path`` for ``node_id``, creating it if
     it does not exist (or is empty), and lock it.
 
-    ``cluster_id`` None accepts the directory's cluster, whatever it is.
+    ``cluster_id`` None accepts the directory's cluster, whatever it is. A
+    directory that records no cluster id (made without one) is refused for
+    a ``cluster_id``, unless ``adopt``: then the id is recorded in it. It
+    may be a leftover of another cluster, which would then serve its log.
     Raises :class:`DataDirError` (nothing changed) if the directory is
     another node's or cluster's, of an unknown format version, or not a
     raft-trio directory; :class:`DataDirLocked` if another process has it.
@@ -120,7 +136,7 @@ def open_data_dir(path: str | os.PathLike[str], node_id: str, cluster_id: str | 
         raise DataDirError(f"data directory {root} exists and is not a directory")
     meta_path = root / META_NAME
     if meta_path.exists():
-        return _open_existing(root, node_id, cluster_id)
+        return _open_existing(root, node_id, cluster_id, adopt)
     _check_new(root)
     root.mkdir(parents=True, exist_ok=True)
     fsync_dir(root.parent)
@@ -129,7 +145,7 @@ def open_data_dir(path: str | os.PathLike[str], node_id: str, cluster_id: str | 
         if meta_path.exists():
             # Another process created it between our check and our lock.
             os.close(lock_fd)
-            return _open_existing(root, node_id, cluster_id)
+            return _open_existing(root, node_id, cluster_id, adopt)
         meta = DataDirMeta(FORMAT_VERSION, node_id, cluster_id)
         _create(root, meta)
     except BaseException:
@@ -162,7 +178,7 @@ def read_meta(root: Path) -> DataDirMeta:
     return DataDirMeta(version, stored_node, stored_cluster)
 
 
-def _open_existing(root: Path, node_id: str, cluster_id: str | None) -> DataDir:
+def _open_existing(root: Path, node_id: str, cluster_id: str | None, adopt: bool) -> DataDir:
     meta = read_meta(root)
     if meta.node_id != node_id:
         raise DataDirError(
@@ -173,6 +189,13 @@ def _open_existing(root: Path, node_id: str, cluster_id: str | None) -> DataDir:
         raise DataDirError(
             f"data directory {root} belongs to cluster {meta.cluster_id!r}, not {cluster_id!r}; "
             "refusing to serve another cluster's log. Nothing was changed."
+        )
+    if cluster_id is not None and meta.cluster_id is None and not adopt:
+        raise DataDirError(
+            f"data directory {root} records no cluster id, and this node is told it belongs to cluster "
+            f"{cluster_id!r}: refusing to adopt it (it may be another cluster's leftover, whose log this "
+            "cluster would then serve). If it is this cluster's, start once with --adopt-data-dir to record "
+            "the id. Nothing was changed."
         )
     if not (root / DB_NAME).exists():
         raise DataDirError(

@@ -70,11 +70,13 @@ from raft_trio.core import Entry, HardState, MemoryStorage, Snapshot
 
 from . import _crashpoints as crash
 from ._datadir import DataDir, open_data_dir
-from ._errors import StorageError
+from ._errors import CorruptionError, DataDirVanished, StorageError, classify, rejoin_advice
+from ._highwater import HighWater, read_mark, write_mark
 from ._policy import SnapshotPolicy
 from ._recovery import SnapshotKey, recover
 from ._snapshots import SnapshotStore
 from ._sqlite_log import SqliteLog
+from ._wal import check_wal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +111,32 @@ class DurableStorage:
         self._staged_lock = threading.Lock()
         self._failed: BaseException | None = None
         self._closed = False
+        self._wal_inode: int | None = None
         self._snapshots = SnapshotStore(data_dir.snapshot_dir)
-        self._db = SqliteLog(data_dir.db_path)
+        db_path = data_dir.db_path
         try:
-            found = recover(self._db, self._snapshots, initial_snapshot, keep_snapshots)
-        except BaseException:
+            # Before SQLite reads the WAL (and would drop damaged frames
+            # without a word), and before anything is written.
+            finding = check_wal(db_path)
+            if finding.damage is not None:
+                raise CorruptionError(finding.damage)
+            mark = read_mark(data_dir.path)
+            self._db = SqliteLog(db_path)
+        except (sqlite3.Error, OSError, CorruptionError) as exc:
+            raise _refusal(exc, data_dir) from exc
+        try:
+            found = recover(self._db, self._snapshots, initial_snapshot, keep_snapshots, mark)
+            self._mark = HighWater.of(found.hard_state)
+            if mark != self._mark:
+                write_mark(data_dir.path, self._mark)
+            self._db_inode = os.stat(db_path).st_ino
+        except BaseException as exc:
             self._db.close()
+            if isinstance(exc, sqlite3.Error | OSError | CorruptionError):
+                raise _refusal(exc, data_dir) from exc
             raise
+        #: The hard state last made durable (the mark written at close).
+        self._written = found.hard_state
         self._cache = MemoryStorage(found.snapshot)
         self._cache.set_hard_state(found.hard_state)
         self._cache.append(found.entries)
@@ -136,13 +157,19 @@ class DurableStorage:
         initial_snapshot: Snapshot | None = None,
         policy: SnapshotPolicy | None = None,
         keep_snapshots: int = 2,
+        adopt: bool = False,
     ) -> DurableStorage:
         """Open (or create) the data directory at ``path`` and recover it.
         Blocking; raises :class:`DataDirError` for a directory that is not
         this node's, :class:`CorruptionError` for one it cannot trust.
-        ``initial_snapshot`` is used only by a new directory."""
+        ``initial_snapshot`` is used only by a new directory; ``adopt``
+        records ``cluster_id`` in a directory that has none (see
+        :func:`open_data_dir`)."""
         _validated(policy, keep_snapshots)
-        data_dir = open_data_dir(path, node_id, cluster_id)
+        try:
+            data_dir = open_data_dir(path, node_id, cluster_id, adopt=adopt)
+        except OSError as exc:  # a read-only file system, a permission
+            raise classify(exc, f"opening data directory {path}", running=False) from exc
         try:
             return cls(
                 data_dir, initial_snapshot=initial_snapshot, policy=policy, keep_snapshots=keep_snapshots
@@ -159,6 +186,11 @@ class DurableStorage:
                 return
             self._closed = True
             try:
+                if self._failed is None and self._mark != HighWater.of(self._written):
+                    # The commit index last made durable, for the next start to hold the log to.
+                    with contextlib.suppress(OSError):
+                        self._mark = HighWater.of(self._written)
+                        write_mark(self.data_dir.path, self._mark)
                 self._db.close()
             finally:
                 self.data_dir.close()
@@ -254,6 +286,14 @@ class DurableStorage:
                 if crash.armed is not None:
                     crash.reach(crash.AFTER_FSYNC)
                 self._view = view
+                if hard_state is not None:
+                    self._written = hard_state
+                    if not self._mark.same_promise(hard_state):
+                        # A new term or vote: recorded outside the WAL
+                        # before anything that depends on it is sent.
+                        self._mark = HighWater.of(hard_state)
+                        write_mark(self.data_dir.path, self._mark)
+                self._check_present()
                 if install is not None:
                     self._snapshots.prune({(install.meta.index, install.meta.term)})
                     self._db.reclaim()
@@ -322,9 +362,48 @@ class DurableStorage:
             raise StorageError("storage is closed")
         if self._failed is not None:
             raise StorageError(
-                f"an earlier disk write failed ({self._failed!r}); what is on disk is unknown, "
+                f"an earlier disk write failed ({self._failed}); what is on disk is unknown, "
                 "restart the node to recover from it"
             ) from self._failed
+
+    def _check_present(self) -> None:
+        """Raise :class:`DataDirVanished` if ``raft.db`` is no longer the
+        file this storage has open (removed with its directory, moved
+        aside, or replaced by a copy): writes would reach no file a restart
+        reads. One ``stat`` (a few microseconds): cheap enough for every
+        write, so no write into a vanished directory is acknowledged."""
+        path = self.data_dir.db_path
+        try:
+            inode = os.stat(path).st_ino
+        except FileNotFoundError:
+            raise DataDirVanished(
+                f"{path} is gone (the data directory was removed or moved away while the node ran)"
+            ) from None
+        if inode != self._db_inode:
+            raise DataDirVanished(f"{path} was replaced by another file while the node ran")
+
+    def check_present(self) -> None:
+        """What :meth:`_check_present` checks, plus the directory's lock
+        file and the WAL, for the runtime to call now and then (an idle
+        node writes nothing that would notice). Raises
+        :class:`DataDirVanished`."""
+        if self._closed or self._failed is not None:
+            return
+        self._check_present()
+        if not self.data_dir.lock_is_present():
+            raise DataDirVanished(
+                f"{self.data_dir.path}: the LOCK file this node holds was removed or replaced while it ran"
+            )
+        wal = self.data_dir.db_path.with_name(self.data_dir.db_path.name + "-wal")
+        inode = self._wal_inode
+        try:
+            now = os.stat(wal).st_ino
+        except FileNotFoundError:
+            now = None
+        if inode is None:
+            self._wal_inode = now
+        elif now != inode:
+            raise DataDirVanished(f"{wal} was removed or replaced while the node ran")
 
     def _failing_on_error(self) -> _FailOnError:
         return _FailOnError(self)
@@ -403,14 +482,23 @@ class DurableStorage:
         for path in (db, db.with_name(db.name + "-wal")):
             with contextlib.suppress(FileNotFoundError):
                 total += path.stat().st_size
-        for entry in os.scandir(self.data_dir.snapshot_dir):
-            if entry.is_file():
-                total += entry.stat().st_size
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.data_dir.snapshot_dir) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    total += entry.stat().st_size
         return total
 
     @property
     def path(self) -> Path:
         return self.data_dir.path
+
+
+def _refusal(error: BaseException, data_dir: DataDir) -> StorageError:
+    """The one-line error a start that cannot trust ``data_dir`` ends with."""
+    refused = classify(error, str(data_dir.db_path), running=False)
+    if isinstance(refused, CorruptionError):
+        return CorruptionError(f"{refused}; refusing to start. {rejoin_advice(data_dir.meta.node_id)}")
+    return refused
 
 
 def _validated(policy: SnapshotPolicy | None, keep_snapshots: int) -> SnapshotPolicy:
@@ -438,5 +526,9 @@ class _FailOnError:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if isinstance(exc, OSError | sqlite3.Error):
+        if isinstance(exc, OSError | sqlite3.Error | StorageError):
+            # After a failed write or fsync only a restart knows what is
+            # on disk: no later write is attempted.
             self._storage._failed = exc
+        if isinstance(exc, OSError | sqlite3.Error):
+            raise classify(exc, f"writing {self._storage.data_dir.path}") from exc

@@ -1,20 +1,24 @@
 """What a node may trust from its data directory when it starts.
 
-Order matters; each step may refuse (raise) before anything is changed:
+Order matters; each step may refuse (raise) before the next one runs:
 
 1. The hard state (term, vote, commit). It cannot be cut like a log tail:
    a forgotten vote could let this node vote twice in a term. A damaged one
-   raises :class:`CorruptionError`.
+   raises :class:`CorruptionError`, and so does one behind the high-water
+   mark (:mod:`._highwater`).
 2. The snapshot the database points at. If its file is damaged, an older
    snapshot stands in for it, but only if the rows on disk still cover the
    log from there up to the damaged one's index with the same term (the
    storage keeps the rows back to the previous snapshot for exactly this).
    Otherwise the compacted prefix is lost and recovery refuses.
 3. The log after that snapshot: rows are read in index order and checked
-   (contiguous, CRC). From the first bad row on, the log is cut (deleted
-   from disk) and the cut is logged; those entries are never served. A cut
-   only loses what Raft can re-replicate, so the node rejoins as a follower
-   that lacks a tail.
+   (contiguous, CRC, a known kind). A row that fails is refused, never cut:
+   SQLite transactions are atomic and SQLite itself drops a torn WAL tail
+   before this scan runs (:mod:`._wal` checks that what it drops is only
+   that), so every row here was committed, and so acknowledged by this
+   node to a leader that may have counted it towards a commit. A log that
+   ends below the stored commit index, or below the high-water mark's, is
+   refused for the same reason.
 4. Housekeeping: rows no retained snapshot needs, snapshot files nothing
    points at (a compaction that crashed before its commit), ``.tmp``
    leftovers.
@@ -28,11 +32,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import msgspec
-
 from raft_trio.core import Entry, HardState, Snapshot
 
 from ._errors import CorruptionError, SnapshotCorrupt
+from ._highwater import HighWater, check_hard_state, check_log
 from ._snapshots import SnapshotStore
 from ._sqlite_log import SqliteLog
 
@@ -55,9 +58,14 @@ class Recovered:
 
 
 def recover(
-    db: SqliteLog, snapshots: SnapshotStore, initial_snapshot: Snapshot | None, keep_snapshots: int
+    db: SqliteLog,
+    snapshots: SnapshotStore,
+    initial_snapshot: Snapshot | None,
+    keep_snapshots: int,
+    mark: HighWater | None = None,
 ) -> Recovered:
     hard_state = db.read_hard_state() or HardState()
+    check_hard_state(mark, hard_state, db.path)
     current = db.read_snapshot_ref()
     if current is None:
         snapshot = Snapshot()
@@ -79,30 +87,19 @@ def recover(
     snap_index = snapshot.meta.index
     scan = db.scan(snap_index)
     if scan.bad_index is not None:
-        bounds = db.bounds()
-        dropped = 0 if bounds is None else max(0, bounds[1] - scan.bad_index + 1)
-        logger.warning(
-            "%s: %s; cutting the log from entry %d on (up to %d entries dropped, never served)",
-            db.path,
-            scan.reason,
-            scan.bad_index,
-            dropped,
+        raise CorruptionError(
+            f"{db.path}: {scan.reason}; this node wrote and acknowledged that entry, so the log "
+            "cannot be cut there (a node that lost acknowledged entries could help elect a leader "
+            "without them)"
         )
-        with db.transaction():
-            db.delete_from(scan.bad_index)
     entries = scan.entries
     last = entries[-1].index if entries else snap_index
-    if scan.bad_index is not None and hard_state.commit > last:
-        # The cut took committed entries: the core must not believe it has
-        # them (it would try to apply them); the leader will resend them.
-        logger.warning(
-            "%s: commit index %d is beyond the recovered log (last %d); using %d",
-            db.path,
-            hard_state.commit,
-            last,
-            last,
+    if hard_state.commit > last:
+        raise CorruptionError(
+            f"{db.path}: the log ends at entry {last}, below the commit index {hard_state.commit} "
+            "stored with the hard state: committed entries are missing"
         )
-        hard_state = msgspec.structs.replace(hard_state, commit=last)
+    check_log(mark, last, db.path)
 
     fallback = _find_fallback(db, snapshots, snap_index, keep_snapshots)
     _tidy(db, snapshots, current, fallback, snap_index)

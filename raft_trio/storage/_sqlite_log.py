@@ -48,6 +48,10 @@ from ._errors import CorruptionError, DataDirError
 #: The WAL is truncated back to this size after a checkpoint (a large batch
 #: may grow it far beyond; it need not stay that big).
 JOURNAL_SIZE_LIMIT = 4 << 20
+#: What the WAL may take on top of the database between checkpoints: about
+#: 1,000 pages (SQLite's autocheckpoint) in the WAL, and as much again
+#: while a checkpoint copies them into the database file.
+WAL_HEADROOM_BYTES = 2 * JOURNAL_SIZE_LIMIT
 
 _ROW_HEAD = struct.Struct(">QQI")
 _KINDS = {int(kind): kind for kind in EntryKind}

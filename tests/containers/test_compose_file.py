@@ -50,7 +50,9 @@ def test_each_replica_keeps_its_data_in_the_volume(compose: dict[str, Any]) -> N
     assert ["raft-data", "/data"] in [m[:2] for m in mounts]
     assert "raft-data" in compose["volumes"]
     command = node["command"]
-    assert command[command.index("--data-dir") + 1] == "/data/{hostname}"
+    # Named by the container name, which recreation keeps: a recreated
+    # replica finds the data of the one it replaces.
+    assert command[command.index("--data-dir") + 1] == "/data/{name}"
 
 
 def test_node_command_is_one_the_cli_accepts(compose: dict[str, Any]) -> None:
@@ -62,7 +64,7 @@ def test_node_command_is_one_the_cli_accepts(compose: dict[str, Any]) -> None:
 
 def test_monitor_service_publishes_port_8000_and_finds_the_nodes(compose: dict[str, Any]) -> None:
     monitor = compose["services"]["monitor"]
-    assert "8000:8000" in [str(p) for p in monitor["ports"]]
+    assert "${MONITOR_PORT:-8000}:8000" in [str(p) for p in monitor["ports"]]
     env = environment(monitor)
     assert env["RAFT_SERVICE_NAME"] == "node"
     assert env.get("NODE_PORT", "9001") == "9001"
@@ -74,11 +76,24 @@ def test_monitor_service_publishes_port_8000_and_finds_the_nodes(compose: dict[s
     assert monitor["tmpfs"] == ["/data"] and "volumes" not in monitor
 
 
-def test_both_services_have_health_checks_on_healthz(compose: dict[str, Any]) -> None:
-    for name, port in (("node", 9001), ("monitor", 8000)):
+def test_health_checks_ask_a_node_whether_it_serves_a_cluster(compose: dict[str, Any]) -> None:
+    """A node is healthy while it is a member caught up with a live leader
+    (/readyz), not merely while its process answers (/healthz); the
+    monitor has nothing more than /healthz to say."""
+    for name, path in (("node", "127.0.0.1:9001/readyz"), ("monitor", "127.0.0.1:8000/healthz")):
         test = compose["services"][name]["healthcheck"]["test"]
         test = test if isinstance(test, str) else " ".join(test)
-        assert f"127.0.0.1:{port}/healthz" in test, name
+        assert path in test, name
+
+
+def test_the_base_image_comes_from_the_environment(compose: dict[str, Any]) -> None:
+    for name in ("node", "monitor"):
+        assert (
+            compose["services"][name]["build"]["args"]["BASE"]
+            == "${BASE:-docker.io/library/python:3.11-slim}"
+        )
+    scale_down = environment(compose["services"]["node"])
+    assert float(scale_down["AUTO_REMOVE_AFTER_S"]) > 0
 
 
 def test_the_payload_scripts_named_in_compose_are_in_the_image(compose: dict[str, Any]) -> None:
@@ -103,7 +118,7 @@ def test_containerfile_base_user_health_volume_and_one_process() -> None:
     assert by_name["FROM"] == ["${BASE}"]
     assert by_name["USER"][-1] not in ("root", "0")
     assert by_name["VOLUME"] == ['["/data"]']
-    assert "/healthz" in by_name["HEALTHCHECK"][0]
+    assert "/readyz" in by_name["HEALTHCHECK"][0]
     assert len(by_name["CMD"]) == 1 and "ENTRYPOINT" not in by_name
     assert shlex.split(by_name["CMD"][0].strip("[]").replace(",", " "))[:2] == ["raft-trio", "node"]
 
@@ -114,8 +129,10 @@ def test_the_readme_promises_what_the_files_hold(compose: dict[str, Any]) -> Non
     if "Containers and discovery" not in text:
         text = (ROOT / "docs" / "containers.md").read_text()
     for promise in (
+        "docker-compose up",
         "docker compose up",
         "podman-compose up",
+        "BASE=",
         "--scale node=5",
         "http://localhost:8000",
         "deploy.replicas: 3",
@@ -124,7 +141,7 @@ def test_the_readme_promises_what_the_files_hold(compose: dict[str, Any]) -> Non
         "BOOTSTRAP_EXPECT",
         "AUTO_REMOVE_AFTER_S",
         "raft-trio members remove",
-        "/data/{hostname}",
+        "/data/{name}",
         "podman pause",
         "podman unpause",
         "deploy.mode: replicated",

@@ -166,7 +166,7 @@ def test_podman_compose_creates_the_replicas_under_one_dns_name(
             "--listen",
             "0.0.0.0:9001",
             "--data-dir",
-            "/data/{hostname}",
+            "/data/{name}",
         ]
     network = next(c for c in commands if c[:2] == ["network", "create"])
     assert network[-1] == "ct_default" and "--disable-dns" not in network

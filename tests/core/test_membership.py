@@ -11,11 +11,15 @@ from raft_trio.core import (
     AppendEntries,
     ConfigChangeRejected,
     EntryKind,
+    Member,
     Membership,
     MemoryStorage,
     NotLeader,
+    ProposalDropped,
     RemoveMember,
     Role,
+    TimeoutNow,
+    UpdateMember,
 )
 
 from .helpers import CONFIG, Network, config, membership, of_type, url
@@ -213,8 +217,7 @@ def test_configuration_reverts_when_its_entry_is_truncated() -> None:
 def test_leader_removing_itself_steps_down_once_removal_commits() -> None:
     """§4.2.2: "the leader ... steps down (returns to follower state) once
     the Cnew entry is committed"; until then it manages a cluster it is not
-    part of, not counting itself in majorities. The rest then elect a
-    leader among themselves."""
+    part of, not counting itself in majorities."""
     net = Network()
     a = net.elect("a")
 
@@ -229,11 +232,129 @@ def test_leader_removing_itself_steps_down_once_removal_commits() -> None:
     assert a.log.committed == 2
     with pytest.raises(NotLeader):
         a.propose(b"x")
-
-    net.elapse(5 * CONFIG.election_ticks_max)
-    leader = net.leader()
-    assert leader in "bc"
-    index = net.cores[leader].propose(b"x")
-    net.deliver_all()
-    assert [e.index for e in net.applied["b"]][-1] == index
     assert not a.promotable()
+
+
+def test_removed_leader_hands_over_so_the_next_is_elected_without_a_timeout() -> None:
+    """§4.2.2 with §3.10: once its removal commits, the leader sends
+    TimeoutNow to a remaining voter that holds its whole log, which is
+    elected in the next term at once, with no tick passing (the others'
+    leader leases would otherwise hold off an election for a timeout)."""
+    net = Network()
+    a = net.elect("a")
+    term = a.term
+
+    index = a.change_membership(RemoveMember("a"))
+    net.deliver_all()  # no tick passes from here on
+
+    (timeout_now,) = net.sent(TimeoutNow, src="a")
+    assert timeout_now.dst in "bc" and timeout_now.term == term
+    new = net.leader()
+    assert new == timeout_now.dst
+    assert net.cores[new].term == term + 1
+    assert net.cores[new].membership == membership("bc")
+    assert a.role is Role.FOLLOWER
+    assert [e.index for e in net.applied["a"]][-1] == index  # its client gets its answer
+
+    written = net.cores[new].propose(b"x")
+    net.deliver_all()
+    assert {c.log.committed for i, c in net.cores.items() if i != "a"} == {written}
+
+
+def test_leader_being_removed_takes_no_proposal_until_it_has_handed_over() -> None:
+    """Appending nothing after its own removal is what makes the hand-over
+    immediate: the voters whose acknowledgements commit the removal hold
+    every entry. Proposals and further changes are refused meanwhile."""
+    net = Network()
+    a = net.elect("a")
+
+    a.change_membership(RemoveMember("a"))
+    assert a.handing_over
+    with pytest.raises(ProposalDropped):
+        a.propose(b"x")
+    with pytest.raises(ProposalDropped):
+        a.change_membership(AddLearner("d", url("d")))
+    net.deliver_all()
+    assert not a.handing_over and a.role is Role.FOLLOWER
+
+
+def test_removed_leader_hands_over_to_a_voter_that_acknowledged_the_removal() -> None:
+    """With five servers, a's removal commits with three of the remaining
+    four; TimeoutNow goes to one of those, never to the one that missed
+    the new configuration (it would lose the election, its log being
+    shorter)."""
+    net = Network("abcde")
+    a = net.elect("a")
+    behind = net.drop(lambda m: m.dst == "e" and isinstance(m, AppendEntries))
+
+    index = a.change_membership(RemoveMember("a"))
+    net.deliver_all()
+
+    (timeout_now,) = net.sent(TimeoutNow, src="a")
+    assert timeout_now.dst != "e"
+    assert net.cores[timeout_now.dst].log.term(index) == timeout_now.term  # it held the removal
+    assert net.leader() == timeout_now.dst
+    net.heal(behind)
+    net.elapse(3)
+    assert net.cores["e"].membership == membership("bcde")
+
+
+def test_removed_follower_gets_the_new_configuration_and_stays_quiet() -> None:
+    """A member being removed is replicated to until its removal commits
+    (§4.2.2), not counted: it holds the configuration without it, so it
+    knows it may not campaign, and the leader stops sending to it once the
+    removal has committed."""
+    net = Network(config=NO_LEASE)
+    a = net.elect("a")
+
+    a.change_membership(RemoveMember("c"))
+    assert "c" in a.progress  # until the removal commits
+    net.deliver_all()
+    c = net.cores["c"]
+    assert c.membership == membership("ab")
+    assert "c" not in a.progress
+    sent_to_c = len(net.sent(AppendEntries, dst="c"))
+
+    net.elapse(10 * CONFIG.election_ticks_max)
+    assert c.role is Role.FOLLOWER and not c.promotable()
+    assert net.leader() == "a" and c.term == a.term
+    assert len(net.sent(AppendEntries, dst="c")) == sent_to_c
+
+
+def test_removed_member_being_replicated_to_is_not_counted() -> None:
+    """Removing c while b is cut off: c still gets the log, but c alone
+    cannot commit the new configuration {a, b}; b is needed."""
+    net = Network()
+    a = net.elect("a")
+    cut = net.cut("a", "b")
+
+    index = a.change_membership(RemoveMember("c"))
+    net.deliver_all()
+    assert net.cores["c"].log.last_index() == index
+    assert a.log.committed < index
+
+    net.heal(cut)
+    net.elapse(2)
+    assert a.log.committed == index
+
+
+def test_a_members_address_changes_in_place() -> None:
+    """etcd's member update: the member keeps its place (voter or learner)
+    and its log, and the leader replicates to it at its new address."""
+    net = Network(learners="d")
+    a = net.elect("a")
+
+    a.change_membership(UpdateMember("b", "http://b-moved"))
+    net.deliver_all()
+    assert a.membership.get("b") == Member("b", "http://b-moved", voter=True)
+    assert net.cores["c"].membership == a.membership
+    voters = a.membership.voters
+    assert "d" not in voters
+    a.change_membership(UpdateMember("d", "http://d-moved"))
+    assert a.membership.get("d") == Member("d", "http://d-moved", voter=False)
+    assert a.membership.voters == voters
+
+    with pytest.raises(ConfigChangeRejected):
+        a.change_membership(UpdateMember("b", "http://b-moved"))  # nothing to change
+    with pytest.raises(ConfigChangeRejected):
+        a.change_membership(UpdateMember("e", "http://e"))  # not a member

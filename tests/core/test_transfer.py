@@ -148,6 +148,22 @@ def test_transfer_without_target_picks_most_caught_up_voter() -> None:
     assert a.transfer_leadership() == "c"
 
 
+def test_transfer_without_target_passes_over_a_silent_voter() -> None:
+    """Without a named target, a voter that did not answer during the last
+    check-quorum round (stopped, partitioned) is not picked while one that
+    did is, however caught up its log looked when it went silent: a node
+    that stops hands leadership to a live follower, not to one that
+    stopped just before it (as etcd picks the longest-connected member)."""
+    net = Network()
+    a = net.elect("a")
+    net.deliver_all()
+    assert a.progress["b"].match == a.progress["c"].match
+    net.crash("b")
+    net.elapse(CONFIG.election_ticks_min + 1, nodes="ac")
+
+    assert a.transfer_leadership() == "c"
+
+
 def test_transfer_to_a_learner_is_refused() -> None:
     """§3.10: the target has to win an election, so it must be a voter;
     the leader keeps taking proposals."""

@@ -47,6 +47,9 @@ TERM_GRACE_S = 0.5
 DEATH_S = 30.0
 
 
+#: The index that marks a key as expected absent (declined, deleted).
+ABSENT = -1
+
 #: Clusters the running test started (their logs go into a failure's report).
 STARTED: list[Cluster] = []
 
@@ -118,15 +121,20 @@ class Ack:
 class Writer:
     """``threads`` threads, each writing distinct keys one after another
     as fast as they are answered, to whichever node answers (following
-    redirects to the leader). Records every 200, and every write whose
-    outcome is unknown (a connection lost after the request left, a 503).
-    A write that could not connect reached no node and is retried."""
+    redirects to the leader). Records every 200, every write whose
+    outcome is unknown (a connection lost after the request left, a 503),
+    and every write declined for want of space (a 507, which must have
+    changed nothing). A write that could not connect reached no node and
+    is retried. Values are padded to ``value_bytes`` when given."""
 
-    def __init__(self, urls: list[str], threads: int = 4, prefix: str = "w") -> None:
+    def __init__(self, urls: list[str], threads: int = 4, prefix: str = "w", value_bytes: int = 0) -> None:
         self.urls = urls
         self.prefix = prefix
+        self.value_bytes = value_bytes
         self.acked: dict[str, Ack] = {}
         self.unknown: dict[str, str] = {}
+        self.declined: dict[str, str] = {}
+        self.declined_errors: set[str] = set()
         self.refused: list[str] = []
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
@@ -165,6 +173,7 @@ class Writer:
             with httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False, follow_redirects=True) as client:
                 while not self._halt.is_set():
                     key, value = f"{self.prefix}-{thread}-{i:05d}", f"value {thread}/{i}"
+                    value = value.ljust(self.value_bytes, ".")
                     url = self.urls[target % len(self.urls)] + kv_path(key)
                     try:
                         r = client.put(url, json={"value": value})
@@ -188,6 +197,9 @@ class Writer:
                             body = r.json()
                             assert body["key"] == key and body["value"] == value, describe(r)
                             self.acked[key] = Ack(value, body["index"], time.monotonic())
+                        elif r.status_code == 507 and r.json().get("indeterminate") is False:
+                            self.declined[key] = value
+                            self.declined_errors.add(r.json()["error"])
                         else:
                             self.unknown[key] = value
                             if r.status_code != 503:
@@ -402,12 +414,15 @@ def converge(c: Cluster) -> tuple[str, int]:
     return lid, commit
 
 
-def check_acknowledged(c: Cluster, writer: Writer) -> dict[str, Any]:
+def check_acknowledged(c: Cluster, writer: Writer, deleted: set[str] | None = None) -> dict[str, Any]:
     """Every acknowledged write is readable with its value and index:
     linearizably through the leader and with ?consistency=stale on every
     node (all caught up); every write of unknown outcome is either there
-    with its value or absent. Also that acknowledged writes were applied
-    in the order they were acknowledged, per writer thread."""
+    with its value or absent; every write declined for want of space (507)
+    and every key in ``deleted`` (deleted by the test since) is absent.
+    Also that acknowledged writes were applied in the order they were
+    acknowledged, per writer thread."""
+    deleted = deleted or set()
     assert not writer.refused, f"answers outside the contract: {writer.refused[:3]}"
     lid, commit = converge(c)
     per_thread: dict[str, list[Ack]] = collections.defaultdict(list)
@@ -418,14 +433,20 @@ def check_acknowledged(c: Cluster, writer: Writer) -> dict[str, Any]:
         indexes = [a.index for a in acks]
         assert indexes == sorted(indexes), f"{thread}: acknowledged out of log order"
 
-    # (key, value, index or None for an unknown outcome)
-    expected: list[tuple[str, str, int | None]] = [(k, a.value, a.index) for k, a in writer.acked.items()]
-    expected += [(key, value, None) for key, value in writer.unknown.items()]
+    # (key, value, index; None for an unknown outcome, ABSENT for one that must be absent)
+    expected: list[tuple[str, str, int | None]] = [
+        (k, a.value, a.index) for k, a in writer.acked.items() if k not in deleted
+    ]
+    expected += [(key, value, None) for key, value in writer.unknown.items() if key not in deleted]
+    expected += [(key, value, ABSENT) for key, value in writer.declined.items()]
+    expected += [(key, "", ABSENT) for key in deleted]
     wrong: list[str] = []
 
     def judge(where: str, key: str, value: str, index: int | None, status: int, body: bytes) -> None:
         answer = json.loads(body) if status in (200, 404) else None
-        if index is None:  # unknown outcome: there with its value, or absent
+        if index == ABSENT:
+            ok = status == 404
+        elif index is None:  # unknown outcome: there with its value, or absent
             ok = status == 404 or (status == 200 and answer is not None and answer["value"] == value)
         else:
             ok = status == 200 and as_written(answer) == {"key": key, "value": value, "index": index}
@@ -456,4 +477,11 @@ def check_acknowledged(c: Cluster, writer: Writer) -> dict[str, Any]:
     reads = len(expected) * (1 + len(c.nodes))
     print(f"{reads} reads in {time.monotonic() - started:.1f} s")
     assert not wrong, f"{len(wrong)} of {reads} reads wrong, e.g.\n" + "\n".join(wrong[:5])
-    return {"leader": lid, "commit": commit, "acked": len(writer.acked), "unknown": len(writer.unknown)}
+    return {
+        "leader": lid,
+        "commit": commit,
+        "acked": len(writer.acked),
+        "unknown": len(writer.unknown),
+        "declined": len(writer.declined),
+        "deleted": len(deleted),
+    }

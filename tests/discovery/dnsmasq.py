@@ -55,6 +55,9 @@ class Dnsmasq:
         self.hosts = root / "hosts"
         self.addresses: list[str] = []
         self.srv: list[tuple[str, str, int]] = []  # (srv name, target, port)
+        #: More (address, name) lines, before the service's (a reverse
+        #: lookup answers the first name an address has).
+        self.names: list[tuple[str, str]] = []
         self.port = free_udp_port()
         self.log = root / "dnsmasq.log"
         self._write()
@@ -65,7 +68,8 @@ class Dnsmasq:
         return f"127.0.0.1:{self.port}"
 
     def _write(self) -> None:
-        lines = [f"{address} {self.name}\n" for address in self.addresses]
+        lines = [f"{address} {name}\n" for address, name in self.names]
+        lines += [f"{address} {self.name}\n" for address in self.addresses]
         self.hosts.write_text("".join(lines))
 
     def start(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from raft_trio.discovery import MemberView, PeerStatus, decide, plan_changes
+from raft_trio.discovery import MemberView, PeerStatus, RemovalWatch, decide, plan_changes
 
 
 def url(node_id: str) -> str:
@@ -136,28 +136,101 @@ def test_one_cluster_forms_whatever_each_node_sees(seed: int) -> None:
         assert all(n.members or n.joined for n in nodes), "every other replica joins the cluster"
 
 
-def test_plan_adds_a_new_replica_and_leaves_a_foreign_node_alone() -> None:
+def test_plan_adds_a_new_replica_at_the_url_it_advertises_and_leaves_a_foreign_node_alone() -> None:
     members = [MemberView("a", url("a")), MemberView("b", url("b"))]
-    probes = {url("a"): member("a", "ab"), url("c"): PeerStatus(url("c"), "c"), url("x"): member("x", "xy")}
-    changes = plan_changes("a", members, probes, probes.keys(), {}, 0.0, None)
+    new = PeerStatus("http://10.0.0.3:9001", "c", advertised=url("c"))
+    probes = {url("a"): member("a", "ab"), new.url: new, url("x"): member("x", "xy")}
+    changes = plan_changes("a", url("a"), members, probes, {}, 0.0, None, 3)
     assert [(c.kind, c.id, c.url) for c in changes] == [("add", "c", url("c"))]
 
 
-def test_plan_moves_a_member_found_at_a_new_address() -> None:
+def test_plan_records_the_url_a_member_advertises_now() -> None:
+    """etcd's member update, in place: the member keeps its seat."""
+    members = [MemberView("a", url("a")), MemberView("b", "http://10.0.0.2:9001")]
+    probes = {url("a"): member("a", "ab"), "http://10.0.0.7:9001": moved("b", url("b"), "ab")}
+    changes = plan_changes("a", url("a"), members, probes, {}, 0.0, None, 3)
+    assert [(c.kind, c.id, c.url) for c in changes] == [("update", "b", url("b"))]
+    # The leader's own URL too.
+    changes = plan_changes("a", "http://a-now:9001", members[:1], {}, {}, 0.0, None, 3)
+    assert [(c.kind, c.id, c.url) for c in changes] == [("update", "a", "http://a-now:9001")]
+
+
+def test_plan_moves_a_node_that_does_not_advertise_only_when_its_old_address_is_silent() -> None:
     members = [MemberView("a", url("a")), MemberView("b", "http://old:9001")]
-    probes = {url("a"): member("a", "ab"), "http://new:9001": member("b", "ab", leader=False)}
-    changes = plan_changes("a", members, probes, probes.keys(), {}, 0.0, None)
-    assert [(c.kind, c.id, c.url) for c in changes] == [("move", "b", "http://new:9001")]
-    # Not while the old address still answers as that member.
-    probes["http://old:9001"] = member("b", "ab", leader=False)
-    assert plan_changes("a", members, probes, probes.keys(), {}, 0.0, None) == []
+    views = member("b", "ab").members
+    probes = {url("a"): member("a", "ab"), "http://new:9001": PeerStatus("http://new:9001", "b", views)}
+    changes = plan_changes("a", url("a"), members, probes, {}, 0.0, None, 3)
+    assert [(c.kind, c.id, c.url) for c in changes] == [("update", "b", "http://new:9001")]
+    probes["http://old:9001"] = PeerStatus("http://old:9001", "b", views)
+    assert plan_changes("a", url("a"), members, probes, {}, 0.0, None, 3) == []
 
 
-def test_plan_removes_only_after_the_opt_in_grace_period() -> None:
-    members = [MemberView("a", url("a")), MemberView("b", url("b")), MemberView("c", url("c"))]
-    probes = {url("a"): member("a", "abc"), url("b"): member("b", "abc")}
-    seen = {"a": 0.0, "b": 100.0, "c": 40.0}
-    assert plan_changes("a", members, probes, probes.keys(), seen, 100.0, None) == []
-    assert plan_changes("a", members, probes, probes.keys(), seen, 100.0, 90.0) == []
-    changes = plan_changes("a", members, probes, probes.keys(), seen, 100.0, 30.0)
-    assert [(c.kind, c.id) for c in changes] == [("remove", "c")]  # never the leader itself
+def test_plan_removes_only_after_the_grace_period_and_never_below_the_expected_voters() -> None:
+    members = [MemberView(i, url(i)) for i in "abcde"]
+    probes = {url(i): member(i, "abcde") for i in "abc"}
+    seen = {"a": 100.0, "b": 100.0, "c": 100.0, "d": 40.0, "e": 50.0}
+    assert plan_changes("a", url("a"), members, probes, seen, 100.0, None, 3) == []
+    assert plan_changes("a", url("a"), members, probes, seen, 100.0, 90.0, 3) == []
+    changes = plan_changes("a", url("a"), members, probes, seen, 100.0, 30.0, 3)
+    assert [(c.kind, c.id) for c in changes] == [("remove", "d"), ("remove", "e")]
+    # Four voters left, three expected: one more may go, not two.
+    changes = plan_changes("a", url("a"), members[:4], probes, seen, 100.0, 30.0, 3)
+    assert [(c.kind, c.id) for c in changes] == [("remove", "d")]
+    assert plan_changes("a", url("a"), members[:3], probes, {"c": 0.0}, 100.0, 30.0, 3) == []
+    # A learner that left is removed whatever the count of voters.
+    learner = [*members[:3], MemberView("f", url("f"), voter=False)]
+    changes = plan_changes("a", url("a"), learner, probes, {"f": 0.0}, 100.0, 30.0, 3)
+    assert [(c.kind, c.id) for c in changes] == [("remove", "f")]
+
+
+def moved(node_id: str, advertised: str, members: Iterable[str]) -> PeerStatus:
+    status = member(node_id, members, leader=False)
+    return PeerStatus("http://10.0.0.7:9001", node_id, status.members, advertised=advertised)
+
+
+def leading(node_id: str, members: Iterable[str], term: int, commit: int, last: int) -> PeerStatus:
+    views = tuple(MemberView(i, url(i)) for i in members)
+    return PeerStatus(url(node_id), node_id, views, leader_url=url(node_id), leader_log=(term, commit, last))
+
+
+def test_a_node_is_removed_once_a_leader_committed_past_the_configuration_without_it() -> None:
+    """Appended is not enough (a new leader could undo it): the same leader,
+    in the same term, must have committed past the end of the log it had
+    when it first left this node out."""
+    own = [MemberView(i, url(i)) for i in "abcd"]
+
+    def removed(watch: RemovalWatch, leader: PeerStatus) -> str | None:
+        return watch.removed(own, own, [leader])
+
+    watch = RemovalWatch("d")
+    assert removed(watch, leading("a", "abc", 4, 10, 12)) is None
+    assert removed(watch, leading("a", "abc", 4, 11, 13)) is None  # not yet past 12
+    assert removed(watch, leading("a", "abc", 4, 12, 13)) is not None
+    # A new term starts over: its log may differ.
+    watch = RemovalWatch("d")
+    assert removed(watch, leading("a", "abc", 4, 10, 12)) is None
+    assert removed(watch, leading("b", "abc", 5, 19, 20)) is None
+    assert removed(watch, leading("b", "abc", 5, 20, 21)) is not None
+    # A leader whose whole log is committed: one answer is enough.
+    assert removed(RemovalWatch("d"), leading("b", "abc", 5, 20, 20)) is not None
+    # A leader that lists it again, or a follower's view, counts for nothing.
+    watch = RemovalWatch("d")
+    assert removed(watch, leading("a", "abc", 4, 10, 12)) is None
+    assert removed(watch, leading("a", "abcd", 4, 12, 12)) is None
+    assert removed(watch, leading("a", "abc", 4, 12, 13)) is None
+    assert removed(watch, member("b", "abc", leader=False)) is None
+    # A node with no configuration yet is joining, not removed.
+    assert RemovalWatch("d").removed([], [], [leading("a", "abc", 4, 12, 12)]) is None
+
+
+def test_a_node_is_removed_when_its_own_committed_configuration_leaves_it_out_after_having_it() -> None:
+    with_d = [MemberView(i, url(i)) for i in "abcd"]
+    without_d = [MemberView(i, url(i)) for i in "abc"]
+    watch = RemovalWatch("d")
+    assert watch.removed(with_d, with_d, []) is None
+    assert watch.removed(without_d, without_d, []) is not None
+    # A node that joins replays configurations from before it was added: no removal.
+    joining = RemovalWatch("d")
+    assert joining.removed(without_d, without_d, []) is None
+    assert joining.removed(with_d, without_d, []) is None
+    assert joining.removed(with_d, with_d, []) is None

@@ -1,11 +1,14 @@
 """The resolver against a real DNS server (dnsmasq): A records on the
-nodes' common port, SRV records with their own ports, no answer, no server."""
+nodes' common port, SRV records with their own ports, no answer, no server;
+a replica's stable name, as Docker and Podman give it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from raft_trio.discovery import DnsError, DnsResolver, parse_nameserver
+from raft_trio.discovery import DnsError, DnsResolver, parse_nameserver, replica_name
 
 from .dnsmasq import Dnsmasq, free_udp_port, loopback_block
 
@@ -43,3 +46,37 @@ def test_nameserver_syntax() -> None:
     for bad in ("dns.example:53", "127.0.0.1:0", "127.0.0.1:x", ""):
         with pytest.raises(ValueError):
             parse_nameserver(bad)
+
+
+def test_a_replica_is_named_as_docker_names_it_by_the_reverse_lookup(
+    dnsmasq: Dnsmasq, tmp_path: Path
+) -> None:
+    """Docker's DNS answers the reverse lookup of a container's address
+    with ``<container>.<network>``; the container name resolves to that
+    address alone. The service name (every replica) and the hostname (the
+    container's id) are never taken."""
+    block = loopback_block()
+    dnsmasq.addresses = [f"{block}{i}" for i in (1, 2, 3)]
+    dnsmasq.names = [(f"{block}2", "proj_node_2.proj_default"), (f"{block}2", "proj_node_2")]
+    dnsmasq.start()
+    resolver = DnsResolver(dnsmasq.server)
+    no_hosts = str(tmp_path / "none")
+    assert replica_name(f"{block}2", resolver, "0123abcd", no_hosts) == "proj_node_2"
+    assert replica_name(f"{block}1", resolver, "0123abcd", no_hosts) is None  # only "node": all three
+    assert replica_name(f"{block}2", resolver, "proj_node_2", no_hosts) == "proj_node_2.proj_default"
+
+
+def test_a_replica_is_named_as_podman_names_it_in_etc_hosts(dnsmasq: Dnsmasq, tmp_path: Path) -> None:
+    """Podman writes ``<address> <hostname> <container name>`` into the
+    container's /etc/hosts and resolves the container name by DNS."""
+    block = loopback_block()
+    dnsmasq.addresses = [f"{block}1", f"{block}2"]
+    dnsmasq.names = [(f"{block}1", "proj_node_1")]
+    dnsmasq.start()
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{block}1 62c5d2d319d4 proj_node_1  # the container\n")
+    resolver = DnsResolver(dnsmasq.server)
+    assert replica_name(f"{block}1", resolver, "62c5d2d319d4", str(hosts)) == "proj_node_1"
+    # A name in /etc/hosts that DNS does not resolve to the address is no stable name.
+    hosts.write_text(f"{block}2 62c5d2d319d4 elsewhere\n")
+    assert replica_name(f"{block}2", resolver, "62c5d2d319d4", str(hosts)) is None

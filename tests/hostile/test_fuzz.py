@@ -141,7 +141,8 @@ def fuzz_operation(
         try:
             body: Any = response.json()
         except Exception:
-            body = response.text[:300]
+            # Not JSON: /api/snapshot answers a binary backup, so decode leniently.
+            body = response.content[:300].decode("utf-8", "replace")
         if (problem := contract_problem(response.status_code, body, dict(response.headers))) is not None:
             tally.fail(case, problem)
         if elapsed > REQUEST_TIMEOUT_S / 2:

@@ -1,7 +1,8 @@
-"""Garbage at the peer endpoint ``POST /raft/messages``: random bytes,
-truncated msgpack, msgpack of the wrong shapes, huge arrays, a sender that
-differs from ``X-Raft-From``, no header. Every one is a 400 with a JSON
-error, and the node keeps serving. The loop is seeded; the seed is printed
+"""Garbage at the peer endpoints ``POST /raft/messages`` and ``POST
+/raft/stream``: random bytes, truncated msgpack or frames, msgpack of the
+wrong shapes, huge arrays, oversized frames, a sender that differs from
+``X-Raft-From``, no header. Every one is a 400 with a JSON error, and the
+node keeps serving. The loop is seeded; the seed is printed
 (set HOSTILE_SEED to replay one)."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import msgspec
 import pytest
 
 from raft_trio.core import Message, RequestVote, RequestVoteResponse
-from raft_trio.peer.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
+from raft_trio.peer.framing import MAX_FRAME_BYTES, FrameWriter
+from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, STREAM_PATH, encode_batch
 
 from ..integration.cluster import Cluster, describe
 from ._support import assert_serving, error_body, log_tracebacks
@@ -79,6 +81,53 @@ def test_peer_endpoint_garbage(node_cluster: Cluster) -> None:
         seen[what] = seen.get(what, 0) + 1
         assert r.status_code == 400, f"round {i} (seed {seed}), {what}: {describe(r)}"
         assert error_body(r) is not None, f"round {i} (seed {seed}), {what}: {describe(r)}"
+    print(seen)
+    assert_serving(node_cluster)
+    assert not log_tracebacks(node_cluster), log_tracebacks(node_cluster)[:3]
+
+
+STREAM_ROUNDS = 100
+
+
+def stream_garbage(rng: random.Random) -> tuple[str, list[bytes]]:
+    """(what, chunks) of one hostile stream: every one ends its body."""
+    frames = FrameWriter()
+    valid = frames.frame(encode_batch([RequestVoteResponse(term=1, src="n2", dst="n1", granted=False)]))
+    kind = rng.randrange(5)
+    if kind == 0:
+        return "random bytes", [rng.randbytes(rng.randint(1, 4096))]
+    if kind == 1:
+        return "a frame cut short", [valid, valid[: rng.randint(1, len(valid) - 1)]]
+    if kind == 2:
+        what, body, _ = garbage(rng)
+        while what in ("sender differs from the header", "no header"):  # a valid body
+            what, body, _ = garbage(rng)
+        return "a frame of garbage", [valid, frames.frame(body)]
+    if kind == 3:
+        return "a length over the limit", [valid, (MAX_FRAME_BYTES + 1).to_bytes(4, "big")]
+    other = frames.frame(encode_batch([RequestVoteResponse(term=1, src="n3", dst="n1", granted=False)]))
+    return "a sender other than the header", [valid, other]
+
+
+def test_peer_stream_garbage(node_cluster: Cluster) -> None:
+    """Garbage on ``POST /raft/stream``: every stream is refused with a 400
+    and a JSON error (closing it), and the node keeps serving."""
+    seed = int(os.environ.get("HOSTILE_SEED", random.randrange(2**32)))
+    print(f"\nHOSTILE_SEED={seed}")
+    rng = random.Random(seed)
+    url = node_cluster["n1"].url + STREAM_PATH
+    headers = {FROM_HEADER: "n2", "Content-Type": "application/x-raft-stream"}
+    seen: dict[str, int] = {}
+    for i in range(STREAM_ROUNDS):
+        what, chunks = stream_garbage(rng)
+        r = node_cluster.http.post(url, content=iter(chunks), headers=headers, timeout=10)
+        seen[what] = seen.get(what, 0) + 1
+        assert r.status_code == 400, f"round {i} (seed {seed}), {what}: {describe(r)}"
+        assert error_body(r) is not None, f"round {i} (seed {seed}), {what}: {describe(r)}"
+    r = node_cluster.http.post(
+        url, content=iter([b""]), headers={"Content-Type": "application/x-raft-stream"}
+    )
+    assert r.status_code == 400, describe(r)
     print(seen)
     assert_serving(node_cluster)
     assert not log_tracebacks(node_cluster), log_tracebacks(node_cluster)[:3]

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from typing import Any
 
+import httpx
 import pytest
 
 from .cluster import CATCH_UP_S, ELECTION_S, SSEReader, cli_command, describe, wait_until
@@ -143,3 +146,84 @@ def json_of_text(text: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+#: Elections by timeout take at least three seconds here, so a new leader
+#: seen sooner after a removal was handed leadership, not elected by timeout.
+SLOW_ELECTIONS = {
+    "ELECTION_TIMEOUT_LOWER_MILLIS": "3000",
+    "ELECTION_TIMEOUT_UPPER_MILLIS": "6000",
+    "HEARTBEAT_REPEAT_MILLIS": "100",
+}
+
+
+@pytest.mark.integration
+def test_removing_the_leader_answers_200_and_hands_over_at_once(make_cluster: Any) -> None:
+    """DELETE /api/members/{leader} under a steady write load, twice (five
+    members to four to three): each answers 200 with the new membership;
+    the next leader leads well inside the minimum election timeout (§4.2.2
+    with a hand-over); the removed node stays out of the way; every
+    acknowledged write reads back."""
+    c = make_cluster("removal", env=SLOW_ELECTIONS, size=5)
+    c.wait_for_leader()
+    acked: dict[str, str] = {}
+    stop = threading.Event()
+    writer_errors: list[str] = []
+
+    def writer() -> None:
+        with httpx.Client(timeout=10.0, trust_env=False, follow_redirects=True) as client:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                key, value = f"load-{n}", f"value-{n}"
+                for nid in c.live_ids():
+                    try:
+                        r = client.put(c.kv_url(nid, key), json={"value": value})
+                    except httpx.HTTPError:
+                        continue
+                    if r.status_code == 200:
+                        acked[key] = value
+                        break
+                    if r.status_code not in (307, 503):
+                        writer_errors.append(describe(r))
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    removed: list[str] = []
+    try:
+        for _ in range(2):
+            wait_until(lambda: (len(acked) > len(removed) * 20 + 20, len(acked)), 30, "writes to flow")
+            remaining = [nid for nid in c.nodes if nid not in removed]
+            lid, term = c.wait_for_leader(remaining)
+            started = time.monotonic()
+            r = c.http.delete(f"{c[lid].url}/api/members/{lid}")
+            answered = time.monotonic() - started
+            assert r.status_code == 200, describe(r)
+            assert lid not in members_of(r.json()), r.text
+            removed.append(lid)
+            staying = [nid for nid in remaining if nid != lid]
+            new, new_term = c.wait_for_leader(staying, min_term=term + 1, timeout=ELECTION_S)
+            took = time.monotonic() - started
+            assert took < 3.0, f"a new leader {took:.2f} s after the removal of {lid}: not handed over"
+            assert new_term == term + 1, (term, new_term)
+            st = c.status(lid)
+            assert st is not None and st["role"] == "follower" and lid not in members_of(st), st
+            print(
+                f"removed leader {lid}: 200 after {answered:.3f} s, {new} leads {took:.3f} s after the request"
+            )
+        wait_until(lambda: (len(acked) > 80, len(acked)), 30, "writes to flow after the removals")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not writer_errors, writer_errors[:3]
+    staying = [nid for nid in c.nodes if nid not in removed]
+    lid, final_term = c.wait_for_leader(staying)
+    assert final_term == new_term, "an election after the last hand-over"
+    assert all(c[nid].running for nid in c.nodes), c.crashed()
+    for nid in removed:  # no campaign of their own: nobody's term went past the hand-overs
+        st = c.status(nid)
+        assert st is not None and st["role"] == "follower" and st["term"] <= final_term, st
+    for key, value in acked.items():
+        r = c.get(lid, key)
+        assert r.status_code == 200 and r.json()["value"] == value, describe(r)

@@ -155,6 +155,11 @@ def bad_invocations(tmp: Path) -> list[tuple[str, list[str]]]:
         ("malformed --peers", [*node, "--listen", "127.0.0.1:0", "--peers", "garbage"]),
         ("--peers without this node", [*node, "--listen", "127.0.0.1:0", "--peers", "n2=http://127.0.0.1:1"]),
         ("node with no way to find its cluster", [*node, "--listen", "127.0.0.1:0"]),
+        ("a negative disk reserve", [*node, "--listen", "127.0.0.1:0", *peers, "--disk-reserve-bytes", "-1"]),
+        (
+            "a disk reserve that is not a number",
+            [*node, "--listen", "127.0.0.1:0", *peers, "--disk-reserve-bytes", "lots"],
+        ),
         (
             "a --data-dir that is a file",
             ["node", "--id", "n1", "--data-dir", str(a_file), "--listen", "127.0.0.1:0", *peers],

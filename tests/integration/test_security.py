@@ -19,9 +19,10 @@ import httpx
 import pytest
 import trustme
 
-from raft_trio.core._messages import AppendEntries
+from raft_trio.core._messages import AppendEntries, HeartbeatResponse
 from raft_trio.peer.auth import PeerAuthenticator
-from raft_trio.peer.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
+from raft_trio.peer.framing import FrameWriter
+from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, STREAM_PATH, encode_batch, stream_request
 
 from .cluster import Cluster, cli_command, free_ports, wait_until
 
@@ -134,6 +135,42 @@ def test_a_secure_cluster_serves_its_clients_and_refuses_strangers(
         10,
         "the follower to apply the last write",
     )
+
+
+def refusals(cluster: Cluster, node_id: str) -> float:
+    text = cluster.http.get(cluster[node_id].url + "/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("raft_peer_requests_refused_total "))
+    return float(line.split()[1])
+
+
+def test_a_forged_frame_on_a_signed_stream_closes_it_unparsed(
+    secure_cluster: tuple[Cluster, dict[str, str]],
+) -> None:
+    """Over TLS, a stream opened with a valid signature: its authentic
+    frames are taken; a frame under another key (here one that would
+    unseat the leader if it were stepped) is refused with a 401, the stream
+    is closed, the refusal is counted, and the leader keeps its term. The
+    same opening sent again is refused as a replay."""
+    cluster, _ = secure_cluster
+    leader_id, term = cluster.wait_for_leader()
+    leader = cluster[leader_id]
+    follower_id = next(nid for nid in cluster.nodes if nid != leader_id)
+    peer = PeerAuthenticator(SECRET.encode(), follower_id)
+    headers, writer = stream_request(follower_id, leader_id, peer)
+    stale = writer.frame(encode_batch([HeartbeatResponse(term=0, src=follower_id, dst=leader_id, seq=0)]))
+    forged = FrameWriter(b"k" * 32).frame(
+        encode_batch([AppendEntries(10**9, follower_id, leader_id, 0, 0, (), 0)])
+    )
+    before = refusals(cluster, leader_id)
+    answer = cluster.http.post(leader.url + STREAM_PATH, content=iter([stale, forged]), headers=headers)
+    assert answer.status_code == 401, answer.text
+    assert "failed its MAC" in answer.json()["error"]
+    assert refusals(cluster, leader_id) == before + 1
+    status = cluster.status(leader_id)
+    assert status is not None and (status["role"], status["term"]) == ("leader", term)
+    again = cluster.http.post(leader.url + STREAM_PATH, content=iter([stale]), headers=headers)
+    assert again.status_code == 401 and "replayed" in again.json()["error"]
+    assert cluster.write("after-the-forgery", "v")["key"] == "after-the-forgery"
 
 
 def test_the_monitor_watches_nodes_that_serve_https(

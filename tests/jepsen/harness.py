@@ -2,11 +2,13 @@
 whose peer traffic goes through proxies the test controls, concurrent
 clients that record every operation, and a seeded nemesis.
 
-- :class:`PeerProxy`: one small threaded HTTP reverse proxy per destination
-  node. Every node's ``--peers`` URL for node X is X's proxy, which forwards
-  to X's real ``--listen`` port, and answers 503 (forwarding nothing) to a
-  request whose ``X-Raft-From`` sender is in its ``blocked`` set. Blocking
-  both directions between X and everyone else isolates X (a partition).
+- :class:`PeerProxy`: one small threaded TCP proxy per destination node.
+  Every node's ``--peers`` URL for node X is X's proxy, which forwards to
+  X's real ``--listen`` port (streams included), answers 503 (forwarding
+  nothing) to a connection whose ``X-Raft-From`` sender is in its
+  ``blocked`` set, and cuts the connections of a sender once it is blocked.
+  Blocking both directions between X and everyone else isolates X (a
+  partition that breaks the streams crossing it).
 - :class:`JepsenCluster`: the integration tests' :class:`Cluster` with its
   peers rewritten to go through the proxies; clients still talk to the
   nodes' own ports.
@@ -20,15 +22,15 @@ clients that record every operation, and a seeded nemesis.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import itertools
 import json
 import os
 import random
+import socket
 import threading
 import time
-from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +48,56 @@ MAX_REDIRECTS = 3
 
 # -- the peer proxies -------------------------------------------------------------
 
+#: The largest request head the proxy reads before it knows the sender.
+MAX_HEAD_BYTES = 64 * 1024
+#: Bytes of a forwarded request kept for a replay: a stream's opening and
+#: first frames, or a whole snapshot request (larger ones are not replayed).
+REPLAY_CAPTURE_BYTES = 4 * 1024 * 1024
+#: How long a replay waits after the node is seen running.
+REPLAY_DELAY_S = 0.5
+
+
+class _Link:
+    """One forwarded connection: the sender's socket and the node's."""
+
+    def __init__(self, sender: str, client: socket.socket, upstream: socket.socket) -> None:
+        self.sender = sender
+        self.client = client
+        self.upstream = upstream
+
+    def cut(self) -> None:
+        for sock in (self.client, self.upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
 
 class PeerProxy:
-    """Forwards everything arriving on ``port`` to ``127.0.0.1:target_port``,
-    except requests from a sender in ``blocked`` (answered 503, not forwarded).
+    """Forwards every connection arriving on ``port`` to ``127.0.0.1:target_port``,
+    byte for byte both ways (a peer's long-lived stream and its snapshot
+    requests alike), once it has read the head of the connection's first
+    request and learnt the sender from ``X-Raft-From`` (a connection carries
+    one node's requests). A connection from a sender in ``blocked`` is
+    answered 503 and closed, forwarding nothing; :meth:`cut_blocked` closes
+    those already forwarded: a partition cuts the streams it crosses.
 
-    With ``replay_every`` N, every Nth forwarded request is sent to the node
-    a second time, as an attacker who captured it would; the statuses of
-    these replays are kept in ``replays`` (with a cluster secret, each must
-    be a 401)."""
+    With ``replay_every`` N, the first request of every Nth forwarded
+    connection (its head and what it sent of its body) is sent to the node
+    again once the connection has ended, as an attacker who captured it
+    would; the statuses of these replays are kept in ``replays`` (with a
+    cluster secret each must be a 401; 0 stands for a replay taken without a
+    refusal). A replay waits until ``node_up()`` says the node runs and is
+    not paused, and a moment more: the node has then read whatever of the
+    original was waiting in its socket buffers, so the replay comes second.
+    """
 
-    def __init__(self, dest_id: str, port: int, target_port: int, replay_every: int = 0) -> None:
+    def __init__(
+        self,
+        dest_id: str,
+        port: int,
+        target_port: int,
+        replay_every: int = 0,
+        node_up: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.dest_id = dest_id
         self.port = port
         self.target_port = target_port
@@ -65,85 +106,167 @@ class PeerProxy:
         self.dropped = 0
         self.replay_every = replay_every
         self.replays: list[int] = []
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                sender = self.headers.get(FROM_HEADER, "")
-                if sender in proxy.blocked:
-                    proxy.dropped += 1
-                    self._reply(503, b"partitioned by the test")
-                    return
-                headers = {
-                    k: v
-                    for k, v in self.headers.items()
-                    if k.lower() not in ("host", "connection", "content-length", "transfer-encoding")
-                }
-                headers["Content-Length"] = str(len(body))
-                conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=1.5)
-                try:
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                    proxy.forwarded += 1
-                    if proxy.replay_every and proxy.forwarded % proxy.replay_every == 0:
-                        proxy.replay(self.command, self.path, body, headers)
-                    self._reply(
-                        resp.status, data, resp.getheader("Content-Type") or "application/octet-stream"
-                    )
-                except OSError:
-                    # The request may have reached the node: answer nothing,
-                    # so the sender cannot take it for a refusal.
-                    self.close_connection = True
-                finally:
-                    conn.close()
-
-            do_POST = _handle
-            do_GET = _handle
-            do_PUT = _handle
-            do_DELETE = _handle
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a sender that gave up (timeout, killed node): nothing to report
-
-        self.server = Server(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name=f"proxy-{dest_id}")
+        self._node_up = node_up
+        self._lock = threading.Lock()
+        self._links: set[_Link] = set()
+        self._closed = False
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self.thread = threading.Thread(target=self._accept, daemon=True, name=f"proxy-{dest_id}")
 
     def start(self) -> None:
         self.thread.start()
 
-    def replay(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.target_port, timeout=1.5)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            self.replays.append(response.status)
-        except OSError:
-            pass  # the node is paused or down: nothing learnt
-        finally:
-            conn.close()
+    def cut_blocked(self) -> None:
+        """Close every forwarded connection whose sender is now blocked."""
+        with self._lock:
+            cut = [link for link in self._links if link.sender in self.blocked]
+        for link in cut:
+            link.cut()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            link.cut()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            head = _read_head(client)
+            if head is None:
+                return
+            sender = _header(head, FROM_HEADER) or ""
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=1.5)
+            except OSError:
+                return  # the node is down: the sender sees its connection closed
+            upstream.settimeout(None)
+            link = _Link(sender, client, upstream)
+            replay = False
+            with self._lock:
+                if sender in self.blocked:
+                    refuse = True
+                else:
+                    refuse = False
+                    self._links.add(link)
+                    self.forwarded += 1
+                    replay = bool(self.replay_every) and self.forwarded % self.replay_every == 0
+            with upstream:
+                if refuse:
+                    self.dropped += 1
+                    body = b"partitioned by the test"
+                    with contextlib.suppress(OSError):
+                        client.sendall(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                        )
+                    return
+                captured = bytearray(head)
+                try:
+                    upstream.sendall(head)
+                except OSError:
+                    link.cut()
+                    captured.clear()
+                back = threading.Thread(target=_pump, args=(upstream, client, None), daemon=True)
+                back.start()
+                _pump(client, upstream, captured if replay else None)
+                link.cut()
+                back.join()
+            with self._lock:
+                self._links.discard(link)
+        if replay:
+            self._replay(bytes(captured))
+
+    def _replay(self, captured: bytes) -> None:
+        length = _header(captured, "Content-Length")
+        head_end = captured.index(b"\r\n\r\n") + 4
+        if length is not None and len(captured) - head_end < int(length):
+            return  # not all of the body was captured: nothing to replay
+        deadline = time.monotonic() + 10
+        while not self._node_up():
+            if self._closed or time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+        time.sleep(REPLAY_DELAY_S)
+        try:
+            conn = socket.create_connection(("127.0.0.1", self.target_port), timeout=1.5)
+        except OSError:
+            return  # the node is down: nothing learnt
+        with conn:
+            try:
+                conn.sendall(captured)
+                conn.shutdown(socket.SHUT_WR)
+                answer = b""
+                while b"\r\n" not in answer:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+            except TimeoutError:
+                return  # the node is paused: nothing learnt
+            except OSError:
+                answer = b""
+        status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else b"0"
+        self.replays.append(int(status))
+
+
+def _read_head(sock: socket.socket) -> bytes | None:
+    """The bytes up to the end of the first request head (and whatever of
+    the body came with them), or None if the connection ends first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > MAX_HEAD_BYTES:
+            return None
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _header(head: bytes, name: str) -> str | None:
+    lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    for line in lines:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name.lower().encode():
+            return value.strip().decode("latin-1")
+    return None
+
+
+def _pump(source: socket.socket, sink: socket.socket, capture: bytearray | None) -> None:
+    """Copies ``source`` to ``sink`` until either ends, then ends both
+    directions, keeping up to REPLAY_CAPTURE_BYTES in ``capture``."""
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+            if capture is not None and len(capture) < REPLAY_CAPTURE_BYTES:
+                capture += data[: REPLAY_CAPTURE_BYTES - len(capture)]
+    except OSError:
+        pass
+    for sock in (source, sink):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _up(node: Any) -> bool:
+    return bool(node.running and not node.paused)
 
 
 class JepsenCluster(Cluster):
@@ -160,7 +283,7 @@ class JepsenCluster(Cluster):
         super().__init__(root, name, size=size, env=env)
         proxy_ports = free_ports(size)
         self.proxies: dict[str, PeerProxy] = {
-            nid: PeerProxy(nid, pport, node.port, replay_every)
+            nid: PeerProxy(nid, pport, node.port, replay_every, partial(_up, node))
             for (nid, node), pport in zip(self.nodes.items(), proxy_ports, strict=True)
         }
         self.peers = ",".join(f"{nid}=http://127.0.0.1:{p.port}" for nid, p in self.proxies.items())
@@ -187,11 +310,14 @@ class JepsenCluster(Cluster):
         return {f"http://127.0.0.1:{p.port}": self.nodes[nid].url for nid, p in self.proxies.items()}
 
     def isolate(self, node_id: str) -> None:
-        """Cut ``node_id`` off from every other node, both ways."""
+        """Cut ``node_id`` off from every other node, both ways: the streams
+        between them break at once, and new ones are refused."""
         others = [nid for nid in self.nodes if nid != node_id]
         self.proxies[node_id].blocked.update(others)
         for nid in others:
             self.proxies[nid].blocked.add(node_id)
+        for proxy in self.proxies.values():
+            proxy.cut_blocked()
 
     def heal(self) -> None:
         for proxy in self.proxies.values():

@@ -10,8 +10,10 @@ CI runs 30 s of faults; the long form is one command::
     JEPSEN_SECONDS=600 pytest tests/jepsen -k jepsen_run -s
 
 ``JEPSEN_SEED=<n>`` replays a nemesis schedule (the seed is printed). The
-nodes sign their peer requests with a cluster secret, and the proxies replay
-every 50th request: each replay must be refused (401).
+nodes sign their peer streams and requests with a cluster secret, and the
+proxies replay the opening of every 3rd connection they forwarded (a
+stream's head and first frames, or a snapshot request) once it has ended:
+each replay must be refused (401).
 
 ``test_stale_reads_are_caught``: the same workload with a deliberately
 broken read path (reads sent as ``?consistency=stale`` to any node, so a
@@ -87,11 +89,12 @@ def test_short_jepsen_run(tmp_path: Path) -> None:
     seconds = float(os.environ.get("JEPSEN_SECONDS", "30"))
     seed = seed_from_env()
     print(f"\nJEPSEN_SEED={seed} JEPSEN_SECONDS={seconds:g}", flush=True)
-    # Peers sign their requests (a cluster secret), and the proxies replay
-    # every 50th one, also to a node restarted since: under faults the
-    # signatures must neither cost availability nor let a replay through.
+    # Peers sign their streams (a cluster secret), and the proxies replay
+    # every 3rd connection's opening, also to a node restarted since: under
+    # faults the signatures must neither cost availability nor let a replay
+    # through. Partitions cut the streams through the proxies.
     cluster = JepsenCluster(
-        tmp_path / "cluster", env={"RAFT_CLUSTER_SECRET": "jepsen-cluster-secret"}, replay_every=50
+        tmp_path / "cluster", env={"RAFT_CLUSTER_SECRET": "jepsen-cluster-secret"}, replay_every=3
     )
     try:
         cluster.start()

@@ -249,7 +249,12 @@ def test_a_snapshot_plus_the_rest_of_the_log_ends_in_the_same_state(
     for index, command in enumerate(log[cut:], start=cut + 1):
         assert follower.apply(index, command) == leader.apply(index, command)
     assert state_of(follower) == state_of(leader)
-    assert follower.snapshot() == leader.snapshot()
+    again = KeyValueStore()
+    again.restore(follower.snapshot())
+    assert state_of(again) == state_of(leader)
+    assert {lease: held.keys for lease, held in again.leases.items()} == {
+        lease: held.keys for lease, held in leader.leases.items()
+    }
 
 
 @settings(max_examples=200, deadline=None)

@@ -284,3 +284,73 @@ def test_normalize_url() -> None:
     assert normalize_url(" HTTP://Node-1:9001/ ") == "http://node-1:9001"
     assert normalize_url("10.0.0.1:9001") == "http://10.0.0.1:9001"
     assert normalize_url("https://h/root/") == "https://h/root"
+
+
+def test_a_replica_that_left_dns_and_the_membership_is_dropped() -> None:
+    """Scale-down: a replica found by DNS stops and leaves DNS, and the
+    leader removes it: the page drops it (a DNS address is no seed for
+    ever)."""
+    view = ClusterView()
+    address = "http://172.18.0.9:9001"  # as DNS gives it
+    view.add_source(URLS["n1"], 0.0, seed=True)
+    view.add_source(address, 0.0, seed=True)
+    view.apply(URLS["n1"], report("status", node_id="n1", role="leader", with_members=("n1", "n5")), 0.1)
+    view.apply(address, report("status", node_id="n5"), 0.1)
+    view.mark_unreachable(address, 1.0, "connection refused")
+    assert view.forget_source(address, 1.5).removed == []  # still a member: shown unreachable
+    changes = view.apply(
+        URLS["n1"], report("membership", node_id="n1", role="leader", with_members=("n1",)), 2.0
+    )
+    assert "n5" in changes.removed and address in changes.unwatch
+    assert sorted(view.nodes) == ["n1"]
+
+
+def test_a_node_back_at_another_address_is_followed_there() -> None:
+    """A replica restarted at a new address: the source at the new address
+    takes over from the one that no longer reaches it, instead of being
+    ignored as a duplicate; an ignored address is tried again once the node
+    it duplicated is unreachable."""
+    view = seeded("n1")
+    view.apply(URLS["n1"], report("status", node_id="n1"), 0.0)
+    view.mark_unreachable(URLS["n1"], 1.0, "connection refused")
+    moved = "http://10.0.0.9:9001"
+    view.add_source(moved, 2.0, seed=True)
+    changes = view.apply(moved, report("status", node_id="n1"), 2.1)
+    assert URLS["n1"] in changes.unwatch
+    assert view.nodes["n1"].url == moved and view.nodes["n1"].role == "follower"
+    # The old address is ignored while the node is reached at the new one...
+    assert not view.add_source(URLS["n1"], 3.0, seed=True)
+    # ...and tried again once it is not.
+    view.mark_unreachable(moved, 4.0, "connection refused")
+    assert view.add_source(URLS["n1"], 5.0, seed=True).watch == [URLS["n1"]]
+
+
+def test_a_replica_reached_by_its_name_and_by_dns_is_dropped_once_gone_from_both() -> None:
+    """Members are listed by name, DNS gives their addresses: the address
+    is a duplicate of the name's source, and its seed goes with it when it
+    leaves DNS."""
+    view = ClusterView()
+    address = "http://172.18.0.9:9001"  # as DNS gives it
+    view.add_source(URLS["n1"], 0.0, seed=True)
+    view.apply(URLS["n1"], report("status", node_id="n1", role="leader", with_members=("n1", "n5")), 0.1)
+    view.apply(URLS["n5"], report("status", node_id="n5"), 0.2)  # reached by its name first
+    view.add_source(address, 0.3, seed=True)
+    assert view.apply(address, report("status", node_id="n5"), 0.4).unwatch == [address]  # a duplicate
+    assert view.nodes["n5"].seed
+    view.mark_unreachable(URLS["n5"], 1.0, "cannot connect")
+    view.forget_source(address, 1.5)
+    changes = view.apply(
+        URLS["n1"], report("membership", node_id="n1", role="leader", with_members=("n1",)), 2.0
+    )
+    assert "n5" in changes.removed
+    assert sorted(view.nodes) == ["n1"]
+
+
+def test_an_address_that_left_dns_before_it_ever_answered_is_dropped() -> None:
+    """A replica scaled away so soon that the page never learnt its id."""
+    view = seeded("n1")
+    address = "http://172.18.0.9:9001"  # as DNS gives it
+    view.add_source(address, 0.0, seed=True)
+    view.mark_unreachable(address, 1.0, "timed out")
+    assert view.forget_source(address, 2.0).removed == [address]
+    assert sorted(view.nodes) == [URLS["n1"]]

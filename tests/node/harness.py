@@ -1,11 +1,10 @@
 """The in-memory world of the runtime tests on Trio's fake clock: three
 real ``RaftNode`` runtimes in one Trio run, an in-memory transport (a
-paused peer's POST never returns, as with SIGSTOP) and an in-memory disk
-whose fsync can be made slow."""
+paused peer takes no more of a stream and never answers a request, as with
+SIGSTOP) and an in-memory disk whose fsync can be made slow."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,8 @@ import trio
 
 from raft_trio.core import Entry, HardState, Membership, MemoryStorage, Role, Snapshot, SnapshotMeta
 from raft_trio.node import RaftNode, Timing
-from raft_trio.peer.transport import decode_batch
+from raft_trio.peer.stream import Body
+from raft_trio.peer.wire import accept_batch, accept_stream
 
 TIMING = Timing()  # etcd's defaults: heartbeat 100 ms, election 1000-2000 ms
 ELECTION_MAX_S = TIMING.election_max_ms / 1000
@@ -48,11 +48,37 @@ class MemoryNodeStorage(MemoryStorage):
         self.compact(snapshot)
 
 
-@dataclasses.dataclass
+#: Frames a paused host's connection takes before a write blocks: the
+#: kernel's socket buffers of a stopped process (0: none, every write to a
+#: paused host blocks at once).
+STREAM_BUFFER_FRAMES = 64
+
+
 class Host:
-    node: RaftNode
-    paused: bool = False
-    fsync_seconds: float = 0.0
+    """One node, its disk speed, and whether it is paused: a paused host
+    reads nothing (a stream's frames wait in its buffer, then block) and
+    answers nothing, until it resumes."""
+
+    def __init__(self, node: RaftNode) -> None:
+        self.node = node
+        self.fsync_seconds = 0.0
+        self.buffer_frames = STREAM_BUFFER_FRAMES
+        self._resumed = trio.Event()
+        self._resumed.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    @paused.setter
+    def paused(self, paused: bool) -> None:
+        if paused and not self.paused:
+            self._resumed = trio.Event()
+        elif not paused:
+            self._resumed.set()
+
+    async def wait_resumed(self) -> None:
+        await self._resumed.wait()
 
 
 class Cluster:
@@ -64,7 +90,7 @@ class Cluster:
         for seed, (node_id, url) in enumerate(urls.items()):
             storage = MemoryNodeStorage(Snapshot(SnapshotMeta(0, 0, membership)))
             node = RaftNode(
-                node_id, url, storage, TIMING, seed=seed, run_disk=self._disk(node_id), post=self._post
+                node_id, url, storage, TIMING, seed=seed, run_disk=self._disk(node_id), request=self._request
             )
             self.hosts[node_id] = Host(node)
 
@@ -75,11 +101,30 @@ class Cluster:
 
         return run_disk
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+    async def _request(self, url: str, headers: dict[str, str], body: Body) -> int:
+        """A request through the real checks of the wire format; a stream's
+        frames are stepped as they come, one at a time."""
         target = self.hosts[url.removeprefix("mem://").split("/")[0]]
-        if target.paused:
-            await trio.sleep_forever()  # a stopped process never answers
-        target.node.step(decode_batch(body))
+        headers = {name.lower(): value for name, value in headers.items()}
+        sender = headers["x-raft-from"]
+        if isinstance(body, bytes):
+            await target.wait_resumed()
+            target.node.step(accept_batch(sender, headers, body, None))
+            return 204
+        inbox = accept_stream(sender, headers, None)
+        # The connection's buffer: frames written, not yet read.
+        written, buffered = trio.open_memory_channel[bytes](target.buffer_frames)
+
+        async def read() -> None:
+            async for frame in buffered:
+                await target.wait_resumed()
+                target.node.step(inbox.feed(frame))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            async with written:
+                async for frame in body:
+                    await written.send(frame)
         return 204
 
     async def start(self) -> None:

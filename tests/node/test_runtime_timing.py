@@ -1,20 +1,23 @@
-"""The runtime's own timing on Trio's fake clock: ticker, parallel fan-out
-with a deadline per peer, the leader pump, the disk-stall watchdog.
+"""The runtime's own timing on Trio's fake clock: ticker, one stream per
+peer with a deadline per write, the leader pump, the disk-stall watchdog.
 
 Three real ``RaftNode`` runtimes share one Trio run; between them is an
-in-memory transport (a paused peer's POST never returns, as with SIGSTOP)
-and an in-memory disk whose fsync can be made slow. ``autojump_clock`` makes
+in-memory transport (a paused peer reads nothing of its streams once their
+buffers are full, and answers nothing, as with SIGSTOP) and an in-memory
+disk whose fsync can be made slow. ``autojump_clock`` makes
 minutes of virtual time pass in milliseconds, and every wait is bounded in
 virtual time.
 """
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
 from raft_trio.core import Role
 from raft_trio.kv import Put
+from raft_trio.peer import stream as stream_module
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -38,27 +41,46 @@ async def test_writes_commit_and_answer_with_their_index(
     assert result.key == "k" and result.index == leader.core.log.committed
 
 
+@pytest.mark.parametrize("buffer_frames", [0, 64], ids=["no buffer", "socket buffers"])
 async def test_a_paused_follower_costs_the_leader_nothing(
-    cluster: Cluster, autojump_clock: trio.testing.MockClock
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, buffer_frames: int
 ) -> None:
     """The ancestor's weakness 4: heartbeats went to peers one after another,
-    so a paused peer unseated the leader. Here each peer has its own sender
-    and deadline: with one follower stopped, writes keep committing and no
-    election happens for ten election timeouts."""
+    so a paused peer unseated the leader. Here each peer has its own stream
+    and a deadline per write: with one follower stopped, writes keep
+    committing and no election happens for ten election timeouts. Once its
+    connection takes no more frames (no buffer at all, or full socket
+    buffers) its stream is dropped at the deadline and reopened with
+    backoff; the leader holds at most the bounded outbox for it. Once it
+    resumes it catches up under the same leader."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     follower = next(i for i in cluster.hosts if i != leader.id)
+    other = next(i for i in cluster.hosts if i not in (leader.id, follower))
+    cluster.hosts[follower].buffer_frames = buffer_frames
     cluster.hosts[follower].paused = True
+    stream = leader._transport.senders[follower]  # type: ignore[union-attr]
+    opened_before = stream.streams_opened
     terms_before = cluster.terms(exclude=follower)
     deadline = trio.current_time() + 10 * ELECTION_MAX_S
     writes = 0
     while trio.current_time() < deadline:
-        with trio.fail_after(1.0):  # each write commits well within a second
-            await leader.write(Put(f"key{writes}", "v"))
+        with trio.fail_after(1.0):
+            await leader.write(Put(f"key{writes}", "v" * 1000))
         writes += 1
         await trio.sleep(0.05)
+        assert len(stream._queue) <= stream_module.MAX_QUEUED
+        assert stream._queued_bytes <= stream_module.MAX_QUEUED_BYTES
     assert cluster.terms(exclude=follower) == terms_before
     assert leader.core.role is Role.LEADER
     assert writes > 100
+    if buffer_frames == 0:
+        assert stream.streams_opened > opened_before + 1  # dropped, reopened
+    cluster.hosts[follower].paused = False
+    with trio.fail_after(3 * ELECTION_MAX_S):
+        while cluster.hosts[follower].node.kv.applied_index < leader.core.log.committed:
+            await trio.sleep(0.05)
+    assert leader.core.role is Role.LEADER and cluster.terms() == {**terms_before, follower: leader.core.term}
+    assert cluster.hosts[other].node.core.leader_id == leader.id
 
 
 async def test_a_slow_leader_disk_does_not_delay_heartbeats(
@@ -99,3 +121,21 @@ async def test_a_leader_whose_disk_stalls_steps_down(
     with trio.fail_after(3 * ELECTION_MAX_S):
         while not any(n.id != leader.id for n in cluster.leaders()):
             await trio.sleep(0.01)
+
+
+async def test_a_node_at_rest_wakes_its_ticker_once_a_heartbeat_not_every_tick(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The core still gets every tick (its logical time keeps up with the
+    clock), but the ticker wakes only when one matters or after a heartbeat
+    interval: about 10 times a second instead of 100."""
+    await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    ticks = {i: h.node._ticks for i, h in cluster.hosts.items()}
+    before = {i: (t.wakeups, t.delivered) for i, t in ticks.items()}
+    rest_s = 10.0
+    await trio.sleep(rest_s)
+    for node_id, t in ticks.items():
+        wakeups = t.wakeups - before[node_id][0]
+        delivered = t.delivered - before[node_id][1]
+        assert delivered >= rest_s * 1000 / TIMING.tick_ms - 2, (node_id, delivered)
+        assert wakeups <= rest_s * 1000 / TIMING.heartbeat_ms + 2, (node_id, wakeups)

@@ -65,3 +65,39 @@ async def test_losing_leadership_ends_the_whole_process_group(
     messages = [r.getMessage() for r in caplog.records]
     assert "[leader.sh] leading as n1 in term 3" in messages
     assert any("SIGKILL" in m for m in messages), "the grandchild ignored SIGTERM: it needed SIGKILL"
+
+
+async def test_what_a_script_says_on_sigterm_reaches_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The example scripts' trap lines: written after SIGTERM, while the
+    role is being left or the node stops, they still reach the log."""
+    caplog.set_level(logging.INFO, logger="raft_trio")
+    script = tmp_path / "leader.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        "trap 'echo \"term $RAFT_TERM ended: stopping\"; exit 0' TERM\n"
+        "echo started\n"
+        "while :; do sleep 30 & wait $!; done\n"
+    )
+    script.chmod(0o755)
+    supervisor = PayloadSupervisor(str(script), None, "n1", grace=2.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervisor.run)
+        supervisor.role_changed("leader", 3, None)
+        with trio.fail_after(10):
+            while "[leader.sh] started" not in [r.getMessage() for r in caplog.records]:
+                await trio.sleep(0.02)
+        supervisor.role_changed("follower", 4, None)  # leaving the role
+        with trio.fail_after(10):
+            while supervisor.current is not None:
+                await trio.sleep(0.01)
+        supervisor.role_changed("leader", 5, None)
+        with trio.fail_after(10):
+            while [r.getMessage() for r in caplog.records].count("[leader.sh] started") < 2:
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()  # the node stopping
+    messages = [r.getMessage() for r in caplog.records]
+    assert "[leader.sh] term 3 ended: stopping" in messages
+    assert "[leader.sh] term 5 ended: stopping" in messages
+    assert not any("SIGKILL" in m for m in messages)

@@ -15,7 +15,7 @@ from raft_trio.core._messages import AppendEntries
 from raft_trio.http.app import create_app
 from raft_trio.node import RaftNode, Timing
 from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator
-from raft_trio.peer.transport import FROM_HEADER, MESSAGES_PATH, encode_batch
+from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, encode_batch
 from raft_trio.security import Security
 from tests.node.harness import MemoryNodeStorage
 

@@ -63,6 +63,7 @@ def test_inconsistent_settings_are_refused(fields: dict[str, object], message: s
 def test_admin_requests_are_the_membership_and_leadership_changes() -> None:
     assert is_admin_request("POST", "/api/members")
     assert is_admin_request("DELETE", "/api/members/n3")
+    assert is_admin_request("GET", "/api/snapshot")  # a backup holds every key
     assert is_admin_request("POST", "/api/leadership/transfer")
     assert is_admin_request("post", "/prefix/members", "/prefix/")
     assert not is_admin_request("GET", "/api/members")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import struct
 from pathlib import Path
 
 from raft_trio.core import (
@@ -19,6 +20,11 @@ from raft_trio.core import (
     UnavailableError,
 )
 from raft_trio.storage import DurableStorage
+from raft_trio.storage._wal import FRAME_HEADER_BYTES, WAL_HEADER_BYTES
+
+#: SQLite's page size here, and so the size of one WAL frame.
+PAGE = 4096
+FRAME = FRAME_HEADER_BYTES + PAGE
 
 MEMBERSHIP = Membership.of({"n1": "http://n1", "n2": "http://n2", "n3": "http://n3"})
 INITIAL = Snapshot(SnapshotMeta(0, 0, MEMBERSHIP))
@@ -87,3 +93,27 @@ def assert_same(model: LogStorage, storage: LogStorage) -> None:
     assert _outcome(storage.entries, first - 1, last + 1) == _outcome(model.entries, first - 1, last + 1)
     assert _outcome(storage.entries, first, last + 2) == _outcome(model.entries, first, last + 2)
     assert storage.config_entries() == model.config_entries()
+
+
+def wal_frames(wal: Path) -> list[tuple[int, int]]:
+    """(frame number, commit size) of every frame of the WAL's current
+    generation (its header's salts); a commit size above 0 ends a transaction."""
+    data = wal.read_bytes()
+    salts = data[16:24]
+    found = []
+    for number in range(1, (len(data) - WAL_HEADER_BYTES) // FRAME + 1):
+        offset = WAL_HEADER_BYTES + (number - 1) * FRAME
+        if data[offset + 8 : offset + 16] != salts:
+            break
+        found.append((number, struct.unpack_from(">I", data, offset + 4)[0]))
+    return found
+
+
+def flip_wal_frame(wal: Path, frame: int, at: int = FRAME_HEADER_BYTES + 100) -> None:
+    """Flip four bytes of frame ``frame`` (in its page, by default): what a
+    disk that rots or lies does."""
+    data = bytearray(wal.read_bytes())
+    offset = WAL_HEADER_BYTES + (frame - 1) * FRAME + at
+    for i in range(4):
+        data[offset + i] ^= 0xA5
+    wal.write_bytes(bytes(data))

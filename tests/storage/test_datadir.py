@@ -52,9 +52,16 @@ def test_an_empty_directory_counts_as_new(tmp_path: Path) -> None:
         assert data_dir.meta.cluster_id is None
 
 
-def test_an_unknown_cluster_id_is_recorded_once_known(tmp_path: Path) -> None:
+def test_a_directory_without_a_cluster_id_is_adopted_only_when_asked(tmp_path: Path) -> None:
+    """A directory made without --cluster-id may be an old cluster's
+    leftover: a cluster with an id does not take it over silently."""
     open_data_dir(tmp_path, "n1").close()
-    with open_data_dir(tmp_path, "n1", "c7") as data_dir:
+    before = tree_fingerprint(tmp_path)
+    with pytest.raises(DataDirError, match=r"records no cluster id.*--adopt-data-dir") as refused:
+        open_data_dir(tmp_path, "n1", "c7")
+    assert refused.value.exit_code == 78
+    assert tree_fingerprint(tmp_path) == before
+    with open_data_dir(tmp_path, "n1", "c7", adopt=True) as data_dir:
         assert data_dir.meta.cluster_id == "c7"
     with open_data_dir(tmp_path, "n1") as data_dir:  # None accepts any
         assert data_dir.meta.cluster_id == "c7"

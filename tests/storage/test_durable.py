@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from raft_trio.core import HardState, Snapshot, SnapshotMeta
-from raft_trio.storage import DurableStorage, SnapshotPolicy, StorageError
+from raft_trio.storage import DiskIOError, DurableStorage, SnapshotPolicy, StorageError
 from raft_trio.storage._datadir import SNAPSHOT_DIR
 
 from .helpers import MEMBERSHIP, entries, entry, open_storage, snapshot_at
@@ -72,8 +72,10 @@ def test_one_ready_is_one_transaction(tmp_path: Path, monkeypatch: pytest.Monkey
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(storage._db, "insert", fail)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(DiskIOError, match="disk I/O error") as failed:
         storage.persist(HardState(2, "n2", 3), [entry(21, 2)], leader_snapshot)
+    assert failed.value.exit_code == 74
+    assert isinstance(failed.value.__cause__, sqlite3.OperationalError)
     # After a failed write nothing more is written: only a restart knows
     # what is on disk.
     with pytest.raises(StorageError, match="restart the node"):

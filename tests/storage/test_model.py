@@ -5,6 +5,12 @@ Each rule does the same thing to both; after every step every read of the
 LogStorage protocol must agree. A restart (clean or from a crash image)
 swaps the DurableStorage for one recovered from disk, so whatever the cache
 held and the disk did not shows up as a difference.
+
+The writes keep the promises Raft keeps, which recovery holds the disk to
+(a start that finds them broken is refused): the term never goes back, a
+vote is never changed within its term, the commit index never goes back
+nor beyond the log, and committed entries are never overwritten or
+replaced by an older snapshot.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -68,9 +74,17 @@ class StorageMachine(RuleBasedStateMachine):
 
     # -- writes -------------------------------------------------------------
 
-    @rule(term=st.integers(0, 9), vote=votes, commit=st.integers(0, 40))
-    def set_hard_state(self, term: int, vote: str | None, commit: int) -> None:
-        hard_state = HardState(term, vote, commit)
+    def _next_hard_state(self, data: st.DataObject, last: int) -> HardState:
+        """A hard state that may follow the model's, with a log ending at ``last``."""
+        now = self.model.hard_state()
+        term = data.draw(st.integers(now.term, now.term + 2), label="term")
+        vote = now.vote if term == now.term and now.vote is not None else data.draw(votes, label="vote")
+        commit = data.draw(st.integers(now.commit, max(now.commit, last)), label="commit")
+        return HardState(term, vote, commit)
+
+    @rule(data=st.data())
+    def set_hard_state(self, data: st.DataObject) -> None:
+        hard_state = self._next_hard_state(data, self.model.last_index())
         self.model.set_hard_state(hard_state)
         self.storage.set_hard_state(hard_state)
 
@@ -82,6 +96,8 @@ class StorageMachine(RuleBasedStateMachine):
         first, last = self.model.first_index(), self.model.last_index()
         start = data.draw(st.integers(max(1, first - 3), last + 2), label="start")
         batch = _entries(data, start)
+        # Committed entries are never overwritten.
+        assume(not batch or start > self.model.hard_state().commit)
         expected = _outcome_of(self.model.append, batch)
         assert _outcome_of(self.storage.append, batch) == expected
 
@@ -94,19 +110,27 @@ class StorageMachine(RuleBasedStateMachine):
         last = self.model.last_index()
         if data.draw(st.booleans(), label="with snapshot"):
             index = data.draw(st.integers(max(0, snap_index - 1), last + 4), label="snapshot index")
+            # A leader's snapshot below the commit index is never installed.
+            assume(index <= snap_index or index >= self.model.hard_state().commit)
             snapshot = Snapshot(
                 SnapshotMeta(index, data.draw(st.integers(1, 6)), data.draw(memberships)), b"s"
             )
             if index > snap_index:
                 snap_index, last = index, index
-        hard_state = data.draw(st.none() | st.builds(HardState, st.integers(0, 9), votes, st.integers(0, 40)))
         start = data.draw(st.integers(max(1, snap_index - 2), last + 1), label="start")
         batch = _entries(data, start)
+        # Entries past the snapshot never overwrite committed ones.
+        assume(
+            not batch
+            or batch[-1].index <= snap_index
+            or max(start, snap_index + 1) > self.model.hard_state().commit
+        )
         if snapshot is not None:
             self.model.apply_snapshot(snapshot)
+        self.model.append(batch)
+        hard_state = data.draw(st.none() | st.just(self._next_hard_state(data, self.model.last_index())))
         if hard_state is not None:
             self.model.set_hard_state(hard_state)
-        self.model.append(batch)
         self.storage.persist(hard_state, batch, snapshot)
 
     @rule(data=st.data())
@@ -129,6 +153,7 @@ class StorageMachine(RuleBasedStateMachine):
     def apply_snapshot(self, data: st.DataObject) -> None:
         snap_index, last = self.model.snapshot().meta.index, self.model.last_index()
         index = data.draw(st.integers(max(0, snap_index - 1), last + 5), label="snapshot index")
+        assume(index <= snap_index or index >= self.model.hard_state().commit)
         snapshot = Snapshot(
             SnapshotMeta(index, data.draw(st.integers(1, 6)), data.draw(memberships)), data.draw(payloads)
         )

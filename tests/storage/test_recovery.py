@@ -52,34 +52,34 @@ def test_a_clean_restart_recovers_everything(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("damage", "cut_at"),
+    ("damage", "reason"),
     [
-        ("UPDATE entries SET crc = (crc | 1) - (crc & 1) WHERE idx >= 18", 18),  # flipped checksum bits
-        ("UPDATE entries SET data = X'00' WHERE idx = 10", 10),  # content changed, checksum not
-        ("UPDATE entries SET term = 2 WHERE idx = 25", 25),
-        ("UPDATE entries SET kind = 9 WHERE idx = 30", 30),
-        ("DELETE FROM entries WHERE idx = 12", 12),  # a hole: nothing after it is usable
+        ("UPDATE entries SET crc = (crc | 1) - (crc & 1) WHERE idx >= 18", "entry 18 failed its checksum"),
+        ("UPDATE entries SET data = X'00' WHERE idx = 10", "entry 10 failed its checksum"),  # checksum kept
+        ("UPDATE entries SET term = 2 WHERE idx = 25", "entry 25 failed its checksum"),
+        ("UPDATE entries SET kind = 9 WHERE idx = 30", "entry 30 failed its checksum"),
+        ("DELETE FROM entries WHERE idx = 12", "entry 12 is missing"),  # a hole
+        ("DELETE FROM entries WHERE idx >= 27", "the log ends at entry 26, below the commit index 29"),
     ],
 )
-def test_a_corrupt_tail_is_cut_from_the_first_bad_row_and_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str, cut_at: int
+def test_a_damaged_or_missing_row_is_refused_and_nothing_changes(
+    tmp_path: Path, damage: str, reason: str
 ) -> None:
+    """SQLite transactions are atomic and SQLite drops a torn WAL tail
+    itself, so a row that fails is one this node committed and
+    acknowledged: never cut, refused."""
     _write_log(tmp_path, 30)
     _sql(tmp_path, damage)
-    with caplog.at_level(logging.WARNING, logger="raft_trio.storage"):
-        storage = open_storage(tmp_path)
-    with storage:
-        assert storage.last_index() == cut_at - 1
-        assert storage.entries(1, cut_at) == entries(1, cut_at)
-        # The commit index may not point past the log the node really has.
-        assert storage.hard_state() == HardState(1, "n1", cut_at - 1)
-    assert f"cutting the log from entry {cut_at} on" in caplog.text
-    # The cut is on disk: a second start finds a clean log and says nothing.
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="raft_trio.storage"), open_storage(tmp_path) as storage:
-        assert storage.last_index() == cut_at - 1
-        storage.append([entry(cut_at, 2)])  # and it takes new entries there
-    assert "cutting" not in caplog.text
+    before = tree_fingerprint(tmp_path)
+    with pytest.raises(CorruptionError) as refused:
+        open_storage(tmp_path)
+    message = str(refused.value)
+    assert reason in message
+    assert str(tmp_path / DB_NAME) in message  # names the file
+    assert "raft-trio members remove n1" in message  # and the way back
+    assert "\n" not in message
+    assert refused.value.exit_code == 65
+    assert tree_fingerprint(tmp_path) == before
 
 
 def test_a_torn_wal_loses_only_the_last_transactions_whole(tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""``raft-trio snapshot save FILE`` and ``raft-trio snapshot restore FILE``:
+backups of the state machine and new clusters made from them, as etcd's
+``snapshot save`` and ``snapshot restore`` do.
+
+``save`` streams the backup from the leader into ``FILE.part``, checks it
+whole (header, length, SHA-256), fsyncs it and only then renames it to
+``FILE``: a file by that name is always a whole backup. ``restore`` checks
+the file the same way before it writes anything, then makes a new data
+directory from which the node starts as a member of a new cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ..client import Client, StreamBroken
+from .errors import UsageError, fail
+
+#: sysexits' EX_DATAERR: the file is damaged (as for a damaged data dir).
+EXIT_DAMAGED = 65
+
+
+def cmd_snapshot_save(args: argparse.Namespace, client: Client, output: str) -> int:
+    return save(Path(args.file), client)
+
+
+def save(target: Path, client: Client) -> int:
+    from ..storage import BackupCorrupt, read_backup
+
+    partial = target.with_name(target.name + ".part")
+    try:
+        with client.snapshot() as chunks, open(partial, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as error:
+        raise UsageError(f"cannot write {partial}: {error.strerror}") from None
+    except StreamBroken as error:
+        partial.unlink(missing_ok=True)
+        fail(f"{error}; nothing was saved", 1)
+    try:
+        backup = read_backup(partial)
+    except BackupCorrupt as error:
+        partial.unlink(missing_ok=True)
+        fail(f"the backup received is not whole, nothing was saved: {error}", 1)
+    partial.replace(target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    summary = {
+        "file": str(target),
+        "revision": backup.revision,
+        "bytes": target.stat().st_size,
+        "sha256": backup.digest,
+        "cluster_id": backup.cluster_id,
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_snapshot_restore(args: argparse.Namespace) -> int:
+    from ..storage import BackupCorrupt, StorageError, read_backup, restore_backup
+    from .argv import parse_peers
+
+    peers = parse_peers(args.peers)
+    if args.id not in peers:
+        raise UsageError(f"--peers must include this node ({args.id})")
+    try:
+        backup = read_backup(args.file)
+    except BackupCorrupt as error:
+        fail(f"refused: {error}", EXIT_DAMAGED)
+    try:
+        cluster_id = restore_backup(backup, args.data_dir, args.id, peers, args.cluster_id)
+    except FileExistsError as error:
+        raise UsageError(str(error)) from None
+    except StorageError as error:
+        fail(f"data dir {args.data_dir}: {error}", error.exit_code)
+    except OSError as error:
+        fail(f"cannot create {args.data_dir}: {error.strerror}", 73)
+    summary = {
+        "data_dir": str(args.data_dir),
+        "id": args.id,
+        "cluster_id": cluster_id,
+        "revision": backup.revision,
+        "members": peers,
+    }
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,91 @@
+"""A member that was removed starts over: a replica scaled away, removed,
+and scaled up again finds its old data, which holds a configuration of
+its own; it would stay outside the cluster for ever. Once it is certain
+that it was removed (:class:`RemovalWatch`), its data is set aside
+(:func:`retire_data_dir`) and it joins again as a new member."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ._probe import MemberView, PeerStatus
+
+
+class RemovalWatch:
+    """Whether this node was removed from its cluster, for certain: then it
+    starts over as a new member (:func:`retire_data_dir`), where it would
+    otherwise hold a configuration of its own for ever (a replica scaled
+    away, removed, and scaled up again finds its old data).
+
+    Certain means committed: either this node's own committed configuration
+    leaves it out after one that had it (the leader sends a member it
+    removes the entries that remove it; a node that joins and replays the
+    log meets configurations from before it was added, which do not
+    count), or a leader whose configuration leaves it out has committed up
+    to the end of the log it had when it first left it out, in the same
+    term (so that configuration entry is committed; one answer does when
+    its whole log is committed). A removal that is merely appended could
+    still be undone by a new leader."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self._was_member = False
+        #: leader id -> (term, last log index) when it first left us out.
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def removed(
+        self,
+        own: Sequence[MemberView],
+        own_committed: Sequence[MemberView],
+        probes: Iterable[PeerStatus],
+    ) -> str | None:
+        """Why this node is removed, or None. ``own``: its configuration in
+        force; ``own_committed``: its last committed one."""
+        listed = any(m.id == self.node_id for m in own_committed)
+        if listed:
+            self._was_member = True
+        elif self._was_member and own_committed:
+            return "its own committed configuration leaves it out"
+        if not own:
+            return None  # joining: no configuration of its own yet
+        leaders = {s.id: s for s in probes if s.leader_log is not None and s.id != self.node_id}
+        for leader in leaders.values():
+            assert leader.leader_log is not None
+            term, commit, last = leader.leader_log
+            if not leader.members or leader.member(self.node_id) is not None:
+                self._seen.pop(leader.id, None)
+                continue
+            first = self._seen.setdefault(leader.id, (term, last))
+            if first[0] != term:
+                self._seen[leader.id] = (term, last)
+            elif commit >= first[1]:
+                return f"the leader {leader.id} committed a configuration without it (term {term})"
+        for gone in set(self._seen) - set(leaders):
+            del self._seen[gone]
+        return None
+
+
+#: Where the data of a removed member is kept, beside the data directories.
+REMOVED_DIR = ".removed"
+
+
+def retire_data_dir(data_dir: str | os.PathLike[str]) -> Path:
+    """Move a removed member's data directory aside (``<parent>/.removed/
+    <name>.<n>``), durably; the path it is kept at."""
+    path = Path(data_dir)
+    keep = path.parent / REMOVED_DIR
+    keep.mkdir(exist_ok=True)
+    n = 1
+    while (keep / f"{path.name}.{n}").exists():
+        n += 1
+    target = keep / f"{path.name}.{n}"
+    os.replace(path, target)
+    for directory in (keep, path.parent):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return target

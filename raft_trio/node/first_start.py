@@ -1,0 +1,210 @@
+"""What a node with a new (empty) data directory asks its cluster before it
+takes part: has this member started before?
+
+A member that has started holds a term, a vote and a log; wiped and started
+empty with the same ``--peers`` it would vote as if it never had. As etcd
+refuses a member that "has already been bootstrapped", the leader records a
+``Started`` entry the first time a member acknowledges entries
+(:class:`raft_trio.kv.Started`), ``/api/status`` lists each member with
+``"started"``, and a new data directory asks the other members of
+``--peers`` (or the ``--join`` URL) twice a second, serving a waiting page
+meanwhile, until :func:`decide` says:
+
+- refuse (exit 78): a running member lists it as a voter that has started,
+  or does not list it at all (it was removed);
+- join (start empty, catch up as a learner): it is listed as a learner;
+- bootstrap with ``--peers``: it is listed as a voter that has not started
+  (a late first start), or a majority of ``--peers`` are new and waiting (a
+  new cluster).
+
+No answer at all means waiting: a wiped member cannot tell, so it does not
+guess. docs/storage.md has the table and the operator's way back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Any, Literal
+
+import trio
+
+from .. import schema
+from ..storage import DataDirError
+
+log = logging.getLogger(__name__)
+
+ROUND_S = 0.5
+#: How often the same "still waiting" line is logged again.
+REPEAT_LOG_S = 10.0
+#: The key of the waiting page's ``/api/status`` that says "new, waiting".
+WAITING_KEY = "first_start"
+
+#: Fetches a member's ``/api/status`` document (None: no answer).
+FetchStatus = Callable[[str], Awaitable[Any]]
+
+
+class AlreadyMember(DataDirError):
+    """A new data directory for a member the cluster knows has started, or
+    has removed: starting it empty could let it vote twice in a term."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberEntry:
+    voter: bool
+    started: bool
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerAnswer:
+    """A member's ``/api/status`` as it bears on a first start."""
+
+    url: str
+    #: It is new and waiting too (its own first start, or a discovery bootstrap).
+    waiting: bool
+    members: dict[str, MemberEntry]
+
+    @classmethod
+    def parse(cls, url: str, doc: Any) -> PeerAnswer | None:
+        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+            return None
+        members: dict[str, MemberEntry] = {}
+        for item in doc.get("members") or []:
+            if (
+                isinstance(item, dict)
+                and isinstance(item.get("id"), str)
+                and isinstance(item.get("url"), str)
+            ):
+                members[item["id"]] = MemberEntry(
+                    bool(item.get("voter", True)), bool(item.get("started", False)), item["url"]
+                )
+        waiting = WAITING_KEY in doc or isinstance(doc.get("bootstrap"), dict)
+        return cls(url, waiting, members)
+
+
+Action = Literal["bootstrap", "join", "wait", "refuse"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    #: The members' addresses, for a node that starts empty (join).
+    peers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def decide(me: str, voters: Collection[str], answers: Iterable[PeerAnswer]) -> Decision:
+    """One round: what a node with a new data directory does, given the
+    answers of the other members of ``voters`` (``--peers``; empty with
+    ``--join``). See the module's documentation."""
+    answers = list(answers)
+    running = [a for a in answers if not a.waiting and a.members]
+    for answer in running:
+        entry = answer.members.get(me)
+        if entry is not None and entry.voter and entry.started:
+            return Decision(
+                "refuse",
+                f"this data directory is new, but {me} is already a member of the cluster at {answer.url} "
+                "and has started before: its log and vote are lost, and starting empty could let it vote "
+                f"twice in a term. Remove it and add it anew (raft-trio members remove {me} --cluster "
+                f"{answer.url}; raft-trio members add {me} URL --cluster {answer.url}), then start it: it "
+                "rejoins as a learner and votes once it has caught up",
+            )
+    if not voters:  # --join: the join adds it as a learner
+        if answers:
+            return Decision("join", "the cluster does not know this node as a member that has started")
+        return Decision(
+            "wait",
+            "the cluster to join does not answer: waiting to learn whether this member has started before",
+        )
+    for answer in running:
+        entry = answer.members.get(me)
+        if entry is not None and not entry.voter:
+            peers = {i: m.url for i, m in answer.members.items() if i != me}
+            return Decision("join", f"the cluster at {answer.url} lists {me} as a learner", peers)
+    for answer in running:
+        entry = answer.members.get(me)
+        if entry is not None:
+            return Decision(
+                "bootstrap", f"the cluster at {answer.url} lists {me} as a voter that has not started"
+            )
+    if running:
+        answer = running[0]
+        return Decision(
+            "refuse",
+            f"the cluster at {answer.url} does not list {me} as a member (it was removed, or --peers "
+            f"is not that cluster's): add it first (raft-trio members add {me} URL --cluster "
+            f"{answer.url}), then start it",
+        )
+    waiting = sum(1 for a in answers if a.waiting)
+    new = waiting + 1  # this node
+    if 2 * new > len(voters):
+        return Decision("bootstrap", f"{new} of the {len(voters)} members of --peers are new: a new cluster")
+    return Decision(
+        "wait",
+        f"{new} of the {len(voters)} members of --peers are known to be new and none of the others "
+        "answered: waiting to learn whether this member has started before",
+    )
+
+
+async def check(
+    me: str,
+    peers: dict[str, str],
+    voters: Collection[str],
+    fetch_status: FetchStatus,
+    round_s: float = ROUND_S,
+) -> Decision:
+    """Ask ``peers`` (id -> URL, this node left out) every ``round_s``
+    until :func:`decide` says bootstrap or join; raises
+    :class:`AlreadyMember` when it says refuse."""
+    said = ("", -REPEAT_LOG_S)
+    started = time.monotonic()
+    while True:
+        answers = await _ask_all(peers.values(), fetch_status)
+        decision = decide(me, voters, answers)
+        if decision.action == "refuse":
+            raise AlreadyMember(decision.reason)
+        if decision.action != "wait":
+            log.info("first start: %s: %s", decision.action, decision.reason)
+            return decision
+        now = time.monotonic()
+        if decision.reason != said[0] or now - said[1] >= REPEAT_LOG_S:
+            # Other members starting at the same moment answer within a
+            # second or two; a longer wait deserves an operator's eye.
+            level = logging.WARNING if now - started >= REPEAT_LOG_S else logging.INFO
+            log.log(level, "first start: %s", decision.reason)
+            said = (decision.reason, now)
+        await trio.sleep(round_s)
+
+
+async def _ask_all(urls: Iterable[str], fetch_status: FetchStatus) -> list[PeerAnswer]:
+    answers: list[PeerAnswer] = []
+
+    async def ask(url: str) -> None:
+        answer = PeerAnswer.parse(url, await fetch_status(url))
+        if answer is not None:
+            answers.append(answer)
+
+    async with trio.open_nursery() as nursery:
+        for url in urls:
+            nursery.start_soon(ask, url)
+    return answers
+
+
+def waiting_status(me: str, peers: Collection[str]) -> schema.Status:
+    """The ``/api/status`` of a node waiting in its first-start check."""
+    return schema.Status(
+        id=me,
+        role="follower",
+        term=0,
+        leader_id=None,
+        leader_url=None,
+        commit_index=0,
+        applied_index=0,
+        last_log_index=0,
+        members=[],
+        first_start=schema.FirstStart(sorted(peers)),
+    )

@@ -1,0 +1,319 @@
+"""The stream of one node to one peer, after etcd's rafthttp: an ordered,
+long-lived request whose body carries this node's messages to that peer as
+they are sent. Answers come back on the peer's own stream to this node.
+
+- The outbox is bounded (:data:`MAX_QUEUED` messages, :data:`MAX_QUEUED_BYTES`
+  of entries); beyond it the oldest messages are dropped and the core is
+  told the peer is unreachable (Raft retransmits what matters).
+- One task keeps the stream open: ``POST {url}/raft/stream``, whose body is
+  one frame (:mod:`raft_trio.peer.framing`) per wake-up, holding everything
+  queued meanwhile: messages that queue while a write is in flight go out
+  together. The peer answers only when the stream ends.
+- The deadline: a frame the connection does not take within ``deadline``
+  (plus the time its size needs at :data:`MIN_WRITE_RATE`) drops the
+  stream, as does a connection not made within it. A paused peer (SIGSTOP)
+  costs the kernel's socket buffers and the bounded outbox, nothing else,
+  and never delays another peer's stream.
+- When a stream ends or breaks, the core hears that the peer is
+  unreachable, and a new one is opened after a backoff (doubling from
+  :data:`MIN_BACKOFF_S` to :data:`MAX_BACKOFF_S`; back to the minimum
+  after a stream that lived :data:`HEALTHY_STREAM_S`).
+- A stream with nothing to carry for :data:`KEEPALIVE_S` carries an empty
+  frame (etcd's link heartbeat): a peer that went away is noticed within
+  two of them, before a message (a vote, say) is lost on its dead
+  connection, and the peer closes a stream that stays silent for longer
+  (:data:`raft_trio.peer.inbound.STREAM_IDLE_S`).
+- Snapshots go in requests of their own (``POST /raft/messages``, the body
+  written in chunks under the same deadline per chunk), from a second task:
+  a large snapshot never holds up the heartbeats on the stream, as in
+  etcd's snapshot sender. The core hears whether it arrived.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Protocol
+
+import httpx
+import trio
+
+from ..core import AppendEntries, InstallSnapshot, Message
+from .auth import PeerAuthenticator
+from .framing import FrameWriter
+from .wire import MESSAGES_PATH, STREAM_PATH, batch_request, encode_batch, stream_request
+
+log = logging.getLogger(__name__)
+
+#: A request body: all of it, or its chunks as they are made (a stream).
+Body = bytes | AsyncIterable[bytes]
+#: Sends one ``POST``: (url, headers, body) -> the HTTP status of the
+#: answer. Raises ``httpx.HTTPError`` (or ``OSError``) when the peer cannot
+#: be reached or the connection breaks.
+RequestFunction = Callable[[str, dict[str, str], Body], Awaitable[int]]
+
+#: Bounds of one peer's outbox: a peer that does not drain costs at most
+#: this much memory.
+MAX_QUEUED = 4096
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+#: A frame takes what is queued up to about this size (a larger single
+#: message goes alone).
+FRAME_TARGET_BYTES = 4 * 1024 * 1024
+#: A write of ``n`` bytes may take ``deadline + n / MIN_WRITE_RATE``
+#: seconds: a peer that takes less than this many bytes a second is gone.
+MIN_WRITE_RATE = 1024 * 1024
+#: Waits between stream attempts.
+MIN_BACKOFF_S = 0.05
+MAX_BACKOFF_S = 0.5
+HEALTHY_STREAM_S = 1.0
+#: A stream idle this long carries an empty frame.
+KEEPALIVE_S = 1.0
+#: Chunks of a snapshot's request body.
+SNAPSHOT_CHUNK_BYTES = 256 * 1024
+#: How long a peer may take to answer a snapshot once it has all of it
+#: (it decodes and installs it first).
+SNAPSHOT_ANSWER_S = 20.0
+
+
+class StreamMetrics(Protocol):
+    """Where a stream reports what it did (``raft_trio.node.metrics``)."""
+
+    def frame_sent(self, peer_id: str, messages: int, size: int) -> None: ...
+
+    def stream_broken(self, peer_id: str) -> None: ...
+
+    def messages_dropped(self, peer_id: str, count: int) -> None: ...
+
+
+def estimated_size(message: Message) -> int:
+    """Bytes a message takes, roughly: its entries' data dominates."""
+    if isinstance(message, AppendEntries):
+        return 64 + sum(32 + len(entry.data) for entry in message.entries)
+    return 64
+
+
+class PeerStream:
+    """The outbox of one peer, the task that keeps a stream to it, and the
+    task that sends it snapshots."""
+
+    def __init__(
+        self,
+        node_id: str,
+        peer_id: str,
+        url: str,
+        request: RequestFunction,
+        deadline: float,
+        on_unreachable: Callable[[str], None],
+        on_snapshot_sent: Callable[[str, bool], None],
+        metrics: StreamMetrics | None = None,
+        auth: PeerAuthenticator | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.peer_id = peer_id
+        self.url = url.rstrip("/")
+        self._request = request
+        self._deadline = deadline
+        self._on_unreachable = on_unreachable
+        self._on_snapshot_sent = on_snapshot_sent
+        self._metrics = metrics
+        self._auth = auth
+        self._queue: collections.deque[tuple[Message, int]] = collections.deque()
+        self._queued_bytes = 0
+        self._wake = trio.Event()
+        self._snapshot: InstallSnapshot | None = None
+        self._snapshot_wake = trio.Event()
+        self._frames_sent = 0
+        self._keepalive_due = False
+        self.cancel_scope = trio.CancelScope()
+        #: Messages dropped from a full outbox, streams opened: for tests.
+        self.dropped = 0
+        self.streams_opened = 0
+
+    def enqueue(self, message: Message) -> None:
+        if isinstance(message, InstallSnapshot):
+            self._snapshot = message  # a newer one replaces one not yet sent
+            self._snapshot_wake.set()
+            return
+        size = estimated_size(message)
+        self._queue.append((message, size))
+        self._queued_bytes += size
+        if len(self._queue) > MAX_QUEUED or self._queued_bytes > MAX_QUEUED_BYTES:
+            self._drop_oldest()
+        self._wake.set()
+
+    def _drop_oldest(self) -> None:
+        dropped = 0
+        while len(self._queue) > 1 and (
+            len(self._queue) > MAX_QUEUED or self._queued_bytes > MAX_QUEUED_BYTES
+        ):
+            _, size = self._queue.popleft()
+            self._queued_bytes -= size
+            dropped += 1
+        self.dropped += dropped
+        if self._metrics is not None:
+            self._metrics.messages_dropped(self.peer_id, dropped)
+        self._on_unreachable(self.peer_id)
+
+    async def run(self) -> None:
+        with self.cancel_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send_snapshots, name=f"snapshots-{self.peer_id}")
+                nursery.start_soon(self._keepalives, name=f"keepalives-{self.peer_id}")
+                await self._keep_stream()
+
+    # -- the stream ------------------------------------------------------
+
+    async def _keep_stream(self) -> None:
+        backoff = MIN_BACKOFF_S
+        while True:
+            opened = trio.current_time()
+            why = await self._stream_once()
+            self._on_unreachable(self.peer_id)
+            if self._metrics is not None:
+                self._metrics.stream_broken(self.peer_id)
+            lived = trio.current_time() - opened
+            if lived >= HEALTHY_STREAM_S:
+                # A stream that was up: worth a line (attempts to reopen it are not).
+                log.info("stream to %s ended after %.1f s: %s", self.peer_id, lived, why)
+                backoff = MIN_BACKOFF_S
+            else:
+                log.debug("stream to %s ended after %.3f s: %s", self.peer_id, lived, why)
+            await trio.sleep(backoff)
+            backoff = min(2 * backoff, MAX_BACKOFF_S)
+
+    async def _stream_once(self) -> str:
+        """One stream, from its opening until it ends or breaks; why it ended."""
+        headers, writer = stream_request(self.node_id, self.peer_id, self._auth)
+        self.streams_opened += 1
+        # A task woken just before the node stopped reaches this point with
+        # its scope already cancelled and the client closed, and httpx checks
+        # for a closed client before its first checkpoint: take the
+        # cancellation here.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        with trio.CancelScope(deadline=trio.current_time() + self._deadline) as scope:
+            try:
+                status = await self._request(self.url + STREAM_PATH, headers, _Frames(self, writer, scope))
+            except (httpx.HTTPError, OSError) as error:
+                return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            if status in (400, 401, 403, 404, 413):
+                log.warning("stream to %s refused: HTTP %d", self.peer_id, status)
+            return f"answered HTTP {status}"
+        return f"a write waited longer than its deadline ({self._deadline:g} s and 1 s a MiB)"
+
+    async def _keepalives(self) -> None:
+        """Once a keep-alive interval passed without a frame, ask for an
+        empty one (a task waking once a second, rather than a timer armed
+        around every wait for a message)."""
+        seen = -1
+        while True:
+            await trio.sleep(KEEPALIVE_S)
+            if self._frames_sent == seen and not self._queue:
+                self._keepalive_due = True
+                self._wake.set()
+                seen += 1  # the keep-alive itself
+            else:
+                seen = self._frames_sent
+
+    async def next_frame(self, writer: FrameWriter, scope: trio.CancelScope) -> bytes:
+        """The next frame of the stream: everything queued, once there is
+        anything (or an empty frame when a keep-alive is due); its write
+        must finish within the deadline."""
+        while not self._queue:
+            if self._keepalive_due:
+                self._keepalive_due = False
+                self._frames_sent += 1
+                frame = writer.frame(b"")
+                scope.deadline = trio.current_time() + self._deadline
+                return frame
+            await self._wake.wait()
+            self._wake = trio.Event()
+        self._keepalive_due = False
+        self._frames_sent += 1
+        batch: list[Message] = []
+        size = 0
+        queue = self._queue
+        while queue and (not batch or size + queue[0][1] <= FRAME_TARGET_BYTES):
+            message, message_size = queue.popleft()
+            batch.append(message)
+            size += message_size
+        self._queued_bytes -= size
+        frame = writer.frame(encode_batch(batch))
+        scope.deadline = trio.current_time() + self._deadline + len(frame) / MIN_WRITE_RATE
+        if self._metrics is not None:
+            self._metrics.frame_sent(self.peer_id, len(batch), len(frame))
+        return frame
+
+    # -- snapshots -------------------------------------------------------
+
+    async def _send_snapshots(self) -> None:
+        while True:
+            while self._snapshot is None:
+                await self._snapshot_wake.wait()
+                self._snapshot_wake = trio.Event()
+            message, self._snapshot = self._snapshot, None
+            sign = self._auth.sign if self._auth is not None else None
+            body, headers = batch_request(self.node_id, self.peer_id, [message], sign)
+            headers["Content-Length"] = str(len(body))  # not chunked: the peer may refuse it at once
+            ok = False
+            await trio.lowlevel.checkpoint_if_cancelled()
+            with trio.CancelScope(deadline=trio.current_time() + self._deadline) as scope:
+                try:
+                    chunks = _Chunks(body, scope, self._deadline)
+                    ok = await self._request(self.url + MESSAGES_PATH, headers, chunks) == 204
+                except (httpx.HTTPError, OSError) as error:
+                    log.debug("snapshot to %s failed: %r", self.peer_id, error)
+            log.info(
+                "snapshot at index %d (%d bytes) %s %s",
+                message.meta.index,
+                len(body),
+                "sent to" if ok else "not delivered to",
+                self.peer_id,
+            )
+            self._on_snapshot_sent(self.peer_id, ok)
+            if not ok:
+                await trio.sleep(MIN_BACKOFF_S)
+
+
+class _Frames:
+    """The body of one stream. httpx asks for the next frame only once the
+    previous one is written, so each call first lifts the deadline of the
+    write just finished (or of the connection and the request head)."""
+
+    def __init__(self, stream: PeerStream, writer: FrameWriter, scope: trio.CancelScope) -> None:
+        self._stream = stream
+        self._writer = writer
+        self._scope = scope
+
+    def __aiter__(self) -> _Frames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._scope.deadline = math.inf
+        return await self._stream.next_frame(self._writer, self._scope)
+
+
+class _Chunks:
+    """The body of one snapshot request, in chunks, each write under the
+    deadline; once all is written, the answer has SNAPSHOT_ANSWER_S."""
+
+    def __init__(self, body: bytes, scope: trio.CancelScope, deadline: float) -> None:
+        self._body = body
+        self._offset = 0
+        self._scope = scope
+        self._deadline = deadline
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        if self._offset >= len(self._body):
+            self._scope.deadline = now + SNAPSHOT_ANSWER_S
+            raise StopAsyncIteration
+        chunk = self._body[self._offset : self._offset + SNAPSHOT_CHUNK_BYTES]
+        self._offset += len(chunk)
+        self._scope.deadline = now + self._deadline + len(chunk) / MIN_WRITE_RATE
+        return chunk

@@ -1,0 +1,180 @@
+"""The wire format of peer messages: every outgoing peer request is made
+here, and every incoming one is checked here.
+
+- ``POST /raft/stream``: the long-lived stream of one node to one peer
+  (:mod:`raft_trio.peer.stream`), one per ordered pair of nodes. Its body is
+  a sequence of frames (:mod:`raft_trio.peer.framing`), each a batch of
+  messages; it is answered only when it ends.
+- ``POST /raft/messages``: one batch in one request. Snapshots go this way,
+  each in a request of its own, so that a large one never holds up the
+  stream; so does anything sent by a tool or a test.
+
+A batch is a MessagePack array of messages
+(:func:`raft_trio.core.encode_message` per item, msgspec-encoded as a
+whole). Both requests carry ``X-Raft-From: <sender id>``; with a cluster
+secret also ``X-Raft-Signature`` (:mod:`raft_trio.peer.auth`), and a
+stream's frames their MACs. A message whose sender differs from
+``X-Raft-From`` is refused with the rest of its request or stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import msgspec
+
+from ..core import Message
+from .auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
+from .framing import FrameError, FrameReader, FrameWriter
+
+MESSAGES_PATH = "/raft/messages"
+STREAM_PATH = "/raft/stream"
+FROM_HEADER = "X-Raft-From"
+BATCH_CONTENT_TYPE = "application/msgpack"
+STREAM_CONTENT_TYPE = "application/x-raft-stream"
+
+_batch_encoder = msgspec.msgpack.Encoder()
+_batch_decoder: msgspec.msgpack.Decoder[list[Message]] = msgspec.msgpack.Decoder(list[Message])
+
+
+def encode_batch(messages: list[Message]) -> bytes:
+    return _batch_encoder.encode(messages)
+
+
+def decode_batch(data: bytes) -> list[Message]:
+    """Raises msgspec.DecodeError / ValidationError on anything malformed."""
+    try:
+        return _batch_decoder.decode(data)
+    except UnicodeDecodeError as error:  # msgspec lets this one through
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string: {error}") from error
+
+
+#: Signs one batch for one peer: (peer id, body) -> headers to add
+#: (:meth:`raft_trio.peer.auth.PeerAuthenticator.sign`).
+Signer = Callable[[str, bytes], dict[str, str]]
+
+
+def batch_request(
+    node_id: str, peer_id: str, messages: list[Message], sign: Signer | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one outgoing batch from ``node_id`` to
+    ``peer_id``, signed if a signer is given."""
+    body = encode_batch(messages)
+    headers = {FROM_HEADER: node_id, "Content-Type": BATCH_CONTENT_TYPE}
+    if sign is not None:
+        headers.update(sign(peer_id, body))
+    return body, headers
+
+
+def stream_request(
+    node_id: str, peer_id: str, auth: PeerAuthenticator | None
+) -> tuple[dict[str, str], FrameWriter]:
+    """The headers of a request opening a stream from ``node_id`` to
+    ``peer_id``, and the writer of its frames (signed with a secret)."""
+    headers = {FROM_HEADER: node_id, "Content-Type": STREAM_CONTENT_TYPE}
+    if auth is None:
+        return headers, FrameWriter()
+    signature, key = auth.open_stream(peer_id)
+    headers.update(signature)
+    return headers, FrameWriter(key)
+
+
+class PeerRequestError(Exception):
+    """An incoming peer request (or stream) that is refused: answered
+    ``status`` with ``{"error": message}``. ``sender`` is set for an
+    authentication failure (401), which the receiver logs and counts."""
+
+    def __init__(self, status: int, message: str, sender: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.sender = sender
+
+
+def check_peer_head(headers: Mapping[str, str], auth: PeerAuthenticator | None) -> str:
+    """The first half of accepting a batch or a stream, before any of its
+    body is read: returns the sender named by ``X-Raft-From``. ``headers``
+    maps lower-case header names to values. Raises
+    :class:`PeerRequestError`: 400 without ``X-Raft-From``; 401 when
+    ``auth`` is set and the signature header is missing, malformed or
+    stale."""
+    sender = headers.get(FROM_HEADER.lower())
+    if not sender:
+        raise PeerRequestError(400, f"peer requests need the {FROM_HEADER} header")
+    if auth is not None:
+        try:
+            auth.check_header(headers.get(SIGNATURE_HEADER.lower()))
+        except PeerAuthError as exc:
+            raise PeerRequestError(401, str(exc), sender) from exc
+    return sender
+
+
+def _checked(sender: str, payload: bytes) -> list[Message]:
+    try:
+        messages = decode_batch(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PeerRequestError(400, f"malformed peer message: {exc}") from exc
+    if any(m.src != sender for m in messages):
+        raise PeerRequestError(400, f"message sender differs from {FROM_HEADER}")
+    return messages
+
+
+def accept_batch(
+    sender: str, headers: Mapping[str, str], body: bytes, auth: PeerAuthenticator | None
+) -> list[Message]:
+    """The second half for a batch: the messages ``sender`` sent (see
+    :func:`check_peer_head`). Raises :class:`PeerRequestError`: first 401
+    when ``auth`` is set and the signature does not hold (or is replayed),
+    then 400 for a malformed body or a message whose sender differs from
+    the header."""
+    if auth is not None:
+        # Authenticate before parsing: bytes from a stranger are not decoded.
+        try:
+            auth.verify(sender, headers.get(SIGNATURE_HEADER.lower()), body)
+        except PeerAuthError as exc:
+            raise PeerRequestError(401, str(exc), sender) from exc
+    return _checked(sender, body)
+
+
+class StreamInbox:
+    """The receiving end of one stream: bytes in, checked messages out."""
+
+    def __init__(self, sender: str, reader: FrameReader) -> None:
+        self.sender = sender
+        self._reader = reader
+        #: Frames read so far, keep-alives (empty frames) included.
+        self.frames = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of a frame not yet complete."""
+        return self._reader.pending_bytes
+
+    def feed(self, data: bytes) -> list[Message]:
+        """The messages of the frames that ``data`` completes. Raises
+        :class:`PeerRequestError`, after which the stream must be closed:
+        401 for a frame that fails its MAC (nothing of it is parsed), 400
+        for a malformed one."""
+        try:
+            payloads = self._reader.feed(data)
+        except FrameError as exc:
+            if exc.authentic:
+                raise PeerRequestError(400, f"malformed peer stream: {exc}") from exc
+            raise PeerRequestError(401, str(exc), self.sender) from exc
+        self.frames += len(payloads)
+        if len(payloads) == 1:
+            return _checked(self.sender, payloads[0]) if payloads[0] else []
+        return [m for payload in payloads if payload for m in _checked(self.sender, payload)]
+
+
+def accept_stream(sender: str, headers: Mapping[str, str], auth: PeerAuthenticator | None) -> StreamInbox:
+    """The second half for a stream (see :func:`check_peer_head`): its
+    inbox. Raises :class:`PeerRequestError` 401 when ``auth`` is set and the
+    opening's signature does not hold or was seen before."""
+    if auth is None:
+        return StreamInbox(sender, FrameReader())
+    try:
+        key = auth.accept_stream(sender, headers.get(SIGNATURE_HEADER.lower()))
+    except PeerAuthError as exc:
+        raise PeerRequestError(401, str(exc), sender) from exc
+    return StreamInbox(sender, FrameReader(key))

@@ -1,0 +1,189 @@
+"""Backups with real processes and the real console script: a backup
+taken under write load restores, in a new cluster, to exactly the state
+at its revision; a damaged or truncated file is refused whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .cluster import HTTP_TIMEOUT, Cluster, cli_command, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def raft_trio(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*cli_command(), *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def state_at(changes: list[tuple[int, str, str, str | None]], revision: int) -> dict[str, str]:
+    """The keys and values after every change up to ``revision``."""
+    state: dict[str, str] = {}
+    for changed_at, kind, key, value in changes:
+        if changed_at > revision:
+            break
+        if kind == "put":
+            assert value is not None
+            state[key] = value
+        else:
+            state.pop(key, None)
+    return state
+
+
+def every_change(url: str, up_to: int) -> list[tuple[int, str, str, str | None]]:
+    """Every change from revision 1 to ``up_to``, read from a watch."""
+    changes: list[tuple[int, str, str, str | None]] = []
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0), trust_env=False) as http,
+        http.stream("GET", url + "/api/watch", params={"start_revision": 1}) as r,
+    ):
+        assert r.status_code == 200, r.read()
+        event_id, name = 0, ""
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                event_id = int(line[4:])
+            elif line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                changes.append((event_id, name, data["key"], data.get("value")))
+            elif line == "" and event_id >= up_to:
+                break
+    return changes
+
+
+def test_a_backup_taken_under_load_restores_to_exactly_its_revision(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    source = make_cluster("source")
+    lid, _ = source.wait_for_leader()
+    endpoints = ",".join(node.url for node in source.nodes.values())
+    stop = threading.Event()
+    written = [0]
+
+    def writer(number: int) -> None:
+        with httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False, follow_redirects=True) as http:
+            n = 0
+            while not stop.is_set():
+                http.put(source.kv_url(lid, f"k{number}-{n % 40}"), json={"value": f"v{n}"})
+                if n % 7 == 0:
+                    http.delete(source.kv_url(lid, f"k{number}-{(n * 3) % 40}"))
+                n += 1
+                written[0] += 1
+
+    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: (written[0] > 150, written[0]), 30, "writes before the backup")
+        file = tmp_path / "backup.snapshot"
+        saved = raft_trio("snapshot", "save", str(file), "--cluster", endpoints)
+        assert saved.returncode == 0, saved.stderr
+        wait_until(lambda: (written[0] > 300, written[0]), 30, "writes after the backup")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    summary = json.loads(saved.stdout)
+    revision = summary["revision"]
+    assert summary["file"] == str(file) and file.stat().st_size == summary["bytes"]
+    expected = state_at(every_change(source[lid].url, revision), revision)
+    assert expected, "the backup was taken before any write"
+
+    restored = Cluster(tmp_path / "restored", "restored")
+    try:
+        for node_id, node in restored.nodes.items():
+            result = raft_trio(
+                "snapshot", "restore", str(file), "--data-dir", str(node.data_dir), "--id", node_id,
+                "--peers", restored.peers,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            answer = json.loads(result.stdout)
+            assert answer["revision"] == revision and answer["id"] == node_id
+        restored.start()
+        base = restored.leader().url
+        page: dict[str, Any] = restored.follow.get(base + "/api/kv", params={"limit": 10000}).json()
+        assert {kv["key"]: kv["value"] for kv in page["kvs"]} == expected
+        assert max(kv["mod_revision"] for kv in page["kvs"]) <= revision < page["revision"]
+        # A new cluster: it takes writes, at revisions after the backup's.
+        put = restored.follow.put(base + "/api/kv/after-restore", json={"value": "new"}).json()
+        assert put["index"] > revision
+        source_status = source.status(lid)
+        restored_status = restored.status(restored.leader().id)
+        assert source_status is not None and restored_status is not None
+        assert {m["url"] for m in restored_status["members"]}.isdisjoint(
+            {m["url"] for m in source_status["members"]}
+        )
+    finally:
+        restored.close()
+
+
+def test_a_damaged_or_truncated_backup_is_refused_and_nothing_is_made(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    source = make_cluster("source")
+    source.write("k", "v")
+    file = tmp_path / "good.snapshot"
+    saved = raft_trio("snapshot", "save", str(file), "--cluster", source.leader().url)
+    assert saved.returncode == 0, saved.stderr
+    data = file.read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x40
+    damaged = {
+        "truncated": data[: len(data) - 10],
+        "flipped": bytes(flipped),
+        "appended": data + b"x",
+        "not a backup": b"hello\n",
+        "empty": b"",
+    }
+    for name, content in damaged.items():
+        bad = tmp_path / f"{name.replace(' ', '-')}.snapshot"
+        bad.write_bytes(content)
+        target = tmp_path / f"dir-{name.replace(' ', '-')}"
+        result = raft_trio(
+            "snapshot", "restore", str(bad), "--data-dir", str(target), "--id", "n1",
+            "--peers", "n1=http://127.0.0.1:1",
+        )  # fmt: skip
+        assert result.returncode == 65, (name, result.stdout, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "refused" in result.stderr, result.stderr
+        assert not target.exists(), name
+    # An existing, non-empty directory is not overwritten.
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "something").write_text("mine")
+    result = raft_trio(
+        "snapshot", "restore", str(file), "--data-dir", str(occupied), "--id", "n1",
+        "--peers", "n1=http://127.0.0.1:1",
+    )  # fmt: skip
+    assert result.returncode == 2 and "not empty" in result.stderr, result.stderr
+    assert [p.name for p in occupied.iterdir()] == ["something"]
+
+
+def test_a_backup_needs_the_admin_token_when_one_is_set(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    token = "admin-token-of-at-least-16-bytes"
+    source = make_cluster("guarded", env={"RAFT_ADMIN_TOKEN": token})
+    source.write("k", "v")
+    url = source.leader().url
+    refused = source.http.get(url + "/api/snapshot")
+    assert refused.status_code == 401, refused.text
+    file = tmp_path / "b.snapshot"
+    without = raft_trio("snapshot", "save", str(file), "--cluster", url, env={"PATH": "/usr/bin:/bin"})
+    assert without.returncode == 1 and not file.exists(), without.stdout + without.stderr
+    with_token = raft_trio(
+        "snapshot",
+        "save",
+        str(file),
+        "--cluster",
+        url,
+        env={"PATH": "/usr/bin:/bin", "RAFT_ADMIN_TOKEN": token},
+    )
+    assert with_token.returncode == 0, with_token.stderr

@@ -1,0 +1,290 @@
+"""A disk that fills up or fails, on Trio's fake clock: new values are
+refused with a definite answer while a member is short of space (reads,
+deletes and membership changes go on), a failed write stops the node
+without acknowledging anything that depended on it, and a disk write that
+hangs makes the node unready.
+
+Three (or one) real ``RaftNode`` runtimes share one Trio run through the
+in-memory transport and disk of ``tests.node.harness``; free space is a
+fake ``statvfs`` the test sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from raft_trio.core import Entry, HardState, RemoveMember, Snapshot
+from raft_trio.kv import (
+    Delete,
+    Deleted,
+    KeyValueStore,
+    LeaseGrant,
+    LeaseGranted,
+    OpDelete,
+    OpGet,
+    OpPut,
+    Put,
+    Txn,
+    TxnDone,
+    Written,
+)
+from raft_trio.node import InsufficientStorage, RaftNode, WriteIndeterminate
+from raft_trio.node import metrics as node_metrics
+from raft_trio.node.disk_watch import watch
+from raft_trio.node.space import NOSPACE, SpaceGuard
+from raft_trio.storage import WAL_HEADROOM_BYTES, DiskFull, storage_error_in
+
+from .harness import ELECTION_MAX_S, TIMING, Cluster
+
+ELECTION_MIN_S = TIMING.election_min_ms / 1000
+HEARTBEAT_S = TIMING.heartbeat_ms / 1000
+MIB = 1 << 20
+
+
+class FakeDisk:
+    """A file system of 1 GiB whose free space the test sets."""
+
+    def __init__(self, free: int = 800 * MIB) -> None:
+        self.free = free
+        self.asked = 0
+
+    def statvfs(self, path: str | os.PathLike[str]) -> Any:
+        self.asked += 1
+        block = 4096
+        return os.statvfs_result((block, block, (1 << 30) // block, 0, self.free // block, 0, 0, 0, 0, 255))
+
+
+class Unwatched:
+    """What the disk watch asks of storage, for the in-memory disk."""
+
+    def check_present(self) -> None:
+        pass
+
+    def disk_usage(self) -> int:
+        return 0
+
+
+def guard(node: RaftNode, disk: FakeDisk, reserve: int | None = None) -> SpaceGuard:
+    node.space = SpaceGuard(Path("/data") / node.id, reserve, statvfs=disk.statvfs)
+    return node.space
+
+
+def _file_system(size: int) -> Any:
+    return lambda _: os.statvfs_result((4096, 4096, size // 4096, 0, size // 8192, 0, 0, 0, 0, 255))
+
+
+def test_the_default_reserve_is_a_tenth_of_the_file_system_at_most_256_mib() -> None:
+    assert SpaceGuard("/d", statvfs=_file_system(30 * MIB)).reserve == 3 * MIB
+    assert SpaceGuard("/d", statvfs=_file_system(1 << 30)).reserve == (1 << 30) // 10
+    assert SpaceGuard("/d", statvfs=_file_system(100 << 30)).reserve == 256 * MIB
+    assert SpaceGuard("/d", 0, statvfs=_file_system(1 << 30)).reserve == 0
+    with pytest.raises(ValueError, match="negative"):
+        SpaceGuard("/d", -1, statvfs=_file_system(1 << 30))
+
+
+def test_the_alarm_clears_only_an_eighth_above_the_reserve() -> None:
+    disk = FakeDisk(free=100 * MIB)
+    space = SpaceGuard("/d", 64 * MIB, statvfs=disk.statvfs)
+    assert not space.alarm and space.alarms() == []
+    disk.free = 63 * MIB
+    assert space.refresh() and space.alarms() == [NOSPACE]
+    disk.free = 70 * MIB  # above the reserve, not by an eighth of it
+    assert space.refresh()
+    disk.free = 72 * MIB
+    assert not space.refresh()
+
+
+def test_room_for_the_next_snapshot_and_the_wal_is_kept_besides_the_reserve() -> None:
+    """Without room for the next snapshot the log could never be compacted
+    again, and the WAL grows between checkpoints: both come on top of the
+    reserve the operator sets."""
+    disk = FakeDisk(free=100 * MIB)
+    space = SpaceGuard("/d", 16 * MIB, statvfs=disk.statvfs)
+    state = [0]
+    space.headroom = lambda: state[0]
+    assert space.refusal(1000) is None
+    state[0] = 90 * MIB
+    refusal = space.refusal(1000)
+    assert refusal is not None and "below the 106.0 MiB needed (a reserve of 16.0 MiB" in refusal
+    assert space.alarms() == [NOSPACE]
+
+
+async def test_the_runtime_keeps_room_for_a_snapshot_of_its_state_and_the_wal(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    space = SpaceGuard("/data", 0, statvfs=FakeDisk().statvfs)
+    node = RaftNode("n9", "mem://n9", leader.storage, TIMING, space=space)  # type: ignore[arg-type]
+    assert space.needed() == WAL_HEADROOM_BYTES
+    node.kv.apply(1, Put("k", "x" * 1000))
+    assert space.needed() == WAL_HEADROOM_BYTES + node.kv.size + node.kv.size // 10
+    assert node.kv.size == 1001
+
+
+def test_a_value_that_would_cross_the_reserve_is_refused_even_before_the_alarm() -> None:
+    disk = FakeDisk(free=65 * MIB)
+    space = SpaceGuard("/d", 64 * MIB, statvfs=disk.statvfs)
+    assert space.refusal(512 * 1024) is None
+    refusal = space.refusal(2 * MIB)
+    assert refusal is not None and "a reserve of 64.0 MiB" in refusal
+    asked = disk.asked
+    space.refusal(10)
+    assert disk.asked == asked + 1  # measured again for every value
+
+
+async def test_a_leader_short_of_space_refuses_new_values_and_keeps_everything_else_going(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    disk = FakeDisk()
+    guard(leader, disk, reserve=64 * MIB)
+    assert isinstance(await leader.write(Put("kept", "v1")), Written)
+    disk.free = 60 * MIB
+    refused_before = node_metrics.WRITES_REFUSED_NOSPACE._value.get()
+    last_index = leader.core.log.last_index()
+    for command in (Put("new", "v"), Put("kept", "v2"), Put("kept", "v3", check=True, expect="v1")):
+        with pytest.raises(InsufficientStorage, match=r"a reserve of 64\.0 MiB"):
+            await leader.write(command)
+    assert leader.core.log.last_index() == last_index, "a refused write reached the log"
+    assert node_metrics.WRITES_REFUSED_NOSPACE._value.get() == refused_before + 3
+    kept = leader.kv.get("kept")
+    assert kept is not None and kept.value == "v1"
+    # Reads, deletes and membership changes go on.
+    await leader.linearizable_barrier()
+    deleted = await leader.write(Delete("kept"))
+    assert isinstance(deleted, Deleted) and deleted.deleted
+    # A transaction that puts is a new value; one that only deletes or
+    # reads is not, and a lease takes next to no space.
+    with pytest.raises(InsufficientStorage):
+        await leader.write(Txn([], [OpPut("t", "v")], [OpDelete("u")]))
+    assert isinstance(await leader.write(Txn([], [OpDelete("u"), OpGet("kept")], [])), TxnDone)
+    assert isinstance(await leader.write(LeaseGrant(30)), LeaseGranted)
+    third = next(i for i in cluster.hosts if i != leader.id)
+    await leader.change_membership(RemoveMember(third))
+    assert leader.core.membership.get(third) is None
+    assert leader.status()["alarms"] == [NOSPACE]
+    # Space comes back: new values are taken again.
+    disk.free = 80 * MIB
+    assert isinstance(await leader.write(Put("again", "v")), Written)
+    assert leader.status()["alarms"] == []
+
+
+async def test_a_follower_short_of_space_stops_new_values_at_the_leader(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """etcd's cluster-wide NOSPACE alarm: the leader reads the followers'
+    alarms from their status once a second and refuses new values while
+    one has its alarm up, rather than let it fill its disk and stop."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    follower_id = next(i for i in cluster.hosts if i != leader.id)
+    follower = cluster.hosts[follower_id].node
+    leader_disk, follower_disk = FakeDisk(), FakeDisk()
+    leader_guard = guard(leader, leader_disk, reserve=64 * MIB)
+    guard(follower, follower_disk, reserve=64 * MIB)
+    by_url = {h.node.url: h.node for h in cluster.hosts.values()}
+
+    async def fetch_status(url: str) -> Any:
+        await trio.sleep(0.001)
+        return by_url[url].status()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, leader, Unwatched(), leader_guard, fetch_status)
+        assert isinstance(await leader.write(Put("a", "1")), Written)
+        follower_disk.free = 10 * MIB
+        follower.space.refresh()  # type: ignore[union-attr]
+        with trio.fail_after(1.1):
+            while not leader_guard.peer_alarms:
+                await trio.sleep(0.01)
+        with pytest.raises(InsufficientStorage, match=f"insufficient storage on member {follower_id}"):
+            await leader.write(Put("b", "2"))
+        assert isinstance(await leader.write(Delete("a")), Deleted)
+        follower_disk.free = 500 * MIB
+        follower.space.refresh()  # type: ignore[union-attr]
+        with trio.fail_after(1.1):
+            while leader_guard.peer_alarms:
+                await trio.sleep(0.01)
+        assert isinstance(await leader.write(Put("b", "2")), Written)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_disk_write_that_hangs_makes_the_node_unready(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    follower_id = next(i for i in cluster.hosts if i != leader.id)
+    follower = cluster.hosts[follower_id].node
+    with trio.fail_after(2 * HEARTBEAT_S):
+        while not follower.readiness()["ready"]:
+            await trio.sleep(0.01)
+    cluster.hosts[follower_id].fsync_seconds = 60.0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leader.write, Put("k", "v"))
+        await trio.sleep(ELECTION_MIN_S - 0.05)
+        assert follower.readiness()["ready"], "unready before the write was slow for an election timeout"
+        await trio.sleep(0.1)
+        state = follower.readiness()
+        assert not state["ready"]
+        assert state["reason"].startswith("storage failing: a disk write has not finished in"), state
+        cluster.hosts[follower_id].fsync_seconds = 0.0
+
+
+async def test_a_failed_disk_write_stops_the_node_and_acknowledges_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Fail-stop: the write whose fsync failed is never answered 200 (its
+    client learns its fate is unknown), and the node's run ends with the
+    storage error, which the command line finds inside the exception
+    groups and turns into one line and exit status 73."""
+    outcome: list[BaseException | object] = []
+    crashed: list[BaseException] = []
+
+    async def run_cluster(task_status: trio.TaskStatus[Cluster]) -> None:
+        try:
+            async with trio.open_nursery() as inner:
+                cluster = Cluster(inner, size=1)
+                await cluster.start()
+                task_status.started(cluster)
+        except BaseException as error:  # the node's crash, in exception groups
+            crashed.append(error)
+
+    async with trio.open_nursery() as outer:
+        cluster = await outer.start(run_cluster)
+        node = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+        assert isinstance(await node.write(Put("before", "v")), Written)
+        storage = node.storage
+
+        def full_disk(hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> None:
+            raise DiskFull("writing /data/n1: database or disk is full (the disk is full)")
+
+        storage.write_to_disk = full_disk  # type: ignore[method-assign]
+        errors_before = node_metrics.STORAGE_ERRORS.labels("DiskFull")._value.get()
+        try:
+            outcome.append(await node.write(Put("lost", "v")))
+        except WriteIndeterminate as error:
+            outcome.append(error)
+    assert len(outcome) == 1 and isinstance(outcome[0], WriteIndeterminate), outcome
+    assert node.kv.get("lost") is None
+    [error] = crashed
+    found = storage_error_in(error)
+    assert isinstance(found, DiskFull) and found.exit_code == 73
+    assert node_metrics.STORAGE_ERRORS.labels("DiskFull")._value.get() == errors_before + 1
+
+
+def test_the_state_size_follows_puts_overwrites_deletes_and_snapshots() -> None:
+    kv = KeyValueStore()
+    kv.apply(1, Put("ab", "xyz"))
+    kv.apply(2, Put("c", "1"))
+    assert kv.size == 5 + 2
+    kv.apply(3, Put("ab", "x"))
+    assert kv.size == 3 + 2
+    kv.apply(4, Delete("c"))
+    kv.apply(5, Delete("missing"))
+    assert kv.size == 3
+    again = KeyValueStore()
+    again.restore(kv.snapshot())
+    assert again.size == 3

@@ -1,0 +1,108 @@
+"""Removing members through the runtime on Trio's fake clock: the senders
+follow the configuration, and a member being removed keeps getting messages
+until its removal commits (dissertation §4.2.2).
+
+The regression: a follower that appended the configuration removing its
+leader dropped its sender to that leader in the same pass, before the
+acknowledgement it had just queued went out. The leader then never
+committed its removal: the removal answered indeterminate after the write
+timeout, and the cluster had no leader until check-quorum unseated the old
+one."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from raft_trio.core import RemoveMember, Role
+from raft_trio.kv import Put
+
+from .harness import ELECTION_MAX_S, TIMING, Cluster
+
+HEARTBEAT_S = TIMING.heartbeat_ms / 1000
+ELECTION_MIN_S = TIMING.election_min_ms / 1000
+
+
+async def test_a_leader_removing_itself_commits_and_a_remaining_voter_leads_at_once(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await leader.write(Put("before", "v"))  # an entry of its term is committed
+    old_term = leader.core.term
+    remaining = sorted(i for i in cluster.hosts if i != leader.id)
+
+    started = trio.current_time()
+    with trio.fail_after(leader.write_timeout):
+        index = await leader.change_membership(RemoveMember(leader.id))
+    answered = trio.current_time() - started
+    assert answered < 2 * HEARTBEAT_S, f"the removal took {answered:.3f} s"
+    assert leader.core.role is Role.FOLLOWER
+    assert leader.core.log.committed >= index
+
+    # Handed over, not waited out: a remaining voter leads well before any
+    # election timeout could have fired.
+    with trio.fail_after(ELECTION_MIN_S / 2):
+        while not any(cluster.hosts[i].node.core.role is Role.LEADER for i in remaining):
+            await trio.sleep(0.005)
+    (new_leader,) = [
+        cluster.hosts[i].node for i in remaining if cluster.hosts[i].node.core.role is Role.LEADER
+    ]
+    assert new_leader.core.term == old_term + 1
+    assert trio.current_time() - started < ELECTION_MIN_S / 2
+    for node_id in remaining:
+        assert cluster.hosts[node_id].node.core.membership.ids == set(remaining)
+
+    # The two that are left form the cluster; the removed node stays out.
+    result = await new_leader.write(Put("after", "v"))
+    assert result.index > index
+    await trio.sleep(10 * ELECTION_MAX_S)
+    assert leader.core.role is Role.FOLLOWER and not leader.core.promotable()
+    assert new_leader.core.role is Role.LEADER and new_leader.core.term == old_term + 1
+
+
+async def test_writes_during_a_leaders_removal_go_to_the_next_leader(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A leader being removed takes no new write: a write arriving then
+    waits for the hand-over and is refused with "not the leader" (a
+    redirect), never left indeterminate."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await leader.write(Put("before", "v"))
+    outcomes: list[str] = []
+
+    async def write() -> None:
+        try:
+            await leader.write(Put("during", "v"))
+            outcomes.append("ok")
+        except Exception as error:  # the kind of failure is the result
+            outcomes.append(type(error).__name__)
+
+    for node_id in cluster.hosts:
+        if node_id != leader.id:
+            cluster.hosts[node_id].fsync_seconds = 0.05  # the removal commits 50 ms later
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leader.change_membership, RemoveMember(leader.id))
+        await trio.sleep(0.01)
+        assert leader.core.handing_over and leader.core.role is Role.LEADER
+        nursery.start_soon(write)
+    assert outcomes == ["NotLeaderError"]
+
+
+async def test_a_removed_follower_learns_it_is_out_and_never_campaigns(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The leader keeps replicating to a follower it removes until the
+    removal commits, so the follower holds the configuration without it and
+    stays quiet instead of timing out into pre-votes forever."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await leader.write(Put("before", "v"))
+    removed = cluster.hosts[min(i for i in cluster.hosts if i != leader.id)].node
+    await leader.change_membership(RemoveMember(removed.id))
+    with trio.fail_after(2 * HEARTBEAT_S):
+        while removed.id in removed.core.membership.ids:
+            await trio.sleep(0.005)
+    assert removed.id not in leader._transport.senders  # type: ignore[union-attr]
+    term = leader.core.term
+    await trio.sleep(10 * ELECTION_MAX_S)
+    assert removed.core.role is Role.FOLLOWER and removed.core.term == term
+    assert leader.core.role is Role.LEADER and leader.core.term == term

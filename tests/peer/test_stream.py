@@ -1,0 +1,238 @@
+"""One peer's stream on Trio's fake clock, through a fake request function:
+frames carry what queued meanwhile, a write past its deadline drops the
+stream, broken streams reopen with backoff and tell the core, the outbox
+is bounded, and snapshots travel beside the stream, never on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+
+import pytest
+import trio
+import trio.testing
+
+from raft_trio.core import Entry, Heartbeat, InstallSnapshot, Membership, Message, SnapshotMeta
+from raft_trio.core._messages import AppendEntries
+from raft_trio.peer import stream as stream_module
+from raft_trio.peer.stream import MIN_BACKOFF_S, Body, PeerStream
+from raft_trio.peer.wire import MESSAGES_PATH, STREAM_PATH, accept_batch, accept_stream
+
+DEADLINE = 0.2
+
+
+def heartbeat(seq: int) -> Heartbeat:
+    return Heartbeat(term=1, src="n1", dst="n2", commit=0, seq=seq)
+
+
+class FakePeer:
+    """Takes streams and requests like a node would; ``stalled`` makes it
+    stop reading (a paused process with full socket buffers); ``down``
+    makes every connection fail."""
+
+    def __init__(self) -> None:
+        self.frames: list[list[Message]] = []
+        self.snapshots: list[InstallSnapshot] = []
+        self.stream_attempts: list[float] = []
+        self.stalled = False
+        self.down = False
+        self.snapshot_started = trio.Event()
+
+    async def request(self, url: str, headers: dict[str, str], body: Body) -> int:
+        lower = {k.lower(): v for k, v in headers.items()}
+        if url.endswith(STREAM_PATH):
+            self.stream_attempts.append(trio.current_time())
+            if self.down:
+                raise OSError("connection refused")
+            assert isinstance(body, AsyncIterable)
+            inbox = accept_stream(lower["x-raft-from"], lower, None)
+            async for chunk in body:
+                if self.stalled:
+                    await trio.sleep_forever()
+                self.frames.append(inbox.feed(chunk))
+            return 204
+        assert url.endswith(MESSAGES_PATH)
+        assert isinstance(body, AsyncIterable)
+        self.snapshot_started.set()
+        data = b"".join([chunk async for chunk in body])
+        (message,) = accept_batch(lower["x-raft-from"], lower, data, None)
+        assert isinstance(message, InstallSnapshot)
+        self.snapshots.append(message)
+        return 204
+
+
+class Core:
+    """What the stream tells the core."""
+
+    def __init__(self) -> None:
+        self.unreachable: list[float] = []
+        self.snapshots: list[bool] = []
+
+    def on_unreachable(self, peer_id: str) -> None:
+        self.unreachable.append(trio.current_time())
+
+    def on_snapshot_sent(self, peer_id: str, ok: bool) -> None:
+        self.snapshots.append(ok)
+
+
+def make(peer: FakePeer, core: Core) -> PeerStream:
+    return PeerStream(
+        "n1", "n2", "mem://n2", peer.request, DEADLINE, core.on_unreachable, core.on_snapshot_sent
+    )
+
+
+async def test_messages_queued_while_a_write_is_in_flight_go_out_in_one_frame(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        stream.enqueue(heartbeat(1))
+        await trio.sleep(0.01)
+        for seq in (2, 3, 4):
+            stream.enqueue(heartbeat(seq))
+        await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert peer.frames == [[heartbeat(1)], [heartbeat(2), heartbeat(3), heartbeat(4)]]
+    assert core.unreachable == []
+    assert stream.streams_opened == 1
+
+
+async def test_a_stream_that_takes_no_frame_within_the_deadline_is_dropped_and_reopened(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        stream.enqueue(heartbeat(1))
+        await trio.sleep(0.01)
+        peer.stalled = True
+        written_at = trio.current_time()
+        stream.enqueue(heartbeat(2))
+        with trio.fail_after(1):
+            while not core.unreachable:
+                await trio.sleep(0.001)
+        # Dropped when the write had waited out its deadline (and the time
+        # its few bytes need at the minimum rate), not before.
+        assert DEADLINE <= core.unreachable[0] - written_at <= DEADLINE + 0.01
+        peer.stalled = False
+        stream.enqueue(heartbeat(3))
+        with trio.fail_after(1):
+            while [heartbeat(3)] not in peer.frames:
+                await trio.sleep(0.001)
+        nursery.cancel_scope.cancel()
+    assert stream.streams_opened == 2
+    assert peer.stream_attempts[1] - core.unreachable[0] == pytest.approx(MIN_BACKOFF_S)
+
+
+async def test_a_peer_that_is_down_is_retried_with_backoff_and_reported_each_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    peer.down = True
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.sleep(3.0)
+        nursery.cancel_scope.cancel()
+    gaps = [b - a for a, b in zip(peer.stream_attempts, peer.stream_attempts[1:], strict=False)]
+    assert gaps[:5] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5])
+    assert all(gap == pytest.approx(stream_module.MAX_BACKOFF_S) for gap in gaps[4:])
+    assert len(core.unreachable) == len(peer.stream_attempts)
+
+
+async def test_a_stream_with_nothing_to_carry_carries_keepalives(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        stream.enqueue(heartbeat(1))
+        await trio.sleep(10.5)  # off the keep-alive ticks
+        nursery.cancel_scope.cancel()
+    assert peer.frames[0] == [heartbeat(1)]
+    keepalives = peer.frames[1:]
+    assert keepalives == [[]] * len(keepalives)
+    # One per keep-alive interval once the stream is quiet (the first
+    # interval still saw the heartbeat): at 2, 3, ... 10 s.
+    assert len(keepalives) == 9
+    assert stream_module.KEEPALIVE_S == 1.0
+    assert stream.streams_opened == 1
+
+
+async def test_the_outbox_of_a_peer_that_takes_nothing_is_bounded(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "MAX_QUEUED", 10)
+    peer, core = FakePeer(), Core()
+    peer.down = True
+    stream = make(peer, core)
+    for seq in range(25):
+        stream.enqueue(heartbeat(seq))
+    assert stream.dropped == 15
+    assert len(core.unreachable) == 15
+    big = AppendEntries(1, "n1", "n2", 0, 0, (Entry(1, 1, data=b"x" * 1000),), 0)
+    monkeypatch.setattr(stream_module, "MAX_QUEUED_BYTES", 5000)
+    for _ in range(10):
+        stream.enqueue(big)
+    assert stream._queued_bytes <= 5000
+    # The newest messages are kept.
+    assert [m for m, _ in stream._queue][-1] is big
+
+
+async def test_a_snapshot_goes_beside_a_stalled_stream_not_on_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    snapshot = InstallSnapshot(
+        1, "n1", "n2", SnapshotMeta(7, 1, Membership.of({"n1": "u1", "n2": "u2"})), b"s" * 1_000_000
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        stream.enqueue(heartbeat(1))
+        await trio.sleep(0.01)
+        peer.stalled = True
+        stream.enqueue(heartbeat(2))  # held up on the stream
+        stream.enqueue(snapshot)
+        with trio.fail_after(1):
+            while not core.snapshots:
+                await trio.sleep(0.001)
+        nursery.cancel_scope.cancel()
+    assert core.snapshots == [True]
+    assert peer.snapshots == [snapshot]
+    assert all(not isinstance(m, InstallSnapshot) for frame in peer.frames for m in frame)
+
+
+async def test_a_snapshot_write_that_stalls_fails_and_the_core_hears_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The peer takes the first chunk, then not a byte more: the request is
+    given up once the next chunk has waited its deadline (plus the time
+    its size needs at the minimum rate)."""
+    core = Core()
+
+    async def stalled(url: str, headers: dict[str, str], body: Body) -> int:
+        assert isinstance(body, AsyncIterable)
+        if url.endswith(MESSAGES_PATH):
+            async for _ in body:
+                await trio.sleep_forever()
+        await trio.sleep_forever()
+        return 204
+
+    stream = PeerStream("n1", "n2", "mem://n2", stalled, DEADLINE, core.on_unreachable, core.on_snapshot_sent)
+    data = b"s" * (3 * stream_module.SNAPSHOT_CHUNK_BYTES)
+    snapshot = InstallSnapshot(1, "n1", "n2", SnapshotMeta(7, 1, Membership.of({"n1": "u"})), data)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        stream.enqueue(snapshot)
+        started = trio.current_time()
+        with trio.fail_after(5):
+            while not core.snapshots:
+                await trio.sleep(0.001)
+        nursery.cancel_scope.cancel()
+    assert core.snapshots == [False]
+    chunk_s = stream_module.SNAPSHOT_CHUNK_BYTES / stream_module.MIN_WRITE_RATE
+    assert trio.current_time() - started == pytest.approx(DEADLINE + chunk_s, abs=0.01)

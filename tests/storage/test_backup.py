@@ -1,0 +1,88 @@
+"""The backup file: whole and intact, or refused; and the data directory
+restored from it holds the backup's state at its revision, in term 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raft_trio.core import HardState
+from raft_trio.kv import KeyValueStore, Put
+from raft_trio.storage import BackupCorrupt, DurableStorage, backup_stream, parse_backup, restore_backup
+
+
+def a_backup() -> tuple[bytes, KeyValueStore]:
+    store = KeyValueStore()
+    for index in range(1, 30):
+        store.apply(index, Put(f"k{index % 7}", "x" * index))
+    return b"".join(backup_stream(store.revision, 3, store.snapshot(), "old-cluster", "n2")), store
+
+
+def test_a_backup_reads_back_whole() -> None:
+    data, store = a_backup()
+    backup = parse_backup(data)
+    assert (backup.revision, backup.term, backup.cluster_id) == (29, 3, "old-cluster")
+    assert backup.state == store.snapshot()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[:-1],
+        lambda data: data[:40],
+        lambda data: data + b"\0",
+        lambda data: data[:60] + bytes([data[60] ^ 1]) + data[61:],
+        lambda data: data[:-5] + bytes([data[-5] ^ 1]) + data[-4:],
+        lambda data: b"raft-trio backup 2\n" + data[19:],
+        lambda data: data.replace(b'"state_bytes": ', b'"state_bytes": 1'),
+        lambda data: b"",
+    ],
+    ids=[
+        "last byte cut",
+        "cut in the header",
+        "byte appended",
+        "header byte",
+        "digest byte",
+        "version",
+        "size",
+        "empty",
+    ],
+)
+def test_a_damaged_backup_is_refused(damage: object) -> None:
+    data, _ = a_backup()
+    with pytest.raises(BackupCorrupt):
+        parse_backup(damage(data))  # type: ignore[operator]
+
+
+def test_a_restored_directory_starts_at_the_backups_revision_in_a_new_cluster(tmp_path: Path) -> None:
+    data, store = a_backup()
+    backup = parse_backup(data)
+    peers = {"a": "http://127.0.0.1:1", "b": "http://127.0.0.1:2"}
+    cluster_a = restore_backup(backup, tmp_path / "a", "a", peers)
+    cluster_b = restore_backup(backup, tmp_path / "b", "b", peers)
+    assert cluster_a == cluster_b != "old-cluster"
+    assert restore_backup(backup, tmp_path / "c", "a", {**peers, "c": "http://127.0.0.1:3"}) != cluster_a
+    storage = DurableStorage.open(tmp_path / "a", "a", cluster_a)
+    try:
+        snapshot = storage.snapshot()
+        assert (snapshot.meta.index, snapshot.meta.term) == (29, 1)
+        assert sorted(m.id for m in snapshot.meta.membership.members) == ["a", "b"]
+        assert storage.hard_state() == HardState(1, None, 29)
+        assert storage.last_index() == 29
+        restored = KeyValueStore()
+        restored.restore(snapshot.data)
+        assert restored.range() == store.range()
+    finally:
+        storage.close()
+
+
+def test_restore_refuses_a_directory_in_use_and_a_node_not_in_peers(tmp_path: Path) -> None:
+    backup = parse_backup(a_backup()[0])
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "file").write_text("x")
+    with pytest.raises(FileExistsError):
+        restore_backup(backup, tmp_path / "used", "a", {"a": "http://127.0.0.1:1"})
+    with pytest.raises(ValueError):
+        restore_backup(backup, tmp_path / "new", "z", {"a": "http://127.0.0.1:1"})
+    assert not (tmp_path / "new").exists()
