@@ -240,8 +240,8 @@ async def _open_static(settings: NodeSettings) -> tuple[DurableStorage, dict[str
     api_prefix = settings.http.api_prefix
 
     async def ask() -> first_start.Decision:
-        async with settings.security.async_client(api_prefix) as client:
-            fetch = disk_watch.http_fetch_status(client, api_prefix)
+        async with TrioClient((), api_prefix=api_prefix, security=settings.security) as client:
+            fetch = disk_watch.client_fetch_status(client)
             return await first_start.check(settings.node_id, others, voters, fetch)
 
     decision = await _serve_waiting_page(settings, lambda: status, ask)
@@ -367,8 +367,8 @@ async def _stop_on_signals(stop: trio.Event) -> None:
 
 
 async def _watch_disk(node: RaftNode, storage: DurableStorage, space: SpaceGuard, api_prefix: str) -> None:
-    async with node.security.async_client(api_prefix) as client:
-        await disk_watch.watch(node, storage, space, disk_watch.http_fetch_status(client, api_prefix))
+    async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
+        await disk_watch.watch(node, storage, space, disk_watch.client_fetch_status(client))
 
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:
