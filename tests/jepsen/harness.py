@@ -53,6 +53,10 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Bytes of a forwarded request kept for a replay: a stream's opening and
 #: first frames, or a whole snapshot request (larger ones are not replayed).
 REPLAY_CAPTURE_BYTES = 4 * 1024 * 1024
+#: Only peer requests are replayed: the members' other calls through the
+#: peer URLs (the leader asks each member's ``/api/status`` for alarms) are
+#: plain reads that anyone may repeat.
+PEER_REQUEST_LINE = b"POST /raft/"
 #: How long a replay waits after the node is seen running.
 REPLAY_DELAY_S = 0.5
 
@@ -64,8 +68,21 @@ class _Link:
         self.sender = sender
         self.client = client
         self.upstream = upstream
+        self.ended = threading.Event()
+        #: Whether the node certainly read the connection's first request:
+        #: it answered on it, or the connection was still open with the
+        #: node running and not paused ``REPLAY_DELAY_S`` after it went in.
+        #: A request the node never read (it sat in the socket buffer of a
+        #: paused node when the connection was reset) is not replayed: its
+        #: late first delivery is no replay, and no signature can tell.
+        self.delivered = False
+
+    def watch_delivery(self, node_up: Callable[[], bool]) -> None:
+        if node_up() and not self.ended.wait(REPLAY_DELAY_S) and node_up():
+            self.delivered = True
 
     def cut(self) -> None:
+        self.ended.set()
         for sock in (self.client, self.upstream):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -81,9 +98,9 @@ class PeerProxy:
     those already forwarded: a partition cuts the streams it crosses.
 
     With ``replay_every`` N, the first request of every Nth forwarded
-    connection (its head and what it sent of its body) is sent to the node
-    again once the connection has ended, as an attacker who captured it
-    would; the statuses of these replays are kept in ``replays`` (with a
+    connection, if it is a peer request (its head and what it sent of its
+    body), is sent to the node again once the connection has ended, as an
+    attacker who captured it would; the statuses of these replays are kept in ``replays`` (with a
     cluster secret each must be a 401; 0 stands for a replay taken without a
     refusal). A replay waits until ``node_up()`` says the node runs and is
     not paused, and a moment more: the node has then read whatever of the
@@ -161,7 +178,11 @@ class PeerProxy:
                     refuse = False
                     self._links.add(link)
                     self.forwarded += 1
-                    replay = bool(self.replay_every) and self.forwarded % self.replay_every == 0
+                    replay = (
+                        bool(self.replay_every)
+                        and self.forwarded % self.replay_every == 0
+                        and head.startswith(PEER_REQUEST_LINE)
+                    )
             with upstream:
                 if refuse:
                     self.dropped += 1
@@ -178,14 +199,17 @@ class PeerProxy:
                 except OSError:
                     link.cut()
                     captured.clear()
-                back = threading.Thread(target=_pump, args=(upstream, client, None), daemon=True)
+                answer = bytearray()
+                back = threading.Thread(target=_pump, args=(upstream, client, answer), daemon=True)
                 back.start()
+                if replay:
+                    threading.Thread(target=link.watch_delivery, args=(self._node_up,), daemon=True).start()
                 _pump(client, upstream, captured if replay else None)
                 link.cut()
                 back.join()
             with self._lock:
                 self._links.discard(link)
-        if replay:
+        if replay and (link.delivered or answer):
             self._replay(bytes(captured))
 
     def _replay(self, captured: bytes) -> None:
@@ -204,10 +228,20 @@ class PeerProxy:
         except OSError:
             return  # the node is down: nothing learnt
         with conn:
+            # The head first: a stream's opening is judged on its head alone,
+            # and a refusal then comes at once. Sending the frames behind it
+            # unasked would leave them unread when the node closes, and its
+            # reset could destroy the refusal before it is read.
+            answer = b""
             try:
-                conn.sendall(captured)
-                conn.shutdown(socket.SHUT_WR)
-                answer = b""
+                conn.sendall(captured[:head_end])
+                conn.settimeout(1.0)
+                with contextlib.suppress(TimeoutError):
+                    answer = conn.recv(4096)
+                conn.settimeout(1.5)
+                if not answer:
+                    conn.sendall(captured[head_end:])
+                    conn.shutdown(socket.SHUT_WR)
                 while b"\r\n" not in answer:
                     chunk = conn.recv(4096)
                     if not chunk:
@@ -216,7 +250,7 @@ class PeerProxy:
             except TimeoutError:
                 return  # the node is paused: nothing learnt
             except OSError:
-                answer = b""
+                pass
         status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else b"0"
         self.replays.append(int(status))
 
