@@ -21,6 +21,8 @@ program that only talks to a cluster loads httpx, msgspec and this.
 from typing import TYPE_CHECKING
 
 from ._api import MemberStatus
+from ._contention import Leader
+from ._contention import prefix_of as lock_prefix
 from ._errors import (
     ApiError,
     BadRequest,
@@ -30,6 +32,7 @@ from ._errors import (
     Indeterminate,
     KeyNotFound,
     LeaseNotFound,
+    LockLost,
     MembershipConflict,
     NoEndpointAnswered,
     NotFound,
@@ -40,6 +43,7 @@ from ._errors import (
 from ._sync import DEFAULT_ENDPOINTS, Client
 
 if TYPE_CHECKING:
+    from ._locks import Leadership
     from ._trio import TrioClient
 
 
@@ -50,6 +54,10 @@ def __getattr__(name: str) -> object:
         from ._trio import TrioClient
 
         return TrioClient
+    if name == "Leadership":
+        from ._locks import Leadership
+
+        return Leadership
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -63,7 +71,10 @@ __all__ = [
     "CompareFailed",
     "Indeterminate",
     "KeyNotFound",
+    "Leader",
+    "Leadership",
     "LeaseNotFound",
+    "LockLost",
     "MemberStatus",
     "MembershipConflict",
     "NoEndpointAnswered",
@@ -72,4 +83,5 @@ __all__ = [
     "TrioClient",
     "Unauthorized",
     "Unavailable",
+    "lock_prefix",
 ]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from raft_trio.node.payload import PayloadSupervisor, group_members
+from raft_trio.node.payload import PayloadSupervisor
+from raft_trio.process_group import group_members
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sh") is None or not Path("/proc/self/stat").exists(), reason="needs sh and /proc"
