@@ -149,7 +149,7 @@ async def stop_group(process: GroupProcess, grace: float = GRACE_SECONDS) -> Non
     process.signal_group(signal.SIGTERM)
     with trio.move_on_after(grace):
         await process.wait()
-        while process.group_alive():
+        while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
             await trio.sleep(GROUP_POLL_SECONDS)
         process.reap_orphans()
         return
@@ -157,7 +157,7 @@ async def stop_group(process: GroupProcess, grace: float = GRACE_SECONDS) -> Non
     process.signal_group(signal.SIGKILL)
     await process.wait()
     with trio.move_on_after(1.0):  # SIGKILL cannot be caught; the kernel is quick
-        while process.group_alive():
+        while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
             await trio.sleep(GROUP_POLL_SECONDS / 5)
     process.reap_orphans()
 

@@ -17,6 +17,7 @@ import trio
 
 from raft_trio import schema
 from raft_trio.client import Leader, LockLost, TrioClient
+from raft_trio.testing.waiting import wait_for
 
 from .cluster import ELECTION_TIMEOUT_MAX_S, Cluster
 
@@ -48,6 +49,24 @@ async def waiters_queued(client: TrioClient, name: str, count: int) -> list[sche
             if len(page.kvs) >= count:
                 return sorted(page.kvs, key=lambda item: item.create_revision)
             await trio.sleep(0.05)
+
+
+async def held_until_lost(
+    client: TrioClient, name: str, body: Callable[[int], Awaitable[None]], margin: float = 0.0
+) -> LockLost:
+    """Hold the lock ``name`` running ``body(token)``: the LockLost that
+    ended it (the test fails if it was not lost)."""
+    held: list[int] = []
+    try:
+        async with client.lock(name, ttl=TTL, margin=margin) as token:
+            held.append(token)
+            await body(token)
+    except LockLost as error:
+        lost = error
+    else:
+        raise AssertionError(f"the lock {name} was not lost")
+    assert lost.token == held[0]
+    return lost
 
 
 def test_holders_take_turns_in_the_order_they_queued_with_growing_tokens(shared_cluster: Cluster) -> None:
@@ -114,15 +133,13 @@ def test_a_release_wakes_only_the_next_waiter(shared_cluster: Cluster) -> None:
                     nursery.start_soon(wait, waiter, number)
                     await waiters_queued(client, name, number + 2)
                 with trio.fail_after(10):
-                    while any(waiter.watches == 0 for waiter in waiters):
-                        await trio.sleep(0.05)
+                    await wait_for(lambda: all(waiter.watches for waiter in waiters))
                 await trio.sleep(0.3)  # each is now waiting on its watch
                 assert [(w.ranges, w.watches) for w in waiters] == [(0, 1)] * 4, (
                     "one watch each, nothing read"
                 )
             with trio.fail_after(10):
-                while not holding:
-                    await trio.sleep(0.01)
+                await wait_for(lambda: bool(holding))
             await trio.sleep(0.5)
             assert holding == [0]
             # The next one looked again (one range) and now watches its own
@@ -140,16 +157,18 @@ def test_a_lock_whose_key_is_deleted_is_lost_and_its_block_cancelled(shared_clus
     name = unique("deleted")
 
     async def main(client: TrioClient) -> None:
-        reached_the_end = False
-        with pytest.raises(LockLost) as lost:
-            async with client.lock(name, ttl=TTL) as token:
-                (mine,) = (await client.range(prefix=name + "/")).kvs
-                assert mine.create_revision == token
-                await client.delete(mine.key)
-                await trio.sleep(10)
-                reached_the_end = True
+        reached_the_end = []
+
+        async def delete_the_key(token: int) -> None:
+            (mine,) = (await client.range(prefix=name + "/")).kvs
+            assert mine.create_revision == token
+            await client.delete(mine.key)
+            await trio.sleep(10)
+            reached_the_end.append(True)
+
+        lost = await held_until_lost(client, name, delete_the_key)
         assert not reached_the_end
-        assert lost.value.token == token and lost.value.reason == "its key was deleted"
+        assert lost.reason == "its key was deleted"
         # The lease is revoked after all: nothing of it is left.
         assert (await client.range(prefix=name + "/")).kvs == []
 
@@ -187,18 +206,20 @@ def test_a_lock_is_lost_when_the_cluster_is_unreachable_past_its_lease(cluster: 
     interval = (TTL - margin) / 3
 
     async def main(client: TrioClient) -> tuple[float, float, float, LockLost]:
-        cancelled_at = 0.0
-        with pytest.raises(LockLost) as lost:
-            async with client.lock(name, ttl=TTL, margin=margin):
-                await trio.sleep(interval + 0.2)  # a keep-alive was answered
-                for node in cluster.nodes.values():
-                    node.pause()
-                paused_at = trio.current_time()
-                try:
-                    await trio.sleep(30)
-                finally:
-                    cancelled_at = trio.current_time()
-        return paused_at, cancelled_at, trio.current_time(), lost.value
+        times: dict[str, float] = {}
+
+        async def pause_every_node(token: int) -> None:
+            await trio.sleep(interval + 0.2)  # a keep-alive was answered
+            for node in cluster.nodes.values():
+                node.pause()
+            times["paused"] = trio.current_time()
+            try:
+                await trio.sleep(30)
+            finally:
+                times["cancelled"] = trio.current_time()
+
+        lost = await held_until_lost(client, name, pause_every_node, margin=margin)
+        return times["paused"], times["cancelled"], trio.current_time(), lost
 
     try:
         paused_at, cancelled_at, raised_at, lost = run(cluster, main)
@@ -225,13 +246,12 @@ def test_a_lock_is_lost_when_the_cluster_is_unreachable_past_its_lease(cluster: 
 async def leaders_seen(client: TrioClient, name: str, into: list[Leader | None]) -> None:
     async with client.observe(name) as leaders:
         async for leader in leaders:
-            into.append(leader)
+            into.append(leader)  # noqa: PERF401 (the test reads the list as it grows)
 
 
 async def until(check: Callable[[], bool], within: float = 10) -> None:
     with trio.fail_after(within):
-        while not check():
-            await trio.sleep(0.02)
+        await wait_for(check)
 
 
 def test_an_election_is_observed_proclaimed_and_resigned(shared_cluster: Cluster) -> None:
