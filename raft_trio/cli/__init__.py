@@ -21,13 +21,17 @@ from .argv import build_parser, extract_globals
 from .client_commands import run_client_command
 from .commands import cmd_leave, cmd_node, cmd_up
 from .errors import UsageError, fail
+from .lock import RUNS_A_COMMAND, run_lock_command, take_command
 from .snapshot import cmd_snapshot_restore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         rest, options = extract_globals(list(sys.argv[1:] if argv is None else argv))
+        rest, command = take_command(rest)
         args = build_parser().parse_args(rest)
+        if args.command in RUNS_A_COMMAND:
+            return run_lock_command(args, options, command)
         if args.command == "node":
             return cmd_node(args)
         if args.command == "up":

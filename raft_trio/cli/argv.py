@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from .errors import UsageError, fail
 from .leave import SERVICEACCOUNT_DIR
+from .lock import add_parsers as add_lock_parsers
 from .up import UP_DATA_DIR
 
 
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     transfer = sub.add_parser("transfer-leader", help="hand leadership over", parents=[client])
     transfer.add_argument("--to", default=None)
+
+    add_lock_parsers(sub, client)
 
     snapshot = sub.add_parser(
         "snapshot", help="back up the state machine, or make a new cluster from a backup"

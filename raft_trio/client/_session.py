@@ -81,7 +81,9 @@ class Session:
                 sent = trio.current_time()
                 if sent >= self.cutoff:
                     silent = sent - (self.deadline - self.ttl)
-                    return f"no keep-alive was answered for {silent:.1f} s; the lease may run out{failure}"
+                    return (
+                        f"no keep-alive was answered for {silent:.1f} s: the lease may have run out{failure}"
+                    )
                 with trio.move_on_at(self.cutoff):
                     try:
                         answer = await keep_alive(self.id)
