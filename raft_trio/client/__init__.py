@@ -43,6 +43,7 @@ from ._errors import (
 from ._sync import DEFAULT_ENDPOINTS, Client
 
 if TYPE_CHECKING:
+    from ._held import HeldLock
     from ._locks import Leadership
     from ._trio import TrioClient
 
@@ -58,6 +59,10 @@ def __getattr__(name: str) -> object:
         from ._locks import Leadership
 
         return Leadership
+    if name == "HeldLock":
+        from ._held import HeldLock
+
+        return HeldLock
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -69,6 +74,7 @@ __all__ = [
     "ClientError",
     "Compacted",
     "CompareFailed",
+    "HeldLock",
     "Indeterminate",
     "KeyNotFound",
     "Leader",

@@ -27,6 +27,9 @@ from collections.abc import Iterable
 
 from .. import schema
 
+#: The default TTL of a lock's or a candidate's lease, in seconds: how long
+#: a holder that vanished (a crash, a lost network) keeps the lock.
+LOCK_TTL_S = 10
 #: Keys are at most this many bytes (UTF-8), lease ids 16 hex digits.
 MAX_KEY_BYTES = 1024
 LEASE_ID_DIGITS = 16

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import trio
@@ -42,9 +42,6 @@ from ._session import Session
 if TYPE_CHECKING:
     from ._trio import TrioClient
 
-#: The default TTL of a lock's or a candidate's lease, in seconds: how long
-#: a holder that vanished (a crash, a lost network) keeps the lock.
-LOCK_TTL_S = 10
 #: Pause after a failed watch of the holder's own key before the next.
 WATCH_RETRY_S = 0.5
 
@@ -157,6 +154,28 @@ async def key_deleted(client: TrioClient, key: str, token: int) -> str:
             await trio.sleep(WATCH_RETRY_S)
 
 
+@contextlib.contextmanager
+def single_error() -> Iterator[None]:
+    """Let the one exception inside (nested) exception groups out as
+    itself. A holder's nursery runs helpers of its own beside the caller's
+    block; what the block raises (or what ended the wait) is what the
+    caller should see, not a group of one."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) != 1:
+            raise
+        raise leaves[0] from leaves[0].__cause__
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for inner in group.exceptions:
+        found.extend(_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
+    return found
+
+
 @contextlib.asynccontextmanager
 async def hold(client: TrioClient, name: str, value: str, ttl: int, margin: float) -> AsyncIterator[Holding]:
     """Wait for the lock ``name`` and hold it while the block runs (see the
@@ -164,6 +183,15 @@ async def hold(client: TrioClient, name: str, value: str, ttl: int, margin: floa
     prefix = prefix_of(name)
     if not 0 <= margin < ttl:
         raise ValueError(f"the margin ({margin} s) must be at least 0 and less than the TTL ({ttl} s)")
+    with single_error():
+        async with _held(client, name, prefix, value, ttl, margin) as holding:
+            yield holding
+
+
+@contextlib.asynccontextmanager
+async def _held(
+    client: TrioClient, name: str, prefix: str, value: str, ttl: int, margin: float
+) -> AsyncIterator[Holding]:
     while True:
         sent = trio.current_time()
         session = Session.granted(await client.grant_lease(ttl), sent, margin)

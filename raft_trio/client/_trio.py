@@ -17,9 +17,9 @@ from ..security import Security
 from . import _api, _http, _locks
 from ._api import MemberStatus, RangeSpec
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
-from ._contention import Leader
+from ._contention import LOCK_TTL_S, Leader
 from ._errors import ClientError, LeaseNotFound, NoEndpointAnswered, api_error, error_answer
-from ._locks import LOCK_TTL_S, Leadership
+from ._locks import Leadership
 from ._session import Session
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
 from ._watch import WATCH_STALL_S, WatchCursor, retryable
@@ -194,16 +194,17 @@ class TrioClient:
         session = Session.granted(granted, sent)
         lost: str | None = None
         try:
-            async with trio.open_nursery() as nursery:
+            with _locks.single_error():
+                async with trio.open_nursery() as nursery:
 
-                async def keep() -> None:
-                    nonlocal lost
-                    lost = await session.keep(self.keep_alive)
+                    async def keep() -> None:
+                        nonlocal lost
+                        lost = await session.keep(self.keep_alive)
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(keep)
+                    yield granted
                     nursery.cancel_scope.cancel()
-
-                nursery.start_soon(keep)
-                yield granted
-                nursery.cancel_scope.cancel()
         finally:
             if lost is None:
                 with trio.CancelScope(shield=True), contextlib.suppress(ClientError):

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from raft_trio import schema
-from raft_trio.client import Leader, LockLost, TrioClient
+from raft_trio.client import Client, Leader, LockLost, NoEndpointAnswered, TrioClient
 from raft_trio.testing.waiting import wait_for
 
 from .cluster import ELECTION_TIMEOUT_MAX_S, Cluster
@@ -288,3 +288,57 @@ def test_an_election_is_observed_proclaimed_and_resigned(shared_cluster: Cluster
         assert await client.leader(name) is None  # beta resigned as it was cancelled
 
     run(shared_cluster, main)
+
+
+def test_the_blocking_client_holds_a_lock_and_says_when_it_is_lost(shared_cluster: Cluster) -> None:
+    name = unique("blocking")
+    with Client(endpoints(shared_cluster)) as client:
+        assert client.leader(name) is None
+        with client.lock(name, ttl=TTL, value="me") as held:
+            leader = client.leader(name)
+            assert leader is not None and (leader.token, leader.value) == (held.token, "me")
+            assert not held.lost.is_set()
+        assert client.leader(name) is None, "released as the block ended"
+        with client.lock(name, ttl=TTL) as second:
+            assert second.token > held.token
+
+        told: list[bool] = []
+        with pytest.raises(LockLost, match="its key was deleted"):
+            hold_and_delete_the_key(client, name, told)
+        assert told == [True], "the block was told at once"
+        assert client.leader(name) is None
+
+
+def hold_and_delete_the_key(client: Client, name: str, told: list[bool]) -> None:
+    with client.lock(name, ttl=TTL) as held:
+        (mine,) = client.range(prefix=name + "/").kvs
+        client.delete(mine.key)
+        told.append(held.lost.wait(timeout=10))
+
+
+def test_what_the_block_raises_comes_out_as_itself_and_the_lock_is_released(shared_cluster: Cluster) -> None:
+    name = unique("raises")
+
+    async def fail_inside(client: TrioClient) -> None:
+        async with client.lock(name, ttl=TTL):
+            raise KeyError("from the block")
+
+    async def main(client: TrioClient) -> None:
+        with pytest.raises(KeyError, match="from the block"):
+            await fail_inside(client)
+        assert await client.leader(name) is None
+
+    run(shared_cluster, main)
+
+
+def test_a_lock_on_an_unreachable_cluster_raises_no_endpoint_answered() -> None:
+    async def main() -> None:
+        async with TrioClient("http://127.0.0.1:1", timeout=1) as client:
+            with pytest.raises(NoEndpointAnswered):
+                await enter_lock(client)
+
+    async def enter_lock(client: TrioClient) -> None:
+        async with client.lock("unreachable"):
+            pass
+
+    trio.run(main)
