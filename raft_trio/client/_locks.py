@@ -204,9 +204,9 @@ async def _held(
 
                 def lose(reason: str, reachable: bool) -> None:
                     nonlocal lost, release
-                    if lost is None:
+                    if lost is None and release:
                         lost, release = reason, reachable
-                    nursery.cancel_scope.cancel()
+                        nursery.cancel_scope.cancel()
 
                 async def keep(session: Session) -> None:
                     # Refused: nothing to revoke; unanswered: nobody to ask.
@@ -223,20 +223,31 @@ async def _held(
                     holding = Holding(name, waiter_key(prefix, session.id), token, session)
                     nursery.start_soon(watch_key, holding.key, token)
                     yield holding
+                    # Released before the helpers stop, so that the next
+                    # waiter need not wait for them; what they see of the
+                    # release from now on is no loss.
+                    release = False
+                    await _revoke(client, session)
                     nursery.cancel_scope.cancel()
         finally:
             if release:
-                with (
-                    trio.CancelScope(shield=True),
-                    trio.move_on_after(min(client.settings.timeout, session.ttl)),
-                    contextlib.suppress(ClientError),
-                ):
-                    await client.revoke_lease(session.id)
+                await _revoke(client, session)
         if lost is None:
             return
         if holding is None:
             continue  # lost while waiting: get in line again with a new lease
         raise LockLost(name, holding.token, lost)
+
+
+async def _revoke(client: TrioClient, session: Session) -> None:
+    """Release: revoke the lease (which deletes the key). Shielded, and
+    bounded: a cluster that does not answer lets the lease run out."""
+    with (
+        trio.CancelScope(shield=True),
+        trio.move_on_after(min(client.settings.timeout, session.ttl)),
+        contextlib.suppress(ClientError),
+    ):
+        await client.revoke_lease(session.id)
 
 
 async def leader(client: TrioClient, name: str) -> Leader | None:
