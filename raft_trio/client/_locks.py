@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .. import schema
 from ._contention import (
     Contender,
     Gone,
@@ -72,8 +73,6 @@ class Leadership:
     async def proclaim(self, value: str) -> None:
         """Announce a new value while leading (observers see it); raises
         :class:`LockLost` if this leadership is already gone."""
-        from .. import schema
-
         answer = await self._client.txn(
             [schema.Compare(self.key, "create_revision", "=", self.token)],
             [schema.Op.of_put(self.key, value, self.lease)],
