@@ -4,7 +4,10 @@ the waiting page of discovery and the monitor all serve through
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import socket
 from typing import Any
 
 import trio
@@ -79,13 +82,57 @@ KEEP_ALIVE_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 64 * 1024
 
 
-def hypercorn_config(host: str, port: int, root_path: str = "", tls: Security | None = None) -> Config:
+#: Connections the kernel queues for a listener before it accepts them.
+LISTEN_BACKLOG = 100
+
+
+class CannotServe(Exception):
+    """The address to serve on cannot be bound (in use, not this host's,
+    a name that does not resolve): the one line a process ends with."""
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening: made first, so
+    that a busy port fails a process before it has done anything else (a
+    node creates no data directory for a port it cannot serve on), and
+    kept for the process's life, so that the port stays its own between
+    servers (a node's waiting page, then its API). :class:`CannotServe`
+    if it cannot be bound."""
+    sock: socket.socket | None = None
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as error:
+        if sock is not None:
+            sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = error.strerror or str(error)
+        hint = " (is another process serving there?)" if error.errno == errno.EADDRINUSE else ""
+        raise CannotServe(f"cannot serve on {where}: {reason}{hint}") from None
+    return sock
+
+
+def hypercorn_config(
+    host: str,
+    port: int,
+    root_path: str = "",
+    tls: Security | None = None,
+    listener: socket.socket | None = None,
+) -> Config:
+    """The Hypercorn settings of every server here; with ``listener`` it
+    serves on that socket (a duplicate of it, which Hypercorn closes when
+    it stops: the listener itself stays open) instead of binding
+    ``host:port``."""
     config = Config()
     if tls is not None and tls.tls_cert:
         # One port serves clients and peers, so both speak HTTPS.
         config.certfile = tls.tls_cert
         config.keyfile = tls.tls_key
-    config.bind = [f"{host}:{port}"]
+    config.bind = [f"fd://{os.dup(listener.fileno())}" if listener is not None else f"{host}:{port}"]
     config.root_path = root_path
     config.graceful_timeout = 1.0
     config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
@@ -108,11 +155,13 @@ async def serve_app(
     root_path: str = "",
     *,
     tls: Security | None = None,
+    listener: socket.socket | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown`` is set (over HTTPS when ``tls`` has a
-    certificate); reports the bound addresses."""
-    config = hypercorn_config(host, port, root_path, tls)
+    certificate) on ``listener`` (see :func:`bind_listener`), else on
+    ``host:port``; reports the bound addresses."""
+    config = hypercorn_config(host, port, root_path, tls, listener)
     await serve(
         ShieldedSend(CloseWhenBodyUnread(app)),
         config,

@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import trio
+
+from raft_trio.asgi import CannotServe, bind_listener
 
 from ._run import MonitorSettings, run_monitor
 from ._state import normalize_url
@@ -29,10 +32,15 @@ DEFAULT_PORT = 8000
 DEFAULT_NODE = "http://127.0.0.1:9001"
 
 
+def fail(message: str) -> NoReturn:
+    """A usage error: one line on stderr, exit status 2."""
+    print(f"raft-monitor: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(f"raft-monitor: {message}", file=sys.stderr)
-        raise SystemExit(2)
+        fail(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,29 +87,28 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        print(f"raft-monitor: {name} must be an integer, not {raw!r}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(f"{name} must be an integer, not {raw!r}")
 
 
 def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit():
-        raise SystemExit(f"raft-monitor: --listen must be HOST:PORT, not {args.listen!r}")
+        fail(f"--listen must be HOST:PORT, not {args.listen!r}")
     host = host.strip("[]") or "0.0.0.0"
     nodes: list[str] = []
     for raw in (args.nodes or "").split(","):
         if raw.strip():
             url = normalize_url(raw)
             if not url.startswith(("http://", "https://")):
-                raise SystemExit(f"raft-monitor: --nodes wants http(s) URLs, not {raw!r}")
+                fail(f"--nodes wants http(s) URLs, not {raw!r}")
             nodes.append(url)
     if not nodes and not args.discover:
         nodes = [DEFAULT_NODE]
     if args.refresh_ms < 50:
-        raise SystemExit("raft-monitor: the refresh rate must be at least 50 ms")
+        fail("the refresh rate must be at least 50 ms")
     templates = Path(args.templates_dir) if args.templates_dir else None
     if templates is not None and not templates.is_dir():
-        raise SystemExit(f"raft-monitor: templates dir {templates} does not exist")
+        fail(f"templates dir {templates} does not exist")
     return MonitorSettings(
         host=host,
         port=int(port),
@@ -119,8 +126,7 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
 def _tls_ca() -> str | None:
     path = os.environ.get("RAFT_TLS_CA") or None
     if path is not None and not os.path.isfile(path):
-        print(f"raft-monitor: RAFT_TLS_CA {path} is not a file", file=sys.stderr)
-        raise SystemExit(2)
+        fail(f"RAFT_TLS_CA {path} is not a file")
     return path
 
 
@@ -134,11 +140,11 @@ def configure_logging() -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
-async def _main(settings: MonitorSettings) -> None:
+async def _main(settings: MonitorSettings, listener: socket.socket) -> None:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signals, stop)
-        await run_monitor(settings, stop)
+        await run_monitor(settings, stop, listener=listener)
         nursery.cancel_scope.cancel()
 
 
@@ -156,10 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = f"DNS name {settings.discover}" if settings.discover else ", ".join(settings.nodes)
     logging.getLogger("raft_monitor").info("watching %s", where)
     try:
-        trio.run(partial(_main, settings))
-    except OSError as error:
-        print(f"raft-monitor: cannot serve on {args.listen}: {error}", file=sys.stderr)
-        return 1
+        # The port first: a busy one is one line and exit status 2.
+        with bind_listener(settings.host, settings.port) as listener:
+            trio.run(partial(_main, settings, listener))
+    except CannotServe as error:
+        print(f"raft-monitor: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 0

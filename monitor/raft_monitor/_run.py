@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -50,9 +51,12 @@ async def run_monitor(
     settings: MonitorSettings,
     stop: trio.Event,
     *,
+    listener: socket.socket | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``stop`` is set; reports the bound addresses."""
+    """Serve until ``stop`` is set, on ``listener`` if the port is bound
+    already (:func:`raft_trio.asgi.bind_listener`); reports the bound
+    addresses."""
     view = ClusterView(wall_offset=time.time() - trio.current_time())
     hub = Hub()
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
@@ -72,7 +76,7 @@ async def run_monitor(
                 )
             async with trio.open_nursery() as server:
                 addresses = await server.start(
-                    partial(serve_app, app, settings.host, settings.port, http_shutdown)
+                    partial(serve_app, app, settings.host, settings.port, http_shutdown, listener=listener)
                 )
                 log.info("monitor serving on %s", ", ".join(addresses))
                 task_status.started(addresses)

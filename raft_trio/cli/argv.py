@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from .errors import UsageError, fail
 from .leave import SERVICEACCOUNT_DIR
-from .up import UP_DATA_DIR
+from .up import DEFAULT_BASE_PORT, DEFAULT_MONITOR_PORT, DEFAULT_NODES, MAX_NODES, UP_DATA_DIR
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -182,10 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--election-max-ms", type=int)
 
     up = sub.add_parser("up", help="run a local cluster and its monitor on 127.0.0.1")
-    up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--base-port", type=int, default=9001)
-    up.add_argument("--monitor-port", type=int, default=8000)
-    up.add_argument("--data-dir", default=UP_DATA_DIR)
+    up.add_argument(
+        "--nodes",
+        type=int,
+        help=f"how many nodes, 1 to {MAX_NODES} (default: as many as --data-dir holds, else {DEFAULT_NODES}); "
+        "a number other than the data dir's is refused",
+    )
+    up.add_argument(
+        "--base-port",
+        type=int,
+        help=f"n1's port; n2 takes the next, and so on (default: the data dir's, else {DEFAULT_BASE_PORT})",
+    )
+    up.add_argument("--monitor-port", type=int, help=f"the monitor's port (default {DEFAULT_MONITOR_PORT})")
+    up.add_argument(
+        "--data-dir",
+        default=UP_DATA_DIR,
+        help="the nodes' data and logs, one directory each; the client commands look for the "
+        "cluster in ./raft-data (default %(default)s)",
+    )
 
     client = Parser(add_help=False)
     where = client.add_argument_group("cluster and output (anywhere on the line)")

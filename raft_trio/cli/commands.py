@@ -11,6 +11,7 @@ from .errors import UsageError, fail
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    from ..asgi import CannotServe
     from ..server import run_node_process
     from ..storage import first_error, storage_error_in
 
@@ -26,9 +27,9 @@ def cmd_node(args: argparse.Namespace) -> int:
             # directory vanished, 73 disk full, 74 I/O error, 75 in use,
             # 78 not this node's directory (or this member cannot start empty).
             fail(f"data dir {node.data_dir}: {storage_error}", storage_error.exit_code)
-        bind_error = first_error(error, OSError)
+        bind_error = first_error(error, CannotServe)
         if bind_error is not None:
-            fail(f"cannot serve on {args.listen}: {bind_error}")
+            fail(str(bind_error))  # exit status 2, before anything was created
         raise
     return 0
 
