@@ -413,5 +413,5 @@ async def _watch_disk(node: RaftNode, storage: DurableStorage, space: SpaceGuard
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:
     """Ask the cluster to add this node (as a learner) until it answers."""
     async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
-        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node):
+        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node):  # noqa: ASYNC110 (a retry)
             await trio.sleep(1.0)

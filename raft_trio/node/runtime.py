@@ -837,7 +837,7 @@ class RaftNode:
         """The process was told to stop: report not ready, take no new writes."""
         self.stopping = True
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 (the answer says whether it drained)
         """Wait (at most ``timeout`` seconds) until no client request waits
         on this node, so that the writes it took get their answers before it
         stops: after a hand-over they commit under the new leader within a

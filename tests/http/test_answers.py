@@ -20,7 +20,16 @@ from raft_trio.http._respond import quart_response
 from raft_trio.http.answers import Answer, Target, for_exception, for_result
 from raft_trio.http.app import create_app
 from raft_trio.http.lean import LeanRoutes, send_answer
-from raft_trio.kv import CasFailed, Deleted, LeaseGranted, LeaseNotFound, LeaseRevoked, TxnDone, Written
+from raft_trio.kv import (
+    CasFailed,
+    Deleted,
+    LeaseGranted,
+    LeaseNotFound,
+    LeaseRevoked,
+    Result,
+    TxnDone,
+    Written,
+)
 from raft_trio.node import (
     LeaseMissing,
     NotLeaderError,
@@ -177,7 +186,7 @@ def outcomes(node: RaftNode) -> list[Answer]:
         LeaseMissing("lease ab not found"),
         WatchCompacted(17),
     ]
-    results = [
+    results: list[Result] = [
         Written("k", "v", 5, 3, 2, 0xAB),
         CasFailed("k", None, 6),
         Deleted("k", True, 7),
