@@ -141,16 +141,7 @@ def test_ctrl_c_stops_every_node_at_once_without_a_hand_over(tmp_path: Path) -> 
             assert up.stdout is not None
             banner = [up.stdout.readline() for _ in range(7)]
             assert banner[-1].strip() == "Ctrl-C stops the cluster.", banner
-            with httpx.Client(trust_env=False, timeout=5, follow_redirects=True) as http:
-
-                def written() -> tuple[bool, object]:
-                    try:
-                        answer = http.put(f"http://127.0.0.1:{base}/api/kv/run{run}", json={"value": "x"})
-                    except httpx.HTTPError as error:
-                        return False, error
-                    return answer.status_code == 200, answer.text
-
-                wait_until(written, 30, "a write through n1")
+            write_through(f"http://127.0.0.1:{base}/api/kv/run{run}")
             started = time.monotonic()
             up.send_signal(signal.SIGINT)
             out, err = up.communicate(timeout=30)
@@ -163,9 +154,23 @@ def test_ctrl_c_stops_every_node_at_once_without_a_hand_over(tmp_path: Path) -> 
         assert took < STOP_BOUND_S, f"up took {took:.2f} s to stop"
         assert not any(answers(port) for port in range(base, base + 4))
     logs = {n: (tmp_path / "raft-data" / f"{n}.log").read_text() for n in ("n1", "n2", "n3")}
-    for node_id, log in logs.items():
+    for log in logs.values():
         assert log.count("stopping fast (SIGINT): no leadership hand-over") == 2, log[-2000:]
         assert "hand-over did not finish" not in log and "handed leadership" not in log, log[-2000:]
+
+
+def write_through(url: str) -> None:
+    """A PUT to ``url`` that answers 200, once the cluster has a leader."""
+    with httpx.Client(trust_env=False, timeout=5, follow_redirects=True) as http:
+
+        def written() -> tuple[bool, object]:
+            try:
+                answer = http.put(url, json={"value": "x"})
+            except httpx.HTTPError as error:
+                return False, error
+            return answer.status_code == 200, answer.text
+
+        wait_until(written, 30, f"a write to {url}")
 
 
 @pytest.mark.parametrize("flags", [["--nodes", "0"], ["--nodes", "10"], ["--monitor-port", "9002"]])
