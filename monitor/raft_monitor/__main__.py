@@ -158,16 +158,17 @@ async def _stop_on_signals(stop: trio.Event) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
+    try:
+        # The port first: a busy one is one line and exit status 2.
+        listener = bind_listener(settings.host, settings.port)
+    except CannotServe as error:
+        fail(str(error))
     configure_logging()
     where = f"DNS name {settings.discover}" if settings.discover else ", ".join(settings.nodes)
     logging.getLogger("raft_monitor").info("watching %s", where)
     try:
-        # The port first: a busy one is one line and exit status 2.
-        with bind_listener(settings.host, settings.port) as listener:
+        with listener:
             trio.run(partial(_main, settings, listener))
-    except CannotServe as error:
-        print(f"raft-monitor: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     return 0

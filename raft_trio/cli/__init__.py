@@ -14,6 +14,7 @@ their own, :mod:`.up` and :mod:`.leave`.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,11 +24,33 @@ from .commands import cmd_leave, cmd_node, cmd_up
 from .errors import UsageError, fail
 from .snapshot import cmd_snapshot_restore
 
+#: Exit status when whoever reads the output stops early (``| head``):
+#: what a shell reports for a process ended by SIGPIPE, 128 + 13.
+EXIT_BROKEN_PIPE = 141
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        rest, options = extract_globals(list(sys.argv[1:] if argv is None else argv))
+        status = run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return status
+    except BrokenPipeError:
+        # The reader has what it wanted: no message, as for any Unix tool,
+        # and nothing more written (stdout goes nowhere from here on, so
+        # the interpreter's last flush cannot fail either).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(argv: list[str]) -> int:
+    try:
+        rest, options = extract_globals(argv)
         args = build_parser().parse_args(rest)
+        if args.command is None:
+            return print_usage()
         if args.command == "node":
             return cmd_node(args)
         if args.command == "up":
@@ -39,8 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_client_command(args, options)
     except UsageError as error:
         fail(str(error))
-    except KeyboardInterrupt:
-        return 130
+
+
+def print_usage() -> int:
+    """A bare ``raft-trio``: the help, as ``docker`` and ``etcdctl`` give it."""
+    build_parser().print_help()
+    return 0
 
 
 __all__ = ["build_parser", "main"]

@@ -105,7 +105,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="raft-trio", description="A Raft consensus service written for Trio.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     node = sub.add_parser("node", help="run one node")
     node.add_argument(

@@ -315,9 +315,13 @@ def run_up(nodes: int | None, base_port: int | None, monitor_port: int | None, d
     def stop(signum: int, frame: FrameType | None) -> None:
         stopping.append(signum)
 
+    try:
+        plan.root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"raft-trio: cannot make the data dir {plan.root}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_NOT_STARTED
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    plan.root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(plan)
     try:
         cluster.start()
