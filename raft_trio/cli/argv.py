@@ -216,10 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     kv_sub = kv.add_subparsers(dest="kv_command", required=True, parser_class=Parser)
     put = kv_sub.add_parser("put", parents=[client])
     put.add_argument("key")
-    put.add_argument("value")
+    put.add_argument("value", nargs="?", help="the value; - reads it from stdin")
+    put.add_argument("--file", help="read the value from this file (instead of VALUE)")
     get = kv_sub.add_parser("get", parents=[client])
     get.add_argument("key")
     get.add_argument("--stale", action="store_true", help="read the node's local state")
+    get.add_argument(
+        "--print-value-only",
+        action="store_true",
+        help="print the value alone, exactly as stored (no newline added)",
+    )
     delete = kv_sub.add_parser("del", parents=[client])
     delete.add_argument("key")
     cas = kv_sub.add_parser("cas", parents=[client])

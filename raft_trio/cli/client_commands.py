@@ -11,15 +11,17 @@ a command starts quickly."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from .. import schema
 from ..client import ApiError, Client, MemberStatus, NoEndpointAnswered
+from ..kv import MAX_VALUE_BYTES
 from . import settings
 from .argv import GlobalOptions, check_url
 from .errors import UsageError
-from .output import output_for, print_error, print_json, print_table
+from .output import output_for, print_bytes, print_error, print_json, print_table
 from .snapshot import cmd_snapshot_save
 
 Command = Callable[[argparse.Namespace, Client, str], int]
@@ -48,6 +50,9 @@ def cmd_kv(args: argparse.Namespace, client: Client, output: str) -> int:
         raise UsageError("the key is empty")
     if args.kv_command == "get":
         found = client.get(args.key, stale=args.stale)
+        if args.print_value_only:
+            print_bytes(found.value.encode("utf-8", "surrogatepass"))
+            return 0
         show(output, found, ["KEY", "VALUE", "REVISION", "VERSION", "LEASE"], [key_row(found, value=True)])
         return 0
     if args.kv_command == "del":
@@ -55,13 +60,51 @@ def cmd_kv(args: argparse.Namespace, client: Client, output: str) -> int:
         show(output, deleted, ["KEY", "DELETED", "REVISION"], [[deleted.key, deleted.deleted, deleted.index]])
         return 0
     if args.kv_command == "put":
-        written = client.put(args.key, args.value)
+        written = client.put(args.key, put_value(args))
     else:
         if args.expected is None and not args.expected_absent:
             raise UsageError("kv cas needs EXPECTED (or --absent)")
-        written = client.compare_and_set(args.key, None if args.expected_absent else args.expected, args.new)
-    show(output, written, ["KEY", "REVISION", "VERSION", "LEASE"], [key_row(written, value=False)])
+        new = read_value(args.new, None)
+        written = client.compare_and_set(args.key, None if args.expected_absent else args.expected, new)
+    # The answer without the value: it is what was just sent, and may be a megabyte.
+    shown = {name: field for name, field in schema.to_builtins(written).items() if name != "value"}
+    show(output, shown, ["KEY", "REVISION", "VERSION", "LEASE"], [key_row(written, value=False)])
     return 0
+
+
+def put_value(args: argparse.Namespace) -> str:
+    """``kv put KEY VALUE``, ``KEY -`` (stdin) or ``KEY --file F``."""
+    if (args.value is None) == (args.file is None):
+        raise UsageError("kv put needs a VALUE, - (read it from stdin) or --file FILE: one of them")
+    return read_value(args.value, args.file)
+
+
+def read_value(value: str | None, file: str | None) -> str:
+    """The value as given, or read from stdin (``-``) or a file: UTF-8
+    text of at most 1 MiB, checked here so that nothing is sent (and the
+    cluster changes nothing) when it is not."""
+    if file is None and value != "-":
+        assert value is not None
+        data = value.encode("utf-8", "surrogateescape")
+        where = "the value"
+    elif file is not None:
+        try:
+            with open(file, "rb") as source:
+                data = source.read(MAX_VALUE_BYTES + 1)
+        except OSError as error:
+            raise UsageError(f"cannot read --file {file}: {error.strerror or error}") from None
+        where = f"--file {file}"
+    else:
+        data = sys.stdin.buffer.read(MAX_VALUE_BYTES + 1)
+        where = "the value on stdin"
+    if len(data) > MAX_VALUE_BYTES:
+        raise UsageError(
+            f"{where} is larger than {MAX_VALUE_BYTES:,} bytes (1 MiB), the most a value may hold"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{where} is not UTF-8 text (byte {error.start}): values are strings") from None
 
 
 def key_row(answer: schema.KeyAnswer, value: bool) -> list[Any]:

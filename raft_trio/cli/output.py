@@ -24,8 +24,29 @@ def output_for(command: str, asked: str | None) -> str:
 
 def print_json(value: Any) -> None:
     """One value of :mod:`raft_trio.schema` (or plain JSON types) as one
-    line of JSON, UTF-8 as it is (no ``\\u`` escapes)."""
-    print(msgspec.json.encode(value).decode())
+    line of JSON, UTF-8 as it is (no ``\\u`` escapes) whatever the
+    locale."""
+    print_bytes(msgspec.json.encode(value) + b"\n")
+
+
+def print_bytes(data: bytes) -> None:
+    """Bytes to stdout as they are, after what was printed before.
+
+    A write larger than a pipe holds can come back short (the reader
+    closed the pipe meanwhile) without an error: the rest is written
+    again, which raises ``BrokenPipeError`` then (``main`` ends quietly)."""
+    sys.stdout.flush()
+    rest = memoryview(data)
+    while rest:
+        written = sys.stdout.buffer.write(rest)
+        rest = rest[written:]
+
+
+#: A table's cell shows at most this many characters of a value; the
+#: rest is counted (``-o json`` and ``kv get --print-value-only`` show all).
+MAX_CELL_CHARS = 60
+#: Characters that would break a table's line, shown escaped.
+LINE_BREAKERS = {ord(c): repr(c)[1:-1] for c in "\n\r\t\v\f\x1b\x00"}
 
 
 def cell(value: Any) -> str:
@@ -33,7 +54,11 @@ def cell(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    text = str(value).translate(LINE_BREAKERS)
+    if len(text) > MAX_CELL_CHARS:
+        rest = len(text) - MAX_CELL_CHARS
+        text = f"{text[:MAX_CELL_CHARS]}... ({rest:,} more)"
+    return text
 
 
 def print_table(titles: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -5,6 +5,7 @@ each end it with (at most) one line and a documented exit status."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -88,14 +89,16 @@ def test_the_monitor_on_a_busy_port_is_one_line(busy_port: int) -> None:
 # -- a reader that stops early -------------------------------------------------------
 
 
-@pytest.mark.parametrize("output", ["json", "table"])
-def test_a_reader_that_stops_early_ends_the_command_quietly(shared_cluster: Cluster, output: str) -> None:
+@pytest.mark.parametrize("output", [["-o", "json"], ["--print-value-only"]])
+def test_a_reader_that_stops_early_ends_the_command_quietly(
+    shared_cluster: Cluster, output: list[str]
+) -> None:
     """``raft-trio kv get K | head``: the value is larger than a pipe
     holds, the reader closes after a few bytes; the command ends with
     exit status 141 (as if by SIGPIPE) and says nothing."""
     shared_cluster.write("large", "line\n" * 60_000)
     command = subprocess.Popen(
-        [*cli_command(), "kv", "get", "large", "-o", output],
+        [*cli_command(), "kv", "get", "large", *output],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -127,3 +130,73 @@ def test_every_client_command_names_the_endpoints_it_tried(tmp_path: Path, args:
     line = one_line(result.stderr)
     assert all(f"{url} (connection refused)" in line for url in dead), line
     assert result.stdout == "" and not (tmp_path / "backup.snap").exists()
+
+
+# -- values of any allowed size ------------------------------------------------------
+
+#: The largest value there is: 1 MiB of UTF-8 (two bytes a character here).
+LARGEST_VALUE = "é" * (1 << 19)
+
+
+def test_kv_put_reads_a_megabyte_from_stdin_and_does_not_echo_it(shared_cluster: Cluster) -> None:
+    assert len(LARGEST_VALUE.encode()) == 1 << 20
+    put = cli("kv", "put", "from-stdin", "-", cluster=shared_cluster, stdin=LARGEST_VALUE)
+    assert put.returncode == 0, put.stderr
+    answer = json.loads(put.stdout)
+    assert answer["key"] == "from-stdin" and "value" not in answer and answer["version"] == 1
+    assert len(put.stdout) < 200
+    got = shared_cluster.follow.get(shared_cluster.kv_url("n1", "from-stdin"))
+    assert got.status_code == 200 and got.json()["value"] == LARGEST_VALUE
+
+
+def test_kv_put_reads_a_file_and_get_prints_the_value_back_exactly(
+    shared_cluster: Cluster, tmp_path: Path
+) -> None:
+    source = tmp_path / "value.txt"
+    source.write_bytes(LARGEST_VALUE.encode())
+    put = cli("kv", "put", "from-file", "--file", str(source), "-o", "table", cluster=shared_cluster)
+    assert put.returncode == 0, put.stderr
+    assert put.stdout.splitlines()[0].split() == ["KEY", "REVISION", "VERSION", "LEASE"]
+    printed = subprocess.run(
+        [*cli_command(), "kv", "get", "from-file", "--print-value-only"],
+        capture_output=True,
+        timeout=30,
+        env=cli_env(shared_cluster),
+        stdin=subprocess.DEVNULL,
+    )
+    assert printed.returncode == 0 and printed.stdout == source.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("how", "content", "problem"),
+    [
+        ("stdin", LARGEST_VALUE.encode() + b"\n", "the value on stdin is larger than 1,048,576 bytes"),
+        ("file", LARGEST_VALUE.encode() + b"!", "is larger than 1,048,576 bytes"),
+        ("file", b"caf\xe9", "is not UTF-8 text (byte 3)"),
+    ],
+)
+def test_a_value_that_cannot_be_stored_is_refused_before_it_is_sent(
+    shared_cluster: Cluster, tmp_path: Path, how: str, content: bytes, problem: str
+) -> None:
+    key = f"refused-{how}-{len(content)}"
+    source = tmp_path / "value"
+    source.write_bytes(content)
+    args = ["kv", "put", key, "-"] if how == "stdin" else ["kv", "put", key, "--file", str(source)]
+    with open(source, "rb") as stdin:
+        result = subprocess.run(
+            [*cli_command(), *args], stdin=stdin, capture_output=True, text=True, timeout=30,
+            env=cli_env(shared_cluster),
+        )  # fmt: skip
+    assert result.returncode == 2, result
+    assert problem in one_line(result.stderr)
+    assert shared_cluster.follow.get(shared_cluster.kv_url("n1", key)).status_code == 404
+
+
+def test_keys_and_values_print_as_they_are(shared_cluster: Cluster) -> None:
+    """No \\u escapes: JSON is UTF-8, a table shows the characters (and a
+    line break escaped, so that the table keeps its lines)."""
+    assert cli("kv", "put", "ключ/日本", "значение\nzweite Zeile", cluster=shared_cluster).returncode == 0
+    as_json = cli("kv", "get", "ключ/日本", cluster=shared_cluster)
+    assert '"key":"ключ/日本","value":"значение\\nzweite Zeile"' in as_json.stdout, as_json
+    table = cli("kv", "get", "ключ/日本", "-o", "table", cluster=shared_cluster)
+    assert table.stdout.splitlines()[1].split()[:2] == ["ключ/日本", "значение\\nzweite"], table
