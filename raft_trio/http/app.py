@@ -32,7 +32,7 @@ from quart_schema import (
     validate_request,
 )
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import PathConverter
 
 from .. import schema
@@ -45,6 +45,7 @@ from ..peer.wire import MESSAGES_PATH, PeerRequestError
 from . import answers
 from ._respond import answered, quart_response
 from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error
+from .bodies import JsonRequest, expected_body
 from .coordination import add_coordination_routes
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
@@ -123,6 +124,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     settings = settings or HttpSettings()
     prefix = settings.api_prefix.rstrip("/")
     app = QuartTrio(__name__)
+    app.request_class = JsonRequest  # a body is JSON whatever its Content-Type
     app.url_map.converters["key"] = KeyConverter
     # ``//`` inside a key is part of the key, not a typo to redirect away.
     app.url_map.merge_slashes = False
@@ -146,7 +148,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.errorhandler(RequestSchemaValidationError)
     @answered
     async def invalid_request(exc: RequestSchemaValidationError) -> Answer:
-        return bad_request(f"invalid request: {exc.validation_error}")
+        return bad_request(f"invalid request: {exc.validation_error}; {expected_body(request.endpoint)}")
 
     @app.errorhandler(UnicodeDecodeError)
     @answered
@@ -178,6 +180,13 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         code = HTTP_ERROR_CODES.get(status, Code.INTERNAL)
         if status == 413:
             return error(413, code, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        if status == 404:
+            return error(
+                404, code, f"no such endpoint: {request.method} {request.path} (the API is at /docs)"
+            )
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            takes = ", ".join(sorted(set(exc.valid_methods) - {"HEAD", "OPTIONS"}))
+            return error(405, code, f"{request.path} does not take {request.method}; it takes {takes}")
         return error(status, code, exc.description or exc.name)
 
     # -- key-value --------------------------------------------------------
