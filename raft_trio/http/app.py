@@ -47,6 +47,8 @@ from ._respond import answered, quart_response
 from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error
 from .bodies import JsonRequest, expected_body
 from .coordination import add_coordination_routes
+from .cors import MemberOrigins
+from .docs import describe_operations, docs_page, package_version
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ HTTP_ERROR_CODES = {
     404: Code.NOT_FOUND,
     405: Code.METHOD_NOT_ALLOWED,
     413: Code.TOO_LARGE,
+    415: Code.BAD_REQUEST,
 }
 
 
@@ -99,6 +102,7 @@ class CompleteOpenAPIProvider(OpenAPIProvider):
         schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
         for name, component in components.items():
             schemas.setdefault(name, component)
+        describe_operations(document)
         return document
 
 
@@ -131,13 +135,17 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["QUART_SCHEMA_SWAGGER_JS_URL"] = "/_docs/swagger-ui-bundle.js"
     app.config["QUART_SCHEMA_SWAGGER_CSS_URL"] = "/_docs/swagger-ui.css"
-    info: dict[str, Any] = {"title": settings.title, "version": "1", "description": settings.description}
+    info: dict[str, Any] = {
+        "title": settings.title,
+        "version": package_version(),
+        "description": settings.description,
+    }
     if settings.maintainer or settings.email:
         info["contact"] = {"name": settings.maintainer, "email": settings.email}
     QuartSchema(
         app,
         openapi_path=settings.openapi_path,
-        swagger_ui_path=settings.docs_path,
+        swagger_ui_path=None,  # the page of raft_trio.http.docs instead (see docs_ui below)
         redoc_ui_path=None,
         scalar_ui_path=None,
         info=Info(**info),
@@ -301,7 +309,8 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @document_response(schema.TransferAnswer, 200)
     @answered
     async def transfer(data: schema.TransferRequest) -> Answer:
-        """Hand leadership to ``to`` (or the most caught-up voter)."""
+        """Hand leadership over to the voter the body names in ``to``, or
+        (``to`` null or absent) to the most caught-up one."""
         try:
             leader = await node.transfer_leadership(data.to)
         except NODE_ERRORS as exc:
@@ -357,8 +366,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         return Answer(200 if state.ready else 503, state)
 
     @app.get("/metrics")
-    @hide
     async def metrics() -> Response:
+        """The node's metrics in Prometheus' text format: term, role, commit
+        and applied indexes, proposals, fsync and peer latencies, leader
+        changes, disk space and storage errors."""
         return Response(
             prometheus_client.generate_latest(), content_type=prometheus_client.CONTENT_TYPE_LATEST
         )
@@ -390,11 +401,28 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             return {"error": exc.message}, exc.status
         return "", 204
 
-    app.asgi_app = LeanRoutes(  # type: ignore[method-assign]
+    @app.get(settings.docs_path)
+    @hide
+    async def docs_ui() -> Response:
+        root = request.root_path
+        page = docs_page(
+            title=settings.title,
+            js_url=f"{root}/_docs/swagger-ui-bundle.js",
+            css_url=f"{root}/_docs/swagger-ui.css",
+            openapi_url=f"{root}{settings.openapi_path}",
+            status_url=f"{root}{prefix}/status",
+            api_prefix=prefix,
+            root=root,
+        )
+        return Response(page, content_type="text/html; charset=utf-8")
+
+    lean = LeanRoutes(
         app.asgi_app,
         peers,
         f"the request body is larger than {MAX_BODY_BYTES} bytes",
         prefix,
         app.json.dumps,
     )
+    # Outermost, so that the lean answers carry the same CORS headers.
+    app.asgi_app = MemberOrigins(lean, lambda: {m.url for m in node.status().members})  # type: ignore[method-assign]
     return app

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from quart_trio.wrappers.request import TrioRequest
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 #: An example body per route (the endpoint's name) for error messages.
 EXAMPLES = {
@@ -34,9 +34,19 @@ def expected_body(endpoint: str | None) -> str:
 
 
 class JsonRequest(TrioRequest):
-    """A request whose body is read as JSON whatever its Content-Type."""
+    """A request whose body is read as JSON whatever its Content-Type;
+    but a browser's (it says ``Origin``) must say JSON. A browser sends
+    a form's POST or an empty one to any site without asking first, so a
+    page elsewhere could otherwise run a transaction or a leadership
+    transfer on a node its visitor can reach; a body labelled JSON makes
+    the browser ask first (a CORS preflight), which only the cluster's
+    own pages pass (raft_trio.http.cors)."""
 
     async def get_json(self, force: bool = True, silent: bool = False, cache: bool = True) -> Any:
+        if "Origin" in self.headers and not self.is_json:
+            raise UnsupportedMediaType(
+                "a request from a browser page must send its body as Content-Type: application/json"
+            )
         body = await self.get_data(cache=cache, as_text=False)
         if not body.strip():
             return {}

@@ -19,6 +19,7 @@ from raft_trio.core import AlreadyMember, ConfigChangeRejected, NotMember, RaftE
 from raft_trio.http._respond import quart_response
 from raft_trio.http.answers import Answer, Target, for_exception, for_result
 from raft_trio.http.app import create_app
+from raft_trio.http.cors import MemberOrigins
 from raft_trio.http.lean import LeanRoutes, send_answer
 from raft_trio.kv import (
     CasFailed,
@@ -115,7 +116,9 @@ async def cluster() -> AsyncIterator[Cluster]:
 def both_paths(node: RaftNode) -> tuple[LeanRoutes, Any, list[str]]:
     """The app as served (lean routes in front), Quart's own app, and the
     paths the lean routes handed over to Quart."""
-    lean = create_app(node).asgi_app
+    served = create_app(node).asgi_app
+    assert isinstance(served, MemberOrigins)  # CORS headers for both alike, outermost
+    lean = served.app
     assert isinstance(lean, LeanRoutes)
     quart = lean.app
     handed_over: list[str] = []
