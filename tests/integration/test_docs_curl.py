@@ -1,4 +1,4 @@
-"""Every curl line of the README's "With curl" block, run as written
+"""Every curl line of docs/api.md's "With curl" block, run as written
 against a real cluster through a follower (so that ``-L`` follows the
 307 to the leader): each answers 2xx with JSON (Prometheus text for
 /metrics, events for the streams), and none needs a Content-Type."""
@@ -14,35 +14,35 @@ import pytest
 
 from .cluster import Cluster
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_PAGE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 #: The streams never end by themselves: the test ends each after this.
 STREAM_SECONDS = 2
 #: curl's exit status when --max-time ran out.
 CURL_TIMED_OUT = 28
 
 
-def readme_curl_lines() -> list[str]:
-    text = README.read_text()
+def documented_curl_lines() -> list[str]:
+    text = API_PAGE.read_text()
     section = text[text.index("### With curl") :]
     block = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert block is not None, "no sh block in the README's 'With curl' section"
+    assert block is not None, "no sh block in the 'With curl' section of docs/api.md"
     lines = [line for line in block.group(1).splitlines() if line.startswith("curl ")]
     assert len(lines) >= 15, lines
     return lines
 
 
-def test_the_readme_shows_curl_for_each_endpoint() -> None:
-    shown = "\n".join(readme_curl_lines())
+def test_the_api_page_shows_curl_for_each_endpoint() -> None:
+    shown = "\n".join(documented_curl_lines())
     for path in ("/api/status", "/api/kv/", "/api/kv?", "/api/txn", "/api/leases", "/api/watch",
                  "/api/events", "/api/members", "/api/leadership/transfer", "/metrics", "/healthz", "/readyz"):  # fmt: skip
         assert path in shown, path
 
 
 @pytest.mark.integration
-def test_every_readme_curl_line_works_as_written(cluster: Cluster) -> None:
+def test_every_curl_line_of_the_api_page_works_as_written(cluster: Cluster) -> None:
     leader, _ = cluster.wait_for_leader()
     follower = next(node for node in cluster.nodes.values() if node.id != leader)
-    for line in readme_curl_lines():
+    for line in documented_curl_lines():
         streaming = " -sN " in line
         extra = f" --max-time {STREAM_SECONDS}" if streaming else ""
         command = f"N={follower.url}; {line.split('  #')[0]}{extra} -w '\\n%{{http_code}}\\n'"
