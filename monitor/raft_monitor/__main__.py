@@ -44,37 +44,40 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ
+    """The flags; no environment is read here (:func:`settings_from_args`
+    puts each variable under its flag), so ``--help`` is the same anywhere."""
     parser = Parser(
         prog="raft-monitor",
-        description="Live web page of a raft-trio cluster: roles, terms, leader, commit index.",
+        description="Serve the live web page of a raft-trio cluster: roles, terms, leader, commit rates.",
     )
     parser.add_argument(
         "--listen",
-        default=f"{env.get('BIND_HOST') or '127.0.0.1'}:{DEFAULT_PORT}",
-        help="HOST:PORT to serve the page on (default: $BIND_HOST or 127.0.0.1, port 8000)",
+        metavar="HOST:PORT",
+        help=f"where to serve the page (default: $BIND_HOST or 127.0.0.1, port {DEFAULT_PORT})",
     )
-    parser.add_argument("--nodes", help=f"node URLs to watch, comma-separated (default {DEFAULT_NODE})")
+    parser.add_argument(
+        "--nodes",
+        metavar="URL,...",
+        help=f"the nodes to watch; the members they list join them (default {DEFAULT_NODE})",
+    )
     parser.add_argument(
         "--discover",
-        default=env.get("RAFT_SERVICE_NAME") or None,
+        metavar="NAME",
         help="find the nodes by DNS: the A records of NAME (default: $RAFT_SERVICE_NAME)",
     )
     parser.add_argument(
         "--node-port",
         type=int,
-        default=_env_int("NODE_PORT", 9001),
         help="the nodes' port for --discover (default: $NODE_PORT or 9001)",
     )
     parser.add_argument(
         "--templates-dir",
-        default=env.get("TEMPLATES_DIR") or None,
+        metavar="DIR",
         help="serve index.html, app.js and style.css from DIR instead (default: $TEMPLATES_DIR)",
     )
     parser.add_argument(
         "--refresh-ms",
         type=int,
-        default=_env_int("REFRESH_RATE_MILLIS", 500),
         help="how often commit and applied indexes are read (default: $REFRESH_RATE_MILLIS or 500)",
     )
     return parser
@@ -91,9 +94,16 @@ def _env_int(name: str, default: int) -> int:
 
 
 def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
-    host, sep, port = args.listen.rpartition(":")
+    """The settings: each flag, else its environment variable, else the default."""
+    env = os.environ
+    listen = args.listen or f"{env.get('BIND_HOST') or '127.0.0.1'}:{DEFAULT_PORT}"
+    discover = args.discover or env.get("RAFT_SERVICE_NAME") or None
+    node_port = args.node_port if args.node_port is not None else _env_int("NODE_PORT", 9001)
+    templates_dir = args.templates_dir or env.get("TEMPLATES_DIR") or None
+    refresh_ms = args.refresh_ms if args.refresh_ms is not None else _env_int("REFRESH_RATE_MILLIS", 500)
+    host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
-        fail(f"--listen must be HOST:PORT, not {args.listen!r}")
+        fail(f"--listen must be HOST:PORT, not {listen!r}")
     host = host.strip("[]") or "0.0.0.0"
     nodes: list[str] = []
     for raw in (args.nodes or "").split(","):
@@ -102,23 +112,23 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
             if not url.startswith(("http://", "https://")):
                 fail(f"--nodes wants http(s) URLs, not {raw!r}")
             nodes.append(url)
-    if not nodes and not args.discover:
+    if not nodes and not discover:
         nodes = [DEFAULT_NODE]
-    if args.refresh_ms < 50:
+    if refresh_ms < 50:
         fail("the refresh rate must be at least 50 ms")
-    templates = Path(args.templates_dir) if args.templates_dir else None
+    templates = Path(templates_dir) if templates_dir else None
     if templates is not None and not templates.is_dir():
         fail(f"templates dir {templates} does not exist")
     return MonitorSettings(
         host=host,
         port=int(port),
         nodes=tuple(nodes),
-        discover=args.discover,
-        node_port=args.node_port,
+        discover=discover,
+        node_port=node_port,
         api_prefix=os.environ.get("API_PREFIX", "/api") or "/api",
         templates_dir=templates,
-        refresh_ms=args.refresh_ms,
-        watch=WatchSettings(refresh=args.refresh_ms / 1000),
+        refresh_ms=refresh_ms,
+        watch=WatchSettings(refresh=refresh_ms / 1000),
         tls_ca=_tls_ca(),
     )
 

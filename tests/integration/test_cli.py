@@ -200,3 +200,17 @@ def test_keys_and_values_print_as_they_are(shared_cluster: Cluster) -> None:
     assert '"key":"ключ/日本","value":"значение\\nzweite Zeile"' in as_json.stdout, as_json
     table = cli("kv", "get", "ключ/日本", "-o", "table", cluster=shared_cluster)
     assert table.stdout.splitlines()[1].split()[:2] == ["ключ/日本", "значение\\nzweite"], table
+
+
+# -- help -------------------------------------------------------------------------
+
+
+def test_a_bare_raft_trio_prints_its_usage() -> None:
+    bare = cli()
+    assert bare.returncode == 0 and bare.stderr == "", bare
+    assert bare.stdout.startswith("usage: raft-trio [-h] COMMAND ...")
+    for command in ("node", "up", "kv", "status", "members", "transfer-leader", "snapshot"):
+        assert f"\n    {command}" in bare.stdout, command
+    # Without its subcommand a command is a usage error naming what is missing.
+    result = cli("kv")
+    assert result.returncode == 2 and "SUBCOMMAND" in one_line(result.stderr), result
