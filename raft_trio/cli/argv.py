@@ -281,8 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
         "value", nargs="?", help="the value, at most 1 MiB of UTF-8; - reads it from stdin (or give --file)"
     )
     put.add_argument("--file", help="read the value from this file instead")
-    get = add_command(kv_sub, "get", "read a key, linearizable unless --stale", parents=[client])
-    get.add_argument("key", help="the key (exit status 1 if it does not exist)")
+    get = add_command(
+        kv_sub,
+        "get",
+        "read a key, or every key under --prefix; linearizable unless --stale",
+        parents=[client],
+    )
+    get.add_argument("key", nargs="?", help="the key (exit status 1 if it does not exist)")
+    get.add_argument("--prefix", metavar="P", help="every key starting with P, in key order, instead of KEY")
+    get.add_argument("--limit", type=int, metavar="N", help="with --prefix: at most N keys (default: all)")
+    get.add_argument("--keys-only", action="store_true", help="with --prefix: leave the values out")
     get.add_argument(
         "--stale", action="store_true", help="read the state of the node that answers, not the leader's"
     )
@@ -291,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the value alone, exactly as stored (no newline added)",
     )
+    ls = add_command(
+        kv_sub, "ls", "list the keys under a prefix, one a line (-o json: the API's answer)", parents=[client]
+    )
+    ls.add_argument("prefix", nargs="?", default="", help="list the keys starting with PREFIX (default: all)")
+    ls.add_argument("--stale", action="store_true", help="read the state of the node that answers")
     delete = add_command(kv_sub, "del", "delete a key (deleted: whether it existed)", parents=[client])
     delete.add_argument("key", help="the key")
     cas = add_command(
@@ -303,6 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     cas.add_argument("expected", nargs="?", help="the value the key must hold (or give --absent)")
     cas.add_argument("new", help="the value to write; - reads it from stdin")
     cas.add_argument("--absent", dest="expected_absent", action="store_true", help="the key must be absent")
+
+    watch = add_command(
+        sub,
+        "watch",
+        "print every change to KEY, or under --prefix, as it commits, until Ctrl-C",
+        parents=[client],
+    )
+    watch.add_argument("key", nargs="?", help="the key to watch")
+    watch.add_argument("--prefix", metavar="P", help="every key starting with P (with neither: every key)")
+    watch.add_argument(
+        "--rev",
+        type=int,
+        metavar="R",
+        help="start at revision R, replaying the changes since (default: the next change)",
+    )
+    watch.add_argument("--prev-value", action="store_true", help="show each change's previous value too")
 
     status = add_command(
         sub, "status", "one row per member: role, term, leader, commit and applied index", parents=[client]

@@ -13,13 +13,15 @@ import msgspec
 from ..client import ApiError
 
 #: ``kv`` prints JSON unless told otherwise (the contract's form, and what
-#: scripts read); the cluster commands print tables.
-DEFAULT_OUTPUT = {"kv": "json"}
+#: scripts read), but ``kv ls`` a key a line, as ``ls`` does; the cluster
+#: commands and ``watch`` print tables.
+DEFAULT_OUTPUT = {"kv": "json", "kv ls": "table"}
 DEFAULT_OTHERWISE = "table"
 
 
 def output_for(command: str, asked: str | None) -> str:
-    return asked or DEFAULT_OUTPUT.get(command, DEFAULT_OTHERWISE)
+    """``command`` is the command's words (``kv ls``)."""
+    return asked or DEFAULT_OUTPUT.get(command, DEFAULT_OUTPUT.get(command.split()[0], DEFAULT_OTHERWISE))
 
 
 def print_json(value: Any) -> None:
@@ -27,6 +29,11 @@ def print_json(value: Any) -> None:
     line of JSON, UTF-8 as it is (no ``\\u`` escapes) whatever the
     locale."""
     print_bytes(msgspec.json.encode(value) + b"\n")
+
+
+def print_line(text: str) -> None:
+    """One line, out at once (a watch's reader waits for each)."""
+    print(text, flush=True)
 
 
 def print_bytes(data: bytes) -> None:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,8 +212,113 @@ def test_a_bare_raft_trio_prints_its_usage() -> None:
     bare = cli()
     assert bare.returncode == 0 and bare.stderr == "", bare
     assert bare.stdout.startswith("usage: raft-trio [-h] COMMAND ...")
-    for command in ("node", "up", "kv", "status", "members", "transfer-leader", "snapshot"):
+    for command in ("node", "up", "kv", "watch", "status", "members", "transfer-leader", "snapshot"):
         assert f"\n    {command}" in bare.stdout, command
     # Without its subcommand a command is a usage error naming what is missing.
     result = cli("kv")
     assert result.returncode == 2 and "SUBCOMMAND" in one_line(result.stderr), result
+
+
+# -- ranges and watches --------------------------------------------------------------
+
+
+def test_kv_get_prefix_and_kv_ls_list_the_keys_in_order(shared_cluster: Cluster) -> None:
+    for key in ("range/b", "range/a", "range/c/d", "rangeless"):
+        shared_cluster.write(key, f"value of {key}")
+    got = cli("kv", "get", "--prefix", "range/", cluster=shared_cluster)
+    assert got.returncode == 0, got
+    answer = json.loads(got.stdout)
+    assert [item["key"] for item in answer["kvs"]] == ["range/a", "range/b", "range/c/d"]
+    assert answer["kvs"][0]["value"] == "value of range/a" and answer["count"] == 3 and not answer["more"]
+    table = cli(
+        "kv",
+        "get",
+        "--prefix",
+        "range/",
+        "--limit",
+        "2",
+        "--keys-only",
+        "-o",
+        "table",
+        cluster=shared_cluster,
+    )
+    assert [line.split()[0] for line in table.stdout.splitlines()] == ["KEY", "range/a", "range/b"], table
+    listed = cli("kv", "ls", "range/", cluster=shared_cluster)
+    assert listed.returncode == 0 and listed.stdout == "range/a\nrange/b\nrange/c/d\n", listed
+    as_json = json.loads(cli("kv", "ls", "range/", "-o", "json", cluster=shared_cluster).stdout)
+    assert [item["key"] for item in as_json["kvs"]] == ["range/a", "range/b", "range/c/d"]
+    assert all("value" not in item for item in as_json["kvs"])
+    both = cli("kv", "get", "range/a", "--prefix", "range/", cluster=shared_cluster)
+    assert both.returncode == 2 and "a KEY or --prefix P" in one_line(both.stderr)
+
+
+class Watch:
+    """``raft-trio watch ...`` running, its lines read as they come."""
+
+    def __init__(self, cluster: Cluster, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*cli_command(), "watch", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=cli_env(cluster),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def next_lines(self, count: int, timeout: float = 20.0) -> list[str]:
+        return [self.lines.get(timeout=timeout) for _ in range(count)]
+
+    def stop(self) -> tuple[int, str]:
+        """Ctrl-C: exit status 130, nothing on stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        _, stderr = self.process.communicate(timeout=20)
+        return self.process.returncode, stderr
+
+
+def test_watch_prints_each_change_as_it_commits_from_a_revision(shared_cluster: Cluster) -> None:
+    first = shared_cluster.write("watched/a", "one")["index"]
+    watch = Watch(shared_cluster, "--prefix", "watched/", "--rev", str(first), "-o", "json", "--prev-value")
+    try:
+        shared_cluster.write("watched/b", "two")
+        shared_cluster.write("unwatched", "x")
+        deleted = shared_cluster.follow.delete(shared_cluster.kv_url("n1", "watched/a"))
+        assert deleted.status_code == 200
+        events = [json.loads(line) for line in watch.next_lines(3)]
+    finally:
+        status, stderr = watch.stop()
+    assert [(e["event"], e["key"], e.get("value"), e["prev_value"]) for e in events] == [
+        ("put", "watched/a", "one", None),
+        ("put", "watched/b", "two", None),
+        ("delete", "watched/a", None, "one"),
+    ]
+    assert events[0]["mod_revision"] == first and events[2]["mod_revision"] == deleted.json()["index"]
+    assert (status, stderr) == (130, "")
+
+
+def test_a_watch_goes_on_at_another_node_when_its_node_dies(cluster: Cluster) -> None:
+    """Killed under the watch, a node costs it nothing: the client resumes
+    at another endpoint after the last revision it printed."""
+    first = cluster.write("failover/0", "v0")["index"]
+    watch = Watch(cluster, "--prefix", "failover/", "--rev", str(first))
+    try:
+        assert watch.next_lines(2)[1].split()[:3] == [str(first), "put", "failover/0"]
+        cluster.write("failover/1", "v1")
+        assert watch.next_lines(1)[0].split()[2] == "failover/1"
+        cluster["n1"].kill()  # the first endpoint, where the watch streams from
+        for i in range(2, 5):
+            cluster.write(f"failover/{i}", f"v{i}")
+        later = [line.split() for line in watch.next_lines(3, timeout=30)]
+    finally:
+        status, stderr = watch.stop()
+    assert [(row[1], row[2], row[3]) for row in later] == [
+        ("put", f"failover/{i}", f"v{i}") for i in range(2, 5)
+    ]
+    assert (status, stderr) == (130, "")
