@@ -269,6 +269,10 @@ class Status(msgspec.Struct, frozen=True):
     #: This node's alarms: ``"NOSPACE"`` while its free space is below its
     #: reserve.
     alarms: list[str] = msgspec.field(default_factory=list)
+    #: A ``candidate`` that is only asking for pre-votes (§9.6): its term
+    #: has not moved, and it becomes a real candidate once a majority
+    #: would vote for it.
+    pre_vote: bool = False
 
 
 class NodeEventData(msgspec.Struct, frozen=True):
@@ -283,6 +287,8 @@ class NodeEventData(msgspec.Struct, frozen=True):
     commit_index: Count
     applied_index: Count
     members: list[Member] | UnsetType = UNSET
+    #: As in :class:`Status`: a ``candidate`` asking for pre-votes only.
+    pre_vote: bool = False
 
 
 class NodeEvent(msgspec.Struct, frozen=True):

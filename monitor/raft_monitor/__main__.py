@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refresh-ms",
         type=int,
-        help="how often commit and applied indexes are read (default: $REFRESH_RATE_MILLIS or 500)",
+        help="how often the page's chart takes a sample of commit rates and lags "
+        "(default: $REFRESH_RATE_MILLIS or 500)",
     )
     return parser
 

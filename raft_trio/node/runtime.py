@@ -334,6 +334,7 @@ class RaftNode:
             commit_index=self.core.log.committed,
             applied_index=self.kv.applied_index,
             members=self._members() if with_members else schema.UNSET,
+            pre_vote=self.core.role is Role.PRE_CANDIDATE,
         )
 
     def _members(self) -> list[schema.Member]:
@@ -435,6 +436,7 @@ class RaftNode:
             members=self._members(),
             url=self.url,
             alarms=self.space.alarms() if self.space is not None else [],
+            pre_vote=self.core.role is Role.PRE_CANDIDATE,
         )
 
     # ------------------------------------------------------------------
