@@ -99,8 +99,8 @@ async def run_node(
     over as a new member, under the same id (see ``_serve``).
 
     The port is bound first, before the data directory is opened (or
-    created): a node that cannot serve fails with ``OSError`` having
-    touched nothing, and the port stays this process's between its
+    created): a node that cannot serve fails with
+    :class:`~raft_trio.asgi.CannotServe` having touched nothing, and the port stays this process's between its
     servers (the waiting page, then the API)."""
     with bind_listener(settings.listen_host, settings.listen_port) as listener:
         while await _serve(settings, listener, task_status):

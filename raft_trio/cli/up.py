@@ -227,7 +227,7 @@ class Cluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches up, which stops them in order
+                start_new_session=True,  # Ctrl-C reaches up alone, which stops them all
             )
 
     def wait_serving(self, stopping: list[int]) -> None:
