@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("server",),
     ("http", "discovery"),
     ("node",),
-    ("storage", "peer", "asgi"),
+    ("storage", "peer", "asgi", "auth"),
     ("core", "kv", "security", "broadcast", "testing"),
 )
 #: All the monitor takes from raft_trio (it reaches the nodes over HTTP).
