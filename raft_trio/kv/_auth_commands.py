@@ -38,16 +38,16 @@ def valid_name(name: str) -> bool:
 
 
 class Caller(msgspec.Struct, frozen=True, array_like=True):
-    """Who proposed a client's command, and the auth revision whose rules
-    allowed it. Applying it under the same revision needs no new check;
-    under a later one (a role changed, the user went, auth was enabled
-    while it waited in the log) the state machine checks it again, so a
-    revocation applied before the command is never bypassed.
+    """Who proposed a client's command. While auth is on, applying the
+    command checks this user's permissions as they stand at that point of
+    the log, on every replica alike: a revocation (or a deleted user, or
+    auth enabled) that committed before the command is never bypassed, and
+    the check before proposing (raft_trio.http.auth) is only there to
+    refuse early.
 
     ``user`` is ``""`` for a caller who did not log in (auth was off)."""
 
     user: str
-    revision: int
 
 
 class Grant(msgspec.Struct, frozen=True, array_like=True):

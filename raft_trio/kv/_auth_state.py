@@ -5,9 +5,7 @@ the rest of the state machine: commands in, results out, a snapshot part.
 Invariants (kept by :meth:`AuthState.apply`):
 
 - ``revision`` is the log index of the last entry that changed anything
-  here (0: none ever did); a grant, a revocation, a deleted user or a new
-  password moves it, so a command checked under an older revision is
-  checked again when applied (:class:`~raft_trio.kv.Caller`).
+  here (0: none ever did), as etcd's auth revision.
 - The role ``root`` always exists and has no grants (it may do
   everything). While auth is on, the user ``root`` exists and holds it.
 - A user's ``revision`` is the index at which it was created or its

@@ -217,15 +217,12 @@ class KeyValueStore:
         self.applied_index = max(self.applied_index, index)
 
     def _denied(self, index: int, command: Command) -> PermissionDenied | None:
-        """Check a client's command again on apply, unless the auth rules
-        it was checked under are still those in force. The same on every
-        replica: it reads only the replicated state."""
-        auth = self.auth
+        """Check a client's command against the rules in force at this
+        point of the log (the same on every replica: it reads only the
+        replicated state)."""
         caller = command.caller
-        if not auth.enabled or caller is None:
+        if not self.auth.enabled or caller is None:
             return None  # auth is off, or the node's own command (lease expiry)
-        if caller.revision == auth.revision and not isinstance(command, LeaseRevoke):
-            return None
         reason = self._denial(caller, command)
         return PermissionDenied(reason, index) if reason is not None else None
 
@@ -239,8 +236,12 @@ class KeyValueStore:
         if auth.is_root(user):
             return None
         if isinstance(command, Put):
-            allowed = check.may_key(user, "write", command.key)
-            return None if allowed else f"no write permission on {command.key!r}"
+            if not check.may_key(user, "write", command.key):
+                return f"no write permission on {command.key!r}"
+            if command.check and not check.may_key(user, "read", command.key):
+                # A failed compare answers with the current value.
+                return f"no read permission on {command.key!r} (compare-and-set reads it)"
+            return None
         if isinstance(command, Delete):
             allowed = check.may_key(user, "write", command.key)
             return None if allowed else f"no write permission on {command.key!r}"

@@ -52,14 +52,14 @@ async def test_a_revocation_reaches_every_node_and_a_write_checked_before_it_is_
     nodes = [h.node for h in cluster.hosts.values()]
     await applied_everywhere(cluster, leader.kv.applied_index, within=2 * HEARTBEAT_S)
     assert all(n.kv.permissions.may_key("alice", "write", "app/x") for n in nodes)
-    checked = Caller("alice", leader.kv.auth.revision)
+    checked = Caller("alice")
     await leader.write(RoleRevoke("app", "app/", "prefix"))
     await applied_everywhere(cluster, leader.kv.applied_index, within=2 * HEARTBEAT_S)
     assert not any(n.kv.permissions.may_key("alice", "write", "app/x") for n in nodes)
     # A write checked before the revocation and proposed after it changes nothing.
     result = await leader.write(Put("app/x", "v", caller=checked))
     assert isinstance(result, PermissionDenied)
-    assert isinstance(await leader.write(Put("app/x", "v", caller=Caller(ROOT, 0))), Written)
+    assert isinstance(await leader.write(Put("app/x", "v", caller=Caller(ROOT))), Written)
 
 
 async def wait_out_of_touch(node: RaftNode, within: float) -> float:
