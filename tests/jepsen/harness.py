@@ -53,6 +53,10 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Bytes of a forwarded request kept for a replay: a stream's opening and
 #: first frames, or a whole snapshot request (larger ones are not replayed).
 REPLAY_CAPTURE_BYTES = 4 * 1024 * 1024
+#: Only peer requests are replayed: the members' other calls through the
+#: peer URLs (the leader asks each member's ``/api/status`` for alarms) are
+#: plain reads that anyone may repeat.
+PEER_REQUEST_LINE = b"POST /raft/"
 #: How long a replay waits after the node is seen running.
 REPLAY_DELAY_S = 0.5
 
@@ -81,9 +85,9 @@ class PeerProxy:
     those already forwarded: a partition cuts the streams it crosses.
 
     With ``replay_every`` N, the first request of every Nth forwarded
-    connection (its head and what it sent of its body) is sent to the node
-    again once the connection has ended, as an attacker who captured it
-    would; the statuses of these replays are kept in ``replays`` (with a
+    connection, if it is a peer request (its head and what it sent of its
+    body), is sent to the node again once the connection has ended, as an
+    attacker who captured it would; the statuses of these replays are kept in ``replays`` (with a
     cluster secret each must be a 401; 0 stands for a replay taken without a
     refusal). A replay waits until ``node_up()`` says the node runs and is
     not paused, and a moment more: the node has then read whatever of the
@@ -161,7 +165,11 @@ class PeerProxy:
                     refuse = False
                     self._links.add(link)
                     self.forwarded += 1
-                    replay = bool(self.replay_every) and self.forwarded % self.replay_every == 0
+                    replay = (
+                        bool(self.replay_every)
+                        and self.forwarded % self.replay_every == 0
+                        and head.startswith(PEER_REQUEST_LINE)
+                    )
             with upstream:
                 if refuse:
                     self.dropped += 1
