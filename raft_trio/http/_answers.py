@@ -11,7 +11,7 @@ from urllib.parse import quote
 import msgspec
 from quart import Response, request
 
-from ..kv import MAX_KEY_BYTES, Command, KeyValue, Result, Written, format_lease_id
+from ..kv import MAX_KEY_BYTES, Command, KeyValue, PermissionDenied, Result, Written, format_lease_id
 from ..node import (
     InsufficientStorage,
     NotLeaderError,
@@ -20,6 +20,7 @@ from ..node import (
     WriteFailed,
     WriteIndeterminate,
 )
+from ._principal import scoped_idempotency_key
 from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH
 
 #: On every answer of ``/api/kv...`` and ``/api/txn``: the revision this
@@ -110,7 +111,7 @@ def idempotency_token() -> str | tuple[dict[str, Any], int] | None:
         return None
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return error(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_TOKEN_LENGTH} characters")
-    return token
+    return scoped_idempotency_key(request.scope, token)
 
 
 def sse(name: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
@@ -119,9 +120,10 @@ def sse(name: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
 
 
 async def write(node: RaftNode, command: Command) -> Result | Any:
-    """The write's result, or the answer that says why there is none."""
+    """The write's result, or the answer that says why there is none
+    (403 when the state machine found the caller may not do it)."""
     try:
-        return await node.write(command)
+        result = await node.write(command)
     except NotLeaderError as exc:
         return not_leader(node, exc)
     except InsufficientStorage as exc:
@@ -132,3 +134,6 @@ async def write(node: RaftNode, command: Command) -> Result | Any:
         return Indeterminate(str(exc), True), 503
     except WriteFailed as exc:
         return Indeterminate(str(exc), False), 503
+    if isinstance(result, PermissionDenied):
+        return error(403, result.error, code="permission_denied")
+    return result

@@ -46,7 +46,7 @@ from ..node import (
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
 from ..peer.wire import MESSAGES_PATH, PeerRequestError
-from . import coordination
+from . import auth_routes, coordination
 from ._answers import (
     REVISION_HEADER,
     DeleteAnswer,
@@ -62,7 +62,10 @@ from ._answers import (
     sse,
     write,
 )
+from ._principal import caller, principal_of, still_allowed
 from ._requests import PutBody
+from .auth import AuthGate
+from .auth_routes import add_auth_routes
 from .coordination import add_coordination_routes
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
@@ -165,7 +168,11 @@ class ReadyAnswer(msgspec.Struct):
 #: Where quart-schema's msgspec conversion points ``$ref``s.
 REF_TEMPLATE = "#/components/schemas/{name}"
 #: Every model whose schema is nested in another one.
-NESTED_MODELS: tuple[type[msgspec.Struct], ...] = (MemberModel, *coordination.NESTED_MODELS)
+NESTED_MODELS: tuple[type[msgspec.Struct], ...] = (
+    MemberModel,
+    *coordination.NESTED_MODELS,
+    *auth_routes.NESTED_MODELS,
+)
 
 
 class CompleteOpenAPIProvider(OpenAPIProvider):
@@ -234,9 +241,13 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.before_request
     async def require_admin_token() -> Any:
         """Membership changes and leadership transfer need the admin token
-        when one is configured: checked before the body is even read."""
+        when one is configured (or, with auth on, a user with the role
+        root): checked before the body is even read."""
         if request.endpoint not in ADMIN_ENDPOINTS:
             return None
+        principal = principal_of(request.scope)
+        if principal is not None and principal.root:
+            return None  # admitted as root by the auth gate
         if node.security.admin_allowed(request.headers.get("Authorization")):
             return None
         node_metrics.ADMIN_REQUESTS_REFUSED.inc()
@@ -290,7 +301,15 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             return token
         check = data.expect is not msgspec.UNSET
         expect = data.expect if isinstance(data.expect, str) else None
-        command = Put(key, data.value, check=check, expect=expect, token=token, lease=lease)
+        command = Put(
+            key,
+            data.value,
+            check=check,
+            expect=expect,
+            token=token,
+            lease=lease,
+            caller=caller(request.scope),
+        )
         result = await write(node, command)
         if isinstance(result, Written):
             return key_answer(result), 200
@@ -321,6 +340,8 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
                 return not_leader(node, exc)
             except ReadAborted as exc:
                 return retry_later(str(exc))
+        if not still_allowed(request.scope, node):
+            return error(403, f"no read permission on {key!r} (any more)", code="permission_denied")
         found = node.kv.get(key)
         if found is None:
             return error(404, f"key {key!r} not found")
@@ -336,12 +357,13 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         token = idempotency_token()
         if isinstance(token, tuple):
             return token
-        result = await write(node, Delete(key, token=token))
+        result = await write(node, Delete(key, token=token, caller=caller(request.scope)))
         if isinstance(result, Deleted):
             return DeleteAnswer(result.key, result.deleted, result.index), 200
         return result
 
     add_coordination_routes(app, node, prefix)
+    add_auth_routes(app, node, prefix)
 
     @app.after_request
     async def revision_header(response: Response) -> Response:
@@ -473,13 +495,15 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             return error(exc.status, exc.message)
         return "", 204
 
-    app.asgi_app = LeanRoutes(  # type: ignore[method-assign]
+    lean = LeanRoutes(
         app.asgi_app,
         peers,
         f"the request body is larger than {MAX_BODY_BYTES} bytes",
         prefix,
         app.json.dumps,
     )
+    docs = (settings.docs_path, settings.openapi_path, "/_docs/")
+    app.asgi_app = AuthGate(lean, node, prefix, open_paths=docs)  # type: ignore[method-assign]
     return app
 
 

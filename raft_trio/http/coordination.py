@@ -34,6 +34,7 @@ from ..kv import (
     MAX_RANGE_LIMIT,
     MAX_TXN_OPS,
     MAX_VALUE_BYTES,
+    Caller,
     Change,
     Compare,
     Deleted,
@@ -54,8 +55,10 @@ from ..kv import (
     TxnOp,
     Written,
     format_lease_id,
+    key_interval,
     parse_lease_id,
     prefix_end,
+    prefix_interval,
 )
 from ..node import LeaseMissing, NotLeaderError, RaftNode, ReadAborted
 from ..node.watches import Selector, TooManyWatchers, WatchClosed, WatchCompacted
@@ -73,6 +76,8 @@ from ._answers import (
     sse,
     write,
 )
+from ._principal import caller
+from .auth import refusal, txn_refusal
 
 #: A watch stream sends a comment at least this often, so that a client
 #: (and any proxy between) tells a quiet watch from a dead connection.
@@ -267,11 +272,12 @@ def _branch(bodies: list[OpBody], name: str) -> list[TxnOp]:
     return ops
 
 
-def txn_command(body: TxnBody, token: str | None) -> Txn:
+def txn_command(body: TxnBody, token: str | None, stamp: Caller | None = None) -> Txn:
     if len(body.compare) > MAX_TXN_OPS:
         raise BadRequest(f"compare has {len(body.compare)} conditions; at most {MAX_TXN_OPS} are allowed")
     compares = [_compare(compare, position) for position, compare in enumerate(body.compare)]
-    return Txn(compares, _branch(body.success, "success"), _branch(body.failure, "failure"), token=token)
+    success, failure = _branch(body.success, "success"), _branch(body.failure, "failure")
+    return Txn(compares, success, failure, token=token, caller=stamp)
 
 
 def _range_item(kv: KeyValue, keys_only: bool) -> RangeItem:
@@ -355,6 +361,9 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             start, end = query.start or "", query.end
         if (answer := await confirm_read(query.consistency)) is not None:
             return answer
+        # After the read barrier: what it allows is what the state read holds.
+        if (denied := refusal(request.scope, node, "read", start, end)) is not None:
+            return denied
         if query.count_only:
             page = node.kv.range(start, end, after=query.after, limit=0)
             return RangeAnswer([], page.count, page.count > 0, node.kv.revision), 200
@@ -382,8 +391,12 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             if (bad := check_key(query.key)) is not None:
                 return bad
             selector = Selector.key(query.key)
+            watched = key_interval(query.key)
         else:
             selector = Selector.prefix(query.prefix or "")
+            watched = prefix_interval(query.prefix or "")
+        if (denied := refusal(request.scope, node, "read", *watched)) is not None:
+            return denied
         start = query.start_revision
         if start is not None and start < 1:
             return error(400, "start_revision must be at least 1")
@@ -447,9 +460,11 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         if isinstance(token, tuple):
             return token
         try:
-            command = txn_command(data, token)
+            command = txn_command(data, token, caller(request.scope))
         except BadRequest as exc:
             return error(400, str(exc))
+        if (denied := txn_refusal(request.scope, node, command)) is not None:
+            return denied
         result = await write(node, command)
         if isinstance(result, TxnDone):
             results = [txn_result(item, result.revision) for item in result.results]
@@ -506,7 +521,8 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         token = idempotency_token()
         if isinstance(token, tuple):
             return token
-        result = await write(node, LeaseGrant(max(data.ttl, node.minimum_lease_ttl), token=token))
+        ttl = max(data.ttl, node.minimum_lease_ttl)
+        result = await write(node, LeaseGrant(ttl, token=token, caller=caller(request.scope)))
         if isinstance(result, LeaseGranted):
             return LeaseAnswer(format_lease_id(result.id), result.ttl), 200
         return result
@@ -567,7 +583,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         token = idempotency_token()
         if isinstance(token, tuple):
             return token
-        result = await write(node, LeaseRevoke(parsed, token=token))
+        result = await write(node, LeaseRevoke(parsed, token=token, caller=caller(request.scope)))
         if isinstance(result, LeaseRevoked):
             if not result.found:
                 return error(404, f"lease {lease} not found (expired or revoked)")

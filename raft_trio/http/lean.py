@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from ..kv import MAX_VALUE_BYTES, CasFailed, Put, Written
+from ..kv import MAX_VALUE_BYTES, CasFailed, PermissionDenied, Put, Written
 from ..node import (
     InsufficientStorage,
     NotLeaderError,
@@ -53,6 +53,7 @@ from ..peer.wire import (
     check_peer_head,
 )
 from ._answers import REVISION_HEADER, key_answer
+from ._principal import caller, scoped_idempotency_key, still_allowed
 from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH, PutBody
 
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
@@ -236,8 +237,10 @@ class LeanRoutes:
             return
         check = data.expect is not msgspec.UNSET
         expect = data.expect if isinstance(data.expect, str) else None
+        token = scoped_idempotency_key(scope, token)
+        put = Put(key, data.value, check=check, expect=expect, token=token, caller=caller(scope))
         try:
-            result = await self.node.write(Put(key, data.value, check=check, expect=expect, token=token))
+            result = await self.node.write(put)
         except InsufficientStorage as exc:
             await self.answer_kv(send, 507, {"error": str(exc), "indeterminate": False})
             return
@@ -253,6 +256,8 @@ class LeanRoutes:
             return
         if isinstance(result, Written):
             await self.answer_kv(send, 200, msgspec.to_builtins(key_answer(result)))
+        elif isinstance(result, PermissionDenied):
+            await self.answer_kv(send, 403, {"error": result.error, "code": "permission_denied"})
         elif isinstance(result, CasFailed):
             await self.answer_kv(
                 send,
@@ -277,6 +282,12 @@ class LeanRoutes:
         except (NotLeaderError, ReadAborted):
             # No read happened: Quart's handler answers (307, 503).
             await self.app(scope, receive, send)
+            return
+        if not still_allowed(scope, self.node):
+            # Checked again after the barrier: the read sees what it allows.
+            await self.answer_kv(
+                send, 403, {"error": f"no read permission on {key!r} (any more)", "code": "permission_denied"}
+            )
             return
         found = self.node.kv.get(key)
         if found is None:
