@@ -70,6 +70,8 @@ from typing import Any
 import httpx
 import trio
 
+from raft_trio.client import Client, ClientError
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -362,14 +364,12 @@ class RaftCluster(Cluster):
 
     def view(self, i: int) -> tuple[int, int] | None:
         try:
-            code, body = http_request(self.client_port(i), "GET", "/api/status", timeout=1.0)
-        except OSError:
+            with Client(self.url(i), timeout=1.0, retry=False) as client:
+                status = client.status()
+        except ClientError:
             return None
-        if code != 200:
-            return None
-        status = json.loads(body)
-        leader = status.get("leader_id")
-        return (self.ids.index(leader), int(status["term"])) if leader in self.ids else None
+        leader = status.leader_id
+        return (self.ids.index(leader), status.term) if leader in self.ids else None
 
     def failover_request(self, i: int, key: str) -> tuple[str, str, dict[str, Any]]:
         return "PUT", f"{self.url(i)}/api/kv/{key}", {"value": "v" * 100}

@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from raft_trio.client import Client, ClientError
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -58,12 +60,12 @@ def leader(base_port: int) -> tuple[str, int]:
     while time.time() < deadline:
         for i in range(3):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{base_port + i}/api/status", timeout=1) as r:
-                    s = json.load(r)
-                if s["role"] == "leader":
-                    return s["id"], base_port + i
-            except OSError:
-                pass
+                with Client(f"http://127.0.0.1:{base_port + i}", timeout=1.0, retry=False) as client:
+                    s = client.status()
+            except ClientError:
+                continue
+            if s.role == "leader":
+                return s.id, base_port + i
         time.sleep(0.2)
     raise SystemExit("no leader")
 

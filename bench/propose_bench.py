@@ -33,9 +33,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
+from raft_trio.client import ClientError, TrioClient
 from raft_trio.core import Role
 from raft_trio.kv import Put
 from raft_trio.node.runtime import RaftNode
@@ -50,7 +50,7 @@ VALUE = "v" * 100
 async def become_leader(node: RaftNode, timeout: float = 60.0) -> None:
     """Wait until this node leads and has committed an entry of its term;
     ask the elected leader to hand over if another node won."""
-    async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+    async with TrioClient((), timeout=5) as client:
         with trio.fail_after(timeout):
             while True:
                 if node.core.role is Role.LEADER:
@@ -61,8 +61,8 @@ async def become_leader(node: RaftNode, timeout: float = 60.0) -> None:
                         logging.info("probe write: %s", error)
                 elif (leader_url := node.leader_url()) is not None:
                     try:
-                        await client.post(f"{leader_url}/api/leadership/transfer", json={"to": node.id})
-                    except httpx.HTTPError as error:
+                        await client.at(leader_url).transfer_leadership(node.id)
+                    except ClientError as error:
                         logging.info("transfer: %s", error)
                 await trio.sleep(0.2)
 

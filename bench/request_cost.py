@@ -24,9 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from raft_trio.client import Client, ClientError
 from raft_trio.core import Heartbeat
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.wire import STREAM_PATH, encode_batch
@@ -65,10 +65,10 @@ def main() -> None:
         deadline = time.time() + 30
         while True:
             try:
-                with urllib.request.urlopen(url + "/api/status", timeout=1) as r:
-                    if json.load(r)["role"] == "leader":
+                with Client(url, timeout=1.0, retry=False) as client:
+                    if client.status().role == "leader":
                         break
-            except OSError:
+            except ClientError:
                 pass
             if time.time() > deadline:
                 raise SystemExit("no leader")

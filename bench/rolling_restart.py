@@ -42,8 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
+from raft_trio.client import Client, ClientError
 from raft_trio.testing.load import Ack, WriteLoad
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,13 +82,21 @@ class Node:
                 self.proc.wait()
 
 
-def get_json(url: str) -> tuple[int, dict[str, object]]:
+def node_is_ready(url: str) -> bool:
+    """Whether the node at ``url`` says it is ready (``/readyz``)."""
     try:
-        r = httpx.get(url, timeout=1.0, trust_env=False)
-        body = r.json()
-        return r.status_code, body if isinstance(body, dict) else {}
-    except (httpx.HTTPError, ValueError):
-        return 0, {}
+        with Client(url, timeout=1.0, retry=False) as client:
+            return client.readiness().ready
+    except ClientError:
+        return False
+
+
+def node_role(url: str) -> str:
+    try:
+        with Client(url, timeout=1.0, retry=False) as client:
+            return client.status().role
+    except ClientError:
+        return "?"
 
 
 def wait_for(check: object, timeout: float, what: str) -> None:
@@ -150,7 +157,7 @@ def main() -> int:
         for node in nodes.values():
             node.start()
         for node in nodes.values():
-            wait_for(lambda n=node: get_json(n.url + "/readyz")[0] == 200, 60, f"{node.id} ready")
+            wait_for(lambda n=node: node_is_ready(n.url), 60, f"{node.id} ready")
         load = WriteLoad([n.url for n in nodes.values()], clients=args.clients, prefix="bench")
         load.start()
         time.sleep(args.settle)
@@ -158,16 +165,16 @@ def main() -> int:
         for _ in range(args.rounds):
             for node_id in sorted(nodes, reverse=True):
                 node = nodes[node_id]
-                role = str(get_json(node.url + "/api/status")[1].get("role", "?"))
+                was = node_role(node.url)
                 stopped = time.monotonic()
                 code = node.stop(signal.Signals[f"SIG{args.signal}"])
                 exited = time.monotonic()
                 if code != 0 and args.signal == "TERM":
                     print(f"{node_id} exited with status {code}; see {node.log}")
                 node.start()
-                wait_for(lambda n=node: get_json(n.url + "/readyz")[0] == 200, 60, f"{node_id} ready")
+                wait_for(lambda n=node: node_is_ready(n.url), 60, f"{node_id} ready")
                 ready = time.monotonic()
-                restarts.append((node_id, role, stopped, exited, ready))
+                restarts.append((node_id, was, stopped, exited, ready))
                 time.sleep(args.settle)
         load.stop()
         summary = load.summary()

@@ -52,6 +52,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from raft_trio import schema
+from raft_trio.client import Client, ClientError
 from raft_trio.core import Entry, EntryKind, HardState, Membership, Snapshot, SnapshotMeta
 from raft_trio.kv import KeyValueStore, Put, encode_command
 from raft_trio.node.runtime import RaftNode, Timing
@@ -92,12 +94,13 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         conn.close()
 
 
-def status(port: int) -> dict[str, Any] | None:
+def status(port: int) -> schema.Status | None:
+    """The node's status through the client (None while it does not answer)."""
     try:
-        code, body = http_get(port, "/api/status")
-    except OSError:
+        with Client(f"http://127.0.0.1:{port}", timeout=2.0, retry=False) as client:
+            return client.status()
+    except ClientError:
         return None
-    return json.loads(body) if code == 200 else None
 
 
 _METRIC = re.compile(
@@ -254,7 +257,7 @@ def bench_fsync(
 
             def leader() -> str | None:
                 seen = [status(p) for p in ports]
-                leaders = {s["leader_id"] for s in seen if s is not None}
+                leaders = {s.leader_id for s in seen if s is not None}
                 if None in seen or len(leaders) != 1:
                     return None
                 lid = leaders.pop()
@@ -414,7 +417,7 @@ def measure_restart(case: str, source: Path, url: str, port: int, last: int, run
 
                 def applied() -> bool:
                     st = status(port)
-                    return st is not None and st["applied_index"] >= last
+                    return st is not None and st.applied_index >= last
 
                 wait_for("everything applied", applied, 300.0, poll=0.02)
                 applied_s = time.monotonic() - started

@@ -20,12 +20,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
 
 import trio
 
-from . import discovery
+from . import discovery, schema
 from .asgi import serve_app
+from .client import TrioClient
 from .core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
 from .http.app import HttpSettings, create_app
 from .node import disk_watch, first_start
@@ -240,8 +240,8 @@ async def _open_static(settings: NodeSettings) -> tuple[DurableStorage, dict[str
     api_prefix = settings.http.api_prefix
 
     async def ask() -> first_start.Decision:
-        async with settings.security.async_client(api_prefix) as client:
-            fetch = disk_watch.http_fetch_status(client, api_prefix)
+        async with TrioClient((), api_prefix=api_prefix, security=settings.security) as client:
+            fetch = disk_watch.client_fetch_status(client)
             return await first_start.check(settings.node_id, others, voters, fetch)
 
     decision = await _serve_waiting_page(settings, lambda: status, ask)
@@ -254,7 +254,7 @@ async def _open_static(settings: NodeSettings) -> tuple[DurableStorage, dict[str
 
 async def _serve_waiting_page(
     settings: NodeSettings,
-    status: Callable[[], dict[str, Any]],
+    status: Callable[[], schema.Status],
     work: Callable[[], Awaitable[first_start.Decision]],
 ) -> first_start.Decision | None:
     """Serve ``discovery.WaitingApp`` on the node's port while ``work``
@@ -367,12 +367,12 @@ async def _stop_on_signals(stop: trio.Event) -> None:
 
 
 async def _watch_disk(node: RaftNode, storage: DurableStorage, space: SpaceGuard, api_prefix: str) -> None:
-    async with node.security.async_client(api_prefix) as client:
-        await disk_watch.watch(node, storage, space, disk_watch.http_fetch_status(client, api_prefix))
+    async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
+        await disk_watch.watch(node, storage, space, disk_watch.client_fetch_status(client))
 
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:
     """Ask the cluster to add this node (as a learner) until it answers."""
-    async with node.security.async_client(api_prefix, follow_redirects=True, timeout=10) as client:
-        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node, api_prefix):
+    async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
+        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node):
             await trio.sleep(1.0)

@@ -26,14 +26,15 @@ PACKAGES = ("raft_trio", "raft_monitor")
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("raft_monitor",),
     ("cli",),
-    ("server",),
+    ("server", "testing"),
     ("http", "discovery"),
     ("node",),
-    ("storage", "peer", "asgi", "auth"),
-    ("core", "kv", "security", "broadcast", "testing"),
+    ("storage", "peer", "asgi", "client", "auth"),
+    ("core", "kv", "security", "broadcast", "schema"),
 )
-#: All the monitor takes from raft_trio (it reaches the nodes over HTTP).
-MONITOR_USES = frozenset({"broadcast", "asgi"})
+#: All the monitor takes from raft_trio (it reaches the nodes over HTTP,
+#: through the public client, and reads their answers as the schema says).
+MONITOR_USES = frozenset({"broadcast", "asgi", "client", "schema"})
 
 Edge = tuple[str, str, str, int]  # (importer unit, imported module, file, line)
 

@@ -10,7 +10,6 @@ from ._app import PageSettings, create_app
 from ._client import HttpNodeClient, NodeClient, NodeUnavailable
 from ._hub import Hub
 from ._run import MonitorSettings, run_monitor
-from ._sse import SseComment, SseDropped, SseEvent, SseParser
 from ._state import ROLES, ClusterView, MalformedEvent, NodeState, Report, parse_event, parse_status
 from ._watch import Watcher, WatchSettings
 
@@ -26,10 +25,6 @@ __all__ = [
     "NodeUnavailable",
     "PageSettings",
     "Report",
-    "SseComment",
-    "SseDropped",
-    "SseEvent",
-    "SseParser",
     "WatchSettings",
     "Watcher",
     "create_app",

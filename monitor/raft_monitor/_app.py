@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 from quart import Response, request, send_from_directory
 from quart_trio import QuartTrio
@@ -147,7 +148,9 @@ def create_app(
         if not urls:
             return _json_response({"error": "no node is known yet"}, 503)
         answer = await client.kv(method, urls, key, body)
-        response = _json_response(answer.body, answer.status)
+        response = Response(
+            msgspec.json.encode(answer.body), status=answer.status, content_type="application/json"
+        )
         for name, value in answer.headers.items():
             response.headers[name] = value
         if answer.node_url is not None:

@@ -2,8 +2,9 @@
 key-value API (for the page's form), and finding them by DNS.
 
 :class:`NodeClient` is the seam the watcher uses; the tests replace it with
-a fake on Trio's fake clock, and :class:`HttpNodeClient` is the real one
-(httpx, streaming).
+a fake on Trio's fake clock, and :class:`HttpNodeClient` is the real one,
+raft-trio's public client (:mod:`raft_trio.client`) over one shared
+connection pool.
 """
 
 from __future__ import annotations
@@ -13,74 +14,61 @@ import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
-from urllib.parse import quote
+from typing import Protocol
 
 import dns.exception
 import dns.resolver
 import httpx
-import trio
+import msgspec
+
+from raft_trio import schema
+from raft_trio.client import ApiError, ClientError, NoEndpointAnswered, TrioClient, Unavailable
+from raft_trio.client.sse import SseComment, SseDropped, SseEvent
 
 log = logging.getLogger(__name__)
+
+SseItem = SseEvent | SseComment | SseDropped
+
+#: A node's events are status and membership documents, a few hundred
+#: bytes a member: anything near this is not a node talking.
+MAX_EVENT_BYTES = 1 << 20
 
 
 class NodeUnavailable(Exception):
     """The node did not answer usefully; the message says why, briefly."""
 
 
-#: What httpx raises for a node that is down, slow, or not speaking HTTP.
-REQUEST_ERRORS = (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL)
-
-
 class NodeClient(Protocol):
-    def stream(self, url: str) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str]]:
-        """The lines of the node's ``/api/events`` (raises NodeUnavailable)."""
+    def stream(self, url: str) -> contextlib.AbstractAsyncContextManager[AsyncIterator[SseItem]]:
+        """The node's ``/api/events``, parsed (raises NodeUnavailable)."""
         ...
 
-    async def status(self, url: str) -> Any:
+    async def status(self, url: str) -> schema.Status:
         """The node's ``/api/status`` document (raises NodeUnavailable)."""
         ...
-
-
-def describe(error: Exception) -> str:
-    """A few words for the page: why the node did not answer."""
-    if isinstance(error, httpx.ConnectError):
-        return "connection refused" if _refused(error) else "cannot connect"
-    if isinstance(error, httpx.TimeoutException):
-        return "timed out"
-    if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError):
-        return "connection lost"
-    return type(error).__name__
-
-
-def _refused(error: BaseException) -> bool:
-    """Whether a ConnectionRefusedError is among the causes (Trio wraps
-    each attempt's error in an ExceptionGroup)."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [error]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return False
 
 
 @dataclasses.dataclass(frozen=True)
 class KvAnswer:
     status: int
-    body: Any
+    body: msgspec.Struct
     #: The URL of the node that gave the answer (after redirects).
     node_url: str | None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+def _reason(error: ClientError) -> str:
+    if isinstance(error, NoEndpointAnswered) and error.tried:
+        return error.tried[-1][1]
+    if isinstance(error, ApiError) and error.status is not None:
+        return f"/events answered HTTP {error.status}"
+    return str(error)
+
+
 class HttpNodeClient:
+    """The real :class:`NodeClient`: a :class:`~raft_trio.client.TrioClient`
+    for each request, all over the one connection pool ``http``."""
+
     def __init__(
         self,
         http: httpx.AsyncClient,
@@ -90,88 +78,70 @@ class HttpNodeClient:
         stream_timeout: float = 5.0,
     ) -> None:
         self.http = http
-        self.prefix = "/" + api_prefix.strip("/") if api_prefix.strip("/") else ""
+        self.api_prefix = api_prefix
         self.connect_timeout = connect_timeout
         self.status_timeout = status_timeout
         self.stream_timeout = stream_timeout
 
+    def client(self, endpoints: str | Sequence[str], timeout: float) -> TrioClient:
+        return TrioClient(
+            endpoints,
+            timeout=timeout,
+            connect_timeout=self.connect_timeout,
+            api_prefix=self.api_prefix,
+            http=self.http,
+        )
+
     @contextlib.asynccontextmanager
-    async def stream(self, url: str) -> AsyncIterator[AsyncIterator[str]]:
-        # The watcher times each line itself (to tell a stalled stream from
+    async def stream(self, url: str) -> AsyncIterator[AsyncIterator[SseItem]]:
+        # The watcher times each item itself (to tell a stalled stream from
         # a dead one); the read timeout only bounds the wait for the answer's
         # head from a node that accepts connections but does not serve them
         # (paused), and must stay above the watcher's ``stall_after``.
-        timeout = httpx.Timeout(self.stream_timeout, connect=self.connect_timeout)
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        node = self.client(url, self.stream_timeout)
         try:
-            async with self.http.stream(
-                "GET", f"{url}{self.prefix}/events", headers=headers, timeout=timeout
-            ) as response:
-                if response.status_code != 200:
-                    raise NodeUnavailable(f"/events answered HTTP {response.status_code}")
-                yield response.aiter_lines()
-        except REQUEST_ERRORS as error:
-            raise NodeUnavailable(describe(error)) from error
+            async with node.open_sse(
+                "/events", max_event_bytes=MAX_EVENT_BYTES, stall=self.stream_timeout
+            ) as items:
+                yield items
+        except ClientError as error:
+            raise NodeUnavailable(_reason(error)) from error
 
-    async def status(self, url: str) -> Any:
+    async def status(self, url: str) -> schema.Status:
         try:
-            response = await self.http.get(f"{url}{self.prefix}/status", timeout=self.status_timeout)
-        except REQUEST_ERRORS as error:
-            raise NodeUnavailable(describe(error)) from error
-        if response.status_code != 200:
-            raise NodeUnavailable(f"/status answered HTTP {response.status_code}")
-        try:
-            return response.json()
-        except ValueError as error:
-            raise NodeUnavailable("/status answered something that is not JSON") from error
+            return await self.client(url, self.status_timeout).status()
+        except ClientError as error:
+            raise NodeUnavailable(_reason(error).replace("/events", "/status")) from error
 
     async def kv(
-        self,
-        method: str,
-        urls: Sequence[str],
-        key: str,
-        body: bytes | None = None,
-        *,
-        deadline: float = 8.0,
-        timeout: float = 6.0,
+        self, method: str, urls: Sequence[str], key: str, body: bytes | None = None, *, deadline: float = 8.0
     ) -> KvAnswer:
-        """``method`` on ``/kv/<key>`` of the first node that answers,
-        following the leader's redirects; retries while the cluster says
-        "no leader yet" (503 with Retry-After) until ``deadline`` seconds."""
-        path = f"{self.prefix}/kv/{quote(key, safe='/')}"
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        last = KvAnswer(503, {"error": "no node of the cluster answered"}, None)
-        with trio.move_on_after(deadline):
-            while True:
-                for url in urls:
-                    try:
-                        response = await self.http.request(
-                            method,
-                            url + path,
-                            content=body,
-                            headers=headers,
-                            timeout=timeout,
-                            follow_redirects=True,
-                        )
-                    except REQUEST_ERRORS as error:
-                        last = KvAnswer(503, {"error": f"{url}: {describe(error)}"}, None)
-                        continue
-                    try:
-                        answer = response.json()
-                    except ValueError:
-                        answer = {"error": response.text[:500]}
-                    keep = {
-                        k: v
-                        for k, v in response.headers.items()
-                        if k.lower() in ("retry-after", "x-raft-leader")
-                    }
-                    origin = f"{response.url.scheme}://{response.url.netloc.decode('ascii')}"
-                    last = KvAnswer(response.status_code, answer, origin, keep)
-                    if response.status_code == 503 and "retry-after" in response.headers:
-                        continue  # no leader known here (yet): try another node, then again
-                    return last
-                await trio.sleep(0.25)
-        return last
+        """``method`` (PUT or GET) on the key, through the first node that
+        answers, following the leader's redirects; retries while the
+        cluster has no leader until ``deadline`` seconds."""
+        if method == "PUT":
+            try:
+                request = msgspec.json.decode(body or b"", type=schema.PutRequest)
+            except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                message = f'the body must be {{"value": "<string>"}}: {error}'
+                return KvAnswer(400, schema.ErrorAnswer(message, schema.Code.BAD_REQUEST), None)
+        cluster = self.client(list(urls), deadline)
+        answer: msgspec.Struct
+        try:
+            if method != "PUT":
+                answer = await cluster.get(key)
+            elif request.expect is msgspec.UNSET:
+                answer = await cluster.put(key, request.value, lease=request.lease)
+            else:
+                answer = await cluster.compare_and_set(
+                    key, request.expect, request.value, lease=request.lease
+                )
+        except ApiError as error:
+            headers = {"Retry-After": "1"} if isinstance(error, Unavailable) else {}
+            return KvAnswer(error.status or 503, error.answer, error.url, headers)
+        except ClientError as error:
+            return KvAnswer(503, schema.ErrorAnswer(str(error), schema.Code.UNAVAILABLE), None)
+        return KvAnswer(200, answer, cluster.endpoints.last)
 
 
 def resolve_addresses(name: str) -> list[str]:

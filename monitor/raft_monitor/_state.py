@@ -35,13 +35,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 from typing import Any
+
+import msgspec
+
+from raft_trio import schema
 
 ROLES = ("leader", "follower", "candidate", "learner", "unreachable")
 NODE_ROLES = frozenset(ROLES[:-1])
 UNREACHABLE = "unreachable"
-EVENT_NAMES = frozenset({"status", "role", "term", "leader", "membership"})
+EVENT_NAMES = frozenset({"status", "role", "term", "leader", "membership", "commit"})
 
 #: Entries the timeline keeps (a few screens of history); older ones go.
 TIMELINE_LIMIT = 200
@@ -84,64 +87,30 @@ def normalize_url(url: str) -> str:
 
 
 def parse_event(name: str, data: str) -> Report:
-    """Validate one event from a node's ``/api/events``."""
+    """Validate one event from a node's ``/api/events``: what the monitor
+    reads of any of them is :class:`raft_trio.schema.NodeEventData` (a
+    ``status`` event's data holds more, and members always)."""
     if name not in EVENT_NAMES:
         raise MalformedEvent(f"unknown event {name!r}")
     try:
-        doc = json.loads(data)
-    except ValueError as error:
+        doc = msgspec.json.decode(data, type=schema.NodeEventData)
+    except msgspec.ValidationError as error:
+        raise MalformedEvent(f"{name} event: {error}") from None
+    except msgspec.DecodeError as error:
         raise MalformedEvent(f"{name} event is not JSON: {error}") from None
-    return parse_status(doc, name)
+    if name == "membership" and doc.members is msgspec.UNSET:
+        raise MalformedEvent("membership: `members` is missing")
+    return parse_status(doc)
 
 
-def parse_status(doc: Any, what: str = "status") -> Report:
-    """Validate a ``/api/status`` document (or an event's data)."""
-    if not isinstance(doc, dict):
-        raise MalformedEvent(f"{what}: expected a JSON object")
-    node_id = doc.get("id")
-    role = doc.get("role")
-    term = doc.get("term")
-    leader_id = doc.get("leader_id")
-    if not isinstance(node_id, str) or not node_id:
-        raise MalformedEvent(f"{what}: 'id' must be a non-empty string")
-    if role not in NODE_ROLES:
-        raise MalformedEvent(f"{what}: 'role' must be one of {sorted(NODE_ROLES)}, not {role!r}")
-    if not isinstance(term, int) or not _is_count(term):
-        raise MalformedEvent(f"{what}: 'term' must be a non-negative integer")
-    if leader_id is not None and not isinstance(leader_id, str):
-        raise MalformedEvent(f"{what}: 'leader_id' must be a string or null")
-    commit, applied = doc.get("commit_index"), doc.get("applied_index")
-    for field, value in (("commit_index", commit), ("applied_index", applied)):
-        if value is not None and not _is_count(value):
-            raise MalformedEvent(f"{what}: {field!r} must be a non-negative integer")
+def parse_status(doc: schema.Status | schema.NodeEventData) -> Report:
+    """What a node's status (or an event's data) says about it."""
     members = None
-    if "members" in doc:
-        members = _parse_members(doc["members"], what)
-    elif what == "membership":
-        raise MalformedEvent("membership: 'members' is missing")
-    return Report(node_id, str(role), term, leader_id or None, commit, applied, members)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _parse_members(raw: Any, what: str) -> tuple[Member, ...]:
-    if not isinstance(raw, list):
-        raise MalformedEvent(f"{what}: 'members' must be a list")
-    members = []
-    for item in raw:
-        if not isinstance(item, dict):
-            raise MalformedEvent(f"{what}: a member must be an object")
-        member_id, url, voter = item.get("id"), item.get("url"), item.get("voter", True)
-        if not isinstance(member_id, str) or not member_id:
-            raise MalformedEvent(f"{what}: a member's 'id' must be a non-empty string")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise MalformedEvent(f"{what}: member {member_id}'s 'url' must be an http(s) URL")
-        if not isinstance(voter, bool):
-            raise MalformedEvent(f"{what}: member {member_id}'s 'voter' must be a boolean")
-        members.append(Member(member_id, normalize_url(url), voter))
-    return tuple(members)
+    if not isinstance(doc.members, msgspec.UnsetType):
+        members = tuple(Member(m.id, normalize_url(m.url), m.voter) for m in doc.members)
+    return Report(
+        doc.id, doc.role, doc.term, doc.leader_id or None, doc.commit_index, doc.applied_index, members
+    )
 
 
 @dataclasses.dataclass

@@ -29,9 +29,10 @@ from collections.abc import Callable, Iterable
 
 import trio
 
+from raft_trio.client.sse import SseComment, SseDropped, SseEvent
+
 from ._client import NodeClient, NodeUnavailable
 from ._hub import Hub
-from ._sse import SseComment, SseDropped, SseEvent, SseParser
 from ._state import UNREACHABLE, Changes, ClusterView, MalformedEvent, parse_event, parse_status
 
 log = logging.getLogger(__name__)
@@ -161,19 +162,18 @@ class Watcher:
 
     async def _stream_once(self, url: str) -> tuple[bool, str]:
         """One subscription; returns whether anything arrived, and why it ended."""
-        parser = SseParser()
         heard = False
         try:
-            async with self.client.stream(url) as lines:
+            async with self.client.stream(url) as items:
                 while True:
                     with trio.move_on_after(self.settings.stall_after) as waited:
-                        line = await anext(lines, None)
+                        item = await anext(items, None)
                     if waited.cancelled_caught:
                         return heard, f"silent for {self.settings.stall_after:g} s"
-                    if line is None:
+                    if item is None:
                         return heard, "stream ended"
                     heard = True
-                    self._on_line(url, parser.feed(line))
+                    self._on_item(url, item)
         except NodeUnavailable as error:
             return heard, str(error)
         except Exception as error:
@@ -181,7 +181,7 @@ class Watcher:
             log.exception("%s: unexpected error on the event stream", url)
             return heard, f"error: {type(error).__name__}"
 
-    def _on_line(self, url: str, item: SseEvent | SseComment | SseDropped | None) -> None:
+    def _on_item(self, url: str, item: SseEvent | SseComment | SseDropped) -> None:
         now = self.clock()
         if isinstance(item, SseEvent):
             try:
@@ -199,8 +199,8 @@ class Watcher:
     async def _probe(self, url: str) -> bool:
         with trio.move_on_after(self.settings.probe_timeout):
             try:
-                parse_status(await self.client.status(url))
-            except (NodeUnavailable, MalformedEvent) as error:
+                await self.client.status(url)
+            except NodeUnavailable as error:
                 log.debug("%s: probe failed: %s", url, error)
                 return False
             return True
@@ -218,7 +218,7 @@ class Watcher:
             with trio.move_on_after(max(self.settings.refresh, self.settings.probe_timeout)):
                 try:
                     report = parse_status(await self.client.status(url))
-                except (NodeUnavailable, MalformedEvent) as error:
+                except NodeUnavailable as error:
                     log.debug("%s: status refresh failed: %s", url, error)
                     continue
                 self._act(self.view.update_indexes(url, report, self.clock()))

@@ -1,12 +1,15 @@
 """``raft-trio``: run a node or a local cluster, and talk to a cluster.
 
 Bad flags or an unreachable cluster give one clear line on stderr and exit
-code 2, never a traceback. Client commands print the API's JSON answer and
-exit 0 on a 2xx answer, 1 otherwise.
+code 2, never a traceback. Client commands print a table or the API's JSON
+answer (``-o table|json``) and exit 0 when the cluster did what they asked,
+1 when it answered that it did not.
 
 One concern per module: :mod:`.argv` (the parser), :mod:`.settings` (flags
-and environment variables, read in one place), :mod:`.commands`, and the
-two commands with a module of their own, :mod:`.up` and :mod:`.leave`.
+and environment variables, read in one place), :mod:`.commands` (node, up,
+leave), :mod:`.client_commands` and :mod:`.output` (the commands that talk
+to a cluster, and how they print), and the two commands with a module of
+their own, :mod:`.up` and :mod:`.leave`.
 """
 
 from __future__ import annotations
@@ -14,34 +17,26 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import settings
-from .argv import build_parser, extract_cluster
-from .commands import Client, cmd_kv, cmd_leave, cmd_members, cmd_node, cmd_status, cmd_transfer, cmd_up
+from .argv import build_parser, extract_globals
+from .client_commands import run_client_command
+from .commands import cmd_leave, cmd_node, cmd_up
 from .errors import UsageError, fail
-from .snapshot import cmd_snapshot
+from .snapshot import cmd_snapshot_restore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        rest, cluster = extract_cluster(list(sys.argv[1:] if argv is None else argv))
+        rest, options = extract_globals(list(sys.argv[1:] if argv is None else argv))
         args = build_parser().parse_args(rest)
         if args.command == "node":
             return cmd_node(args)
         if args.command == "up":
             return cmd_up(args)
         if args.command == "leave":
-            return cmd_leave(args, cluster)
+            return cmd_leave(args, options.endpoints)
         if args.command == "snapshot" and args.snapshot_command == "restore":
-            return cmd_snapshot(args, None)
-        client = Client(settings.cluster_urls(cluster), security=settings.client_security())
-        handlers = {
-            "kv": cmd_kv,
-            "status": cmd_status,
-            "members": cmd_members,
-            "transfer-leader": cmd_transfer,
-            "snapshot": cmd_snapshot,
-        }
-        return handlers[args.command](args, client)
+            return cmd_snapshot_restore(args)  # makes data directories; talks to no cluster
+        return run_client_command(args, options)
     except UsageError as error:
         fail(str(error))
     except KeyboardInterrupt:

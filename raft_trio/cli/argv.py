@@ -4,11 +4,13 @@ values of its flags. No environment is read here (see :mod:`.settings`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import NoReturn
 from urllib.parse import urlsplit
 
 from .errors import UsageError, fail
 from .leave import SERVICEACCOUNT_DIR
+from .up import UP_DATA_DIR
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -38,29 +40,62 @@ def check_url(url: str, what: str) -> str:
     return url.rstrip("/")
 
 
-def extract_cluster(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """``--cluster`` may stand anywhere on the line: take it out first."""
+#: The options every client command takes, anywhere on the line (also
+#: before the command): ``--endpoints`` (alias ``--cluster``) and ``-o``.
+ENDPOINT_FLAGS = ("--endpoints", "--cluster")
+OUTPUT_FLAGS = ("-o", "--output")
+OUTPUTS = ("table", "json")
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalOptions:
+    #: ``--endpoints URL,...`` as given (None: not given).
+    endpoints: list[str] | None = None
+    #: ``-o table|json`` (None: the command's default).
+    output: str | None = None
+
+
+def parse_endpoints(value: str, flag: str) -> list[str]:
+    urls = [check_url(url.strip(), flag) for url in value.split(",") if url.strip()]
+    if not urls:
+        raise UsageError(f"{flag} needs URL[,URL...]")
+    return urls
+
+
+def extract_globals(argv: list[str]) -> tuple[list[str], GlobalOptions]:
+    """Take ``--endpoints``/``--cluster`` and ``-o``/``--output`` out of
+    the line wherever they stand (up to a ``--``, after which everything is
+    a command's own), so that the parser sees the rest."""
     rest: list[str] = []
-    cluster: list[str] | None = None
+    endpoints: list[str] | None = None
+    output: str | None = None
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--cluster":
-            if i + 1 >= len(argv):
-                raise UsageError("--cluster needs URL[,URL...]")
-            cluster = [check_url(u.strip(), "--cluster") for u in argv[i + 1].split(",") if u.strip()]
-            i += 2
-            continue
-        if arg.startswith("--cluster="):
-            value = arg.split("=", 1)[1]
-            cluster = [check_url(u.strip(), "--cluster") for u in value.split(",") if u.strip()]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        name, eq, inline = arg.partition("=")
+        flag = name if name in ENDPOINT_FLAGS + OUTPUT_FLAGS and (eq or name == arg) else None
+        if flag is None and arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
+            flag, eq, inline = "-o", "=", arg[2:]  # -ojson, as argparse takes it
+        if flag is None:
+            rest.append(arg)
             i += 1
             continue
-        rest.append(arg)
-        i += 1
-    if cluster is not None and not cluster:
-        raise UsageError("--cluster needs URL[,URL...]")
-    return rest, cluster
+        if eq:
+            value, i = inline, i + 1
+        elif i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        else:
+            raise UsageError(f"{flag} needs {'URL[,URL...]' if flag in ENDPOINT_FLAGS else 'table or json'}")
+        if flag in ENDPOINT_FLAGS:
+            endpoints = parse_endpoints(value, flag)
+        elif value not in OUTPUTS:
+            raise UsageError(f"{flag} takes table or json, not {value!r}")
+        else:
+            output = value
+    return rest, GlobalOptions(endpoints, output)
 
 
 class Parser(argparse.ArgumentParser):
@@ -150,37 +185,48 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--base-port", type=int, default=9001)
     up.add_argument("--monitor-port", type=int, default=8000)
-    up.add_argument("--data-dir", default="./raft-data")
+    up.add_argument("--data-dir", default=UP_DATA_DIR)
 
-    kv = sub.add_parser("kv", help="read and write keys")
+    client = Parser(add_help=False)
+    where = client.add_argument_group("cluster and output (anywhere on the line)")
+    where.add_argument(
+        "--endpoints",
+        "--cluster",
+        metavar="URL,...",
+        help="the nodes to ask, in turn (default $RAFT_TRIO_ENDPOINTS, else the nodes `raft-trio up` "
+        "recorded in ./raft-data, else http://127.0.0.1:9001-9003)",
+    )
+    where.add_argument("-o", "--output", choices=OUTPUTS, help="table, or the API's JSON answer")
+
+    kv = sub.add_parser("kv", help="read and write keys", parents=[client])
     kv_sub = kv.add_subparsers(dest="kv_command", required=True, parser_class=Parser)
-    put = kv_sub.add_parser("put")
+    put = kv_sub.add_parser("put", parents=[client])
     put.add_argument("key")
     put.add_argument("value")
-    get = kv_sub.add_parser("get")
+    get = kv_sub.add_parser("get", parents=[client])
     get.add_argument("key")
     get.add_argument("--stale", action="store_true", help="read the node's local state")
-    delete = kv_sub.add_parser("del")
+    delete = kv_sub.add_parser("del", parents=[client])
     delete.add_argument("key")
-    cas = kv_sub.add_parser("cas")
+    cas = kv_sub.add_parser("cas", parents=[client])
     cas.add_argument("key")
     cas.add_argument("expected", nargs="?")
     cas.add_argument("new")
     cas.add_argument("--absent", dest="expected_absent", action="store_true", help="the key must be absent")
 
-    status = sub.add_parser("status", help="one row per member")
-    status.add_argument("--json", action="store_true")
+    status = sub.add_parser("status", help="one row per member", parents=[client])
+    status.add_argument("--json", action="store_true", help="the same as -o json")
 
-    members = sub.add_parser("members", help="list, add or remove members")
+    members = sub.add_parser("members", help="list, add or remove members", parents=[client])
     members_sub = members.add_subparsers(dest="members_command", parser_class=Parser)
-    members_sub.add_parser("list")
-    add = members_sub.add_parser("add")
+    members_sub.add_parser("list", parents=[client])
+    add = members_sub.add_parser("add", parents=[client])
     add.add_argument("id")
     add.add_argument("url")
-    remove = members_sub.add_parser("remove")
+    remove = members_sub.add_parser("remove", parents=[client])
     remove.add_argument("id")
 
-    transfer = sub.add_parser("transfer-leader", help="hand leadership over")
+    transfer = sub.add_parser("transfer-leader", help="hand leadership over", parents=[client])
     transfer.add_argument("--to", default=None)
 
     snapshot = sub.add_parser(

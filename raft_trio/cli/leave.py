@@ -34,7 +34,7 @@ treats the stop as a restart: a member wrongly kept can be removed by hand
 
 Membership changes and transfers carry ``Authorization: Bearer <token>``
 when ``RAFT_ADMIN_TOKEN`` (or ``RAFT_ADMIN_TOKEN_FILE``) is set, the nodes'
-admin token, on every request of a redirect chain (``Security``'s hook);
+admin token, on every request of a redirect chain (the client's rule);
 the service-account token goes only to the Kubernetes API.
 """
 
@@ -45,11 +45,12 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from .. import schema
+from ..client import ApiError, BadRequest, Client, ClientError, MembershipConflict, Unauthorized
 from ..security import Security
 
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -122,26 +123,13 @@ class NodeClient:
     """Talks to the local node (and, through its redirects, the leader)."""
 
     def __init__(self, url: str, security: Security, timeout: float = 5.0, api_prefix: str = "/api") -> None:
-        self.url = url.rstrip("/")
-        self.api = api_prefix.rstrip("/")
-        self.http = httpx.Client(
-            timeout=timeout,
-            follow_redirects=True,
-            trust_env=False,
-            verify=security.client_ssl(),
-            event_hooks={"request": [security.sync_admin_hook(api_prefix)]},
-        )
+        self.client = Client([url], timeout=timeout, api_prefix=api_prefix, security=security)
 
     def close(self) -> None:
-        self.http.close()
+        self.client.close()
 
-    def status(self, base: str | None = None) -> dict[str, Any]:
-        response = self.http.get(f"{(base or self.url).rstrip('/')}{self.api}/status")
-        response.raise_for_status()
-        body = response.json()
-        if not isinstance(body, dict):
-            raise LeaveError("the node's status is not a JSON object")
-        return body
+    def status(self, base: str | None = None) -> schema.Status:
+        return (self.client if base is None else self.client.at(base)).status()
 
     def hand_over(self, to: str | None, deadline: float) -> str | None:
         """If the local node leads, transfer leadership (to ``to``, or the
@@ -151,18 +139,17 @@ class NodeClient:
         while True:
             try:
                 status = self.status()
-                if status.get("role") != "leader":
+                if status.role != "leader":
                     if not attempted:
                         return None
-                    leader = status.get("leader_id")
-                    return leader if isinstance(leader, str) else "another node"
+                    return status.leader_id or "another node"
                 attempted = True
-                response = self.http.post(f"{self.url}{self.api}/leadership/transfer", json={"to": to})
-                if response.status_code in (401, 403):
-                    raise LeaveError(f"the leadership transfer was refused: {response.status_code}")
-                if response.status_code == 400 and to is not None:
-                    to = None  # the chosen target cannot take it: let the leader choose
-            except (httpx.HTTPError, ValueError):
+                self.client.transfer_leadership(to)
+            except Unauthorized as refused:
+                raise LeaveError(f"the leadership transfer was refused: {refused.status}") from None
+            except BadRequest:
+                to = None  # the chosen target cannot take it: let the leader choose
+            except ClientError:
                 pass
             if time.monotonic() >= deadline:
                 raise LeaveError("leadership did not move away before the deadline")
@@ -174,19 +161,19 @@ class NodeClient:
         if staying is None:
             return None
         try:
-            members = self.status().get("members", [])
-        except (httpx.HTTPError, ValueError):
+            members = self.status().members
+        except ClientError:
             return None
         best: tuple[int, str] | None = None
         for member in members:
-            if member.get("id") not in staying or not member.get("voter"):
+            if member.id not in staying or not member.voter:
                 continue
             try:
-                last = int(self.status(member["url"]).get("last_log_index", 0))
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                last = self.status(member.url).last_log_index
+            except ClientError:
                 continue
             if best is None or last > best[0]:
-                best = (last, member["id"])
+                best = (last, member.id)
         return best[1] if best is not None else None
 
     def leave(self, node_id: str, deadline: float) -> int:
@@ -195,22 +182,20 @@ class NodeClient:
         last = "nothing tried"
         while True:
             try:
-                status = self.status()
-                leader_url = status.get("leader_url")
-                if isinstance(leader_url, str) and leader_url:
-                    leader_status = self.status(leader_url)
-                    members = {m.get("id") for m in leader_status.get("members", [])}
-                    if node_id not in members:
-                        return 0
-                response = self.http.delete(f"{self.url}{self.api}/members/{quote(node_id, safe='')}")
-                if response.status_code == 200:
-                    return int(response.json().get("index", 0))
-                if response.status_code in (401, 403):
-                    raise LeaveError(f"the removal was refused: {response.status_code} {response.text[:200]}")
-                # 409: another change is under way; 503: no leader right now.
-                last = f"{response.status_code} {response.text[:200]}"
-            except (httpx.HTTPError, ValueError) as error:
-                last = f"{type(error).__name__}: {error}"
+                leader_url = self.status().leader_url
+                if leader_url and node_id not in {m.id for m in self.status(leader_url).members}:
+                    return 0
+                return self.client.remove_member(node_id).index
+            except Unauthorized as refused:
+                raise LeaveError(f"the removal was refused: {refused.status} {refused.message}") from None
+            except MembershipConflict as conflict:
+                if conflict.code == schema.Code.NOT_MEMBER:
+                    return 0
+                last = f"{conflict.status} {conflict.message}"  # another change is under way
+            except ApiError as error:
+                last = f"{error.status} {error.message}"
+            except ClientError as error:
+                last = str(error)
             if time.monotonic() >= deadline:
                 raise LeaveError(f"{node_id} was not removed before the deadline; last answer: {last}")
             time.sleep(RETRY_PAUSE_S)
@@ -297,12 +282,12 @@ def _staying_members(client: NodeClient, pod: Pod, replicas: int) -> set[str] | 
     """Ids of the members that are pods of the same StatefulSet with an
     ordinal below ``replicas`` (None if the membership cannot be read)."""
     try:
-        members = client.status().get("members", [])
-    except (httpx.HTTPError, ValueError):
+        members = client.status().members
+    except ClientError:
         return None
     staying = set()
     for member in members:
-        match = POD_NAME.match(str(member.get("id", "")))
+        match = POD_NAME.match(member.id)
         if match is not None and match["set"] == pod.statefulset and int(match["ordinal"]) < replicas:
-            staying.add(str(member["id"]))
+            staying.add(member.id)
     return staying or None

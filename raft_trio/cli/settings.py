@@ -9,21 +9,21 @@ without loading it."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..client import DEFAULT_ENDPOINTS
 from ..security import Security
-from .argv import check_url, parse_listen, parse_peers
+from .argv import check_url, parse_endpoints, parse_listen, parse_peers
 from .errors import UsageError, fail
 from .leave import LeaveSettings
+from .up import CLUSTER_FILE, UP_DATA_DIR, recorded_endpoints
 
 if TYPE_CHECKING:
     from ..discovery import DiscoverySettings
     from ..server import NodeSettings
-
-#: The cluster the client commands ask without ``--cluster``.
-DEFAULT_CLUSTER = "http://127.0.0.1:9001"
 
 
 def env_int(name: str, default: int) -> int:
@@ -57,9 +57,28 @@ def log_level() -> str:
     return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
 
 
-def cluster_urls(cluster: list[str] | None) -> list[str]:
-    """The nodes a client command asks: ``--cluster``, else the local default."""
-    return cluster or [DEFAULT_CLUSTER]
+@dataclasses.dataclass(frozen=True)
+class Endpoints:
+    """The nodes a client command asks, in turn, and where that list came
+    from (said when none of them answers)."""
+
+    urls: list[str]
+    source: str
+
+
+def endpoints(flag: list[str] | None) -> Endpoints:
+    """``--endpoints`` (or ``--cluster``), else ``RAFT_TRIO_ENDPOINTS``,
+    else the nodes ``raft-trio up`` recorded in ./raft-data, else the three
+    local default ports."""
+    if flag:
+        return Endpoints(flag, "--endpoints")
+    raw = os.environ.get("RAFT_TRIO_ENDPOINTS", "").strip()
+    if raw:
+        return Endpoints(parse_endpoints(raw, "RAFT_TRIO_ENDPOINTS"), "RAFT_TRIO_ENDPOINTS")
+    recorded = recorded_endpoints(Path(UP_DATA_DIR))
+    if recorded:
+        return Endpoints(recorded, f"{UP_DATA_DIR}/{CLUSTER_FILE}")
+    return Endpoints(list(DEFAULT_ENDPOINTS), "the default")
 
 
 def node_settings(args: argparse.Namespace) -> NodeSettings:
@@ -233,12 +252,13 @@ def kubernetes_api_url() -> str | None:
 
 def leave_settings(args: argparse.Namespace, cluster: list[str] | None) -> LeaveSettings:
     """``raft-trio leave``: the pod from ``--pod``, else ``$POD_NAME``, else
-    ``$HOSTNAME``; the namespace from ``--namespace``, else ``$POD_NAMESPACE``."""
+    ``$HOSTNAME``; the namespace from ``--namespace``, else ``$POD_NAMESPACE``;
+    the local node is the first of the endpoints (see :func:`endpoints`)."""
     pod = args.pod or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
     if not pod:
         raise UsageError("leave needs --pod (or $POD_NAME)")
     return LeaveSettings(
-        node_url=cluster_urls(cluster)[0],
+        node_url=endpoints(cluster).urls[0],
         pod_name=pod,
         node_id=args.id,
         statefulset=args.statefulset,

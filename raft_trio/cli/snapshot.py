@@ -15,24 +15,16 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import httpx
-
+from ..client import Client, StreamBroken
 from .errors import UsageError, fail
-
-if TYPE_CHECKING:
-    from .commands import Client
 
 #: sysexits' EX_DATAERR: the file is damaged (as for a damaged data dir).
 EXIT_DAMAGED = 65
 
 
-def cmd_snapshot(args: argparse.Namespace, client: Client | None) -> int:
-    if args.snapshot_command == "save":
-        assert client is not None
-        return save(Path(args.file), client)
-    return restore(args)
+def cmd_snapshot_save(args: argparse.Namespace, client: Client, output: str) -> int:
+    return save(Path(args.file), client)
 
 
 def save(target: Path, client: Client) -> int:
@@ -40,21 +32,16 @@ def save(target: Path, client: Client) -> int:
 
     partial = target.with_name(target.name + ".part")
     try:
-        with client.stream("GET", "/api/snapshot") as response:
-            if not response.is_success:
-                response.read()
-                print(response.text.strip())
-                return 1
-            with open(partial, "wb") as out:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+        with client.snapshot() as chunks, open(partial, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
     except OSError as error:
         raise UsageError(f"cannot write {partial}: {error.strerror}") from None
-    except httpx.HTTPError as error:
+    except StreamBroken as error:
         partial.unlink(missing_ok=True)
-        fail(f"the backup stream broke off: {type(error).__name__}: {error}", 1)
+        fail(f"{error}; nothing was saved", 1)
     try:
         backup = read_backup(partial)
     except BackupCorrupt as error:
@@ -77,7 +64,7 @@ def save(target: Path, client: Client) -> int:
     return 0
 
 
-def restore(args: argparse.Namespace) -> int:
+def cmd_snapshot_restore(args: argparse.Namespace) -> int:
     from ..storage import BackupCorrupt, StorageError, read_backup, restore_backup
     from .argv import parse_peers
 

@@ -5,10 +5,16 @@ Starts N node processes (ids n1..nN on consecutive ports, data under
 ``--monitor-port``), prints their URLs, and stops them all cleanly on Ctrl-C
 or SIGTERM. Re-running it on the same data dir resumes the same cluster: each
 node recovers its own directory and ignores ``--peers``.
+
+It records the nodes' URLs in ``<data-dir>/cluster.json``; the client
+commands run in the same directory find the cluster there (with the
+default ``./raft-data``) when neither ``--endpoints`` nor
+``RAFT_TRIO_ENDPOINTS`` names one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,11 +22,39 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 #: A node stops within about a second, or, with writes in flight, once they
 #: are answered: a hand-over (at most 1 s) plus a drain bounded by the write
 #: timeout (5 s) and a second. SIGKILL only after that.
 STOP_GRACE_SECONDS = 10.0
+#: In the data dir: the nodes (and monitor) of the cluster ``up`` runs there.
+CLUSTER_FILE = "cluster.json"
+#: The data dir of ``up`` by default, where the client commands look.
+UP_DATA_DIR = "./raft-data"
+
+
+def record_cluster(root: Path, nodes: dict[str, str], monitor: str) -> None:
+    """Write ``cluster.json`` (to a temporary name first, so that a reader
+    never sees half of it)."""
+    text = json.dumps({"nodes": nodes, "monitor": monitor}, indent=2) + "\n"
+    temporary = root / (CLUSTER_FILE + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, root / CLUSTER_FILE)
+
+
+def recorded_endpoints(root: Path) -> list[str]:
+    """The node URLs ``up`` recorded in ``root`` (none when it holds no
+    readable record)."""
+    try:
+        doc = json.loads((root / CLUSTER_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    nodes = doc.get("nodes") if isinstance(doc, dict) else None
+    if not isinstance(nodes, dict):
+        return []
+    urls = [url for url in nodes.values() if isinstance(url, str)]
+    return [url for url in urls if urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc]
 
 
 def run_up(nodes: int, base_port: int, monitor_port: int, data_dir: str) -> int:
@@ -67,12 +101,18 @@ def run_up(nodes: int, base_port: int, monitor_port: int, data_dir: str) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    record_cluster(root, urls, f"http://127.0.0.1:{monitor_port}")
     print(f"raft-trio: {nodes} nodes, data and logs in {root.resolve()}")
     for node_id, url in urls.items():
         print(f"  {node_id}  {url}   (docs: {url}/docs)")
     print(f"  monitor: http://127.0.0.1:{monitor_port}")
-    first = next(iter(urls.values()))
-    print(f"try: raft-trio kv put hello world --cluster {first} && raft-trio status --cluster {first}")
+    if root.resolve() == Path(UP_DATA_DIR).resolve():
+        print("try: raft-trio kv put hello world && raft-trio status")
+    else:
+        listed = ",".join(urls.values())
+        print(
+            f"try: raft-trio kv put hello world --endpoints {listed} && raft-trio status --endpoints {listed}"
+        )
     print("Ctrl-C stops the cluster.")
     try:
         # A node that exits (killed by hand to watch a failover, say) is

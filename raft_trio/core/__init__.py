@@ -7,7 +7,7 @@ acknowledge it with ``advance(ready)``. See the README's "The core" section.
 """
 
 from ._config import RaftConfig
-from ._errors import ConfigChangeRejected, NotLeader, ProposalDropped, RaftError
+from ._errors import AlreadyMember, ConfigChangeRejected, NotLeader, NotMember, ProposalDropped, RaftError
 from ._log import RaftLog
 from ._membership import AddLearner, ConfChange, PromoteLearner, RemoveMember, UpdateMember, apply_change
 from ._messages import (
@@ -31,6 +31,7 @@ from ._types import Entry, EntryKind, HardState, Member, Membership, NodeId, Sna
 
 __all__ = [
     "AddLearner",
+    "AlreadyMember",
     "AppendEntries",
     "AppendEntriesResponse",
     "CompactedError",
@@ -49,6 +50,7 @@ __all__ = [
     "Message",
     "NodeId",
     "NotLeader",
+    "NotMember",
     "Progress",
     "ProgressState",
     "PromoteLearner",

@@ -28,3 +28,11 @@ class ProposalDropped(RaftError):
 class ConfigChangeRejected(RaftError):
     """A membership change that is invalid or not allowed yet (one change at
     a time; a new leader must first commit an entry of its term, §4.1)."""
+
+
+class AlreadyMember(ConfigChangeRejected):
+    """The server to add is already in the configuration."""
+
+
+class NotMember(ConfigChangeRejected):
+    """The server to change or remove is not in the configuration."""

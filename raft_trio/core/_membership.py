@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ._errors import ConfigChangeRejected
+from ._errors import AlreadyMember, ConfigChangeRejected, NotMember
 from ._types import Member, Membership, NodeId
 
 
@@ -51,12 +51,12 @@ def apply_change(current: Membership, change: ConfChange) -> Membership:
     existing = current.get(change.id)
     if isinstance(change, AddLearner):
         if existing is not None:
-            raise ConfigChangeRejected(f"{change.id} is already a member")
+            raise AlreadyMember(f"{change.id} is already a member")
         if not change.id or not change.url:
             raise ConfigChangeRejected("a new member needs an id and a url")
         return Membership.of([*current.members, Member(change.id, change.url, voter=False)])
     if existing is None:
-        raise ConfigChangeRejected(f"{change.id} is not a member")
+        raise NotMember(f"{change.id} is not a member")
     others = [m for m in current.members if m.id != change.id]
     if isinstance(change, UpdateMember):
         if not change.url:

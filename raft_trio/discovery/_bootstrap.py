@@ -11,10 +11,10 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import trio
 
+from .. import schema
 from ..asgi import serve_app
 from ._decision import Decision, decide
 from ._dns import DnsError, DnsResolver
@@ -51,20 +51,22 @@ class Bootstrap:
         self.ack = self._load_ack()
         self.seen: frozenset[str] = frozenset([node_id])
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "id": self.node_id,
-            "url": self.url,
-            "role": "follower",
-            "term": 0,
-            "leader_id": None,
-            "leader_url": None,
-            "commit_index": 0,
-            "applied_index": 0,
-            "last_log_index": 0,
-            "members": [],
-            "bootstrap": {"expect": self.settings.expect, "ack": self.ack, "seen": sorted(self.seen)},
-        }
+    def status(self) -> schema.Status:
+        """What this node answers on ``/api/status`` while it waits: no
+        members yet, and its bootstrap state."""
+        return schema.Status(
+            id=self.node_id,
+            role="follower",
+            term=0,
+            leader_id=None,
+            leader_url=None,
+            commit_index=0,
+            applied_index=0,
+            last_log_index=0,
+            members=[],
+            url=self.url,
+            bootstrap=schema.Bootstrap(self.settings.expect, self.ack, sorted(self.seen)),
+        )
 
     def _load_ack(self) -> str | None:
         try:
@@ -114,14 +116,14 @@ class Bootstrap:
             self.node_id,
             self.url,
         )
-        async with settings.http_client() as client:
+        async with settings.client() as client:
             while True:
                 urls: list[str] = []
                 try:
                     urls = await self.resolver.resolve(settings.name, settings.port)
                 except DnsError as error:
                     self._say(said, f"bootstrap: cannot resolve {settings.name}: {error}", logging.WARNING)
-                statuses = await probe_all(client, [u for u in urls if u != self.url], settings.api_prefix)
+                statuses = await probe_all(client, [u for u in urls if u != self.url])
                 decision, last_view = decide(
                     self.node_id, self.url, settings.expect, self.ack, statuses.values(), last_view
                 )

@@ -6,41 +6,43 @@ from __future__ import annotations
 import contextlib
 import logging
 
-import httpx
 import trio
 
+from .. import schema
+from ..client import ClientError, MembershipConflict, TrioClient
 from ..node import RaftNode
 from ._dns import DnsError, DnsResolver
-from ._probe import PeerStatus, probe_all
+from ._probe import probe_all
 from ._settings import DiscoverySettings
 
 log = logging.getLogger("raft_trio.discovery")
 
+#: A join waits for the leader to commit the new learner.
+JOIN_TIMEOUT_S = 10.0
 
-async def request_membership(
-    client: httpx.AsyncClient, cluster_url: str, node: RaftNode, api_prefix: str = "/api"
-) -> bool:
+
+async def request_membership(client: TrioClient, cluster_url: str, node: RaftNode) -> bool:
     """Ask the cluster at ``cluster_url`` to add ``node`` as a learner; True
     once it is a member. The node learns the members' addresses from the
     answer: until the leader's entries reach it, its own configuration is
     empty, and it must still answer the leader."""
-    members_url = f"{cluster_url}{api_prefix}/members"
+    cluster = client.at(cluster_url, timeout=JOIN_TIMEOUT_S)
     try:
-        response = await client.post(members_url, json={"id": node.id, "url": node.url}, timeout=10)
-        if response.status_code == 409 and "already a member" in response.text:
-            response = await client.get(members_url, timeout=10)
-        elif response.status_code == 200:
-            log.info("joined the cluster through %s", cluster_url)
-        else:
-            log.warning("join: %s answered %s %s", cluster_url, response.status_code, response.text[:200])
+        members = (await cluster.add_member(node.id, node.url)).members
+        log.info("joined the cluster through %s", cluster_url)
+    except MembershipConflict as conflict:
+        if conflict.code != schema.Code.ALREADY_MEMBER:
+            log.warning("join: %s refused: %s", cluster_url, conflict)
             return False
-        members = PeerStatus.parse(cluster_url, {"id": "-", **response.json()})
-    except (httpx.HTTPError, ValueError) as error:
-        log.warning("join: %s: %r", cluster_url, error)
+        try:
+            members = await cluster.members()
+        except ClientError as error:
+            log.warning("join: %s: %s", cluster_url, error)
+            return False
+    except ClientError as error:
+        log.warning("join: %s: %s", cluster_url, error)
         return False
-    if response.status_code != 200 or members is None:
-        return False
-    node.add_known_peers({m.id: m.url for m in members.members if m.id != node.id})
+    node.add_known_peers({m.id: m.url for m in members if m.id != node.id})
     return True
 
 
@@ -50,15 +52,15 @@ async def join_discovered(
     """A node that is in no configuration yet asks the cluster to add it, at
     whatever address of the service belongs to it, until it is a member."""
     resolver = resolver or settings.resolver()
-    async with settings.http_client() as client:
+    async with settings.client() as client:
         while node.core.membership.get(node.id) is None:
             urls: list[str] = []
             with contextlib.suppress(DnsError):
                 urls = await resolver.resolve(settings.name, settings.port)
-            statuses = await probe_all(client, [u for u in urls if u != node.url], settings.api_prefix)
+            statuses = await probe_all(client, [u for u in urls if u != node.url])
             clusters = [s for s in statuses.values() if s.members and s.id != node.id]
             if clusters:
                 target = next((s.leader_url for s in clusters if s.leader_url), clusters[0].url)
-                if await request_membership(client, target, node, settings.api_prefix):
+                if await request_membership(client, target, node):
                     return
             await trio.sleep(1.0)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
 
-import httpx
 import trio
+
+from .. import schema
+from ..client import ClientError, TrioClient
 
 PROBE_TIMEOUT_S = 1.5
 
@@ -45,35 +46,19 @@ class PeerStatus:
         return self.advertised or self.url
 
     @classmethod
-    def parse(cls, url: str, doc: Any) -> PeerStatus | None:
-        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not doc["id"]:
-            return None
-        members = []
-        for item in doc.get("members") or []:
-            if (
-                isinstance(item, dict)
-                and isinstance(item.get("id"), str)
-                and isinstance(item.get("url"), str)
-            ):
-                members.append(MemberView(item["id"], item["url"], bool(item.get("voter", True))))
-        bootstrap = doc.get("bootstrap")
-        waiting = isinstance(bootstrap, dict)
-        ack = bootstrap.get("ack") if isinstance(bootstrap, dict) else None
-        leader_url = doc.get("leader_url")
-        advertised = doc.get("url")
-        term, commit, last = (doc.get(k) for k in ("term", "commit_index", "last_log_index"))
-        leader_log = None
-        if doc.get("role") == "leader" and type(term) is int and type(commit) is int and type(last) is int:
-            leader_log = (term, commit, last)
+    def of(cls, url: str, status: schema.Status) -> PeerStatus:
+        bootstrap = status.bootstrap if isinstance(status.bootstrap, schema.Bootstrap) else None
         return cls(
             url=url,
-            id=doc["id"],
-            members=tuple(members),
-            leader_url=leader_url if isinstance(leader_url, str) and leader_url else None,
-            waiting=waiting,
-            ack=ack if isinstance(ack, str) and ack else None,
-            advertised=advertised.rstrip("/") if isinstance(advertised, str) and advertised else None,
-            leader_log=leader_log,
+            id=status.id,
+            members=tuple(MemberView(m.id, m.url, m.voter) for m in status.members),
+            leader_url=status.leader_url or None,
+            waiting=bootstrap is not None,
+            ack=bootstrap.ack or None if bootstrap is not None else None,
+            advertised=status.url.rstrip("/") if status.url else None,
+            leader_log=(
+                (status.term, status.commit_index, status.last_log_index) if status.role == "leader" else None
+            ),
         )
 
     def member(self, node_id: str) -> MemberView | None:
@@ -83,25 +68,20 @@ class PeerStatus:
         return None
 
 
-async def probe(client: httpx.AsyncClient, url: str, api_prefix: str = "/api") -> PeerStatus | None:
+async def probe(client: TrioClient, url: str) -> PeerStatus | None:
     """Ask ``url`` who it is; None if it does not answer sensibly."""
     try:
-        response = await client.get(f"{url}{api_prefix}/status", timeout=PROBE_TIMEOUT_S)
-        if response.status_code != 200:
-            return None
-        return PeerStatus.parse(url, response.json())
-    except (httpx.HTTPError, ValueError):
+        return PeerStatus.of(url, await client.at(url, timeout=PROBE_TIMEOUT_S).status())
+    except ClientError:
         return None
 
 
-async def probe_all(
-    client: httpx.AsyncClient, urls: Iterable[str], api_prefix: str = "/api"
-) -> dict[str, PeerStatus]:
+async def probe_all(client: TrioClient, urls: Iterable[str]) -> dict[str, PeerStatus]:
     """Probe every URL at once; the ones that answered."""
     found: dict[str, PeerStatus] = {}
 
     async def one(url: str) -> None:
-        status = await probe(client, url, api_prefix)
+        status = await probe(client, url)
         if status is not None:
             found[url] = status
 

@@ -162,7 +162,7 @@ async def manage_membership(
     last_seen: dict[str, float] = {}
     warned: set[str] = set()
     last_plan = -float("inf")
-    async with settings.http_client() as client:
+    async with settings.client() as client:
         while True:
             await trio.sleep(min(settings.interval, 1.0))
             leaderless = node.core.leader_id is None
@@ -174,7 +174,7 @@ async def manage_membership(
             except DnsError as error:
                 log.warning("discovery: cannot resolve %s: %s", settings.name, error)
                 continue
-            probes = await probe_all(client, urls, settings.api_prefix)
+            probes = await probe_all(client, urls)
             member_ids = {m.id for m in node.core.membership.members}
             node.use_found_addresses({s.id: s.reach_url for s in probes.values() if s.id in member_ids})
             own = [MemberView(m.id, m.url, m.voter) for m in node.core.membership.members]

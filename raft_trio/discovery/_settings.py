@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import httpx
-
+from ..client import TrioClient
 from ..security import Security
 from ._dns import DnsResolver
 from ._probe import PROBE_TIMEOUT_S
@@ -38,9 +37,10 @@ class DiscoverySettings:
     def resolver(self) -> DnsResolver:
         return DnsResolver(self.nameserver, scheme=self.security.scheme)
 
-    def http_client(self) -> httpx.AsyncClient:
-        """Probes and join requests: verified TLS, the admin token on joins."""
-        return self.security.async_client(self.api_prefix, timeout=PROBE_TIMEOUT_S, follow_redirects=True)
+    def client(self) -> TrioClient:
+        """Probes and join requests (each ``.at()`` its node): verified
+        TLS, the admin token on joins."""
+        return TrioClient((), timeout=PROBE_TIMEOUT_S, api_prefix=self.api_prefix, security=self.security)
 
     def __post_init__(self) -> None:
         if not self.name:

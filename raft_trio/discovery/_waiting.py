@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
+
+import msgspec
+
+from .. import schema
 
 
 class WaitingApp:
     """The ASGI app a node serves while it waits for its cluster: its id and
     bootstrap state on ``/api/status``, ``/healthz``, and 503 for the rest."""
 
-    def __init__(self, status: Callable[[], dict[str, Any]], api_prefix: str = "/api") -> None:
+    def __init__(self, status: Callable[[], schema.Status], api_prefix: str = "/api") -> None:
         self.status = status
         self.api_prefix = api_prefix
 
@@ -31,20 +34,23 @@ class WaitingApp:
         if root and path.startswith(root):
             path = path[len(root) :]
         headers = [(b"content-type", b"application/json")]
+        body: msgspec.Struct
         if path == f"{self.api_prefix}/status" and scope["method"] in ("GET", "HEAD"):
             status, body = 200, self.status()
         elif path == "/healthz":
-            status, body = 200, {"ok": True}
+            status, body = 200, schema.Health(True)
         elif path == "/readyz":
             # Not a member of any cluster yet: not ready (the kubelet keeps
             # the pod out of the client Service).
-            status = 503
-            body = {"ready": False, "reason": "waiting for the cluster to form (bootstrap)"}
+            me = self.status()
+            reason = "waiting for the cluster to form (bootstrap)"
+            status, body = 503, schema.Readiness(False, reason, me.id, me.role, me.term, None, 0, None)
         else:
             status = 503
-            body = {"error": "this node is waiting for its cluster to form (bootstrap); try again shortly"}
+            message = "this node is waiting for its cluster to form (bootstrap); try again shortly"
+            body = schema.UnavailableAnswer(message, schema.Code.UNAVAILABLE, False)
             headers.append((b"retry-after", b"1"))
-        data = json.dumps(body).encode()
+        data = msgspec.json.encode(body) + b"\n"
         headers.append((b"content-length", str(len(data)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})

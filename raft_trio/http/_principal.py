@@ -1,6 +1,6 @@
 """Who a request was admitted as (set by the gate, raft_trio.http.auth),
-and what the handlers derive from it: the stamp of a command and the
-Idempotency-Key as the log keeps it. Kept apart so that every module of
+and what the handlers derive from it: the stamp of a command, and whether
+the request still passes its checks. Kept apart so that every module of
 the package can read it without importing the gate."""
 
 from __future__ import annotations
@@ -40,15 +40,6 @@ def caller(scope: Any) -> Caller:
     if principal is None:
         return Caller("")
     return Caller(ROOT if principal.via == "admin token" else principal.user)
-
-
-def scoped_idempotency_key(scope: Any, key: str | None) -> str | None:
-    """An ``Idempotency-Key`` as the log keeps it: under the user's name
-    while a user is logged in, so that one user cannot fetch another's
-    remembered outcome by sending the same key."""
-    if key is None or principal_of(scope) is None:
-        return key
-    return f"{caller(scope).user}\0{key}"
 
 
 def still_allowed(scope: Any, node: RaftNode) -> bool:

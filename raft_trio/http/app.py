@@ -2,9 +2,11 @@
 endpoint, server-sent events, metrics and the OpenAPI docs, as one
 Quart-Trio app.
 
-The request and response models below are what the handlers use and what
-``/openapi.json`` documents (quart-schema generates it from them), so the
-docs cannot drift from the code.
+Request and answer shapes come from :mod:`raft_trio.schema`: the handlers
+decode requests into them, answer with them (through
+:mod:`raft_trio.http.answers`, which the lean routes share), and
+``/openapi.json`` documents them (quart-schema generates it), so the docs
+cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -25,51 +27,33 @@ from quart_schema import (
     QuartSchema,
     RequestSchemaValidationError,
     document_querystring,
+    document_response,
     hide,
     validate_request,
-    validate_response,
 )
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
-from ..core import AddLearner, ConfigChangeRejected, RaftError, RemoveMember
-from ..kv import MAX_VALUE_BYTES, CasFailed, Delete, Deleted, LeaseNotFound, Put, Written, parse_lease_id
-from ..node import (
-    NotLeaderError,
-    RaftNode,
-    ReadAborted,
-    Unavailable,
-    WriteFailed,
-    WriteIndeterminate,
-)
+from .. import schema
+from ..core import AddLearner, RemoveMember
+from ..kv import MAX_VALUE_BYTES, Delete
+from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
 from ..peer.wire import MESSAGES_PATH, PeerRequestError
-from . import auth_routes, coordination
-from ._answers import (
-    REVISION_HEADER,
-    DeleteAnswer,
-    ErrorAnswer,
-    Indeterminate,
-    KeyAnswer,
-    check_key,
-    error,
-    idempotency_token,
-    key_answer,
-    not_leader,
-    retry_later,
-    sse,
-    write,
-)
+from . import answers
 from ._principal import caller, principal_of, still_allowed
-from ._requests import PutBody
+from ._respond import answered, quart_response
+from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error
 from .auth import AuthGate
 from .auth_routes import add_auth_routes
 from .coordination import add_coordination_routes
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
 log = logging.getLogger(__name__)
+
+Code = schema.Code
 
 #: Swagger UI's assets, served by the node itself (no CDN).
 SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
@@ -78,6 +62,13 @@ SWAGGER_UI_PATH: str = swagger_ui_bundle.swagger_ui_path
 MAX_BODY_BYTES = 8 * MAX_VALUE_BYTES
 #: The routes that change the cluster itself (see ``require_admin_token``).
 ADMIN_ENDPOINTS = frozenset({"add_member", "remove_member", "transfer", "save_snapshot"})
+#: Error codes of the HTTP errors Quart and Werkzeug raise themselves.
+HTTP_ERROR_CODES = {
+    400: Code.BAD_REQUEST,
+    404: Code.NOT_FOUND,
+    405: Code.METHOD_NOT_ALLOWED,
+    413: Code.TOO_LARGE,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,98 +84,20 @@ class HttpSettings:
     docs_path: str = "/docs"
 
 
-# -- models -------------------------------------------------------------------
-
-
-class CasConflict(msgspec.Struct):
-    error: str
-    current: str | None
-    index: int
-
-
-class ReadQuery(msgspec.Struct):
-    consistency: str = "linearizable"
-
-
-class MemberModel(msgspec.Struct):
-    id: str
-    url: str
-    voter: bool
-    #: It has acknowledged entries once: a new, empty data directory for it is refused.
-    started: bool = False
-
-
-class MembersAnswer(msgspec.Struct):
-    members: list[MemberModel]
-
-
-class AddMemberBody(msgspec.Struct):
-    id: str
-    url: str
-
-
-class MemberChangeAnswer(msgspec.Struct):
-    members: list[MemberModel]
-    index: int
-
-
-class TransferBody(msgspec.Struct):
-    to: str | None = None
-
-
-class TransferAnswer(msgspec.Struct):
-    leader_id: str
-
-
-class StatusAnswer(msgspec.Struct):
-    id: str
-    role: str
-    term: int
-    leader_id: str | None
-    leader_url: str | None
-    commit_index: int
-    applied_index: int
-    last_log_index: int
-    members: list[MemberModel]
-    #: How the others reach this node (its advertised URL).
-    url: str | None = None
-    #: This node's alarms: ``"NOSPACE"`` while its free space is below its reserve.
-    alarms: list[str] = msgspec.field(default_factory=list)
-
-
-class ReadyAnswer(msgspec.Struct):
-    """``/readyz``: ``ready`` and, in words, why (not)."""
-
-    ready: bool
-    reason: str
-    id: str
-    role: str
-    term: int
-    leader_id: str | None
-    applied_index: int
-    leader_commit_index: int | None
-
-
 #: Where quart-schema's msgspec conversion points ``$ref``s.
 REF_TEMPLATE = "#/components/schemas/{name}"
-#: Every model whose schema is nested in another one.
-NESTED_MODELS: tuple[type[msgspec.Struct], ...] = (
-    MemberModel,
-    *coordination.NESTED_MODELS,
-    *auth_routes.NESTED_MODELS,
-)
 
 
 class CompleteOpenAPIProvider(OpenAPIProvider):
     """quart-schema 0.25 keeps only the top model of msgspec's
     ``schema_components`` and drops the nested ones, so ``/openapi.json``
-    held ``$ref``s to ``#/components/schemas/MemberModel`` that resolve to
+    held ``$ref``s to ``#/components/schemas/Member`` that resolve to
     nothing (schema tools such as schemathesis refuse such a document).
     This adds the components of the nested models."""
 
     def schema(self) -> dict[str, Any]:
         document = super().schema()
-        _, components = msgspec.json.schema_components(NESTED_MODELS, ref_template=REF_TEMPLATE)
+        _, components = msgspec.json.schema_components(schema.NESTED_MODELS, ref_template=REF_TEMPLATE)
         schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
         for name, component in components.items():
             schemas.setdefault(name, component)
@@ -199,6 +112,11 @@ class KeyConverter(PathConverter):
 
     regex = r"[\s\S]+?"
     part_isolating = False
+
+
+def target() -> Target:
+    """The request being served, to send on to the leader."""
+    return Target.of_scope(dict(request.scope))
 
 
 # -- the app ------------------------------------------------------------------
@@ -229,17 +147,19 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     )
 
     @app.errorhandler(RequestSchemaValidationError)
-    async def invalid_request(exc: RequestSchemaValidationError) -> tuple[dict[str, Any], int]:
-        return error(400, f"invalid request: {exc.validation_error}")
+    @answered
+    async def invalid_request(exc: RequestSchemaValidationError) -> Answer:
+        return bad_request(f"invalid request: {exc.validation_error}")
 
     @app.errorhandler(UnicodeDecodeError)
-    async def not_utf8(exc: UnicodeDecodeError) -> tuple[dict[str, Any], int]:
-        return error(400, f"the request body is not valid UTF-8: {exc.reason} at byte {exc.start}")
+    @answered
+    async def not_utf8(exc: UnicodeDecodeError) -> Answer:
+        return bad_request(f"the request body is not valid UTF-8: {exc.reason} at byte {exc.start}")
 
     refusals = RefusalLog(log)
 
     @app.before_request
-    async def require_admin_token() -> Any:
+    async def require_admin_token() -> Response | None:
         """Membership changes and leadership transfer need the admin token
         when one is configured (or, with auth on, a user with the role
         root): checked before the body is even read."""
@@ -253,15 +173,19 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         node_metrics.ADMIN_REQUESTS_REFUSED.inc()
         reason = "missing or wrong admin token (Authorization: Bearer <RAFT_ADMIN_TOKEN>)"
         refusals.refused(f"{request.method} {request.path}", str(request.remote_addr), reason)
-        body, status = error(401, reason)
-        return body, status, {"WWW-Authenticate": 'Bearer realm="raft-trio admin"'}
+        refused = error(
+            401, Code.UNAUTHORIZED, reason, ("WWW-Authenticate", 'Bearer realm="raft-trio admin"')
+        )
+        return quart_response(refused)
 
     @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> Any:
+    @answered
+    async def http_error(exc: HTTPException) -> Answer:
         status = exc.code or 500
+        code = HTTP_ERROR_CODES.get(status, Code.INTERNAL)
         if status == 413:
-            return error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-        return error(status, exc.description or exc.name)
+            return error(413, code, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        return error(status, code, exc.description or exc.name)
 
     # -- key-value --------------------------------------------------------
 
@@ -269,98 +193,53 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.get(f"{prefix}/kv/")
     @app.delete(f"{prefix}/kv/")
     @hide
-    async def empty_key() -> tuple[dict[str, Any], int]:
-        return error(400, "the key is empty")
+    @answered
+    async def empty_key() -> Answer:
+        return bad_request("the key is empty")
 
     @app.put(f"{prefix}/kv/<key:key>")
-    @validate_request(PutBody)
-    @validate_response(KeyAnswer, 200)
-    @validate_response(CasConflict, 409)
-    @validate_response(ErrorAnswer, 400)
-    @validate_response(ErrorAnswer, 404)
-    @validate_response(Indeterminate, 503)
-    @validate_response(Indeterminate, 507)
-    async def put_key(key: str, data: PutBody) -> Any:
+    @validate_request(schema.PutRequest)
+    @document_response(schema.KeyAnswer, 200)
+    @document_response(schema.CasConflict, 409)
+    @document_response(schema.ErrorAnswer, 400)
+    @document_response(schema.ErrorAnswer, 404)
+    @document_response(schema.UnavailableAnswer, 503)
+    @document_response(schema.UnavailableAnswer, 507)
+    @answered
+    async def put_key(key: str, data: schema.PutRequest) -> Answer:
         """Write a key (compare-and-set with ``expect``, attached to a lease
         with ``lease``); answers once the write is committed on a majority
         and applied. ``507`` (nothing changed) while a member's free space
         is below what it needs (raft_trio.node.space)."""
-        if (bad := check_key(key)) is not None:
-            return bad
-        size = len(data.value.encode("utf-8"))
-        if size > MAX_VALUE_BYTES:
-            return error(413, f"the value is {size} bytes; at most {MAX_VALUE_BYTES} are allowed")
-        lease = 0
-        if data.lease is not None:
-            parsed = parse_lease_id(data.lease)
-            if parsed is None:
-                return error(400, f"lease {data.lease!r} is not a lease id (1 to 16 hex digits)")
-            lease = parsed
-        token = idempotency_token()
-        if isinstance(token, tuple):
-            return token
-        check = data.expect is not msgspec.UNSET
-        expect = data.expect if isinstance(data.expect, str) else None
-        command = Put(
-            key,
-            data.value,
-            check=check,
-            expect=expect,
-            token=token,
-            lease=lease,
-            caller=caller(request.scope),
-        )
-        result = await write(node, command)
-        if isinstance(result, Written):
-            return key_answer(result), 200
-        if isinstance(result, CasFailed):
-            return CasConflict(
-                "compare failed: the key does not hold the expected value", result.current, result.index
-            ), 409
-        if isinstance(result, LeaseNotFound):
-            return error(404, f"lease {data.lease} not found (expired or revoked)")
-        return result
+        token = request.headers.get(schema.IDEMPOTENCY_HEADER)
+        return await answers.put(node, key, data, token, target(), caller(request.scope))
 
     @app.get(f"{prefix}/kv/<key:key>")
-    @document_querystring(ReadQuery)
-    @validate_response(KeyAnswer, 200)
-    @validate_response(ErrorAnswer, 404)
-    async def get_key(key: str) -> Any:
+    @document_querystring(schema.ReadQuery)
+    @document_response(schema.KeyAnswer, 200)
+    @document_response(schema.ErrorAnswer, 404)
+    @answered
+    async def get_key(key: str) -> Answer:
         """Read a key: linearizable through the leader (ReadIndex), or from
         this node's state with ``?consistency=stale``."""
-        if (bad := check_key(key)) is not None:
-            return bad
+        if (refused := answers.check_key(key)) is not None:
+            return refused
         consistency = request.args.get("consistency", "linearizable")
         if consistency not in ("linearizable", "stale"):
-            return error(400, "consistency must be 'linearizable' or 'stale'")
-        if consistency == "linearizable":
-            try:
-                await node.linearizable_barrier()
-            except NotLeaderError as exc:
-                return not_leader(node, exc)
-            except ReadAborted as exc:
-                return retry_later(str(exc))
-        if not still_allowed(request.scope, node):
-            return error(403, f"no read permission on {key!r} (any more)", code="permission_denied")
-        found = node.kv.get(key)
-        if found is None:
-            return error(404, f"key {key!r} not found")
-        return key_answer(found), 200
+            return bad_request("consistency must be 'linearizable' or 'stale'")
+        scope = request.scope
+        return await answers.read_key(node, key, consistency, target(), lambda: still_allowed(scope, node))
 
     @app.delete(f"{prefix}/kv/<key:key>")
-    @validate_response(DeleteAnswer, 200)
-    @validate_response(Indeterminate, 503)
-    async def delete_key(key: str) -> Any:
+    @document_response(schema.DeleteAnswer, 200)
+    @document_response(schema.UnavailableAnswer, 503)
+    @answered
+    async def delete_key(key: str) -> Answer:
         """Delete a key; ``deleted`` says whether it existed."""
-        if (bad := check_key(key)) is not None:
-            return bad
-        token = idempotency_token()
-        if isinstance(token, tuple):
-            return token
-        result = await write(node, Delete(key, token=token, caller=caller(request.scope)))
-        if isinstance(result, Deleted):
-            return DeleteAnswer(result.key, result.deleted, result.index), 200
-        return result
+        token = request.headers.get(schema.IDEMPOTENCY_HEADER)
+        if (refused := answers.check_key(key) or answers.check_token(token)) is not None:
+            return refused
+        return await answers.write(node, Delete(key, token=token), target(), caller(request.scope))
 
     add_coordination_routes(app, node, prefix)
     add_auth_routes(app, node, prefix)
@@ -376,47 +255,60 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     # -- cluster ----------------------------------------------------------
 
     @app.get(f"{prefix}/status")
-    @validate_response(StatusAnswer, 200)
-    async def status() -> Any:
+    @document_response(schema.Status, 200)
+    @answered
+    async def status() -> Answer:
         """This node's view of the cluster."""
-        return node.status(), 200
+        return Answer(200, node.status())
 
     @app.get(f"{prefix}/members")
-    @validate_response(MembersAnswer, 200)
-    async def list_members() -> Any:
+    @document_response(schema.MembersAnswer, 200)
+    @answered
+    async def list_members() -> Answer:
         """The configuration in force on this node."""
-        return {"members": node.status()["members"]}, 200
+        return Answer(200, schema.MembersAnswer(node.status().members))
 
     @app.post(f"{prefix}/members")
-    @validate_request(AddMemberBody)
-    @validate_response(MemberChangeAnswer, 200)
-    async def add_member(data: AddMemberBody) -> Any:
+    @validate_request(schema.AddMemberRequest)
+    @document_response(schema.MemberChangeAnswer, 200)
+    @document_response(schema.ErrorAnswer, 409)
+    @answered
+    async def add_member(data: schema.AddMemberRequest) -> Answer:
         """Add a server: it joins as a learner and the leader promotes it to
-        voter once it has caught up."""
+        voter once it has caught up. 409 with code ``already_member`` if it
+        is one."""
         if not data.id or not data.url.startswith(("http://", "https://")):
-            return error(400, "a member needs a non-empty id and an http(s) url")
-        return await _change(node, AddLearner(data.id, data.url.rstrip("/")))
+            return bad_request("a member needs a non-empty id and an http(s) url")
+        return await change_membership(AddLearner(data.id, data.url.rstrip("/")))
 
     @app.delete(f"{prefix}/members/<member_id>")
-    @validate_response(MemberChangeAnswer, 200)
-    async def remove_member(member_id: str) -> Any:
+    @document_response(schema.MemberChangeAnswer, 200)
+    @document_response(schema.ErrorAnswer, 409)
+    @answered
+    async def remove_member(member_id: str) -> Answer:
         """Remove a server from the cluster."""
-        return await _change(node, RemoveMember(member_id))
+        return await change_membership(RemoveMember(member_id))
+
+    async def change_membership(change: AddLearner | RemoveMember) -> Answer:
+        try:
+            index = await node.change_membership(change)
+        except NODE_ERRORS as exc:
+            return answers.for_exception(exc, node, target())
+        return Answer(200, schema.MemberChangeAnswer(node.status().members, index))
 
     @app.post(f"{prefix}/leadership/transfer")
-    @validate_request(TransferBody)
-    @validate_response(TransferAnswer, 200)
-    async def transfer(data: TransferBody) -> Any:
+    @validate_request(schema.TransferRequest)
+    @document_response(schema.TransferAnswer, 200)
+    @answered
+    async def transfer(data: schema.TransferRequest) -> Answer:
         """Hand leadership to ``to`` (or the most caught-up voter)."""
         try:
-            target = await node.transfer_leadership(data.to)
-        except NotLeaderError as exc:
-            return not_leader(node, exc)
-        except RaftError as exc:
-            return error(400, str(exc))
-        if node.core.leader_id != target:
-            return retry_later(f"leadership did not move to {target} in time")
-        return TransferAnswer(target), 200
+            leader = await node.transfer_leadership(data.to)
+        except NODE_ERRORS as exc:
+            return answers.for_exception(exc, node, target())
+        if node.core.leader_id != leader:
+            return answers.retry_later(f"leadership did not move to {leader} in time")
+        return Answer(200, schema.TransferAnswer(leader))
 
     @app.get(f"{prefix}/events")
     async def events() -> Response:
@@ -426,7 +318,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         comment every second tells a quiet node from a paused one."""
 
         async def stream() -> AsyncIterator[bytes]:
-            yield sse("status", node.status())
+            yield answers.sse("status", node.status())
             async with node.subscribe() as channel:
                 while True:
                     with trio.move_on_after(1.0) as waited:
@@ -437,7 +329,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
                     if waited.cancelled_caught:
                         yield b": keep-alive\n\n"
                     else:
-                        yield sse(event.name, event.data)
+                        yield answers.sse(event.name, event.data)
 
         response = Response(stream(), content_type="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
@@ -447,19 +339,22 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     # -- operations -------------------------------------------------------
 
     @app.get("/healthz")
-    async def healthz() -> Any:
+    @document_response(schema.Health, 200)
+    @answered
+    async def healthz() -> Answer:
         """200 while the process serves."""
-        return {"ok": True}, 200
+        return Answer(200, schema.Health(True))
 
     @app.get("/readyz")
-    @validate_response(ReadyAnswer, 200)
-    @validate_response(ReadyAnswer, 503)
-    async def readyz() -> Any:
+    @document_response(schema.Readiness, 200)
+    @document_response(schema.Readiness, 503)
+    @answered
+    async def readyz() -> Answer:
         """200 when this node is a member caught up with a live leader (the
         leader: while it holds its check-quorum lease); 503 with the reason
         otherwise, also while it stops. Kubernetes' readiness probe."""
         state = node.readiness()
-        return state, 200 if state["ready"] else 503
+        return Answer(200 if state.ready else 503, state)
 
     @app.get("/metrics")
     @hide
@@ -492,7 +387,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             peers.accept(sender, headers, body)
         except PeerRequestError as exc:
             peers.refused(exc, str(request.remote_addr))
-            return error(exc.status, exc.message)
+            return {"error": exc.message}, exc.status
         return "", 204
 
     lean = LeanRoutes(
@@ -505,17 +400,3 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     docs = (settings.docs_path, settings.openapi_path, "/_docs/")
     app.asgi_app = AuthGate(lean, node, prefix, open_paths=docs)  # type: ignore[method-assign]
     return app
-
-
-async def _change(node: RaftNode, change: AddLearner | RemoveMember) -> Any:
-    try:
-        index = await node.change_membership(change)
-    except NotLeaderError as exc:
-        return not_leader(node, exc)
-    except ConfigChangeRejected as exc:
-        return error(409, str(exc))
-    except Unavailable as exc:
-        return retry_later(str(exc))
-    except (WriteIndeterminate, WriteFailed) as exc:
-        return Indeterminate(str(exc), isinstance(exc, WriteIndeterminate)), 503
-    return {"members": node.status()["members"], "index": index}, 200

@@ -31,7 +31,6 @@ gets an ``error`` event and the stream ends.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from urllib.parse import unquote
 
 import trio
 
+from .. import schema
 from ..asgi import certificate_name, client_certificate
 from ..auth import MAX_TOKEN_CHARS, TokenError, token_user
 from ..kv import ROOT, Need, Txn, key_interval, parse_lease_id
@@ -48,9 +48,11 @@ from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
 from ..peer.wire import FROM_HEADER
 from ._principal import CHECKED_KEY, PRINCIPAL_KEY, Principal, principal_of, still_allowed
-from .lean import request_headers, route_path, send_json_bytes
+from .answers import Answer, error, forbidden, retry_later, sse
+from .lean import request_headers, route_path, send_answer
 
 log = logging.getLogger(__name__)
+Code = schema.Code
 
 #: The login: open, rate-limited (raft_trio.auth.LoginThrottle).
 TOKEN_PATH = "/auth/token"
@@ -119,14 +121,17 @@ def rule_for(method: str, path: str, api_prefix: str, open_extra: tuple[str, ...
 # -- helpers for the handlers ------------------------------------------------------------
 
 
-def _forbidden(message: str) -> tuple[dict[str, Any], int]:
+def unauthorized(message: str) -> Answer:
+    """401: who are you? (Says how to answer in ``WWW-Authenticate``.)"""
+    return error(401, Code.UNAUTHORIZED, message, ("WWW-Authenticate", 'Bearer realm="raft-trio"'))
+
+
+def _forbidden(message: str) -> Answer:
     node_metrics.CLIENT_REQUESTS_REFUSED.labels("403").inc()
-    return {"error": message, "code": "permission_denied"}, 403
+    return forbidden(message)
 
 
-def refusal(
-    scope: Any, node: RaftNode, need: Need, start: str, end: str | None
-) -> tuple[dict[str, Any], int] | None:
+def refusal(scope: Any, node: RaftNode, need: Need, start: str, end: str | None) -> Answer | None:
     """None when the request's user may ``need`` every key of ``[start,
     end)`` (remembered, so a stream is checked again when roles change),
     else the 403 answer."""
@@ -140,7 +145,7 @@ def refusal(
     return _forbidden(f"user {principal.user!r} has no {need} permission on {what}")
 
 
-def txn_refusal(scope: Any, node: RaftNode, txn: Txn) -> tuple[dict[str, Any], int] | None:
+def txn_refusal(scope: Any, node: RaftNode, txn: Txn) -> Answer | None:
     """The 403 for a transaction with a compare or an operation the user
     may not do (checked again on apply)."""
     principal = principal_of(scope)
@@ -179,7 +184,7 @@ class AuthGate:
         if path.startswith(PEER_PREFIX) and security.peer_cert_auth:
             refused = self._peer_refusal(scope)
             if refused is not None:
-                await self._refuse(scope, send, 401, refused, "unauthorized")
+                await self._refuse(scope, send, unauthorized(refused))
                 return
         if rule.kind == "open":
             await self.app(scope, receive, send)
@@ -187,30 +192,25 @@ class AuthGate:
         headers = request_headers(scope)
         if not self.node.kv.auth.enabled:
             if rule.kind == "manage" and not security.admin_allowed(headers.get("authorization")):
-                await self._refuse(
-                    scope,
-                    send,
-                    401,
-                    "auth management needs the admin token while auth is off",
-                    "unauthorized",
-                )
+                message = "auth management needs the admin token while auth is off"
+                await self._refuse(scope, send, unauthorized(message))
                 return
             await self.app(scope, receive, send)
             return
         principal = self._authenticate(scope, headers)
         if isinstance(principal, str):
-            await self._refuse(scope, send, 401, principal, "unauthorized")
+            await self._refuse(scope, send, unauthorized(principal))
             return
         scope[PRINCIPAL_KEY] = principal
         if rule.kind != "observe" and principal.via != "admin token":
             out_of_touch = self.node.out_of_touch()
             if out_of_touch is not None:
                 message = f"this node cannot decide on permissions now: {out_of_touch}"
-                await self._refuse(scope, send, 503, message, "unavailable", {"retry-after": "1"})
+                await self._refuse(scope, send, retry_later(message))
                 return
         reason = self._authorize(principal, rule, scope)
         if reason is not None:
-            await self._refuse(scope, send, 403, reason, "permission_denied")
+            await self._refuse(scope, send, forbidden(reason))
             return
         await self._serve_checked(scope, receive, send)
 
@@ -283,26 +283,14 @@ class AuthGate:
 
     # -- answers -----------------------------------------------------------------------------
 
-    async def _refuse(
-        self,
-        scope: Any,
-        send: Any,
-        status: int,
-        message: str,
-        code: str,
-        extra: dict[str, str] | None = None,
-    ) -> None:
-        node_metrics.CLIENT_REQUESTS_REFUSED.labels(str(status)).inc()
-        client = scope.get("client")
-        if status in (401, 403):
-            self.refusals.refused(
-                f"{scope['method']} {route_path(scope)}", str(client[0]) if client else "unknown", message
-            )
-        headers = [(name.encode(), value.encode()) for name, value in (extra or {}).items()]
-        if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="raft-trio"'))
-        body = json.dumps({"error": message, "code": code}, separators=(",", ":")) + "\n"
-        await send_json_bytes(send, status, body.encode(), headers)
+    async def _refuse(self, scope: Any, send: Any, answer: Answer) -> None:
+        node_metrics.CLIENT_REQUESTS_REFUSED.labels(str(answer.status)).inc()
+        if answer.status in (401, 403):
+            client = scope.get("client")
+            message = getattr(answer.body, "error", "")
+            where = str(client[0]) if client else "unknown"
+            self.refusals.refused(f"{scope['method']} {route_path(scope)}", where, message)
+        await send_answer(send, answer)
 
     async def _serve_checked(self, scope: Any, receive: Any, send: Any) -> None:
         """Serve, checking a stream again before each chunk once the auth
@@ -332,8 +320,10 @@ class AuthGate:
                     checked_generation = state.generation
                     if not still_allowed(scope, self.node):
                         ended = True
-                        event = {"error": "permission revoked: the stream ends", "code": "permission_denied"}
-                        chunk = f"event: error\ndata: {json.dumps(event)}\n\n".encode()
+                        body = schema.ErrorAnswer(
+                            "permission revoked: the stream ends", Code.PERMISSION_DENIED
+                        )
+                        chunk = sse("error", body)
                         await send({"type": "http.response.body", "body": chunk, "more_body": False})
                         scope_of_app.cancel()
                         return

@@ -13,13 +13,12 @@ with plain ASGI:
   :class:`PeerReceiver`, that is the checks of :mod:`raft_trio.peer.wire`.
 - the plain cases of ``PUT`` and ``GET {prefix}/kv/{key}`` on the leader:
   a key of plain characters, a small JSON body that decodes to the model,
-  no query string. Everything else (a follower's 307, no leader, any input
-  error, a transfer in progress, an odd key) goes to the Quart handlers,
-  which stay the definition of the API and what ``/openapi.json``
-  documents. A request is handed over only before it had any effect, with
-  its body replayed, so the answer is the Quart handler's own. The answers
-  given here are byte for byte the ones Quart gives (its JSON provider:
-  sorted keys, compact, ASCII, a final newline).
+  no query string. Everything else (a follower's request, a body that is
+  not plain JSON, an odd key) goes to the Quart handlers, which stay what
+  ``/openapi.json`` documents. A request is handed over only before it had
+  any effect, with its body replayed. What a request does and how its
+  outcome is answered is :mod:`raft_trio.http.answers`, shared by both
+  paths: the same request gets the same bytes on either.
 """
 
 from __future__ import annotations
@@ -30,16 +29,9 @@ from typing import Any
 
 import msgspec
 
-from ..kv import MAX_VALUE_BYTES, CasFailed, PermissionDenied, Put, Written
-from ..node import (
-    InsufficientStorage,
-    NotLeaderError,
-    RaftNode,
-    ReadAborted,
-    Unavailable,
-    WriteFailed,
-    WriteIndeterminate,
-)
+from .. import schema
+from ..kv import MAX_VALUE_BYTES
+from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
 from ..peer.inbound import StreamEnd, read_stream
@@ -52,9 +44,9 @@ from ..peer.wire import (
     accept_stream,
     check_peer_head,
 )
-from ._answers import REVISION_HEADER, key_answer
-from ._principal import caller, scoped_idempotency_key, still_allowed
-from ._requests import IDEMPOTENCY_HEADER, MAX_TOKEN_LENGTH, PutBody
+from . import answers
+from ._principal import caller, still_allowed
+from .answers import REVISION_HEADER, Answer, Target
 
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
 MAX_PEER_BODY_BYTES = 1 << 30
@@ -84,6 +76,15 @@ async def send_json_bytes(
     await send({"type": "http.response.body", "body": data})
 
 
+async def send_answer(send: Any, answer: Answer, extra: list[tuple[str, str]] | None = None) -> None:
+    """An :class:`~raft_trio.http.answers.Answer` over plain ASGI, with the
+    headers Quart's ``Response`` would send for it."""
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers]
+    for name, value in extra or ():
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    await send_json_bytes(send, answer.status, answer.encode(), headers)
+
+
 async def read_body(receive: Any, limit: int) -> bytes | None:
     """The whole request body, or None if it exceeds ``limit`` bytes or
     the client went away."""
@@ -109,10 +110,10 @@ PLAIN_KEY = re.compile(r"[A-Za-z0-9._:~-]{1,1024}")
 MAX_LEAN_BODY_BYTES = 64 * 1024
 
 
-_put_decoder = msgspec.json.Decoder(PutBody)
+_put_decoder = msgspec.json.Decoder(schema.PutRequest)
 
 
-def _plain_value(data: PutBody) -> bool:
+def _plain_value(data: schema.PutRequest) -> bool:
     """Valid UTF-8 (no lone surrogate from a JSON escape) within the size
     limit; anything else is Quart's to answer."""
     try:
@@ -201,11 +202,9 @@ class LeanRoutes:
         """A JSON answer exactly as Quart's JSON provider writes it."""
         await send_json_bytes(send, status, (self.dumps(body, separators=(",", ":")) + "\n").encode())
 
-    async def answer_kv(self, send: Any, status: int, body: Any) -> None:
+    async def send_kv_answer(self, send: Any, answer: Answer) -> None:
         """An answer about a key, with the revision header Quart adds."""
-        data = (self.dumps(body, separators=(",", ":")) + "\n").encode()
-        revision = str(self.node.kv.revision).encode()
-        await send_json_bytes(send, status, data, [(REVISION_HEADER.lower().encode(), revision)])
+        await send_answer(send, answer, [(REVISION_HEADER, str(self.node.kv.revision))])
 
     async def put_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
@@ -221,79 +220,25 @@ class LeanRoutes:
         body = await read_body(receive, MAX_LEAN_BODY_BYTES)
         if body is None:
             return  # the client went away
-        quart = replay(body, receive)
-        token = headers.get(IDEMPOTENCY_HEADER.lower())
         try:
             data = _put_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             data = None
-        if (
-            data is None
-            or data.lease is not None
-            or (token is not None and not 1 <= len(token) <= MAX_TOKEN_LENGTH)
-            or not _plain_value(data)
-        ):
-            await self.app(scope, quart, send)
+        if data is None or not _plain_value(data):
+            await self.app(scope, replay(body, receive), send)
             return
-        check = data.expect is not msgspec.UNSET
-        expect = data.expect if isinstance(data.expect, str) else None
-        token = scoped_idempotency_key(scope, token)
-        put = Put(key, data.value, check=check, expect=expect, token=token, caller=caller(scope))
-        try:
-            result = await self.node.write(put)
-        except InsufficientStorage as exc:
-            await self.answer_kv(send, 507, {"error": str(exc), "indeterminate": False})
-            return
-        except (NotLeaderError, Unavailable):
-            # Refused before it was proposed: Quart's handler answers.
-            await self.app(scope, quart, send)
-            return
-        except WriteIndeterminate as exc:
-            await self.answer_kv(send, 503, {"error": str(exc), "indeterminate": True})
-            return
-        except WriteFailed as exc:
-            await self.answer_kv(send, 503, {"error": str(exc), "indeterminate": False})
-            return
-        if isinstance(result, Written):
-            await self.answer_kv(send, 200, msgspec.to_builtins(key_answer(result)))
-        elif isinstance(result, PermissionDenied):
-            await self.answer_kv(send, 403, {"error": result.error, "code": "permission_denied"})
-        elif isinstance(result, CasFailed):
-            await self.answer_kv(
-                send,
-                409,
-                {
-                    "error": "compare failed: the key does not hold the expected value",
-                    "current": result.current,
-                    "index": result.index,
-                },
-            )
-        else:
-            # A remembered outcome of another kind of write under this
-            # idempotency key: nothing new happened; Quart answers.
-            await self.app(scope, quart, send)
+        token = headers.get(schema.IDEMPOTENCY_HEADER.lower())
+        answer = await answers.put(self.node, key, data, token, Target.of_scope(scope), caller(scope))
+        await self.send_kv_answer(send, answer)
 
     async def get_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("query_string"):
             await self.app(scope, receive, send)
             return
-        try:
-            await self.node.linearizable_barrier()
-        except (NotLeaderError, ReadAborted):
-            # No read happened: Quart's handler answers (307, 503).
-            await self.app(scope, receive, send)
-            return
-        if not still_allowed(scope, self.node):
-            # Checked again after the barrier: the read sees what it allows.
-            await self.answer_kv(
-                send, 403, {"error": f"no read permission on {key!r} (any more)", "code": "permission_denied"}
-            )
-            return
-        found = self.node.kv.get(key)
-        if found is None:
-            await self.answer_kv(send, 404, {"error": f"key {key!r} not found"})
-        else:
-            await self.answer_kv(send, 200, msgspec.to_builtins(key_answer(found)))
+        answer = await answers.read_key(
+            self.node, key, "linearizable", Target.of_scope(scope), lambda: still_allowed(scope, self.node)
+        )
+        await self.send_kv_answer(send, answer)
 
     async def peer_messages(self, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)

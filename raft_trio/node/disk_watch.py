@@ -19,9 +19,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import httpx
 import trio
 
+from .. import schema
+from ..client import ClientError, TrioClient
 from ..core import Role
 from ..storage import StorageError
 from . import metrics
@@ -32,8 +33,8 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 1.0
 STATUS_TIMEOUT_S = 1.0
 
-#: Fetches a member's ``/api/status`` document (None: no answer).
-FetchStatus = Callable[[str], Awaitable[Any]]
+#: Fetches a member's ``/api/status`` (None: no answer).
+FetchStatus = Callable[[str], Awaitable[schema.Status | None]]
 
 
 class WatchedStorage(Protocol):
@@ -49,12 +50,14 @@ class WatchedNode(Protocol):
     def core(self) -> Any: ...
 
 
-def http_fetch_status(client: httpx.AsyncClient, api_prefix: str) -> FetchStatus:
-    async def fetch(url: str) -> Any:
+def client_fetch_status(client: TrioClient) -> FetchStatus:
+    """Each member's status through ``client`` (one of no endpoints, used
+    ``.at()`` each member), within ``STATUS_TIMEOUT_S``."""
+
+    async def fetch(url: str) -> schema.Status | None:
         try:
-            response = await client.get(f"{url}{api_prefix}/status", timeout=STATUS_TIMEOUT_S)
-            return response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+            return await client.at(url, timeout=STATUS_TIMEOUT_S).status()
+        except ClientError:
             return None
 
     return fetch
@@ -111,11 +114,11 @@ async def _peer_alarms(
     answered: set[str] = set()
 
     async def ask(member_id: str, url: str) -> None:
-        doc = await fetch_status(url)
-        if not isinstance(doc, dict):
+        status = await fetch_status(url)
+        if status is None:
             return
         answered.add(member_id)
-        if NOSPACE in (doc.get("alarms") or []):
+        if NOSPACE in status.alarms:
             found[member_id] = "NOSPACE alarm: free space below its reserve"
 
     others = {m.id: m.url for m in node.core.membership.members if m.id != node.id}

@@ -27,10 +27,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import Any, Literal
+from typing import Literal
 
 import trio
 
+from .. import schema
 from ..storage import DataDirError
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,9 @@ log = logging.getLogger(__name__)
 ROUND_S = 0.5
 #: How often the same "still waiting" line is logged again.
 REPEAT_LOG_S = 10.0
-#: The key of the waiting page's ``/api/status`` that says "new, waiting".
-WAITING_KEY = "first_start"
 
 #: Fetches a member's ``/api/status`` document (None: no answer).
-FetchStatus = Callable[[str], Awaitable[Any]]
+FetchStatus = Callable[[str], Awaitable[schema.Status | None]]
 
 
 class AlreadyMember(DataDirError):
@@ -67,20 +66,9 @@ class PeerAnswer:
     members: dict[str, MemberEntry]
 
     @classmethod
-    def parse(cls, url: str, doc: Any) -> PeerAnswer | None:
-        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
-            return None
-        members: dict[str, MemberEntry] = {}
-        for item in doc.get("members") or []:
-            if (
-                isinstance(item, dict)
-                and isinstance(item.get("id"), str)
-                and isinstance(item.get("url"), str)
-            ):
-                members[item["id"]] = MemberEntry(
-                    bool(item.get("voter", True)), bool(item.get("started", False)), item["url"]
-                )
-        waiting = WAITING_KEY in doc or isinstance(doc.get("bootstrap"), dict)
+    def of(cls, url: str, status: schema.Status) -> PeerAnswer:
+        members = {m.id: MemberEntry(m.voter, m.started, m.url) for m in status.members}
+        waiting = status.first_start is not schema.UNSET or status.bootstrap is not schema.UNSET
         return cls(url, waiting, members)
 
 
@@ -183,9 +171,9 @@ async def _ask_all(urls: Iterable[str], fetch_status: FetchStatus) -> list[PeerA
     answers: list[PeerAnswer] = []
 
     async def ask(url: str) -> None:
-        answer = PeerAnswer.parse(url, await fetch_status(url))
-        if answer is not None:
-            answers.append(answer)
+        status = await fetch_status(url)
+        if status is not None:
+            answers.append(PeerAnswer.of(url, status))
 
     async with trio.open_nursery() as nursery:
         for url in urls:
@@ -193,18 +181,17 @@ async def _ask_all(urls: Iterable[str], fetch_status: FetchStatus) -> list[PeerA
     return answers
 
 
-def waiting_status(me: str, peers: Collection[str]) -> dict[str, Any]:
+def waiting_status(me: str, peers: Collection[str]) -> schema.Status:
     """The ``/api/status`` of a node waiting in its first-start check."""
-    return {
-        "id": me,
-        "role": "follower",
-        "term": 0,
-        "leader_id": None,
-        "leader_url": None,
-        "commit_index": 0,
-        "applied_index": 0,
-        "last_log_index": 0,
-        "members": [],
-        "alarms": [],
-        WAITING_KEY: {"asking": sorted(peers)},
-    }
+    return schema.Status(
+        id=me,
+        role="follower",
+        term=0,
+        leader_id=None,
+        leader_url=None,
+        commit_index=0,
+        applied_index=0,
+        last_log_index=0,
+        members=[],
+        first_start=schema.FirstStart(sorted(peers)),
+    )

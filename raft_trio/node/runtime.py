@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
+from .. import schema
 from ..broadcast import Broadcast
 from ..core import (
     AppendEntries,
@@ -189,8 +190,8 @@ LOW_SPACE_COMPACT_ENTRIES = 100
 class NodeEvent:
     """A change worth announcing on ``/api/events``."""
 
-    name: str  # role, term, leader, membership
-    data: dict[str, Any]
+    name: str  # role, term, leader, membership, commit
+    data: schema.NodeEventData
 
 
 class RaftNode:
@@ -282,7 +283,7 @@ class RaftNode:
     # Queries
 
     @property
-    def role_name(self) -> str:
+    def role_name(self) -> schema.Role:
         role = self.core.role
         if role is Role.LEADER:
             return "leader"
@@ -301,19 +302,24 @@ class RaftNode:
         member = self.core.membership.get(leader)
         return member.url if member is not None else None
 
-    def event_payload(self) -> dict[str, Any]:
+    def event_payload(self, *, with_members: bool = False) -> schema.NodeEventData:
         """What every event carries (the contract asks for at least id,
         role, term and leader_id)."""
-        return {
-            "id": self.id,
-            "role": self.role_name,
-            "term": self.core.term,
-            "leader_id": self.core.leader_id,
-            "commit_index": self.core.log.committed,
-            "applied_index": self.kv.applied_index,
-        }
+        return schema.NodeEventData(
+            id=self.id,
+            role=self.role_name,
+            term=self.core.term,
+            leader_id=self.core.leader_id,
+            commit_index=self.core.log.committed,
+            applied_index=self.kv.applied_index,
+            members=self._members() if with_members else schema.UNSET,
+        )
 
-    def readiness(self) -> dict[str, Any]:
+    def _members(self) -> list[schema.Member]:
+        started = self.kv.started
+        return [schema.Member(m.id, m.url, m.voter, m.id in started) for m in self.core.membership.members]
+
+    def readiness(self) -> schema.Readiness:
         """The ``/readyz`` document: ``ready`` is true when this node is a
         member that is caught up with a live leader, so that Kubernetes
         sends it clients and a rolling update waits for it before it stops
@@ -334,51 +340,49 @@ class RaftNode:
         ``reason`` says why not, in words."""
         core = self.core
         applied = self.kv.applied_index
-        doc: dict[str, Any] = {
-            "ready": False,
-            "reason": "",
-            "id": self.id,
-            "role": self.role_name,
-            "term": core.term,
-            "leader_id": core.leader_id,
-            "applied_index": applied,
-            "leader_commit_index": None,
-        }
 
-        def not_ready(reason: str) -> dict[str, Any]:
-            doc["reason"] = reason
-            return doc
+        def answer(ready: bool, reason: str, leader_commit: int | None = None) -> schema.Readiness:
+            return schema.Readiness(
+                ready=ready,
+                reason=reason,
+                id=self.id,
+                role=self.role_name,
+                term=core.term,
+                leader_id=core.leader_id,
+                applied_index=applied,
+                leader_commit_index=leader_commit,
+            )
 
         if self.stopping:
-            return not_ready("the node is stopping")
+            return answer(False, "the node is stopping")
         if self._persist_started is not None:
             writing_ms = (trio.current_time() - self._persist_started) * 1000
             if writing_ms >= self.timing.election_min_ms:
-                return not_ready(f"storage failing: a disk write has not finished in {writing_ms:.0f} ms")
+                return answer(False, f"storage failing: a disk write has not finished in {writing_ms:.0f} ms")
         if core.membership.get(self.id) is None:
-            return not_ready("not a member of the cluster's configuration (yet, or any more)")
+            return answer(False, "not a member of the cluster's configuration (yet, or any more)")
         out_of_touch = self.out_of_touch()
         if core.role is Role.LEADER:
-            doc["leader_commit_index"] = core.log.committed
+            committed = core.log.committed
             if out_of_touch is not None:
-                return not_ready(out_of_touch)
-            if core.log.term(core.log.committed) != core.term:
-                return not_ready("new leader: no entry of its term has committed yet")
-            if applied + READY_MAX_LAG < core.log.committed:
-                return not_ready(f"applying: applied {applied} of committed {core.log.committed}")
-            doc["ready"] = True
-            doc["reason"] = "leader holding its check-quorum lease"
-            return doc
+                return answer(False, out_of_touch, committed)
+            if core.log.term(committed) != core.term:
+                return answer(False, "new leader: no entry of its term has committed yet", committed)
+            if applied + READY_MAX_LAG < committed:
+                return answer(False, f"applying: applied {applied} of committed {committed}", committed)
+            return answer(True, "leader holding its check-quorum lease", committed)
         leader = core.leader_id
-        if leader is not None and self._leader_heard == (core.term, leader):
-            doc["leader_commit_index"] = self._leader_commit
+        heard = leader is not None and self._leader_heard == (core.term, leader)
+        leader_commit = self._leader_commit if heard else None
         if out_of_touch is not None:
-            return not_ready(out_of_touch)
+            return answer(False, out_of_touch, leader_commit)
         if applied + READY_MAX_LAG < self._leader_commit:
-            return not_ready(f"behind: applied {applied}, the leader's commit index is {self._leader_commit}")
-        doc["ready"] = True
-        doc["reason"] = f"caught up with the leader {leader}"
-        return doc
+            return answer(
+                False,
+                f"behind: applied {applied}, the leader's commit index is {self._leader_commit}",
+                self._leader_commit,
+            )
+        return answer(True, f"caught up with the leader {leader}", self._leader_commit)
 
     def out_of_touch(self) -> str | None:
         """Why this node may not be in touch with the cluster's latest
@@ -418,19 +422,21 @@ class RaftNode:
             return f"the leader {leader} has been silent for {silent_ms:.0f} ms"
         return None
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> schema.Status:
         """The ``/api/status`` document."""
-        return {
-            **self.event_payload(),
-            "url": self.url,
-            "leader_url": self.leader_url(),
-            "last_log_index": self.core.log.last_index(),
-            "members": [
-                {"id": m.id, "url": m.url, "voter": m.voter, "started": m.id in self.kv.started}
-                for m in self.core.membership.members
-            ],
-            "alarms": self.space.alarms() if self.space is not None else [],
-        }
+        return schema.Status(
+            id=self.id,
+            role=self.role_name,
+            term=self.core.term,
+            leader_id=self.core.leader_id,
+            leader_url=self.leader_url(),
+            commit_index=self.core.log.committed,
+            applied_index=self.kv.applied_index,
+            last_log_index=self.core.log.last_index(),
+            members=self._members(),
+            url=self.url,
+            alarms=self.space.alarms() if self.space is not None else [],
+        )
 
     # ------------------------------------------------------------------
     # Running
@@ -787,9 +793,7 @@ class RaftNode:
         self._role_listeners.append(listener)
 
     def _announce(self, name: str) -> None:
-        data = self.event_payload()
-        if name == "membership":
-            data["members"] = self.status()["members"]
+        data = self.event_payload(with_members=name == "membership")
         self._events.publish(NodeEvent(name, data))
 
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[trio.MemoryReceiveChannel[NodeEvent]]:

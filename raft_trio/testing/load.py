@@ -2,17 +2,18 @@
 test and ``bench/rolling_restart.py``): N client threads, each writing
 distinct keys one after another, and a record of every write's fate.
 
-A client behaves as the contract asks of a careful one:
+Each client is a :class:`raft_trio.client.Client` that makes one attempt
+at a time (``retry=False``), so that the load counts its retries; it
+behaves as the contract asks of a careful client:
 
 - it follows 307 redirects to the leader;
-- a ``503`` marked ``"indeterminate": false`` (or with no JSON: a node that
-  is still starting) had no effect, so the write is retried, at the next
-  node;
+- a ``503`` that certainly had no effect (any but ``indeterminate``) is
+  retried, at the next node;
 - a connection error (refused, reset, timed out) is retried at the next
   node too. Every write carries an ``Idempotency-Key``, so a retry of a
   write that did reach a leader is answered with the first outcome and
   applied once: a connection error is never an unknown outcome here;
-- a ``503`` marked ``"indeterminate": true`` ends the write as
+- a ``503`` with code ``indeterminate`` ends the write as
   *indeterminate*; any other answer ends it as *failed*; a write with no
   ``200`` within ``write_deadline`` seconds ends as indeterminate.
 
@@ -28,10 +29,8 @@ import dataclasses
 import itertools
 import threading
 import time
-from typing import Any
-from urllib.parse import quote
 
-import httpx
+from ..client import ApiError, Client, Indeterminate, NoEndpointAnswered
 
 #: Pause before retrying a write that certainly had no effect; short,
 #: since the point is to see how soon the cluster takes writes again (a
@@ -61,7 +60,7 @@ class LoadSummary:
     ok: int
     failed: int
     indeterminate: int
-    #: Attempts retried after a 503 marked indeterminate false.
+    #: Attempts retried after a 503 that certainly had no effect.
     retried_unavailable: int
     #: Attempts retried after a connection error.
     retried_connection: int
@@ -151,58 +150,56 @@ class WriteLoad:
 
     def _run(self, client: int) -> None:
         try:
-            with httpx.Client(
-                timeout=httpx.Timeout(self.request_timeout, connect=1.0),
-                follow_redirects=True,
-                trust_env=False,
-            ) as http:
+            with Client(
+                self.urls,
+                timeout=self.request_timeout,
+                connect_timeout=1.0,
+                api_prefix=self.api_prefix,
+                retry=False,
+            ) as cluster:
+                nodes = [cluster.at(url) for url in self.urls]
                 target = client  # spread the clients' first choices over the nodes
                 n = 0
                 while not self._halt.is_set():
                     key = f"{self.prefix}-{client}-{n:06d}"
-                    target = self._write(http, key, f"value of {key}", target)
+                    target = self._write(nodes, key, f"value of {key}", target)
                     n += 1
         except BaseException as error:  # reported by the caller; a thread must not die silently
             with self._lock:
                 self.errors.append(error)
 
-    def _write(self, http: httpx.Client, key: str, value: str, target: int) -> int:
+    def _write(self, nodes: list[Client], key: str, value: str, target: int) -> int:
         """One write to its end; the node index to start the next one at."""
         started = time.monotonic()
-        headers = {"Idempotency-Key": key}
-        path = f"{self.api_prefix}/kv/{quote(key, safe='/')}"
         while True:
             if time.monotonic() - started > self.write_deadline:
                 self._end(Unacked(key, value, "indeterminate", f"no 200 within {self.write_deadline} s"))
                 return target
-            url = self.urls[target % len(self.urls)] + path
             try:
-                response = http.put(url, json={"value": value}, headers=headers)
-            except httpx.HTTPError:
+                answer = nodes[target % len(nodes)].put(key, value, idempotency_key=key)
+            except NoEndpointAnswered:
                 with self._lock:
                     self.retried_connection += 1
                 target += 1
                 continue
-            if response.status_code == 200:
-                body = _json(response)
-                if body.get("key") != key or body.get("value") != value:
-                    self._end(Unacked(key, value, "failed", f"200 with a wrong body: {response.text[:200]}"))
-                    return target
-                with self._lock:
-                    self.acks.append(Ack(key, value, int(body["index"]), started, time.monotonic()))
+            except Indeterminate as error:
+                self._end(Unacked(key, value, "indeterminate", f"{error.status} {error.message}"))
                 return target
-            body = _json(response)
-            if response.status_code == 503 and body.get("indeterminate") is True:
-                self._end(Unacked(key, value, "indeterminate", response.text[:200]))
+            except ApiError as error:
+                if error.status == 503:
+                    # No effect for certain: retry.
+                    with self._lock:
+                        self.retried_unavailable += 1
+                    target += 1
+                    time.sleep(RETRY_PAUSE_S)
+                    continue
+                self._end(Unacked(key, value, "failed", f"{error.status} {error.code} {error.message}"))
                 return target
-            if response.status_code == 503:
-                # No effect for certain (or a node still starting): retry.
-                with self._lock:
-                    self.retried_unavailable += 1
-                target += 1
-                time.sleep(RETRY_PAUSE_S)
-                continue
-            self._end(Unacked(key, value, "failed", f"{response.status_code} {response.text[:200]}"))
+            if answer.key != key or answer.value != value:
+                self._end(Unacked(key, value, "failed", f"200 with a wrong body: {answer}"))
+                return target
+            with self._lock:
+                self.acks.append(Ack(key, value, answer.index, started, time.monotonic()))
             return target
 
     def _end(self, write: Unacked) -> None:
@@ -233,11 +230,3 @@ class WriteLoad:
             p99_latency_s=percentile(latencies, 0.99),
             max_latency_s=latencies[-1] if latencies else 0.0,
         )
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from raft_trio.cli import build_parser, settings
+from raft_trio.cli.argv import extract_globals
 from raft_trio.cli.errors import UsageError
+from raft_trio.cli.up import record_cluster
 
 VARIABLES = (
     "APP_NAME",
@@ -20,13 +22,15 @@ VARIABLES = (
     "POD_NAME",
     "POD_NAMESPACE",
     "HOSTNAME",
+    "RAFT_TRIO_ENDPOINTS",
 )
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./raft-data of a real `up` in sight
 
 
 def node_args(tmp_path: Path, *extra: str) -> list[str]:
@@ -76,7 +80,7 @@ def test_the_leave_hook_takes_the_pod_and_the_api_server_from_the_environment(
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
     got = settings.leave_settings(parse(["leave"]), None)
     assert (got.pod_name, got.api_url, got.namespace) == ("node-7", "https://[fd00::1]:6443", None)
-    assert got.node_url == settings.DEFAULT_CLUSTER
+    assert got.node_url == "http://127.0.0.1:9001"
     monkeypatch.setenv("POD_NAME", "node-2")
     monkeypatch.setenv("POD_NAMESPACE", "raft")
     got = settings.leave_settings(parse(["leave"]), ["http://10.0.0.5:9001"])
@@ -89,3 +93,71 @@ def test_the_leave_hook_takes_the_pod_and_the_api_server_from_the_environment(
 def test_leave_without_a_pod_name_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="leave needs --pod"):
         settings.leave_settings(build_parser().parse_args(["leave"]), None)
+
+
+def test_the_endpoints_come_from_the_flag_else_the_variable_else_up_else_the_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert settings.endpoints(None) == settings.Endpoints(
+        ["http://127.0.0.1:9001", "http://127.0.0.1:9002", "http://127.0.0.1:9003"], "the default"
+    )
+    (tmp_path / "raft-data").mkdir()
+    record_cluster(
+        tmp_path / "raft-data", {"n1": "http://127.0.0.1:9101", "n2": "http://127.0.0.1:9102"}, "-"
+    )
+    assert settings.endpoints(None) == settings.Endpoints(
+        ["http://127.0.0.1:9101", "http://127.0.0.1:9102"], "./raft-data/cluster.json"
+    )
+    monkeypatch.setenv("RAFT_TRIO_ENDPOINTS", "http://10.0.0.1:9001, http://10.0.0.2:9001/")
+    assert settings.endpoints(None) == settings.Endpoints(
+        ["http://10.0.0.1:9001", "http://10.0.0.2:9001"], "RAFT_TRIO_ENDPOINTS"
+    )
+    assert settings.endpoints(["https://n1:9001"]) == settings.Endpoints(["https://n1:9001"], "--endpoints")
+    monkeypatch.setenv("RAFT_TRIO_ENDPOINTS", "not-a-url")
+    with pytest.raises(UsageError, match="RAFT_TRIO_ENDPOINTS: 'not-a-url' is not an http"):
+        settings.endpoints(None)
+
+
+def test_a_damaged_record_of_up_is_passed_over(tmp_path: Path) -> None:
+    (tmp_path / "raft-data").mkdir()
+    for text in ("{not json", "[]", '{"nodes": ["http://x"]}', '{"nodes": {"n1": "ftp://x"}}'):
+        (tmp_path / "raft-data" / "cluster.json").write_text(text)
+        assert settings.endpoints(None).source == "the default"
+
+
+@pytest.mark.parametrize(
+    ("line", "rest", "options"),
+    [
+        (
+            ["kv", "get", "k", "--endpoints", "http://a:1,http://b:2"],
+            ["kv", "get", "k"],
+            (["http://a:1", "http://b:2"], None),
+        ),
+        (
+            ["--cluster=http://a:1", "-o", "table", "kv", "get", "k"],
+            ["kv", "get", "k"],
+            (["http://a:1"], "table"),
+        ),
+        (["status", "-ojson", "--output=table"], ["status"], (None, "table")),
+        (["node", "--cluster-id", "blue"], ["node", "--cluster-id", "blue"], (None, None)),
+        (["lock", "x", "--", "cmd", "-o", "json"], ["lock", "x", "--", "cmd", "-o", "json"], (None, None)),
+    ],
+)
+def test_endpoints_and_output_stand_anywhere_on_the_line(
+    line: list[str], rest: list[str], options: tuple[list[str] | None, str | None]
+) -> None:
+    got_rest, got = extract_globals(line)
+    assert (got_rest, (got.endpoints, got.output)) == (rest, options)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (["kv", "get", "k", "--endpoints"], "--endpoints needs URL"),
+        (["kv", "get", "k", "--cluster", ","], "--cluster needs URL"),
+        (["kv", "get", "k", "-o", "yaml"], "-o takes table or json, not 'yaml'"),
+    ],
+)
+def test_bad_endpoints_or_output_are_usage_errors(line: list[str], problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
+        extract_globals(line)

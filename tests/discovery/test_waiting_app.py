@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
+from raft_trio import schema
 from raft_trio.discovery import WaitingApp
 
 
@@ -24,10 +27,35 @@ async def get(app: WaitingApp, path: str) -> tuple[int, dict[str, Any]]:
     return start["status"], json.loads(body["body"])
 
 
+def waiting_status() -> schema.Status:
+    return schema.Status(
+        id="node-0",
+        role="follower",
+        term=0,
+        leader_id=None,
+        leader_url=None,
+        commit_index=0,
+        applied_index=0,
+        last_log_index=0,
+        members=[],
+        bootstrap=schema.Bootstrap(expect=3, ack=None, seen=["node-0"]),
+    )
+
+
 async def test_waiting_node_is_alive_but_not_ready() -> None:
-    app = WaitingApp(lambda: {"id": "node-0", "bootstrap": {"ack": None}})
+    app = WaitingApp(waiting_status)
     assert await get(app, "/healthz") == (200, {"ok": True})
     status, body = await get(app, "/readyz")
     assert status == 503
-    assert body == {"ready": False, "reason": "waiting for the cluster to form (bootstrap)"}
-    assert (await get(app, "/api/status"))[0] == 200
+    assert msgspec.convert(body, schema.Readiness) == schema.Readiness(
+        False, "waiting for the cluster to form (bootstrap)", "node-0", "follower", 0, None, 0, None
+    )
+    status, body = await get(app, "/api/status")
+    assert status == 200
+    assert msgspec.convert(body, schema.Status) == waiting_status()
+
+
+async def test_anything_else_is_unavailable_with_a_code() -> None:
+    status, body = await get(WaitingApp(waiting_status), "/api/kv/k")
+    assert status == 503
+    assert body["code"] == "unavailable" and body["indeterminate"] is False

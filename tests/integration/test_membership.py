@@ -105,7 +105,7 @@ def test_remove_a_member_and_transfer_leadership_with_the_cli(cluster: Any) -> N
     wait_until(n4_listed, 20.0, "n4 to be added to the configuration")
 
     # Remove it with the command line.
-    p = run_cli("members", "remove", "n4", "--cluster", c[lid].url)
+    p = run_cli("members", "remove", "n4", "--cluster", c[lid].url, "-o", "json")
     assert p.returncode == 0, f"exit {p.returncode}; stdout {p.stdout!r}; stderr {p.stderr!r}"
     answer = json.loads(p.stdout)
     assert "n4" not in members_of(answer), answer
@@ -116,7 +116,7 @@ def test_remove_a_member_and_transfer_leadership_with_the_cli(cluster: Any) -> N
         return ok, {nid: st and sorted(members_of(st)) for nid, st in views.items()}
 
     wait_until(n4_gone, ELECTION_S, "n4 to be gone from every member's configuration")
-    p = run_cli("members", "list", "--cluster", c[lid].url)
+    p = run_cli("members", "list", "--cluster", c[lid].url, "-o", "json")
     assert p.returncode == 0, p.stderr
     assert sorted(members_of(json.loads(p.stdout))) == original
     # The removed node's election attempts do not depose the leader.
@@ -130,7 +130,9 @@ def test_remove_a_member_and_transfer_leadership_with_the_cli(cluster: Any) -> N
         assert r.status_code == 200, describe(r)
         lid, term = c.wait_for_leader(original, min_term=term + 1)
         assert lid == "n1"
-    p = run_cli("transfer-leader", "--to", "n2", "--cluster", ",".join(c[nid].url for nid in original))
+    p = run_cli(
+        "transfer-leader", "--to", "n2", "-o", "json", "--cluster", ",".join(c[nid].url for nid in original)
+    )
     assert p.returncode == 0, f"exit {p.returncode}; stdout {p.stdout!r}; stderr {p.stderr!r}"
     assert json_of_text(p.stdout).get("leader_id") == "n2", p.stdout
     new, new_term = c.wait_for_leader(original, min_term=term + 1)

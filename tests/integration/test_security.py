@@ -94,9 +94,16 @@ def test_a_secure_cluster_serves_its_clients_and_refuses_strangers(
         httpx.get(f"http://127.0.0.1:{leader.port}/api/status", timeout=2, trust_env=False)
 
     # Membership changes need the admin token, also through a follower's redirect.
-    no_token = run_cli(cluster, follower_id, client_env, "members", "remove", "n3")
+    no_token = run_cli(cluster, follower_id, client_env, "members", "remove", "n3", "-o", "json")
     assert no_token.returncode == 1
-    assert json.loads(no_token.stdout)["error"].startswith("missing or wrong admin token")
+    refusal = json.loads(no_token.stdout)
+    assert refusal["error"].startswith("missing or wrong admin token") and refusal["code"] == "unauthorized"
+    in_words = run_cli(cluster, follower_id, client_env, "members", "remove", "n3")
+    assert (in_words.returncode, in_words.stdout) == (1, "")
+    assert (
+        in_words.stderr.startswith("raft-trio: missing or wrong admin token")
+        and "(unauthorized)" in in_words.stderr
+    )
     assert members(cluster, leader_id) == ["n1", "n2", "n3"]
     removed_id = next(nid for nid in cluster.nodes if nid not in (leader_id, follower_id))
     with_token = run_cli(

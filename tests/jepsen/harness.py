@@ -68,8 +68,21 @@ class _Link:
         self.sender = sender
         self.client = client
         self.upstream = upstream
+        self.ended = threading.Event()
+        #: Whether the node certainly read the connection's first request:
+        #: it answered on it, or the connection was still open with the
+        #: node running and not paused ``REPLAY_DELAY_S`` after it went in.
+        #: A request the node never read (it sat in the socket buffer of a
+        #: paused node when the connection was reset) is not replayed: its
+        #: late first delivery is no replay, and no signature can tell.
+        self.delivered = False
+
+    def watch_delivery(self, node_up: Callable[[], bool]) -> None:
+        if node_up() and not self.ended.wait(REPLAY_DELAY_S) and node_up():
+            self.delivered = True
 
     def cut(self) -> None:
+        self.ended.set()
         for sock in (self.client, self.upstream):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -186,14 +199,17 @@ class PeerProxy:
                 except OSError:
                     link.cut()
                     captured.clear()
-                back = threading.Thread(target=_pump, args=(upstream, client, None), daemon=True)
+                answer = bytearray()
+                back = threading.Thread(target=_pump, args=(upstream, client, answer), daemon=True)
                 back.start()
+                if replay:
+                    threading.Thread(target=link.watch_delivery, args=(self._node_up,), daemon=True).start()
                 _pump(client, upstream, captured if replay else None)
                 link.cut()
                 back.join()
             with self._lock:
                 self._links.discard(link)
-        if replay:
+        if replay and (link.delivered or answer):
             self._replay(bytes(captured))
 
     def _replay(self, captured: bytes) -> None:
@@ -212,10 +228,20 @@ class PeerProxy:
         except OSError:
             return  # the node is down: nothing learnt
         with conn:
+            # The head first: a stream's opening is judged on its head alone,
+            # and a refusal then comes at once. Sending the frames behind it
+            # unasked would leave them unread when the node closes, and its
+            # reset could destroy the refusal before it is read.
+            answer = b""
             try:
-                conn.sendall(captured)
-                conn.shutdown(socket.SHUT_WR)
-                answer = b""
+                conn.sendall(captured[:head_end])
+                conn.settimeout(1.0)
+                with contextlib.suppress(TimeoutError):
+                    answer = conn.recv(4096)
+                conn.settimeout(1.5)
+                if not answer:
+                    conn.sendall(captured[head_end:])
+                    conn.shutdown(socket.SHUT_WR)
                 while b"\r\n" not in answer:
                     chunk = conn.recv(4096)
                     if not chunk:
@@ -224,7 +250,7 @@ class PeerProxy:
             except TimeoutError:
                 return  # the node is paused: nothing learnt
             except OSError:
-                answer = b""
+                pass
         status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else b"0"
         self.replays.append(int(status))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from raft_trio import schema
 from raft_trio.cli.leave import LeaveError, Pod, desired_replicas, parse_pod
 
 from .fake_api import FakeKubernetesApi
@@ -88,8 +89,9 @@ class StubNode:
     def __init__(self, members: list[str]) -> None:
         self.members = members
 
-    def status(self, base: str | None = None) -> dict[str, object]:
-        return {"members": [{"id": m, "url": f"http://{m}:9001", "voter": True} for m in self.members]}
+    def status(self, base: str | None = None) -> schema.Status:
+        members = [schema.Member(m, f"http://{m}:9001", True) for m in self.members]
+        return schema.Status("node-0", "leader", 1, "node-0", "http://node-0:9001", 5, 5, 5, members)
 
 
 def test_on_a_scale_down_leadership_goes_only_to_pods_that_stay() -> None:

@@ -9,9 +9,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import trio
 
 from raft_monitor import NodeUnavailable, Report, parse_event
+from raft_trio import schema
+from raft_trio.client.sse import SseComment, SseDropped, SseEvent, SseParser
+
+SseItem = SseEvent | SseComment | SseDropped
 
 URLS = {f"n{i}": f"http://10.0.0.{i}:9001" for i in range(1, 6)}
 
@@ -40,6 +45,17 @@ def doc(
     if with_members is not None:
         data["members"] = members(*with_members)
     return data
+
+
+def as_status(data: dict[str, Any]) -> schema.Status:
+    """An event's data as the node's ``/api/status`` would hold it."""
+    defaults = {"leader_url": None, "last_log_index": data["commit_index"], "members": []}
+    return msgspec.convert({**defaults, **data}, schema.Status)
+
+
+def node_status(node_id: str, **kwargs: Any) -> schema.Status:
+    """A node's ``/api/status`` (``doc``'s fields)."""
+    return as_status(doc(node_id, **kwargs))
 
 
 def report(name: str = "role", **kwargs: Any) -> Report:
@@ -94,7 +110,7 @@ class FakeNode:
             await self._resumed.wait()
 
     @contextlib.asynccontextmanager
-    async def stream(self) -> AsyncIterator[AsyncIterator[str]]:
+    async def stream(self) -> AsyncIterator[AsyncIterator[SseItem]]:
         await self._gate()
         self.connects += 1
         send, receive = trio.open_memory_channel[str](1000)
@@ -118,8 +134,14 @@ class FakeNode:
                     continue
                 yield line
 
+        async def items() -> AsyncIterator[SseItem]:
+            parser = SseParser()
+            async for line in lines():
+                if (item := parser.feed(line)) is not None:
+                    yield item
+
         try:
-            yield lines()
+            yield items()
         finally:
             self._streams.discard(send)
             send.close()
@@ -136,15 +158,15 @@ class FakeNodes:
         self.by_url[URLS[node_id]] = node
         return node
 
-    def stream(self, url: str) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str]]:
+    def stream(self, url: str) -> contextlib.AbstractAsyncContextManager[AsyncIterator[SseItem]]:
         node = self.by_url.get(url)
         if node is None:
             raise NodeUnavailable("cannot connect")
         return node.stream()
 
-    async def status(self, url: str) -> Any:
+    async def status(self, url: str) -> schema.Status:
         node = self.by_url.get(url)
         if node is None:
             raise NodeUnavailable("cannot connect")
         await node._gate()
-        return dict(node.status)
+        return as_status(node.status)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
 from raft_monitor import ClusterView, MalformedEvent, parse_event, parse_status
 from raft_monitor._state import TimelineEntry, normalize_url
 
-from .helpers import URLS, doc, report
+from .helpers import URLS, doc, node_status, report
 
 
 def seeded(*ids: str) -> ClusterView:
@@ -104,16 +105,16 @@ def test_an_unreachable_node_keeps_what_it_last_said_and_comes_back() -> None:
 def test_status_refresh_moves_indexes_forward_only_and_never_the_role() -> None:
     view = seeded("n1")
     view.apply(URLS["n1"], report("status", node_id="n1", role="candidate", term=2, commit=5), 0.0)
-    stale = parse_status(doc("n1", role="follower", term=1, commit=7, applied=6))
+    stale = parse_status(node_status("n1", role="follower", term=1, commit=7, applied=6))
     view.update_indexes(URLS["n1"], stale, 1.0)
     node = view.nodes["n1"]
     assert (node.role, node.term, node.commit_index, node.applied_index) == ("candidate", 2, 7, 6)
-    view.update_indexes(URLS["n1"], parse_status(doc("n1", commit=3)), 2.0)
+    view.update_indexes(URLS["n1"], parse_status(node_status("n1", commit=3)), 2.0)
     assert (node.commit_index, node.applied_index) == (7, 6)
     # Not from another node, and not while unreachable.
-    assert not view.update_indexes(URLS["n1"], parse_status(doc("n2", commit=50)), 3.0)
+    assert not view.update_indexes(URLS["n1"], parse_status(node_status("n2", commit=50)), 3.0)
     view.mark_unreachable(URLS["n1"], 4.0, "stream ended")
-    assert not view.update_indexes(URLS["n1"], parse_status(doc("n1", commit=50)), 5.0)
+    assert not view.update_indexes(URLS["n1"], parse_status(node_status("n1", commit=50)), 5.0)
     assert node.commit_index == 7
 
 
@@ -249,27 +250,29 @@ def test_snapshot_for_the_page() -> None:
     assert snap["timeline"][0]["at_ms"] == 1_001_000
 
 
+def event(**fields: Any) -> str:
+    """An event's data: a valid one with ``fields`` changed (None: left out)."""
+    data = {"id": "n1", "role": "leader", "term": 1, "leader_id": "n1", "commit_index": 3, "applied_index": 3}
+    data.update(fields)
+    return json.dumps({k: v for k, v in data.items() if v is not None})
+
+
 @pytest.mark.parametrize(
     ("name", "data", "problem"),
     [
         ("role", "{not json", "not JSON"),
-        ("role", "[1, 2]", "JSON object"),
-        ("role", json.dumps({"role": "leader", "term": 1}), "'id'"),
-        ("role", json.dumps({"id": "n1", "role": "king", "term": 1}), "'role'"),
-        ("role", json.dumps({"id": "n1", "role": "leader", "term": True}), "'term'"),
-        ("role", json.dumps({"id": "n1", "role": "leader", "term": -1}), "'term'"),
-        ("role", json.dumps({"id": "n1", "role": "leader", "term": 1, "leader_id": 7}), "'leader_id'"),
-        ("role", json.dumps({"id": "n1", "role": "leader", "term": 1, "commit_index": "3"}), "commit_index"),
-        ("membership", json.dumps({"id": "n1", "role": "leader", "term": 1}), "'members' is missing"),
-        ("status", json.dumps({"id": "n1", "role": "leader", "term": 1, "members": {}}), "must be a list"),
-        (
-            "status",
-            json.dumps(
-                {"id": "n1", "role": "leader", "term": 1, "members": [{"id": "n2", "url": "ftp://x"}]}
-            ),
-            "url",
-        ),
-        ("gossip", json.dumps({"id": "n1"}), "unknown event"),
+        ("role", "[1, 2]", "Expected `object`"),
+        ("role", event(id=None), "`id`"),
+        ("role", event(id=""), r"`\$.id`"),
+        ("role", event(role="king"), r"`\$.role`"),
+        ("role", event(term=True), r"`\$.term`"),
+        ("role", event(term=-1), r"`\$.term`"),
+        ("role", event(leader_id=7), r"`\$.leader_id`"),
+        ("role", event(commit_index="3"), r"`\$.commit_index`"),
+        ("membership", event(), "`members` is missing"),
+        ("status", event(members={}), r"`\$.members`"),
+        ("status", event(members=[{"id": "n2", "url": "ftp://x"}]), r"`\$.members\[0\].url`"),
+        ("gossip", event(), "unknown event"),
     ],
 )
 def test_malformed_events_are_refused_with_a_reason(name: str, data: str, problem: str) -> None:

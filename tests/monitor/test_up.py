@@ -1,9 +1,11 @@
-"""``raft-trio up`` starts the monitor beside the nodes, and stops it with
-them on SIGTERM."""
+"""``raft-trio up`` starts the monitor beside the nodes, records the nodes
+for the client commands run in the same directory, and stops everything
+on SIGTERM."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -13,6 +15,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from tests.integration.cluster import cli_command
 
 
 def consecutive_free_ports(count: int) -> int:
@@ -39,8 +43,11 @@ def test_up_serves_the_monitor_and_stops_it_cleanly(tmp_path: Path) -> None:
     monitor = f"http://127.0.0.1:{base + 3}"
     env = {**os.environ, "ELECTION_TIMEOUT_LOWER_MILLIS": "300", "ELECTION_TIMEOUT_UPPER_MILLIS": "600"}
     argv = [sys.executable, "-m", "raft_trio.cli", "up", "--base-port", str(base)]
-    argv += ["--monitor-port", str(base + 3), "--data-dir", str(tmp_path)]
-    up = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    argv += ["--monitor-port", str(base + 3)]  # and the default ./raft-data, in tmp_path
+    env.pop("RAFT_TRIO_ENDPOINTS", None)
+    up = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, cwd=tmp_path
+    )
     try:
         deadline = time.monotonic() + 20
         snapshot: dict[str, object] = {}
@@ -51,6 +58,20 @@ def test_up_serves_the_monitor_and_stops_it_cleanly(tmp_path: Path) -> None:
                     break
             time.sleep(0.1)
         assert snapshot.get("leader"), f"no leader on the monitor: {snapshot}"
+        recorded = json.loads((tmp_path / "raft-data" / "cluster.json").read_text())
+        nodes = {f"n{i + 1}": f"http://127.0.0.1:{base + i}" for i in range(3)}
+        assert recorded == {"nodes": nodes, "monitor": monitor}
+        # A client command run here finds the cluster without being told.
+        status = subprocess.run(
+            [*cli_command(), "status", "-o", "json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert status.returncode == 0, status.stderr
+        assert sorted(row["url"] for row in json.loads(status.stdout)) == sorted(nodes.values())
         page = httpx.get(monitor + "/", timeout=2, trust_env=False)
         assert (
             page.status_code == 200
@@ -61,8 +82,9 @@ def test_up_serves_the_monitor_and_stops_it_cleanly(tmp_path: Path) -> None:
         output, _ = up.communicate(timeout=15)
     assert up.returncode == 0, output
     assert f"monitor: {monitor}" in output
+    assert "try: raft-trio kv put hello world && raft-trio status" in output
     assert "raft-trio: stopped" in output
-    log = (tmp_path / "monitor.log").read_text()
+    log = (tmp_path / "raft-data" / "monitor.log").read_text()
     assert "monitor serving on" in log and log.rstrip().endswith("stopped"), log
     with contextlib.suppress(httpx.HTTPError):
         httpx.get(monitor + "/healthz", timeout=0.5, trust_env=False)

@@ -18,6 +18,7 @@ import pytest
 import trio
 import trio.testing
 
+from raft_trio import schema
 from raft_trio.core import Entry, HardState, RemoveMember, Snapshot
 from raft_trio.kv import (
     Delete,
@@ -167,11 +168,11 @@ async def test_a_leader_short_of_space_refuses_new_values_and_keeps_everything_e
     third = next(i for i in cluster.hosts if i != leader.id)
     await leader.change_membership(RemoveMember(third))
     assert leader.core.membership.get(third) is None
-    assert leader.status()["alarms"] == [NOSPACE]
+    assert leader.status().alarms == [NOSPACE]
     # Space comes back: new values are taken again.
     disk.free = 80 * MIB
     assert isinstance(await leader.write(Put("again", "v")), Written)
-    assert leader.status()["alarms"] == []
+    assert leader.status().alarms == []
 
 
 async def test_a_follower_short_of_space_stops_new_values_at_the_leader(
@@ -188,7 +189,7 @@ async def test_a_follower_short_of_space_stops_new_values_at_the_leader(
     guard(follower, follower_disk, reserve=64 * MIB)
     by_url = {h.node.url: h.node for h in cluster.hosts.values()}
 
-    async def fetch_status(url: str) -> Any:
+    async def fetch_status(url: str) -> schema.Status | None:
         await trio.sleep(0.001)
         return by_url[url].status()
 
@@ -219,17 +220,17 @@ async def test_a_disk_write_that_hangs_makes_the_node_unready(
     follower_id = next(i for i in cluster.hosts if i != leader.id)
     follower = cluster.hosts[follower_id].node
     with trio.fail_after(2 * HEARTBEAT_S):
-        while not follower.readiness()["ready"]:
+        while not follower.readiness().ready:
             await trio.sleep(0.01)
     cluster.hosts[follower_id].fsync_seconds = 60.0
     async with trio.open_nursery() as nursery:
         nursery.start_soon(leader.write, Put("k", "v"))
         await trio.sleep(ELECTION_MIN_S - 0.05)
-        assert follower.readiness()["ready"], "unready before the write was slow for an election timeout"
+        assert follower.readiness().ready, "unready before the write was slow for an election timeout"
         await trio.sleep(0.1)
         state = follower.readiness()
-        assert not state["ready"]
-        assert state["reason"].startswith("storage failing: a disk write has not finished in"), state
+        assert not state.ready
+        assert state.reason.startswith("storage failing: a disk write has not finished in"), state
         cluster.hosts[follower_id].fsync_seconds = 0.0
 
 

@@ -6,12 +6,11 @@ answers; the loop around it runs on Trio's fake clock."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import trio
 import trio.testing
 
+from raft_trio import schema
 from raft_trio.kv import KeyValueStore, Put, Started
 from raft_trio.node.first_start import AlreadyMember, PeerAnswer, check, decide, waiting_status
 
@@ -19,23 +18,32 @@ VOTERS = ["n1", "n2", "n3"]
 URLS = {"n1": "http://n1", "n2": "http://n2", "n3": "http://n3"}
 
 
+def status_of(node_id: str, members: list[schema.Member]) -> schema.Status:
+    """The status of a running member that lists ``members``."""
+    return schema.Status(
+        id=node_id,
+        role="follower",
+        term=1,
+        leader_id=None,
+        leader_url=None,
+        commit_index=0,
+        applied_index=0,
+        last_log_index=0,
+        members=members,
+    )
+
+
 def running(url: str, members: dict[str, tuple[bool, bool]]) -> PeerAnswer:
     """A running member's answer: id -> (voter, started)."""
-    doc = {
-        "id": url.removeprefix("http://"),
-        "members": [
-            {"id": i, "url": URLS.get(i, f"http://{i}"), "voter": v, "started": s}
-            for i, (v, s) in members.items()
-        ],
-    }
-    answer = PeerAnswer.parse(url, doc)
-    assert answer is not None and not answer.waiting
+    listed = [schema.Member(i, URLS.get(i, f"http://{i}"), v, s) for i, (v, s) in members.items()]
+    answer = PeerAnswer.of(url, status_of(url.removeprefix("http://"), listed))
+    assert not answer.waiting
     return answer
 
 
 def waiting(url: str) -> PeerAnswer:
-    answer = PeerAnswer.parse(url, waiting_status(url.removeprefix("http://"), ["x"]))
-    assert answer is not None and answer.waiting
+    answer = PeerAnswer.of(url, waiting_status(url.removeprefix("http://"), ["x"]))
+    assert answer.waiting
     return answer
 
 
@@ -99,19 +107,16 @@ def test_with_join_only_a_started_voter_is_refused() -> None:
 
 
 async def test_the_check_asks_again_until_a_member_answers(autojump_clock: trio.testing.MockClock) -> None:
-    answers: dict[str, Any] = {}
+    answers: dict[str, schema.Status] = {}
     asked: list[float] = []
 
-    async def fetch(url: str) -> Any:
+    async def fetch(url: str) -> schema.Status | None:
         asked.append(trio.current_time())
         return answers.get(url)
 
     async def later() -> None:
         await trio.sleep(3.2)
-        answers["http://n1"] = {
-            "id": "n1",
-            "members": [{"id": "n3", "url": "http://n3", "voter": True, "started": True}],
-        }
+        answers["http://n1"] = status_of("n1", [schema.Member("n3", "http://n3", True, True)])
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(later)

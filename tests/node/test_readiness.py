@@ -26,7 +26,7 @@ HEARTBEAT_S = TIMING.heartbeat_ms / 1000
 
 
 def ready(node: RaftNode) -> bool:
-    return bool(node.readiness()["ready"])
+    return node.readiness().ready
 
 
 async def wait_ready(nodes: list[RaftNode], within: float) -> None:
@@ -39,17 +39,17 @@ async def test_no_node_is_ready_before_a_leader_then_every_node_is(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
     nodes = [h.node for h in cluster.hosts.values()]
-    assert [n.readiness()["reason"] for n in nodes] == ["no leader is known"] * 3
+    assert [n.readiness().reason for n in nodes] == ["no leader is known"] * 3
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     # The new leader is ready once its no-op commits (a round trip), the
     # followers once they hear the commit index (the next append or heartbeat).
     await wait_ready(nodes, within=2 * HEARTBEAT_S)
     doc = leader.readiness()
-    assert doc["role"] == "leader" and doc["leader_commit_index"] == leader.core.log.committed
+    assert doc.role == "leader" and doc.leader_commit_index == leader.core.log.committed
     for follower in (n for n in nodes if n is not leader):
         state = follower.readiness()
-        assert state["leader_id"] == leader.id
-        assert state["reason"] == f"caught up with the leader {leader.id}"
+        assert state.leader_id == leader.id
+        assert state.reason == f"caught up with the leader {leader.id}"
 
 
 async def test_a_follower_that_stops_hearing_the_leader_is_unready_after_the_lease(
@@ -71,7 +71,7 @@ async def test_a_follower_that_stops_hearing_the_leader_is_unready_after_the_lea
             await trio.sleep(0.01)
     silent_for = trio.current_time() - cut_at
     assert ELECTION_MIN_S - HEARTBEAT_S <= silent_for <= ELECTION_MIN_S + 0.02, silent_for
-    reason = follower.readiness()["reason"]
+    reason = follower.readiness().reason
     assert "silent" in reason or reason == "no leader is known", reason
     # Messages flow again: ready within a heartbeat or two (the same leader).
     cluster.hosts[follower_id].paused = False
@@ -97,9 +97,9 @@ async def test_a_follower_behind_the_leaders_commit_index_is_unready_until_it_ap
             for n in range(per_batch):
                 writers.start_soon(leader.write, Put(f"b{batch}-{n}", "v"))
     state = follower.readiness()
-    assert not state["ready"], state
-    assert state["reason"].startswith("behind:"), state
-    assert state["leader_commit_index"] > state["applied_index"] + READY_MAX_LAG
+    assert not state.ready, state
+    assert state.reason.startswith("behind:"), state
+    assert state.leader_commit_index > state.applied_index + READY_MAX_LAG
     cluster.hosts[follower_id].fsync_seconds = 0.0
     # The stalled fsync ends (30 s), then the backlog is written and applied.
     await wait_ready([follower], within=30.0 + 5.0)
@@ -125,7 +125,7 @@ async def test_a_leader_is_ready_only_while_it_holds_its_check_quorum_lease(
         while ready(leader):
             await trio.sleep(0.01)
     assert trio.current_time() - cut_at <= ELECTION_MIN_S + 0.02
-    assert leader.readiness()["reason"].startswith("lease lapsing: 1 of 3 voters"), leader.readiness()
+    assert leader.readiness().reason.startswith("lease lapsing: 1 of 3 voters"), leader.readiness()
     # Check-quorum steps it down later (within two rounds); it stays unready.
     with trio.fail_after(2 * ELECTION_MIN_S):
         while leader.core.role is Role.LEADER:
@@ -139,7 +139,13 @@ async def test_a_stopping_node_is_unready_and_refuses_new_writes(
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     await wait_ready([leader], within=2 * HEARTBEAT_S)
     leader.begin_stop()
-    assert leader.readiness() == {**leader.readiness(), "ready": False, "reason": "the node is stopping"}
+    state = leader.readiness()
+    assert (state.ready, state.reason, state.id, state.role) == (
+        False,
+        "the node is stopping",
+        leader.id,
+        "leader",
+    )
     with pytest.raises(Unavailable):
         await leader.write(Put("late", "v"))
     assert await leader.drain(timeout=0.1)

@@ -198,5 +198,5 @@ async def test_the_event_stream_announces_commits_at_most_every_interval(
                 commits.append(event.data)
     elapsed = trio.current_time() - started
     assert 1 <= len(commits) <= elapsed / COMMIT_EVENT_INTERVAL_S + 1, len(commits)
-    assert commits[-1]["applied_index"] == leader.kv.applied_index
-    assert [c["applied_index"] for c in commits] == sorted(c["applied_index"] for c in commits)
+    assert commits[-1].applied_index == leader.kv.applied_index
+    assert [c.applied_index for c in commits] == sorted(c.applied_index for c in commits)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raft_monitor import SseComment, SseDropped, SseEvent, SseParser
+from raft_trio.client.sse import SseComment, SseDropped, SseEvent, SseParser
 
 
 def feed_all(parser: SseParser, lines: list[str]) -> list[object]:
@@ -26,8 +26,13 @@ def test_events_comments_and_multi_line_data() -> None:
     assert feed_all(parser, lines) == [
         SseEvent("role", '{"a":\n1}'),
         SseComment("keep-alive"),
-        SseEvent("message", "plain"),
+        SseEvent("message", "plain", "7"),
     ]
+
+
+def test_the_last_event_id_stays_with_later_events() -> None:
+    lines = ["id: 5", "event: put", "data: {}", "", "event: put", "data: {}", "", "id: 9", "data: x", ""]
+    assert [e.id for e in feed_all(SseParser(), lines) if isinstance(e, SseEvent)] == ["5", "5", "9"]
 
 
 def test_an_event_without_data_is_not_dispatched() -> None:

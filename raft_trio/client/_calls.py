@@ -1,0 +1,271 @@
+"""The client without I/O: what each call asks, and how one call makes
+its way through the cluster's endpoints.
+
+A :class:`Call` describes one request of the API (method, path, body,
+the model of its answer, whether it may be retried). :func:`attempts` is
+the way of one call, as a generator: it yields a :class:`Send` (the
+driver answers with a :class:`Reply` or a :class:`Failure`) or a
+:class:`Wait`, and returns the decoded answer or raises. The blocking and
+the Trio client drive the same generator, so they behave alike.
+
+The rules, for every call:
+
+- endpoints are tried in turn, the leader first when the call wants it
+  (writes, linearizable reads) and it is known, then the endpoint that
+  answered last;
+- a ``307`` is followed (at most ``MAX_REDIRECTS`` hops) and its target
+  remembered as the leader;
+- an endpoint that cannot be reached, or answers ``503`` with certainly no
+  effect (``no_leader``, ``unavailable``), sends the call on to the next
+  one; after a round of those, the call waits (``Retry-After``, backing
+  off from 0.1 s to 1 s) and goes round again until its time is up;
+- when the connection breaks after the request went out, only a call
+  that is safe to repeat goes on (a read, or a write carrying an
+  ``Idempotency-Key``, which the cluster applies once however often it
+  arrives); any other raises :class:`~._errors.Indeterminate`;
+- a ``503 indeterminate`` is retried only with an ``Idempotency-Key``;
+- any other answer that is not a success raises its
+  :class:`~._errors.ApiError`;
+- when no endpoint could be reached at all in a round, the call raises
+  :class:`~._errors.NoEndpointAnswered`, naming each endpoint and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
+
+import msgspec
+
+from .. import schema
+from ._errors import ApiError, ClientError, NoEndpointAnswered, api_error, error_answer, indeterminate
+
+T = TypeVar("T")
+Code = schema.Code
+
+#: Redirects one attempt follows (a leader change while it is under way
+#: can take two).
+MAX_REDIRECTS = 5
+#: First pause after a round of "no leader yet" answers; it doubles up to
+#: ``MAX_BACKOFF_S``.
+FIRST_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 1.0
+#: The answers that certainly had no effect: retry, elsewhere or later.
+RETRYABLE_CODES = frozenset({Code.NO_LEADER, Code.UNAVAILABLE})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How a client talks to the cluster."""
+
+    #: The time one call may take in all, retries included (seconds).
+    timeout: float = 10.0
+    #: The time one attempt may take to connect.
+    connect_timeout: float = 2.0
+    #: The time one attempt may wait for its answer (a node answers a write
+    #: that does not commit within 5 s with 503 indeterminate).
+    attempt_timeout: float = 7.0
+    #: Where the nodes serve their API (``API_PREFIX``).
+    api_prefix: str = "/api"
+    #: Sent as ``Authorization: Bearer`` on membership changes and
+    #: leadership transfer.
+    admin_token: str | None = None
+    #: Go round the endpoints again (after a pause) while they answer "no
+    #: leader yet"; False: one round, then raise (for callers that retry
+    #: and count retries themselves).
+    retry: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request of the API and the model of its answer."""
+
+    method: str
+    #: Below the API prefix (``/kv/x``), or from the root with ``root``.
+    path: str
+    model: type[T]
+    params: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    #: Safe to send again after it may have been served (reads).
+    repeatable: bool = False
+    #: Served by the leader only (writes and linearizable reads).
+    leader: bool = False
+    #: A write that takes an ``Idempotency-Key``.
+    write: bool = False
+    #: Needs the admin token.
+    admin: bool = False
+    #: ``path`` is from the root, not below the API prefix.
+    root: bool = False
+    #: Statuses besides 2xx whose body is the answer (``/readyz``'s 503).
+    also_ok: tuple[int, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def target(self, api_prefix: str) -> str:
+        """The path and query below an endpoint's URL."""
+        path = self.path if self.root else api_prefix.rstrip("/") + self.path
+        return path + ("?" + urlencode(self.params) if self.params else "")
+
+
+def json_body(value: Any) -> bytes:
+    return msgspec.json.encode(value)
+
+
+def kv_path(key: str) -> str:
+    if not key:
+        raise ValueError("the key is empty")
+    return "/kv/" + quote(key, safe="/")
+
+
+def normalize(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url.strip().rstrip("/")
+
+
+class Endpoints:
+    """The endpoints of a client and what it learned about them: the
+    leader (from redirects) and the endpoint that answered last."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        #: Empty for a client that is only a pool for :meth:`at` (every call
+        #: of its own raises NoEndpointAnswered).
+        self.urls = [normalize(url) for url in urls]
+        self.leader: str | None = None
+        #: The endpoint (or leader) that gave the last answer.
+        self.last: str | None = None
+        self._preferred = 0
+
+    def order(self, leader_first: bool) -> list[str]:
+        ordered = self.urls[self._preferred :] + self.urls[: self._preferred]
+        if leader_first and self.leader is not None:
+            return [self.leader, *(url for url in ordered if url != self.leader)]
+        return ordered
+
+    def answered(self, base: str) -> None:
+        self.last = base
+        if base in self.urls:
+            self._preferred = self.urls.index(base)
+
+    def learn_leader(self, location: str, target: str) -> str:
+        """The leader's base URL from a redirect's ``Location`` (the same
+        request on the leader), remembered for the next calls."""
+        without_query = location.split("?", 1)[0]
+        path = target.split("?", 1)[0]
+        if without_query.endswith(path) and len(without_query) > len(path):
+            base = without_query[: -len(path)]
+        else:
+            parts = urlsplit(location)
+            base = f"{parts.scheme}://{parts.netloc}"
+        self.leader = base.rstrip("/")
+        return self.leader
+
+    def unreachable(self, base: str) -> None:
+        if self.leader == base:
+            self.leader = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Send:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+    #: Seconds this attempt may take to be answered.
+    timeout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """No answer: ``reason`` in a few words; ``sent`` whether the request
+    may have reached the node (anything but a failure to connect)."""
+
+    reason: str
+    sent: bool
+
+
+Action = Send | Wait
+
+
+def decode(model: type[T], body: bytes, url: str) -> T:
+    try:
+        return msgspec.json.decode(body, type=model)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise ClientError(f"{url} answered something that is not a {model.__name__}: {error}") from None
+
+
+def attempts(
+    call: Call[T], endpoints: Endpoints, settings: Settings, clock: Callable[[], float], token: str | None
+) -> Generator[Action, Reply | Failure | None, T]:
+    """The way of one call (see the module's rules); ``token`` is the
+    write's ``Idempotency-Key``, the same on every attempt."""
+    deadline = clock() + settings.timeout
+    target = call.target(settings.api_prefix)
+    headers = dict(call.headers)
+    if call.body is not None:
+        headers["Content-Type"] = "application/json"
+    if token is not None:
+        headers[schema.IDEMPOTENCY_HEADER] = token
+    if call.admin and settings.admin_token:
+        headers["Authorization"] = f"Bearer {settings.admin_token}"
+    repeatable = call.repeatable or token is not None
+    backoff = FIRST_BACKOFF_S
+    tried: list[tuple[str, str]] = []
+    while True:
+        unavailable: ApiError | None = None
+        for base in endpoints.order(call.leader):
+            url, where, hops = base + target, base, 0
+            while True:
+                left = deadline - clock()
+                if left <= 0:
+                    raise unavailable or NoEndpointAnswered([*tried, (where, "out of time")])
+                reply = yield Send(call.method, url, headers, call.body, min(left, settings.attempt_timeout))
+                assert reply is not None
+                if isinstance(reply, Failure):
+                    endpoints.unreachable(base)
+                    if reply.sent and not repeatable:
+                        raise indeterminate(
+                            f"{where}: the connection broke after the request went out ({reply.reason}); "
+                            "it may or may not have taken effect",
+                            where,
+                        )
+                    tried.append((where, reply.reason))
+                    break
+                endpoints.answered(base)
+                if reply.status == 307 and "location" in reply.headers and hops < MAX_REDIRECTS:
+                    hops += 1
+                    url = reply.headers["location"]
+                    base = endpoints.learn_leader(url, target)
+                    where = f"{url} (the leader, by {where})"
+                    continue
+                if 200 <= reply.status < 300 or reply.status in call.also_ok:
+                    return decode(call.model, reply.body, url)
+                answer = error_answer(reply.status, reply.body)
+                error = api_error(reply.status, answer, base)
+                again = answer.code in RETRYABLE_CODES or (answer.code == Code.INDETERMINATE and repeatable)
+                if reply.status != 503 or not again:
+                    raise error
+                unavailable = error
+                tried.append((where, f"{reply.status} {answer.code}"))
+                break
+        if unavailable is None:
+            raise NoEndpointAnswered(tried)
+        if not settings.retry or clock() + backoff >= deadline:
+            raise unavailable
+        yield Wait(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
+        tried = []

@@ -1,0 +1,495 @@
+"""The blocking client: :class:`Client`. Its twin, :class:`TrioClient`
+(``_trio.py``), has the same methods, awaited."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Self, TypeVar
+
+import httpx
+
+from .. import schema
+from ..security import Security
+from . import _api, _http
+from ._api import MemberStatus, RangeSpec
+from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
+from ._errors import (
+    ApiError,
+    ClientError,
+    LeaseNotFound,
+    NoEndpointAnswered,
+    StreamBroken,
+    api_error,
+    error_answer,
+)
+from ._watch import WATCH_STALL_S, WatchCursor, retryable
+from .sse import SseComment, SseDropped, SseEvent, SseParser
+
+T = TypeVar("T")
+SseItem = SseEvent | SseComment | SseDropped
+
+#: Where a client looks without endpoints: ``raft-trio up``'s three nodes.
+DEFAULT_ENDPOINTS = ("http://127.0.0.1:9001", "http://127.0.0.1:9002", "http://127.0.0.1:9003")
+
+
+def _endpoint_list(endpoints: str | Sequence[str]) -> list[str]:
+    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    return [item.strip() for item in items if item.strip()]
+
+
+class Client:
+    """A blocking client of a raft-trio cluster.
+
+    ``endpoints`` (a list, or one string of comma-separated URLs) are
+    tried in turn; the client follows the leader's redirects and remembers
+    the leader, retries what is safe to retry, and gives every write an
+    ``Idempotency-Key`` so that a retry takes effect once. ``timeout`` is
+    what one call may take in all, retries included (``retry=False``: one
+    round of the endpoints, no waiting for a leader). ``ca`` is a CA bundle
+    (PEM) for ``https`` endpoints; ``admin_token`` is sent on membership
+    changes and leadership transfers (``security``, a
+    :class:`raft_trio.security.Security`, gives both as its variables
+    say: ``RAFT_TLS_CA``, ``RAFT_ADMIN_TOKEN``). Calls return values of
+    :mod:`raft_trio.schema` and raise :class:`~raft_trio.client.ClientError`.
+
+    Use it as a context manager, or call :meth:`close`. One client may be
+    shared by threads."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] = DEFAULT_ENDPOINTS,
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float = 2.0,
+        ca: str | None = None,
+        admin_token: str | None = None,
+        api_prefix: str = "/api",
+        retry: bool = True,
+        security: Security | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        if security is not None:
+            ca = ca or security.tls_ca
+            if admin_token is None and security.admin_token is not None:
+                admin_token = security.admin_token.decode()
+        self.endpoints = Endpoints(_endpoint_list(endpoints))
+        self.settings = Settings(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            attempt_timeout=min(timeout, Settings.attempt_timeout),
+            api_prefix=api_prefix,
+            admin_token=admin_token,
+            retry=retry,
+        )
+        self._ca = ca
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(**_http.client_options(self.settings, ca))
+
+    def at(self, endpoints: str | Sequence[str], *, timeout: float | None = None) -> Client:
+        """A client of other endpoints (the one node at a URL, say),
+        sharing this one's connections and settings (it still follows
+        redirects)."""
+        return Client(
+            endpoints,
+            timeout=self.settings.timeout if timeout is None else timeout,
+            connect_timeout=self.settings.connect_timeout,
+            ca=self._ca,
+            admin_token=self.settings.admin_token,
+            api_prefix=self.settings.api_prefix,
+            retry=self.settings.retry,
+            http=self._http,
+        )
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- keys -----------------------------------------------------------------
+
+    def get(self, key: str, *, stale: bool = False) -> schema.KeyAnswer:
+        """The key's value and revisions; linearizable, or this node's
+        state with ``stale``. Raises :class:`KeyNotFound`."""
+        return self._run(_api.get(key, stale))
+
+    def put(
+        self, key: str, value: str, *, lease: str | None = None, idempotency_key: str | None = None
+    ) -> schema.KeyAnswer:
+        """Write a key (attached to ``lease`` if given), once committed."""
+        return self._write(_api.put(key, value, lease), idempotency_key)
+
+    def compare_and_set(
+        self,
+        key: str,
+        expected: str | None,
+        value: str,
+        *,
+        lease: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> schema.KeyAnswer:
+        """Write ``value`` if the key holds ``expected`` (None: if it is
+        absent). Raises :class:`CompareFailed` (with what it holds)."""
+        return self._write(_api.put(key, value, lease, expected), idempotency_key)
+
+    def delete(self, key: str, *, idempotency_key: str | None = None) -> schema.DeleteAnswer:
+        return self._write(_api.delete(key), idempotency_key)
+
+    def range(
+        self,
+        prefix: str | None = None,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        keys_only: bool = False,
+        count_only: bool = False,
+        stale: bool = False,
+    ) -> schema.RangeAnswer:
+        """One page of keys in key order (see :meth:`iter_range` for all)."""
+        spec = RangeSpec(prefix, start, end, limit, keys_only, count_only, stale)
+        return self._run(spec.call(after))
+
+    def iter_range(
+        self,
+        prefix: str | None = None,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        page_size: int | None = None,
+        keys_only: bool = False,
+        stale: bool = False,
+    ) -> Iterator[schema.RangeItem]:
+        """Every matching key, page after page (each page is read on its
+        own: keys written meanwhile may or may not be seen)."""
+        spec = RangeSpec(prefix, start, end, page_size, keys_only, False, stale)
+        after: str | None = None
+        while True:
+            page = self._run(spec.call(after))
+            yield from page.kvs
+            if not page.more or not page.kvs:
+                return
+            after = page.kvs[-1].key
+
+    def txn(
+        self,
+        compare: Iterable[schema.Compare] = (),
+        success: Iterable[schema.Op] = (),
+        failure: Iterable[schema.Op] = (),
+        *,
+        idempotency_key: str | None = None,
+    ) -> schema.TxnAnswer:
+        """If every compare holds run ``success``, else ``failure``; all at
+        one revision."""
+        return self._write(_api.txn(compare, success, failure), idempotency_key)
+
+    # -- leases ---------------------------------------------------------------
+
+    def grant_lease(self, ttl: int, *, idempotency_key: str | None = None) -> schema.LeaseAnswer:
+        return self._write(_api.grant_lease(ttl), idempotency_key)
+
+    def keep_alive(self, lease: str) -> schema.LeaseAnswer:
+        """Extend the lease to its full TTL. Raises :class:`LeaseNotFound`
+        once it expired or was revoked."""
+        return self._run(_api.keep_alive(lease))
+
+    def lease_info(self, lease: str) -> schema.LeaseInfoAnswer:
+        return self._run(_api.lease_info(lease))
+
+    def revoke_lease(self, lease: str, *, idempotency_key: str | None = None) -> schema.LeaseRevokedAnswer:
+        return self._write(_api.revoke_lease(lease), idempotency_key)
+
+    @contextlib.contextmanager
+    def lease(self, ttl: int) -> Iterator[schema.LeaseAnswer]:
+        """A lease kept alive while the block runs (a keep-alive every
+        third of its TTL, from a thread), revoked at its end::
+
+            with client.lease(10) as lease:
+                client.put("lock/me", "x", lease=lease.id)
+
+        If the lease was lost meanwhile (the cluster did not hear the
+        keep-alives in time), :class:`LeaseNotFound` is raised at the end
+        of the block (a blocking block cannot be cancelled; the Trio
+        client's is)."""
+        granted = self.grant_lease(ttl)
+        stop = threading.Event()
+        lost: list[LeaseNotFound] = []
+
+        def keep() -> None:
+            while not stop.wait(granted.ttl / 3):
+                try:
+                    self.keep_alive(granted.id)
+                except LeaseNotFound as error:
+                    lost.append(error)
+                    return
+                except ClientError:
+                    continue  # tried again a third of the TTL later
+
+        keeper = threading.Thread(target=keep, name=f"lease {granted.id}", daemon=True)
+        keeper.start()
+        try:
+            yield granted
+        finally:
+            stop.set()
+            keeper.join()
+            if not lost:
+                with contextlib.suppress(ClientError):
+                    self.revoke_lease(granted.id)
+        if lost:
+            raise lost[0]
+
+    # -- the cluster ------------------------------------------------------------
+
+    def status(self) -> schema.Status:
+        """The ``/api/status`` of the first endpoint that answers."""
+        return self._run(_api.status())
+
+    def members(self) -> list[schema.Member]:
+        return self._run(_api.members()).members
+
+    def member_statuses(self, *, timeout: float = 3.0) -> list[MemberStatus]:
+        """Every member, with its own status asked directly (the members
+        from the first endpoint that answers)."""
+        found = []
+        for member in self.members():
+            try:
+                found.append(MemberStatus(member, self.at(member.url, timeout=timeout).status()))
+            except ClientError as error:
+                found.append(MemberStatus(member, None, _why(error)))
+        return found
+
+    def add_member(self, member_id: str, url: str) -> schema.MemberChangeAnswer:
+        """Add a learner (promoted once caught up). Raises
+        :class:`MembershipConflict` with code ``already_member`` if it is."""
+        return self._run(_api.add_member(member_id, url))
+
+    def remove_member(self, member_id: str) -> schema.MemberChangeAnswer:
+        return self._run(_api.remove_member(member_id))
+
+    def transfer_leadership(self, to: str | None = None) -> schema.TransferAnswer:
+        return self._run(_api.transfer_leadership(to))
+
+    def health(self) -> schema.Health:
+        return self._run(_api.health())
+
+    def readiness(self) -> schema.Readiness:
+        return self._run(_api.readiness())
+
+    # -- streams ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open_sse(
+        self, path: str, *, max_event_bytes: int | None = None, stall: float | None = None
+    ) -> Iterator[Iterator[SseItem]]:
+        """The server-sent events of ``path`` (below the API prefix) from
+        the first endpoint that answers, parsed (comments included)."""
+        tried: list[tuple[str, str]] = []
+        read = stall if stall is not None else self.settings.attempt_timeout
+        timeout = httpx.Timeout(read, connect=self.settings.connect_timeout)
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        for base in self.endpoints.order(False):
+            url = base + self.settings.api_prefix.rstrip("/") + path
+            try:
+                stream = self._http.stream("GET", url, headers=headers, timeout=timeout)
+                response = stream.__enter__()
+            except _http.REQUEST_ERRORS as error:
+                tried.append((base, _http.describe(error)))
+                continue
+            try:
+                if response.status_code != 200:
+                    raise api_error(
+                        response.status_code, error_answer(response.status_code, response.read()), base
+                    )
+                self.endpoints.answered(base)
+                parser = SseParser(max_event_bytes) if max_event_bytes else SseParser()
+                yield _items(response.iter_lines(), parser)
+            finally:
+                stream.__exit__(None, None, None)
+            return
+        raise NoEndpointAnswered(tried)
+
+    @contextlib.contextmanager
+    def snapshot(self, *, chunk_bytes: int = 1 << 16) -> Iterator[Iterator[bytes]]:
+        """A backup of the state machine (``GET /snapshot``), streamed from
+        the leader as the raw bytes of the backup file; sends the admin
+        token. The bytes are not checked here: ``raft-trio snapshot save``
+        checks the whole file before it keeps it. A stream that breaks off
+        raises :class:`StreamBroken`::
+
+            with client.snapshot() as chunks:
+                for chunk in chunks: ...
+        """
+        tried: list[tuple[str, str]] = []
+        headers = (
+            {"Authorization": f"Bearer {self.settings.admin_token}"} if self.settings.admin_token else {}
+        )
+        timeout = httpx.Timeout(self.settings.attempt_timeout, connect=self.settings.connect_timeout)
+        path = self.settings.api_prefix.rstrip("/") + "/snapshot"
+        bases = self.endpoints.order(True)
+        while bases:
+            base = bases.pop(0)
+            try:
+                stream = self._http.stream("GET", base + path, headers=headers, timeout=timeout)
+                response = stream.__enter__()
+            except _http.REQUEST_ERRORS as error:
+                self.endpoints.unreachable(base)
+                tried.append((base, _http.describe(error)))
+                continue
+            try:
+                if response.status_code == 307 and (location := response.headers.get("location")):
+                    leader = self.endpoints.learn_leader(location, path)
+                    if leader not in bases:
+                        bases.insert(0, leader)
+                    tried.append((base, f"not the leader; the leader is at {leader}"))
+                    continue
+                if response.status_code != 200:
+                    answer = error_answer(response.status_code, response.read())
+                    refusal = api_error(response.status_code, answer, base)
+                    if not retryable(refusal):
+                        raise refusal
+                    tried.append((base, f"{response.status_code} {refusal.code}"))
+                    continue
+                self.endpoints.answered(base)
+                yield _chunks(response, base, chunk_bytes)
+                return
+            finally:
+                stream.__exit__(None, None, None)
+        raise NoEndpointAnswered(tried)
+
+    @contextlib.contextmanager
+    def events(self) -> Iterator[Iterator[schema.NodeEvent]]:
+        """The events of the first endpoint that answers (``status``
+        first), until that node's stream ends::
+
+            with client.events() as events:
+                for event in events: ...
+        """
+        with self.open_sse("/events") as items:
+            yield (
+                event
+                for item in items
+                if isinstance(item, SseEvent) and (event := _api.node_event(item.name, item.data))
+            )
+
+    @contextlib.contextmanager
+    def watch(
+        self,
+        key: str | None = None,
+        *,
+        prefix: str | None = None,
+        start_revision: int | None = None,
+        prev_value: bool = False,
+    ) -> Iterator[Iterator[schema.WatchEvent]]:
+        """Every change to ``key`` or under ``prefix`` (neither: every
+        key) from ``start_revision`` (default: the next change) on, in
+        revision order::
+
+            with client.watch(prefix="jobs/") as changes:
+                for change in changes: ...
+
+        When an endpoint fails, the watch goes on at another one from
+        where it stood: no change is lost or repeated. Raises
+        :class:`Compacted` when the revisions it needs are gone, and
+        :class:`NoEndpointAnswered` after ``timeout`` seconds without any
+        endpoint."""
+        changes = self._watch(WatchCursor(key, prefix, start_revision, prev_value))
+        try:
+            yield changes
+        finally:
+            changes.close()
+
+    def _watch(self, cursor: WatchCursor) -> Generator[schema.WatchEvent, None, None]:
+        timeout = httpx.Timeout(WATCH_STALL_S, connect=self.settings.connect_timeout)
+        tried: list[tuple[str, str]] = []
+        failing_since: float | None = None
+        backoff = 0.1
+        while True:
+            for base in self.endpoints.order(False):
+                url = base + cursor.target(self.settings.api_prefix)
+                try:
+                    with self._http.stream("GET", url, headers=cursor.headers(), timeout=timeout) as response:
+                        if response.status_code != 200:
+                            error = cursor.refused(response.status_code, response.read(), base)
+                            if not retryable(error):
+                                raise error
+                            tried.append((base, f"{response.status_code} {error.code}"))
+                            continue
+                        self.endpoints.answered(base)
+                        failing_since, backoff, tried = None, 0.1, []
+                        parser = SseParser()
+                        for line in response.iter_lines():
+                            if (event := cursor.accept(parser.feed(line))) is not None:
+                                yield event
+                        tried.append((base, "stream ended"))
+                except _http.REQUEST_ERRORS as error:
+                    tried.append((base, _http.describe(error)))
+            now = time.monotonic()
+            failing_since = now if failing_since is None else failing_since
+            if now - failing_since >= self.settings.timeout:
+                raise NoEndpointAnswered(tried)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    # -- the way of a call ------------------------------------------------------------
+
+    def _write(self, call: Call[T], idempotency_key: str | None) -> T:
+        return self._run(call, idempotency_key or _api.new_idempotency_key())
+
+    def _run(self, call: Call[T], token: str | None = None) -> T:
+        plan = attempts(call, self.endpoints, self.settings, time.monotonic, token)
+        result: Reply | Failure | None = None
+        while True:
+            try:
+                action = plan.send(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(action, Wait):
+                time.sleep(action.seconds)
+                result = None
+            else:
+                result = self._send(action)
+
+    def _send(self, action: Send) -> Reply | Failure:
+        try:
+            response = self._http.request(
+                action.method,
+                action.url,
+                content=action.body,
+                headers=action.headers,
+                timeout=_http.timeout(action, self.settings),
+            )
+        except _http.REQUEST_ERRORS as error:
+            return _http.failure(error)
+        return _http.reply(response)
+
+
+def _chunks(response: httpx.Response, base: str, size: int) -> Iterator[bytes]:
+    try:
+        yield from response.iter_bytes(size)
+    except _http.REQUEST_ERRORS as error:
+        raise StreamBroken(f"the stream from {base} broke off: {_http.describe(error)}") from error
+
+
+def _items(lines: Iterator[str], parser: SseParser) -> Iterator[SseItem]:
+    for line in lines:
+        if (item := parser.feed(line)) is not None:
+            yield item
+
+
+def _why(error: ClientError) -> str:
+    if isinstance(error, NoEndpointAnswered):
+        return error.tried[-1][1] if error.tried else "unreachable"
+    if isinstance(error, ApiError) and error.status is not None:
+        return f"http {error.status}"
+    return str(error)

@@ -1,0 +1,398 @@
+"""The Trio client: :class:`TrioClient`, the blocking :class:`Client`'s
+twin (same methods, awaited; same rules, from the same
+:func:`~._calls.attempts`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from types import TracebackType
+from typing import Self, TypeVar
+
+import httpx
+import trio
+
+from .. import schema
+from ..security import Security
+from . import _api, _http
+from ._api import MemberStatus, RangeSpec
+from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
+from ._errors import ClientError, LeaseNotFound, NoEndpointAnswered, api_error, error_answer
+from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
+from ._watch import WATCH_STALL_S, WatchCursor, retryable
+from .sse import SseEvent, SseParser
+
+T = TypeVar("T")
+
+
+class TrioClient:
+    """A Trio client of a raft-trio cluster: :class:`Client`'s methods,
+    awaited, and the same rules. ``async with TrioClient(...) as client``,
+    or :meth:`aclose`."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] = DEFAULT_ENDPOINTS,
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float = 2.0,
+        ca: str | None = None,
+        admin_token: str | None = None,
+        api_prefix: str = "/api",
+        retry: bool = True,
+        security: Security | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        if security is not None:
+            ca = ca or security.tls_ca
+            if admin_token is None and security.admin_token is not None:
+                admin_token = security.admin_token.decode()
+        self.endpoints = Endpoints(_endpoint_list(endpoints))
+        self.settings = Settings(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            attempt_timeout=min(timeout, Settings.attempt_timeout),
+            api_prefix=api_prefix,
+            admin_token=admin_token,
+            retry=retry,
+        )
+        self._ca = ca
+        self._owns_http = http is None
+        self._http = (
+            http if http is not None else httpx.AsyncClient(**_http.client_options(self.settings, ca))
+        )
+
+    def at(self, endpoints: str | Sequence[str], *, timeout: float | None = None) -> TrioClient:
+        """A client of other endpoints (the one node at a URL, say),
+        sharing this one's connections and settings (it still follows
+        redirects)."""
+        return TrioClient(
+            endpoints,
+            timeout=self.settings.timeout if timeout is None else timeout,
+            connect_timeout=self.settings.connect_timeout,
+            ca=self._ca,
+            admin_token=self.settings.admin_token,
+            api_prefix=self.settings.api_prefix,
+            retry=self.settings.retry,
+            http=self._http,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- keys -----------------------------------------------------------------
+
+    async def get(self, key: str, *, stale: bool = False) -> schema.KeyAnswer:
+        return await self._run(_api.get(key, stale))
+
+    async def put(
+        self, key: str, value: str, *, lease: str | None = None, idempotency_key: str | None = None
+    ) -> schema.KeyAnswer:
+        return await self._write(_api.put(key, value, lease), idempotency_key)
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: str | None,
+        value: str,
+        *,
+        lease: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> schema.KeyAnswer:
+        return await self._write(_api.put(key, value, lease, expected), idempotency_key)
+
+    async def delete(self, key: str, *, idempotency_key: str | None = None) -> schema.DeleteAnswer:
+        return await self._write(_api.delete(key), idempotency_key)
+
+    async def range(
+        self,
+        prefix: str | None = None,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        keys_only: bool = False,
+        count_only: bool = False,
+        stale: bool = False,
+    ) -> schema.RangeAnswer:
+        spec = RangeSpec(prefix, start, end, limit, keys_only, count_only, stale)
+        return await self._run(spec.call(after))
+
+    async def iter_range(
+        self,
+        prefix: str | None = None,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        page_size: int | None = None,
+        keys_only: bool = False,
+        stale: bool = False,
+    ) -> AsyncIterator[schema.RangeItem]:
+        spec = RangeSpec(prefix, start, end, page_size, keys_only, False, stale)
+        after: str | None = None
+        while True:
+            page = await self._run(spec.call(after))
+            for item in page.kvs:
+                yield item
+            if not page.more or not page.kvs:
+                return
+            after = page.kvs[-1].key
+
+    async def txn(
+        self,
+        compare: Iterable[schema.Compare] = (),
+        success: Iterable[schema.Op] = (),
+        failure: Iterable[schema.Op] = (),
+        *,
+        idempotency_key: str | None = None,
+    ) -> schema.TxnAnswer:
+        return await self._write(_api.txn(compare, success, failure), idempotency_key)
+
+    # -- leases ---------------------------------------------------------------
+
+    async def grant_lease(self, ttl: int, *, idempotency_key: str | None = None) -> schema.LeaseAnswer:
+        return await self._write(_api.grant_lease(ttl), idempotency_key)
+
+    async def keep_alive(self, lease: str) -> schema.LeaseAnswer:
+        return await self._run(_api.keep_alive(lease))
+
+    async def lease_info(self, lease: str) -> schema.LeaseInfoAnswer:
+        return await self._run(_api.lease_info(lease))
+
+    async def revoke_lease(
+        self, lease: str, *, idempotency_key: str | None = None
+    ) -> schema.LeaseRevokedAnswer:
+        return await self._write(_api.revoke_lease(lease), idempotency_key)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, ttl: int) -> AsyncIterator[schema.LeaseAnswer]:
+        """A lease kept alive while the block runs (a keep-alive every
+        third of its TTL), revoked at its end::
+
+            async with client.lease(10) as lease:
+                await client.put("lock/me", "x", lease=lease.id)
+
+        If the lease is lost (expired: the cluster did not hear the
+        keep-alives in time), the block is cancelled and
+        :class:`LeaseNotFound` raised."""
+        granted = await self.grant_lease(ttl)
+        lost: LeaseNotFound | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def keep() -> None:
+                    nonlocal lost
+                    while True:
+                        await trio.sleep(granted.ttl / 3)
+                        try:
+                            await self.keep_alive(granted.id)
+                        except LeaseNotFound as error:
+                            lost = error
+                            nursery.cancel_scope.cancel()
+                            return
+                        except ClientError:
+                            continue  # tried again a third of the TTL later
+
+                nursery.start_soon(keep)
+                yield granted
+                nursery.cancel_scope.cancel()
+        finally:
+            if lost is None:
+                with trio.CancelScope(shield=True), contextlib.suppress(ClientError):
+                    await self.revoke_lease(granted.id)
+        if lost is not None:
+            raise lost
+
+    # -- the cluster ------------------------------------------------------------
+
+    async def status(self) -> schema.Status:
+        return await self._run(_api.status())
+
+    async def members(self) -> list[schema.Member]:
+        return (await self._run(_api.members())).members
+
+    async def member_statuses(self, *, timeout: float = 3.0) -> list[MemberStatus]:
+        """Every member, with its own status, asked at once."""
+        members = await self.members()
+        found: dict[str, MemberStatus] = {}
+
+        async def ask(member: schema.Member) -> None:
+            try:
+                found[member.id] = MemberStatus(member, await self.at(member.url, timeout=timeout).status())
+            except ClientError as error:
+                found[member.id] = MemberStatus(member, None, _why(error))
+
+        async with trio.open_nursery() as nursery:
+            for member in members:
+                nursery.start_soon(ask, member)
+        return [found[member.id] for member in members]
+
+    async def add_member(self, member_id: str, url: str) -> schema.MemberChangeAnswer:
+        return await self._run(_api.add_member(member_id, url))
+
+    async def remove_member(self, member_id: str) -> schema.MemberChangeAnswer:
+        return await self._run(_api.remove_member(member_id))
+
+    async def transfer_leadership(self, to: str | None = None) -> schema.TransferAnswer:
+        return await self._run(_api.transfer_leadership(to))
+
+    async def health(self) -> schema.Health:
+        return await self._run(_api.health())
+
+    async def readiness(self) -> schema.Readiness:
+        return await self._run(_api.readiness())
+
+    # -- streams ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def open_sse(
+        self, path: str, *, max_event_bytes: int | None = None, stall: float | None = None
+    ) -> AsyncIterator[AsyncIterator[SseItem]]:
+        """The server-sent events of ``path`` (below the API prefix) from
+        the first endpoint that answers, parsed (comments included)."""
+        tried: list[tuple[str, str]] = []
+        read = stall if stall is not None else self.settings.attempt_timeout
+        timeout = httpx.Timeout(read, connect=self.settings.connect_timeout)
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        for base in self.endpoints.order(False):
+            url = base + self.settings.api_prefix.rstrip("/") + path
+            try:
+                stream = self._http.stream("GET", url, headers=headers, timeout=timeout)
+                response = await stream.__aenter__()
+            except _http.REQUEST_ERRORS as error:
+                tried.append((base, _http.describe(error)))
+                continue
+            try:
+                if response.status_code != 200:
+                    body = await response.aread()
+                    raise api_error(response.status_code, error_answer(response.status_code, body), base)
+                self.endpoints.answered(base)
+                parser = SseParser(max_event_bytes) if max_event_bytes else SseParser()
+                items = _items(response.aiter_lines(), parser)
+                try:
+                    yield items
+                finally:
+                    await items.aclose()
+            finally:
+                await stream.__aexit__(None, None, None)
+            return
+        raise NoEndpointAnswered(tried)
+
+    @contextlib.asynccontextmanager
+    async def events(self) -> AsyncIterator[AsyncIterator[schema.NodeEvent]]:
+        """The events of the first endpoint that answers (``status``
+        first), until that node's stream ends."""
+        async with self.open_sse("/events") as items:
+            events = _node_events(items)
+            try:
+                yield events
+            finally:
+                await events.aclose()
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self,
+        key: str | None = None,
+        *,
+        prefix: str | None = None,
+        start_revision: int | None = None,
+        prev_value: bool = False,
+    ) -> AsyncIterator[AsyncIterator[schema.WatchEvent]]:
+        """:meth:`Client.watch`, for Trio::
+
+        async with client.watch(prefix="jobs/") as changes:
+            async for change in changes: ...
+        """
+        changes = self._watch(WatchCursor(key, prefix, start_revision, prev_value))
+        try:
+            yield changes
+        finally:
+            await changes.aclose()
+
+    async def _watch(self, cursor: WatchCursor) -> AsyncGenerator[schema.WatchEvent, None]:
+        timeout = httpx.Timeout(WATCH_STALL_S, connect=self.settings.connect_timeout)
+        tried: list[tuple[str, str]] = []
+        failing_since: float | None = None
+        backoff = 0.1
+        while True:
+            for base in self.endpoints.order(False):
+                url = base + cursor.target(self.settings.api_prefix)
+                try:
+                    async with self._http.stream(
+                        "GET", url, headers=cursor.headers(), timeout=timeout
+                    ) as response:
+                        if response.status_code != 200:
+                            error = cursor.refused(response.status_code, await response.aread(), base)
+                            if not retryable(error):
+                                raise error
+                            tried.append((base, f"{response.status_code} {error.code}"))
+                            continue
+                        self.endpoints.answered(base)
+                        failing_since, backoff, tried = None, 0.1, []
+                        parser = SseParser()
+                        async for line in response.aiter_lines():
+                            if (event := cursor.accept(parser.feed(line))) is not None:
+                                yield event
+                        tried.append((base, "stream ended"))
+                except _http.REQUEST_ERRORS as error:
+                    tried.append((base, _http.describe(error)))
+            now = trio.current_time()
+            failing_since = now if failing_since is None else failing_since
+            if now - failing_since >= self.settings.timeout:
+                raise NoEndpointAnswered(tried)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    # -- the way of a call ------------------------------------------------------------
+
+    async def _write(self, call: Call[T], idempotency_key: str | None) -> T:
+        return await self._run(call, idempotency_key or _api.new_idempotency_key())
+
+    async def _run(self, call: Call[T], token: str | None = None) -> T:
+        plan = attempts(call, self.endpoints, self.settings, trio.current_time, token)
+        result: Reply | Failure | None = None
+        while True:
+            try:
+                action = plan.send(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(action, Wait):
+                await trio.sleep(action.seconds)
+                result = None
+            else:
+                result = await self._send(action)
+
+    async def _send(self, action: Send) -> Reply | Failure:
+        try:
+            response = await self._http.request(
+                action.method,
+                action.url,
+                content=action.body,
+                headers=action.headers,
+                timeout=_http.timeout(action, self.settings),
+            )
+        except _http.REQUEST_ERRORS as error:
+            return _http.failure(error)
+        return _http.reply(response)
+
+
+async def _items(lines: AsyncIterator[str], parser: SseParser) -> AsyncGenerator[SseItem, None]:
+    async for line in lines:
+        if (item := parser.feed(line)) is not None:
+            yield item
+
+
+async def _node_events(items: AsyncIterator[SseItem]) -> AsyncGenerator[schema.NodeEvent, None]:
+    async for item in items:
+        if isinstance(item, SseEvent) and (event := _api.node_event(item.name, item.data)):
+            yield event

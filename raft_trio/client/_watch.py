@@ -1,0 +1,103 @@
+"""A watch without I/O: where it stands, how to (re)open it on any
+endpoint, and what each item of the stream means.
+
+No change is lost or repeated across reconnects. The node numbers events
+by revision, and one revision can hold several changes (a transaction's),
+all sent at once; a connection can still break between two of them. So
+the cursor resumes from the revision *before* the last one it delivered
+(``Last-Event-ID: R - 1``, the node then starts at R) and skips the
+changes of revision R it already delivered, by key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urlencode
+
+import msgspec
+
+from .. import schema
+from ._errors import ApiError, ClientError, Compacted, api_error, error_answer
+from .sse import SseComment, SseDropped, SseEvent
+
+#: A node sends a comment on a quiet watch at least every 5 s; a stream
+#: silent for this long is taken for dead and opened again elsewhere.
+WATCH_STALL_S = 15.0
+#: Statuses of an answer to a watch request that another endpoint (or a
+#: later try) may not give.
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclasses.dataclass
+class WatchCursor:
+    """Where a watch stands: the query, and the revision it reached."""
+
+    key: str | None = None
+    prefix: str | None = None
+    start_revision: int | None = None
+    prev_value: bool = False
+    #: The revision of the last change delivered, and the keys delivered
+    #: at that revision.
+    revision: int | None = None
+    delivered: set[str] = dataclasses.field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.key is not None and self.prefix is not None:
+            raise ValueError("watch a key or a prefix, not both")
+        if self.key == "":
+            raise ValueError("the key is empty")
+
+    def target(self, api_prefix: str) -> str:
+        params: list[tuple[str, str]] = []
+        if self.key is not None:
+            params.append(("key", self.key))
+        elif self.prefix is not None:
+            params.append(("prefix", self.prefix))
+        if self.start_revision is not None and self.revision is None:
+            params.append(("start_revision", str(self.start_revision)))
+        if self.prev_value:
+            params.append(("prev_value", "true"))
+        return api_prefix.rstrip("/") + "/watch" + ("?" + urlencode(params) if params else "")
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self.revision is not None:
+            headers["Last-Event-ID"] = str(self.revision - 1)
+        return headers
+
+    def refused(self, status: int, body: bytes, url: str) -> ApiError:
+        """The error for a watch request not answered 200; the caller
+        raises it unless :func:`retryable`."""
+        return api_error(status, error_answer(status, body), url)
+
+    def accept(self, item: SseEvent | SseComment | SseDropped | None) -> schema.WatchEvent | None:
+        """The change an item of the stream delivers, if any (raises
+        :class:`~._errors.Compacted` when the watcher fell behind)."""
+        if isinstance(item, SseDropped):
+            raise ClientError(f"a {item.name} event of {item.size} bytes is larger than this client takes")
+        if not isinstance(item, SseEvent):
+            return None
+        if item.name == "error":
+            answer = error_answer(410, item.data.encode())
+            raise Compacted(410, answer) if answer.code == schema.Code.COMPACTED else api_error(None, answer)
+        if item.name not in ("put", "delete"):
+            return None
+        try:
+            change = msgspec.json.decode(item.data, type=schema.WatchChange)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise ClientError(f"a malformed {item.name} event: {error}") from None
+        revision = change.mod_revision
+        if self.revision is not None and revision < self.revision:
+            return None  # delivered before the reconnect
+        if revision == self.revision:
+            if change.key in self.delivered:
+                return None
+        else:
+            self.revision = revision
+            self.delivered = set()
+        self.delivered.add(change.key)
+        return schema.WatchEvent("put" if item.name == "put" else "delete", change)
+
+
+def retryable(error: ApiError) -> bool:
+    return error.status in RETRYABLE_STATUSES

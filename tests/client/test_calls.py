@@ -1,0 +1,198 @@
+"""The way of one call through the endpoints (raft_trio.client._calls),
+without I/O: scripted answers in, the client's next step out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import msgspec
+import pytest
+
+from raft_trio import schema
+from raft_trio.client import (
+    CompareFailed,
+    Indeterminate,
+    KeyNotFound,
+    MembershipConflict,
+    NoEndpointAnswered,
+    Unavailable,
+    _api,
+)
+from raft_trio.client._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
+
+A, B, C = "http://a:9001", "http://b:9001", "http://c:9001"
+KEY = schema.KeyAnswer("k", "v", 7, 7, 7, 1)
+
+
+def ok(body: msgspec.Struct) -> Reply:
+    return Reply(200, {}, msgspec.json.encode(body))
+
+
+def err(status: int, code: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Reply:
+    body = {"error": f"an error {code}", "code": code, **extra}
+    return Reply(status, headers or {}, msgspec.json.encode(body))
+
+
+def redirect(to: str, path: str = "/api/kv/k") -> Reply:
+    body = {"error": "not the leader", "code": "not_leader", "leader_id": "n2"}
+    return Reply(307, {"location": to + path, "x-raft-leader": "n2"}, msgspec.json.encode(body))
+
+
+class Script:
+    """Drives ``attempts`` with answers chosen by URL; records each step."""
+
+    def __init__(self, answer: Callable[[Send], Reply | Failure]) -> None:
+        self.answer = answer
+        self.now = 0.0
+        self.steps: list[Any] = []
+
+    def run(self, plan: Generator[Any, Any, Any]) -> Any:
+        result = None
+        while True:
+            try:
+                action = plan.send(result)
+            except StopIteration as done:
+                return done.value
+            self.steps.append(action)
+            if isinstance(action, Wait):
+                self.now += action.seconds
+                result = None
+            else:
+                self.now += 0.001
+                result = self.answer(action)
+
+    def urls(self) -> list[str]:
+        return [step.url for step in self.steps if isinstance(step, Send)]
+
+    def waits(self) -> list[float]:
+        return [step.seconds for step in self.steps if isinstance(step, Wait)]
+
+
+def run(
+    call: Call[Any],
+    answer: Callable[[Send], Reply | Failure],
+    endpoints: Endpoints | None = None,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[Any, Script]:
+    script = Script(answer)
+    endpoints = endpoints or Endpoints([A, B, C])
+    plan = attempts(call, endpoints, Settings(timeout=timeout), lambda: script.now, token)
+    return script.run(plan), script
+
+
+def test_a_redirect_is_followed_and_the_leader_remembered() -> None:
+    endpoints = Endpoints([A, B, C])
+
+    def answer(send: Send) -> Reply:
+        return ok(KEY) if send.url.startswith(B) else redirect(B)
+
+    value, script = run(_api.get("k", stale=False), answer, endpoints)
+    assert value == KEY
+    assert script.urls() == [f"{A}/api/kv/k", f"{B}/api/kv/k"]
+    assert endpoints.leader == B
+    # The next call that wants the leader goes there first.
+    _, script = run(_api.put("k", "v", None), answer, endpoints, token="t")
+    assert script.urls() == [f"{B}/api/kv/k"]
+
+
+def test_the_leader_is_learned_below_a_root_path_and_the_query_kept() -> None:
+    endpoints = Endpoints(["http://proxy/raft"])
+    location = "http://proxy/raft2/api/kv/a%20b?consistency=linearizable"
+    assert endpoints.learn_leader(location, "/api/kv/a%20b?consistency=linearizable") == "http://proxy/raft2"
+    assert endpoints.learn_leader("http://n2:9001/elsewhere", "/api/kv/k") == "http://n2:9001"
+
+
+def test_an_unreachable_endpoint_sends_the_call_to_the_next() -> None:
+    def answer(send: Send) -> Reply | Failure:
+        return Failure("connection refused", sent=False) if send.url.startswith(A) else ok(KEY)
+
+    value, script = run(_api.put("k", "v", None), answer)
+    assert value == KEY and script.urls() == [f"{A}/api/kv/k", f"{B}/api/kv/k"]
+
+
+def test_when_no_endpoint_answers_the_error_names_each_and_why() -> None:
+    with pytest.raises(NoEndpointAnswered) as raised:
+        run(_api.status(), lambda send: Failure("connection refused", sent=False))
+    assert raised.value.tried == [
+        (A, "connection refused"),
+        (B, "connection refused"),
+        (C, "connection refused"),
+    ]
+    assert str(raised.value) == (
+        f"no cluster node answered; tried {A} (connection refused); {B} (connection refused); "
+        f"{C} (connection refused)"
+    )
+
+
+def test_no_leader_yet_is_retried_round_after_round_with_back_off() -> None:
+    answers = iter([err(503, "no_leader")] * 6 + [ok(KEY)])
+    value, script = run(_api.get("k", stale=False), lambda send: next(answers))
+    assert value == KEY
+    assert script.waits() == [0.1, 0.2]
+    assert len(script.urls()) == 7
+
+
+def test_no_leader_until_the_time_is_up_raises_unavailable() -> None:
+    with pytest.raises(Unavailable) as raised:
+        run(_api.get("k", stale=False), lambda send: err(503, "no_leader"), timeout=2.0)
+    assert raised.value.code == "no_leader"
+
+
+def test_a_write_that_may_have_been_served_is_retried_only_with_its_key() -> None:
+    first = [True]
+
+    def answer(send: Send) -> Reply | Failure:
+        if first[0]:
+            first[0] = False
+            return Failure("connection lost", sent=True)
+        return ok(KEY)
+
+    value, script = run(_api.put("k", "v", None), answer, token="key-1")
+    assert value == KEY
+    assert [step.headers["Idempotency-Key"] for step in script.steps] == ["key-1", "key-1"]
+    first[0] = True
+    with pytest.raises(Indeterminate):
+        run(_api.add_member("n4", "http://d:9001"), answer)
+
+
+def test_an_indeterminate_answer_is_retried_with_the_same_key_only() -> None:
+    answers = iter([err(503, "indeterminate", indeterminate=True), ok(KEY)])
+    value, _ = run(_api.put("k", "v", None), lambda send: next(answers), token="key-2")
+    assert value == KEY
+    with pytest.raises(Indeterminate) as raised:
+        run(_api.remove_member("n3"), lambda send: err(503, "indeterminate", indeterminate=True))
+    assert raised.value.status == 503
+
+
+def test_errors_are_raised_by_their_code_with_the_answer() -> None:
+    with pytest.raises(KeyNotFound) as missing:
+        run(_api.get("k", stale=True), lambda send: err(404, "key_not_found"))
+    assert (missing.value.status, missing.value.code, missing.value.url) == (404, "key_not_found", A)
+    with pytest.raises(CompareFailed) as failed:
+        run(
+            _api.put("k", "v", None, "x"),
+            lambda send: err(409, "compare_failed", current="y", index=9),
+            token="t",
+        )
+    assert (failed.value.current, failed.value.index) == ("y", 9)
+    with pytest.raises(MembershipConflict) as conflict:
+        run(_api.add_member("n2", "http://b:9001"), lambda send: err(409, "already_member"))
+    assert conflict.value.code == "already_member"
+
+
+def test_readiness_takes_its_503_as_an_answer() -> None:
+    doc = schema.Readiness(False, "no leader is known", "n1", "follower", 3, None, 0, None)
+    value, _ = run(_api.readiness(), lambda send: Reply(503, {}, msgspec.json.encode(doc)))
+    assert value == doc
+
+
+def test_admin_calls_carry_the_token_and_others_do_not() -> None:
+    health = schema.Health(True)
+    script = Script(lambda send: ok(health if send.url.endswith("/healthz") else schema.TransferAnswer("n2")))
+    settings = Settings(admin_token="s3cret-token-of-the-admin")
+    script.run(attempts(_api.transfer_leadership("n2"), Endpoints([A]), settings, lambda: 0.0, None))
+    script.run(attempts(_api.health(), Endpoints([A]), settings, lambda: 0.0, None))
+    sent = [step.headers.get("Authorization") for step in script.steps]
+    assert sent == ["Bearer s3cret-token-of-the-admin", None]
