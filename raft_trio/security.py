@@ -24,16 +24,24 @@ network policies) and nowhere else; the README says so.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import hmac
 import os
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
 #: Shorter secrets can be guessed offline from one captured signature.
 MIN_SECRET_BYTES = 16
+#: A node's own credential for the API (see ``Security.node_credential``):
+#: its prefix, and how far its time may be from the receiver's clock.
+NODE_CREDENTIAL_PREFIX = "rtn1."
+NODE_CREDENTIAL_MAX_SKEW_S = 60.0
+_NODE_LABEL = b"raft-trio-node-credential-v1\0"
 #: How long a client token lasts by default (etcd's tokens: 5 minutes), and at most.
 DEFAULT_TOKEN_TTL_S = 300
 MAX_TOKEN_TTL_S = 7 * 24 * 3600
@@ -218,6 +226,51 @@ class Security:
             event_hooks={"request": [self.async_admin_hook(api_prefix)]},
             **options,  # type: ignore[arg-type]
         )
+
+    def node_credential(self, node_id: str, now: float | None = None) -> str | None:
+        """A bearer credential proving "one of this cluster's nodes" to the
+        API of another (None without a cluster secret): with auth on, it
+        lets nodes read each other's status and member list (discovery,
+        the first-start check, the disk watch), nothing else. It names the
+        node and the time, under an HMAC of the cluster secret, and is good
+        for ``NODE_CREDENTIAL_MAX_SKEW_S`` either side of that time."""
+        if self.cluster_secret is None:
+            return None
+        stamp = str(int(time.time() if now is None else now))
+        name = base64.urlsafe_b64encode(node_id.encode()).rstrip(b"=").decode()
+        mac = hmac.new(self.cluster_secret, _NODE_LABEL + f"{name}.{stamp}".encode(), hashlib.sha256)
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+        return f"{NODE_CREDENTIAL_PREFIX}{name}.{stamp}.{signature}"
+
+    def node_authorization(self, node_id: str) -> Callable[[], str | None]:
+        """An ``Authorization`` value made fresh for every call (for the
+        clients a node uses to ask other nodes)."""
+
+        def header() -> str | None:
+            credential = self.node_credential(node_id)
+            return f"Bearer {credential}" if credential is not None else None
+
+        return header
+
+    def credential_node(self, credential: str, now: float | None = None) -> str | None:
+        """The node a credential of :meth:`node_credential` names, if it is
+        one of this cluster's and fresh; else None."""
+        if self.cluster_secret is None or not credential.startswith(NODE_CREDENTIAL_PREFIX):
+            return None
+        parts = credential[len(NODE_CREDENTIAL_PREFIX) :].split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return None
+        name, stamp, signature = parts
+        mac = hmac.new(self.cluster_secret, _NODE_LABEL + f"{name}.{stamp}".encode(), hashlib.sha256)
+        expected = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            return None
+        if abs((time.time() if now is None else now) - int(stamp)) > NODE_CREDENTIAL_MAX_SKEW_S:
+            return None
+        try:
+            return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
 
     def admin_allowed(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` header carries the admin token (in

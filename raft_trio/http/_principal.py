@@ -15,7 +15,7 @@ from ..node import RaftNode
 PRINCIPAL_KEY = "raft_trio.principal"
 CHECKED_KEY = "raft_trio.checked"
 
-Via = Literal["token", "certificate", "admin token"]
+Via = Literal["token", "certificate", "admin token", "node"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ def still_allowed(scope: Any, node: RaftNode) -> bool:
     admitted under), still holds root if admitted as root, and still
     passes every check it passed, under the auth state as it is now."""
     principal = principal_of(scope)
-    if principal is None or principal.via == "admin token":
+    if principal is None or principal.via in ("admin token", "node"):
         return True
     state = node.kv.auth
     if not state.enabled:

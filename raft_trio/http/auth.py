@@ -11,7 +11,9 @@ needs the admin token when one is configured). While auth is on:
 2. Any other request proves its user (else 401): ``Authorization: Bearer``
    with a token from the login (:mod:`raft_trio.auth`) or with the admin
    token (which acts as ``root``), or a client certificate signed by the
-   cluster's CA whose CN names a user.
+   cluster's CA whose CN names a user. Another node of the cluster may
+   read the status and the member list with its own credential (made from
+   the cluster secret: ``Security.node_credential``).
 3. A node out of touch with the cluster refuses anything that needs a
    decision on permissions (503): see ``RaftNode.out_of_touch``. Watching
    the node itself (status, events, the member list) needs only a user.
@@ -225,8 +227,11 @@ class AuthGate:
             credential = credential.strip()
             if scheme.lower() != "bearer" or not credential:
                 return "Authorization must be 'Bearer <token>' (a token from POST /api/auth/token)"
-            if self.node.security.admin_token is not None and self.node.security.admin_allowed(authorization):
+            security = self.node.security
+            if security.admin_token is not None and security.admin_allowed(authorization):
                 return Principal(ROOT, True, "admin token")
+            if (node_id := security.credential_node(credential, self.clock())) is not None:
+                return Principal(f"node {node_id}", False, "node")
             if len(credential) > MAX_TOKEN_CHARS:
                 return "malformed token: too long"
             try:
@@ -260,6 +265,9 @@ class AuthGate:
 
     def _authorize(self, principal: Principal, rule: Rule, scope: Any) -> str | None:
         """Why ``principal`` may not do what ``rule`` says (None: it may)."""
+        if principal.via == "node":
+            # A node's own credential reads the cluster's state, nothing else.
+            return None if rule.kind == "observe" else f"{principal.user} may only read the cluster's status"
         if principal.root or rule.kind in ("observe", "user"):
             return None
         user = principal.user
