@@ -14,6 +14,7 @@ their own, :mod:`.up` and :mod:`.leave`.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "node":
             return cmd_node(args)
         if args.command == "up":
-            return cmd_up(args)
+            return cmd_up(args, options.identity.get("user") or os.environ.get("RAFT_TRIO_USER") or None)
         if args.command == "leave":
             return cmd_leave(args, options.endpoints)
         if args.command == "snapshot" and args.snapshot_command == "restore":

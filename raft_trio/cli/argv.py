@@ -258,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--base-port", type=int, default=9001)
     up.add_argument("--monitor-port", type=int, default=8000)
     up.add_argument("--data-dir", default=UP_DATA_DIR)
+    up.add_argument(
+        "--user",
+        metavar="NAME:PASSWORD",
+        help="with auth on, the user the monitor logs in as (default $RAFT_TRIO_USER)",
+    )
 
     client = Parser(add_help=False)
     where = client.add_argument_group("cluster and output (anywhere on the line)")

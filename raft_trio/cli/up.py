@@ -57,7 +57,12 @@ def recorded_endpoints(root: Path) -> list[str]:
     return [url for url in urls if urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc]
 
 
-def run_up(nodes: int, base_port: int, monitor_port: int, data_dir: str) -> int:
+def run_up(
+    nodes: int, base_port: int, monitor_port: int, data_dir: str, monitor_user: str | None = None
+) -> int:
+    """``monitor_user`` (``NAME:PASSWORD``, from ``--user``): the user the
+    monitor logs in as once auth is on (it is handed over in the monitor's
+    environment, never on its command line, where ``ps`` would show it)."""
     if not 1 <= nodes <= 9:
         print("raft-trio: --nodes must be between 1 and 9", file=sys.stderr)
         return 2
@@ -93,9 +98,11 @@ def run_up(nodes: int, base_port: int, monitor_port: int, data_dir: str) -> int:
         "--listen", f"127.0.0.1:{monitor_port}",
         "--nodes", ",".join(urls.values()),
     ]  # fmt: skip
+    monitor_env = {**os.environ, "RAFT_TRIO_USER": monitor_user} if monitor_user else None
     with open(root / "monitor.log", "ab") as log:
         processes["monitor"] = subprocess.Popen(
             monitor_argv,
+            env=monitor_env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -28,28 +28,39 @@ def login(user: str, password: str) -> Call[schema.TokenAnswer]:
 
 @dataclasses.dataclass
 class TokenKeeper:
+    """A user's credentials and the token they got. While the cluster has
+    auth off (its login answers ``auth_not_enabled``) no token is sent and
+    none asked for, until a 401 says auth is on now."""
+
     user: str
     password: str
     token: str | None = None
     #: When to log in again, by the client's monotonic clock.
     renew_at: float = 0.0
+    auth_off: bool = False
 
-    def header(self, now: float) -> str | None:
-        """The ``Authorization`` value to send, or None when a login is due."""
-        if self.token is None or now >= self.renew_at:
-            return None
-        return f"Bearer {self.token}"
+    def due(self, now: float) -> bool:
+        """Whether a login is due before the next call."""
+        return not self.auth_off and (self.token is None or now >= self.renew_at)
+
+    def header(self) -> str | None:
+        """The ``Authorization`` value to send (None: none)."""
+        return None if self.auth_off or self.token is None else f"Bearer {self.token}"
 
     def login_call(self) -> Call[schema.TokenAnswer]:
         return login(self.user, self.password)
 
-    def store(self, answer: schema.TokenAnswer, now: float) -> str:
+    def store(self, answer: schema.TokenAnswer, now: float) -> None:
         self.token = answer.token
         self.renew_at = now + max(answer.expires_in - RENEW_BEFORE_S, answer.expires_in / 2)
-        return f"Bearer {answer.token}"
+
+    def off(self) -> None:
+        """The cluster answered that auth is off."""
+        self.auth_off, self.token = True, None
 
     def forget(self) -> None:
-        self.token = None
+        """After a 401: the token went stale, or auth was turned on."""
+        self.auth_off, self.token = False, None
 
 
 def parse_user(text: str) -> tuple[str, str | None]:

@@ -389,6 +389,7 @@ class Client:
                 continue
             try:
                 if response.status_code != 200:
+                    self._stream_refused(response.status_code)
                     raise api_error(
                         response.status_code, error_answer(response.status_code, response.read()), base
                     )
@@ -437,6 +438,7 @@ class Client:
                     tried.append((base, f"not the leader; the leader is at {leader}"))
                     continue
                 if response.status_code != 200:
+                    self._stream_refused(response.status_code)
                     answer = error_answer(response.status_code, response.read())
                     refusal = api_error(response.status_code, answer, base)
                     if not retryable(refusal):
@@ -504,6 +506,7 @@ class Client:
                     headers = self._stream_headers(cursor.headers())
                     with self._http.stream("GET", url, headers=headers, timeout=timeout) as response:
                         if response.status_code != 200:
+                            self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, response.read(), base)
                             if not retryable(error):
                                 raise error
@@ -535,29 +538,37 @@ class Client:
         try:
             return self._drive(call, token, header)
         except Unauthorized:
-            if (
-                self._keeper is None
-                or self._keeper.token is None
-                or (call.admin and self.settings.admin_token)
-            ):
+            if self._keeper is None or (call.admin and self.settings.admin_token):
                 raise
-            # The token went stale (a new password, a restarted cluster):
-            # log in again, once. A 401 changed nothing, so a write may go again.
+            # The token went stale (a new password, a restarted cluster), or
+            # auth was turned on: log in again, once. A 401 changed nothing,
+            # so a write may go again.
             self._keeper.forget()
             return self._drive(call, token, self._auth_header())
 
     def _auth_header(self) -> str | None:
         """``Authorization`` for the next call: the user's token (logging
-        in first when none is held or it is about to expire), or the
-        caller-given credential, or none."""
+        in first when none is held or it is about to expire; none while
+        the cluster has auth off), or the caller-given credential, or none."""
         keeper = self._keeper
-        if keeper is not None:
-            header = keeper.header(time.monotonic())
-            if header is None:
+        if keeper is None:
+            return self._authorization() if self._authorization is not None else None
+        if keeper.due(time.monotonic()):
+            try:
                 answer = self._drive(keeper.login_call(), None, None)
-                header = keeper.store(answer, time.monotonic())
-            return header
-        return self._authorization() if self._authorization is not None else None
+            except ApiError as error:
+                if error.code != schema.Code.AUTH_NOT_ENABLED:
+                    raise
+                keeper.off()
+                return None
+            keeper.store(answer, time.monotonic())
+        return keeper.header()
+
+    def _stream_refused(self, status: int) -> None:
+        """A stream answered ``status``: after a 401 the next attempt logs
+        in again (auth was turned on, or the token went stale)."""
+        if status == 401 and self._keeper is not None:
+            self._keeper.forget()
 
     def _stream_headers(self, headers: dict[str, str]) -> dict[str, str]:
         header = self._auth_header()

@@ -18,7 +18,15 @@ from . import _api, _http
 from ._api import MemberStatus, RangeSpec
 from ._auth import TokenKeeper
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
-from ._errors import ClientError, LeaseNotFound, NoEndpointAnswered, Unauthorized, api_error, error_answer
+from ._errors import (
+    ApiError,
+    ClientError,
+    LeaseNotFound,
+    NoEndpointAnswered,
+    Unauthorized,
+    api_error,
+    error_answer,
+)
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
 from ._watch import WATCH_STALL_S, WatchCursor, retryable
 from .sse import SseEvent, SseParser
@@ -352,6 +360,7 @@ class TrioClient:
                 continue
             try:
                 if response.status_code != 200:
+                    self._stream_refused(response.status_code)
                     body = await response.aread()
                     raise api_error(response.status_code, error_answer(response.status_code, body), base)
                 self.endpoints.answered(base)
@@ -410,6 +419,7 @@ class TrioClient:
                         "GET", url, headers=await self._stream_headers(cursor.headers()), timeout=timeout
                     ) as response:
                         if response.status_code != 200:
+                            self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, await response.aread(), base)
                             if not retryable(error):
                                 raise error
@@ -441,29 +451,37 @@ class TrioClient:
         try:
             return await self._drive(call, token, header)
         except Unauthorized:
-            if (
-                self._keeper is None
-                or self._keeper.token is None
-                or (call.admin and self.settings.admin_token)
-            ):
+            if self._keeper is None or (call.admin and self.settings.admin_token):
                 raise
-            # The token went stale (a new password, a restarted cluster):
-            # log in again, once. A 401 changed nothing, so a write may go again.
+            # The token went stale (a new password, a restarted cluster), or
+            # auth was turned on: log in again, once. A 401 changed nothing,
+            # so a write may go again.
             self._keeper.forget()
             return await self._drive(call, token, await self._auth_header())
 
     async def _auth_header(self) -> str | None:
         """``Authorization`` for the next call: the user's token (logging
-        in first when none is held or it is about to expire), or the
-        caller-given credential, or none."""
+        in first when none is held or it is about to expire; none while
+        the cluster has auth off), or the caller-given credential, or none."""
         keeper = self._keeper
-        if keeper is not None:
-            header = keeper.header(trio.current_time())
-            if header is None:
+        if keeper is None:
+            return self._authorization() if self._authorization is not None else None
+        if keeper.due(trio.current_time()):
+            try:
                 answer = await self._drive(keeper.login_call(), None, None)
-                header = keeper.store(answer, trio.current_time())
-            return header
-        return self._authorization() if self._authorization is not None else None
+            except ApiError as error:
+                if error.code != schema.Code.AUTH_NOT_ENABLED:
+                    raise
+                keeper.off()
+                return None
+            keeper.store(answer, trio.current_time())
+        return keeper.header()
+
+    def _stream_refused(self, status: int) -> None:
+        """A stream answered ``status``: after a 401 the next attempt logs
+        in again (auth was turned on, or the token went stale)."""
+        if status == 401 and self._keeper is not None:
+            self._keeper.forget()
 
     async def _stream_headers(self, headers: dict[str, str]) -> dict[str, str]:
         header = await self._auth_header()

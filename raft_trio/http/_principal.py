@@ -45,12 +45,13 @@ def caller(scope: Any) -> Caller:
 def still_allowed(scope: Any, node: RaftNode) -> bool:
     """Whether the request's user still exists (with the revision it was
     admitted under), still holds root if admitted as root, and still
-    passes every check it passed, under the auth state as it is now."""
+    passes every check it passed, under the auth state as it is now; a
+    request admitted while auth was off, whether auth is still off."""
     principal = principal_of(scope)
-    if principal is None or principal.via in ("admin token", "node"):
-        return True
     state = node.kv.auth
-    if not state.enabled:
+    if principal is None:
+        return not state.enabled  # admitted while auth was off
+    if principal.via in ("admin token", "node") or not state.enabled:
         return True
     user = state.user(principal.user)
     if user is None or (principal.via == "token" and user.revision != principal.revision):

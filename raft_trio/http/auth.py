@@ -197,7 +197,8 @@ class AuthGate:
                 message = "auth management needs the admin token while auth is off"
                 await self._refuse(scope, send, unauthorized(message))
                 return
-            await self.app(scope, receive, send)
+            # A stream begun now ends when auth is turned on.
+            await self._serve(scope, receive, send)
             return
         principal = self._authenticate(scope, headers)
         if isinstance(principal, str):
@@ -214,7 +215,7 @@ class AuthGate:
         if reason is not None:
             await self._refuse(scope, send, forbidden(reason))
             return
-        await self._serve_checked(scope, receive, send)
+        await self._serve(scope, receive, send)
 
     # -- who --------------------------------------------------------------------------
 
@@ -299,6 +300,13 @@ class AuthGate:
             where = str(client[0]) if client else "unknown"
             self.refusals.refused(f"{scope['method']} {route_path(scope)}", where, message)
         await send_answer(send, answer)
+
+    async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
+        # Streams (server-sent events) are GETs; the rest pass straight on.
+        if scope["method"] == "GET":
+            await self._serve_checked(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
     async def _serve_checked(self, scope: Any, receive: Any, send: Any) -> None:
         """Serve, checking a stream again before each chunk once the auth
