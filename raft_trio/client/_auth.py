@@ -61,11 +61,3 @@ class TokenKeeper:
     def forget(self) -> None:
         """After a 401: the token went stale, or auth was turned on."""
         self.auth_off, self.token = False, None
-
-
-def parse_user(text: str) -> tuple[str, str | None]:
-    """``NAME[:PASSWORD]`` (as etcdctl's ``--user``) into its parts."""
-    name, colon, password = text.partition(":")
-    if not name:
-        raise ValueError("the user name is empty (give --user NAME[:PASSWORD])")
-    return name, password if colon else None
