@@ -71,6 +71,7 @@ import httpx
 import trio
 
 from raft_trio.client import Client, ClientError
+from raft_trio.testing.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -756,16 +757,17 @@ async def failover_trials(cluster: Cluster, kills: int, hold: float) -> tuple[li
                     await nursery.start(load)
                 mark = trio.current_time()
                 with trio.move_on_after(10):
-                    while not any(start >= mark for start, _ in successes[-50:]):
-                        await trio.sleep(0.05)
+                    await wait_for(lambda: any(start >= mark for start, _ in successes[-50:]), poll=0.05)  # noqa: B023 (awaited at once)
                 await trio.sleep(0.5)  # steady writes before the kill
                 if not any(start >= mark for start, _ in successes[-50:]):
                     problems.append(f"kill {trial + 1}: no writes succeeded before it")
                 killed_at = trio.current_time()
                 cluster.kill(leader)
                 with trio.move_on_after(30):
-                    while not any(start >= killed_at for start, _ in successes[-50:]):
-                        await trio.sleep(0.005)
+                    await wait_for(
+                        lambda: any(start >= killed_at for start, _ in successes[-50:]),  # noqa: B023 (awaited at once)
+                        poll=0.005,
+                    )
                 after = [end for start, end in successes if start >= killed_at]
                 if after:
                     recoveries.append(1000 * (min(after) - killed_at))

@@ -47,7 +47,7 @@ from storage_bench import Proc, free_ports, node_env, start_node
 VALUE = "v" * 100
 
 
-async def become_leader(node: RaftNode, timeout: float = 60.0) -> None:
+async def become_leader(node: RaftNode, timeout: float = 60.0) -> None:  # noqa: ASYNC109 (a bench script)
     """Wait until this node leads and has committed an entry of its term;
     ask the elected leader to hand over if another node won."""
     async with TrioClient((), timeout=5) as client:

@@ -440,11 +440,11 @@ def restart_table(rows: list[RestartRow], header: bool = True) -> str:
             "| process start to all applied s |"
         )
         out.append("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        out.append(
-            f"| {r.case} | {r.run} | {r.disk_mb:,.0f} | {r.open_s:.2f} | {r.node_s:.2f} | **{r.healthz_s:.2f}** "
-            f"| {r.applied_s:.2f} |"
-        )
+    out.extend(
+        f"| {r.case} | {r.run} | {r.disk_mb:,.0f} | {r.open_s:.2f} | {r.node_s:.2f} | **{r.healthz_s:.2f}** "
+        f"| {r.applied_s:.2f} |"
+        for r in rows
+    )
     return "\n".join(out)
 
 

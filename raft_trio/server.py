@@ -26,7 +26,7 @@ import trio
 from . import discovery, schema
 from .asgi import serve_app
 from .client import TrioClient
-from .core import HardState, Member, Membership, RaftError, Role, Snapshot, SnapshotMeta
+from .core import HardState, Member, Membership, RaftError, Snapshot, SnapshotMeta
 from .http.app import HttpSettings, create_app
 from .node import disk_watch, first_start
 from .node.disk import DiskWriter
@@ -136,13 +136,11 @@ async def _serve(settings: NodeSettings, task_status: trio.TaskStatus[RaftNode])
         )
         if known_peers:
             node.add_known_peers(known_peers)  # a learner that starts empty
-        elif settings.peers and node.core.membership != Membership.of(settings.peers):
+        elif settings.peers and node.membership != Membership.of(settings.peers):
             log.info("data dir already holds a cluster; --peers is ignored")
         payload = PayloadSupervisor(settings.leader_script, settings.follower_script, settings.node_id)
-        payload.starting_as(node.role_name, node.core.term, node.leader_url())
-        node.on_role_change(
-            lambda *_: payload.role_changed(node.role_name, node.core.term, node.leader_url())
-        )
+        payload.starting_as(node.role_name, node.term, node.leader_url())
+        node.on_role_change(lambda *_: payload.role_changed(node.role_name, node.term, node.leader_url()))
         app = create_app(node, settings.http)
         stop = trio.Event()
         removed: list[str] = []
@@ -158,11 +156,11 @@ async def _serve(settings: NodeSettings, task_status: trio.TaskStatus[RaftNode])
             await nursery.start(node.run)
             nursery.start_soon(_watch_disk, node, storage, space, settings.http.api_prefix)
             nursery.start_soon(payload.run)
-            if settings.join and not node.core.membership.members:
+            if settings.join and not node.membership.members:
                 nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
             if settings.discovery is not None:
                 resolver = settings.discovery.resolver()
-                if not node.core.membership.members:
+                if not node.membership.members:
                     nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
                 nursery.start_soon(
                     discovery.manage_membership, node, settings.discovery, resolver, on_removed
@@ -350,7 +348,7 @@ async def _hand_over_leadership(node: RaftNode) -> None:
     trip instead of an election timeout. Best effort: if no follower takes
     over within ``HANDOVER_SECONDS``, the node stops anyway and the others
     elect a leader as after a crash."""
-    if node.core.role is not Role.LEADER or len(node.core.membership.voters) < 2:
+    if not node.is_leader or len(node.membership.voters) < 2:
         return
     with trio.move_on_after(HANDOVER_SECONDS):
         try:
@@ -358,7 +356,7 @@ async def _hand_over_leadership(node: RaftNode) -> None:
         except (NotLeaderError, RaftError) as error:
             log.info("no leadership hand-over: %s", error)
             return
-        if node.core.leader_id == target:
+        if node.leader_id == target:
             log.info("handed leadership to %s before stopping", target)
             return
     log.warning("leadership hand-over did not finish in %.1f s; stopping anyway", HANDOVER_SECONDS)
@@ -385,5 +383,5 @@ async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> N
     async with TrioClient(
         (), api_prefix=api_prefix, security=node.security, authorization=authorization
     ) as client:
-        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node):
+        while not await discovery.request_membership(client, cluster_url.rstrip("/"), node):  # noqa: ASYNC110 (a retry)
             await trio.sleep(1.0)

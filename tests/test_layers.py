@@ -184,7 +184,7 @@ def test_no_package_imports_the_private_module_of_another() -> None:
 
 def test_the_monitor_takes_only_public_tools_from_raft_trio() -> None:
     used = {unit_of(target) for importer, target, _, _ in project_edges() if importer == "raft_monitor"}
-    assert used <= MONITOR_USES, f"the monitor imports {sorted(used - MONITOR_USES)} of raft_trio"
+    assert used <= MONITOR_USES, f"the monitor imports {sorted(map(str, used - MONITOR_USES))} of raft_trio"
 
 
 def test_the_readme_draws_the_same_layers() -> None:

@@ -249,7 +249,7 @@ class TrioClient:
     async def members(self) -> list[schema.Member]:
         return (await self._run(_api.members())).members
 
-    async def member_statuses(self, *, timeout: float = 3.0) -> list[MemberStatus]:
+    async def member_statuses(self, *, timeout: float = 3.0) -> list[MemberStatus]:  # noqa: ASYNC109 (per member)
         """Every member, with its own status, asked at once."""
         members = await self.members()
         found: dict[str, MemberStatus] = {}

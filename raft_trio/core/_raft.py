@@ -1,10 +1,20 @@
 """The Raft protocol as a deterministic state machine (etcd's ``raft.go``).
 
-Inputs: ``step(message)``, ``tick()`` (``ticks_until_due()`` says when the
-next one matters), ``propose(data)``,
-``read_index(request_id)``, ``transfer_leadership(to)``,
-``change_membership(change)``. Output: ``ready()``, then ``advance(ready)``
-once the runtime has handled it (see ``_ready.py`` for the order).
+Every input the core takes:
+- from peers: ``step(message)``;
+- from the clock: ``tick()`` (``ticks_until_due()`` says when the next one
+  matters);
+- from clients: ``propose(data)``, ``read_index(request_id)``,
+  ``change_membership(change)``, ``transfer_leadership(to)``;
+- from the runtime's own observations: ``report_unreachable(peer)`` (a
+  stream broke), ``report_snapshot(peer, success)``, ``step_down()`` (its
+  disk stalled past an election timeout);
+- ``advance(ready)``: the runtime handled that Ready.
+Output: ``ready()`` (see ``_ready.py`` for the order of its handling).
+``take_leader_messages()`` hands out, between two Readys, the messages of
+``SENT_BEFORE_PERSIST`` queued meanwhile (heartbeats, appends), so that a
+leader's heartbeats never wait for a persist in progress; every other
+output waits for the next Ready.
 
 Same inputs, same outputs: the core reads no clock, touches no disk or
 socket, and draws its randomness only from the ``random.Random`` it is given.
@@ -48,12 +58,11 @@ from ._messages import (
 )
 from ._progress import Progress, ProgressState
 from ._quorum import VoteResult, committed_index, has_quorum, vote_result
-from ._ready import ReadState, Ready, Role, SoftState
+from ._ready import SENT_BEFORE_PERSIST, ReadState, Ready, Role, SoftState
 from ._storage import CompactedError, LogStorage
 from ._types import Entry, EntryKind, HardState, Membership, NodeId, Snapshot, SnapshotMeta
 
 _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
-_SENT_BY_LEADERS = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 class RaftCore:
@@ -289,9 +298,9 @@ class RaftCore:
         self._flush_broadcast()
         if not self._messages:
             return []
-        taken: list[Message] = [m for m in self._messages if isinstance(m, _SENT_BY_LEADERS)]
+        taken: list[Message] = [m for m in self._messages if isinstance(m, SENT_BEFORE_PERSIST)]
         if taken:
-            self._messages = [m for m in self._messages if not isinstance(m, _SENT_BY_LEADERS)]
+            self._messages = [m for m in self._messages if not isinstance(m, SENT_BEFORE_PERSIST)]
         return taken
 
     def step(self, m: Message) -> None:

@@ -20,8 +20,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from ._messages import Message
+from ._messages import AppendEntries, Heartbeat, InstallSnapshot, Message, TimeoutNow
 from ._types import Entry, HardState, Membership, NodeId, Snapshot
+
+#: The messages only a leader sends. They promise nothing about the
+#: sender's disk (its term and vote were durable before it could lead, and
+#: it counts its own entries only once ``advance`` reported them durable,
+#: §10.2.1), so they may leave before or during the persist of their Ready.
+SENT_BEFORE_PERSIST: tuple[type[Message], ...] = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 class Role(enum.Enum):
@@ -70,6 +76,15 @@ class Ready:
     soft_state: SoftState | None = None
     #: The configuration now in force, if it changed (§4.1: on append).
     membership: Membership | None = None
+
+    def messages_before_persist(self) -> list[Message]:
+        """The messages that may be sent at once (see ``SENT_BEFORE_PERSIST``)."""
+        return [m for m in self.messages if isinstance(m, SENT_BEFORE_PERSIST)]
+
+    def messages_after_persist(self) -> list[Message]:
+        """The messages that promise what the persist makes durable (a
+        vote, an acknowledged entry): sent only after it."""
+        return [m for m in self.messages if not isinstance(m, SENT_BEFORE_PERSIST)]
 
     def __bool__(self) -> bool:
         return bool(

@@ -42,7 +42,10 @@ def parse_nameserver(text: str) -> tuple[str, int]:
         host, port = text, "53"
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"a DNS server is HOST or HOST:PORT, got {text!r}")
-    ipaddress.ip_address(host)  # ValueError for a name: a DNS server is an address
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"a DNS server is an IP address, not a name: got {host!r}") from None
     return host, int(port)
 
 

@@ -53,7 +53,7 @@ async def join_discovered(
     whatever address of the service belongs to it, until it is a member."""
     resolver = resolver or settings.resolver()
     async with settings.client() as client:
-        while node.core.membership.get(node.id) is None:
+        while node.membership.get(node.id) is None:
             urls: list[str] = []
             with contextlib.suppress(DnsError):
                 urls = await resolver.resolve(settings.name, settings.port)

@@ -165,7 +165,7 @@ async def manage_membership(
     async with settings.client() as client:
         while True:
             await trio.sleep(min(settings.interval, 1.0))
-            leaderless = node.core.leader_id is None
+            leaderless = node.leader_id is None
             if not leaderless and trio.current_time() - last_plan < settings.interval:
                 continue
             last_plan = trio.current_time()
@@ -175,10 +175,10 @@ async def manage_membership(
                 log.warning("discovery: cannot resolve %s: %s", settings.name, error)
                 continue
             probes = await probe_all(client, urls)
-            member_ids = {m.id for m in node.core.membership.members}
+            member_ids = {m.id for m in node.membership.members}
             node.use_found_addresses({s.id: s.reach_url for s in probes.values() if s.id in member_ids})
-            own = [MemberView(m.id, m.url, m.voter) for m in node.core.membership.members]
-            committed = [MemberView(m.id, m.url, m.voter) for m in node.core.committed_membership.members]
+            own = [MemberView(m.id, m.url, m.voter) for m in node.membership.members]
+            committed = [MemberView(m.id, m.url, m.voter) for m in node.committed_membership.members]
             why = removal.removed(own, committed, probes.values())
             if why is not None and on_removed is not None:
                 on_removed(why)
@@ -187,7 +187,7 @@ async def manage_membership(
                 last_seen.clear()  # a new leader starts its own clock
                 continue
             now = trio.current_time()
-            members = [MemberView(m.id, m.url, m.voter) for m in node.core.membership.members]
+            members = [MemberView(m.id, m.url, m.voter) for m in node.membership.members]
             present = await present_members(members, probes, urls, resolver)
             for member in members:
                 last_seen.setdefault(member.id, now)

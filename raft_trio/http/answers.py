@@ -142,7 +142,7 @@ def retry_later(message: str, code: str = Code.UNAVAILABLE) -> Answer:
 def not_leader(node: RaftNode, target: Target, exc: NotLeaderError | None = None) -> Answer:
     """307 to the same request on the leader, or 503 when none is known."""
     leader_url = exc.leader_url if exc is not None else node.leader_url()
-    leader_id = exc.leader_id if exc is not None else node.core.leader_id
+    leader_id = exc.leader_id if exc is not None else node.leader_id
     if leader_url is None or leader_id is None or leader_id == node.id:
         return retry_later("no leader is known right now; retry shortly", Code.NO_LEADER)
     body = schema.RedirectAnswer(f"not the leader; the leader is {leader_id}", Code.NOT_LEADER, leader_id)

@@ -306,7 +306,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             leader = await node.transfer_leadership(data.to)
         except NODE_ERRORS as exc:
             return answers.for_exception(exc, node, target())
-        if node.core.leader_id != leader:
+        if node.leader_id != leader:
             return answers.retry_later(f"leadership did not move to {leader} in time")
         return Answer(200, schema.TransferAnswer(leader))
 

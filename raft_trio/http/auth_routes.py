@@ -38,7 +38,6 @@ from ..auth import (
     token_key,
     verify_password,
 )
-from ..core import Role as RaftRole
 from ..kv import (
     MAX_KEY_BYTES,
     AuthCommand,
@@ -124,7 +123,7 @@ def add_auth_routes(
 
     async def on_leader(make: Callable[[], Awaitable[Answer]]) -> Answer:
         """Hash only on the leader: a follower sends the client there first."""
-        if node.core.role is not RaftRole.LEADER:
+        if not node.is_leader:
             return not_leader(node, target())
         return await make()
 

@@ -190,7 +190,7 @@ class LeanRoutes:
                 return
             if method in ("PUT", "GET") and path.startswith(self.kv_prefix):
                 key = path[len(self.kv_prefix) :]
-                if PLAIN_KEY.fullmatch(key) and self.node.core.leader_id == self.node.id:
+                if PLAIN_KEY.fullmatch(key) and self.node.leader_id == self.node.id:
                     if method == "PUT":
                         await self.put_key(key, scope, receive, send)
                     else:

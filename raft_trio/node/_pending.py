@@ -84,7 +84,8 @@ class PendingWrites:
             waiter.done.set()
         self._by_index.clear()
 
-    async def wait(self, waiter: _Write, timeout: float) -> Any:
+    # A timeout here is an answer (indeterminate), not a cancellation.
+    async def wait(self, waiter: _Write, timeout: float) -> Any:  # noqa: ASYNC109
         with trio.move_on_after(timeout):
             await waiter.done.wait()
         if not waiter.done.is_set():
@@ -138,7 +139,8 @@ class PendingReads:
             self.drop(request_id)
         self._confirmed.clear()
 
-    async def wait(self, request_id: int, waiter: _Read, timeout: float) -> int:
+    # A timeout here is an answer (the read aborted), not a cancellation.
+    async def wait(self, request_id: int, waiter: _Read, timeout: float) -> int:  # noqa: ASYNC109
         with trio.move_on_after(timeout):
             await waiter.done.wait()
         if not waiter.done.is_set():

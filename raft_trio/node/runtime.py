@@ -40,8 +40,8 @@ from ..core import (
     HardState,
     Heartbeat,
     HeartbeatResponse,
-    InstallSnapshot,
     LogStorage,
+    Membership,
     Message,
     NotLeader,
     ProposalDropped,
@@ -50,7 +50,6 @@ from ..core import (
     Ready,
     Role,
     Snapshot,
-    TimeoutNow,
 )
 from ..kv import (
     Command,
@@ -80,9 +79,6 @@ from .space import SpaceGuard
 from .watches import WatchHub
 
 log = logging.getLogger(__name__)
-
-#: Messages only a leader sends.
-LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +277,31 @@ class RaftNode:
 
     # ------------------------------------------------------------------
     # Queries
+
+    # What the layers above read of the core's state: through these, never
+    # ``node.core`` (the core's state is the runtime's to drive).
+
+    @property
+    def term(self) -> int:
+        return self.core.term
+
+    @property
+    def leader_id(self) -> str | None:
+        return self.core.leader_id
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core.role is Role.LEADER
+
+    @property
+    def membership(self) -> Membership:
+        """The configuration in force (§4.1: the latest in the log)."""
+        return self.core.membership
+
+    @property
+    def committed_membership(self) -> Membership:
+        """The latest configuration known to be committed."""
+        return self.core.committed_membership
 
     @property
     def role_name(self) -> schema.Role:
@@ -624,12 +645,9 @@ class RaftNode:
         # replicate in parallel with its own fsync (dissertation §10.2.1),
         # since it counts itself towards a quorum only once durable. Every
         # other message (votes, acknowledgements) waits for the fsync.
-        after_persist = []
-        for message in ready.messages:
-            if isinstance(message, LEADER_MESSAGES):
-                transport.send(message)
-            else:
-                after_persist.append(message)
+        for message in ready.messages_before_persist():
+            transport.send(message)
+        after_persist = ready.messages_after_persist()
         # 1. Persist: durable before anything that promises it is sent.
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
@@ -859,7 +877,7 @@ class RaftNode:
         """The process was told to stop: report not ready, take no new writes."""
         self.stopping = True
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 (the answer says whether it drained)
         """Wait (at most ``timeout`` seconds) until no client request waits
         on this node, so that the writes it took get their answers before it
         stops: after a hand-over they commit under the new leader within a

@@ -10,11 +10,11 @@ from raft_trio.auth import MAX_PASSWORD_BYTES, BadHash, hash_password, password_
 from raft_trio.auth._passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R
 
 #: Cheaper parameters for the tests that are not about the defaults.
-FAST = {"n": 1 << 10, "r": 8, "p": 1}
+FAST_N, FAST_R, FAST_P = 1 << 10, 8, 1
 
 
 def test_a_password_verifies_against_its_hash_and_nothing_else_does() -> None:
-    stored = hash_password("correct horse", **FAST)
+    stored = hash_password("correct horse", n=FAST_N, r=FAST_R, p=FAST_P)
     assert verify_password("correct horse", stored)
     assert not verify_password("correct hors", stored)
     assert not verify_password("correct horse ", stored)
@@ -28,7 +28,9 @@ def test_the_defaults_are_owasp_scrypt_and_named_in_the_hash() -> None:
 
 
 def test_each_hash_has_its_own_salt() -> None:
-    assert hash_password("same", **FAST) != hash_password("same", **FAST)
+    assert hash_password("same", n=FAST_N, r=FAST_R, p=FAST_P) != hash_password(
+        "same", n=FAST_N, r=FAST_R, p=FAST_P
+    )
 
 
 def test_a_hash_with_other_parameters_still_verifies() -> None:

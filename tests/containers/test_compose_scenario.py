@@ -48,6 +48,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -260,9 +261,9 @@ class Scenario:
     def health_follows_the_cluster(self) -> None:
         """Every replica healthy now; a replica left alone is not."""
         for name in self.engine.containers():
-            wait_until(lambda name=name: self.engine.healthy(name), 90, f"{name} to be healthy", poll=2.0)
+            wait_until(partial(self.engine.healthy, name), 90, f"{name} to be healthy", poll=2.0)
         for name in self.engine.containers(service="monitor"):
-            wait_until(lambda name=name: self.engine.healthy(name), 90, f"{name} to be healthy", poll=2.0)
+            wait_until(partial(self.engine.healthy, name), 90, f"{name} to be healthy", poll=2.0)
 
     def stop_and_start(self) -> None:
         engine = self.engine

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from raft_trio.core import (
     AppendEntries,
@@ -294,6 +294,16 @@ class Network:
 
     def appends(self, src: str, dst: str) -> list[AppendEntries]:
         return self.sent(AppendEntries, src, dst)
+
+
+M = TypeVar("M")
+
+
+def only(messages: Iterable[Message], kind: type[M]) -> list[M]:
+    """``messages``, each of which must be a ``kind``."""
+    listed = list(messages)
+    assert all(isinstance(m, kind) for m in listed), listed
+    return [m for m in listed if isinstance(m, kind)]
 
 
 def of_type(messages: Iterable[Message], kind: type[Any], dst: str | None = None) -> list[Any]:

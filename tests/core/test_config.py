@@ -29,9 +29,9 @@ def test_invalid_config_is_refused(changes: dict[str, int]) -> None:
     """§3.4's timing requirement (broadcastTime << electionTimeout) and
     positive limits are checked by ``validate()`` and by the core itself."""
     bad = config(**changes)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must|positive"):
         bad.validate()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must|positive"):
         RaftCore("a", MemoryStorage(), bad, random.Random(0))
 
 

@@ -17,7 +17,7 @@ from raft_trio.core import (
     Role,
 )
 
-from .helpers import CONFIG, Network, config, log_of, membership, of_type, storage_with_log, terms_of
+from .helpers import CONFIG, Network, config, log_of, membership, of_type, only, storage_with_log, terms_of
 
 #: Scenario tests that kill a leader and tick one chosen server into an
 #: election turn leases off: the survivors would otherwise ignore it until
@@ -149,7 +149,7 @@ def test_duplicate_append_entries_are_harmless() -> None:
         net.step(message)
         readies.append(net.take("b"))
 
-    assert [[(m.success, m.index) for m in r.messages] for r in readies] == [
+    assert [[(m.success, m.index) for m in only(r.messages, AppendEntriesResponse)] for r in readies] == [
         [(True, 3)],
         [(True, 3)],
         [(True, 1)],

@@ -3,7 +3,7 @@ report (where the crash point's line and the recovery's messages are)."""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 
 import pytest
 
@@ -11,9 +11,8 @@ from . import harness
 
 
 @pytest.fixture(autouse=True)
-def _forget_clusters() -> Iterator[None]:
+def _forget_clusters() -> None:
     harness.STARTED.clear()
-    yield
 
 
 @pytest.hookimpl(wrapper=True)

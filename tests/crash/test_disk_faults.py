@@ -44,9 +44,9 @@ def _followers(c: Cluster) -> list[str]:
     return sorted(i for i in c.nodes if i != lid)
 
 
-def _writer(c: Cluster, lid: str, **options: int) -> Writer:
+def _writer(c: Cluster, lid: str, threads: int = 4, value_bytes: int = 0) -> Writer:
     urls = [c[lid].url] + [n.url for i, n in c.nodes.items() if i != lid]
-    return Writer(urls, **options).start()
+    return Writer(urls, threads=threads, value_bytes=value_bytes).start()
 
 
 @contextlib.contextmanager

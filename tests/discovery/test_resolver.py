@@ -44,7 +44,7 @@ def test_nameserver_syntax() -> None:
     assert parse_nameserver("127.0.0.1:5353") == ("127.0.0.1", 5353)
     assert parse_nameserver("[::1]:5353") == ("::1", 5353)
     for bad in ("dns.example:53", "127.0.0.1:0", "127.0.0.1:x", ""):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="a DNS server is"):
             parse_nameserver(bad)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -73,7 +74,7 @@ class Tally:
             self.failures.append(f"{case.operation.label}: {what}\n    {case.as_curl_command()[:600]}")
 
 
-def contract_problem(status: int, body: Any, headers: dict[str, list[str]]) -> str | None:
+def contract_problem(status: int, body: Any, headers: Mapping[str, Any]) -> str | None:
     """What breaks the contract's rules in an answer, or None."""
     error = body.get("error") if isinstance(body, dict) else None
     if status >= 500:

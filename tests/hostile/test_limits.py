@@ -128,8 +128,7 @@ def test_connection_flood(node_cluster: Cluster) -> None:
     node = node_cluster["n1"]
     socks: list[socket.socket] = []
     try:
-        for _ in range(500):
-            socks.append(connect(node.url))
+        socks.extend(connect(node.url) for _ in range(500))
         started = time.monotonic()
         r = node_cluster.http.get(node.url + "/healthz", timeout=5)
         healthz_s = time.monotonic() - started

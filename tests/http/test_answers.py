@@ -31,6 +31,7 @@ from raft_trio.kv import (
     LeaseNotFound,
     LeaseRevoked,
     PermissionDenied,
+    Result,
     TxnDone,
     Written,
 )
@@ -192,7 +193,7 @@ def outcomes(node: RaftNode) -> list[Answer]:
         LeaseMissing("lease ab not found"),
         WatchCompacted(17),
     ]
-    results = [
+    results: list[Result] = [
         Written("k", "v", 5, 3, 2, 0xAB),
         CasFailed("k", None, 6),
         Deleted("k", True, 7),

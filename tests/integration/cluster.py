@@ -481,7 +481,7 @@ class SSEReader(threading.Thread):
         try:
             with self._client.stream("GET", self.url, headers={"Accept": "text/event-stream"}) as r:
                 self.connected.set()
-                name, data = "message", []
+                name, data = "message", list[str]()
                 for line in r.iter_lines():
                     if self._halt.is_set():
                         return

@@ -15,6 +15,8 @@ and connection errors, with idempotency keys (``raft_trio.testing.load``).
 from __future__ import annotations
 
 import time
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -32,7 +34,7 @@ def test_readyz_is_200_on_every_member_of_a_working_cluster_and_503_when_the_lea
 ) -> None:
     cluster.wait_for_leader()
 
-    def all_ready_with_one_leader() -> tuple[bool, object]:
+    def all_ready_with_one_leader() -> tuple[bool, dict[str, tuple[int, Any]]]:
         # Read again until one consistent view (a loaded machine may see an
         # election in between, with the tests' 300-600 ms timeouts).
         answers = {nid: cluster.readiness(nid) for nid in cluster.nodes}
@@ -56,7 +58,7 @@ def test_readyz_is_200_on_every_member_of_a_working_cluster_and_503_when_the_lea
         cluster[nid].pause()
     try:
 
-        def unready() -> tuple[bool, object]:
+        def unready() -> tuple[bool, tuple[int, Any]]:
             status, body = cluster.readiness(follower)
             return status == 503 and isinstance(body, dict) and body["ready"] is False, (status, body)
 
@@ -91,7 +93,7 @@ def test_rolling_restart_under_load_fails_no_write(cluster: Cluster) -> None:
             restarted.append(nid)
             # Writes go on between restarts, as in a rolling update.
             wait_until(
-                lambda t=stopped_at: (load.acked_since(t) >= 20, load.acked_since(t)),
+                partial(twenty_acked_since, load, stopped_at),
                 10.0,
                 f"writes acknowledged after {nid} came back",
             )
@@ -118,3 +120,8 @@ def test_rolling_restart_under_load_fails_no_write(cluster: Cluster) -> None:
         }:
             wrong.append(describe(r))
     assert not wrong, f"{len(wrong)} of {len(load.acks)} acknowledged writes read back wrong: {wrong[:5]}"
+
+
+def twenty_acked_since(load: WriteLoad, since: float) -> tuple[bool, int]:
+    acked = load.acked_since(since)
+    return acked >= 20, acked

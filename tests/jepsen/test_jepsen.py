@@ -163,12 +163,12 @@ def watch_report(
     for op in ops:
         if op.kind == "read" or op.client == "final":
             continue
-        value = op.input if op.kind == "write" else op.input[1]  # type: ignore[index]
+        value = str(op.input if op.kind == "write" else op.input[1])  # type: ignore[index]
         if op.status == "ok" and op.output is not False:
             acknowledged[(op.key, value)] = None
         elif op.status == "fail" or (op.status == "ok" and op.output is False):
             failed.append((op.key, value))
-    final = {op.key: op.output for op in ops if op.client == "final"}
+    final = {op.key: None if op.output is None else str(op.output) for op in ops if op.client == "final"}
     return check_watch(watcher.received(), acknowledged, failed, final)
 
 

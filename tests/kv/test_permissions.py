@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from raft_trio.kv import (
     ROOT,
     AuthEnable,
+    Command,
     Compare,
     Grant,
     KeyValueStore,
@@ -30,7 +31,7 @@ from raft_trio.kv._permissions import covers, grant_interval, merge
 
 def store_with_grants(*grants: Grant, enabled: bool = True) -> KeyValueStore:
     store = KeyValueStore()
-    commands = [UserAdd(ROOT, "h"), UserAdd("u", "h"), RoleAdd("r")]
+    commands: list[Command] = [UserAdd(ROOT, "h"), UserAdd("u", "h"), RoleAdd("r")]
     commands += [RoleGrant("r", grant) for grant in grants]
     commands += [UserGrantRole("u", "r")]
     if enabled:

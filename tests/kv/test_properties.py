@@ -118,6 +118,7 @@ class Model:
             for key in doomed:
                 del self.data[key]
             return LeaseRevoked(command.id, True, doomed, index)
+        assert isinstance(command, Txn), command  # the model knows no auth commands
         return self.txn(index, command)
 
     def put(self, index: int, key: str, value: str, lease: int) -> Written:
@@ -225,14 +226,14 @@ def test_a_transaction_is_all_or_nothing(log: list[Command], txn: Txn) -> None:
     before_by_key = {kv.key: kv for kv in before}
     after_by_key = {kv.key: kv for kv in after}
     for key in set(before_by_key) | set(after_by_key) | set(last_write):
-        op = last_write.get(key)
-        if op is None:
+        last = last_write.get(key)
+        if last is None:
             assert after_by_key.get(key) == before_by_key.get(key), key
-        elif isinstance(op, OpDelete):
+        elif isinstance(last, OpDelete):
             assert key not in after_by_key, key
         else:
             kv = after_by_key[key]
-            assert (kv.value, kv.mod_revision, kv.lease) == (op.value, index, op.lease), key
+            assert (kv.value, kv.mod_revision, kv.lease) == (last.value, index, last.lease), key
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,6 +9,7 @@ import pytest
 
 from raft_trio.kv import (
     CasFailed,
+    Command,
     Compare,
     Delete,
     Deleted,
@@ -366,11 +367,12 @@ def test_commands_of_the_first_format_still_decode() -> None:
     """Entries written before leases existed have one field fewer."""
     old_put = msgspec.msgpack.encode(["put", "k", "v", False, None, None, 17])
     assert decode_command(old_put) == Put("k", "v", ts=17)
-    for command in [
+    commands: list[Command] = [
         Put("k", "v", lease=3),
         Txn([Compare("k", "exists", "=", True)], [OpRange("p")], []),
         LeaseRevoke(4),
-    ]:
+    ]
+    for command in commands:
         assert decode_command(encode_command(command)) == command
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -55,10 +55,12 @@ async def test_events_open_with_a_snapshot_then_push_changes() -> None:
     view, hub = cluster_view(), Hub()
     app = create_app(view, hub, None, None, PageSettings(service_name="raft"), clock=lambda: 0.5)
     client = app.test_client()
-    async with client.request("/events") as connection:
+    async with client.request("/events") as opened:
+        connection = cast(HttpConnection, opened)
         await connection.send_complete()
         [(name, snapshot)] = await read_events(connection, 1)
         assert connection.status_code == 200
+        assert connection.headers is not None
         assert connection.headers["Content-Type"].startswith("text/event-stream")
         assert name == "snapshot"
         assert snapshot["service"] == "raft"
@@ -77,7 +79,7 @@ async def test_events_open_with_a_snapshot_then_push_changes() -> None:
         assert events[1][0] == "timeline" and events[1][1]["new"] == "unreachable"
 
         hub.close()  # shutdown ends the page's stream
-        with trio.fail_after(5), pytest.raises((HTTPDisconnectError, trio.EndOfChannel)):
+        with trio.fail_after(5), pytest.raises((HTTPDisconnectError, trio.EndOfChannel)):  # noqa: PT012
             while True:  # the rest of the body, then its end
                 await connection.receive()
     assert len(hub) == 0

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import trio
 import trio.testing
 
 from raft_monitor import ClusterView, Hub, Watcher, WatchSettings
+from raft_trio.testing.waiting import wait_for
 
 from .helpers import URLS, FakeNodes, doc
 
@@ -31,12 +32,10 @@ def three_nodes() -> FakeNodes:
     return nodes
 
 
-async def until(predicate: object, timeout: float = 30.0, step: float = 0.01) -> float:
+async def until(predicate: Callable[[], bool], within: float = 30.0, step: float = 0.01) -> float:
     """Wait (on the fake clock) until ``predicate()`` holds; returns when."""
-    assert callable(predicate)
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(step)
+    with trio.fail_after(within):
+        await wait_for(predicate, poll=step)
     return trio.current_time()
 
 
@@ -153,7 +152,7 @@ async def test_a_killed_node_is_unreachable_at_once_and_retried_with_back_off(
     assert 8 <= tries <= 14
     assert n1.connects == connects
     n1.state = "up"
-    await until(lambda: role(view, "n1") == "leader", timeout=2.1)
+    await until(lambda: role(view, "n1") == "leader", within=2.1)
 
 
 async def test_nodes_that_join_appear_without_a_restart(
@@ -239,11 +238,9 @@ async def test_dns_discovery_adds_replicas_as_they_appear() -> None:
         await nursery.start(watcher.run)
         nursery.start_soon(discover_nodes, watcher, "raft", 9001, 0.05, resolve)
         with trio.fail_after(5):
-            while not all(role(view, n) == "follower" for n in ("n2", "n3")):
-                await trio.sleep(0.01)
+            await wait_for(lambda: all(role(view, n) == "follower" for n in ("n2", "n3")))
             # n2 was named by n1's membership, then found by DNS too.
-            while not view.nodes["n2"].seed:
-                await trio.sleep(0.01)
+            await wait_for(lambda: view.nodes["n2"].seed)
         assert view.nodes["n1"].seed and not view.nodes["n3"].seed
         assert watcher.watching() == sorted(URLS[n] for n in ("n1", "n2", "n3"))
         nursery.cancel_scope.cancel()

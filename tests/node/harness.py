@@ -14,6 +14,7 @@ from raft_trio.core import Entry, HardState, Membership, MemoryStorage, Role, Sn
 from raft_trio.node import RaftNode, Timing
 from raft_trio.peer.stream import Body
 from raft_trio.peer.wire import accept_batch, accept_stream
+from raft_trio.testing.waiting import wait_for
 
 TIMING = Timing()  # etcd's defaults: heartbeat 100 ms, election 1000-2000 ms
 ELECTION_MAX_S = TIMING.election_max_ms / 1000
@@ -136,8 +137,7 @@ class Cluster:
 
     async def wait_for_leader(self, within: float) -> RaftNode:
         with trio.fail_after(within):
-            while len(self.leaders()) != 1:
-                await trio.sleep(0.01)
+            await wait_for(lambda: len(self.leaders()) == 1)
         return self.leaders()[0]
 
     def terms(self, exclude: str | None = None) -> dict[str, int]:

@@ -23,6 +23,7 @@ from raft_trio.kv import (
     Written,
 )
 from raft_trio.node import RaftNode
+from raft_trio.testing.waiting import wait_for
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -32,8 +33,9 @@ HEARTBEAT_S = TIMING.heartbeat_ms / 1000
 
 async def applied_everywhere(cluster: Cluster, index: int, within: float) -> None:
     with trio.fail_after(within):
-        while any(h.node.kv.applied_index < index for h in cluster.hosts.values() if not h.paused):
-            await trio.sleep(0.01)
+        await wait_for(
+            lambda: all(h.node.kv.applied_index >= index for h in cluster.hosts.values() if not h.paused)
+        )
 
 
 async def test_a_revocation_reaches_every_node_and_a_write_checked_before_it_is_denied(
@@ -65,8 +67,7 @@ async def test_a_revocation_reaches_every_node_and_a_write_checked_before_it_is_
 async def wait_out_of_touch(node: RaftNode, within: float) -> float:
     started = trio.current_time()
     with trio.fail_after(within):
-        while node.out_of_touch() is None:
-            await trio.sleep(0.01)
+        await wait_for(lambda: node.out_of_touch() is not None)
     return trio.current_time() - started
 
 
@@ -77,16 +78,14 @@ async def test_a_cut_off_follower_stops_deciding_within_an_election_timeout(
     follower_id = next(i for i in cluster.hosts if i != leader.id)
     follower = cluster.hosts[follower_id].node
     with trio.fail_after(2 * HEARTBEAT_S):
-        while follower.out_of_touch() is not None:
-            await trio.sleep(0.01)
+        await wait_for(lambda: follower.out_of_touch() is None)
     cluster.hosts[follower_id].paused = True
     # The last heartbeat came at most a heartbeat interval before the cut.
     waited = await wait_out_of_touch(follower, within=ELECTION_MIN_S + 0.02)
     assert ELECTION_MIN_S - HEARTBEAT_S <= waited <= ELECTION_MIN_S + 0.02, waited
     cluster.hosts[follower_id].paused = False
     with trio.fail_after(3 * HEARTBEAT_S):
-        while follower.out_of_touch() is not None:
-            await trio.sleep(0.01)
+        await wait_for(lambda: follower.out_of_touch() is None)
 
 
 async def test_a_leader_cut_off_from_its_followers_stops_deciding_within_an_election_timeout(
@@ -96,8 +95,7 @@ async def test_a_leader_cut_off_from_its_followers_stops_deciding_within_an_elec
     the others may elect a new leader and revoke a user there."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     with trio.fail_after(2 * HEARTBEAT_S):
-        while leader.out_of_touch() is not None:
-            await trio.sleep(0.01)
+        await wait_for(lambda: leader.out_of_touch() is None)
     for node_id, host in cluster.hosts.items():
         if node_id != leader.id:
             host.paused = True

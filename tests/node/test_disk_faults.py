@@ -39,6 +39,7 @@ from raft_trio.node import metrics as node_metrics
 from raft_trio.node.disk_watch import watch
 from raft_trio.node.space import NOSPACE, SpaceGuard
 from raft_trio.storage import WAL_HEADROOM_BYTES, DiskFull, storage_error_in
+from raft_trio.testing.waiting import wait_for
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -120,7 +121,7 @@ async def test_the_runtime_keeps_room_for_a_snapshot_of_its_state_and_the_wal(
 ) -> None:
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     space = SpaceGuard("/data", 0, statvfs=FakeDisk().statvfs)
-    node = RaftNode("n9", "mem://n9", leader.storage, TIMING, space=space)  # type: ignore[arg-type]
+    node = RaftNode("n9", "mem://n9", leader.storage, TIMING, space=space)
     assert space.needed() == WAL_HEADROOM_BYTES
     node.kv.apply(1, Put("k", "x" * 1000))
     assert space.needed() == WAL_HEADROOM_BYTES + node.kv.size + node.kv.size // 10
@@ -199,16 +200,14 @@ async def test_a_follower_short_of_space_stops_new_values_at_the_leader(
         follower_disk.free = 10 * MIB
         follower.space.refresh()  # type: ignore[union-attr]
         with trio.fail_after(1.1):
-            while not leader_guard.peer_alarms:
-                await trio.sleep(0.01)
+            await wait_for(lambda: bool(leader_guard.peer_alarms))
         with pytest.raises(InsufficientStorage, match=f"insufficient storage on member {follower_id}"):
             await leader.write(Put("b", "2"))
         assert isinstance(await leader.write(Delete("a")), Deleted)
         follower_disk.free = 500 * MIB
         follower.space.refresh()  # type: ignore[union-attr]
         with trio.fail_after(1.1):
-            while leader_guard.peer_alarms:
-                await trio.sleep(0.01)
+            await wait_for(lambda: not leader_guard.peer_alarms)
         assert isinstance(await leader.write(Put("b", "2")), Written)
         nursery.cancel_scope.cancel()
 
@@ -220,8 +219,7 @@ async def test_a_disk_write_that_hangs_makes_the_node_unready(
     follower_id = next(i for i in cluster.hosts if i != leader.id)
     follower = cluster.hosts[follower_id].node
     with trio.fail_after(2 * HEARTBEAT_S):
-        while not follower.readiness().ready:
-            await trio.sleep(0.01)
+        await wait_for(lambda: follower.readiness().ready)
     cluster.hosts[follower_id].fsync_seconds = 60.0
     async with trio.open_nursery() as nursery:
         nursery.start_soon(leader.write, Put("k", "v"))
@@ -262,7 +260,7 @@ async def test_a_failed_disk_write_stops_the_node_and_acknowledges_nothing(
         def full_disk(hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> None:
             raise DiskFull("writing /data/n1: database or disk is full (the disk is full)")
 
-        storage.write_to_disk = full_disk  # type: ignore[method-assign]
+        storage.write_to_disk = full_disk
         errors_before = node_metrics.STORAGE_ERRORS.labels("DiskFull")._value.get()
         try:
             outcome.append(await node.write(Put("lost", "v")))
@@ -270,8 +268,8 @@ async def test_a_failed_disk_write_stops_the_node_and_acknowledges_nothing(
             outcome.append(error)
     assert len(outcome) == 1 and isinstance(outcome[0], WriteIndeterminate), outcome
     assert node.kv.get("lost") is None
-    [error] = crashed
-    found = storage_error_in(error)
+    [crash] = crashed
+    found = storage_error_in(crash)
     assert isinstance(found, DiskFull) and found.exit_code == 73
     assert node_metrics.STORAGE_ERRORS.labels("DiskFull")._value.get() == errors_before + 1
 

@@ -15,6 +15,7 @@ from raft_trio.core import Role
 from raft_trio.kv import Put
 from raft_trio.node import LeaseMissing, NotLeaderError, RaftNode
 from raft_trio.node.leases import LeaseClock, minimum_ttl
+from raft_trio.testing.waiting import wait_for
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -24,8 +25,7 @@ TTL = 5
 async def revoked_at(nodes: list[RaftNode], lease: int, within: float) -> float:
     """The virtual time at which every node no longer holds ``lease``."""
     with trio.fail_after(within):
-        while any(lease in node.kv.leases for node in nodes):
-            await trio.sleep(0.01)
+        await wait_for(lambda: all(lease not in node.kv.leases for node in nodes))
     return trio.current_time()
 
 
@@ -65,8 +65,7 @@ async def test_a_lease_expires_its_ttl_after_the_grant_and_its_keys_go_everywher
     assert granted_at + TTL <= gone_at <= granted_at + TTL + 0.1
     for node in nodes:
         with trio.fail_after(1):
-            while node.kv.get("owned/a") is not None:
-                await trio.sleep(0.01)
+            await wait_for(lambda: node.kv.get("owned/a") is None)  # noqa: B023 (awaited at once)
         assert node.kv.get("owned/b") is None and node.kv.get("free") is not None
     deletes = {
         node.id: [(c.revision, c.key) for c in node.kv.history.since(0) if c.kind == "delete"]

@@ -18,6 +18,7 @@ from raft_trio.core import Role
 from raft_trio.kv import Put
 from raft_trio.node import NotLeaderError, RaftNode, Unavailable, WriteFailed, WriteIndeterminate
 from raft_trio.node.runtime import READY_MAX_LAG
+from raft_trio.testing.waiting import wait_for
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -31,8 +32,7 @@ def ready(node: RaftNode) -> bool:
 
 async def wait_ready(nodes: list[RaftNode], within: float) -> None:
     with trio.fail_after(within):
-        while not all(ready(n) for n in nodes):
-            await trio.sleep(0.01)
+        await wait_for(lambda: all(ready(n) for n in nodes))
 
 
 async def test_no_node_is_ready_before_a_leader_then_every_node_is(
@@ -67,8 +67,7 @@ async def test_a_follower_that_stops_hearing_the_leader_is_unready_after_the_lea
     await trio.sleep(ELECTION_MIN_S - HEARTBEAT_S - 0.05)
     assert ready(follower), follower.readiness()
     with trio.fail_after(HEARTBEAT_S + 0.1):
-        while ready(follower):
-            await trio.sleep(0.01)
+        await wait_for(lambda: not ready(follower))
     silent_for = trio.current_time() - cut_at
     assert ELECTION_MIN_S - HEARTBEAT_S <= silent_for <= ELECTION_MIN_S + 0.02, silent_for
     reason = follower.readiness().reason
@@ -99,6 +98,7 @@ async def test_a_follower_behind_the_leaders_commit_index_is_unready_until_it_ap
     state = follower.readiness()
     assert not state.ready, state
     assert state.reason.startswith("behind:"), state
+    assert state.leader_commit_index is not None
     assert state.leader_commit_index > state.applied_index + READY_MAX_LAG
     cluster.hosts[follower_id].fsync_seconds = 0.0
     # The stalled fsync ends (30 s), then the backlog is written and applied.
@@ -122,8 +122,7 @@ async def test_a_leader_is_ready_only_while_it_holds_its_check_quorum_lease(
     await trio.sleep(ELECTION_MIN_S - HEARTBEAT_S - 0.05)
     assert ready(leader), leader.readiness()
     with trio.fail_after(HEARTBEAT_S + 0.1):
-        while ready(leader):
-            await trio.sleep(0.01)
+        await wait_for(lambda: not ready(leader))
     assert trio.current_time() - cut_at <= ELECTION_MIN_S + 0.02
     assert leader.readiness().reason.startswith("lease lapsing: 1 of 3 voters"), leader.readiness()
     # Check-quorum steps it down later (within two rounds); it stays unready.
@@ -201,7 +200,6 @@ async def test_a_leadership_transfer_turns_no_write_in_flight_indeterminate(
     # The new leader learns the commit index once its own no-op commits.
     new_leader = cluster.hosts[target].node
     with trio.fail_after(2 * HEARTBEAT_S):
-        while new_leader.kv.applied_index < leader.kv.applied_index:
-            await trio.sleep(0.01)
+        await wait_for(lambda: new_leader.kv.applied_index >= leader.kv.applied_index)
     for n in range(30):
         assert new_leader.kv.get(f"before-{n}") is not None

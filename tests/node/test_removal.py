@@ -15,7 +15,8 @@ import trio
 import trio.testing
 
 from raft_trio.core import RemoveMember, Role
-from raft_trio.kv import Put
+from raft_trio.kv import Put, Written
+from raft_trio.testing.waiting import wait_for
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -42,8 +43,9 @@ async def test_a_leader_removing_itself_commits_and_a_remaining_voter_leads_at_o
     # Handed over, not waited out: a remaining voter leads well before any
     # election timeout could have fired.
     with trio.fail_after(ELECTION_MIN_S / 2):
-        while not any(cluster.hosts[i].node.core.role is Role.LEADER for i in remaining):
-            await trio.sleep(0.005)
+        await wait_for(
+            lambda: any(cluster.hosts[i].node.core.role is Role.LEADER for i in remaining), poll=0.005
+        )
     (new_leader,) = [
         cluster.hosts[i].node for i in remaining if cluster.hosts[i].node.core.role is Role.LEADER
     ]
@@ -54,7 +56,7 @@ async def test_a_leader_removing_itself_commits_and_a_remaining_voter_leads_at_o
 
     # The two that are left form the cluster; the removed node stays out.
     result = await new_leader.write(Put("after", "v"))
-    assert result.index > index
+    assert isinstance(result, Written) and result.index > index, result
     await trio.sleep(10 * ELECTION_MAX_S)
     assert leader.core.role is Role.FOLLOWER and not leader.core.promotable()
     assert new_leader.core.role is Role.LEADER and new_leader.core.term == old_term + 1
@@ -99,8 +101,7 @@ async def test_a_removed_follower_learns_it_is_out_and_never_campaigns(
     removed = cluster.hosts[min(i for i in cluster.hosts if i != leader.id)].node
     await leader.change_membership(RemoveMember(removed.id))
     with trio.fail_after(2 * HEARTBEAT_S):
-        while removed.id in removed.core.membership.ids:
-            await trio.sleep(0.005)
+        await wait_for(lambda: removed.id not in removed.core.membership.ids, poll=0.005)
     assert removed.id not in leader._transport.senders  # type: ignore[union-attr]
     term = leader.core.term
     await trio.sleep(10 * ELECTION_MAX_S)

@@ -16,8 +16,9 @@ import trio
 import trio.testing
 
 from raft_trio.core import Role
-from raft_trio.kv import Put
+from raft_trio.kv import Put, Written
 from raft_trio.peer import stream as stream_module
+from raft_trio.testing.waiting import wait_for
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -38,6 +39,7 @@ async def test_writes_commit_and_answer_with_their_index(
 ) -> None:
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     result = await leader.write(Put("k", "v"))
+    assert isinstance(result, Written), result
     assert result.key == "k" and result.index == leader.core.log.committed
 
 
@@ -77,8 +79,9 @@ async def test_a_paused_follower_costs_the_leader_nothing(
         assert stream.streams_opened > opened_before + 1  # dropped, reopened
     cluster.hosts[follower].paused = False
     with trio.fail_after(3 * ELECTION_MAX_S):
-        while cluster.hosts[follower].node.kv.applied_index < leader.core.log.committed:
-            await trio.sleep(0.05)
+        await wait_for(
+            lambda: cluster.hosts[follower].node.kv.applied_index >= leader.core.log.committed, poll=0.05
+        )
     assert leader.core.role is Role.LEADER and cluster.terms() == {**terms_before, follower: leader.core.term}
     assert cluster.hosts[other].node.core.leader_id == leader.id
 
@@ -115,12 +118,10 @@ async def test_a_leader_whose_disk_stalls_steps_down(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(write_into_the_stall)
         with trio.fail_after(3 * ELECTION_MAX_S):
-            while leader.core.role is Role.LEADER:
-                await trio.sleep(0.01)
+            await wait_for(lambda: leader.core.role is not Role.LEADER)
         stalled_write.cancel()
     with trio.fail_after(3 * ELECTION_MAX_S):
-        while not any(n.id != leader.id for n in cluster.leaders()):
-            await trio.sleep(0.01)
+        await wait_for(lambda: any(n.id != leader.id for n in cluster.leaders()))
 
 
 async def test_a_node_at_rest_wakes_its_ticker_once_a_heartbeat_not_every_tick(

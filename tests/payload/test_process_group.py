@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from raft_trio.node.payload import PayloadSupervisor, group_members
+from raft_trio.testing.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sh") is None or not Path("/proc/self/stat").exists(), reason="needs sh and /proc"
@@ -44,10 +45,10 @@ async def test_losing_leadership_ends_the_whole_process_group(
         with trio.fail_after(10):
             # Trio starts the process from a worker thread: the script can
             # write its file before the supervisor has the process object.
-            while not pidfile.exists() or supervisor.current is None:
-                await trio.sleep(0.02)
+            await wait_for(lambda: pidfile.exists() and supervisor.current is not None, poll=0.02)
         grandchild = int(pidfile.read_text())
         script_process = supervisor.current
+        assert script_process is not None
         group = script_process.pid
         assert os.getpgid(grandchild) == group != os.getpgid(0), "the script has a process group of its own"
         assert set(live_members(group)) >= {group, grandchild}
@@ -55,8 +56,7 @@ async def test_losing_leadership_ends_the_whole_process_group(
         lost = trio.current_time()
         supervisor.role_changed("follower", 4, "http://127.0.0.2:9001")
         with trio.fail_after(10):
-            while supervisor.current is not None:
-                await trio.sleep(0.01)
+            await wait_for(lambda: supervisor.current is None)
         took = trio.current_time() - lost
         assert live_members(group) == [], "a process of the leader script's group survived"
         assert took < 0.5 + 1.0
@@ -86,16 +86,18 @@ async def test_what_a_script_says_on_sigterm_reaches_the_log(
         nursery.start_soon(supervisor.run)
         supervisor.role_changed("leader", 3, None)
         with trio.fail_after(10):
-            while "[leader.sh] started" not in [r.getMessage() for r in caplog.records]:
-                await trio.sleep(0.02)
+            await wait_for(
+                lambda: "[leader.sh] started" in [r.getMessage() for r in caplog.records], poll=0.02
+            )
         supervisor.role_changed("follower", 4, None)  # leaving the role
         with trio.fail_after(10):
-            while supervisor.current is not None:
-                await trio.sleep(0.01)
+            await wait_for(lambda: supervisor.current is None)
         supervisor.role_changed("leader", 5, None)
         with trio.fail_after(10):
-            while [r.getMessage() for r in caplog.records].count("[leader.sh] started") < 2:
-                await trio.sleep(0.02)
+            await wait_for(
+                lambda: [r.getMessage() for r in caplog.records].count("[leader.sh] started") >= 2,
+                poll=0.02,
+            )
         nursery.cancel_scope.cancel()  # the node stopping
     messages = [r.getMessage() for r in caplog.records]
     assert "[leader.sh] term 3 ended: stopping" in messages

@@ -16,6 +16,7 @@ from raft_trio.core._messages import AppendEntries
 from raft_trio.peer import stream as stream_module
 from raft_trio.peer.stream import MIN_BACKOFF_S, Body, PeerStream
 from raft_trio.peer.wire import MESSAGES_PATH, STREAM_PATH, accept_batch, accept_stream
+from raft_trio.testing.waiting import wait_for
 
 DEADLINE = 0.2
 
@@ -111,16 +112,14 @@ async def test_a_stream_that_takes_no_frame_within_the_deadline_is_dropped_and_r
         written_at = trio.current_time()
         stream.enqueue(heartbeat(2))
         with trio.fail_after(1):
-            while not core.unreachable:
-                await trio.sleep(0.001)
+            await wait_for(lambda: bool(core.unreachable), poll=0.001)
         # Dropped when the write had waited out its deadline (and the time
         # its few bytes need at the minimum rate), not before.
         assert DEADLINE <= core.unreachable[0] - written_at <= DEADLINE + 0.01
         peer.stalled = False
         stream.enqueue(heartbeat(3))
         with trio.fail_after(1):
-            while [heartbeat(3)] not in peer.frames:
-                await trio.sleep(0.001)
+            await wait_for(lambda: [heartbeat(3)] in peer.frames, poll=0.001)
         nursery.cancel_scope.cancel()
     assert stream.streams_opened == 2
     assert peer.stream_attempts[1] - core.unreachable[0] == pytest.approx(MIN_BACKOFF_S)
@@ -198,8 +197,7 @@ async def test_a_snapshot_goes_beside_a_stalled_stream_not_on_it(
         stream.enqueue(heartbeat(2))  # held up on the stream
         stream.enqueue(snapshot)
         with trio.fail_after(1):
-            while not core.snapshots:
-                await trio.sleep(0.001)
+            await wait_for(lambda: bool(core.snapshots), poll=0.001)
         nursery.cancel_scope.cancel()
     assert core.snapshots == [True]
     assert peer.snapshots == [snapshot]
@@ -230,8 +228,7 @@ async def test_a_snapshot_write_that_stalls_fails_and_the_core_hears_it(
         stream.enqueue(snapshot)
         started = trio.current_time()
         with trio.fail_after(5):
-            while not core.snapshots:
-                await trio.sleep(0.001)
+            await wait_for(lambda: bool(core.snapshots), poll=0.001)
         nursery.cancel_scope.cancel()
     assert core.snapshots == [False]
     chunk_s = stream_module.SNAPSHOT_CHUNK_BYTES / stream_module.MIN_WRITE_RATE

@@ -11,7 +11,7 @@ auth tests share:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
@@ -19,14 +19,24 @@ import httpx
 import trio
 
 from raft_trio.asgi import serve_app
-from raft_trio.core import Membership, Role, Snapshot, SnapshotMeta
+from raft_trio.core import Membership, Snapshot, SnapshotMeta
 from raft_trio.http.app import create_app
 from raft_trio.node import RaftNode, Timing
 from raft_trio.security import Security
+from raft_trio.testing.waiting import wait_for
 from tests.node.harness import MemoryNodeStorage
 
 #: One node elects itself within its election timeout.
-FAST = Timing(tick_ms=10, heartbeat_ms=50, election_min_ms=150, election_max_ms=300)
+FAST = Timing(tick_ms=10, heartbeat_ms=50, election_min_ms=300, election_max_ms=600)
+
+
+async def in_place(function: Callable[..., Any], *args: Any) -> Any:
+    """The in-memory disk's writes, on the event loop: a thread started on
+    a loaded machine can take longer than the stall limit (an election
+    timeout), and a stalled leader steps down."""
+    return function(*args)
+
+
 PASSWORDS = {"root": "root-pw", "alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 
 
@@ -36,7 +46,9 @@ async def served_node(
 ) -> AsyncIterator[tuple[RaftNode, str]]:
     """A leader serving on a free port: (node, base URL)."""
     storage = MemoryNodeStorage(Snapshot(SnapshotMeta(0, 0, Membership.of({"n1": "http://127.0.0.1:1"}))))
-    node = RaftNode("n1", "http://127.0.0.1:1", storage, FAST, seed=1, security=security or Security())
+    node = RaftNode(
+        "n1", "http://127.0.0.1:1", storage, FAST, seed=1, security=security or Security(), run_disk=in_place
+    )
     app = create_app(node)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -44,8 +56,7 @@ async def served_node(
         binds = await nursery.start(partial(serve_app, app, "127.0.0.1", 0, shutdown, "", tls=security))
         port = binds[0].rsplit(":", 1)[1]
         with trio.fail_after(5):
-            while node.core.role is not Role.LEADER or node.out_of_touch() is not None:
-                await trio.sleep(0.01)
+            await wait_for(lambda: node.is_leader and node.out_of_touch() is None)
         try:
             yield node, f"{scheme}://127.0.0.1:{port}"
         finally:

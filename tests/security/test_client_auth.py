@@ -147,8 +147,7 @@ async def test_a_watch_ends_with_an_error_event_once_its_read_permission_is_revo
             await ok(await client.delete("/api/auth/users/bob/roles/app-r", headers=root))
             await ok(await client.put("/api/kv/app/2", json={"value": "hidden"}, headers=root))
             with trio.fail_after(5):
-                async for line in lines:
-                    events.append(line)
+                events.extend([line async for line in lines])
         text = "\n".join(events)
         assert "seen" in text and "hidden" not in text
         error = json.loads(text.split("event: error\ndata: ")[1].split("\n")[0])

@@ -148,7 +148,7 @@ def test_a_request_signature_does_not_open_a_stream() -> None:
 
 def test_a_message_from_someone_else_inside_an_authentic_frame_is_refused() -> None:
     _, writer, inbox = open_stream(*pair())
-    other = [HeartbeatResponse(term=3, src="n3", dst="n2", seq=1)]
+    other: list[Message] = [HeartbeatResponse(term=3, src="n3", dst="n2", seq=1)]
     error = refused(inbox, writer.frame(encode_batch(other)))
     assert error.status == 400 and "sender differs" in error.message
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.lowlevel
 
 from raft_trio.core import HardState, Snapshot, SnapshotMeta
 from raft_trio.storage import DiskIOError, DurableStorage, SnapshotPolicy, StorageError
@@ -27,7 +28,7 @@ async def test_the_event_loop_sees_a_write_only_once_applied_to_the_cache(tmp_pa
     async def reader() -> None:
         while writing:
             seen.add((storage.last_index(), storage.hard_state()))
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
