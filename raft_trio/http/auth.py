@@ -37,7 +37,6 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, Literal
-from urllib.parse import unquote
 
 import trio
 
@@ -191,16 +190,17 @@ class AuthGate:
         if rule.kind == "open":
             await self.app(scope, receive, send)
             return
-        headers = request_headers(scope)
         if not self.node.kv.auth.enabled:
-            if rule.kind == "manage" and not security.admin_allowed(headers.get("authorization")):
+            if rule.kind == "manage" and not security.admin_allowed(
+                request_headers(scope).get("authorization")
+            ):
                 message = "auth management needs the admin token while auth is off"
                 await self._refuse(scope, send, unauthorized(message))
                 return
             # A stream begun now ends when auth is turned on.
             await self._serve(scope, receive, send)
             return
-        principal = self._authenticate(scope, headers)
+        principal = self._authenticate(scope, request_headers(scope))
         if isinstance(principal, str):
             await self._refuse(scope, send, unauthorized(principal))
             return
@@ -281,7 +281,7 @@ class AuthGate:
                 return None
             return f"user {user!r} has no {rule.need} permission on {rule.start!r}"
         assert rule.kind == "lease"
-        lease = parse_lease_id(unquote(rule.lease))
+        lease = parse_lease_id(rule.lease)
         held = self.node.kv.leases.get(lease) if lease is not None else None
         for key in sorted(held.keys) if held is not None else ():
             if not permissions.may_key(user, rule.need, key):
