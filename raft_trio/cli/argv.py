@@ -137,51 +137,63 @@ def add_command(sub: Any, name: str, text: str, **options: Any) -> argparse.Argu
 
 def add_auth_commands(sub: Any, client: argparse.ArgumentParser) -> None:
     """``user``, ``role`` and ``auth``: etcdctl's auth commands."""
-    user = sub.add_parser("user", help="add, delete and list users; give them roles", parents=[client])
-    user_sub = user.add_subparsers(dest="user_command", required=True, parser_class=Parser)
-    add = user_sub.add_parser("add", parents=[client], help="add a user (password from --password or stdin)")
-    add.add_argument("name")
+    user = add_command(sub, "user", "add, delete and list users; give them roles", parents=[client])
+    user_sub = user.add_subparsers(
+        dest="user_command", metavar="SUBCOMMAND", required=True, parser_class=Parser
+    )
+    add = add_command(
+        user_sub, "add", "add a user (the password from --password, else stdin)", parents=[client]
+    )
+    add.add_argument("name", help="the user's name")
     add.add_argument("--password", help="the new user's password (else read from stdin)")
     add.add_argument("--no-password", action="store_true", help="it logs in with a client certificate only")
-    user_sub.add_parser("delete", parents=[client], help="delete a user").add_argument("name")
-    passwd = user_sub.add_parser("passwd", parents=[client], help="set a user's password")
-    passwd.add_argument("name")
+    add_command(user_sub, "delete", "delete a user", parents=[client]).add_argument(
+        "name", help="the user's name"
+    )
+    passwd = add_command(user_sub, "passwd", "set a user's password", parents=[client])
+    passwd.add_argument("name", help="the user's name")
     passwd.add_argument("--password", help="the new password (else read from stdin)")
-    for verb in ("grant-role", "revoke-role"):
-        change = user_sub.add_parser(
-            verb,
-            parents=[client],
-            help="give a user a role" if verb == "grant-role" else "take a role from a user",
-        )
-        change.add_argument("name")
-        change.add_argument("role")
-    user_sub.add_parser("list", parents=[client], help="every user and its roles")
-    user_sub.add_parser("get", parents=[client], help="one user and its roles").add_argument("name")
+    for verb, text in (("grant-role", "give a user a role"), ("revoke-role", "take a role from a user")):
+        change = add_command(user_sub, verb, text, parents=[client])
+        change.add_argument("name", help="the user's name")
+        change.add_argument("role", help="the role's name")
+    add_command(user_sub, "list", "every user and its roles", parents=[client])
+    add_command(user_sub, "get", "one user and its roles", parents=[client]).add_argument(
+        "name", help="the user's name"
+    )
 
-    role = sub.add_parser("role", help="add, delete and list roles; grant them keys", parents=[client])
-    role_sub = role.add_subparsers(dest="role_command", required=True, parser_class=Parser)
-    role_sub.add_parser("add", parents=[client], help="add a role").add_argument("name")
-    role_sub.add_parser("delete", parents=[client], help="delete a role").add_argument("name")
-    grant = role_sub.add_parser(
-        "grant", parents=[client], help="give a role access to a key, prefix or range"
+    role = add_command(sub, "role", "add, delete and list roles; grant them keys", parents=[client])
+    role_sub = role.add_subparsers(
+        dest="role_command", metavar="SUBCOMMAND", required=True, parser_class=Parser
     )
-    grant.add_argument("name")
-    grant.add_argument("access", choices=("read", "write", "readwrite"))
-    grant.add_argument("key")
-    revoke = role_sub.add_parser(
-        "revoke", parents=[client], help="take a role's access to a key, prefix or range"
+    add_command(role_sub, "add", "add a role", parents=[client]).add_argument("name", help="the role's name")
+    add_command(role_sub, "delete", "delete a role", parents=[client]).add_argument(
+        "name", help="the role's name"
     )
-    revoke.add_argument("name")
-    revoke.add_argument("key")
+    grant = add_command(role_sub, "grant", "give a role access to a key, prefix or range", parents=[client])
+    grant.add_argument("name", help="the role's name")
+    grant.add_argument("access", choices=("read", "write", "readwrite"), help="read, write or readwrite")
+    grant.add_argument("key", help="the key (with --prefix: the prefix; with --end: the range's start)")
+    revoke = add_command(
+        role_sub, "revoke", "take a role's access to a key, prefix or range", parents=[client]
+    )
+    revoke.add_argument("name", help="the role's name")
+    revoke.add_argument("key", help="the key, prefix or range start the access was granted on")
     for command in (grant, revoke):
         scope = command.add_mutually_exclusive_group()
         scope.add_argument("--prefix", action="store_true", help="every key starting with KEY")
         scope.add_argument("--end", help="the keys from KEY up to END, exclusive ('' : to the last key)")
-    role_sub.add_parser("list", parents=[client], help="every role and its permissions")
-    role_sub.add_parser("get", parents=[client], help="one role and its permissions").add_argument("name")
+    add_command(role_sub, "list", "every role and its permissions", parents=[client])
+    add_command(role_sub, "get", "one role and its permissions", parents=[client]).add_argument(
+        "name", help="the role's name"
+    )
 
-    auth = sub.add_parser("auth", help="turn auth on or off, or see whether it is", parents=[client])
-    auth.add_argument("auth_command", choices=("enable", "disable", "status"))
+    auth = add_command(sub, "auth", "turn auth on or off, or see whether it is", parents=[client])
+    auth.add_argument(
+        "auth_command",
+        choices=("enable", "disable", "status"),
+        help="enable (needs a user root with the role root), disable, or status",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -223,6 +223,7 @@ def add_auth_routes(
     @document_response(schema.UsersAnswer, 200)
     @answered
     async def list_users() -> Answer:
+        """Every user and the roles each holds (root only)."""
         if (refused := await confirm_read(node, "linearizable", target())) is not None:
             return refused
         names = sorted(node.kv.auth.users)
@@ -233,6 +234,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 404)
     @answered
     async def get_user(name: str) -> Answer:
+        """One user and the roles it holds (root only)."""
         if (refused := await confirm_read(node, "linearizable", target())) is not None:
             return refused
         found = user_answer(name)
@@ -290,6 +292,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 404)
     @answered
     async def grant_role(name: str, role: str) -> Answer:
+        """Give the user the role (root only)."""
         return await change(UserGrantRole(name, role))
 
     @app.delete(f"{prefix}/auth/users/<name>/roles/<role>")
@@ -297,6 +300,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 404)
     @answered
     async def revoke_role(name: str, role: str) -> Answer:
+        """Take the role from the user (root only)."""
         return await change(UserRevokeRole(name, role))
 
     # -- roles --------------------------------------------------------------------------------
@@ -311,6 +315,7 @@ def add_auth_routes(
     @document_response(schema.RolesAnswer, 200)
     @answered
     async def list_roles() -> Answer:
+        """Every role and its permissions (root only)."""
         if (refused := await confirm_read(node, "linearizable", target())) is not None:
             return refused
         names = sorted(node.kv.auth.roles)
@@ -321,6 +326,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 404)
     @answered
     async def get_role(name: str) -> Answer:
+        """One role and its permissions (root only)."""
         if (refused := await confirm_read(node, "linearizable", target())) is not None:
             return refused
         found = role_answer(name)
@@ -335,6 +341,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 409)
     @answered
     async def add_role(data: schema.RoleRequest) -> Answer:
+        """Add a role with no permissions yet (root only)."""
         if not valid_name(data.name):
             return bad_request(f"{data.name!r} is not a role name (letters, digits, . _ @ -; up to 128)")
         return await change(RoleAdd(data.name))
