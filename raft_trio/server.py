@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -24,7 +25,7 @@ from functools import partial
 import trio
 
 from . import discovery, schema
-from .asgi import serve_app
+from .asgi import bind_listener, serve_app
 from .client import TrioClient
 from .core import HardState, Member, Membership, RaftError, Snapshot, SnapshotMeta
 from .http.app import HttpSettings, create_app
@@ -95,14 +96,22 @@ async def run_node(
 ) -> None:
     """Run the node until it is told to stop. With discovery, a node that
     finds it was removed from its cluster moves its data aside and starts
-    over as a new member, under the same id (see ``_serve``)."""
-    while await _serve(settings, task_status):
-        task_status = trio.TASK_STATUS_IGNORED
-        kept = await trio.to_thread.run_sync(discovery.retire_data_dir, settings.data_dir)
-        log.warning("the data of the removed member is kept in %s; joining again as a new member", kept)
+    over as a new member, under the same id (see ``_serve``).
+
+    The port is bound first, before the data directory is opened (or
+    created): a node that cannot serve fails with
+    :class:`~raft_trio.asgi.CannotServe` having touched nothing, and the port stays this process's between its
+    servers (the waiting page, then the API)."""
+    with bind_listener(settings.listen_host, settings.listen_port) as listener:
+        while await _serve(settings, listener, task_status):
+            task_status = trio.TASK_STATUS_IGNORED
+            kept = await trio.to_thread.run_sync(discovery.retire_data_dir, settings.data_dir)
+            log.warning("the data of the removed member is kept in %s; joining again as a new member", kept)
 
 
-async def _serve(settings: NodeSettings, task_status: trio.TaskStatus[RaftNode]) -> bool:
+async def _serve(
+    settings: NodeSettings, listener: socket.socket, task_status: trio.TaskStatus[RaftNode]
+) -> bool:
     """One life of the node; True if it ended because the cluster removed
     it (a replica scaled away, then back). Reusing the id is safe then:
     the removal is committed, the old log is set aside before the new one
@@ -111,12 +120,12 @@ async def _serve(settings: NodeSettings, task_status: trio.TaskStatus[RaftNode])
     the cluster's current term."""
     known_peers: dict[str, str] = {}
     if settings.discovery is not None:
-        storage = await _open_discovered(settings, settings.discovery)
+        storage = await _open_discovered(settings, settings.discovery, listener)
         if storage is None:
             log.info("stopped before the cluster formed")
             return False
     else:
-        opened = await _open_static(settings)
+        opened = await _open_static(settings, listener)
         if opened is None:
             log.info("stopped before the first-start check decided")
             return False
@@ -142,13 +151,13 @@ async def _serve(settings: NodeSettings, task_status: trio.TaskStatus[RaftNode])
         payload.starting_as(node.role_name, node.term, node.leader_url())
         node.on_role_change(lambda *_: payload.role_changed(node.role_name, node.term, node.leader_url()))
         app = create_app(node, settings.http)
-        stop = trio.Event()
+        stop = StopRequest()
         removed: list[str] = []
 
         def on_removed(reason: str) -> None:
             log.warning("this node was removed from the cluster: %s", reason)
             removed.append(reason)
-            stop.set()
+            stop.event.set()
 
         http_shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
@@ -175,19 +184,22 @@ async def _serve(settings: NodeSettings, task_status: trio.TaskStatus[RaftNode])
                         http_shutdown,
                         settings.root_path,
                         tls=settings.security,
+                        listener=listener,
                     )
                 )
                 log.info("node %s serving on %s as %s", settings.node_id, ", ".join(addresses), settings.url)
                 task_status.started(node)
-                await stop.wait()
-                log.info("stopping")
+                await stop.event.wait()
+                log.info("stopping%s", " fast (SIGINT): no leadership hand-over" if stop.fast else "")
                 node.begin_stop()
-                await _hand_over_leadership(node)
+                if not stop.fast:
+                    await _hand_over_leadership(node)
                 # Answer the requests already taken before stopping: writes
                 # that were in flight at a leader that handed over commit
                 # under the new leader, and this node still hears it (peer
-                # messages are served until the end).
-                drain_bound = node.write_timeout + 1.0
+                # messages are served until the end). In a fast stop the
+                # others are likely stopping too: a second at most.
+                drain_bound = FAST_DRAIN_SECONDS if stop.fast else node.write_timeout + 1.0
                 if not await node.drain(drain_bound):
                     log.warning("requests still waiting after %.1f s; stopping anyway", drain_bound)
                 node.close()
@@ -217,7 +229,9 @@ async def _open_storage(settings: NodeSettings, initial: Membership | None) -> D
     )
 
 
-async def _open_static(settings: NodeSettings) -> tuple[DurableStorage, dict[str, str]] | None:
+async def _open_static(
+    settings: NodeSettings, listener: socket.socket
+) -> tuple[DurableStorage, dict[str, str]] | None:
     """The storage of a node started with ``--peers`` or ``--join``, and
     the members' addresses when it starts empty as a learner. A new data
     directory first asks the cluster whether this member has started
@@ -238,11 +252,16 @@ async def _open_static(settings: NodeSettings) -> tuple[DurableStorage, dict[str
     api_prefix = settings.http.api_prefix
 
     async def ask() -> first_start.Decision:
-        async with TrioClient((), api_prefix=api_prefix, security=settings.security) as client:
+        async with TrioClient(
+            (),
+            api_prefix=api_prefix,
+            security=settings.security,
+            authorization=settings.security.node_authorization(settings.node_id),
+        ) as client:
             fetch = disk_watch.client_fetch_status(client)
             return await first_start.check(settings.node_id, others, voters, fetch)
 
-    decision = await _serve_waiting_page(settings, lambda: status, ask)
+    decision = await _serve_waiting_page(settings, listener, lambda: status, ask)
     if decision is None:
         return None
     if decision.action == "bootstrap":
@@ -252,6 +271,7 @@ async def _open_static(settings: NodeSettings) -> tuple[DurableStorage, dict[str
 
 async def _serve_waiting_page(
     settings: NodeSettings,
+    listener: socket.socket,
     status: Callable[[], schema.Status],
     work: Callable[[], Awaitable[first_start.Decision]],
 ) -> first_start.Decision | None:
@@ -276,6 +296,7 @@ async def _serve_waiting_page(
                 shutdown,
                 settings.root_path,
                 tls=settings.security,
+                listener=listener,
             )
         )
         decided.append(await work())
@@ -296,7 +317,7 @@ def _is_new(storage: DurableStorage) -> bool:
 
 
 async def _open_discovered(
-    settings: NodeSettings, found: discovery.DiscoverySettings
+    settings: NodeSettings, found: discovery.DiscoverySettings, listener: socket.socket
 ) -> DurableStorage | None:
     """The storage of a node started with ``--discover``: as it is when it
     holds a configuration (a restart); else after the bootstrap decided.
@@ -316,7 +337,9 @@ async def _open_discovered(
 
         nursery.start_soon(stop_on_signal)
         decided.append(
-            await bootstrap.serve_and_decide(settings.listen_host, settings.listen_port, settings.root_path)
+            await bootstrap.serve_and_decide(
+                settings.listen_host, settings.listen_port, settings.root_path, listener=listener
+            )
         )
         nursery.cancel_scope.cancel()
     if not decided:
@@ -357,20 +380,47 @@ async def _hand_over_leadership(node: RaftNode) -> None:
     log.warning("leadership hand-over did not finish in %.1f s; stopping anyway", HANDOVER_SECONDS)
 
 
-async def _stop_on_signals(stop: trio.Event) -> None:
+#: How long a fast stop (SIGINT) waits for the requests already taken.
+FAST_DRAIN_SECONDS = 1.0
+
+
+@dataclasses.dataclass
+class StopRequest:
+    """The node was told to stop (``event``), and how. SIGTERM, what
+    service managers and container engines send, stops gracefully: a
+    leader hands leadership over first. SIGINT (Ctrl-C, and what
+    ``raft-trio up`` sends when the whole cluster stops) stops fast, with
+    no hand-over to followers that may be stopping too; as PostgreSQL's
+    smart and fast shutdown."""
+
+    event: trio.Event = dataclasses.field(default_factory=trio.Event)
+    fast: bool = False
+
+
+async def _stop_on_signals(stop: trio.Event | StopRequest) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            stop.set()
+        async for signum in signals:
+            if isinstance(stop, StopRequest):
+                stop.fast = signum == signal.SIGINT
+                stop.event.set()
+            else:
+                stop.set()
             return
 
 
 async def _watch_disk(node: RaftNode, storage: DurableStorage, space: SpaceGuard, api_prefix: str) -> None:
-    async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
+    authorization = node.security.node_authorization(node.id)
+    async with TrioClient(
+        (), api_prefix=api_prefix, security=node.security, authorization=authorization
+    ) as client:
         await disk_watch.watch(node, storage, space, disk_watch.client_fetch_status(client))
 
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:
     """Ask the cluster to add this node (as a learner) until it answers."""
-    async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
+    authorization = node.security.node_authorization(node.id)
+    async with TrioClient(
+        (), api_prefix=api_prefix, security=node.security, authorization=authorization
+    ) as client:
         while not await discovery.request_membership(client, cluster_url.rstrip("/"), node):  # noqa: ASYNC110 (a retry)
             await trio.sleep(1.0)

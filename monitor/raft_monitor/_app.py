@@ -8,9 +8,10 @@ Routes:
   and style. Both come from ``TEMPLATES_DIR`` when set (a file missing
   there falls back to the one shipped in the package).
 - ``GET /events``: server-sent events. First ``snapshot`` (every node, the
-  leader, the timeline), then ``node`` (one node's whole card),
-  ``removed`` (a card to take away) and ``timeline`` (one entry), as they
-  happen; a keep-alive comment after 15 s of quiet.
+  leader, the timeline, the chart's recent samples), then ``node`` (one
+  node's whole card), ``removed`` (a card to take away), ``timeline`` (one
+  entry) as they happen, and ``sample`` (the chart's next point, every
+  ``REFRESH_RATE_MILLIS``); a keep-alive comment after 15 s of quiet.
 - ``GET /api/nodes``: the snapshot as JSON.
 - ``PUT /kv/<key>`` body ``{"value": ...}``, ``GET /kv/<key>``: forwarded to
   the cluster (leader first, following its redirects); the node's answer
@@ -64,8 +65,8 @@ def create_app(
     settings: PageSettings | None = None,
     clock: Callable[[], float] = trio.current_time,
 ) -> QuartTrio:
-    """The app; ``watcher`` and ``client`` may be None in tests (no refresh,
-    no key-value proxy)."""
+    """The app; ``watcher`` and ``client`` may be None in tests (no chart
+    samples, no key-value proxy)."""
     settings = settings or PageSettings()
     app = QuartTrio(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -85,6 +86,7 @@ def create_app(
         doc = view.snapshot_json(clock())
         doc["service"] = settings.service_name
         doc["refresh_ms"] = settings.refresh_ms
+        doc["samples"] = watcher.sampler.history_json() if watcher is not None else []
         return doc
 
     @app.errorhandler(HTTPException)
@@ -156,8 +158,6 @@ def create_app(
         if answer.node_url is not None:
             node = view.node_for(answer.node_url)
             response.headers["X-Raft-Node"] = node.key if node is not None else answer.node_url
-        if watcher is not None and method == "PUT":
-            watcher.refresh_now()
         return response
 
     @app.put("/kv/<path:key>")

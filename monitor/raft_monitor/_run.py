@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -44,21 +45,35 @@ class MonitorSettings:
     #: ``RAFT_TLS_CA``: verify the nodes' HTTPS against this bundle; with it
     #: set, discovered addresses become ``https://`` URLs too.
     tls_ca: str | None = None
+    #: With auth on: the user the monitor logs in as (``--user`` or
+    #: ``RAFT_TRIO_USER``), or the admin token (``RAFT_ADMIN_TOKEN``).
+    user: str | None = None
+    password: str | None = None
+    admin_token: str | None = None
 
 
 async def run_monitor(
     settings: MonitorSettings,
     stop: trio.Event,
     *,
+    listener: socket.socket | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``stop`` is set; reports the bound addresses."""
+    """Serve until ``stop`` is set, on ``listener`` if the port is bound
+    already (:func:`raft_trio.asgi.bind_listener`); reports the bound
+    addresses."""
     view = ClusterView(wall_offset=time.time() - trio.current_time())
     hub = Hub()
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
     verify = ssl.create_default_context(cafile=settings.tls_ca)
     async with httpx.AsyncClient(trust_env=False, limits=limits, verify=verify) as http:
-        client = HttpNodeClient(http, settings.api_prefix)
+        client = HttpNodeClient(
+            http,
+            settings.api_prefix,
+            user=settings.user,
+            password=settings.password,
+            admin_token=settings.admin_token,
+        )
         watcher = Watcher(view, hub, client, settings.watch)
         page = PageSettings(settings.discover, settings.templates_dir, settings.refresh_ms)
         app = create_app(view, hub, watcher, client, page)
@@ -72,7 +87,7 @@ async def run_monitor(
                 )
             async with trio.open_nursery() as server:
                 addresses = await server.start(
-                    partial(serve_app, app, settings.host, settings.port, http_shutdown)
+                    partial(serve_app, app, settings.host, settings.port, http_shutdown, listener=listener)
                 )
                 log.info("monitor serving on %s", ", ".join(addresses))
                 task_status.started(addresses)

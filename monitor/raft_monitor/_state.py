@@ -21,7 +21,10 @@ Invariants:
   (``forget_source``) it goes when it is unreachable and not a member;
 - ``role`` is one of :data:`ROLES`; a node is ``unreachable`` until its
   first report and whenever its watcher says so, and keeps the term, leader
-  and indexes it last reported;
+  and indexes it last reported; ``pre_vote`` marks a ``candidate`` that
+  only asks for pre-votes (its term has not moved: shown as "pre-vote");
+- indexes come from the nodes' events (``commit`` at most every 100 ms
+  while they move), never from polling;
 - the timeline holds at most :data:`TIMELINE_LIMIT` entries, the newest;
   memory stays bounded however long the monitor runs.
 
@@ -44,6 +47,8 @@ from raft_trio import schema
 ROLES = ("leader", "follower", "candidate", "learner", "unreachable")
 NODE_ROLES = frozenset(ROLES[:-1])
 UNREACHABLE = "unreachable"
+#: How the page and the timeline show a candidate asking for pre-votes.
+PRE_VOTE = "pre-vote"
 EVENT_NAMES = frozenset({"status", "role", "term", "leader", "membership", "commit"})
 
 #: Entries the timeline keeps (a few screens of history); older ones go.
@@ -75,6 +80,17 @@ class Report:
     applied_index: int | None
     #: Present in ``status`` and ``membership`` events.
     members: tuple[Member, ...] | None
+    #: A candidate that only asks for pre-votes (§9.6).
+    pre_vote: bool = False
+
+    @property
+    def shown_role(self) -> str:
+        return shown_role(self.role, self.pre_vote)
+
+
+def shown_role(role: str, pre_vote: bool) -> str:
+    """The role as people read it: a pre-vote is not yet an election."""
+    return PRE_VOTE if pre_vote and role == "candidate" else role
 
 
 def normalize_url(url: str) -> str:
@@ -109,7 +125,14 @@ def parse_status(doc: schema.Status | schema.NodeEventData) -> Report:
     if not isinstance(doc.members, msgspec.UnsetType):
         members = tuple(Member(m.id, normalize_url(m.url), m.voter) for m in doc.members)
     return Report(
-        doc.id, doc.role, doc.term, doc.leader_id or None, doc.commit_index, doc.applied_index, members
+        doc.id,
+        doc.role,
+        doc.term,
+        doc.leader_id or None,
+        doc.commit_index,
+        doc.applied_index,
+        members,
+        doc.pre_vote,
     )
 
 
@@ -135,10 +158,15 @@ class NodeState:
     #: In the membership the leader last reported.
     member: bool = True
     voter: bool | None = None
+    pre_vote: bool = False
 
     @property
     def seed(self) -> bool:
         return bool(self.seeds)
+
+    @property
+    def shown_role(self) -> str:
+        return shown_role(self.role, self.pre_vote)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,8 +267,9 @@ class ClusterView:
             node = self._bind(node, report.id, changes)
             if node is None:
                 return changes
-        old_role = node.role if node.last_contact is not None else None
+        old_role = node.shown_role if node.last_contact is not None else None
         node.role = report.role
+        node.pre_vote = report.pre_vote
         node.term = report.term
         node.leader_id = report.leader_id
         if report.commit_index is not None:
@@ -250,8 +279,8 @@ class ClusterView:
         node.last_contact = now
         node.reason = None
         changes.touch(node.key)
-        if old_role != report.role:
-            self._record(changes, now, "role", node.key, report.term, old_role, report.role)
+        if old_role != report.shown_role:
+            self._record(changes, now, "role", node.key, report.term, old_role, report.shown_role)
         if report.term > self._max_term:
             # Term 0 is a fresh cluster before its first election: no news.
             if report.term > 0:
@@ -275,24 +304,6 @@ class ClusterView:
             changes.touch(node.key)
         return changes
 
-    def update_indexes(self, url: str, report: Report, now: float) -> Changes:
-        """A status probe answered: take its commit and applied index only.
-
-        Role, term and leader come from the stream alone: a status answer
-        may be older than an event that overtook it on the other connection.
-        Indexes only grow while a node runs, so the larger value wins."""
-        changes = Changes()
-        node = self.node_for(url)
-        if node is None or node.role == UNREACHABLE or node.id != report.id:
-            return changes
-        commit = max(node.commit_index or 0, report.commit_index or 0)
-        applied = max(node.applied_index or 0, report.applied_index or 0)
-        node.last_contact = now
-        if (commit, applied) != (node.commit_index, node.applied_index):
-            node.commit_index, node.applied_index = commit, applied
-        changes.touch(node.key)
-        return changes
-
     def mark_unreachable(self, url: str, now: float, reason: str) -> Changes:
         """The watcher lost the node (refused, stalled, ended); it keeps the
         term, leader and indexes it last reported."""
@@ -301,8 +312,9 @@ class ClusterView:
         if node is None:
             return changes
         if node.role != UNREACHABLE:
-            self._record(changes, now, "role", node.key, node.term, node.role, UNREACHABLE)
+            self._record(changes, now, "role", node.key, node.term, node.shown_role, UNREACHABLE)
             node.role = UNREACHABLE
+            node.pre_vote = False
             changes.touch(node.key)
         if node.reason != reason:
             node.reason = reason
@@ -438,6 +450,7 @@ class ClusterView:
             "reason": node.reason if node.role == UNREACHABLE else None,
             "member": node.member,
             "voter": node.voter,
+            "pre_vote": node.pre_vote,
         }
 
     def entry_json(self, entry: TimelineEntry) -> dict[str, Any]:

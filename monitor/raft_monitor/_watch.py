@@ -3,22 +3,21 @@ the :class:`ClusterView` and published to the pages.
 
 Every source URL gets a task in the watcher's nursery, under its own cancel
 scope (a source that membership drops, or that turns out to duplicate
-another, is cancelled alone). A source task runs two loops:
+another, is cancelled alone). A source task subscribes, feeds every line
+to the view, and on a stall or an end asks the node's ``/api/status``
+whether it is still there. The node sends a keep-alive comment after every
+second without events, so ``stall_after`` (1.25 s) of silence means the
+node or the path to it is stuck; a status probe (``probe_timeout``, 0.5 s)
+tells a stuck node (no answer: unreachable) from a merely broken stream
+(answer: reconnect at once). A paused node is shown unreachable at most
+1.75 s after the last thing it sent, which is within a second of its
+missed heartbeat. A refused or dropped connection is shown at once.
+Reconnects back off from ``backoff_min`` to ``backoff_max``.
 
-- the stream: subscribe, feed every line to the view, and on a stall or an
-  end ask the node's ``/api/status`` whether it is still there. The node
-  sends a keep-alive comment after every second without events, so
-  ``stall_after`` (1.25 s) of silence means the node or the path to it is
-  stuck; a status probe (``probe_timeout``, 0.5 s) tells a stuck node (no
-  answer: unreachable) from a merely broken stream (answer: reconnect at
-  once). A paused node is shown unreachable at most 1.75 s after the last
-  thing it sent, which is within a second of its missed heartbeat. A
-  refused or dropped connection is shown at once. Reconnects back off from
-  ``backoff_min`` to ``backoff_max``.
-- the refresh: every ``refresh`` seconds (``REFRESH_RATE_MILLIS``), or at
-  once after the page wrote through the monitor, read the node's status for
-  its commit and applied index, which the event stream does not carry on
-  every commit.
+The indexes come with the nodes' ``commit`` events (at most every 100 ms
+while they move); nothing polls them. Every ``refresh`` seconds
+(``REFRESH_RATE_MILLIS``) the watcher samples the view for the page's
+chart (:mod:`raft_monitor._rates`) and publishes the sample.
 """
 
 from __future__ import annotations
@@ -33,7 +32,8 @@ from raft_trio.client.sse import SseComment, SseDropped, SseEvent
 
 from ._client import NodeClient, NodeUnavailable
 from ._hub import Hub
-from ._state import UNREACHABLE, Changes, ClusterView, MalformedEvent, parse_event, parse_status
+from ._rates import RateSampler
+from ._state import UNREACHABLE, Changes, ClusterView, MalformedEvent, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class WatchSettings:
     #: How long a probe of ``/api/status`` may take before the node counts
     #: as unreachable.
     probe_timeout: float = 0.5
-    #: Period of the commit/applied index refresh (``REFRESH_RATE_MILLIS``).
+    #: Period of the chart's samples (``REFRESH_RATE_MILLIS``).
     refresh: float = 0.5
     backoff_min: float = 0.1
     backoff_max: float = 2.0
@@ -62,16 +62,17 @@ class Watcher:
         client: NodeClient,
         settings: WatchSettings | None = None,
         clock: Callable[[], float] = trio.current_time,
+        sampler: RateSampler | None = None,
     ) -> None:
         self.view = view
         self.hub = hub
         self.client = client
         self.settings = settings or WatchSettings()
         self.clock = clock
+        self.sampler = sampler or RateSampler(view.wall_offset)
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[str, trio.CancelScope] = {}
         self._pending: list[str] = []
-        self._refresh = trio.Event()
 
     async def run(
         self, seeds: Iterable[str] = (), *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -83,6 +84,7 @@ class Watcher:
             for url in self._pending:
                 self._start(url)
             self._pending.clear()
+            nursery.start_soon(self._sample_loop)
             task_status.started()
             await trio.sleep_forever()
 
@@ -95,11 +97,6 @@ class Watcher:
     def forget(self, url: str) -> None:
         """``url`` left DNS: its node goes once unreachable and not a member."""
         self._act(self.view.forget_source(url, self.clock()))
-
-    def refresh_now(self) -> None:
-        """Read every node's indexes now (after a write through the page)."""
-        self._refresh.set()
-        self._refresh = trio.Event()
 
     def watching(self) -> list[str]:
         return sorted(self._scopes)
@@ -137,9 +134,7 @@ class Watcher:
     async def _source(self, url: str, scope: trio.CancelScope) -> None:
         log.info("%s: watching", url)
         with scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._stream_loop, url)
-                nursery.start_soon(self._refresh_loop, url)
+            await self._stream_loop(url)
 
     # -- the stream ----------------------------------------------------------
 
@@ -206,19 +201,10 @@ class Watcher:
             return True
         return False
 
-    # -- the index refresh ---------------------------------------------------
+    # -- the chart ---------------------------------------------------------
 
-    async def _refresh_loop(self, url: str) -> None:
+    async def _sample_loop(self) -> None:
         while True:
-            with trio.move_on_after(self.settings.refresh):
-                await self._refresh.wait()
-            node = self.view.node_for(url)
-            if node is None or node.role == UNREACHABLE:
-                continue
-            with trio.move_on_after(max(self.settings.refresh, self.settings.probe_timeout)):
-                try:
-                    report = parse_status(await self.client.status(url))
-                except NodeUnavailable as error:
-                    log.debug("%s: status refresh failed: %s", url, error)
-                    continue
-                self._act(self.view.update_indexes(url, report, self.clock()))
+            await trio.sleep(self.settings.refresh)
+            sample = self.sampler.sample(self.view, self.clock())
+            self.hub.publish_event("sample", sample)

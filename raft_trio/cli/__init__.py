@@ -14,6 +14,8 @@ their own, :mod:`.up` and :mod:`.leave`.
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,18 +26,44 @@ from .errors import UsageError, fail
 from .lock import RUNS_A_COMMAND, run_lock_command, take_command
 from .snapshot import cmd_snapshot_restore
 
+#: Exit status when whoever reads the output stops early (``| head``):
+#: what a shell reports for a process ended by SIGPIPE, 128 + 13.
+EXIT_BROKEN_PIPE = 141
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A table holding a character the terminal's encoding lacks shows it
+    # escaped rather than failing (JSON is written as UTF-8 bytes).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        rest, options = extract_globals(list(sys.argv[1:] if argv is None else argv))
+        status = run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return status
+    except BrokenPipeError:
+        # The reader has what it wanted: no message, as for any Unix tool,
+        # and nothing more written (stdout goes nowhere from here on, so
+        # the interpreter's last flush cannot fail either).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(argv: list[str]) -> int:
+    try:
+        rest, options = extract_globals(argv)
         rest, command = take_command(rest)
         args = build_parser().parse_args(rest)
+        if args.command is None:
+            return print_usage()
         if args.command in RUNS_A_COMMAND:
             return run_lock_command(args, options, command)
         if args.command == "node":
             return cmd_node(args)
         if args.command == "up":
-            return cmd_up(args)
+            return cmd_up(args, options.identity.get("user") or os.environ.get("RAFT_TRIO_USER") or None)
         if args.command == "leave":
             return cmd_leave(args, options.endpoints)
         if args.command == "snapshot" and args.snapshot_command == "restore":
@@ -43,8 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_client_command(args, options)
     except UsageError as error:
         fail(str(error))
-    except KeyboardInterrupt:
-        return 130
+
+
+def print_usage() -> int:
+    """A bare ``raft-trio``: the help, as ``docker`` and ``etcdctl`` give it."""
+    build_parser().print_help()
+    return 0
 
 
 __all__ = ["build_parser", "main"]

@@ -11,6 +11,7 @@ from .errors import UsageError, fail
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    from ..asgi import CannotServe
     from ..server import run_node_process
     from ..storage import first_error, storage_error_in
 
@@ -26,9 +27,9 @@ def cmd_node(args: argparse.Namespace) -> int:
             # directory vanished, 73 disk full, 74 I/O error, 75 in use,
             # 78 not this node's directory (or this member cannot start empty).
             fail(f"data dir {node.data_dir}: {storage_error}", storage_error.exit_code)
-        bind_error = first_error(error, OSError)
+        bind_error = first_error(error, CannotServe)
         if bind_error is not None:
-            fail(f"cannot serve on {args.listen}: {bind_error}")
+            fail(str(bind_error))  # exit status 2, before anything was created
         raise
     return 0
 
@@ -52,7 +53,9 @@ def cmd_leave(args: argparse.Namespace, cluster: list[str] | None) -> int:
         raise UsageError(str(error)) from None
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace, monitor_user: str | None = None) -> int:
     from .up import run_up
 
-    return run_up(args.nodes, args.base_port, args.monitor_port, args.data_dir)
+    if monitor_user is not None and ":" not in monitor_user:
+        raise UsageError("up --user takes NAME:PASSWORD (the monitor cannot be asked for a password)")
+    return run_up(args.nodes, args.base_port, args.monitor_port, args.data_dir, monitor_user)

@@ -25,6 +25,7 @@ from ._contention import Leader
 from ._contention import prefix_of as lock_prefix
 from ._errors import (
     ApiError,
+    AuthConflict,
     BadRequest,
     ClientError,
     Compacted,
@@ -36,7 +37,9 @@ from ._errors import (
     MembershipConflict,
     NoEndpointAnswered,
     NotFound,
+    PermissionDenied,
     StreamBroken,
+    TooManyAttempts,
     Unauthorized,
     Unavailable,
 )
@@ -69,6 +72,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "DEFAULT_ENDPOINTS",
     "ApiError",
+    "AuthConflict",
     "BadRequest",
     "Client",
     "ClientError",
@@ -85,7 +89,9 @@ __all__ = [
     "MembershipConflict",
     "NoEndpointAnswered",
     "NotFound",
+    "PermissionDenied",
     "StreamBroken",
+    "TooManyAttempts",
     "TrioClient",
     "Unauthorized",
     "Unavailable",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from functools import partial
 from pathlib import Path
@@ -90,14 +91,26 @@ class Bootstrap:
         finally:
             os.close(directory)
 
-    async def serve_and_decide(self, host: str, port: int, root_path: str = "") -> Decision:
-        """Serve the waiting page on ``host:port`` until this node knows how
-        it starts: bootstrap, adopt or join."""
+    async def serve_and_decide(
+        self, host: str, port: int, root_path: str = "", *, listener: socket.socket | None = None
+    ) -> Decision:
+        """Serve the waiting page on ``host:port`` (on ``listener`` when
+        the port is bound already) until this node knows how it starts:
+        bootstrap, adopt or join."""
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             app = WaitingApp(self.status, self.settings.api_prefix)
             await nursery.start(
-                partial(serve_app, app, host, port, shutdown, root_path, tls=self.settings.security)
+                partial(
+                    serve_app,
+                    app,
+                    host,
+                    port,
+                    shutdown,
+                    root_path,
+                    tls=self.settings.security,
+                    listener=listener,
+                )
             )
             try:
                 return await self.decide_loop()

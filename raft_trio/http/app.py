@@ -32,7 +32,7 @@ from quart_schema import (
     validate_request,
 )
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import PathConverter
 
 from .. import schema
@@ -43,9 +43,15 @@ from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
 from ..peer.wire import MESSAGES_PATH, PeerRequestError
 from . import answers
+from ._principal import caller, principal_of, still_allowed
 from ._respond import answered, quart_response
 from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error
+from .auth import AuthGate
+from .auth_routes import add_auth_routes
+from .bodies import JsonRequest, expected_body
 from .coordination import add_coordination_routes
+from .cors import MemberOrigins
+from .docs import describe_operations, docs_page, package_version
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
 log = logging.getLogger(__name__)
@@ -65,6 +71,7 @@ HTTP_ERROR_CODES = {
     404: Code.NOT_FOUND,
     405: Code.METHOD_NOT_ALLOWED,
     413: Code.TOO_LARGE,
+    415: Code.BAD_REQUEST,
 }
 
 
@@ -98,6 +105,7 @@ class CompleteOpenAPIProvider(OpenAPIProvider):
         schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
         for name, component in components.items():
             schemas.setdefault(name, component)
+        describe_operations(document)
         return document
 
 
@@ -123,19 +131,24 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     settings = settings or HttpSettings()
     prefix = settings.api_prefix.rstrip("/")
     app = QuartTrio(__name__)
+    app.request_class = JsonRequest  # a body is JSON whatever its Content-Type
     app.url_map.converters["key"] = KeyConverter
     # ``//`` inside a key is part of the key, not a typo to redirect away.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["QUART_SCHEMA_SWAGGER_JS_URL"] = "/_docs/swagger-ui-bundle.js"
     app.config["QUART_SCHEMA_SWAGGER_CSS_URL"] = "/_docs/swagger-ui.css"
-    info: dict[str, Any] = {"title": settings.title, "version": "1", "description": settings.description}
+    info: dict[str, Any] = {
+        "title": settings.title,
+        "version": package_version(),
+        "description": settings.description,
+    }
     if settings.maintainer or settings.email:
         info["contact"] = {"name": settings.maintainer, "email": settings.email}
     QuartSchema(
         app,
         openapi_path=settings.openapi_path,
-        swagger_ui_path=settings.docs_path,
+        swagger_ui_path=None,  # the page of raft_trio.http.docs instead (see docs_ui below)
         redoc_ui_path=None,
         scalar_ui_path=None,
         info=Info(**info),
@@ -146,7 +159,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.errorhandler(RequestSchemaValidationError)
     @answered
     async def invalid_request(exc: RequestSchemaValidationError) -> Answer:
-        return bad_request(f"invalid request: {exc.validation_error}")
+        return bad_request(f"invalid request: {exc.validation_error}; {expected_body(request.endpoint)}")
 
     @app.errorhandler(UnicodeDecodeError)
     @answered
@@ -158,9 +171,13 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.before_request
     async def require_admin_token() -> Response | None:
         """Membership changes and leadership transfer need the admin token
-        when one is configured: checked before the body is even read."""
+        when one is configured (or, with auth on, a user with the role
+        root): checked before the body is even read."""
         if request.endpoint not in ADMIN_ENDPOINTS:
             return None
+        principal = principal_of(request.scope)
+        if principal is not None and principal.root:
+            return None  # admitted as root by the auth gate
         if node.security.admin_allowed(request.headers.get("Authorization")):
             return None
         node_metrics.ADMIN_REQUESTS_REFUSED.inc()
@@ -178,6 +195,13 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         code = HTTP_ERROR_CODES.get(status, Code.INTERNAL)
         if status == 413:
             return error(413, code, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        if status == 404:
+            return error(
+                404, code, f"no such endpoint: {request.method} {request.path} (the API is at /docs)"
+            )
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            takes = ", ".join(sorted(set(exc.valid_methods) - {"HEAD", "OPTIONS"}))
+            return error(405, code, f"{request.path} does not take {request.method}; it takes {takes}")
         return error(status, code, exc.description or exc.name)
 
     # -- key-value --------------------------------------------------------
@@ -205,7 +229,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         and applied. ``507`` (nothing changed) while a member's free space
         is below what it needs (raft_trio.node.space)."""
         token = request.headers.get(schema.IDEMPOTENCY_HEADER)
-        return await answers.put(node, key, data, token, target())
+        return await answers.put(node, key, data, token, target(), caller(request.scope))
 
     @app.get(f"{prefix}/kv/<key:key>")
     @document_querystring(schema.ReadQuery)
@@ -220,7 +244,8 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         consistency = request.args.get("consistency", "linearizable")
         if consistency not in ("linearizable", "stale"):
             return bad_request("consistency must be 'linearizable' or 'stale'")
-        return await answers.read_key(node, key, consistency, target())
+        scope = request.scope
+        return await answers.read_key(node, key, consistency, target(), lambda: still_allowed(scope, node))
 
     @app.delete(f"{prefix}/kv/<key:key>")
     @document_response(schema.DeleteAnswer, 200)
@@ -231,9 +256,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         token = request.headers.get(schema.IDEMPOTENCY_HEADER)
         if (refused := answers.check_key(key) or answers.check_token(token)) is not None:
             return refused
-        return await answers.write(node, Delete(key, token=token), target())
+        return await answers.write(node, Delete(key, token=token), target(), caller(request.scope))
 
     add_coordination_routes(app, node, prefix)
+    add_auth_routes(app, node, prefix)
 
     @app.after_request
     async def revision_header(response: Response) -> Response:
@@ -292,7 +318,8 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @document_response(schema.TransferAnswer, 200)
     @answered
     async def transfer(data: schema.TransferRequest) -> Answer:
-        """Hand leadership to ``to`` (or the most caught-up voter)."""
+        """Hand leadership over to the voter the body names in ``to``, or
+        (``to`` null or absent) to the most caught-up one."""
         try:
             leader = await node.transfer_leadership(data.to)
         except NODE_ERRORS as exc:
@@ -348,8 +375,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         return Answer(200 if state.ready else 503, state)
 
     @app.get("/metrics")
-    @hide
     async def metrics() -> Response:
+        """The node's metrics in Prometheus' text format: term, role, commit
+        and applied indexes, proposals, fsync and peer latencies, leader
+        changes, disk space and storage errors."""
         return Response(
             prometheus_client.generate_latest(), content_type=prometheus_client.CONTENT_TYPE_LATEST
         )
@@ -381,11 +410,31 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             return {"error": exc.message}, exc.status
         return "", 204
 
-    app.asgi_app = LeanRoutes(  # type: ignore[method-assign]
+    @app.get(settings.docs_path)
+    @hide
+    async def docs_ui() -> Response:
+        root = request.root_path
+        page = docs_page(
+            title=settings.title,
+            js_url=f"{root}/_docs/swagger-ui-bundle.js",
+            css_url=f"{root}/_docs/swagger-ui.css",
+            openapi_url=f"{root}{settings.openapi_path}",
+            status_url=f"{root}{prefix}/status",
+            api_prefix=prefix,
+            root=root,
+        )
+        return Response(page, content_type="text/html; charset=utf-8")
+
+    lean = LeanRoutes(
         app.asgi_app,
         peers,
         f"the request body is larger than {MAX_BODY_BYTES} bytes",
         prefix,
         app.json.dumps,
     )
+    docs = (settings.docs_path, settings.openapi_path, "/_docs/")
+    gate = AuthGate(lean, node, prefix, open_paths=docs)
+    # Outermost, so that the lean answers and the gate's refusals carry the
+    # same CORS headers (a preflight is answered here, before the gate).
+    app.asgi_app = MemberOrigins(gate, lambda: {m.url for m in node.status().members})  # type: ignore[method-assign]
     return app

@@ -143,7 +143,6 @@ def bad_invocations(tmp: Path) -> list[tuple[str, list[str]]]:
     node = ["node", "--id", "n1", "--data-dir", data]
     peers = ["--peers", "n1=http://127.0.0.1:1"]
     return [
-        ("no command", []),
         ("an unknown command", ["frobnicate"]),
         ("kv without a subcommand", ["kv"]),
         ("kv put without a value", ["kv", "put", "k"]),

@@ -83,7 +83,9 @@ def test_a_secure_cluster_serves_its_clients_and_refuses_strangers(
     client_env.pop("RAFT_ADMIN_TOKEN")
     put = run_cli(cluster, follower_id, client_env, "kv", "put", "k", "v2")
     assert put.returncode == 0, put.stderr
-    assert json.loads(put.stdout)["value"] == "v2"
+    assert json.loads(put.stdout)["key"] == "k"  # kv put does not echo the value
+    got = run_cli(cluster, follower_id, client_env, "kv", "get", "k")
+    assert got.returncode == 0 and json.loads(got.stdout)["value"] == "v2", got.stderr
 
     # Without the CA the certificate is not trusted; plain HTTP gets no answer.
     untrusting = {k: v for k, v in client_env.items() if k != "RAFT_TLS_CA"}

@@ -152,6 +152,8 @@ class FakeNodes:
 
     def __init__(self) -> None:
         self.by_url: dict[str, FakeNode] = {}
+        #: How many times the watcher asked a node's ``/api/status``.
+        self.status_calls = 0
 
     def add(self, node_id: str, status: dict[str, Any], keepalive: bool = True) -> FakeNode:
         node = FakeNode(node_id, status, keepalive)
@@ -165,6 +167,7 @@ class FakeNodes:
         return node.stream()
 
     async def status(self, url: str) -> schema.Status:
+        self.status_calls += 1
         node = self.by_url.get(url)
         if node is None:
             raise NodeUnavailable("cannot connect")

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,9 +136,16 @@ class Cluster:
         self.processes[name].send_signal(signal.SIGKILL)
         self.processes[name].wait()
 
+    def pause(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a paused one must hear the SIGTERM
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
         for process in self.processes.values():
@@ -285,3 +293,105 @@ def test_the_page_follows_the_cluster_through_a_leader_failure(cluster: Cluster)
     print(f"monitor latency: {json.dumps(figures)}")
     assert f"{new_leader} -> leader" in latencies
     assert max(latencies.values()) < LATENCY_BOUND_MS, figures
+
+
+class Writer(threading.Thread):
+    """Writes keys through ``url`` (following the leader) until stopped."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.halt = threading.Event()
+        self.written = 0
+
+    def run(self) -> None:
+        with httpx.Client(trust_env=False, follow_redirects=True, timeout=5) as client:
+            while not self.halt.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = client.put(f"{self.url}/api/kv/load/{self.written % 20}", json={"value": "x"})
+                    self.written += answer.status_code == 200
+
+
+def legend(page: Any, chart: str) -> dict[str, float]:
+    """The chart's latest value per node, as its legend carries them."""
+    items = page.eval_on_selector_all(
+        f"[data-chart={chart}] .legend li", "items => items.map(i => [i.dataset.node, i.dataset.value])"
+    )
+    return {node_id: float(value) for node_id, value in items}
+
+
+def test_the_chart_the_learners_and_a_pre_vote(cluster: Cluster) -> None:
+    """Under writes the chart shows every node committing and the
+    followers' lag (not the leader's); a learner is told apart from the
+    voters; a node that can only ask for pre-votes shows "pre-vote", in
+    its card and the timeline, its term unchanged."""
+    leader = cluster.wait_for_leader()
+    writer = Writer(cluster.urls[leader])
+    writer.start()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(cluster.monitor_url)
+            page.wait_for_function(
+                "[...document.querySelectorAll('[data-chart=rate] .legend li')]"
+                ".filter(i => Number(i.dataset.value) > 0).length === 3"
+            )
+            rates = legend(page, "rate")
+            assert sorted(rates) == ["n1", "n2", "n3"] and min(rates.values()) > 0, rates
+            lags = legend(page, "lag")
+            assert sorted(lags) == sorted(n for n in ("n1", "n2", "n3") if n != leader), lags
+            assert (
+                page.eval_on_selector_all(
+                    f"[data-chart=rate] polyline[data-node={leader}]", "lines => lines.length"
+                )
+                >= 1
+            )
+            writer.halt.set()
+            writer.join(timeout=10)
+            assert writer.written > 0
+
+            # A learner that never catches up (nothing runs at its URL).
+            added = httpx.post(
+                cluster.urls[leader] + "/api/members",
+                json={"id": "n9", "url": f"http://127.0.0.1:{free_port()}"},
+                trust_env=False,
+                timeout=10,
+            )
+            assert added.status_code == 200, added.text
+            page.wait_for_function("document.querySelector('[data-node-id=n9]')?.dataset.voter === 'false'")
+            assert (page.text_content("[data-node-id=n9] .membership") or "").strip() == "learner"
+            assert (page.text_content(f"[data-node-id={leader}] .membership") or "").strip() == "voter"
+
+            # The leader and one follower pause: the other can only ask for pre-votes.
+            follower, lonely = (n for n in ("n1", "n2", "n3") if n != leader)
+            term = int(page.text_content(f"[data-node-id={lonely}] .term") or "0")
+            cluster.pause(leader)
+            cluster.pause(follower)
+            try:
+                page.wait_for_function(
+                    f"document.querySelector('[data-node-id={lonely}]').dataset.preVote === 'true'"
+                )
+                card = f"[data-node-id={lonely}]"
+                assert page.get_attribute(card, "data-role") == "candidate"  # the contract's role
+                assert (page.text_content(f"{card} .role-badge") or "").strip() == "pre-vote"
+                assert int(page.text_content(f"{card} .term") or "0") == term
+                page.wait_for_function(
+                    f"[...document.querySelectorAll('#timeline li')].some(li => "
+                    f"li.textContent.includes('{lonely}: follower → pre-vote (term {term})'))"
+                )
+                assert f"{lonely}: follower → candidate (term {term})" not in (
+                    page.text_content("#timeline") or ""
+                )
+                page.wait_for_function(
+                    f"['{leader}', '{follower}'].every(id => "
+                    "document.querySelector(`[data-node-id=${id}]`).dataset.role === 'unreachable')"
+                )
+                page.screenshot(path=str(ARTIFACTS / "monitor-pre-vote.png"), full_page=True)
+            finally:
+                cluster.resume(leader)
+                cluster.resume(follower)
+        finally:
+            writer.halt.set()
+            browser.close()

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from raft_monitor import ClusterView, MalformedEvent, parse_event, parse_status
+from raft_monitor import ClusterView, MalformedEvent, Report, parse_event
 from raft_monitor._state import TimelineEntry, normalize_url
 
-from .helpers import URLS, doc, node_status, report
+from .helpers import URLS, doc, report
 
 
 def seeded(*ids: str) -> ClusterView:
@@ -102,20 +102,49 @@ def test_an_unreachable_node_keeps_what_it_last_said_and_comes_back() -> None:
     assert view.node_json(view.nodes["n1"], 9.5)["last_contact_ms_ago"] == 500
 
 
-def test_status_refresh_moves_indexes_forward_only_and_never_the_role() -> None:
+def test_commit_events_move_the_indexes() -> None:
+    """Indexes come with the nodes' commit events; nothing polls them."""
     view = seeded("n1")
-    view.apply(URLS["n1"], report("status", node_id="n1", role="candidate", term=2, commit=5), 0.0)
-    stale = parse_status(node_status("n1", role="follower", term=1, commit=7, applied=6))
-    view.update_indexes(URLS["n1"], stale, 1.0)
+    view.apply(
+        URLS["n1"], report("status", node_id="n1", role="leader", term=2, leader_id="n1", commit=5), 0.0
+    )
+    changes = view.apply(
+        URLS["n1"],
+        report("commit", node_id="n1", role="leader", term=2, leader_id="n1", commit=9, applied=8),
+        0.1,
+    )
     node = view.nodes["n1"]
-    assert (node.role, node.term, node.commit_index, node.applied_index) == ("candidate", 2, 7, 6)
-    view.update_indexes(URLS["n1"], parse_status(node_status("n1", commit=3)), 2.0)
-    assert (node.commit_index, node.applied_index) == (7, 6)
-    # Not from another node, and not while unreachable.
-    assert not view.update_indexes(URLS["n1"], parse_status(node_status("n2", commit=50)), 3.0)
-    view.mark_unreachable(URLS["n1"], 4.0, "stream ended")
-    assert not view.update_indexes(URLS["n1"], parse_status(node_status("n1", commit=50)), 5.0)
-    assert node.commit_index == 7
+    assert (node.role, node.term, node.commit_index, node.applied_index) == ("leader", 2, 9, 8)
+    assert changes.nodes == ["n1"] and not changes.timeline  # no role change: no timeline entry
+
+
+def pre_voting(node_id: str, term: int, **kwargs: Any) -> Report:
+    data = {**doc(node_id, role="candidate", term=term, leader_id=None, **kwargs), "pre_vote": True}
+    return parse_event("role", json.dumps(data))
+
+
+def test_a_pre_vote_is_shown_as_a_pre_vote_not_as_a_candidate_of_the_old_term() -> None:
+    view = seeded("n2")
+    view.apply(URLS["n2"], report("status", node_id="n2", term=0, leader_id=None), 0.0)
+    changes = view.apply(URLS["n2"], pre_voting("n2", term=0), 1.0)
+    assert kinds(changes.timeline) == [("role", "n2", "follower", "pre-vote")]
+    node = view.node_json(view.nodes["n2"], 1.0)
+    assert (node["role"], node["pre_vote"], node["term"]) == (
+        "candidate",
+        True,
+        0,
+    )  # data-role stays a contract role
+    # Pre-vote won: a real candidate of the next term, then the leader.
+    changes = view.apply(
+        URLS["n2"], report("role", node_id="n2", role="candidate", term=1, leader_id=None), 1.1
+    )
+    assert kinds(changes.timeline) == [("role", "n2", "pre-vote", "candidate"), ("term", "n2", None, None)]
+    assert view.node_json(view.nodes["n2"], 1.1)["pre_vote"] is False
+    # Unreachable while pre-voting: the pre-vote ends with it.
+    view.apply(URLS["n2"], pre_voting("n2", term=1), 2.0)
+    changes = view.mark_unreachable(URLS["n2"], 3.0, "stream ended")
+    assert kinds(changes.timeline) == [("role", "n2", "pre-vote", "unreachable")]
+    assert view.nodes["n2"].pre_vote is False
 
 
 def test_keep_alives_refresh_last_contact_of_live_nodes_only() -> None:

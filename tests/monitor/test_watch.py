@@ -244,3 +244,30 @@ async def test_dns_discovery_adds_replicas_as_they_appear() -> None:
         assert view.nodes["n1"].seed and not view.nodes["n3"].seed
         assert watcher.watching() == sorted(URLS[n] for n in ("n1", "n2", "n3"))
         nursery.cancel_scope.cancel()
+
+
+async def test_the_chart_gets_a_sample_every_refresh_period_without_any_polling(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Indexes come with the events; the watcher asks no node's status
+    while the streams are live, and publishes a chart sample each period."""
+    nodes = three_nodes()
+    view, hub = ClusterView(), Hub()
+    async with trio.open_nursery() as nursery, hub.subscribe() as page:
+        await nursery.start(Watcher(view, hub, nodes, SETTINGS).run, [URLS["n1"]])
+        await until(lambda: role(view, "n3") == "follower")
+        started = trio.current_time()
+        statuses_before = nodes.status_calls
+        await trio.sleep(2.0)
+        samples = []
+        while True:
+            try:
+                chunk = page.receive_nowait().decode()
+            except trio.WouldBlock:
+                break
+            if chunk.startswith("event: sample\n"):
+                samples.append(json.loads(chunk.split("\n")[1].removeprefix("data: ")))
+        assert len(samples) in (4, 5), (len(samples), trio.current_time() - started)
+        assert set(samples[-1]["nodes"]) == {"n1", "n2", "n3"} and samples[-1]["leader"] == "n1"
+        assert nodes.status_calls == statuses_before
+        nursery.cancel_scope.cancel()

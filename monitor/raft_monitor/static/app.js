@@ -3,7 +3,11 @@
 //
 // Contract for scripts and browser tests: every card carries
 // data-node-id="<id>" and data-role="<role>" (leader, follower, candidate,
-// learner, unreachable), updated as soon as an event arrives.
+// learner, unreachable), updated as soon as an event arrives; besides,
+// data-voter ("true"/"false") and data-pre-vote ("true" while a candidate
+// only asks for pre-votes, shown as "pre-vote"). The chart's lines and
+// legend entries carry data-node (not data-node-id, which marks cards
+// alone) and the legend's data-value the latest commit rate or lag.
 "use strict";
 
 (function () {
@@ -33,8 +37,13 @@
       placeCard(doc.id, card);
     }
     card.dataset.role = doc.role;
+    card.dataset.preVote = String(Boolean(doc.pre_vote));
+    card.dataset.voter = String(doc.voter !== false);
+    card.dataset.member = String(doc.member !== false);
     card.querySelector(".node-id").textContent = doc.id;
-    card.querySelector(".role-badge").textContent = doc.role;
+    card.querySelector(".role-badge").textContent = shownRole(doc);
+    card.querySelector(".membership").textContent =
+      doc.member === false ? "not a member" : doc.voter === false ? "learner" : doc.voter ? "voter" : "";
     setFact(card, ".term", doc.term);
     setFact(card, ".leader", doc.leader_id);
     setFact(card, ".commit", doc.commit_index);
@@ -49,6 +58,10 @@
     note.hidden = notes.length === 0;
     note.classList.toggle("warning", doc.role === "unreachable" || doc.member === false);
     updateContact(card, doc);
+  }
+
+  function shownRole(doc) {
+    return doc.pre_vote && doc.role === "candidate" ? "pre-vote" : doc.role;
   }
 
   function placeCard(id, card) {
@@ -100,10 +113,12 @@
     let leader = null;
     const claims = [];
     let candidates = 0;
+    let preVotes = 0;
     let reachable = 0;
     for (const doc of nodes.values()) {
       if (doc.role !== "unreachable") reachable += 1;
-      if (doc.role === "candidate") candidates += 1;
+      if (doc.role === "candidate" && doc.pre_vote) preVotes += 1;
+      else if (doc.role === "candidate") candidates += 1;
       if (doc.role === "leader") {
         claims.push(doc);
         if (!leader || (doc.term || 0) > (leader.term || 0)) leader = doc;
@@ -118,13 +133,15 @@
       if (others.length) detail += ` · also claims: ${others.join(", ")}`;
       $("leader-detail").textContent = detail;
     } else {
-      banner.dataset.state = candidates ? "election" : "none";
-      $("leader-id").textContent = candidates ? "election…" : "none";
+      banner.dataset.state = candidates || preVotes ? "election" : "none";
+      $("leader-id").textContent = candidates ? "election…" : preVotes ? "pre-vote…" : "none";
       $("leader-detail").textContent = nodes.size === 0
         ? "waiting for the nodes…"
         : candidates
           ? `${candidates} candidate${candidates > 1 ? "s" : ""}, no leader yet`
-          : reachable ? "no leader known" : "no node reachable";
+          : preVotes
+            ? `${preVotes} node${preVotes > 1 ? "s" : ""} asking for pre-votes (no term started), no leader known`
+            : reachable ? "no leader known" : "no node reachable";
     }
     $("node-count").textContent = `(${reachable} of ${nodes.size} reachable)`;
   }
@@ -170,6 +187,99 @@
     }
   }
 
+  // -- the chart -------------------------------------------------------------
+
+  // Two small line charts drawn from the monitor's samples (one every
+  // REFRESH_RATE_MILLIS): commits per second of each node, and how many
+  // entries each follower or learner still has to apply of what the
+  // leader has committed. Learners are dashed; a gap is an unreachable node.
+  const chart = (function () {
+    const SHOWN = 120;
+    const PALETTE = ["#2563eb", "#16a34a", "#db2777", "#ea580c", "#7c3aed", "#0891b2", "#65a30d", "#b91c1c", "#475569"];
+    const WIDTH = 600;
+    const HEIGHT = 140;
+    let samples = [];
+    const colours = new Map();
+
+    function colour(id) {
+      if (!colours.has(id)) colours.set(id, PALETTE[colours.size % PALETTE.length]);
+      return colours.get(id);
+    }
+
+    function draw(name, field, unit) {
+      const figure = document.querySelector(`[data-chart=${name}]`);
+      const svg = figure.querySelector("svg");
+      const legend = figure.querySelector(".legend");
+      const ids = [...new Set(samples.flatMap((s) => Object.keys(s.nodes)))].sort(byId);
+      let top = 1;
+      for (const s of samples) for (const id of ids) top = Math.max(top, (s.nodes[id] || {})[field] || 0);
+      top = niceCeiling(top);
+      const x = (i) => (samples.length < 2 ? WIDTH : (i * WIDTH) / (SHOWN - 1) + (SHOWN - samples.length) * WIDTH / (SHOWN - 1));
+      const y = (v) => HEIGHT - 4 - (v / top) * (HEIGHT - 18);
+      const parts = [`<text class="scale" x="4" y="12">${top}${unit}</text>`];
+      const items = [];
+      for (const id of ids) {
+        let runs = [];
+        let run = [];
+        samples.forEach((s, i) => {
+          const value = (s.nodes[id] || {})[field];
+          if (value === null || value === undefined) {
+            if (run.length) runs.push(run);
+            run = [];
+          } else run.push(`${x(i).toFixed(1)},${y(value).toFixed(1)}`);
+        });
+        if (run.length) runs.push(run);
+        const last = samples.length ? samples[samples.length - 1].nodes[id] : undefined;
+        const learner = last && last.voter === false;
+        for (const points of runs) {
+          parts.push(
+            `<polyline data-node="${id}" class="${learner ? "learner" : ""}" stroke="${colour(id)}" points="${points.join(" ")}"></polyline>`,
+          );
+        }
+        const value = last ? last[field] : null;
+        if (value === null || value === undefined) continue;
+        const item = document.createElement("li");
+        item.dataset.node = id;
+        item.dataset.value = String(value);
+        if (learner) item.className = "learner";
+        const swatch = document.createElement("span");
+        swatch.className = "swatch";
+        swatch.style.background = colour(id);
+        swatch.style.borderColor = colour(id);
+        const label = document.createElement("span");
+        label.textContent = `${id}${learner ? " (learner)" : ""} ${value}${unit}`;
+        item.append(swatch, label);
+        items.push(item);
+      }
+      svg.innerHTML = parts.join("");
+      legend.replaceChildren(...items);
+    }
+
+    function niceCeiling(v) {
+      const power = 10 ** Math.floor(Math.log10(v));
+      for (const step of [1, 2, 5, 10]) if (v <= step * power) return step * power;
+      return 10 * power;
+    }
+
+    function redraw() {
+      draw("rate", "commit_rate", "/s");
+      draw("lag", "lag", "");
+    }
+
+    return {
+      reset(history, refreshMs) {
+        samples = history.slice(-SHOWN);
+        if (refreshMs) $("chart-period").textContent = `(a sample every ${refreshMs} ms, the last ${Math.round((SHOWN * refreshMs) / 1000)} s)`;
+        redraw();
+      },
+      add(sample) {
+        samples.push(sample);
+        if (samples.length > SHOWN) samples.shift();
+        redraw();
+      },
+    };
+  })();
+
   // -- the stream ------------------------------------------------------------
 
   function setConnection(state, text) {
@@ -205,7 +315,12 @@
     timelineBox.replaceChildren();
     seenEntries.clear();
     for (const entry of doc.timeline) addEntry(entry);
+    chart.reset(doc.samples || [], doc.refresh_ms);
     updateSummary();
+  });
+  source.addEventListener("sample", (event) => {
+    const doc = parse(event);
+    if (doc) chart.add(doc);
   });
   source.addEventListener("node", (event) => {
     const doc = parse(event);

@@ -1,0 +1,58 @@
+"""Request bodies as curl sends them: JSON whatever the Content-Type says.
+
+``curl -d '{"value": "v"}'`` labels its body
+``application/x-www-form-urlencoded``, ``curl -T file`` labels it not at
+all; Werkzeug then reads no JSON, and a bad body got its HTML-era
+sentence ("The browser (or proxy) sent a request..."). Every body of the
+API is JSON, so it is read as JSON whatever the label; an empty body is
+``{}`` (so that ``POST /api/leadership/transfer`` needs none, and a
+missing field is named); and a body that is not JSON gets a 400 of ours
+saying what to send, with an example for the route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart_trio.wrappers.request import TrioRequest
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+#: An example body per route (the endpoint's name) for error messages.
+EXAMPLES = {
+    "put_key": '{"value": "v"} (a compare-and-set adds "expect": "old" or null)',
+    "add_member": '{"id": "n4", "url": "http://127.0.0.1:9004"}',
+    "transfer": '{"to": "n2"}, or {} for the most caught-up voter',
+    "txn": '{"compare": [...], "success": [...], "failure": [...]} (see /docs)',
+    "grant_lease": '{"ttl": 30}',
+}
+
+
+def expected_body(endpoint: str | None) -> str:
+    """What to send to ``endpoint``, for an error message."""
+    example = EXAMPLES.get(endpoint or "")
+    return f"send a JSON object such as {example}" if example else "send a JSON object (see /docs)"
+
+
+class JsonRequest(TrioRequest):
+    """A request whose body is read as JSON whatever its Content-Type;
+    but a browser's (it says ``Origin``) must say JSON. A browser sends
+    a form's POST or an empty one to any site without asking first, so a
+    page elsewhere could otherwise run a transaction or a leadership
+    transfer on a node its visitor can reach; a body labelled JSON makes
+    the browser ask first (a CORS preflight), which only the cluster's
+    own pages pass (raft_trio.http.cors)."""
+
+    async def get_json(self, force: bool = True, silent: bool = False, cache: bool = True) -> Any:
+        if "Origin" in self.headers and not self.is_json:
+            raise UnsupportedMediaType(
+                "a request from a browser page must send its body as Content-Type: application/json"
+            )
+        body = await self.get_data(cache=cache, as_text=False)
+        if not body.strip():
+            return {}
+        return await super().get_json(force=True, silent=silent, cache=cache)
+
+    def on_json_loading_failed(self, error: Exception) -> Any:
+        raise BadRequest(
+            f"the request body is not JSON ({error}); {expected_body(self.endpoint)}, with any Content-Type"
+        )

@@ -1,0 +1,98 @@
+"""A request body is JSON whatever its Content-Type says (curl's ``-d``
+labels it a form), an empty one is ``{}``, and one that is not JSON gets
+a 400 of ours (``error`` and ``code``, what to send), not Werkzeug's. The
+lean routes hand such requests to Quart, so both paths answer alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from tests.http.test_answers import both_paths, call
+from tests.node.harness import Cluster
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        await cluster.start()
+        yield cluster
+        for host in cluster.hosts.values():
+            host.node.close()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/x-www-form-urlencoded", "text/plain", "application/json; charset=utf-8"],
+)
+async def test_a_json_body_is_taken_whatever_its_content_type(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, content_type: str | None
+) -> None:
+    leader = await cluster.wait_for_leader(within=10.0)
+    lean, quart, _ = both_paths(leader)
+    headers = {"content-type": content_type} if content_type else {"content-type": ""}
+    body = b'{"value": "v"}'
+    first = await call(lean, "PUT", "/api/kv/k", body, headers | {"Idempotency-Key": "same"})
+    second = await call(quart, "PUT", "/api/kv/k", body, headers | {"Idempotency-Key": "same"})
+    assert first == second
+    assert first[0] == 200 and json.loads(first[2])["value"] == "v"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "says"),
+    [
+        (b"value=v", "application/x-www-form-urlencoded", "the request body is not JSON (Expecting value"),
+        (b'{"value": "v"', "application/json", "the request body is not JSON ("),
+        (b"", "application/json", "invalid request: Object missing required field `value`"),
+        (b"null", "application/json", "invalid request: Expected `object`, got `null`"),
+        (b'{"value": 1}', "text/plain", "invalid request: Expected `str`, got `int` - at `$.value`"),
+    ],
+)
+async def test_a_body_that_is_not_the_request_gets_our_400_on_both_paths(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, body: bytes, content_type: str, says: str
+) -> None:
+    leader = await cluster.wait_for_leader(within=10.0)
+    lean, quart, _ = both_paths(leader)
+    headers = {"content-type": content_type, "content-length": str(len(body))}
+    first = await call(lean, "PUT", "/api/kv/k", body, headers)
+    assert first == await call(quart, "PUT", "/api/kv/k", body, headers)
+    status, sent_headers, answer = first
+    assert status == 400 and sent_headers["content-type"] == "application/json"
+    document = json.loads(answer)
+    assert document["code"] == "bad_request", document
+    assert document["error"].startswith(says), document
+    assert 'send a JSON object such as {"value": "v"}' in document["error"]
+    assert "browser" not in document["error"]
+    assert (await call(quart, "GET", "/api/kv/k"))[0] == 404  # nothing changed
+
+
+async def test_unknown_routes_and_methods_say_what_there_is(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=10.0)
+    lean, _, _ = both_paths(leader)
+    status, _, body = await call(lean, "GET", "/api/nothing")
+    assert (status, json.loads(body)) == (
+        404,
+        {"error": "no such endpoint: GET /api/nothing (the API is at /docs)", "code": "not_found"},
+    )
+    status, _, body = await call(lean, "POST", "/api/kv/k", b"{}")
+    assert (status, json.loads(body)) == (
+        405,
+        {"error": "/api/kv/k does not take POST; it takes DELETE, GET, PUT", "code": "method_not_allowed"},
+    )
+
+
+async def test_an_empty_transfer_body_asks_for_the_most_caught_up_voter(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=10.0)
+    lean, _, _ = both_paths(leader)
+    status, _, body = await call(lean, "POST", "/api/leadership/transfer", headers={"content-type": ""})
+    assert status == 200, body
+    assert json.loads(body)["leader_id"] != leader.id
