@@ -19,6 +19,7 @@ Exit statuses: see :mod:`.lock`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -217,13 +218,30 @@ class Holder:
         sys.stdout.flush()
 
 
-def run_holding(
-    hold: HoldSettings, endpoints: Endpoints, output: str, security: Security, api_prefix: str
-) -> int:
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """How the client proves itself and what it trusts (see
+    :func:`.settings.client_identity`)."""
+
+    security: Security
+    api_prefix: str
+    user: str | None = None
+    password: str | None = None
+    cert: tuple[str, str] | None = None
+
+
+def run_holding(hold: HoldSettings, endpoints: Endpoints, output: str, credentials: Credentials) -> int:
     """``raft-trio lock`` or ``elect``: its exit status."""
 
     async def main() -> tuple[int | None, int | None, bool]:
-        async with TrioClient(endpoints.urls, security=security, api_prefix=api_prefix) as client:
+        async with TrioClient(
+            endpoints.urls,
+            security=credentials.security,
+            api_prefix=credentials.api_prefix,
+            user=credentials.user,
+            password=credentials.password,
+            cert=credentials.cert,
+        ) as client:
             holder = Holder(client, hold, output)
             result, signalled = await until_signalled(holder.run)
             return result, signalled, holder.ran

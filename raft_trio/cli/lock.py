@@ -164,15 +164,20 @@ def hold_settings(args: argparse.Namespace, command: list[str] | None) -> HoldSe
 def run_lock_command(args: argparse.Namespace, options: GlobalOptions, command: list[str] | None) -> int:
     # Loaded here: the parser imports this module, and only these two
     # commands need Trio.
+    import sys
+
     from . import settings
-    from .holding import run_holding
+    from .client_commands import ask_password
+    from .holding import Credentials, run_holding
 
     hold = hold_settings(args, command)
     endpoints = settings.endpoints(options.endpoints)
-    return run_holding(
-        hold,
-        endpoints,
-        options.output or "table",
-        settings.client_security(),
+    identity = settings.client_identity(options.identity, ask_password if sys.stdin.isatty() else None)
+    credentials = Credentials(
+        settings.client_security(options.identity.get("cacert")),
         settings.api_prefix(),
+        identity.user,
+        identity.password,
+        identity.cert,
     )
+    return run_holding(hold, endpoints, options.output or "table", credentials)

@@ -300,6 +300,7 @@ class Client:
         def make_client() -> TrioClient:
             from ._trio import TrioClient
 
+            keeper = self._keeper
             return TrioClient(
                 self.endpoints.urls,
                 timeout=self.settings.timeout,
@@ -308,6 +309,10 @@ class Client:
                 admin_token=self.settings.admin_token,
                 api_prefix=self.settings.api_prefix,
                 retry=self.settings.retry,
+                cert=self._cert,
+                authorization=self._authorization,
+                # Its own token: the thread logs in for itself.
+                keeper=TokenKeeper(keeper.user, keeper.password) if keeper is not None else None,
             )
 
         with hold_in_thread(make_client, name, ttl=ttl, margin=margin, value=value) as held:

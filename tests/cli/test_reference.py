@@ -40,7 +40,14 @@ def commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
 
 
 def fixed_width_help(parser: argparse.ArgumentParser) -> str:
-    parser.formatter_class = functools.partial(argparse.HelpFormatter, width=WIDTH)
+    # The parser's own kind of formatter (a raw description keeps its
+    # lines), at the page's width.
+    kind = (
+        argparse.RawDescriptionHelpFormatter
+        if parser.formatter_class is argparse.RawDescriptionHelpFormatter
+        else argparse.HelpFormatter
+    )
+    parser.formatter_class = functools.partial(kind, width=WIDTH)
     return parser.format_help().rstrip()
 
 
