@@ -40,7 +40,9 @@ def commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
 
 
 def fixed_width_help(parser: argparse.ArgumentParser) -> str:
-    parser.formatter_class = functools.partial(argparse.HelpFormatter, width=WIDTH)
+    """The parser's help with its own formatter (a raw description stays
+    raw), at the reference's width."""
+    parser.formatter_class = functools.partial(parser.formatter_class, width=WIDTH)
     return parser.format_help().rstrip()
 
 
