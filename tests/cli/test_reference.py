@@ -13,6 +13,7 @@ import functools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -42,7 +43,8 @@ def commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
 def fixed_width_help(parser: argparse.ArgumentParser) -> str:
     """The parser's help with its own formatter (a raw description stays
     raw), at the reference's width."""
-    parser.formatter_class = functools.partial(parser.formatter_class, width=WIDTH)
+    own = cast(type[argparse.HelpFormatter], parser.formatter_class)
+    parser.formatter_class = functools.partial(own, width=WIDTH)
     return parser.format_help().rstrip()
 
 
