@@ -1,6 +1,14 @@
 """Serving an ASGI app with Hypercorn inside a Trio nursery: the node's API,
 the waiting page of discovery and the monitor all serve through
-:func:`serve_app` (a public module: the monitor may use it)."""
+:func:`serve_app` (a public module: the monitor may use it).
+
+With client certificates on (``Security.client_cert_auth`` or
+``peer_cert_auth``) the TLS handshake asks every client for a certificate
+signed by the cluster's CA (``RAFT_TLS_CA`` only, never the system's
+bundle) and :func:`client_certificate` tells the app which one a request's
+connection presented: Hypercorn 0.18 puts nothing about it in the ASGI
+scope, so its per-connection server records it at the handshake.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,15 @@ import errno
 import logging
 import os
 import socket
+import ssl
 from typing import Any
 
+import hypercorn.trio.run
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.utils import parse_socket_addr
 
 from .security import Security
 
@@ -116,6 +128,81 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: Verified client certificates (``ssl.SSLSocket.getpeercert()``) of the
+#: open TLS connections of this process, by (client, server) address.
+_certificates: dict[tuple[Any, Any], dict[str, Any]] = {}
+
+
+def client_certificate(scope: Any) -> dict[str, Any] | None:
+    """The certificate the request's connection presented, verified
+    against the cluster's CA; None without one (or without TLS)."""
+    client, server = scope.get("client"), scope.get("server")
+    if client is None or server is None:
+        return None
+    return _certificates.get((tuple(client), tuple(server)))
+
+
+def certificate_name(certificate: dict[str, Any]) -> str | None:
+    """The certificate subject's common name (CN), if it has one."""
+    for rdn in certificate.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
+
+
+class _RecordingTCPServer(TCPServer):
+    """Hypercorn's connection server, recording the client's certificate
+    once the handshake is done (trio's ``do_handshake`` may be called again
+    by the server itself: it returns at once then)."""
+
+    async def run(self) -> None:
+        stream = self.stream
+        key = None
+        if isinstance(stream, trio.SSLStream):
+            try:
+                with trio.fail_after(self.config.ssl_handshake_timeout):
+                    await stream.do_handshake()
+                certificate = stream.getpeercert()
+                sock = stream.transport_stream.socket
+                if certificate:
+                    key = (
+                        parse_socket_addr(sock.family, sock.getpeername()),
+                        parse_socket_addr(sock.family, sock.getsockname()),
+                    )
+                    _certificates[key] = certificate
+            except (trio.BrokenResourceError, trio.TooSlowError, OSError):
+                pass  # the server's own handshake call ends the connection
+        try:
+            await super().run()
+        finally:
+            if key is not None:
+                _certificates.pop(key, None)
+
+
+hypercorn.trio.run.TCPServer = _RecordingTCPServer  # type: ignore[attr-defined]
+
+
+class _ClusterCAConfig(Config):
+    """Verifies client certificates against ``ca_certs`` alone: Hypercorn's
+    context would also trust the system's CAs, and with them any public
+    CA's certificate would name a user."""
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        if self.ca_certs is None or self.verify_mode is None:
+            return super().create_ssl_context()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.set_ciphers(self.ciphers)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.options |= ssl.OP_NO_COMPRESSION
+        context.set_alpn_protocols(self.alpn_protocols)
+        assert self.certfile is not None and self.keyfile is not None
+        context.load_cert_chain(certfile=self.certfile, keyfile=self.keyfile)
+        context.load_verify_locations(self.ca_certs)
+        context.verify_mode = self.verify_mode
+        return context
+
+
 def hypercorn_config(
     host: str,
     port: int,
@@ -127,11 +214,16 @@ def hypercorn_config(
     serves on that socket (a duplicate of it, which Hypercorn closes when
     it stops: the listener itself stays open) instead of binding
     ``host:port``."""
-    config = Config()
+    config = _ClusterCAConfig()
     if tls is not None and tls.tls_cert:
         # One port serves clients and peers, so both speak HTTPS.
         config.certfile = tls.tls_cert
         config.keyfile = tls.tls_key
+        if tls.client_cert_auth or tls.peer_cert_auth:
+            # Optional in the handshake: a client may log in with a token
+            # instead, and the app decides what a request without one may do.
+            config.ca_certs = tls.tls_ca
+            config.verify_mode = ssl.CERT_OPTIONAL
     config.bind = [f"fd://{os.dup(listener.fileno())}" if listener is not None else f"{host}:{port}"]
     config.root_path = root_path
     config.graceful_timeout = 1.0

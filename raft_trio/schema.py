@@ -34,7 +34,10 @@ __all__ = [
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "REVISION_HEADER",
     "UNSET",
+    "Access",
     "AddMemberRequest",
+    "AuthChangeAnswer",
+    "AuthStatus",
     "Bootstrap",
     "CasConflict",
     "Code",
@@ -55,6 +58,8 @@ __all__ = [
     "NodeEvent",
     "NodeEventData",
     "Op",
+    "PasswordRequest",
+    "Permission",
     "PutOp",
     "PutRequest",
     "RangeAnswer",
@@ -64,8 +69,14 @@ __all__ = [
     "ReadQuery",
     "Readiness",
     "RedirectAnswer",
+    "RevokeRequest",
     "Role",
+    "RoleAnswer",
+    "RoleRequest",
+    "RolesAnswer",
     "Status",
+    "TokenAnswer",
+    "TokenRequest",
     "TransferAnswer",
     "TransferRequest",
     "TxnAnswer",
@@ -73,6 +84,9 @@ __all__ = [
     "TxnResult",
     "UnavailableAnswer",
     "UnsetType",
+    "UserAnswer",
+    "UserRequest",
+    "UsersAnswer",
     "WatchChange",
     "WatchEvent",
     "WatchQuery",
@@ -110,8 +124,27 @@ class Code(enum.StrEnum):
 
     #: 400: the request is malformed or asks for something invalid.
     BAD_REQUEST = "bad_request"
-    #: 401: an admin request without the admin token.
+    #: 401: an admin request without the admin token; with auth on, a
+    #: request without a valid token (or certificate), or a failed login.
     UNAUTHORIZED = "unauthorized"
+    #: 403: with auth on, the user lacks the permission (nothing changed).
+    PERMISSION_DENIED = "permission_denied"
+    #: 429: too many failed logins for this name or from this address
+    #: (``Retry-After`` says how long to wait).
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    #: 400: a token asked for while auth is off.
+    AUTH_NOT_ENABLED = "auth_not_enabled"
+    #: 409: the user or role to add exists already.
+    USER_EXISTS = "user_exists"
+    ROLE_EXISTS = "role_exists"
+    #: 404: no such user, role, or permission of a role.
+    USER_NOT_FOUND = "user_not_found"
+    ROLE_NOT_FOUND = "role_not_found"
+    GRANT_NOT_FOUND = "grant_not_found"
+    #: 409: root cannot be taken apart while auth is on.
+    ROOT_PROTECTED = "root_protected"
+    #: 409: auth cannot be enabled before a user ``root`` exists.
+    ROOT_MISSING = "root_missing"
     #: 404: no such route (or method on it).
     NOT_FOUND = "not_found"
     #: 404: the key does not exist.
@@ -567,9 +600,98 @@ class LeaseRevokedAnswer(msgspec.Struct, frozen=True):
     index: int
 
 
+# -- auth ---------------------------------------------------------------------
+
+
+class TokenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    password: str
+
+
+class TokenAnswer(msgspec.Struct, frozen=True):
+    #: For ``Authorization: Bearer <token>``, on any node of the cluster.
+    token: str
+    #: Seconds until it expires.
+    expires_in: int
+
+
+class AuthStatus(msgspec.Struct, frozen=True):
+    enabled: bool
+    #: The log index of the last change to users, roles or the switch.
+    revision: int
+    #: Who asked (absent while auth is off).
+    user: str | UnsetType = UNSET
+    root: bool | UnsetType = UNSET
+
+
+class AuthChangeAnswer(msgspec.Struct, frozen=True):
+    #: The auth revision after the change.
+    revision: int
+    #: False when it was so already (a role granted twice, auth enabled twice).
+    changed: bool
+
+
+class UserRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    #: None: the user logs in with a client certificate only.
+    password: str | None = None
+
+
+class PasswordRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    password: str | None
+
+
+class UserAnswer(msgspec.Struct, frozen=True):
+    name: str
+    roles: list[str]
+    has_password: bool
+
+
+class UsersAnswer(msgspec.Struct, frozen=True):
+    users: list[UserAnswer]
+
+
+class RoleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+
+
+Access = Literal["read", "write", "readwrite"]
+
+
+class Permission(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """``key`` alone: exactly that key; ``prefix`` true: every key starting
+    with ``key`` (``""``: every key); ``end``: the keys from ``key`` up to
+    ``end``, exclusive (``""``: to the last key)."""
+
+    access: Access
+    key: str
+    prefix: bool = False
+    end: str | None = None
+
+
+class RevokeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The permission on exactly this key, prefix or range goes."""
+
+    key: str
+    prefix: bool = False
+    end: str | None = None
+
+
+class RoleAnswer(msgspec.Struct, frozen=True):
+    name: str
+    permissions: list[Permission]
+
+
+class RolesAnswer(msgspec.Struct, frozen=True):
+    roles: list[RoleAnswer]
+
+
 #: Models that are only ever nested in others (``/openapi.json`` lists
 #: their components too).
 NESTED_MODELS: tuple[type[msgspec.Struct], ...] = (
+    UserAnswer,
+    Permission,
+    RoleAnswer,
     Member,
     Bootstrap,
     RangeItem,

@@ -14,20 +14,37 @@ network policies) and nowhere else; the README says so.
 - ``RAFT_TLS_CERT`` + ``RAFT_TLS_KEY``: the node serves HTTPS (clients and
   peers share its one port); ``RAFT_TLS_CA``: the bundle that verifies the
   other nodes (and, for the CLI and the monitor, the nodes they talk to).
+- ``RAFT_TLS_CLIENT_CERT_AUTH=1``: a client may prove its user with a
+  certificate signed by ``RAFT_TLS_CA`` (its CN is the user name);
+  ``RAFT_TLS_PEER_CERT_AUTH=1``: peers must present one whose CN is their
+  node id (mutual TLS between nodes). The node presents its own
+  certificate to its peers whenever it has one.
+- ``RAFT_AUTH_TOKEN_TTL``: seconds a client token lasts (default 300).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import hmac
 import os
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
 #: Shorter secrets can be guessed offline from one captured signature.
 MIN_SECRET_BYTES = 16
+#: A node's own credential for the API (see ``Security.node_credential``):
+#: its prefix, and how far its time may be from the receiver's clock.
+NODE_CREDENTIAL_PREFIX = "rtn1."
+NODE_CREDENTIAL_MAX_SKEW_S = 60.0
+_NODE_LABEL = b"raft-trio-node-credential-v1\0"
+#: How long a client token lasts by default (etcd's tokens: 5 minutes), and at most.
+DEFAULT_TOKEN_TTL_S = 300
+MAX_TOKEN_TTL_S = 7 * 24 * 3600
 #: Requests under these paths (after the API prefix) change the cluster
 #: itself and need the admin token when one is configured.
 ADMIN_PATHS = ("/members", "/leadership/")
@@ -70,6 +87,22 @@ def load_secret(what: str, value: str | None, path: str | None) -> bytes | None:
     return secret
 
 
+def _flag(value: str | None, variable: str) -> bool:
+    if value is None or value.strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{variable} must be 1 or 0 (true or false), not {value!r}")
+
+
+def _seconds(value: str | None, variable: str) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_TOKEN_TTL_S
+    if not value.strip().isdigit():
+        raise ValueError(f"{variable} must be a whole number of seconds, not {value!r}")
+    return int(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class Security:
     """A node's (or a client's) credentials; the default trusts everyone."""
@@ -79,10 +112,27 @@ class Security:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+    #: Clients may prove their user with a certificate (CN = user name).
+    client_cert_auth: bool = False
+    #: Peers must present a certificate whose CN is their node id.
+    peer_cert_auth: bool = False
+    #: Seconds a client token lasts.
+    token_ttl_s: int = DEFAULT_TOKEN_TTL_S
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both a certificate and its key (RAFT_TLS_CERT and RAFT_TLS_KEY)")
+        for flag, variable in (
+            (self.client_cert_auth, "RAFT_TLS_CLIENT_CERT_AUTH"),
+            (self.peer_cert_auth, "RAFT_TLS_PEER_CERT_AUTH"),
+        ):
+            if flag and not (self.tls_cert and self.tls_ca):
+                raise ValueError(
+                    f"{variable} needs TLS: a certificate, its key and the CA that signs "
+                    "client certificates (RAFT_TLS_CERT, RAFT_TLS_KEY, RAFT_TLS_CA)"
+                )
+        if not 1 <= self.token_ttl_s <= MAX_TOKEN_TTL_S:
+            raise ValueError(f"the token lifetime must be 1 to {MAX_TOKEN_TTL_S} seconds")
         if self.admin_token is not None and not all(33 <= byte < 127 for byte in self.admin_token):
             raise ValueError(
                 "the admin token must be printable ASCII without spaces (it travels in a header)"
@@ -114,6 +164,11 @@ class Security:
             tls_cert=get("tls_cert", "RAFT_TLS_CERT"),
             tls_key=get("tls_key", "RAFT_TLS_KEY"),
             tls_ca=get("tls_ca", "RAFT_TLS_CA"),
+            client_cert_auth=_flag(
+                get("client_cert_auth", "RAFT_TLS_CLIENT_CERT_AUTH"), "RAFT_TLS_CLIENT_CERT_AUTH"
+            ),
+            peer_cert_auth=_flag(get("peer_cert_auth", "RAFT_TLS_PEER_CERT_AUTH"), "RAFT_TLS_PEER_CERT_AUTH"),
+            token_ttl_s=_seconds(get("token_ttl_s", "RAFT_AUTH_TOKEN_TTL"), "RAFT_AUTH_TOKEN_TTL"),
         )
 
     @property
@@ -124,8 +179,14 @@ class Security:
     def client_ssl(self) -> ssl.SSLContext:
         """Verifies servers against ``tls_ca`` (the system's bundle without
         one); hostname checking stays on, so certificates name the address
-        in the node's URL (an IP SAN for 127.0.0.1)."""
-        return ssl.create_default_context(cafile=self.tls_ca)
+        in the node's URL (an IP SAN for 127.0.0.1). Presents ``tls_cert``
+        as this side's certificate when there is one: a node's own to its
+        peers, the CLI's ``--cert`` to the nodes."""
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert and self.tls_key:
+            # Who this side is, for a server that asks (mutual TLS).
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
 
     def admin_header(self) -> dict[str, str]:
         """What a client sends to pass :meth:`admin_allowed`."""
@@ -165,6 +226,51 @@ class Security:
             event_hooks={"request": [self.async_admin_hook(api_prefix)]},
             **options,  # type: ignore[arg-type]
         )
+
+    def node_credential(self, node_id: str, now: float | None = None) -> str | None:
+        """A bearer credential proving "one of this cluster's nodes" to the
+        API of another (None without a cluster secret): with auth on, it
+        lets nodes read each other's status and member list (discovery,
+        the first-start check, the disk watch), nothing else. It names the
+        node and the time, under an HMAC of the cluster secret, and is good
+        for ``NODE_CREDENTIAL_MAX_SKEW_S`` either side of that time."""
+        if self.cluster_secret is None:
+            return None
+        stamp = str(int(time.time() if now is None else now))
+        name = base64.urlsafe_b64encode(node_id.encode()).rstrip(b"=").decode()
+        mac = hmac.new(self.cluster_secret, _NODE_LABEL + f"{name}.{stamp}".encode(), hashlib.sha256)
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+        return f"{NODE_CREDENTIAL_PREFIX}{name}.{stamp}.{signature}"
+
+    def node_authorization(self, node_id: str) -> Callable[[], str | None]:
+        """An ``Authorization`` value made fresh for every call (for the
+        clients a node uses to ask other nodes)."""
+
+        def header() -> str | None:
+            credential = self.node_credential(node_id)
+            return f"Bearer {credential}" if credential is not None else None
+
+        return header
+
+    def credential_node(self, credential: str, now: float | None = None) -> str | None:
+        """The node a credential of :meth:`node_credential` names, if it is
+        one of this cluster's and fresh; else None."""
+        if self.cluster_secret is None or not credential.startswith(NODE_CREDENTIAL_PREFIX):
+            return None
+        parts = credential[len(NODE_CREDENTIAL_PREFIX) :].split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return None
+        name, stamp, signature = parts
+        mac = hmac.new(self.cluster_secret, _NODE_LABEL + f"{name}.{stamp}".encode(), hashlib.sha256)
+        expected = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            return None
+        if abs((time.time() if now is None else now) - int(stamp)) > NODE_CREDENTIAL_MAX_SKEW_S:
+            return None
+        try:
+            return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
 
     def admin_allowed(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` header carries the admin token (in

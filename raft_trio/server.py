@@ -252,7 +252,12 @@ async def _open_static(
     api_prefix = settings.http.api_prefix
 
     async def ask() -> first_start.Decision:
-        async with TrioClient((), api_prefix=api_prefix, security=settings.security) as client:
+        async with TrioClient(
+            (),
+            api_prefix=api_prefix,
+            security=settings.security,
+            authorization=settings.security.node_authorization(settings.node_id),
+        ) as client:
             fetch = disk_watch.client_fetch_status(client)
             return await first_start.check(settings.node_id, others, voters, fetch)
 
@@ -404,12 +409,18 @@ async def _stop_on_signals(stop: trio.Event | StopRequest) -> None:
 
 
 async def _watch_disk(node: RaftNode, storage: DurableStorage, space: SpaceGuard, api_prefix: str) -> None:
-    async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
+    authorization = node.security.node_authorization(node.id)
+    async with TrioClient(
+        (), api_prefix=api_prefix, security=node.security, authorization=authorization
+    ) as client:
         await disk_watch.watch(node, storage, space, disk_watch.client_fetch_status(client))
 
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:
     """Ask the cluster to add this node (as a learner) until it answers."""
-    async with TrioClient((), api_prefix=api_prefix, security=node.security) as client:
+    authorization = node.security.node_authorization(node.id)
+    async with TrioClient(
+        (), api_prefix=api_prefix, security=node.security, authorization=authorization
+    ) as client:
         while not await discovery.request_membership(client, cluster_url.rstrip("/"), node):  # noqa: ASYNC110 (a retry)
             await trio.sleep(1.0)

@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("server", "testing"),
     ("http", "discovery"),
     ("node",),
-    ("storage", "peer", "asgi", "client"),
+    ("storage", "peer", "asgi", "client", "auth"),
     ("core", "kv", "security", "broadcast", "schema"),
 )
 #: All the monitor takes from raft_trio (it reaches the nodes over HTTP,

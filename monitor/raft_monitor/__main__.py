@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve index.html, app.js and style.css from DIR instead (default: $TEMPLATES_DIR)",
     )
     parser.add_argument(
+        "--user",
+        metavar="NAME:PASSWORD",
+        help="with auth on, log in to the nodes as NAME (default: $RAFT_TRIO_USER; "
+        "else $RAFT_ADMIN_TOKEN, if set, is sent)",
+    )
+    parser.add_argument(
         "--refresh-ms",
         type=int,
         help="how often the page's chart takes a sample of commit rates and lags "
@@ -120,7 +126,11 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
     templates = Path(templates_dir) if templates_dir else None
     if templates is not None and not templates.is_dir():
         fail(f"templates dir {templates} does not exist")
+    user, password = _credentials(args.user or env.get("RAFT_TRIO_USER") or None)
     return MonitorSettings(
+        user=user,
+        password=password,
+        admin_token=_admin_token(),
         host=host,
         port=int(port),
         nodes=tuple(nodes),
@@ -132,6 +142,28 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         watch=WatchSettings(refresh=refresh_ms / 1000),
         tls_ca=_tls_ca(),
     )
+
+
+def _credentials(given: str | None) -> tuple[str | None, str | None]:
+    if given is None:
+        return None, None
+    name, colon, password = given.partition(":")
+    if not name or not colon:
+        fail("--user (or RAFT_TRIO_USER) must be NAME:PASSWORD")
+    return name, password
+
+
+def _admin_token() -> str | None:
+    """``RAFT_ADMIN_TOKEN`` or the file ``RAFT_ADMIN_TOKEN_FILE`` names, as
+    the nodes read it (the surrounding whitespace is not part of it)."""
+    path = os.environ.get("RAFT_ADMIN_TOKEN_FILE") or None
+    if path is None:
+        return (os.environ.get("RAFT_ADMIN_TOKEN") or "").strip() or None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as error:
+        print(f"raft-monitor: cannot read RAFT_ADMIN_TOKEN_FILE {path}: {error.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _tls_ca() -> str | None:

@@ -76,21 +76,33 @@ class HttpNodeClient:
         connect_timeout: float = 1.0,
         status_timeout: float = 1.0,
         stream_timeout: float = 5.0,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.http = http
         self.api_prefix = api_prefix
         self.connect_timeout = connect_timeout
         self.status_timeout = status_timeout
         self.stream_timeout = stream_timeout
+        # With auth on, the monitor is a user of the cluster: the clients
+        # made for each request share this one's login (one token for all),
+        # or send the admin token, which the nodes take as root.
+        authorization = (lambda: f"Bearer {admin_token}") if admin_token and user is None else None
+        self._cluster = TrioClient(
+            (),
+            connect_timeout=connect_timeout,
+            api_prefix=api_prefix,
+            user=user,
+            password=password,
+            admin_token=admin_token,
+            authorization=authorization,
+            http=http,
+        )
 
     def client(self, endpoints: str | Sequence[str], timeout: float) -> TrioClient:
-        return TrioClient(
-            endpoints,
-            timeout=timeout,
-            connect_timeout=self.connect_timeout,
-            api_prefix=self.api_prefix,
-            http=self.http,
-        )
+        return self._cluster.at(endpoints, timeout=timeout)
 
     @contextlib.asynccontextmanager
     async def stream(self, url: str) -> AsyncIterator[AsyncIterator[SseItem]]:

@@ -45,6 +45,11 @@ class MonitorSettings:
     #: ``RAFT_TLS_CA``: verify the nodes' HTTPS against this bundle; with it
     #: set, discovered addresses become ``https://`` URLs too.
     tls_ca: str | None = None
+    #: With auth on: the user the monitor logs in as (``--user`` or
+    #: ``RAFT_TRIO_USER``), or the admin token (``RAFT_ADMIN_TOKEN``).
+    user: str | None = None
+    password: str | None = None
+    admin_token: str | None = None
 
 
 async def run_monitor(
@@ -62,7 +67,13 @@ async def run_monitor(
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
     verify = ssl.create_default_context(cafile=settings.tls_ca)
     async with httpx.AsyncClient(trust_env=False, limits=limits, verify=verify) as http:
-        client = HttpNodeClient(http, settings.api_prefix)
+        client = HttpNodeClient(
+            http,
+            settings.api_prefix,
+            user=settings.user,
+            password=settings.password,
+            admin_token=settings.admin_token,
+        )
         watcher = Watcher(view, hub, client, settings.watch)
         page = PageSettings(settings.discover, settings.templates_dir, settings.refresh_ms)
         app = create_app(view, hub, watcher, client, page)

@@ -59,7 +59,7 @@ def run(argv: list[str]) -> int:
         if args.command == "node":
             return cmd_node(args)
         if args.command == "up":
-            return cmd_up(args)
+            return cmd_up(args, options.identity.get("user") or os.environ.get("RAFT_TRIO_USER") or None)
         if args.command == "leave":
             return cmd_leave(args, options.endpoints)
         if args.command == "snapshot" and args.snapshot_command == "restore":

@@ -41,9 +41,12 @@ def check_url(url: str, what: str) -> str:
 
 
 #: The options every client command takes, anywhere on the line (also
-#: before the command): ``--endpoints`` (alias ``--cluster``) and ``-o``.
+#: before the command): ``--endpoints`` (alias ``--cluster``), ``-o``, and
+#: who the client is: ``--user NAME[:PASSWORD]``, ``--cert``/``--key`` (a
+#: client certificate) and ``--cacert`` (the CA that signs the nodes').
 ENDPOINT_FLAGS = ("--endpoints", "--cluster")
 OUTPUT_FLAGS = ("-o", "--output")
+IDENTITY_FLAGS = ("--user", "--cert", "--key", "--cacert")
 OUTPUTS = ("table", "json")
 
 
@@ -53,6 +56,19 @@ class GlobalOptions:
     endpoints: list[str] | None = None
     #: ``-o table|json`` (None: the command's default).
     output: str | None = None
+    #: ``--user``, ``--cert``, ``--key``, ``--cacert`` as given.
+    identity: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+#: What each flag's value is, for the message when it is missing.
+FLAG_VALUES = {
+    "--endpoints": "URL[,URL...]",
+    "--cluster": "URL[,URL...]",
+    "--user": "NAME[:PASSWORD]",
+    "--cert": "a certificate file (PEM)",
+    "--key": "a key file (PEM)",
+    "--cacert": "a CA bundle file (PEM)",
+}
 
 
 def parse_endpoints(value: str, flag: str) -> list[str]:
@@ -69,6 +85,7 @@ def extract_globals(argv: list[str]) -> tuple[list[str], GlobalOptions]:
     rest: list[str] = []
     endpoints: list[str] | None = None
     output: str | None = None
+    identity: dict[str, str] = {}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -76,7 +93,9 @@ def extract_globals(argv: list[str]) -> tuple[list[str], GlobalOptions]:
             rest.extend(argv[i:])
             break
         name, eq, inline = arg.partition("=")
-        flag = name if name in ENDPOINT_FLAGS + OUTPUT_FLAGS and (eq or name == arg) else None
+        flag = (
+            name if name in ENDPOINT_FLAGS + OUTPUT_FLAGS + IDENTITY_FLAGS and (eq or name == arg) else None
+        )
         if flag is None and arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
             flag, eq, inline = "-o", "=", arg[2:]  # -ojson, as argparse takes it
         if flag is None:
@@ -88,14 +107,18 @@ def extract_globals(argv: list[str]) -> tuple[list[str], GlobalOptions]:
         elif i + 1 < len(argv):
             value, i = argv[i + 1], i + 2
         else:
-            raise UsageError(f"{flag} needs {'URL[,URL...]' if flag in ENDPOINT_FLAGS else 'table or json'}")
-        if flag in ENDPOINT_FLAGS:
+            raise UsageError(f"{flag} needs {FLAG_VALUES.get(flag, 'table or json')}")
+        if flag in IDENTITY_FLAGS:
+            if not value:
+                raise UsageError(f"{flag} needs {FLAG_VALUES[flag]}")
+            identity[flag.lstrip("-")] = value
+        elif flag in ENDPOINT_FLAGS:
             endpoints = parse_endpoints(value, flag)
         elif value not in OUTPUTS:
             raise UsageError(f"{flag} takes table or json, not {value!r}")
         else:
             output = value
-    return rest, GlobalOptions(endpoints, output)
+    return rest, GlobalOptions(endpoints, output, identity)
 
 
 class Parser(argparse.ArgumentParser):
@@ -110,6 +133,64 @@ def add_command(sub: Any, name: str, text: str, **options: Any) -> argparse.Argu
         name, help=text, description=text[:1].upper() + text[1:] + ".", **options
     )
     return parser
+
+
+def add_auth_commands(sub: Any, client: argparse.ArgumentParser) -> None:
+    """``user``, ``role`` and ``auth``: etcdctl's auth commands."""
+    user = add_command(sub, "user", "add, delete and list users; give them roles", parents=[client])
+    user_sub = user.add_subparsers(
+        dest="user_command", metavar="SUBCOMMAND", required=True, parser_class=Parser
+    )
+    add = add_command(user_sub, "add", "add a user (password from --password or stdin)", parents=[client])
+    add.add_argument("name", help="the user's name (letters, digits, . _ @ -; up to 128)")
+    add.add_argument("--password", help="the new user's password (else read from stdin)")
+    add.add_argument("--no-password", action="store_true", help="it logs in with a client certificate only")
+    delete = add_command(
+        user_sub, "delete", "delete a user: its tokens stop working at once", parents=[client]
+    )
+    delete.add_argument("name", help="the user")
+    passwd = add_command(user_sub, "passwd", "set a user's password", parents=[client])
+    passwd.add_argument("name", help="the user")
+    passwd.add_argument("--password", help="the new password (else read from stdin)")
+    for verb, text in (("grant-role", "give a user a role"), ("revoke-role", "take a role from a user")):
+        change = add_command(user_sub, verb, text, parents=[client])
+        change.add_argument("name", help="the user")
+        change.add_argument("role", help="the role")
+    add_command(user_sub, "list", "every user and its roles", parents=[client])
+    get = add_command(user_sub, "get", "one user and its roles", parents=[client])
+    get.add_argument("name", help="the user")
+
+    role = add_command(sub, "role", "add, delete and list roles; grant them keys", parents=[client])
+    role_sub = role.add_subparsers(
+        dest="role_command", metavar="SUBCOMMAND", required=True, parser_class=Parser
+    )
+    add_command(role_sub, "add", "add a role", parents=[client]).add_argument("name", help="the role's name")
+    add_command(role_sub, "delete", "delete a role", parents=[client]).add_argument("name", help="the role")
+    grant = add_command(role_sub, "grant", "give a role access to a key, prefix or range", parents=[client])
+    grant.add_argument("name", help="the role")
+    grant.add_argument("access", choices=("read", "write", "readwrite"), help="what the role may do")
+    grant.add_argument("key", help="the key (with --prefix: the prefix; with --end: the first key)")
+    revoke = add_command(
+        role_sub, "revoke", "take a role's access to a key, prefix or range", parents=[client]
+    )
+    revoke.add_argument("name", help="the role")
+    revoke.add_argument("key", help="the key, prefix or first key, as it was granted")
+    for command in (grant, revoke):
+        scope = command.add_mutually_exclusive_group()
+        scope.add_argument("--prefix", action="store_true", help="every key starting with KEY")
+        scope.add_argument("--end", help="the keys from KEY up to END, exclusive ('' : to the last key)")
+    add_command(role_sub, "list", "every role and its permissions", parents=[client])
+    add_command(role_sub, "get", "one role and its permissions", parents=[client]).add_argument(
+        "name", help="the role"
+    )
+
+    auth = add_command(sub, "auth", "turn auth on or off, or see whether it is", parents=[client])
+    auth.add_argument(
+        "auth_command",
+        metavar="{enable,disable,status}",
+        choices=("enable", "disable", "status"),
+        help="enable (needs a user root), disable, or status",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the nodes' data and logs, one directory each; the client commands look for the "
         "cluster in ./raft-data (default %(default)s)",
     )
+    up.add_argument(
+        "--user",
+        metavar="NAME:PASSWORD",
+        help="with auth on, the user the monitor logs in as (default $RAFT_TRIO_USER)",
+    )
 
     client = Parser(add_help=False)
     where = client.add_argument_group("cluster and output (anywhere on the line)")
@@ -271,6 +357,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         choices=OUTPUTS,
         help="table, or the API's JSON answer (default: json for kv, table for the others)",
+    )
+    who = client.add_argument_group("who the client is (anywhere on the line)")
+    who.add_argument(
+        "--user",
+        metavar="NAME[:PASSWORD]",
+        help="log in as NAME (default $RAFT_TRIO_USER; without a password, it is asked for)",
+    )
+    who.add_argument("--cert", help="a client certificate, CN = user (PEM; default $RAFT_TRIO_CERT)")
+    who.add_argument("--key", help="the key of --cert (PEM; default $RAFT_TRIO_KEY)")
+    who.add_argument(
+        "--cacert",
+        help="verify the nodes against this CA bundle (PEM; default $RAFT_TRIO_CACERT or $RAFT_TLS_CA)",
     )
 
     kv = add_command(sub, "kv", "read and write keys", parents=[client])
@@ -381,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the new cluster's id (default: derived from the backup and --peers, the same for every member)",
     )
+
+    add_auth_commands(sub, client)
 
     leave = add_command(
         sub,

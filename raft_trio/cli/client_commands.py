@@ -11,6 +11,7 @@ a command starts quickly."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +21,9 @@ from ..client import ApiError, Client, ClientError, MemberStatus, NoEndpointAnsw
 from ..kv import MAX_VALUE_BYTES
 from . import settings
 from .argv import GlobalOptions, check_url
+from .auth_commands import cmd_auth, cmd_role, cmd_user
 from .errors import UsageError
-from .output import cell, output_for, print_bytes, print_error, print_json, print_line, print_table
+from .output import cell, output_for, print_bytes, print_error, print_json, print_line, print_table, show
 from .snapshot import cmd_snapshot_save
 
 Command = Callable[[argparse.Namespace, Client, str], int]
@@ -36,8 +38,14 @@ def run_client_command(args: argparse.Namespace, options: GlobalOptions) -> int:
     words = " ".join(filter(None, [args.command, getattr(args, "kv_command", None)]))
     output = output_for(words, "json" if getattr(args, "json", False) else options.output)
     command = COMMANDS[args.command]
+    identity = settings.client_identity(options.identity, ask_password if sys.stdin.isatty() else None)
     with Client(
-        endpoints.urls, security=settings.client_security(), api_prefix=settings.api_prefix()
+        endpoints.urls,
+        security=settings.client_security(options.identity.get("cacert")),
+        api_prefix=settings.api_prefix(),
+        user=identity.user,
+        password=identity.password,
+        cert=identity.cert,
     ) as client:
         try:
             return command(args, client, output)
@@ -173,13 +181,6 @@ def key_row(answer: schema.KeyAnswer, value: bool) -> list[Any]:
     return [*head, answer.mod_revision, answer.version, answer.lease]
 
 
-def show(output: str, answer: Any, titles: list[str], rows: list[list[Any]]) -> None:
-    if output == "json":
-        print_json(answer)
-    else:
-        print_table(titles, rows)
-
-
 # -- the cluster -------------------------------------------------------------------
 
 
@@ -271,4 +272,12 @@ COMMANDS: dict[str, Command] = {
     "members": cmd_members,
     "transfer-leader": cmd_transfer,
     "snapshot": cmd_snapshot_save,
+    "user": cmd_user,
+    "role": cmd_role,
+    "auth": cmd_auth,
 }
+
+
+def ask_password(prompt: str) -> str:
+    """The password, typed on the terminal without echo."""
+    return getpass.getpass(prompt)

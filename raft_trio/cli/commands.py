@@ -53,7 +53,9 @@ def cmd_leave(args: argparse.Namespace, cluster: list[str] | None) -> int:
         raise UsageError(str(error)) from None
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace, monitor_user: str | None = None) -> int:
     from .up import run_up
 
-    return run_up(args.nodes, args.base_port, args.monitor_port, args.data_dir)
+    if monitor_user is not None and ":" not in monitor_user:
+        raise UsageError("up --user takes NAME:PASSWORD (the monitor cannot be asked for a password)")
+    return run_up(args.nodes, args.base_port, args.monitor_port, args.data_dir, monitor_user)

@@ -75,6 +75,14 @@ def print_table(titles: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
 
 
+def show(output: str, answer: Any, titles: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """The API's answer (``-o json``), or the table made of it."""
+    if output == "json":
+        print_json(answer)
+    else:
+        print_table(titles, rows)
+
+
 def print_error(error: ApiError, output: str) -> int:
     """The cluster's refusal: its JSON answer (``-o json``) or one line on
     stderr; exit status 1."""

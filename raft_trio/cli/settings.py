@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..client import DEFAULT_ENDPOINTS
-from ..security import Security
+from ..security import Security, load_secret
 from .argv import check_url, parse_endpoints, parse_listen, parse_peers
 from .errors import UsageError, fail
 from .leave import LeaveSettings
@@ -197,12 +198,60 @@ def node_security(args: argparse.Namespace) -> Security:
         raise UsageError(str(error)) from None
 
 
-def client_security() -> Security:
-    """A client's trust: ``RAFT_TLS_CA`` and the admin token variables."""
+def client_security(cacert: str | None = None) -> Security:
+    """A client's trust: the CA that signs the nodes' certificates
+    (``--cacert``, else ``RAFT_TRIO_CACERT``, else ``RAFT_TLS_CA``) and the
+    admin token variables. A node's own certificate variables
+    (``RAFT_TLS_CERT``) are not the client's: its certificate is ``--cert``."""
     try:
-        return Security.from_environment(os.environ)
+        admin_token = load_secret(
+            "admin token",
+            os.environ.get("RAFT_ADMIN_TOKEN") or None,
+            os.environ.get("RAFT_ADMIN_TOKEN_FILE") or None,
+        )
+        ca = cacert or os.environ.get("RAFT_TRIO_CACERT") or os.environ.get("RAFT_TLS_CA") or None
+        return Security(admin_token=admin_token, tls_ca=ca)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientIdentity:
+    """Who a client command is: a user (and its password) and a client
+    certificate, each optional."""
+
+    user: str | None = None
+    password: str | None = None
+    cert: tuple[str, str] | None = None
+
+
+def client_identity(given: dict[str, str], ask: Callable[[str], str] | None = None) -> ClientIdentity:
+    """``--user NAME[:PASSWORD]`` (else ``RAFT_TRIO_USER``) and ``--cert``
+    with ``--key`` (else ``RAFT_TRIO_CERT``, ``RAFT_TRIO_KEY``). A user
+    without a password is asked for one on the terminal (``ask``), as
+    etcdctl does; without a terminal that is a usage error."""
+    raw = given.get("user") or os.environ.get("RAFT_TRIO_USER") or None
+    user = password = None
+    if raw is not None:
+        source = "--user" if given.get("user") else "RAFT_TRIO_USER"
+        name, colon, secret = raw.partition(":")
+        if not name:
+            raise UsageError(f"{source} needs NAME[:PASSWORD]; the name is empty")
+        user, password = name, secret if colon else None
+        if password is None:
+            if ask is None:
+                raise UsageError(
+                    f"{source} gives no password: use NAME:PASSWORD, or run on a terminal to be asked"
+                )
+            password = ask(f"Password for {user}: ")
+    cert = given.get("cert") or os.environ.get("RAFT_TRIO_CERT") or None
+    key = given.get("key") or os.environ.get("RAFT_TRIO_KEY") or None
+    if bool(cert) != bool(key):
+        raise UsageError("a client certificate needs both --cert and --key")
+    for path in (cert, key):
+        if path and not os.path.isfile(path):
+            raise UsageError(f"TLS file not found: {path}")
+    return ClientIdentity(user, password, (cert, key) if cert and key else None)
 
 
 def discovery_settings(

@@ -192,8 +192,9 @@ def check_ports_free(plan: UpPlan) -> None:
 class Cluster:
     """The processes ``up`` started, each with its log file."""
 
-    def __init__(self, plan: UpPlan) -> None:
+    def __init__(self, plan: UpPlan, monitor_user: str | None = None) -> None:
         self.plan = plan
+        self.monitor_user = monitor_user
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         #: Where this run's output starts in each log (logs are appended to).
         self.log_starts: dict[str, int] = {}
@@ -212,18 +213,20 @@ class Cluster:
                 "--data-dir", str(self.plan.root / node_id),
                 "--peers", peers,
             ])  # fmt: skip
+        monitor_env = {**os.environ, "RAFT_TRIO_USER": self.monitor_user} if self.monitor_user else None
         self.spawn("monitor", [
             "raft_monitor",
             "--listen", f"127.0.0.1:{self.plan.monitor_port}",
             "--nodes", ",".join(urls.values()),
-        ])  # fmt: skip
+        ], monitor_env)  # fmt: skip
 
-    def spawn(self, name: str, module_argv: list[str]) -> None:
+    def spawn(self, name: str, module_argv: list[str], env: dict[str, str] | None = None) -> None:
         path = self.log_path(name)
         with open(path, "ab") as log:
             self.log_starts[name] = log.tell()
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", *module_argv],
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -300,7 +303,16 @@ def serves(url: str) -> bool:
         connection.close()
 
 
-def run_up(nodes: int | None, base_port: int | None, monitor_port: int | None, data_dir: str) -> int:
+def run_up(
+    nodes: int | None,
+    base_port: int | None,
+    monitor_port: int | None,
+    data_dir: str,
+    monitor_user: str | None = None,
+) -> int:
+    """``monitor_user`` (``NAME:PASSWORD``, from ``--user``): the user the
+    monitor logs in as once auth is on (handed over in the monitor's
+    environment, never on its command line, where ``ps`` would show it)."""
     try:
         plan = plan_up(nodes, base_port, monitor_port, data_dir)
         check_ports_free(plan)
@@ -322,7 +334,7 @@ def run_up(nodes: int | None, base_port: int | None, monitor_port: int | None, d
         return EXIT_NOT_STARTED
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    cluster = Cluster(plan)
+    cluster = Cluster(plan, monitor_user)
     try:
         cluster.start()
         cluster.wait_serving(stopping)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ._api import MemberStatus
 from ._errors import (
     ApiError,
+    AuthConflict,
     BadRequest,
     ClientError,
     Compacted,
@@ -33,7 +34,9 @@ from ._errors import (
     MembershipConflict,
     NoEndpointAnswered,
     NotFound,
+    PermissionDenied,
     StreamBroken,
+    TooManyAttempts,
     Unauthorized,
     Unavailable,
 )
@@ -56,6 +59,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "DEFAULT_ENDPOINTS",
     "ApiError",
+    "AuthConflict",
     "BadRequest",
     "Client",
     "ClientError",
@@ -68,7 +72,9 @@ __all__ = [
     "MembershipConflict",
     "NoEndpointAnswered",
     "NotFound",
+    "PermissionDenied",
     "StreamBroken",
+    "TooManyAttempts",
     "TrioClient",
     "Unauthorized",
     "Unavailable",

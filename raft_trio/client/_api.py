@@ -157,3 +157,78 @@ def node_event(name: str, data: str) -> schema.NodeEvent | None:
         return schema.NodeEvent(name, msgspec.json.decode(data, type=model))
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise ClientError(f"a malformed {name} event: {error}") from None
+
+
+# -- auth --------------------------------------------------------------------------
+
+
+def auth_status() -> Call[schema.AuthStatus]:
+    return Call("GET", "/auth/status", schema.AuthStatus, repeatable=True)
+
+
+def auth_switch(on: bool) -> Call[schema.AuthChangeAnswer]:
+    path = "/auth/enable" if on else "/auth/disable"
+    # Enabling twice, or disabling twice, changes nothing the second time.
+    return Call("POST", path, schema.AuthChangeAnswer, repeatable=True, leader=True)
+
+
+def _name(name: str) -> str:
+    return quote(name, safe="")
+
+
+def users() -> Call[schema.UsersAnswer]:
+    return Call("GET", "/auth/users", schema.UsersAnswer, repeatable=True, leader=True)
+
+
+def user(name: str) -> Call[schema.UserAnswer]:
+    return Call("GET", f"/auth/users/{_name(name)}", schema.UserAnswer, repeatable=True, leader=True)
+
+
+def add_user(name: str, password: str | None) -> Call[schema.AuthChangeAnswer]:
+    body = json_body(schema.UserRequest(name, password))
+    return Call("POST", "/auth/users", schema.AuthChangeAnswer, body=body, leader=True)
+
+
+def delete_user(name: str) -> Call[schema.AuthChangeAnswer]:
+    return Call("DELETE", f"/auth/users/{_name(name)}", schema.AuthChangeAnswer, leader=True)
+
+
+def set_password(name: str, password: str | None) -> Call[schema.AuthChangeAnswer]:
+    body = json_body(schema.PasswordRequest(password))
+    path = f"/auth/users/{_name(name)}/password"
+    return Call("PUT", path, schema.AuthChangeAnswer, body=body, leader=True)
+
+
+def user_role(name: str, role: str, grant: bool) -> Call[schema.AuthChangeAnswer]:
+    path = f"/auth/users/{_name(name)}/roles/{_name(role)}"
+    # Granting a role held, or revoking one not held, changes nothing: safe to repeat.
+    return Call("PUT" if grant else "DELETE", path, schema.AuthChangeAnswer, repeatable=True, leader=True)
+
+
+def roles() -> Call[schema.RolesAnswer]:
+    return Call("GET", "/auth/roles", schema.RolesAnswer, repeatable=True, leader=True)
+
+
+def role(name: str) -> Call[schema.RoleAnswer]:
+    return Call("GET", f"/auth/roles/{_name(name)}", schema.RoleAnswer, repeatable=True, leader=True)
+
+
+def add_role(name: str) -> Call[schema.AuthChangeAnswer]:
+    body = json_body(schema.RoleRequest(name))
+    return Call("POST", "/auth/roles", schema.AuthChangeAnswer, body=body, leader=True)
+
+
+def delete_role(name: str) -> Call[schema.AuthChangeAnswer]:
+    return Call("DELETE", f"/auth/roles/{_name(name)}", schema.AuthChangeAnswer, leader=True)
+
+
+def grant_permission(role: str, permission: schema.Permission) -> Call[schema.AuthChangeAnswer]:
+    path = f"/auth/roles/{_name(role)}/permissions"
+    # A grant replaces the one on the same target: safe to repeat.
+    body = json_body(permission)
+    return Call("POST", path, schema.AuthChangeAnswer, body=body, repeatable=True, leader=True)
+
+
+def revoke_permission(role: str, revoke: schema.RevokeRequest) -> Call[schema.AuthChangeAnswer]:
+    path = f"/auth/roles/{_name(role)}/revoke"
+    return Call("POST", path, schema.AuthChangeAnswer, body=json_body(revoke), leader=True)

@@ -209,10 +209,17 @@ def decode(model: type[T], body: bytes, url: str) -> T:
 
 
 def attempts(
-    call: Call[T], endpoints: Endpoints, settings: Settings, clock: Callable[[], float], token: str | None
+    call: Call[T],
+    endpoints: Endpoints,
+    settings: Settings,
+    clock: Callable[[], float],
+    token: str | None,
+    authorization: str | None = None,
 ) -> Generator[Action, Reply | Failure | None, T]:
     """The way of one call (see the module's rules); ``token`` is the
-    write's ``Idempotency-Key``, the same on every attempt."""
+    write's ``Idempotency-Key``, the same on every attempt;
+    ``authorization`` the user's (``Bearer <token>``), sent unless the
+    call is an admin request and the client has the admin token."""
     deadline = clock() + settings.timeout
     target = call.target(settings.api_prefix)
     headers = dict(call.headers)
@@ -222,6 +229,8 @@ def attempts(
         headers[schema.IDEMPOTENCY_HEADER] = token
     if call.admin and settings.admin_token:
         headers["Authorization"] = f"Bearer {settings.admin_token}"
+    elif authorization is not None:
+        headers["Authorization"] = authorization
     repeatable = call.repeatable or token is not None
     backoff = FIRST_BACKOFF_S
     tried: list[tuple[str, str]] = []

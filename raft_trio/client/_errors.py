@@ -55,7 +55,22 @@ class BadRequest(ApiError):
 
 
 class Unauthorized(ApiError):
-    """401: an admin request without the right admin token."""
+    """401: an admin request without the right admin token; with auth on,
+    a request without a valid token or certificate, or a failed login."""
+
+
+class PermissionDenied(ApiError):
+    """403: with auth on, the user lacks the permission; nothing changed."""
+
+
+class TooManyAttempts(ApiError):
+    """429: too many failed logins for this name or from this address;
+    the node says how long to wait in ``Retry-After``."""
+
+
+class AuthConflict(ApiError):
+    """409 of an auth change: ``code`` says which (``user_exists``,
+    ``role_exists``, ``root_protected``, ``root_missing``)."""
 
 
 class NotFound(ApiError):
@@ -113,6 +128,16 @@ _BY_CODE: dict[str, type[ApiError]] = {
     Code.BAD_REQUEST: BadRequest,
     Code.TOO_LARGE: BadRequest,
     Code.UNAUTHORIZED: Unauthorized,
+    Code.PERMISSION_DENIED: PermissionDenied,
+    Code.TOO_MANY_ATTEMPTS: TooManyAttempts,
+    Code.AUTH_NOT_ENABLED: BadRequest,
+    Code.USER_EXISTS: AuthConflict,
+    Code.ROLE_EXISTS: AuthConflict,
+    Code.ROOT_PROTECTED: AuthConflict,
+    Code.ROOT_MISSING: AuthConflict,
+    Code.USER_NOT_FOUND: NotFound,
+    Code.ROLE_NOT_FOUND: NotFound,
+    Code.GRANT_NOT_FOUND: NotFound,
     Code.NOT_FOUND: NotFound,
     Code.KEY_NOT_FOUND: KeyNotFound,
     Code.LEASE_NOT_FOUND: LeaseNotFound,

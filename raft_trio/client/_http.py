@@ -17,16 +17,22 @@ NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.U
 REQUEST_ERRORS = (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL)
 
 
-def verify(ca: str | None) -> ssl.SSLContext | bool:
+def verify(ca: str | None, cert: tuple[str, str] | None = None) -> ssl.SSLContext | bool:
     """Servers are verified against ``ca`` (the system's bundle without
-    one); hostname checking stays on."""
-    return ssl.create_default_context(cafile=ca) if ca else True
+    one); hostname checking stays on. ``cert`` (certificate and key files)
+    is this client's certificate, for a server that asks (mutual TLS)."""
+    if not ca and cert is None:
+        return True
+    context = ssl.create_default_context(cafile=ca)
+    if cert is not None:
+        context.load_cert_chain(*cert)
+    return context
 
 
-def client_options(settings: Settings, ca: str | None) -> dict[str, Any]:
+def client_options(settings: Settings, ca: str | None, cert: tuple[str, str] | None = None) -> dict[str, Any]:
     return {
         "trust_env": False,
-        "verify": verify(ca),
+        "verify": verify(ca, cert),
         "follow_redirects": False,  # followed by hand: the leader is learned from them
         "timeout": httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -16,6 +16,7 @@ from .. import schema
 from ..security import Security
 from . import _api, _http
 from ._api import MemberStatus, RangeSpec
+from ._auth import TokenKeeper
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
 from ._errors import (
     ApiError,
@@ -23,6 +24,7 @@ from ._errors import (
     LeaseNotFound,
     NoEndpointAnswered,
     StreamBroken,
+    Unauthorized,
     api_error,
     error_answer,
 )
@@ -69,13 +71,22 @@ class Client:
         admin_token: str | None = None,
         api_prefix: str = "/api",
         retry: bool = True,
+        user: str | None = None,
+        password: str | None = None,
+        cert: tuple[str, str] | None = None,
+        authorization: Callable[[], str | None] | None = None,
         security: Security | None = None,
+        keeper: TokenKeeper | None = None,
         http: httpx.Client | None = None,
     ) -> None:
         if security is not None:
             ca = ca or security.tls_ca
             if admin_token is None and security.admin_token is not None:
                 admin_token = security.admin_token.decode()
+            if cert is None and security.tls_cert and security.tls_key:
+                cert = (security.tls_cert, security.tls_key)
+        if password is not None and user is None:
+            raise ValueError("a password without a user name")
         self.endpoints = Endpoints(_endpoint_list(endpoints))
         self.settings = Settings(
             timeout=timeout,
@@ -86,8 +97,17 @@ class Client:
             retry=retry,
         )
         self._ca = ca
+        self._cert = cert
+        self._keeper = (
+            keeper
+            if keeper is not None
+            else (TokenKeeper(user, password) if user is not None and password is not None else None)
+        )
+        self._authorization = authorization
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(**_http.client_options(self.settings, ca))
+        self._http = (
+            http if http is not None else httpx.Client(**_http.client_options(self.settings, ca, cert))
+        )
 
     def at(self, endpoints: str | Sequence[str], *, timeout: float | None = None) -> Client:
         """A client of other endpoints (the one node at a URL, say),
@@ -101,6 +121,9 @@ class Client:
             admin_token=self.settings.admin_token,
             api_prefix=self.settings.api_prefix,
             retry=self.settings.retry,
+            cert=self._cert,
+            authorization=self._authorization,
+            keeper=self._keeper,
             http=self._http,
         )
 
@@ -286,6 +309,64 @@ class Client:
     def readiness(self) -> schema.Readiness:
         return self._run(_api.readiness())
 
+    # -- auth -------------------------------------------------------------------------
+    def auth_status(self) -> schema.AuthStatus:
+        """Whether auth is on, and who this client is to the cluster."""
+        return self._run(_api.auth_status())
+
+    def enable_auth(self) -> schema.AuthChangeAnswer:
+        """Turn auth on (needs a user ``root``; raises :class:`AuthConflict` ``root_missing``)."""
+        return self._run(_api.auth_switch(True))
+
+    def disable_auth(self) -> schema.AuthChangeAnswer:
+        return self._run(_api.auth_switch(False))
+
+    def users(self) -> list[schema.UserAnswer]:
+        return (self._run(_api.users())).users
+
+    def user(self, name: str) -> schema.UserAnswer:
+        return self._run(_api.user(name))
+
+    def add_user(self, name: str, password: str | None) -> schema.AuthChangeAnswer:
+        """Add a user (``password`` None: it proves itself with a client certificate only)."""
+        return self._run(_api.add_user(name, password))
+
+    def delete_user(self, name: str) -> schema.AuthChangeAnswer:
+        return self._run(_api.delete_user(name))
+
+    def set_password(self, name: str, password: str | None) -> schema.AuthChangeAnswer:
+        """A new password; the user's earlier tokens stop working."""
+        return self._run(_api.set_password(name, password))
+
+    def grant_role(self, user: str, role: str) -> schema.AuthChangeAnswer:
+        return self._run(_api.user_role(user, role, grant=True))
+
+    def revoke_role(self, user: str, role: str) -> schema.AuthChangeAnswer:
+        return self._run(_api.user_role(user, role, grant=False))
+
+    def roles(self) -> list[schema.RoleAnswer]:
+        return (self._run(_api.roles())).roles
+
+    def role(self, name: str) -> schema.RoleAnswer:
+        return self._run(_api.role(name))
+
+    def add_role(self, name: str) -> schema.AuthChangeAnswer:
+        return self._run(_api.add_role(name))
+
+    def delete_role(self, name: str) -> schema.AuthChangeAnswer:
+        return self._run(_api.delete_role(name))
+
+    def grant_permission(
+        self, role: str, access: schema.Access, key: str, *, prefix: bool = False, end: str | None = None
+    ) -> schema.AuthChangeAnswer:
+        """Give ``role`` read, write or readwrite on ``key``, the prefix ``key`` (``prefix``), or the range ``[key, end)``."""
+        return self._run(_api.grant_permission(role, schema.Permission(access, key, prefix, end)))
+
+    def revoke_permission(
+        self, role: str, key: str, *, prefix: bool = False, end: str | None = None
+    ) -> schema.AuthChangeAnswer:
+        return self._run(_api.revoke_permission(role, schema.RevokeRequest(key, prefix, end)))
+
     # -- streams ----------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -297,7 +378,7 @@ class Client:
         tried: list[tuple[str, str]] = []
         read = stall if stall is not None else self.settings.attempt_timeout
         timeout = httpx.Timeout(read, connect=self.settings.connect_timeout)
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers = self._stream_headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
         for base in self.endpoints.order(False):
             url = base + self.settings.api_prefix.rstrip("/") + path
             try:
@@ -308,6 +389,7 @@ class Client:
                 continue
             try:
                 if response.status_code != 200:
+                    self._stream_refused(response.status_code)
                     raise api_error(
                         response.status_code, error_answer(response.status_code, response.read()), base
                     )
@@ -332,7 +414,9 @@ class Client:
         """
         tried: list[tuple[str, str]] = []
         headers = (
-            {"Authorization": f"Bearer {self.settings.admin_token}"} if self.settings.admin_token else {}
+            {"Authorization": f"Bearer {self.settings.admin_token}"}
+            if self.settings.admin_token
+            else self._stream_headers({})
         )
         timeout = httpx.Timeout(self.settings.attempt_timeout, connect=self.settings.connect_timeout)
         path = self.settings.api_prefix.rstrip("/") + "/snapshot"
@@ -354,6 +438,7 @@ class Client:
                     tried.append((base, f"not the leader; the leader is at {leader}"))
                     continue
                 if response.status_code != 200:
+                    self._stream_refused(response.status_code)
                     answer = error_answer(response.status_code, response.read())
                     refusal = api_error(response.status_code, answer, base)
                     if not retryable(refusal):
@@ -418,8 +503,10 @@ class Client:
             for base in self.endpoints.order(False):
                 url = base + cursor.target(self.settings.api_prefix)
                 try:
-                    with self._http.stream("GET", url, headers=cursor.headers(), timeout=timeout) as response:
+                    headers = self._stream_headers(cursor.headers())
+                    with self._http.stream("GET", url, headers=headers, timeout=timeout) as response:
                         if response.status_code != 200:
+                            self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, response.read(), base)
                             if not retryable(error):
                                 raise error
@@ -447,7 +534,48 @@ class Client:
         return self._run(call, idempotency_key or _api.new_idempotency_key())
 
     def _run(self, call: Call[T], token: str | None = None) -> T:
-        plan = attempts(call, self.endpoints, self.settings, time.monotonic, token)
+        header = self._auth_header()
+        try:
+            return self._drive(call, token, header)
+        except Unauthorized:
+            if self._keeper is None or (call.admin and self.settings.admin_token):
+                raise
+            # The token went stale (a new password, a restarted cluster), or
+            # auth was turned on: log in again, once. A 401 changed nothing,
+            # so a write may go again.
+            self._keeper.forget()
+            return self._drive(call, token, self._auth_header())
+
+    def _auth_header(self) -> str | None:
+        """``Authorization`` for the next call: the user's token (logging
+        in first when none is held or it is about to expire; none while
+        the cluster has auth off), or the caller-given credential, or none."""
+        keeper = self._keeper
+        if keeper is None:
+            return self._authorization() if self._authorization is not None else None
+        if keeper.due(time.monotonic()):
+            try:
+                answer = self._drive(keeper.login_call(), None, None)
+            except ApiError as error:
+                if error.code != schema.Code.AUTH_NOT_ENABLED:
+                    raise
+                keeper.off()
+                return None
+            keeper.store(answer, time.monotonic())
+        return keeper.header()
+
+    def _stream_refused(self, status: int) -> None:
+        """A stream answered ``status``: after a 401 the next attempt logs
+        in again (auth was turned on, or the token went stale)."""
+        if status == 401 and self._keeper is not None:
+            self._keeper.forget()
+
+    def _stream_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        header = self._auth_header()
+        return {**headers, "Authorization": header} if header is not None else headers
+
+    def _drive(self, call: Call[T], token: str | None, authorization: str | None) -> T:
+        plan = attempts(call, self.endpoints, self.settings, time.monotonic, token, authorization)
         result: Reply | Failure | None = None
         while True:
             try:

@@ -5,7 +5,7 @@ twin (same methods, awaited; same rules, from the same
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -16,8 +16,17 @@ from .. import schema
 from ..security import Security
 from . import _api, _http
 from ._api import MemberStatus, RangeSpec
+from ._auth import TokenKeeper
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
-from ._errors import ClientError, LeaseNotFound, NoEndpointAnswered, api_error, error_answer
+from ._errors import (
+    ApiError,
+    ClientError,
+    LeaseNotFound,
+    NoEndpointAnswered,
+    Unauthorized,
+    api_error,
+    error_answer,
+)
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
 from ._watch import WATCH_STALL_S, WatchCursor, retryable
 from .sse import SseEvent, SseParser
@@ -40,13 +49,22 @@ class TrioClient:
         admin_token: str | None = None,
         api_prefix: str = "/api",
         retry: bool = True,
+        user: str | None = None,
+        password: str | None = None,
+        cert: tuple[str, str] | None = None,
+        authorization: Callable[[], str | None] | None = None,
         security: Security | None = None,
+        keeper: TokenKeeper | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         if security is not None:
             ca = ca or security.tls_ca
             if admin_token is None and security.admin_token is not None:
                 admin_token = security.admin_token.decode()
+            if cert is None and security.tls_cert and security.tls_key:
+                cert = (security.tls_cert, security.tls_key)
+        if password is not None and user is None:
+            raise ValueError("a password without a user name")
         self.endpoints = Endpoints(_endpoint_list(endpoints))
         self.settings = Settings(
             timeout=timeout,
@@ -57,9 +75,16 @@ class TrioClient:
             retry=retry,
         )
         self._ca = ca
+        self._cert = cert
+        self._keeper = (
+            keeper
+            if keeper is not None
+            else (TokenKeeper(user, password) if user is not None and password is not None else None)
+        )
+        self._authorization = authorization
         self._owns_http = http is None
         self._http = (
-            http if http is not None else httpx.AsyncClient(**_http.client_options(self.settings, ca))
+            http if http is not None else httpx.AsyncClient(**_http.client_options(self.settings, ca, cert))
         )
 
     def at(self, endpoints: str | Sequence[str], *, timeout: float | None = None) -> TrioClient:
@@ -74,6 +99,9 @@ class TrioClient:
             admin_token=self.settings.admin_token,
             api_prefix=self.settings.api_prefix,
             retry=self.settings.retry,
+            cert=self._cert,
+            authorization=self._authorization,
+            keeper=self._keeper,
             http=self._http,
         )
 
@@ -252,6 +280,64 @@ class TrioClient:
     async def readiness(self) -> schema.Readiness:
         return await self._run(_api.readiness())
 
+    # -- auth -------------------------------------------------------------------------
+    async def auth_status(self) -> schema.AuthStatus:
+        """Whether auth is on, and who this client is to the cluster."""
+        return await self._run(_api.auth_status())
+
+    async def enable_auth(self) -> schema.AuthChangeAnswer:
+        """Turn auth on (needs a user ``root``; raises :class:`AuthConflict` ``root_missing``)."""
+        return await self._run(_api.auth_switch(True))
+
+    async def disable_auth(self) -> schema.AuthChangeAnswer:
+        return await self._run(_api.auth_switch(False))
+
+    async def users(self) -> list[schema.UserAnswer]:
+        return (await self._run(_api.users())).users
+
+    async def user(self, name: str) -> schema.UserAnswer:
+        return await self._run(_api.user(name))
+
+    async def add_user(self, name: str, password: str | None) -> schema.AuthChangeAnswer:
+        """Add a user (``password`` None: it proves itself with a client certificate only)."""
+        return await self._run(_api.add_user(name, password))
+
+    async def delete_user(self, name: str) -> schema.AuthChangeAnswer:
+        return await self._run(_api.delete_user(name))
+
+    async def set_password(self, name: str, password: str | None) -> schema.AuthChangeAnswer:
+        """A new password; the user's earlier tokens stop working."""
+        return await self._run(_api.set_password(name, password))
+
+    async def grant_role(self, user: str, role: str) -> schema.AuthChangeAnswer:
+        return await self._run(_api.user_role(user, role, grant=True))
+
+    async def revoke_role(self, user: str, role: str) -> schema.AuthChangeAnswer:
+        return await self._run(_api.user_role(user, role, grant=False))
+
+    async def roles(self) -> list[schema.RoleAnswer]:
+        return (await self._run(_api.roles())).roles
+
+    async def role(self, name: str) -> schema.RoleAnswer:
+        return await self._run(_api.role(name))
+
+    async def add_role(self, name: str) -> schema.AuthChangeAnswer:
+        return await self._run(_api.add_role(name))
+
+    async def delete_role(self, name: str) -> schema.AuthChangeAnswer:
+        return await self._run(_api.delete_role(name))
+
+    async def grant_permission(
+        self, role: str, access: schema.Access, key: str, *, prefix: bool = False, end: str | None = None
+    ) -> schema.AuthChangeAnswer:
+        """Give ``role`` read, write or readwrite on ``key``, the prefix ``key`` (``prefix``), or the range ``[key, end)``."""
+        return await self._run(_api.grant_permission(role, schema.Permission(access, key, prefix, end)))
+
+    async def revoke_permission(
+        self, role: str, key: str, *, prefix: bool = False, end: str | None = None
+    ) -> schema.AuthChangeAnswer:
+        return await self._run(_api.revoke_permission(role, schema.RevokeRequest(key, prefix, end)))
+
     # -- streams ----------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -263,7 +349,7 @@ class TrioClient:
         tried: list[tuple[str, str]] = []
         read = stall if stall is not None else self.settings.attempt_timeout
         timeout = httpx.Timeout(read, connect=self.settings.connect_timeout)
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers = await self._stream_headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
         for base in self.endpoints.order(False):
             url = base + self.settings.api_prefix.rstrip("/") + path
             try:
@@ -274,6 +360,7 @@ class TrioClient:
                 continue
             try:
                 if response.status_code != 200:
+                    self._stream_refused(response.status_code)
                     body = await response.aread()
                     raise api_error(response.status_code, error_answer(response.status_code, body), base)
                 self.endpoints.answered(base)
@@ -329,9 +416,10 @@ class TrioClient:
                 url = base + cursor.target(self.settings.api_prefix)
                 try:
                     async with self._http.stream(
-                        "GET", url, headers=cursor.headers(), timeout=timeout
+                        "GET", url, headers=await self._stream_headers(cursor.headers()), timeout=timeout
                     ) as response:
                         if response.status_code != 200:
+                            self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, await response.aread(), base)
                             if not retryable(error):
                                 raise error
@@ -359,7 +447,48 @@ class TrioClient:
         return await self._run(call, idempotency_key or _api.new_idempotency_key())
 
     async def _run(self, call: Call[T], token: str | None = None) -> T:
-        plan = attempts(call, self.endpoints, self.settings, trio.current_time, token)
+        header = await self._auth_header()
+        try:
+            return await self._drive(call, token, header)
+        except Unauthorized:
+            if self._keeper is None or (call.admin and self.settings.admin_token):
+                raise
+            # The token went stale (a new password, a restarted cluster), or
+            # auth was turned on: log in again, once. A 401 changed nothing,
+            # so a write may go again.
+            self._keeper.forget()
+            return await self._drive(call, token, await self._auth_header())
+
+    async def _auth_header(self) -> str | None:
+        """``Authorization`` for the next call: the user's token (logging
+        in first when none is held or it is about to expire; none while
+        the cluster has auth off), or the caller-given credential, or none."""
+        keeper = self._keeper
+        if keeper is None:
+            return self._authorization() if self._authorization is not None else None
+        if keeper.due(trio.current_time()):
+            try:
+                answer = await self._drive(keeper.login_call(), None, None)
+            except ApiError as error:
+                if error.code != schema.Code.AUTH_NOT_ENABLED:
+                    raise
+                keeper.off()
+                return None
+            keeper.store(answer, trio.current_time())
+        return keeper.header()
+
+    def _stream_refused(self, status: int) -> None:
+        """A stream answered ``status``: after a 401 the next attempt logs
+        in again (auth was turned on, or the token went stale)."""
+        if status == 401 and self._keeper is not None:
+            self._keeper.forget()
+
+    async def _stream_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        header = await self._auth_header()
+        return {**headers, "Authorization": header} if header is not None else headers
+
+    async def _drive(self, call: Call[T], token: str | None, authorization: str | None) -> T:
+        plan = attempts(call, self.endpoints, self.settings, trio.current_time, token, authorization)
         result: Reply | Failure | None = None
         while True:
             try:

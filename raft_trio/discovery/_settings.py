@@ -39,8 +39,15 @@ class DiscoverySettings:
 
     def client(self) -> TrioClient:
         """Probes and join requests (each ``.at()`` its node): verified
-        TLS, the admin token on joins."""
-        return TrioClient((), timeout=PROBE_TIMEOUT_S, api_prefix=self.api_prefix, security=self.security)
+        TLS, the admin token on joins, and (with auth on) the node's own
+        credential for reading the others' status."""
+        return TrioClient(
+            (),
+            timeout=PROBE_TIMEOUT_S,
+            api_prefix=self.api_prefix,
+            security=self.security,
+            authorization=self.security.node_authorization("discovery"),
+        )
 
     def __post_init__(self) -> None:
         if not self.name:

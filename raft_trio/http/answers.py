@@ -16,6 +16,7 @@ sends an :class:`Answer` its own way.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +27,9 @@ from ..core import AlreadyMember, ConfigChangeRejected, NotMember, RaftError
 from ..kv import (
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
+    AuthChanged,
+    AuthRefused,
+    Caller,
     CasFailed,
     Command,
     Deleted,
@@ -34,6 +38,7 @@ from ..kv import (
     LeaseGranted,
     LeaseNotFound,
     LeaseRevoked,
+    PermissionDenied,
     Put,
     Ranged,
     Result,
@@ -246,9 +251,32 @@ def txn_result(result: Written | Deleted | Got | Ranged, revision: int) -> schem
     )
 
 
+#: HTTP status of each way an auth change can be refused.
+AUTH_REFUSAL_STATUS = {
+    "user_exists": 409,
+    "role_exists": 409,
+    "user_not_found": 404,
+    "role_not_found": 404,
+    "grant_not_found": 404,
+    "root_protected": 409,
+    "root_missing": 409,
+}
+
+
+def forbidden(message: str) -> Answer:
+    """403: the user may not do this; nothing changed."""
+    return error(403, Code.PERMISSION_DENIED, message)
+
+
 def for_result(result: Result) -> Answer:
     """The answer for what the state machine did with a command (also a
     remembered outcome returned for a retried ``Idempotency-Key``)."""
+    if isinstance(result, PermissionDenied):
+        return forbidden(result.error)
+    if isinstance(result, AuthChanged):
+        return Answer(200, schema.AuthChangeAnswer(result.revision, result.changed))
+    if isinstance(result, AuthRefused):
+        return error(AUTH_REFUSAL_STATUS[result.code], result.code, result.error)
     if isinstance(result, Written):
         return Answer(200, key_answer(result))
     if isinstance(result, CasFailed):
@@ -273,15 +301,35 @@ def for_result(result: Result) -> Answer:
 # -- the operations both paths serve ------------------------------------------------
 
 
-async def write(node: RaftNode, command: Command, target: Target) -> Answer:
-    """Propose ``command`` and answer with its outcome."""
+def stamped(command: Command, caller: Caller | None) -> Command:
+    """``command`` as the log keeps it: with who asked (the state machine
+    checks it on apply while auth is on), and with its ``Idempotency-Key``
+    under that user's name, so that one user cannot fetch another's
+    remembered outcome by sending the same key."""
+    if caller is None:
+        return command
+    token = command.token
+    if token is not None and caller.user:
+        token = f"{caller.user}\0{token}"
+    return msgspec.structs.replace(command, caller=caller, token=token)
+
+
+async def write(node: RaftNode, command: Command, target: Target, caller: Caller | None = None) -> Answer:
+    """Propose ``command`` (on behalf of ``caller``) and answer with its outcome."""
     try:
-        return for_result(await node.write(command))
+        return for_result(await node.write(stamped(command, caller)))
     except NODE_ERRORS as exc:
         return for_exception(exc, node, target)
 
 
-async def put(node: RaftNode, key: str, data: schema.PutRequest, token: str | None, target: Target) -> Answer:
+async def put(
+    node: RaftNode,
+    key: str,
+    data: schema.PutRequest,
+    token: str | None,
+    target: Target,
+    caller: Caller | None = None,
+) -> Answer:
     """``PUT {prefix}/kv/{key}``: checks, then the write."""
     if (refused := check_key(key) or check_token(token)) is not None:
         return refused
@@ -297,7 +345,7 @@ async def put(node: RaftNode, key: str, data: schema.PutRequest, token: str | No
     check = data.expect is not msgspec.UNSET
     expect = data.expect if isinstance(data.expect, str) else None
     return await write(
-        node, Put(key, data.value, check=check, expect=expect, token=token, lease=lease), target
+        node, Put(key, data.value, check=check, expect=expect, token=token, lease=lease), target, caller
     )
 
 
@@ -313,9 +361,19 @@ async def confirm_read(node: RaftNode, consistency: str, target: Target) -> Answ
     return None
 
 
-async def read_key(node: RaftNode, key: str, consistency: str, target: Target) -> Answer:
+async def read_key(
+    node: RaftNode,
+    key: str,
+    consistency: str,
+    target: Target,
+    allowed: Callable[[], bool] | None = None,
+) -> Answer:
+    """``allowed`` (with auth on) asks again, after the read barrier, whether
+    the reader may still read: the state read is then the one it checks."""
     if (refused := await confirm_read(node, consistency, target)) is not None:
         return refused
+    if allowed is not None and not allowed():
+        return forbidden(f"no read permission on {key!r} (any more)")
     found = node.kv.get(key)
     return key_not_found(key) if found is None else Answer(200, key_answer(found))
 

@@ -43,8 +43,11 @@ from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
 from ..peer.wire import MESSAGES_PATH, PeerRequestError
 from . import answers
+from ._principal import caller, principal_of, still_allowed
 from ._respond import answered, quart_response
 from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error
+from .auth import AuthGate
+from .auth_routes import add_auth_routes
 from .bodies import JsonRequest, expected_body
 from .coordination import add_coordination_routes
 from .cors import MemberOrigins
@@ -166,9 +169,13 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.before_request
     async def require_admin_token() -> Response | None:
         """Membership changes and leadership transfer need the admin token
-        when one is configured: checked before the body is even read."""
+        when one is configured (or, with auth on, a user with the role
+        root): checked before the body is even read."""
         if request.endpoint not in ADMIN_ENDPOINTS:
             return None
+        principal = principal_of(request.scope)
+        if principal is not None and principal.root:
+            return None  # admitted as root by the auth gate
         if node.security.admin_allowed(request.headers.get("Authorization")):
             return None
         node_metrics.ADMIN_REQUESTS_REFUSED.inc()
@@ -220,7 +227,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         and applied. ``507`` (nothing changed) while a member's free space
         is below what it needs (raft_trio.node.space)."""
         token = request.headers.get(schema.IDEMPOTENCY_HEADER)
-        return await answers.put(node, key, data, token, target())
+        return await answers.put(node, key, data, token, target(), caller(request.scope))
 
     @app.get(f"{prefix}/kv/<key:key>")
     @document_querystring(schema.ReadQuery)
@@ -235,7 +242,8 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         consistency = request.args.get("consistency", "linearizable")
         if consistency not in ("linearizable", "stale"):
             return bad_request("consistency must be 'linearizable' or 'stale'")
-        return await answers.read_key(node, key, consistency, target())
+        scope = request.scope
+        return await answers.read_key(node, key, consistency, target(), lambda: still_allowed(scope, node))
 
     @app.delete(f"{prefix}/kv/<key:key>")
     @document_response(schema.DeleteAnswer, 200)
@@ -246,9 +254,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         token = request.headers.get(schema.IDEMPOTENCY_HEADER)
         if (refused := answers.check_key(key) or answers.check_token(token)) is not None:
             return refused
-        return await answers.write(node, Delete(key, token=token), target())
+        return await answers.write(node, Delete(key, token=token), target(), caller(request.scope))
 
     add_coordination_routes(app, node, prefix)
+    add_auth_routes(app, node, prefix)
 
     @app.after_request
     async def revision_header(response: Response) -> Response:
@@ -421,6 +430,9 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         prefix,
         app.json.dumps,
     )
-    # Outermost, so that the lean answers carry the same CORS headers.
-    app.asgi_app = MemberOrigins(lean, lambda: {m.url for m in node.membership.members})  # type: ignore[method-assign]
+    docs = (settings.docs_path, settings.openapi_path, "/_docs/")
+    gate = AuthGate(lean, node, prefix, open_paths=docs)
+    # Outermost, so that the lean answers and the gate's refusals carry the
+    # same CORS headers (a preflight is answered here, before the gate).
+    app.asgi_app = MemberOrigins(gate, lambda: {m.url for m in node.membership.members})  # type: ignore[method-assign]
     return app

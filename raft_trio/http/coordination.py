@@ -43,12 +43,15 @@ from ..kv import (
     Txn,
     TxnOp,
     format_lease_id,
+    key_interval,
     parse_lease_id,
     prefix_end,
+    prefix_interval,
 )
 from ..node import RaftNode
 from ..node.watches import Selector, WatchCompacted
 from ..storage import backup_stream
+from ._principal import caller
 from ._respond import answered, quart_response
 from .answers import (
     NODE_ERRORS,
@@ -65,6 +68,7 @@ from .answers import (
     sse,
     write,
 )
+from .auth import refusal, txn_refusal
 
 Code = schema.Code
 
@@ -207,6 +211,9 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             start, end = query.start or "", query.end
         if (refused := await confirm_read(node, query.consistency, target())) is not None:
             return refused
+        # After the read barrier: what it allows is what the state read holds.
+        if (refused := refusal(request.scope, node, "read", start, end)) is not None:
+            return refused
         if query.count_only:
             page = node.kv.range(start, end, after=query.after, limit=0)
             return Answer(200, schema.RangeAnswer([], page.count, page.count > 0, node.kv.revision))
@@ -234,8 +241,12 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             if (refused := check_key(query.key)) is not None:
                 return quart_response(refused)
             selector = Selector.key(query.key)
+            watched = key_interval(query.key)
         else:
             selector = Selector.prefix(query.prefix or "")
+            watched = prefix_interval(query.prefix or "")
+        if (refused := refusal(request.scope, node, "read", *watched)) is not None:
+            return quart_response(refused)
         start = query.start_revision
         if start is not None and start < 1:
             return quart_response(bad_request("start_revision must be at least 1"))
@@ -297,7 +308,9 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             command = txn_command(data, idempotency_token())
         except Refused as exc:
             return exc.answer
-        return await write(node, command, target())
+        if (refused := txn_refusal(request.scope, node, command)) is not None:
+            return refused
+        return await write(node, command, target(), caller(request.scope))
 
     # -- backups --------------------------------------------------------------
 
@@ -347,7 +360,8 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             token = idempotency_token()
         except Refused as exc:
             return exc.answer
-        return await write(node, LeaseGrant(max(data.ttl, node.minimum_lease_ttl), token=token), target())
+        grant = LeaseGrant(max(data.ttl, node.minimum_lease_ttl), token=token)
+        return await write(node, grant, target(), caller(request.scope))
 
     def lease_id(text: str) -> int:
         lease = parse_lease_id(text)
@@ -393,4 +407,4 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             command = LeaseRevoke(lease_id(lease), token=idempotency_token())
         except Refused as exc:
             return exc.answer
-        return await write(node, command, target())
+        return await write(node, command, target(), caller(request.scope))

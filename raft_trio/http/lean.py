@@ -45,6 +45,7 @@ from ..peer.wire import (
     check_peer_head,
 )
 from . import answers
+from ._principal import caller, still_allowed
 from .answers import REVISION_HEADER, Answer, Target
 
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
@@ -227,14 +228,16 @@ class LeanRoutes:
             await self.app(scope, replay(body, receive), send)
             return
         token = headers.get(schema.IDEMPOTENCY_HEADER.lower())
-        answer = await answers.put(self.node, key, data, token, Target.of_scope(scope))
+        answer = await answers.put(self.node, key, data, token, Target.of_scope(scope), caller(scope))
         await self.send_kv_answer(send, answer)
 
     async def get_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("query_string"):
             await self.app(scope, receive, send)
             return
-        answer = await answers.read_key(self.node, key, "linearizable", Target.of_scope(scope))
+        answer = await answers.read_key(
+            self.node, key, "linearizable", Target.of_scope(scope), lambda: still_allowed(scope, self.node)
+        )
         await self.send_kv_answer(send, answer)
 
     async def peer_messages(self, scope: Any, receive: Any, send: Any) -> None:

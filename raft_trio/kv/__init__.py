@@ -1,7 +1,33 @@
 """The replicated state machine (no I/O): commands and their results, the
-sorted store with revisions, transactions and leases, and the bounded
-history of changes that watches replay."""
+sorted store with revisions, transactions and leases, the bounded history
+of changes that watches replay, and users, roles and who may do what."""
 
+from ._auth_commands import (
+    NAME_PATTERN,
+    ROOT,
+    Access,
+    AuthChanged,
+    AuthCommand,
+    AuthDisable,
+    AuthEnable,
+    AuthFailure,
+    AuthRefused,
+    Caller,
+    Grant,
+    PermissionDenied,
+    RoleAdd,
+    RoleDelete,
+    RoleGrant,
+    RoleRevoke,
+    Scope,
+    UserAdd,
+    UserDelete,
+    UserGrantRole,
+    UserPassword,
+    UserRevokeRole,
+    valid_name,
+)
+from ._auth_state import AuthSnapshot, AuthState, Role, User
 from ._commands import (
     DEFAULT_RANGE_LIMIT,
     MAX_KEY_BYTES,
@@ -41,7 +67,9 @@ from ._commands import (
     parse_lease_id,
 )
 from ._history import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHANGES, Change, History
-from ._store import MAX_RANGE_PAGE_BYTES, KeyValueStore, Lease, RangePage, prefix_end
+from ._keys import prefix_end
+from ._permissions import Need, Permissions, key_interval, prefix_interval
+from ._store import MAX_RANGE_PAGE_BYTES, KeyValueStore, Lease, RangePage
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -52,6 +80,18 @@ __all__ = [
     "MAX_RANGE_PAGE_BYTES",
     "MAX_TXN_OPS",
     "MAX_VALUE_BYTES",
+    "NAME_PATTERN",
+    "ROOT",
+    "Access",
+    "AuthChanged",
+    "AuthCommand",
+    "AuthDisable",
+    "AuthEnable",
+    "AuthFailure",
+    "AuthRefused",
+    "AuthSnapshot",
+    "AuthState",
+    "Caller",
     "CasFailed",
     "Change",
     "Command",
@@ -61,6 +101,7 @@ __all__ = [
     "Delete",
     "Deleted",
     "Got",
+    "Grant",
     "History",
     "KeyValue",
     "KeyValueStore",
@@ -71,22 +112,40 @@ __all__ = [
     "LeaseRevoke",
     "LeaseRevoked",
     "LogCommand",
+    "Need",
     "OpDelete",
     "OpGet",
     "OpPut",
     "OpRange",
+    "PermissionDenied",
+    "Permissions",
     "Put",
     "RangePage",
     "Ranged",
     "Result",
+    "Role",
+    "RoleAdd",
+    "RoleDelete",
+    "RoleGrant",
+    "RoleRevoke",
+    "Scope",
     "Started",
     "Txn",
     "TxnDone",
     "TxnOp",
+    "User",
+    "UserAdd",
+    "UserDelete",
+    "UserGrantRole",
+    "UserPassword",
+    "UserRevokeRole",
     "Written",
     "decode_command",
     "encode_command",
     "format_lease_id",
+    "key_interval",
     "parse_lease_id",
     "prefix_end",
+    "prefix_interval",
+    "valid_name",
 ]

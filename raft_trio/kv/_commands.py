@@ -19,6 +19,8 @@ from typing import Literal
 
 import msgspec
 
+from ._auth_commands import AuthChanged, AuthCommand, AuthRefused, Caller, PermissionDenied
+
 #: Limits of the API: keys 1-1024 bytes, values at most 1 MiB as UTF-8.
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 1 << 20
@@ -45,12 +47,15 @@ class Put(msgspec.Struct, frozen=True, tag="put", array_like=True):
     ts: int = 0
     #: The lease the key is attached to (0: none).
     lease: int = 0
+    #: Who asked, under which auth revision (None: the node itself).
+    caller: Caller | None = None
 
 
 class Delete(msgspec.Struct, frozen=True, tag="del", array_like=True):
     key: str
     token: str | None = None
     ts: int = 0
+    caller: Caller | None = None
 
 
 CompareTarget = Literal["value", "version", "create_revision", "mod_revision", "exists"]
@@ -98,6 +103,7 @@ class Txn(msgspec.Struct, frozen=True, tag="txn", array_like=True):
     failure: list[TxnOp]
     token: str | None = None
     ts: int = 0
+    caller: Caller | None = None
 
 
 class LeaseGrant(msgspec.Struct, frozen=True, tag="lgrant", array_like=True):
@@ -108,6 +114,7 @@ class LeaseGrant(msgspec.Struct, frozen=True, tag="lgrant", array_like=True):
     ttl: int
     token: str | None = None
     ts: int = 0
+    caller: Caller | None = None
 
 
 class LeaseRevoke(msgspec.Struct, frozen=True, tag="lrevoke", array_like=True):
@@ -117,9 +124,13 @@ class LeaseRevoke(msgspec.Struct, frozen=True, tag="lrevoke", array_like=True):
     id: int
     token: str | None = None
     ts: int = 0
+    #: None when the leader revokes an expired lease itself.
+    caller: Caller | None = None
 
 
-Command = Put | Delete | Txn | LeaseGrant | LeaseRevoke
+#: What a client may ask for: keys, transactions and leases, and auth
+#: management (raft_trio.kv._auth_commands).
+Command = Put | Delete | Txn | LeaseGrant | LeaseRevoke | AuthCommand
 
 
 class Started(msgspec.Struct, frozen=True, tag="started", array_like=True):
@@ -224,7 +235,18 @@ class LeaseRevoked(msgspec.Struct, frozen=True, tag="lrevoked", array_like=True)
     index: int
 
 
-Result = Written | CasFailed | Deleted | TxnDone | LeaseNotFound | LeaseGranted | LeaseRevoked
+Result = (
+    Written
+    | CasFailed
+    | Deleted
+    | TxnDone
+    | LeaseNotFound
+    | LeaseGranted
+    | LeaseRevoked
+    | AuthChanged
+    | AuthRefused
+    | PermissionDenied
+)
 
 _command_encoder = msgspec.msgpack.Encoder()
 _command_decoder: msgspec.msgpack.Decoder[LogCommand] = msgspec.msgpack.Decoder(LogCommand)

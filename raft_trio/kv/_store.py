@@ -28,6 +28,8 @@ from typing import cast
 import msgspec
 from sortedcontainers import SortedDict
 
+from ._auth_commands import ROOT, AuthCommand, Caller, PermissionDenied
+from ._auth_state import AuthSnapshot, AuthState
 from ._commands import (
     DEFAULT_RANGE_LIMIT,
     CasFailed,
@@ -56,6 +58,8 @@ from ._commands import (
     Written,
 )
 from ._history import Change, History
+from ._keys import prefix_end
+from ._permissions import Permissions
 
 
 @dataclasses.dataclass
@@ -83,19 +87,6 @@ class RangePage:
 MAX_RANGE_PAGE_BYTES = 4 << 20
 
 
-def prefix_end(prefix: str) -> str | None:
-    """The smallest key greater than every key starting with ``prefix``
-    (None: no such key, every key from ``prefix`` on matches)."""
-    chars = list(prefix)
-    while chars:
-        last = ord(chars[-1])
-        if last < 0x10FFFF:
-            chars[-1] = chr(last + 1)
-            return "".join(chars)
-        chars.pop()
-    return None
-
-
 class _Session(msgspec.Struct, frozen=True, array_like=True):
     token: str
     ts: int
@@ -116,6 +107,8 @@ class _Snapshot(msgspec.Struct, frozen=True):
     leases: list[tuple[int, int]] = []
     #: Members that have started (:class:`Started`).
     started: list[str] = []
+    #: Users, roles and auth settings (None: never configured).
+    auth: AuthSnapshot | None = None
 
 
 _snapshot_decoder: msgspec.msgpack.Decoder[_Snapshot] = msgspec.msgpack.Decoder(_Snapshot)
@@ -138,6 +131,9 @@ class KeyValueStore:
         self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
         #: Members a leader saw acknowledge entries (:class:`Started`).
         self.started: set[str] = set()
+        #: Users, roles and grants, and who may do what by them.
+        self.auth = AuthState()
+        self.permissions = Permissions(self.auth)
         #: Characters of every key and value held: about the size of the
         #: next snapshot (what the space guard keeps room for).
         self.size = 0
@@ -209,7 +205,7 @@ class KeyValueStore:
             session = self._sessions.get(command.token)
             if session is not None:
                 return session.result
-        result = self._execute(index, command)
+        result = self._denied(index, command) or self._execute(index, command)
         if command.token is not None:
             self._sessions[command.token] = _Session(command.token, command.ts, result)
             while len(self._sessions) > self.max_sessions:
@@ -220,7 +216,55 @@ class KeyValueStore:
         """A committed entry that is not a command (no-op, configuration)."""
         self.applied_index = max(self.applied_index, index)
 
+    def _denied(self, index: int, command: Command) -> PermissionDenied | None:
+        """Check a client's command against the rules in force at this
+        point of the log (the same on every replica: it reads only the
+        replicated state)."""
+        caller = command.caller
+        if not self.auth.enabled or caller is None:
+            return None  # auth is off, or the node's own command (lease expiry)
+        reason = self._denial(caller, command)
+        return PermissionDenied(reason, index) if reason is not None else None
+
+    def _denial(self, caller: Caller, command: Command) -> str | None:
+        auth, check = self.auth, self.permissions
+        user = caller.user
+        if not user:
+            return "authentication required: auth was enabled before this request applied"
+        if auth.user(user) is None:
+            return f"user {user!r} no longer exists"
+        if auth.is_root(user):
+            return None
+        if isinstance(command, Put):
+            if not check.may_key(user, "write", command.key):
+                return f"no write permission on {command.key!r}"
+            if command.check and not check.may_key(user, "read", command.key):
+                # A failed compare answers with the current value.
+                return f"no read permission on {command.key!r} (compare-and-set reads it)"
+            return None
+        if isinstance(command, Delete):
+            allowed = check.may_key(user, "write", command.key)
+            return None if allowed else f"no write permission on {command.key!r}"
+        if isinstance(command, Txn):
+            return check.txn_denial(user, command)
+        if isinstance(command, LeaseGrant):
+            return None  # any user may hold leases
+        if isinstance(command, LeaseRevoke):
+            return self.lease_denial(user, command.id)
+        return f"only a user with the role {ROOT!r} may manage auth"
+
+    def lease_denial(self, user: str, lease: int) -> str | None:
+        """Why ``user`` may not revoke ``lease``: it needs write permission
+        on every key attached (etcd's rule), since revoking deletes them."""
+        held = self.leases.get(lease)
+        for key in sorted(held.keys) if held is not None else ():
+            if not self.permissions.may_key(user, "write", key):
+                return f"no write permission on {key!r}, which is attached to the lease"
+        return None
+
     def _execute(self, index: int, command: Command) -> Result:
+        if isinstance(command, AuthCommand):
+            return self.auth.apply(index, command)
         if isinstance(command, Put):
             if command.check:
                 current = self._data.get(command.key)
@@ -351,6 +395,7 @@ class KeyValueStore:
             kvs=list(dict.values(cast("dict[str, KeyValue]", self._data))),
             leases=[(lease.id, lease.ttl) for lease in self.leases.values()],
             started=sorted(self.started),
+            auth=self.auth.snapshot(),
         )
         return msgspec.msgpack.encode(state)
 
@@ -362,6 +407,7 @@ class KeyValueStore:
         self._sessions = collections.OrderedDict()
         self.applied_index = 0
         self.started = set()
+        self.auth.restore(None)
         if data:
             state = _snapshot_decoder.decode(data)
             self.applied_index = state.applied
@@ -379,6 +425,7 @@ class KeyValueStore:
                 if kv.lease:
                     self.leases[kv.lease].keys.add(kv.key)
             self.started = set(state.started)
+            self.auth.restore(state.auth)
         self.size = sum(
             len(kv.key) + len(kv.value) for kv in dict.values(cast("dict[str, KeyValue]", self._data))
         )

@@ -26,6 +26,12 @@ ADMIN_REQUESTS_REFUSED = Counter(
     "raft_admin_requests_refused_total",
     "Membership or leadership requests refused for want of the admin token",
 )
+CLIENT_REQUESTS_REFUSED = Counter(
+    "raft_client_requests_refused_total",
+    "Client requests refused by auth: 401 (who are you), 403 (not allowed), 503 (out of touch)",
+    ["status"],
+)
+LOGINS = Counter("raft_logins_total", "Token requests by outcome: ok, failed, throttled", ["outcome"])
 PROPOSALS = Counter("raft_proposals_total", "Client writes proposed to the log on this node")
 LEADER_CHANGES = Counter("raft_leader_changes_total", "Times this node became or stopped being leader")
 FSYNC_SECONDS = Histogram(

@@ -383,44 +383,66 @@ class RaftNode:
                 return answer(False, f"storage failing: a disk write has not finished in {writing_ms:.0f} ms")
         if core.membership.get(self.id) is None:
             return answer(False, "not a member of the cluster's configuration (yet, or any more)")
+        out_of_touch = self.out_of_touch()
         if core.role is Role.LEADER:
             committed = core.log.committed
-            lease_s = self.timing.election_min_ms / 1000
-            now = trio.current_time()
-            heard = {self.id} | {
-                peer
-                for peer, (term, at) in self._answered_at.items()
-                if term == core.term and now - at < lease_s
-            }
-            voters = core.membership.voters
-            if 2 * len(voters & heard) <= len(voters):
-                return answer(
-                    False,
-                    f"lease lapsing: {len(voters & heard)} of {len(voters)} voters answered "
-                    f"within the last {self.timing.election_min_ms} ms",
-                    committed,
-                )
+            if out_of_touch is not None:
+                return answer(False, out_of_touch, committed)
             if core.log.term(committed) != core.term:
                 return answer(False, "new leader: no entry of its term has committed yet", committed)
             if applied + READY_MAX_LAG < committed:
                 return answer(False, f"applying: applied {applied} of committed {committed}", committed)
             return answer(True, "leader holding its check-quorum lease", committed)
         leader = core.leader_id
-        if leader is None:
-            return answer(False, "no leader is known")
-        if self._leader_heard != (core.term, leader):
-            return answer(False, f"nothing heard yet from the leader {leader} in term {core.term}")
-        leader_commit = self._leader_commit
-        silent_ms = (trio.current_time() - self._leader_heard_at) * 1000
-        if silent_ms >= self.timing.election_min_ms:
-            return answer(False, f"the leader {leader} has been silent for {silent_ms:.0f} ms", leader_commit)
-        if applied + READY_MAX_LAG < leader_commit:
+        heard = leader is not None and self._leader_heard == (core.term, leader)
+        leader_commit = self._leader_commit if heard else None
+        if out_of_touch is not None:
+            return answer(False, out_of_touch, leader_commit)
+        if applied + READY_MAX_LAG < self._leader_commit:
             return answer(
                 False,
-                f"behind: applied {applied}, the leader's commit index is {leader_commit}",
-                leader_commit,
+                f"behind: applied {applied}, the leader's commit index is {self._leader_commit}",
+                self._leader_commit,
             )
-        return answer(True, f"caught up with the leader {leader}", leader_commit)
+        return answer(True, f"caught up with the leader {leader}", self._leader_commit)
+
+    def out_of_touch(self) -> str | None:
+        """Why this node may not be in touch with the cluster's latest
+        state, or None while it is: the leader while it holds its
+        check-quorum lease (a majority of the voters, itself included,
+        answered within the minimum election timeout), any other member
+        while it heard from the leader within that timeout.
+
+        ``/readyz`` reports it, and authorised requests are refused while
+        it holds (raft_trio.http.auth): in touch, a change to users or
+        roles reaches this node as fast as any other entry; cut off, it
+        stops deciding who may do what at most one minimum election
+        timeout (1 s by default) after it last heard from the cluster."""
+        core = self.core
+        now = trio.current_time()
+        if core.role is Role.LEADER:
+            lease_s = self.timing.election_min_ms / 1000
+            heard = {self.id} | {
+                peer
+                for peer, (term, at) in self._answered_at.items()
+                if term == core.term and now - at < lease_s
+            }
+            voters = core.membership.voters
+            if 2 * len(voters & heard) > len(voters):
+                return None
+            return (
+                f"lease lapsing: {len(voters & heard)} of {len(voters)} voters answered "
+                f"within the last {self.timing.election_min_ms} ms"
+            )
+        leader = core.leader_id
+        if leader is None:
+            return "no leader is known"
+        if self._leader_heard != (core.term, leader):
+            return f"nothing heard yet from the leader {leader} in term {core.term}"
+        silent_ms = (now - self._leader_heard_at) * 1000
+        if silent_ms >= self.timing.election_min_ms:
+            return f"the leader {leader} has been silent for {silent_ms:.0f} ms"
+        return None
 
     def status(self) -> schema.Status:
         """The ``/api/status`` document."""

@@ -11,13 +11,18 @@ from ..integration.cluster import Cluster, json_of
 
 def assert_serving(cluster: Cluster) -> None:
     """The node runs, answers /healthz 200 and still knows itself leader."""
+    assert_serving_with(cluster, {})
+
+
+def assert_serving_with(cluster: Cluster, headers: dict[str, str]) -> None:
+    """:func:`assert_serving`, asking the status with ``headers`` (a token)."""
     assert not cluster.crashed(), cluster.crashed()
     node = cluster["n1"]
     assert node.running, "the node process is gone"
     r = cluster.http.get(node.url + "/healthz", timeout=5)
     assert r.status_code == 200, r.text
-    status = cluster.status("n1")
-    assert status is not None and status["role"] == "leader", status
+    status = cluster.http.get(node.url + "/api/status", headers=headers, timeout=5).json()
+    assert status.get("role") == "leader", status
 
 
 def log_tracebacks(cluster: Cluster) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import trio
@@ -19,14 +19,19 @@ from raft_trio.core import AlreadyMember, ConfigChangeRejected, NotMember, RaftE
 from raft_trio.http._respond import quart_response
 from raft_trio.http.answers import Answer, Target, for_exception, for_result
 from raft_trio.http.app import create_app
+from raft_trio.http.auth import AuthGate
 from raft_trio.http.cors import MemberOrigins
 from raft_trio.http.lean import LeanRoutes, send_answer
 from raft_trio.kv import (
+    AuthChanged,
+    AuthFailure,
+    AuthRefused,
     CasFailed,
     Deleted,
     LeaseGranted,
     LeaseNotFound,
     LeaseRevoked,
+    PermissionDenied,
     Result,
     TxnDone,
     Written,
@@ -114,11 +119,14 @@ async def cluster() -> AsyncIterator[Cluster]:
 
 
 def both_paths(node: RaftNode) -> tuple[LeanRoutes, Any, list[str]]:
-    """The app as served (lean routes in front), Quart's own app, and the
-    paths the lean routes handed over to Quart."""
+    """The app as served (CORS outermost, then the auth gate, then the lean
+    routes), Quart's own app, and the paths the lean routes handed over to
+    Quart."""
     served = create_app(node).asgi_app
     assert isinstance(served, MemberOrigins)  # CORS headers for both alike, outermost
-    lean = served.app
+    gate = served.app
+    assert isinstance(gate, AuthGate)
+    lean = gate.app
     assert isinstance(lean, LeanRoutes)
     quart = lean.app
     handed_over: list[str] = []
@@ -198,6 +206,9 @@ def outcomes(node: RaftNode) -> list[Answer]:
         LeaseGranted(0xAB, 10),
         LeaseRevoked(0xAB, True, ["k"], 11),
         LeaseRevoked(0xAB, False, [], 12),
+        PermissionDenied("no write permission on 'k'", 13),
+        AuthChanged(14),
+        *(AuthRefused(code, f"refused: {code}", 15) for code in get_args(AuthFailure)),
     ]
     return [for_exception(e, node, target) for e in errors] + [for_result(r) for r in results]
 
@@ -248,6 +259,14 @@ async def test_every_outcome_is_sent_alike_by_both_adapters(
         (409, "compare_failed"),
         (404, "lease_not_found"),
         (404, "lease_not_found"),
+        (403, "permission_denied"),
+        (409, "user_exists"),
+        (404, "user_not_found"),
+        (409, "role_exists"),
+        (404, "role_not_found"),
+        (404, "grant_not_found"),
+        (409, "root_protected"),
+        (409, "root_missing"),
     ]
 
 

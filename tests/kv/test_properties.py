@@ -118,6 +118,7 @@ class Model:
             for key in doomed:
                 del self.data[key]
             return LeaseRevoked(command.id, True, doomed, index)
+        assert isinstance(command, Txn), command  # the model knows no auth commands
         return self.txn(index, command)
 
     def put(self, index: int, key: str, value: str, lease: int) -> Written:
