@@ -142,58 +142,55 @@ def add_auth_commands(sub: Any, client: argparse.ArgumentParser) -> None:
     user_sub = user.add_subparsers(
         dest="user_command", metavar="SUBCOMMAND", required=True, parser_class=Parser
     )
-    add = add_command(
-        user_sub, "add", "add a user (the password from --password, else stdin)", parents=[client]
-    )
-    add.add_argument("name", help="the user's name")
+    add = add_command(user_sub, "add", "add a user (password from --password or stdin)", parents=[client])
+    add.add_argument("name", help="the user's name (letters, digits, . _ @ -; up to 128)")
     add.add_argument("--password", help="the new user's password (else read from stdin)")
     add.add_argument("--no-password", action="store_true", help="it logs in with a client certificate only")
-    add_command(user_sub, "delete", "delete a user", parents=[client]).add_argument(
-        "name", help="the user's name"
+    delete = add_command(
+        user_sub, "delete", "delete a user: its tokens stop working at once", parents=[client]
     )
+    delete.add_argument("name", help="the user")
     passwd = add_command(user_sub, "passwd", "set a user's password", parents=[client])
-    passwd.add_argument("name", help="the user's name")
+    passwd.add_argument("name", help="the user")
     passwd.add_argument("--password", help="the new password (else read from stdin)")
     for verb, text in (("grant-role", "give a user a role"), ("revoke-role", "take a role from a user")):
         change = add_command(user_sub, verb, text, parents=[client])
-        change.add_argument("name", help="the user's name")
-        change.add_argument("role", help="the role's name")
+        change.add_argument("name", help="the user")
+        change.add_argument("role", help="the role")
     add_command(user_sub, "list", "every user and its roles", parents=[client])
-    add_command(user_sub, "get", "one user and its roles", parents=[client]).add_argument(
-        "name", help="the user's name"
-    )
+    get = add_command(user_sub, "get", "one user and its roles", parents=[client])
+    get.add_argument("name", help="the user")
 
     role = add_command(sub, "role", "add, delete and list roles; grant them keys", parents=[client])
     role_sub = role.add_subparsers(
         dest="role_command", metavar="SUBCOMMAND", required=True, parser_class=Parser
     )
     add_command(role_sub, "add", "add a role", parents=[client]).add_argument("name", help="the role's name")
-    add_command(role_sub, "delete", "delete a role", parents=[client]).add_argument(
-        "name", help="the role's name"
-    )
+    add_command(role_sub, "delete", "delete a role", parents=[client]).add_argument("name", help="the role")
     grant = add_command(role_sub, "grant", "give a role access to a key, prefix or range", parents=[client])
-    grant.add_argument("name", help="the role's name")
-    grant.add_argument("access", choices=("read", "write", "readwrite"), help="read, write or readwrite")
-    grant.add_argument("key", help="the key (with --prefix: the prefix; with --end: the range's start)")
+    grant.add_argument("name", help="the role")
+    grant.add_argument("access", choices=("read", "write", "readwrite"), help="what the role may do")
+    grant.add_argument("key", help="the key (with --prefix: the prefix; with --end: the first key)")
     revoke = add_command(
         role_sub, "revoke", "take a role's access to a key, prefix or range", parents=[client]
     )
-    revoke.add_argument("name", help="the role's name")
-    revoke.add_argument("key", help="the key, prefix or range start the access was granted on")
+    revoke.add_argument("name", help="the role")
+    revoke.add_argument("key", help="the key, prefix or first key, as it was granted")
     for command in (grant, revoke):
         scope = command.add_mutually_exclusive_group()
         scope.add_argument("--prefix", action="store_true", help="every key starting with KEY")
         scope.add_argument("--end", help="the keys from KEY up to END, exclusive ('' : to the last key)")
     add_command(role_sub, "list", "every role and its permissions", parents=[client])
     add_command(role_sub, "get", "one role and its permissions", parents=[client]).add_argument(
-        "name", help="the role's name"
+        "name", help="the role"
     )
 
     auth = add_command(sub, "auth", "turn auth on or off, or see whether it is", parents=[client])
     auth.add_argument(
         "auth_command",
+        metavar="{enable,disable,status}",
         choices=("enable", "disable", "status"),
-        help="enable (needs a user root with the role root), disable, or status",
+        help="enable (needs a user root), disable, or status",
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import schema
-from ..client import ApiError, Client, MemberStatus, NoEndpointAnswered
+from ..client import ApiError, Client, ClientError, MemberStatus, NoEndpointAnswered
 from ..kv import MAX_VALUE_BYTES
 from . import settings
 from .argv import GlobalOptions, check_url
@@ -53,6 +53,9 @@ def run_client_command(args: argparse.Namespace, options: GlobalOptions) -> int:
             return print_error(error, output)
         except NoEndpointAnswered as error:
             raise UsageError(f"{error} (endpoints from {endpoints.source})") from None
+        except ClientError as error:  # a stream that broke off: one line, as any refusal
+            print(f"raft-trio: {error}", file=sys.stderr)
+            return 1
 
 
 # -- kv -------------------------------------------------------------------------

@@ -136,8 +136,6 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     # ``//`` inside a key is part of the key, not a typo to redirect away.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.config["QUART_SCHEMA_SWAGGER_JS_URL"] = "/_docs/swagger-ui-bundle.js"
-    app.config["QUART_SCHEMA_SWAGGER_CSS_URL"] = "/_docs/swagger-ui.css"
     info: dict[str, Any] = {
         "title": settings.title,
         "version": package_version(),
@@ -436,5 +434,5 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     gate = AuthGate(lean, node, prefix, open_paths=docs)
     # Outermost, so that the lean answers and the gate's refusals carry the
     # same CORS headers (a preflight is answered here, before the gate).
-    app.asgi_app = MemberOrigins(gate, lambda: {m.url for m in node.status().members})  # type: ignore[method-assign]
+    app.asgi_app = MemberOrigins(gate, lambda: {m.url for m in node.membership.members})  # type: ignore[method-assign]
     return app

@@ -223,7 +223,7 @@ def add_auth_routes(
     @document_response(schema.UsersAnswer, 200)
     @answered
     async def list_users() -> Answer:
-        """Every user and the roles each holds (root only)."""
+        """Every user, its roles and whether it has a password (a linearizable read)."""
         if (refused := await confirm_read(node, "linearizable", target())) is not None:
             return refused
         names = sorted(node.kv.auth.users)
@@ -234,7 +234,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 404)
     @answered
     async def get_user(name: str) -> Answer:
-        """One user and the roles it holds (root only)."""
+        """One user, its roles and whether it has a password; 404 if there is none."""
         if (refused := await confirm_read(node, "linearizable", target())) is not None:
             return refused
         found = user_answer(name)
@@ -292,7 +292,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 404)
     @answered
     async def grant_role(name: str, role: str) -> Answer:
-        """Give the user the role (root only)."""
+        """Give the user the role (both must exist)."""
         return await change(UserGrantRole(name, role))
 
     @app.delete(f"{prefix}/auth/users/<name>/roles/<role>")
@@ -300,7 +300,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 404)
     @answered
     async def revoke_role(name: str, role: str) -> Answer:
-        """Take the role from the user (root only)."""
+        """Take the role from the user."""
         return await change(UserRevokeRole(name, role))
 
     # -- roles --------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def add_auth_routes(
     @document_response(schema.RolesAnswer, 200)
     @answered
     async def list_roles() -> Answer:
-        """Every role and its permissions (root only)."""
+        """Every role and its permissions (a linearizable read)."""
         if (refused := await confirm_read(node, "linearizable", target())) is not None:
             return refused
         names = sorted(node.kv.auth.roles)
@@ -326,7 +326,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 404)
     @answered
     async def get_role(name: str) -> Answer:
-        """One role and its permissions (root only)."""
+        """One role and its permissions; 404 if there is none."""
         if (refused := await confirm_read(node, "linearizable", target())) is not None:
             return refused
         found = role_answer(name)
@@ -341,7 +341,7 @@ def add_auth_routes(
     @document_response(schema.ErrorAnswer, 409)
     @answered
     async def add_role(data: schema.RoleRequest) -> Answer:
-        """Add a role with no permissions yet (root only)."""
+        """Add a role, with no permission yet (``role grant`` gives it some)."""
         if not valid_name(data.name):
             return bad_request(f"{data.name!r} is not a role name (letters, digits, . _ @ -; up to 128)")
         return await change(RoleAdd(data.name))

@@ -13,6 +13,7 @@ import functools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -40,14 +41,10 @@ def commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
 
 
 def fixed_width_help(parser: argparse.ArgumentParser) -> str:
-    # The parser's own kind of formatter (a raw description keeps its
-    # lines), at the page's width.
-    kind = (
-        argparse.RawDescriptionHelpFormatter
-        if parser.formatter_class is argparse.RawDescriptionHelpFormatter
-        else argparse.HelpFormatter
-    )
-    parser.formatter_class = functools.partial(kind, width=WIDTH)
+    """The parser's help with its own formatter (a raw description stays
+    raw), at the reference's width."""
+    own = cast(type[argparse.HelpFormatter], parser.formatter_class)
+    parser.formatter_class = functools.partial(own, width=WIDTH)
     return parser.format_help().rstrip()
 
 

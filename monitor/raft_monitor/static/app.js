@@ -253,6 +253,8 @@
       }
       svg.innerHTML = parts.join("");
       legend.replaceChildren(...items);
+      const latest = samples[samples.length - 1];
+      figure.dataset.leader = latest && latest.leader ? latest.leader : "";
     }
 
     function niceCeiling(v) {
