@@ -47,6 +47,11 @@ pytestmark = pytest.mark.integration
 #: parameters or bodies are fuzzed in two modes; the ones without any
 #: (/healthz, /api/status, /api/members) yield a single distinct example.
 MAX_EXAMPLES = 120
+#: Operations that hash a password on purpose (scrypt, about a quarter of
+#: a second of CPU each, also for a name that does not exist) get fewer
+#: examples here; test_fuzz_auth.py fuzzes them with auth on.
+PASSWORD_HASHING = ("/api/auth/token", "/api/auth/users", "/api/auth/users/{name}/password")
+HASHING_EXAMPLES = 15
 MIN_REQUESTS = 1_000
 REQUEST_TIMEOUT_S = 10.0
 #: Schemathesis's own checks that the contract contradicts:
@@ -288,8 +293,9 @@ def test_schemathesis_fuzz(node_cluster: Cluster) -> None:
             if operation.path == "/api/watch":
                 fuzz_watch(operation, node.url, tally)
                 continue
+            examples = HASHING_EXAMPLES if operation.path in PASSWORD_HASHING else MAX_EXAMPLES
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                fuzz_operation(operation, mode, node.url, set(node_cluster.nodes), session, tally)
+                fuzz_operation(operation, mode, node.url, set(node_cluster.nodes), session, tally, examples)
     elapsed = time.monotonic() - started
 
     print(f"\n{tally.requests} requests over {len(operations)} operations in {elapsed:.1f} s")
