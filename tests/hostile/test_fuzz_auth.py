@@ -28,7 +28,7 @@ MIN_REQUESTS = 600
 
 
 #: Operations anyone may ask, auth on or off.
-OPEN = ("/healthz", "/readyz", "/api/auth/token")
+OPEN = ("/healthz", "/readyz", "/metrics", "/api/auth/token")
 
 
 def fuzz_anonymous(operation: Operation, base_url: str, session: requests.Session, tally: Tally) -> None:
