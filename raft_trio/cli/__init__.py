@@ -23,6 +23,7 @@ from .argv import build_parser, extract_globals
 from .client_commands import run_client_command
 from .commands import cmd_leave, cmd_node, cmd_up
 from .errors import UsageError, fail
+from .lock import RUNS_A_COMMAND, run_lock_command, take_command
 from .snapshot import cmd_snapshot_restore
 
 #: Exit status when whoever reads the output stops early (``| head``):
@@ -53,9 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(argv: list[str]) -> int:
     try:
         rest, options = extract_globals(argv)
+        rest, command = take_command(rest)
         args = build_parser().parse_args(rest)
         if args.command is None:
             return print_usage()
+        if args.command in RUNS_A_COMMAND:
+            return run_lock_command(args, options, command)
         if args.command == "node":
             return cmd_node(args)
         if args.command == "up":

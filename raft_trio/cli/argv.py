@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from .errors import UsageError, fail
 from .leave import SERVICEACCOUNT_DIR
+from .lock import add_parsers as add_lock_parsers
 from .up import DEFAULT_BASE_PORT, DEFAULT_MONITOR_PORT, DEFAULT_NODES, MAX_NODES, UP_DATA_DIR
 
 
@@ -481,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_auth_commands(sub, client)
+    add_lock_parsers(sub, client)
 
     leave = add_command(
         sub,

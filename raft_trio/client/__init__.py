@@ -21,6 +21,8 @@ program that only talks to a cluster loads httpx, msgspec and this.
 from typing import TYPE_CHECKING
 
 from ._api import MemberStatus
+from ._contention import Leader
+from ._contention import prefix_of as lock_prefix
 from ._errors import (
     ApiError,
     AuthConflict,
@@ -31,6 +33,7 @@ from ._errors import (
     Indeterminate,
     KeyNotFound,
     LeaseNotFound,
+    LockLost,
     MembershipConflict,
     NoEndpointAnswered,
     NotFound,
@@ -43,6 +46,8 @@ from ._errors import (
 from ._sync import DEFAULT_ENDPOINTS, Client
 
 if TYPE_CHECKING:
+    from ._held import HeldLock
+    from ._locks import Leadership
     from ._trio import TrioClient
 
 
@@ -53,6 +58,14 @@ def __getattr__(name: str) -> object:
         from ._trio import TrioClient
 
         return TrioClient
+    if name == "Leadership":
+        from ._locks import Leadership
+
+        return Leadership
+    if name == "HeldLock":
+        from ._held import HeldLock
+
+        return HeldLock
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -65,9 +78,13 @@ __all__ = [
     "ClientError",
     "Compacted",
     "CompareFailed",
+    "HeldLock",
     "Indeterminate",
     "KeyNotFound",
+    "Leader",
+    "Leadership",
     "LeaseNotFound",
+    "LockLost",
     "MemberStatus",
     "MembershipConflict",
     "NoEndpointAnswered",
@@ -78,4 +95,5 @@ __all__ = [
     "TrioClient",
     "Unauthorized",
     "Unavailable",
+    "lock_prefix",
 ]

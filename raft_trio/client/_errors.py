@@ -30,6 +30,20 @@ class StreamBroken(ClientError):
     """A stream that had begun (a backup being downloaded) broke off."""
 
 
+class LockLost(ClientError):
+    """A lock (or an election's leadership) that was held is lost: its
+    lease expired or was revoked, no keep-alive was answered in time for
+    the holder to vouch for it, or its key was deleted. The block that
+    held it was cancelled. ``name``, ``token`` (the fencing token it was
+    held with) and ``reason`` say which."""
+
+    def __init__(self, name: str, token: int, reason: str) -> None:
+        super().__init__(f"lost the lock {name!r} (fencing token {token}): {reason}")
+        self.name = name
+        self.token = token
+        self.reason = reason
+
+
 class ApiError(ClientError):
     """The cluster answered with an error: ``status`` (None when no answer
     came at all), ``code`` (one of :class:`raft_trio.schema.Code`),

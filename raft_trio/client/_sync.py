@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import httpx
 
@@ -18,6 +18,7 @@ from . import _api, _http
 from ._api import MemberStatus, RangeSpec
 from ._auth import TokenKeeper
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
+from ._contention import LOCK_TTL_S, Leader, contenders, leader_of, prefix_of
 from ._errors import (
     ApiError,
     ClientError,
@@ -30,6 +31,10 @@ from ._errors import (
 )
 from ._watch import WATCH_STALL_S, WatchCursor, retryable
 from .sse import SseComment, SseDropped, SseEvent, SseParser
+
+if TYPE_CHECKING:
+    from ._held import HeldLock
+    from ._trio import TrioClient
 
 T = TypeVar("T")
 SseItem = SseEvent | SseComment | SseDropped
@@ -271,6 +276,53 @@ class Client:
                     self.revoke_lease(granted.id)
         if lost:
             raise lost[0]
+
+    # -- locks and elections ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(
+        self, name: str, *, ttl: int = LOCK_TTL_S, margin: float = 0.0, value: str = ""
+    ) -> Iterator[HeldLock]:
+        """Wait for the lock ``name`` and hold it while the block runs, as
+        :meth:`TrioClient.lock` does (the same code, in a thread with a
+        Trio run of its own)::
+
+            with client.lock("jobs/nightly") as held:
+                storage.write(data, fencing_token=held.token)
+
+        A blocking block cannot be cancelled: if the lock is lost while it
+        runs, ``held.lost`` (a ``threading.Event``) is set at once and
+        :class:`LockLost` raised when the block ends. Check ``held.lost``
+        between steps, and give ``held.token`` to whatever the block
+        writes to."""
+        from ._held import hold_in_thread
+
+        def make_client() -> TrioClient:
+            from ._trio import TrioClient
+
+            keeper = self._keeper
+            return TrioClient(
+                self.endpoints.urls,
+                timeout=self.settings.timeout,
+                connect_timeout=self.settings.connect_timeout,
+                ca=self._ca,
+                admin_token=self.settings.admin_token,
+                api_prefix=self.settings.api_prefix,
+                retry=self.settings.retry,
+                cert=self._cert,
+                authorization=self._authorization,
+                # Its own token: the thread logs in for itself.
+                keeper=TokenKeeper(keeper.user, keeper.password) if keeper is not None else None,
+            )
+
+        with hold_in_thread(make_client, name, ttl=ttl, margin=margin, value=value) as held:
+            yield held
+
+    def leader(self, name: str) -> Leader | None:
+        """Who holds the lock, or leads the election, ``name`` now (None:
+        nobody)."""
+        prefix = prefix_of(name)
+        return leader_of(name, contenders(prefix, self.iter_range(prefix=prefix)))
 
     # -- the cluster ------------------------------------------------------------
 

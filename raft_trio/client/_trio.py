@@ -14,10 +14,11 @@ import trio
 
 from .. import schema
 from ..security import Security
-from . import _api, _http
+from . import _api, _http, _locks
 from ._api import MemberStatus, RangeSpec
 from ._auth import TokenKeeper
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
+from ._contention import LOCK_TTL_S, Leader
 from ._errors import (
     ApiError,
     ClientError,
@@ -27,11 +28,14 @@ from ._errors import (
     api_error,
     error_answer,
 )
+from ._locks import Leadership
+from ._session import Session
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
 from ._watch import WATCH_STALL_S, WatchCursor, retryable
 from .sse import SseEvent, SseParser
 
 T = TypeVar("T")
+Code = schema.Code
 
 
 class TrioClient:
@@ -210,36 +214,85 @@ class TrioClient:
             async with client.lease(10) as lease:
                 await client.put("lock/me", "x", lease=lease.id)
 
-        If the lease is lost (expired: the cluster did not hear the
-        keep-alives in time), the block is cancelled and
-        :class:`LeaseNotFound` raised."""
+        If the lease is lost (refused as expired, or no keep-alive answered
+        before the TTL counted from the last answered one ran out), the
+        block is cancelled and :class:`LeaseNotFound` raised."""
+        sent = trio.current_time()
         granted = await self.grant_lease(ttl)
-        lost: LeaseNotFound | None = None
+        session = Session.granted(granted, sent)
+        lost: str | None = None
         try:
-            async with trio.open_nursery() as nursery:
+            with _locks.single_error():
+                async with trio.open_nursery() as nursery:
 
-                async def keep() -> None:
-                    nonlocal lost
-                    while True:
-                        await trio.sleep(granted.ttl / 3)
-                        try:
-                            await self.keep_alive(granted.id)
-                        except LeaseNotFound as error:
-                            lost = error
-                            nursery.cancel_scope.cancel()
-                            return
-                        except ClientError:
-                            continue  # tried again a third of the TTL later
+                    async def keep() -> None:
+                        nonlocal lost
+                        lost = await session.keep(self.keep_alive)
+                        nursery.cancel_scope.cancel()
 
-                nursery.start_soon(keep)
-                yield granted
-                nursery.cancel_scope.cancel()
+                    nursery.start_soon(keep)
+                    yield granted
+                    nursery.cancel_scope.cancel()
         finally:
             if lost is None:
                 with trio.CancelScope(shield=True), contextlib.suppress(ClientError):
                     await self.revoke_lease(granted.id)
         if lost is not None:
-            raise lost
+            raise LeaseNotFound(None, schema.ErrorAnswer(f"lease {granted.id}: {lost}", Code.LEASE_NOT_FOUND))
+
+    # -- locks and elections ----------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lock(
+        self, name: str, *, ttl: int = LOCK_TTL_S, margin: float = 0.0, value: str = ""
+    ) -> AsyncIterator[int]:
+        """Wait for the lock ``name`` and hold it while the block runs; the
+        fencing token (the revision at which it was acquired; every later
+        holder's is larger) is what it gives::
+
+            async with client.lock("jobs/nightly") as token:
+                await storage.write(data, fencing_token=token)
+
+        The lock stands on a lease of ``ttl`` seconds, kept alive in the
+        background. It is lost when the lease is refused (expired or
+        revoked), when no keep-alive was answered ``margin`` seconds before
+        the lease could run out, or when its key is deleted: then the block
+        is cancelled and :class:`LockLost` raised. Leaving the block
+        releases it. ``value`` is stored in the holder's key (who holds
+        it, for people reading the keys). Waiters queue in order, each
+        woken by its predecessor's release only (docs/coordination.md)."""
+        async with _locks.hold(self, name, value, ttl, margin) as holding:
+            yield holding.token
+
+    @contextlib.asynccontextmanager
+    async def campaign(
+        self, name: str, proposal: str, *, ttl: int = LOCK_TTL_S, margin: float = 0.0
+    ) -> AsyncIterator[Leadership]:
+        """Campaign in the election ``name`` with ``proposal``; the block
+        runs once elected, and leaving it resigns. Lost leadership cancels
+        the block and raises :class:`LockLost`, as :meth:`lock` does::
+
+            async with client.campaign("scheduler", "host-a:8080") as leadership:
+                ...  # leadership.token fences what the leader writes
+        """
+        async with _locks.hold(self, name, proposal, ttl, margin) as holding:
+            yield Leadership(self, holding, proposal)
+
+    async def leader(self, name: str) -> Leader | None:
+        """Who holds the lock, or leads the election, ``name`` now (None:
+        nobody)."""
+        return await _locks.leader(self, name)
+
+    @contextlib.asynccontextmanager
+    async def observe(self, name: str) -> AsyncIterator[AsyncIterator[Leader | None]]:
+        """The leader of ``name`` now, then every change of it (None while
+        nobody leads)::
+
+            async with client.observe("scheduler") as leaders:
+                async for leader in leaders: ...
+        """
+        async with _locks.observe(self, name) as leaders:
+            yield leaders
 
     # -- the cluster ------------------------------------------------------------
 
@@ -365,11 +418,12 @@ class TrioClient:
                     raise api_error(response.status_code, error_answer(response.status_code, body), base)
                 self.endpoints.answered(base)
                 parser = SseParser(max_event_bytes) if max_event_bytes else SseParser()
-                items = _items(response.aiter_lines(), parser)
-                try:
-                    yield items
-                finally:
-                    await items.aclose()
+                async with _lines_of(response) as lines:
+                    items = _items(lines, parser)
+                    try:
+                        yield items
+                    finally:
+                        await items.aclose()
             finally:
                 await stream.__aexit__(None, None, None)
             return
@@ -428,9 +482,10 @@ class TrioClient:
                         self.endpoints.answered(base)
                         failing_since, backoff, tried = None, 0.1, []
                         parser = SseParser()
-                        async for line in response.aiter_lines():
-                            if (event := cursor.accept(parser.feed(line))) is not None:
-                                yield event
+                        async with _lines_of(response) as lines:
+                            async for line in lines:
+                                if (event := cursor.accept(parser.feed(line))) is not None:
+                                    yield event
                         tried.append((base, "stream ended"))
                 except _http.REQUEST_ERRORS as error:
                     tried.append((base, _http.describe(error)))
@@ -513,6 +568,26 @@ class TrioClient:
         except _http.REQUEST_ERRORS as error:
             return _http.failure(error)
         return _http.reply(response)
+
+
+@contextlib.asynccontextmanager
+async def _lines_of(response: httpx.Response) -> AsyncIterator[AsyncIterator[str]]:
+    """The lines of a streamed answer. Leaving before its end closes the
+    connection and then runs the body's generators to their end (they end
+    at once, on the closed socket): httpcore does not close them, and Trio
+    warns about every async generator left unfinished for the garbage
+    collector."""
+    lines = response.aiter_lines()
+    try:
+        yield lines
+    finally:
+        with trio.CancelScope(shield=True):
+            await response.aclose()
+            with contextlib.suppress(
+                *_http.REQUEST_ERRORS, trio.ClosedResourceError, trio.BrokenResourceError
+            ):
+                async for _ in lines:
+                    pass
 
 
 async def _items(lines: AsyncIterator[str], parser: SseParser) -> AsyncGenerator[SseItem, None]:

@@ -1,8 +1,8 @@
 """The payload supervisor: runs ``SCRIPT_LEADER_PATH`` while this node
 leads and ``SCRIPT_FOLLOWER_PATH`` while it does not.
 
-Each script runs in its own process group (``start_new_session``) inside a
-cancel scope of the supervisor's nursery, started when the role is entered.
+Each script runs in its own process group (:mod:`raft_trio.process_group`)
+inside a cancel scope of the supervisor's nursery, started when the role is entered.
 Leaving the role cancels the scope: the whole group gets SIGTERM, then
 SIGKILL after a grace period, and the process is reaped, so a leader script
 never outlives leadership by more than the grace period, grandchildren
@@ -27,159 +27,36 @@ is the real one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
-import signal
-import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Protocol
 
 import trio
+
+from ..process_group import GRACE_SECONDS, GroupProcess, spawn, stop_group
 
 log = logging.getLogger(__name__)
 #: The scripts' own output, one record per line.
 output_log = logging.getLogger("raft_trio.payload")
 
-GRACE_SECONDS = 2.0
 INITIAL_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 #: A run at least this long resets the back-off.
 STABLE_RUN_SECONDS = 10.0
-#: How often the group is checked while it winds down.
-GROUP_POLL_SECONDS = 0.05
 #: A line longer than this is logged in pieces.
 MAX_LINE_BYTES = 16 * 1024
 
 
-class PayloadProcess(Protocol):
-    """One started script: the leader of its own process group."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def output(self) -> trio.abc.ReceiveStream | None:
-        """Its stdout and stderr, merged (None: not captured)."""
-
-    async def wait(self) -> int:
-        """Wait for the script itself to exit and reap it; its exit status."""
-
-    def signal_group(self, signum: int) -> None:
-        """Send ``signum`` to the whole process group; nothing if it is gone."""
-
-    def group_alive(self) -> bool:
-        """Whether any process of the group still runs (zombies do not)."""
-
-    def reap_orphans(self) -> None:
-        """Reap the group's zombies that were handed to this process (when
-        it is PID 1 of a container or a child subreaper)."""
-
-    async def aclose(self) -> None:
-        """Release the output pipe."""
-
-
+#: A started script (the name the supervisor's seams use).
+PayloadProcess = GroupProcess
 Spawn = Callable[[Sequence[str], Mapping[str, str]], Awaitable[PayloadProcess]]
 
 
-class OsProcess:
-    """A real script started with :func:`spawn_process`."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self._process = process
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    @property
-    def output(self) -> trio.abc.ReceiveStream | None:
-        return self._process.stdout
-
-    async def wait(self) -> int:
-        return await self._process.wait()
-
-    def signal_group(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signum)
-
-    def group_alive(self) -> bool:
-        members = group_members(self.pid)
-        if members is not None:
-            return any(state != "Z" for _, state, _ in members)
-        try:
-            os.killpg(self.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-
-    def reap_orphans(self) -> None:
-        me = os.getpid()
-        for pid, state, parent in group_members(self.pid) or []:
-            if state == "Z" and parent == me and pid != self.pid:
-                with contextlib.suppress(ChildProcessError, OSError):
-                    os.waitpid(pid, os.WNOHANG)
-
-    async def aclose(self) -> None:
-        if self._process.stdout is not None:
-            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                await self._process.stdout.aclose()
-
-
-def group_members(pgid: int) -> list[tuple[int, str, int]] | None:
-    """(pid, state, parent pid) of every process in group ``pgid``, read from
-    /proc; None where there is no /proc."""
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
-        return None
-    found = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid:
-            found.append((int(entry.name), fields[0], int(fields[1])))
-    return found
-
-
 async def spawn_process(argv: Sequence[str], env: Mapping[str, str]) -> PayloadProcess:
-    """Start ``argv`` as the leader of a new session (so of its own process
-    group), stdout and stderr into one pipe, no stdin."""
-    process = await trio.lowlevel.open_process(
-        list(argv),
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return OsProcess(process)
-
-
-async def stop_group(process: PayloadProcess, grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM the group; SIGKILL whatever of it still runs after ``grace``
-    seconds; reap the script. Run it shielded: it must finish."""
-    process.signal_group(signal.SIGTERM)
-    with trio.move_on_after(grace):
-        await process.wait()
-        while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
-            await trio.sleep(GROUP_POLL_SECONDS)
-        process.reap_orphans()
-        return
-    log.warning("payload process group %d still runs %.1f s after SIGTERM: SIGKILL", process.pid, grace)
-    process.signal_group(signal.SIGKILL)
-    await process.wait()
-    with trio.move_on_after(1.0):  # SIGKILL cannot be caught; the kernel is quick
-        while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
-            await trio.sleep(GROUP_POLL_SECONDS / 5)
-    process.reap_orphans()
+    """Start a script in its own process group, stdout and stderr into one
+    pipe, no stdin."""
+    return await spawn(argv, env, capture=True)
 
 
 @dataclasses.dataclass(frozen=True)

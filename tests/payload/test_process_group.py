@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from raft_trio.node.payload import PayloadSupervisor, group_members
+from raft_trio.node.payload import PayloadSupervisor
+from raft_trio.process_group import group_members
 from raft_trio.testing.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(

@@ -1,0 +1,100 @@
+"""A lease kept alive by its client, and until when the client can be
+sure it still lives: what a lock or a leadership stands on.
+
+The cluster never revokes a lease before its TTL has passed since the
+client *sent* its last answered keep-alive (the leader answers one only
+after a quorum confirmed it still leads, and a new leader gives every
+lease a full TTL when it takes over; see docs/coordination.md). So the
+client counts from the moment it sent each keep-alive: until
+``deadline = sent + ttl`` the lease certainly lives. After that, unless a
+newer keep-alive was answered, it may be gone and what was held with it
+may be someone else's.
+
+The keep-alives are plain ``POST /api/leases/{id}/keepalive`` requests on
+the client's kept-alive connection to the leader, every third of the TTL
+(this is the "streaming" keep-alive of a long-lived client: one request
+and one small answer per renewal, no new connection). A renewal that
+fails is tried again at once, backing off, until one is answered or the
+lease can no longer be vouched for. A server that renewed by itself while
+a connection stayed open would keep a stopped (SIGSTOP) client's lease,
+and its lock, alive for ever; here a client renews only while it runs.
+
+``margin``: the holder gives up this many seconds before the deadline,
+so that what it must stop (a command, the body of a ``with``) is stopped
+by the time another could get the lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .. import schema
+from ._errors import ClientError, LeaseNotFound
+
+#: First pause after a failed keep-alive; it doubles up to a third of the
+#: time between renewals.
+RETRY_FIRST_S = 0.1
+
+KeepAlive = Callable[[str], Awaitable[schema.LeaseAnswer]]
+
+
+@dataclasses.dataclass
+class Session:
+    """A granted lease: ``deadline`` (on Trio's clock) is how long it
+    certainly lives, ``cutoff`` when its holder gives up on it."""
+
+    id: str
+    ttl: int
+    deadline: float
+    margin: float = 0.0
+
+    @classmethod
+    def granted(cls, answer: schema.LeaseAnswer, sent: float, margin: float = 0.0) -> Session:
+        if not 0 <= margin < answer.ttl:
+            raise ValueError(
+                f"the margin ({margin} s) must be at least 0 and less than the TTL ({answer.ttl} s)"
+            )
+        return cls(answer.id, answer.ttl, sent + answer.ttl, margin)
+
+    @property
+    def cutoff(self) -> float:
+        return self.deadline - self.margin
+
+    @property
+    def interval(self) -> float:
+        """Seconds between renewals: a third of what the holder may use."""
+        return (self.ttl - self.margin) / 3
+
+    async def keep(self, keep_alive: KeepAlive) -> str:
+        """Renew the lease until cancelled; returns (instead) why it was
+        lost: refused (expired or revoked), or no renewal answered before
+        the cutoff."""
+        next_renewal = self.deadline - self.ttl + self.interval
+        while True:
+            await trio.sleep_until(min(next_renewal, self.cutoff))
+            backoff = RETRY_FIRST_S
+            failure = ""
+            while True:
+                sent = trio.current_time()
+                if sent >= self.cutoff:
+                    silent = sent - (self.deadline - self.ttl)
+                    return (
+                        f"no keep-alive was answered for {silent:.1f} s: the lease may have run out{failure}"
+                    )
+                with trio.move_on_at(self.cutoff):
+                    try:
+                        answer = await keep_alive(self.id)
+                    except LeaseNotFound:
+                        return "the lease expired or was revoked"
+                    except ClientError as error:
+                        failure = f" (the last try: {error})"
+                    else:
+                        self.ttl = answer.ttl
+                        self.deadline = sent + answer.ttl
+                        break
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, self.interval / 3)
+            next_renewal = sent + self.interval

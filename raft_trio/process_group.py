@@ -1,0 +1,168 @@
+"""A command in a process group of its own, and how to end all of it.
+
+The node's payload scripts and the command that ``raft-trio lock`` and
+``raft-trio elect`` run share these rules: the command starts as the
+leader of a new session (so of its own process group, out of reach of the
+terminal's Ctrl-C), and ending it ends the whole group, grandchildren
+included: SIGTERM, then SIGKILL after a grace period, then the command is
+reaped. Nothing it started outlives it.
+
+:class:`GroupProcess` is the seam: :class:`OsProcess` is a real process,
+and tests on Trio's fake clock use fakes with the same methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+log = logging.getLogger(__name__)
+
+#: How long a group has between SIGTERM and SIGKILL, unless told otherwise.
+GRACE_SECONDS = 2.0
+#: How often the group is checked while it winds down.
+GROUP_POLL_SECONDS = 0.05
+
+
+class GroupProcess(Protocol):
+    """One started command: the leader of its own process group."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def output(self) -> trio.abc.ReceiveStream | None:
+        """Its stdout and stderr, merged (None: not captured)."""
+
+    async def wait(self) -> int:
+        """Wait for the command itself to exit and reap it; its exit status
+        (``-N`` when signal N ended it)."""
+
+    def signal_group(self, signum: int) -> None:
+        """Send ``signum`` to the whole process group; nothing if it is gone."""
+
+    def group_alive(self) -> bool:
+        """Whether any process of the group still runs (zombies do not)."""
+
+    def reap_orphans(self) -> None:
+        """Reap the group's zombies that were handed to this process (when
+        it is PID 1 of a container or a child subreaper)."""
+
+    async def aclose(self) -> None:
+        """Release the output pipe."""
+
+
+class OsProcess:
+    """A real command started with :func:`spawn`."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def output(self) -> trio.abc.ReceiveStream | None:
+        return self._process.stdout
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+    def signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+    def group_alive(self) -> bool:
+        members = group_members(self.pid)
+        if members is not None:
+            return any(state != "Z" for _, state, _ in members)
+        try:
+            os.killpg(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def reap_orphans(self) -> None:
+        me = os.getpid()
+        for pid, state, parent in group_members(self.pid) or []:
+            if state == "Z" and parent == me and pid != self.pid:
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    async def aclose(self) -> None:
+        if self._process.stdout is not None:
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                await self._process.stdout.aclose()
+
+
+def group_members(pgid: int) -> list[tuple[int, str, int]] | None:
+    """(pid, state, parent pid) of every process in group ``pgid``, read from
+    /proc; None where there is no /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid:
+            found.append((int(entry.name), fields[0], int(fields[1])))
+    return found
+
+
+async def spawn(argv: Sequence[str], env: Mapping[str, str], *, capture: bool) -> OsProcess:
+    """Start ``argv`` as the leader of a new session (so of its own process
+    group). ``capture``: stdout and stderr into one pipe (:attr:`output`),
+    no stdin; else it shares this process's stdin, stdout and stderr."""
+    if capture:
+        process = await trio.lowlevel.open_process(
+            list(argv),
+            env=dict(env),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    else:
+        process = await trio.lowlevel.open_process(list(argv), env=dict(env), start_new_session=True)
+    return OsProcess(process)
+
+
+async def stop_group(process: GroupProcess, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM the group; SIGKILL whatever of it still runs after ``grace``
+    seconds; reap the command. Run it shielded: it must finish."""
+    process.signal_group(signal.SIGTERM)
+    with trio.move_on_after(grace):
+        await process.wait()
+        while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
+            await trio.sleep(GROUP_POLL_SECONDS)
+        process.reap_orphans()
+        return
+    log.warning("process group %d still runs %.1f s after SIGTERM: SIGKILL", process.pid, grace)
+    process.signal_group(signal.SIGKILL)
+    await process.wait()
+    with trio.move_on_after(1.0):  # SIGKILL cannot be caught; the kernel is quick
+        while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
+            await trio.sleep(GROUP_POLL_SECONDS / 5)
+    process.reap_orphans()
+
+
+def exit_status(code: int) -> int:
+    """A command's exit status as a shell reports it: ``128 + N`` when
+    signal N ended it."""
+    return 128 - code if code < 0 else code

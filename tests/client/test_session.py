@@ -1,0 +1,133 @@
+"""A lock's lease as its holder keeps it, on Trio's fake clock: renewed
+every third of the usable TTL, counted from when each keep-alive was
+*sent*, and given up at the cutoff (the TTL since the last answered one,
+minus the margin) when none is answered, or at once when refused. Times
+asserted are virtual and exact."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import trio
+import trio.testing
+
+from raft_trio import schema
+from raft_trio.client import LeaseNotFound, NoEndpointAnswered
+from raft_trio.client._session import Session
+
+TTL = 9
+
+
+class FakeCluster:
+    """Answers keep-alives after ``delay`` seconds; fails them (no endpoint
+    answered) or refuses them (404) when told to."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.down = False
+        self.refuse = False
+        self.sent: list[float] = []
+
+    async def keep_alive(self, lease: str) -> schema.LeaseAnswer:
+        self.sent.append(trio.current_time())
+        await trio.sleep(self.delay)
+        if self.refuse:
+            raise LeaseNotFound(404, schema.ErrorAnswer("no such lease", schema.Code.LEASE_NOT_FOUND))
+        if self.down:
+            raise NoEndpointAnswered([("http://127.0.0.1:1", "connection refused")])
+        return schema.LeaseAnswer(lease, TTL)
+
+
+def granted(margin: float = 0.0) -> Session:
+    return Session.granted(schema.LeaseAnswer("000000000000000a", TTL), trio.current_time(), margin)
+
+
+async def lost_at(session: Session, cluster: FakeCluster, within: float = 100) -> tuple[float, str]:
+    with trio.fail_after(within):
+        reason = await session.keep(cluster.keep_alive)
+    return trio.current_time(), reason
+
+
+async def test_keep_alives_go_every_third_of_the_ttl_and_extend_it_from_when_they_were_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster()
+    cluster.delay = 0.5
+    session = granted()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.keep, cluster.keep_alive)
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    assert cluster.sent == [3.0, 6.0, 9.0]
+    # Answered half a second after it was sent: counted from the sending.
+    assert session.deadline == 9.0 + TTL
+
+
+async def test_with_the_cluster_unreachable_the_lease_is_given_up_at_its_ttl_from_the_last_answer_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster()
+
+    async def fail_after_the_first_renewal() -> None:
+        await trio.sleep(3.5)  # the keep-alive of 3.0 was answered
+        cluster.down = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fail_after_the_first_renewal)
+        when, reason = await lost_at(granted(), cluster)
+    assert when == 3.0 + TTL
+    assert "no keep-alive was answered for 9.0 s" in reason and "connection refused" in reason
+    # It kept trying meanwhile, backing off to a third of the interval.
+    assert cluster.sent[:6] == [3.0, 6.0, 6.1, 6.3, 6.7, 7.5]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(cluster.sent)]
+    assert gaps[0] == 3.0 and all(gap <= 1.0 + 1e-9 for gap in gaps[1:])
+
+
+async def test_a_margin_gives_the_lease_up_that_much_earlier_and_renews_more_often(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster()
+    cluster.down = True
+    session = granted(margin=3.0)
+    assert session.interval == 2.0
+    when, _ = await lost_at(session, cluster)
+    assert when == TTL - 3.0
+    assert cluster.sent[0] == 2.0
+
+
+async def test_a_keep_alive_that_hangs_is_abandoned_at_the_cutoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster()
+    cluster.delay = 1000.0
+    session = granted(margin=1.0)
+    when, reason = await lost_at(session, cluster)
+    assert when == TTL - 1.0 and "may have run out" in reason
+
+
+async def test_a_refused_keep_alive_loses_the_lease_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    cluster = FakeCluster()
+    cluster.refuse = True
+    when, reason = await lost_at(granted(), cluster)
+    assert when == 3.0 and reason == "the lease expired or was revoked"
+
+
+async def test_a_cluster_back_before_the_cutoff_keeps_the_lease(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster()
+    session = granted()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.keep, cluster.keep_alive)
+        cluster.down = True
+        await trio.sleep(TTL - 0.5)  # the last moment it can still be vouched for
+        cluster.down = False
+        await trio.sleep(1.0)
+        assert session.deadline > TTL + 8.0
+        nursery.cancel_scope.cancel()
+
+
+def test_a_margin_must_leave_part_of_the_ttl() -> None:
+    with pytest.raises(ValueError, match="less than the TTL"):
+        Session.granted(schema.LeaseAnswer("a", 3), 0.0, margin=3.0)
