@@ -31,7 +31,7 @@ import hmac
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import httpx
 
@@ -207,25 +207,6 @@ class Security:
                 request.headers.update(self.admin_header())
 
         return add_token
-
-    def async_admin_hook(self, api_prefix: str = "/api") -> Callable[[httpx.Request], Awaitable[None]]:
-        """:meth:`sync_admin_hook` for an ``httpx.AsyncClient``."""
-        add_token = self.sync_admin_hook(api_prefix)
-
-        async def hook(request: httpx.Request) -> None:
-            add_token(request)
-
-        return hook
-
-    def async_client(self, api_prefix: str = "/api", **options: object) -> httpx.AsyncClient:
-        """An httpx client for talking to nodes: it verifies them against
-        ``tls_ca`` and carries the admin token on admin requests."""
-        return httpx.AsyncClient(
-            trust_env=False,
-            verify=self.client_ssl(),
-            event_hooks={"request": [self.async_admin_hook(api_prefix)]},
-            **options,  # type: ignore[arg-type]
-        )
 
     def node_credential(self, node_id: str, now: float | None = None) -> str | None:
         """A bearer credential proving "one of this cluster's nodes" to the
