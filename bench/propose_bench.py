@@ -36,7 +36,6 @@ from typing import Any
 import trio
 
 from raft_trio.client import ClientError, TrioClient
-from raft_trio.core import Role
 from raft_trio.kv import Put
 from raft_trio.node.runtime import RaftNode
 from raft_trio.server import GIL_SWITCH_INTERVAL_S, NodeSettings, run_node
@@ -53,7 +52,7 @@ async def become_leader(node: RaftNode, timeout: float = 60.0) -> None:  # noqa:
     async with TrioClient((), timeout=5) as client:
         with trio.fail_after(timeout):
             while True:
-                if node.core.role is Role.LEADER:
+                if node.is_leader:
                     try:
                         await node.write(Put("propose-bench-probe", "x"))
                         return
@@ -137,7 +136,7 @@ async def run(concurrencies: list[int], warmup: float, seconds: float, root: Pat
             await become_leader(node)
             for proposers in concurrencies:
                 result = await measure(node, proposers, warmup, seconds)
-                if node.core.role is not Role.LEADER:
+                if not node.is_leader:
                     raise SystemExit("propose_bench: this node lost leadership during the run; try again")
                 print("PROPOSE_JSON " + json.dumps(result), flush=True)
             nursery.cancel_scope.cancel()

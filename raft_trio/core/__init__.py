@@ -1,9 +1,10 @@
 """The Raft protocol as a sans-IO state machine.
 
-Drive a :class:`RaftCore` with ``tick()``, ``step(message)``,
-``propose(data)``, ``read_index(id)``, ``transfer_leadership(to)`` and
-``change_membership(change)``; take what it needs done from ``ready()`` and
-acknowledge it with ``advance(ready)``. See the README's "The core" section.
+Drive a :class:`RaftCore` with its inputs (:data:`INPUTS`: ``tick()``,
+``step(message)``, ``propose(data)``, ...); take what it needs done from
+``ready()``, its only output, and acknowledge it with ``advance(ready)``;
+read its state with ``status()``. See docs/design.md, "The core", and
+:mod:`raft_trio.testing.driver` for a complete in-memory Ready loop.
 """
 
 from ._config import RaftConfig
@@ -24,16 +25,19 @@ from ._messages import (
     encode_message,
 )
 from ._progress import Progress, ProgressState
-from ._raft import RaftCore
+from ._raft import INPUTS, RaftCore
 from ._ready import ReadState, Ready, Role, SoftState
+from ._status import BasicStatus, ProgressStatus, Status
 from ._storage import CompactedError, LogStorage, MemoryStorage, UnavailableError
 from ._types import Entry, EntryKind, HardState, Member, Membership, NodeId, Snapshot, SnapshotMeta
 
 __all__ = [
+    "INPUTS",
     "AddLearner",
     "AlreadyMember",
     "AppendEntries",
     "AppendEntriesResponse",
+    "BasicStatus",
     "CompactedError",
     "ConfChange",
     "ConfigChangeRejected",
@@ -53,6 +57,7 @@ __all__ = [
     "NotMember",
     "Progress",
     "ProgressState",
+    "ProgressStatus",
     "PromoteLearner",
     "ProposalDropped",
     "RaftConfig",
@@ -68,6 +73,7 @@ __all__ = [
     "Snapshot",
     "SnapshotMeta",
     "SoftState",
+    "Status",
     "TimeoutNow",
     "UnavailableError",
     "UpdateMember",

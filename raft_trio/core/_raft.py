@@ -1,20 +1,9 @@
 """The Raft protocol as a deterministic state machine (etcd's ``raft.go``).
 
-Every input the core takes:
-- from peers: ``step(message)``;
-- from the clock: ``tick()`` (``ticks_until_due()`` says when the next one
-  matters);
-- from clients: ``propose(data)``, ``read_index(request_id)``,
-  ``change_membership(change)``, ``transfer_leadership(to)``;
-- from the runtime's own observations: ``report_unreachable(peer)`` (a
-  stream broke), ``report_snapshot(peer, success)``, ``step_down()`` (its
-  disk stalled past an election timeout);
-- ``advance(ready)``: the runtime handled that Ready.
-Output: ``ready()`` (see ``_ready.py`` for the order of its handling).
-``take_leader_messages()`` hands out, between two Readys, the messages of
-``SENT_BEFORE_PERSIST`` queued meanwhile (heartbeats, appends), so that a
-leader's heartbeats never wait for a persist in progress; every other
-output waits for the next Ready.
+Every input the core takes is a method named in :data:`INPUTS`, and its
+only output is the Ready (``ready()``; ``_ready.py`` says how to handle
+one). ``status()`` reports its state as a frozen value; nothing else of it
+is public (tests/core/test_surface.py holds the class to that).
 
 Same inputs, same outputs: the core reads no clock, touches no disk or
 socket, and draws its randomness only from the ``random.Random`` it is given.
@@ -58,11 +47,44 @@ from ._messages import (
 )
 from ._progress import Progress, ProgressState
 from ._quorum import VoteResult, committed_index, has_quorum, vote_result
-from ._ready import SENT_BEFORE_PERSIST, ReadState, Ready, Role, SoftState
+from ._ready import ReadState, Ready, Role, SoftState
+from ._status import BasicStatus, ProgressStatus, Status
 from ._storage import CompactedError, LogStorage
 from ._types import Entry, EntryKind, HardState, Membership, NodeId, Snapshot, SnapshotMeta
 
+#: Every input the core takes, each a method of :class:`RaftCore`:
+INPUTS = (
+    # from the clock (``ticks_until_due()`` says when the next one matters)
+    "tick",
+    # from peers
+    "step",
+    # from clients
+    "propose",
+    "read_index",
+    "change_membership",
+    "transfer_leadership",
+    # from the runtime's own observations: a peer's stream broke, a
+    # snapshot was sent (or not), the disk stalled past an election timeout
+    "report_unreachable",
+    "report_snapshot",
+    "step_down",
+    # the runtime handled a Ready
+    "advance",
+)
+#: The core's one output.
+OUTPUT = "ready"
+#: What may be asked without changing anything.
+QUERIES = ("has_ready", "basic_status", "status", "ticks_until_due", "snapshot_meta", "id", "config")
+
 _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
+
+#: The messages sent at once, ahead of their Ready's persist: only a
+#: leader's. They promise nothing about the sender's disk (its term and
+#: vote were durable before it could lead: a candidate's RequestVotes wait
+#: for them; and it counts its own entries only once ``advance`` reported
+#: them durable, §10.2.1). Every other message (a vote, an acknowledgement)
+#: promises what its Ready persists, and waits for it.
+_SENT_AT_ONCE = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 class RaftCore:
@@ -74,14 +96,14 @@ class RaftCore:
         rng: random.Random,
     ) -> None:
         config.validate()
-        self.id = node_id
-        self.config = config
+        self._id = node_id
+        self._config = config
         self._rng = rng
-        self.log = RaftLog(storage)
+        self._log = RaftLog(storage)
 
         hard_state = storage.hard_state()
-        self.term = hard_state.term
-        self.vote: NodeId | None = hard_state.vote
+        self._term = hard_state.term
+        self._vote: NodeId | None = hard_state.vote
 
         # Configuration history: (index, membership) for the snapshot's
         # configuration and every CONFIG entry after it. The last item is in
@@ -92,16 +114,16 @@ class RaftCore:
         for entry in storage.config_entries():
             self._config_history.append((entry.index, Membership.decode(entry.data)))
 
-        self.role = Role.FOLLOWER
-        self.leader_id: NodeId | None = None
-        self.election_elapsed = 0
-        self.heartbeat_elapsed = 0
-        self.randomized_election_timeout = 0
+        self._role = Role.FOLLOWER
+        self._leader_id: NodeId | None = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._randomized_election_timeout = 0
         self._reset_election_timeout()
 
-        self.progress: dict[NodeId, Progress] = {}
+        self._progress: dict[NodeId, Progress] = {}
         self._votes: dict[NodeId, bool] = {}
-        self.lead_transferee: NodeId | None = None
+        self._lead_transferee: NodeId | None = None
         self._transfer_elapsed = 0
 
         # Read index (§6.4). A read arriving now is confirmed by the
@@ -112,51 +134,107 @@ class RaftCore:
         self._read_states: list[ReadState] = []
         self._dropped_reads: list[int] = []
 
+        #: Queued messages: to send at once, and after the next persist.
         self._messages: list[Message] = []
+        self._messages_after_persist: list[Message] = []
+        #: The Ready handed out and not yet advanced (one at a time).
+        self._in_flight: Ready | None = None
         self._broadcast_pending = False
-        self._commit_broadcast = self.log.committed
+        self._commit_broadcast = self._log.committed
         self._persisted_hard_state = hard_state
-        self._announced_soft_state = SoftState(Role.FOLLOWER, self.term, None)
-        self._announced_membership = self.membership
+        self._announced_soft_state = SoftState(Role.FOLLOWER, self._term, None)
+        self._announced_membership = self._membership
 
     # ------------------------------------------------------------------
     # Queries
 
     @property
-    def membership(self) -> Membership:
+    def id(self) -> NodeId:
+        return self._id
+
+    @property
+    def config(self) -> RaftConfig:
+        return self._config
+
+    def basic_status(self) -> BasicStatus:
+        """The core's state now, without its log bounds, timers and
+        progress: cheap enough to ask on every input."""
+        return BasicStatus(
+            self._id,
+            self._role,
+            self._term,
+            self._vote,
+            self._leader_id,
+            self._log.committed,
+            self._log.applied,
+            self._membership,
+            self._lead_transferee,
+        )
+
+    def status(self) -> Status:
+        """All of the core's state worth reporting, now."""
+        log = self._log
+        progress = {
+            node_id: ProgressStatus(
+                pr.match, pr.next, pr.state, pr.recent_active, len(pr.inflights), pr.paused()
+            )
+            for node_id, pr in self._progress.items()
+        }
+        return Status(
+            self._id,
+            self._role,
+            self._term,
+            self._vote,
+            self._leader_id,
+            log.committed,
+            log.applied,
+            self._membership,
+            self._lead_transferee,
+            commit_term=log.term(log.committed) or 0,
+            first_index=log.first_index(),
+            last_index=log.last_index(),
+            committed_membership=self._committed_membership,
+            election_elapsed=self._election_elapsed,
+            election_timeout=self._randomized_election_timeout,
+            heartbeat_elapsed=self._heartbeat_elapsed,
+            progress=progress if self._role is Role.LEADER else {},
+        )
+
+    @property
+    def _membership(self) -> Membership:
         return self._config_history[-1][1]
 
     @property
-    def hard_state(self) -> HardState:
-        return HardState(self.term, self.vote, self.log.committed)
+    def _hard_state(self) -> HardState:
+        return HardState(self._term, self._vote, self._log.committed)
 
     @property
-    def soft_state(self) -> SoftState:
-        return SoftState(self.role, self.term, self.leader_id)
+    def _soft_state(self) -> SoftState:
+        return SoftState(self._role, self._term, self._leader_id)
 
     @property
-    def committed_membership(self) -> Membership:
+    def _committed_membership(self) -> Membership:
         """The configuration of the last committed configuration entry. A
         member that the configuration in force drops is still in this one
         until its removal commits, and still gets messages until then
         (§4.2.2): a removed leader needs its followers' acknowledgements to
         commit its own removal."""
-        return self.membership_at(self.log.committed)
+        return self._membership_at(self._log.committed)
 
     @property
-    def handing_over(self) -> bool:
+    def _handing_over(self) -> bool:
         """A leader that takes no proposal because it is handing leadership
         over: a transfer is under way, or it is being removed (it hands over
         once the removal commits)."""
-        return self.role is Role.LEADER and (
-            self.lead_transferee is not None or self.id not in self.membership.voters
+        return self._role is Role.LEADER and (
+            self._lead_transferee is not None or self._id not in self._membership.voters
         )
 
-    def promotable(self) -> bool:
+    def _promotable(self) -> bool:
         """Only voters of the configuration in force may campaign."""
-        return self.id in self.membership.voters
+        return self._id in self._membership.voters
 
-    def membership_at(self, index: int) -> Membership:
+    def _membership_at(self, index: int) -> Membership:
         """The configuration in force at ``index``, for a snapshot taken
         there. ``index`` must be at least the applied index at the last
         ``advance`` (older history is pruned)."""
@@ -169,17 +247,17 @@ class RaftCore:
 
     def snapshot_meta(self, index: int) -> SnapshotMeta:
         """Metadata for a state machine snapshot taken at applied ``index``."""
-        term = self.log.term(index)
+        term = self._log.term(index)
         if term is None:
             raise CompactedError(index)
-        return SnapshotMeta(index, term, self.membership_at(index))
+        return SnapshotMeta(index, term, self._membership_at(index))
 
     # ------------------------------------------------------------------
     # Inputs
 
     def tick(self) -> None:
         """One unit of logical time."""
-        if self.role is Role.LEADER:
+        if self._role is Role.LEADER:
             self._tick_leader()
         else:
             self._tick_election()
@@ -190,46 +268,46 @@ class RaftCore:
         runtime may sleep until then and deliver them all at once, as long
         as it does so before any other input. None: no timer runs (a
         member that may not campaign)."""
-        if self.role is Role.LEADER:
+        if self._role is Role.LEADER:
             due = min(
-                self.config.heartbeat_ticks - self.heartbeat_elapsed,
-                self.config.election_ticks_min - self.election_elapsed,
+                self._config.heartbeat_ticks - self._heartbeat_elapsed,
+                self._config.election_ticks_min - self._election_elapsed,
             )
-            if self.lead_transferee is not None:
-                due = min(due, self.config.transfer_ticks - self._transfer_elapsed)
-            if self.log.committed > self._commit_broadcast:
+            if self._lead_transferee is not None:
+                due = min(due, self._config.transfer_ticks - self._transfer_elapsed)
+            if self._log.committed > self._commit_broadcast:
                 due = 1  # the commit index waits for the next tick (lazy_commit_broadcast)
             return max(1, due)
-        if not self.promotable():
+        if not self._promotable():
             return None
-        return max(1, self.randomized_election_timeout - self.election_elapsed)
+        return max(1, self._randomized_election_timeout - self._election_elapsed)
 
     def propose(self, data: bytes) -> int:
         """Append a command; returns its log index. The command is committed
         once an entry of this term at that index is applied."""
         self._check_can_propose()
-        if self.log.last_index() - self.log.committed >= self.config.max_uncommitted_entries:
+        if self._log.last_index() - self._log.committed >= self._config.max_uncommitted_entries:
             raise ProposalDropped("too many uncommitted entries; the cluster is not keeping up")
         return self._append_as_leader(EntryKind.NORMAL, data)
 
     def change_membership(self, change: ConfChange) -> int:
         """Append a configuration change; returns its log index."""
         self._check_can_propose()
-        if self.log.term(self.log.committed) != self.term:
+        if self._log.term(self._log.committed) != self._term:
             # §4.1 and the 2015 fix: a new leader must commit an entry of its
             # own term before it changes the configuration.
             raise ConfigChangeRejected("the leader has not yet committed an entry of its term")
-        if self._config_history[-1][0] > self.log.committed:
+        if self._config_history[-1][0] > self._log.committed:
             raise ConfigChangeRejected("another membership change is still in progress")
-        new = apply_change(self.membership, change)
+        new = apply_change(self._membership, change)
         return self._append_as_leader(EntryKind.CONFIG, new.encode())
 
     def read_index(self, request_id: int) -> None:
         """Ask for a linearizable read (§6.4). A ``ReadState`` with this id
         comes out in a later Ready once a quorum confirmed leadership;
         ``dropped_reads`` carries it instead if leadership is lost."""
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader_id)
         if not self._committed_in_current_term():
             # §6.4 step 1: until the leader's no-op commits, its commit
             # index may be behind the cluster's.
@@ -241,26 +319,26 @@ class RaftCore:
         """Hand leadership to ``to`` (or the most caught-up voter) (§3.10):
         stop taking proposals, catch the target up, send TimeoutNow.
         Returns the target's id."""
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
-        voters = self.membership.voters
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader_id)
+        voters = self._membership.voters
         if to is None:
-            candidates = sorted(v for v in voters if v != self.id)
+            candidates = sorted(v for v in voters if v != self._id)
             if not candidates:
                 raise RaftError("there is no other voter to transfer leadership to")
             # A voter heard from in this check-quorum round first (one that
             # went silent cannot take over), then the most caught up.
-            to = max(candidates, key=lambda v: (self.progress[v].recent_active, self.progress[v].match))
-        if to == self.id:
+            to = max(candidates, key=lambda v: (self._progress[v].recent_active, self._progress[v].match))
+        if to == self._id:
             return to
         if to not in voters:
             raise RaftError(f"{to} is not a voter")
-        if self.lead_transferee == to:
+        if self._lead_transferee == to:
             return to
-        self.lead_transferee = to
+        self._lead_transferee = to
         self._transfer_elapsed = 0
-        if self.progress[to].match == self.log.last_index():
-            self._send(TimeoutNow(self.term, self.id, to))
+        if self._progress[to].match == self._log.last_index():
+            self._send(TimeoutNow(self._term, self._id, to))
         else:
             self._send_append(to)
         return to
@@ -268,14 +346,14 @@ class RaftCore:
     def report_unreachable(self, node_id: NodeId) -> None:
         """The runtime could not deliver to ``node_id``: stop pipelining to
         it and probe, so nothing more piles up for it."""
-        pr = self.progress.get(node_id)
+        pr = self._progress.get(node_id)
         if pr is not None and pr.state is ProgressState.REPLICATE:
             pr.become_probe()
 
     def report_snapshot(self, node_id: NodeId, success: bool) -> None:
         """The runtime finished sending a snapshot to ``node_id``; on failure
         probe again (which sends a fresh one)."""
-        pr = self.progress.get(node_id)
+        pr = self._progress.get(node_id)
         if pr is not None and pr.state is ProgressState.SNAPSHOT and not success:
             pr.become_probe()
 
@@ -284,30 +362,14 @@ class RaftCore:
         disk has stalled for longer than an election timeout, so that a
         leader that cannot make entries durable does not linger (a zombie
         leader holds clients while the others could elect a working one)."""
-        if self.role is Role.LEADER:
-            self._become_follower(self.term, None)
-
-    def take_leader_messages(self) -> list[Message]:
-        """Take the queued messages a leader sends (AppendEntries,
-        Heartbeat, InstallSnapshot, TimeoutNow). They promise nothing about
-        this node's disk (its term and vote were durable before it could
-        lead, and it counts its own entries only once durable, §10.2.1), so
-        the runtime may send them at once, even while a Ready is being
-        persisted: heartbeats never wait on the disk. Every other message
-        still comes out in ``ready()`` and waits for its persist."""
-        self._flush_broadcast()
-        if not self._messages:
-            return []
-        taken: list[Message] = [m for m in self._messages if isinstance(m, SENT_BEFORE_PERSIST)]
-        if taken:
-            self._messages = [m for m in self._messages if not isinstance(m, SENT_BEFORE_PERSIST)]
-        return taken
+        if self._role is Role.LEADER:
+            self._become_follower(self._term, None)
 
     def step(self, m: Message) -> None:
         """Take in one message from a peer."""
-        if m.dst != self.id:
+        if m.dst != self._id:
             return
-        if m.term > self.term:
+        if m.term > self._term:
             if isinstance(m, RequestVote) and not m.transfer and self._in_leader_lease():
                 # §4.2.3: a server that heard from a leader within the
                 # minimum election timeout neither updates its term nor
@@ -320,22 +382,22 @@ class RaftCore:
             else:
                 leader = m.src if isinstance(m, _LEADER_MESSAGES) else None
                 self._become_follower(m.term, leader)
-        elif m.term < self.term:
+        elif m.term < self._term:
             if isinstance(m, (AppendEntries, Heartbeat)) and (
-                self.config.check_quorum or self.config.pre_vote
+                self._config.check_quorum or self._config.pre_vote
             ):
                 # A stale leader would otherwise never learn of the new term
                 # (pre-vote keeps our term from reaching it through votes).
-                self._send(AppendEntriesResponse(self.term, self.id, m.src, success=False, index=0))
+                self._send(AppendEntriesResponse(self._term, self._id, m.src, success=False, index=0))
             elif isinstance(m, RequestVote) and m.pre_vote:
-                self._send(RequestVoteResponse(self.term, self.id, m.src, granted=False, pre_vote=True))
+                self._send(RequestVoteResponse(self._term, self._id, m.src, granted=False, pre_vote=True))
             return
 
         if isinstance(m, RequestVote):
             self._handle_request_vote(m)
-        elif self.role is Role.LEADER:
+        elif self._role is Role.LEADER:
             self._step_leader(m)
-        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+        elif self._role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
             self._step_candidate(m)
         else:
             self._step_follower(m)
@@ -344,43 +406,56 @@ class RaftCore:
     # Output
 
     def has_ready(self) -> bool:
+        """Whether ``ready()`` has anything to hand out: while a Ready is
+        in flight, only messages to send at once count."""
+        if self._messages or self._broadcast_pending:
+            return True
+        if self._in_flight is not None:
+            return False
         return bool(
-            self._messages
-            or self._broadcast_pending
-            or self.log.unstable_entries
-            or self.log.unstable_snapshot is not None
-            or self.log.has_entries_to_apply()
+            self._messages_after_persist
+            or self._log.unstable_entries
+            or self._log.unstable_snapshot is not None
+            or self._log.has_entries_to_apply()
             or self._read_states
             or self._dropped_reads
             or self._hard_state_to_persist() is not None
-            or self.soft_state != self._announced_soft_state
-            or self.membership != self._announced_membership
+            or self._soft_state != self._announced_soft_state
+            or self._membership != self._announced_membership
         )
 
     def ready(self) -> Ready:
-        """Everything the runtime must do now. Call ``advance`` with it once
-        done, before asking for the next one."""
+        """Everything the runtime must do now (``_ready.py``: in what
+        order). Unless it holds only messages, the Ready is in flight until
+        ``advance(ready)``; asked again meanwhile, the core hands out only
+        the messages that may be sent at once."""
         self._flush_broadcast()
+        messages, self._messages = self._messages, []
+        if self._in_flight is not None:
+            return Ready(messages=messages)
         hard_state = self._hard_state_to_persist()
-        soft_state = self.soft_state
-        membership = self.membership
+        soft_state = self._soft_state
+        membership = self._membership
         committed: list[Entry] = []
-        if self.log.has_entries_to_apply():
-            committed = self.log.committed_entries_to_apply(self.config.max_apply_bytes)
+        if self._log.has_entries_to_apply():
+            committed = self._log.committed_entries_to_apply(self._config.max_apply_bytes)
         ready = Ready(
             hard_state=hard_state,
-            entries=list(self.log.unstable_entries),
-            snapshot=self.log.unstable_snapshot,
+            entries=list(self._log.unstable_entries),
+            snapshot=self._log.unstable_snapshot,
             committed_entries=committed,
-            messages=self._messages,
+            messages=messages,
+            messages_after_persist=self._messages_after_persist,
             read_states=self._read_states,
             dropped_reads=self._dropped_reads,
             soft_state=soft_state if soft_state != self._announced_soft_state else None,
             membership=membership if membership != self._announced_membership else None,
         )
-        self._messages = []
+        self._messages_after_persist = []
         self._read_states = []
         self._dropped_reads = []
+        if not ready.only_messages():
+            self._in_flight = ready
         return ready
 
     def _hard_state_to_persist(self) -> HardState | None:
@@ -388,13 +463,13 @@ class RaftCore:
         and vote must be durable before anything is sent (Figure 3.1); the
         commit index need not be (it is volatile state), so a change of it
         alone costs no fsync: it rides along with the next entries written."""
-        current = self.hard_state
+        current = self._hard_state
         persisted = self._persisted_hard_state
         if current == persisted:
             return None
         if current.term != persisted.term or current.vote != persisted.vote:
             return current
-        if self.log.unstable_entries or self.log.unstable_snapshot is not None:
+        if self._log.unstable_entries or self._log.unstable_snapshot is not None:
             return current
         return None
 
@@ -404,12 +479,18 @@ class RaftCore:
             # the last flush (batching); an empty one only to carry a new
             # commit index.
             self._broadcast_pending = False
-            commit_news = self.log.committed > self._commit_broadcast
-            self._commit_broadcast = self.log.committed
+            commit_news = self._log.committed > self._commit_broadcast
+            self._commit_broadcast = self._log.committed
             self._broadcast_append(send_if_empty=commit_news)
 
     def advance(self, ready: Ready) -> None:
-        """The runtime has persisted, sent and applied ``ready``."""
+        """The runtime has persisted, sent and applied ``ready``, the Ready
+        in flight (one that holds only messages needs no ``advance``)."""
+        if ready.only_messages():
+            return
+        if ready is not self._in_flight:
+            raise RaftError("advance() takes the Ready in flight, once: the last one ready() handed out")
+        self._in_flight = None
         if ready.hard_state is not None:
             self._persisted_hard_state = ready.hard_state
         if ready.soft_state is not None:
@@ -417,14 +498,14 @@ class RaftCore:
         if ready.membership is not None:
             self._announced_membership = ready.membership
         if ready.snapshot is not None:
-            self.log.stable_snapshot(ready.snapshot.meta.index)
+            self._log.stable_snapshot(ready.snapshot.meta.index)
         if ready.entries:
             last = ready.entries[-1]
-            self.log.stable_to(last.index, last.term)
+            self._log.stable_to(last.index, last.term)
         if ready.committed_entries:
-            self.log.applied_to(ready.committed_entries[-1].index)
+            self._log.applied_to(ready.committed_entries[-1].index)
         self._prune_config_history()
-        own = self.progress.get(self.id) if self.role is Role.LEADER else None
+        own = self._progress.get(self._id) if self._role is Role.LEADER else None
         if own is not None and own.maybe_update(self._stable_last_index()):
             # The leader's own entries count towards a quorum only once
             # durable (DESIGN: durable before counted).
@@ -434,40 +515,40 @@ class RaftCore:
     # Role transitions
 
     def _become_follower(self, term: int, leader_id: NodeId | None) -> None:
-        if self.role is Role.LEADER:
+        if self._role is Role.LEADER:
             self._abandon_leadership()
-        if term != self.term:
-            self.term = term
-            self.vote = None
-        self.role = Role.FOLLOWER
-        self.leader_id = leader_id
+        if term != self._term:
+            self._term = term
+            self._vote = None
+        self._role = Role.FOLLOWER
+        self._leader_id = leader_id
         self._reset_election_timeout()
 
     def _become_pre_candidate(self) -> None:
         # §9.6: no change of term or vote; a pre-candidate has no leader.
-        self.role = Role.PRE_CANDIDATE
-        self.leader_id = None
-        self._votes = {self.id: True}
+        self._role = Role.PRE_CANDIDATE
+        self._leader_id = None
+        self._votes = {self._id: True}
 
     def _become_candidate(self) -> None:
-        self.term += 1
-        self.vote = self.id
-        self.role = Role.CANDIDATE
-        self.leader_id = None
-        self._votes = {self.id: True}
+        self._term += 1
+        self._vote = self._id
+        self._role = Role.CANDIDATE
+        self._leader_id = None
+        self._votes = {self._id: True}
         self._reset_election_timeout()
 
     def _become_leader(self) -> None:
-        self.role = Role.LEADER
-        self.leader_id = self.id
+        self._role = Role.LEADER
+        self._leader_id = self._id
         self._reset_election_timeout()
-        self.heartbeat_elapsed = 0
-        self.progress = {}
+        self._heartbeat_elapsed = 0
+        self._progress = {}
         for node_id in self._replicated_ids():
             self._add_progress(node_id)
         # A leader being removed still leads until the removal commits
         # (§4.2.2) but has no progress of its own, so it never counts itself.
-        own = self.progress.get(self.id)
+        own = self._progress.get(self._id)
         if own is not None:
             own.maybe_update(self._stable_last_index())
             own.become_replicate()
@@ -476,8 +557,8 @@ class RaftCore:
         self._append_as_leader(EntryKind.NOOP, b"")
 
     def _abandon_leadership(self) -> None:
-        self.progress = {}
-        self.lead_transferee = None
+        self._progress = {}
+        self._lead_transferee = None
         self._dropped_reads.extend(request_id for _, request_id, _ in self._pending_reads)
         self._dropped_reads.extend(self._reads_awaiting_term_commit)
         self._pending_reads = []
@@ -485,53 +566,53 @@ class RaftCore:
         self._broadcast_pending = False
 
     def _reset_election_timeout(self) -> None:
-        self.election_elapsed = 0
-        self.randomized_election_timeout = self._rng.randint(
-            self.config.election_ticks_min, self.config.election_ticks_max
+        self._election_elapsed = 0
+        self._randomized_election_timeout = self._rng.randint(
+            self._config.election_ticks_min, self._config.election_ticks_max
         )
 
     # ------------------------------------------------------------------
     # Timers
 
     def _tick_election(self) -> None:
-        self.election_elapsed += 1
-        if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
+        self._election_elapsed += 1
+        if self._promotable() and self._election_elapsed >= self._randomized_election_timeout:
             self._campaign(transfer=False)
 
     def _tick_leader(self) -> None:
-        self.heartbeat_elapsed += 1
-        self.election_elapsed += 1
-        if self.election_elapsed >= self.config.election_ticks_min:
-            self.election_elapsed = 0
-            if self.config.check_quorum and not self._quorum_active():
+        self._heartbeat_elapsed += 1
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._config.election_ticks_min:
+            self._election_elapsed = 0
+            if self._config.check_quorum and not self._quorum_active():
                 # §6.2: a leader cut off from a majority steps down rather
                 # than serve stale reads or hang clients forever.
-                self._become_follower(self.term, None)
+                self._become_follower(self._term, None)
                 return
-            for node_id, pr in self.progress.items():
-                pr.recent_active = node_id == self.id
+            for node_id, pr in self._progress.items():
+                pr.recent_active = node_id == self._id
                 if pr.state is ProgressState.SNAPSHOT:
                     # An InstallSnapshot unanswered for two election
                     # timeouts was lost: probe, which sends a fresh one.
                     pr.snapshot_rounds += 1
                     if pr.snapshot_rounds > 2:
                         pr.become_probe()
-        if self.lead_transferee is not None:
+        if self._lead_transferee is not None:
             self._transfer_elapsed += 1
-            if self._transfer_elapsed >= self.config.transfer_ticks:
-                self.lead_transferee = None  # §3.10: abort, take proposals again
-        if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
-            self.heartbeat_elapsed = 0
+            if self._transfer_elapsed >= self._config.transfer_ticks:
+                self._lead_transferee = None  # §3.10: abort, take proposals again
+        if self._heartbeat_elapsed >= self._config.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
             self._broadcast_heartbeat()
             self._maybe_promote_learner()
-        if self.log.committed > self._commit_broadcast:
+        if self._log.committed > self._commit_broadcast:
             # A commit not yet carried by any broadcast (lazy_commit_broadcast).
             self._broadcast_pending = True
 
     def _campaign(self, transfer: bool) -> None:
         """Start an election: a pre-vote first unless this is a leadership
         transfer (§3.10 elections skip pre-vote and override leases)."""
-        if self.config.pre_vote and not transfer:
+        if self._config.pre_vote and not transfer:
             self._reset_election_timeout()
             self._become_pre_candidate()
         else:
@@ -541,27 +622,27 @@ class RaftCore:
     def _request_votes(self, transfer: bool) -> None:
         if self._tally_votes() is not VoteResult.PENDING:
             return  # a cluster of one decides at once
-        pre_vote = self.role is Role.PRE_CANDIDATE
-        ask_term = self.term + 1 if pre_vote else self.term
-        last_index, last_term = self.log.last_index(), self.log.last_term()
-        for voter in sorted(self.membership.voters):
-            if voter != self.id:
+        pre_vote = self._role is Role.PRE_CANDIDATE
+        ask_term = self._term + 1 if pre_vote else self._term
+        last_index, last_term = self._log.last_index(), self._log.last_term()
+        for voter in sorted(self._membership.voters):
+            if voter != self._id:
                 self._send(
                     RequestVote(
-                        ask_term, self.id, voter, last_index, last_term, pre_vote=pre_vote, transfer=transfer
+                        ask_term, self._id, voter, last_index, last_term, pre_vote=pre_vote, transfer=transfer
                     )
                 )
 
     def _tally_votes(self) -> VoteResult:
-        result = vote_result(self.membership.voters, self._votes)
+        result = vote_result(self._membership.voters, self._votes)
         if result is VoteResult.WON:
-            if self.role is Role.PRE_CANDIDATE:
+            if self._role is Role.PRE_CANDIDATE:
                 self._become_candidate()
                 self._request_votes(transfer=False)
             else:
                 self._become_leader()
         elif result is VoteResult.LOST:
-            self._become_follower(self.term, None)
+            self._become_follower(self._term, None)
         return result
 
     # ------------------------------------------------------------------
@@ -569,31 +650,31 @@ class RaftCore:
 
     def _in_leader_lease(self) -> bool:
         return (
-            self.config.check_quorum
-            and self.leader_id is not None
-            and self.election_elapsed < self.config.election_ticks_min
+            self._config.check_quorum
+            and self._leader_id is not None
+            and self._election_elapsed < self._config.election_ticks_min
         )
 
     def _handle_request_vote(self, m: RequestVote) -> None:
         can_vote = (
-            self.vote == m.src
-            or (self.vote is None and self.leader_id is None)
-            or (m.pre_vote and m.term > self.term)
+            self._vote == m.src
+            or (self._vote is None and self._leader_id is None)
+            or (m.pre_vote and m.term > self._term)
         )
         if can_vote and self._log_ok_for_vote(m):
             if m.pre_vote:
-                self._send(RequestVoteResponse(m.term, self.id, m.src, granted=True, pre_vote=True))
+                self._send(RequestVoteResponse(m.term, self._id, m.src, granted=True, pre_vote=True))
             else:
-                self.vote = m.src
-                self.election_elapsed = 0
-                self._send(RequestVoteResponse(self.term, self.id, m.src, granted=True))
+                self._vote = m.src
+                self._election_elapsed = 0
+                self._send(RequestVoteResponse(self._term, self._id, m.src, granted=True))
         else:
-            self._send(RequestVoteResponse(self.term, self.id, m.src, granted=False, pre_vote=m.pre_vote))
+            self._send(RequestVoteResponse(self._term, self._id, m.src, granted=False, pre_vote=m.pre_vote))
 
     def _log_ok_for_vote(self, m: RequestVote) -> bool:
         """§3.6.1: grant only to a candidate whose log is at least as
         up-to-date as ours (Leader Completeness rests on this)."""
-        return self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        return self._log.is_up_to_date(m.last_log_index, m.last_log_term)
 
     # ------------------------------------------------------------------
     # Candidate
@@ -604,9 +685,9 @@ class RaftCore:
             self._become_follower(m.term, m.src)
             self._step_follower(m)
         elif isinstance(m, RequestVoteResponse):
-            if m.pre_vote != (self.role is Role.PRE_CANDIDATE):
+            if m.pre_vote != (self._role is Role.PRE_CANDIDATE):
                 return
-            if m.src not in self.membership.voters:
+            if m.src not in self._membership.voters:
                 return
             self._votes[m.src] = m.granted
             self._tally_votes()
@@ -616,33 +697,33 @@ class RaftCore:
 
     def _step_follower(self, m: Message) -> None:
         if isinstance(m, _LEADER_MESSAGES):
-            self.election_elapsed = 0
-            self.leader_id = m.src
+            self._election_elapsed = 0
+            self._leader_id = m.src
             if isinstance(m, AppendEntries):
                 self._handle_append_entries(m)
             elif isinstance(m, Heartbeat):
                 self._handle_heartbeat(m)
             else:
                 self._handle_install_snapshot(m)
-        elif isinstance(m, TimeoutNow) and self.promotable():
+        elif isinstance(m, TimeoutNow) and self._promotable():
             self._campaign(transfer=True)
 
     def _handle_append_entries(self, m: AppendEntries) -> None:
-        if m.prev_index < self.log.committed:
+        if m.prev_index < self._log.committed:
             # Already have everything up to our commit index.
             self._send(
-                AppendEntriesResponse(self.term, self.id, m.src, success=True, index=self.log.committed)
+                AppendEntriesResponse(self._term, self._id, m.src, success=True, index=self._log.committed)
             )
             return
-        result = self.log.maybe_append(m.prev_index, m.prev_term, m.commit, m.entries)
+        result = self._log.maybe_append(m.prev_index, m.prev_term, m.commit, m.entries)
         if result is None:
-            hint_index = min(m.prev_index, self.log.last_index())
-            hint_index = self.log.find_conflict_by_term(hint_index, m.prev_term)
-            hint_term = self.log.term(hint_index) or 0
+            hint_index = min(m.prev_index, self._log.last_index())
+            hint_index = self._log.find_conflict_by_term(hint_index, m.prev_term)
+            hint_term = self._log.term(hint_index) or 0
             self._send(
                 AppendEntriesResponse(
-                    self.term,
-                    self.id,
+                    self._term,
+                    self._id,
                     m.src,
                     success=False,
                     index=m.prev_index,
@@ -654,34 +735,34 @@ class RaftCore:
         last, conflict = result
         if conflict:
             self._log_changed(conflict, m.entries)
-        self._send(AppendEntriesResponse(self.term, self.id, m.src, success=True, index=last))
+        self._send(AppendEntriesResponse(self._term, self._id, m.src, success=True, index=last))
 
     def _handle_heartbeat(self, m: Heartbeat) -> None:
-        self.log.commit_to(m.commit)
-        self._send(HeartbeatResponse(self.term, self.id, m.src, seq=m.seq))
+        self._log.commit_to(m.commit)
+        self._send(HeartbeatResponse(self._term, self._id, m.src, seq=m.seq))
 
     def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
         meta = m.meta
-        if meta.index <= self.log.committed:
-            index = self.log.committed
-        elif self.log.match_term(meta.index, meta.term):
+        if meta.index <= self._log.committed:
+            index = self._log.committed
+        elif self._log.match_term(meta.index, meta.term):
             # Our log already holds the snapshot's last entry: keep what
             # follows it (§5.3, InstallSnapshot receiver rule 6).
-            self.log.commit_to(meta.index)
+            self._log.commit_to(meta.index)
             index = meta.index
         else:
-            self.log.restore(Snapshot(meta, m.data))
+            self._log.restore(Snapshot(meta, m.data))
             self._config_history = [(meta.index, meta.membership)]
             index = meta.index
-        self._send(AppendEntriesResponse(self.term, self.id, m.src, success=True, index=index))
+        self._send(AppendEntriesResponse(self._term, self._id, m.src, success=True, index=index))
 
     # ------------------------------------------------------------------
     # Leader
 
     def _step_leader(self, m: Message) -> None:
         if isinstance(m, _LEADER_MESSAGES):
-            raise AssertionError(f"two leaders in term {self.term}: {self.id} and {m.src}")
-        pr = self.progress.get(m.src)
+            raise AssertionError(f"two leaders in term {self._term}: {self._id} and {m.src}")
+        pr = self._progress.get(m.src)
         if pr is None:
             return
         pr.responded = True
@@ -701,7 +782,7 @@ class RaftCore:
             if m.seq > pr.acked_seq:
                 pr.acked_seq = m.seq
                 self._release_confirmed_reads()
-            if pr.match < self.log.last_index():
+            if pr.match < self._log.last_index():
                 self._send_append(m.src)
 
     def _handle_append_success(self, node_id: NodeId, pr: Progress, index: int) -> None:
@@ -715,64 +796,64 @@ class RaftCore:
         else:
             pr.inflights.free_up_to(index)
         self._maybe_commit()
-        if self.role is not Role.LEADER:
+        if self._role is not Role.LEADER:
             return  # the commit removed this leader (§4.2.2)
-        if node_id not in self.progress:
+        if node_id not in self._progress:
             return  # the commit completed this member's removal
         while self._send_append(node_id, send_if_empty=False):
             pass
-        if node_id == self.lead_transferee and pr.match == self.log.last_index():
-            self._send(TimeoutNow(self.term, self.id, node_id))
-        if node_id in self.membership.learners:
+        if node_id == self._lead_transferee and pr.match == self._log.last_index():
+            self._send(TimeoutNow(self._term, self._id, node_id))
+        if node_id in self._membership.learners:
             self._maybe_promote_learner()
 
     def _handle_append_reject(self, node_id: NodeId, pr: Progress, m: AppendEntriesResponse) -> None:
         hint = m.hint_index
         if m.hint_term > 0:
-            hint = self.log.find_conflict_by_term(m.hint_index, m.hint_term)
+            hint = self._log.find_conflict_by_term(m.hint_index, m.hint_term)
         if pr.maybe_decrease_to(m.index, hint):
             if pr.state is ProgressState.REPLICATE:
                 pr.become_probe()
             self._send_append(node_id)
 
     def _check_can_propose(self) -> None:
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
-        if self.lead_transferee is not None:
-            raise ProposalDropped(f"leadership is being transferred to {self.lead_transferee}")
-        if self.id not in self.membership.voters:
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader_id)
+        if self._lead_transferee is not None:
+            raise ProposalDropped(f"leadership is being transferred to {self._lead_transferee}")
+        if self._id not in self._membership.voters:
             # §4.2.2: appending nothing after its own removal means that the
             # voters whose acknowledgements commit the removal hold the whole
             # log, so one of them can take over at once (_step_down_removed).
             raise ProposalDropped("this leader is being removed; it hands over once the removal commits")
 
     def _append_as_leader(self, kind: EntryKind, data: bytes) -> int:
-        index = self.log.last_index() + 1
-        entry = Entry(index, self.term, kind, data)
-        self.log.append([entry])
+        index = self._log.last_index() + 1
+        entry = Entry(index, self._term, kind, data)
+        self._log.append([entry])
         self._log_changed(index, (entry,))
         self._broadcast_pending = True
         return index
 
     def _maybe_commit(self) -> bool:
-        match = {node_id: pr.match for node_id, pr in self.progress.items()}
-        index = committed_index(self.membership.voters, match)
-        if index <= self.log.committed:
+        match = {node_id: pr.match for node_id, pr in self._progress.items()}
+        index = committed_index(self._membership.voters, match)
+        if index <= self._log.committed:
             return False
         if not self._may_commit_by_counting(index):
             return False
         first_commit_in_term = not self._committed_in_current_term()
-        previous = self.log.committed
-        self.log.commit_to(index)
+        previous = self._log.committed
+        self._log.commit_to(index)
         if previous < self._config_history[-1][0] <= index:
             self._sync_progress()  # a removed member's removal committed: stop replicating to it
-        if not self.config.lazy_commit_broadcast:
+        if not self._config.lazy_commit_broadcast:
             self._broadcast_pending = True  # followers learn the new commit index
         if first_commit_in_term:
             waiting, self._reads_awaiting_term_commit = self._reads_awaiting_term_commit, []
             for request_id in waiting:
                 self._enqueue_read(request_id)
-        if self.id not in self.membership.voters and self._config_history[-1][0] <= index:
+        if self._id not in self._membership.voters and self._config_history[-1][0] <= index:
             self._step_down_removed()
             return False
         self._maybe_promote_learner()
@@ -787,56 +868,60 @@ class RaftCore:
         minimum timeout. Since the leader appended nothing after its removal
         (``_check_can_propose``), the voters whose acknowledgements just
         committed it hold every entry."""
-        last = self.log.last_index()
+        last = self._log.last_index()
         caught_up = [
-            v for v in sorted(self.membership.voters) if v in self.progress and self.progress[v].match == last
+            v
+            for v in sorted(self._membership.voters)
+            if v in self._progress and self._progress[v].match == last
         ]
         if caught_up:
-            preferred = [v for v in caught_up if self.progress[v].recent_active]
+            preferred = [v for v in caught_up if self._progress[v].recent_active]
             target = (
-                self.lead_transferee if self.lead_transferee in caught_up else (preferred or caught_up)[0]
+                self._lead_transferee if self._lead_transferee in caught_up else (preferred or caught_up)[0]
             )
-            self._send(TimeoutNow(self.term, self.id, target))
-        self._become_follower(self.term, None)
+            self._send(TimeoutNow(self._term, self._id, target))
+        self._become_follower(self._term, None)
 
     def _may_commit_by_counting(self, index: int) -> bool:
         """Figure 3.7 (the paper's Figure 8): an entry of an older term is
         never committed by counting replicas, only indirectly, by committing
         an entry of the current term after it."""
-        return self.log.term(index) == self.term
+        return self._log.term(index) == self._term
 
     def _committed_in_current_term(self) -> bool:
-        return self.log.term(self.log.committed) == self.term
+        return self._log.term(self._log.committed) == self._term
 
     def _maybe_promote_learner(self) -> None:
         """Promote one caught-up learner (§4.2.1): it holds everything
         committed, so counting it in quorums cannot stall commitment."""
-        if self.role is not Role.LEADER or self.lead_transferee is not None:
+        if self._role is not Role.LEADER or self._lead_transferee is not None:
             return
         if not self._committed_in_current_term():
             return
-        if self._config_history[-1][0] > self.log.committed:
+        if self._config_history[-1][0] > self._log.committed:
             return
-        for learner in sorted(self.membership.learners):
-            pr = self.progress.get(learner)
+        for learner in sorted(self._membership.learners):
+            pr = self._progress.get(learner)
             caught_up = (
-                pr is not None and pr.match + self.config.learner_catch_up_entries >= self.log.committed
+                pr is not None and pr.match + self._config.learner_catch_up_entries >= self._log.committed
             )
             if pr is not None and caught_up and pr.responded and pr.recent_active:
                 self.change_membership(PromoteLearner(learner))
                 return
 
     def _quorum_active(self) -> bool:
-        active = [node_id for node_id, pr in self.progress.items() if pr.recent_active or node_id == self.id]
-        return has_quorum(self.membership.voters, active)
+        active = [
+            node_id for node_id, pr in self._progress.items() if pr.recent_active or node_id == self._id
+        ]
+        return has_quorum(self._membership.voters, active)
 
     def _add_progress(self, node_id: NodeId) -> None:
-        pr = Progress(self.log.last_index() + 1, self.config.max_inflight)
+        pr = Progress(self._log.last_index() + 1, self._config.max_inflight)
         pr.recent_active = True  # give new followers one check-quorum round
-        self.progress[node_id] = pr
+        self._progress[node_id] = pr
 
     def _peers(self) -> list[NodeId]:
-        return sorted(node_id for node_id in self.progress if node_id != self.id)
+        return sorted(node_id for node_id in self._progress if node_id != self._id)
 
     def _broadcast_append(self, send_if_empty: bool) -> None:
         for node_id in self._peers():
@@ -845,25 +930,25 @@ class RaftCore:
     def _broadcast_heartbeat(self) -> None:
         self._heartbeat_seq += 1
         for node_id in self._peers():
-            pr = self.progress[node_id]
-            commit = min(pr.match, self.log.committed)
-            self._send(Heartbeat(self.term, self.id, node_id, commit=commit, seq=self._heartbeat_seq))
+            pr = self._progress[node_id]
+            commit = min(pr.match, self._log.committed)
+            self._send(Heartbeat(self._term, self._id, node_id, commit=commit, seq=self._heartbeat_seq))
 
     def _send_append(self, node_id: NodeId, send_if_empty: bool = True) -> bool:
         """Send ``node_id`` the entries it needs next, or a snapshot if they
         are compacted away. False if nothing was sent."""
-        pr = self.progress[node_id]
+        pr = self._progress[node_id]
         if pr.paused():
             return False
         prev_index = pr.next - 1
-        prev_term = self.log.term(prev_index)
+        prev_term = self._log.term(prev_index)
         try:
             if prev_term is None:
                 raise CompactedError(prev_index)
-            entries = self.log.entries(
+            entries = self._log.entries(
                 pr.next,
-                pr.next + self.config.max_append_entries,
-                self.config.max_append_bytes,
+                pr.next + self._config.max_append_entries,
+                self._config.max_append_bytes,
             )
         except CompactedError:
             return self._send_snapshot(node_id, pr)
@@ -871,7 +956,7 @@ class RaftCore:
             return False
         self._send(
             AppendEntries(
-                self.term, self.id, node_id, prev_index, prev_term, tuple(entries), self.log.committed
+                self._term, self._id, node_id, prev_index, prev_term, tuple(entries), self._log.committed
             )
         )
         if entries:
@@ -883,8 +968,8 @@ class RaftCore:
     def _send_snapshot(self, node_id: NodeId, pr: Progress) -> bool:
         if not pr.recent_active:
             return False
-        snapshot = self.log.storage.snapshot()
-        self._send(InstallSnapshot(self.term, self.id, node_id, snapshot.meta, snapshot.data))
+        snapshot = self._log.storage.snapshot()
+        self._send(InstallSnapshot(self._term, self._id, node_id, snapshot.meta, snapshot.data))
         pr.become_snapshot(snapshot.meta.index)
         return True
 
@@ -892,11 +977,11 @@ class RaftCore:
     # Read index (§6.4)
 
     def _enqueue_read(self, request_id: int) -> None:
-        if self.membership.voters == {self.id}:
-            self._read_states.append(ReadState(request_id, self.log.committed))
+        if self._membership.voters == {self._id}:
+            self._read_states.append(ReadState(request_id, self._log.committed))
             return
         round_in_flight = bool(self._pending_reads)
-        self._pending_reads.append((self._heartbeat_seq + 1, request_id, self.log.committed))
+        self._pending_reads.append((self._heartbeat_seq + 1, request_id, self._log.committed))
         if not round_in_flight:
             # Start a round now; reads arriving while it is in flight wait
             # for the next one, so one round confirms a whole batch.
@@ -905,9 +990,9 @@ class RaftCore:
     def _release_confirmed_reads(self) -> None:
         if not self._pending_reads:
             return
-        acked = {node_id: pr.acked_seq for node_id, pr in self.progress.items()}
-        acked[self.id] = self._heartbeat_seq
-        confirmed = committed_index(self.membership.voters, acked)
+        acked = {node_id: pr.acked_seq for node_id, pr in self._progress.items()}
+        acked[self._id] = self._heartbeat_seq
+        confirmed = committed_index(self._membership.voters, acked)
         released = 0
         for seq, request_id, index in self._pending_reads:
             if seq > confirmed:
@@ -929,7 +1014,7 @@ class RaftCore:
         for entry in entries:
             if entry.index >= first_index and entry.kind is EntryKind.CONFIG:
                 self._config_history.append((entry.index, Membership.decode(entry.data)))
-                if self.role is Role.LEADER:
+                if self._role is Role.LEADER:
                     self._sync_progress()
 
     def _replicated_ids(self) -> frozenset[NodeId]:
@@ -937,31 +1022,34 @@ class RaftCore:
         member it removes until the removal commits (§4.2.2), so that the
         removed server learns the new configuration and stops campaigning.
         Only the configuration in force counts in quorums."""
-        return self.membership.ids | self.committed_membership.ids
+        return self._membership.ids | self._committed_membership.ids
 
     def _sync_progress(self) -> None:
         ids = self._replicated_ids()
         for node_id in ids:
-            if node_id not in self.progress:
+            if node_id not in self._progress:
                 self._add_progress(node_id)
-        for node_id in list(self.progress):
-            if node_id not in ids and node_id != self.id:
-                del self.progress[node_id]
+        for node_id in list(self._progress):
+            if node_id not in ids and node_id != self._id:
+                del self._progress[node_id]
 
     def _prune_config_history(self) -> None:
         keep_from = 0
         for position, (index, _) in enumerate(self._config_history):
-            if index <= self.log.applied:
+            if index <= self._log.applied:
                 keep_from = position
         if keep_from:
             del self._config_history[:keep_from]
 
     def _stable_last_index(self) -> int:
-        if self.log.unstable_snapshot is not None:
+        if self._log.unstable_snapshot is not None:
             return 0
-        if self.log.unstable_entries:
-            return self.log.unstable_offset - 1
-        return self.log.last_index()
+        if self._log.unstable_entries:
+            return self._log.unstable_offset - 1
+        return self._log.last_index()
 
     def _send(self, message: Message) -> None:
-        self._messages.append(message)
+        if isinstance(message, _SENT_AT_ONCE):
+            self._messages.append(message)
+        else:
+            self._messages_after_persist.append(message)

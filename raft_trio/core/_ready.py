@@ -1,18 +1,30 @@
-"""What the core hands its runtime: one ``Ready`` at a time.
+"""What the core hands its runtime: the Ready, its only output.
 
-The runtime must handle a Ready in this order (etcd's contract):
-1. persist ``hard_state``, ``entries`` and ``snapshot`` (fsync);
-2. send ``messages`` (they may promise what step 1 made durable: a vote,
-   an acknowledged entry). A leader's own messages (AppendEntries,
-   Heartbeat, InstallSnapshot, TimeoutNow) promise nothing about its disk
-   and may be sent before or during step 1 (§10.2.1): the leader counts
-   itself towards a quorum only for entries ``advance`` reported durable;
-3. install ``snapshot`` into the state machine, then apply
+Everything the core wants done comes out of ``ready()`` as a Ready: what to
+persist, what to send and when, what to apply, which reads to serve, what
+to announce. The runtime handles a Ready in this order (etcd's contract):
+
+1. send ``messages`` at once: they promise nothing about this node's disk
+   (a leader's AppendEntries, heartbeats, InstallSnapshot and TimeoutNow:
+   its term and vote were durable before it could lead, and it counts its
+   own entries towards a quorum only once ``advance`` reported them
+   durable, §10.2.1);
+2. persist ``hard_state``, ``entries`` and ``snapshot`` (fsync);
+3. send ``messages_after_persist``: they promise what step 2 made durable
+   (a vote, an acknowledged entry);
+4. install ``snapshot`` into the state machine, then apply
    ``committed_entries`` in order, and serve ``read_states`` once applied
    up to their index;
-4. call ``advance(ready)``.
-Steps may be interleaved with ``step``/``tick``/``propose`` calls; their
-effects go into the next Ready.
+5. call ``advance(ready)``.
+
+One Ready is in flight at a time, from ``ready()`` to ``advance``. While
+it is (its fsync runs), ``ready()`` may be called again: it then returns a
+Ready holding only ``messages`` (a leader's appends and heartbeats queued
+meanwhile), which is done once they are sent and needs no ``advance``.
+So a leader replicates new entries, and heartbeats, while its own disk is
+busy, and everything else waits for the next full Ready: one fsync then
+covers all that arrived meanwhile (group commit). Steps may be interleaved
+with the core's other inputs; their effects go into a later Ready.
 """
 
 from __future__ import annotations
@@ -20,14 +32,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from ._messages import AppendEntries, Heartbeat, InstallSnapshot, Message, TimeoutNow
+from ._messages import Message
 from ._types import Entry, HardState, Membership, NodeId, Snapshot
-
-#: The messages only a leader sends. They promise nothing about the
-#: sender's disk (its term and vote were durable before it could lead, and
-#: it counts its own entries only once ``advance`` reported them durable,
-#: §10.2.1), so they may leave before or during the persist of their Ready.
-SENT_BEFORE_PERSIST: tuple[type[Message], ...] = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 class Role(enum.Enum):
@@ -66,8 +72,10 @@ class Ready:
     snapshot: Snapshot | None = None
     #: Entries now committed, to apply in order.
     committed_entries: list[Entry] = dataclasses.field(default_factory=list)
-    #: Messages to send after persisting.
+    #: Messages to send at once, before or while this Ready is persisted.
     messages: list[Message] = dataclasses.field(default_factory=list)
+    #: Messages to send only once this Ready is persisted.
+    messages_after_persist: list[Message] = dataclasses.field(default_factory=list)
     #: Reads now confirmed by a quorum.
     read_states: list[ReadState] = dataclasses.field(default_factory=list)
     #: Reads the core gave up on (leadership lost): answer "retry".
@@ -77,24 +85,25 @@ class Ready:
     #: The configuration now in force, if it changed (§4.1: on append).
     membership: Membership | None = None
 
-    def messages_before_persist(self) -> list[Message]:
-        """The messages that may be sent at once (see ``SENT_BEFORE_PERSIST``)."""
-        return [m for m in self.messages if isinstance(m, SENT_BEFORE_PERSIST)]
+    def all_messages(self) -> list[Message]:
+        """Both kinds, in the order they go: for a driver that persists
+        nothing (or has already persisted)."""
+        return [*self.messages, *self.messages_after_persist]
 
-    def messages_after_persist(self) -> list[Message]:
-        """The messages that promise what the persist makes durable (a
-        vote, an acknowledged entry): sent only after it."""
-        return [m for m in self.messages if not isinstance(m, SENT_BEFORE_PERSIST)]
-
-    def __bool__(self) -> bool:
-        return bool(
+    def only_messages(self) -> bool:
+        """Nothing but messages to send at once: the Ready is done once
+        they are sent (it needs no ``advance``)."""
+        return not (
             self.hard_state
             or self.entries
             or self.snapshot
             or self.committed_entries
-            or self.messages
+            or self.messages_after_persist
             or self.read_states
             or self.dropped_reads
             or self.soft_state
             or self.membership
         )
+
+    def __bool__(self) -> bool:
+        return bool(self.messages) or not self.only_messages()

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 
 from .. import schema
 from ..client import ClientError, TrioClient
-from ..core import Role
+from ..core import Membership
 from ..storage import StorageError
 from . import metrics
 from .space import NOSPACE, SpaceGuard
@@ -47,7 +47,10 @@ class WatchedNode(Protocol):
     id: str
 
     @property
-    def core(self) -> Any: ...
+    def is_leader(self) -> bool: ...
+
+    @property
+    def membership(self) -> Membership: ...
 
 
 def client_fetch_status(client: TrioClient) -> FetchStatus:
@@ -96,7 +99,7 @@ async def watch(
                 )
             else:
                 log.info("NOSPACE alarm cleared: %d bytes free on %s", guard.free, guard.path)
-        if node.core.role is Role.LEADER:
+        if node.is_leader:
             guard.peer_alarms = await _peer_alarms(node, fetch_status, interval, guard.peer_alarms)
         else:
             guard.peer_alarms = {}
@@ -121,7 +124,7 @@ async def _peer_alarms(
         if NOSPACE in status.alarms:
             found[member_id] = "NOSPACE alarm: free space below its reserve"
 
-    others = {m.id: m.url for m in node.core.membership.members if m.id != node.id}
+    others = {m.id: m.url for m in node.membership.members if m.id != node.id}
     with trio.move_on_after(within):
         async with trio.open_nursery() as nursery:
             for member_id, url in others.items():

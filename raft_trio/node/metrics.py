@@ -104,10 +104,9 @@ def observe_state(node: RaftNode) -> None:
     """The gauges of ``node``'s state, read when ``/metrics`` is scraped
     (not set after every change: that cost the write path a dozen locked
     updates per Ready). One node per process; the last one given wins."""
-    core = node.core
-    TERM.set_function(lambda: core.term)
+    TERM.set_function(lambda: node.term)
     for name in _ROLES:
         ROLE.labels(name).set_function(lambda name=name: 1 if node.role_name == name else 0)  # type: ignore[misc]
-    COMMIT_INDEX.set_function(lambda: core.log.committed)
+    COMMIT_INDEX.set_function(lambda: node.commit_index)
     APPLIED_INDEX.set_function(lambda: node.kv.applied_index)
-    LAST_LOG_INDEX.set_function(lambda: core.log.last_index())
+    LAST_LOG_INDEX.set_function(lambda: node.last_log_index)

@@ -247,13 +247,16 @@ class RaftNode:
         self._reads = PendingReads()
         self._wake = trio.Event()
         self._pump_wake = trio.Event()
+        #: The Ready in flight, taken and not yet handled by the ready loop
+        #: (whoever takes one sends its ``messages`` at once).
+        self._taken: Ready | None = None
         self._persist_started: float | None = None
         self._transport: Transport | None = None
         self._events: Broadcast[NodeEvent] = Broadcast(256)
         self._commit_due = False
         self._commit_announced_at = -float("inf")
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
-        self._last_soft = self.core.soft_state
+        self._last_soft = self.core.basic_status().soft_state
         self._leader_changed = trio.Event()
         self.closing = trio.Event()
         #: Set once the process was told to stop: ``/readyz`` answers 503 and
@@ -283,63 +286,79 @@ class RaftNode:
 
     @property
     def term(self) -> int:
-        return self.core.term
+        return self.core.basic_status().term
 
     @property
     def leader_id(self) -> str | None:
-        return self.core.leader_id
+        return self.core.basic_status().leader_id
 
     @property
     def is_leader(self) -> bool:
-        return self.core.role is Role.LEADER
+        return self.core.basic_status().is_leader
+
+    @property
+    def handing_over(self) -> bool:
+        """Leading, but taking no proposal: a transfer is under way, or this
+        leader is being removed."""
+        return self.core.basic_status().handing_over
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.basic_status().commit
+
+    @property
+    def last_log_index(self) -> int:
+        return self.core.status().last_index
 
     @property
     def membership(self) -> Membership:
         """The configuration in force (§4.1: the latest in the log)."""
-        return self.core.membership
+        return self.core.basic_status().membership
 
     @property
     def committed_membership(self) -> Membership:
         """The latest configuration known to be committed."""
-        return self.core.committed_membership
+        return self.core.status().committed_membership
 
     @property
     def role_name(self) -> schema.Role:
-        role = self.core.role
-        if role is Role.LEADER:
+        core = self.core.basic_status()
+        if core.role is Role.LEADER:
             return "leader"
-        if role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+        if core.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
             return "candidate"
-        if self.id in self.core.membership.learners:
+        if self.id in core.membership.learners:
             return "learner"
         return "follower"
 
     def leader_url(self) -> str | None:
-        leader = self.core.leader_id
+        core = self.core.basic_status()
+        leader = core.leader_id
         if leader is None:
             return None
         if leader in self._found_addresses:
             return self._found_addresses[leader]
-        member = self.core.membership.get(leader)
+        member = core.membership.get(leader)
         return member.url if member is not None else None
 
     def event_payload(self, *, with_members: bool = False) -> schema.NodeEventData:
         """What every event carries (the contract asks for at least id,
         role, term and leader_id)."""
+        core = self.core.basic_status()
         return schema.NodeEventData(
             id=self.id,
             role=self.role_name,
-            term=self.core.term,
-            leader_id=self.core.leader_id,
-            commit_index=self.core.log.committed,
+            term=core.term,
+            leader_id=core.leader_id,
+            commit_index=core.commit,
             applied_index=self.kv.applied_index,
             members=self._members() if with_members else schema.UNSET,
-            pre_vote=self.core.role is Role.PRE_CANDIDATE,
+            pre_vote=core.role is Role.PRE_CANDIDATE,
         )
 
     def _members(self) -> list[schema.Member]:
         started = self.kv.started
-        return [schema.Member(m.id, m.url, m.voter, m.id in started) for m in self.core.membership.members]
+        return [schema.Member(m.id, m.url, m.voter, m.id in started) for m in self.membership.members]
 
     def readiness(self) -> schema.Readiness:
         """The ``/readyz`` document: ``ready`` is true when this node is a
@@ -360,7 +379,7 @@ class RaftNode:
           as last heard.
 
         ``reason`` says why not, in words."""
-        core = self.core
+        core = self.core.status()
         applied = self.kv.applied_index
 
         def answer(ready: bool, reason: str, leader_commit: int | None = None) -> schema.Readiness:
@@ -385,10 +404,10 @@ class RaftNode:
             return answer(False, "not a member of the cluster's configuration (yet, or any more)")
         out_of_touch = self.out_of_touch()
         if core.role is Role.LEADER:
-            committed = core.log.committed
+            committed = core.commit
             if out_of_touch is not None:
                 return answer(False, out_of_touch, committed)
-            if core.log.term(committed) != core.term:
+            if core.commit_term != core.term:
                 return answer(False, "new leader: no entry of its term has committed yet", committed)
             if applied + READY_MAX_LAG < committed:
                 return answer(False, f"applying: applied {applied} of committed {committed}", committed)
@@ -418,7 +437,7 @@ class RaftNode:
         roles reaches this node as fast as any other entry; cut off, it
         stops deciding who may do what at most one minimum election
         timeout (1 s by default) after it last heard from the cluster."""
-        core = self.core
+        core = self.core.basic_status()
         now = trio.current_time()
         if core.role is Role.LEADER:
             lease_s = self.timing.election_min_ms / 1000
@@ -446,19 +465,20 @@ class RaftNode:
 
     def status(self) -> schema.Status:
         """The ``/api/status`` document."""
+        core = self.core.status()
         return schema.Status(
             id=self.id,
             role=self.role_name,
-            term=self.core.term,
-            leader_id=self.core.leader_id,
+            term=core.term,
+            leader_id=core.leader_id,
             leader_url=self.leader_url(),
-            commit_index=self.core.log.committed,
+            commit_index=core.commit,
             applied_index=self.kv.applied_index,
-            last_log_index=self.core.log.last_index(),
+            last_log_index=core.last_index,
             members=self._members(),
             url=self.url,
             alarms=self.space.alarms() if self.space is not None else [],
-            pre_vote=self.core.role is Role.PRE_CANDIDATE,
+            pre_vote=core.role is Role.PRE_CANDIDATE,
         )
 
     # ------------------------------------------------------------------
@@ -504,8 +524,9 @@ class RaftNode:
         with those acknowledgements; a removed follower learns from the
         leader that it is out."""
         peers = dict(self._known_peers)
-        peers.update((m.id, m.url) for m in self.core.committed_membership.members)
-        peers.update((m.id, m.url) for m in self.core.membership.members)
+        core = self.core.status()
+        peers.update((m.id, m.url) for m in core.committed_membership.members)
+        peers.update((m.id, m.url) for m in core.membership.members)
         peers.update((i, url) for i, url in self._found_addresses.items() if i in peers)
         peers.pop(self.id, None)
         return peers
@@ -517,7 +538,7 @@ class RaftNode:
         that all came back at new addresses (a compose project stopped and
         started) could not reach each other to elect the leader that
         records the addresses."""
-        recorded = {m.id: m.url for m in self.core.membership.members}
+        recorded = {m.id: m.url for m in self.membership.members}
         found = {i: url for i, url in found.items() if i != self.id and i in recorded and recorded[i] != url}
         if found != self._found_addresses:
             for node_id, url in found.items():
@@ -547,23 +568,37 @@ class RaftNode:
         """The core took an input: handle what it has to do, and wake the
         ticker sooner if a timer moved closer."""
         self._wake.set()
-        if self.core.role is Role.LEADER:
+        if self.is_leader:
             self._pump_wake.set()
         self._ticks.reschedule(*self._deadlines())
 
-    async def _leader_pump(self) -> None:
-        """Sends a leader's messages as soon as they exist, also while the
-        ready loop waits on the disk: heartbeats never wait on an fsync."""
+    def _take_ready(self) -> None:
+        """Take the core's Ready: its ``messages`` leave at once; if it
+        holds more (a persist, answers, entries to apply), it is the ready
+        loop's to handle. While one is in flight the core hands out only
+        messages: a leader's appends and heartbeats never wait on its
+        fsync (see raft_trio.core._ready)."""
+        ready = self.core.ready()
         transport = self._transport
         assert transport is not None
+        for message in ready.messages:
+            transport.send(message)
+        if not ready.only_messages():
+            self._taken = ready
+            self._wake.set()
+
+    async def _leader_pump(self) -> None:
+        """Takes a leader's Readys as soon as they exist, also while the
+        ready loop waits on the disk: its appends go out during its own
+        fsync (§10.2.1), and heartbeats never wait on one."""
         while True:
             await self._pump_wake.wait()
             self._pump_wake = trio.Event()
             # Let the other tasks woken with us (concurrent client requests)
             # propose first, so that one AppendEntries carries them all.
             await trio.lowlevel.checkpoint()
-            for message in self.core.take_leader_messages():
-                transport.send(message)
+            if self.core.has_ready():
+                self._take_ready()
 
     async def _ticker(self) -> None:
         while True:
@@ -574,14 +609,10 @@ class RaftNode:
             self._check_disk_stall()
             self._expire_leases()
             self._announce_commit()
-            if self.core.role is Role.LEADER:
-                # Heartbeats (and a commit index) go out from here: no
-                # other task needs waking for them.
-                assert self._transport is not None
-                for message in self.core.take_leader_messages():
-                    self._transport.send(message)
             if self.core.has_ready():
-                self.wake()
+                # Heartbeats (and a commit index) go out from here: no
+                # other task needs waking for a Ready of messages only.
+                self._take_ready()
 
     def _deadlines(self) -> tuple[float, float, float]:
         """When the ticker must look again besides the core's ticks: a
@@ -589,7 +620,7 @@ class RaftNode:
         may have run out, a held-back commit event is due."""
         stall = lease = commit = math.inf
         started = self._persist_started
-        if self.core.role is Role.LEADER:
+        if self.is_leader:
             lease = self.leases.next_deadline
             if started is not None:
                 stall = started + self.timing.election_min_ms / 1000 + self.timing.tick_ms / 1000
@@ -602,7 +633,7 @@ class RaftNode:
         timeout steps down: it cannot make entries durable, and heartbeats
         alone would keep the others from electing one that can."""
         started = self._persist_started
-        if started is None or self.core.role is not Role.LEADER:
+        if started is None or not self.is_leader:
             return
         stalled = trio.current_time() - started
         if stalled * 1000 > self.timing.election_min_ms:
@@ -613,7 +644,7 @@ class RaftNode:
     def _expire_leases(self) -> None:
         """As leader: propose the revoke of every lease whose deadline
         passed (its keys go when the revoke applies, on every replica)."""
-        if self.core.role is not Role.LEADER:
+        if not self.is_leader:
             return
         for lease in self.leases.due(trio.current_time()):
             try:
@@ -629,8 +660,13 @@ class RaftNode:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                while self.core.has_ready():
-                    await self._handle_ready(self.core.ready())
+                while True:
+                    if self._taken is None and self.core.has_ready():
+                        self._take_ready()
+                    ready, self._taken = self._taken, None
+                    if ready is None:
+                        break
+                    await self._handle_ready(ready)
                     # A long backlog comes in slices (max_apply_bytes): let
                     # requests and ticks run between them.
                     await trio.lowlevel.checkpoint()
@@ -641,15 +677,10 @@ class RaftNode:
             raise
 
     async def _handle_ready(self, ready: Ready) -> None:
+        """Persist, send, apply and answer, then ``advance``; its
+        ``messages`` were sent when it was taken (``_take_ready``)."""
         transport = self._transport
         assert transport is not None
-        # A leader's own messages promise nothing about its disk: it may
-        # replicate in parallel with its own fsync (dissertation §10.2.1),
-        # since it counts itself towards a quorum only once durable. Every
-        # other message (votes, acknowledgements) waits for the fsync.
-        for message in ready.messages_before_persist():
-            transport.send(message)
-        after_persist = ready.messages_after_persist()
         # 1. Persist: durable before anything that promises it is sent.
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
@@ -664,14 +695,14 @@ class RaftNode:
             metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
             self.storage.apply_to_cache(ready.hard_state, ready.entries, ready.snapshot)
         # 2. Send.
-        for message in after_persist:
+        for message in ready.messages_after_persist:
             transport.send(message)
         # 3. Apply, answer.
         if ready.snapshot is not None:
             self.kv.restore(ready.snapshot.data)
             self._writes.fail_up_to(ready.snapshot.meta.index, "a snapshot from the leader replaced the log")
             log.info("installed snapshot at index %d", ready.snapshot.meta.index)
-        leading = self.core.role is Role.LEADER
+        leading = self.is_leader
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
                 result = self.kv.apply(entry.index, decode_command(entry.data))
@@ -699,7 +730,7 @@ class RaftNode:
         if ready.soft_state is not None:
             self._on_soft_state_change()
         self.core.advance(ready)
-        if self.core.role is Role.LEADER and self.id not in self.kv.started:
+        if self.is_leader and self.id not in self.kv.started:
             self._record_started(self.id)
         self._ticks.reschedule(*self._deadlines())  # a commit may wait for the next tick, a lease began
         await self._maybe_compact()
@@ -714,7 +745,7 @@ class RaftNode:
         acknowledged entries, or it leads): once committed, a new data
         directory for it is refused (:mod:`raft_trio.node.first_start`).
         Proposed once a term per member until it is applied."""
-        term = self.core.term
+        term = self.term
         if member in self.kv.started or self._started_proposed.get(member) == term:
             return
         try:
@@ -731,7 +762,7 @@ class RaftNode:
             self.leases.revoked(result.id)
 
     def _on_soft_state_change(self) -> None:
-        old, new = self._last_soft, self.core.soft_state
+        old, new = self._last_soft, self.core.basic_status().soft_state
         self._last_soft = new
         if new.role is Role.LEADER and old.role is not Role.LEADER:
             # Never early: a full TTL for every lease from now (see leases.py).
@@ -763,7 +794,8 @@ class RaftNode:
 
     async def _maybe_compact(self) -> None:
         applied = self.kv.applied_index
-        if self.core.log.applied != applied or applied < self.core.log.committed:
+        core = self.core.basic_status()
+        if core.applied != applied or applied < core.commit:
             return  # still working through a backlog: snapshot once at its end
         if applied < self._next_compaction_try:
             return
@@ -838,7 +870,7 @@ class RaftNode:
                     and message.success
                     and message.index > 0
                     and message.src not in self.kv.started
-                    and self.core.role is Role.LEADER
+                    and self.is_leader
                 ):
                     self._record_started(message.src)
         if self.core.has_ready():
@@ -852,7 +884,7 @@ class RaftNode:
         """Remember the leader's commit index and when it spoke (``/readyz``).
         AppendEntries carry its commit index; a heartbeat carries at most
         what the follower holds, so the largest heard in the term counts."""
-        core = self.core
+        core = self.core.basic_status()
         if message.term != core.term or message.src != core.leader_id:
             return
         heard = (message.term, message.src)
@@ -893,14 +925,13 @@ class RaftNode:
         transfer this leader started has ended: another node leads (a write
         then gets a 307 to it instead of a 503), or it was abandoned."""
         with trio.move_on_after(self.timing.election_min_ms / 1000):
-            while self.core.handing_over or (
-                self.core.role is not Role.LEADER and self.core.leader_id is None
-            ):
+            while self.handing_over or (not self.is_leader and self.leader_id is None):
                 await self._leader_changed.wait()
 
     def _require_leader(self) -> None:
-        if self.core.role is not Role.LEADER:
-            raise NotLeaderError(self.core.leader_id, self.leader_url())
+        core = self.core.basic_status()
+        if not core.is_leader:
+            raise NotLeaderError(core.leader_id, self.leader_url())
 
     async def write(self, command: Command) -> Result:
         """Replicate ``command`` and return its result once applied."""
@@ -910,7 +941,7 @@ class RaftNode:
                 remembered = self.kv.remembered(command.token)
                 if remembered is not None:
                     return remembered
-            if self.stopping and not self.core.handing_over:
+            if self.stopping and not self.handing_over:
                 raise Unavailable("the node is stopping")
             new_bytes = _new_value_bytes(command)
             if self.space is not None and new_bytes is not None:
@@ -922,7 +953,7 @@ class RaftNode:
             try:
                 index = self._propose(encode_command(command))
             except ProposalDropped as error:
-                if not self.core.handing_over:
+                if not self.handing_over:
                     raise Unavailable(str(error)) from error
                 # A hand-over is under way: it ends within a round trip or
                 # two, and the client is better sent to the new leader.
@@ -933,7 +964,7 @@ class RaftNode:
                 except ProposalDropped as again:
                     raise Unavailable(str(again)) from again
             metrics.PROPOSALS.inc()
-            waiter = self._writes.add(index, self.core.term)
+            waiter = self._writes.add(index, self.term)
             self.wake()
             result: Result = await self._writes.wait(waiter, self.write_timeout)
             return result
@@ -1017,7 +1048,7 @@ class RaftNode:
                 raise NotLeaderError(error.leader_id, self.leader_url()) from error
             except ProposalDropped as error:
                 raise Unavailable(str(error)) from error
-            waiter = self._writes.add(index, self.core.term)
+            waiter = self._writes.add(index, self.term)
             self.wake()
             await self._writes.wait(waiter, self.write_timeout)
             return index
@@ -1031,7 +1062,7 @@ class RaftNode:
             raise NotLeaderError(error.leader_id, self.leader_url()) from error
         self.wake()
         with trio.move_on_after(self.write_timeout):
-            while self.core.leader_id != target:
+            while self.leader_id != target:
                 await self._leader_changed.wait()
         return target
 

@@ -30,16 +30,16 @@ def test_follower_starts_pre_vote_after_election_timeout() -> None:
     without changing its own term."""
     net = Network()
     a = net.cores["a"]
-    timeout = a.randomized_election_timeout
+    timeout = a.status().election_timeout
     assert CONFIG.election_ticks_min <= timeout <= CONFIG.election_ticks_max
 
     net.tick("a", timeout - 1)
-    assert a.role is Role.FOLLOWER
+    assert a.status().role is Role.FOLLOWER
     net.tick("a")
-    assert a.role is Role.PRE_CANDIDATE
-    assert a.term == 0 and a.vote is None
+    assert a.status().role is Role.PRE_CANDIDATE
+    assert a.status().term == 0 and a.status().vote is None
 
-    votes = of_type(net.take("a").messages, RequestVote)
+    votes = of_type(net.take("a").all_messages(), RequestVote)
     assert sorted(m.dst for m in votes) == ["b", "c"]
     assert all(m.pre_vote and m.term == 1 and not m.transfer for m in votes)
 
@@ -52,13 +52,13 @@ def test_follower_becomes_candidate_after_election_timeout_without_pre_vote() ->
     net = Network(config=NO_PRE_VOTE)
     net.time_out("a")
     a = net.cores["a"]
-    assert a.role is Role.CANDIDATE
-    assert (a.term, a.vote) == (1, "a")
+    assert a.status().role is Role.CANDIDATE
+    assert (a.status().term, a.status().vote) == (1, "a")
 
     ready = net.take("a")
     assert ready.hard_state is not None
     assert (ready.hard_state.term, ready.hard_state.vote) == (1, "a")
-    votes = of_type(ready.messages, RequestVote)
+    votes = of_type(ready.all_messages(), RequestVote)
     assert sorted(m.dst for m in votes) == ["b", "c"]
     assert all(
         m.term == 1 and not m.pre_vote and (m.last_log_index, m.last_log_term) == (0, 0) for m in votes
@@ -68,7 +68,7 @@ def test_follower_becomes_candidate_after_election_timeout_without_pre_vote() ->
 def test_election_timeouts_are_randomized_within_configured_range() -> None:
     """§3.4: "Raft uses randomized election timeouts to ensure that split
     votes are rare", chosen from a fixed interval."""
-    timeouts = {Network(seed=seed).cores["a"].randomized_election_timeout for seed in range(40)}
+    timeouts = {Network(seed=seed).cores["a"].status().election_timeout for seed in range(40)}
     assert min(timeouts) >= CONFIG.election_ticks_min
     assert max(timeouts) <= CONFIG.election_ticks_max
     assert len(timeouts) > 3
@@ -81,7 +81,7 @@ def test_heartbeats_keep_followers_from_campaigning() -> None:
     net.elect("a")
     net.elapse(10 * CONFIG.election_ticks_max)
     assert net.leader() == "a"
-    assert {core.term for core in net.cores.values()} == {1}
+    assert {core.status().term for core in net.cores.values()} == {1}
 
 
 @pytest.mark.parametrize("pre_vote", [False, True])
@@ -105,12 +105,12 @@ def test_candidate_wins_election_with_votes_from_majority(
 
     n0 = net.cores["n0"]
     if wins:
-        assert (n0.role, n0.term) == (Role.LEADER, 1)
-        assert all(net.cores[i].leader_id == "n0" for i in net.cores)
+        assert (n0.status().role, n0.status().term) == (Role.LEADER, 1)
+        assert all(net.cores[i].status().leader_id == "n0" for i in net.cores)
     elif pre_vote:
-        assert (n0.role, n0.term) == (Role.PRE_CANDIDATE, 0)
+        assert (n0.status().role, n0.status().term) == (Role.PRE_CANDIDATE, 0)
     else:
-        assert (n0.role, n0.term) == (Role.CANDIDATE, 1)
+        assert (n0.status().role, n0.status().term) == (Role.CANDIDATE, 1)
 
 
 @pytest.mark.parametrize(("pre_vote", "term_after"), [(False, 2), (True, 1)])
@@ -129,9 +129,9 @@ def test_candidate_returns_to_follower_when_majority_rejects(pre_vote: bool, ter
     net.campaign("a")
 
     a = net.cores["a"]
-    assert (a.role, a.term) == (Role.FOLLOWER, term_after)
-    assert [net.cores[i].vote for i in "bc"] == [None, None]
-    assert [net.cores[i].term for i in "bc"] == [term_after, term_after]
+    assert (a.status().role, a.status().term) == (Role.FOLLOWER, term_after)
+    assert [net.cores[i].status().vote for i in "bc"] == [None, None]
+    assert [net.cores[i].status().term for i in "bc"] == [term_after, term_after]
 
 
 def test_candidate_becomes_follower_on_append_from_leader_of_its_term() -> None:
@@ -141,12 +141,12 @@ def test_candidate_becomes_follower_on_append_from_leader_of_its_term() -> None:
     net = Network(config=NO_PRE_VOTE)
     net.time_out("b")
     b = net.cores["b"]
-    assert (b.role, b.term) == (Role.CANDIDATE, 1)
+    assert (b.status().role, b.status().term) == (Role.CANDIDATE, 1)
 
     net.step(AppendEntries(1, "a", "b", prev_index=0, prev_term=0, entries=(), commit=0))
 
-    assert (b.role, b.term, b.leader_id) == (Role.FOLLOWER, 1, "a")
-    (response,) = of_type(net.take("b").messages, AppendEntriesResponse)
+    assert (b.status().role, b.status().term, b.status().leader_id) == (Role.FOLLOWER, 1, "a")
+    (response,) = of_type(net.take("b").all_messages(), AppendEntriesResponse)
     assert response.success
 
 
@@ -160,16 +160,18 @@ def test_split_vote_is_resolved_by_a_later_election() -> None:
     net.time_out("b")
     net.deliver_all()
     # c voted for a, d for b: two votes each, three needed.
-    assert [(net.cores[i].role, net.cores[i].term) for i in "ab"] == [(Role.CANDIDATE, 1)] * 2
-    assert (net.cores["c"].vote, net.cores["d"].vote) == ("a", "b")
+    assert [(net.cores[i].status().role, net.cores[i].status().term) for i in "ab"] == [
+        (Role.CANDIDATE, 1)
+    ] * 2
+    assert (net.cores["c"].status().vote, net.cores["d"].status().vote) == ("a", "b")
 
     net.heal()
     for _ in range(10 * CONFIG.election_ticks_max):
         net.elapse(1)
-        if any(c.role is Role.LEADER for c in net.cores.values()):
+        if any(c.status().role is Role.LEADER for c in net.cores.values()):
             break
     leader = net.cores[net.leader()]
-    assert leader.term >= 2
+    assert leader.status().term >= 2
 
 
 def test_votes_are_counted_once_per_server() -> None:
@@ -181,9 +183,9 @@ def test_votes_are_counted_once_per_server() -> None:
     a = net.cores["a"]
     for _ in range(3):
         net.step(RequestVoteResponse(1, "b", "a", granted=True))
-    assert a.role is Role.CANDIDATE
+    assert a.status().role is Role.CANDIDATE
     net.step(RequestVoteResponse(1, "c", "a", granted=True))
-    assert a.role is Role.LEADER
+    assert a.status().role is Role.LEADER
 
 
 def test_vote_granted_at_most_once_per_term() -> None:
@@ -196,12 +198,12 @@ def test_vote_granted_at_most_once_per_term() -> None:
     answers = []
     for candidate in ["a", "b", "a"]:
         net.step(RequestVote(1, candidate, "c", last_log_index=0, last_log_term=0))
-        (answer,) = net.take("c").messages
+        (answer,) = net.take("c").all_messages()
         assert isinstance(answer, RequestVoteResponse)
         answers.append((candidate, answer.granted))
 
     assert answers == [("a", True), ("b", False), ("a", True)]
-    assert (c.term, c.vote) == (1, "a")
+    assert (c.status().term, c.status().vote) == (1, "a")
     assert (net.storages["c"].hard_state().term, net.storages["c"].hard_state().vote) == (1, "a")
 
 
@@ -230,7 +232,7 @@ def test_vote_rejected_for_less_up_to_date_log(
 
     net.step(RequestVote(3, "a", "b", last_log_index=last_index, last_log_term=last_term, pre_vote=pre_vote))
 
-    (answer,) = net.take("b").messages
+    (answer,) = net.take("b").all_messages()
     assert isinstance(answer, RequestVoteResponse)
     assert answer.granted is granted
     assert answer.pre_vote is pre_vote
@@ -245,8 +247,8 @@ def test_pre_vote_does_not_change_any_term() -> None:
     net.elapse(10 * CONFIG.election_ticks_max, nodes=["c"])
 
     c = net.cores["c"]
-    assert c.role is Role.PRE_CANDIDATE
-    assert [core.term for core in net.cores.values()] == [0, 0, 0]
+    assert c.status().role is Role.PRE_CANDIDATE
+    assert [core.status().term for core in net.cores.values()] == [0, 0, 0]
     assert net.storages["c"].hard_state().term == 0
 
 
@@ -257,10 +259,10 @@ def test_granting_a_pre_vote_changes_nothing_on_the_voter() -> None:
     net.step(RequestVote(1, "a", "b", last_log_index=0, last_log_term=0, pre_vote=True))
 
     b = net.cores["b"]
-    (answer,) = net.take("b").messages
+    (answer,) = net.take("b").all_messages()
     assert isinstance(answer, RequestVoteResponse)
     assert (answer.granted, answer.pre_vote, answer.term) == (True, True, 1)
-    assert (b.term, b.vote) == (0, None)
+    assert (b.status().term, b.status().vote) == (0, None)
 
 
 def test_partitioned_node_rejoining_with_pre_vote_does_not_disrupt_leader() -> None:
@@ -271,13 +273,13 @@ def test_partitioned_node_rejoining_with_pre_vote_does_not_disrupt_leader() -> N
     net.elect("a")
     net.isolate("c")
     net.elapse(10 * CONFIG.election_ticks_max)
-    assert net.cores["c"].term == 1
+    assert net.cores["c"].status().term == 1
 
     net.heal()
     net.elapse(CONFIG.election_ticks_max)
 
     assert net.leader() == "a"
-    assert [(core.term, core.leader_id) for core in net.cores.values()] == [(1, "a")] * 3
+    assert [(core.status().term, core.status().leader_id) for core in net.cores.values()] == [(1, "a")] * 3
 
 
 def test_partitioned_node_rejoining_without_pre_vote_disrupts_leader() -> None:
@@ -288,12 +290,12 @@ def test_partitioned_node_rejoining_without_pre_vote_disrupts_leader() -> None:
     net.elect("a")
     net.isolate("c")
     net.elapse(10 * CONFIG.election_ticks_max)
-    assert net.cores["c"].term > 1
+    assert net.cores["c"].status().term > 1
 
     net.heal()
     net.elapse(CONFIG.election_ticks_max)
 
-    assert net.cores["a"].term > 1
+    assert net.cores["a"].status().term > 1
 
 
 @pytest.mark.parametrize("pre_vote", [False, True])
@@ -307,12 +309,12 @@ def test_follower_within_leader_lease_ignores_request_vote(pre_vote: bool) -> No
 
     net.tick("b", CONFIG.election_ticks_min - 1)
     net.step(RequestVote(2, "c", "b", last_log_index=1, last_log_term=1, pre_vote=pre_vote))
-    assert net.take("b").messages == []
-    assert (b.term, b.vote, b.leader_id) == (1, "a", "a")
+    assert net.take("b").all_messages() == []
+    assert (b.status().term, b.status().vote, b.status().leader_id) == (1, "a", "a")
 
     net.tick("b")  # the lease has run out
     net.step(RequestVote(2, "c", "b", last_log_index=1, last_log_term=1, pre_vote=pre_vote))
-    answers = of_type(net.take("b").messages, RequestVoteResponse, dst="c")
+    answers = of_type(net.take("b").all_messages(), RequestVoteResponse, dst="c")
     assert [m.granted for m in answers] == [True]
 
 
@@ -326,9 +328,9 @@ def test_transfer_flagged_vote_overrides_leader_lease() -> None:
     net.step(RequestVote(2, "c", "b", last_log_index=1, last_log_term=1, transfer=True))
 
     b = net.cores["b"]
-    (answer,) = net.take("b").messages
+    (answer,) = net.take("b").all_messages()
     assert isinstance(answer, RequestVoteResponse) and answer.granted
-    assert (b.term, b.vote) == (2, "c")
+    assert (b.status().term, b.status().vote) == (2, "c")
 
 
 @pytest.mark.parametrize(
@@ -348,7 +350,7 @@ def test_leader_steps_down_on_higher_term(message: object) -> None:
 
     net.step(message)  # type: ignore[arg-type]
 
-    assert (a.role, a.term, a.leader_id) == (Role.FOLLOWER, 2, None)
+    assert (a.status().role, a.status().term, a.status().leader_id) == (Role.FOLLOWER, 2, None)
     ready = net.take("a")
     assert ready.soft_state is not None and ready.soft_state.role is Role.FOLLOWER
     assert ready.hard_state is not None and (ready.hard_state.term, ready.hard_state.vote) == (2, None)
@@ -362,8 +364,8 @@ def test_deposed_leader_learns_new_term_from_stale_heartbeat_answer() -> None:
     net.elect("a")
     net.isolate("a")
     net.elapse(5 * CONFIG.election_ticks_max, nodes=["b", "c"])
-    (new_leader,) = [i for i in "bc" if net.cores[i].role is Role.LEADER]
-    assert net.cores["a"].role is Role.LEADER  # a does not know yet
+    (new_leader,) = [i for i in "bc" if net.cores[i].status().role is Role.LEADER]
+    assert net.cores["a"].status().role is Role.LEADER  # a does not know yet
 
     net.heal()
     net.tick("a")  # a's heartbeat reaches a server of the new term
@@ -371,7 +373,11 @@ def test_deposed_leader_learns_new_term_from_stale_heartbeat_answer() -> None:
     net.elapse(1)
 
     a = net.cores["a"]
-    assert (a.role, a.term, a.leader_id) == (Role.FOLLOWER, net.cores[new_leader].term, new_leader)
+    assert (a.status().role, a.status().term, a.status().leader_id) == (
+        Role.FOLLOWER,
+        net.cores[new_leader].status().term,
+        new_leader,
+    )
 
 
 def test_check_quorum_isolated_leader_steps_down() -> None:
@@ -385,12 +391,12 @@ def test_check_quorum_isolated_leader_steps_down() -> None:
     for _ in range(CONFIG.election_ticks_min):
         net.tick("a")
         net.deliver_all()
-    assert a.role is Role.LEADER  # it heard from everyone in the first window
+    assert a.status().role is Role.LEADER  # it heard from everyone in the first window
     for _ in range(CONFIG.election_ticks_min):
         net.tick("a")
         net.deliver_all()
 
-    assert (a.role, a.term, a.leader_id) == (Role.FOLLOWER, 1, None)
+    assert (a.status().role, a.status().term, a.status().leader_id) == (Role.FOLLOWER, 1, None)
 
 
 def test_leader_without_check_quorum_stays_leader_when_isolated() -> None:
@@ -400,7 +406,7 @@ def test_leader_without_check_quorum_stays_leader_when_isolated() -> None:
     a = net.elect("a")
     net.isolate("a")
     net.elapse(10 * CONFIG.election_ticks_max, nodes=["a"])
-    assert a.role is Role.LEADER
+    assert a.status().role is Role.LEADER
 
 
 def test_learner_does_not_campaign_and_is_not_asked_to_vote() -> None:
@@ -409,9 +415,9 @@ def test_learner_does_not_campaign_and_is_not_asked_to_vote() -> None:
     not ask them for votes."""
     net = Network("abd", learners="d")
     net.tick("d", 10 * CONFIG.election_ticks_max)
-    assert net.cores["d"].role is Role.FOLLOWER
-    assert net.take("d").messages == []
+    assert net.cores["d"].status().role is Role.FOLLOWER
+    assert net.take("d").all_messages() == []
 
     net.time_out("a")
-    votes = of_type(net.take("a").messages, RequestVote)
+    votes = of_type(net.take("a").all_messages(), RequestVote)
     assert [m.dst for m in votes] == ["b"]

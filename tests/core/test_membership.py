@@ -22,7 +22,7 @@ from raft_trio.core import (
     UpdateMember,
 )
 
-from .helpers import CONFIG, Network, config, membership, of_type, url
+from .helpers import CONFIG, Network, config, membership, of_type, term_at, url
 
 NO_LEASE = config(check_quorum=False)
 
@@ -50,7 +50,7 @@ def test_added_learner_receives_the_log() -> None:
     add_node(net, "d")
 
     index = a.change_membership(AddLearner("d", url("d")))
-    assert a.membership.learners == {"d"}
+    assert a.status().membership.learners == {"d"}
     net.elapse(1)
 
     assert index == 3
@@ -67,12 +67,12 @@ def test_learner_is_not_counted_in_quorum() -> None:
     a = net.elect("a")
 
     assert net.log("d") == [(1, 1)]  # d holds the no-op, acknowledged it ...
-    assert a.progress["d"].match == 1
-    assert a.log.committed == 0  # ... and it does not count
+    assert a.status().progress["d"].match == 1
+    assert a.status().commit == 0  # ... and it does not count
 
     net.heal(lose_to_b)
     net.elapse(1)
-    assert a.log.committed >= 1
+    assert a.status().commit >= 1
 
 
 def test_learner_is_promoted_automatically_once_caught_up() -> None:
@@ -89,9 +89,9 @@ def test_learner_is_promoted_automatically_once_caught_up() -> None:
     promoted = membership("abcd")
     assert config_entries(net, "a") == [membership("abc", learners="d"), promoted]
     for node_id in "abcd":
-        assert net.cores[node_id].membership == promoted
-    assert a.log.committed == a.log.last_index()
-    assert net.cores["d"].promotable()
+        assert net.cores[node_id].status().membership == promoted
+    assert a.status().commit == a.status().last_index
+    assert net.cores["d"].status().promotable
 
 
 def test_unreachable_learner_is_not_promoted() -> None:
@@ -108,9 +108,9 @@ def test_unreachable_learner_is_not_promoted() -> None:
     index = a.propose(b"x")
     net.elapse(3)
 
-    assert a.membership.voters == {"a"}
-    assert a.membership.learners == {"d"}
-    assert a.log.committed == index
+    assert a.status().membership.voters == {"a"}
+    assert a.status().membership.learners == {"d"}
+    assert a.status().commit == index
 
 
 def test_removed_member_is_no_longer_replicated_to_or_counted() -> None:
@@ -121,14 +121,14 @@ def test_removed_member_is_no_longer_replicated_to_or_counted() -> None:
 
     a.change_membership(RemoveMember("c"))
     net.deliver_all()
-    assert a.membership == membership("ab")
-    assert "c" not in a.progress
+    assert a.status().membership == membership("ab")
+    assert "c" not in a.status().progress
     net.crash("c")
 
     index = a.propose(b"x")
     net.deliver_all()
-    assert a.log.committed == index
-    assert net.cores["b"].membership == membership("ab")
+    assert a.status().commit == index
+    assert net.cores["b"].status().membership == membership("ab")
 
 
 def test_only_one_membership_change_at_a_time() -> None:
@@ -146,10 +146,10 @@ def test_only_one_membership_change_at_a_time() -> None:
 
     net.heal()
     net.elapse(2)
-    assert a.log.committed == a.log.last_index()
+    assert a.status().commit == a.status().last_index
     index = a.change_membership(AddLearner("e", url("e")))
-    assert index == a.log.last_index()
-    assert "e" in a.membership.learners
+    assert index == a.status().last_index
+    assert "e" in a.status().membership.learners
 
 
 def test_new_leader_cannot_change_membership_before_committing_entry_of_its_term() -> None:
@@ -165,7 +165,7 @@ def test_new_leader_cannot_change_membership_before_committing_entry_of_its_term
 
     net.heal(lose_appends)
     net.elapse(1)
-    assert a.log.committed == 1
+    assert a.status().commit == 1
     assert a.change_membership(AddLearner("d", url("d"))) == 2
 
 
@@ -177,13 +177,13 @@ def test_configuration_takes_effect_when_appended_not_when_committed() -> None:
     a = net.elect("a")
     a.change_membership(AddLearner("d", url("d")))
     new = membership("abc", learners="d")
-    assert a.membership == new
-    assert a.progress["d"].match == 0  # the leader already tracks d
+    assert a.status().membership == new
+    assert a.status().progress["d"].match == 0  # the leader already tracks d
 
-    net.step(*of_type(net.take("a").messages, AppendEntries, dst="b"))
+    net.step(*of_type(net.take("a").all_messages(), AppendEntries, dst="b"))
     b = net.cores["b"]
-    assert b.membership == new
-    assert b.log.committed < 2
+    assert b.status().membership == new
+    assert b.status().commit < 2
     assert net.take("b").membership == new
 
 
@@ -199,8 +199,8 @@ def test_configuration_reverts_when_its_entry_is_truncated() -> None:
 
     a.change_membership(AddLearner("f", url("f")))
     net.deliver_all()
-    assert net.cores["b"].membership.learners == {"f"}
-    assert a.log.committed == 1
+    assert net.cores["b"].status().membership.learners == {"f"}
+    assert a.status().commit == 1
 
     net.crash("a")
     net.heal()
@@ -210,8 +210,8 @@ def test_configuration_reverts_when_its_entry_is_truncated() -> None:
 
     b = net.cores["b"]
     assert net.log("b") == [(1, 1), (2, 2)]
-    assert b.membership == membership("abcde")
-    assert net.cores["c"].progress.keys() == set("abcde")
+    assert b.status().membership == membership("abcde")
+    assert net.cores["c"].status().progress.keys() == set("abcde")
 
 
 def test_leader_removing_itself_steps_down_once_removal_commits() -> None:
@@ -222,17 +222,17 @@ def test_leader_removing_itself_steps_down_once_removal_commits() -> None:
     a = net.elect("a")
 
     a.change_membership(RemoveMember("a"))
-    assert a.role is Role.LEADER
+    assert a.status().role is Role.LEADER
     ready = net.take("a")
-    assert a.role is Role.LEADER  # its own durable copy does not count
-    net.send(*ready.messages)
+    assert a.status().role is Role.LEADER  # its own durable copy does not count
+    net.send(*ready.all_messages())
     net.deliver_all()
 
-    assert a.role is Role.FOLLOWER
-    assert a.log.committed == 2
+    assert a.status().role is Role.FOLLOWER
+    assert a.status().commit == 2
     with pytest.raises(NotLeader):
         a.propose(b"x")
-    assert not a.promotable()
+    assert not a.status().promotable
 
 
 def test_removed_leader_hands_over_so_the_next_is_elected_without_a_timeout() -> None:
@@ -242,7 +242,7 @@ def test_removed_leader_hands_over_so_the_next_is_elected_without_a_timeout() ->
     leader leases would otherwise hold off an election for a timeout)."""
     net = Network()
     a = net.elect("a")
-    term = a.term
+    term = a.status().term
 
     index = a.change_membership(RemoveMember("a"))
     net.deliver_all()  # no tick passes from here on
@@ -251,14 +251,14 @@ def test_removed_leader_hands_over_so_the_next_is_elected_without_a_timeout() ->
     assert timeout_now.dst in "bc" and timeout_now.term == term
     new = net.leader()
     assert new == timeout_now.dst
-    assert net.cores[new].term == term + 1
-    assert net.cores[new].membership == membership("bc")
-    assert a.role is Role.FOLLOWER
+    assert net.cores[new].status().term == term + 1
+    assert net.cores[new].status().membership == membership("bc")
+    assert a.status().role is Role.FOLLOWER
     assert [e.index for e in net.applied["a"]][-1] == index  # its client gets its answer
 
     written = net.cores[new].propose(b"x")
     net.deliver_all()
-    assert {c.log.committed for i, c in net.cores.items() if i != "a"} == {written}
+    assert {c.status().commit for i, c in net.cores.items() if i != "a"} == {written}
 
 
 def test_leader_being_removed_takes_no_proposal_until_it_has_handed_over() -> None:
@@ -269,13 +269,13 @@ def test_leader_being_removed_takes_no_proposal_until_it_has_handed_over() -> No
     a = net.elect("a")
 
     a.change_membership(RemoveMember("a"))
-    assert a.handing_over
+    assert a.status().handing_over
     with pytest.raises(ProposalDropped):
         a.propose(b"x")
     with pytest.raises(ProposalDropped):
         a.change_membership(AddLearner("d", url("d")))
     net.deliver_all()
-    assert not a.handing_over and a.role is Role.FOLLOWER
+    assert not a.status().handing_over and a.status().role is Role.FOLLOWER
 
 
 def test_removed_leader_hands_over_to_a_voter_that_acknowledged_the_removal() -> None:
@@ -292,11 +292,11 @@ def test_removed_leader_hands_over_to_a_voter_that_acknowledged_the_removal() ->
 
     (timeout_now,) = net.sent(TimeoutNow, src="a")
     assert timeout_now.dst != "e"
-    assert net.cores[timeout_now.dst].log.term(index) == timeout_now.term  # it held the removal
+    assert term_at(net.storages[timeout_now.dst], index) == timeout_now.term  # it held the removal
     assert net.leader() == timeout_now.dst
     net.heal(behind)
     net.elapse(3)
-    assert net.cores["e"].membership == membership("bcde")
+    assert net.cores["e"].status().membership == membership("bcde")
 
 
 def test_removed_follower_gets_the_new_configuration_and_stays_quiet() -> None:
@@ -308,16 +308,16 @@ def test_removed_follower_gets_the_new_configuration_and_stays_quiet() -> None:
     a = net.elect("a")
 
     a.change_membership(RemoveMember("c"))
-    assert "c" in a.progress  # until the removal commits
+    assert "c" in a.status().progress  # until the removal commits
     net.deliver_all()
     c = net.cores["c"]
-    assert c.membership == membership("ab")
-    assert "c" not in a.progress
+    assert c.status().membership == membership("ab")
+    assert "c" not in a.status().progress
     sent_to_c = len(net.sent(AppendEntries, dst="c"))
 
     net.elapse(10 * CONFIG.election_ticks_max)
-    assert c.role is Role.FOLLOWER and not c.promotable()
-    assert net.leader() == "a" and c.term == a.term
+    assert c.status().role is Role.FOLLOWER and not c.status().promotable
+    assert net.leader() == "a" and c.status().term == a.status().term
     assert len(net.sent(AppendEntries, dst="c")) == sent_to_c
 
 
@@ -330,12 +330,12 @@ def test_removed_member_being_replicated_to_is_not_counted() -> None:
 
     index = a.change_membership(RemoveMember("c"))
     net.deliver_all()
-    assert net.cores["c"].log.last_index() == index
-    assert a.log.committed < index
+    assert net.cores["c"].status().last_index == index
+    assert a.status().commit < index
 
     net.heal(cut)
     net.elapse(2)
-    assert a.log.committed == index
+    assert a.status().commit == index
 
 
 def test_a_members_address_changes_in_place() -> None:
@@ -346,13 +346,13 @@ def test_a_members_address_changes_in_place() -> None:
 
     a.change_membership(UpdateMember("b", "http://b-moved"))
     net.deliver_all()
-    assert a.membership.get("b") == Member("b", "http://b-moved", voter=True)
-    assert net.cores["c"].membership == a.membership
-    voters = a.membership.voters
+    assert a.status().membership.get("b") == Member("b", "http://b-moved", voter=True)
+    assert net.cores["c"].status().membership == a.status().membership
+    voters = a.status().membership.voters
     assert "d" not in voters
     a.change_membership(UpdateMember("d", "http://d-moved"))
-    assert a.membership.get("d") == Member("d", "http://d-moved", voter=False)
-    assert a.membership.voters == voters
+    assert a.status().membership.get("d") == Member("d", "http://d-moved", voter=False)
+    assert a.status().membership.voters == voters
 
     with pytest.raises(ConfigChangeRejected):
         a.change_membership(UpdateMember("b", "http://b-moved"))  # nothing to change

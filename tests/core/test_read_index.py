@@ -28,11 +28,11 @@ def test_read_state_comes_out_only_after_quorum_of_heartbeat_acks() -> None:
     a.read_index(1)
     ready = net.take("a")
     assert ready.read_states == []
-    heartbeats = of_type(ready.messages, Heartbeat)
+    heartbeats = of_type(ready.all_messages(), Heartbeat)
     assert sorted(m.dst for m in heartbeats) == ["b", "c"]
 
     net.step(*of_type(heartbeats, Heartbeat, dst="b"))
-    net.step(*net.take("b").messages)  # b's acknowledgement: with a, a majority
+    net.step(*net.take("b").all_messages())  # b's acknowledgement: with a, a majority
 
     assert net.take("a").read_states == [ReadState(1, 1)]
 
@@ -46,20 +46,20 @@ def test_read_arriving_during_a_round_waits_for_the_next_round() -> None:
     a = net.elect("a")
 
     a.read_index(1)
-    first_round = of_type(net.take("a").messages, Heartbeat, dst="b")
+    first_round = of_type(net.take("a").all_messages(), Heartbeat, dst="b")
     a.read_index(2)
     a.read_index(3)
-    assert net.take("a").messages == []  # no new round while one is in flight
+    assert net.take("a").all_messages() == []  # no new round while one is in flight
 
     net.step(*first_round)
-    net.step(*net.take("b").messages)
+    net.step(*net.take("b").all_messages())
     ready = net.take("a")
     assert ready.read_states == [ReadState(1, 1)]
-    second_round = of_type(ready.messages, Heartbeat, dst="b")
+    second_round = of_type(ready.all_messages(), Heartbeat, dst="b")
     assert [m.seq for m in second_round] == [first_round[0].seq + 1]
 
     net.step(*second_round)
-    net.step(*net.take("b").messages)
+    net.step(*net.take("b").all_messages())
     assert net.take("a").read_states == [ReadState(2, 1), ReadState(3, 1)]
 
 
@@ -70,17 +70,17 @@ def test_read_before_leaders_first_commit_in_its_term_waits_for_it() -> None:
     net = Network()
     lose_appends = net.drop(lambda m: isinstance(m, AppendEntries))
     a = net.elect("a")
-    assert a.log.committed == 0
+    assert a.status().commit == 0
 
     a.read_index(7)
     ready = net.take("a")
     assert ready.read_states == []
-    assert of_type(ready.messages, Heartbeat) == []
+    assert of_type(ready.all_messages(), Heartbeat) == []
 
     net.heal(lose_appends)
     net.elapse(1)  # a heartbeat lets the probe through; the no-op commits
 
-    assert a.log.committed == 1
+    assert a.status().commit == 1
     assert net.read_states["a"] == [ReadState(7, 1)]
 
 
@@ -98,7 +98,7 @@ def test_reads_are_dropped_when_leadership_is_lost() -> None:
         net.tick("a")
         net.deliver_all()
 
-    assert a.role is Role.FOLLOWER
+    assert a.status().role is Role.FOLLOWER
     assert net.dropped_reads["a"] == [1]
     assert net.read_states["a"] == []
 
@@ -113,7 +113,7 @@ def test_reads_waiting_for_first_commit_are_dropped_on_stepping_down() -> None:
 
     net.step(AppendEntriesResponse(2, "b", "a", success=False, index=0))
 
-    assert a.role is Role.FOLLOWER
+    assert a.status().role is Role.FOLLOWER
     assert net.take("a").dropped_reads == [5]
 
 
@@ -122,13 +122,13 @@ def test_single_node_cluster_answers_read_at_once() -> None:
     heartbeat round is needed."""
     net = Network("a")
     a = net.elect("a")
-    assert a.log.committed == 1
+    assert a.status().commit == 1
 
     a.read_index(3)
 
     ready = net.take("a")
     assert ready.read_states == [ReadState(3, 1)]
-    assert ready.messages == []
+    assert ready.all_messages() == []
 
 
 def test_only_the_leader_serves_read_index() -> None:

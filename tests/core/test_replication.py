@@ -17,7 +17,18 @@ from raft_trio.core import (
     Role,
 )
 
-from .helpers import CONFIG, Network, config, log_of, membership, of_type, only, storage_with_log, terms_of
+from .helpers import (
+    CONFIG,
+    Network,
+    config,
+    log_of,
+    membership,
+    of_type,
+    only,
+    storage_with_log,
+    term_at,
+    terms_of,
+)
 
 #: Scenario tests that kill a leader and tick one chosen server into an
 #: election turn leases off: the survivors would otherwise ignore it until
@@ -38,7 +49,7 @@ def test_new_leader_appends_a_no_op_entry_of_its_term() -> None:
     for node_id in "abc":
         assert net.log(node_id) == [(1, 1)]
         assert [e.index for e in net.applied[node_id]] == [1]
-    assert a.log.committed == 1
+    assert a.status().commit == 1
 
 
 def test_leader_commits_entry_once_replicated_on_majority() -> None:
@@ -53,7 +64,7 @@ def test_leader_commits_entry_once_replicated_on_majority() -> None:
     net.deliver_all()
 
     assert index == 2
-    assert a.log.committed == 2
+    assert a.status().commit == 2
     assert [e.data for e in net.applied["a"]] == [b"", b"x"]
     assert [e.data for e in net.applied["b"]] == [b"", b"x"]
     assert [e.data for e in net.applied["c"]] == [b""]
@@ -72,7 +83,7 @@ def test_leader_does_not_commit_without_majority() -> None:
     net.elapse(CONFIG.election_ticks_min - 1, nodes=["a"])
 
     assert net.log("b") == [(1, 1), (2, 1)]
-    assert a.log.committed == 1
+    assert a.status().commit == 1
     assert [e.data for e in net.applied["a"]] == [b""]
 
 
@@ -86,7 +97,7 @@ def test_follower_commit_index_follows_leader_commit_but_not_past_new_entries() 
 
     net.step(AppendEntries(1, "a", "b", prev_index=0, prev_term=0, entries=entries, commit=5))
 
-    assert b.log.committed == 2
+    assert b.status().commit == 2
     ready = net.take("b")
     assert [e.index for e in ready.committed_entries] == [1, 2]
 
@@ -112,7 +123,7 @@ def test_follower_rejects_append_entries_on_prev_mismatch(
 
     net.step(AppendEntries(2, "a", "b", prev_index=prev_index, prev_term=prev_term, entries=new, commit=0))
 
-    (answer,) = net.take("b").messages
+    (answer,) = net.take("b").all_messages()
     assert isinstance(answer, AppendEntriesResponse)
     assert answer.success is success
     if success:
@@ -149,14 +160,16 @@ def test_duplicate_append_entries_are_harmless() -> None:
         net.step(message)
         readies.append(net.take("b"))
 
-    assert [[(m.success, m.index) for m in only(r.messages, AppendEntriesResponse)] for r in readies] == [
+    assert [
+        [(m.success, m.index) for m in only(r.all_messages(), AppendEntriesResponse)] for r in readies
+    ] == [
         [(True, 3)],
         [(True, 3)],
         [(True, 1)],
     ]
     assert [len(r.entries) for r in readies] == [3, 0, 0]  # the copies bring nothing to persist
     assert net.log("b") == [(1, 1), (2, 1), (3, 1)]
-    assert b.log.last_index() == 3
+    assert b.status().last_index == 3
 
 
 def test_reordered_append_entries_are_harmless() -> None:
@@ -169,8 +182,8 @@ def test_reordered_append_entries_are_harmless() -> None:
     for data in [b"x", b"y", b"z"]:
         a.propose(data)
         ready = net.take("a")
-        to_b += of_type(ready.messages, AppendEntries, dst="b")
-        net.send(*of_type(ready.messages, AppendEntries, dst="c"))
+        to_b += of_type(ready.all_messages(), AppendEntries, dst="b")
+        net.send(*of_type(ready.all_messages(), AppendEntries, dst="c"))
     assert [m.prev_index for m in to_b] == [1, 2, 3]
 
     net.step(*reversed(to_b))
@@ -188,12 +201,12 @@ def test_probing_leader_sends_one_append_entries_at_a_time() -> None:
     net = Network()
     net.drop(lambda m: isinstance(m, AppendEntries))
     a = net.elect("a")
-    assert a.progress["b"].state is ProgressState.PROBE
+    assert a.status().progress["b"].state is ProgressState.PROBE
     assert len(net.lost) == 2  # the no-op, to b and c
 
     for data in [b"x", b"y", b"z"]:
         a.propose(data)
-        assert of_type(net.take("a").messages, AppendEntries) == []
+        assert of_type(net.take("a").all_messages(), AppendEntries) == []
 
 
 def test_pipelining_leader_sends_several_appends_before_any_ack_up_to_max_inflight() -> None:
@@ -203,20 +216,20 @@ def test_pipelining_leader_sends_several_appends_before_any_ack_up_to_max_inflig
     memory, and an acknowledgement reopens it."""
     net = Network(config=config(max_inflight=3))
     a = net.elect("a")
-    assert a.progress["b"].state is ProgressState.REPLICATE
+    assert a.status().progress["b"].state is ProgressState.REPLICATE
 
     to_b: list[AppendEntries] = []
     for i in range(5):
         a.propose(b"p%d" % i)
-        to_b += of_type(net.take("a").messages, AppendEntries, dst="b")
+        to_b += of_type(net.take("a").all_messages(), AppendEntries, dst="b")
 
     assert [[e.index for e in m.entries] for m in to_b] == [[2], [3], [4]]
-    assert a.progress["b"].match == 1  # none of them acknowledged yet
-    assert len(a.progress["b"].inflights) == 3
+    assert a.status().progress["b"].match == 1  # none of them acknowledged yet
+    assert a.status().progress["b"].inflight == 3
 
     net.step(to_b[0])
-    net.step(*net.take("b").messages)
-    (next_append,) = of_type(net.take("a").messages, AppendEntries, dst="b")
+    net.step(*net.take("b").all_messages())
+    (next_append,) = of_type(net.take("a").all_messages(), AppendEntries, dst="b")
     assert [e.index for e in next_append.entries] == [5, 6]
 
 
@@ -232,14 +245,15 @@ def test_lost_appends_in_a_full_window_are_recovered() -> None:
     for i in range(5):
         a.propose(b"p%d" % i)
         net.deliver_all()
-    assert a.progress["b"].inflights.full()
+    b_progress = a.status().progress["b"]
+    assert b_progress.state is ProgressState.REPLICATE and b_progress.inflight == 2  # full
     assert net.log("b") == [(1, 1)]
 
     net.heal(lose_to_b)
     net.elapse(2)
 
     assert net.log("b") == net.log("a") == [(i, 1) for i in range(1, 7)]
-    assert a.progress["b"].match == 6
+    assert a.status().progress["b"].match == 6
 
 
 def test_batching_many_proposals_travel_in_one_append_entries() -> None:
@@ -254,7 +268,7 @@ def test_batching_many_proposals_travel_in_one_append_entries() -> None:
 
     assert [e.index for e in ready.entries] == list(range(2, 12))
     for follower in "bc":
-        (append,) = of_type(ready.messages, AppendEntries, dst=follower)
+        (append,) = of_type(ready.all_messages(), AppendEntries, dst=follower)
         assert [e.index for e in append.entries] == list(range(2, 12))
         assert append.prev_index == 1
 
@@ -268,10 +282,10 @@ def test_batching_is_limited_by_max_append_entries() -> None:
         a.propose(b"p%d" % i)
 
     ready = net.take("a")
-    (first,) = of_type(ready.messages, AppendEntries, dst="b")
+    (first,) = of_type(ready.all_messages(), AppendEntries, dst="b")
     assert [e.index for e in first.entries] == [2, 3, 4, 5]
 
-    net.send(*ready.messages)
+    net.send(*ready.all_messages())
     net.deliver_all()
     assert all(len(m.entries) <= 4 for m in net.appends("a", "b"))
     assert net.log("b") == net.log("a") == [(i, 1) for i in range(1, 12)]
@@ -286,15 +300,15 @@ def test_batching_is_limited_by_max_append_bytes_but_one_entry_always_goes() -> 
         a.propose(b"x" * 30)  # 46 bytes each by Entry.size()
 
     ready = net.take("a")
-    (first,) = of_type(ready.messages, AppendEntries, dst="b")
+    (first,) = of_type(ready.all_messages(), AppendEntries, dst="b")
     assert [e.index for e in first.entries] == [2, 3]
-    net.send(*ready.messages)
+    net.send(*ready.all_messages())
     net.deliver_all()
     assert all(sum(e.size() for e in m.entries) <= 100 for m in net.appends("a", "b"))
     assert net.log("b") == net.log("a")
 
     a.propose(b"y" * 500)
-    (big,) = of_type(net.take("a").messages, AppendEntries, dst="b")
+    (big,) = of_type(net.take("a").all_messages(), AppendEntries, dst="b")
     assert [e.data for e in big.entries] == [b"y" * 500]
 
 
@@ -310,12 +324,12 @@ def test_leader_does_not_count_its_own_entries_before_advance() -> None:
     net.storages["a"].append(ready.entries)
 
     # ... and meanwhile b acknowledges.
-    net.step(*of_type(ready.messages, AppendEntries, dst="b"))
-    net.step(*net.take("b").messages)
-    assert a.log.committed == 1  # a and b hold index 2, but a's copy is not durable yet
+    net.step(*of_type(ready.all_messages(), AppendEntries, dst="b"))
+    net.step(*net.take("b").all_messages())
+    assert a.status().commit == 1  # a and b hold index 2, but a's copy is not durable yet
 
     a.advance(ready)  # the write finished
-    assert a.log.committed == 2
+    assert a.status().commit == 2
 
 
 # ---------------------------------------------------------------------------
@@ -361,11 +375,11 @@ def test_figure_7_follower_logs_converge_to_leaders_with_fast_backoff(case: str)
     # learns the commit index from the next heartbeat.
     net.elapse(1)
 
-    assert lead.term == 8
+    assert lead.status().term == 8
     expected = [*LEADER_LOG, 8]  # and the new leader's no-op
     assert terms_of(net.storages["f"]) == expected
     assert log_of(net.storages["f"]) == log_of(net.storages["lead"])
-    assert net.cores["f"].log.committed == len(expected)
+    assert net.cores["f"].status().commit == len(expected)
     assert len(net.rejections("f", "lead")) == refusals
 
 
@@ -397,7 +411,7 @@ def figure_8_until_c() -> Network:
     # (b)
     silence_s5 = net.drop(lambda m: m.src == "s5" and isinstance(m, AppendEntries))
     net.campaign("s5")
-    assert (net.cores["s5"].role, net.cores["s5"].term) == (Role.LEADER, 3)
+    assert (net.cores["s5"].status().role, net.cores["s5"].status().term) == (Role.LEADER, 3)
     assert net.log("s5") == [(1, 1), (2, 3)]
     net.crash("s5")
     net.heal(silence_s5)
@@ -411,15 +425,15 @@ def figure_8_until_c() -> Network:
             and m.src == "s1"
             and any(e.index == 3 for e in m.entries)
             and m.dst in net.cores
-            and net.cores[m.dst].log.match_term(m.prev_index, m.prev_term)
+            and term_at(net.storages[m.dst], m.prev_index) == m.prev_term
         )
 
     net.drop(delivers_index_3)
     net.restart("s1")
     net.campaign("s1")
-    assert net.cores["s1"].role is Role.CANDIDATE  # s3 and s4 voted for s5 in term 3
+    assert net.cores["s1"].status().role is Role.CANDIDATE  # s3 and s4 voted for s5 in term 3
     net.campaign("s1")
-    assert (net.cores["s1"].role, net.cores["s1"].term) == (Role.LEADER, 4)
+    assert (net.cores["s1"].status().role, net.cores["s1"].status().term) == (Role.LEADER, 4)
     net.heal()
     return net
 
@@ -436,7 +450,7 @@ def test_figure_8_leader_does_not_commit_older_term_entry_by_counting_replicas()
     assert net.log("s1") == [(1, 1), (2, 2), (3, 4)]
     for server in ["s2", "s3", "s4"]:
         assert net.log(server) == [(1, 1), (2, 2)]
-    assert s1.log.committed == 1
+    assert s1.status().commit == 1
     assert all(e.index < 2 for entries in net.applied.values() for e in entries)
 
     # (d): S1 crashes; S5 restarts and wins term 5 (its last term, 3, beats
@@ -445,7 +459,7 @@ def test_figure_8_leader_does_not_commit_older_term_entry_by_counting_replicas()
     net.restart("s5")
     net.campaign("s5")  # term 4: everyone already voted for S1
     net.campaign("s5")
-    assert (net.cores["s5"].role, net.cores["s5"].term) == (Role.LEADER, 5)
+    assert (net.cores["s5"].status().role, net.cores["s5"].status().term) == (Role.LEADER, 5)
     for server in ["s2", "s3", "s4", "s5"]:
         assert net.log(server) == [(1, 1), (2, 3), (3, 5)]
     assert net.applied_at[2].term == 3  # the term-2 entry was never applied anywhere
@@ -463,7 +477,7 @@ def test_figure_8_entry_of_current_term_commits_older_entries_indirectly() -> No
     net.tick("s1")  # a heartbeat round lets S1 finish replicating index 3
     net.deliver_all()
 
-    assert s1.log.committed == 3
+    assert s1.status().commit == 3
     assert [(e.index, e.term) for e in net.applied["s1"]] == [(1, 1), (2, 2), (3, 4)]
     for server in ["s2", "s3", "s4"]:
         assert net.log(server) == [(1, 1), (2, 2), (3, 4)]
@@ -472,7 +486,7 @@ def test_figure_8_entry_of_current_term_commits_older_entries_indirectly() -> No
     net.restart("s5")
     for _ in range(3):
         net.campaign("s5")
-        assert net.cores["s5"].role is not Role.LEADER
+        assert net.cores["s5"].status().role is not Role.LEADER
     assert all(net.log(s)[1] == (2, 2) for s in ["s2", "s3", "s4"])
 
 

@@ -29,7 +29,7 @@ def test_lagging_follower_receives_install_snapshot_and_ends_with_leaders_log() 
     for i in range(5):
         a.propose(b"p%d" % i)
         net.deliver_all()
-    assert a.log.applied == 6
+    assert a.status().applied == 6
 
     net.storages["a"].compact(Snapshot(a.snapshot_meta(6), b"state@6"))
     a.propose(b"after")
@@ -47,7 +47,7 @@ def test_lagging_follower_receives_install_snapshot_and_ends_with_leaders_log() 
     assert net.snapshots["c"].data == b"state@6"
     assert net.log("c") == net.log("a") == [(7, 1)]
     c = net.cores["c"]
-    assert (c.log.committed, c.log.applied) == (7, 7)
+    assert (c.status().commit, c.status().applied) == (7, 7)
     assert net.applied["c"][-1].data == b"after"
 
 
@@ -62,9 +62,9 @@ def test_follower_holding_snapshots_last_entry_keeps_the_entries_after_it() -> N
 
     ready = net.take("b")
     assert ready.snapshot is None
-    assert b.log.committed == 3
-    assert b.log.last_index() == 5
-    assert [(m.success, m.index) for m in only(ready.messages, AppendEntriesResponse)] == [(True, 3)]
+    assert b.status().commit == 3
+    assert b.status().last_index == 5
+    assert [(m.success, m.index) for m in only(ready.all_messages(), AppendEntriesResponse)] == [(True, 3)]
 
 
 def test_follower_with_conflicting_log_discards_it_for_the_snapshot() -> None:
@@ -81,9 +81,9 @@ def test_follower_with_conflicting_log_discards_it_for_the_snapshot() -> None:
     assert ready.snapshot is not None and ready.snapshot.meta.index == 4
     assert net.log("b") == []
     assert net.storages["b"].first_index() == 5
-    assert b.membership == new_config
-    assert (b.log.committed, b.log.applied) == (4, 4)
-    assert [(m.success, m.index) for m in only(ready.messages, AppendEntriesResponse)] == [(True, 4)]
+    assert b.status().membership == new_config
+    assert (b.status().commit, b.status().applied) == (4, 4)
+    assert [(m.success, m.index) for m in only(ready.all_messages(), AppendEntriesResponse)] == [(True, 4)]
 
 
 def test_stale_snapshot_is_ignored() -> None:
@@ -102,7 +102,7 @@ def test_stale_snapshot_is_ignored() -> None:
     ready = net.take("b")
     assert ready.snapshot is None
     assert net.log("b") == before
-    assert [(m.success, m.index) for m in only(ready.messages, AppendEntriesResponse)] == [(True, 4)]
+    assert [(m.success, m.index) for m in only(ready.all_messages(), AppendEntriesResponse)] == [(True, 4)]
 
 
 def test_restart_keeps_term_vote_and_log() -> None:
@@ -116,16 +116,16 @@ def test_restart_keeps_term_vote_and_log() -> None:
     a.propose(b"x")
     net.deliver_all()
     net.elapse(1)
-    before = (net.cores["b"].term, net.cores["b"].vote, net.log("b"))
-    assert net.cores["b"].log.committed == 2
+    before = (net.cores["b"].status().term, net.cores["b"].status().vote, net.log("b"))
+    assert net.cores["b"].status().commit == 2
 
     net.crash("b")
     b = net.restart("b")
 
-    assert (b.term, b.vote, net.log("b")) == before == (1, "a", [(1, 1), (2, 1)])
-    assert b.log.committed <= 2
-    assert b.role is Role.FOLLOWER
-    assert [(e.index, e.term) for e in b.log.entries(1)] == [(1, 1), (2, 1)]
+    assert (b.status().term, b.status().vote, net.log("b")) == before == (1, "a", [(1, 1), (2, 1)])
+    assert b.status().commit <= 2
+    assert b.status().role is Role.FOLLOWER
+    assert (b.status().first_index, b.status().last_index) == (1, 2)
 
 
 def test_restarted_server_does_not_vote_twice_in_a_term() -> None:
@@ -134,14 +134,14 @@ def test_restarted_server_does_not_vote_twice_in_a_term() -> None:
     same term."""
     net = Network()
     net.step(RequestVote(1, "a", "c", last_log_index=0, last_log_term=0))
-    (granted,) = net.take("c").messages
+    (granted,) = net.take("c").all_messages()
     assert isinstance(granted, RequestVoteResponse) and granted.granted
 
     net.crash("c")
     net.restart("c")
     net.step(RequestVote(1, "b", "c", last_log_index=0, last_log_term=0))
 
-    (answer,) = net.take("c").messages
+    (answer,) = net.take("c").all_messages()
     assert isinstance(answer, RequestVoteResponse) and not answer.granted
 
 
@@ -180,11 +180,11 @@ def test_restarted_server_with_snapshot_starts_after_it() -> None:
     net.crash("c")
     c = net.restart("c")
 
-    assert c.log.first_index() == 4
-    assert c.log.applied == 3 and c.log.committed >= 3
-    assert c.membership == membership("abc")
+    assert c.status().first_index == 4
+    assert c.status().applied == 3 and c.status().commit >= 3
+    assert c.status().membership == membership("abc")
     net.elapse(1)  # a heartbeat brings the commit index up to date
-    assert c.log.committed == 4
+    assert c.status().commit == 4
 
     a.propose(b"y")
     net.deliver_all()
@@ -201,5 +201,5 @@ def test_follower_acknowledges_only_after_entries_are_in_the_same_ready() -> Non
     ready = net.take("b")
 
     assert [e.index for e in ready.entries] == [1]
-    (ack,) = of_type(ready.messages, AppendEntriesResponse)
+    (ack,) = of_type(ready.all_messages(), AppendEntriesResponse)
     assert (ack.success, ack.index) == (True, 1)

@@ -19,16 +19,17 @@ IDS = ("a", "b", "c")
 
 
 def observable(core: RaftCore) -> tuple[Any, ...]:
+    status = core.status()
     return (
-        core.role,
-        core.term,
-        core.vote,
-        core.leader_id,
-        len(core._messages),
+        status.role,
+        status.term,
+        status.vote,
+        status.leader_id,
+        len(core._messages) + len(core._messages_after_persist),
         core._broadcast_pending,
-        core.lead_transferee,
+        status.lead_transferee,
         core.has_ready(),
-        tuple((i, pr.state, pr.match, pr.next) for i, pr in sorted(core.progress.items())),
+        tuple((i, pr.state, pr.match, pr.next) for i, pr in sorted(status.progress.items())),
     )
 
 
@@ -41,8 +42,8 @@ def test_the_ticks_before_the_due_one_change_nothing(seed: int) -> None:
     fired = 0
     for step in range(400):
         roll = rng.random()
-        leaders = [i for i, c in net.cores.items() if c.role is Role.LEADER]
-        if roll < 0.25 and leaders and net.cores[leaders[0]].lead_transferee is None:
+        leaders = [i for i, c in net.cores.items() if c.status().role is Role.LEADER]
+        if roll < 0.25 and leaders and net.cores[leaders[0]].status().lead_transferee is None:
             net.cores[leaders[0]].propose(b"x")
         elif roll < 0.30:
             if cut is None:
@@ -72,22 +73,22 @@ def test_a_follower_is_due_at_its_election_timeout() -> None:
     net = Network(IDS)
     core = net.cores["a"]
     due = core.ticks_until_due()
-    assert due == core.randomized_election_timeout
+    assert due == core.status().election_timeout
     net.tick("a", due - 1)
-    assert core.role is Role.FOLLOWER
+    assert core.status().role is Role.FOLLOWER
     net.tick("a")
-    assert core.role is Role.PRE_CANDIDATE
+    assert core.status().role is Role.PRE_CANDIDATE
 
 
 def test_a_leader_is_due_at_its_heartbeat_and_at_once_with_a_commit_to_tell() -> None:
     net = Network(IDS)
     leader = net.elect("a")
-    assert leader.ticks_until_due() == CONFIG.heartbeat_ticks - leader.heartbeat_elapsed
+    assert leader.ticks_until_due() == CONFIG.heartbeat_ticks - leader.status().heartbeat_elapsed
     lazy = Network(IDS, config=dataclasses.replace(CONFIG, lazy_commit_broadcast=True))
     lazy_leader = lazy.elect("a")
     lazy_leader.propose(b"x")
     lazy.deliver_all()
-    assert lazy_leader.log.committed > lazy_leader._commit_broadcast
+    assert lazy_leader.status().commit > lazy_leader._commit_broadcast
     assert lazy_leader.ticks_until_due() == 1
 
 

@@ -26,13 +26,13 @@ def test_transfer_sends_timeout_now_to_caught_up_target() -> None:
     a = net.elect("a")
 
     assert a.transfer_leadership("b") == "b"
-    (timeout_now,) = of_type(net.take("a").messages, TimeoutNow)
+    (timeout_now,) = of_type(net.take("a").all_messages(), TimeoutNow)
     assert timeout_now.dst == "b"
 
     net.step(timeout_now)
     net.deliver_all()
     assert net.leader() == "b"
-    assert (net.cores["b"].term, a.role, a.leader_id) == (2, Role.FOLLOWER, "b")
+    assert (net.cores["b"].status().term, a.status().role, a.status().leader_id) == (2, Role.FOLLOWER, "b")
 
 
 def test_transfer_first_catches_the_target_up() -> None:
@@ -48,8 +48,8 @@ def test_transfer_first_catches_the_target_up() -> None:
 
     a.transfer_leadership("b")
     ready = net.take("a")
-    assert of_type(ready.messages, TimeoutNow) == []
-    net.send(*ready.messages)
+    assert of_type(ready.all_messages(), TimeoutNow) == []
+    net.send(*ready.all_messages())
     net.deliver_all()
 
     assert net.leader() == "b"
@@ -72,7 +72,7 @@ def test_proposals_are_refused_while_transfer_is_under_way() -> None:
         a.propose(b"x")
     with pytest.raises(ProposalDropped):
         a.change_membership(AddLearner("d", "http://d"))
-    assert a.role is Role.LEADER
+    assert a.status().role is Role.LEADER
 
 
 def test_transfer_is_aborted_after_transfer_ticks() -> None:
@@ -92,7 +92,7 @@ def test_transfer_is_aborted_after_transfer_ticks() -> None:
 
     net.tick("a")
     net.deliver_all()
-    assert a.role is Role.LEADER
+    assert a.status().role is Role.LEADER
     assert a.propose(b"x") == 2
 
 
@@ -103,18 +103,18 @@ def test_transfer_target_campaigns_without_pre_vote_and_overrides_leases() -> No
     net = Network()
     a = net.elect("a")
     a.transfer_leadership("c")
-    net.step(*of_type(net.take("a").messages, TimeoutNow))
+    net.step(*of_type(net.take("a").all_messages(), TimeoutNow))
 
     c = net.cores["c"]
-    assert (c.role, c.term) == (Role.CANDIDATE, 2)
-    votes = of_type(net.take("c").messages, RequestVote)
+    assert (c.status().role, c.status().term) == (Role.CANDIDATE, 2)
+    votes = of_type(net.take("c").all_messages(), RequestVote)
     assert sorted(m.dst for m in votes) == ["a", "b"]
     assert all(m.transfer and not m.pre_vote and m.term == 2 for m in votes)
 
     net.send(*votes)
     net.deliver_all()
     assert net.leader() == "c"
-    assert net.cores["b"].vote == "c"
+    assert net.cores["b"].status().vote == "c"
 
 
 def test_transfer_target_gets_appends_not_timeout_now_while_lagging() -> None:
@@ -125,7 +125,7 @@ def test_transfer_target_gets_appends_not_timeout_now_while_lagging() -> None:
     lose_to_c = net.drop(lambda m: m.dst == "c" and isinstance(m, AppendEntries))
     a.propose(b"x")
     net.deliver_all()
-    assert a.progress["c"].match == 1
+    assert a.status().progress["c"].match == 1
 
     a.transfer_leadership("c")
     net.deliver_all()
@@ -157,7 +157,7 @@ def test_transfer_without_target_passes_over_a_silent_voter() -> None:
     net = Network()
     a = net.elect("a")
     net.deliver_all()
-    assert a.progress["b"].match == a.progress["c"].match
+    assert a.status().progress["b"].match == a.status().progress["c"].match
     net.crash("b")
     net.elapse(CONFIG.election_ticks_min + 1, nodes="ac")
 
@@ -173,5 +173,5 @@ def test_transfer_to_a_learner_is_refused() -> None:
 
     with pytest.raises(RaftError):
         a.transfer_leadership("d")
-    assert a.lead_transferee is None
+    assert a.status().lead_transferee is None
     assert a.propose(b"x") == 2

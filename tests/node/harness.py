@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from raft_trio.core import Entry, HardState, Membership, MemoryStorage, Role, Snapshot, SnapshotMeta
+from raft_trio.core import Entry, HardState, Membership, MemoryStorage, Snapshot, SnapshotMeta
 from raft_trio.node import RaftNode, Timing
 from raft_trio.peer.stream import Body
 from raft_trio.peer.wire import accept_batch, accept_stream
@@ -133,7 +133,7 @@ class Cluster:
             await self.nursery.start(host.node.run)
 
     def leaders(self) -> list[RaftNode]:
-        return [h.node for h in self.hosts.values() if not h.paused and h.node.core.role is Role.LEADER]
+        return [h.node for h in self.hosts.values() if not h.paused and h.node.is_leader]
 
     async def wait_for_leader(self, within: float) -> RaftNode:
         with trio.fail_after(within):
@@ -141,4 +141,4 @@ class Cluster:
         return self.leaders()[0]
 
     def terms(self, exclude: str | None = None) -> dict[str, int]:
-        return {i: h.node.core.term for i, h in self.hosts.items() if i != exclude}
+        return {i: h.node.term for i, h in self.hosts.items() if i != exclude}

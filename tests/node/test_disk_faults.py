@@ -148,11 +148,11 @@ async def test_a_leader_short_of_space_refuses_new_values_and_keeps_everything_e
     assert isinstance(await leader.write(Put("kept", "v1")), Written)
     disk.free = 60 * MIB
     refused_before = node_metrics.WRITES_REFUSED_NOSPACE._value.get()
-    last_index = leader.core.log.last_index()
+    last_index = leader.last_log_index
     for command in (Put("new", "v"), Put("kept", "v2"), Put("kept", "v3", check=True, expect="v1")):
         with pytest.raises(InsufficientStorage, match=r"a reserve of 64\.0 MiB"):
             await leader.write(command)
-    assert leader.core.log.last_index() == last_index, "a refused write reached the log"
+    assert leader.last_log_index == last_index, "a refused write reached the log"
     assert node_metrics.WRITES_REFUSED_NOSPACE._value.get() == refused_before + 3
     kept = leader.kv.get("kept")
     assert kept is not None and kept.value == "v1"
@@ -168,7 +168,7 @@ async def test_a_leader_short_of_space_refuses_new_values_and_keeps_everything_e
     assert isinstance(await leader.write(LeaseGrant(30)), LeaseGranted)
     third = next(i for i in cluster.hosts if i != leader.id)
     await leader.change_membership(RemoveMember(third))
-    assert leader.core.membership.get(third) is None
+    assert leader.membership.get(third) is None
     assert leader.status().alarms == [NOSPACE]
     # Space comes back: new values are taken again.
     disk.free = 80 * MIB

@@ -14,7 +14,6 @@ import pytest
 import trio
 import trio.testing
 
-from raft_trio.core import Role
 from raft_trio.kv import Put
 from raft_trio.node import NotLeaderError, RaftNode, Unavailable, WriteFailed, WriteIndeterminate
 from raft_trio.node.runtime import READY_MAX_LAG
@@ -45,7 +44,7 @@ async def test_no_node_is_ready_before_a_leader_then_every_node_is(
     # followers once they hear the commit index (the next append or heartbeat).
     await wait_ready(nodes, within=2 * HEARTBEAT_S)
     doc = leader.readiness()
-    assert doc.role == "leader" and doc.leader_commit_index == leader.core.log.committed
+    assert doc.role == "leader" and doc.leader_commit_index == leader.commit_index
     for follower in (n for n in nodes if n is not leader):
         state = follower.readiness()
         assert state.leader_id == leader.id
@@ -75,7 +74,7 @@ async def test_a_follower_that_stops_hearing_the_leader_is_unready_after_the_lea
     # Messages flow again: ready within a heartbeat or two (the same leader).
     cluster.hosts[follower_id].paused = False
     await wait_ready([follower], within=3 * HEARTBEAT_S)
-    assert leader.core.role is Role.LEADER
+    assert leader.is_leader
 
 
 async def test_a_follower_behind_the_leaders_commit_index_is_unready_until_it_applied(
@@ -103,7 +102,7 @@ async def test_a_follower_behind_the_leaders_commit_index_is_unready_until_it_ap
     cluster.hosts[follower_id].fsync_seconds = 0.0
     # The stalled fsync ends (30 s), then the backlog is written and applied.
     await wait_ready([follower], within=30.0 + 5.0)
-    assert follower.kv.applied_index + READY_MAX_LAG >= leader.core.log.committed
+    assert follower.kv.applied_index + READY_MAX_LAG >= leader.commit_index
 
 
 async def test_a_leader_is_ready_only_while_it_holds_its_check_quorum_lease(
@@ -127,7 +126,7 @@ async def test_a_leader_is_ready_only_while_it_holds_its_check_quorum_lease(
     assert leader.readiness().reason.startswith("lease lapsing: 1 of 3 voters"), leader.readiness()
     # Check-quorum steps it down later (within two rounds); it stays unready.
     with trio.fail_after(2 * ELECTION_MIN_S):
-        while leader.core.role is Role.LEADER:
+        while leader.is_leader:
             assert not ready(leader)
             await trio.sleep(0.01)
 
@@ -188,15 +187,15 @@ async def test_a_leadership_transfer_turns_no_write_in_flight_indeterminate(
             nursery.start_soon(write, f"before-{n}")
         await trio.sleep(0.01)  # proposed, on the target, not durable on the leader
         assert len(leader._writes) > 0
-        committed_before = leader.core.log.committed
+        committed_before = leader.commit_index
         assert leader.core.transfer_leadership(target) == target
         leader.wake()
         for n in range(10):
             nursery.start_soon(write, f"during-{n}")
     assert {outcomes[f"before-{n}"] for n in range(30)} == {"ok"}, outcomes
     assert {outcomes[f"during-{n}"] for n in range(10)} == {"redirected"}, outcomes
-    assert leader.core.leader_id == target
-    assert leader.core.log.committed > committed_before
+    assert leader.leader_id == target
+    assert leader.commit_index > committed_before
     # The new leader learns the commit index once its own no-op commits.
     new_leader = cluster.hosts[target].node
     with trio.fail_after(2 * HEARTBEAT_S):

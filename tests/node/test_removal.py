@@ -29,7 +29,7 @@ async def test_a_leader_removing_itself_commits_and_a_remaining_voter_leads_at_o
 ) -> None:
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     await leader.write(Put("before", "v"))  # an entry of its term is committed
-    old_term = leader.core.term
+    old_term = leader.term
     remaining = sorted(i for i in cluster.hosts if i != leader.id)
 
     started = trio.current_time()
@@ -37,29 +37,29 @@ async def test_a_leader_removing_itself_commits_and_a_remaining_voter_leads_at_o
         index = await leader.change_membership(RemoveMember(leader.id))
     answered = trio.current_time() - started
     assert answered < 2 * HEARTBEAT_S, f"the removal took {answered:.3f} s"
-    assert leader.core.role is Role.FOLLOWER
-    assert leader.core.log.committed >= index
+    assert leader.core.basic_status().role is Role.FOLLOWER
+    assert leader.commit_index >= index
 
     # Handed over, not waited out: a remaining voter leads well before any
     # election timeout could have fired.
     with trio.fail_after(ELECTION_MIN_S / 2):
         await wait_for(
-            lambda: any(cluster.hosts[i].node.core.role is Role.LEADER for i in remaining), poll=0.005
+            lambda: any(cluster.hosts[i].node.is_leader for i in remaining), poll=0.005
         )
     (new_leader,) = [
-        cluster.hosts[i].node for i in remaining if cluster.hosts[i].node.core.role is Role.LEADER
+        cluster.hosts[i].node for i in remaining if cluster.hosts[i].node.is_leader
     ]
-    assert new_leader.core.term == old_term + 1
+    assert new_leader.term == old_term + 1
     assert trio.current_time() - started < ELECTION_MIN_S / 2
     for node_id in remaining:
-        assert cluster.hosts[node_id].node.core.membership.ids == set(remaining)
+        assert cluster.hosts[node_id].node.membership.ids == set(remaining)
 
     # The two that are left form the cluster; the removed node stays out.
     result = await new_leader.write(Put("after", "v"))
     assert isinstance(result, Written) and result.index > index, result
     await trio.sleep(10 * ELECTION_MAX_S)
-    assert leader.core.role is Role.FOLLOWER and not leader.core.promotable()
-    assert new_leader.core.role is Role.LEADER and new_leader.core.term == old_term + 1
+    assert leader.core.basic_status().role is Role.FOLLOWER and not leader.core.status().promotable
+    assert new_leader.is_leader and new_leader.term == old_term + 1
 
 
 async def test_writes_during_a_leaders_removal_go_to_the_next_leader(
@@ -85,7 +85,7 @@ async def test_writes_during_a_leaders_removal_go_to_the_next_leader(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(leader.change_membership, RemoveMember(leader.id))
         await trio.sleep(0.01)
-        assert leader.core.handing_over and leader.core.role is Role.LEADER
+        assert leader.handing_over and leader.is_leader
         nursery.start_soon(write)
     assert outcomes == ["NotLeaderError"]
 
@@ -101,9 +101,9 @@ async def test_a_removed_follower_learns_it_is_out_and_never_campaigns(
     removed = cluster.hosts[min(i for i in cluster.hosts if i != leader.id)].node
     await leader.change_membership(RemoveMember(removed.id))
     with trio.fail_after(2 * HEARTBEAT_S):
-        await wait_for(lambda: removed.id not in removed.core.membership.ids, poll=0.005)
+        await wait_for(lambda: removed.id not in removed.membership.ids, poll=0.005)
     assert removed.id not in leader._transport.senders  # type: ignore[union-attr]
-    term = leader.core.term
+    term = leader.term
     await trio.sleep(10 * ELECTION_MAX_S)
-    assert removed.core.role is Role.FOLLOWER and removed.core.term == term
-    assert leader.core.role is Role.LEADER and leader.core.term == term
+    assert removed.core.basic_status().role is Role.FOLLOWER and removed.term == term
+    assert leader.is_leader and leader.term == term

@@ -31,7 +31,7 @@ async def test_a_leader_is_elected_within_one_election_timeout_round(
     elapsed = trio.current_time() - start
     # Pre-vote then vote: the first timeout to fire wins, at most the upper bound plus a few round trips.
     assert elapsed <= ELECTION_MAX_S + 0.5, elapsed
-    assert {h.node.core.leader_id for h in cluster.hosts.values()} == {leader.id}
+    assert {h.node.leader_id for h in cluster.hosts.values()} == {leader.id}
 
 
 async def test_writes_commit_and_answer_with_their_index(
@@ -40,7 +40,7 @@ async def test_writes_commit_and_answer_with_their_index(
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     result = await leader.write(Put("k", "v"))
     assert isinstance(result, Written), result
-    assert result.key == "k" and result.index == leader.core.log.committed
+    assert result.key == "k" and result.index == leader.commit_index
 
 
 @pytest.mark.parametrize("buffer_frames", [0, 64], ids=["no buffer", "socket buffers"])
@@ -73,17 +73,17 @@ async def test_a_paused_follower_costs_the_leader_nothing(
         assert len(stream._queue) <= stream_module.MAX_QUEUED
         assert stream._queued_bytes <= stream_module.MAX_QUEUED_BYTES
     assert cluster.terms(exclude=follower) == terms_before
-    assert leader.core.role is Role.LEADER
+    assert leader.is_leader
     assert writes > 100
     if buffer_frames == 0:
         assert stream.streams_opened > opened_before + 1  # dropped, reopened
     cluster.hosts[follower].paused = False
     with trio.fail_after(3 * ELECTION_MAX_S):
         await wait_for(
-            lambda: cluster.hosts[follower].node.kv.applied_index >= leader.core.log.committed, poll=0.05
+            lambda: cluster.hosts[follower].node.kv.applied_index >= leader.commit_index, poll=0.05
         )
-    assert leader.core.role is Role.LEADER and cluster.terms() == {**terms_before, follower: leader.core.term}
-    assert cluster.hosts[other].node.core.leader_id == leader.id
+    assert leader.is_leader and cluster.terms() == {**terms_before, follower: leader.term}
+    assert cluster.hosts[other].node.leader_id == leader.id
 
 
 async def test_a_slow_leader_disk_does_not_delay_heartbeats(
@@ -99,7 +99,7 @@ async def test_a_slow_leader_disk_does_not_delay_heartbeats(
             writers.start_soon(leader.write, Put(f"slow{n}", "v"))
         await trio.sleep(10 * ELECTION_MAX_S)
     assert cluster.terms() == terms_before
-    assert leader.core.role is Role.LEADER
+    assert leader.is_leader
 
 
 async def test_a_leader_whose_disk_stalls_steps_down(
@@ -118,7 +118,7 @@ async def test_a_leader_whose_disk_stalls_steps_down(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(write_into_the_stall)
         with trio.fail_after(3 * ELECTION_MAX_S):
-            await wait_for(lambda: leader.core.role is not Role.LEADER)
+            await wait_for(lambda: leader.core.basic_status().role is not Role.LEADER)
         stalled_write.cancel()
     with trio.fail_after(3 * ELECTION_MAX_S):
         await wait_for(lambda: any(n.id != leader.id for n in cluster.leaders()))

@@ -53,7 +53,7 @@ async def test_an_unsigned_peer_request_is_refused_and_changes_nothing() -> None
     status, body = await post_messages(app, heartbeat_from_n2(50), {})
     assert status == 401
     assert SIGNATURE_HEADER in body["error"]
-    assert node.core.term == 0
+    assert node.term == 0
     assert counter("raft_peer_requests_refused_total") == before + 1
 
 
@@ -64,7 +64,7 @@ async def test_a_peer_signed_with_another_secret_is_refused() -> None:
     status, answer = await post_messages(app, body, stranger.sign("n1", body))
     assert status == 401
     assert "wrong peer signature" in answer["error"]
-    assert node.core.term == 0
+    assert node.term == 0
 
 
 async def test_a_body_is_authenticated_before_it_is_parsed() -> None:
@@ -83,8 +83,8 @@ async def test_a_signed_peer_request_is_stepped_and_its_replay_refused() -> None
     headers = PeerAuthenticator(SECRET, "n2").sign("n1", body)
     status, _ = await post_messages(app, body, headers)
     assert status == 204
-    assert node.core.term == 5
-    assert node.core.leader_id == "n2"
+    assert node.term == 5
+    assert node.leader_id == "n2"
     status, answer = await post_messages(app, body, headers)
     assert status == 401
     assert "replayed" in answer["error"]
@@ -94,7 +94,7 @@ async def test_without_a_secret_peers_are_trusted_as_before() -> None:
     node, app = make_app(Security())
     status, _ = await post_messages(app, heartbeat_from_n2(7), {})
     assert status == 204
-    assert node.core.term == 7
+    assert node.term == 7
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ async def test_admin_requests_need_the_token(method: str, path: str, json: Any) 
         path, method=method, json=json, headers={"Authorization": f"Bearer {TOKEN.decode()}"}
     )
     assert response.status_code == 503
-    assert node.core.membership.get("n3") is not None
+    assert node.membership.get("n3") is not None
 
 
 async def test_reads_and_writes_need_no_admin_token() -> None:
