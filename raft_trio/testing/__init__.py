@@ -1,5 +1,6 @@
-"""Tools for testing raft-trio from the outside: checkers for histories that
-black-box tests (Jepsen-style) record against a real cluster.
+"""Tools for testing raft-trio: checkers for histories that black-box tests
+(Jepsen-style) record against a real cluster, and the Ready loop for cores
+in memory, with a cluster of them driven by hand (:mod:`.memory`).
 
 They live in the package, not under ``tests/``, so a test harness running
 elsewhere (a container, a CI job) can import them from an installed
@@ -16,11 +17,13 @@ from .linearizability import (
     Value,
     check_history,
 )
+from .memory import MemoryCluster, finish_ready, persist, take_ready
 from .watch_check import WatchedChange, WatchReport, check_watch
 
 __all__ = [
     "KeyReport",
     "Kind",
+    "MemoryCluster",
     "Operation",
     "Outcome",
     "Result",
@@ -30,4 +33,7 @@ __all__ = [
     "WatchedChange",
     "check_history",
     "check_watch",
+    "finish_ready",
+    "persist",
+    "take_ready",
 ]

@@ -77,15 +77,6 @@ def finish_ready(core: RaftCore, ready: Ready, send: Send, apply: Apply) -> None
     core.advance(ready)
 
 
-def run_ready_loop(core: RaftCore, storage: MemoryStorage, send: Send, apply: Apply) -> None:
-    """Handle every Ready ``core`` has, one after the other."""
-    while core.has_ready():
-        ready = take_ready(core, send)
-        if not ready.only_messages():
-            persist(storage, ready)
-            finish_ready(core, ready, send, apply)
-
-
 def url(node_id: str) -> str:
     return f"http://{node_id}"
 

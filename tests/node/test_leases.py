@@ -165,7 +165,9 @@ async def test_keep_alive_and_lease_queries_are_for_the_leader(
 ) -> None:
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     lease = (await leader.grant_lease(TTL)).id
-    follower = next(h.node for h in cluster.hosts.values() if h.node.core.basic_status().role is Role.FOLLOWER)
+    follower = next(
+        h.node for h in cluster.hosts.values() if h.node.core.basic_status().role is Role.FOLLOWER
+    )
     with pytest.raises(NotLeaderError):
         await follower.keep_lease_alive(lease)
     with pytest.raises(NotLeaderError):

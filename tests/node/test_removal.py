@@ -43,12 +43,8 @@ async def test_a_leader_removing_itself_commits_and_a_remaining_voter_leads_at_o
     # Handed over, not waited out: a remaining voter leads well before any
     # election timeout could have fired.
     with trio.fail_after(ELECTION_MIN_S / 2):
-        await wait_for(
-            lambda: any(cluster.hosts[i].node.is_leader for i in remaining), poll=0.005
-        )
-    (new_leader,) = [
-        cluster.hosts[i].node for i in remaining if cluster.hosts[i].node.is_leader
-    ]
+        await wait_for(lambda: any(cluster.hosts[i].node.is_leader for i in remaining), poll=0.005)
+    (new_leader,) = [cluster.hosts[i].node for i in remaining if cluster.hosts[i].node.is_leader]
     assert new_leader.term == old_term + 1
     assert trio.current_time() - started < ELECTION_MIN_S / 2
     for node_id in remaining:

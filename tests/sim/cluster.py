@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from raft_trio.core import (
     AddLearner,
+    CompactedError,
     ConfigChangeRejected,
     Entry,
     EntryKind,
@@ -38,11 +39,13 @@ from raft_trio.core import (
     RaftConfig,
     RaftCore,
     RaftError,
+    Ready,
     RemoveMember,
     Role,
     Snapshot,
     SnapshotMeta,
 )
+from raft_trio.testing.memory import finish_ready, persist, take_ready
 
 CoreFactory = Callable[[str, MemoryStorage, RaftConfig, random.Random], RaftCore]
 
@@ -82,6 +85,8 @@ class SimNode:
         self.paused = False
         #: Messages that reached this node while it was paused.
         self.held: list[tuple[int, int, Message]] = []
+        #: A Ready taken and not yet persisted (its fsync is "running").
+        self.in_flight: Ready | None = None
         self.core = cluster.make_core(node_id, storage)
         self._restore_state_machine()
 
@@ -94,6 +99,7 @@ class SimNode:
         self.alive = True
         self.paused = False
         self.held.clear()
+        self.in_flight = None  # lost with the process: it was not durable
         self.core = self.cluster.make_core(self.id, self.storage)
         self._restore_state_machine()
 
@@ -189,7 +195,7 @@ class Cluster:
         return [n for n in self.nodes.values() if n.alive]
 
     def leaders(self) -> list[SimNode]:
-        return [n for n in self.live_nodes() if n.core.role is Role.LEADER]
+        return [n for n in self.live_nodes() if n.core.basic_status().is_leader]
 
     def send(self, message: Message) -> None:
         if (message.src, message.dst) in self.blocked or message.dst not in self.nodes:
@@ -225,70 +231,75 @@ class Cluster:
         node.held.clear()
 
     def handle_ready(self, node: SimNode) -> None:
+        """The runtime's Ready loop (raft_trio.testing.memory's steps), with
+        a disk that may be slow: half the time a Ready stays in flight,
+        unpersisted, until the node's next turn, and meanwhile the core
+        hands out what may go at once (a leader's appends and heartbeats).
+        A crash loses a Ready in flight, whose ``messages`` are out."""
         core = node.core
-        if node.alive and self.rng.random() < 0.5:
-            # The runtime's leader pump: a leader's messages may leave at
-            # once, ahead of the Ready that would carry them.
-            for message in core.take_leader_messages():
-                self.send(message)
-        while node.alive and core.has_ready():
-            ready = core.ready()
-            # 1. persist
-            if ready.snapshot is not None:
-                node.storage.apply_snapshot(ready.snapshot)
-            if ready.hard_state is not None:
-                node.storage.set_hard_state(ready.hard_state)
-            if ready.entries:
-                node.storage.append(ready.entries)
-            if self.faults.crash and self.rng.random() < 0.0005:
-                # Crash after the fsync, before anything was sent.
-                self.crash(node)
+        while node.alive:
+            ready = node.in_flight
+            if ready is not None:
+                if core.has_ready():
+                    take_ready(core, self.send)  # messages only, while in flight
+                if self.rng.random() < 0.5:
+                    return  # the fsync is still running
+                node.in_flight = None
+                persist(node.storage, ready)
+                if self.faults.crash and self.rng.random() < 0.0005:
+                    # Crash after the fsync, before anything else was sent.
+                    self.crash(node)
+                    return
+                finish_ready(core, ready, self.send, lambda r: self._apply_ready(node, r))
+                self._serve_reads(node)
+                self._maybe_compact(node)
+            elif core.has_ready():
+                ready = take_ready(core, self.send)
+                if not ready.only_messages():
+                    node.in_flight = ready
+            else:
                 return
-            # 2. send
-            for message in ready.messages:
-                self.send(message)
-            # 3. apply
-            if ready.snapshot is not None:
-                self._install_snapshot(node, ready.snapshot)
-            for entry in ready.committed_entries:
-                self._apply(node, entry)
-            for read in ready.read_states:
-                pending = self.reads.get(read.request_id)
-                if pending is not None:
-                    pending.index = read.index
-            for request_id in ready.dropped_reads:
-                self.reads.pop(request_id, None)
-            if ready.soft_state is not None:
-                self._on_soft_state(node)
-            core.advance(ready)
-            self._serve_reads(node)
-            self._maybe_compact(node)
+
+    def _apply_ready(self, node: SimNode, ready: Ready) -> None:
+        if ready.snapshot is not None:
+            self._install_snapshot(node, ready.snapshot)
+        for entry in ready.committed_entries:
+            self._apply(node, entry)
+        for read in ready.read_states:
+            pending = self.reads.get(read.request_id)
+            if pending is not None:
+                pending.index = read.index
+        for request_id in ready.dropped_reads:
+            self.reads.pop(request_id, None)
+        if ready.soft_state is not None:
+            self._on_soft_state(node)
 
     # ------------------------------------------------------------------
     # The state machine and the checks
 
     def _on_soft_state(self, node: SimNode) -> None:
-        core = node.core
+        core = node.core.basic_status()
         if core.role is not Role.LEADER:
             return
         previous = self.leaders_by_term.setdefault(core.term, node.id)
         if previous != node.id:
             raise self.fail(f"election safety: {previous} and {node.id} both lead term {core.term}")
         self.log_event(f"{node.id} leads term {core.term}")
+        log = node.storage  # the leader's log, just persisted with this Ready
         # Leader completeness (§3.6): an entry committed in term C is in the
         # log of every leader of a term after C. (A leader of an older term
         # can still appear, from votes that waited in a paused node's
         # buffer; it need not hold what later terms committed.)
-        first = core.log.first_index()
+        first = log.first_index()
         for index, (term, _) in self.applied_entries.items():
             if self.commit_term[index] >= core.term:
                 continue
-            if index >= first and core.log.term(index) != term:
+            if first <= index <= log.last_index() and log.term(index) != term:
                 raise self.fail(
                     f"leader completeness: {node.id} leads term {core.term} without entry "
                     f"{index} of term {term}, committed in term {self.commit_term[index]}"
                 )
-            if index > core.log.last_index():
+            if index > log.last_index():
                 raise self.fail(f"leader completeness: {node.id}'s log ends before committed {index}")
 
     def _apply(self, node: SimNode, entry: Entry) -> None:
@@ -297,8 +308,9 @@ class Cluster:
         known = self.applied_entries.setdefault(entry.index, (entry.term, entry.data))
         # The applier's term bounds the term the entry was committed in
         # from above (the committing leader applies it first, in its term).
-        committed_in = self.commit_term.get(entry.index, node.core.term)
-        self.commit_term[entry.index] = min(committed_in, node.core.term)
+        term = node.core.basic_status().term
+        committed_in = self.commit_term.get(entry.index, term)
+        self.commit_term[entry.index] = min(committed_in, term)
         if known != (entry.term, entry.data):
             raise self.fail(
                 f"state machine safety: {node.id} applies {entry.index} as term {entry.term}, "
@@ -351,9 +363,12 @@ class Cluster:
         applied = node.applied_index
         if applied - node.storage.first_index() < 20 or self.rng.random() < 0.5:
             return
-        if node.core.log.applied != applied:
+        if node.core.basic_status().applied != applied:
             return
-        meta = node.core.snapshot_meta(applied)
+        try:
+            meta = node.core.snapshot_meta(applied)
+        except CompactedError:
+            return  # a leader's snapshot, received meanwhile, replaced the log there
         node.storage.compact(Snapshot(meta, node.snapshot_data()))
 
     def check_acknowledged_writes(self) -> None:
@@ -366,20 +381,21 @@ class Cluster:
 
     def check_log_matching(self) -> None:
         """§3.5 Log Matching: two logs holding an entry with the same index
-        and term are identical up to it."""
+        and term are identical up to it (the logs on the nodes' disks)."""
         nodes = self.live_nodes()
         for a_pos, a in enumerate(nodes):
             for b in nodes[a_pos + 1 :]:
-                lo = max(a.core.log.first_index(), b.core.log.first_index())
-                hi = min(a.core.log.last_index(), b.core.log.last_index())
+                left_log, right_log = a.storage, b.storage
+                lo = max(left_log.first_index(), right_log.first_index())
+                hi = min(left_log.last_index(), right_log.last_index())
                 agreed = 0
                 for index in range(hi, lo - 1, -1):
-                    if a.core.log.term(index) == b.core.log.term(index):
+                    if left_log.term(index) == right_log.term(index):
                         agreed = index
                         break
                 if agreed >= lo:
-                    left = a.core.log.entries(lo, agreed + 1)
-                    right = b.core.log.entries(lo, agreed + 1)
+                    left = left_log.entries(lo, agreed + 1)
+                    right = right_log.entries(lo, agreed + 1)
                     if left != right:
                         raise self.fail(f"log matching: {a.id} and {b.id} differ before {agreed}")
 
@@ -422,8 +438,8 @@ class Cluster:
             index = node.core.propose(data)
         except (NotLeader, ProposalDropped):
             return
-        key = (node.id, index, node.core.term)
-        self.proposals[key] = Proposal(node.id, index, node.core.term, data, self.now)
+        term = node.core.basic_status().term
+        self.proposals[(node.id, index, term)] = Proposal(node.id, index, term, data, self.now)
 
     def read(self, node: SimNode) -> None:
         self._next_read += 1
@@ -431,7 +447,7 @@ class Cluster:
             node.core.read_index(self._next_read)
         except NotLeader:
             return
-        self.reads[self._next_read] = PendingRead(node.id, node.core.term, self.now)
+        self.reads[self._next_read] = PendingRead(node.id, node.core.basic_status().term, self.now)
 
     def add_node(self, leader: SimNode) -> None:
         node_id = f"n{self._next_id}"
@@ -444,7 +460,7 @@ class Cluster:
         self.log_event(f"add learner {node_id}")
 
     def remove_node(self, leader: SimNode) -> None:
-        voters = sorted(leader.core.membership.voters)
+        voters = sorted(leader.core.basic_status().membership.voters)
         if len(voters) <= 3:
             return
         victim = self.rng.choice(voters)
@@ -545,7 +561,7 @@ class Cluster:
                     marker = (leader.id, leader.core.propose(b"marker"))
                 except (NotLeader, ProposalDropped):
                     continue
-            members = leader.core.membership.ids
+            members = leader.core.basic_status().membership.ids
             if all(self.nodes[m].applied_index >= marker[1] for m in members if m in self.nodes) and all(
                 m in self.nodes for m in members
             ):

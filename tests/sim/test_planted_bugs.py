@@ -30,7 +30,7 @@ class ReadsWithoutQuorum(RaftCore):
     """Serves read-index requests without confirming leadership (§6.4)."""
 
     def _enqueue_read(self, request_id: int) -> None:
-        self._read_states.append(ReadState(request_id, self.log.committed))
+        self._read_states.append(ReadState(request_id, self._log.committed))
 
 
 def first_violation(core_factory: type[RaftCore], seeds: range, faults: FaultProfile) -> str | None:

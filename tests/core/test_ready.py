@@ -1,0 +1,115 @@
+"""The Ready is the core's only output, and a leader's messages travel in
+it ahead of its persist (§10.2.1: "the leader can write to its disk in
+parallel with replicating to its followers"); the core's state is read
+only through ``status()``; its inputs are the methods listed in INPUTS."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from raft_trio.core import (
+    INPUTS,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    RaftCore,
+    RaftError,
+    Ready,
+    RequestVote,
+    Role,
+)
+from raft_trio.core._raft import OUTPUT, QUERIES
+from raft_trio.testing.memory import finish_ready, persist, take_ready
+
+from .helpers import CONFIG, Network, config, of_type
+
+
+def test_the_core_offers_its_inputs_its_output_and_its_queries_and_nothing_else() -> None:
+    public = {name for name, _ in inspect.getmembers(RaftCore) if not name.startswith("_")}
+    assert public == {*INPUTS, OUTPUT, *QUERIES}
+
+
+def test_a_leaders_appends_go_at_once_and_a_followers_answers_after_the_persist() -> None:
+    net = Network()
+    a = net.elect("a")
+    a.propose(b"x")
+    ready = net.take("a")
+    assert ready.entries and of_type(ready.messages, AppendEntries)
+    assert ready.messages_after_persist == []
+    net.step(*of_type(ready.messages, AppendEntries, dst="b"))
+    answer = net.take("b")
+    assert answer.entries and answer.messages == []
+    assert [(m.success, m.index) for m in of_type(answer.messages_after_persist, AppendEntriesResponse)] == [
+        (True, 2)
+    ]
+
+
+def test_a_candidates_vote_requests_wait_for_its_term_and_vote_to_be_durable() -> None:
+    """Figure 3.1: term and vote are persisted before any RPC that depends
+    on them; this is also what lets the leader's messages go early."""
+    net = Network(config=config(pre_vote=False))
+    net.time_out("a")
+    ready = net.take("a")
+    assert ready.hard_state is not None and (ready.hard_state.term, ready.hard_state.vote) == (1, "a")
+    assert ready.messages == []
+    assert len(of_type(ready.messages_after_persist, RequestVote)) == 2
+
+
+def test_while_a_ready_is_in_flight_the_leader_still_replicates_and_heartbeats() -> None:
+    """The runtime's fsync of one Ready runs while new proposals arrive:
+    their AppendEntries, and heartbeats, come out at once in Readys of
+    messages only; everything else waits for ``advance``, and the next
+    Ready persists all that arrived meanwhile in one write."""
+    net = Network()
+    a = net.elect("a")
+    a.propose(b"x")
+    sent: list[object] = []
+    in_flight = take_ready(a, sent.append)
+    assert in_flight.entries and not in_flight.only_messages()
+
+    a.propose(b"y")
+    a.propose(b"z")
+    assert a.has_ready()
+    meanwhile = take_ready(a, sent.append)
+    assert meanwhile.only_messages()
+    appended = of_type(meanwhile.messages, AppendEntries, dst="b")
+    assert [[e.data for e in m.entries] for m in appended] == [[b"y", b"z"]]
+    a.tick()  # heartbeat_ticks=1: a heartbeat round is due
+    heartbeats = of_type(take_ready(a, sent.append).messages, Heartbeat)
+    assert sorted(m.dst for m in heartbeats) == ["b", "c"]
+    assert not a.has_ready(), "nothing but messages comes out while a Ready is in flight"
+
+    persist(net.storages["a"], in_flight)
+    finish_ready(a, in_flight, send=sent.append, apply=lambda ready: None)
+    following = take_ready(a, sent.append)
+    assert [e.data for e in following.entries] == [b"y", b"z"]
+
+
+def test_advance_takes_only_the_ready_in_flight() -> None:
+    net = Network()
+    a = net.elect("a")
+    a.propose(b"x")
+    in_flight = a.ready()
+    with pytest.raises(RaftError):
+        a.advance(Ready(entries=in_flight.entries))  # an equal copy is not the one in flight
+    a.advance(in_flight)
+    with pytest.raises(RaftError):
+        a.advance(in_flight)  # once
+
+
+def test_status_is_a_frozen_copy() -> None:
+    net = Network(config=CONFIG)
+    a = net.elect("a")
+    before = a.status()
+    assert before.role is Role.LEADER and before.is_leader and before.progress["b"].match == 1
+    with pytest.raises(AttributeError):
+        before.term = 9  # type: ignore[misc]
+    a.propose(b"x")
+    net.deliver_all()
+    assert before.progress["b"].match == 1 and before.last_index == 1
+    after = a.status()
+    assert after.progress["b"].match == 2 and after.last_index == 2 and after.commit == 2
+    assert a.basic_status().commit == after.commit
+    assert net.cores["b"].status().progress == {}
