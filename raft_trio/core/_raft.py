@@ -3,7 +3,7 @@
 Every input the core takes is a method named in :data:`INPUTS`, and its
 only output is the Ready (``ready()``; ``_ready.py`` says how to handle
 one). ``status()`` reports its state as a frozen value; nothing else of it
-is public (tests/core/test_surface.py holds the class to that).
+is public (tests/core/test_ready.py holds the class to that).
 
 Same inputs, same outputs: the core reads no clock, touches no disk or
 socket, and draws its randomness only from the ``random.Random`` it is given.
