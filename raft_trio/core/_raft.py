@@ -221,15 +221,6 @@ class RaftCore:
         commit its own removal."""
         return self._membership_at(self._log.committed)
 
-    @property
-    def _handing_over(self) -> bool:
-        """A leader that takes no proposal because it is handing leadership
-        over: a transfer is under way, or it is being removed (it hands over
-        once the removal commits)."""
-        return self._role is Role.LEADER and (
-            self._lead_transferee is not None or self._id not in self._membership.voters
-        )
-
     def _promotable(self) -> bool:
         """Only voters of the configuration in force may campaign."""
         return self._id in self._membership.voters
