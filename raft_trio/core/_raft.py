@@ -411,8 +411,16 @@ class RaftCore:
             or self._read_states
             or self._dropped_reads
             or self._hard_state_to_persist() is not None
-            or self._soft_state != self._announced_soft_state
+            or self._soft_state_changed()
             or self._membership != self._announced_membership
+        )
+
+    def _soft_state_changed(self) -> bool:
+        announced = self._announced_soft_state
+        return (
+            self._role is not announced.role
+            or self._term != announced.term
+            or self._leader_id != announced.leader_id
         )
 
     def ready(self) -> Ready:
@@ -454,14 +462,13 @@ class RaftCore:
         and vote must be durable before anything is sent (Figure 3.1); the
         commit index need not be (it is volatile state), so a change of it
         alone costs no fsync: it rides along with the next entries written."""
-        current = self._hard_state
         persisted = self._persisted_hard_state
-        if current == persisted:
+        if self._term != persisted.term or self._vote != persisted.vote:
+            return self._hard_state
+        if self._log.committed == persisted.commit:
             return None
-        if current.term != persisted.term or current.vote != persisted.vote:
-            return current
         if self._log.unstable_entries or self._log.unstable_snapshot is not None:
-            return current
+            return self._hard_state
         return None
 
     def _flush_broadcast(self) -> None:
@@ -477,9 +484,9 @@ class RaftCore:
     def advance(self, ready: Ready) -> None:
         """The runtime has persisted, sent and applied ``ready``, the Ready
         in flight (one that holds only messages needs no ``advance``)."""
-        if ready.only_messages():
-            return
         if ready is not self._in_flight:
+            if ready.only_messages():
+                return
             raise RaftError("advance() takes the Ready in flight, once: the last one ready() handed out")
         self._in_flight = None
         if ready.hard_state is not None:
