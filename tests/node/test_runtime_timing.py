@@ -102,6 +102,38 @@ async def test_a_slow_leader_disk_does_not_delay_heartbeats(
     assert leader.is_leader
 
 
+async def test_a_leader_replicates_and_commits_a_write_while_its_own_fsync_runs(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """§10.2.1: the leader writes to its disk in parallel with replicating
+    to its followers. A write's AppendEntries leave in the Ready's
+    ``messages`` (or in a Ready of messages only, if another is in flight)
+    before the leader's own fsync ends, and the followers' two
+    acknowledgements commit it meanwhile; the leader answers once its own
+    write is durable and the entry applied."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    followers = [h.node for h in cluster.hosts.values() if h.node is not leader]
+    fsync_s = TIMING.election_min_ms / 2000
+    cluster.hosts[leader.id].fsync_seconds = fsync_s
+    before = leader.last_log_index
+    answered_at: list[float] = []
+
+    async def write() -> None:
+        await leader.write(Put("parallel", "v"))
+        answered_at.append(trio.current_time())
+
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write)
+        await trio.sleep(fsync_s / 10)
+        index = leader.last_log_index
+        assert index > before
+        assert all(f.last_log_index >= index for f in followers)
+        assert leader.commit_index >= index, "the followers' acknowledgements commit it"
+        assert answered_at == []
+    assert answered_at[0] - started >= fsync_s
+
+
 async def test_a_leader_whose_disk_stalls_steps_down(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
