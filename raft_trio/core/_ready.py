@@ -25,6 +25,11 @@ So a leader replicates new entries, and heartbeats, while its own disk is
 busy, and everything else waits for the next full Ready: one fsync then
 covers all that arrived meanwhile (group commit). Steps may be interleaved
 with the core's other inputs; their effects go into a later Ready.
+
+etcd-io/raft's asynchronous storage writes go further: any number of
+Readys in flight, their writes addressed as messages to a local storage
+thread that answers when durable. One in flight is all a runtime with one
+disk writer needs: writes stay in order, and no two of them need merging.
 """
 
 from __future__ import annotations
