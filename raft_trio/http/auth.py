@@ -20,7 +20,8 @@ needs the admin token when one is configured). While auth is on:
 4. What the path names is checked (else 403): a key's read or write, a
    lease's keys, root for backups, membership, leadership and auth
    management. What only the handler knows is checked there with
-   :func:`refusal` (ranges and watches, after parsing), and every write is
+   :func:`refusal` (ranges and watches, after parsing; a lease's keys, as
+   its answer lists them: :func:`keys_refusal`), and every write is
    checked again where it applies (the state machine, with the
    :class:`~raft_trio.kv.Caller` the handler stamps from :func:`caller`).
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import trio
@@ -74,7 +75,9 @@ class Rule:
     - ``open``: nothing; ``observe``: a user (no decision on keys);
       ``user``: a user, and the handler checks the rest;
     - ``keys``: ``need`` on ``[start, end)``; ``lease``: ``need`` on every
-      key attached to ``lease`` (its id as the client wrote it);
+      key attached to ``lease`` (its id as the client wrote it): write, to
+      keep it alive or revoke it (the handler of ``GET`` checks read on
+      the keys its answer lists, after the read barrier);
     - ``root``: the role root (backups, membership, leadership);
       ``manage``: auth management, root (the admin token while auth is off).
     """
@@ -104,7 +107,7 @@ def rule_for(method: str, path: str, api_prefix: str, open_extra: tuple[str, ...
     if rest.startswith("/leases/"):
         lease, _, tail = rest[len("/leases/") :].partition("/")
         if method in ("GET", "HEAD") and not tail:
-            return Rule("lease", "read", lease=lease)
+            return Rule("user")  # lease_info checks the keys it found (keys_refusal)
         return Rule("lease", "write", lease=lease)
     if rest == "/snapshot" or rest.startswith("/leadership/"):
         return Rule("root")
@@ -144,6 +147,19 @@ def refusal(scope: Any, node: RaftNode, need: Need, start: str, end: str | None)
         return None
     what = f"every key from {start!r}" + (f" to {end!r}" if end is not None else " on")
     return _forbidden(f"user {principal.user!r} has no {need} permission on {what}")
+
+
+def keys_refusal(scope: Any, node: RaftNode, need: Need, keys: Iterable[str]) -> Answer | None:
+    """The 403 when the request's user may not ``need`` one of ``keys``
+    (a lease's, as its answer would list them: etcd's LeaseTimeToLive
+    refuses rather than leave out what the caller may not read)."""
+    principal = principal_of(scope)
+    if principal is None or principal.root:
+        return None
+    if all(node.kv.permissions.may_key(principal.user, need, key) for key in keys):
+        return None
+    # Not which key: the caller may not know it exists.
+    return _forbidden(f"user {principal.user!r} has no {need} permission on every key attached to the lease")
 
 
 def txn_refusal(scope: Any, node: RaftNode, txn: Txn) -> Answer | None:
@@ -285,9 +301,8 @@ class AuthGate:
         held = self.node.kv.leases.get(lease) if lease is not None else None
         for key in sorted(held.keys) if held is not None else ():
             if not permissions.may_key(user, rule.need, key):
-                return (
-                    f"user {user!r} has no {rule.need} permission on {key!r}, which is attached to the lease"
-                )
+                # Not which key: the caller may not know it exists.
+                return f"user {user!r} has no {rule.need} permission on every key attached to the lease"
         return None  # no such lease: the handler answers 404
 
     # -- answers -----------------------------------------------------------------------------

@@ -257,10 +257,11 @@ class KeyValueStore:
         """Why ``user`` may not revoke ``lease``: it needs write permission
         on every key attached (etcd's rule), since revoking deletes them."""
         held = self.leases.get(lease)
-        for key in sorted(held.keys) if held is not None else ():
-            if not self.permissions.may_key(user, "write", key):
-                return f"no write permission on {key!r}, which is attached to the lease"
-        return None
+        keys = held.keys if held is not None else ()
+        if all(self.permissions.may_key(user, "write", key) for key in keys):
+            return None
+        # Not which key: the caller may not know it exists.
+        return "no write permission on every key attached to the lease"
 
     def _execute(self, index: int, command: Command) -> Result:
         if isinstance(command, AuthCommand):

@@ -269,6 +269,12 @@ class Cluster:
         )
         self._status_client = httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False, verify=verify)
 
+    def authenticate(self, auth: httpx.Auth) -> None:
+        """Send ``auth`` with the test's own requests (status, key-value)
+        from now on: the cluster turned auth on."""
+        for client in (self.http, self.follow, self._status_client):
+            client.auth = auth
+
     # -- processes ------------------------------------------------------------
 
     def start(self) -> tuple[str, int]:
