@@ -261,6 +261,10 @@ class AuthGate:
         certificate = client_certificate(scope) if self.node.security.client_cert_auth else None
         if certificate is not None:
             common_name = certificate_name(certificate)
+            if common_name in self.node.membership.ids:
+                # A node's own certificate (or one made in its name) is no
+                # user's, whatever users exist.
+                return f"the client certificate's CN {common_name!r} is a member of the cluster, not a user"
             user = state.user(common_name) if common_name is not None else None
             if user is None:
                 return f"the client certificate's CN {common_name!r} is not a user of this cluster"

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
+import hmac
 from typing import cast
 
 import msgspec
@@ -112,6 +114,26 @@ class _Snapshot(msgspec.Struct, frozen=True):
 
 
 _snapshot_decoder: msgspec.msgpack.Decoder[_Snapshot] = msgspec.msgpack.Decoder(_Snapshot)
+
+#: Mixed into the signing key of a restored cluster (:func:`with_new_signing_key`).
+_RESTORED_LABEL = b"raft-trio-restored-signing-key-v1\0"
+
+
+def with_new_signing_key(data: bytes, salt: str) -> bytes:
+    """The state machine snapshot ``data`` with its token-signing key (if
+    auth was ever enabled) replaced by one derived from the old key and
+    ``salt`` (the new cluster's id), for a restore: a restored cluster is
+    a new cluster, and the tokens of the one the backup came from are not
+    valid there. Every member restored with the same ``salt`` derives the
+    same key, so the members agree without talking to each other."""
+    if not data:
+        return data
+    state = _snapshot_decoder.decode(data)
+    if state.auth is None or not state.auth.signing_key:
+        return data
+    key = hmac.new(state.auth.signing_key, _RESTORED_LABEL + salt.encode(), hashlib.sha256).digest()
+    auth = msgspec.structs.replace(state.auth, signing_key=key)
+    return msgspec.msgpack.encode(msgspec.structs.replace(state, auth=auth))
 
 
 class KeyValueStore:
