@@ -4,7 +4,8 @@
 auth is off it lets everything through as before (auth management then
 needs the admin token when one is configured). While auth is on:
 
-1. ``/healthz``, ``/readyz``, ``/metrics``, the docs, the peer endpoints
+1. ``/healthz``, ``/readyz``, ``/metrics`` (but those named by
+   ``RAFT_AUTH_PROTECT``: any user), the docs, the peer endpoints
    (signed by the cluster secret, and with ``peer_cert_auth`` holding a
    certificate whose CN is the sender's id) and ``POST {api}/auth/token``
    (the login) are open.
@@ -89,10 +90,20 @@ class Rule:
     lease: str = ""
 
 
-def rule_for(method: str, path: str, api_prefix: str, open_extra: tuple[str, ...] = ()) -> Rule:
-    """The rule of a request (``path`` as routed: without the root path)."""
+def rule_for(
+    method: str,
+    path: str,
+    api_prefix: str,
+    open_extra: tuple[str, ...] = (),
+    protected: tuple[str, ...] = (),
+) -> Rule:
+    """The rule of a request (``path`` as routed: without the root path);
+    ``protected``: which of the open paths (named without their slash)
+    need a user."""
     method = method.upper()
-    if path in OPEN_PATHS or path.startswith(PEER_PREFIX) or path.startswith(open_extra):
+    if path in OPEN_PATHS:
+        return Rule("observe" if path[1:] in protected else "open")
+    if path.startswith(PEER_PREFIX) or path.startswith(open_extra):
         return Rule("open")
     api = api_prefix.rstrip("/")
     if not path.startswith(api + "/"):
@@ -196,8 +207,8 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        rule = rule_for(scope["method"], path, self.api_prefix, self.open_paths)
         security = self.node.security
+        rule = rule_for(scope["method"], path, self.api_prefix, self.open_paths, security.protected)
         if path.startswith(PEER_PREFIX) and security.peer_cert_auth:
             refused = self._peer_refusal(scope)
             if refused is not None:
