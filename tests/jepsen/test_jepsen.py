@@ -9,6 +9,8 @@ CI runs 30 s of faults; the long form is one command::
 
     JEPSEN_SECONDS=600 pytest tests/jepsen -k jepsen_run -s
 
+(``-k "jepsen_run and plain"`` for the run without auth alone).
+
 ``JEPSEN_SEED=<n>`` replays a nemesis schedule (the seed is printed). The
 nodes sign their peer streams and requests with a cluster secret, and the
 proxies replay the opening of every 3rd connection they forwarded (a
