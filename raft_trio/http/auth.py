@@ -22,7 +22,7 @@ needs the admin token when one is configured). While auth is on:
    lease's keys, root for backups, membership, leadership and auth
    management. What only the handler knows is checked there with
    :func:`refusal` (ranges and watches, after parsing; a lease's keys, as
-   its answer lists them: :func:`keys_refusal`), and every write is
+   its answer lists them: :func:`lease_keys_refusal`), and every write is
    checked again where it applies (the state machine, with the
    :class:`~raft_trio.kv.Caller` the handler stamps from :func:`caller`).
 
@@ -118,7 +118,7 @@ def rule_for(
     if rest.startswith("/leases/"):
         lease, _, tail = rest[len("/leases/") :].partition("/")
         if method in ("GET", "HEAD") and not tail:
-            return Rule("user")  # lease_info checks the keys it found (keys_refusal)
+            return Rule("user")  # lease_info checks the keys it found (lease_keys_refusal)
         return Rule("lease", "write", lease=lease)
     if rest == "/snapshot" or rest.startswith("/leadership/"):
         return Rule("root")
@@ -160,7 +160,7 @@ def refusal(scope: Any, node: RaftNode, need: Need, start: str, end: str | None)
     return _forbidden(f"user {principal.user!r} has no {need} permission on {what}")
 
 
-def keys_refusal(scope: Any, node: RaftNode, need: Need, keys: Iterable[str]) -> Answer | None:
+def lease_keys_refusal(scope: Any, node: RaftNode, need: Need, keys: Iterable[str]) -> Answer | None:
     """The 403 when the request's user may not ``need`` one of ``keys``
     (a lease's, as its answer would list them: etcd's LeaseTimeToLive
     refuses rather than leave out what the caller may not read)."""

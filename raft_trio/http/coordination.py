@@ -68,7 +68,7 @@ from .answers import (
     sse,
     write,
 )
-from .auth import keys_refusal, refusal, txn_refusal
+from .auth import lease_keys_refusal, refusal, txn_refusal
 
 Code = schema.Code
 
@@ -396,7 +396,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         except NODE_ERRORS as exc:
             return for_exception(exc, node, target())
         # After the read barrier, on the keys as the answer lists them.
-        if (refused := keys_refusal(request.scope, node, "read", info.keys)) is not None:
+        if (refused := lease_keys_refusal(request.scope, node, "read", info.keys)) is not None:
             return refused
         return Answer(200, schema.LeaseInfoAnswer(lease, int(info.remaining), info.granted_ttl, info.keys))
 

@@ -32,7 +32,7 @@ import httpx
 
 from raft_trio.client import Client as LibraryClient
 
-from ..integration.cluster import kv_path
+from ..integration.cluster import kv_path, wait_until
 
 #: Every key of the workload starts with it (harness.KEYS).
 WORKLOAD_PREFIX = "k"
@@ -146,12 +146,16 @@ def turn_on(urls: list[str]) -> RunUsers:
     with LibraryClient(urls, user=ROOT[0], password=ROOT[1]) as root:
         status = root.auth_status()
         assert status.enabled and status.user == ROOT[0], status
-    users = RunUsers(TokenAuth(*ROOT, urls), TokenAuth(*WORKLOAD, urls), TokenAuth(*READER, urls))
     with httpx.Client(timeout=ATTEMPT_TIMEOUT, trust_env=False) as anonymous:
-        for url in urls:
-            answer = anonymous.get(url + kv_path("k0"))
-            assert answer.status_code == 401, f"{url}: auth enabled, yet {answer.status_code} {answer.text}"
-    return users
+
+        def refused_everywhere() -> tuple[bool, dict[str, int]]:
+            # A follower that has not applied the switch yet may still
+            # answer otherwise (a 403 after its read barrier): wait for it.
+            statuses = {url: anonymous.get(url + kv_path("k0")).status_code for url in urls}
+            return all(status == 401 for status in statuses.values()), statuses
+
+        wait_until(refused_everywhere, 10.0, "every node to refuse an anonymous read (401)")
+    return RunUsers(TokenAuth(*ROOT, urls), TokenAuth(*WORKLOAD, urls), TokenAuth(*READER, urls))
 
 
 # -- the intruder -----------------------------------------------------------------------
