@@ -108,11 +108,10 @@ def test_sigterm_stops_each_node_quickly_and_leaves_no_process_behind(
             started = time.monotonic()
             node.send(signal.SIGTERM)
             try:
-                status = node.proc.wait(timeout=STOP_LIMIT_S) if node.proc else None
+                status = node.wait(timeout=STOP_LIMIT_S)
             except subprocess.TimeoutExpired:
                 problems.append(f"{nid} still running {STOP_LIMIT_S} s after SIGTERM")
-                node.proc.wait(timeout=15)  # type: ignore[union-attr]
-                status = node.proc.returncode  # type: ignore[union-attr]
+                status = node.wait(timeout=15)
             took = time.monotonic() - started
             print(
                 f"{nid}: exit status {status} {took:.2f} s after SIGTERM; children before: {sorted(under[nid])}"
@@ -242,7 +241,7 @@ def test_sigterm_on_the_leader_hands_leadership_over_before_it_exits(cluster: Cl
     others = [n for n in cluster.nodes if n != lid]
 
     started = time.monotonic()
-    status = cluster[lid].terminate(timeout=5.0)
+    status = cluster[lid].stop(grace=5.0)
     stopped_after = time.monotonic() - started
 
     assert status == 0
