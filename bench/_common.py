@@ -63,9 +63,10 @@ def parse_metrics(text: str, names: Iterable[str] | None = None) -> dict[str, fl
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        name, _, rest = line.partition(" ")
-        if "{" in name:  # a label value may hold spaces: the value is the last field
-            name, rest = name.split("{", 1)[0], line.rsplit(" ", 1)[1]
+        if "{" in line.split(" ", 1)[0]:  # labels (whose values may hold spaces), then the value
+            name, rest = line.split("{", 1)[0], line.rsplit("}", 1)[1]
+        else:
+            name, _, rest = line.partition(" ")
         if names is None or name in found:
             found[name] = found.get(name, 0.0) + float(rest.split()[0])
     return found
