@@ -237,15 +237,19 @@ class Process:
         with open(self.log_path, "ab") as log:
             log.write(f"=== test: {text}\n".encode())
 
-    def send(self, sig: signal.Signals) -> None:
-        """``sig`` to the process (not its group), noted in the log."""
-        assert self.running, f"{self.name} is not running"
+    def send(self, sig: signal.Signals) -> bool:
+        """``sig`` to the process (not its group), noted in the log; False,
+        and nothing sent, when it is not running (it may exit at any time)."""
+        if not self.running:
+            return False
         self.note(f"sending {sig.name} to pid {self.pid}")
+        # Not reaped until polled, so the pid is still ours even if it just exited.
         os.kill(self.pid, sig)
+        return True
 
     def pause(self) -> None:
         """SIGSTOP: the process is frozen, its sockets stay open."""
-        self.send(signal.SIGSTOP)
+        assert self.send(signal.SIGSTOP), f"{self.name} is not running"
         self.paused = True
 
     def resume(self) -> None:
@@ -345,6 +349,28 @@ class Process:
         except OSError:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_all(
+    processes: Iterable[Process], sig: signal.Signals = signal.SIGTERM, grace: float = STOP_GRACE_S
+) -> dict[str, int]:
+    """:meth:`Process.stop` of every running one of ``processes``, all
+    signalled at once and given the same ``grace``; name -> exit status."""
+    running = [process for process in processes if process.running]
+    for process in running:
+        if process.paused:
+            process.resume()
+        process.send(sig)
+    deadline = time.monotonic() + grace
+    statuses = {}
+    for process in running:
+        try:
+            statuses[process.name] = process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.note(f"still running {grace:.1f} s after {sig.name}")
+            process.kill()
+            statuses[process.name] = process.wait(KILL_WAIT_S)
+    return statuses
 
 
 class NodeProcess(Process):
@@ -472,21 +498,7 @@ class NodeCluster:
     def stop(self, sig: signal.Signals = signal.SIGTERM, grace: float = STOP_GRACE_S) -> dict[str, int]:
         """A clean stop of every running node, all signalled at once; node
         id -> exit status."""
-        running = [node for node in self.nodes.values() if node.running]
-        for node in running:
-            if node.paused:
-                node.resume()
-            node.send(sig)
-        deadline = time.monotonic() + grace
-        statuses = {}
-        for node in running:
-            try:
-                statuses[node.id] = node.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                node.note(f"still running {grace:.1f} s after {sig.name}")
-                node.kill()
-                statuses[node.id] = node.wait(KILL_WAIT_S)
-        return statuses
+        return stop_all(self.nodes.values(), sig, grace)
 
     def close(self) -> None:
         """Kill every node, whatever state it is in (SIGKILL: a cluster

@@ -30,7 +30,14 @@ import httpx
 import pytest
 
 from raft_trio.client import Client
-from raft_trio.testing.processes import NodeCluster, Process, free_port, inherited_env, python_module
+from raft_trio.testing.processes import (
+    NodeCluster,
+    Process,
+    free_port,
+    inherited_env,
+    python_module,
+    stop_all,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -103,8 +110,7 @@ class Cluster(NodeCluster):
 
     def stop_all(self) -> None:
         try:
-            self.stop(grace=5)
-            self.monitor.stop(grace=5)
+            stop_all([*self.nodes.values(), self.monitor], grace=5)
         finally:
             self.close()
 
