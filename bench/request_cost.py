@@ -42,7 +42,8 @@ def main() -> None:
     node = cluster["n1"]
     node.cwd = Path(data)
     try:
-        cluster.start(timeout=30.0)
+        cluster.start_processes()
+        cluster.wait_for_leader(timeout=30.0)
         if a.kind == "stream":
             stream_cost(a.port, node, a.requests)
             return

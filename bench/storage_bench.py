@@ -137,7 +137,8 @@ def bench_fsync(
         ids = list(cluster.nodes)
         port_of = {nid: node.port for nid, node in cluster.nodes.items()}
         try:
-            lid, _ = cluster.start(timeout=30.0)
+            cluster.start_processes()
+            lid, _ = cluster.wait_for_leader(timeout=30.0)
             url = f"http://127.0.0.1:{port_of[lid]}"
             put_wrk(url, 8, 2, "warmup")
             runs = [(conc, False) for conc in connections]

@@ -468,13 +468,14 @@ class NodeCluster:
 
     # -- processes ----------------------------------------------------------------------
 
-    def start(self, timeout: float = START_S) -> tuple[str, int]:
-        """Blocking: start every node, then wait for the first leader;
-        (leader id, term). The node logs' tails are in the error when none
-        comes."""
+    def start(self) -> tuple[str, int]:
+        """Blocking: start every node, then wait :data:`START_S` for the
+        first leader; (leader id, term). The node logs' tails are in the
+        error when none comes. (Another bound: :meth:`start_processes`,
+        then :meth:`wait_for_leader`.)"""
         self.start_processes()
         try:
-            return self.wait_for_leader(timeout=timeout)
+            return self.wait_for_leader(timeout=START_S)
         except AssertionError as error:
             raise AssertionError(f"{error}\n{self.tails()}") from None
 

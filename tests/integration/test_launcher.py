@@ -79,7 +79,7 @@ async def test_a_killed_node_restarts_on_its_data_dir_with_what_it_had(tmp_path:
 def test_a_paused_node_is_out_until_resumed_and_a_stop_is_clean(tmp_path: Path) -> None:
     cluster = NodeCluster(tmp_path, 3, inherited_env(extra={**FAST_TIMING, "LOGGING": "INFO"}))
     try:
-        leader, _ = cluster.start(timeout=START_S)
+        leader, _ = cluster.start()
         follower = next(node for node in cluster.nodes.values() if node.id != leader)
         follower.pause()
         assert follower.id not in cluster.live_ids()
