@@ -156,7 +156,8 @@ def bench_fsync(
                     result = put_wrk(url, conc, duration, tag)
                 time.sleep(0.5)  # followers learn the last commit index
                 after = {nid: scrape(port, METRICS) for nid, port in port_of.items()}
-                if cluster.agreed_leader()[1][:1] != (lid,):
+                agreed, seen = cluster.agreed_leader()
+                if not agreed or seen[0] != lid:
                     raise SystemExit("storage_bench: the leader changed during the run; try again")
                 commands.append(" ".join(result["argv"]))
                 acked = result["requests"] - result["non_2xx"]
