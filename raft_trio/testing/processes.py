@@ -71,6 +71,7 @@ STATUS_TIMEOUT_S = 1.0
 STATUS_CONNECT_S = 0.5
 LOG_TAIL_LINES = 40
 
+
 # -- addresses ------------------------------------------------------------------------
 
 
@@ -164,8 +165,8 @@ def node_argv(node_id: str, listen: str, data_dir: Path, *args: str) -> list[str
 class Process:
     """A command in a session of its own, its output appended to ``log_path``.
 
-    Made stopped; :meth:`start` starts it, and starts it again (the same
-    command, environment and log) once it has exited. ``argv`` and ``env``
+    Not running when made: :meth:`start` starts it, and starts it again
+    (the same command, environment and log) once it has exited. ``argv`` and ``env``
     may change between starts (a crash point armed for one run, say).
     ``notes``: whether what is done to it is noted in its log."""
 
