@@ -132,6 +132,9 @@ class LazyTicks:
         if scope is None:
             return
         wake = min(self.due_at(), trio.current_time() + 1.5 * self._max_sleep, *also)
-        if wake != scope.deadline:
+        deadline = scope.deadline
+        # Later by half an interval at least: inputs that come every few
+        # milliseconds move the deadline once in a while, not each time.
+        if wake < deadline or wake > deadline + self._max_sleep / 2:
             scope.deadline = wake
             self._wake_at = wake
