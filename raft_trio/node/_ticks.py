@@ -69,8 +69,11 @@ class LazyTicks:
             return
         horizon = now
         # The process ran at least until its last sign of running and, if
-        # on time, until the planned wake within max_sleep of it.
-        expected = min(self._wake_at, self._seen + self._max_sleep) + self._slack
+        # on time, until the planned wake within max_sleep of it (no bound
+        # while the ticker does not sleep: it runs, or has not started).
+        expected = math.inf
+        if self._wake_at != math.inf:
+            expected = min(self._wake_at, self._seen + self._max_sleep) + self._slack
         overdue = now > expected
         self._seen = now
         if overdue:
