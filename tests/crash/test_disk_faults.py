@@ -80,7 +80,7 @@ def _way_back(c: Cluster, victim: str, writer: Writer) -> None:
 def test_a_flipped_byte_in_a_stopped_followers_log_is_refused_and_the_member_rejoins(tmp_path: Path) -> None:
     with _loaded(tmp_path, "rowflip") as (c, victim, writer):
         writer.wait_for(60, what="before the follower stops")
-        assert c[victim].terminate() == 0
+        assert c[victim].stop() == 0
         db = c[victim].data_dir / "raft.db"
         data = bytearray(db.read_bytes())
         # The newest acknowledged value still in the file (older rows are
