@@ -3,13 +3,15 @@ at the same time, measured over the same windows, so that the load of a
 shared machine falls on every tree alike (alternating runs of
 ``bench/levers.py`` differ by a factor of two on a busy machine).
 
-    python bench/side_by_side.py idle --seconds 30 --rounds 3 /tmp/base .
-    python bench/side_by_side.py writes --clients 1 --seconds 10 --rounds 3 /tmp/base .
-    python bench/side_by_side.py idle . '.|HEARTBEAT_REPEAT_MILLIS=200'
+    python -m bench.side_by_side idle --seconds 30 --rounds 3 /tmp/base .
+    python -m bench.side_by_side writes --clients 1 --seconds 10 --rounds 3 /tmp/base .
+    python -m bench.side_by_side idle . '.|HEARTBEAT_REPEAT_MILLIS=200'
 
 A tree is a directory holding a ``raft_trio`` package (``git archive
-<commit> raft_trio | tar -x -C /tmp/base`` makes one), put first on the
-nodes' ``PYTHONPATH``; ``tree|NAME=value,...`` adds environment variables.
+<commit> raft_trio | tar -x -C /tmp/base`` makes one), put on the nodes'
+``PYTHONPATH`` (they run in their data directories, so that ``python -m``
+does not put the caller's directory first); ``tree|NAME=value,...`` adds
+environment variables.
 ``idle`` prints each member's CPU at rest in percent of a core; ``writes``
 runs wrk (``bench/load.lua``, distinct keys, 100-byte values) on every
 leader at once and prints each member's CPU per committed write, in ms
@@ -20,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import compare  # noqa: E402
+from raft_trio.testing.processes import Process
+
+from . import compare
 
 
 class TreeCluster(compare.RaftCluster):
@@ -45,6 +46,12 @@ class TreeCluster(compare.RaftCluster):
     def argv(self, i: int) -> tuple[list[str], dict[str, str] | None]:
         argv, env = super().argv(i)
         return argv, {**(env or {}), **self.env}
+
+    def start(self, i: int) -> None:
+        argv, env = self.argv(i)
+        process = Process(f"member{i}", argv, self.root / f"member{i}.log", env, cwd=self.root)
+        process.start()
+        self.procs[i] = process
 
 
 def by_role(values: list[float], leader: int) -> str:
@@ -74,9 +81,9 @@ def write_round(
 ) -> None:
     """One measured wrk run on ``c``'s leader; its line goes to ``out``."""
     url = c.url(leader)
-    compare.run_wrk(url, a.clients, 2, c.api, "put", f"warm-{tag}")
+    compare.load_wrk(url, a.clients, 2, c.api, "put", f"warm-{tag}")
     cpu0, m0 = c.cpu(), c.metrics(leader)
-    done = compare.run_wrk(url, a.clients, a.seconds, c.api, "put", f"run-{tag}")
+    done = compare.load_wrk(url, a.clients, a.seconds, c.api, "put", f"run-{tag}")
     cpu1, m1 = c.cpu(), c.metrics(leader)
     commits = max(1.0, m1[c.commit_metric] - m0[c.commit_metric])
     ms = [(y - x) * 1000 / commits for x, y in zip(cpu0, cpu1, strict=True)]
