@@ -1,6 +1,6 @@
 """raft-trio against etcd on one machine, with one command.
 
-    python bench/compare.py [--vs etcd] [--quick] [--out bench/results/compare.md]
+    python -m bench.compare [--vs etcd] [--quick] [--out bench/results/compare.md]
 
 Every workload runs on a fresh 3-node cluster on 127.0.0.1 (temporary data
 directories, fsync on, default settings), held with one stable leader for a
@@ -48,7 +48,6 @@ import abc
 import argparse
 import dataclasses
 import datetime
-import http.client
 import json
 import os
 import platform
@@ -71,17 +70,23 @@ import httpx
 import trio
 
 from raft_trio.client import Client, ClientError
+from raft_trio.testing.processes import Process, free_port, free_ports, node_argv, peers_flag, python_module
 from raft_trio.testing.waiting import wait_for
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-from storage_bench import Proc, free_ports, node_env, raft_trio_command  # noqa: E402
+from ._common import (
+    HERE,
+    LOAD_LUA,
+    REPO,
+    BenchError,
+    bench_env,
+    fsync_probe,
+    http_request,
+    run_wrk,
+    scrape,
+)
 
-LOAD_LUA = HERE / "load.lua"
 NULL_SERVER = HERE / "null_server.py"
 FRONT_DOOR = HERE / "front_door.py"
-PROPOSE_BENCH = HERE / "propose_bench.py"
 #: Keys written before the read workload, read round-robin.
 READ_KEYS = 1000
 MIB = 1024 * 1024
@@ -96,10 +101,6 @@ WORKLOADS = (
     "ceiling", "front-door", "idle", "writes1", "writes16", "writes64", "reads64", "failover-default",
     "failover-fast", "propose",
 )  # fmt: skip
-
-
-class BenchError(Exception):
-    """Something that makes a run meaningless (no leader, wrk failed)."""
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -186,45 +187,6 @@ class Plan:
         return total
 
 
-# -- processes -----------------------------------------------------------------------------
-
-
-def http_request(
-    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 2.0
-) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process so far (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def parse_metrics(text: str, names: tuple[str, ...]) -> dict[str, float]:
-    """Unlabelled Prometheus samples of ``names`` (the sum of their label
-    sets, should any carry labels)."""
-    found = dict.fromkeys(names, 0.0)
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        name, _, rest = line.partition(" ")
-        base = name.split("{", 1)[0]
-        if base in found:
-            found[base] += float(rest.split()[0])
-    return found
-
-
 # -- clusters -------------------------------------------------------------------------------
 
 
@@ -242,7 +204,7 @@ class Cluster(abc.ABC):
         self.root = root
         self.profile = profile
         self.ports = free_ports(6)
-        self.procs: list[Proc | None] = [None, None, None]
+        self.procs: list[Process | None] = [None, None, None]
         root.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> Cluster:
@@ -276,7 +238,9 @@ class Cluster(abc.ABC):
 
     def start(self, i: int) -> None:
         argv, env = self.argv(i)
-        self.procs[i] = Proc(argv, self.root / f"member{i}.log", env)
+        process = Process(f"member{i}", argv, self.root / f"member{i}.log", env)
+        process.start()
+        self.procs[i] = process
 
     def kill(self, i: int) -> None:
         proc = self.procs[i]
@@ -304,8 +268,8 @@ class Cluster(abc.ABC):
         seen: tuple[int, int] | None = None
         while time.monotonic() < deadline:
             for i, proc in enumerate(self.procs):
-                if proc is not None and not proc.alive():
-                    raise BenchError(f"{self.system} member {i} exited; see {proc.log}")
+                if proc is not None and not proc.running:
+                    raise BenchError(f"{self.system} member {i} exited; see {proc.log_path}")
             views = [self.view(i) for i in range(3)]
             agreed = views[0] if views[0] is not None and all(v == views[0] for v in views) else None
             now = time.monotonic()
@@ -317,17 +281,14 @@ class Cluster(abc.ABC):
         raise BenchError(f"{self.system}: no stable leader within {timeout:.0f} s (logs in {self.root})")
 
     def metrics(self, i: int) -> dict[str, float]:
-        code, body = http_request(self.client_port(i), "GET", "/metrics")
-        if code != 200:
-            raise BenchError(f"{self.system} member {i}: /metrics answered {code}")
-        return parse_metrics(body.decode(), (self.fsync_metric, self.commit_metric))
+        return scrape(self.client_port(i), (self.fsync_metric, self.commit_metric), timeout=2.0)
 
     def rss(self) -> list[int]:
         return [proc.rss() if proc is not None else 0 for proc in self.procs]
 
     def cpu(self) -> list[float]:
         """CPU seconds each member has used so far."""
-        return [cpu_seconds(proc.pid) if proc is not None else 0.0 for proc in self.procs]
+        return [proc.cpu_seconds() if proc is not None else 0.0 for proc in self.procs]
 
     def idle_cpu(self, seconds: float) -> list[float]:
         """Each member's CPU over ``seconds`` with no client, in percent of a core."""
@@ -349,12 +310,10 @@ class RaftCluster(Cluster):
     ids = ("n1", "n2", "n3")
 
     def argv(self, i: int) -> tuple[list[str], dict[str, str] | None]:
-        peers = ",".join(f"{nid}={self.url(j)}" for j, nid in enumerate(self.ids))
-        argv = [
-            *raft_trio_command(), "node", "--id", self.ids[i], "--listen", f"127.0.0.1:{self.ports[i]}",
-            "--data-dir", str(self.root / self.ids[i]), "--peers", peers,
-        ]  # fmt: skip
-        env = node_env()
+        peers = peers_flag({nid: self.url(j) for j, nid in enumerate(self.ids)})
+        node_id = self.ids[i]
+        argv = node_argv(node_id, f"127.0.0.1:{self.ports[i]}", self.root / node_id, "--peers", peers)
+        env = bench_env()
         if self.profile != DEFAULT:
             env.update(
                 ELECTION_TIMEOUT_LOWER_MILLIS=str(self.profile.election_min_ms),
@@ -458,24 +417,20 @@ class WrkResult:
         return self.non_2xx + self.socket_errors
 
 
-def run_wrk(url: str, connections: int, seconds: float, api: str, op: str, tag: str) -> WrkResult:
-    argv = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(LOAD_LUA), url,
-        "--", api, op, tag, str(READ_KEYS),
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    fields = json.loads(line.removeprefix("WRK_JSON "))
+def load_wrk(url: str, connections: int, seconds: float, api: str, op: str, tag: str) -> WrkResult:
+    """wrk with load.lua: ``op`` (put, get, preload) in ``api``'s requests."""
+    fields, argv = run_wrk(
+        LOAD_LUA, url, connections, seconds, [api, op, tag, str(READ_KEYS)], request_timeout="5s"
+    )
     return WrkResult(**fields, command=shlex.join(argv))
 
 
 @contextmanager
-def serving(script: Path, root: Path, what: str, timeout: float = 20.0) -> Iterator[tuple[str, Proc]]:
+def serving(script: Path, root: Path, what: str, timeout: float = 20.0) -> Iterator[tuple[str, Process]]:
     """``python SCRIPT PORT`` until the block ends, once it answers HTTP."""
-    (port,) = free_ports(1)
-    proc = Proc([sys.executable, str(script), str(port)], root / f"{script.stem}.log")
+    port = free_port()
+    proc = Process(script.stem, [sys.executable, str(script), str(port)], root / f"{script.stem}.log")
+    proc.start()
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -483,8 +438,8 @@ def serving(script: Path, root: Path, what: str, timeout: float = 20.0) -> Itera
                 http_request(port, "GET", "/", timeout=0.5)
                 break
             except OSError:
-                if time.monotonic() > deadline or not proc.alive():
-                    raise BenchError(f"{what} did not start; see {proc.log}") from None
+                if time.monotonic() > deadline or not proc.running:
+                    raise BenchError(f"{what} did not start; see {proc.log_path}") from None
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}", proc
     finally:
@@ -505,10 +460,10 @@ def front_door_runs(root: Path, plan: Plan) -> list[FrontDoorRow]:
     rows = []
     with serving(FRONT_DOOR, root, "the front door") as (url, proc):
         for op in ("put", "get"):
-            run_wrk(url, 64, 1, "raft", op, "warm")
-            before = cpu_seconds(proc.pid)
-            result = run_wrk(url, 64, plan.ceiling_window, "raft", op, "front-door")
-            used = cpu_seconds(proc.pid) - before
+            load_wrk(url, 64, 1, "raft", op, "warm")
+            before = proc.cpu_seconds()
+            result = load_wrk(url, 64, plan.ceiling_window, "raft", op, "front-door")
+            used = proc.cpu_seconds() - before
             rows.append(FrontDoorRow(op, result, 1000 * used / max(result.requests, 1)))
             print(
                 f"front door (Hypercorn, do-nothing app), {'writes' if op == 'put' else 'reads'}' "
@@ -585,11 +540,11 @@ def load_run(system: str, root: Path, op: str, connections: int, plan: Plan) -> 
         if op == "get":
             preload(cluster, url, tag)
         # The warm-up reads the same keys; its writes are keys of their own.
-        run_wrk(url, connections, plan.warmup, cluster.api, op, tag if op == "get" else tag + "w")
+        load_wrk(url, connections, plan.warmup, cluster.api, op, tag if op == "get" else tag + "w")
         before = [cluster.metrics(i) for i in range(3)]
         cpu_before = cluster.cpu()
         with rss_peaks(cluster) as rss_load:
-            result = run_wrk(url, connections, plan.window, cluster.api, op, tag)
+            result = load_wrk(url, connections, plan.window, cluster.api, op, tag)
         cpu_used = [b - a for a, b in zip(cpu_before, cluster.cpu(), strict=True)]
         time.sleep(0.5)  # the followers learn the last commit index
         after = [cluster.metrics(i) for i in range(3)]
@@ -638,7 +593,7 @@ def preload(cluster: Cluster, url: str, tag: str) -> None:
     makes at least READ_KEYS requests (its counter cycles through them)."""
     seconds = 2.0
     for _ in range(5):
-        result = run_wrk(url, 16, seconds, cluster.api, "preload", tag)
+        result = load_wrk(url, 16, seconds, cluster.api, "preload", tag)
         if result.failures:
             raise BenchError(f"{cluster.system}: preload failed: {result.non_2xx} non-2xx answers")
         if result.requests >= READ_KEYS:
@@ -810,12 +765,13 @@ def propose_run(root: Path, plan: Plan, concurrencies: str = "1,64") -> list[Pro
     followers, and then its process group is killed."""
     log = root / "propose.log"
     argv = [
-        sys.executable, str(PROPOSE_BENCH), "--proposers", concurrencies,
+        *python_module("bench.propose_bench"), "--proposers", concurrencies,
         "--warmup", "2", "--seconds", f"{plan.propose_window:g}",
     ]  # fmt: skip
-    proc = Proc(argv, log)
+    proc = Process("propose_bench", argv, log, cwd=REPO, notes=False)
+    proc.start()
     try:
-        proc.popen.wait(timeout=120 + 4 * plan.propose_window)
+        proc.wait(timeout=120 + 4 * plan.propose_window)
     except subprocess.TimeoutExpired:
         raise BenchError("propose_bench did not finish in time") from None
     finally:
@@ -825,10 +781,8 @@ def propose_run(root: Path, plan: Plan, concurrencies: str = "1,64") -> list[Pro
         if line.startswith("PROPOSE_JSON "):
             fields = json.loads(line.removeprefix("PROPOSE_JSON "))
             rows.append(ProposeRow(**{k: fields[k] for k in ProposeRow.__dataclass_fields__}))
-    if proc.popen.returncode != 0 or not rows:
-        raise BenchError(
-            f"propose_bench failed ({proc.popen.returncode}); see {log}:\n{log.read_text()[-2000:]}"
-        )
+    if proc.returncode != 0 or not rows:
+        raise BenchError(f"propose_bench failed ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
     for row in rows:
         print(
             f"raft-trio propose   {row.proposers:3} proposers {row.writes_per_s:9,.0f}/s  "
@@ -895,18 +849,6 @@ def machine(root: Path) -> list[str]:
         f"- raft-trio {commit}{' (with uncommitted changes)' if dirty else ''}, Python "
         f"{platform.python_version()}; {first_line(['etcd', '--version'])}; {first_line(['wrk', '-v'])}",
     ]
-
-
-def fsync_probe(root: Path, count: int = 50) -> float:
-    """Median latency of a 4 KiB write + fsync where the data directories are."""
-    times = []
-    with tempfile.NamedTemporaryFile(dir=root) as f:
-        for _ in range(count):
-            os.write(f.fileno(), b"x" * 4096)
-            t = time.perf_counter()
-            os.fsync(f.fileno())
-            times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
 
 
 def fmt_ratio(a: float | None, b: float | None) -> str:
@@ -1186,7 +1128,7 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
             with serving(NULL_SERVER, root, "the null server") as (url, _):
                 for system in systems:
                     api = "raft" if system == "raft-trio" else "etcd"
-                    result = run_wrk(url, 64, plan.ceiling_window, api, "put", "ceiling")
+                    result = load_wrk(url, 64, plan.ceiling_window, api, "put", "ceiling")
                     results.ceilings[system] = result
                     print(f"wrk ceiling, {system}'s requests, null server: {result.rate:,.0f}/s", flush=True)
 
@@ -1250,7 +1192,7 @@ def main() -> int:
         hint = {"wrk": "apt-get install wrk", "etcd": "apt-get install etcd-server etcd-client"}
         parser.error("; ".join(f"{tool} is not installed ({hint[tool]})" for tool in missing))
     plan = Plan.make(args.quick)
-    command = shlex.join(["python", "bench/compare.py", *sys.argv[1:]])
+    command = shlex.join(["python", "-m", "bench.compare", *sys.argv[1:]])
     # Ctrl-C works even where SIGINT was ignored at start (a background job
     # of a non-interactive shell), and SIGTERM does the same.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -15,7 +15,7 @@ is written over many one-entry writes.
 
 Usage (from the repository root, with raft-trio installed)::
 
-    python bench/disk_guard_cost.py --results bench/results/disk_guard.md
+    python -m bench.disk_guard_cost --results bench/results/disk_guard.md
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def main() -> int:
         f"Machine: {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} when run.",
         "",
-        f"Command: `python bench/disk_guard_cost.py{' --writes ' + str(args.writes) if args.writes != 2000 else ''}`",
+        f"Command: `python -m bench.disk_guard_cost{' --writes ' + str(args.writes) if args.writes != 2000 else ''}`",
         "",
         "| what | cost |",
         "|---|---:|",

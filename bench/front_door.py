@@ -5,7 +5,7 @@ reads each request's body and answers ``200 {}``. ``bench/compare.py``
 drives it with the same wrk load as the nodes: its rate is the ceiling
 that the HTTP stack alone allows a node on this machine.
 
-Usage: ``python bench/front_door.py PORT`` (runs until killed).
+Usage: ``python -m bench.front_door PORT`` (runs until killed).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ raft_trio on PYTHONPATH, finds the leader, runs wrk (bench/put.lua) at the
 given connection counts and prints one line per run; optionally records a
 py-spy profile of the leader under load.
 
-    PYTHONPATH=$PWD python bench/levers.py --clients 1,64 --seconds 10 [--profile out.txt]
+    PYTHONPATH=$PWD python -m bench.levers --clients 1,64 --seconds 10 [--profile out.txt]
 
 The nodes run in their data directory, so ``python -m raft_trio.cli``
 imports the raft_trio of PYTHONPATH, not one in the caller's directory.
@@ -12,83 +12,30 @@ imports the raft_trio of PYTHONPATH, not one in the caller's directory.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from raft_trio.client import Client, ClientError
+from raft_trio.testing.processes import NodeCluster
 
-HERE = Path(__file__).resolve().parent
-
-
-def start(base_port: int, data: str) -> dict[str, subprocess.Popen[bytes]]:
-    ids = ["n1", "n2", "n3"]
-    peers = ",".join(f"{n}=http://127.0.0.1:{base_port + i}" for i, n in enumerate(ids))
-    procs = {}
-    for i, n in enumerate(ids):
-        argv = [
-            sys.executable,
-            "-m",
-            "raft_trio.cli",
-            "node",
-            "--id",
-            n,
-            "--listen",
-            f"127.0.0.1:{base_port + i}",
-            "--data-dir",
-            f"{data}/{n}",
-            "--peers",
-            peers,
-        ]
-        with open(f"{data}/{n}.log", "wb") as logf:
-            procs[n] = subprocess.Popen(
-                argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, cwd=data
-            )
-    return procs
+from ._common import PUT_LUA, run_wrk, scrape
 
 
-def leader(base_port: int) -> tuple[str, int]:
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        for i in range(3):
-            try:
-                with Client(f"http://127.0.0.1:{base_port + i}", timeout=1.0, retry=False) as client:
-                    s = client.status()
-            except ClientError:
-                continue
-            if s.role == "leader":
-                return s.id, base_port + i
-        time.sleep(0.2)
-    raise SystemExit("no leader")
+def start(base_port: int, data: str) -> NodeCluster:
+    """n1-n3 on ports from ``base_port``, each run in ``data`` (see above)."""
+    cluster = NodeCluster(Path(data), 3, ports=range(base_port, base_port + 3))
+    for node in cluster.nodes.values():
+        node.cwd = Path(data)
+    cluster.start_processes()
+    return cluster
 
 
 def wrk(port: int, clients: int, seconds: int, tag: str) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{clients}",
-            f"-d{seconds}s",
-            "-s",
-            str(HERE / "put.lua"),
-            f"http://127.0.0.1:{port}",
-            "--",
-            tag,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON"))
-    r = json.loads(line.split(" ", 1)[1])
+    r, _ = run_wrk(PUT_LUA, f"http://127.0.0.1:{port}", clients, seconds, [tag])
     return {
         "wps": r["requests"] / (r["duration_us"] / 1e6),
         "p50_ms": r["p50_us"] / 1e3,
@@ -110,9 +57,11 @@ def main() -> None:
     p.add_argument("--label", default=os.environ.get("PYTHONPATH", "?"))
     a = p.parse_args()
     data = tempfile.mkdtemp(prefix="levers-", dir="/work")
-    procs = start(a.base_port, data)
+    cluster = start(a.base_port, data)
+    procs = cluster.nodes
     try:
-        lid, port = leader(a.base_port)
+        lid, _ = cluster.wait_for_leader(timeout=30.0)
+        port = procs[lid].port
         wrk(port, 4, 2, "warm")
         runs = [int(c) for c in a.clients.split(",")]
         for k, c in enumerate(runs):
@@ -141,10 +90,10 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            t0 = {n: _cpu(pr.pid) for n, pr in procs.items()}
-            m0 = {n: _metrics(a.base_port + int(n[1:]) - 1) for n in procs}
+            t0 = {n: pr.cpu_seconds() for n, pr in procs.items()}
+            m0 = {n: scrape(pr.port) for n, pr in procs.items()}
             r = wrk(port, c, a.seconds, f"{int(time.time())}-{c}")
-            t1 = {n: _cpu(pr.pid) for n, pr in procs.items()}
+            t1 = {n: pr.cpu_seconds() for n, pr in procs.items()}
             n_req = r["wps"] * a.seconds
             cpu = {n: (t1[n] - t0[n]) for n in procs}
             r["leader_cpu_ms_per_write"] = cpu[lid] * 1e3 / max(n_req, 1)
@@ -152,7 +101,7 @@ def main() -> None:
                 sum(v for n, v in cpu.items() if n != lid) / 2 * 1e3 / max(n_req, 1)
             )
             r["leader_cpu_util"] = cpu[lid] / a.seconds
-            m1 = {n: _metrics(a.base_port + int(n[1:]) - 1) for n in procs}
+            m1 = {n: scrape(pr.port) for n, pr in procs.items()}
             key = "raft_fsync_seconds"
             lc = m1[lid][key + "_count"] - m0[lid][key + "_count"]
             ls = m1[lid][key + "_sum"] - m0[lid][key + "_sum"]
@@ -173,31 +122,9 @@ def main() -> None:
             if spy is not None:
                 spy.wait()
     finally:
-        for pr in procs.values():
-            pr.send_signal(signal.SIGTERM)
-        for pr in procs.values():
-            try:
-                pr.wait(5)
-            except subprocess.TimeoutExpired:
-                pr.kill()
+        cluster.stop(grace=5.0)
+        cluster.close()
         shutil.rmtree(data, ignore_errors=True)
-
-
-def _metrics(port: int) -> dict[str, float]:
-    """Sums of histograms and counters (over all label values)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out: dict[str, float] = collections.defaultdict(float)
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name.endswith(("_sum", "_count", "_total")):
-            out[name] += float(line.rsplit(" ", 1)[1])
-    return out
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

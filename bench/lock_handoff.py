@@ -1,7 +1,7 @@
 """Lock hand-off: how long a waiting ``raft-trio lock`` takes to run its
 command once the holder is done, against ``etcdctl lock``, in one run.
 
-    python bench/lock_handoff.py [--trials 10] [--crash-trials 5] [--ttl 5] [--out FILE]
+    python -m bench.lock_handoff [--trials 10] [--crash-trials 5] [--ttl 5] [--out FILE]
 
 For each system, a fresh 3-member cluster on 127.0.0.1 (default settings,
 fsync on, as ``bench/compare.py`` starts them), then:
@@ -46,9 +46,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import DEFAULT, Cluster, EtcdCluster, RaftCluster, http_request, machine
-from storage_bench import raft_trio_command
+from raft_trio.testing.processes import Process, cli_command
+from raft_trio.testing.waiting import wait_until
+
+from ._common import http_request
+from .compare import DEFAULT, Cluster, EtcdCluster, RaftCluster, machine
 
 NAME = "bench/handoff"
 #: The command each holder runs: it stamps its start (and, when told to
@@ -110,19 +112,17 @@ class System(abc.ABC):
     def waiters(self) -> int:
         """The keys in line for the lock (holder included)."""
 
-    def start(self, command: list[str], log: Path) -> subprocess.Popen[bytes]:
-        with open(log, "ab") as out:
-            return subprocess.Popen(
-                self.lock_argv(command), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+    def start(self, command: list[str], log: Path) -> Process:
+        process = Process(log.name, self.lock_argv(command), log, notes=False)
+        process.start()
+        return process
 
 
 class RaftTrio(System):
     name = "raft-trio"
 
     def lock_argv(self, command: list[str]) -> list[str]:
-        return [*raft_trio_command(), "lock", NAME, "--ttl", str(self.ttl), "--endpoints", self.endpoints,
+        return [*cli_command(), "lock", NAME, "--ttl", str(self.ttl), "--endpoints", self.endpoints,
                 "--", *command]  # fmt: skip
 
     def waiters(self) -> int:
@@ -148,14 +148,11 @@ class Etcd(System):
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"lock_handoff: timed out waiting for {what}")
-        time.sleep(0.01)
+    wait_until(lambda: (check(), "not yet"), timeout, what, poll=0.01)
 
 
 def kill_group(pid: int) -> None:
+    """SIGKILL to a process group we did not start (a lock's command)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
 
@@ -176,7 +173,7 @@ def trial(system: System, script: Path, number: int, crash: bool) -> float:
         time.sleep(0.2)  # it now waits on its watch
         if crash:
             began = time.monotonic()
-            kill_group(holder.pid)
+            holder.kill()
             kill_group(command_pid)
             _, started = stamps.wait("start", "B", timeout=system.ttl * 3 + 30)
             return started - began
@@ -187,8 +184,7 @@ def trial(system: System, script: Path, number: int, crash: bool) -> float:
     finally:
         for proc in (holder, waiter):
             if proc is not None:
-                kill_group(proc.pid)
-                proc.wait()
+                proc.kill()
         until(
             lambda: system.waiters() == 0, f"{system.name}: the lock free again", timeout=system.ttl * 3 + 30
         )
@@ -219,7 +215,7 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("etcd") or not shutil.which("etcdctl"):
         parser.error("etcd and etcdctl are needed (apt-get install etcd-server etcd-client)")
-    command = shlex.join(["python", "bench/lock_handoff.py", *sys.argv[1:]])
+    command = shlex.join(["python", "-m", "bench.lock_handoff", *sys.argv[1:]])
     rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="raft-lock-handoff-") as tmp:
         root = Path(tmp)

@@ -4,7 +4,7 @@ that answers every request head it sees with one fixed ``200``, keeping the
 connection alive. It counts request heads by their blank line, so it serves
 wrk's requests (whose bodies hold no blank line) and nothing more general.
 
-Usage: ``python bench/null_server.py PORT`` (runs until killed).
+Usage: ``python -m bench.null_server PORT`` (runs until killed).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ by self time. Record with ``--gil`` (as ``bench/levers.py`` does) so that
 samples count time spent running Python, not time waiting in ``epoll`` or
 in ``fsync``.
 
-    python bench/profile_summary.py prof.txt
+    python -m bench.profile_summary prof.txt
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ costs.
 
 Usage::
 
-    python bench/propose_bench.py --proposers 1,64 --warmup 2 --seconds 10
+    python -m bench.propose_bench --proposers 1,64 --warmup 2 --seconds 10
 
 Prints one line ``PROPOSE_JSON {...}`` per concurrency for compare.py, and
 stops the followers (by pid) however it ends.
@@ -39,9 +39,9 @@ from raft_trio.client import ClientError, TrioClient
 from raft_trio.kv import Put
 from raft_trio.node.runtime import RaftNode
 from raft_trio.server import GIL_SWITCH_INTERVAL_S, NodeSettings, run_node
+from raft_trio.testing.processes import NodeCluster
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from storage_bench import Proc, free_ports, node_env, start_node
+from ._common import bench_env
 
 VALUE = "v" * 100
 
@@ -109,18 +109,17 @@ async def measure(node: RaftNode, proposers: int, warmup: float, seconds: float)
 
 
 async def run(concurrencies: list[int], warmup: float, seconds: float, root: Path) -> None:
-    ports = free_ports(3)
-    ids = ["n1", "n2", "n3"]
-    urls = {nid: f"http://127.0.0.1:{port}" for nid, port in zip(ids, ports, strict=True)}
-    peers = ",".join(f"{nid}={url}" for nid, url in urls.items())
-    followers: list[Proc] = []
+    # n1 is planned with the others but runs here; n2 and n3 are processes.
+    cluster = NodeCluster(root, 3, bench_env())
+    urls = cluster.urls
+    followers = [cluster["n2"], cluster["n3"]]
     try:
-        for nid, port in zip(ids[1:], ports[1:], strict=True):
-            followers.append(start_node(nid, port, root / nid, peers, node_env()))
+        for follower in followers:
+            follower.start()
         settings = NodeSettings(
             node_id="n1",
             listen_host="127.0.0.1",
-            listen_port=ports[0],
+            listen_port=cluster["n1"].port,
             data_dir=str(root / "n1"),
             peers=urls,
             url=urls["n1"],
@@ -141,8 +140,8 @@ async def run(concurrencies: list[int], warmup: float, seconds: float, root: Pat
                 print("PROPOSE_JSON " + json.dumps(result), flush=True)
             nursery.cancel_scope.cancel()
     finally:
-        for proc in followers:
-            proc.stop(grace=5.0)
+        for follower in followers:
+            follower.stop(grace=5.0)
 
 
 def main() -> None:

@@ -4,7 +4,10 @@ single-node cluster, sends N requests over one keep-alive connection
 the node's CPU time per request (from /proc), which contention on the
 machine moves much less than wall time.
 
-    PYTHONPATH=$PWD python bench/request_cost.py [--requests 2000] [--kind peer|stream|put|get|healthz]
+    PYTHONPATH=$PWD python -m bench.request_cost [--requests 2000] [--kind peer|stream|put|get|healthz]
+
+The node runs in its data directory, so ``python -m raft_trio.cli``
+imports the raft_trio of PYTHONPATH, not one in the caller's directory.
 
 ``stream`` sends the same one-heartbeat batch as ``peer``, but as frames of
 one long-lived ``POST /raft/stream`` (one frame every 0.5 ms, so that each
@@ -17,24 +20,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from raft_trio.client import Client, ClientError
 from raft_trio.core import Heartbeat
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.wire import STREAM_PATH, encode_batch
-
-
-def cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from raft_trio.testing.processes import NodeCluster, Process
 
 
 def main() -> None:
@@ -44,37 +38,14 @@ def main() -> None:
     p.add_argument("--port", type=int, default=9791)
     a = p.parse_args()
     data = tempfile.mkdtemp(prefix="reqcost-", dir="/work")
-    url = f"http://127.0.0.1:{a.port}"
-    argv = [
-        sys.executable,
-        "-m",
-        "raft_trio.cli",
-        "node",
-        "--id",
-        "n1",
-        "--listen",
-        f"127.0.0.1:{a.port}",
-        "--data-dir",
-        f"{data}/n1",
-        "--peers",
-        f"n1={url}",
-    ]
-    with open(f"{data}/n1.log", "wb") as logf:
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, cwd=data)
+    cluster = NodeCluster(Path(data), 1, ports=[a.port])
+    node = cluster["n1"]
+    node.cwd = Path(data)
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                with Client(url, timeout=1.0, retry=False) as client:
-                    if client.status().role == "leader":
-                        break
-            except ClientError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit("no leader")
-            time.sleep(0.2)
+        cluster.start_processes()
+        cluster.wait_for_leader(timeout=30.0)
         if a.kind == "stream":
-            stream_cost(a.port, proc.pid, a.requests)
+            stream_cost(a.port, node, a.requests)
             return
         conn = http.client.HTTPConnection("127.0.0.1", a.port)
         # A heartbeat of an old term from a stranger: decoded and stepped, ignored.
@@ -100,10 +71,10 @@ def main() -> None:
 
         for i in range(200):
             one(i)
-        c0, t0 = cpu(proc.pid), time.perf_counter()
+        c0, t0 = node.cpu_seconds(), time.perf_counter()
         for i in range(a.requests):
             one(i)
-        c1, t1 = cpu(proc.pid), time.perf_counter()
+        c1, t1 = node.cpu_seconds(), time.perf_counter()
         print(
             json.dumps(
                 {
@@ -115,15 +86,12 @@ def main() -> None:
             )
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        cluster.stop(grace=5.0)
+        cluster.close()
         shutil.rmtree(data, ignore_errors=True)
 
 
-def stream_cost(port: int, pid: int, frames: int) -> None:
+def stream_cost(port: int, node: Process, frames: int) -> None:
     """One stream, ``frames`` frames of one stale heartbeat each."""
     import socket
 
@@ -143,10 +111,10 @@ def stream_cost(port: int, pid: int, frames: int) -> None:
 
     for _ in range(200):
         one()
-    c0, t0 = cpu(pid), time.perf_counter()
+    c0, t0 = node.cpu_seconds(), time.perf_counter()
     for _ in range(frames):
         one()
-    c1, t1 = cpu(pid), time.perf_counter()
+    c1, t1 = node.cpu_seconds(), time.perf_counter()
     sock.sendall(b"0\r\n\r\n")
     sock.recv(4096)
     sock.close()

@@ -21,8 +21,8 @@ trip, far below the election timeout that a leader's crash costs.
 
 Usage (from the repository root, with raft-trio installed)::
 
-    python bench/rolling_restart.py
-    python bench/rolling_restart.py --clients 8 --rounds 2 --settle 3
+    python -m bench.rolling_restart
+    python -m bench.rolling_restart --clients 8 --rounds 2 --settle 3
 
 Every process this starts is stopped (SIGTERM, then SIGKILL) by its pid.
 """
@@ -36,50 +36,16 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from raft_trio.client import Client, ClientError
 from raft_trio.testing.load import Ack, WriteLoad
+from raft_trio.testing.processes import NodeCluster
+from raft_trio.testing.waiting import wait_until
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from storage_bench import free_ports, raft_trio_command
-
-
-class Node:
-    def __init__(self, node_id: str, port: int, peers: str, root: Path, env: dict[str, str]) -> None:
-        self.id = node_id
-        self.url = f"http://127.0.0.1:{port}"
-        self.argv = [
-            *raft_trio_command(), "node", "--id", node_id, "--listen", f"127.0.0.1:{port}",
-            "--data-dir", str(root / node_id), "--peers", peers,
-        ]  # fmt: skip
-        self.log = root / f"{node_id}.log"
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-            )
-
-    def stop(self, sig: signal.Signals, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+from ._common import bench_env
 
 
 def node_is_ready(url: str) -> bool:
@@ -99,13 +65,8 @@ def node_role(url: str) -> str:
         return "?"
 
 
-def wait_for(check: object, timeout: float, what: str) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"rolling_restart: timed out waiting for {what}")
-        time.sleep(0.05)
+def wait_ready(url: str, what: str, timeout: float = 60.0) -> None:
+    wait_until(lambda: (node_is_ready(url), "not ready"), timeout, what)
 
 
 def longest_gap(acks: list[Ack], start: float, end: float) -> float:
@@ -133,17 +94,13 @@ def main() -> int:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="raft-rolling-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAFT_", "APP_NAME", "SCRIPT_"))}
-    env.update(
-        HEARTBEAT_REPEAT_MILLIS=str(args.heartbeat_ms),
-        ELECTION_TIMEOUT_LOWER_MILLIS=str(args.election_min_ms),
-        ELECTION_TIMEOUT_UPPER_MILLIS=str(args.election_max_ms),
-        LOGGING="INFO",
-    )
-    ports = free_ports(3)
-    ids = ["n1", "n2", "n3"]
-    peers = ",".join(f"{i}=http://127.0.0.1:{p}" for i, p in zip(ids, ports, strict=True))
-    nodes = {i: Node(i, p, peers, root, env) for i, p in zip(ids, ports, strict=True)}
+    timing = {
+        "HEARTBEAT_REPEAT_MILLIS": str(args.heartbeat_ms),
+        "ELECTION_TIMEOUT_LOWER_MILLIS": str(args.election_min_ms),
+        "ELECTION_TIMEOUT_UPPER_MILLIS": str(args.election_max_ms),
+    }
+    cluster = NodeCluster(root, 3, bench_env(timing, logging="INFO"))
+    nodes = cluster.nodes
     print(
         f"# rolling restart: 3 nodes, {args.clients} clients, {args.rounds} round(s), "
         f"each node stopped with SIG{args.signal}"
@@ -154,10 +111,9 @@ def main() -> int:
     )
     load: WriteLoad | None = None
     try:
+        cluster.start_processes()
         for node in nodes.values():
-            node.start()
-        for node in nodes.values():
-            wait_for(lambda n=node: node_is_ready(n.url), 60, f"{node.id} ready")
+            wait_ready(node.url, f"{node.id} ready")
         load = WriteLoad([n.url for n in nodes.values()], clients=args.clients, prefix="bench")
         load.start()
         time.sleep(args.settle)
@@ -167,12 +123,16 @@ def main() -> int:
                 node = nodes[node_id]
                 was = node_role(node.url)
                 stopped = time.monotonic()
-                code = node.stop(signal.Signals[f"SIG{args.signal}"])
+                if args.signal == "KILL":
+                    node.kill()
+                    code = node.wait(timeout=30.0)
+                else:
+                    code = node.stop(signal.SIGTERM, grace=30.0)
                 exited = time.monotonic()
                 if code != 0 and args.signal == "TERM":
-                    print(f"{node_id} exited with status {code}; see {node.log}")
+                    print(f"{node_id} exited with status {code}; see {node.log_path}")
                 node.start()
-                wait_for(lambda n=node: node_is_ready(n.url), 60, f"{node_id} ready")
+                wait_ready(node.url, f"{node_id} ready")
                 ready = time.monotonic()
                 restarts.append((node_id, was, stopped, exited, ready))
                 time.sleep(args.settle)
@@ -206,8 +166,8 @@ def main() -> int:
         if load is not None:
             with contextlib.suppress(RuntimeError):
                 load.stop()
-        for node in nodes.values():
-            node.kill()
+        cluster.stop(grace=10.0)
+        cluster.close()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -24,9 +24,9 @@
 
 Usage (from the repository root, with raft-trio installed)::
 
-    python bench/storage_bench.py all --results bench/results/storage.md
-    python bench/storage_bench.py fsync --duration 10 --connections 1,8,64
-    python bench/storage_bench.py restart --entries 1000000 --runs 3
+    python -m bench.storage_bench all --results bench/results/storage.md
+    python -m bench.storage_bench fsync --duration 10 --connections 1,8,64
+    python -m bench.storage_bench restart --entries 1000000 --runs 3
 
 Every process this starts is stopped (SIGTERM, then SIGKILL) by its pid.
 """
@@ -36,14 +36,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import http.client
-import json
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,40 +54,14 @@ from raft_trio.core import Entry, EntryKind, HardState, Membership, Snapshot, Sn
 from raft_trio.kv import KeyValueStore, Put, encode_command
 from raft_trio.node.runtime import RaftNode, Timing
 from raft_trio.storage import DurableStorage, SnapshotPolicy
+from raft_trio.testing.processes import NodeCluster, NodeProcess, free_port
+from raft_trio.testing.waiting import wait_until
 
-HERE = Path(__file__).resolve().parent
-PUT_LUA = HERE / "put.lua"
+from ._common import HERE, PUT_LUA, bench_env, fsync_probe, http_request, run_wrk, scrape
+
 VALUE = "v" * 100
 #: The log is never compacted while a data directory is built.
 NO_SNAPSHOTS = SnapshotPolicy(max_entries=1 << 62, max_bytes=1 << 62)
-
-
-def raft_trio_command() -> list[str]:
-    script = Path(sys.executable).with_name("raft-trio")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "raft_trio.cli"]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def status(port: int) -> schema.Status | None:
@@ -103,87 +73,8 @@ def status(port: int) -> schema.Status | None:
         return None
 
 
-_METRIC = re.compile(
-    r"^(raft_fsync_seconds_count|raft_fsync_seconds_sum|raft_commit_index|raft_applied_index) (\S+)$", re.M
-)
-
-
-def metrics(port: int) -> dict[str, float]:
-    code, body = http_get(port, "/metrics")
-    assert code == 200, code
-    return {name: float(value) for name, value in _METRIC.findall(body.decode())}
-
-
-def wait_for(what: str, check: Any, timeout: float, poll: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise SystemExit(f"storage_bench: timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
-
-
-class Proc:
-    """A child process of ours in its own session (Ctrl-C on the terminal
-    reaches only us; we stop it by pid)."""
-
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.argv = argv
-        self.log = log
-        with open(log, "ab") as out:
-            self.popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
-            )  # fmt: skip
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL and reap (a crash, or the end of a throwaway cluster)."""
-        if self.alive():
-            self.popen.kill()
-        self.popen.wait()
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL of the whole process group after ``grace``."""
-        if self.alive():
-            self.popen.terminate()
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-
-    def rss(self) -> int:
-        """Resident set size in bytes, from /proc (0 once it is gone)."""
-        try:
-            text = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return 0
-        match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-        return int(match.group(1)) * 1024 if match else 0
-
-
-def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAFT_", "SCRIPT_"))}
-    env.update({"LOGGING": "WARNING"})
-    env.update(extra or {})
-    return env
-
-
-def start_node(node_id: str, port: int, data_dir: Path, peers: str, env: dict[str, str]) -> Proc:
-    argv = [
-        *raft_trio_command(), "node", "--id", node_id, "--listen", f"127.0.0.1:{port}",
-        "--data-dir", str(data_dir), "--peers", peers,
-    ]  # fmt: skip
-    return Proc(argv, data_dir.parent / f"{node_id}.log", env)
+#: The samples of /metrics the fsync bench reads.
+METRICS = ("raft_fsync_seconds_count", "raft_fsync_seconds_sum", "raft_commit_index", "raft_applied_index")
 
 
 # -- 1. fsyncs per committed write ----------------------------------------------------
@@ -208,13 +99,10 @@ class FsyncRow:
         return self.fsyncs / self.committed if self.committed else float("nan")
 
 
-def run_wrk(url: str, connections: int, duration: float, tag: str) -> dict[str, Any]:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(PUT_LUA), url, "--", tag]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
-    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
-    result: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
-    result["argv"] = argv
-    return result
+def put_wrk(url: str, connections: int, duration: float, tag: str) -> dict[str, Any]:
+    """wrk writing distinct keys (put.lua) to ``url``: its fields, and ``argv``."""
+    result, argv = run_wrk(PUT_LUA, url, connections, duration, [tag])
+    return {**result, "argv": argv}
 
 
 @contextlib.contextmanager
@@ -245,43 +133,31 @@ def bench_fsync(
     rows: list[FsyncRow] = []
     with tempfile.TemporaryDirectory(prefix="raft-bench-") as tmp:
         root = Path(tmp)
-        ports = free_ports(3)
-        ids = ["n1", "n2", "n3"]
-        peers = ",".join(f"{nid}=http://127.0.0.1:{port}" for nid, port in zip(ids, ports, strict=True))
-        env = node_env()
-        procs = {
-            nid: start_node(nid, port, root / nid, peers, env) for nid, port in zip(ids, ports, strict=True)
-        }
-        port_of = dict(zip(ids, ports, strict=True))
+        cluster = NodeCluster(root, 3, bench_env())
+        ids = list(cluster.nodes)
+        port_of = {nid: node.port for nid, node in cluster.nodes.items()}
         try:
-
-            def leader() -> str | None:
-                seen = [status(p) for p in ports]
-                leaders = {s.leader_id for s in seen if s is not None}
-                if None in seen or len(leaders) != 1:
-                    return None
-                lid = leaders.pop()
-                return lid if isinstance(lid, str) else None
-
-            lid = wait_for("a leader", leader, 30.0)
+            cluster.start_processes()
+            lid, _ = cluster.wait_for_leader(timeout=30.0)
             url = f"http://127.0.0.1:{port_of[lid]}"
-            run_wrk(url, 8, 2, "warmup")
+            put_wrk(url, 8, 2, "warmup")
             runs = [(conc, False) for conc in connections]
             if use_strace:
                 runs.append((max(connections), True))
             for conc, traced in runs:
                 tag = f"c{conc}-{int(time.time())}"
-                before = {nid: metrics(port) for nid, port in port_of.items()}
+                before = {nid: scrape(port, METRICS) for nid, port in port_of.items()}
                 counted: list[int] = []
                 with contextlib.ExitStack() as stack:
                     if traced:
                         counted = stack.enter_context(
-                            strace_fsyncs(procs[lid].popen.pid, root / f"strace-{conc}")
+                            strace_fsyncs(cluster[lid].pid, root / f"strace-{conc}")
                         )
-                    result = run_wrk(url, conc, duration, tag)
+                    result = put_wrk(url, conc, duration, tag)
                 time.sleep(0.5)  # followers learn the last commit index
-                after = {nid: metrics(port) for nid, port in port_of.items()}
-                if leader() != lid:
+                after = {nid: scrape(port, METRICS) for nid, port in port_of.items()}
+                agreed, seen = cluster.agreed_leader()
+                if not agreed or seen[0] != lid:
                     raise SystemExit("storage_bench: the leader changed during the run; try again")
                 commands.append(" ".join(result["argv"]))
                 acked = result["requests"] - result["non_2xx"]
@@ -306,8 +182,8 @@ def bench_fsync(
                     )
                     print(fsync_table(rows[-1:], header=False), flush=True)
         finally:
-            for proc in procs.values():
-                proc.stop()
+            cluster.stop()
+            cluster.close()
     return rows, commands
 
 
@@ -401,35 +277,36 @@ def measure_restart(case: str, source: Path, url: str, port: int, last: int, run
             storage.close()
             # A real process: from its start until /healthz answers, and
             # until it has applied every committed entry.
-            env = node_env({"RAFT_SNAPSHOT_ENTRIES": str(1 << 40)})
+            env = bench_env({"RAFT_SNAPSHOT_ENTRIES": str(1 << 40)})
+            process = NodeProcess("n1", port, copy.parent, ["--peers", f"n1={url}"], env)
             started = time.monotonic()
-            proc = start_node("n1", port, copy, f"n1={url}", env)
+            process.start()
             try:
 
-                def healthy(proc: Proc = proc) -> bool:
+                def healthy(process: NodeProcess = process) -> tuple[bool, str]:
+                    if process.returncode is not None:
+                        raise SystemExit(
+                            f"storage_bench: the node exited with {process.returncode}; see {process.log_path}"
+                        )
                     try:
-                        return http_get(port, "/healthz", timeout=0.5)[0] == 200
-                    except OSError:
-                        return proc.popen.poll() is not None and _died(proc)
+                        return http_request(port, "GET", "/healthz", timeout=0.5)[0] == 200, "not healthy"
+                    except OSError as error:
+                        return False, str(error)
 
-                wait_for("/healthz", healthy, 120.0, poll=0.01)
+                wait_until(healthy, 120.0, "/healthz", poll=0.01)
                 healthz = time.monotonic() - started
 
-                def applied() -> bool:
+                def applied() -> tuple[bool, object]:
                     st = status(port)
-                    return st is not None and st.applied_index >= last
+                    return st is not None and st.applied_index >= last, st
 
-                wait_for("everything applied", applied, 300.0, poll=0.02)
+                wait_until(applied, 300.0, "everything applied", poll=0.02)
                 applied_s = time.monotonic() - started
             finally:
-                proc.stop()
+                process.stop()
             rows.append(RestartRow(case, run, t1 - t0, t2 - t1, healthz, applied_s, disk_mb))
             print(restart_table(rows[-1:], header=False), flush=True)
     return rows
-
-
-def _died(proc: Proc) -> bool:
-    raise SystemExit(f"storage_bench: the node exited with {proc.popen.returncode}; see {proc.log}")
 
 
 def restart_table(rows: list[RestartRow], header: bool = True) -> str:
@@ -453,7 +330,7 @@ def bench_restart(entries: int, tail: int, runs: int) -> tuple[list[RestartRow],
     rows: list[RestartRow] = []
     with tempfile.TemporaryDirectory(prefix="raft-restart-src-") as tmp:
         root = Path(tmp)
-        (port,) = free_ports(1)
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         log_dir = root / "log"
         built = build_log_dir(log_dir, url, entries)
@@ -479,23 +356,10 @@ def bench_restart(entries: int, tail: int, runs: int) -> tuple[list[RestartRow],
 # -- the report ----------------------------------------------------------------------------
 
 
-def fsync_probe(count: int = 50) -> float:
-    """Median latency of a 4 KiB write + fsync in this directory's file system."""
-    with tempfile.NamedTemporaryFile(dir=HERE) as f:
-        times = []
-        for _ in range(count):
-            os.write(f.fileno(), b"x" * 4096)
-            t = time.perf_counter()
-            os.fsync(f.fileno())
-            times.append(time.perf_counter() - t)
-    times.sort()
-    return 1000 * times[len(times) // 2]
-
-
 def machine() -> str:
     return (
         f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores, "
-        f"median 4 KiB write+fsync {fsync_probe():.2f} ms"
+        f"median 4 KiB write+fsync {fsync_probe(HERE):.2f} ms"
     )
 
 
@@ -544,7 +408,7 @@ def main() -> None:
         raise SystemExit("storage_bench: wrk is not installed (apt-get install wrk)")
 
     report = ["# Storage benchmarks", "", f"Machine: {machine()}.", ""]
-    report.append(f"Command: `python bench/storage_bench.py {' '.join(sys.argv[1:])}`")
+    report.append(f"Command: `python -m bench.storage_bench {' '.join(sys.argv[1:])}`")
     report.append("")
     if args.what in ("fsync", "all"):
         conns = [int(c) for c in args.connections.split(",")]

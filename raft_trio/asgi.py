@@ -179,6 +179,20 @@ class _RecordingTCPServer(TCPServer):
             if key is not None:
                 _certificates.pop(key, None)
 
+    async def _close(self) -> None:
+        """Hypercorn 0.18 sends the connection's EOF outside its send lock:
+        an answer sent meanwhile (a peer stream told "the node is stopping"
+        while the other side hangs up) then meets ``BusyResourceError`` in
+        ``send_all``, which Hypercorn does not catch, and the node logged a
+        traceback as it stopped. Under the lock the two take turns; a send
+        still holding it (a peer that reads nothing) is not waited for:
+        closing the stream ends that send, which Hypercorn takes as closed."""
+        if self.send_lock.locked():
+            await self.stream.aclose()
+            return
+        async with self.send_lock:
+            await super()._close()
+
 
 hypercorn.trio.run.TCPServer = _RecordingTCPServer  # type: ignore[attr-defined]
 

@@ -141,6 +141,9 @@ class Code(enum.StrEnum):
     USER_NOT_FOUND = "user_not_found"
     ROLE_NOT_FOUND = "role_not_found"
     GRANT_NOT_FOUND = "grant_not_found"
+    #: 409: a user may not be named like a member of the cluster, nor a
+    #: member like a user: with mutual TLS both are certificate CNs.
+    NAME_TAKEN = "name_taken"
     #: 409: root cannot be taken apart while auth is on.
     ROOT_PROTECTED = "root_protected"
     #: 409: auth cannot be enabled before a user ``root`` exists.

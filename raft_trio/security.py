@@ -20,6 +20,9 @@ network policies) and nowhere else; the README says so.
   node id (mutual TLS between nodes). The node presents its own
   certificate to its peers whenever it has one.
 - ``RAFT_AUTH_TOKEN_TTL``: seconds a client token lasts (default 300).
+- ``RAFT_AUTH_PROTECT``: which of ``healthz``, ``readyz``, ``metrics``
+  (comma-separated) need a user while auth is on; by default all three
+  stay open, for probes and scrapers that carry no credential.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ _NODE_LABEL = b"raft-trio-node-credential-v1\0"
 #: How long a client token lasts by default (etcd's tokens: 5 minutes), and at most.
 DEFAULT_TOKEN_TTL_S = 300
 MAX_TOKEN_TTL_S = 7 * 24 * 3600
+#: What ``RAFT_AUTH_PROTECT`` may name: the endpoints open by default.
+PROTECTABLE = ("healthz", "readyz", "metrics")
 #: Requests under these paths (after the API prefix) change the cluster
 #: itself and need the admin token when one is configured.
 ADMIN_PATHS = ("/members", "/leadership/")
@@ -95,6 +100,14 @@ def _flag(value: str | None, variable: str) -> bool:
     raise ValueError(f"{variable} must be 1 or 0 (true or false), not {value!r}")
 
 
+def _protected(value: str | None) -> tuple[str, ...]:
+    names = tuple(sorted({name.strip().lower() for name in (value or "").split(",") if name.strip()}))
+    unknown = [name for name in names if name not in PROTECTABLE]
+    if unknown:
+        raise ValueError(f"RAFT_AUTH_PROTECT names {', '.join(PROTECTABLE)}, not {', '.join(unknown)}")
+    return names
+
+
 def _seconds(value: str | None, variable: str) -> int:
     if value is None or not value.strip():
         return DEFAULT_TOKEN_TTL_S
@@ -118,6 +131,8 @@ class Security:
     peer_cert_auth: bool = False
     #: Seconds a client token lasts.
     token_ttl_s: int = DEFAULT_TOKEN_TTL_S
+    #: Of :data:`PROTECTABLE`, those that need a user while auth is on.
+    protected: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -131,6 +146,8 @@ class Security:
                     f"{variable} needs TLS: a certificate, its key and the CA that signs "
                     "client certificates (RAFT_TLS_CERT, RAFT_TLS_KEY, RAFT_TLS_CA)"
                 )
+        if any(name not in PROTECTABLE for name in self.protected):
+            raise ValueError(f"only {', '.join(PROTECTABLE)} can be protected, not {self.protected}")
         if not 1 <= self.token_ttl_s <= MAX_TOKEN_TTL_S:
             raise ValueError(f"the token lifetime must be 1 to {MAX_TOKEN_TTL_S} seconds")
         if self.admin_token is not None and not all(33 <= byte < 127 for byte in self.admin_token):
@@ -169,6 +186,7 @@ class Security:
             ),
             peer_cert_auth=_flag(get("peer_cert_auth", "RAFT_TLS_PEER_CERT_AUTH"), "RAFT_TLS_PEER_CERT_AUTH"),
             token_ttl_s=_seconds(get("token_ttl_s", "RAFT_AUTH_TOKEN_TTL"), "RAFT_AUTH_TOKEN_TTL"),
+            protected=_protected(get("protected", "RAFT_AUTH_PROTECT")),
         )
 
     @property

@@ -163,7 +163,7 @@ async def _serve(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, stop)
             await nursery.start(node.run)
-            nursery.start_soon(_watch_disk, node, storage, space, settings.http.api_prefix)
+            nursery.start_soon(disk_watch.watch, node, storage, space)
             nursery.start_soon(payload.run)
             if settings.join and not node.membership.members:
                 nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
@@ -258,7 +258,7 @@ async def _open_static(
             security=settings.security,
             authorization=settings.security.node_authorization(settings.node_id),
         ) as client:
-            fetch = disk_watch.client_fetch_status(client)
+            fetch = first_start.client_fetch_status(client)
             return await first_start.check(settings.node_id, others, voters, fetch)
 
     decision = await _serve_waiting_page(settings, listener, lambda: status, ask)
@@ -406,14 +406,6 @@ async def _stop_on_signals(stop: trio.Event | StopRequest) -> None:
             else:
                 stop.set()
             return
-
-
-async def _watch_disk(node: RaftNode, storage: DurableStorage, space: SpaceGuard, api_prefix: str) -> None:
-    authorization = node.security.node_authorization(node.id)
-    async with TrioClient(
-        (), api_prefix=api_prefix, security=node.security, authorization=authorization
-    ) as client:
-        await disk_watch.watch(node, storage, space, disk_watch.client_fetch_status(client))
 
 
 async def _join(cluster_url: str, node: RaftNode, api_prefix: str = "/api") -> None:

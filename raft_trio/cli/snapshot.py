@@ -12,6 +12,7 @@ directory from which the node starts as a member of a new cluster.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -65,7 +66,14 @@ def save(target: Path, client: Client) -> int:
 
 
 def cmd_snapshot_restore(args: argparse.Namespace) -> int:
-    from ..storage import BackupCorrupt, StorageError, read_backup, restore_backup
+    """A restored cluster is a new cluster: its own id, and a token-signing
+    key of its own (derived from the backup's and the new id, so every
+    member restored alike agrees on it): tokens of the cluster the backup
+    came from are refused there."""
+    import msgspec
+
+    from ..kv import with_new_signing_key
+    from ..storage import BackupCorrupt, StorageError, read_backup, restore_backup, restored_cluster_id
     from .argv import parse_peers
 
     peers = parse_peers(args.peers)
@@ -75,8 +83,14 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
         backup = read_backup(args.file)
     except BackupCorrupt as error:
         fail(f"refused: {error}", EXIT_DAMAGED)
+    new_cluster = args.cluster_id or restored_cluster_id(backup, peers)
     try:
-        cluster_id = restore_backup(backup, args.data_dir, args.id, peers, args.cluster_id)
+        state = with_new_signing_key(backup.state, new_cluster)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        fail(f"refused: {args.file}: its state does not decode: {error}", EXIT_DAMAGED)
+    backup = dataclasses.replace(backup, state=state)
+    try:
+        cluster_id = restore_backup(backup, args.data_dir, args.id, peers, new_cluster)
     except FileExistsError as error:
         raise UsageError(str(error)) from None
     except StorageError as error:

@@ -31,12 +31,15 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from ..testing.processes import Process
 
 #: A node stops within about a second, or, with writes in flight, once they
 #: are answered: a hand-over (at most 1 s) plus a drain bounded by the write
@@ -190,48 +193,41 @@ def check_ports_free(plan: UpPlan) -> None:
 
 
 class Cluster:
-    """The processes ``up`` started, each with its log file."""
+    """The processes ``up`` started, each with its log file (their own
+    output only: ``up`` notes nothing in them)."""
 
     def __init__(self, plan: UpPlan, monitor_user: str | None = None) -> None:
         self.plan = plan
         self.monitor_user = monitor_user
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        #: Where this run's output starts in each log (logs are appended to).
-        self.log_starts: dict[str, int] = {}
+        self.processes: dict[str, Process] = {}
 
     def log_path(self, name: str) -> Path:
         return self.plan.root / f"{name}.log"
 
     def start(self) -> None:
+        # The launcher is imported here, not at the top: every CLI command
+        # reads this module's defaults, and only ``up`` starts processes.
+        from ..testing.processes import node_argv, peers_flag, python_module
+
         urls = self.plan.urls
-        peers = ",".join(f"{node_id}={url}" for node_id, url in urls.items())
+        peers = peers_flag(urls)
         for node_id, url in urls.items():
-            self.spawn(node_id, [
-                "raft_trio.cli", "node",
-                "--id", node_id,
-                "--listen", f"127.0.0.1:{urlsplit(url).port}",
-                "--data-dir", str(self.plan.root / node_id),
-                "--peers", peers,
-            ])  # fmt: skip
+            listen = f"127.0.0.1:{urlsplit(url).port}"
+            self.spawn(node_id, node_argv(node_id, listen, self.plan.root / node_id, "--peers", peers))
         monitor_env = {**os.environ, "RAFT_TRIO_USER": self.monitor_user} if self.monitor_user else None
         self.spawn("monitor", [
-            "raft_monitor",
+            *python_module("raft_monitor"),
             "--listen", f"127.0.0.1:{self.plan.monitor_port}",
             "--nodes", ",".join(urls.values()),
         ], monitor_env)  # fmt: skip
 
-    def spawn(self, name: str, module_argv: list[str], env: dict[str, str] | None = None) -> None:
-        path = self.log_path(name)
-        with open(path, "ab") as log:
-            self.log_starts[name] = log.tell()
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", *module_argv],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches up alone, which stops them all
-            )
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        from ..testing.processes import Process
+
+        # In a session of its own: Ctrl-C reaches up alone, which stops them all.
+        process = Process(name, argv, self.log_path(name), env, notes=False)
+        process.start()
+        self.processes[name] = process
 
     def wait_serving(self, stopping: list[int]) -> None:
         """Until every process answers ``/healthz``; :class:`NotStarted`
@@ -242,7 +238,7 @@ class Cluster:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while waiting and not stopping:
             for name in list(waiting):
-                code = self.processes[name].poll()
+                code = self.processes[name].returncode
                 if code is not None:
                     raise NotStarted(f"{name} could not start: {self.why_exited(name, code)}")
                 if serves(addresses[name]):
@@ -258,12 +254,7 @@ class Cluster:
 
     def why_exited(self, name: str, code: int) -> str:
         """The one line a process ended with (``raft-trio: ...``), else its status."""
-        try:
-            with open(self.log_path(name), "rb") as log:
-                log.seek(self.log_starts.get(name, 0))
-                lines = log.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            lines = []
+        lines = self.processes[name].log_text(this_run=True).splitlines()
         for line in reversed(lines):
             for prefix in ("raft-trio: ", "raft-monitor: "):
                 if line.startswith(prefix):
@@ -275,19 +266,17 @@ class Cluster:
         SIGTERM to the monitor; SIGKILL for what is left after the grace
         period, or at once on another Ctrl-C."""
         for name, process in self.processes.items():
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM if name == "monitor" else signal.SIGINT)
+            if process.running:
+                process.send(signal.SIGTERM if name == "monitor" else signal.SIGINT)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         asked = len(stopping)
         while self.running() and time.monotonic() < deadline and len(stopping) == asked:
             time.sleep(0.02)
         for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            process.kill()
 
     def running(self) -> bool:
-        return any(process.poll() is None for process in self.processes.values())
+        return any(process.running for process in self.processes.values())
 
 
 def serves(url: str) -> bool:
@@ -379,7 +368,7 @@ def watch(cluster: Cluster, stopping: list[int]) -> int:
     reported: set[str] = set()
     while not stopping:
         for name, process in cluster.processes.items():
-            code = process.poll()
+            code = process.returncode
             if code is not None and name not in reported:
                 reported.add(name)
                 print(

@@ -84,7 +84,8 @@ class TooManyAttempts(ApiError):
 
 class AuthConflict(ApiError):
     """409 of an auth change: ``code`` says which (``user_exists``,
-    ``role_exists``, ``root_protected``, ``root_missing``)."""
+    ``role_exists``, ``root_protected``, ``root_missing``; ``name_taken``:
+    a user named like a member, or a member like a user)."""
 
 
 class NotFound(ApiError):
@@ -149,6 +150,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     Code.ROLE_EXISTS: AuthConflict,
     Code.ROOT_PROTECTED: AuthConflict,
     Code.ROOT_MISSING: AuthConflict,
+    Code.NAME_TAKEN: AuthConflict,
     Code.USER_NOT_FOUND: NotFound,
     Code.ROLE_NOT_FOUND: NotFound,
     Code.GRANT_NOT_FOUND: NotFound,

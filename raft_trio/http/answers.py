@@ -263,6 +263,14 @@ AUTH_REFUSAL_STATUS = {
 }
 
 
+def name_taken(why: str) -> Answer:
+    """409: users and members share one namespace, the CNs of the
+    certificates signed by the cluster's CA (mutual TLS): a user named like
+    a member would have the member's certificate prove it, and a
+    certificate made for it could speak for the member to its peers."""
+    return error(409, Code.NAME_TAKEN, f"{why}: users and members may not share a name")
+
+
 def forbidden(message: str) -> Answer:
     """403: the user may not do this; nothing changed."""
     return error(403, Code.PERMISSION_DENIED, message)

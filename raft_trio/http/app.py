@@ -45,7 +45,7 @@ from ..peer.wire import MESSAGES_PATH, PeerRequestError
 from . import answers
 from ._principal import caller, principal_of, still_allowed
 from ._respond import answered, quart_response
-from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error
+from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error, name_taken
 from .auth import AuthGate
 from .auth_routes import add_auth_routes
 from .bodies import JsonRequest, expected_body
@@ -291,9 +291,11 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     async def add_member(data: schema.AddMemberRequest) -> Answer:
         """Add a server: it joins as a learner and the leader promotes it to
         voter once it has caught up. 409 with code ``already_member`` if it
-        is one."""
+        is one, ``name_taken`` if a user has its name."""
         if not data.id or not data.url.startswith(("http://", "https://")):
             return bad_request("a member needs a non-empty id and an http(s) url")
+        if node.kv.auth.user(data.id) is not None:
+            return name_taken(f"{data.id!r} is a user of the cluster")
         return await change_membership(AddLearner(data.id, data.url.rstrip("/")))
 
     @app.delete(f"{prefix}/members/<member_id>")

@@ -4,7 +4,8 @@
 auth is off it lets everything through as before (auth management then
 needs the admin token when one is configured). While auth is on:
 
-1. ``/healthz``, ``/readyz``, ``/metrics``, the docs, the peer endpoints
+1. ``/healthz``, ``/readyz``, ``/metrics`` (but those named by
+   ``RAFT_AUTH_PROTECT``: any user), the docs, the peer endpoints
    (signed by the cluster secret, and with ``peer_cert_auth`` holding a
    certificate whose CN is the sender's id) and ``POST {api}/auth/token``
    (the login) are open.
@@ -20,7 +21,8 @@ needs the admin token when one is configured). While auth is on:
 4. What the path names is checked (else 403): a key's read or write, a
    lease's keys, root for backups, membership, leadership and auth
    management. What only the handler knows is checked there with
-   :func:`refusal` (ranges and watches, after parsing), and every write is
+   :func:`refusal` (ranges and watches, after parsing; a lease's keys, as
+   its answer lists them: :func:`lease_keys_refusal`), and every write is
    checked again where it applies (the state machine, with the
    :class:`~raft_trio.kv.Caller` the handler stamps from :func:`caller`).
 
@@ -35,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import trio
@@ -74,7 +76,9 @@ class Rule:
     - ``open``: nothing; ``observe``: a user (no decision on keys);
       ``user``: a user, and the handler checks the rest;
     - ``keys``: ``need`` on ``[start, end)``; ``lease``: ``need`` on every
-      key attached to ``lease`` (its id as the client wrote it);
+      key attached to ``lease`` (its id as the client wrote it): write, to
+      keep it alive or revoke it (the handler of ``GET`` checks read on
+      the keys its answer lists, after the read barrier);
     - ``root``: the role root (backups, membership, leadership);
       ``manage``: auth management, root (the admin token while auth is off).
     """
@@ -86,10 +90,20 @@ class Rule:
     lease: str = ""
 
 
-def rule_for(method: str, path: str, api_prefix: str, open_extra: tuple[str, ...] = ()) -> Rule:
-    """The rule of a request (``path`` as routed: without the root path)."""
+def rule_for(
+    method: str,
+    path: str,
+    api_prefix: str,
+    open_extra: tuple[str, ...] = (),
+    protected: tuple[str, ...] = (),
+) -> Rule:
+    """The rule of a request (``path`` as routed: without the root path);
+    ``protected``: which of the open paths (named without their slash)
+    need a user."""
     method = method.upper()
-    if path in OPEN_PATHS or path.startswith(PEER_PREFIX) or path.startswith(open_extra):
+    if path in OPEN_PATHS:
+        return Rule("observe" if path[1:] in protected else "open")
+    if path.startswith(PEER_PREFIX) or path.startswith(open_extra):
         return Rule("open")
     api = api_prefix.rstrip("/")
     if not path.startswith(api + "/"):
@@ -104,7 +118,7 @@ def rule_for(method: str, path: str, api_prefix: str, open_extra: tuple[str, ...
     if rest.startswith("/leases/"):
         lease, _, tail = rest[len("/leases/") :].partition("/")
         if method in ("GET", "HEAD") and not tail:
-            return Rule("lease", "read", lease=lease)
+            return Rule("user")  # lease_info checks the keys it found (lease_keys_refusal)
         return Rule("lease", "write", lease=lease)
     if rest == "/snapshot" or rest.startswith("/leadership/"):
         return Rule("root")
@@ -146,6 +160,19 @@ def refusal(scope: Any, node: RaftNode, need: Need, start: str, end: str | None)
     return _forbidden(f"user {principal.user!r} has no {need} permission on {what}")
 
 
+def lease_keys_refusal(scope: Any, node: RaftNode, need: Need, keys: Iterable[str]) -> Answer | None:
+    """The 403 when the request's user may not ``need`` one of ``keys``
+    (a lease's, as its answer would list them: etcd's LeaseTimeToLive
+    refuses rather than leave out what the caller may not read)."""
+    principal = principal_of(scope)
+    if principal is None or principal.root:
+        return None
+    if all(node.kv.permissions.may_key(principal.user, need, key) for key in keys):
+        return None
+    # Not which key: the caller may not know it exists.
+    return _forbidden(f"user {principal.user!r} has no {need} permission on every key attached to the lease")
+
+
 def txn_refusal(scope: Any, node: RaftNode, txn: Txn) -> Answer | None:
     """The 403 for a transaction with a compare or an operation the user
     may not do (checked again on apply)."""
@@ -180,8 +207,8 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        rule = rule_for(scope["method"], path, self.api_prefix, self.open_paths)
         security = self.node.security
+        rule = rule_for(scope["method"], path, self.api_prefix, self.open_paths, security.protected)
         if path.startswith(PEER_PREFIX) and security.peer_cert_auth:
             refused = self._peer_refusal(scope)
             if refused is not None:
@@ -245,6 +272,10 @@ class AuthGate:
         certificate = client_certificate(scope) if self.node.security.client_cert_auth else None
         if certificate is not None:
             common_name = certificate_name(certificate)
+            if common_name in self.node.membership.ids:
+                # A node's own certificate (or one made in its name) is no
+                # user's, whatever users exist.
+                return f"the client certificate's CN {common_name!r} is a member of the cluster, not a user"
             user = state.user(common_name) if common_name is not None else None
             if user is None:
                 return f"the client certificate's CN {common_name!r} is not a user of this cluster"
@@ -285,9 +316,8 @@ class AuthGate:
         held = self.node.kv.leases.get(lease) if lease is not None else None
         for key in sorted(held.keys) if held is not None else ():
             if not permissions.may_key(user, rule.need, key):
-                return (
-                    f"user {user!r} has no {rule.need} permission on {key!r}, which is attached to the lease"
-                )
+                # Not which key: the caller may not know it exists.
+                return f"user {user!r} has no {rule.need} permission on every key attached to the lease"
         return None  # no such lease: the handler answers 404
 
     # -- answers -----------------------------------------------------------------------------

@@ -60,7 +60,17 @@ from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ._principal import caller, principal_of
 from ._respond import answered
-from .answers import Answer, Target, bad_request, confirm_read, error, not_leader, retry_later, write
+from .answers import (
+    Answer,
+    Target,
+    bad_request,
+    confirm_read,
+    error,
+    name_taken,
+    not_leader,
+    retry_later,
+    write,
+)
 
 Code = schema.Code
 T = TypeVar("T")
@@ -253,6 +263,8 @@ def add_auth_routes(
         certificate only). The user ``root`` holds the role ``root``."""
         if not valid_name(data.name):
             return bad_request(f"{data.name!r} is not a user name (letters, digits, . _ @ -; up to 128)")
+        if data.name in node.membership.ids:
+            return name_taken(f"{data.name!r} is a member of the cluster")
 
         async def add() -> Answer:
             password_hash = await hashed(data.password)

@@ -68,7 +68,7 @@ from .answers import (
     sse,
     write,
 )
-from .auth import refusal, txn_refusal
+from .auth import lease_keys_refusal, refusal, txn_refusal
 
 Code = schema.Code
 
@@ -389,11 +389,15 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
     @answered
     async def lease_info(lease: str) -> Answer:
         """A lease's seconds left (by the leader's clock), granted TTL and
-        keys."""
+        keys. With auth on, 403 unless the caller may read every key
+        attached (as etcd's LeaseTimeToLive)."""
         try:
             info = await node.lease_info(lease_id(lease))
         except NODE_ERRORS as exc:
             return for_exception(exc, node, target())
+        # After the read barrier, on the keys as the answer lists them.
+        if (refused := lease_keys_refusal(request.scope, node, "read", info.keys)) is not None:
+            return refused
         return Answer(200, schema.LeaseInfoAnswer(lease, int(info.remaining), info.granted_ttl, info.keys))
 
     @app.delete(f"{prefix}/leases/<lease>")

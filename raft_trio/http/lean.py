@@ -154,7 +154,7 @@ class PeerReceiver:
         self.node.step(accept_batch(sender, headers, body, self.node.peer_auth))
 
     def open_stream(self, headers: dict[str, str]) -> StreamInbox:
-        return accept_stream(self.head(headers), headers, self.node.peer_auth)
+        return accept_stream(self.head(headers), headers, self.node.peer_auth, self.node.peer_reported)
 
     def refused(self, exc: PeerRequestError, remote: str) -> None:
         if exc.status == 401:

@@ -69,7 +69,7 @@ from ._commands import (
 from ._history import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHANGES, Change, History
 from ._keys import prefix_end
 from ._permissions import Need, Permissions, key_interval, prefix_interval
-from ._store import MAX_RANGE_PAGE_BYTES, KeyValueStore, Lease, RangePage
+from ._store import MAX_RANGE_PAGE_BYTES, KeyValueStore, Lease, RangePage, with_new_signing_key
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -148,4 +148,5 @@ __all__ = [
     "prefix_end",
     "prefix_interval",
     "valid_name",
+    "with_new_signing_key",
 ]

@@ -11,17 +11,20 @@ ticks are delivered late and in bulk, at the two moments they can matter:
   that came after it, exactly as if it had been delivered on time;
 - when the next tick that matters falls (``core.ticks_until_due()``: a
   timer fires, or a commit index waits for the next tick), for which the
-  ticker task sleeps (:meth:`LazyTicks.next_wake`); inputs that bring that
-  moment closer move the sleep's deadline (:meth:`LazyTicks.reschedule`).
+  ticker task sleeps (:meth:`LazyTicks.next_wake`); each input moves the
+  sleep's deadline to the moment now due (:meth:`LazyTicks.reschedule`).
 
 Same ticks, in the same order relative to every input: same behaviour. The
-ticker still wakes at least every ``max_sleep`` seconds, so that time the
-process did not run (a pause, SIGSTOP, a starved machine) is recognised
-and not delivered as a burst of ticks (a follower resumed after a pause
-would otherwise time out before it read the heartbeats waiting in its
-socket): once the ticker is overdue by more than ``max_sleep`` (a
-heartbeat interval), the ticks beyond that are dropped, once. Lateness
-within that is jitter of a loaded machine, and counts.
+ticker still wakes when ``max_sleep`` seconds passed with no input and no
+wake, so that time the process did not run (a pause, SIGSTOP, a starved
+machine) is recognised and not delivered as a burst of ticks (a follower
+resumed after a pause would otherwise time out before it read the
+heartbeats waiting in its socket): once the ticker is overdue by more than
+``max_sleep`` (a heartbeat interval), the ticks beyond that are dropped,
+once (counted from the last sign of running: a wake or an input).
+Lateness within that is jitter of a loaded machine, and counts. A follower
+that hears a heartbeat every interval thus never wakes its ticker (each
+input pushes the wake on), and a leader wakes it once a heartbeat.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class LazyTicks:
         self._last = -math.inf
         #: When the ticker planned to wake (inf: it does not sleep yet).
         self._wake_at = math.inf
+        #: When the process last showed it runs (an input or a wake).
+        self._seen = -math.inf
         self._scope: trio.CancelScope | None = None
         #: Ticker wake-ups and ticks delivered, for tests and benchmarks.
         self.wakeups = 0
@@ -54,18 +59,25 @@ class LazyTicks:
 
     def start(self) -> None:
         """The clock starts now (inside Trio)."""
-        self._last = trio.current_time()
+        self._last = self._seen = trio.current_time()
 
     def catch_up(self) -> None:
         """Deliver the ticks that have passed; before any other input."""
         now = trio.current_time()
         if self._last == -math.inf:
-            self._last = now  # a node taking input before it runs: its clock starts
+            self._last = self._seen = now  # a node taking input before it runs: its clock starts
             return
         horizon = now
-        overdue = now > self._wake_at + self._slack
+        # The process ran at least until its last sign of running and, if
+        # on time, until the planned wake within max_sleep of it (no bound
+        # while the ticker does not sleep: it runs, or has not started).
+        expected = math.inf
+        if self._wake_at != math.inf:
+            expected = min(self._wake_at, self._seen + self._max_sleep) + self._slack
+        overdue = now > expected
+        self._seen = now
         if overdue:
-            horizon = self._wake_at + self._slack
+            horizon = expected
         elapsed = int((horizon - self._last) / self._interval + _EPSILON)
         if elapsed > 0:
             self._deliver(elapsed)
@@ -109,12 +121,23 @@ class LazyTicks:
         self.wakeups += 1
 
     def reschedule(self, *also: float) -> None:
-        """After an input: wake the ticker sooner if the due tick (or one
-        of ``also``) moved closer."""
+        """After an input: move the ticker's wake to when it is next
+        needed, sooner if the due tick (or one of ``also``) moved closer,
+        later if only ``max_sleep`` bounded it: an input shows that the
+        process runs as well as a wake does, so a follower hearing a
+        heartbeat every interval never wakes its ticker for nothing (half
+        an interval more, so that a heartbeat a little late does not race
+        the wake). The time taken for a pause stays bounded the same way,
+        from the last sign of running (see :meth:`catch_up`). ``also``
+        holds every other deadline of the runtime, as for
+        :meth:`next_wake`."""
         scope = self._scope
         if scope is None:
             return
-        wake = min(self.due_at(), *also) if also else self.due_at()
-        if wake < scope.deadline:
+        wake = min(self.due_at(), trio.current_time() + 1.5 * self._max_sleep, *also)
+        deadline = scope.deadline
+        # Later by half an interval at least: inputs that come every few
+        # milliseconds move the deadline once in a while, not each time.
+        if wake < deadline or wake > deadline + self._max_sleep / 2:
             scope.deadline = wake
             self._wake_at = wake

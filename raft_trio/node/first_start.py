@@ -32,6 +32,7 @@ from typing import Literal
 import trio
 
 from .. import schema
+from ..client import ClientError, TrioClient
 from ..storage import DataDirError
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,24 @@ ROUND_S = 0.5
 #: How often the same "still waiting" line is logged again.
 REPEAT_LOG_S = 10.0
 
+#: How long a member's status may take to come.
+STATUS_TIMEOUT_S = 1.0
+
 #: Fetches a member's ``/api/status`` document (None: no answer).
 FetchStatus = Callable[[str], Awaitable[schema.Status | None]]
+
+
+def client_fetch_status(client: TrioClient) -> FetchStatus:
+    """Each member's status through ``client`` (one of no endpoints, used
+    ``.at()`` each member), within ``STATUS_TIMEOUT_S``."""
+
+    async def fetch(url: str) -> schema.Status | None:
+        try:
+            return await client.at(url, timeout=STATUS_TIMEOUT_S).status()
+        except ClientError:
+            return None
+
+    return fetch
 
 
 class AlreadyMember(DataDirError):

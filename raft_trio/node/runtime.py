@@ -69,6 +69,7 @@ from ..kv import (
 from ..peer.auth import PeerAuthenticator
 from ..peer.stream import RequestFunction
 from ..peer.transport import Transport
+from ..peer.wire import PeerReport
 from ..security import Security
 from ..storage import WAL_HEADROOM_BYTES, StorageError
 from . import metrics
@@ -496,6 +497,7 @@ class RaftNode:
                 request=self._request,
                 auth=self.peer_auth,
                 verify=self.security.client_ssl(),
+                report=self._report,
             )
             self._transport.set_peers(self._peer_urls())
             self._ticks.start()
@@ -556,6 +558,21 @@ class RaftNode:
         self._known_peers.update(peers)
         if self._transport is not None:
             self._transport.set_peers(self._peer_urls())
+
+    def _report(self) -> PeerReport:
+        """What this node tells its peers about itself on its streams."""
+        return PeerReport(tuple(self.space.alarms())) if self.space is not None else PeerReport()
+
+    def report_changed(self) -> None:
+        """This node's alarms changed: tell every peer now."""
+        if self._transport is not None:
+            self._transport.report_changed()
+
+    def peer_reported(self, peer_id: str, report: PeerReport) -> None:
+        """A peer's report arrived on its stream: keep its alarms (a
+        leader refuses new values while a member is short of space)."""
+        if self.space is not None:
+            self.space.peer_reported(peer_id, report.alarms)
 
     def _peer_unreachable(self, peer_id: str) -> None:
         self.core.report_unreachable(peer_id)

@@ -16,9 +16,11 @@ data directory's file system for three things besides what it holds:
 While any member has less free space than that, it raises its NOSPACE
 alarm (``"alarms": ["NOSPACE"]`` in its ``/api/status``) and the leader
 refuses new values (``PUT``, compare-and-set, a transaction that puts)
-with a definite ``507`` that changes nothing; the leader reads the
-followers' alarms once a second (:mod:`raft_trio.node.disk_watch`) and
-measures its own disk for every new value. Everything that needs little
+with a definite ``507`` that changes nothing. Each member tells the others
+its alarms on its peer streams (the first frame of each stream, and again
+whenever they change: :class:`raft_trio.peer.wire.PeerReport`), so every
+node knows every member's alarm without asking; the leader also measures
+its own disk for every new value. Everything that needs little
 space or gives it back goes on: reads, status, ``/metrics``, deletes,
 leases, membership changes, and compaction, which
 the runtime runs early while space is short, so that deletes give their
@@ -70,7 +72,9 @@ class SpaceGuard:
         self.headroom: Callable[[], int] = lambda: 0
         #: This node's alarm: free space fell below the reserve.
         self.alarm = False
-        #: Member id -> why, for followers that report an alarm (leader only).
+        #: Member id -> why, for the other members that report an alarm on
+        #: their streams (one whose stream broke keeps the alarm it last
+        #: reported: it may have stopped for want of space).
         self.peer_alarms: dict[str, str] = {}
         self.free = self.free_bytes()
         self.refresh()
@@ -93,6 +97,18 @@ class SpaceGuard:
         else:
             self.alarm = self.free < needed
         return self.alarm
+
+    def peer_reported(self, member: str, alarms: tuple[str, ...]) -> None:
+        """``member`` reported its alarms."""
+        if NOSPACE in alarms:
+            self.peer_alarms[member] = "NOSPACE alarm: free space below its reserve"
+        else:
+            self.peer_alarms.pop(member, None)
+
+    def keep_members(self, members: set[str]) -> None:
+        """Forget the alarms of members no longer in the configuration."""
+        for member in [m for m in self.peer_alarms if m not in members]:
+            del self.peer_alarms[member]
 
     def alarms(self) -> list[str]:
         """This node's alarms, as ``/api/status`` reports them."""

@@ -23,6 +23,10 @@ they are sent. Answers come back on the peer's own stream to this node.
   two of them, before a message (a vote, say) is lost on its dead
   connection, and the peer closes a stream that stays silent for longer
   (:data:`raft_trio.peer.inbound.STREAM_IDLE_S`).
+- The node's report of itself (its alarms, :class:`.wire.PeerReport`) is
+  the first frame of each stream, and goes again before the next frame
+  whenever it changed (:meth:`PeerStream.report_changed` sends it at once):
+  peers hear of a member short of space without asking.
 - Snapshots go in requests of their own (``POST /raft/messages``, the body
   written in chunks under the same deadline per chunk), from a second task:
   a large snapshot never holds up the heartbeats on the stream, as in
@@ -43,7 +47,15 @@ import trio
 from ..core import AppendEntries, InstallSnapshot, Message
 from .auth import PeerAuthenticator
 from .framing import FrameWriter
-from .wire import MESSAGES_PATH, STREAM_PATH, batch_request, encode_batch, stream_request
+from .wire import (
+    MESSAGES_PATH,
+    STREAM_PATH,
+    PeerReport,
+    batch_request,
+    encode_batch,
+    encode_report,
+    stream_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +121,7 @@ class PeerStream:
         on_snapshot_sent: Callable[[str, bool], None],
         metrics: StreamMetrics | None = None,
         auth: PeerAuthenticator | None = None,
+        report: Callable[[], PeerReport] | None = None,
     ) -> None:
         self.node_id = node_id
         self.peer_id = peer_id
@@ -126,6 +139,9 @@ class PeerStream:
         self._snapshot_wake = trio.Event()
         self._frames_sent = 0
         self._keepalive_due = False
+        self._report = report
+        #: The report the current stream last carried (None: none yet).
+        self._report_sent: PeerReport | None = None
         self.cancel_scope = trio.CancelScope()
         #: Messages dropped from a full outbox, streams opened: for tests.
         self.dropped = 0
@@ -187,6 +203,7 @@ class PeerStream:
         """One stream, from its opening until it ends or breaks; why it ended."""
         headers, writer = stream_request(self.node_id, self.peer_id, self._auth)
         self.streams_opened += 1
+        self._report_sent = None
         # A task woken just before the node stopped reaches this point with
         # its scope already cancelled and the client closed, and httpx checks
         # for a closed client before its first checkpoint: take the
@@ -216,11 +233,25 @@ class PeerStream:
             else:
                 seen = self._frames_sent
 
+    def report_changed(self) -> None:
+        """The node's report changed: send it now, not with the next frame."""
+        self._wake.set()
+
     async def next_frame(self, writer: FrameWriter, scope: trio.CancelScope) -> bytes:
-        """The next frame of the stream: everything queued, once there is
-        anything (or an empty frame when a keep-alive is due); its write
-        must finish within the deadline."""
-        while not self._queue:
+        """The next frame of the stream: the node's report if it changed
+        since this stream last carried it (or the stream is new), else
+        everything queued, once there is anything (or an empty frame when a
+        keep-alive is due); its write must finish within the deadline."""
+        while True:
+            if self._report is not None:
+                report = self._report()
+                if report != self._report_sent:
+                    self._report_sent = report
+                    self._frames_sent += 1
+                    scope.deadline = trio.current_time() + self._deadline
+                    return writer.frame(encode_report(report))
+            if self._queue:
+                break
             if self._keepalive_due:
                 self._keepalive_due = False
                 self._frames_sent += 1

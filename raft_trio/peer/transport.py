@@ -25,6 +25,7 @@ import trio
 from ..core import Message
 from .auth import PeerAuthenticator
 from .stream import Body, PeerStream, RequestFunction, StreamMetrics
+from .wire import PeerReport
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Transport:
         *,
         auth: PeerAuthenticator | None = None,
         verify: ssl.SSLContext | bool = True,
+        report: Callable[[], PeerReport] | None = None,
     ) -> None:
         self.node_id = node_id
         self._nursery = nursery
@@ -75,6 +77,7 @@ class Transport:
         self._on_snapshot_sent = on_snapshot_sent
         self._metrics = metrics
         self._auth = auth
+        self._report = report
         self._http: httpx.AsyncHTTPTransport | None = None
         if request is None:
             self._http = httpx.AsyncHTTPTransport(
@@ -106,9 +109,16 @@ class Transport:
                 self._on_snapshot_sent,
                 self._metrics,
                 self._auth,
+                self._report,
             )
             self.senders[peer_id] = sender
             self._nursery.start_soon(sender.run, name=f"stream-{peer_id}")
+
+    def report_changed(self) -> None:
+        """This node's report (its alarms) changed: every stream carries
+        the new one next."""
+        for sender in self.senders.values():
+            sender.report_changed()
 
     def send(self, message: Message) -> None:
         sender = self.senders.get(message.dst)

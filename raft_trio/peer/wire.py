@@ -11,7 +11,10 @@ here, and every incoming one is checked here.
 
 A batch is a MessagePack array of messages
 (:func:`raft_trio.core.encode_message` per item, msgspec-encoded as a
-whole). Both requests carry ``X-Raft-From: <sender id>``; with a cluster
+whole). A stream's frame holds a batch, nothing (a keep-alive), or a
+:class:`PeerReport` (a MessagePack map): what the sender says of itself
+beside Raft, its alarms, sent as the stream's first frame and again
+whenever it changes, so that no node has to poll another's status. Both requests carry ``X-Raft-From: <sender id>``; with a cluster
 secret also ``X-Raft-Signature`` (:mod:`raft_trio.peer.auth`), and a
 stream's frames their MACs. A message whose sender differs from
 ``X-Raft-From`` is refused with the rest of its request or stream.
@@ -35,6 +38,29 @@ STREAM_CONTENT_TYPE = "application/x-raft-stream"
 
 _batch_encoder = msgspec.msgpack.Encoder()
 _batch_decoder: msgspec.msgpack.Decoder[list[Message]] = msgspec.msgpack.Decoder(list[Message])
+
+
+class PeerReport(msgspec.Struct, frozen=True):
+    """What a node tells each peer about itself on its stream to that peer:
+    its alarms (``"NOSPACE"``, :mod:`raft_trio.node.space`). Encoded as a
+    map, which tells it from a batch (an array); fields a newer sender adds
+    are ignored."""
+
+    alarms: tuple[str, ...] = ()
+
+
+_report_decoder: msgspec.msgpack.Decoder[PeerReport] = msgspec.msgpack.Decoder(PeerReport)
+#: The first byte of a MessagePack map (fixmap, map 16, map 32).
+_MAP_FIRST_BYTES = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+
+
+def encode_report(report: PeerReport) -> bytes:
+    return _batch_encoder.encode(report)
+
+
+def is_report(payload: bytes) -> bool:
+    """Whether a frame's payload is a :class:`PeerReport` (not a batch)."""
+    return bool(payload) and payload[0] in _MAP_FIRST_BYTES
 
 
 def encode_batch(messages: list[Message]) -> bytes:
@@ -136,12 +162,18 @@ def accept_batch(
     return _checked(sender, body)
 
 
-class StreamInbox:
-    """The receiving end of one stream: bytes in, checked messages out."""
+#: Called with the sender and its report, for each report frame of a stream.
+ReportListener = Callable[[str, PeerReport], None]
 
-    def __init__(self, sender: str, reader: FrameReader) -> None:
+
+class StreamInbox:
+    """The receiving end of one stream: bytes in, checked messages out; the
+    sender's reports go to ``on_report``."""
+
+    def __init__(self, sender: str, reader: FrameReader, on_report: ReportListener | None = None) -> None:
         self.sender = sender
         self._reader = reader
+        self._on_report = on_report
         #: Frames read so far, keep-alives (empty frames) included.
         self.frames = 0
 
@@ -163,18 +195,42 @@ class StreamInbox:
             raise PeerRequestError(401, str(exc), self.sender) from exc
         self.frames += len(payloads)
         if len(payloads) == 1:
-            return _checked(self.sender, payloads[0]) if payloads[0] else []
-        return [m for payload in payloads if payload for m in _checked(self.sender, payload)]
+            payload = payloads[0]
+            if not payload:
+                return []
+            if payload[0] not in _MAP_FIRST_BYTES:
+                return _checked(self.sender, payload)
+        messages: list[Message] = []
+        for payload in payloads:
+            if is_report(payload):
+                self._report(payload)
+            elif payload:
+                messages.extend(_checked(self.sender, payload))
+        return messages
+
+    def _report(self, payload: bytes) -> None:
+        try:
+            report = _report_decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            raise PeerRequestError(400, f"malformed peer report: {exc}") from exc
+        if self._on_report is not None:
+            self._on_report(self.sender, report)
 
 
-def accept_stream(sender: str, headers: Mapping[str, str], auth: PeerAuthenticator | None) -> StreamInbox:
+def accept_stream(
+    sender: str,
+    headers: Mapping[str, str],
+    auth: PeerAuthenticator | None,
+    on_report: ReportListener | None = None,
+) -> StreamInbox:
     """The second half for a stream (see :func:`check_peer_head`): its
-    inbox. Raises :class:`PeerRequestError` 401 when ``auth`` is set and the
-    opening's signature does not hold or was seen before."""
+    inbox, which hands the sender's reports to ``on_report``. Raises
+    :class:`PeerRequestError` 401 when ``auth`` is set and the opening's
+    signature does not hold or was seen before."""
     if auth is None:
-        return StreamInbox(sender, FrameReader())
+        return StreamInbox(sender, FrameReader(), on_report)
     try:
         key = auth.accept_stream(sender, headers.get(SIGNATURE_HEADER.lower()))
     except PeerAuthError as exc:
         raise PeerRequestError(401, str(exc), sender) from exc
-    return StreamInbox(sender, FrameReader(key))
+    return StreamInbox(sender, FrameReader(key), on_report)

@@ -12,7 +12,15 @@ crash tests and operators); ``RAFT_CRASH_POINT`` makes a test build die at a
 named moment of a disk write (:mod:`raft_trio.storage._crashpoints`).
 """
 
-from ._backup import Backup, BackupCorrupt, backup_stream, parse_backup, read_backup, restore_backup
+from ._backup import (
+    Backup,
+    BackupCorrupt,
+    backup_stream,
+    parse_backup,
+    read_backup,
+    restore_backup,
+    restored_cluster_id,
+)
 from ._crashpoints import POINTS as CRASH_POINTS
 from ._datadir import FORMAT_VERSION, DataDir, DataDirMeta, open_data_dir
 from ._durable import DurableStorage
@@ -60,5 +68,6 @@ __all__ = [
     "parse_backup",
     "read_backup",
     "restore_backup",
+    "restored_cluster_id",
     "storage_error_in",
 ]

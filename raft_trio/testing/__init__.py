@@ -1,10 +1,14 @@
 """Tools for testing raft-trio: checkers for histories that black-box tests
-(Jepsen-style) record against a real cluster, and the Ready loop for cores
-in memory, with a cluster of them driven by hand (:mod:`.memory`).
+(Jepsen-style) record against a real cluster; the launcher of node
+processes (:mod:`.processes`, which the tests, the benches and ``raft-trio
+up`` share); waits for a state no event announces (:mod:`.waiting`); a
+write load (:mod:`.load`); the Ready loop for cores in memory, with a
+cluster of them driven by hand (:mod:`.memory`).
 
 They live in the package, not under ``tests/``, so a test harness running
 elsewhere (a container, a CI job) can import them from an installed
-raft-trio.
+raft-trio. The checkers are imported here; the other modules are imported
+by name (the launcher loads the client and Trio).
 """
 
 from .linearizability import (

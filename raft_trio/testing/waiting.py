@@ -1,10 +1,19 @@
-"""Waiting, in a Trio test, for a state that no event announces."""
+"""Waiting for a state that no event announces: in a Trio test
+(:func:`wait_for`), and in a blocking one, a thread or a script
+(:func:`wait_until`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import trio
+
+T = TypeVar("T")
+
+#: How often :func:`wait_until` looks, unless told.
+POLL_S = 0.05
 
 
 async def wait_for(predicate: Callable[[], bool], *, poll: float = 0.01) -> None:
@@ -17,3 +26,17 @@ async def wait_for(predicate: Callable[[], bool], *, poll: float = 0.01) -> None
     wait (``trio.fail_after``)."""
     while not predicate():  # noqa: ASYNC110 (nothing to await: see above)
         await trio.sleep(poll)
+
+
+def wait_until(check: Callable[[], tuple[bool, T]], timeout: float, what: str, poll: float = POLL_S) -> T:
+    """Blocking: call ``check`` (returning ``(done, detail)``) every
+    ``poll`` seconds until done; the detail. After ``timeout`` seconds an
+    AssertionError names ``what`` and the last detail seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, detail = check()
+        if done:
+            return detail
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}; last seen: {detail!r}")
+        time.sleep(poll)

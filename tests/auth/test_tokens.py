@@ -5,13 +5,26 @@ cluster."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from raft_trio.auth import TokenError, issue_token, token_key, token_user, verify_token
 from raft_trio.auth._tokens import Claims
-from raft_trio.kv import ROOT, AuthEnable, Command, KeyValueStore, UserAdd, UserDelete, UserPassword
+from raft_trio.cli import main
+from raft_trio.kv import (
+    ROOT,
+    AuthEnable,
+    AuthState,
+    Command,
+    KeyValueStore,
+    UserAdd,
+    UserDelete,
+    UserPassword,
+    with_new_signing_key,
+)
+from raft_trio.storage import DurableStorage, backup_stream
 
 NOW = 1_800_000_000.0
 SECRET = b"s" * 32
@@ -122,3 +135,56 @@ def test_a_new_password_ends_the_tokens_issued_before() -> None:
 def test_no_token_is_good_where_auth_was_never_enabled() -> None:
     with pytest.raises(TokenError, match="never enabled"):
         token_user(KeyValueStore().auth, SECRET, alice_token(enabled_store()), NOW)
+
+
+def restored_auth(tmp_path: Path, backup: bytes, member: str, peers: str) -> AuthState:
+    """The auth state a member restored with ``raft-trio snapshot restore`` starts from."""
+    (tmp_path / "backup").write_bytes(backup)
+    data_dir = tmp_path / member
+    argv = ["snapshot", "restore", str(tmp_path / "backup"), "--data-dir", str(data_dir), "--id", member]
+    assert main([*argv, "--peers", peers]) == 0
+    storage = DurableStorage.open(data_dir, member)
+    try:
+        store = KeyValueStore()
+        store.restore(storage.snapshot().data)
+    finally:
+        storage.close()
+    return store.auth
+
+
+def test_a_cluster_restored_from_a_backup_refuses_the_tokens_of_the_original(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A restored cluster is a new cluster: the restore gives it a signing
+    key of its own (the same on every member restored alike), so a token
+    the original issued, even one that has not expired, is refused there;
+    the users, roles and the switch are the backup's, and logging in again
+    gives a token the restored cluster accepts."""
+    store = enabled_store()
+    original = alice_token(store)
+    backup = b"".join(backup_stream(store.revision, 2, store.snapshot(), "old-cluster", "n1"))
+    peers = "a=http://127.0.0.1:1,b=http://127.0.0.1:2"
+    member_a = restored_auth(tmp_path, backup, "a", peers)
+    member_b = restored_auth(tmp_path, backup, "b", peers)
+    capsys.readouterr()
+    assert member_a.signing_key == member_b.signing_key != store.auth.signing_key
+    assert len(member_a.signing_key) == len(store.auth.signing_key)
+    assert member_a.enabled and member_a.user("alice") == store.auth.user("alice")
+    with pytest.raises(TokenError, match="not signed by this cluster"):
+        token_user(member_a, SECRET, original, NOW)
+    alice = member_a.user("alice")
+    assert alice is not None
+    fresh = issue_token(token_key(member_a.signing_key, SECRET), "alice", alice.revision, 300, NOW)
+    assert token_user(member_b, SECRET, fresh, NOW) == "alice"
+    # Another restore of the same backup (other members) is another cluster.
+    other = restored_auth(tmp_path, backup, "c", "c=http://127.0.0.1:3")
+    assert other.signing_key not in (member_a.signing_key, store.auth.signing_key)
+
+
+def test_a_backup_of_a_cluster_that_never_had_auth_restores_unchanged() -> None:
+    store = KeyValueStore()
+    store.apply(1, UserAdd("alice", "h"))
+    plain = KeyValueStore()
+    assert with_new_signing_key(store.snapshot(), "c") == store.snapshot()
+    assert with_new_signing_key(plain.snapshot(), "c") == plain.snapshot()
+    assert with_new_signing_key(b"", "c") == b""

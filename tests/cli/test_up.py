@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from raft_trio.cli.up import record_cluster
-from tests.integration.cluster import cli_command, wait_until
-from tests.monitor.test_up import consecutive_free_ports
+from raft_trio.testing.processes import cli_command, consecutive_free_ports
+from raft_trio.testing.waiting import wait_until
 
 FAST_TIMING = {"ELECTION_TIMEOUT_LOWER_MILLIS": "300", "ELECTION_TIMEOUT_UPPER_MILLIS": "600"}
 #: Ctrl-C to exit: the nodes stop in well under a second each; before the

@@ -45,7 +45,6 @@ import dataclasses
 import itertools
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -55,7 +54,9 @@ from typing import Any
 import httpx
 import pytest
 
-from ..integration.cluster import wait_until
+from raft_trio.testing.processes import free_port
+from raft_trio.testing.waiting import wait_until
+
 from .engines import BASE, Engine, docker_engine, podman_engine, restart_daemon, status_of
 
 TIMEOUT_S = 180.0
@@ -83,12 +84,6 @@ def podman() -> Iterator[Engine]:
 @pytest.fixture
 def docker() -> Iterator[Engine]:
     yield from docker_engine()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclasses.dataclass

@@ -3,7 +3,8 @@ snapshots, a writer that records every acknowledged write, a recorder of
 each node's term and vote across kills, and the final check that every
 acknowledged write survived on every node.
 
-Processes are started and killed through :mod:`tests.integration.cluster`.
+Processes are started and killed through :mod:`raft_trio.testing.processes`
+(the integration tests' :class:`tests.integration.cluster.Cluster`).
 """
 
 from __future__ import annotations
@@ -93,11 +94,9 @@ def make_leader(c: Cluster, nid: str, tries: int = 3) -> bool:
 
 def wait_dead(c: Cluster, nid: str, timeout: float = DEATH_S) -> int:
     """Until ``nid``'s process has exited; its exit status."""
-    proc = c[nid].proc
-    assert proc is not None
-    wait_until(lambda: (proc.poll() is not None, "running"), timeout, f"{nid} to die at its crash point")
-    assert proc.returncode is not None
-    return proc.returncode
+    node = c[nid]
+    wait_until(lambda: (node.returncode is not None, "running"), timeout, f"{nid} to die at its crash point")
+    return node.wait(timeout=0)
 
 
 def assert_died_at(c: Cluster, nid: str, point: str) -> None:
@@ -254,9 +253,9 @@ class TermRecorder:
         with httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False) as client:
             while not self._halt.is_set():
                 for node in list(self.c.nodes.values()):
-                    proc = node.proc
-                    if proc is None or proc.poll() is not None:
+                    if not node.running:
                         continue
+                    pid = node.pid
                     at = time.monotonic()
                     try:
                         r = client.get(node.url + "/api/status")
@@ -264,7 +263,7 @@ class TermRecorder:
                     except (httpx.HTTPError, ValueError, KeyError):
                         continue
                     if isinstance(term, int):
-                        seen = Seen(at, time.monotonic(), term, None, proc.pid)
+                        seen = Seen(at, time.monotonic(), term, None, pid)
                         with self._lock:
                             self.seen[node.id].append(seen)
                 self._halt.wait(self.interval)

@@ -80,7 +80,7 @@ def _way_back(c: Cluster, victim: str, writer: Writer) -> None:
 def test_a_flipped_byte_in_a_stopped_followers_log_is_refused_and_the_member_rejoins(tmp_path: Path) -> None:
     with _loaded(tmp_path, "rowflip") as (c, victim, writer):
         writer.wait_for(60, what="before the follower stops")
-        assert c[victim].terminate() == 0
+        assert c[victim].stop() == 0
         db = c[victim].data_dir / "raft.db"
         data = bytearray(db.read_bytes())
         # The newest acknowledged value still in the file (older rows are
@@ -187,7 +187,7 @@ def test_full_disks_everywhere_refuse_new_values_and_deletes_give_the_space_back
                 assert r.status_code == 200 and r.json()["deleted"], r.text
         # Compaction runs early while space is short: the space comes back.
         wait_until(lambda: (not any(_alarms(c).values()), _alarms(c)), 60, "every NOSPACE alarm to clear")
-        # The leader hears of the followers' alarms once a second.
+        # The leader hears each follower's alarm cleared on its stream.
         wait_until(
             lambda: (
                 (r := c.follow.put(c.kv_url(lid, "after-space-came-back"), json={"value": "v"})).status_code
@@ -266,7 +266,8 @@ def test_a_disk_another_process_fills_stops_the_follower_with_one_line_and_it_co
         stack.callback(writer.stop)
         writer.wait_for(30, what="before the disk fills")
         filler = _fill(c["n3"].data_dir)
-        # New values stop within a second (n3's alarm); deletes still go
+        # New values stop within a second (n3's disk watch raises its alarm,
+        # its streams carry it at once); deletes still go
         # through the log, and n3 must write them.
         with httpx.Client(timeout=10, follow_redirects=True) as client:
             for key in sorted(writer.acked)[:50]:

@@ -12,11 +12,7 @@ each other's addresses find each other."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +21,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from ..integration.cluster import wait_until
+from raft_trio.testing.processes import NODE_COMMAND, Process, inherited_env, stop_all
+from raft_trio.testing.waiting import wait_until
+
 from .dnsmasq import Dnsmasq, loopback_block
 
 T = TypeVar("T")
@@ -41,11 +39,6 @@ NODE_ENV = {
 }
 ENV_DROP = ("APP_NAME", "SCRIPT_LEADER_PATH", "SCRIPT_FOLLOWER_PATH", "API_PREFIX", "ROOT_PATH", "HOSTNAME")
 WAIT_S = 30.0
-
-
-def node_command() -> list[str]:
-    script = Path(sys.executable).with_name("raft-trio")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "raft_trio.cli"]
 
 
 def common_free_port(addresses: list[str]) -> int:
@@ -70,7 +63,7 @@ class Replicas:
         self.dns = dns
         self.block = block
         self.port = port
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self.processes: dict[int, Process] = {}
         #: The address (last byte) each replica listens on, by default its own number.
         self.addresses: dict[int, int] = {}
         self.http = httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5), trust_env=False)
@@ -84,10 +77,10 @@ class Replicas:
     def start(self, i: int, hostname: str | None = None, address: int | None = None) -> None:
         """Replica ``i`` (its own data) on address ``address`` (default ``i``)."""
         self.addresses[i] = address or i
-        env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
-        env.update(NODE_ENV, RAFT_DNS_SERVER=self.dns.server, HOSTNAME=hostname or f"replica-{i}")
+        extra = {**NODE_ENV, "RAFT_DNS_SERVER": self.dns.server, "HOSTNAME": hostname or f"replica-{i}"}
+        env = inherited_env(drop=ENV_DROP, extra=extra)
         argv = [
-            *node_command(),
+            *NODE_COMMAND,
             "node",
             "--discover",
             "node",
@@ -96,25 +89,12 @@ class Replicas:
             "--data-dir",
             str(self.root / f"volume-{i}" / "{hostname}"),
         ]
-        with open(self.log(i), "ab") as log:
-            self.processes[i] = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = Process(f"replica-{i}", argv, self.log(i), env)
+        process.start()
+        self.processes[i] = process
 
     def stop(self, i: int) -> None:
-        process = self.processes.pop(i)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        self.processes.pop(i).stop(grace=10)
 
     def status(self, i: int) -> dict[str, Any] | None:
         try:
@@ -150,12 +130,8 @@ class Replicas:
         return wait_until(lambda: self.agreed([1, 2, 3], three), WAIT_S, "one cluster of the three replicas")
 
     def close(self) -> None:
-        for i in list(self.processes):
-            process = self.processes[i]
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for i in list(self.processes):
-            self.stop(i)
+        stop_all(self.processes.values(), grace=10)
+        self.processes.clear()
         self.http.close()
 
     def tails(self) -> str:

@@ -49,6 +49,7 @@ async def test_a_json_body_is_taken_whatever_its_content_type(
         (b"value=v", "application/x-www-form-urlencoded", "the request body is not JSON (Expecting value"),
         (b'{"value": "v"', "application/json", "the request body is not JSON ("),
         (b"", "application/json", "invalid request: Object missing required field `value`"),
+        (b"\n", "text/plain", "the request body is not JSON ("),
         (b"null", "application/json", "invalid request: Expected `object`, got `null`"),
         (b'{"value": 1}', "text/plain", "invalid request: Expected `str`, got `int` - at `$.value`"),
     ],
@@ -69,6 +70,21 @@ async def test_a_body_that_is_not_the_request_gets_our_400_on_both_paths(
     assert 'send a JSON object such as {"value": "v"}' in document["error"]
     assert "browser" not in document["error"]
     assert (await call(quart, "GET", "/api/kv/k"))[0] == 404  # nothing changed
+
+
+async def test_a_whitespace_body_is_not_an_empty_transaction(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Only a body of no bytes is ``{}``: a body of a newline is not JSON,
+    so ``POST /api/txn`` refuses it rather than run an empty transaction
+    (found by the schemathesis run)."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    _, quart, _ = both_paths(leader)
+    applied = leader.kv.revision
+    status, _, body = await call(quart, "POST", "/api/txn", b"\n", {"content-type": "text/plain"})
+    assert status == 400, body
+    assert json.loads(body)["code"] == "bad_request"
+    assert leader.kv.revision == applied  # nothing went through the log
 
 
 async def test_unknown_routes_and_methods_say_what_there_is(

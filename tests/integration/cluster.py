@@ -1,41 +1,60 @@
-"""Real node processes for the integration tests: start, signal, restart and
-stop them, ask them for their status, and wait for them, every wait bounded.
+"""Real node processes for the integration tests: the launcher's
+:class:`~raft_trio.testing.processes.NodeCluster` with short timings, and
+HTTP clients to ask the nodes and write to them, every wait bounded.
 
-Nodes run as ``python -m raft_trio.cli node`` in their own session (so a
-signal sent to the test run does not reach them and each can be signalled
-as a group), with output in a log file per node. Nothing here touches a
-process it did not start.
+Starting, signalling, restarting and stopping the processes is
+raft_trio.testing.processes's; what is here is what the tests say to the
+nodes once they run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
-import shlex
-import signal
-import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from raft_trio.testing.processes import (
+    ELECTION_S,
+    FAST_ELECTION_MAX_S,
+    FAST_TIMING,
+    NodeCluster,
+    NodeProcess,
+    cli_command,
+    free_ports,
+    inherited_env,
+)
+from raft_trio.testing.waiting import POLL_S, wait_until
+
+__all__ = [
+    "CATCH_UP_S",
+    "ELECTION_S",
+    "ELECTION_TIMEOUT_MAX_S",
+    "HTTP_TIMEOUT",
+    "STATUS_TIMEOUT",
+    "Cluster",
+    "Node",
+    "SSEReader",
+    "as_written",
+    "cli_command",
+    "describe",
+    "free_ports",
+    "json_of",
+    "kv_path",
+    "wait_until",
+]
+
 #: Short timings, so that elections take well under a second.
-NODE_ENV = {
-    "ELECTION_TIMEOUT_LOWER_MILLIS": "300",
-    "ELECTION_TIMEOUT_UPPER_MILLIS": "600",
-    "HEARTBEAT_REPEAT_MILLIS": "50",
-    "LOGGING": "INFO",
-}
-ELECTION_TIMEOUT_MAX_S = 0.6
+NODE_ENV = {**FAST_TIMING, "LOGGING": "INFO"}
+ELECTION_TIMEOUT_MAX_S = FAST_ELECTION_MAX_S
 #: Variables that would change what the tests assume (the /api prefix at the
 #: root, static peers, no payload scripts, the default snapshot threshold).
 ENV_DROP = (
@@ -47,54 +66,13 @@ ENV_DROP = (
     "RAFT_SNAPSHOT_ENTRIES",
 )
 
-POLL_S = 0.05
-START_S = 20.0  # first leader of a fresh cluster (three interpreters start on 2 cores)
-ELECTION_S = 10.0  # a new leader after a failure
 CATCH_UP_S = 15.0
-KILL_WAIT_S = 10.0
-LOG_TAIL_LINES = 40
 
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 STATUS_TIMEOUT = httpx.Timeout(1.0, connect=0.5)
 
-NODE_COMMAND = [sys.executable, "-m", "raft_trio.cli"]
-
-T = TypeVar("T")
-
-
-def cli_command() -> list[str]:
-    """The installed console script (next to this interpreter), else the module."""
-    script = Path(sys.executable).with_name("raft-trio")
-    if script.exists():
-        return [str(script)]
-    return NODE_COMMAND
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out for port 0, all bound at once so they differ."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def wait_until(check: Callable[[], tuple[bool, T]], timeout: float, what: str, poll: float = POLL_S) -> T:
-    """Poll ``check`` (returning ``(done, detail)``) until done; on timeout fail
-    with ``what`` and the last detail seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, detail = check()
-        if done:
-            return detail
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}; last seen: {detail!r}")
-        time.sleep(poll)
+#: A node of a cluster (the launcher's).
+Node = NodeProcess
 
 
 def kv_path(key: str) -> str:
@@ -123,115 +101,7 @@ def describe(response: httpx.Response) -> str:
     )
 
 
-class Node:
-    def __init__(
-        self, node_id: str, port: int, root: Path, args: list[str], env: dict[str, str], scheme: str = "http"
-    ) -> None:
-        self.id = node_id
-        self.scheme = scheme
-        self.port = port
-        self.data_dir = root / node_id
-        self.log_path = root / f"{node_id}.log"
-        self.args = args
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.paused = False
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        assert not self.running, f"{self.id} is already running"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            *NODE_COMMAND,
-            "node",
-            "--id",
-            self.id,
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--data-dir",
-            str(self.data_dir),
-            *self.args,
-        ]
-        with open(self.log_path, "ab") as log:
-            log.write(f"=== test: starting {shlex.join(argv)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-            )
-        self.paused = False
-
-    def note(self, text: str) -> None:
-        with open(self.log_path, "ab") as log:
-            log.write(f"=== test: {text}\n".encode())
-
-    def send(self, sig: signal.Signals) -> None:
-        assert self.proc is not None and self.proc.poll() is None, f"{self.id} is not running"
-        self.note(f"sending {sig.name} to pid {self.proc.pid}")
-        os.kill(self.proc.pid, sig)
-
-    def pause(self) -> None:
-        self.send(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        self.send(signal.SIGCONT)
-        self.paused = False
-
-    def kill(self) -> None:
-        """SIGKILL the node's process group (a stopped process dies too) and reap it."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            self.note(f"sending SIGKILL to the process group {proc.pid}")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            proc.wait(timeout=KILL_WAIT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=KILL_WAIT_S)
-        self.paused = False
-
-    def terminate(self, timeout: float = 10.0) -> int:
-        """SIGTERM and wait for the exit; the exit status."""
-        assert self.proc is not None
-        self.send(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
-        try:
-            text = self.log_path.read_bytes().decode("utf-8", "replace")
-        except OSError:
-            return []
-        return text.splitlines()[-lines:]
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_bytes().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-
-class Cluster:
+class Cluster(NodeCluster):
     """A set of nodes started with static ``--peers`` (more may join later),
     and HTTP clients to talk to them."""
 
@@ -245,79 +115,35 @@ class Cluster:
         scheme: str = "http",
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        """``scheme`` and ``verify``: for nodes serving HTTPS (the env
-        names their certificate), and the CA the test clients trust."""
-        self.root = root
+        """``env``: on top of this process's environment and the short
+        timings. ``scheme`` and ``verify``: for nodes serving HTTPS (the
+        env names their certificate), and the CA the test clients trust."""
         self.name = name
-        root.mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
-        self.env.update(NODE_ENV)
-        self.env.update(env or {})
-        ports = free_ports(size)
-        ids = [f"n{i + 1}" for i in range(size)]
-        self.scheme = scheme
-        self.peers = ",".join(
-            f"{nid}={scheme}://127.0.0.1:{port}" for nid, port in zip(ids, ports, strict=True)
-        )
-        self.nodes: dict[str, Node] = {
-            nid: Node(nid, port, root, ["--peers", self.peers], self.env, scheme)
-            for nid, port in zip(ids, ports, strict=True)
-        }
+        full_env = inherited_env(drop=ENV_DROP, extra={**NODE_ENV, **(env or {})})
+        super().__init__(root, size, full_env, scheme=scheme, verify=verify)
         self.http = httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False, verify=verify)
         self.follow = httpx.Client(
             timeout=HTTP_TIMEOUT, trust_env=False, follow_redirects=True, verify=verify
         )
         self._status_client = httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False, verify=verify)
 
-    # -- processes ------------------------------------------------------------
-
-    def start(self) -> tuple[str, int]:
-        for node in self.nodes.values():
-            node.start()
-        try:
-            return self.wait_for_leader(timeout=START_S)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{self.tails()}") from None
-
-    def add_node(self, node_id: str, args: list[str]) -> Node:
-        (port,) = free_ports(1)
-        node = Node(node_id, port, self.root, args, self.env, self.scheme)
-        self.nodes[node_id] = node
-        node.start()
-        return node
+    def authenticate(self, auth: httpx.Auth) -> None:
+        """Send ``auth`` with the test's own requests (status, key-value)
+        from now on: the cluster turned auth on."""
+        super().authenticate(auth)
+        for client in (self.http, self.follow, self._status_client):
+            client.auth = auth
 
     def close(self) -> None:
         """Kill every process of the cluster, whatever state it is in."""
         try:
-            for node in self.nodes.values():
-                node.kill()
+            super().close()
         finally:
             self.http.close()
             self.follow.close()
             self._status_client.close()
 
-    def crashed(self) -> list[str]:
-        return [
-            f"{n.id} exited with status {n.proc.returncode}"
-            for n in self.nodes.values()
-            if n.proc is not None and n.proc.poll() is not None and n.proc.returncode != -signal.SIGKILL
-        ]
-
-    def tails(self, lines: int = LOG_TAIL_LINES) -> str:
-        out = []
-        for node in self.nodes.values():
-            out.append(f"---- last {lines} lines of {node.log_path} ----")
-            out.extend("    " + line[:400] for line in node.log_tail(lines))
-        return "\n".join(out)
-
     # -- status ---------------------------------------------------------------
-
-    def __getitem__(self, node_id: str) -> Node:
-        return self.nodes[node_id]
-
-    def live_ids(self) -> list[str]:
-        """Nodes running and not paused."""
-        return [n.id for n in self.nodes.values() if n.running and not n.paused]
 
     def status(self, node_id: str) -> dict[str, Any] | None:
         try:
@@ -330,35 +156,7 @@ class Cluster:
     def statuses(self, ids: Iterable[str] | None = None) -> dict[str, dict[str, Any] | None]:
         return {nid: self.status(nid) for nid in (self.live_ids() if ids is None else ids)}
 
-    def agreed_leader(self, ids: Iterable[str] | None = None, min_term: int = 0) -> tuple[bool, Any]:
-        """(True, (leader id, term)) when every node of ``ids`` answers, exactly
-        one says leader, all agree on leader_id and term, and term >= min_term."""
-        sts = self.statuses(ids)
-        missing = [nid for nid, st in sts.items() if st is None]
-        if missing:
-            return False, f"no status from {missing}"
-        seen = {nid: (st["role"], st["term"], st["leader_id"]) for nid, st in sts.items() if st is not None}
-        leaders = [nid for nid, (role, _, _) in seen.items() if role == "leader"]
-        if len(leaders) != 1:
-            return False, seen
-        lid = leaders[0]
-        term = seen[lid][1]
-        if any(t != term or leader != lid for _, t, leader in seen.values()) or term < min_term:
-            return False, seen
-        return True, (lid, term)
-
-    def wait_for_leader(
-        self, ids: Iterable[str] | None = None, min_term: int = 0, timeout: float = ELECTION_S
-    ) -> tuple[str, int]:
-        id_list = list(ids) if ids is not None else None
-        lid, term = wait_until(
-            lambda: self.agreed_leader(id_list, min_term),
-            timeout,
-            f"one leader agreed on by {id_list or self.live_ids()} (term >= {min_term})",
-        )
-        return lid, term
-
-    def leader(self) -> Node:
+    def leader(self) -> NodeProcess:
         lid, _ = self.wait_for_leader()
         return self.nodes[lid]
 

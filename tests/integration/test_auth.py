@@ -175,6 +175,15 @@ def test_mutual_tls_client_certificates_name_users_and_peers_must_present_theirs
         with httpx.Client(verify=alice_context, trust_env=False) as posing:
             answer = posing.post(leader.url + "/raft/messages", headers={"X-Raft-From": "n2"}, content=b"")
         assert answer.status_code == 401 and "CN 'alice'" in answer.json()["error"]
+        # Users and members share the CN namespace: no user may be named
+        # like a node, and a node's own certificate is no user's.
+        refused(cli(cluster, "user", "add", "n2", "--no-password", *root), "name_taken")
+        n2_cert, n2_key = write_cert(ca, tmp_path, "n2", "127.0.0.1")
+        n2_context = ssl.create_default_context(cafile=str(ca_path))
+        n2_context.load_cert_chain(n2_cert, n2_key)
+        with httpx.Client(verify=n2_context, trust_env=False) as as_node:
+            answer = as_node.get(leader.url + "/api/kv/app/cert")
+        assert answer.status_code == 401 and "member of the cluster" in answer.json()["error"], answer.text
         # Root by password, over the same TLS; the cluster keeps its leader.
         assert "alice" in ok(cli(cluster, "user", "list", *root))
         wait_until(lambda: (cluster.status(leader.id) is None, None), 5, "status needs a credential now")

@@ -442,7 +442,7 @@ def test_a_watch_from_a_revision_the_node_no_longer_holds_is_refused_with_the_ol
     for n in range(50):
         c.write(f"k{n}", "v")
     follower = next(nid for nid in c.live_ids() if nid != lid)
-    c[follower].terminate()
+    c[follower].stop()
     c[follower].start()
     c.wait_ready(follower)
     r = c.http.get(c[follower].url + "/api/watch", params={"start_revision": 1})

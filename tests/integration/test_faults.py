@@ -368,7 +368,7 @@ def test_follower_behind_the_compacted_log_catches_up_by_snapshot(make_cluster: 
     fid = next(nid for nid in c.nodes if nid != lid)
     first = c.write_many(lid, [(f"early-{i}", f"e{i}") for i in range(10)])
     c.wait_caught_up(fid, max(first.values()))
-    assert c[fid].terminate() == 0
+    assert c[fid].stop() == 0
     written = c.write_many(lid, [(f"snap-{i:03d}", f"value {i}") for i in range(300)])
     leader_status = c.status(lid)
     assert leader_status is not None

@@ -118,7 +118,7 @@ def test_on_a_scale_down_the_leader_hands_over_then_leaves_and_the_rest_go_on(
 
     # The pod then gets SIGTERM: it stops cleanly, and the two that stay
     # are a whole cluster (a quorum of 2), not 2 of 3 with a dead voter.
-    assert c["n3"].terminate(timeout=10.0) == 0
+    assert c["n3"].stop(grace=10.0) == 0
     body: dict[str, Any] = c.write("after-scale-down", "y")
     assert c.follow.get(c.kv_url(new, "before-scale-down")).json()["value"] == "x"
     assert body["value"] == "y"

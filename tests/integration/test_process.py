@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from .cluster import Cluster, cli_command, free_ports, wait_until
+from raft_trio.testing.processes import NodeProcess, free_port, node_argv
+
+from .cluster import Cluster, cli_command, wait_until
 
 STOP_LIMIT_S = 2.0
 
@@ -108,11 +110,10 @@ def test_sigterm_stops_each_node_quickly_and_leaves_no_process_behind(
             started = time.monotonic()
             node.send(signal.SIGTERM)
             try:
-                status = node.proc.wait(timeout=STOP_LIMIT_S) if node.proc else None
+                status = node.wait(timeout=STOP_LIMIT_S)
             except subprocess.TimeoutExpired:
                 problems.append(f"{nid} still running {STOP_LIMIT_S} s after SIGTERM")
-                node.proc.wait(timeout=15)  # type: ignore[union-attr]
-                status = node.proc.returncode  # type: ignore[union-attr]
+                status = node.wait(timeout=15)
             took = time.monotonic() - started
             print(
                 f"{nid}: exit status {status} {took:.2f} s after SIGTERM; children before: {sorted(under[nid])}"
@@ -206,22 +207,18 @@ def test_a_data_dir_of_another_cluster_is_refused_and_left_unchanged(tmp_path: P
     """--cluster-id (RAFT_CLUSTER_ID) is recorded in a new data dir; a node
     started on it with another cluster id exits with status 78, one line
     naming the problem, and changes nothing in the directory."""
-    port = free_ports(1)[0]
-    data_dir = tmp_path / "n1"
-    argv = [
-        *cli_command(), "node", "--id", "n1", "--listen", f"127.0.0.1:{port}",
-        "--data-dir", str(data_dir), "--peers", f"n1=http://127.0.0.1:{port}",
-    ]  # fmt: skip
-    first = subprocess.Popen(
-        [*argv, "--cluster-id", "blue"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    port = free_port()
+    peers = ["--peers", f"n1=http://127.0.0.1:{port}"]
+    first = NodeProcess("n1", port, tmp_path, [*peers, "--cluster-id", "blue"])
+    data_dir = first.data_dir
+    argv = node_argv("n1", f"127.0.0.1:{port}", data_dir, *peers)
+    first.start()
     try:
         wait_until(
             lambda: ((data_dir / "meta.json").exists(), None), timeout=20, what="the data dir to be created"
         )
     finally:
-        first.send_signal(signal.SIGTERM)
-        first.wait(timeout=10)
+        first.stop(grace=10)
     before = {p.name: p.read_bytes() for p in data_dir.iterdir() if p.is_file()}
 
     refused = subprocess.run([*argv, "--cluster-id", "green"], capture_output=True, text=True, timeout=30)
@@ -242,7 +239,7 @@ def test_sigterm_on_the_leader_hands_leadership_over_before_it_exits(cluster: Cl
     others = [n for n in cluster.nodes if n != lid]
 
     started = time.monotonic()
-    status = cluster[lid].terminate(timeout=5.0)
+    status = cluster[lid].stop(grace=5.0)
     stopped_after = time.monotonic() - started
 
     assert status == 0

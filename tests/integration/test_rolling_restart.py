@@ -86,7 +86,7 @@ def test_rolling_restart_under_load_fails_no_write(cluster: Cluster) -> None:
             status = c.status(nid)
             leaders_stopped += status is not None and status["role"] == "leader"
             stopped_at = time.monotonic()
-            code = c[nid].terminate(timeout=15.0)
+            code = c[nid].stop(grace=15.0)
             assert code == 0, f"{nid} exited with status {code}\n{c.tails()}"
             c[nid].start()
             c.wait_ready(nid, timeout=RESTART_READY_S)

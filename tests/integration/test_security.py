@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from raft_trio.core._messages import AppendEntries, HeartbeatResponse
 from raft_trio.peer.auth import PeerAuthenticator
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, STREAM_PATH, encode_batch, stream_request
+from raft_trio.testing.processes import Process, free_port, python_module
 
-from .cluster import Cluster, cli_command, free_ports, wait_until
+from .cluster import Cluster, cli_command, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -182,19 +182,17 @@ def test_the_monitor_watches_nodes_that_serve_https(
     the cluster as it does over plain HTTP."""
     cluster, env = secure_cluster
     leader_id, _ = cluster.wait_for_leader()
-    (port,) = free_ports(1)
+    port = free_port()
     monitor_env = {**cluster.env, "RAFT_TLS_CA": env["RAFT_TLS_CA"]}
     argv = [
-        sys.executable,
-        "-m",
-        "raft_monitor",
+        *python_module("raft_monitor"),
         "--listen",
         f"127.0.0.1:{port}",
         "--nodes",
         cluster[leader_id].url,
     ]
-    with open(tmp_path / "monitor.log", "wb") as log:
-        monitor = subprocess.Popen(argv, env=monitor_env, stdout=log, stderr=subprocess.STDOUT)
+    monitor = Process("monitor", argv, tmp_path / "monitor.log", monitor_env)
+    monitor.start()
     try:
 
         def shows_the_cluster() -> tuple[bool, Any]:
@@ -208,5 +206,4 @@ def test_the_monitor_watches_nodes_that_serve_https(
 
         wait_until(shows_the_cluster, 20.0, "the monitor to show the 3 HTTPS nodes and their leader")
     finally:
-        monitor.terminate()
-        monitor.wait(timeout=10)
+        monitor.stop(grace=10)

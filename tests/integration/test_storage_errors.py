@@ -5,7 +5,6 @@ without a cluster id started with one (78, unless --adopt-data-dir)."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,10 @@ import pytest
 from raft_trio.core import Entry, EntryKind, HardState, Membership, Snapshot, SnapshotMeta
 from raft_trio.kv import Put, encode_command
 from raft_trio.storage import DurableStorage
+from raft_trio.testing.processes import NodeProcess, free_port, node_argv
+from raft_trio.testing.waiting import wait_until
 
 from ..crash.disks import MIB, tmpfs
-from .cluster import cli_command, free_ports, wait_until
 
 
 class SingleNode:
@@ -26,14 +26,11 @@ class SingleNode:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.port = free_ports(1)[0]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def argv(self, *extra: str) -> list[str]:
-        return [
-            *cli_command(), "node", "--id", "n1", "--listen", f"127.0.0.1:{self.port}",
-            "--data-dir", str(self.data_dir), "--peers", f"n1={self.url}", *extra,
-        ]  # fmt: skip
+        return node_argv("n1", f"127.0.0.1:{self.port}", self.data_dir, "--peers", f"n1={self.url}", *extra)
 
     def make_data_dir(self, cluster_id: str | None = None) -> None:
         """Its data directory with a log, as a node leaves it at a clean
@@ -46,7 +43,9 @@ class SingleNode:
 
     def serves(self, *extra: str) -> None:
         """It starts, takes a write, and stops cleanly."""
-        node = subprocess.Popen(self.argv(*extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert self.data_dir.name == "n1", self.data_dir
+        node = NodeProcess("n1", self.port, self.data_dir.parent, ["--peers", f"n1={self.url}", *extra])
+        node.start()
         try:
 
             def written() -> tuple[bool, object]:
@@ -58,8 +57,7 @@ class SingleNode:
 
             wait_until(written, 20, "the single node to take a write")
         finally:
-            node.send_signal(signal.SIGTERM)
-            assert node.wait(timeout=15) == 0
+            assert node.stop(grace=15) == 0, node.log_tail()
 
     def refused(self, status: int, *extra: str) -> str:
         """It exits at once with ``status`` and one line; that line."""

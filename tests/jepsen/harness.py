@@ -17,6 +17,10 @@ clients that record every operation, and a seeded nemesis.
   :class:`~raft_trio.testing.Operation` per call with ``ok``/``fail``/``info``.
 - :class:`Nemesis`: a thread injecting one fault every few seconds from a
   schedule drawn from a seeded RNG (``JEPSEN_SEED`` replays it).
+
+``JepsenCluster(auth=True)`` runs the same with auth on (users, logins and
+an intruder: :mod:`.auth_on`); every client of the run, the harness's own
+status and final reads included, then proves its user.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import httpx
 from raft_trio.testing import Operation, WatchedChange
 
 from ..integration.cluster import Cluster, free_ports, kv_path
+from .auth_on import TOKEN_TTL_S, RunUsers, turn_on
 
 FROM_HEADER = "X-Raft-From"
 KEYS = ("k0", "k1", "k2")
@@ -304,7 +309,13 @@ def _up(node: Any) -> bool:
 
 
 class JepsenCluster(Cluster):
-    """Three nodes whose peer URLs all point at :class:`PeerProxy` ports."""
+    """Three nodes whose peer URLs all point at :class:`PeerProxy` ports.
+
+    ``auth``: once a leader is up, :meth:`start` makes the run's users and
+    enables auth (:func:`.auth_on.turn_on`); :attr:`users` then holds their
+    credentials, and the cluster's own requests (status, leader) go as
+    ``root``. Tokens last :data:`.auth_on.TOKEN_TTL_S`. A cluster with auth
+    needs a cluster secret (the nodes read each other's status with it)."""
 
     def __init__(
         self,
@@ -313,8 +324,14 @@ class JepsenCluster(Cluster):
         size: int = 3,
         env: dict[str, str] | None = None,
         replay_every: int = 0,
+        auth: bool = False,
     ) -> None:
+        if auth:
+            assert env is not None and env.get("RAFT_CLUSTER_SECRET"), "auth needs a cluster secret"
+            env = {**env, "RAFT_AUTH_TOKEN_TTL": str(TOKEN_TTL_S)}
         super().__init__(root, name, size=size, env=env)
+        self.auth = auth
+        self.users: RunUsers | None = None
         proxy_ports = free_ports(size)
         self.proxies: dict[str, PeerProxy] = {
             nid: PeerProxy(nid, pport, node.port, replay_every, partial(_up, node))
@@ -327,7 +344,11 @@ class JepsenCluster(Cluster):
     def start(self) -> tuple[str, int]:
         for proxy in self.proxies.values():
             proxy.start()
-        return super().start()
+        leader = super().start()
+        if self.auth:
+            self.users = turn_on([n.url for n in self.nodes.values()])
+            self.authenticate(self.users.root)
+        return leader
 
     def close(self) -> None:
         try:
@@ -336,6 +357,8 @@ class JepsenCluster(Cluster):
             for proxy in self.proxies.values():
                 with contextlib.suppress(Exception):
                     proxy.close()
+            if self.users is not None:
+                self.users.close()
 
     # -- partitions -------------------------------------------------------------
 
@@ -411,6 +434,7 @@ class Client(threading.Thread):
         seed: int,
         stale_reads: bool = False,
         rewrite: dict[str, str] | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         super().__init__(daemon=True, name=f"client-{cid}")
         #: Redirects name the leader by its peer URL (its proxy): the client
@@ -427,7 +451,8 @@ class Client(threading.Thread):
         #: Why operations did not end ok: (kind, status, reason) -> count.
         self.reasons: dict[tuple[str, str, str], int] = {}
         self.last_reason = ""
-        self.http = httpx.Client(timeout=CLIENT_TIMEOUT, trust_env=False, follow_redirects=False)
+        #: ``auth``: who the client is (a token, logged in again after a 401).
+        self.http = httpx.Client(timeout=CLIENT_TIMEOUT, trust_env=False, follow_redirects=False, auth=auth)
 
     def run(self) -> None:
         try:
@@ -615,11 +640,22 @@ class Watcher(threading.Thread):
     client would: on any error, end of stream or silence it reconnects to
     a random node with ``Last-Event-ID``, and it also hangs up by itself
     every few seconds, so that resuming is exercised on every node. What it
-    received is checked as one stream (:func:`raft_trio.testing.check_watch`)."""
+    received is checked as one stream (:func:`raft_trio.testing.check_watch`).
+    ``prefix``: only the keys under it (a user may read no more); ``auth``:
+    who the watcher is."""
 
-    def __init__(self, urls: dict[str, str], stop: threading.Event, seed: int) -> None:
+    def __init__(
+        self,
+        urls: dict[str, str],
+        stop: threading.Event,
+        seed: int,
+        prefix: str | None = None,
+        auth: httpx.Auth | None = None,
+    ) -> None:
         super().__init__(daemon=True, name="watcher")
         self.urls = urls
+        self.prefix = prefix
+        self.auth = auth
         self.stop_event = stop
         self.rng = random.Random(seed)
         self.changes: list[WatchedChange] = []
@@ -637,12 +673,14 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         timeout = httpx.Timeout(WATCH_SILENCE_S, connect=0.5)
-        with httpx.Client(timeout=timeout, trust_env=False) as http:
+        with httpx.Client(timeout=timeout, trust_env=False, auth=self.auth) as http:
             while not self.stop_event.is_set():
                 node = self.rng.choice(sorted(self.urls))
                 last = self.last_id()
                 headers = {"Last-Event-ID": str(last)} if last is not None else {}
                 params = {} if last is not None else {"start_revision": "1"}
+                if self.prefix is not None:
+                    params["prefix"] = self.prefix
                 with contextlib.suppress(httpx.HTTPError):
                     self._follow(http, self.urls[node] + "/api/watch", params, headers)
                 self.stop_event.wait(0.1)
@@ -690,7 +728,8 @@ class Watcher(threading.Thread):
 def final_reads(cluster: JepsenCluster, history: History, timeout: float = 20.0) -> None:
     """After healing: one linearizable read per key, retried until ok, recorded."""
     urls = {nid: n.url for nid, n in cluster.nodes.items()}
-    reader = Client(-1, urls, history, threading.Event(), seed=0, rewrite=cluster.client_rewrite())
+    auth = cluster.users.workload if cluster.users is not None else None
+    reader = Client(-1, urls, history, threading.Event(), seed=0, rewrite=cluster.client_rewrite(), auth=auth)
     try:
         for key in KEYS:
             deadline = time.monotonic() + timeout
@@ -712,7 +751,8 @@ def last_change(cluster: JepsenCluster, timeout: float = 20.0) -> int:
     """The revision of the last change to any key: a linearizable range
     read through whichever node answers, following the leader."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=CLIENT_TIMEOUT, trust_env=False, follow_redirects=False) as http:
+    auth = cluster.users.root if cluster.users is not None else None
+    with httpx.Client(timeout=CLIENT_TIMEOUT, trust_env=False, follow_redirects=False, auth=auth) as http:
         while True:
             for node in cluster.nodes.values():
                 try:

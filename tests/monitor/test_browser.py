@@ -19,12 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +30,14 @@ import httpx
 import pytest
 
 from raft_trio.client import Client
+from raft_trio.testing.processes import (
+    NodeCluster,
+    Process,
+    free_port,
+    inherited_env,
+    python_module,
+    stop_all,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -82,80 +85,34 @@ ROLE_RECORDER = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Cluster(NodeCluster):
+    """n1-n3 (static peers) and the monitor, each a process of its own;
+    n4 may join later."""
 
-
-class Cluster:
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.ports = {f"n{i}": free_port() for i in range(1, 5)}
-        self.urls = {node_id: f"http://127.0.0.1:{port}" for node_id, port in self.ports.items()}
+        super().__init__(tmp, 3, inherited_env(extra=NODE_ENV))
         self.monitor_url = f"http://127.0.0.1:{free_port()}"
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        seeds = ",".join(self.urls.values())
+        self.monitor = Process(
+            "monitor",
+            [*python_module("raft_monitor"), "--listen", self.monitor_url[7:], "--nodes", seeds],
+            tmp / "monitor.log",
+            self.env,
+        )
 
-    def log_path(self, name: str) -> Path:
-        return self.tmp / f"{name}.log"
+    def start_all(self) -> None:
+        self.start_processes()
+        self.monitor.start()
 
-    def spawn(self, name: str, argv: list[str]) -> None:
-        with open(self.log_path(name), "ab") as log:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **NODE_ENV},
-                start_new_session=True,
-            )
+    def join(self, node_id: str, seed: str) -> None:
+        port = free_port()
+        self.add_node(node_id, ["--join", seed, "--advertise", f"http://127.0.0.1:{port}"], port=port)
 
-    def start_node(self, node_id: str, peers: list[str] | None = None, join: str | None = None) -> None:
-        argv = [
-            "-m",
-            "raft_trio.cli",
-            "node",
-            "--id",
-            node_id,
-            "--listen",
-            f"127.0.0.1:{self.ports[node_id]}",
-        ]
-        argv += ["--data-dir", str(self.tmp / node_id)]
-        if peers:
-            argv += ["--peers", ",".join(f"{p}={self.urls[p]}" for p in peers)]
-        if join:
-            argv += ["--join", join, "--advertise", self.urls[node_id]]
-        self.spawn(node_id, argv)
-
-    def start(self) -> None:
-        founders = ["n1", "n2", "n3"]
-        for node_id in founders:
-            self.start_node(node_id, peers=founders)
-        seeds = ",".join(self.urls[n] for n in founders)
-        self.spawn("monitor", ["-m", "raft_monitor", "--listen", self.monitor_url[7:], "--nodes", seeds])
-
-    def kill(self, name: str) -> None:
-        self.processes[name].send_signal(signal.SIGKILL)
-        self.processes[name].wait()
-
-    def pause(self, name: str) -> None:
-        self.processes[name].send_signal(signal.SIGSTOP)
-
-    def resume(self, name: str) -> None:
-        self.processes[name].send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGCONT)  # a paused one must hear the SIGTERM
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    def stop_all(self) -> None:
+        try:
+            stop_all([*self.nodes.values(), self.monitor], grace=5)
+        finally:
+            self.close()
 
     def snapshot(self) -> dict[str, Any]:
         response = httpx.get(self.monitor_url + "/api/nodes", timeout=2, trust_env=False)
@@ -163,7 +120,7 @@ class Cluster:
         result: dict[str, Any] = response.json()
         return result
 
-    def wait_for_leader(self, timeout: float = 20) -> str:
+    def leader_on_monitor(self, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
@@ -171,13 +128,13 @@ class Cluster:
                 if snapshot["leader"] and len(snapshot["nodes"]) == 3:
                     return str(snapshot["leader"]["id"])
             time.sleep(0.1)
-        raise AssertionError(f"no leader within {timeout} s; logs in {self.tmp}")
+        raise AssertionError(f"no leader within {timeout} s; logs in {self.root}")
 
     def role_changes_in_log(self, node_id: str) -> list[tuple[float, str]]:
         """(Unix time in ms, role the page shows) for each logged role change."""
         pattern = re.compile(r"^(\S+ \S+) INFO .*role (\w+) -> (\w+) in term \d+")
         changes = []
-        for line in self.log_path(node_id).read_text(errors="replace").splitlines():
+        for line in self[node_id].log_text().splitlines():
             match = pattern.match(line)
             if match:
                 when = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
@@ -193,14 +150,14 @@ class Cluster:
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     cluster = Cluster(tmp_path)
     try:
-        cluster.start()
+        cluster.start_all()
         yield cluster
     finally:
-        cluster.stop()
+        cluster.stop_all()
 
 
 def test_the_page_follows_the_cluster_through_a_leader_failure(cluster: Cluster) -> None:
-    first_leader = cluster.wait_for_leader()
+    first_leader = cluster.leader_on_monitor()
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -238,7 +195,7 @@ def test_the_page_follows_the_cluster_through_a_leader_failure(cluster: Cluster)
 
             # Kill the leader: the page shows it unreachable and the new leader.
             killed_at = time.time() * 1000
-            cluster.kill(first_leader)
+            cluster[first_leader].kill()
             page.wait_for_function(
                 f"document.querySelector('[data-node-id={first_leader}]').dataset.role === 'unreachable'"
                 f" && document.querySelectorAll('[data-role=leader]').length === 1"
@@ -250,7 +207,7 @@ def test_the_page_follows_the_cluster_through_a_leader_failure(cluster: Cluster)
             )
 
             # A node that joins appears without restarting the monitor.
-            cluster.start_node("n4", join=cluster.urls[new_leader])
+            cluster.join("n4", cluster.urls[new_leader])
             page.wait_for_function(
                 "document.querySelectorAll('[data-node-id]').length === 4"
                 " && ['follower', 'learner'].includes(document.querySelector('[data-node-id=n4]')?.dataset.role)"
@@ -327,7 +284,7 @@ def test_the_chart_the_learners_and_a_pre_vote(cluster: Cluster) -> None:
     followers' lag (not the leader's); a learner is told apart from the
     voters; a node that can only ask for pre-votes shows "pre-vote", in
     its card and the timeline, its term unchanged."""
-    leader = cluster.wait_for_leader()
+    leader = cluster.leader_on_monitor()
     writer = Writer(cluster.urls[leader])
     writer.start()
     with sync_api.sync_playwright() as playwright:
@@ -367,8 +324,8 @@ def test_the_chart_the_learners_and_a_pre_vote(cluster: Cluster) -> None:
             leader = page.get_attribute("[data-role=leader]", "data-node-id") or ""
             follower, lonely = (n for n in ("n1", "n2", "n3") if n != leader)
             term = int(page.text_content(f"[data-node-id={lonely}] .term") or "0")
-            cluster.pause(leader)
-            cluster.pause(follower)
+            cluster[leader].pause()
+            cluster[follower].pause()
             try:
                 page.wait_for_function(
                     f"document.querySelector('[data-node-id={lonely}]').dataset.preVote === 'true'"
@@ -390,8 +347,8 @@ def test_the_chart_the_learners_and_a_pre_vote(cluster: Cluster) -> None:
                 )
                 page.screenshot(path=str(ARTIFACTS / "monitor-pre-vote.png"), full_page=True)
             finally:
-                cluster.resume(leader)
-                cluster.resume(follower)
+                cluster[leader].resume()
+                cluster[follower].resume()
         finally:
             writer.halt.set()
             browser.close()

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,26 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.cluster import cli_command
-
-
-def consecutive_free_ports(count: int) -> int:
-    """A base port with ``count`` free ports from it (best effort)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count >= 65535:
-            continue
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in range(base, base + count):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError("no run of free ports")
+from raft_trio.testing.processes import cli_command, consecutive_free_ports
 
 
 def test_up_serves_the_monitor_and_stops_it_cleanly(tmp_path: Path) -> None:

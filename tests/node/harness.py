@@ -112,7 +112,7 @@ class Cluster:
             await target.wait_resumed()
             target.node.step(accept_batch(sender, headers, body, None))
             return 204
-        inbox = accept_stream(sender, headers, None)
+        inbox = accept_stream(sender, headers, None, target.node.peer_reported)
         # The connection's buffer: frames written, not yet read.
         written, buffered = trio.open_memory_channel[bytes](target.buffer_frames)
 

@@ -18,7 +18,6 @@ import pytest
 import trio
 import trio.testing
 
-from raft_trio import schema
 from raft_trio.core import Entry, HardState, RemoveMember, Snapshot
 from raft_trio.kv import (
     Delete,
@@ -179,35 +178,66 @@ async def test_a_leader_short_of_space_refuses_new_values_and_keeps_everything_e
 async def test_a_follower_short_of_space_stops_new_values_at_the_leader(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """etcd's cluster-wide NOSPACE alarm: the leader reads the followers'
-    alarms from their status once a second and refuses new values while
-    one has its alarm up, rather than let it fill its disk and stop."""
+    """etcd's cluster-wide NOSPACE alarm: a follower's alarm reaches the
+    leader on the follower's stream with its next frame (no task polls,
+    nothing calls ``report_changed`` here), and the leader refuses new
+    values while it is up, rather than let the follower fill its disk and
+    stop."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     follower_id = next(i for i in cluster.hosts if i != leader.id)
     follower = cluster.hosts[follower_id].node
     leader_disk, follower_disk = FakeDisk(), FakeDisk()
     leader_guard = guard(leader, leader_disk, reserve=64 * MIB)
     guard(follower, follower_disk, reserve=64 * MIB)
-    by_url = {h.node.url: h.node for h in cluster.hosts.values()}
+    assert isinstance(await leader.write(Put("a", "1")), Written)
+    follower_disk.free = 10 * MIB
+    follower.space.refresh()  # type: ignore[union-attr]
+    # The follower answers the next heartbeat: its frame carries the alarm.
+    with trio.fail_after(HEARTBEAT_S + 0.01):
+        await wait_for(lambda: bool(leader_guard.peer_alarms), poll=0.001)
+    with pytest.raises(InsufficientStorage, match=f"insufficient storage on member {follower_id}"):
+        await leader.write(Put("b", "2"))
+    assert isinstance(await leader.write(Delete("a")), Deleted)
+    follower_disk.free = 500 * MIB
+    follower.space.refresh()  # type: ignore[union-attr]
+    with trio.fail_after(HEARTBEAT_S + 0.01):
+        await wait_for(lambda: not leader_guard.peer_alarms, poll=0.001)
+    assert isinstance(await leader.write(Put("b", "2")), Written)
 
-    async def fetch_status(url: str) -> schema.Status | None:
-        await trio.sleep(0.001)
-        return by_url[url].status()
 
+async def test_the_disk_watch_tells_the_peers_of_an_alarm_at_once(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The disk watch finds the alarm raised and sends it on every stream
+    at once, not with the next frame; every member learns it (a leader
+    elected later refuses new values from its first write). A member that
+    leaves the configuration takes its alarm with it."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    follower_id = next(i for i in cluster.hosts if i != leader.id)
+    follower = cluster.hosts[follower_id].node
+    guards = {i: guard(h.node, FakeDisk(), reserve=64 * MIB) for i, h in cluster.hosts.items()}
+    follower_disk = FakeDisk()
+    guards[follower_id] = guard(follower, follower_disk, reserve=64 * MIB)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch, leader, Unwatched(), leader_guard, fetch_status)
-        assert isinstance(await leader.write(Put("a", "1")), Written)
+        for node_id, host in cluster.hosts.items():
+            nursery.start_soon(watch, host.node, Unwatched(), guards[node_id])
+        await trio.sleep(0.001)
         follower_disk.free = 10 * MIB
-        follower.space.refresh()  # type: ignore[union-attr]
-        with trio.fail_after(1.1):
-            await wait_for(lambda: bool(leader_guard.peer_alarms))
+        with trio.fail_after(1.0 + 0.01):
+            await wait_for(lambda: follower.space is not None and follower.space.alarm, poll=0.001)
+        raised_at = trio.current_time()
+        # Well within a heartbeat: the watch woke the streams itself.
+        with trio.fail_after(0.01):
+            await wait_for(
+                lambda: all(follower_id in g.peer_alarms for i, g in guards.items() if i != follower_id),
+                poll=0.0001,
+            )
+        assert trio.current_time() - raised_at < HEARTBEAT_S / 2
         with pytest.raises(InsufficientStorage, match=f"insufficient storage on member {follower_id}"):
             await leader.write(Put("b", "2"))
-        assert isinstance(await leader.write(Delete("a")), Deleted)
-        follower_disk.free = 500 * MIB
-        follower.space.refresh()  # type: ignore[union-attr]
-        with trio.fail_after(1.1):
-            await wait_for(lambda: not leader_guard.peer_alarms)
+        await leader.change_membership(RemoveMember(follower_id))
+        with trio.fail_after(1.0 + 0.01):
+            await wait_for(lambda: not leader.space.peer_alarms, poll=0.001)  # type: ignore[union-attr]
         assert isinstance(await leader.write(Put("b", "2")), Written)
         nursery.cancel_scope.cancel()
 

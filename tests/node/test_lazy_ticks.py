@@ -108,3 +108,29 @@ async def test_without_a_timer_only_a_bounded_number_of_ticks_is_delivered(
     await trio.sleep(100.0)
     ticks.catch_up()
     assert core.ticks == core.config.election_ticks_max + 1
+
+
+async def test_inputs_push_the_wake_on_and_a_pause_after_them_still_counts_for_little(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A follower hearing a heartbeat every interval: each input shows the
+    process runs, so the ticker sleeps on (no wake for nothing); a pause
+    after the last input counts for at most ``max_sleep`` plus the slack,
+    as after a wake of the ticker."""
+    core = StubCore(period=100)
+    ticks = LazyTicks(core, INTERVAL, max_sleep=0.1)  # type: ignore[arg-type]
+    ticks.start()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker, ticks)
+        await trio.sleep(0.001)
+        woken = ticks.wakeups  # the ticker went to sleep once
+        for _ in range(18):  # an input every 50 ms up to 0.9 s
+            await trio.sleep(0.05)
+            ticks.catch_up()
+            ticks.reschedule()
+        assert ticks.wakeups == woken, "the ticker woke although inputs kept coming"
+        assert core.ticks == 90
+        autojump_clock.jump(5.0)  # SIGSTOP after the input at 0.901 s
+        ticks.catch_up()
+        assert core.ticks == 110, "only the next planned wake (1.0 s) and the slack count"
+        nursery.cancel_scope.cancel()

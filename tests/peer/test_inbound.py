@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -13,7 +14,7 @@ import trio.testing
 from raft_trio.core import Heartbeat, Message
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.inbound import STREAM_IDLE_S, StreamEnd, read_stream
-from raft_trio.peer.wire import PeerRequestError, accept_stream, encode_batch
+from raft_trio.peer.wire import PeerReport, PeerRequestError, accept_stream, encode_batch, encode_report
 
 
 def heartbeat(seq: int) -> Heartbeat:
@@ -113,3 +114,26 @@ async def test_a_stream_that_ends_inside_a_frame_is_refused(autojump_clock: trio
 
     ended, _, _ = await run(body, closing, script)
     assert isinstance(ended, PeerRequestError) and "inside a frame" in ended.message
+
+
+def test_reports_between_batches_reach_their_listener_and_a_malformed_one_ends_the_stream() -> None:
+    """A report frame (a map) is the sender's alarms, told apart from a
+    batch (an array) by its first byte; fields a newer sender adds are
+    ignored; one of the wrong shape is refused like a malformed batch."""
+    heard: list[tuple[str, PeerReport]] = []
+    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None, lambda sender, r: heard.append((sender, r)))
+    writer = FrameWriter()
+    newer = msgspec.msgpack.encode({"alarms": ["NOSPACE"], "added_later": 7})
+    data = (
+        writer.frame(encode_report(PeerReport(("NOSPACE",))))
+        + writer.frame(encode_batch([heartbeat(1)]))
+        + writer.frame(newer)
+        + writer.frame(encode_report(PeerReport()))
+    )
+    # Any split of the bytes gives the same: frames complete across feeds.
+    messages = [m for i in range(0, len(data), 7) for m in inbox.feed(data[i : i + 7])]
+    assert messages == [heartbeat(1)]
+    assert heard == [("n1", PeerReport(("NOSPACE",))), ("n1", PeerReport(("NOSPACE",))), ("n1", PeerReport())]
+    with pytest.raises(PeerRequestError) as refused:
+        inbox.feed(writer.frame(msgspec.msgpack.encode({"alarms": 3})))
+    assert refused.value.status == 400 and "malformed peer report" in refused.value.message

@@ -15,7 +15,7 @@ from raft_trio.core import Entry, Heartbeat, InstallSnapshot, Membership, Messag
 from raft_trio.core._messages import AppendEntries
 from raft_trio.peer import stream as stream_module
 from raft_trio.peer.stream import MIN_BACKOFF_S, Body, PeerStream
-from raft_trio.peer.wire import MESSAGES_PATH, STREAM_PATH, accept_batch, accept_stream
+from raft_trio.peer.wire import MESSAGES_PATH, STREAM_PATH, PeerReport, accept_batch, accept_stream
 from raft_trio.testing.waiting import wait_for
 
 DEADLINE = 0.2
@@ -32,6 +32,8 @@ class FakePeer:
 
     def __init__(self) -> None:
         self.frames: list[list[Message]] = []
+        #: (stream number, report) for each report frame.
+        self.reports: list[tuple[int, PeerReport]] = []
         self.snapshots: list[InstallSnapshot] = []
         self.stream_attempts: list[float] = []
         self.stalled = False
@@ -45,7 +47,10 @@ class FakePeer:
             if self.down:
                 raise OSError("connection refused")
             assert isinstance(body, AsyncIterable)
-            inbox = accept_stream(lower["x-raft-from"], lower, None)
+            number = len(self.stream_attempts)
+            inbox = accept_stream(
+                lower["x-raft-from"], lower, None, lambda _, report: self.reports.append((number, report))
+            )
             async for chunk in body:
                 if self.stalled:
                     await trio.sleep_forever()
@@ -233,3 +238,50 @@ async def test_a_snapshot_write_that_stalls_fails_and_the_core_hears_it(
     assert core.snapshots == [False]
     chunk_s = stream_module.SNAPSHOT_CHUNK_BYTES / stream_module.MIN_WRITE_RATE
     assert trio.current_time() - started == pytest.approx(DEADLINE + chunk_s, abs=0.01)
+
+
+async def test_each_stream_opens_with_the_nodes_report_and_carries_every_change(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A peer hears the node's alarms as the first frame of every stream
+    (so one that reconnects learns what changed meanwhile), before the next
+    frame once they change, and at once when told (``report_changed``)."""
+    peer, core = FakePeer(), Core()
+    alarms: list[tuple[str, ...]] = [()]
+    stream = PeerStream(
+        "n1",
+        "n2",
+        "mem://n2",
+        peer.request,
+        DEADLINE,
+        core.on_unreachable,
+        core.on_snapshot_sent,
+        report=lambda: PeerReport(alarms[0]),
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.sleep(0.01)
+        assert peer.reports == [(1, PeerReport(()))], "the first frame of a stream is the report"
+        alarms[0] = ("NOSPACE",)
+        stream.enqueue(heartbeat(1))
+        await trio.sleep(0.01)
+        assert peer.reports[1:] == [(1, PeerReport(("NOSPACE",)))]
+        assert peer.frames[-1] == [heartbeat(1)], "the report went first, then the message"
+        alarms[0] = ()
+        stream.report_changed()
+        await trio.sleep(0.001)
+        assert peer.reports[2:] == [(1, PeerReport(()))]
+        # Nothing changed: no report with the next frame.
+        stream.enqueue(heartbeat(2))
+        await trio.sleep(0.01)
+        assert len(peer.reports) == 3
+        # The stream breaks; the alarm is raised before a new one opens.
+        peer.stalled = True
+        stream.enqueue(heartbeat(3))
+        await wait_for(lambda: bool(core.unreachable), poll=0.001)
+        peer.stalled = False
+        alarms[0] = ("NOSPACE",)
+        await wait_for(lambda: len(peer.stream_attempts) == 2, poll=0.001)
+        await trio.sleep(0.01)
+        assert peer.reports[3:] == [(2, PeerReport(("NOSPACE",)))]
+        nursery.cancel_scope.cancel()

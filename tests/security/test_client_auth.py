@@ -189,3 +189,21 @@ async def test_a_transaction_needs_every_compare_and_operation() -> None:
             response = await client.post("/api/txn", json=denied, headers=alice)
             assert response.status_code == 403, denied
         assert node.kv.revision == revision
+
+
+async def test_users_and_members_may_not_share_a_name() -> None:
+    """With mutual TLS both are certificate CNs: a user named like a
+    member would be proved by the member's own certificate, and a
+    certificate made for it would speak for the member to its peers. So
+    either refuses the other's name (409 ``name_taken``), changing nothing."""
+    async with served_node() as (node, url), httpx.AsyncClient(base_url=url) as client:
+        await set_up_users(client)
+        root = bearer(await login(client, "root"))
+        revision = node.kv.auth.revision
+        taken = await client.post("/api/auth/users", json={"name": "n1", "password": "pw"}, headers=root)
+        assert taken.status_code == 409 and taken.json()["code"] == "name_taken", taken.text
+        assert node.kv.auth.user("n1") is None and node.kv.auth.revision == revision
+        member = {"id": "alice", "url": "http://127.0.0.1:9"}
+        taken = await client.post("/api/members", json=member, headers=root)
+        assert taken.status_code == 409 and taken.json()["code"] == "name_taken", taken.text
+        assert "alice" not in node.membership.ids

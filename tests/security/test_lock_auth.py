@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from raft_trio.client import Client, PermissionDenied, TrioClient
-from tests.integration.cluster import cli_command
+from raft_trio.testing.processes import cli_command
 
 from .auth_support import served_node, set_up_users
 

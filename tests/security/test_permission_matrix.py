@@ -18,9 +18,10 @@ import httpx
 from raft_trio.core import Membership, Snapshot, SnapshotMeta
 from raft_trio.http.app import create_app
 from raft_trio.node import RaftNode, Timing
+from raft_trio.security import Security
 from tests.node.harness import MemoryNodeStorage
 
-from .auth_support import bearer, ok, served_node, set_up_users, tokens
+from .auth_support import bearer, login, ok, served_node, set_up_users, tokens
 
 Setup = Callable[[httpx.AsyncClient, dict[str, str]], Awaitable[str]]
 
@@ -183,3 +184,51 @@ async def test_the_open_endpoints_answer_anyone_with_auth_on() -> None:
         for path in OPEN:
             response = await client.get(path)
             assert response.status_code == 200, (path, response.status_code, response.text[:200])
+
+
+async def test_the_open_endpoints_named_to_be_protected_need_a_user() -> None:
+    """``RAFT_AUTH_PROTECT=metrics``: with auth on, ``/metrics`` needs a
+    user (any: carol has no role), the others stay open; with auth off
+    nothing changes."""
+    async with (
+        served_node(Security(protected=("metrics",))) as (_, url),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        assert (await client.get("/metrics")).status_code == 200
+        await set_up_users(client)
+        refused = await client.get("/metrics")
+        assert refused.status_code == 401 and refused.json()["code"] == "unauthorized", refused.text
+        carol = bearer(await login(client, "carol"))
+        assert (await client.get("/metrics", headers=carol)).status_code == 200
+        for path in ("/healthz", "/readyz"):
+            assert (await client.get(path)).status_code == 200, path
+
+
+async def test_lease_info_needs_read_on_every_key_attached() -> None:
+    """``GET /api/leases/{id}`` lists the lease's keys: as etcd's
+    LeaseTimeToLive, it is refused (403, not a shorter list) unless the
+    caller may read every key attached, checked on the keys the answer
+    would list; the refusal does not name the key."""
+    async with served_node() as (_, url), httpx.AsyncClient(base_url=url, timeout=10) as client:
+        await set_up_users(client)
+        given = await tokens(client)
+        root = bearer(given["root"])
+        lease = await lease_with_key(client, root)
+        path = f"/api/leases/{lease}"
+        readable = await ok(await client.get(path, headers=bearer(given["bob"])))
+        assert readable["keys"] == ["app/leased"]
+        put = {"value": "s", "lease": lease}
+        await ok(await client.put("/api/kv/secret/hidden", json=put, headers=root))
+        for who in ("alice", "bob", "carol"):
+            refused = await client.get(path, headers=bearer(given[who]))
+            assert refused.status_code == 403, (who, refused.text)
+            assert refused.json()["code"] == "permission_denied"
+            assert "secret" not in refused.text, refused.text
+        assert (await client.get(path)).status_code == 401
+        everything = await ok(await client.get(path, headers=root))
+        assert everything["keys"] == ["app/leased", "secret/hidden"]
+        # Keeping it alive or revoking it needs write on every key: the
+        # refusal does not name the key either.
+        for method, suffix in (("POST", "/keepalive"), ("DELETE", "")):
+            refused = await client.request(method, path + suffix, headers=bearer(given["alice"]))
+            assert refused.status_code == 403 and "secret" not in refused.text, (method, refused.text)

@@ -47,6 +47,14 @@ def test_settings_come_from_the_environment_and_flags_win(tmp_path: Path) -> Non
         Security.from_environment({"RAFT_TLS_CA": "/not/used/either"})
 
 
+def test_which_open_endpoints_need_a_user_is_a_list_of_names() -> None:
+    assert Security.from_environment({}).protected == ()
+    named = Security.from_environment({"RAFT_AUTH_PROTECT": " Metrics,readyz ,metrics"})
+    assert named.protected == ("metrics", "readyz")
+    with pytest.raises(ValueError, match="RAFT_AUTH_PROTECT names healthz, readyz, metrics, not status"):
+        Security.from_environment({"RAFT_AUTH_PROTECT": "metrics,status"})
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -21,6 +20,8 @@ from raft_trio.storage import (
     open_data_dir,
 )
 from raft_trio.storage._datadir import DB_NAME, META_NAME
+from raft_trio.testing.processes import Process
+from raft_trio.testing.waiting import wait_until
 
 from .helpers import entries, open_storage, tree_fingerprint
 
@@ -153,39 +154,23 @@ def test_a_second_opener_in_the_same_process_is_refused(existing: Path) -> None:
         assert storage.last_index() == 5
 
 
-def test_another_process_holding_the_directory_locks_us_out(existing: Path) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import sys
-                from raft_trio.storage import DurableStorage
-                storage = DurableStorage.open({str(existing)!r}, "n1", "c1")
-                print("open", flush=True)
-                sys.stdin.readline()
-                """
-            ),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
+def test_another_process_holding_the_directory_locks_us_out(existing: Path, tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import time
+        from raft_trio.storage import DurableStorage
+        storage = DurableStorage.open({str(existing)!r}, "n1", "c1")
+        print("open", flush=True)
+        time.sleep(120)  # until killed; bounded, should the test run die first
+        """
     )
+    holder = Process("holder", [sys.executable, "-c", script], tmp_path / "holder.log")
+    holder.start()
     try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert holder.stdout.readline().strip() == "open"
+        wait_until(lambda: ("open" in holder.log_text(), holder.log_text()), 30, "the holder to open it")
         with pytest.raises(DataDirLocked):
             open_storage(existing)
-        holder.kill()  # a crash releases the lock too
-        holder.wait(timeout=10)
     finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=10)
-        for stream in (holder.stdin, holder.stdout):
-            if stream is not None:
-                stream.close()
+        holder.kill()  # a crash releases the lock too
     with open_storage(existing) as storage:
         assert storage.entries(1, 6) == entries(1, 6)

@@ -1,0 +1,136 @@
+"""A/B of code trees, side by side: one 3-node cluster per tree, all running
+at the same time, measured over the same windows, so that the load of a
+shared machine falls on every tree alike (alternating runs of
+``bench/levers.py`` differ by a factor of two on a busy machine).
+
+    python -m bench.side_by_side idle --seconds 30 --rounds 3 /tmp/base .
+    python -m bench.side_by_side writes --clients 1 --seconds 10 --rounds 3 /tmp/base .
+    python -m bench.side_by_side idle . '.|HEARTBEAT_REPEAT_MILLIS=200'
+
+A tree is a directory holding a ``raft_trio`` package (``git archive
+<commit> raft_trio | tar -x -C /tmp/base`` makes one), put on the nodes'
+``PYTHONPATH`` (they run in their data directories, so that ``python -m``
+does not put the caller's directory first); ``tree|NAME=value,...`` adds
+environment variables.
+``idle`` prints each member's CPU at rest in percent of a core; ``writes``
+runs wrk (``bench/load.lua``, distinct keys, 100-byte values) on every
+leader at once and prints each member's CPU per committed write, in ms
+(``/proc``: utime + stime, over the leader's commit index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from raft_trio.testing.processes import Process
+
+from . import compare
+
+
+class TreeCluster(compare.RaftCluster):
+    """A raft-trio cluster running the code of one tree."""
+
+    def __init__(self, root: Path, tree: str) -> None:
+        super().__init__(root, compare.DEFAULT)
+        path, _, extra = tree.partition("|")
+        self.env = {"PYTHONPATH": str(Path(path).resolve())}
+        for setting in filter(None, extra.split(",")):
+            name, _, value = setting.partition("=")
+            self.env[name] = value
+
+    def argv(self, i: int) -> tuple[list[str], dict[str, str] | None]:
+        argv, env = super().argv(i)
+        return argv, {**(env or {}), **self.env}
+
+    def start(self, i: int) -> None:
+        argv, env = self.argv(i)
+        process = Process(f"member{i}", argv, self.root / f"member{i}.log", env, cwd=self.root)
+        process.start()
+        self.procs[i] = process
+
+
+def by_role(values: list[float], leader: int) -> str:
+    followers = [f"{v:.2f}" for i, v in enumerate(values) if i != leader]
+    return f"leader {values[leader]:.2f}  followers {', '.join(followers)}"
+
+
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def idle(clusters: list[TreeCluster], leaders: list[int], trees: list[str], a: argparse.Namespace) -> None:
+    for round_ in range(a.rounds):
+        before, started = [c.cpu() for c in clusters], time.monotonic()
+        time.sleep(a.seconds)
+        after, took = [c.cpu() for c in clusters], time.monotonic() - started
+        for tree, leader, b, e in zip(trees, leaders, before, after, strict=True):
+            pct = [100 * (y - x) / took for x, y in zip(b, e, strict=True)]
+            print(
+                f"round {round_}  {tree:40}  idle % of a core: {by_role(pct, leader)}  load {load()}",
+                flush=True,
+            )
+
+
+def write_round(
+    c: TreeCluster, leader: int, tree: str, tag: str, a: argparse.Namespace, out: list[str]
+) -> None:
+    """One measured wrk run on ``c``'s leader; its line goes to ``out``."""
+    url = c.url(leader)
+    compare.load_wrk(url, a.clients, 2, c.api, "put", f"warm-{tag}")
+    cpu0, m0 = c.cpu(), c.metrics(leader)
+    done = compare.load_wrk(url, a.clients, a.seconds, c.api, "put", f"run-{tag}")
+    cpu1, m1 = c.cpu(), c.metrics(leader)
+    commits = max(1.0, m1[c.commit_metric] - m0[c.commit_metric])
+    ms = [(y - x) * 1000 / commits for x, y in zip(cpu0, cpu1, strict=True)]
+    out.append(
+        f"{tree:40}  {done.rate:6.0f} writes/s  p50 {done.p50_us / 1000:6.1f} ms  "
+        f"CPU ms a write: {by_role(ms, leader)}  total {sum(ms):.2f}"
+    )
+
+
+def writes(clusters: list[TreeCluster], leaders: list[int], trees: list[str], a: argparse.Namespace) -> None:
+    for round_ in range(a.rounds):
+        outs: list[list[str]] = [[] for _ in clusters]
+        threads = [
+            threading.Thread(target=write_round, args=(c, leader, tree, f"{round_}-{k}", a, out))
+            for k, (c, leader, tree, out) in enumerate(zip(clusters, leaders, trees, outs, strict=True))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for out in outs:
+            print(f"round {round_}  {''.join(out)}  load {load()}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("idle", "writes"))
+    p.add_argument("trees", nargs="+")
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clients", type=int, default=1)
+    a = p.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="side-by-side-"))
+    clusters: list[TreeCluster] = []
+    try:
+        for k, tree in enumerate(a.trees):
+            cluster = TreeCluster(root / f"tree{k}", tree)
+            clusters.append(cluster)
+            cluster.__enter__()
+        leaders = [c.wait_stable(2.0) for c in clusters]
+        time.sleep(3)
+        (idle if a.what == "idle" else writes)(clusters, leaders, a.trees, a)
+    finally:
+        for cluster in clusters:
+            cluster.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""A connection closing while an answer is sent on it: Hypercorn 0.18
+sends the EOF outside its send lock, so an answer sent in that moment met
+``BusyResourceError`` and the node logged a traceback as it stopped
+(raft_trio.asgi's server takes the lock for the EOF)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.events import RawData
+from hypercorn.trio.tcp_server import TCPServer
+
+from raft_trio.asgi import _RecordingTCPServer
+
+
+class SlowEofStream(trio.abc.HalfCloseableStream):
+    """A stream whose ``send_eof`` takes a while, and which, like Trio's
+    SocketStream, refuses a send while another send or EOF is under way."""
+
+    def __init__(self) -> None:
+        self.sending = False
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def _enter(self) -> None:
+        if self.sending:
+            raise trio.BusyResourceError("another task is currently sending data on this stream")
+        if self.closed:
+            raise trio.ClosedResourceError
+        self.sending = True
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._enter()
+        try:
+            await trio.lowlevel.checkpoint()
+            self.sent.append(bytes(data))
+        finally:
+            self.sending = False
+
+    async def send_eof(self) -> None:
+        self._enter()
+        try:
+            await trio.sleep(0.01)
+        finally:
+            self.sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await trio.lowlevel.checkpoint()
+
+
+class QuietProtocol:
+    async def handle(self, event: object) -> None:
+        pass
+
+
+def server_on(server_class: type[TCPServer], stream: SlowEofStream) -> TCPServer:
+    server = server_class(None, Config(), None, None, stream)  # type: ignore[arg-type]
+    server.protocol = QuietProtocol()  # type: ignore[assignment]
+    return server
+
+
+async def close_while_answering(server: TCPServer) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server._close)
+        await trio.sleep(0.001)  # the EOF is under way
+        await server.protocol_send(RawData(b"HTTP/1.1 503 \r\n\r\n"))
+
+
+async def test_hypercorn_alone_meets_a_busy_stream(autojump_clock: trio.testing.MockClock) -> None:
+    """The failure this guards against, shown on Hypercorn's own server."""
+    with pytest.RaisesGroup(trio.BusyResourceError, flatten_subgroups=True):
+        await close_while_answering(server_on(TCPServer, SlowEofStream()))
+
+
+async def test_an_answer_sent_while_closing_waits_its_turn(autojump_clock: trio.testing.MockClock) -> None:
+    stream = SlowEofStream()
+    await close_while_answering(server_on(_RecordingTCPServer, stream))
+    assert stream.closed
+    assert stream.sent == []  # the stream was closed first: the answer found it closed
+
+
+async def test_a_send_that_never_ends_does_not_hold_up_the_close(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A peer that reads nothing holds the send lock forever: the close
+    does not wait for it, and closing the stream ends that send."""
+    stream = SlowEofStream()
+    server = server_on(_RecordingTCPServer, stream)
+    async with server.send_lock:
+        with trio.fail_after(1):
+            await server._close()
+    assert stream.closed
