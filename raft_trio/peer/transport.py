@@ -16,6 +16,7 @@ reaches a peer only at the URL the membership gives for it.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -28,6 +29,24 @@ from .stream import Body, PeerStream, RequestFunction, StreamMetrics
 from .wire import PeerReport
 
 log = logging.getLogger(__name__)
+
+#: How long bytes sent to a peer may go unacknowledged by its kernel before
+#: the connection is given up. A peer whose address vanished (a container
+#: restarted with a new one) sends no reset: without this, a stream to its
+#: old address took every frame into the socket buffer for the kernel's
+#: quarter of an hour of retransmits, and its votes were lost while
+#: everyone else had moved on (a podman stop-and-start left three
+#: pre-candidates that never heard each other). A paused peer still
+#: acknowledges (its kernel runs): that case stays the per-peer deadline's.
+UNACKNOWLEDGED_S = 5.0
+
+
+def socket_options() -> list[tuple[int, int, int]]:
+    """The peer connections' socket options: TCP_USER_TIMEOUT where the
+    platform has it (Linux)."""
+    if not hasattr(socket, "TCP_USER_TIMEOUT"):
+        return []
+    return [(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(UNACKNOWLEDGED_S * 1000))]
 
 
 def httpx_request(transport: httpx.AsyncBaseTransport) -> RequestFunction:
@@ -82,6 +101,7 @@ class Transport:
         if request is None:
             self._http = httpx.AsyncHTTPTransport(
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                socket_options=socket_options(),
                 trust_env=False,
                 verify=verify,
             )
