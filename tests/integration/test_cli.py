@@ -252,6 +252,10 @@ def test_kv_get_prefix_and_kv_ls_list_the_keys_in_order(shared_cluster: Cluster)
     assert both.returncode == 2 and "a KEY or --prefix P" in one_line(both.stderr)
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watch:
     """``raft-trio watch ...`` running, its lines read as they come."""
 
@@ -263,6 +267,10 @@ class Watch:
             stdin=subprocess.DEVNULL,
             text=True,
             env=cli_env(cluster),
+            # As from an interactive shell: a test run started in the
+            # background (`pytest ... &` in a script) ignores SIGINT, every
+            # child inherits that, and Python then installs no Ctrl-C.
+            preexec_fn=default_sigint,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
