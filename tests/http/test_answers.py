@@ -7,7 +7,6 @@ clock), and every kind of outcome through both adapters."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any, get_args
 
 import pytest
@@ -106,16 +105,6 @@ async def call(
     await app(scope_of(method, path, headers), receive, send)
     kept = {name: value for name, value in sent_headers.items() if name in HEADERS}
     return status, kept, b"".join(chunks)
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        await cluster.start()
-        yield cluster
-        for host in cluster.hosts.values():
-            host.node.close()
 
 
 def both_paths(node: RaftNode) -> tuple[LeanRoutes, Any, list[str]]:

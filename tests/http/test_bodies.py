@@ -6,7 +6,6 @@ lean routes hand such requests to Quart, so both paths answer alike."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -14,16 +13,6 @@ import trio.testing
 
 from tests.http.test_answers import both_paths, call
 from tests.node.harness import Cluster
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        await cluster.start()
-        yield cluster
-        for host in cluster.hosts.values():
-            host.node.close()
 
 
 @pytest.mark.parametrize(

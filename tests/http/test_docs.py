@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -103,16 +102,6 @@ async def test_no_other_origin_gets_any_cors_header(origin: str, path: str) -> N
         status, headers, reached = await through_cors(method, path, {"origin": origin, **extra})
         assert reached and status == 200  # the app answers as if CORS did not exist
         assert not any(name.startswith("access-control-") for name in headers), headers
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        await cluster.start()
-        yield cluster
-        for host in cluster.hosts.values():
-            host.node.close()
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
