@@ -14,8 +14,9 @@ import trio.lowlevel
 from raft_trio.core import HardState, Snapshot, SnapshotMeta
 from raft_trio.storage import DiskIOError, DurableStorage, SnapshotPolicy, StorageError
 from raft_trio.storage._datadir import SNAPSHOT_DIR
+from raft_trio.storage._wal import WAL_HEADER_BYTES
 
-from .helpers import MEMBERSHIP, entries, entry, open_storage, snapshot_at
+from .helpers import FRAME, MEMBERSHIP, entries, entry, open_storage, snapshot_at
 
 
 async def test_the_event_loop_sees_a_write_only_once_applied_to_the_cache(tmp_path: Path) -> None:
@@ -136,3 +137,79 @@ def test_settings_are_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_entries"):
         DurableStorage.open(tmp_path, "n1", policy=SnapshotPolicy(max_entries=0))
     assert not any(tmp_path.iterdir())  # refused before the directory was touched
+
+
+def _statements(storage: DurableStorage) -> list[str]:
+    """Every SQL statement the storage's connection runs from now on."""
+    seen: list[str] = []
+    storage._db._conn.set_trace_callback(seen.append)
+    return seen
+
+
+def _deletes(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.lstrip().upper().startswith("DELETE")]
+
+
+def test_appends_past_the_last_entry_delete_nothing_and_an_overwrite_deletes_the_old_suffix(
+    tmp_path: Path,
+) -> None:
+    with open_storage(tmp_path) as storage:
+        statements = _statements(storage)
+        storage.persist(HardState(1, "n1", 0), entries(1, 6), None)
+        storage.append(entries(6, 9))
+        assert _deletes(statements) == []
+        # A new leader's entry 4 replaces 4..8: the stale rows must go.
+        storage.persist(HardState(2, "n2", 3), [entry(4, 2)], None)
+        assert len(_deletes(statements)) == 1
+        storage.append([entry(5, 2)])
+        assert len(_deletes(statements)) == 1
+    with open_storage(tmp_path) as reopened:
+        assert reopened.last_index() == 5
+        assert [e.term for e in reopened.entries(1, 6)] == [1, 1, 1, 2, 2]
+        # After a restart the disk's view comes from recovery: the same rules.
+        statements = _statements(reopened)
+        reopened.append([entry(6, 2)])
+        assert _deletes(statements) == []
+        reopened.append([entry(6, 3), entry(7, 3)])
+        assert len(_deletes(statements)) == 1
+    with open_storage(tmp_path) as reopened:
+        assert reopened.last_index() == 7
+        assert [e.term for e in reopened.entries(5, 8)] == [2, 3, 3]
+
+
+def test_entries_after_an_installed_snapshot_replace_every_older_row(tmp_path: Path) -> None:
+    with open_storage(tmp_path) as storage:
+        storage.append(entries(1, 31))
+        leader_snapshot = Snapshot(SnapshotMeta(20, 2, MEMBERSHIP), b"leader's state")
+        storage.persist(HardState(2, "n2", 20), [entry(21, 2)], leader_snapshot)
+    with open_storage(tmp_path) as reopened:
+        assert reopened.snapshot().meta.index == 20
+        assert reopened.last_index() == 21
+        assert reopened.term(21) == 2
+        rows = reopened._db._conn.execute("SELECT min(idx), max(idx), count(*) FROM entries").fetchone()
+        assert rows == (21, 21, 1)
+
+
+def _wal_frames(storage: DurableStorage) -> int:
+    wal = storage.data_dir.db_path.with_name(storage.data_dir.db_path.name + "-wal")
+    size = wal.stat().st_size
+    return 0 if size == 0 else (size - WAL_HEADER_BYTES) // FRAME
+
+
+def test_a_new_hard_state_rewrites_one_page_not_its_index_too(tmp_path: Path) -> None:
+    """The hard state row is updated in place: its commit writes one WAL
+    frame, and with an entry appended, two (the fsync of every Ready)."""
+    with open_storage(tmp_path) as storage:
+        storage.persist(HardState(1, "n1", 0), entries(1, 3), None)
+        storage._db.checkpoint()
+        assert _wal_frames(storage) == 0
+        storage.set_hard_state(HardState(1, "n1", 1))
+        assert _wal_frames(storage) == 1
+        storage.persist(HardState(1, "n1", 2), [entry(3)], None)
+        assert _wal_frames(storage) == 3
+        for commit in range(3, 200):
+            storage.persist(HardState(1, "n1", commit), [entry(commit + 1)], None)
+        assert storage._db._conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with open_storage(tmp_path) as reopened:
+        assert reopened.hard_state() == HardState(1, "n1", 199)
+        assert reopened.last_index() == 200
