@@ -15,7 +15,9 @@ environment variables.
 ``idle`` prints each member's CPU at rest in percent of a core; ``writes``
 runs wrk (``bench/load.lua``, distinct keys, 100-byte values) on every
 leader at once and prints each member's CPU per committed write, in ms
-(``/proc``: utime + stime, over the leader's commit index).
+(``/proc``: utime + stime, over the leader's commit index), and each
+member's mean disk hop in ms (``raft_fsync_seconds``: from a Ready handed
+to the disk until it is durable and back on the event loop).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from raft_trio.testing.processes import Process
 
 from . import compare
+from ._common import scrape
 
 
 class TreeCluster(compare.RaftCluster):
@@ -76,20 +79,32 @@ def idle(clusters: list[TreeCluster], leaders: list[int], trees: list[str], a: a
             )
 
 
+_HOP = ("raft_fsync_seconds_sum", "raft_fsync_seconds_count")
+
+
+def hops(c: TreeCluster) -> list[tuple[float, float]]:
+    """Every member's ``raft_fsync_seconds`` so far: (sum, count)."""
+    return [(m[_HOP[0]], m[_HOP[1]]) for m in (scrape(c.client_port(i), _HOP, timeout=2.0) for i in range(3))]
+
+
 def write_round(
     c: TreeCluster, leader: int, tree: str, tag: str, a: argparse.Namespace, out: list[str]
 ) -> None:
-    """One measured wrk run on ``c``'s leader; its line goes to ``out``."""
+    """One measured wrk run on ``c``'s leader; its line goes to ``out``,
+    with each member's mean disk hand-off (``raft_fsync_seconds``: a
+    Ready handed to the disk until durable and back on the event loop)."""
     url = c.url(leader)
     compare.load_wrk(url, a.clients, 2, c.api, "put", f"warm-{tag}")
-    cpu0, m0 = c.cpu(), c.metrics(leader)
+    cpu0, m0, h0 = c.cpu(), c.metrics(leader), hops(c)
     done = compare.load_wrk(url, a.clients, a.seconds, c.api, "put", f"run-{tag}")
-    cpu1, m1 = c.cpu(), c.metrics(leader)
+    cpu1, m1, h1 = c.cpu(), c.metrics(leader), hops(c)
     commits = max(1.0, m1[c.commit_metric] - m0[c.commit_metric])
     ms = [(y - x) * 1000 / commits for x, y in zip(cpu0, cpu1, strict=True)]
+    hop = [1000 * (y[0] - x[0]) / max(1.0, y[1] - x[1]) for x, y in zip(h0, h1, strict=True)]
     out.append(
         f"{tree:40}  {done.rate:6.0f} writes/s  p50 {done.p50_us / 1000:6.1f} ms  "
-        f"CPU ms a write: {by_role(ms, leader)}  total {sum(ms):.2f}"
+        f"CPU ms a write: {by_role(ms, leader)}  total {sum(ms):.2f}  "
+        f"disk hop ms: {by_role(hop, leader)}"
     )
 
 
