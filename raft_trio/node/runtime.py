@@ -75,7 +75,6 @@ from ..storage import WAL_HEADROOM_BYTES, StorageError
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
 from ._ticks import LazyTicks
-from .disk import DiskWriter
 from .leases import LeaseClock, minimum_ttl
 from .space import SpaceGuard
 from .watches import WatchHub
@@ -134,36 +133,7 @@ class NodeStorage(LogStorage, Protocol):
 
 
 #: Runs a blocking disk call off the event loop (``trio.to_thread.run_sync``).
-#: A :class:`~raft_trio.node.disk.DiskWriter` can also start one at once
-#: (``submit``), which the runtime uses to begin a Ready's write before
-#: its messages are sent.
 DiskRunner = Callable[..., Awaitable[Any]]
-
-
-class _Persist:
-    """A Ready's write to disk, begun when the Ready is taken. On a
-    :class:`DiskWriter` it is queued for the writer thread at once, so the
-    thread starts on it while the event loop sends the Ready's messages
-    (before, the ready loop handed it over only after the peers' stream
-    tasks woken by those messages had run: 0.4-1 ms later on a leader).
-    On any other runner (the tests' fake disks) it runs when awaited."""
-
-    __slots__ = ("_args", "_job", "_run_disk", "started")
-
-    def __init__(self, run_disk: DiskRunner, storage: NodeStorage, ready: Ready) -> None:
-        #: ``time.perf_counter()`` when the write was handed over.
-        self.started = time.perf_counter()
-        self._run_disk = run_disk
-        self._args = (storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot)
-        self._job = run_disk.submit(*self._args) if isinstance(run_disk, DiskWriter) else None
-
-    async def wait(self) -> None:
-        """Returns once the write is durable; raises what it raised. A
-        write that has started is waited for through a cancellation."""
-        if self._job is not None:
-            await self._job.wait()
-        else:
-            await self._run_disk(*self._args)
 
 
 class NotLeaderError(Exception):
@@ -281,8 +251,6 @@ class RaftNode:
         #: The Ready in flight, taken and not yet handled by the ready loop
         #: (whoever takes one sends its ``messages`` at once).
         self._taken: Ready | None = None
-        #: The write of the Ready in ``_taken``, begun when it was taken.
-        self._persist: _Persist | None = None
         self._persist_started: float | None = None
         self._transport: Transport | None = None
         self._events: Broadcast[NodeEvent] = Broadcast(256)
@@ -630,18 +598,11 @@ class RaftNode:
         ready = self.core.ready()
         transport = self._transport
         assert transport is not None
-        if not ready.only_messages():
-            self._taken = ready
-            if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
-                # The disk first: the writer thread starts while the
-                # messages below are framed and sent (they may leave before
-                # the fsync); those that promise it wait in the ready loop.
-                self._persist = _Persist(self._run_disk, self.storage, ready)
-                self._persist_started = trio.current_time()
-                self._ticks.reschedule(*self._deadlines())
-            self._wake.set()
         for message in ready.messages:
             transport.send(message)
+        if not ready.only_messages():
+            self._taken = ready
+            self._wake.set()
 
     async def _leader_pump(self) -> None:
         """Takes a leader's Readys as soon as they exist, also while the
@@ -737,15 +698,18 @@ class RaftNode:
         ``messages`` were sent when it was taken (``_take_ready``)."""
         transport = self._transport
         assert transport is not None
-        # 1. Persist (begun when the Ready was taken): durable before
-        # anything that promises it is sent.
-        persist, self._persist = self._persist, None
-        if persist is not None:
+        # 1. Persist: durable before anything that promises it is sent.
+        if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+            started = time.perf_counter()
+            self._persist_started = trio.current_time()
+            self._ticks.reschedule(*self._deadlines())
             try:
-                await persist.wait()
+                await self._run_disk(
+                    self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
+                )
             finally:
                 self._persist_started = None
-            metrics.FSYNC_SECONDS.observe(time.perf_counter() - persist.started)
+            metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
             self.storage.apply_to_cache(ready.hard_state, ready.entries, ready.snapshot)
         # 2. Send.
         for message in ready.messages_after_persist:

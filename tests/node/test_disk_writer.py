@@ -72,29 +72,3 @@ async def test_a_started_write_finishes_before_a_cancelled_caller_returns() -> N
     finally:
         release.set()
         writer.stop()
-
-
-async def test_a_submitted_job_starts_before_anyone_waits_and_keeps_its_place() -> None:
-    """``submit`` hands a Ready's write over at once (the runtime then sends
-    the Ready's messages while it runs); later calls run after it."""
-    writer = DiskWriter("test-disk")
-    started = threading.Event()
-    order: list[str] = []
-
-    def first() -> str:
-        started.set()
-        order.append("first")
-        return "durable"
-
-    try:
-        job = writer.submit(first)
-        # Nothing awaits the job, and it runs all the same.
-        assert await trio.to_thread.run_sync(started.wait, 10)
-        await writer(order.append, "second")
-        assert await job.wait() == "durable"
-        failing = writer.submit(_raise, OSError("fsync failed"))
-        with pytest.raises(OSError, match="fsync failed"):
-            await failing.wait()
-    finally:
-        writer.stop()
-    assert order == ["first", "second"]
