@@ -266,8 +266,8 @@ class DurableStorage:
             # view.last_index (recovery refuses a gap, every append deletes
             # the suffix it replaces, an install deletes every row), so only
             # entries that overwrite some of them need the DELETE: a leader's
-            # appends and a follower's in-order ones do not (one statement,
-            # two GIL retakes on the writer thread fewer).
+            # appends and a follower's in-order ones do not (one statement
+            # fewer on the writer thread).
             overwrites = False
             if new_entries:
                 first = new_entries[0].index
