@@ -14,9 +14,9 @@ Upgrade``, ``Upgrade: <token>``) to one of the ``upgrades`` given to
 :func:`serve_app` is not served by Hypercorn at all: its handler answers
 (``101 Switching Protocols``, or a refusal) and then owns the connection's
 bytes. Peer streams use this (:mod:`raft_trio.peer.inbound`): each of their
-frames is then one socket read and our own parsing, not an HTTP/1.1 chunk
-through h11 and an ASGI queue, which cost several times more. Every other
-connection is handed to Hypercorn with the bytes read so far.
+frames is then one socket read and our own parsing on both ends, not an
+HTTP/1.1 chunk through httpx/h11 and Hypercorn/h11 and an ASGI queue. Every
+other connection is handed to Hypercorn with the bytes read so far.
 """
 
 from __future__ import annotations
@@ -222,8 +222,8 @@ def _parse_upgrade(head: bytes) -> tuple[h11.Request, bytes] | None:
 class _RecordingTCPServer(TCPServer):
     """Hypercorn's connection server, recording the client's certificate
     once the handshake is done (trio's ``do_handshake`` may be called again
-    by the server itself: it returns at once then), and handing a
-    connection that asks for one of the config's upgrades to its handler."""
+    by the server itself: it returns at once then), handing a connection
+    that asks for one of the config's upgrades to its handler."""
 
     async def run(self) -> None:
         stream = self.stream

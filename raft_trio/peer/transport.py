@@ -113,8 +113,9 @@ def httpx_open_stream(transport: httpx.AsyncBaseTransport) -> StreamOpener:
             content = await response.aread()
         finally:
             await response.aclose()
-        text = content[:200].decode("utf-8", "replace")
-        log.warning("%s answered %s: %s", url, response.status_code, text)
+        if response.status_code != 503:  # starting or stopping: not worth a line
+            text = content[:200].decode("utf-8", "replace")
+            log.warning("%s answered %s: %s", url, response.status_code, text)
         return response.status_code
 
     return open_stream
