@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -219,11 +220,70 @@ def _parse_upgrade(head: bytes) -> tuple[h11.Request, bytes] | None:
     return request, bytes(rest)
 
 
+class _IdleTimer:
+    """The idle timer of one connection, in place of Hypercorn's
+    (``TCPServer.idle_task``, same two calls): the connection is closed once
+    it was idle (between requests, or before its first) for the keep-alive
+    timeout, or at once if the server stops while it is idle. Hypercorn
+    starts a task for the timer after every answer and cancels it at the
+    next request, a quarter of the cost of a do-nothing request
+    (``bench/request_cost.py``); here one task, for the connection's life,
+    looks again only when a deadline passes."""
+
+    def __init__(self, server: _RecordingTCPServer) -> None:
+        self._server = server
+        #: When the connection became idle (None: a request is under way).
+        self._idle_since: float | None = None
+        self._became_idle = trio.Event()
+        self._scope: trio.CancelScope | None = None
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        """The connection is idle from now (``action``, Hypercorn's own
+        timer, is not used)."""
+        self._idle_since = trio.current_time()
+        if self._scope is None:
+            self._scope = trio.CancelScope()
+            task_group.spawn(self._watch, self._scope)
+        self._became_idle.set()
+
+    async def stop(self) -> None:
+        """A request is under way."""
+        self._idle_since = None
+
+    def cancel(self) -> None:
+        """The connection ended."""
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _watch(self, scope: trio.CancelScope) -> None:
+        terminated = self._server.context.terminated
+        timeout = self._server.config.keep_alive_timeout
+        with scope:
+            while True:
+                since = self._idle_since
+                if since is None:
+                    await self._became_idle.wait()
+                    self._became_idle = trio.Event()
+                    continue
+                with trio.move_on_at(since + timeout):
+                    await terminated.wait()
+                if self._idle_since == since or (self._idle_since is not None and terminated.is_set()):
+                    break  # idle all along, or the server stops while it is idle
+        if not scope.cancel_called:
+            with trio.CancelScope(shield=True):
+                await self._server._initiate_server_close()
+
+
 class _RecordingTCPServer(TCPServer):
     """Hypercorn's connection server, recording the client's certificate
     once the handshake is done (trio's ``do_handshake`` may be called again
     by the server itself: it returns at once then), handing a connection
-    that asks for one of the config's upgrades to its handler."""
+    that asks for one of the config's upgrades to its handler, and timing
+    idleness with :class:`_IdleTimer`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_task = _IdleTimer(self)  # type: ignore[assignment]
 
     async def run(self) -> None:
         stream = self.stream
@@ -323,10 +383,13 @@ class _RecordingTCPServer(TCPServer):
         return bytes(buffer) if complete else None
 
     async def _read_data(self) -> None:
-        if self._head:
-            head, self._head = self._head, b""
-            await self.protocol.handle(RawData(head))
-        await super()._read_data()
+        try:
+            if self._head:
+                head, self._head = self._head, b""
+                await self.protocol.handle(RawData(head))
+            await super()._read_data()
+        finally:
+            self.idle_task.cancel()  # type: ignore[attr-defined]
 
     async def _close(self) -> None:
         """Hypercorn 0.18 sends the connection's EOF outside its send lock:
@@ -353,6 +416,20 @@ class _ClusterCAConfig(Config):
     may switch to (read by :class:`_RecordingTCPServer`)."""
 
     upgrades: Mapping[str, UpgradeHandler]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._response_headers: dict[str, tuple[int, list[tuple[bytes, bytes]]]] = {}
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        """Hypercorn's headers of every answer (Date, Server), made once a
+        second: it formatted the date for every answer."""
+        now = int(time.time())
+        cached = self._response_headers.get(protocol)
+        if cached is None or cached[0] != now:
+            cached = (now, super().response_headers(protocol))
+            self._response_headers[protocol] = cached
+        return list(cached[1])
 
     def create_ssl_context(self) -> ssl.SSLContext | None:
         if self.ca_certs is None or self.verify_mode is None:
