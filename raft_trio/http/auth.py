@@ -48,10 +48,10 @@ from ..auth import MAX_TOKEN_CHARS, TokenError, token_user
 from ..kv import ROOT, Need, Txn, key_interval, parse_lease_id
 from ..node import RaftNode
 from ..node import metrics as node_metrics
-from ..peer.auth import RefusalLog, peer_certificate_refusal
+from ..peer.auth import RefusalLog
 from ._principal import CHECKED_KEY, PRINCIPAL_KEY, Principal, principal_of, still_allowed
 from .answers import Answer, error, forbidden, retry_later, sse
-from .lean import request_headers, route_path, send_answer
+from .lean import peer_certificate_refusal, request_headers, route_path, send_answer
 
 log = logging.getLogger(__name__)
 Code = schema.Code

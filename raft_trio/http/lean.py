@@ -27,18 +27,18 @@ with plain ASGI:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 import trio
 
 from .. import schema
-from ..asgi import UpgradeRequest
+from ..asgi import UpgradeRequest, certificate_name
 from ..kv import MAX_VALUE_BYTES
 from ..node import RaftNode
 from ..node import metrics as node_metrics
-from ..peer.auth import RefusalLog, peer_certificate_refusal
+from ..peer.auth import RefusalLog
 from ..peer.inbound import SWITCHING_PROTOCOLS, read_stream, refusal, tell_end
 from ..peer.wire import (
     FROM_HEADER,
@@ -143,6 +143,19 @@ def replay(body: bytes, receive: Any) -> Any:
         return await receive()
 
     return again
+
+
+def peer_certificate_refusal(certificate: dict[str, Any] | None, headers: Mapping[str, str]) -> str | None:
+    """Why a peer request (or stream) lacks the certificate mutual TLS
+    between peers asks for: one signed by the cluster's CA whose CN is the
+    sender's id (``headers``: names in lower case). None: it has it."""
+    if certificate is None:
+        return "peer requests need a client certificate signed by the cluster's CA (mutual TLS)"
+    sender = headers.get(FROM_HEADER.lower())
+    name = certificate_name(certificate)
+    if sender is None or name != sender:
+        return f"the peer certificate's CN {name!r} is not the sender {sender!r}"
+    return None
 
 
 class PeerReceiver:

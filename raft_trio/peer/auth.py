@@ -36,10 +36,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
-
-from ..asgi import certificate_name
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -166,19 +163,6 @@ class PeerAuthenticator:
         while self._expiries and (self._expiries[0][0] < now or len(self._expiries) >= MAX_REMEMBERED_NONCES):
             _, key = self._expiries.popleft()
             self._seen.discard(key)
-
-
-def peer_certificate_refusal(certificate: dict[str, Any] | None, headers: Mapping[str, str]) -> str | None:
-    """Why a peer request (or stream) lacks the certificate mutual TLS
-    between peers asks for: one signed by the cluster's CA whose CN is the
-    sender's id (``headers``: names in lower case). None: it has it."""
-    if certificate is None:
-        return "peer requests need a client certificate signed by the cluster's CA (mutual TLS)"
-    sender = headers.get("x-raft-from")
-    name = certificate_name(certificate)
-    if sender is None or name != sender:
-        return f"the peer certificate's CN {name!r} is not the sender {sender!r}"
-    return None
 
 
 class RefusalLog:
