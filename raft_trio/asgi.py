@@ -35,7 +35,7 @@ import h11
 import hypercorn.trio.run
 import trio
 from hypercorn.config import Config
-from hypercorn.events import RawData
+from hypercorn.events import Event, RawData
 from hypercorn.trio import serve
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.utils import parse_socket_addr
@@ -381,6 +381,14 @@ class _RecordingTCPServer(TCPServer):
                     pass
                 nursery.cancel_scope.cancel()
         return bytes(buffer) if complete else None
+
+    async def protocol_send(self, event: Event) -> None:
+        """Hypercorn's, without writing nothing: the end of an answer with
+        a Content-Length is no bytes, and Hypercorn took the send lock, a
+        shielded scope and a socket call for it, a third of its writes."""
+        if isinstance(event, RawData) and not event.data:
+            return
+        await super().protocol_send(event)
 
     async def _read_data(self) -> None:
         try:

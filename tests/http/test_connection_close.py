@@ -1,7 +1,8 @@
 """A connection closing while an answer is sent on it: Hypercorn 0.18
 sends the EOF outside its send lock, so an answer sent in that moment met
 ``BusyResourceError`` and the node logged a traceback as it stopped
-(raft_trio.asgi's server takes the lock for the EOF)."""
+(raft_trio.asgi's server takes the lock for the EOF). And the same server
+writes no empty bytes."""
 
 from __future__ import annotations
 
@@ -99,3 +100,17 @@ async def test_a_send_that_never_ends_does_not_hold_up_the_close(
         with trio.fail_after(1):
             await server._close()
     assert stream.closed
+
+
+async def test_nothing_to_write_is_not_written(autojump_clock: trio.testing.MockClock) -> None:
+    """The end of an answer with a Content-Length is no bytes: Hypercorn
+    wrote them anyway (the send lock, a shielded scope, a socket call); the
+    node's server writes only bytes, in order."""
+    stream = SlowEofStream()
+    server = server_on(_RecordingTCPServer, stream)
+    for data in (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n", b"ok", b""):
+        await server.protocol_send(RawData(data))
+    assert stream.sent == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n", b"ok"]
+    hypercorn_stream = SlowEofStream()
+    await server_on(TCPServer, hypercorn_stream).protocol_send(RawData(b""))
+    assert hypercorn_stream.sent == [b""]
