@@ -35,7 +35,7 @@ import h11
 import hypercorn.trio.run
 import trio
 from hypercorn.config import Config
-from hypercorn.events import Event, RawData
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio import serve
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.utils import parse_socket_addr
@@ -220,6 +220,10 @@ def _parse_upgrade(head: bytes) -> tuple[h11.Request, bytes] | None:
     return request, bytes(rest)
 
 
+#: In a head: the header that says a body of known length follows.
+_HAS_LENGTH = b"\r\ncontent-length:"
+
+
 class _IdleTimer:
     """The idle timer of one connection, in place of Hypercorn's
     (``TCPServer.idle_task``, same two calls): the connection is closed once
@@ -284,6 +288,8 @@ class _RecordingTCPServer(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.idle_task = _IdleTimer(self)  # type: ignore[assignment]
+        #: The head of an answer with a Content-Length, not yet written.
+        self._held = b""
 
     async def run(self) -> None:
         stream = self.stream
@@ -383,12 +389,25 @@ class _RecordingTCPServer(TCPServer):
         return bytes(buffer) if complete else None
 
     async def protocol_send(self, event: Event) -> None:
-        """Hypercorn's, without writing nothing: the end of an answer with
-        a Content-Length is no bytes, and Hypercorn took the send lock, a
-        shielded scope and a socket call for it, a third of its writes."""
-        if isinstance(event, RawData) and not event.data:
+        """Hypercorn's, with an answer of known length in one write:
+        Hypercorn wrote its head, its body and its end (no bytes) each
+        through the send lock, a shielded scope and a socket call. The head
+        of an answer with a Content-Length waits for what comes next on the
+        connection (its body, or the end of a body-less answer to HEAD);
+        every other head (a stream's, a 100 Continue) goes at once."""
+        if not isinstance(event, RawData):
+            if isinstance(event, Closed):
+                self._held = b""  # the answer was cut short: nothing to complete
+            await super().protocol_send(event)
             return
-        await super().protocol_send(event)
+        data = event.data
+        if self._held:
+            data, self._held = self._held + data, b""
+        elif data.startswith(b"HTTP/1.1 ") and _HAS_LENGTH in data[: data.find(b"\r\n\r\n")].lower():
+            self._held = data
+            return
+        if data:
+            await super().protocol_send(RawData(data))
 
     async def _read_data(self) -> None:
         try:

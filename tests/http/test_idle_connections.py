@@ -102,3 +102,17 @@ async def test_a_stopping_server_closes_its_idle_connections_at_once(
         await ask(stream)
         shutdown.set()
         assert await closed_after(stream) < 5.0
+
+
+async def test_an_answer_to_head_comes_whole_and_the_connection_goes_on(server: Server) -> None:
+    """An answer to HEAD has a Content-Length and no body: its head is
+    written when the answer ends (the server holds such a head until its
+    body follows), and the next request on the connection is answered."""
+    async with await server.connect() as stream:
+        await stream.send_all(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+        data = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some(4096)
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\n")
+        await ask(stream)
