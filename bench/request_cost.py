@@ -10,9 +10,10 @@ The node runs in its data directory, so ``python -m raft_trio.cli``
 imports the raft_trio of PYTHONPATH, not one in the caller's directory.
 
 ``stream`` sends the same one-heartbeat batch as ``peer``, but as frames of
-one long-lived ``POST /raft/stream`` (one frame every 0.5 ms, so that each
-arrives on its own, as a lone heartbeat would): the node's CPU per frame
-against its CPU per request.
+one peer stream (``GET /raft/stream`` switched to the ``raft-stream``
+protocol; one frame every 0.5 ms, so that each arrives on its own, as a
+lone heartbeat would): the node's CPU per frame against its CPU per
+request.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from raft_trio.core import Heartbeat
 from raft_trio.peer.framing import FrameWriter
-from raft_trio.peer.wire import STREAM_PATH, encode_batch
+from raft_trio.peer.wire import STREAM_PATH, STREAM_PROTOCOL, encode_batch
 from raft_trio.testing.processes import NodeCluster, Process
 
 
@@ -100,13 +101,14 @@ def stream_cost(port: int, node: Process, frames: int) -> None:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(
-        f"POST {STREAM_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Raft-From: ghost\r\n"
-        "Content-Type: application/x-raft-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        f"GET {STREAM_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Raft-From: ghost\r\n"
+        f"Connection: Upgrade\r\nUpgrade: {STREAM_PROTOCOL}\r\n\r\n".encode()
     )
+    answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101 "), answer
 
     def one() -> None:
-        frame = writer.frame(payload)
-        sock.sendall(b"%x\r\n%s\r\n" % (len(frame), frame))
+        sock.sendall(writer.frame(payload))
         time.sleep(0.0005)
 
     for _ in range(200):
@@ -115,8 +117,8 @@ def stream_cost(port: int, node: Process, frames: int) -> None:
     for _ in range(frames):
         one()
     c1, t1 = node.cpu_seconds(), time.perf_counter()
-    sock.sendall(b"0\r\n\r\n")
-    sock.recv(4096)
+    sock.shutdown(socket.SHUT_WR)
+    sock.recv(4096)  # why the stream ended
     sock.close()
     print(
         json.dumps(

@@ -6,6 +6,7 @@ shared machine falls on every tree alike (alternating runs of
     python -m bench.side_by_side idle --seconds 30 --rounds 3 /tmp/base .
     python -m bench.side_by_side writes --clients 1 --seconds 10 --rounds 3 /tmp/base .
     python -m bench.side_by_side idle . '.|HEARTBEAT_REPEAT_MILLIS=200'
+    python -m bench.side_by_side front-door --clients 64 --seconds 8 --rounds 3 /tmp/base .
 
 A tree is a directory holding a ``raft_trio`` package (``git archive
 <commit> raft_trio | tar -x -C /tmp/base`` makes one), put on the nodes'
@@ -17,22 +18,26 @@ runs wrk (``bench/load.lua``, distinct keys, 100-byte values) on every
 leader at once and prints each member's CPU per committed write, in ms
 (``/proc``: utime + stime, over the leader's commit index), and each
 member's mean disk hop in ms (``raft_fsync_seconds``: from a Ready handed
-to the disk until it is durable and back on the event loop).
+to the disk until it is durable and back on the event loop);
+``front-door`` runs no cluster: each tree's do-nothing front door
+(``bench/front_door.py`` behind the tree's ``raft_trio.asgi``) under wrk
+at once, and prints its CPU per request.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from raft_trio.testing.processes import Process
+from raft_trio.testing.processes import Process, free_port
 
 from . import compare
-from ._common import scrape
+from ._common import http_request, scrape
 
 
 class TreeCluster(compare.RaftCluster):
@@ -123,15 +128,80 @@ def writes(clusters: list[TreeCluster], leaders: list[int], trees: list[str], a:
             print(f"round {round_}  {''.join(out)}  load {load()}", flush=True)
 
 
+#: The repository: ``bench`` is importable from here.
+REPO = Path(__file__).resolve().parent.parent
+
+
+def front_door_round(
+    proc: Process, url: str, tree: str, tag: str, a: argparse.Namespace, lines: list[str], k: int
+) -> None:
+    """One measured wrk run on one tree's front door; its line goes to ``lines[k]``."""
+    compare.load_wrk(url, a.clients, 1, "raft", "put", f"warm-{tag}")
+    before = proc.cpu_seconds()
+    done = compare.load_wrk(url, a.clients, a.seconds, "raft", "put", f"run-{tag}")
+    used = proc.cpu_seconds() - before
+    lines[k] = (
+        f"{tree:40}  {done.rate:6.0f} requests/s  CPU ms a request {1000 * used / max(done.requests, 1):.3f}"
+    )
+
+
+def front_door(root: Path, trees: list[str], a: argparse.Namespace) -> None:
+    procs: list[Process] = []
+    urls: list[str] = []
+    try:
+        for k, tree in enumerate(trees):
+            port = free_port()
+            env = {"PYTHONPATH": f"{Path(tree.partition('|')[0]).resolve()}:{REPO}"}
+            argv = [sys.executable, "-m", "bench.front_door", str(port)]
+            proc = Process(f"front-door{k}", argv, root / f"front-door{k}.log", env, cwd=root)
+            proc.start()
+            procs.append(proc)
+            urls.append(f"http://127.0.0.1:{port}")
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    http_request(port, "GET", "/", timeout=0.5)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(
+                            f"the front door of {tree} did not start; see {proc.log_path}"
+                        ) from None
+                    time.sleep(0.05)
+        for round_ in range(a.rounds):
+            lines = ["" for _ in trees]
+            threads = [
+                threading.Thread(
+                    target=front_door_round, args=(procs[k], urls[k], trees[k], f"{round_}-{k}", a, lines, k)
+                )
+                for k in range(len(trees))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for line in lines:
+                print(f"round {round_}  {line}  load {load()}", flush=True)
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("idle", "writes"))
+    p.add_argument("what", choices=("idle", "writes", "front-door"))
     p.add_argument("trees", nargs="+")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--clients", type=int, default=1)
     a = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="side-by-side-"))
+    if a.what == "front-door":
+        try:
+            front_door(root, a.trees, a)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     clusters: list[TreeCluster] = []
     try:
         for k, tree in enumerate(a.trees):

@@ -8,6 +8,15 @@ signed by the cluster's CA (``RAFT_TLS_CA`` only, never the system's
 bundle) and :func:`client_certificate` tells the app which one a request's
 connection presented: Hypercorn 0.18 puts nothing about it in the ASGI
 scope, so its per-connection server records it at the handshake.
+
+A connection whose first request asks to switch protocols (``Connection:
+Upgrade``, ``Upgrade: <token>``) to one of the ``upgrades`` given to
+:func:`serve_app` is not served by Hypercorn at all: its handler answers
+(``101 Switching Protocols``, or a refusal) and then owns the connection's
+bytes. Peer streams use this (:mod:`raft_trio.peer.inbound`): each of their
+frames is then one socket read and our own parsing on both ends, not an
+HTTP/1.1 chunk through httpx/h11 and Hypercorn/h11 and an ASGI queue. Every
+other connection is handed to Hypercorn with the bytes read so far.
 """
 
 from __future__ import annotations
@@ -17,13 +26,18 @@ import logging
 import os
 import socket
 import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import h11
 import hypercorn.trio.run
 import trio
 from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio import serve
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.utils import parse_socket_addr
 
 from .security import Security
@@ -151,19 +165,141 @@ def certificate_name(certificate: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class UpgradeRequest:
+    """The request that opened a connection and asked to switch to a
+    protocol of ``serve_app``'s ``upgrades``."""
+
+    method: str
+    #: The request target as sent (path and query), root path included.
+    target: str
+    #: Header names in lower case (the last of repeats).
+    headers: dict[str, str]
+    #: The client's (host, port).
+    client: tuple[str, int]
+    #: The client certificate the TLS handshake verified, if any.
+    certificate: dict[str, Any] | None
+    #: Bytes the client sent after the request's head.
+    rest: bytes
+
+
+#: Serves one upgraded connection: answers the request (``101 Switching
+#: Protocols``, or a refusal) and uses the connection until it returns;
+#: the connection is closed after.
+UpgradeHandler = Callable[[UpgradeRequest, trio.abc.Stream], Awaitable[None]]
+
+
+def _upgrade_token(head: bytes) -> str | None:
+    """The protocol a request head asks to switch to, cheaply (no full
+    parse: most connections ask for none)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade":
+            return value.strip().decode("latin-1").lower()
+    return None
+
+
+def _parse_upgrade(head: bytes) -> tuple[h11.Request, bytes] | None:
+    """The request of ``head`` (which holds all of it, and maybe bytes
+    after it) if it is a valid HTTP/1.1 request without a body that asks
+    to switch protocols, and the bytes after it."""
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    connection.receive_data(head)
+    try:
+        request = connection.next_event()
+        end = connection.next_event()
+        # h11 pauses after a request that proposed a switch (and only then).
+        paused = connection.next_event()
+    except h11.RemoteProtocolError:
+        return None
+    if not isinstance(request, h11.Request) or not isinstance(end, h11.EndOfMessage):
+        return None
+    if paused is not h11.PAUSED:
+        return None  # no "Connection: upgrade", or a body
+    rest, _ = connection.trailing_data
+    return request, bytes(rest)
+
+
+#: In a head: the header that says a body of known length follows.
+_HAS_LENGTH = b"\r\ncontent-length:"
+
+
+class _IdleTimer:
+    """The idle timer of one connection, in place of Hypercorn's
+    (``TCPServer.idle_task``, same two calls): the connection is closed once
+    it was idle (between requests, or before its first) for the keep-alive
+    timeout, or at once if the server stops while it is idle. Hypercorn
+    starts a task for the timer after every answer and cancels it at the
+    next request, a quarter of the cost of a do-nothing request
+    (``bench/request_cost.py``); here one task, for the connection's life,
+    looks again only when a deadline passes."""
+
+    def __init__(self, server: _RecordingTCPServer) -> None:
+        self._server = server
+        #: When the connection became idle (None: a request is under way).
+        self._idle_since: float | None = None
+        self._became_idle = trio.Event()
+        self._scope: trio.CancelScope | None = None
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        """The connection is idle from now (``action``, Hypercorn's own
+        timer, is not used)."""
+        self._idle_since = trio.current_time()
+        if self._scope is None:
+            self._scope = trio.CancelScope()
+            task_group.spawn(self._watch, self._scope)
+        self._became_idle.set()
+
+    async def stop(self) -> None:
+        """A request is under way."""
+        self._idle_since = None
+
+    def cancel(self) -> None:
+        """The connection ended."""
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _watch(self, scope: trio.CancelScope) -> None:
+        terminated = self._server.context.terminated
+        timeout = self._server.config.keep_alive_timeout
+        with scope:
+            while True:
+                since = self._idle_since
+                if since is None:
+                    await self._became_idle.wait()
+                    self._became_idle = trio.Event()
+                    continue
+                with trio.move_on_at(since + timeout):
+                    await terminated.wait()
+                if self._idle_since == since or (self._idle_since is not None and terminated.is_set()):
+                    break  # idle all along, or the server stops while it is idle
+        if not scope.cancel_called:
+            with trio.CancelScope(shield=True):
+                await self._server._initiate_server_close()
+
+
 class _RecordingTCPServer(TCPServer):
     """Hypercorn's connection server, recording the client's certificate
     once the handshake is done (trio's ``do_handshake`` may be called again
-    by the server itself: it returns at once then)."""
+    by the server itself: it returns at once then), handing a connection
+    that asks for one of the config's upgrades to its handler, and timing
+    idleness with :class:`_IdleTimer`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_task = _IdleTimer(self)  # type: ignore[assignment]
+        #: The head of an answer with a Content-Length, not yet written.
+        self._held = b""
 
     async def run(self) -> None:
         stream = self.stream
         key = None
+        certificate: dict[str, Any] | None = None
         if isinstance(stream, trio.SSLStream):
             try:
                 with trio.fail_after(self.config.ssl_handshake_timeout):
                     await stream.do_handshake()
-                certificate = stream.getpeercert()
+                certificate = stream.getpeercert() or None
                 sock = stream.transport_stream.socket
                 if certificate:
                     key = (
@@ -173,11 +309,114 @@ class _RecordingTCPServer(TCPServer):
                     _certificates[key] = certificate
             except (trio.BrokenResourceError, trio.TooSlowError, OSError):
                 pass  # the server's own handshake call ends the connection
+        self._head = b""
         try:
+            upgrades: Mapping[str, UpgradeHandler] = getattr(self.config, "upgrades", {})
+            if upgrades and not await self._upgraded(upgrades, certificate):
+                return
             await super().run()
         finally:
             if key is not None:
                 _certificates.pop(key, None)
+
+    async def _upgraded(
+        self, upgrades: Mapping[str, UpgradeHandler], certificate: dict[str, Any] | None
+    ) -> bool:
+        """Reads the first request's head; serves the connection with an
+        upgrade's handler if it asks for one (False: done with it), else
+        keeps what was read for Hypercorn (True)."""
+        head = await self._read_head()
+        if head is None:
+            await trio.aclose_forcefully(self.stream)
+            return False
+        self._head = head
+        token = _upgrade_token(head[: head.find(b"\r\n\r\n")])
+        handler = upgrades.get(token) if token is not None else None
+        parsed = _parse_upgrade(head) if handler is not None else None
+        if handler is None or parsed is None:
+            return True
+        request, rest = parsed
+        stream = self.stream
+        try:
+            sock = stream.transport_stream.socket if isinstance(stream, trio.SSLStream) else stream.socket
+            client = parse_socket_addr(sock.family, sock.getpeername())
+            headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers
+            }
+            upgrade = UpgradeRequest(
+                request.method.decode("ascii"),
+                request.target.decode("latin-1"),
+                headers,
+                client or ("unknown", 0),
+                certificate,
+                rest,
+            )
+            await handler(upgrade, stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client went away
+        finally:
+            await trio.aclose_forcefully(stream)
+        return False
+
+    async def _read_head(self) -> bytes | None:
+        """The bytes of the connection up to the end of its first request's
+        head (maybe with more after it); also all of them once they exceed
+        Hypercorn's head limit or the client closed (Hypercorn answers
+        those). None when the head is not complete within the keep-alive
+        timeout (Hypercorn's bound on a slow head), the connection broke,
+        or the server stops meanwhile: the connection is closed then, as
+        Hypercorn would."""
+        buffer = bytearray()
+        complete = False
+        with trio.move_on_after(self.config.keep_alive_timeout):
+            async with trio.open_nursery() as nursery:
+
+                async def stop_when_terminated() -> None:
+                    await self.context.terminated.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(stop_when_terminated)
+                try:
+                    while b"\r\n\r\n" not in buffer and len(buffer) <= MAX_HEAD_BYTES:
+                        data = await self.stream.receive_some(MAX_RECV)
+                        buffer += data
+                        if not data:
+                            break
+                    complete = True
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+                nursery.cancel_scope.cancel()
+        return bytes(buffer) if complete else None
+
+    async def protocol_send(self, event: Event) -> None:
+        """Hypercorn's, with an answer of known length in one write:
+        Hypercorn wrote its head, its body and its end (no bytes) each
+        through the send lock, a shielded scope and a socket call. The head
+        of an answer with a Content-Length waits for what comes next on the
+        connection (its body, or the end of a body-less answer to HEAD);
+        every other head (a stream's, a 100 Continue) goes at once."""
+        if not isinstance(event, RawData):
+            if isinstance(event, Closed):
+                self._held = b""  # the answer was cut short: nothing to complete
+            await super().protocol_send(event)
+            return
+        data = event.data
+        if self._held:
+            data, self._held = self._held + data, b""
+        elif data.startswith(b"HTTP/1.1 ") and _HAS_LENGTH in data[: data.find(b"\r\n\r\n")].lower():
+            self._held = data
+            return
+        if data:
+            await super().protocol_send(RawData(data))
+
+    async def _read_data(self) -> None:
+        try:
+            if self._head:
+                head, self._head = self._head, b""
+                await self.protocol.handle(RawData(head))
+            await super()._read_data()
+        finally:
+            self.idle_task.cancel()  # type: ignore[attr-defined]
 
     async def _close(self) -> None:
         """Hypercorn 0.18 sends the connection's EOF outside its send lock:
@@ -200,7 +439,24 @@ hypercorn.trio.run.TCPServer = _RecordingTCPServer  # type: ignore[attr-defined]
 class _ClusterCAConfig(Config):
     """Verifies client certificates against ``ca_certs`` alone: Hypercorn's
     context would also trust the system's CAs, and with them any public
-    CA's certificate would name a user."""
+    CA's certificate would name a user. Carries the protocols connections
+    may switch to (read by :class:`_RecordingTCPServer`)."""
+
+    upgrades: Mapping[str, UpgradeHandler]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._response_headers: dict[str, tuple[int, list[tuple[bytes, bytes]]]] = {}
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        """Hypercorn's headers of every answer (Date, Server), made once a
+        second: it formatted the date for every answer."""
+        now = int(time.time())
+        cached = self._response_headers.get(protocol)
+        if cached is None or cached[0] != now:
+            cached = (now, super().response_headers(protocol))
+            self._response_headers[protocol] = cached
+        return list(cached[1])
 
     def create_ssl_context(self) -> ssl.SSLContext | None:
         if self.ca_certs is None or self.verify_mode is None:
@@ -223,12 +479,15 @@ def hypercorn_config(
     root_path: str = "",
     tls: Security | None = None,
     listener: socket.socket | None = None,
+    upgrades: Mapping[str, UpgradeHandler] | None = None,
 ) -> Config:
     """The Hypercorn settings of every server here; with ``listener`` it
     serves on that socket (a duplicate of it, which Hypercorn closes when
     it stops: the listener itself stays open) instead of binding
-    ``host:port``."""
+    ``host:port``; ``upgrades``: handlers of connections that switch
+    protocols, by the protocol's token (lower case)."""
     config = _ClusterCAConfig()
+    config.upgrades = dict(upgrades or {})
     if tls is not None and tls.tls_cert:
         # One port serves clients and peers, so both speak HTTPS.
         config.certfile = tls.tls_cert
@@ -262,12 +521,14 @@ async def serve_app(
     *,
     tls: Security | None = None,
     listener: socket.socket | None = None,
+    upgrades: Mapping[str, UpgradeHandler] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown`` is set (over HTTPS when ``tls`` has a
     certificate) on ``listener`` (see :func:`bind_listener`), else on
-    ``host:port``; reports the bound addresses."""
-    config = hypercorn_config(host, port, root_path, tls, listener)
+    ``host:port``; reports the bound addresses. A connection that asks to
+    switch to a protocol of ``upgrades`` goes to its handler."""
+    config = hypercorn_config(host, port, root_path, tls, listener, upgrades)
     await serve(
         ShieldedSend(CloseWhenBodyUnread(app)),
         config,

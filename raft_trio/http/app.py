@@ -12,6 +12,7 @@ cannot drift from the code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,12 +37,13 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import PathConverter
 
 from .. import schema
+from ..asgi import UpgradeHandler
 from ..core import AddLearner, RemoveMember
 from ..kv import MAX_VALUE_BYTES, Delete
 from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
-from ..peer.wire import MESSAGES_PATH, PeerRequestError
+from ..peer.wire import MESSAGES_PATH, STREAM_PROTOCOL, PeerRequestError
 from . import answers
 from ._principal import caller, principal_of, still_allowed
 from ._respond import answered, quart_response
@@ -125,6 +127,18 @@ def target() -> Target:
 
 
 # -- the app ------------------------------------------------------------------
+
+
+#: Where :func:`create_app` leaves the app's :class:`PeerReceiver` (Quart's
+#: place for what extensions keep), for :func:`upgrades`.
+_PEERS_KEY = "raft_trio.peers"
+
+
+def upgrades(app: QuartTrio, root_path: str = "") -> dict[str, UpgradeHandler]:
+    """The protocols a connection to the node may switch to (for
+    :func:`raft_trio.asgi.serve_app`): its peers' streams."""
+    peers: PeerReceiver = app.extensions[_PEERS_KEY]
+    return {STREAM_PROTOCOL: functools.partial(peers.serve_stream, root_path=root_path)}
 
 
 def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTrio:
@@ -391,6 +405,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     # -- peers ------------------------------------------------------------
 
     peers = PeerReceiver(node, refusals)
+    app.extensions[_PEERS_KEY] = peers
 
     @app.post(MESSAGES_PATH)
     @hide

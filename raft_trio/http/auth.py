@@ -49,10 +49,9 @@ from ..kv import ROOT, Need, Txn, key_interval, parse_lease_id
 from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
-from ..peer.wire import FROM_HEADER
 from ._principal import CHECKED_KEY, PRINCIPAL_KEY, Principal, principal_of, still_allowed
 from .answers import Answer, error, forbidden, retry_later, sse
-from .lean import request_headers, route_path, send_answer
+from .lean import peer_certificate_refusal, request_headers, route_path, send_answer
 
 log = logging.getLogger(__name__)
 Code = schema.Code
@@ -284,14 +283,7 @@ class AuthGate:
 
     def _peer_refusal(self, scope: Any) -> str | None:
         """Why a peer request lacks the certificate mutual TLS asks for."""
-        certificate = client_certificate(scope)
-        if certificate is None:
-            return "peer requests need a client certificate signed by the cluster's CA (mutual TLS)"
-        sender = request_headers(scope).get(FROM_HEADER.lower())
-        name = certificate_name(certificate)
-        if sender is None or name != sender:
-            return f"the peer certificate's CN {name!r} is not the sender {sender!r}"
-        return None
+        return peer_certificate_refusal(client_certificate(scope), request_headers(scope))
 
     # -- may they ---------------------------------------------------------------------------
 

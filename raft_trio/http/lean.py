@@ -6,11 +6,14 @@ about 1 ms of CPU a request on these machines, more than everything Raft
 does for a write. :class:`LeanRoutes` wraps ``app.asgi_app`` and serves
 with plain ASGI:
 
-- the peer endpoints: ``POST /raft/stream``, each peer's long-lived
-  stream (:mod:`raft_trio.peer.inbound`), and ``POST /raft/messages``, one
-  batch (snapshots). The Quart route for ``/raft/messages`` stays (hidden
-  from the docs) for ``app.test_client()``; all go through
-  :class:`PeerReceiver`, that is the checks of :mod:`raft_trio.peer.wire`.
+- the peer endpoint ``POST /raft/messages``, one batch (snapshots). The
+  Quart route for it stays (hidden from the docs) for
+  ``app.test_client()``; both go through :class:`PeerReceiver`, that is the
+  checks of :mod:`raft_trio.peer.wire`. A peer's long-lived stream never
+  reaches ASGI: its connection switches protocols before Hypercorn parses
+  it (:meth:`PeerReceiver.serve_stream`); ``/raft/stream`` reached here
+  (a request that did not ask to switch, or not first on its connection)
+  is answered 400 saying how to open one.
 - the plain cases of ``PUT`` and ``GET {prefix}/kv/{key}`` on the leader:
   a key of plain characters, a small JSON body that decodes to the model,
   no query string. Everything else (a follower's request, a body that is
@@ -24,20 +27,24 @@ with plain ASGI:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
+import trio
 
 from .. import schema
+from ..asgi import UpgradeRequest, certificate_name
 from ..kv import MAX_VALUE_BYTES
 from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
-from ..peer.inbound import StreamEnd, read_stream
+from ..peer.inbound import SWITCHING_PROTOCOLS, read_stream, refusal, tell_end
 from ..peer.wire import (
+    FROM_HEADER,
     MESSAGES_PATH,
     STREAM_PATH,
+    STREAM_PROTOCOL,
     PeerRequestError,
     StreamInbox,
     accept_batch,
@@ -138,9 +145,22 @@ def replay(body: bytes, receive: Any) -> Any:
     return again
 
 
+def peer_certificate_refusal(certificate: dict[str, Any] | None, headers: Mapping[str, str]) -> str | None:
+    """Why a peer request (or stream) lacks the certificate mutual TLS
+    between peers asks for: one signed by the cluster's CA whose CN is the
+    sender's id (``headers``: names in lower case). None: it has it."""
+    if certificate is None:
+        return "peer requests need a client certificate signed by the cluster's CA (mutual TLS)"
+    sender = headers.get(FROM_HEADER.lower())
+    name = certificate_name(certificate)
+    if sender is None or name != sender:
+        return f"the peer certificate's CN {name!r} is not the sender {sender!r}"
+    return None
+
+
 class PeerReceiver:
     """The receiving side of ``POST /raft/messages`` (lean and Quart route)
-    and ``POST /raft/stream``: the checks of the wire format, and refused
+    and of peer streams: the checks of the wire format, and refused
     signatures and frames logged and counted."""
 
     def __init__(self, node: RaftNode, refusals: RefusalLog) -> None:
@@ -160,6 +180,34 @@ class PeerReceiver:
         if exc.status == 401:
             node_metrics.PEER_REQUESTS_REFUSED.inc()
             self.refusals.refused("a peer request", f"{remote} claiming to be {exc.sender!r}", exc.message)
+
+    async def serve_stream(
+        self, request: UpgradeRequest, connection: trio.abc.Stream, root_path: str = ""
+    ) -> None:
+        """Serves a connection that asked to switch to a peer stream
+        (:mod:`raft_trio.asgi` hands it over): the checks of its opening
+        (answered 101, or refused with an HTTP answer), then its frames
+        until it ends, then why it ended (:mod:`raft_trio.peer.inbound`)."""
+        path = request.target.partition("?")[0]
+        if root_path and path.startswith(root_path + "/"):
+            path = path[len(root_path) :]
+        try:
+            if request.method != "GET" or path != STREAM_PATH:
+                raise PeerRequestError(404, f"a peer stream opens with GET {STREAM_PATH}")
+            if self.node.security.peer_cert_auth:
+                reason = peer_certificate_refusal(request.certificate, request.headers)
+                if reason is not None:
+                    raise PeerRequestError(401, reason, request.headers.get(FROM_HEADER.lower()))
+            inbox = self.open_stream(request.headers)
+        except PeerRequestError as exc:
+            self.refused(exc, request.client[0])
+            await connection.send_all(refusal(exc.status, exc.message))
+            return
+        await connection.send_all(SWITCHING_PROTOCOLS)
+        ended = await read_stream(inbox, connection, request.rest, self.node.step, self.node.closing)
+        if isinstance(ended, PeerRequestError):
+            self.refused(ended, request.client[0])
+        await tell_end(connection, ended)
 
 
 class LeanRoutes:
@@ -182,8 +230,12 @@ class LeanRoutes:
         if scope["type"] == "http":
             method = scope["method"]
             path = route_path(scope)
-            if method == "POST" and path == STREAM_PATH:
-                await self.peer_stream(scope, receive, send)
+            if path == STREAM_PATH:
+                message = (
+                    f"a peer stream opens with GET {STREAM_PATH}, Connection: Upgrade and "
+                    f"Upgrade: {STREAM_PROTOCOL}, as the first request of its connection"
+                )
+                await self.answer(send, 400, {"error": message})
                 return
             if method == "POST" and path == MESSAGES_PATH:
                 await self.peer_messages(scope, receive, send)
@@ -258,24 +310,6 @@ class LeanRoutes:
             return
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
-
-    async def peer_stream(self, scope: Any, receive: Any, send: Any) -> None:
-        headers = request_headers(scope)
-        try:
-            inbox = self.peers.open_stream(headers)
-        except PeerRequestError as exc:
-            await self.refuse_peer(scope, send, exc)
-            return
-        ended = await read_stream(inbox, receive, self.node.step, self.node.closing)
-        if isinstance(ended, PeerRequestError):
-            await self.refuse_peer(scope, send, ended)
-        elif ended is StreamEnd.ENDED:
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-        elif ended is StreamEnd.CLOSING:
-            await self.answer(send, 503, {"error": "the node is stopping"})
-        elif ended is StreamEnd.IDLE:
-            await self.answer(send, 408, {"error": f"peer stream closed: {ended.value}"})
 
     async def refuse_peer(self, scope: Any, send: Any, exc: PeerRequestError) -> None:
         client = scope.get("client")

@@ -67,7 +67,7 @@ from ..kv import (
     encode_command,
 )
 from ..peer.auth import PeerAuthenticator
-from ..peer.stream import RequestFunction
+from ..peer.stream import RequestFunction, StreamOpener
 from ..peer.transport import Transport
 from ..peer.wire import PeerReport
 from ..security import Security
@@ -203,6 +203,7 @@ class RaftNode:
         *,
         run_disk: DiskRunner = trio.to_thread.run_sync,
         request: RequestFunction | None = None,
+        open_stream: StreamOpener | None = None,
         security: Security | None = None,
         cluster_id: str | None = None,
         space: SpaceGuard | None = None,
@@ -221,6 +222,7 @@ class RaftNode:
         self.write_timeout = write_timeout
         self._run_disk = run_disk
         self._request = request
+        self._open_stream = open_stream
         self.security = security = security or Security()
         #: Signs this node's peer requests and checks those it receives
         #: (None: no cluster secret, peers are trusted).
@@ -495,6 +497,7 @@ class RaftNode:
                 on_snapshot_sent=self._snapshot_sent,
                 metrics=metrics.PeerStreamMetrics(),
                 request=self._request,
+                open_stream=self._open_stream,
                 auth=self.peer_auth,
                 verify=self.security.client_ssl(),
                 report=self._report,

@@ -4,7 +4,7 @@ over every frame of a peer stream.
 Without a cluster secret any process that can reach a node's port can step
 Raft messages into it (a vote request with a huge term unseats any leader).
 With one, every peer request (``POST /raft/messages`` and the request that
-opens a stream, ``POST /raft/stream``) carries
+opens a stream, ``GET /raft/stream``) carries
 
     X-Raft-Signature: t=<unix ms>,n=<random nonce>,s=<hex HMAC-SHA256>
 

@@ -91,7 +91,7 @@ class FrameReader:
         """Bytes of a frame not yet complete."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray) -> list[bytes]:
         if self._failed is not None:
             raise self._failed
         buffer = self._buffer

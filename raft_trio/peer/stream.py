@@ -5,10 +5,13 @@ they are sent. Answers come back on the peer's own stream to this node.
 - The outbox is bounded (:data:`MAX_QUEUED` messages, :data:`MAX_QUEUED_BYTES`
   of entries); beyond it the oldest messages are dropped and the core is
   told the peer is unreachable (Raft retransmits what matters).
-- One task keeps the stream open: ``POST {url}/raft/stream``, whose body is
-  one frame (:mod:`raft_trio.peer.framing`) per wake-up, holding everything
-  queued meanwhile: messages that queue while a write is in flight go out
-  together. The peer answers only when the stream ends.
+- One task keeps the stream open: ``GET {url}/raft/stream`` on a connection
+  of its own, asking to switch to the ``raft-stream`` protocol; once the
+  peer answered ``101 Switching Protocols`` the connection carries one frame
+  (:mod:`raft_trio.peer.framing`) per wake-up, holding everything queued
+  meanwhile: messages that queue while a write is in flight go out
+  together. The peer writes nothing back but, at the end, why the stream
+  ended (:mod:`raft_trio.peer.inbound`).
 - The deadline: a frame the connection does not take within ``deadline``
   (plus the time its size needs at :data:`MIN_WRITE_RATE`) drops the
   stream, as does a connection not made within it. A paused peer (SIGSTOP)
@@ -36,6 +39,7 @@ they are sent. Answers come back on the peer's own stream to this node.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import math
 from collections.abc import AsyncIterable, Awaitable, Callable
@@ -66,6 +70,24 @@ Body = bytes | AsyncIterable[bytes]
 #: be reached or the connection breaks.
 RequestFunction = Callable[[str, dict[str, str], Body], Awaitable[int]]
 
+
+class Connection(Protocol):
+    """A stream's connection once the peer switched protocols (a
+    ``trio.abc.Stream`` is one). Its methods raise
+    ``trio.BrokenResourceError`` when the connection breaks."""
+
+    async def send_all(self, data: bytes) -> None: ...
+
+    async def receive_some(self, max_bytes: int) -> bytes | bytearray: ...
+
+    async def aclose(self) -> None: ...
+
+
+#: Opens a stream: (url, headers) -> its connection once the peer answered
+#: ``101 Switching Protocols``, or the HTTP status it answered instead.
+#: Raises ``httpx.HTTPError`` (or ``OSError``) when the peer cannot be reached.
+StreamOpener = Callable[[str, dict[str, str]], Awaitable[Connection | int]]
+
 #: Bounds of one peer's outbox: a peer that does not drain costs at most
 #: this much memory.
 MAX_QUEUED = 4096
@@ -87,6 +109,8 @@ SNAPSHOT_CHUNK_BYTES = 256 * 1024
 #: How long a peer may take to answer a snapshot once it has all of it
 #: (it decodes and installs it first).
 SNAPSHOT_ANSWER_S = 20.0
+#: The most a peer says on a stream (why it ended) before it closes it.
+MAX_END_BYTES = 4096
 
 
 class StreamMetrics(Protocol):
@@ -115,6 +139,7 @@ class PeerStream:
         node_id: str,
         peer_id: str,
         url: str,
+        open_stream: StreamOpener,
         request: RequestFunction,
         deadline: float,
         on_unreachable: Callable[[str], None],
@@ -126,6 +151,7 @@ class PeerStream:
         self.node_id = node_id
         self.peer_id = peer_id
         self.url = url.rstrip("/")
+        self._open_stream = open_stream
         self._request = request
         self._deadline = deadline
         self._on_unreachable = on_unreachable
@@ -211,13 +237,64 @@ class PeerStream:
         await trio.lowlevel.checkpoint_if_cancelled()
         with trio.CancelScope(deadline=trio.current_time() + self._deadline) as scope:
             try:
-                status = await self._request(self.url + STREAM_PATH, headers, _Frames(self, writer, scope))
-            except (httpx.HTTPError, OSError) as error:
-                return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            if status in (400, 401, 403, 404, 413):
-                log.warning("stream to %s refused: HTTP %d", self.peer_id, status)
-            return f"answered HTTP {status}"
+                opened = await self._open_stream(self.url + STREAM_PATH, headers)
+            except (httpx.HTTPError, OSError, trio.BrokenResourceError) as error:
+                return _describe(error)
+            if isinstance(opened, int):
+                if opened in (400, 401, 403, 404, 413):
+                    log.warning("stream to %s refused: HTTP %d", self.peer_id, opened)
+                return f"answered HTTP {opened}"
+            try:
+                return await self._carry(opened, writer, scope)
+            finally:
+                with trio.CancelScope() as closing:
+                    closing.cancel()  # at once, as trio.aclose_forcefully
+                    await opened.aclose()
         return f"a write waited longer than its deadline ({self._deadline:g} s and 1 s a MiB)"
+
+    async def _carry(self, connection: Connection, writer: FrameWriter, scope: trio.CancelScope) -> str:
+        """Writes the stream's frames until the connection breaks or the
+        peer ends the stream (it then says why); each write must finish
+        within the deadline :meth:`next_frame` sets on ``scope``."""
+        ended = ""
+        async with trio.open_nursery() as nursery:
+
+            async def listen() -> None:
+                nonlocal ended
+                ended = await self._peer_says(connection)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(listen)
+            scope.deadline = math.inf
+            try:
+                while True:
+                    frame = await self.next_frame(writer, scope)
+                    await connection.send_all(frame)
+                    scope.deadline = math.inf
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                ended = _describe(error)
+                nursery.cancel_scope.cancel()
+        return ended
+
+    async def _peer_says(self, connection: Connection) -> str:
+        """Waits for the end of the stream from the peer's side: why it
+        ended, in the peer's words when it said them."""
+        said = bytearray()
+        try:
+            while data := await connection.receive_some(MAX_END_BYTES):
+                said += data
+                if len(said) > MAX_END_BYTES:
+                    return "the peer said more than a stream's end"
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            return _describe(error)
+        try:
+            end = json.loads(said)
+            status, why = int(end["status"]), str(end["error"])
+        except (ValueError, KeyError, TypeError):
+            return "the peer closed the connection"
+        if status in (400, 401, 404):
+            log.warning("stream to %s refused: %s (%d)", self.peer_id, why, status)
+        return f"the peer ended it: {why} ({status})"
 
     async def _keepalives(self) -> None:
         """Once a keep-alive interval passed without a frame, ask for an
@@ -307,22 +384,8 @@ class PeerStream:
                 await trio.sleep(MIN_BACKOFF_S)
 
 
-class _Frames:
-    """The body of one stream. httpx asks for the next frame only once the
-    previous one is written, so each call first lifts the deadline of the
-    write just finished (or of the connection and the request head)."""
-
-    def __init__(self, stream: PeerStream, writer: FrameWriter, scope: trio.CancelScope) -> None:
-        self._stream = stream
-        self._writer = writer
-        self._scope = scope
-
-    def __aiter__(self) -> _Frames:
-        return self
-
-    async def __anext__(self) -> bytes:
-        self._scope.deadline = math.inf
-        return await self._stream.next_frame(self._writer, self._scope)
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 class _Chunks:

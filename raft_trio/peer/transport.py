@@ -20,12 +20,13 @@ import socket
 import ssl
 from collections.abc import Callable
 
+import httpcore
 import httpx
 import trio
 
 from ..core import Message
 from .auth import PeerAuthenticator
-from .stream import Body, PeerStream, RequestFunction, StreamMetrics
+from .stream import Body, Connection, PeerStream, RequestFunction, StreamMetrics, StreamOpener
 from .wire import PeerReport
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,54 @@ def httpx_request(transport: httpx.AsyncBaseTransport) -> RequestFunction:
     return request
 
 
+class _UpgradedConnection:
+    """A stream's connection after the peer's ``101``, as httpcore hands it
+    over, with httpcore's errors as Trio's."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._stream: httpcore.AsyncNetworkStream = response.extensions["network_stream"]
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self._stream.write(data)
+        except httpcore.NetworkError as error:
+            raise trio.BrokenResourceError(str(error)) from error
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            return await self._stream.read(max_bytes)
+        except httpcore.NetworkError as error:
+            raise trio.BrokenResourceError(str(error)) from error
+
+    async def aclose(self) -> None:
+        # Closing the response closes its connection and lets the pool forget it.
+        await self._response.aclose()
+
+
+def httpx_open_stream(transport: httpx.AsyncBaseTransport) -> StreamOpener:
+    """Opens streams through an httpx transport: ``GET`` asking to switch
+    protocols, then the connection httpcore hands over after a ``101``.
+    The transport must be the streams' own: a connection that served an
+    ordinary request first would be reused, and a stream opens only as
+    its connection's first request."""
+
+    async def open_stream(url: str, headers: dict[str, str]) -> Connection | int:
+        response = await transport.handle_async_request(httpx.Request("GET", url, headers=headers))
+        if response.status_code == 101:
+            return _UpgradedConnection(response)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        if response.status_code != 503:  # starting or stopping: not worth a line
+            text = content[:200].decode("utf-8", "replace")
+            log.warning("%s answered %s: %s", url, response.status_code, text)
+        return response.status_code
+
+    return open_stream
+
+
 class Transport:
     """The set of peer streams, following the membership."""
 
@@ -84,6 +133,7 @@ class Transport:
         on_snapshot_sent: Callable[[str, bool], None],
         metrics: StreamMetrics | None = None,
         request: RequestFunction | None = None,
+        open_stream: StreamOpener | None = None,
         *,
         auth: PeerAuthenticator | None = None,
         verify: ssl.SSLContext | bool = True,
@@ -97,16 +147,22 @@ class Transport:
         self._metrics = metrics
         self._auth = auth
         self._report = report
-        self._http: httpx.AsyncHTTPTransport | None = None
-        if request is None:
-            self._http = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-                socket_options=socket_options(),
-                trust_env=False,
-                verify=verify,
+        #: Connection pools: one for requests (snapshots), one for streams.
+        self._pools: list[httpx.AsyncHTTPTransport] = []
+
+        def pool() -> httpx.AsyncHTTPTransport:
+            self._pools.append(
+                httpx.AsyncHTTPTransport(
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                    socket_options=socket_options(),
+                    trust_env=False,
+                    verify=verify,
+                )
             )
-            request = httpx_request(self._http)
-        self._request = request
+            return self._pools[-1]
+
+        self._request = request if request is not None else httpx_request(pool())
+        self._open_stream = open_stream if open_stream is not None else httpx_open_stream(pool())
         self.senders: dict[str, PeerStream] = {}
 
     def set_peers(self, peers: dict[str, str]) -> None:
@@ -123,6 +179,7 @@ class Transport:
                 self.node_id,
                 peer_id,
                 url,
+                self._open_stream,
                 self._request,
                 self._deadline,
                 self._on_unreachable,
@@ -148,6 +205,6 @@ class Transport:
     async def aclose(self) -> None:
         for sender in self.senders.values():
             sender.cancel_scope.cancel()
-        if self._http is not None:
-            with trio.CancelScope(shield=True):
-                await self._http.aclose()
+        with trio.CancelScope(shield=True):
+            for pool in self._pools:
+                await pool.aclose()

@@ -1,10 +1,13 @@
 """The wire format of peer messages: every outgoing peer request is made
 here, and every incoming one is checked here.
 
-- ``POST /raft/stream``: the long-lived stream of one node to one peer
-  (:mod:`raft_trio.peer.stream`), one per ordered pair of nodes. Its body is
-  a sequence of frames (:mod:`raft_trio.peer.framing`), each a batch of
-  messages; it is answered only when it ends.
+- ``GET /raft/stream`` with ``Connection: Upgrade`` and ``Upgrade:
+  raft-stream``: the long-lived stream of one node to one peer
+  (:mod:`raft_trio.peer.stream`), one per ordered pair of nodes, on a
+  connection of its own. Answered ``101 Switching Protocols``, the
+  connection then carries a sequence of frames (:mod:`raft_trio.peer.framing`)
+  from the sender, each a batch of messages, and nothing back but the
+  reason the stream ended (:mod:`raft_trio.peer.inbound`).
 - ``POST /raft/messages``: one batch in one request. Snapshots go this way,
   each in a request of its own, so that a large one never holds up the
   stream; so does anything sent by a tool or a test.
@@ -32,9 +35,10 @@ from .framing import FrameError, FrameReader, FrameWriter
 
 MESSAGES_PATH = "/raft/messages"
 STREAM_PATH = "/raft/stream"
+#: The protocol a stream's connection switches to (``Upgrade:``).
+STREAM_PROTOCOL = "raft-stream"
 FROM_HEADER = "X-Raft-From"
 BATCH_CONTENT_TYPE = "application/msgpack"
-STREAM_CONTENT_TYPE = "application/x-raft-stream"
 
 _batch_encoder = msgspec.msgpack.Encoder()
 _batch_decoder: msgspec.msgpack.Decoder[list[Message]] = msgspec.msgpack.Decoder(list[Message])
@@ -95,9 +99,10 @@ def batch_request(
 def stream_request(
     node_id: str, peer_id: str, auth: PeerAuthenticator | None
 ) -> tuple[dict[str, str], FrameWriter]:
-    """The headers of a request opening a stream from ``node_id`` to
-    ``peer_id``, and the writer of its frames (signed with a secret)."""
-    headers = {FROM_HEADER: node_id, "Content-Type": STREAM_CONTENT_TYPE}
+    """The headers of the request (``GET``) opening a stream from
+    ``node_id`` to ``peer_id``, and the writer of its frames (signed with a
+    secret)."""
+    headers = {FROM_HEADER: node_id, "Connection": "Upgrade", "Upgrade": STREAM_PROTOCOL}
     if auth is None:
         return headers, FrameWriter()
     signature, key = auth.open_stream(peer_id)
@@ -182,7 +187,7 @@ class StreamInbox:
         """Bytes of a frame not yet complete."""
         return self._reader.pending_bytes
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes | bytearray) -> list[Message]:
         """The messages of the frames that ``data`` completes. Raises
         :class:`PeerRequestError`, after which the stream must be closed:
         401 for a frame that fails its MAC (nothing of it is parsed), 400

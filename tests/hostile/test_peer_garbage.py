@@ -1,5 +1,5 @@
-"""Garbage at the peer endpoints ``POST /raft/messages`` and ``POST
-/raft/stream``: random bytes, truncated msgpack or frames, msgpack of the
+"""Garbage at the peer endpoints ``POST /raft/messages`` and on a peer
+stream (``GET /raft/stream`` switched to ``raft-stream``): random bytes, truncated msgpack or frames, msgpack of the
 wrong shapes, huge arrays, oversized frames, a sender that differs from
 ``X-Raft-From``, no header. Every one is a 400 with a JSON error, and the
 node keeps serving. The loop is seeded; the seed is printed
@@ -17,7 +17,8 @@ import pytest
 
 from raft_trio.core import Message, RequestVote, RequestVoteResponse
 from raft_trio.peer.framing import MAX_FRAME_BYTES, FrameWriter
-from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, STREAM_PATH, encode_batch
+from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, STREAM_PATH, STREAM_PROTOCOL, encode_batch
+from raft_trio.testing.peer_stream import PeerStreamClient
 
 from ..integration.cluster import Cluster, describe
 from ._support import assert_serving, error_body, log_tracebacks
@@ -110,24 +111,32 @@ def stream_garbage(rng: random.Random) -> tuple[str, list[bytes]]:
 
 
 def test_peer_stream_garbage(node_cluster: Cluster) -> None:
-    """Garbage on ``POST /raft/stream``: every stream is refused with a 400
-    and a JSON error (closing it), and the node keeps serving."""
+    """Garbage on a peer stream: every stream is closed with a line saying
+    why (400), and the node keeps serving; an opening without
+    ``X-Raft-From`` is refused with an HTTP 400 and a JSON error."""
     seed = int(os.environ.get("HOSTILE_SEED", random.randrange(2**32)))
     print(f"\nHOSTILE_SEED={seed}")
     rng = random.Random(seed)
-    url = node_cluster["n1"].url + STREAM_PATH
-    headers = {FROM_HEADER: "n2", "Content-Type": "application/x-raft-stream"}
+    url = node_cluster["n1"].url
+    headers = {FROM_HEADER: "n2", "Connection": "Upgrade", "Upgrade": STREAM_PROTOCOL}
     seen: dict[str, int] = {}
     for i in range(STREAM_ROUNDS):
         what, chunks = stream_garbage(rng)
-        r = node_cluster.http.post(url, content=iter(chunks), headers=headers, timeout=10)
+        stream = PeerStreamClient.open(url, headers)
+        assert stream.status == 101, f"round {i} (seed {seed}), {what}: {stream.body}"
+        try:
+            for chunk in chunks:
+                stream.send(chunk)
+        except OSError:
+            pass  # refused and closed before the last chunk was sent
+        status, end = stream.finish()
         seen[what] = seen.get(what, 0) + 1
-        assert r.status_code == 400, f"round {i} (seed {seed}), {what}: {describe(r)}"
-        assert error_body(r) is not None, f"round {i} (seed {seed}), {what}: {describe(r)}"
-    r = node_cluster.http.post(
-        url, content=iter([b""]), headers={"Content-Type": "application/x-raft-stream"}
-    )
-    assert r.status_code == 400, describe(r)
+        assert status == 400 and end.get("error"), f"round {i} (seed {seed}), {what}: {end}"
+    stream = PeerStreamClient.open(url, {"Connection": "Upgrade", "Upgrade": STREAM_PROTOCOL})
+    assert stream.status == 400 and "X-Raft-From" in stream.body["error"], stream.body
+    # Not asking to switch protocols (or not first on a connection): a 400 saying how.
+    r = node_cluster.http.post(url + STREAM_PATH, content=b"x", headers={FROM_HEADER: "n2"})
+    assert r.status_code == 400 and "Upgrade: raft-stream" in r.json()["error"], describe(r)
     print(seen)
     assert_serving(node_cluster)
     assert not log_tracebacks(node_cluster), log_tracebacks(node_cluster)[:3]

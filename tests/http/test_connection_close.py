@@ -1,7 +1,8 @@
 """A connection closing while an answer is sent on it: Hypercorn 0.18
 sends the EOF outside its send lock, so an answer sent in that moment met
 ``BusyResourceError`` and the node logged a traceback as it stopped
-(raft_trio.asgi's server takes the lock for the EOF)."""
+(raft_trio.asgi's server takes the lock for the EOF). And the same server
+writes an answer of known length in one write."""
 
 from __future__ import annotations
 
@@ -99,3 +100,30 @@ async def test_a_send_that_never_ends_does_not_hold_up_the_close(
         with trio.fail_after(1):
             await server._close()
     assert stream.closed
+
+
+async def test_an_answer_of_known_length_is_one_write(autojump_clock: trio.testing.MockClock) -> None:
+    """Hypercorn wrote an answer's head, body and end (no bytes) each on
+    its own; the node's server writes an answer with a Content-Length
+    once, a head without one at once (a stream's), and the head of an
+    answer that has no body (to HEAD) at its end."""
+    stream = SlowEofStream()
+    server = server_on(_RecordingTCPServer, stream)
+    head = b"HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\n"
+    for data in (head, b"ok", b""):
+        await server.protocol_send(RawData(data))
+    assert stream.sent == [head + b"ok"]
+    streaming = b"HTTP/1.1 200 \r\ntransfer-encoding: chunked\r\n\r\n"
+    await server.protocol_send(RawData(streaming))
+    assert stream.sent[-1] == streaming
+    await server.protocol_send(RawData(b"2\r\nok\r\n"))
+    await server.protocol_send(RawData(b"0\r\n\r\n"))
+    assert stream.sent[-2:] == [b"2\r\nok\r\n", b"0\r\n\r\n"]
+    await server.protocol_send(RawData(head))  # an answer to HEAD: no body follows
+    assert stream.sent[-1] == b"0\r\n\r\n"
+    await server.protocol_send(RawData(b""))
+    assert stream.sent[-1] == head
+    hypercorn_stream = SlowEofStream()
+    for data in (head, b"ok", b""):
+        await server_on(TCPServer, hypercorn_stream).protocol_send(RawData(data))
+    assert hypercorn_stream.sent == [head, b"ok", b""]

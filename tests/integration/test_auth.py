@@ -18,6 +18,9 @@ import httpx
 import pytest
 import trustme
 
+from raft_trio.peer.wire import STREAM_PROTOCOL
+from raft_trio.testing.peer_stream import PeerStreamClient
+
 from .cluster import Cluster, cli_command, wait_until
 
 pytestmark = pytest.mark.integration
@@ -175,6 +178,12 @@ def test_mutual_tls_client_certificates_name_users_and_peers_must_present_theirs
         with httpx.Client(verify=alice_context, trust_env=False) as posing:
             answer = posing.post(leader.url + "/raft/messages", headers={"X-Raft-From": "n2"}, content=b"")
         assert answer.status_code == 401 and "CN 'alice'" in answer.json()["error"]
+        # The same for a stream's opening (its connection never reaches ASGI).
+        opening = {"X-Raft-From": "n2", "Connection": "Upgrade", "Upgrade": STREAM_PROTOCOL}
+        bare_stream = PeerStreamClient.open(leader.url, opening, verify=verify)
+        assert bare_stream.status == 401 and "client certificate" in bare_stream.body["error"]
+        posing_stream = PeerStreamClient.open(leader.url, opening, verify=alice_context)
+        assert posing_stream.status == 401 and "CN 'alice'" in posing_stream.body["error"]
         # Users and members share the CN namespace: no user may be named
         # like a node, and a node's own certificate is no user's.
         refused(cli(cluster, "user", "add", "n2", "--no-password", *root), "name_taken")

@@ -21,7 +21,8 @@ import trustme
 from raft_trio.core._messages import AppendEntries, HeartbeatResponse
 from raft_trio.peer.auth import PeerAuthenticator
 from raft_trio.peer.framing import FrameWriter
-from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, STREAM_PATH, encode_batch, stream_request
+from raft_trio.peer.wire import FROM_HEADER, MESSAGES_PATH, encode_batch, stream_request
+from raft_trio.testing.peer_stream import PeerStreamClient
 from raft_trio.testing.processes import Process, free_port, python_module
 
 from .cluster import Cluster, cli_command, wait_until
@@ -150,10 +151,11 @@ def test_a_forged_frame_on_a_signed_stream_closes_it_unparsed(
 ) -> None:
     """Over TLS, a stream opened with a valid signature: its authentic
     frames are taken; a frame under another key (here one that would
-    unseat the leader if it were stepped) is refused with a 401, the stream
-    is closed, the refusal is counted, and the leader keeps its term. The
-    same opening sent again is refused as a replay."""
-    cluster, _ = secure_cluster
+    unseat the leader if it were stepped) is refused: the stream is closed
+    with a line saying why (401), the refusal is counted, and the leader
+    keeps its term. The same opening sent again is refused as a replay
+    (an HTTP 401)."""
+    cluster, env = secure_cluster
     leader_id, term = cluster.wait_for_leader()
     leader = cluster[leader_id]
     follower_id = next(nid for nid in cluster.nodes if nid != leader_id)
@@ -164,14 +166,17 @@ def test_a_forged_frame_on_a_signed_stream_closes_it_unparsed(
         encode_batch([AppendEntries(10**9, follower_id, leader_id, 0, 0, (), 0)])
     )
     before = refusals(cluster, leader_id)
-    answer = cluster.http.post(leader.url + STREAM_PATH, content=iter([stale, forged]), headers=headers)
-    assert answer.status_code == 401, answer.text
-    assert "failed its MAC" in answer.json()["error"]
+    verify = ssl.create_default_context(cafile=env["RAFT_TLS_CA"])
+    stream = PeerStreamClient.open(leader.url, headers, verify=verify)
+    assert stream.status == 101, stream.body
+    stream.send(stale + forged)
+    status, end = stream.finish()
+    assert status == 401 and "failed its MAC" in end["error"], end
     assert refusals(cluster, leader_id) == before + 1
-    status = cluster.status(leader_id)
-    assert status is not None and (status["role"], status["term"]) == ("leader", term)
-    again = cluster.http.post(leader.url + STREAM_PATH, content=iter([stale]), headers=headers)
-    assert again.status_code == 401 and "replayed" in again.json()["error"]
+    leader_status = cluster.status(leader_id)
+    assert leader_status is not None and (leader_status["role"], leader_status["term"]) == ("leader", term)
+    again = PeerStreamClient.open(leader.url, headers, verify=verify)
+    assert again.status == 401 and "replayed" in again.body["error"], again.body
     assert cluster.write("after-the-forgery", "v")["key"] == "after-the-forgery"
 
 

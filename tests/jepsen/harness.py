@@ -58,10 +58,9 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Bytes of a forwarded request kept for a replay: a stream's opening and
 #: first frames, or a whole snapshot request (larger ones are not replayed).
 REPLAY_CAPTURE_BYTES = 4 * 1024 * 1024
-#: Only peer requests are replayed: the members' other calls through the
-#: peer URLs (the leader asks each member's ``/api/status`` for alarms) are
-#: plain reads that anyone may repeat.
-PEER_REQUEST_LINE = b"POST /raft/"
+#: Only peer requests (a stream's opening, a batch) are replayed: other
+#: calls through the peer URLs are plain reads that anyone may repeat.
+PEER_REQUEST_LINES = (b"GET /raft/stream ", b"POST /raft/")
 #: How long a replay waits after the node is seen running.
 REPLAY_DELAY_S = 0.5
 
@@ -186,7 +185,7 @@ class PeerProxy:
                     replay = (
                         bool(self.replay_every)
                         and self.forwarded % self.replay_every == 0
-                        and head.startswith(PEER_REQUEST_LINE)
+                        and head.startswith(PEER_REQUEST_LINES)
                     )
             with upstream:
                 if refuse:

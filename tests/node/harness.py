@@ -12,7 +12,7 @@ import trio
 
 from raft_trio.core import Entry, HardState, Membership, MemoryStorage, Snapshot, SnapshotMeta
 from raft_trio.node import RaftNode, Timing
-from raft_trio.peer.stream import Body
+from raft_trio.peer.stream import Body, Connection
 from raft_trio.peer.wire import accept_batch, accept_stream
 from raft_trio.testing.waiting import wait_for
 
@@ -82,6 +82,33 @@ class Host:
         await self._resumed.wait()
 
 
+class MemoryConnection:
+    """A stream's connection in memory: each write one frame in a buffer
+    of ``buffer_frames`` (then writes block), read by its peer's task
+    (``reader`` cancels it when the connection closes). The peer never
+    ends a stream from its side here."""
+
+    def __init__(self, buffer_frames: int) -> None:
+        self._written, self.buffered = trio.open_memory_channel[bytes](buffer_frames)
+        self.reader = trio.CancelScope()
+        self._closed = trio.Event()
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self._written.send(data)
+        except trio.ClosedResourceError as error:
+            raise trio.BrokenResourceError("closed") from error
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        await self._closed.wait()
+        return b""
+
+    async def aclose(self) -> None:
+        self._closed.set()
+        self._written.close()
+        self.reader.cancel()
+
+
 class Cluster:
     def __init__(self, nursery: trio.Nursery, size: int = 3) -> None:
         self.nursery = nursery
@@ -91,7 +118,14 @@ class Cluster:
         for seed, (node_id, url) in enumerate(urls.items()):
             storage = MemoryNodeStorage(Snapshot(SnapshotMeta(0, 0, membership)))
             node = RaftNode(
-                node_id, url, storage, TIMING, seed=seed, run_disk=self._disk(node_id), request=self._request
+                node_id,
+                url,
+                storage,
+                TIMING,
+                seed=seed,
+                run_disk=self._disk(node_id),
+                request=self._request,
+                open_stream=self._open_stream,
             )
             self.hosts[node_id] = Host(node)
 
@@ -103,30 +137,35 @@ class Cluster:
         return run_disk
 
     async def _request(self, url: str, headers: dict[str, str], body: Body) -> int:
-        """A request through the real checks of the wire format; a stream's
-        frames are stepped as they come, one at a time."""
-        target = self.hosts[url.removeprefix("mem://").split("/")[0]]
+        """A batch (a snapshot's comes in chunks) through the real checks
+        of the wire format."""
+        if not isinstance(body, bytes):
+            body = b"".join([chunk async for chunk in body])
+        target = self._target(url)
         headers = {name.lower(): value for name, value in headers.items()}
-        sender = headers["x-raft-from"]
-        if isinstance(body, bytes):
-            await target.wait_resumed()
-            target.node.step(accept_batch(sender, headers, body, None))
-            return 204
-        inbox = accept_stream(sender, headers, None, target.node.peer_reported)
-        # The connection's buffer: frames written, not yet read.
-        written, buffered = trio.open_memory_channel[bytes](target.buffer_frames)
+        await target.wait_resumed()
+        target.node.step(accept_batch(headers["x-raft-from"], headers, body, None))
+        return 204
+
+    async def _open_stream(self, url: str, headers: dict[str, str]) -> Connection:
+        """A stream through the real checks of the wire format; its frames
+        are stepped as they come, one at a time."""
+        target = self._target(url)
+        headers = {name.lower(): value for name, value in headers.items()}
+        inbox = accept_stream(headers["x-raft-from"], headers, None, target.node.peer_reported)
+        connection = MemoryConnection(target.buffer_frames)
 
         async def read() -> None:
-            async for frame in buffered:
-                await target.wait_resumed()
-                target.node.step(inbox.feed(frame))
+            with connection.reader:
+                async for frame in connection.buffered:
+                    await target.wait_resumed()
+                    target.node.step(inbox.feed(frame))
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)
-            async with written:
-                async for frame in body:
-                    await written.send(frame)
-        return 204
+        self.nursery.start_soon(read)
+        return connection
+
+    def _target(self, url: str) -> Host:
+        return self.hosts[url.removeprefix("mem://").split("/")[0]]
 
     async def start(self) -> None:
         for host in self.hosts.values():

@@ -1,9 +1,11 @@
 """The receiving end of a stream on Trio's fake clock: frames are stepped
-as they arrive, keep-alives keep a quiet stream open, a silent one is
-closed, a refused frame ends it, and a stopping node ends them all."""
+as they arrive (the bytes that came with the opening first), keep-alives
+keep a quiet stream open, a silent one is closed, a refused frame ends it,
+a stopping node ends them all, and the line that ends a stream says why."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -13,7 +15,7 @@ import trio.testing
 
 from raft_trio.core import Heartbeat, Message
 from raft_trio.peer.framing import FrameWriter
-from raft_trio.peer.inbound import STREAM_IDLE_S, StreamEnd, read_stream
+from raft_trio.peer.inbound import STREAM_IDLE_S, StreamEnd, end_line, read_stream, refusal
 from raft_trio.peer.wire import PeerReport, PeerRequestError, accept_stream, encode_batch, encode_report
 
 
@@ -22,16 +24,17 @@ def heartbeat(seq: int) -> Heartbeat:
 
 
 class Body:
-    """An ASGI ``receive`` fed by the test."""
+    """The receiving end of a stream's connection, fed by the test."""
 
-    def __init__(self) -> None:
-        self.send, self.events = trio.open_memory_channel[dict[str, Any]](100)
-
-    async def receive(self) -> dict[str, Any]:
-        return await self.events.receive()
+    def __init__(self, rest: bytes = b"") -> None:
+        self.connection = trio.testing.MemoryReceiveStream()
+        #: Bytes that came with the stream's opening.
+        self.rest = rest
 
     def data(self, chunk: bytes, more: bool = True) -> None:
-        self.send.send_nowait({"type": "http.request", "body": chunk, "more_body": more})
+        self.connection.put_data(chunk)
+        if not more:
+            self.connection.put_eof()
 
 
 async def run(
@@ -43,7 +46,7 @@ async def run(
     async with trio.open_nursery() as nursery:
 
         async def reader() -> None:
-            result.append(await read_stream(inbox, body.receive, delivered.append, closing))
+            result.append(await read_stream(inbox, body.connection, body.rest, delivered.append, closing))
 
         started = trio.current_time()
         nursery.start_soon(reader)
@@ -69,6 +72,22 @@ async def test_frames_are_delivered_and_keepalives_keep_a_quiet_stream_open(
     assert took == pytest.approx(12.0)
 
 
+async def test_bytes_that_came_with_the_opening_are_read_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    writer = FrameWriter()
+    first = writer.frame(encode_batch([heartbeat(1)]))
+    second = writer.frame(encode_batch([heartbeat(2)]))
+    body, closing = Body(rest=first + second[:5]), trio.Event()
+
+    async def script() -> None:
+        body.data(second[5:], more=False)
+
+    ended, delivered, _ = await run(body, closing, script)
+    assert ended is StreamEnd.ENDED
+    assert delivered == [[heartbeat(1)], [heartbeat(2)]]
+
+
 async def test_a_silent_stream_is_closed(autojump_clock: trio.testing.MockClock) -> None:
     body, closing, writer = Body(), trio.Event(), FrameWriter()
 
@@ -79,6 +98,18 @@ async def test_a_silent_stream_is_closed(autojump_clock: trio.testing.MockClock)
     assert ended is StreamEnd.IDLE
     assert delivered == [[heartbeat(1)]]
     assert STREAM_IDLE_S <= took <= 2 * STREAM_IDLE_S
+
+
+def test_the_line_that_ends_a_stream_says_why_with_the_status_an_answer_would_have() -> None:
+    assert json.loads(end_line(StreamEnd.IDLE)) == {
+        "status": 408,
+        "error": f"no frame for {STREAM_IDLE_S:g} s",
+    }
+    assert json.loads(end_line(PeerRequestError(401, "bad MAC", "n1"))) == {"status": 401, "error": "bad MAC"}
+    head, _, body = refusal(401, "bad signature").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 Unauthorized\r\n") and b"Connection: close" in head
+    assert json.loads(body) == {"error": "bad signature"}
+    assert f"content-length: {len(body)}".encode() in head.lower()
 
 
 async def test_a_stopping_node_ends_its_streams(autojump_clock: trio.testing.MockClock) -> None:

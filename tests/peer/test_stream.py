@@ -1,7 +1,8 @@
-"""One peer's stream on Trio's fake clock, through a fake request function:
-frames carry what queued meanwhile, a write past its deadline drops the
-stream, broken streams reopen with backoff and tell the core, the outbox
-is bounded, and snapshots travel beside the stream, never on it."""
+"""One peer's stream on Trio's fake clock, through a fake peer: frames
+carry what queued meanwhile, a write past its deadline drops the stream,
+broken streams (or streams the peer ends) reopen with backoff and tell the
+core, the outbox is bounded, and snapshots travel beside the stream, never
+on it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,18 @@ import trio.testing
 from raft_trio.core import Entry, Heartbeat, InstallSnapshot, Membership, Message, SnapshotMeta
 from raft_trio.core._messages import AppendEntries
 from raft_trio.peer import stream as stream_module
+from raft_trio.peer.inbound import StreamEnd, end_line
 from raft_trio.peer.stream import MIN_BACKOFF_S, Body, PeerStream
-from raft_trio.peer.wire import MESSAGES_PATH, STREAM_PATH, PeerReport, accept_batch, accept_stream
+from raft_trio.peer.wire import (
+    MESSAGES_PATH,
+    STREAM_PATH,
+    STREAM_PROTOCOL,
+    PeerReport,
+    PeerRequestError,
+    StreamInbox,
+    accept_batch,
+    accept_stream,
+)
 from raft_trio.testing.waiting import wait_for
 
 DEADLINE = 0.2
@@ -23,6 +34,44 @@ DEADLINE = 0.2
 
 def heartbeat(seq: int) -> Heartbeat:
     return Heartbeat(term=1, src="n1", dst="n2", commit=0, seq=seq)
+
+
+class FakeConnection:
+    """The sender's end of a stream's connection to a :class:`FakePeer`:
+    each write is read at once, unless the peer is stalled (then it blocks,
+    as on a full socket buffer); the peer says nothing until :meth:`end`."""
+
+    def __init__(self, peer: FakePeer, inbox: StreamInbox) -> None:
+        self._peer = peer
+        self._inbox = inbox
+        self._said = bytearray()
+        self._news = trio.Event()
+        self.closed = False
+
+    async def send_all(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.closed:
+            raise trio.ClosedResourceError
+        if self._peer.stalled:
+            await trio.sleep_forever()
+        self._peer.frames.append(self._inbox.feed(data))
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        while not self._said and not self.closed:
+            await self._news.wait()
+            self._news = trio.Event()
+        said, self._said = bytes(self._said[:max_bytes]), self._said[max_bytes:]
+        return said
+
+    def end(self, line: bytes) -> None:
+        """The peer writes ``line`` and closes its end."""
+        self._said += line
+        self.closed = True
+        self._news.set()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self._news.set()
 
 
 class FakePeer:
@@ -36,26 +85,28 @@ class FakePeer:
         self.reports: list[tuple[int, PeerReport]] = []
         self.snapshots: list[InstallSnapshot] = []
         self.stream_attempts: list[float] = []
+        self.connections: list[FakeConnection] = []
         self.stalled = False
         self.down = False
         self.snapshot_started = trio.Event()
 
+    async def open_stream(self, url: str, headers: dict[str, str]) -> FakeConnection:
+        assert url.endswith(STREAM_PATH)
+        lower = {k.lower(): v for k, v in headers.items()}
+        assert lower["upgrade"] == STREAM_PROTOCOL and lower["connection"] == "Upgrade"
+        self.stream_attempts.append(trio.current_time())
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise OSError("connection refused")
+        number = len(self.stream_attempts)
+        inbox = accept_stream(
+            lower["x-raft-from"], lower, None, lambda _, report: self.reports.append((number, report))
+        )
+        self.connections.append(FakeConnection(self, inbox))
+        return self.connections[-1]
+
     async def request(self, url: str, headers: dict[str, str], body: Body) -> int:
         lower = {k.lower(): v for k, v in headers.items()}
-        if url.endswith(STREAM_PATH):
-            self.stream_attempts.append(trio.current_time())
-            if self.down:
-                raise OSError("connection refused")
-            assert isinstance(body, AsyncIterable)
-            number = len(self.stream_attempts)
-            inbox = accept_stream(
-                lower["x-raft-from"], lower, None, lambda _, report: self.reports.append((number, report))
-            )
-            async for chunk in body:
-                if self.stalled:
-                    await trio.sleep_forever()
-                self.frames.append(inbox.feed(chunk))
-            return 204
         assert url.endswith(MESSAGES_PATH)
         assert isinstance(body, AsyncIterable)
         self.snapshot_started.set()
@@ -82,7 +133,14 @@ class Core:
 
 def make(peer: FakePeer, core: Core) -> PeerStream:
     return PeerStream(
-        "n1", "n2", "mem://n2", peer.request, DEADLINE, core.on_unreachable, core.on_snapshot_sent
+        "n1",
+        "n2",
+        "mem://n2",
+        peer.open_stream,
+        peer.request,
+        DEADLINE,
+        core.on_unreachable,
+        core.on_snapshot_sent,
     )
 
 
@@ -225,7 +283,16 @@ async def test_a_snapshot_write_that_stalls_fails_and_the_core_hears_it(
         await trio.sleep_forever()
         return 204
 
-    stream = PeerStream("n1", "n2", "mem://n2", stalled, DEADLINE, core.on_unreachable, core.on_snapshot_sent)
+    stream = PeerStream(
+        "n1",
+        "n2",
+        "mem://n2",
+        FakePeer().open_stream,
+        stalled,
+        DEADLINE,
+        core.on_unreachable,
+        core.on_snapshot_sent,
+    )
     data = b"s" * (3 * stream_module.SNAPSHOT_CHUNK_BYTES)
     snapshot = InstallSnapshot(1, "n1", "n2", SnapshotMeta(7, 1, Membership.of({"n1": "u"})), data)
     async with trio.open_nursery() as nursery:
@@ -252,6 +319,7 @@ async def test_each_stream_opens_with_the_nodes_report_and_carries_every_change(
         "n1",
         "n2",
         "mem://n2",
+        peer.open_stream,
         peer.request,
         DEADLINE,
         core.on_unreachable,
@@ -285,3 +353,40 @@ async def test_each_stream_opens_with_the_nodes_report_and_carries_every_change(
         await trio.sleep(0.01)
         assert peer.reports[3:] == [(2, PeerReport(("NOSPACE",)))]
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("end", "logged"),
+    [
+        (StreamEnd.IDLE, None),
+        (PeerRequestError(401, "frame 3 failed its MAC", "n1"), "refused: frame 3 failed its MAC (401)"),
+    ],
+)
+async def test_a_stream_the_peer_ends_is_reopened_and_its_reason_heard(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    end: StreamEnd | PeerRequestError,
+    logged: str | None,
+) -> None:
+    """The peer closes a stream with one line saying why: the core hears
+    the peer unreachable, a refusal is logged in the peer's words, and a
+    new stream opens after the backoff and carries on."""
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        stream.enqueue(heartbeat(1))
+        await wait_for(lambda: bool(peer.connections), poll=0.001)
+        peer.connections[0].end(end_line(end))
+        with trio.fail_after(1):
+            await wait_for(lambda: len(peer.connections) == 2, poll=0.001)
+        stream.enqueue(heartbeat(2))
+        await wait_for(lambda: [heartbeat(2)] in peer.frames, poll=0.001)
+        nursery.cancel_scope.cancel()
+    assert len(core.unreachable) == 1
+    assert peer.stream_attempts[1] - core.unreachable[0] == pytest.approx(MIN_BACKOFF_S)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if logged is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"stream to n2 {logged}"]

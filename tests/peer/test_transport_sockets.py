@@ -1,7 +1,8 @@
 """Peer connections give up on bytes their peer's kernel never
 acknowledges (TCP_USER_TIMEOUT): a peer whose address vanished sends no
 reset, and a stream to it would otherwise swallow votes for the kernel's
-quarter of an hour of retransmits."""
+quarter of an hour of retransmits. Checked on the connections a node's
+transport really makes: a stream's (after the peer's 101) and a request's."""
 
 from __future__ import annotations
 
@@ -12,34 +13,49 @@ import httpx
 import pytest
 import trio
 
-from raft_trio.peer.transport import UNACKNOWLEDGED_S, Transport, httpx_request
+from raft_trio.peer.transport import UNACKNOWLEDGED_S, Transport, _UpgradedConnection
+from raft_trio.peer.wire import STREAM_PATH, stream_request
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux only")
 
 
-async def answer_204(stream: trio.SocketStream) -> None:
+async def answer(stream: trio.SocketStream) -> None:
+    """101 to a request that asks to switch protocols, else 204."""
     async with stream:
         data = b""
         while b"\r\n\r\n" not in data:
             data += await stream.receive_some(4096)
-        await stream.send_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        if b"\r\nupgrade: raft-stream\r\n" in data.lower():
+            await stream.send_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: raft-stream\r\n\r\n"
+            )
+        else:
+            await stream.send_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
         await trio.sleep(1)
+
+
+def user_timeout(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
 
 
 async def test_a_peer_connection_gives_up_on_unacknowledged_bytes() -> None:
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, answer_204, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
+        url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
         peers = Transport("n1", nursery, 1.0, lambda peer: None, lambda peer, sent: None)
-        transport = peers._http  # the pool every stream to a peer draws from
-        assert transport is not None
-        async with transport:
-            request = httpx.Request("POST", f"http://127.0.0.1:{port}/raft/stream", content=b"x")
-            response = await transport.handle_async_request(request)
-            sock = response.extensions["network_stream"].get_extra_info("socket")
-            option = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+        headers, _ = stream_request("n1", "n2", None)
+        connection = await peers._open_stream(url + STREAM_PATH, headers)
+        assert isinstance(connection, _UpgradedConnection)
+        assert user_timeout(connection._stream.get_extra_info("socket")) == int(UNACKNOWLEDGED_S * 1000)
+        await connection.aclose()
+        # Requests (snapshots) draw from a pool of their own, set alike.
+        assert len(peers._pools) == 2
+        for pool in peers._pools:
+            request = httpx.Request("POST", url + "/raft/messages", content=b"x")
+            response = await pool.handle_async_request(request)
+            assert user_timeout(response.extensions["network_stream"].get_extra_info("socket")) == int(
+                UNACKNOWLEDGED_S * 1000
+            )
             await response.aclose()
-            assert option == int(UNACKNOWLEDGED_S * 1000)
-            # The request function the streams use goes through such a transport.
-            assert await httpx_request(transport)(f"http://127.0.0.1:{port}/raft/stream", {}, b"x") == 204
+        await peers.aclose()
         nursery.cancel_scope.cancel()
