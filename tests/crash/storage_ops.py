@@ -8,7 +8,8 @@ knows which operation was in progress when the process died.
 Which hit of each crash point lands in which operation:
 
 - write points (``before_fsync``/``after_fsync``): hit ``k`` is the ``k``-th
-  ``persist`` (operations 1, 2, 4, 5, 7, 8: six hits);
+  ``persist`` (operations 1, 2, 4, 5, 7, 8, 9: seven hits; the first six
+  append after the last entry, the seventh overwrites a suffix);
 - rename points: hit 1 is the bootstrap snapshot written by ``open``
   (operation 0), hits 2 and 3 the two compactions (operations 3 and 6);
 - compaction points: hits 1 and 2 are the two compactions.
@@ -49,6 +50,21 @@ def _persist(batch: int) -> Op:
     return f"persist batch {batch}", apply
 
 
+def _overwrite() -> Op:
+    """A new leader's entries 55..57 in term 7 replace 55..60 (batch 6's
+    tail, never committed): the write that must DELETE the old suffix."""
+
+    def apply(storage: Storage) -> None:
+        hard_state = HardState(term=7, vote="n3", commit=50)
+        if isinstance(storage, DurableStorage):
+            storage.persist(hard_state, _entries(55, 58, 7))
+        else:
+            storage.set_hard_state(hard_state)
+            storage.append(_entries(55, 58, 7))
+
+    return "overwrite 55.. in term 7", apply
+
+
 def _compact(index: int) -> Op:
     def apply(storage: Storage) -> None:
         storage.compact(Snapshot(SnapshotMeta(index, storage.term(index), MEMBERSHIP), b"state %d" % index))
@@ -66,6 +82,7 @@ OPS: list[Op] = [
     _compact(35),
     _persist(5),
     _persist(6),
+    _overwrite(),
 ]
 
 

@@ -31,6 +31,8 @@ CASES = {
     ("before_fsync", 4): 5,
     ("after_fsync", 1): 1,
     ("after_fsync", 6): 8,
+    ("before_fsync", 7): 9,
+    ("after_fsync", 7): 9,
     ("before_rename", 1): 0,
     ("before_rename", 3): 6,
     ("after_rename", 1): 0,
