@@ -27,11 +27,13 @@ at once, and prints its CPU per request.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from raft_trio.testing.processes import Process, free_port
@@ -65,6 +67,15 @@ class TreeCluster(compare.RaftCluster):
 def by_role(values: list[float], leader: int) -> str:
     followers = [f"{v:.2f}" for i, v in enumerate(values) if i != leader]
     return f"leader {values[leader]:.2f}  followers {', '.join(followers)}"
+
+
+def at_once(calls: list[Callable[[], None]]) -> None:
+    """Runs the calls in threads at the same time, until all are done."""
+    threads = [threading.Thread(target=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def load() -> str:
@@ -116,14 +127,12 @@ def write_round(
 def writes(clusters: list[TreeCluster], leaders: list[int], trees: list[str], a: argparse.Namespace) -> None:
     for round_ in range(a.rounds):
         outs: list[list[str]] = [[] for _ in clusters]
-        threads = [
-            threading.Thread(target=write_round, args=(c, leader, tree, f"{round_}-{k}", a, out))
-            for k, (c, leader, tree, out) in enumerate(zip(clusters, leaders, trees, outs, strict=True))
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        at_once(
+            [
+                functools.partial(write_round, c, leader, tree, f"{round_}-{k}", a, out)
+                for k, (c, leader, tree, out) in enumerate(zip(clusters, leaders, trees, outs, strict=True))
+            ]
+        )
         for out in outs:
             print(f"round {round_}  {''.join(out)}  load {load()}", flush=True)
 
@@ -170,16 +179,14 @@ def front_door(root: Path, trees: list[str], a: argparse.Namespace) -> None:
                     time.sleep(0.05)
         for round_ in range(a.rounds):
             lines = ["" for _ in trees]
-            threads = [
-                threading.Thread(
-                    target=front_door_round, args=(procs[k], urls[k], trees[k], f"{round_}-{k}", a, lines, k)
-                )
-                for k in range(len(trees))
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            at_once(
+                [
+                    functools.partial(
+                        front_door_round, procs[k], urls[k], trees[k], f"{round_}-{k}", a, lines, k
+                    )
+                    for k in range(len(trees))
+                ]
+            )
             for line in lines:
                 print(f"round {round_}  {line}  load {load()}", flush=True)
     finally:

@@ -6,7 +6,7 @@ on it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 
 import pytest
 import trio
@@ -131,7 +131,7 @@ class Core:
         self.snapshots.append(ok)
 
 
-def make(peer: FakePeer, core: Core) -> PeerStream:
+def make(peer: FakePeer, core: Core, report: Callable[[], PeerReport] | None = None) -> PeerStream:
     return PeerStream(
         "n1",
         "n2",
@@ -141,6 +141,7 @@ def make(peer: FakePeer, core: Core) -> PeerStream:
         DEADLINE,
         core.on_unreachable,
         core.on_snapshot_sent,
+        report=report,
     )
 
 
@@ -315,17 +316,7 @@ async def test_each_stream_opens_with_the_nodes_report_and_carries_every_change(
     frame once they change, and at once when told (``report_changed``)."""
     peer, core = FakePeer(), Core()
     alarms: list[tuple[str, ...]] = [()]
-    stream = PeerStream(
-        "n1",
-        "n2",
-        "mem://n2",
-        peer.open_stream,
-        peer.request,
-        DEADLINE,
-        core.on_unreachable,
-        core.on_snapshot_sent,
-        report=lambda: PeerReport(alarms[0]),
-    )
+    stream = make(peer, core, report=lambda: PeerReport(alarms[0]))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await trio.sleep(0.01)
