@@ -170,10 +170,13 @@ class Holder:
             return await self.run_while_held(leading.token)
 
     async def campaign_and_follow(self) -> int:
-        """Campaign, and print every leader meanwhile (this one too)."""
+        """Print the leader as it is, then campaign, and print every leader
+        meanwhile (this one too). The campaign waits for the first line:
+        begun together, a quick win could come before the observer's first
+        read, and the line saying who led before would be missing."""
         hold = self.hold
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.follow)
+            await nursery.start(self.follow)
             try:
                 async with self.client.campaign(hold.name, self.proposal, ttl=hold.ttl) as leading:
                     note(hold.verb, f"leading {hold.name} (fencing token {leading.token})")
@@ -183,10 +186,14 @@ class Holder:
                 return self.lost(lost)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def follow(self) -> int:
+    async def follow(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> int:
+        """Print every leader, starting with the one now (reported started
+        once that is printed)."""
         async with self.client.observe(self.hold.name) as leaders:
             async for leader in leaders:
                 self.print_leader(leader)
+                task_status.started()
+                task_status = trio.TASK_STATUS_IGNORED
         return 0  # pragma: no cover (observing ends with an error or a signal)
 
     async def run_while_held(self, token: int) -> int:
