@@ -61,8 +61,11 @@ MAX_PEER_BODY_BYTES = 1 << 30
 
 def route_path(scope: dict[str, Any]) -> str:
     """The request path the way Quart matches it: without ``root_path``."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
+    return without_root(scope["path"], scope.get("root_path", ""))
+
+
+def without_root(path: str, root: str) -> str:
+    """``path`` without the ``root`` path it starts with, if any."""
     if root and path != root and path.startswith(root):
         return path[len(root) :]
     return path
@@ -188,9 +191,7 @@ class PeerReceiver:
         (:mod:`raft_trio.asgi` hands it over): the checks of its opening
         (answered 101, or refused with an HTTP answer), then its frames
         until it ends, then why it ended (:mod:`raft_trio.peer.inbound`)."""
-        path = request.target.partition("?")[0]
-        if root_path and path.startswith(root_path + "/"):
-            path = path[len(root_path) :]
+        path = without_root(request.target.partition("?")[0], root_path)
         try:
             if request.method != "GET" or path != STREAM_PATH:
                 raise PeerRequestError(404, f"a peer stream opens with GET {STREAM_PATH}")

@@ -23,6 +23,7 @@ import contextlib
 import enum
 import json
 from collections.abc import Callable
+from http import HTTPStatus
 
 import trio
 
@@ -44,8 +45,6 @@ SWITCHING_PROTOCOLS = (
     f"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {STREAM_PROTOCOL}\r\n\r\n"
 ).encode()
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout"}
-
 
 class StreamEnd(enum.Enum):
     """How a stream that was not refused ended: its status (as an HTTP
@@ -60,7 +59,7 @@ def refusal(status: int, message: str) -> bytes:
     """The HTTP answer refusing a stream's opening."""
     body = json.dumps({"error": message}, separators=(",", ":")).encode() + b"\n"
     head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body

@@ -17,10 +17,11 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
+
 from ..peer.wire import STREAM_PATH
 
-#: Bytes of a node's answer read at most (an opening's refusal or a
-#: stream's end line are far shorter).
+#: Bytes of a stream's end line read at most (it is far shorter).
 MAX_ANSWER_BYTES = 64 * 1024
 
 
@@ -44,34 +45,35 @@ class PeerStreamClient:
         sock = socket.create_connection((host, port), timeout=timeout)
         if parts.scheme == "https":
             sock = (verify or ssl.create_default_context()).wrap_socket(sock, server_hostname=host)
-        lines = [f"GET {parts.path.rstrip('/')}{STREAM_PATH} HTTP/1.1", f"Host: {parts.netloc}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise ConnectionError(f"the node closed the connection after {data!r}")
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        if status == 101:
-            return cls(sock, status, None, rest)
-        length = next(
-            (
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            ),
-            0,
+        http = h11.Connection(h11.CLIENT)
+        target = parts.path.rstrip("/") + STREAM_PATH
+        sock.sendall(
+            http.send(
+                h11.Request(method="GET", target=target, headers=[("Host", parts.netloc), *headers.items()])
+            )
         )
-        while len(rest) < length:
-            chunk = sock.recv(4096)
-            if not chunk:
+        sock.sendall(http.send(h11.EndOfMessage()))
+        answer: Any = None
+        body = b""
+        while not isinstance(answer, h11.ConnectionClosed):
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(sock.recv(4096))
+            elif isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+                rest, _ = http.trailing_data
+                return cls(sock, 101, None, bytes(rest))
+            elif isinstance(event, h11.Response):
+                answer = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
                 break
-            rest += chunk
+            else:
+                answer = event
         sock.close()
-        return cls(sock, status, json.loads(rest[:length]) if length else None, b"")
+        if not isinstance(answer, h11.Response):
+            raise ConnectionError(f"the node closed the connection without an answer ({answer!r})")
+        return cls(sock, answer.status_code, json.loads(body) if body else None, b"")
 
     def send(self, data: bytes) -> None:
         """Writes raw bytes on the stream (a node that refused a frame may

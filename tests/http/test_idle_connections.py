@@ -17,15 +17,15 @@ import trio
 from raft_trio import asgi
 from raft_trio.asgi import serve_app
 
+from ._lifespan import acknowledge_lifespan
+
 TIMEOUT_S = 0.5
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     """Answers ``ok``; ``/slow`` after twice the keep-alive timeout."""
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await acknowledge_lifespan(receive, send)
         return
     if scope["path"] == "/slow":
         await trio.sleep(2 * TIMEOUT_S)

@@ -18,13 +18,13 @@ import trio
 from raft_trio import asgi
 from raft_trio.asgi import UpgradeRequest, serve_app
 
+from ._lifespan import acknowledge_lifespan
+
 
 async def hello(scope: Any, receive: Any, send: Any) -> None:
     """An app that answers every request with its path and its Upgrade header."""
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await acknowledge_lifespan(receive, send)
         return
     upgrade = dict(scope["headers"]).get(b"upgrade", b"-")
     body = scope["path"].encode() + b" " + upgrade
