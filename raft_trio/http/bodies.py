@@ -7,7 +7,9 @@ sentence ("The browser (or proxy) sent a request..."). Every body of the
 API is JSON, so it is read as JSON whatever the label; an empty body is
 ``{}`` (so that ``POST /api/leadership/transfer`` needs none, and a
 missing field is named); and a body that is not JSON gets a 400 of ours
-saying what to send, with an example for the route.
+saying what to send, with an example for the route. So does a string with
+half of a UTF-16 surrogate pair (``"\\ud800"``): Python's JSON decoder
+takes it, but it is no character, and nothing can store or send it.
 """
 
 from __future__ import annotations
@@ -52,9 +54,34 @@ class JsonRequest(TrioRequest):
             # Only a body of no bytes: whitespace is not JSON, and taking it
             # for ``{}`` ran an empty transaction on a body of "\n".
             return {}
-        return await super().get_json(force=True, silent=silent, cache=cache)
+        document = await super().get_json(force=True, silent=silent, cache=cache)
+        if b"\\u" in body and _has_lone_surrogate(document):
+            raise BadRequest(
+                "the request body holds a \\u escape of half a UTF-16 surrogate pair, which is no "
+                f"character; {expected_body(self.endpoint)}"
+            )
+        return document
 
     def on_json_loading_failed(self, error: Exception) -> Any:
         raise BadRequest(
             f"the request body is not JSON ({error}); {expected_body(self.endpoint)}, with any Content-Type"
         )
+
+
+def _has_lone_surrogate(document: Any) -> bool:
+    """Whether a string of the decoded JSON ``document`` (a value or a
+    key) holds a surrogate code point that no pair made a character of."""
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

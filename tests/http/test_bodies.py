@@ -41,6 +41,9 @@ async def test_a_json_body_is_taken_whatever_its_content_type(
         (b"\n", "text/plain", "the request body is not JSON ("),
         (b"null", "application/json", "invalid request: Expected `object`, got `null`"),
         (b'{"value": 1}', "text/plain", "invalid request: Expected `str`, got `int` - at `$.value`"),
+        # Half a surrogate pair is no character: nothing could store it.
+        (b'{"value": "\\ud800"}', "application/json", "the request body holds a \\u escape of half a UTF-16"),
+        (b'{"value": "v", "\\udfff": 1}', "application/json", "the request body holds a \\u escape of"),
     ],
 )
 async def test_a_body_that_is_not_the_request_gets_our_400_on_both_paths(
