@@ -524,15 +524,19 @@ async def serve_app(
     tls: Security | None = None,
     listener: socket.socket | None = None,
     upgrades: Mapping[str, UpgradeHandler] | None = None,
+    front: Callable[[Any], Any] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown`` is set (over HTTPS when ``tls`` has a
     certificate) on ``listener`` (see :func:`bind_listener`), else on
     ``host:port``; reports the bound addresses. A connection that asks to
-    switch to a protocol of ``upgrades`` goes to its handler."""
+    switch to a protocol of ``upgrades`` goes to its handler. ``front``
+    wraps the app as served, outermost: a shortcut that serves some
+    requests itself and hands the rest to the app it wraps."""
     config = hypercorn_config(host, port, root_path, tls, listener, upgrades)
+    served = ShieldedSend(CloseWhenBodyUnread(app))
     await serve(
-        ShieldedSend(CloseWhenBodyUnread(app)),
+        served if front is None else front(served),
         config,
         shutdown_trigger=shutdown.wait,
         task_status=task_status,

@@ -28,7 +28,7 @@ from . import discovery, schema
 from .asgi import bind_listener, serve_app
 from .client import TrioClient
 from .core import HardState, Member, Membership, RaftError, Snapshot, SnapshotMeta
-from .http.app import HttpSettings, create_app, upgrades
+from .http.app import HttpSettings, create_app, front_door, upgrades
 from .node import disk_watch, first_start
 from .node.disk import DiskWriter
 from .node.payload import PayloadSupervisor
@@ -186,6 +186,7 @@ async def _serve(
                         tls=settings.security,
                         listener=listener,
                         upgrades=upgrades(app, settings.root_path),
+                        front=front_door(app),
                     )
                 )
                 log.info("node %s serving on %s as %s", settings.node_id, ", ".join(addresses), settings.url)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -54,6 +54,7 @@ from .bodies import JsonRequest, expected_body
 from .coordination import add_coordination_routes
 from .cors import MemberOrigins
 from .docs import describe_operations, docs_page, package_version
+from .front import FrontDoor
 from .lean import MAX_PEER_BODY_BYTES, LeanRoutes, PeerReceiver
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,11 @@ def target() -> Target:
 
 
 #: Where :func:`create_app` leaves the app's :class:`PeerReceiver` (Quart's
-#: place for what extensions keep), for :func:`upgrades`.
+#: place for what extensions keep), for :func:`upgrades`, and its lean routes
+#: and auth gate, for :func:`front_door`.
 _PEERS_KEY = "raft_trio.peers"
+_LEAN_KEY = "raft_trio.lean"
+_GATE_KEY = "raft_trio.gate"
 
 
 def upgrades(app: QuartTrio, root_path: str = "") -> dict[str, UpgradeHandler]:
@@ -139,6 +143,13 @@ def upgrades(app: QuartTrio, root_path: str = "") -> dict[str, UpgradeHandler]:
     :func:`raft_trio.asgi.serve_app`): its peers' streams."""
     peers: PeerReceiver = app.extensions[_PEERS_KEY]
     return {STREAM_PROTOCOL: functools.partial(peers.serve_stream, root_path=root_path)}
+
+
+def front_door(app: QuartTrio) -> Callable[[Any], FrontDoor]:
+    """The shortcut in front of the whole app as served (for
+    :func:`raft_trio.asgi.serve_app`): plain key requests on the leader
+    straight to the lean routes (:mod:`raft_trio.http.front`)."""
+    return functools.partial(FrontDoor, lean=app.extensions[_LEAN_KEY], gate=app.extensions[_GATE_KEY])
 
 
 def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTrio:
@@ -449,6 +460,8 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     )
     docs = (settings.docs_path, settings.openapi_path, "/_docs/")
     gate = AuthGate(lean, node, prefix, open_paths=docs)
+    app.extensions[_LEAN_KEY] = lean
+    app.extensions[_GATE_KEY] = gate
     # Outermost, so that the lean answers and the gate's refusals carry the
     # same CORS headers (a preflight is answered here, before the gate).
     app.asgi_app = MemberOrigins(gate, lambda: {m.url for m in node.membership.members})  # type: ignore[method-assign]

@@ -205,43 +205,48 @@ class AuthGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        decision = self.admit(scope)
+        if isinstance(decision, Answer):
+            await self._refuse(scope, send, decision)
+        elif decision == "open":
+            await self.app(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    def admit(self, scope: Any) -> Answer | Literal["open", "admitted"]:
+        """The gate's decision on an HTTP request: its refusal, or
+        ``"open"`` (it passes untouched) or ``"admitted"`` (with the user
+        it was admitted as in ``scope``, checked again while it streams).
+        Says nothing and counts nothing, so that it may be asked on a copy
+        of the scope (:mod:`raft_trio.http.front`)."""
         path = route_path(scope)
         security = self.node.security
         rule = rule_for(scope["method"], path, self.api_prefix, self.open_paths, security.protected)
         if path.startswith(PEER_PREFIX) and security.peer_cert_auth:
             refused = self._peer_refusal(scope)
             if refused is not None:
-                await self._refuse(scope, send, unauthorized(refused))
-                return
+                return unauthorized(refused)
         if rule.kind == "open":
-            await self.app(scope, receive, send)
-            return
+            return "open"
         if not self.node.kv.auth.enabled:
             if rule.kind == "manage" and not security.admin_allowed(
                 request_headers(scope).get("authorization")
             ):
-                message = "auth management needs the admin token while auth is off"
-                await self._refuse(scope, send, unauthorized(message))
-                return
+                return unauthorized("auth management needs the admin token while auth is off")
             # A stream begun now ends when auth is turned on.
-            await self._serve(scope, receive, send)
-            return
+            return "admitted"
         principal = self._authenticate(scope, request_headers(scope))
         if isinstance(principal, str):
-            await self._refuse(scope, send, unauthorized(principal))
-            return
+            return unauthorized(principal)
         scope[PRINCIPAL_KEY] = principal
         if rule.kind != "observe" and principal.via != "admin token":
             out_of_touch = self.node.out_of_touch()
             if out_of_touch is not None:
-                message = f"this node cannot decide on permissions now: {out_of_touch}"
-                await self._refuse(scope, send, retry_later(message))
-                return
+                return retry_later(f"this node cannot decide on permissions now: {out_of_touch}")
         reason = self._authorize(principal, rule, scope)
         if reason is not None:
-            await self._refuse(scope, send, forbidden(reason))
-            return
-        await self._serve(scope, receive, send)
+            return forbidden(reason)
+        return "admitted"
 
     # -- who --------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ with plain ASGI:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -112,6 +112,10 @@ async def read_body(receive: Any, limit: int) -> bytes | None:
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+
+#: Hands a request over to the next app, given the ``receive`` to read its
+#: body from (the original, or one replaying what was read of it).
+HandOver = Callable[[Any], Awaitable[None]]
 
 #: Keys served here; any other key (a slash, spaces, non-ASCII, over the
 #: size limit) goes to Quart.
@@ -241,26 +245,55 @@ class LeanRoutes:
             if method == "POST" and path == MESSAGES_PATH:
                 await self.peer_messages(scope, receive, send)
                 return
-            if method in ("PUT", "GET") and path.startswith(self.kv_prefix):
-                key = path[len(self.kv_prefix) :]
-                if PLAIN_KEY.fullmatch(key) and self.node.leader_id == self.node.id:
-                    if method == "PUT":
-                        await self.put_key(key, scope, receive, send)
-                    else:
-                        await self.get_key(key, scope, receive, send)
-                    return
+            key = self.plain_key(scope)
+            if key is not None:
+                await self.serve_key(key, scope, receive, send, lambda given: self.app(scope, given, send))
+                return
         await self.app(scope, receive, send)
+
+    def plain_key(self, scope: Any) -> str | None:
+        """The key of a PUT or GET of a plain key while this node leads:
+        the requests served here (None: Quart's)."""
+        if scope["method"] not in ("PUT", "GET"):
+            return None
+        path = route_path(scope)
+        if not path.startswith(self.kv_prefix) or self.node.leader_id != self.node.id:
+            return None
+        key = path[len(self.kv_prefix) :]
+        return key if PLAIN_KEY.fullmatch(key) else None
+
+    async def serve_key(
+        self,
+        key: str,
+        scope: Any,
+        receive: Any,
+        send: Any,
+        hand_over: HandOver,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Serves a request :meth:`plain_key` named, or hands it over (with
+        what was read of it replayed) before it had any effect."""
+        if scope["method"] == "PUT":
+            if headers is None:
+                headers = request_headers(scope)
+            await self.put_key(key, scope, receive, send, hand_over, headers)
+        else:
+            await self.get_key(key, scope, receive, send, hand_over)
 
     async def answer(self, send: Any, status: int, body: Any) -> None:
         """A JSON answer exactly as Quart's JSON provider writes it."""
         await send_json_bytes(send, status, (self.dumps(body, separators=(",", ":")) + "\n").encode())
 
     async def send_kv_answer(self, send: Any, answer: Answer) -> None:
-        """An answer about a key, with the revision header Quart adds."""
-        await send_answer(send, answer, [(REVISION_HEADER, str(self.node.kv.revision))])
+        """An answer about a key, with the revision header Quart adds;
+        shielded, as every answer is (:class:`raft_trio.asgi.ShieldedSend`),
+        for when it comes straight from :mod:`raft_trio.http.front`."""
+        with trio.CancelScope(shield=True):
+            await send_answer(send, answer, [(REVISION_HEADER, str(self.node.kv.revision))])
 
-    async def put_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
-        headers = request_headers(scope)
+    async def put_key(
+        self, key: str, scope: Any, receive: Any, send: Any, hand_over: HandOver, headers: dict[str, str]
+    ) -> None:
         length = headers.get("content-length")
         if (
             headers.get("content-type") != "application/json"
@@ -268,7 +301,7 @@ class LeanRoutes:
             or not length.isdigit()
             or int(length) > MAX_LEAN_BODY_BYTES
         ):
-            await self.app(scope, receive, send)
+            await hand_over(receive)
             return
         body = await read_body(receive, MAX_LEAN_BODY_BYTES)
         if body is None:
@@ -278,15 +311,15 @@ class LeanRoutes:
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             data = None
         if data is None or not _plain_value(data):
-            await self.app(scope, replay(body, receive), send)
+            await hand_over(replay(body, receive))
             return
         token = headers.get(schema.IDEMPOTENCY_HEADER.lower())
         answer = await answers.put(self.node, key, data, token, Target.of_scope(scope), caller(scope))
         await self.send_kv_answer(send, answer)
 
-    async def get_key(self, key: str, scope: Any, receive: Any, send: Any) -> None:
+    async def get_key(self, key: str, scope: Any, receive: Any, send: Any, hand_over: HandOver) -> None:
         if scope.get("query_string"):
-            await self.app(scope, receive, send)
+            await hand_over(receive)
             return
         answer = await answers.read_key(
             self.node, key, "linearizable", Target.of_scope(scope), lambda: still_allowed(scope, self.node)

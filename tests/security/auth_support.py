@@ -20,7 +20,7 @@ import trio
 
 from raft_trio.asgi import serve_app
 from raft_trio.core import Membership, Snapshot, SnapshotMeta
-from raft_trio.http.app import create_app
+from raft_trio.http.app import create_app, front_door
 from raft_trio.node import RaftNode, Timing
 from raft_trio.security import Security
 from raft_trio.testing.waiting import wait_for
@@ -53,7 +53,9 @@ async def served_node(
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
-        binds = await nursery.start(partial(serve_app, app, "127.0.0.1", 0, shutdown, "", tls=security))
+        binds = await nursery.start(
+            partial(serve_app, app, "127.0.0.1", 0, shutdown, "", tls=security, front=front_door(app))
+        )
         port = binds[0].rsplit(":", 1)[1]
         with trio.fail_after(5):
             await wait_for(lambda: node.is_leader and node.out_of_touch() is None)
