@@ -601,8 +601,7 @@ class RaftNode:
         ready = self.core.ready()
         transport = self._transport
         assert transport is not None
-        for message in ready.messages:
-            transport.send(message)
+        transport.send(ready.messages)
         if not ready.only_messages():
             self._taken = ready
             self._wake.set()
@@ -715,8 +714,7 @@ class RaftNode:
             metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
             self.storage.apply_to_cache(ready.hard_state, ready.entries, ready.snapshot)
         # 2. Send.
-        for message in ready.messages_after_persist:
-            transport.send(message)
+        transport.send(ready.messages_after_persist)
         # 3. Apply, answer.
         if ready.snapshot is not None:
             self.kv.restore(ready.snapshot.data)

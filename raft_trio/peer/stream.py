@@ -10,8 +10,12 @@ they are sent. Answers come back on the peer's own stream to this node.
   peer answered ``101 Switching Protocols`` the connection carries one frame
   (:mod:`raft_trio.peer.framing`) per wake-up, holding everything queued
   meanwhile: messages that queue while a write is in flight go out
-  together. The peer writes nothing back but, at the end, why the stream
-  ended (:mod:`raft_trio.peer.inbound`).
+  together. While that task waits with nothing to send, the messages the
+  node sends together (a Ready's) go out as one frame written at once by
+  the sender itself (:meth:`PeerStream.send`), without waking the task:
+  what the connection does not take at once, the task writes. The peer
+  writes nothing back but, at the end, why the stream ended
+  (:mod:`raft_trio.peer.inbound`).
 - The deadline: a frame the connection does not take within ``deadline``
   (plus the time its size needs at :data:`MIN_WRITE_RATE`) drops the
   stream, as does a connection not made within it. A paused peer (SIGSTOP)
@@ -42,7 +46,7 @@ import collections
 import json
 import logging
 import math
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Protocol
 
 import httpx
@@ -72,11 +76,16 @@ RequestFunction = Callable[[str, dict[str, str], Body], Awaitable[int]]
 
 
 class Connection(Protocol):
-    """A stream's connection once the peer switched protocols (a
-    ``trio.abc.Stream`` is one). Its methods raise
-    ``trio.BrokenResourceError`` when the connection breaks."""
+    """A stream's connection once the peer switched protocols. Its methods
+    raise ``trio.BrokenResourceError`` when the connection breaks."""
 
     async def send_all(self, data: bytes) -> None: ...
+
+    def send_now(self, data: bytes) -> int:
+        """Writes as much of ``data`` as the connection takes at once,
+        without waiting, and says how many bytes that was: 0 when it would
+        have to wait, or can write only through ``send_all`` (TLS)."""
+        ...
 
     async def receive_some(self, max_bytes: int) -> bytes | bytearray: ...
 
@@ -165,6 +174,11 @@ class PeerStream:
         self._snapshot_wake = trio.Event()
         self._frames_sent = 0
         self._keepalive_due = False
+        #: The connection and frame writer of a stream whose task waits for
+        #: something to send (None while it writes, or there is no stream).
+        self._parked: tuple[Connection, FrameWriter] | None = None
+        #: What the connection did not take of a frame written at once.
+        self._unsent = b""
         self._report = report
         #: The report the current stream last carried (None: none yet).
         self._report_sent: PeerReport | None = None
@@ -174,6 +188,39 @@ class PeerStream:
         self.streams_opened = 0
 
     def enqueue(self, message: Message) -> None:
+        """Queues ``message``; the stream's task sends it."""
+        self._put(message)
+        self._wake.set()
+
+    def send(self, messages: Iterable[Message]) -> None:
+        """Queues ``messages`` and, while the stream's task waits with
+        nothing to send, writes them at once from here, as one frame: at
+        rest a heartbeat (or its answer) then costs no wake-up of that
+        task, and under one client no hop through it. Whatever the
+        connection does not take at once, the task writes (within the
+        deadline, as any frame)."""
+        for message in messages:
+            self._put(message)
+        parked = self._parked
+        if parked is None:
+            if self._queue:
+                self._wake.set()
+            return
+        connection, writer = parked
+        while (frame := self._take_frame(writer)) is not None:
+            try:
+                sent = connection.send_now(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                sent = 0  # the task's own write of it finds the connection broken
+            if sent < len(frame):
+                # The rest is the task's to write, before anything else:
+                # until it has, the connection is not idle.
+                self._unsent = frame[sent:]
+                self._parked = None
+                self._wake.set()
+                return
+
+    def _put(self, message: Message) -> None:
         if isinstance(message, InstallSnapshot):
             self._snapshot = message  # a newer one replaces one not yet sent
             self._snapshot_wake.set()
@@ -183,7 +230,6 @@ class PeerStream:
         self._queued_bytes += size
         if len(self._queue) > MAX_QUEUED or self._queued_bytes > MAX_QUEUED_BYTES:
             self._drop_oldest()
-        self._wake.set()
 
     def _drop_oldest(self) -> None:
         dropped = 0
@@ -230,6 +276,7 @@ class PeerStream:
         headers, writer = stream_request(self.node_id, self.peer_id, self._auth)
         self.streams_opened += 1
         self._report_sent = None
+        self._unsent = b""  # a frame of the last stream, lost with it
         # A task woken just before the node stopped reaches this point with
         # its scope already cancelled and the client closed, and httpx checks
         # for a closed client before its first checkpoint: take the
@@ -268,7 +315,7 @@ class PeerStream:
             scope.deadline = math.inf
             try:
                 while True:
-                    frame = await self.next_frame(writer, scope)
+                    frame = await self.next_frame(connection, writer, scope)
                     await connection.send_all(frame)
                     scope.deadline = math.inf
             except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
@@ -314,29 +361,43 @@ class PeerStream:
         """The node's report changed: send it now, not with the next frame."""
         self._wake.set()
 
-    async def next_frame(self, writer: FrameWriter, scope: trio.CancelScope) -> bytes:
-        """The next frame of the stream: the node's report if it changed
-        since this stream last carried it (or the stream is new), else
-        everything queued, once there is anything (or an empty frame when a
-        keep-alive is due); its write must finish within the deadline."""
+    async def next_frame(self, connection: Connection, writer: FrameWriter, scope: trio.CancelScope) -> bytes:
+        """The next frame of the stream (the rest of one :meth:`send` wrote
+        in part, else :meth:`_take_frame`'s), once there is one; its write
+        must finish within the deadline this sets on ``scope``. While it
+        waits, :meth:`send` may write frames on ``connection`` itself."""
         while True:
-            if self._report is not None:
-                report = self._report()
-                if report != self._report_sent:
-                    self._report_sent = report
-                    self._frames_sent += 1
-                    scope.deadline = trio.current_time() + self._deadline
-                    return writer.frame(encode_report(report))
-            if self._queue:
-                break
-            if self._keepalive_due:
-                self._keepalive_due = False
-                self._frames_sent += 1
-                frame = writer.frame(b"")
-                scope.deadline = trio.current_time() + self._deadline
+            frame: bytes | None
+            if self._unsent:
+                frame, self._unsent = self._unsent, b""
+            else:
+                frame = self._take_frame(writer)
+            if frame is not None:
+                scope.deadline = trio.current_time() + self._deadline + len(frame) / MIN_WRITE_RATE
                 return frame
-            await self._wake.wait()
+            self._parked = (connection, writer)
+            try:
+                await self._wake.wait()
+            finally:
+                self._parked = None
             self._wake = trio.Event()
+
+    def _take_frame(self, writer: FrameWriter) -> bytes | None:
+        """The frame to send now, if any: the node's report if it changed
+        since this stream last carried it (or the stream is new), else
+        everything queued, else an empty frame when a keep-alive is due."""
+        if self._report is not None:
+            report = self._report()
+            if report != self._report_sent:
+                self._report_sent = report
+                self._frames_sent += 1
+                return writer.frame(encode_report(report))
+        if not self._queue:
+            if not self._keepalive_due:
+                return None
+            self._keepalive_due = False
+            self._frames_sent += 1
+            return writer.frame(b"")
         self._keepalive_due = False
         self._frames_sent += 1
         batch: list[Message] = []
@@ -348,7 +409,6 @@ class PeerStream:
             size += message_size
         self._queued_bytes -= size
         frame = writer.frame(encode_batch(batch))
-        scope.deadline = trio.current_time() + self._deadline + len(frame) / MIN_WRITE_RATE
         if self._metrics is not None:
             self._metrics.frame_sent(self.peer_id, len(batch), len(frame))
         return frame

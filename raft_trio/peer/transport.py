@@ -16,9 +16,10 @@ reaches a peer only at the URL the membership gives for it.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import httpcore
 import httpx
@@ -80,11 +81,26 @@ class _UpgradedConnection:
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self._stream: httpcore.AsyncNetworkStream = response.extensions["network_stream"]
+        plain = self._stream.get_extra_info("ssl_object") is None
+        self._fd: int | None = self._stream.get_extra_info("socket").fileno() if plain else None
 
     async def send_all(self, data: bytes) -> None:
         try:
             await self._stream.write(data)
         except httpcore.NetworkError as error:
+            raise trio.BrokenResourceError(str(error)) from error
+
+    def send_now(self, data: bytes) -> int:
+        """A write(2) on the socket, which Trio keeps non-blocking: what the
+        kernel takes at once. Over TLS nothing (the record layer's state
+        lives in the TLS stream: only ``send_all`` writes)."""
+        if self._fd is None:
+            return 0
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as error:
             raise trio.BrokenResourceError(str(error)) from error
 
     async def receive_some(self, max_bytes: int) -> bytes:
@@ -197,10 +213,17 @@ class Transport:
         for sender in self.senders.values():
             sender.report_changed()
 
-    def send(self, message: Message) -> None:
-        sender = self.senders.get(message.dst)
-        if sender is not None:
-            sender.enqueue(message)
+    def send(self, messages: Iterable[Message]) -> None:
+        """Sends messages made together (a Ready's): each peer's go out as
+        one frame, written at once if its stream is idle
+        (:meth:`PeerStream.send`)."""
+        by_peer: dict[str, list[Message]] = {}
+        for message in messages:
+            by_peer.setdefault(message.dst, []).append(message)
+        for peer_id, addressed in by_peer.items():
+            sender = self.senders.get(peer_id)
+            if sender is not None:
+                sender.send(addressed)
 
     async def aclose(self) -> None:
         for sender in self.senders.values():

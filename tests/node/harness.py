@@ -99,6 +99,15 @@ class MemoryConnection:
         except trio.ClosedResourceError as error:
             raise trio.BrokenResourceError("closed") from error
 
+    def send_now(self, data: bytes) -> int:
+        try:
+            self._written.send_nowait(data)
+        except trio.WouldBlock:
+            return 0
+        except trio.ClosedResourceError as error:
+            raise trio.BrokenResourceError("closed") from error
+        return len(data)
+
     async def receive_some(self, max_bytes: int) -> bytes:
         await self._closed.wait()
         return b""

@@ -47,6 +47,11 @@ class FakeConnection:
         self._said = bytearray()
         self._news = trio.Event()
         self.closed = False
+        #: The most bytes a write at once takes (None: all of them).
+        self.takes_at_once: int | None = None
+        #: Writes made at once (send_now), and by the stream's task.
+        self.written_at_once = 0
+        self.written_by_task = 0
 
     async def send_all(self, data: bytes) -> None:
         await trio.lowlevel.checkpoint()
@@ -54,7 +59,25 @@ class FakeConnection:
             raise trio.ClosedResourceError
         if self._peer.stalled:
             await trio.sleep_forever()
-        self._peer.frames.append(self._inbox.feed(data))
+        self.written_by_task += 1
+        self._deliver(data)
+
+    def send_now(self, data: bytes) -> int:
+        if self.closed:
+            raise trio.BrokenResourceError("closed")
+        if self._peer.stalled:
+            return 0
+        taken = data[: self.takes_at_once] if self.takes_at_once is not None else data
+        self.written_at_once += 1
+        self._deliver(taken)
+        return len(taken)
+
+    def _deliver(self, data: bytes) -> None:
+        """The peer reads ``data``: a write is one frame, or a piece of one."""
+        before = self._inbox.frames
+        messages = self._inbox.feed(data)
+        if self._inbox.frames > before:
+            self._peer.frames.append(messages)
 
     async def receive_some(self, max_bytes: int) -> bytes:
         while not self._said and not self.closed:
@@ -161,6 +184,74 @@ async def test_messages_queued_while_a_write_is_in_flight_go_out_in_one_frame(
     assert peer.frames == [[heartbeat(1)], [heartbeat(2), heartbeat(3), heartbeat(4)]]
     assert core.unreachable == []
     assert stream.streams_opened == 1
+
+
+async def test_messages_sent_to_an_idle_stream_are_written_at_once_as_one_frame(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await wait_for(lambda: stream.streams_opened == 1, poll=0.001)
+        await trio.sleep(0.01)  # its task waits, with nothing to send
+        connection = peer.connections[0]
+        stream.send([heartbeat(1), heartbeat(2)])
+        # Written before anything else ran: no wake-up of the stream's task.
+        assert peer.frames == [[heartbeat(1), heartbeat(2)]]
+        stream.send([heartbeat(3)])
+        assert peer.frames[-1] == [heartbeat(3)]
+        await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert (connection.written_at_once, connection.written_by_task) == (2, 0)
+    assert core.unreachable == []
+
+
+async def test_what_the_connection_does_not_take_at_once_the_task_writes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await wait_for(lambda: stream.streams_opened == 1, poll=0.001)
+        await trio.sleep(0.01)
+        connection = peer.connections[0]
+        connection.takes_at_once = 7
+        stream.send([heartbeat(1), heartbeat(2)])
+        assert peer.frames == []  # a piece of the frame
+        # Sent meanwhile: queued behind the rest of that frame.
+        stream.send([heartbeat(3)])
+        await trio.sleep(0.01)
+        assert peer.frames == [[heartbeat(1), heartbeat(2)], [heartbeat(3)]]
+        assert connection.written_by_task == 2
+        # Idle again: written at once again.
+        connection.takes_at_once = None
+        stream.send([heartbeat(4)])
+        assert peer.frames[-1] == [heartbeat(4)]
+        nursery.cancel_scope.cancel()
+    assert core.unreachable == []
+    assert stream.streams_opened == 1
+
+
+async def test_a_connection_that_breaks_under_a_write_at_once_is_reopened(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer, core = FakePeer(), Core()
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await wait_for(lambda: stream.streams_opened == 1, poll=0.001)
+        await trio.sleep(0.01)
+        peer.connections[0].closed = True
+        stream.send([heartbeat(1)])
+        with trio.fail_after(1):
+            await wait_for(lambda: bool(core.unreachable), poll=0.001)
+            await wait_for(lambda: stream.streams_opened == 2, poll=0.001)
+        await trio.sleep(0.01)
+        stream.send([heartbeat(2)])
+        assert peer.frames == [[heartbeat(2)]]  # the first went with its stream
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_stream_that_takes_no_frame_within_the_deadline_is_dropped_and_reopened(

@@ -59,3 +59,51 @@ async def test_a_peer_connection_gives_up_on_unacknowledged_bytes() -> None:
             await response.aclose()
         await peers.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_connection_writes_at_once_what_the_kernel_takes() -> None:
+    """``send_now`` never waits: it says how much the socket took (nothing
+    once the peer, reading nothing, let the buffers fill), and the bytes
+    arrive in order with what ``send_all`` wrote after them."""
+    read = bytearray()
+    start_reading = trio.Event()
+    done = trio.Event()
+
+    async def slow_peer(stream: trio.SocketStream) -> None:
+        async with stream:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some(4096)
+            await stream.send_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: raft-stream\r\n\r\n"
+            )
+            await start_reading.wait()
+            while chunk := await stream.receive_some(1 << 16):
+                read.extend(chunk)
+            done.set()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, slow_peer, 0, host="127.0.0.1"))
+        url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+        peers = Transport("n1", nursery, 1.0, lambda peer: None, lambda peer, sent: None)
+        headers, _ = stream_request("n1", "n2", None)
+        connection = await peers._open_stream(url + STREAM_PATH, headers)
+        assert isinstance(connection, _UpgradedConnection)
+        sent = bytearray()
+        chunk = bytes(range(256)) * 256
+        for _ in range(10_000):
+            taken = connection.send_now(chunk)
+            sent += chunk[:taken]
+            if taken == 0:
+                break
+        else:
+            raise AssertionError("the socket took 640 MB at once from a peer that reads nothing")
+        assert len(sent) > 0
+        start_reading.set()
+        await connection.send_all(b"the end")
+        await connection.aclose()
+        with trio.fail_after(10):
+            await done.wait()
+        assert read == sent + b"the end"
+        await peers.aclose()
+        nursery.cancel_scope.cancel()
