@@ -84,7 +84,7 @@ _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 #: for them; and it counts its own entries only once ``advance`` reported
 #: them durable, §10.2.1). Every other message (a vote, an acknowledgement)
 #: promises what its Ready persists, and waits for it.
-_SENT_AT_ONCE = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
+_SENT_AT_ONCE = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, HeartbeatResponse)
 
 
 class RaftCore:

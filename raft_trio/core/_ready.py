@@ -8,7 +8,12 @@ to announce. The runtime handles a Ready in this order (etcd's contract):
    (a leader's AppendEntries, heartbeats, InstallSnapshot and TimeoutNow:
    its term and vote were durable before it could lead, and it counts its
    own entries towards a quorum only once ``advance`` reported them
-   durable, §10.2.1);
+   durable, §10.2.1; a follower's answer to a heartbeat, which
+   acknowledges no entry and no vote: its term may be one a heartbeat of
+   a newer leader just taught it and not yet durable, but this node voted
+   for no one in that term, or the vote would be durable already, so a
+   restart that forgets the term undoes nothing an election counted, as
+   in etcd-io/raft, whose heartbeat answers do not wait either);
 2. persist ``hard_state``, ``entries`` and ``snapshot`` (fsync);
 3. send ``messages_after_persist``: they promise what step 2 made durable
    (a vote, an acknowledged entry);

@@ -891,11 +891,17 @@ class RaftNode:
                     and self.is_leader
                 ):
                     self._record_started(message.src)
-        if self.core.has_ready():
-            self.wake()
-        else:
+        if not self.core.has_ready():
             # Nothing to do (a heartbeat's answer, most of the time): no
             # task needs waking, only the ticker's plan may change.
+            self._ticks.reschedule(*self._deadlines())
+        elif self.is_leader:
+            self.wake()  # its pump batches what clients propose meanwhile
+        else:
+            # A follower's answers that go at once (a heartbeat's, most of
+            # the time) leave from here, without a turn of the ready loop,
+            # which gets the Ready only if it holds more.
+            self._take_ready()
             self._ticks.reschedule(*self._deadlines())
 
     def _heard_from_leader(self, message: AppendEntries | Heartbeat) -> None:

@@ -201,10 +201,14 @@ class PeerStream:
         deadline, as any frame)."""
         for message in messages:
             self._put(message)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Writes what there is to send at once if the stream's task waits
+        idle (see :meth:`send`), else wakes that task."""
         parked = self._parked
         if parked is None:
-            if self._queue:
-                self._wake.set()
+            self._wake.set()
             return
         connection, writer = parked
         while (frame := self._take_frame(writer)) is not None:
@@ -344,22 +348,22 @@ class PeerStream:
         return f"the peer ended it: {why} ({status})"
 
     async def _keepalives(self) -> None:
-        """Once a keep-alive interval passed without a frame, ask for an
-        empty one (a task waking once a second, rather than a timer armed
-        around every wait for a message)."""
+        """Once a keep-alive interval passed without a frame, send an empty
+        one (at once, if the stream is idle): a task waking once a second,
+        rather than a timer armed around every wait for a message."""
         seen = -1
         while True:
             await trio.sleep(KEEPALIVE_S)
             if self._frames_sent == seen and not self._queue:
                 self._keepalive_due = True
-                self._wake.set()
+                self._flush()
                 seen += 1  # the keep-alive itself
             else:
                 seen = self._frames_sent
 
     def report_changed(self) -> None:
         """The node's report changed: send it now, not with the next frame."""
-        self._wake.set()
+        self._flush()
 
     async def next_frame(self, connection: Connection, writer: FrameWriter, scope: trio.CancelScope) -> bytes:
         """The next frame of the stream (the rest of one :meth:`send` wrote

@@ -14,6 +14,7 @@ from raft_trio.core import (
     AppendEntries,
     AppendEntriesResponse,
     Heartbeat,
+    HeartbeatResponse,
     RaftCore,
     RaftError,
     Ready,
@@ -44,6 +45,18 @@ def test_a_leaders_appends_go_at_once_and_a_followers_answers_after_the_persist(
     assert [(m.success, m.index) for m in of_type(answer.messages_after_persist, AppendEntriesResponse)] == [
         (True, 2)
     ]
+
+
+def test_a_followers_answer_to_a_heartbeat_goes_at_once_even_in_a_term_not_yet_durable() -> None:
+    """It acknowledges no entry and no vote (see raft_trio.core._ready):
+    the runtime sends it without a turn of its ready loop."""
+    net = Network()
+    net.elect("a")  # term 1
+    net.step(Heartbeat(term=2, src="c", dst="b", commit=0, seq=7))  # a newer leader's
+    ready = net.take("b")
+    assert ready.hard_state is not None and ready.hard_state.term == 2, "the term is still to persist"
+    assert [(m.term, m.seq) for m in of_type(ready.messages, HeartbeatResponse)] == [(2, 7)]
+    assert of_type(ready.messages_after_persist, HeartbeatResponse) == []
 
 
 def test_a_candidates_vote_requests_wait_for_its_term_and_vote_to_be_durable() -> None:
