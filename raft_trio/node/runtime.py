@@ -895,8 +895,10 @@ class RaftNode:
             # Nothing to do (a heartbeat's answer, most of the time): no
             # task needs waking, only the ticker's plan may change.
             self._ticks.reschedule(*self._deadlines())
-        elif self.is_leader:
-            self.wake()  # its pump batches what clients propose meanwhile
+        elif self.is_leader or self._transport is None:
+            # A leader's pump batches what clients propose meanwhile; a
+            # node not running yet sends nothing.
+            self.wake()
         else:
             # A follower's answers that go at once (a heartbeat's, most of
             # the time) leave from here, without a turn of the ready loop,
