@@ -72,9 +72,15 @@ def scope_of(method: str, path: str, headers: dict[str, str], query: bytes = b""
 
 
 async def call(
-    app: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    keep: tuple[str, ...] | None = HEADERS,
 ) -> Sent:
-    """One request to an ASGI app; what it sent back."""
+    """One request to an ASGI app; what it sent back (of the headers, those
+    in ``keep``; None: all)."""
     headers = dict(headers or {})
     if body:
         headers.setdefault("content-type", "application/json")
@@ -103,7 +109,7 @@ async def call(
             chunks.append(message.get("body", b""))
 
     await app(scope_of(method, path, headers), receive, send)
-    kept = {name: value for name, value in sent_headers.items() if name in HEADERS}
+    kept = {name: value for name, value in sent_headers.items() if keep is None or name in keep}
     return status, kept, b"".join(chunks)
 
 

@@ -18,11 +18,10 @@ from raft_trio.http.app import create_app, front_door
 from raft_trio.http.cors import MemberOrigins
 from raft_trio.node import RaftNode
 from raft_trio.node import metrics as node_metrics
-from tests.http.test_answers import scope_of
+from tests.http.test_answers import Sent
+from tests.http.test_answers import call as answers_call
 from tests.node.harness import Cluster
 from tests.security.auth_support import bearer, login, set_up_users
-
-Sent = tuple[int, dict[str, str], bytes]
 
 
 class Served:
@@ -56,35 +55,7 @@ async def call(
     app: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
 ) -> Sent:
     """One request to an ASGI app: status, every header, body."""
-    headers = dict(headers or {})
-    if body:
-        headers.setdefault("content-type", "application/json")
-        headers.setdefault("content-length", str(len(body)))
-    given = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await trio.sleep_forever()
-        raise AssertionError
-
-    status = 0
-    sent_headers: dict[str, str] = {}
-    chunks: list[bytes] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            for name, value in message.get("headers", []):
-                sent_headers[name.decode().lower()] = value.decode()
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope_of(method, path, headers), receive, send)
-    return status, sent_headers, b"".join(chunks)
+    return await answers_call(app, method, path, body, headers, keep=None)
 
 
 async def test_plain_key_requests_on_the_leader_are_served_in_front_alike(

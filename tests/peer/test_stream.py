@@ -6,7 +6,8 @@ on it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 import pytest
 import trio
@@ -186,15 +187,23 @@ async def test_messages_queued_while_a_write_is_in_flight_go_out_in_one_frame(
     assert stream.streams_opened == 1
 
 
-async def test_messages_sent_to_an_idle_stream_are_written_at_once_as_one_frame(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@contextlib.asynccontextmanager
+async def idle_stream() -> AsyncIterator[tuple[FakePeer, Core, PeerStream]]:
+    """A stream open to a fake peer, its task waiting with nothing to send."""
     peer, core = FakePeer(), Core()
     stream = make(peer, core)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await wait_for(lambda: stream.streams_opened == 1, poll=0.001)
-        await trio.sleep(0.01)  # its task waits, with nothing to send
+        await trio.sleep(0.01)
+        yield peer, core, stream
+        nursery.cancel_scope.cancel()
+
+
+async def test_messages_sent_to_an_idle_stream_are_written_at_once_as_one_frame(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with idle_stream() as (peer, core, stream):
         connection = peer.connections[0]
         stream.send([heartbeat(1), heartbeat(2)])
         # Written before anything else ran: no wake-up of the stream's task.
@@ -202,7 +211,6 @@ async def test_messages_sent_to_an_idle_stream_are_written_at_once_as_one_frame(
         stream.send([heartbeat(3)])
         assert peer.frames[-1] == [heartbeat(3)]
         await trio.sleep(0.01)
-        nursery.cancel_scope.cancel()
     assert (connection.written_at_once, connection.written_by_task) == (2, 0)
     assert core.unreachable == []
 
@@ -210,12 +218,7 @@ async def test_messages_sent_to_an_idle_stream_are_written_at_once_as_one_frame(
 async def test_what_the_connection_does_not_take_at_once_the_task_writes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    peer, core = FakePeer(), Core()
-    stream = make(peer, core)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream.run)
-        await wait_for(lambda: stream.streams_opened == 1, poll=0.001)
-        await trio.sleep(0.01)
+    async with idle_stream() as (peer, core, stream):
         connection = peer.connections[0]
         connection.takes_at_once = 7
         stream.send([heartbeat(1), heartbeat(2)])
@@ -229,7 +232,6 @@ async def test_what_the_connection_does_not_take_at_once_the_task_writes(
         connection.takes_at_once = None
         stream.send([heartbeat(4)])
         assert peer.frames[-1] == [heartbeat(4)]
-        nursery.cancel_scope.cancel()
     assert core.unreachable == []
     assert stream.streams_opened == 1
 
@@ -237,12 +239,7 @@ async def test_what_the_connection_does_not_take_at_once_the_task_writes(
 async def test_a_connection_that_breaks_under_a_write_at_once_is_reopened(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    peer, core = FakePeer(), Core()
-    stream = make(peer, core)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream.run)
-        await wait_for(lambda: stream.streams_opened == 1, poll=0.001)
-        await trio.sleep(0.01)
+    async with idle_stream() as (peer, core, stream):
         peer.connections[0].closed = True
         stream.send([heartbeat(1)])
         with trio.fail_after(1):
@@ -251,7 +248,6 @@ async def test_a_connection_that_breaks_under_a_write_at_once_is_reopened(
         await trio.sleep(0.01)
         stream.send([heartbeat(2)])
         assert peer.frames == [[heartbeat(2)]]  # the first went with its stream
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_stream_that_takes_no_frame_within_the_deadline_is_dropped_and_reopened(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import socket
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -19,19 +20,40 @@ from raft_trio.peer.wire import STREAM_PATH, stream_request
 pytestmark = pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux only")
 
 
+async def switch_protocols(stream: trio.SocketStream) -> bool:
+    """Reads a request's head: 101 if it asks to switch protocols (True),
+    else nothing sent (False)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some(4096)
+    if b"\r\nupgrade: raft-stream\r\n" not in data.lower():
+        return False
+    await stream.send_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: raft-stream\r\n\r\n"
+    )
+    return True
+
+
 async def answer(stream: trio.SocketStream) -> None:
     """101 to a request that asks to switch protocols, else 204."""
     async with stream:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive_some(4096)
-        if b"\r\nupgrade: raft-stream\r\n" in data.lower():
-            await stream.send_all(
-                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: raft-stream\r\n\r\n"
-            )
-        else:
+        if not await switch_protocols(stream):
             await stream.send_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
         await trio.sleep(1)
+
+
+async def stream_to(
+    nursery: trio.Nursery, peer: Callable[[trio.SocketStream], Awaitable[None]]
+) -> tuple[str, Transport, _UpgradedConnection]:
+    """A node's transport and a stream it opened to ``peer`` on 127.0.0.1:
+    the peer's URL, the transport, the stream's connection."""
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, peer, 0, host="127.0.0.1"))
+    url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    peers = Transport("n1", nursery, 1.0, lambda peer: None, lambda peer, sent: None)
+    headers, _ = stream_request("n1", "n2", None)
+    connection = await peers._open_stream(url + STREAM_PATH, headers)
+    assert isinstance(connection, _UpgradedConnection)
+    return url, peers, connection
 
 
 def user_timeout(sock: socket.socket) -> int:
@@ -40,12 +62,7 @@ def user_timeout(sock: socket.socket) -> int:
 
 async def test_a_peer_connection_gives_up_on_unacknowledged_bytes() -> None:
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
-        url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
-        peers = Transport("n1", nursery, 1.0, lambda peer: None, lambda peer, sent: None)
-        headers, _ = stream_request("n1", "n2", None)
-        connection = await peers._open_stream(url + STREAM_PATH, headers)
-        assert isinstance(connection, _UpgradedConnection)
+        url, peers, connection = await stream_to(nursery, answer)
         assert user_timeout(connection._stream.get_extra_info("socket")) == int(UNACKNOWLEDGED_S * 1000)
         await connection.aclose()
         # Requests (snapshots) draw from a pool of their own, set alike.
@@ -71,24 +88,14 @@ async def test_a_stream_connection_writes_at_once_what_the_kernel_takes() -> Non
 
     async def slow_peer(stream: trio.SocketStream) -> None:
         async with stream:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += await stream.receive_some(4096)
-            await stream.send_all(
-                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: raft-stream\r\n\r\n"
-            )
+            assert await switch_protocols(stream)
             await start_reading.wait()
             while chunk := await stream.receive_some(1 << 16):
                 read.extend(chunk)
             done.set()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, slow_peer, 0, host="127.0.0.1"))
-        url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
-        peers = Transport("n1", nursery, 1.0, lambda peer: None, lambda peer, sent: None)
-        headers, _ = stream_request("n1", "n2", None)
-        connection = await peers._open_stream(url + STREAM_PATH, headers)
-        assert isinstance(connection, _UpgradedConnection)
+        _, peers, connection = await stream_to(nursery, slow_peer)
         sent = bytearray()
         chunk = bytes(range(256)) * 256
         for _ in range(10_000):
