@@ -62,6 +62,15 @@ class ShieldedSend:
         await self.app(scope, receive, shielded_send)
 
 
+def announces_body(scope: Any) -> bool:
+    """Whether an HTTP request's headers say a body follows (a
+    Content-Length other than 0, or a Transfer-Encoding)."""
+    return any(
+        (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding"
+        for name, value in scope["headers"]
+    )
+
+
 class CloseWhenBodyUnread:
     """Adds ``Connection: close`` to an answer given before the request's
     body was read to its end (a 413 from the ``Content-Length``, a refused
@@ -80,10 +89,7 @@ class CloseWhenBodyUnread:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        unread = any(
-            (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding"
-            for name, value in scope["headers"]
-        )
+        unread = announces_body(scope)
 
         async def tracking_receive() -> Any:
             nonlocal unread

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..asgi import announces_body
 from .auth import AuthGate
 from .lean import LeanRoutes, request_headers
 
@@ -40,7 +41,7 @@ class FrontDoor:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and (key := self.lean.plain_key(scope)) is not None:
             headers = request_headers(scope)
-            if "origin" not in headers and (scope["method"] == "PUT" or not _has_body(headers)):
+            if "origin" not in headers and (scope["method"] == "PUT" or not announces_body(scope)):
                 admitted = dict(scope)
                 if self.gate.admit(admitted) == "admitted":
                     await self.lean.serve_key(
@@ -48,7 +49,3 @@ class FrontDoor:
                     )
                     return
         await self.app(scope, receive, send)
-
-
-def _has_body(headers: dict[str, str]) -> bool:
-    return headers.get("content-length", "0").strip() != "0" or "transfer-encoding" in headers

@@ -187,11 +187,6 @@ class PeerStream:
         self.dropped = 0
         self.streams_opened = 0
 
-    def enqueue(self, message: Message) -> None:
-        """Queues ``message``; the stream's task sends it."""
-        self._put(message)
-        self._wake.set()
-
     def send(self, messages: Iterable[Message]) -> None:
         """Queues ``messages`` and, while the stream's task waits with
         nothing to send, writes them at once from here, as one frame: at

@@ -169,24 +169,6 @@ def make(peer: FakePeer, core: Core, report: Callable[[], PeerReport] | None = N
     )
 
 
-async def test_messages_queued_while_a_write_is_in_flight_go_out_in_one_frame(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    peer, core = FakePeer(), Core()
-    stream = make(peer, core)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream.run)
-        stream.enqueue(heartbeat(1))
-        await trio.sleep(0.01)
-        for seq in (2, 3, 4):
-            stream.enqueue(heartbeat(seq))
-        await trio.sleep(0.01)
-        nursery.cancel_scope.cancel()
-    assert peer.frames == [[heartbeat(1)], [heartbeat(2), heartbeat(3), heartbeat(4)]]
-    assert core.unreachable == []
-    assert stream.streams_opened == 1
-
-
 @contextlib.asynccontextmanager
 async def idle_stream() -> AsyncIterator[tuple[FakePeer, Core, PeerStream]]:
     """A stream open to a fake peer, its task waiting with nothing to send."""
@@ -198,6 +180,23 @@ async def idle_stream() -> AsyncIterator[tuple[FakePeer, Core, PeerStream]]:
         await trio.sleep(0.01)
         yield peer, core, stream
         nursery.cancel_scope.cancel()
+
+
+async def test_messages_queued_while_a_write_is_in_flight_go_out_in_one_frame(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with idle_stream() as (peer, core, stream):
+        # The connection takes nothing at once: the stream's task writes.
+        connection = peer.connections[0]
+        connection.takes_at_once = 0
+        stream.send([heartbeat(1)])
+        for seq in (2, 3, 4):  # while that write is in flight
+            stream.send([heartbeat(seq)])
+        await trio.sleep(0.01)
+    assert peer.frames == [[heartbeat(1)], [heartbeat(2), heartbeat(3), heartbeat(4)]]
+    assert connection.written_by_task == 2
+    assert core.unreachable == []
+    assert stream.streams_opened == 1
 
 
 async def test_messages_sent_to_an_idle_stream_are_written_at_once_as_one_frame(
@@ -257,18 +256,18 @@ async def test_a_stream_that_takes_no_frame_within_the_deadline_is_dropped_and_r
     stream = make(peer, core)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
-        stream.enqueue(heartbeat(1))
+        stream.send([heartbeat(1)])
         await trio.sleep(0.01)
         peer.stalled = True
         written_at = trio.current_time()
-        stream.enqueue(heartbeat(2))
+        stream.send([heartbeat(2)])
         with trio.fail_after(1):
             await wait_for(lambda: bool(core.unreachable), poll=0.001)
         # Dropped when the write had waited out its deadline (and the time
         # its few bytes need at the minimum rate), not before.
         assert DEADLINE <= core.unreachable[0] - written_at <= DEADLINE + 0.01
         peer.stalled = False
-        stream.enqueue(heartbeat(3))
+        stream.send([heartbeat(3)])
         with trio.fail_after(1):
             await wait_for(lambda: [heartbeat(3)] in peer.frames, poll=0.001)
         nursery.cancel_scope.cancel()
@@ -299,7 +298,7 @@ async def test_a_stream_with_nothing_to_carry_carries_keepalives(
     stream = make(peer, core)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
-        stream.enqueue(heartbeat(1))
+        stream.send([heartbeat(1)])
         await trio.sleep(10.5)  # off the keep-alive ticks
         nursery.cancel_scope.cancel()
     assert peer.frames[0] == [heartbeat(1)]
@@ -320,13 +319,13 @@ async def test_the_outbox_of_a_peer_that_takes_nothing_is_bounded(
     peer.down = True
     stream = make(peer, core)
     for seq in range(25):
-        stream.enqueue(heartbeat(seq))
+        stream.send([heartbeat(seq)])
     assert stream.dropped == 15
     assert len(core.unreachable) == 15
     big = AppendEntries(1, "n1", "n2", 0, 0, (Entry(1, 1, data=b"x" * 1000),), 0)
     monkeypatch.setattr(stream_module, "MAX_QUEUED_BYTES", 5000)
     for _ in range(10):
-        stream.enqueue(big)
+        stream.send([big])
     assert stream._queued_bytes <= 5000
     # The newest messages are kept.
     assert [m for m, _ in stream._queue][-1] is big
@@ -342,11 +341,11 @@ async def test_a_snapshot_goes_beside_a_stalled_stream_not_on_it(
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
-        stream.enqueue(heartbeat(1))
+        stream.send([heartbeat(1)])
         await trio.sleep(0.01)
         peer.stalled = True
-        stream.enqueue(heartbeat(2))  # held up on the stream
-        stream.enqueue(snapshot)
+        stream.send([heartbeat(2)])  # held up on the stream
+        stream.send([snapshot])
         with trio.fail_after(1):
             await wait_for(lambda: bool(core.snapshots), poll=0.001)
         nursery.cancel_scope.cancel()
@@ -385,7 +384,7 @@ async def test_a_snapshot_write_that_stalls_fails_and_the_core_hears_it(
     snapshot = InstallSnapshot(1, "n1", "n2", SnapshotMeta(7, 1, Membership.of({"n1": "u"})), data)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
-        stream.enqueue(snapshot)
+        stream.send([snapshot])
         started = trio.current_time()
         with trio.fail_after(5):
             await wait_for(lambda: bool(core.snapshots), poll=0.001)
@@ -409,7 +408,7 @@ async def test_each_stream_opens_with_the_nodes_report_and_carries_every_change(
         await trio.sleep(0.01)
         assert peer.reports == [(1, PeerReport(()))], "the first frame of a stream is the report"
         alarms[0] = ("NOSPACE",)
-        stream.enqueue(heartbeat(1))
+        stream.send([heartbeat(1)])
         await trio.sleep(0.01)
         assert peer.reports[1:] == [(1, PeerReport(("NOSPACE",)))]
         assert peer.frames[-1] == [heartbeat(1)], "the report went first, then the message"
@@ -418,12 +417,12 @@ async def test_each_stream_opens_with_the_nodes_report_and_carries_every_change(
         await trio.sleep(0.001)
         assert peer.reports[2:] == [(1, PeerReport(()))]
         # Nothing changed: no report with the next frame.
-        stream.enqueue(heartbeat(2))
+        stream.send([heartbeat(2)])
         await trio.sleep(0.01)
         assert len(peer.reports) == 3
         # The stream breaks; the alarm is raised before a new one opens.
         peer.stalled = True
-        stream.enqueue(heartbeat(3))
+        stream.send([heartbeat(3)])
         await wait_for(lambda: bool(core.unreachable), poll=0.001)
         peer.stalled = False
         alarms[0] = ("NOSPACE",)
@@ -453,12 +452,12 @@ async def test_a_stream_the_peer_ends_is_reopened_and_its_reason_heard(
     stream = make(peer, core)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
-        stream.enqueue(heartbeat(1))
+        stream.send([heartbeat(1)])
         await wait_for(lambda: bool(peer.connections), poll=0.001)
         peer.connections[0].end(end_line(end))
         with trio.fail_after(1):
             await wait_for(lambda: len(peer.connections) == 2, poll=0.001)
-        stream.enqueue(heartbeat(2))
+        stream.send([heartbeat(2)])
         await wait_for(lambda: [heartbeat(2)] in peer.frames, poll=0.001)
         nursery.cancel_scope.cancel()
     assert len(core.unreachable) == 1
