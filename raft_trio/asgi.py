@@ -360,8 +360,8 @@ class _RecordingTCPServer(TCPServer):
                 rest,
             )
             await handler(upgrade, stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the client went away
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client went away (also while the handler's nursery ran)
         finally:
             await trio.aclose_forcefully(stream)
         return False

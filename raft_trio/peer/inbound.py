@@ -53,6 +53,8 @@ class StreamEnd(enum.Enum):
     ENDED = (204, "the sender ended the stream")
     CLOSING = (503, "this node is stopping")
     IDLE = (408, f"no frame for {STREAM_IDLE_S:g} s")
+    #: Nobody hears this one (499: nginx's "the client closed the request").
+    BROKEN = (499, "the connection broke (the sender was killed, or reset it)")
 
 
 def refusal(status: int, message: str) -> bytes:
@@ -82,8 +84,7 @@ async def read_stream(
     closing: trio.Event,
 ) -> StreamEnd | PeerRequestError:
     """Read the stream (``rest``: bytes that came with its opening) until it
-    ends; how it ended, or why it was refused. A connection that breaks
-    raises ``trio.BrokenResourceError``."""
+    ends; how it ended, or why it was refused."""
     ended: StreamEnd | PeerRequestError = StreamEnd.CLOSING
     async with trio.open_nursery() as nursery:
 
@@ -121,7 +122,10 @@ async def _read(
                 return refused
             if messages:
                 deliver(messages)
-        data = await connection.receive_some(RECEIVE_BYTES)
+        try:
+            data = await connection.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return StreamEnd.BROKEN
         if not data:
             if inbox.pending_bytes:
                 return PeerRequestError(400, "the peer stream ended inside a frame")

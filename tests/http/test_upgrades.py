@@ -9,6 +9,8 @@ within the keep-alive timeout, as Hypercorn closes it. Real sockets on
 from __future__ import annotations
 
 import functools
+import socket
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -142,4 +144,43 @@ async def test_a_head_that_never_completes_is_closed_within_the_keep_alive_timeo
         with trio.fail_after(5):
             assert await stream.receive_some(4096) == b""
         assert trio.current_time() - started >= 0.4
+    shutdown.set()
+
+
+async def test_a_connection_reset_under_a_handlers_nursery_leaves_the_server_serving(
+    nursery: trio.Nursery,
+) -> None:
+    """The client resets the connection (a killed process) while the
+    handler reads it in a task of its own: the handler ends, the server
+    goes on (the error reached the server wrapped in an exception group,
+    and once stopped the node)."""
+    ended = trio.Event()
+
+    async def reading_in_a_nursery(request: UpgradeRequest, connection: trio.abc.Stream) -> None:
+        await connection.send_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+        )
+        try:
+            async with trio.open_nursery() as tasks:
+                tasks.start_soon(connection.receive_some, 4096)
+        finally:
+            ended.set()
+
+    shutdown = trio.Event()
+    addresses = await nursery.start(
+        functools.partial(serve_app, hello, "127.0.0.1", 0, shutdown, upgrades={"echo": reading_in_a_nursery})
+    )
+    port = int(addresses[0].rsplit(":", 1)[1])
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /s HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+    await read_until(stream, b"\r\n\r\n")
+    # Closed with a reset, not a FIN: SO_LINGER on, with a zero timeout.
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await stream.aclose()
+    with trio.fail_after(5):
+        await ended.wait()
+    again = await trio.open_tcp_stream("127.0.0.1", port)
+    async with again:
+        await again.send_all(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert (await read_until(again, b"/after -")).startswith(b"HTTP/1.1 200 ")
     shutdown.set()

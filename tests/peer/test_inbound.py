@@ -147,6 +147,43 @@ async def test_a_stream_that_ends_inside_a_frame_is_refused(autojump_clock: trio
     assert isinstance(ended, PeerRequestError) and "inside a frame" in ended.message
 
 
+class Reset(trio.abc.ReceiveStream):
+    """A connection that gives ``data``, then is reset once ``reset`` is set."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.reset = trio.Event()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.data:
+            data, self.data = self.data, b""
+            return data
+        await self.reset.wait()
+        raise trio.BrokenResourceError("Connection reset by peer")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_connection_that_breaks_ends_the_stream_and_raises_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A sender killed mid-stream resets its connection: the stream ends
+    like any other (raised out of the reader's nursery, a broken
+    connection once took the whole node down)."""
+    body, closing = Body(), trio.Event()
+    connection = Reset(FrameWriter().frame(encode_batch([heartbeat(1)])))
+    body.connection = connection  # type: ignore[assignment]
+
+    async def script() -> None:
+        await trio.sleep(0.1)
+        connection.reset.set()
+
+    ended, delivered, _ = await run(body, closing, script)
+    assert ended is StreamEnd.BROKEN
+    assert delivered == [[heartbeat(1)]]
+
+
 def test_reports_between_batches_reach_their_listener_and_a_malformed_one_ends_the_stream() -> None:
     """A report frame (a map) is the sender's alarms, told apart from a
     batch (an array) by its first byte; fields a newer sender adds are
