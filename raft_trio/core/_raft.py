@@ -74,7 +74,16 @@ INPUTS = (
 #: The core's one output.
 OUTPUT = "ready"
 #: What may be asked without changing anything.
-QUERIES = ("has_ready", "basic_status", "status", "ticks_until_due", "snapshot_meta", "id", "config")
+QUERIES = (
+    "has_ready",
+    "basic_status",
+    "status",
+    "ticks_until_due",
+    "awaits_answers",
+    "snapshot_meta",
+    "id",
+    "config",
+)
 
 _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 
@@ -272,6 +281,27 @@ class RaftCore:
         if not self._promotable():
             return None
         return max(1, self._randomized_election_timeout - self._election_elapsed)
+
+    def awaits_answers(self) -> bool:
+        """Whether anything here may wait for a peer's message now. False
+        only for a leader at rest: every follower and learner holds the
+        whole log and is in step, no read index round or read is pending,
+        no transfer runs. Such a leader's heartbeats still want answers,
+        but only for check-quorum and liveness, which count rounds: a
+        runtime may read those answers late (at its next heartbeat round)
+        rather than wake for each as it comes. Any input that makes this
+        True again (a proposal, a read, a transfer, a role change) also
+        hands out a Ready, which is where a runtime looks again."""
+        if self._role is not Role.LEADER:
+            return True
+        if self._pending_reads or self._reads_awaiting_term_commit or self._lead_transferee is not None:
+            return True
+        last_index = self._log.last_index()
+        return any(
+            pr.match < last_index or pr.state is not ProgressState.REPLICATE
+            for node_id, pr in self._progress.items()
+            if node_id != self._id
+        )
 
     def propose(self, data: bytes) -> int:
         """Append a command; returns its log index. The command is committed

@@ -209,7 +209,9 @@ class PeerReceiver:
             await connection.send_all(refusal(exc.status, exc.message))
             return
         await connection.send_all(SWITCHING_PROTOCOLS)
-        ended = await read_stream(inbox, connection, request.rest, self.node.step, self.node.closing)
+        ended = await read_stream(
+            inbox, connection, request.rest, self.node.step, self.node.closing, self.node.lazy_reads
+        )
         if isinstance(ended, PeerRequestError):
             self.refused(ended, request.client[0])
         await tell_end(connection, ended)

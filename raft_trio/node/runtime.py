@@ -67,6 +67,7 @@ from ..kv import (
     encode_command,
 )
 from ..peer.auth import PeerAuthenticator
+from ..peer.inbound import LazyReads
 from ..peer.stream import RequestFunction, StreamOpener
 from ..peer.transport import Transport
 from ..peer.wire import PeerReport
@@ -246,6 +247,18 @@ class RaftNode:
         # The ticker sleeps at most a heartbeat interval, so a pause is
         # told from time the node ran (see raft_trio.node._ticks).
         self._ticks = LazyTicks(self.core, timing.tick_ms / 1000, timing.heartbeat_ms / 1000)
+        #: A leader at rest reads its peers' streams at its heartbeat rounds
+        #: (raft_trio.peer.inbound.LazyReads), where each check-quorum round
+        #: still sees a heartbeat answered at least twice: None when
+        #: heartbeats are sparser than a third of the election timeout.
+        config = self.core.config
+        self.lazy_reads = (
+            LazyReads(self.core.awaits_answers)
+            if config.election_ticks_min >= 3 * config.heartbeat_ticks
+            else None
+        )
+        #: Set in the ticker's turn: a Ready it causes is the ticker's to take.
+        self._ticker_turn = False
         self._writes = PendingWrites()
         self._reads = PendingReads()
         self._wake = trio.Event()
@@ -591,6 +604,11 @@ class RaftNode:
         if self.is_leader:
             self._pump_wake.set()
         self._ticks.reschedule(*self._deadlines())
+        self._wake_lazy_reads()
+
+    def _wake_lazy_reads(self) -> None:
+        if self.lazy_reads is not None:
+            self.lazy_reads.wake_if_awaited()
 
     def _take_ready(self) -> None:
         """Take the core's Ready: its ``messages`` leave at once; if it
@@ -605,6 +623,7 @@ class RaftNode:
         if not ready.only_messages():
             self._taken = ready
             self._wake.set()
+        self._wake_lazy_reads()
 
     async def _leader_pump(self) -> None:
         """Takes a leader's Readys as soon as they exist, also while the
@@ -625,6 +644,13 @@ class RaftNode:
                 self._ticks.sleeping(sleep)
                 await trio.sleep_forever()
             self._ticks.catch_up()
+            if self.lazy_reads is not None:
+                # A leader at rest reads its followers' answers here.
+                self._ticker_turn = True
+                try:
+                    self.lazy_reads.read_parked()
+                finally:
+                    self._ticker_turn = False
             self._check_disk_stall()
             self._expire_leases()
             self._announce_commit()
@@ -632,6 +658,8 @@ class RaftNode:
                 # Heartbeats (and a commit index) go out from here: no
                 # other task needs waking for a Ready of messages only.
                 self._take_ready()
+            else:
+                self._wake_lazy_reads()
 
     def _deadlines(self) -> tuple[float, float, float]:
         """When the ticker must look again besides the core's ticks: a
@@ -895,6 +923,8 @@ class RaftNode:
             # Nothing to do (a heartbeat's answer, most of the time): no
             # task needs waking, only the ticker's plan may change.
             self._ticks.reschedule(*self._deadlines())
+        elif self._ticker_turn:
+            pass  # read by the ticker, which takes the Ready at the end of its turn
         elif self.is_leader or self._transport is None:
             # A leader's pump batches what clients propose meanwhile; a
             # node not running yet sends nothing.

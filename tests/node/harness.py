@@ -1,7 +1,8 @@
 """The in-memory world of the runtime tests on Trio's fake clock: three
 real ``RaftNode`` runtimes in one Trio run, an in-memory transport (a
 paused peer takes no more of a stream and never answers a request, as with
-SIGSTOP) and an in-memory disk whose fsync can be made slow."""
+SIGSTOP; each stream read by the node's own ``StreamReader``, lazily while
+a leader is at rest) and an in-memory disk whose fsync can be made slow."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import trio
 
 from raft_trio.core import Entry, HardState, Membership, MemoryStorage, Snapshot, SnapshotMeta
 from raft_trio.node import RaftNode, Timing
+from raft_trio.peer.inbound import StreamReader
 from raft_trio.peer.stream import Body, Connection
 from raft_trio.peer.wire import accept_batch, accept_stream
 from raft_trio.testing.waiting import wait_for
@@ -164,13 +166,39 @@ class Cluster:
         inbox = accept_stream(headers["x-raft-from"], headers, None, target.node.peer_reported)
         connection = MemoryConnection(target.buffer_frames)
 
+        async def receive_some(max_bytes: int) -> bytes:
+            try:
+                frame = await connection.buffered.receive()
+            except trio.EndOfChannel:
+                return b""
+            await target.wait_resumed()
+            return frame
+
+        def read_now(max_bytes: int) -> bytes | None:
+            """Every frame buffered now, as one read(2) takes what a socket holds."""
+            if target.paused:
+                return None
+            frames: list[bytes] = []
+            while True:
+                try:
+                    frames.append(connection.buffered.receive_nowait())
+                except trio.WouldBlock:
+                    break
+                except trio.EndOfChannel:
+                    if not frames:
+                        return b""
+                    break
+            return b"".join(frames) if frames else None
+
+        reader = StreamReader(
+            inbox, receive_some, target.node.step, read_now=read_now, lazy=target.node.lazy_reads
+        )
+
         async def read() -> None:
             with connection.reader:
-                async for frame in connection.buffered:
-                    await target.wait_resumed()
-                    target.node.step(inbox.feed(frame))
+                await reader.run(b"")
 
-        self.nursery.start_soon(read)
+        self.nursery.start_soon(read, name=f"read-{headers['x-raft-from']}-on-{target.node.id}")
         return connection
 
     def _target(self, url: str) -> Host:

@@ -1,6 +1,9 @@
 """A cluster at rest wakes only for heartbeats: on this kind of machine a
 task's wake-up, not what runs in it, is what a node at rest spends. Three
-runtimes on Trio's fake clock; every task's steps counted by name."""
+runtimes on Trio's fake clock; every task's steps counted by name. A
+leader at rest reads its followers' answers at its own heartbeat rounds,
+and goes back to reading them as they come as soon as anything waits for
+them: a write or a read at rest waits for no round."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import collections
 import trio
 import trio.testing
 
-from tests.node.harness import TIMING, Cluster
+from raft_trio.kv import Put, Written
+from tests.node.harness import ELECTION_MAX_S, TIMING, Cluster
 
 
 class TaskSteps(trio.abc.Instrument):
@@ -23,7 +27,7 @@ class TaskSteps(trio.abc.Instrument):
 async def test_at_rest_heartbeats_and_their_answers_wake_no_stream_and_no_ready_loop(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
-    await cluster.wait_for_leader(within=10.0)
+    leader = await cluster.wait_for_leader(within=10.0)
     await trio.sleep(3.0)  # settled: every stream open, the first commits done
     counter = TaskSteps()
     trio.lowlevel.add_instrument(counter)
@@ -38,3 +42,30 @@ async def test_at_rest_heartbeats_and_their_answers_wake_no_stream_and_no_ready_
     assert counter.steps["ticker"] <= rounds + 2, counter.steps
     assert counter.steps["ready-loop"] == 0, counter.steps
     assert sum(n for name, n in counter.steps.items() if name.startswith("stream-")) == 0, counter.steps
+    # The followers' answers wait for the leader's next round, read by its
+    # ticker: the leader's stream readers take no step at rest.
+    leader_readers = {name: n for name, n in counter.steps.items() if name.endswith(f"-on-{leader.id}")}
+    assert sum(leader_readers.values()) == 0, counter.steps
+    # Each follower's reader of the leader's stream wakes for each heartbeat.
+    for follower in cluster.hosts:
+        if follower != leader.id:
+            assert counter.steps[f"read-{leader.id}-on-{follower}"] >= rounds - 2, counter.steps
+    assert leader.is_leader, "the answers read a round late still count for check-quorum"
+
+
+async def test_a_leader_at_rest_holds_its_lease_and_serves_writes_and_reads_without_waiting_a_round(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=10.0)
+    term = leader.term
+    for _ in range(5):
+        await trio.sleep(7 * ELECTION_MAX_S)  # at rest: answers read a round late only
+        assert leader.is_leader and leader.term == term
+        assert leader.out_of_touch() is None
+        # The disks and the network take no time here: a write or a read
+        # that waited for the leader's next round would take a tenth of a
+        # second, a heartbeat interval.
+        started = trio.current_time()
+        assert isinstance(await leader.write(Put("k", "v")), Written)
+        await leader.linearizable_barrier()
+        assert trio.current_time() - started < TIMING.heartbeat_ms / 1000 / 4

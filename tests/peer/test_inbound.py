@@ -1,11 +1,14 @@
 """The receiving end of a stream on Trio's fake clock: frames are stepped
 as they arrive (the bytes that came with the opening first), keep-alives
 keep a quiet stream open, a silent one is closed, a refused frame ends it,
-a stopping node ends them all, and the line that ends a stream says why."""
+a stopping node ends them all, and the line that ends a stream says why.
+A leader at rest reads its streams lazily: on real sockets."""
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from typing import Any
 
 import msgspec
@@ -15,8 +18,17 @@ import trio.testing
 
 from raft_trio.core import Heartbeat, Message
 from raft_trio.peer.framing import FrameWriter
-from raft_trio.peer.inbound import STREAM_IDLE_S, StreamEnd, end_line, read_stream, refusal
+from raft_trio.peer.inbound import (
+    STREAM_IDLE_S,
+    LazyReads,
+    StreamEnd,
+    end_line,
+    read_stream,
+    refusal,
+    socket_read_now,
+)
 from raft_trio.peer.wire import PeerReport, PeerRequestError, accept_stream, encode_batch, encode_report
+from raft_trio.testing.waiting import wait_for
 
 
 def heartbeat(seq: int) -> Heartbeat:
@@ -205,3 +217,82 @@ def test_reports_between_batches_reach_their_listener_and_a_malformed_one_ends_t
     with pytest.raises(PeerRequestError) as refused:
         inbox.feed(writer.frame(msgspec.msgpack.encode({"alarms": 3})))
     assert refused.value.status == 400 and "malformed peer report" in refused.value.message
+
+
+async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """Both ends of a real TCP connection on 127.0.0.1 (a socket's own
+    non-blocking read is what a lazy reader uses)."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    sender = await trio.open_tcp_stream("127.0.0.1", port)
+    receiver = await listeners[0].accept()
+    await listeners[0].aclose()
+    return sender, receiver
+
+
+async def test_a_parked_stream_is_read_only_when_the_ticker_asks_until_answers_are_awaited() -> None:
+    """A leader at rest (nothing awaits an answer) reads its streams at its
+    heartbeat rounds: a frame that arrived waits in the socket, with no
+    task woken, until ``read_parked``; once answers are awaited the reader
+    takes each frame as it comes again."""
+    sender, receiver = await tcp_pair()
+    writer, awaited = FrameWriter(), [False]
+    lazy = LazyReads(lambda: awaited[0])
+    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    delivered: list[list[Message]] = []
+    ended: list[StreamEnd | PeerRequestError] = []
+    async with trio.open_nursery() as nursery:
+
+        async def reader() -> None:
+            ended.append(await read_stream(inbox, receiver, b"", delivered.append, trio.Event(), lazy))
+
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        await sender.send_all(writer.frame(encode_batch([heartbeat(1)])))
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(receiver.socket)
+        await trio.testing.wait_all_tasks_blocked()
+        assert delivered == []  # in the socket, no reader woken
+        lazy.read_parked()
+        assert delivered == [[heartbeat(1)]]  # read in the caller's turn
+
+        awaited[0] = True
+        lazy.wake_if_awaited()
+        await sender.send_all(writer.frame(encode_batch([heartbeat(2)])))
+        with trio.fail_after(5):
+            await wait_for(lambda: len(delivered) == 2)
+        assert delivered[1] == [heartbeat(2)]
+
+        awaited[0] = False
+        await sender.send_all(writer.frame(encode_batch([heartbeat(3)])))  # read as it comes, then parks
+        with trio.fail_after(5):
+            await wait_for(lambda: len(delivered) == 3)
+        await sender.aclose()
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(receiver.socket)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not ended  # parked: the end, too, waits for the ticker
+        lazy.read_parked()
+    await receiver.aclose()
+    assert ended == [StreamEnd.ENDED]
+    assert delivered == [[heartbeat(1)], [heartbeat(2)], [heartbeat(3)]]
+
+
+async def test_a_socket_read_now_takes_what_is_there_and_never_waits() -> None:
+    sender, receiver = await tcp_pair()
+    read_now = socket_read_now(receiver)
+    assert read_now is not None
+    assert read_now(1024) is None  # nothing yet
+    await sender.send_all(b"abc")
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(receiver.socket)
+    assert read_now(1024) == b"abc"
+    # A peer that resets its connection (killed): broken, as receive_some says.
+    sender.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await sender.aclose()
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(receiver.socket)
+    with pytest.raises(trio.BrokenResourceError):
+        read_now(1024)
+    assert socket_read_now(trio.testing.MemoryReceiveStream()) is None  # TLS, or not a socket
+    await receiver.aclose()
