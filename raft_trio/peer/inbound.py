@@ -15,6 +15,9 @@ came for :data:`STREAM_IDLE_S`, or when this node stops. The receiver says
 nothing on the connection until then; then one line of JSON, why it ended
 (``{"status": 400, "error": "..."}``, the status an HTTP answer would have
 had), and closes it. A refused opening gets an ordinary HTTP answer.
+
+A leader at rest reads its streams at its own heartbeat rounds instead of
+as bytes come (:class:`LazyReads`).
 """
 
 from __future__ import annotations
