@@ -163,7 +163,9 @@ async def _serve(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, stop)
             await nursery.start(node.run)
-            nursery.start_soon(disk_watch.watch, node, storage, space)
+            nursery.start_soon(
+                disk_watch.watch, node, storage, space, disk_watch.WATCH_INTERVAL_S, node.wakeups.sleep
+            )
             nursery.start_soon(payload.run)
             if settings.join and not node.membership.members:
                 nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)

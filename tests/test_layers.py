@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("http", "discovery"),
     ("node",),
     ("storage", "peer", "asgi", "client", "auth"),
-    ("core", "kv", "security", "broadcast", "process_group", "schema"),
+    ("core", "kv", "security", "broadcast", "process_group", "schema", "wakeups"),
 )
 #: All the monitor takes from raft_trio (it reaches the nodes over HTTP,
 #: through the public client, and reads their answers as the schema says).

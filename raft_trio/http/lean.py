@@ -210,7 +210,13 @@ class PeerReceiver:
             return
         await connection.send_all(SWITCHING_PROTOCOLS)
         ended = await read_stream(
-            inbox, connection, request.rest, self.node.step, self.node.closing, self.node.lazy_reads
+            inbox,
+            connection,
+            request.rest,
+            self.node.step,
+            self.node.closing,
+            self.node.lazy_reads,
+            self.node.wakeups.sleep,
         )
         if isinstance(ended, PeerRequestError):
             self.refused(ended, request.client[0])

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
@@ -47,7 +48,11 @@ class WatchedNode(Protocol):
 
 
 async def watch(
-    node: WatchedNode, storage: WatchedStorage, guard: SpaceGuard, interval: float = WATCH_INTERVAL_S
+    node: WatchedNode,
+    storage: WatchedStorage,
+    guard: SpaceGuard,
+    interval: float = WATCH_INTERVAL_S,
+    sleep: Callable[[float], Awaitable[None]] = trio.sleep,
 ) -> None:
     """Run until cancelled; raises what :meth:`check_present` raises."""
     metrics.DISK_RESERVE_BYTES.set(guard.reserve)
@@ -78,4 +83,4 @@ async def watch(
                 log.info("NOSPACE alarm cleared: %d bytes free on %s", guard.free, guard.path)
         if guard.peer_alarms:
             guard.keep_members({m.id for m in node.membership.members})
-        await trio.sleep(interval)
+        await sleep(interval)

@@ -73,6 +73,7 @@ from ..peer.transport import Transport
 from ..peer.wire import PeerReport
 from ..security import Security
 from ..storage import WAL_HEADROOM_BYTES, StorageError
+from ..wakeups import SharedWakeups
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WriteIndeterminate
 from ._ticks import LazyTicks
@@ -259,6 +260,10 @@ class RaftNode:
         )
         #: Set in the ticker's turn: a Ready it causes is the ticker's to take.
         self._ticker_turn = False
+        #: Once-a-second duties (keep-alive checks, the disk watch) end their
+        #: sleeps in a turn the node has anyway: the ticker's, or a message's
+        #: (a follower's heartbeats), within one and a half heartbeats.
+        self.wakeups = SharedWakeups(slack=1.5 * timing.heartbeat_ms / 1000)
         self._writes = PendingWrites()
         self._reads = PendingReads()
         self._wake = trio.Event()
@@ -514,6 +519,7 @@ class RaftNode:
                 auth=self.peer_auth,
                 verify=self.security.client_ssl(),
                 report=self._report,
+                wakeups=self.wakeups,
             )
             self._transport.set_peers(self._peer_urls())
             self._ticks.start()
@@ -644,6 +650,7 @@ class RaftNode:
                 self._ticks.sleeping(sleep)
                 await trio.sleep_forever()
             self._ticks.catch_up()
+            self.wakeups.awake()
             if self.lazy_reads is not None:
                 # A leader at rest reads its followers' answers here.
                 self._ticker_turn = True
@@ -905,6 +912,7 @@ class RaftNode:
 
     def step(self, messages: list[Message]) -> None:
         self._ticks.catch_up()
+        self.wakeups.awake()
         for message in messages:
             self.core.step(message)
             if isinstance(message, (AppendEntries, Heartbeat)):

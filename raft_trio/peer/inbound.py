@@ -243,31 +243,39 @@ async def read_stream(
     deliver: Callable[[list[Message]], None],
     closing: trio.Event,
     lazy: LazyReads | None = None,
+    sleep: Callable[[float], Awaitable[None]] = trio.sleep,
 ) -> StreamEnd | PeerRequestError:
     """Read the stream (``rest``: bytes that came with its opening) until it
     ends; how it ended, or why it was refused. With ``lazy``, a leader at
-    rest reads it at its heartbeat rounds (:class:`LazyReads`)."""
+    rest reads it at its heartbeat rounds (:class:`LazyReads`); ``sleep``
+    is where the check for a silent stream waits (it may end a little late:
+    raft_trio.wakeups)."""
     ended: StreamEnd | PeerRequestError = StreamEnd.CLOSING
     reader = StreamReader(
         inbox, connection.receive_some, deliver, read_now=socket_read_now(connection), lazy=lazy
     )
     async with trio.open_nursery() as nursery:
 
-        async def watch() -> None:
-            """Ends the stream when this node stops or the stream goes
-            silent (checked every STREAM_IDLE_S, not timed per frame)."""
+        async def watch_silence() -> None:
+            """Ends a stream that went silent (checked every STREAM_IDLE_S,
+            not timed per frame)."""
             nonlocal ended
             seen = -1
-            while not closing.is_set():
-                with trio.move_on_after(STREAM_IDLE_S):
-                    await closing.wait()
-                if not closing.is_set() and inbox.frames == seen:
+            while True:
+                await sleep(STREAM_IDLE_S)
+                if inbox.frames == seen:
                     ended = StreamEnd.IDLE
-                    break
+                    nursery.cancel_scope.cancel()
+                    return
                 seen = inbox.frames
+
+        async def watch_closing() -> None:
+            """Ends the stream when this node stops."""
+            await closing.wait()
             nursery.cancel_scope.cancel()
 
-        nursery.start_soon(watch)
+        nursery.start_soon(watch_silence)
+        nursery.start_soon(watch_closing)
         ended = await reader.run(rest)
         nursery.cancel_scope.cancel()
     return ended

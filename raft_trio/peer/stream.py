@@ -53,6 +53,7 @@ import httpx
 import trio
 
 from ..core import AppendEntries, InstallSnapshot, Message
+from ..wakeups import SharedWakeups
 from .auth import PeerAuthenticator
 from .framing import FrameWriter
 from .wire import (
@@ -156,8 +157,11 @@ class PeerStream:
         metrics: StreamMetrics | None = None,
         auth: PeerAuthenticator | None = None,
         report: Callable[[], PeerReport] | None = None,
+        wakeups: SharedWakeups | None = None,
     ) -> None:
         self.node_id = node_id
+        #: Where the keep-alive check sleeps (it may run a little late).
+        self._sleep = wakeups.sleep if wakeups is not None else trio.sleep
         self.peer_id = peer_id
         self.url = url.rstrip("/")
         self._open_stream = open_stream
@@ -348,7 +352,7 @@ class PeerStream:
         rather than a timer armed around every wait for a message."""
         seen = -1
         while True:
-            await trio.sleep(KEEPALIVE_S)
+            await self._sleep(KEEPALIVE_S)
             if self._frames_sent == seen and not self._queue:
                 self._keepalive_due = True
                 self._flush()

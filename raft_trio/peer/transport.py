@@ -26,6 +26,7 @@ import httpx
 import trio
 
 from ..core import Message
+from ..wakeups import SharedWakeups
 from .auth import PeerAuthenticator
 from .stream import Body, Connection, PeerStream, RequestFunction, StreamMetrics, StreamOpener
 from .wire import PeerReport
@@ -154,9 +155,11 @@ class Transport:
         auth: PeerAuthenticator | None = None,
         verify: ssl.SSLContext | bool = True,
         report: Callable[[], PeerReport] | None = None,
+        wakeups: SharedWakeups | None = None,
     ) -> None:
         self.node_id = node_id
         self._nursery = nursery
+        self._wakeups = wakeups
         self._deadline = deadline
         self._on_unreachable = on_unreachable
         self._on_snapshot_sent = on_snapshot_sent
@@ -203,6 +206,7 @@ class Transport:
                 self._metrics,
                 self._auth,
                 self._report,
+                self._wakeups,
             )
             self.senders[peer_id] = sender
             self._nursery.start_soon(sender.run, name=f"stream-{peer_id}")
