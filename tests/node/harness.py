@@ -6,6 +6,7 @@ a leader is at rest) and an in-memory disk whose fsync can be made slow."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -218,3 +219,27 @@ class Cluster:
 
     def terms(self, exclude: str | None = None) -> dict[str, int]:
         return {i: h.node.term for i, h in self.hosts.items() if i != exclude}
+
+
+class StepLog(trio.abc.Instrument):
+    """Every task step while installed: (the task's name, when)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps.append((task.name, trio.current_time()))
+
+    def counts(self) -> collections.Counter[str]:
+        return collections.Counter(name for name, _ in self.steps)
+
+
+async def log_steps(seconds: float) -> StepLog:
+    """Every task step of the next ``seconds``: what wakes a cluster."""
+    log = StepLog()
+    trio.lowlevel.add_instrument(log)
+    try:
+        await trio.sleep(seconds)
+    finally:
+        trio.lowlevel.remove_instrument(log)
+    return log

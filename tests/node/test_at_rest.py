@@ -7,21 +7,11 @@ them: a write or a read at rest waits for no round."""
 
 from __future__ import annotations
 
-import collections
-
 import trio
 import trio.testing
 
 from raft_trio.kv import Put, Written
-from tests.node.harness import ELECTION_MAX_S, TIMING, Cluster
-
-
-class TaskSteps(trio.abc.Instrument):
-    def __init__(self) -> None:
-        self.steps: collections.Counter[str] = collections.Counter()
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.steps[task.name] += 1
+from tests.node.harness import ELECTION_MAX_S, TIMING, Cluster, log_steps
 
 
 async def test_at_rest_heartbeats_and_their_answers_wake_no_stream_and_no_ready_loop(
@@ -29,27 +19,22 @@ async def test_at_rest_heartbeats_and_their_answers_wake_no_stream_and_no_ready_
 ) -> None:
     leader = await cluster.wait_for_leader(within=10.0)
     await trio.sleep(3.0)  # settled: every stream open, the first commits done
-    counter = TaskSteps()
-    trio.lowlevel.add_instrument(counter)
-    try:
-        await trio.sleep(2.0)
-    finally:
-        trio.lowlevel.remove_instrument(counter)
+    steps = (await log_steps(2.0)).counts()
     rounds = 2.0 / (TIMING.heartbeat_ms / 1000)
     # The leader's ticker sends each round's heartbeats itself, and each
     # follower's stream reader answers from where it read them: written at
     # once, with no turn of a stream's task or of a ready loop.
-    assert counter.steps["ticker"] <= rounds + 2, counter.steps
-    assert counter.steps["ready-loop"] == 0, counter.steps
-    assert sum(n for name, n in counter.steps.items() if name.startswith("stream-")) == 0, counter.steps
+    assert steps["ticker"] <= rounds + 2, steps
+    assert steps["ready-loop"] == 0, steps
+    assert sum(n for name, n in steps.items() if name.startswith("stream-")) == 0, steps
     # The followers' answers wait for the leader's next round, read by its
     # ticker: the leader's stream readers take no step at rest.
-    leader_readers = {name: n for name, n in counter.steps.items() if name.endswith(f"-on-{leader.id}")}
-    assert sum(leader_readers.values()) == 0, counter.steps
+    leader_readers = {name: n for name, n in steps.items() if name.endswith(f"-on-{leader.id}")}
+    assert sum(leader_readers.values()) == 0, steps
     # Each follower's reader of the leader's stream wakes for each heartbeat.
     for follower in cluster.hosts:
         if follower != leader.id:
-            assert counter.steps[f"read-{leader.id}-on-{follower}"] >= rounds - 2, counter.steps
+            assert steps[f"read-{leader.id}-on-{follower}"] >= rounds - 2, steps
     assert leader.is_leader, "the answers read a round late still count for check-quorum"
 
 

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from raft_trio.wakeups import SharedWakeups
-from tests.node.harness import Cluster
+from tests.node.harness import Cluster, log_steps
 
 
 async def test_a_sleep_ends_in_the_first_turn_after_it_is_due_or_by_itself_slack_later(
@@ -64,12 +64,7 @@ async def test_at_rest_the_keepalive_checks_ride_the_heartbeat_turns(
     await cluster.wait_for_leader(within=10.0)
     await trio.sleep(3.0)
     alone = {node_id: host.node.wakeups.ended_alone for node_id, host in cluster.hosts.items()}
-    turns = TurnTimes()
-    trio.lowlevel.add_instrument(turns)
-    try:
-        await trio.sleep(5.0)
-    finally:
-        trio.lowlevel.remove_instrument(turns)
+    turns = await log_steps(5.0)
     keepalives = [at for name, at in turns.steps if name.startswith("keepalives-")]
     heartbeat_turns = {at for name, at in turns.steps if name == "ticker" or name.startswith("read-")}
     # Six streams, one check a second each, over 5 s.
@@ -78,11 +73,3 @@ async def test_at_rest_the_keepalive_checks_ride_the_heartbeat_turns(
     for node_id, host in cluster.hosts.items():
         assert len(host.node.wakeups) == 2, "each node's two streams' checks sleep"
         assert host.node.wakeups.ended_alone == alone[node_id], "a check woke the node by itself"
-
-
-class TurnTimes(trio.abc.Instrument):
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, float]] = []
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.steps.append((task.name, trio.current_time()))
