@@ -1,6 +1,6 @@
 """Sleeps that may end a little late share a wake-up the process has anyway.
 
-On a virtual machine a sleeping process's wake-up costs 0.2-0.4 ms of CPU,
+On this virtual machine a sleeping process's wake-up costs 0.5-0.8 ms of CPU,
 far more than what a once-a-second duty does (a stream's keep-alive check,
 the disk watch). A node wakes about ten times a second anyway, for its
 heartbeats: a leader's ticker sends them, a follower reads them. A duty

@@ -112,7 +112,7 @@ class LazyReads:
     a leader at rest needs them for check-quorum alone, which counts
     rounds (``RaftCore.awaits_answers``). Read as they came, the two
     followers' answers woke the leader twice a heartbeat besides its
-    ticker's round: on a machine where a wake-up costs 0.2-0.4 ms of CPU,
+    ticker's round: on a machine where a wake-up costs 0.5-0.8 ms of CPU,
     two thirds of what a leader at rest spent. So while nothing awaits an
     answer, a stream's reader parks instead of waiting on its socket, and
     the ticker reads every parked stream without waiting, in its own
