@@ -20,7 +20,8 @@ import trio
 
 class SharedWakeups:
     def __init__(self, slack: float) -> None:
-        self._slack = slack
+        #: How late a sleep may end, at most.
+        self.slack = slack
         #: (due, order, the sleeper's event), soonest first.
         self._due: list[tuple[float, int, trio.Event]] = []
         self._order = itertools.count()
@@ -35,7 +36,7 @@ class SharedWakeups:
         entry = (due, next(self._order), trio.Event())
         heapq.heappush(self._due, entry)
         try:
-            with trio.move_on_at(due + self._slack) as alone:
+            with trio.move_on_at(due + self.slack) as alone:
                 await entry[2].wait()
             if alone.cancelled_caught:
                 self.ended_alone += 1

@@ -80,6 +80,7 @@ QUERIES = (
     "status",
     "ticks_until_due",
     "awaits_answers",
+    "heartbeat_round",
     "snapshot_meta",
     "id",
     "config",
@@ -302,6 +303,13 @@ class RaftCore:
             for node_id, pr in self._progress.items()
             if node_id != self._id
         )
+
+    def heartbeat_round(self) -> int:
+        """The number of the latest heartbeat round, which a follower's
+        ``HeartbeatResponse.seq`` echoes: a runtime that notes when each
+        round left knows, from an answer, a time the follower still
+        followed this leader, however late it reads the answer."""
+        return self._heartbeat_seq
 
     def propose(self, data: bytes) -> int:
         """Append a command; returns its log index. The command is committed
@@ -810,11 +818,14 @@ class RaftCore:
             if m.seq > pr.acked_seq:
                 pr.acked_seq = m.seq
                 self._release_confirmed_reads()
-            if pr.match < self._log.last_index():
+            if pr.match < self._log.last_index() or pr.state is ProgressState.PROBE:
+                # In PROBE with the whole log (a stream broke: the runtime
+                # reported it unreachable), an empty append's answer moves
+                # it back to REPLICATE, so the leader can be at rest again.
                 self._send_append(m.src)
 
     def _handle_append_success(self, node_id: NodeId, pr: Progress, index: int) -> None:
-        if not pr.maybe_update(index):
+        if not pr.maybe_update(index) and not (pr.state is ProgressState.PROBE and index == pr.match):
             return
         if pr.state is ProgressState.PROBE:
             pr.become_replicate()

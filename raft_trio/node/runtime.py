@@ -184,6 +184,16 @@ READY_MAX_LAG = 100
 #: space back within seconds.
 LOW_SPACE_COMPACT_ENTRIES = 100
 
+#: The longest a once-a-second duty waits for a turn the node has anyway
+#: (raft_trio.wakeups): a keep-alive then leaves within 1.5 s of the last
+#: frame, well inside a peer's silence check (5 s).
+WAKEUP_SLACK_MAX_S = 0.5
+
+#: How many heartbeat rounds' send times a leader keeps to date their
+#: answers: an answer read more rounds late than this (never, at rest,
+#: where it is read within one) extends nothing.
+ROUNDS_REMEMBERED = 8
+
 
 @dataclasses.dataclass(frozen=True)
 class NodeEvent:
@@ -262,8 +272,10 @@ class RaftNode:
         self._ticker_turn = False
         #: Once-a-second duties (keep-alive checks, the disk watch) end their
         #: sleeps in a turn the node has anyway: the ticker's, or a message's
-        #: (a follower's heartbeats), within one and a half heartbeats.
-        self.wakeups = SharedWakeups(slack=1.5 * timing.heartbeat_ms / 1000)
+        #: (a follower's heartbeats), within one and a half heartbeats, or
+        #: half a second with sparse heartbeats: a keep-alive due every
+        #: second must reach a peer well before its 5 s silence check.
+        self.wakeups = SharedWakeups(slack=min(1.5 * timing.heartbeat_ms / 1000, WAKEUP_SLACK_MAX_S))
         self._writes = PendingWrites()
         self._reads = PendingReads()
         self._wake = trio.Event()
@@ -288,10 +300,13 @@ class RaftNode:
         self._leader_heard: tuple[int, str] | None = None
         self._leader_commit = 0
         self._leader_heard_at = -float("inf")
-        # As leader: when each follower last answered in this term, the
-        # lease behind ``/readyz`` (a quorum heard within the minimum
-        # election timeout).
+        # As leader: since when each follower is known to follow it in
+        # this term, the lease behind ``/readyz`` (a quorum heard within
+        # the minimum election timeout). A heartbeat's answer counts from
+        # when its round left (``_round_sent_at``), not when it was read:
+        # at rest a leader reads answers up to a round late.
         self._answered_at: dict[str, tuple[int, float]] = {}
+        self._round_sent_at: dict[int, float] = {}
         # Clients waiting inside write/read/change calls; ``drain`` waits for
         # none to be left before the node stops.
         self._clients = 0
@@ -626,10 +641,38 @@ class RaftNode:
         transport = self._transport
         assert transport is not None
         transport.send(ready.messages)
+        self._note_heartbeat_round()
         if not ready.only_messages():
             self._taken = ready
             self._wake.set()
         self._wake_lazy_reads()
+
+    def _note_heartbeat_round(self) -> None:
+        """Remember when the latest heartbeat round left (a round's
+        messages leave in the Ready taken right after the core numbers
+        it); the last few rounds are enough, older answers count for
+        nothing."""
+        round_sent = self.core.heartbeat_round()
+        sent_at = self._round_sent_at
+        if round_sent and round_sent not in sent_at:
+            sent_at[round_sent] = trio.current_time()
+            if len(sent_at) > ROUNDS_REMEMBERED:
+                del sent_at[next(iter(sent_at))]
+
+    def _note_answer(self, message: AppendEntriesResponse | HeartbeatResponse) -> None:
+        """A follower answered: it followed this leader at least since
+        its answer's round left (a heartbeat's) or now (an append's,
+        read as it comes: a leader awaiting entries' answers reads
+        eagerly)."""
+        if isinstance(message, HeartbeatResponse):
+            at = self._round_sent_at.get(message.seq)
+            if at is None:
+                return
+        else:
+            at = trio.current_time()
+        known = self._answered_at.get(message.src)
+        if known is None or known[0] != message.term or known[1] < at:
+            self._answered_at[message.src] = (message.term, at)
 
     async def _leader_pump(self) -> None:
         """Takes a leader's Readys as soon as they exist, also while the
@@ -918,7 +961,7 @@ class RaftNode:
             if isinstance(message, (AppendEntries, Heartbeat)):
                 self._heard_from_leader(message)
             elif isinstance(message, (AppendEntriesResponse, HeartbeatResponse)):
-                self._answered_at[message.src] = (message.term, trio.current_time())
+                self._note_answer(message)
                 if (
                     isinstance(message, AppendEntriesResponse)
                     and message.success

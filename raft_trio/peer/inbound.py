@@ -174,6 +174,10 @@ class StreamReader:
         self._read_now = read_now
         self._lazy = lazy if read_now is not None else None
         self._ended: StreamEnd | PeerRequestError | None = None
+        #: What delivering a message read in the ticker's turn raised: it
+        #: is raised in this stream's own task, as it would have been had
+        #: the stream been read eagerly, never in the ticker's.
+        self._failure: Exception | None = None
         self._woken = trio.Event()
 
     async def run(self, data: bytes | bytearray) -> StreamEnd | PeerRequestError:
@@ -188,6 +192,8 @@ class StreamReader:
             if lazy is not None and lazy.may_park():
                 await lazy.park(self, self._woken)
                 self._woken = trio.Event()
+                if self._failure is not None:
+                    raise self._failure
                 data = b""
                 continue
             try:
@@ -212,8 +218,12 @@ class StreamReader:
             if not data:
                 self._take_end()
                 break
-            self._take(data)
-            if len(data) < RECEIVE_BYTES:
+            try:
+                self._take(data)
+            except Exception as failure:  # re-raised in the stream's own task: see run
+                self._failure = failure
+                break
+            if self._ended is None and len(data) < RECEIVE_BYTES:
                 return  # all it held, most likely; the rest waits a round
         self.wake()
 

@@ -71,3 +71,19 @@ def test_a_follower_that_stopped_answering_keeps_the_leader_awaiting_answers() -
     net.elapse(a.config.heartbeat_ticks)  # the heartbeat's answer reveals the gap
     net.deliver_all()
     assert not a.awaits_answers()
+
+
+def test_a_follower_reported_unreachable_is_back_in_step_after_one_heartbeat() -> None:
+    """A broken stream makes the runtime report the follower unreachable,
+    which puts it in PROBE although it holds the whole log; the answer to
+    the next heartbeat brings an empty append whose answer puts it back in
+    REPLICATE, so the leader is at rest again without waiting for a
+    write."""
+    net = at_rest()
+    a = net.cores["a"]
+    a.report_unreachable("b")
+    assert a.awaits_answers()
+    net.elapse(a.config.heartbeat_ticks)
+    net.deliver_all()
+    assert a.status().progress["b"].state.value == "replicate"
+    assert not a.awaits_answers()

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from raft_trio.kv import Put, Written
+from raft_trio.testing.waiting import wait_for
 from tests.node.harness import ELECTION_MAX_S, TIMING, Cluster, log_steps
 
 
@@ -54,3 +55,46 @@ async def test_a_leader_at_rest_holds_its_lease_and_serves_writes_and_reads_with
         assert isinstance(await leader.write(Put("k", "v")), Written)
         await leader.linearizable_barrier()
         assert trio.current_time() - started < TIMING.heartbeat_ms / 1000 / 4
+
+
+async def test_a_leader_is_at_rest_again_soon_after_a_paused_follower_resumes(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A pause breaks the leader's stream to the follower, which the core
+    hears as the follower unreachable (PROBE, although it holds the whole
+    log); once it answers again the leader is back at rest within a few
+    rounds, without waiting for a write."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    await trio.sleep(3.0)
+    follower = next(node_id for node_id in cluster.hosts if node_id != leader.id)
+    cluster.hosts[follower].paused = True
+    await trio.sleep(10.0)
+    assert leader.core.awaits_answers()
+    cluster.hosts[follower].paused = False
+    await trio.sleep(5 * ELECTION_MAX_S)
+    assert leader.is_leader
+    assert not leader.core.awaits_answers(), leader.core.status().progress
+    steps = (await log_steps(2.0)).counts()
+    assert sum(n for name, n in steps.items() if name.endswith(f"-on-{leader.id}")) == 0, steps
+
+
+async def test_the_leaders_lease_ends_within_the_minimum_election_timeout_of_the_last_answered_round(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """``out_of_touch`` (``/readyz``, authorised requests) counts a
+    follower's answer from when the round it answers left, not from when
+    the leader read it (up to a round later at rest): the lease never
+    outlives the followers' promise not to elect another."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    await trio.sleep(3.0)
+    followers = [host for node_id, host in cluster.hosts.items() if node_id != leader.id]
+    heard_before = followers[0].node._leader_heard_at
+    with trio.fail_after(1.0):  # a round just reached the followers
+        await wait_for(lambda: followers[0].node._leader_heard_at != heard_before, poll=0.001)
+    await trio.sleep(0.001)
+    last_heard = max(host.node._leader_heard_at for host in followers)
+    for host in followers:
+        host.paused = True
+    with trio.fail_after(5.0):
+        await wait_for(lambda: leader.out_of_touch() is not None, poll=0.001)
+    assert trio.current_time() - last_heard <= TIMING.election_min_ms / 1000 + 0.002

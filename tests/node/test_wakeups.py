@@ -9,8 +9,10 @@ import pytest
 import trio
 import trio.testing
 
+from raft_trio.core import Membership, Snapshot, SnapshotMeta
+from raft_trio.node import RaftNode, Timing
 from raft_trio.wakeups import SharedWakeups
-from tests.node.harness import Cluster, log_steps
+from tests.node.harness import Cluster, MemoryNodeStorage, log_steps
 
 
 async def test_a_sleep_ends_in_the_first_turn_after_it_is_due_or_by_itself_slack_later(
@@ -73,3 +75,17 @@ async def test_at_rest_the_keepalive_checks_ride_the_heartbeat_turns(
     for node_id, host in cluster.hosts.items():
         assert len(host.node.wakeups) == 2, "each node's two streams' checks sleep"
         assert host.node.wakeups.ended_alone == alone[node_id], "a check woke the node by itself"
+
+
+@pytest.mark.parametrize(
+    ("timing", "slack"),
+    [(Timing(), 0.15), (Timing(heartbeat_ms=1000, election_min_ms=10_000, election_max_ms=20_000), 0.5)],
+)
+def test_a_nodes_duties_wait_at_most_half_a_second_for_a_shared_turn(timing: Timing, slack: float) -> None:
+    """One and a half heartbeats, but never more than half a second: with
+    sparse heartbeats a keep-alive due every second must still reach its
+    peer well inside the peer's 5 s silence check."""
+    membership = Membership.of({"n1": "mem://n1"})
+    storage = MemoryNodeStorage(Snapshot(SnapshotMeta(0, 0, membership)))
+    node = RaftNode("n1", "mem://n1", storage, timing)
+    assert node.wakeups.slack == pytest.approx(slack)

@@ -278,6 +278,58 @@ async def test_a_parked_stream_is_read_only_when_the_ticker_asks_until_answers_a
     assert delivered == [[heartbeat(1)], [heartbeat(2)], [heartbeat(3)]]
 
 
+async def test_a_refused_frame_read_in_the_tickers_turn_ends_the_stream_in_that_turn() -> None:
+    """A parked stream whose next frame is refused ends when the ticker
+    reads it, not a round later: its reader is woken to return."""
+    sender, receiver = await tcp_pair()
+    lazy = LazyReads(lambda: False)
+    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    ended: list[StreamEnd | PeerRequestError] = []
+    async with trio.open_nursery() as nursery:
+
+        async def reader() -> None:
+            ended.append(await read_stream(inbox, receiver, b"", lambda m: None, trio.Event(), lazy))
+
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        await sender.send_all(b"\xff" * 64)  # no frame of ours looks like this
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(receiver.socket)
+        lazy.read_parked()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(ended) == 1 and isinstance(ended[0], PeerRequestError)
+    await sender.aclose()
+    await receiver.aclose()
+
+
+async def test_what_delivering_raises_in_the_tickers_turn_is_raised_in_the_streams_own_task() -> None:
+    """The ticker reads parked streams for the node; a message whose
+    delivery raises fails its stream's task, as it would read eagerly,
+    and never the ticker that read it."""
+    sender, receiver = await tcp_pair()
+    lazy = LazyReads(lambda: False)
+    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+
+    def deliver(messages: list[Message]) -> None:
+        raise RuntimeError("the node refused it")
+
+    ticker_went_on = False
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(RuntimeError, match="the node refused it"), flatten_subgroups=True
+    ):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_stream, inbox, receiver, b"", deliver, trio.Event(), lazy)
+            await trio.testing.wait_all_tasks_blocked()
+            await sender.send_all(FrameWriter().frame(encode_batch([heartbeat(1)])))
+            with trio.fail_after(5):
+                await trio.lowlevel.wait_readable(receiver.socket)
+            lazy.read_parked()  # the ticker's turn
+            ticker_went_on = True
+    assert ticker_went_on
+    await sender.aclose()
+    await receiver.aclose()
+
+
 async def test_a_socket_read_now_takes_what_is_there_and_never_waits() -> None:
     sender, receiver = await tcp_pair()
     read_now = socket_read_now(receiver)
