@@ -1081,6 +1081,7 @@ class RaftNode:
         try:
             return self.core.propose(data)
         except NotLeader as error:
+            self.wake()  # the ticks caught up may have stepped it down: announce it now
             raise NotLeaderError(error.leader_id, self.leader_url()) from error
 
     async def linearizable_barrier(self) -> None:
@@ -1095,6 +1096,7 @@ class RaftNode:
                 self.core.read_index(request_id)
             except NotLeader as error:
                 self._reads.drop(request_id)
+                self.wake()
                 raise NotLeaderError(error.leader_id, self.leader_url()) from error
             self.wake()
             await self._reads.wait(request_id, waiter, self.write_timeout)
@@ -1152,6 +1154,7 @@ class RaftNode:
             try:
                 index = self.core.change_membership(change)
             except NotLeader as error:
+                self.wake()
                 raise NotLeaderError(error.leader_id, self.leader_url()) from error
             except ProposalDropped as error:
                 raise Unavailable(str(error)) from error
@@ -1166,6 +1169,7 @@ class RaftNode:
         try:
             target = self.core.transfer_leadership(to)
         except NotLeader as error:
+            self.wake()
             raise NotLeaderError(error.leader_id, self.leader_url()) from error
         self.wake()
         with trio.move_on_after(self.write_timeout):
