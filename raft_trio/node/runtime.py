@@ -280,6 +280,9 @@ class RaftNode:
         self._reads = PendingReads()
         self._wake = trio.Event()
         self._pump_wake = trio.Event()
+        #: The ready loop is inside ``_handle_ready``, which awaits the disk
+        #: (a persist, a compaction): meanwhile the leader pump takes Readys.
+        self._ready_loop_awaits = False
         #: The Ready in flight, taken and not yet handled by the ready loop
         #: (whoever takes one sends its ``messages`` at once).
         self._taken: Ready | None = None
@@ -622,7 +625,10 @@ class RaftNode:
         """The core took an input: handle what it has to do, and wake the
         ticker sooner if a timer moved closer."""
         self._wake.set()
-        if self.is_leader:
+        if self._ready_loop_awaits and self.is_leader and self.core.has_ready():
+            # The ready loop waits on the disk: the leader pump sends now.
+            # Otherwise the ready loop, woken above, takes the Ready itself
+            # (the pump would cost two task steps for nothing).
             self._pump_wake.set()
         self._ticks.reschedule(*self._deadlines())
         self._wake_lazy_reads()
@@ -675,9 +681,10 @@ class RaftNode:
             self._answered_at[message.src] = (message.term, at)
 
     async def _leader_pump(self) -> None:
-        """Takes a leader's Readys as soon as they exist, also while the
-        ready loop waits on the disk: its appends go out during its own
-        fsync (§10.2.1), and heartbeats never wait on one."""
+        """Takes a leader's Readys while the ready loop waits on the disk
+        (``wake`` calls it then): its appends go out during its own fsync
+        (§10.2.1). Heartbeats leave from the ticker's turn, and at other
+        times the ready loop takes the Ready itself."""
         while True:
             await self._pump_wake.wait()
             self._pump_wake = trio.Event()
@@ -755,18 +762,26 @@ class RaftNode:
     async def _ready_loop(self) -> None:
         try:
             while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
                 while True:
                     if self._taken is None and self.core.has_ready():
                         self._take_ready()
                     ready, self._taken = self._taken, None
                     if ready is None:
                         break
-                    await self._handle_ready(ready)
-                    # A long backlog comes in slices (max_apply_bytes): let
-                    # requests and ticks run between them.
-                    await trio.lowlevel.checkpoint()
+                    self._ready_loop_awaits = True
+                    try:
+                        await self._handle_ready(ready)
+                    finally:
+                        self._ready_loop_awaits = False
+                    if self._taken is not None or self.core.has_ready():
+                        # A long backlog comes in slices (max_apply_bytes):
+                        # let requests and ticks run between them.
+                        await trio.lowlevel.checkpoint()
+                # Nothing left: whatever set the event meanwhile was handled
+                # above, so wait for the next input with a fresh one (no
+                # turn for an event set already).
+                self._wake = trio.Event()
+                await self._wake.wait()
         except StorageError as error:
             # Fail-stop: nothing that depended on the failed write was
             # sent or answered; the node ends (the CLI prints one line).
