@@ -1091,13 +1091,20 @@ class RaftNode:
             result: Result = await self._writes.wait(waiter, self.write_timeout)
             return result
 
+    def _no_longer_leading(self, error: NotLeader) -> NotLeaderError:
+        """The error for a call the core refused as not leader. The ticks
+        the call caught up first may have stepped the leader down (its
+        check-quorum round): the node wakes to announce that now, not at
+        the ticker's next turn."""
+        self.wake()
+        return NotLeaderError(error.leader_id, self.leader_url())
+
     def _propose(self, data: bytes) -> int:
         self._ticks.catch_up()
         try:
             return self.core.propose(data)
         except NotLeader as error:
-            self.wake()  # the ticks caught up may have stepped it down: announce it now
-            raise NotLeaderError(error.leader_id, self.leader_url()) from error
+            raise self._no_longer_leading(error) from error
 
     async def linearizable_barrier(self) -> None:
         """Return once this node, as leader, has confirmed its leadership
@@ -1111,8 +1118,7 @@ class RaftNode:
                 self.core.read_index(request_id)
             except NotLeader as error:
                 self._reads.drop(request_id)
-                self.wake()
-                raise NotLeaderError(error.leader_id, self.leader_url()) from error
+                raise self._no_longer_leading(error) from error
             self.wake()
             await self._reads.wait(request_id, waiter, self.write_timeout)
 
@@ -1169,8 +1175,7 @@ class RaftNode:
             try:
                 index = self.core.change_membership(change)
             except NotLeader as error:
-                self.wake()
-                raise NotLeaderError(error.leader_id, self.leader_url()) from error
+                raise self._no_longer_leading(error) from error
             except ProposalDropped as error:
                 raise Unavailable(str(error)) from error
             waiter = self._writes.add(index, self.term)
@@ -1184,8 +1189,7 @@ class RaftNode:
         try:
             target = self.core.transfer_leadership(to)
         except NotLeader as error:
-            self.wake()
-            raise NotLeaderError(error.leader_id, self.leader_url()) from error
+            raise self._no_longer_leading(error) from error
         self.wake()
         with trio.move_on_after(self.write_timeout):
             while self.leader_id != target:
