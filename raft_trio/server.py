@@ -139,6 +139,7 @@ async def _serve(
             storage,
             settings.timing,
             run_disk=writer,
+            run_short_write=writer.short,
             security=settings.security,
             cluster_id=storage.data_dir.meta.cluster_id,
             space=space,

@@ -137,6 +137,16 @@ class NodeStorage(LogStorage, Protocol):
 #: Runs a blocking disk call off the event loop (``trio.to_thread.run_sync``).
 DiskRunner = Callable[..., Awaitable[Any]]
 
+#: A Ready of at most this many entries (and bytes of them), with no
+#: snapshot, is a short write: one client's pace, which
+#: ``run_short_write`` may run on the loop's own thread
+#: (:meth:`raft_trio.node.disk.DiskWriter.short`). Batches come from
+#: many clients at once, where the loop has requests to serve while the
+#: writer thread waits on the disk (side by side at 16 clients, 4 entries
+#: cost the leader 3-6 % of its writes/s, 1 entry nothing measurable).
+SHORT_WRITE_ENTRIES = 1
+SHORT_WRITE_BYTES = 64 * 1024
+
 
 class NotLeaderError(Exception):
     def __init__(self, leader_id: str | None, leader_url: str | None) -> None:
@@ -214,6 +224,7 @@ class RaftNode:
         write_timeout: float = 5.0,
         *,
         run_disk: DiskRunner = trio.to_thread.run_sync,
+        run_short_write: DiskRunner | None = None,
         request: RequestFunction | None = None,
         open_stream: StreamOpener | None = None,
         security: Security | None = None,
@@ -233,6 +244,7 @@ class RaftNode:
         self.timing = timing
         self.write_timeout = write_timeout
         self._run_disk = run_disk
+        self._run_short_write = run_short_write or run_disk
         self._request = request
         self._open_stream = open_stream
         self.security = security = security or Security()
@@ -798,10 +810,9 @@ class RaftNode:
             started = time.perf_counter()
             self._persist_started = trio.current_time()
             self._ticks.reschedule(*self._deadlines())
+            run = self._run_short_write if _is_short_write(ready) else self._run_disk
             try:
-                await self._run_disk(
-                    self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
-                )
+                await run(self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot)
             finally:
                 self._persist_started = None
             metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
@@ -1195,6 +1206,16 @@ class RaftNode:
             while self.leader_id != target:
                 await self._leader_changed.wait()
         return target
+
+
+def _is_short_write(ready: Ready) -> bool:
+    """Whether a Ready's write is short (SHORT_WRITE_ENTRIES)."""
+    entries = ready.entries
+    return (
+        ready.snapshot is None
+        and len(entries) <= SHORT_WRITE_ENTRIES
+        and sum(len(entry.data) for entry in entries) <= SHORT_WRITE_BYTES
+    )
 
 
 def _new_value_bytes(command: Command) -> int | None:

@@ -5,14 +5,14 @@ served from an in-memory cache (a :class:`~raft_trio.core.MemoryStorage`
 holding the snapshot and every entry after it); the disk is only written,
 and only read back when the node starts.
 
-A write has two halves, so that the event loop never blocks on the disk and
-never sees a half-updated cache:
+A write has two halves, so that the disk half can run off the event loop
+and the loop never sees a half-updated cache:
 
 ============================  ===========================  ==================
 method                        runs on                      does
 ============================  ===========================  ==================
-``write_to_disk``             the writer thread            one SQLite
-``compact_on_disk``           (``trio.to_thread``)         transaction, fsync
+``write_to_disk``             the writer thread (or the    one SQLite
+``compact_on_disk``           loop, for a short write)     transaction, fsync
 ``apply_to_cache``            the event loop, after the    updates the cache
 ``compact_cache``             writer returned
 ``stage_snapshot``            any other thread             writes a snapshot

@@ -66,6 +66,10 @@ class Host:
     def __init__(self, node: RaftNode) -> None:
         self.node = node
         self.fsync_seconds = 0.0
+        #: Each Ready's write: the runner it went to (the node's
+        #: ``run_disk``, "thread", or ``run_short_write``, "short") and its
+        #: number of entries.
+        self.ready_writes: list[tuple[str, int]] = []
         self.buffer_frames = STREAM_BUFFER_FRAMES
         self._resumed = trio.Event()
         self._resumed.set()
@@ -135,15 +139,20 @@ class Cluster:
                 storage,
                 TIMING,
                 seed=seed,
-                run_disk=self._disk(node_id),
+                run_disk=self._disk(node_id, "thread"),
+                run_short_write=self._disk(node_id, "short"),
                 request=self._request,
                 open_stream=self._open_stream,
             )
             self.hosts[node_id] = Host(node)
 
-    def _disk(self, node_id: str) -> Callable[..., Any]:
+    def _disk(self, node_id: str, runner: str) -> Callable[..., Any]:
         async def run_disk(function: Callable[..., Any], *args: Any) -> Any:
-            await trio.sleep(self.hosts[node_id].fsync_seconds)
+            host = self.hosts[node_id]
+            if function == host.node.storage.write_to_disk:
+                _, entries, _ = args
+                host.ready_writes.append((runner, len(entries)))
+            await trio.sleep(host.fsync_seconds)
             return function(*args)
 
         return run_disk

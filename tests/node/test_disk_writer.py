@@ -1,14 +1,17 @@
 """The node's one disk-writer thread: every write on the same thread, in
 order, off the event loop; a write that started is finished even if its
-caller is cancelled."""
+caller is cancelled. A short write runs on the loop's own thread while the
+writer is idle and the disk quick, else on the writer thread, in order."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import trio
 
+from raft_trio.node import disk
 from raft_trio.node.disk import DiskWriter
 
 
@@ -72,3 +75,72 @@ async def test_a_started_write_finishes_before_a_cancelled_caller_returns() -> N
     finally:
         release.set()
         writer.stop()
+
+
+async def test_a_short_write_runs_on_the_loops_thread_while_the_writer_is_idle_and_the_disk_quick() -> None:
+    writer = DiskWriter("test-disk")
+    try:
+        assert await writer.short(threading.get_ident) == threading.get_ident()
+        assert await writer.short(lambda a, b: a + b, 2, 3) == 5
+        with pytest.raises(ValueError, match="disk full"):
+            await writer.short(_raise, ValueError("disk full"))
+        assert (writer.inline_writes, writer.thread_writes) == (3, 0)
+    finally:
+        writer.stop()
+
+
+async def test_a_short_write_goes_behind_a_job_on_the_thread_never_beside_it() -> None:
+    writer = DiskWriter("test-disk")
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow_compaction() -> None:
+        started.set()
+        release.wait(timeout=10)
+        order.append("compaction")
+
+    def short_write() -> int:
+        order.append("short")
+        return threading.get_ident()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, slow_compaction)
+            await trio.to_thread.run_sync(started.wait, 10)
+            short_ran_on: list[int] = []
+
+            async def write() -> None:
+                short_ran_on.append(await writer.short(short_write))
+
+            nursery.start_soon(write)
+            await trio.sleep(0.05)
+            assert order == [], "the short write must wait for the job on the thread"
+            release.set()
+        assert order == ["compaction", "short"]
+        assert short_ran_on != [threading.get_ident()]
+        assert (writer.inline_writes, writer.thread_writes) == (0, 1)
+    finally:
+        release.set()
+        writer.stop()
+
+
+async def test_after_a_slow_short_write_the_next_go_to_the_thread_until_one_is_quick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(disk, "QUICK_WRITE_S", 0.005)
+    writer = DiskWriter("test-disk")
+    loop_thread = threading.get_ident()
+    try:
+        # Held the loop for longer than QUICK_WRITE_S: the disk is slow now.
+        assert await writer.short(_sleep_then_ident, 0.02) == loop_thread
+        assert await writer.short(_sleep_then_ident, 0.02) != loop_thread
+        assert await writer.short(_sleep_then_ident, 0.0) != loop_thread  # quick again, on the thread
+        assert await writer.short(_sleep_then_ident, 0.0) == loop_thread
+        assert (writer.inline_writes, writer.thread_writes) == (2, 2)
+    finally:
+        writer.stop()
+
+
+def _sleep_then_ident(seconds: float) -> int:
+    time.sleep(seconds)
+    return threading.get_ident()
