@@ -123,15 +123,24 @@ class LazyReads:
     bytes come. A message read late is a message the network delayed:
     safety never depends on timing, and one heartbeat round is far below
     every timeout.
+
+    Once woken, the readers park again only after a ticker's round found
+    nothing awaited (``resting``): between one client's writes, a few
+    milliseconds apart, nothing is awaited either, and parking there
+    cost every write a park and a wake of each reader, and under load
+    each read a look at every follower's progress.
     """
 
     def __init__(self, awaited: Callable[[], bool]) -> None:
         self._awaited = awaited
         #: Readers parked now, in the order they parked.
         self._parked: dict[StreamReader, None] = {}
+        #: Whether the readers may park: nothing was awaited at the last
+        #: ticker's round, nor since (each wake looks again).
+        self.resting = True
 
     def may_park(self) -> bool:
-        return not self._awaited()
+        return self.resting and not self._awaited()
 
     async def park(self, reader: StreamReader, woken: trio.Event) -> None:
         self._parked[reader] = None
@@ -142,13 +151,18 @@ class LazyReads:
 
     def read_parked(self) -> None:
         """Reads and delivers what each parked stream holds now (from the
-        ticker's turn); then, if answers are awaited now, wakes them all."""
+        ticker's turn); then, if answers are awaited now, wakes them all,
+        else lets the readers park from now on."""
         for reader in list(self._parked):
             reader.read_now()
+        self.resting = True
         self.wake_if_awaited()
 
     def wake_if_awaited(self) -> None:
-        if self._parked and self._awaited():
+        """If answers are awaited now: wakes every parked reader, and no
+        reader parks until the next ticker's round finds none awaited."""
+        if self.resting and self._awaited():
+            self.resting = False
             for reader in list(self._parked):
                 reader.wake()
 

@@ -264,6 +264,7 @@ async def test_a_parked_stream_is_read_only_when_the_ticker_asks_until_answers_a
         assert delivered[1] == [heartbeat(2)]
 
         awaited[0] = False
+        lazy.read_parked()  # a ticker's round finds nothing awaited: readers park again
         await sender.send_all(writer.frame(encode_batch([heartbeat(3)])))  # read as it comes, then parks
         with trio.fail_after(5):
             await wait_for(lambda: len(delivered) == 3)
@@ -276,6 +277,41 @@ async def test_a_parked_stream_is_read_only_when_the_ticker_asks_until_answers_a
     await receiver.aclose()
     assert ended == [StreamEnd.ENDED]
     assert delivered == [[heartbeat(1)], [heartbeat(2)], [heartbeat(3)]]
+
+
+async def test_once_woken_a_reader_parks_again_only_after_a_tickers_round_at_rest() -> None:
+    """Between one client's writes nothing is awaited for a few
+    milliseconds: the readers keep reading as bytes come until the
+    ticker's round finds the leader at rest, instead of parking after
+    each write and being woken by the next."""
+    sender, receiver = await tcp_pair()
+    writer, awaited = FrameWriter(), [True]
+    lazy = LazyReads(lambda: awaited[0])
+    lazy.wake_if_awaited()  # a write: answers awaited
+    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    delivered: list[list[Message]] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_stream, inbox, receiver, b"", delivered.append, trio.Event(), lazy)
+        await trio.testing.wait_all_tasks_blocked()
+        awaited[0] = False  # the write committed: nothing awaited now
+        for seq in (1, 2, 3):
+            await sender.send_all(writer.frame(encode_batch([heartbeat(seq)])))
+            with trio.fail_after(5):
+                await wait_for(lambda: len(delivered) == seq)  # noqa: B023 (awaited at once)
+        lazy.read_parked()  # the ticker's round: at rest, so the readers park
+        await sender.send_all(writer.frame(encode_batch([heartbeat(4)])))
+        with trio.fail_after(5):
+            await wait_for(lambda: len(delivered) == 4)
+        await sender.send_all(writer.frame(encode_batch([heartbeat(5)])))
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(receiver.socket)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(delivered) == 4, "parked after its first read since the round"
+        lazy.read_parked()
+        assert delivered[4] == [heartbeat(5)]
+        nursery.cancel_scope.cancel()
+    await sender.aclose()
+    await receiver.aclose()
 
 
 async def test_a_refused_frame_read_in_the_tickers_turn_ends_the_stream_in_that_turn() -> None:
