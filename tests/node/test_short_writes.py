@@ -10,17 +10,26 @@ import trio
 import trio.testing
 
 from raft_trio.kv import Put, Written
+from raft_trio.node import RaftNode
 from raft_trio.node.runtime import SHORT_WRITE_ENTRIES
 from tests.node.harness import Cluster
+
+
+async def settled_leader(cluster: Cluster, fsync_seconds: float = 0.0) -> RaftNode:
+    """The leader once the first commits are done, every disk taking
+    ``fsync_seconds`` a write and no write recorded yet."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    await trio.sleep(1.0)
+    for host in cluster.hosts.values():
+        host.fsync_seconds = fsync_seconds
+        host.ready_writes.clear()
+    return leader
 
 
 async def test_one_write_at_a_time_is_a_short_write_on_every_node(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
-    leader = await cluster.wait_for_leader(within=10.0)
-    await trio.sleep(1.0)
-    for host in cluster.hosts.values():
-        host.ready_writes.clear()
+    leader = await settled_leader(cluster)
     for n in range(5):
         assert isinstance(await leader.write(Put(f"k{n}", "v")), Written)
         await trio.sleep(0.05)
@@ -32,11 +41,7 @@ async def test_one_write_at_a_time_is_a_short_write_on_every_node(
 async def test_a_batch_of_entries_goes_to_the_writer_thread(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
-    leader = await cluster.wait_for_leader(within=10.0)
-    await trio.sleep(1.0)
-    for host in cluster.hosts.values():
-        host.fsync_seconds = 0.005  # writes that arrive meanwhile form a batch
-        host.ready_writes.clear()
+    leader = await settled_leader(cluster, fsync_seconds=0.005)  # writes that arrive meanwhile form a batch
     async with trio.open_nursery() as nursery:
         for n in range(40):
             nursery.start_soon(leader.write, Put(f"k{n}", "v"))
