@@ -5,6 +5,7 @@ shared machine falls on every tree alike (alternating runs of
 
     python -m bench.side_by_side idle --seconds 30 --rounds 3 /tmp/base .
     python -m bench.side_by_side writes --clients 1 --seconds 10 --rounds 3 /tmp/base .
+    python -m bench.side_by_side reads --clients 64 --seconds 10 --rounds 3 /tmp/base .
     python -m bench.side_by_side idle . '.|HEARTBEAT_REPEAT_MILLIS=200'
     python -m bench.side_by_side front-door --clients 64 --seconds 8 --rounds 3 /tmp/base .
 
@@ -18,7 +19,10 @@ runs wrk (``bench/load.lua``, distinct keys, 100-byte values) on every
 leader at once and prints each member's CPU per committed write, in ms
 (``/proc``: utime + stime, over the leader's commit index), and each
 member's mean disk hop in ms (``raft_fsync_seconds``: from a Ready handed
-to the disk until it is durable and back on the event loop);
+to the disk until it is durable and back on the event loop); ``reads``
+writes the keys of compare.py's read workload once, then runs its
+linearizable reads on every leader at once and prints each member's CPU
+per read;
 ``front-door`` runs no cluster: each tree's do-nothing front door
 (``bench/front_door.py`` behind the tree's ``raft_trio.asgi``) under wrk
 at once, and prints its CPU per request.
@@ -124,17 +128,57 @@ def write_round(
     )
 
 
-def writes(clusters: list[TreeCluster], leaders: list[int], trees: list[str], a: argparse.Namespace) -> None:
+def read_round(
+    c: TreeCluster, leader: int, tree: str, tag: str, a: argparse.Namespace, out: list[str]
+) -> None:
+    """One measured wrk run of linearizable reads on ``c``'s leader (of
+    the keys written under ``tag``); its line goes to ``out``."""
+    url = c.url(leader)
+    compare.load_wrk(url, a.clients, 2, c.api, "get", tag)
+    cpu0 = c.cpu()
+    done = compare.load_wrk(url, a.clients, a.seconds, c.api, "get", tag)
+    cpu1 = c.cpu()
+    ms = [(y - x) * 1000 / max(1, done.requests) for x, y in zip(cpu0, cpu1, strict=True)]
+    failed = f"  {done.failures} FAILED" if done.failures else ""
+    out.append(
+        f"{tree:40}  {done.rate:6.0f} reads/s  p50 {done.p50_us / 1000:6.1f} ms  "
+        f"CPU ms a read: {by_role(ms, leader)}  total {sum(ms):.2f}{failed}"
+    )
+
+
+def each_round(
+    clusters: list[TreeCluster],
+    leaders: list[int],
+    trees: list[str],
+    a: argparse.Namespace,
+    measure: Callable[[TreeCluster, int, str, str, argparse.Namespace, list[str]], None],
+    tag: Callable[[int, int], str],
+) -> None:
+    """``a.rounds`` rounds of ``measure`` on every cluster at once."""
     for round_ in range(a.rounds):
         outs: list[list[str]] = [[] for _ in clusters]
         at_once(
             [
-                functools.partial(write_round, c, leader, tree, f"{round_}-{k}", a, out)
+                functools.partial(measure, c, leader, tree, tag(round_, k), a, out)
                 for k, (c, leader, tree, out) in enumerate(zip(clusters, leaders, trees, outs, strict=True))
             ]
         )
         for out in outs:
             print(f"round {round_}  {''.join(out)}  load {load()}", flush=True)
+
+
+def writes(clusters: list[TreeCluster], leaders: list[int], trees: list[str], a: argparse.Namespace) -> None:
+    each_round(clusters, leaders, trees, a, write_round, lambda round_, k: f"{round_}-{k}")
+
+
+def reads(clusters: list[TreeCluster], leaders: list[int], trees: list[str], a: argparse.Namespace) -> None:
+    at_once(
+        [
+            functools.partial(compare.preload, c, c.url(leader), "sbs")
+            for c, leader in zip(clusters, leaders, strict=True)
+        ]
+    )
+    each_round(clusters, leaders, trees, a, read_round, lambda round_, k: "sbs")
 
 
 #: The repository: ``bench`` is importable from here.
@@ -196,7 +240,7 @@ def front_door(root: Path, trees: list[str], a: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("idle", "writes", "front-door"))
+    p.add_argument("what", choices=("idle", "writes", "reads", "front-door"))
     p.add_argument("trees", nargs="+")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=3)
@@ -217,7 +261,7 @@ def main() -> None:
             cluster.__enter__()
         leaders = [c.wait_stable(2.0) for c in clusters]
         time.sleep(3)
-        (idle if a.what == "idle" else writes)(clusters, leaders, a.trees, a)
+        {"idle": idle, "writes": writes, "reads": reads}[a.what](clusters, leaders, a.trees, a)
     finally:
         for cluster in clusters:
             cluster.close()
