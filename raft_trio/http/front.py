@@ -15,7 +15,7 @@ none of those layers would change it:
   place);
 - a GET has no body, and a PUT is answered only once its body was read to
   the end (nothing left for the unread-body mark to say);
-- its answer goes under one shield (``LeanRoutes.send_kv_answer``).
+- its answer needs no shield (``LeanRoutes.send_kv_answer`` says why).
 
 Everything else, and whatever the lean routes hand over (before it had any
 effect, its body replayed), takes the whole app, which serves it exactly as
