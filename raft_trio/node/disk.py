@@ -49,9 +49,6 @@ class DiskWriter:
         self._on_thread = 0
         #: Whether the last short write took at most QUICK_WRITE_S.
         self._disk_quick = True
-        #: Short writes run on the loop's thread and on the writer thread.
-        self.inline_writes = 0
-        self.thread_writes = 0
 
     async def __call__(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function(*args)`` on the writer thread and return its result."""
@@ -79,9 +76,7 @@ class DiskWriter:
         write was quick, else on the writer thread. Either way in order
         with every other job, and never two at once."""
         if self._on_thread or not self._disk_quick:
-            self.thread_writes += 1
             return await self(self._timed, function, *args)
-        self.inline_writes += 1
         return self._timed(function, *args)
 
     def _timed(self, function: Callable[..., Any], *args: Any) -> Any:
