@@ -15,6 +15,7 @@ exactly on every node, with no traceback in any node's log.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,6 +38,9 @@ def loop_file_system(mount: Path, size: int = 64 * MIB) -> Iterator[Path]:
     """An ext4 file system in a file of ``size`` bytes, mounted at
     ``mount`` for the block's duration; its ``data`` directory (absent: a
     node's first start makes it). Skips where loop mounts are not allowed."""
+    missing = [tool for tool in ("mkfs.ext4", "fsfreeze", "mount") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)} (e2fsprogs, util-linux; .ci/run installs them)")
     image = mount.with_suffix(".img")
     with image.open("wb") as f:
         f.truncate(size)
@@ -86,6 +90,12 @@ def one_client(c: Cluster, lid: str) -> Writer:
     return Writer(urls, threads=1).start()
 
 
+def held(c: Cluster, nid: str) -> None:
+    """``nid`` answers nothing while its disk is frozen: its short write
+    holds its event loop (as a pause would), not a thread beside it."""
+    assert c.status(nid) is None, f"{nid} answered with its disk frozen"
+
+
 def survived(c: Cluster, writer: Writer) -> None:
     """Every acknowledged write reads back on every node, every node runs
     and none logged a traceback."""
@@ -104,7 +114,8 @@ def test_a_followers_stalled_disk_stops_nothing_and_it_catches_up(tmp_path: Path
             writer.wait_for(20, what="before the stall")
             with frozen(mounts["n3"]):
                 writer.wait_for(20, what="while a follower's disk is frozen")
-                time.sleep(STALL_S)
+                held(c, "n3")
+                time.sleep(STALL_S)  # the stall lasts several election timeouts
                 writer.wait_for(20, what="at the end of the stall")
             assert c.wait_for_leader() == (lid, term), "a stalled follower unseated the leader"
             writer.wait_for(20, what="after the stall")
@@ -124,7 +135,8 @@ def test_a_leaders_stalled_disk_hands_the_cluster_to_another_and_it_rejoins(tmp_
             with frozen(mounts["n1"]):
                 lid, new_term = c.wait_for_leader(["n2", "n3"], min_term=term + 1)
                 writer.wait_for(20, what=f"through {lid} while the old leader's disk is frozen")
-                time.sleep(STALL_S)
+                held(c, "n1")
+                time.sleep(STALL_S)  # the stall lasts several election timeouts
             # Its disk answers again: the old leader learns of the new term
             # and follows; the writes it held get their answers.
             lid, _ = c.wait_for_leader(min_term=new_term)
