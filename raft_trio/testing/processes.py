@@ -30,7 +30,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import trio
 
 from .. import schema
 from ..client import Client, ClientError, TrioClient
+from . import ports
 from .waiting import POLL_S, wait_until
 
 #: Elections in well under a second (a heartbeat of 50 ms): what tests
@@ -76,18 +76,10 @@ LOG_TAIL_LINES = 40
 
 
 def free_ports(count: int, host: str = HOST) -> list[int]:
-    """Ports the kernel hands out for port 0, all bound at once so that
-    they differ. Free when asked; a process started soon after takes them."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """``count`` different ports, free on ``host`` when asked, from below
+    the kernel's ephemeral range (:mod:`.ports`): a process started soon
+    after, or restarted on one of them later, finds it still free."""
+    return ports.free_ports(count, host)
 
 
 def free_port(host: str = HOST) -> int:
@@ -98,18 +90,7 @@ def free_port(host: str = HOST) -> int:
 def consecutive_free_ports(count: int, host: str = HOST) -> int:
     """A base port with ``count`` free ports from it (for what numbers its
     ports from a base, as ``raft-trio up`` does)."""
-    for _ in range(50):
-        base = free_port(host)
-        if base + count > 65535:
-            continue
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in range(base, base + count):
-                    stack.enter_context(socket.socket()).bind((host, port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError(f"no run of {count} free ports on {host}")
+    return ports.consecutive_free_ports(count, host)
 
 
 # -- commands and environments ---------------------------------------------------------

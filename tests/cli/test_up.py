@@ -129,27 +129,15 @@ def test_ctrl_c_stops_every_node_at_once_without_a_hand_over(tmp_path: Path) -> 
     for run in range(2):
         # The second run is told no --base-port: it resumes the recorded one.
         args = ports_args(base) if run == 0 else ["--monitor-port", str(base + 3)]
-        up = subprocess.Popen(
+        with subprocess.Popen(
             [*cli_command(), "up", *args],
             cwd=tmp_path,
             env=up_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )
-        try:
-            assert up.stdout is not None
-            banner = [up.stdout.readline() for _ in range(7)]
-            assert banner[-1].strip() == "Ctrl-C stops the cluster.", banner
-            write_through(f"http://127.0.0.1:{base}/api/kv/run{run}")
-            started = time.monotonic()
-            up.send_signal(signal.SIGINT)
-            out, err = up.communicate(timeout=30)
-            took = time.monotonic() - started
-        finally:
-            if up.poll() is None:
-                up.kill()
-                up.wait()
+        ) as up:
+            out, err, took = interrupt_once_written(up, base, run)
         assert up.returncode == 0 and out.strip().endswith("raft-trio: stopped") and not err, (out, err)
         assert took < STOP_BOUND_S, f"up took {took:.2f} s to stop"
         assert not any(answers(port) for port in range(base, base + 4))
@@ -157,6 +145,26 @@ def test_ctrl_c_stops_every_node_at_once_without_a_hand_over(tmp_path: Path) -> 
     for log in logs.values():
         assert log.count("stopping fast (SIGINT): no leadership hand-over") == 2, log[-2000:]
         assert "hand-over did not finish" not in log and "handed leadership" not in log, log[-2000:]
+
+
+def interrupt_once_written(up: subprocess.Popen[str], base: int, run: int) -> tuple[str, str, float]:
+    """Waits for ``up``'s banner, writes through n1, sends Ctrl-C and
+    returns what ``up`` printed and how long it took to stop."""
+    try:
+        assert up.stdout is not None and up.stderr is not None
+        banner = [up.stdout.readline() for _ in range(7)]
+        if banner[-1].strip() != "Ctrl-C stops the cluster.":
+            up.kill()
+            pytest.fail(f"run {run}: up printed {banner} and {up.stderr.read()!r}")
+        write_through(f"http://127.0.0.1:{base}/api/kv/run{run}")
+        started = time.monotonic()
+        up.send_signal(signal.SIGINT)
+        out, err = up.communicate(timeout=30)
+        return out, err, time.monotonic() - started
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
 
 
 def write_through(url: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from raft_trio.testing.processes import NODE_COMMAND, Process, inherited_env, stop_all
+from raft_trio.testing.processes import NODE_COMMAND, Process, free_port, inherited_env, stop_all
 from raft_trio.testing.waiting import wait_until
 
 from .dnsmasq import Dnsmasq, loopback_block
@@ -44,9 +44,7 @@ WAIT_S = 30.0
 def common_free_port(addresses: list[str]) -> int:
     """A port free on every one of ``addresses``."""
     for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = int(probe.getsockname()[1])
+        port = free_port(addresses[0])
         try:
             for address in addresses[1:]:
                 with socket.socket() as s:

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from raft_trio.client import ClientError, TrioClient
+from raft_trio.testing import ports
 from raft_trio.testing.processes import (
     FAST_TIMING,
     NodeCluster,
@@ -39,6 +40,43 @@ def test_free_ports_differ_and_a_run_of_them_binds() -> None:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_planned_ports_lie_below_the_kernels_own_choices() -> None:
+    """What the kernel picks for outgoing connections never lands on a
+    planned port (the race CI hit: a node's port taken before its bind)."""
+    floor = ports.ephemeral_floor()
+    planned = [*free_ports(20), consecutive_free_ports(4)]
+    assert all(ports.PLAN_FLOOR <= port < floor for port in planned), (planned, floor)
+    with socket.socket() as client:
+        client.bind(("127.0.0.1", 0))  # how a connection's local end is chosen
+        assert client.getsockname()[1] >= floor
+
+
+def test_each_worker_walks_its_own_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    slices = []
+    for worker in range(4):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{worker}")
+        share = ports.worker_slice(20000, 32768)
+        assert share is not None
+        slices.append(set(share))
+    assert all(not (a & b) for i, a in enumerate(slices) for b in slices[i + 1 :])
+    assert set().union(*slices) <= set(range(20000, 32768))
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    assert ports.worker_slice(20000, 20000 + 4 * ports.MIN_SLICE - 1) is None  # too narrow: the kernel's
+
+
+def test_a_plan_hands_a_port_out_again_only_after_its_whole_slice() -> None:
+    walked = range(ports.PLAN_FLOOR, ports.PLAN_FLOOR + ports.MIN_SLICE)
+    plan = ports.PortPlan(walked)
+    handed = [plan.take(1, "127.0.0.1", consecutive=False)[0] for _ in range(ports.MIN_SLICE // 2)]
+    assert len(set(handed)) == len(handed)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", walked[plan.cursor]))  # the next one is taken: skipped
+        taken = busy.getsockname()[1]
+        run = plan.take(3, "127.0.0.1", consecutive=True)
+    assert taken not in run and run == list(range(run[0], run[0] + 3))
 
 
 async def test_a_killed_node_restarts_on_its_data_dir_with_what_it_had(tmp_path: Path) -> None:
