@@ -28,15 +28,15 @@ the caller must never use it from two threads at once.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import sqlite3
 import struct
 import urllib.parse
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
+from types import TracebackType
 
 import msgspec
 
@@ -99,6 +99,26 @@ class Scan:
     reason: str = ""
 
 
+class _Transaction:
+    """``BEGIN IMMEDIATE`` on entry; ``COMMIT`` on a clean exit, else
+    ``ROLLBACK``. A plain class, made once a connection: every Ready runs
+    one, and a generator-based context manager cost several times more."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
 class SqliteLog:
     """One SQLite database holding the log and the hard state."""
 
@@ -115,6 +135,7 @@ class SqliteLog:
             # isolation_level=None: no implicit transactions; we BEGIN and
             # COMMIT ourselves so one Ready is exactly one transaction.
             self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._transaction = _Transaction(self._conn)
         try:
             if read_only:
                 self._check_version()
@@ -163,17 +184,10 @@ class SqliteLog:
 
     # -- transactions -------------------------------------------------------
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> _Transaction:
         """One write transaction: everything inside is durable together
         when it returns (one fsync of the WAL), or not at all."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        return self._transaction
 
     # -- writes (inside a transaction) ----------------------------------------
 
