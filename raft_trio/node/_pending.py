@@ -9,13 +9,21 @@ usually commits it, and this node, now a follower, applies it and answers);
 it is indeterminate only if neither happens within its timeout, if the node
 stops, or if a snapshot replaces its index: a later leader may still commit
 it, as in etcd.
+
+Timeouts are kept by the runtime's ticker, which calls ``expire`` at each
+of its turns (at least every heartbeat interval and a half), not by a
+cancel scope around each wait: a scope with a deadline cost a request
+7-8 µs of the event loop's time, which a busy leader spends on every
+write and every read. A wait thus ends at most that much after its
+timeout.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -47,17 +55,56 @@ class _Read:
     error: Exception | None = None
 
 
+_Key = TypeVar("_Key")
+_Waiter = TypeVar("_Waiter", _Write, _Read)
+
+
+class _Deadlines(Generic[_Key, _Waiter]):
+    """Waiters by deadline, in the order added: one timeout for all of
+    them, so that order is the deadlines' order. An entry whose waiter was
+    answered meanwhile stays until its deadline and is skipped then."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._queue: collections.deque[tuple[float, _Key, _Waiter]] = collections.deque()
+
+    def add(self, key: _Key, waiter: _Waiter) -> None:
+        self._queue.append((trio.current_time() + self.timeout, key, waiter))
+
+    def due(self, now: float) -> list[tuple[_Key, _Waiter]]:
+        """The unanswered waiters whose deadline is ``now`` or earlier."""
+        queue = self._queue
+        due = []
+        while queue and queue[0][0] <= now:
+            _, key, waiter = queue.popleft()
+            if not waiter.done.is_set():
+                due.append((key, waiter))
+        return due
+
+
 class PendingWrites:
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self._by_index: dict[int, _Write] = {}
+        self._deadlines: _Deadlines[int, _Write] = _Deadlines(timeout)
 
     def __len__(self) -> int:
         return len(self._by_index)
 
     def add(self, index: int, term: int) -> _Write:
+        """A waiter for the entry proposed at ``index`` in ``term``; it
+        times out ``timeout`` seconds from now."""
         waiter = _Write(term)
         self._by_index[index] = waiter
+        self._deadlines.add(index, waiter)
         return waiter
+
+    def expire(self, now: float) -> None:
+        """Indeterminate for every write whose timeout has passed."""
+        for index, waiter in self._deadlines.due(now):
+            if self._by_index.get(index) is waiter:
+                del self._by_index[index]
+            waiter.error = WriteIndeterminate("timed out waiting for the write to commit")
+            waiter.done.set()
 
     def applied(self, index: int, term: int, result: Any) -> None:
         waiter = self._by_index.pop(index, None)
@@ -84,12 +131,11 @@ class PendingWrites:
             waiter.done.set()
         self._by_index.clear()
 
-    # A timeout here is an answer (indeterminate), not a cancellation.
-    async def wait(self, waiter: _Write, timeout: float) -> Any:  # noqa: ASYNC109
-        with trio.move_on_after(timeout):
-            await waiter.done.wait()
-        if not waiter.done.is_set():
-            raise WriteIndeterminate("timed out waiting for the write to commit")
+    @staticmethod
+    async def wait(waiter: _Write) -> Any:
+        """The write's result once applied; its error if it failed, was
+        overwritten or timed out (:meth:`expire`)."""
+        await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
         return waiter.result
@@ -99,19 +145,30 @@ class PendingReads:
     """Read-index requests: confirmed by the core (ReadState), then served
     once the state machine has applied up to the read index (§6.4)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self._next_id = 0
         self._waiting: dict[int, _Read] = {}
         self._confirmed: list[tuple[int, int]] = []  # heap of (index, request id)
+        self._deadlines: _Deadlines[int, _Read] = _Deadlines(timeout)
 
     def __len__(self) -> int:
         return len(self._waiting)
 
     def add(self) -> tuple[int, _Read]:
+        """A new request id and its waiter; it times out ``timeout``
+        seconds from now."""
         self._next_id += 1
         waiter = _Read()
         self._waiting[self._next_id] = waiter
+        self._deadlines.add(self._next_id, waiter)
         return self._next_id, waiter
+
+    def expire(self, now: float) -> None:
+        """Aborts every read whose timeout has passed."""
+        for request_id, waiter in self._deadlines.due(now):
+            self._waiting.pop(request_id, None)
+            waiter.error = ReadAborted("timed out confirming leadership")
+            waiter.done.set()
 
     def confirmed(self, request_id: int, index: int, applied: int) -> None:
         waiter = self._waiting.get(request_id)
@@ -139,13 +196,11 @@ class PendingReads:
             self.drop(request_id)
         self._confirmed.clear()
 
-    # A timeout here is an answer (the read aborted), not a cancellation.
-    async def wait(self, request_id: int, waiter: _Read, timeout: float) -> int:  # noqa: ASYNC109
-        with trio.move_on_after(timeout):
-            await waiter.done.wait()
-        if not waiter.done.is_set():
-            self._waiting.pop(request_id, None)
-            raise ReadAborted("timed out confirming leadership")
+    @staticmethod
+    async def wait(waiter: _Read) -> int:
+        """The read index once confirmed and applied; ReadAborted if
+        leadership changed first or it timed out (:meth:`expire`)."""
+        await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.index is not None

@@ -288,8 +288,8 @@ class RaftNode:
         #: half a second with sparse heartbeats: a keep-alive due every
         #: second must reach a peer well before its 5 s silence check.
         self.wakeups = SharedWakeups(slack=min(1.5 * timing.heartbeat_ms / 1000, WAKEUP_SLACK_MAX_S))
-        self._writes = PendingWrites()
-        self._reads = PendingReads()
+        self._writes = PendingWrites(write_timeout)
+        self._reads = PendingReads(write_timeout)
         self._wake = trio.Event()
         self._pump_wake = trio.Event()
         #: The ready loop is inside ``_handle_ready``, which awaits the disk
@@ -721,6 +721,7 @@ class RaftNode:
                 finally:
                     self._ticker_turn = False
             self._check_disk_stall()
+            self._expire_waits()
             self._expire_leases()
             self._announce_commit()
             if self.core.has_ready():
@@ -756,6 +757,13 @@ class RaftNode:
             log.warning("disk write stalled for %.1f s: stepping down", stalled)
             self.core.step_down()
             self.wake()
+
+    def _expire_waits(self) -> None:
+        """Writes and reads whose timeout passed get their answer (one
+        sweep a ticker turn instead of a cancel scope each)."""
+        now = trio.current_time()
+        self._writes.expire(now)
+        self._reads.expire(now)
 
     def _expire_leases(self) -> None:
         """As leader: propose the revoke of every lease whose deadline
@@ -1099,7 +1107,7 @@ class RaftNode:
             metrics.PROPOSALS.inc()
             waiter = self._writes.add(index, self.term)
             self.wake()
-            result: Result = await self._writes.wait(waiter, self.write_timeout)
+            result: Result = await self._writes.wait(waiter)
             return result
 
     def _no_longer_leading(self, error: NotLeader) -> NotLeaderError:
@@ -1131,7 +1139,7 @@ class RaftNode:
                 self._reads.drop(request_id)
                 raise self._no_longer_leading(error) from error
             self.wake()
-            await self._reads.wait(request_id, waiter, self.write_timeout)
+            await self._reads.wait(waiter)
 
     # -- backups ---------------------------------------------------------
 
@@ -1191,7 +1199,7 @@ class RaftNode:
                 raise Unavailable(str(error)) from error
             waiter = self._writes.add(index, self.term)
             self.wake()
-            await self._writes.wait(waiter, self.write_timeout)
+            await self._writes.wait(waiter)
             return index
 
     async def transfer_leadership(self, to: str | None) -> str:

@@ -17,6 +17,7 @@ import trio.testing
 
 from raft_trio.core import Role
 from raft_trio.kv import Put, Written
+from raft_trio.node import WriteIndeterminate
 from raft_trio.peer import stream as stream_module
 from raft_trio.testing.waiting import wait_for
 
@@ -154,6 +155,25 @@ async def test_a_leader_whose_disk_stalls_steps_down(
         stalled_write.cancel()
     with trio.fail_after(3 * ELECTION_MAX_S):
         await wait_for(lambda: any(n.id != leader.id for n in cluster.leaders()))
+
+
+async def test_a_write_without_a_quorum_times_out_at_its_timeout(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The ticker keeps the write timeout (no cancel scope a write): with
+    both followers paused, a write is answered indeterminate once its
+    timeout passed, within a heartbeat interval and a half, and leaves no
+    waiter behind."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    for host in cluster.hosts.values():
+        host.paused = host.node is not leader
+    start = trio.current_time()
+    with pytest.raises(WriteIndeterminate, match="timed out"), trio.fail_after(2 * leader.write_timeout):
+        await leader.write(Put("unreplicated", "v"))
+    waited = trio.current_time() - start
+    heartbeat_s = TIMING.heartbeat_ms / 1000
+    assert leader.write_timeout <= waited <= leader.write_timeout + 1.5 * heartbeat_s, waited
+    assert len(leader._writes) == 0
 
 
 async def test_a_node_at_rest_wakes_its_ticker_once_a_heartbeat_not_every_tick(

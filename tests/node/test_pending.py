@@ -1,0 +1,49 @@
+"""Clients waiting on the log (raft_trio.node._pending) time out by the
+ticker's sweep: nothing expires before its timeout, an answered waiter is
+left alone, and an expired one is answered once and forgotten."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from raft_trio.node import ReadAborted, WriteIndeterminate
+from raft_trio.node._pending import PendingReads, PendingWrites
+
+TIMEOUT_S = 5.0
+
+
+async def test_writes_expire_at_their_timeout_and_answered_ones_stay_answered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    writes = PendingWrites(TIMEOUT_S)
+    first = writes.add(10, term=2)
+    await trio.sleep(1.0)
+    second = writes.add(11, term=2)
+    writes.applied(10, 2, "result")
+    writes.expire(trio.current_time() + TIMEOUT_S - 1.0 - 0.001)  # just before the second's deadline
+    assert not second.done.is_set() and len(writes) == 1
+    writes.expire(trio.current_time() + TIMEOUT_S)
+    assert await writes.wait(first) == "result"
+    with pytest.raises(WriteIndeterminate, match="timed out"):
+        await writes.wait(second)
+    assert len(writes) == 0
+    writes.applied(11, 2, "too late")  # the commit after the timeout finds no waiter
+    assert second.result is None
+
+
+async def test_reads_expire_at_their_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    reads = PendingReads(TIMEOUT_S)
+    request_id, waiter = reads.add()
+    kept_id, kept = reads.add()
+    reads.confirmed(kept_id, index=7, applied=7)
+    reads.expire(trio.current_time() + TIMEOUT_S - 0.001)
+    assert not waiter.done.is_set()
+    reads.expire(trio.current_time() + TIMEOUT_S)
+    with pytest.raises(ReadAborted, match="timed out"):
+        await reads.wait(waiter)
+    assert await reads.wait(kept) == 7
+    assert len(reads) == 0
+    reads.confirmed(request_id, index=9, applied=9)  # a late confirmation changes nothing
+    assert waiter.index is None
