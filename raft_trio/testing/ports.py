@@ -5,7 +5,8 @@ A port the kernel hands out for port 0 comes from its ephemeral range,
 the same range it draws the local end of every outgoing connection from.
 A node restarted on "its" port, or ``raft-trio up`` binding a few seconds
 after the probe, could then find that port taken by some client's
-connection (CI saw exactly that). So ports come from below the ephemeral
+connection (the likeliest cause of a CI run where ``up`` exited at once
+without its banner). So ports come from below the ephemeral
 range, where the kernel never picks one by itself, and each pytest-xdist
 worker walks a slice of its own, so that two workers never plan the same
 port and one worker hands a port out again only after it has walked its
