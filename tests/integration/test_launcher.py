@@ -44,7 +44,8 @@ def test_free_ports_differ_and_a_run_of_them_binds() -> None:
 
 def test_planned_ports_lie_below_the_kernels_own_choices() -> None:
     """What the kernel picks for outgoing connections never lands on a
-    planned port (the race CI hit: a node's port taken before its bind)."""
+    planned port (a node's port taken by some client's connection before
+    its bind: the likeliest cause of a CI failure of ``raft-trio up``)."""
     floor = ports.ephemeral_floor()
     planned = [*free_ports(20), consecutive_free_ports(4)]
     assert all(ports.PLAN_FLOOR <= port < floor for port in planned), (planned, floor)
@@ -73,6 +74,10 @@ def test_a_plan_hands_a_port_out_again_only_after_its_whole_slice() -> None:
     handed = [plan.take(1, "127.0.0.1", consecutive=False)[0] for _ in range(ports.MIN_SLICE // 2)]
     assert len(set(handed)) == len(handed)
     with socket.socket() as busy:
+        # SO_REUSEADDR: bound despite connections of an earlier test
+        # lingering on that port in TIME_WAIT, which the plan's own bind
+        # (without it) would count as taken anyway.
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", walked[plan.cursor]))  # the next one is taken: skipped
         taken = busy.getsockname()[1]
         run = plan.take(3, "127.0.0.1", consecutive=True)
