@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import signal
 import socket
@@ -157,6 +158,12 @@ def interrupt_once_written(up: subprocess.Popen[str], base: int, run: int) -> tu
             up.kill()
             pytest.fail(f"run {run}: up printed {banner} and {up.stderr.read()!r}")
         write_through(f"http://127.0.0.1:{base}/api/kv/run{run}")
+        # A new node's first-start check serves a waiting page (which
+        # answers /healthz, all up waits for) until the others tell it
+        # whether it started before; Ctrl-C then stops it before it runs
+        # as a member, and it logs that instead of a fast stop.
+        for port in range(base, base + 3):
+            wait_until(functools.partial(runs_as_member, port), 30, f"the node on port {port} as a member")
         started = time.monotonic()
         up.send_signal(signal.SIGINT)
         out, err = up.communicate(timeout=30)
@@ -165,6 +172,16 @@ def interrupt_once_written(up: subprocess.Popen[str], base: int, run: int) -> tu
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+def runs_as_member(port: int) -> tuple[bool, object]:
+    """The node on ``port`` runs as a member: past its first-start check,
+    it knows the leader."""
+    try:
+        status = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=2, trust_env=False).json()
+    except (httpx.HTTPError, ValueError) as error:
+        return False, error
+    return status.get("first_start") is None and status.get("leader_id") is not None, status
 
 
 def write_through(url: str) -> None:
