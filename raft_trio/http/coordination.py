@@ -97,6 +97,12 @@ def _checked_key(key: str, what: str) -> str:
     return key
 
 
+#: The largest revision or version a compare takes (etcd's int64): the log
+#: encodes commands as MessagePack, whose integers end at 64 bits, so a
+#: larger one would fail as the command is encoded, after it was accepted.
+MAX_COMPARE_INT = 2**63 - 1
+
+
 def _compare(body: schema.Compare, position: int) -> Compare:
     where = f"compare[{position}]"
     _checked_key(body.key, f"{where}.key")
@@ -109,8 +115,10 @@ def _compare(body: schema.Compare, position: int) -> Compare:
             raise Refused(bad_request(f"{where}: a compare of exists needs true or false"))
         if body.op not in ("=", "!="):
             raise Refused(bad_request(f"{where}: exists is compared with = or != only"))
-    elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise Refused(bad_request(f"{where}: a compare of {body.target} needs an integer of at least 0"))
+    elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COMPARE_INT:
+        raise Refused(
+            bad_request(f"{where}: a compare of {body.target} needs an integer from 0 to {MAX_COMPARE_INT}")
+        )
     return Compare(body.key, body.target, body.op, value)
 
 
