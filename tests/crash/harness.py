@@ -26,6 +26,7 @@ import h11
 import httpx
 
 from raft_trio.storage import inspect_data_dir
+from raft_trio.testing.waiting import POLL_S
 
 from ..integration.cluster import (
     CATCH_UP_S,
@@ -454,10 +455,17 @@ def check_acknowledged(c: Cluster, writer: Writer, deleted: set[str] | None = No
 
     def linearizable(chunk: list[tuple[str, str, int | None]]) -> None:
         # Concurrent connections: the leader confirms many reads with one
-        # ReadIndex round.
-        with httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False) as client:
+        # ReadIndex round. A 503 (no leader to confirm the read: an
+        # election, which the check's own load on a busy machine can bring
+        # about) says nothing of the data: the read is tried again, through
+        # the redirect of a node that follows, until a leader answers.
+        with httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False, follow_redirects=True) as client:
             for key, value, index in chunk:
-                r = client.get(c.kv_url(lid, key))
+                deadline = time.monotonic() + ELECTION_S
+                while (r := client.get(c.kv_url(lid, key))).status_code == 503:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(POLL_S)
                 judge(f"linearizable read on {lid}", key, value, index, r.status_code, r.content)
 
     def stale(nid: str) -> None:
