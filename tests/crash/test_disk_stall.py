@@ -6,11 +6,12 @@ write to it blocks in the kernel, as on a disk that stopped answering.
 A write of one client's pace runs on the event loop's own thread
 (``raft_trio.node.disk.DiskWriter.short``), so a stall there holds the
 whole node as a pause would; a batch, or a write after a slow one, goes
-to the disk thread, and then the node answers but applies nothing. Each case ends as for a pause: the others go
-on (a stalled follower is not needed for a quorum; a stalled leader is
-replaced within a few election timeouts), the stalled member catches up
-once its disk answers again, and every acknowledged write reads back
-exactly on every node, with no traceback in any node's log.
+to the disk thread, and then the node answers but applies nothing. Each
+case ends as for a pause: the others go on (a stalled follower is not
+needed for a quorum; a stalled leader is replaced within a few election
+timeouts), the stalled member catches up once its disk answers again,
+and every acknowledged write reads back exactly on every node, with no
+traceback in any node's log.
 """
 
 from __future__ import annotations
