@@ -16,7 +16,6 @@ out, for whatever else on the machine listens there.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import socket
@@ -28,8 +27,9 @@ PLAN_FLOOR = 20000
 #: The kernel's ephemeral range starts here unless the machine says otherwise.
 DEFAULT_EPHEMERAL_FLOOR = 32768
 #: Fewer ports than this below the ephemeral range (a machine that gave
-#: the kernel nearly everything): plan nothing and ask the kernel.
-MIN_SLICE = 200
+#: the kernel nearly every port): the plan runs up to 65535 instead, still
+#: tried with a bind, only no longer clear of the kernel's own choices.
+MIN_PLAN = 2000
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
@@ -41,30 +41,31 @@ def ephemeral_floor() -> int:
         return DEFAULT_EPHEMERAL_FLOOR
 
 
-def worker_slice(floor: int, ceiling: int) -> range | None:
-    """This process's share of ``[floor, ceiling)``: one slice per xdist
-    worker (``gw3`` of 4 takes the last quarter), all of it otherwise.
-    None when the share is too small to plan in."""
+def plan_range(ephemeral: int) -> range:
+    """The ports planned on a machine whose ephemeral range starts at
+    ``ephemeral``: those below it, if there are enough."""
+    return range(PLAN_FLOOR, ephemeral if ephemeral - PLAN_FLOOR >= MIN_PLAN else 65536)
+
+
+def worker_slice(ports: range) -> range:
+    """This process's share of ``ports``: one slice per xdist worker
+    (``gw3`` of 4 takes the last quarter), all of them otherwise."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    width = (ceiling - floor) // max(count, 1)
-    if width < MIN_SLICE or index >= count:
-        return None
-    start = floor + index * width
-    return range(start, start + width)
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), 1)
+    index = int(worker[2:]) % count if worker.startswith("gw") and worker[2:].isdigit() else 0
+    width = len(ports) // count
+    return ports[index * width : (index + 1) * width]
 
 
 class PortPlan:
     """Walks one slice of ports, from a random place in it, and hands out
     those that bind."""
 
-    def __init__(self, ports: range | None) -> None:
+    def __init__(self, ports: range) -> None:
         self.ports = ports
-        self.cursor = random.randrange(len(ports)) if ports else 0
+        self.cursor = random.randrange(len(ports))
 
     def _next(self) -> int:
-        assert self.ports is not None
         port = self.ports[self.cursor]
         self.cursor = (self.cursor + 1) % len(self.ports)
         return port
@@ -72,8 +73,6 @@ class PortPlan:
     def take(self, count: int, host: str, *, consecutive: bool) -> list[int]:
         """``count`` ports free on ``host`` now, each tried with a bind;
         with ``consecutive``, a run of them."""
-        if self.ports is None:
-            return kernel_ports(count, host, consecutive=consecutive)
         chosen: list[int] = []
         for _ in range(len(self.ports)):
             port = self._next()
@@ -100,23 +99,7 @@ def binds(host: str, port: int) -> bool:
     return True
 
 
-def kernel_ports(count: int, host: str, *, consecutive: bool) -> list[int]:
-    """The fallback: ports the kernel hands out for port 0."""
-    for _ in range(50):
-        with contextlib.ExitStack() as stack:
-            sockets = [stack.enter_context(socket.socket()) for _ in range(1 if consecutive else count)]
-            for sock in sockets:
-                sock.bind((host, 0))
-            ports = [int(sock.getsockname()[1]) for sock in sockets]
-        if not consecutive:
-            return ports
-        run = list(range(ports[0], ports[0] + count))
-        if run[-1] <= 65535 and all(binds(host, port) for port in run):
-            return run
-    raise RuntimeError(f"no run of {count} free ports on {host}")
-
-
-_plan = PortPlan(worker_slice(PLAN_FLOOR, ephemeral_floor()))
+_plan = PortPlan(worker_slice(plan_range(ephemeral_floor())))
 
 
 def free_ports(count: int, host: str) -> list[int]:
