@@ -19,19 +19,24 @@ MIB = 1 << 20
 
 
 @contextlib.contextmanager
-def tmpfs(path: Path, size: int) -> Iterator[Path]:
-    """A tmpfs of ``size`` bytes mounted at ``path`` for the block's
-    duration (skips the test where mounting is not allowed)."""
+def mounted(path: Path, what: str, *mount_args: str) -> Iterator[Path]:
+    """``mount mount_args... path`` for the block's duration, then a lazy
+    unmount (skips the test, naming ``what``, where mounting is not
+    allowed)."""
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root, as CI has): {mounted.stderr.strip()}")
+    done = subprocess.run(["mount", *mount_args, str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount {what} (needs root, as CI has): {done.stderr.strip()}")
     try:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def tmpfs(path: Path, size: int) -> contextlib.AbstractContextManager[Path]:
+    """A tmpfs of ``size`` bytes mounted at ``path`` for the block's
+    duration (skips the test where mounting is not allowed)."""
+    return mounted(path, "a tmpfs", "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
 
 
 def resize(path: Path, size: int) -> None:

@@ -27,7 +27,7 @@ import pytest
 
 from ..integration.cluster import Cluster
 from . import harness
-from .disks import MIB, no_tracebacks
+from .disks import MIB, mounted, no_tracebacks
 from .harness import Writer, check_acknowledged, make_leader
 
 #: How long a disk stays frozen: several election timeouts of the tests'
@@ -49,15 +49,11 @@ def loop_file_system(mount: Path, size: int = 64 * MIB) -> Iterator[Path]:
     made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True)
     if made.returncode != 0:
         pytest.skip(f"cannot make an ext4 file system: {made.stderr.strip()}")
-    mount.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot loop-mount a file system (needs root, as CI has): {mounted.stderr.strip()}")
-    try:
-        yield mount / "data"
-    finally:
-        subprocess.run(["fsfreeze", "-u", str(mount)], capture_output=True)
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    with mounted(mount, "a file system from a loop device", "-o", "loop", str(image)):
+        try:
+            yield mount / "data"
+        finally:
+            subprocess.run(["fsfreeze", "-u", str(mount)], capture_output=True)
 
 
 @contextlib.contextmanager
