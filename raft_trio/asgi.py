@@ -415,7 +415,32 @@ class _RecordingTCPServer(TCPServer):
             self._held = data
             return
         if data:
+            data = self._write_now(data)
+        if data:
             await super().protocol_send(RawData(data))
+
+    def _write_now(self, data: bytes) -> bytes:
+        """What is left of ``data`` after one write(2) on a plain TCP
+        connection's socket, which Trio keeps non-blocking; all of it over
+        TLS (the record layer's state lives in the TLS stream), while
+        another send holds the lock (it goes first), or once the socket is
+        closed (fileno -1) or broken (Hypercorn's path then finds that
+        out). Hypercorn's path takes the send lock and then the socket's
+        write, each with a trip through the scheduler, under a shielded
+        cancel scope; a write(2) the kernel takes whole needs none of them,
+        and it cannot be cancelled halfway, which is what the shield was
+        for."""
+        stream = self.stream
+        if not isinstance(stream, trio.SocketStream) or self.send_lock.locked():
+            return data
+        fd = stream.socket.fileno()
+        if fd < 0:
+            return data
+        try:
+            written = os.write(fd, data)
+        except OSError:  # BlockingIOError among them
+            return data
+        return data[written:]
 
     async def _read_data(self) -> None:
         try:

@@ -2,7 +2,8 @@
 sends the EOF outside its send lock, so an answer sent in that moment met
 ``BusyResourceError`` and the node logged a traceback as it stopped
 (raft_trio.asgi's server takes the lock for the EOF). And the same server
-writes an answer of known length in one write."""
+writes an answer of known length in one write, with a write(2) where
+the kernel takes it whole."""
 
 from __future__ import annotations
 
@@ -127,3 +128,60 @@ async def test_an_answer_of_known_length_is_one_write(autojump_clock: trio.testi
     for data in (head, b"ok", b""):
         await server_on(TCPServer, hypercorn_stream).protocol_send(RawData(data))
     assert hypercorn_stream.sent == [head, b"ok", b""]
+
+
+def socket_server() -> tuple[TCPServer, trio.SocketStream]:
+    """The node's server on one end of a connected socket pair, and the
+    other end (the client's)."""
+    ours, theirs = trio.socket.socketpair()
+    return server_on(_RecordingTCPServer, trio.SocketStream(ours)), trio.SocketStream(theirs)  # type: ignore[arg-type]
+
+
+async def read_exactly(stream: trio.SocketStream, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = await stream.receive_some(65536)
+        assert chunk, f"the connection ended after {len(data)} of {size} bytes"
+        data += chunk
+    return bytes(data)
+
+
+async def test_an_answer_the_kernel_takes_whole_needs_no_trip_through_the_scheduler() -> None:
+    server, client = socket_server()
+    async with server.stream, client:
+        answer = b"HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\n"
+        with trio.testing.assert_no_checkpoints():
+            await server.protocol_send(RawData(answer))
+            await server.protocol_send(RawData(b"ok"))
+        assert await read_exactly(client, len(answer) + 2) == answer + b"ok"
+
+
+async def test_what_the_kernel_does_not_take_goes_after_it_in_order() -> None:
+    """An answer larger than the socket's buffer: the rest waits for the
+    reader, holding the send lock; a second answer meanwhile waits its
+    turn, and the client reads both whole, in order."""
+    server, client = socket_server()
+    big = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    second = b"2\r\nok\r\n"
+    async with server.stream, client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.protocol_send, RawData(big))
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.send_lock.locked()  # the kernel took part of it
+        nursery.start_soon(server.protocol_send, RawData(second))
+        received = await read_exactly(client, len(big) + len(second))
+    assert received == big + second
+
+
+async def test_an_answer_on_a_closed_connection_is_hypercorns_to_handle() -> None:
+    server, client = socket_server()
+    closed = []
+
+    class Recording:
+        async def handle(self, event: object) -> None:
+            closed.append(event)
+
+    server.protocol = Recording()  # type: ignore[assignment]
+    await server.stream.aclose()
+    await server.protocol_send(RawData(b"2\r\nok\r\n"))
+    assert [type(event).__name__ for event in closed] == ["Closed"]
+    await client.aclose()
