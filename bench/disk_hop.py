@@ -41,10 +41,10 @@ def child(a: argparse.Namespace) -> None:
 
     from raft_trio.core import Entry, EntryKind, HardState
     from raft_trio.node.disk import DiskWriter
-    from raft_trio.server import GIL_SWITCH_INTERVAL_S
+    from raft_trio.server import tune_process
     from raft_trio.storage import DurableStorage
 
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as in a node process
+    tune_process()  # as in a node process
     hops: list[float] = []
     writes: list[float] = []
     cpus: list[float] = []

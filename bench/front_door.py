@@ -1,6 +1,7 @@
 """The client front door of a node with nothing behind it: the same
 Hypercorn configuration, on Trio, with the same ASGI wrappers
-(:func:`raft_trio.asgi.serve_app`), serving a do-nothing ASGI app that
+(:func:`raft_trio.asgi.serve_app`) and process-wide settings
+(:func:`raft_trio.server.tune_process`), serving a do-nothing ASGI app that
 reads each request's body and answers ``200 {}``. ``bench/compare.py``
 drives it with the same wrk load as the nodes: its rate is the ceiling
 that the HTTP stack alone allows a node on this machine.
@@ -17,6 +18,7 @@ from typing import Any
 import trio
 
 from raft_trio.asgi import serve_app
+from raft_trio.server import tune_process
 
 BODY = b"{}\n"
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
@@ -44,4 +46,5 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # a node's process-wide settings
     trio.run(main, int(sys.argv[1]))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import tempfile
 import time
 from functools import partial
@@ -38,7 +37,7 @@ import trio
 from raft_trio.client import ClientError, TrioClient
 from raft_trio.kv import Put
 from raft_trio.node.runtime import RaftNode
-from raft_trio.server import GIL_SWITCH_INTERVAL_S, NodeSettings, run_node
+from raft_trio.server import NodeSettings, run_node, tune_process
 from raft_trio.testing.processes import NodeCluster
 
 from ._common import bench_env
@@ -153,9 +152,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     concurrencies = [int(c) for c in args.proposers.split(",")]
     started = time.monotonic()
-    # The leader runs in this process: the process-wide setting that
+    # The leader runs in this process: the process-wide settings that
     # ``raft-trio node`` makes at its start (raft_trio.server.run_node_process).
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    tune_process()
     with tempfile.TemporaryDirectory(prefix="raft-propose-") as tmp:
         trio.run(partial(run, concurrencies, args.warmup, args.seconds, Path(tmp)))
     print(f"propose_bench: done in {time.monotonic() - started:.0f} s", flush=True)

@@ -1,24 +1,42 @@
-"""The node as a process and the command line: SIGTERM stops a node (and
-its payload scripts) cleanly and quickly; bad flags and an unreachable
-cluster give one line on stderr and exit status 2."""
+"""The node as a process and the command line: the process-wide settings
+it runs with; SIGTERM stops a node (and its payload scripts) cleanly and
+quickly; bad flags and an unreachable cluster give one line on stderr and
+exit status 2."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from raft_trio.server import GC_THRESHOLDS, GIL_SWITCH_INTERVAL_S
 from raft_trio.testing.processes import NodeProcess, free_port, node_argv
 
 from .cluster import Cluster, cli_command, wait_until
 
 STOP_LIMIT_S = 2.0
+
+
+def test_a_node_process_runs_with_its_collector_thresholds_and_imports_frozen() -> None:
+    """Process-wide state, so checked in a process of its own."""
+    script = (
+        "import gc, json, sys; from raft_trio import server; server.tune_process(); "
+        "print(json.dumps([gc.get_threshold(), gc.get_freeze_count(), sys.getswitchinterval()]))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    thresholds, frozen, switch = json.loads(out)
+    assert tuple(thresholds) == GC_THRESHOLDS != gc.get_threshold()
+    assert frozen > 10_000  # the imports' modules, classes and functions
+    assert switch == pytest.approx(GIL_SWITCH_INTERVAL_S)
 
 
 # -- processes under /proc ------------------------------------------------------------
