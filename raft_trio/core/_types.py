@@ -9,6 +9,7 @@ never mutates a value it has handed out.
 from __future__ import annotations
 
 import enum
+from functools import cached_property
 
 import msgspec
 
@@ -64,21 +65,26 @@ class Member(msgspec.Struct, frozen=True, array_like=True):
     voter: bool = True
 
 
-class Membership(msgspec.Struct, frozen=True):
+class Membership(msgspec.Struct, frozen=True, dict=True):
     """A cluster configuration: voters elect and form quorums, learners only
-    receive the log (dissertation §4.2.1, "catching up new servers")."""
+    receive the log (dissertation §4.2.1, "catching up new servers").
+
+    The id sets are made once a configuration (``dict=True`` gives the
+    cached properties their room; they are not encoded): the core asks
+    for the voters at every proposal and every tick's look at its
+    timers, and a set built each time was 1 % of a follower's Python."""
 
     members: tuple[Member, ...] = ()
 
-    @property
+    @cached_property
     def voters(self) -> frozenset[NodeId]:
         return frozenset(m.id for m in self.members if m.voter)
 
-    @property
+    @cached_property
     def learners(self) -> frozenset[NodeId]:
         return frozenset(m.id for m in self.members if not m.voter)
 
-    @property
+    @cached_property
     def ids(self) -> frozenset[NodeId]:
         return frozenset(m.id for m in self.members)
 
