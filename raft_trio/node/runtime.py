@@ -817,7 +817,10 @@ class RaftNode:
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
             self._persist_started = trio.current_time()
-            self._ticks.reschedule(*self._deadlines())
+            if self.is_leader:
+                # The stall deadline (a leader's only) now runs; a
+                # follower's plan did not change since its input.
+                self._ticks.reschedule(*self._deadlines())
             run = self._run_short_write if _is_short_write(ready) else self._run_disk
             try:
                 await run(self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot)
