@@ -430,7 +430,7 @@ class _RecordingTCPServer(TCPServer):
         cancel scope; a write(2) the kernel takes whole needs none of them,
         and it cannot be cancelled halfway, which is what the shield was
         for."""
-        stream = self.stream
+        stream: trio.abc.Stream = self.stream  # Hypercorn's annotation names the TLS stream only
         if not isinstance(stream, trio.SocketStream) or self.send_lock.locked():
             return data
         fd = stream.socket.fileno()
