@@ -1,5 +1,6 @@
 """Clients waiting on the log: writes keyed by log index, reads keyed by
 request id. The ready loop resolves them; leadership loss fails the reads.
+And how many client requests wait on the node at all, for a stop's drain.
 
 A write succeeds only when the entry applied at its index carries the term
 it was proposed in: any other entry there means the proposal was overwritten
@@ -23,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import heapq
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -205,3 +207,28 @@ class PendingReads:
             raise waiter.error
         assert waiter.index is not None
         return waiter.index
+
+
+class WaitingClients:
+    """Counts the client requests waiting on the node (``with clients:``
+    around each), so that a stop can wait until none is left. A plain
+    context manager: a generator-based one was 2 % of a leader's Python
+    under 64 readers."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        #: Set while none waits (a new event each time one starts to).
+        self.idle = trio.Event()
+        self.idle.set()
+
+    def __enter__(self) -> None:
+        if self.count == 0:
+            self.idle = trio.Event()
+        self.count += 1
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.idle.set()

@@ -23,7 +23,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -75,7 +75,7 @@ from ..security import Security
 from ..storage import WAL_HEADROOM_BYTES, StorageError
 from ..wakeups import SharedWakeups
 from . import metrics
-from ._pending import PendingReads, PendingWrites, WriteIndeterminate
+from ._pending import PendingReads, PendingWrites, WaitingClients, WriteIndeterminate
 from ._ticks import LazyTicks
 from .leases import LeaseClock, minimum_ttl
 from .space import SpaceGuard
@@ -324,9 +324,8 @@ class RaftNode:
         self._round_sent_at: dict[int, float] = {}
         # Clients waiting inside write/read/change calls; ``drain`` waits for
         # none to be left before the node stops.
-        self._clients = 0
-        self._clients_idle = trio.Event()
-        self._clients_idle.set()
+        #: Client requests waiting on this node, for ``drain``.
+        self._clients = WaitingClients()
         metrics.observe_state(self)
 
     # ------------------------------------------------------------------
@@ -1038,19 +1037,6 @@ class RaftNode:
         self._leader_commit = max(self._leader_commit, message.commit)
         self._leader_heard_at = trio.current_time()
 
-    @contextlib.contextmanager
-    def _client_waiting(self) -> Iterator[None]:
-        """Counts a client request waiting on this node, for ``drain``."""
-        if self._clients == 0:
-            self._clients_idle = trio.Event()
-        self._clients += 1
-        try:
-            yield
-        finally:
-            self._clients -= 1
-            if self._clients == 0:
-                self._clients_idle.set()
-
     def begin_stop(self) -> None:
         """The process was told to stop: report not ready, take no new writes."""
         self.stopping = True
@@ -1061,8 +1047,8 @@ class RaftNode:
         stops: after a hand-over they commit under the new leader within a
         round trip or two. True if none is left."""
         with trio.move_on_after(timeout):
-            await self._clients_idle.wait()
-        return self._clients == 0
+            await self._clients.idle.wait()
+        return self._clients.count == 0
 
     async def _await_transfer(self) -> None:
         """Wait, at most the core's transfer timeout, until a leadership
@@ -1079,7 +1065,7 @@ class RaftNode:
 
     async def write(self, command: Command) -> Result:
         """Replicate ``command`` and return its result once applied."""
-        with self._client_waiting():
+        with self._clients:
             self._require_leader()
             if command.token is not None:
                 remembered = self.kv.remembered(command.token)
@@ -1132,7 +1118,7 @@ class RaftNode:
         """Return once this node, as leader, has confirmed its leadership
         with a quorum and applied everything committed before the call
         (ReadIndex, §6.4)."""
-        with self._client_waiting():
+        with self._clients:
             self._require_leader()
             request_id, waiter = self._reads.add()
             self._ticks.catch_up()
@@ -1191,7 +1177,7 @@ class RaftNode:
         return LeaseInfo(lease, remaining, held.ttl, sorted(held.keys))
 
     async def change_membership(self, change: ConfChange) -> int:
-        with self._client_waiting():
+        with self._clients:
             self._require_leader()
             self._ticks.catch_up()
             try:

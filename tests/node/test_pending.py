@@ -1,6 +1,7 @@
 """Clients waiting on the log (raft_trio.node._pending) time out by the
 ticker's sweep: nothing expires before its timeout, an answered waiter is
-left alone, and an expired one is answered once and forgotten."""
+left alone, and an expired one is answered once and forgotten. The count
+of waiting clients tells a stop's drain when none is left."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import trio
 import trio.testing
 
 from raft_trio.node import ReadAborted, WriteIndeterminate
-from raft_trio.node._pending import PendingReads, PendingWrites
+from raft_trio.node._pending import PendingReads, PendingWrites, WaitingClients
 
 TIMEOUT_S = 5.0
 
@@ -47,3 +48,37 @@ async def test_reads_expire_at_their_timeout(autojump_clock: trio.testing.MockCl
     assert len(reads) == 0
     reads.confirmed(request_id, index=9, applied=9)  # a late confirmation changes nothing
     assert waiter.index is None
+
+
+async def test_waiting_clients_are_idle_only_once_the_last_one_left(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    clients = WaitingClients()
+    assert clients.idle.is_set()
+    idle_at: list[float] = []
+
+    async def one(seconds: float, fail: bool = False) -> None:
+        with clients:
+            await trio.sleep(seconds)
+            if fail:
+                raise WriteIndeterminate("gone")
+
+    async def drain() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        await clients.idle.wait()
+        idle_at.append(trio.current_time())
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, 1.0)
+        nursery.start_soon(drain)
+
+        async def failing() -> None:
+            with pytest.raises(WriteIndeterminate):
+                await one(2.0, fail=True)  # leaving by an exception counts too
+
+        nursery.start_soon(failing)
+    assert idle_at == [start + 2.0]
+    assert clients.count == 0 and clients.idle.is_set()
+    with clients:
+        assert not clients.idle.is_set()  # a fresh event: the next drain waits again
