@@ -50,14 +50,15 @@ GIL_SWITCH_INTERVAL_S = 0.0002
 
 #: The cyclic garbage collector's thresholds (CPython's default: 700, 10,
 #: 10). Every write leaves a few objects alive for a while (its log entry
-#: until the next snapshot, its session record), and with the default a
+#: until the next snapshot, among others), and with the default a
 #: leader under 64 writers ran a young collection every few milliseconds
 #: and a full one, over 110,000 objects for 60-105 ms, about once a
 #: second: 17 % of its CPU (gc.callbacks, 12 s). With young collections
 #: every 10,000 objects that is about 1.5 %, and the longest pause is a
 #: young one of 13-15 ms (one middle-aged collection of 60 ms in that
-#: window) instead of the full ones. Cycles are rare here (a few hundred
-#: a second): what waits longer to be found costs little memory.
+#: window) instead of the full ones. Few objects end in cycles here (a
+#: few hundred a second): what waits longer to be found costs little
+#: memory.
 GC_THRESHOLDS = (10_000, 20, 10)
 
 

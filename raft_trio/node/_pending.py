@@ -212,8 +212,8 @@ class PendingReads:
 class WaitingClients:
     """Counts the client requests waiting on the node (``with clients:``
     around each), so that a stop can wait until none is left. A plain
-    context manager: a generator-based one was 2 % of a leader's Python
-    under 64 readers."""
+    context manager: a generator-based one's ``__exit__`` alone was 1.3 %
+    of a leader's Python under 64 readers."""
 
     def __init__(self) -> None:
         self.count = 0

@@ -324,7 +324,6 @@ class RaftNode:
         self._round_sent_at: dict[int, float] = {}
         # Clients waiting inside write/read/change calls; ``drain`` waits for
         # none to be left before the node stops.
-        #: Client requests waiting on this node, for ``drain``.
         self._clients = WaitingClients()
         metrics.observe_state(self)
 
