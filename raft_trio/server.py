@@ -54,8 +54,8 @@ GIL_SWITCH_INTERVAL_S = 0.0002
 #: leader under 64 writers ran a young collection every few milliseconds
 #: and a full one, over 110,000 objects for 60-105 ms, about once a
 #: second: 17 % of its CPU (gc.callbacks, 12 s). With young collections
-#: every 10,000 objects that is about 1.5 %, and the longest pause is a
-#: young one of 13-15 ms (one middle-aged collection of 60 ms in that
+#: every 10,000 objects that is under 2 %, and the longest pause is a
+#: young one of 13-15 ms (one middle-aged collection of 63 ms in that
 #: window) instead of the full ones. Few objects end in cycles here (a
 #: few hundred a second): what waits longer to be found costs little
 #: memory.
