@@ -13,6 +13,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import signal
@@ -26,7 +27,6 @@ import h11
 import httpx
 
 from raft_trio.storage import inspect_data_dir
-from raft_trio.testing.waiting import POLL_S
 
 from ..integration.cluster import (
     CATCH_UP_S,
@@ -460,12 +460,15 @@ def check_acknowledged(c: Cluster, writer: Writer, deleted: set[str] | None = No
         # about) says nothing of the data: the read is tried again, through
         # the redirect of a node that follows, until a leader answers.
         with httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False, follow_redirects=True) as client:
+
+            def answered(key: str) -> tuple[bool, httpx.Response]:
+                response = client.get(c.kv_url(lid, key))
+                return response.status_code != 503, response
+
             for key, value, index in chunk:
-                deadline = time.monotonic() + ELECTION_S
-                while (r := client.get(c.kv_url(lid, key))).status_code == 503:
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(POLL_S)
+                r = wait_until(
+                    functools.partial(answered, key), ELECTION_S, f"a leader to confirm the read of {key!r}"
+                )
                 judge(f"linearizable read on {lid}", key, value, index, r.status_code, r.content)
 
     def stale(nid: str) -> None:
