@@ -402,22 +402,36 @@ class _RecordingTCPServer(TCPServer):
         through the send lock, a shielded scope and a socket call. The head
         of an answer with a Content-Length waits for what comes next on the
         connection (its body, or the end of a body-less answer to HEAD);
-        every other head (a stream's, a 100 Continue) goes at once."""
+        every other head (a stream's, a 100 Continue) goes at once. What
+        the kernel takes whole goes in one write(2) (:meth:`_write_now`),
+        and a stream's chunks pass the scheduler once each."""
         if not isinstance(event, RawData):
             if isinstance(event, Closed):
                 self._held = b""  # the answer was cut short: nothing to complete
             await super().protocol_send(event)
             return
         data = event.data
-        if self._held:
+        completes_answer = bool(self._held)
+        if completes_answer:
             data, self._held = self._held + data, b""
         elif data.startswith(b"HTTP/1.1 ") and _HAS_LENGTH in data[: data.find(b"\r\n\r\n")].lower():
             self._held = data
             return
-        if data:
-            data = self._write_now(data)
-        if data:
-            await super().protocol_send(RawData(data))
+        if not data:
+            return
+        rest = self._write_now(data)
+        if rest:
+            await super().protocol_send(RawData(rest))
+        elif not completes_answer:
+            # A chunk of a streamed answer (a watch catching up, say), or
+            # a stream's head. Its app may send the next chunk at once, and
+            # with every chunk taken whole it would hold the loop, and the
+            # node's heartbeats, until its stream ends. Hypercorn's path
+            # passed the scheduler here; this one does too, once, without
+            # a cancellation: the chunk is sent. The write that completes a
+            # held head (an answer of known length, most often all of it)
+            # needs no turn: its request's task ends after it.
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _write_now(self, data: bytes) -> bytes:
         """What is left of ``data`` after one write(2) on a plain TCP

@@ -185,3 +185,32 @@ async def test_an_answer_on_a_closed_connection_is_hypercorns_to_handle() -> Non
     await server.protocol_send(RawData(b"2\r\nok\r\n"))
     assert [type(event).__name__ for event in closed] == ["Closed"]
     await client.aclose()
+
+
+async def test_a_streamed_answer_lets_the_loop_turn_between_its_chunks() -> None:
+    """Chunks the kernel takes whole still pass the scheduler, one turn
+    each: an app that sends its next chunk at once (a watch catching up
+    on a long backlog) must not hold the loop, and the node's heartbeats,
+    until its stream ends. An answer of known length needs no turn."""
+    server, client = socket_server()
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await trio.lowlevel.checkpoint()
+            turns += 1
+
+    head = b"HTTP/1.1 200 \r\ntransfer-encoding: chunked\r\n\r\n"
+    chunk = b"5\r\nhello\r\n"
+    async with server.stream, client, trio.open_nursery() as nursery:
+        nursery.start_soon(count_turns)
+        await trio.lowlevel.checkpoint()  # it runs, and counts from here
+        before = turns
+        await server.protocol_send(RawData(head))
+        for _ in range(200):
+            await server.protocol_send(RawData(chunk))
+        assert turns - before >= 200
+        received = await read_exactly(client, len(head) + 200 * len(chunk))
+        nursery.cancel_scope.cancel()
+    assert received == head + 200 * chunk
