@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
@@ -107,10 +108,24 @@ class History:
                 low = middle + 1
             else:
                 high = middle
-        if limit is None:
-            return list(itertools.islice(changes, low, None))
+        held = len(changes) - low
+        source: Iterable[Change]
+        if 3 * held <= low:
+            # islice walks a deque from its left end: 0.27 ms to reach the
+            # end of a full history, for each woken watcher at each apply.
+            # Near the right end, as a watcher that keeps up is, walk in
+            # from there (copying costs about three of islice's steps).
+            tail = list(itertools.islice(reversed(changes), held))
+            tail.reverse()
+            if limit is None:
+                return tail
+            source = tail
+        else:
+            source = itertools.islice(changes, low, None)
+            if limit is None:
+                return list(source)
         taken: list[Change] = []
-        for change in itertools.islice(changes, low, None):
+        for change in source:
             if len(taken) >= limit and change.revision != taken[-1].revision:
                 break
             taken.append(change)

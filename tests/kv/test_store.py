@@ -30,6 +30,7 @@ from raft_trio.kv import (
     Ranged,
     Txn,
     TxnDone,
+    TxnOp,
     Written,
     decode_command,
     encode_command,
@@ -418,6 +419,32 @@ def test_the_history_is_bounded_by_bytes() -> None:
     assert history.size_bytes <= 1000
     assert history.floor > 1
     assert [c.revision for c in history.since(0)] == list(range(history.floor, 20))
+
+
+def test_the_history_gives_the_same_changes_from_either_end() -> None:
+    """``since`` walks in from the end nearer its start (a watcher that
+    keeps up is near the right one): from every revision and with every
+    limit, what it returns is the held changes from that revision on,
+    cut after ``limit`` only at a revision's end."""
+    history = History(max_changes=120)
+    store = KeyValueStore(history=history)
+    for index in range(1, 80):
+        ops: list[TxnOp] = [OpPut(f"k{index}-{n}", "v") for n in range(1 + index % 3)]
+        store.apply(index, Txn([], ops, []))
+    held = history.since(history.floor)
+    assert len(held) <= 120 and held[0].revision == history.floor
+    for revision in range(history.floor, 82):
+        rest = [change for change in held if change.revision >= revision]
+        assert history.since(revision) == rest
+        for limit in (1, 2, 5, 40):
+            taken = history.since(revision, limit=limit)
+            assert taken == rest[: len(taken)]
+            if len(taken) < len(rest):
+                assert len(taken) >= limit
+                assert rest[len(taken)].revision != taken[-1].revision
+            else:
+                assert taken == rest
+            assert len(taken) <= max(limit, 1) + 2  # at most a revision's rest (three changes)
 
 
 def test_after_a_snapshot_the_history_starts_at_the_next_revision() -> None:
