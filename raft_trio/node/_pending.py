@@ -108,6 +108,10 @@ class PendingWrites:
             waiter.error = WriteIndeterminate("timed out waiting for the write to commit")
             waiter.done.set()
 
+    def waiting_at(self, index: int) -> bool:
+        """Whether a client waits for the entry at ``index``."""
+        return index in self._by_index
+
     def applied(self, index: int, term: int, result: Any) -> None:
         waiter = self._by_index.pop(index, None)
         if waiter is None:

@@ -836,7 +836,9 @@ class RaftNode:
         leading = self.is_leader
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
-                result = self.kv.apply(entry.index, decode_command(entry.data))
+                result = self.kv.apply(
+                    entry.index, decode_command(entry.data), answered=self._writes.waiting_at(entry.index)
+                )
                 if leading and isinstance(result, (LeaseGranted, LeaseRevoked)):
                     self._track_lease(result)
                 self._writes.applied(entry.index, entry.term, result)

@@ -237,6 +237,32 @@ def test_operations_in_a_transaction_see_the_ones_before_them() -> None:
     assert (last.count, last.more) == (1, False)
 
 
+def test_a_transaction_nobody_waits_for_changes_the_same_without_gathering_its_reads() -> None:
+    """A follower applies a transaction no client waits for there: its
+    reads are skipped (they change nothing), its writes are not; with an
+    idempotency token they are gathered, for the session that answers a
+    retry on whichever replica leads then."""
+    txns = [
+        Txn([Compare("p/a", "value", "=", "1")], [OpPut("p/b", "2"), OpRange("p/"), OpGet("p/a")], []),
+        Txn([], [OpRange("p/"), OpDelete("p/a"), OpPut("p/c", "3")], [], token="retry-me"),
+        Txn([Compare("p/x", "exists", "=", True)], [], [OpGet("p/b"), OpPut("p/d", "4")]),
+    ]
+    leader, follower = store_with(Put("p/a", "1")), store_with(Put("p/a", "1"))
+    for index, txn in enumerate(txns, start=2):
+        answered = leader.apply(index, txn)
+        unanswered = follower.apply(index, txn, answered=False)
+        assert isinstance(answered, TxnDone) and isinstance(unanswered, TxnDone)
+        assert unanswered.succeeded == answered.succeeded
+        reads = [r for r in answered.results if isinstance(r, Got | Ranged)]
+        assert reads, "each transaction reads something when answered"
+        if txn.token is None:
+            assert unanswered.results == [r for r in answered.results if not isinstance(r, Got | Ranged)]
+        else:
+            assert unanswered == answered
+    assert follower.snapshot() == leader.snapshot()  # keys, revisions and sessions alike
+    assert follower.history.since(1) == leader.history.since(1)
+
+
 def test_every_change_of_a_transaction_has_its_revision() -> None:
     store = store_with(Put("a", "0"))
     store.apply(2, Txn([], [OpPut("a", "1"), OpPut("b", "1"), OpDelete("a")], []))
