@@ -12,11 +12,12 @@ stops, or if a snapshot replaces its index: a later leader may still commit
 it, as in etcd.
 
 Timeouts are kept by the runtime's ticker, which calls ``expire`` at each
-of its turns (at least every heartbeat interval and a half), not by a
-cancel scope around each wait: a scope with a deadline cost a request
-7-8 µs of the event loop's time, which a busy leader spends on every
-write and every read. A wait thus ends at most that much after its
-timeout.
+of its turns and wakes for the earliest deadline held (``next_deadline``:
+a follower hearing its leader may otherwise not wake for minutes, and a
+node that stepped down keeps its writes waiting), not by a cancel scope
+around each wait: a scope with a deadline cost a request 7-8 µs of the
+event loop's time, which a busy leader spends on every write and every
+read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import heapq
+import math
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -73,6 +75,15 @@ class _Deadlines(Generic[_Key, _Waiter]):
     def add(self, key: _Key, waiter: _Waiter) -> None:
         self._queue.append((trio.current_time() + self.timeout, key, waiter))
 
+    def next_deadline(self) -> float:
+        """The earliest deadline of a waiter not answered yet (inf: none).
+        The answered ones ahead of it go now: the ticker, which wakes for
+        this deadline, would otherwise wake for each of theirs in turn."""
+        queue = self._queue
+        while queue and queue[0][2].done.is_set():
+            queue.popleft()
+        return queue[0][0] if queue else math.inf
+
     def due(self, now: float) -> list[tuple[_Key, _Waiter]]:
         """The unanswered waiters whose deadline is ``now`` or earlier."""
         queue = self._queue
@@ -99,6 +110,9 @@ class PendingWrites:
         self._by_index[index] = waiter
         self._deadlines.add(index, waiter)
         return waiter
+
+    def next_deadline(self) -> float:
+        return self._deadlines.next_deadline()
 
     def expire(self, now: float) -> None:
         """Indeterminate for every write whose timeout has passed."""
@@ -168,6 +182,9 @@ class PendingReads:
         self._waiting[self._next_id] = waiter
         self._deadlines.add(self._next_id, waiter)
         return self._next_id, waiter
+
+    def next_deadline(self) -> float:
+        return self._deadlines.next_deadline()
 
     def expire(self, now: float) -> None:
         """Aborts every read whose timeout has passed."""

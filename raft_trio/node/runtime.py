@@ -729,10 +729,13 @@ class RaftNode:
             else:
                 self._wake_lazy_reads()
 
-    def _deadlines(self) -> tuple[float, float, float]:
+    def _deadlines(self) -> tuple[float, float, float, float]:
         """When the ticker must look again besides the core's ticks: a
         persist under way has taken too long (see below), the first lease
-        may have run out, a held-back commit event is due."""
+        may have run out, a held-back commit event is due, the first
+        waiting write or read times out (on any node: one that stepped
+        down keeps its writes waiting, and a follower that hears its
+        leader would not wake for them)."""
         stall = lease = commit = math.inf
         started = self._persist_started
         if self.is_leader:
@@ -741,7 +744,8 @@ class RaftNode:
                 stall = started + self.timing.election_min_ms / 1000 + self.timing.tick_ms / 1000
         if self._commit_due:
             commit = self._commit_announced_at + COMMIT_EVENT_INTERVAL_S
-        return stall, lease, commit
+        waits = min(self._writes.next_deadline(), self._reads.next_deadline())
+        return stall, lease, commit, waits
 
     def _check_disk_stall(self) -> None:
         """A leader whose fsync has stalled for longer than an election

@@ -5,6 +5,8 @@ of waiting clients tells a stop's drain when none is left."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import trio
 import trio.testing
@@ -82,3 +84,26 @@ async def test_waiting_clients_are_idle_only_once_the_last_one_left(
     assert clients.count == 0 and clients.idle.is_set()
     with clients:
         assert not clients.idle.is_set()  # a fresh event: the next drain waits again
+
+
+async def test_the_next_deadline_is_the_first_unanswered_waiters(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The ticker wakes for it: answered waiters ahead of it are dropped,
+    so that it does not wake for each of theirs in turn."""
+    writes = PendingWrites(TIMEOUT_S)
+    assert writes.next_deadline() == math.inf
+    start = trio.current_time()
+    writes.add(10, term=2)
+    await trio.sleep(1.0)
+    writes.add(11, term=2)
+    assert writes.next_deadline() == start + TIMEOUT_S
+    writes.applied(10, 2, "result")
+    assert writes.next_deadline() == start + 1.0 + TIMEOUT_S
+    writes.applied(11, 2, "result")
+    assert writes.next_deadline() == math.inf
+    reads = PendingReads(TIMEOUT_S)
+    request_id, _ = reads.add()
+    assert reads.next_deadline() == trio.current_time() + TIMEOUT_S
+    reads.drop(request_id)
+    assert reads.next_deadline() == math.inf

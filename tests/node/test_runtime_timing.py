@@ -17,7 +17,7 @@ import trio.testing
 
 from raft_trio.core import Role
 from raft_trio.kv import Put, Written
-from raft_trio.node import WriteIndeterminate
+from raft_trio.node import WriteFailed, WriteIndeterminate
 from raft_trio.peer import stream as stream_module
 from raft_trio.testing.waiting import wait_for
 
@@ -196,3 +196,55 @@ async def test_a_node_at_rest_wakes_its_ticker_once_a_heartbeat_not_every_tick(
         assert wakeups <= rest_s * 1000 / TIMING.heartbeat_ms + 2, (node_id, wakeups)
         if node_id != leader.id:
             assert wakeups <= 2, (node_id, wakeups)
+
+
+async def test_writes_left_waiting_by_a_step_down_are_answered_by_their_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A leader cut off from its followers steps down with writes waiting;
+    they keep waiting (a later leader may commit them). Once it follows a
+    new leader whose log never got them, every one is answered by its
+    timeout: a follower that hears its leader does not wake its ticker on
+    its own, so the ticker wakes for the first waiter's deadline."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        for host in cluster.hosts.values():
+            host.buffer_frames = 0  # a paused follower gets none of the entries
+        await cluster.start()
+        await _step_down_with_writes_waiting(cluster)
+        for host in cluster.hosts.values():
+            host.node.close()
+
+
+async def _step_down_with_writes_waiting(cluster: Cluster) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await leader.write(Put("a", "1"))
+    old = cluster.hosts[leader.id]
+    others = [host for host in cluster.hosts.values() if host is not old]
+    for host in others:
+        host.paused = True
+    answers: list[str] = []
+
+    async def client(n: int) -> None:
+        try:
+            await leader.write(Put(f"k{n}", "v"))
+            answers.append("written")
+        except (WriteIndeterminate, WriteFailed) as error:
+            answers.append(type(error).__name__)
+
+    async with trio.open_nursery() as clients:
+        started = trio.current_time()
+        for n in range(3):
+            clients.start_soon(client, n)
+        with trio.fail_after(3 * ELECTION_MAX_S):
+            await wait_for(lambda: not leader.is_leader)  # check-quorum
+        old.paused = True
+        for host in others:
+            host.paused = False
+        with trio.fail_after(3 * ELECTION_MAX_S):
+            await wait_for(lambda: any(host.node.is_leader for host in others))
+        old.paused = False
+        with trio.fail_after(leader.write_timeout + 1.0 - (trio.current_time() - started)):
+            await wait_for(lambda: len(answers) == 3)
+    assert "written" not in answers, answers
+    assert len(leader._writes) == 0
