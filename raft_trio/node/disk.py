@@ -9,7 +9,8 @@ caller's cancel scope then takes effect), exactly like
 
 A short write (:meth:`DiskWriter.short`: one client's Ready, of one entry
 or none) runs on the event loop's own thread instead, while the writer thread
-is idle and the disk has been quick. Handing it to the thread and back
+is idle and the disk has been quick lately (the last short write, within
+:data:`QUICK_TRUST_S`). Handing it to the thread and back
 costs two thread wake-ups and a turn of the loop, which at a client's pace
 cost more CPU than the write itself and a third of a millisecond of its
 latency; the loop has nothing else to do meanwhile at that pace (etcd's
@@ -23,6 +24,7 @@ steps down) covers them.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -37,6 +39,13 @@ import trio
 #: default heartbeat interval with the loop held.
 QUICK_WRITE_S = 0.01
 
+#: How long a quick short write vouches for the disk. The writes handed to
+#: the thread meanwhile (a busy leader's batches, compactions) are not
+#: timed, so a disk that turned slow under load would go unnoticed until a
+#: short write met it on the loop; one that finds the last quick short
+#: write older than this goes to the thread, timed, instead.
+QUICK_TRUST_S = 1.0
+
 _Job = tuple[Callable[..., Any], tuple[Any, ...], Callable[[outcome.Outcome[Any]], None]]
 
 
@@ -47,8 +56,9 @@ class DiskWriter:
         self._thread.start()
         #: Jobs handed to the thread whose callers have not resumed yet.
         self._on_thread = 0
-        #: Whether the last short write took at most QUICK_WRITE_S.
-        self._disk_quick = True
+        #: Until when (time.perf_counter) the last short write, if it took
+        #: at most QUICK_WRITE_S, vouches for the disk.
+        self._quick_until = time.perf_counter() + QUICK_TRUST_S
 
     async def __call__(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function(*args)`` on the writer thread and return its result."""
@@ -73,9 +83,10 @@ class DiskWriter:
         """Run ``function(*args)``, a write expected to be short, and return
         its result: on the calling thread (the event loop's, which it holds
         meanwhile) when no job is on the writer thread and the last short
-        write was quick, else on the writer thread. Either way in order
-        with every other job, and never two at once."""
-        if self._on_thread or not self._disk_quick:
+        write was quick, less than :data:`QUICK_TRUST_S` ago, else on the
+        writer thread. Either way in order with every other job, and never
+        two at once."""
+        if self._on_thread or time.perf_counter() > self._quick_until:
             return await self(self._timed, function, *args)
         return self._timed(function, *args)
 
@@ -84,7 +95,8 @@ class DiskWriter:
         try:
             return function(*args)
         finally:
-            self._disk_quick = time.perf_counter() - started <= QUICK_WRITE_S
+            ended = time.perf_counter()
+            self._quick_until = ended + QUICK_TRUST_S if ended - started <= QUICK_WRITE_S else -math.inf
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -136,6 +137,29 @@ async def test_after_a_slow_short_write_the_next_go_to_the_thread_until_one_is_q
         assert await writer.short(_sleep_then_ident, 0.02) != loop_thread
         assert await writer.short(_sleep_then_ident, 0.0) != loop_thread  # quick again, on the thread
         assert await writer.short(_sleep_then_ident, 0.0) == loop_thread
+    finally:
+        writer.stop()
+
+
+async def test_a_quick_short_write_vouches_for_the_disk_only_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy leader's batches go to the thread untimed, and the disk may
+    turn slow meanwhile: a short write that finds the last quick one
+    older than QUICK_TRUST_S goes to the thread, timed; the next runs on
+    the loop again if that one was quick."""
+    now = [1000.0]
+    monkeypatch.setattr(disk, "time", SimpleNamespace(perf_counter=lambda: now[0], sleep=time.sleep))
+    writer = DiskWriter("test-disk")
+    loop_thread = threading.get_ident()
+    try:
+        assert await writer.short(threading.get_ident) == loop_thread
+        await writer(threading.get_ident)  # a batch on the thread: not timed
+        now[0] += disk.QUICK_TRUST_S - 0.001
+        assert await writer.short(threading.get_ident) == loop_thread
+        now[0] += disk.QUICK_TRUST_S + 0.001
+        assert await writer.short(threading.get_ident) != loop_thread
+        assert await writer.short(threading.get_ident) == loop_thread
     finally:
         writer.stop()
 
