@@ -117,13 +117,11 @@ class History:
             # from there (copying costs about three of islice's steps).
             tail = list(itertools.islice(reversed(changes), held))
             tail.reverse()
-            if limit is None:
-                return tail
             source = tail
         else:
             source = itertools.islice(changes, low, None)
-            if limit is None:
-                return list(source)
+        if limit is None:
+            return list(source)
         taken: list[Change] = []
         for change in source:
             if len(taken) >= limit and change.revision != taken[-1].revision:

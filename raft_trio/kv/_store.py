@@ -291,7 +291,7 @@ class KeyValueStore:
         # Not which key: the caller may not know it exists.
         return "no write permission on every key attached to the lease"
 
-    def _execute(self, index: int, command: Command, reads: bool = True) -> Result:
+    def _execute(self, index: int, command: Command, reads: bool) -> Result:
         if isinstance(command, AuthCommand):
             return self.auth.apply(index, command)
         if isinstance(command, Put):
@@ -360,7 +360,7 @@ class KeyValueStore:
         if held is not None:
             held.keys.discard(key)
 
-    def _txn(self, index: int, txn: Txn, reads: bool = True) -> TxnDone | LeaseNotFound:
+    def _txn(self, index: int, txn: Txn, reads: bool) -> TxnDone | LeaseNotFound:
         succeeded = all(self._holds(compare) for compare in txn.compare)
         ops = txn.success if succeeded else txn.failure
         # All or nothing: a put naming a lease that is gone fails the whole
