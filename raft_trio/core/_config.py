@@ -62,6 +62,12 @@ class RaftConfig:
     #: A leadership transfer not done within this many ticks is abandoned
     #: and the leader takes proposals again (§3.10).
     transfer_timeout_ticks: int | None = None
+    #: Once its leader's address refused a connection (``report_refused``),
+    #: a follower campaigns one tick after the minimum election timeout,
+    #: plus this many ticks for each voter whose id sorts before its own
+    #: (the leader left out): followers told at the same moment then take
+    #: turns at least this far apart, more than a vote's round trip.
+    refused_stagger_ticks: int = 3
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -79,6 +85,8 @@ class RaftConfig:
             raise ValueError("max_apply_bytes must be at least 1")
         if self.max_append_bytes < 1 or self.max_append_entries < 1:
             raise ValueError("append limits must be positive")
+        if self.refused_stagger_ticks < 1:
+            raise ValueError("refused_stagger_ticks must be at least 1")
 
     @property
     def transfer_ticks(self) -> int:

@@ -63,9 +63,11 @@ INPUTS = (
     "read_index",
     "change_membership",
     "transfer_leadership",
-    # from the runtime's own observations: a peer's stream broke, a
-    # snapshot was sent (or not), the disk stalled past an election timeout
+    # from the runtime's own observations: a peer's stream broke, a peer's
+    # address refused a connection, a snapshot was sent (or not), the disk
+    # stalled past an election timeout
     "report_unreachable",
+    "report_refused",
     "report_snapshot",
     "step_down",
     # the runtime handled a Ready
@@ -378,6 +380,36 @@ class RaftCore:
         pr = self._progress.get(node_id)
         if pr is not None and pr.state is ProgressState.REPLICATE:
             pr.become_probe()
+
+    def report_refused(self, node_id: NodeId) -> bool:
+        """The runtime saw ``node_id``'s address refuse a connection: no
+        process listens there. A crashed or stopped leader's port refuses
+        at once, while a paused or slow one still accepts, so this is news
+        of a leader gone, long before an election timeout could tell.
+
+        A follower told so of its own leader trades its random election
+        timeout, whose randomness only keeps followers from campaigning
+        together (§3.4), for a turn: it campaigns one tick after the
+        minimum timeout has passed since it last heard from the leader,
+        plus :attr:`RaftConfig.refused_stagger_ticks` for each voter ranked
+        before it (by id, the leader left out), so that followers told at
+        the same moment take turns instead of splitting the vote. The
+        minimum is kept: it is the lease this follower promised the leader
+        (§4.2.3), which the leader's standing (check-quorum) counts on, so
+        a false report (a live leader whose port refuses this follower
+        only) moves nothing but this follower's next pre-vote, which the
+        others, still in their leases, refuse. The shorter timeout lasts
+        until the timer is next drawn (a new term, a campaign).
+
+        Returns whether the timer is now the turn's (False: this node is
+        not a voter following ``node_id``)."""
+        if self._role is not Role.FOLLOWER or self._leader_id != node_id or not self._promotable():
+            return False
+        turn = sorted(v for v in self._membership.voters if v != node_id).index(self._id)
+        self._randomized_election_timeout = (
+            self._config.election_ticks_min + 1 + turn * self._config.refused_stagger_ticks
+        )
+        return True
 
     def report_snapshot(self, node_id: NodeId, success: bool) -> None:
         """The runtime finished sending a snapshot to ``node_id``; on failure

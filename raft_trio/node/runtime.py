@@ -321,6 +321,8 @@ class RaftNode:
         # when its round left (``_round_sent_at``), not when it was read:
         # at rest a leader reads answers up to a round late.
         self._answered_at: dict[str, tuple[int, float]] = {}
+        #: The (term, leader) whose refused connections were last logged.
+        self._refused_noted: tuple[int, str] | None = None
         self._round_sent_at: dict[int, float] = {}
         # Clients waiting inside write/read/change calls; ``drain`` waits for
         # none to be left before the node stops.
@@ -548,6 +550,7 @@ class RaftNode:
                 verify=self.security.client_ssl(),
                 report=self._report,
                 wakeups=self.wakeups,
+                on_refused=self._peer_refused,
             )
             self._transport.set_peers(self._peer_urls())
             self._ticks.start()
@@ -626,6 +629,20 @@ class RaftNode:
 
     def _peer_unreachable(self, peer_id: str) -> None:
         self.core.report_unreachable(peer_id)
+
+    def _peer_refused(self, peer_id: str) -> None:
+        """A peer's address refused a stream: if it is our leader, it is
+        gone (a crash, a stop), and the core may campaign as soon as its
+        lease lets it; the ticker must wake for that sooner. Said once a
+        term and leader (the stream retries every backoff)."""
+        self._ticks.catch_up()
+        if not self.core.report_refused(peer_id):
+            return
+        term = self.core.basic_status().term
+        if self._refused_noted != (term, peer_id):
+            self._refused_noted = (term, peer_id)
+            log.info("the leader %s refuses connections: campaigning when its lease ends", peer_id)
+        self.wake()
 
     def _snapshot_sent(self, peer_id: str, ok: bool) -> None:
         self.core.report_snapshot(peer_id, ok)

@@ -24,7 +24,11 @@ they are sent. Answers come back on the peer's own stream to this node.
 - When a stream ends or breaks, the core hears that the peer is
   unreachable, and a new one is opened after a backoff (doubling from
   :data:`MIN_BACKOFF_S` to :data:`MAX_BACKOFF_S`; back to the minimum
-  after a stream that lived :data:`HEALTHY_STREAM_S`).
+  after a stream that lived :data:`HEALTHY_STREAM_S`). When the peer's
+  address refuses the connection (no process listens there: it crashed
+  or stopped; a paused one still accepts), the node hears that too
+  (``on_refused``): a follower need not wait out a random election
+  timeout for a leader that is gone.
 - A stream with nothing to carry for :data:`KEEPALIVE_S` carries an empty
   frame (etcd's link heartbeat): a peer that went away is noticed within
   two of them, before a message (a vote, say) is lost on its dead
@@ -158,6 +162,7 @@ class PeerStream:
         auth: PeerAuthenticator | None = None,
         report: Callable[[], PeerReport] | None = None,
         wakeups: SharedWakeups | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.node_id = node_id
         #: Where the keep-alive check sleeps (it may run a little late).
@@ -168,6 +173,7 @@ class PeerStream:
         self._request = request
         self._deadline = deadline
         self._on_unreachable = on_unreachable
+        self._on_refused = on_refused
         self._on_snapshot_sent = on_snapshot_sent
         self._metrics = metrics
         self._auth = auth
@@ -289,6 +295,8 @@ class PeerStream:
             try:
                 opened = await self._open_stream(self.url + STREAM_PATH, headers)
             except (httpx.HTTPError, OSError, trio.BrokenResourceError) as error:
+                if self._on_refused is not None and connection_refused(error):
+                    self._on_refused(self.peer_id)
                 return _describe(error)
             if isinstance(opened, int):
                 if opened in (400, 401, 403, 404, 413):
@@ -445,6 +453,22 @@ class PeerStream:
             self._on_snapshot_sent(self.peer_id, ok)
             if not ok:
                 await trio.sleep(MIN_BACKOFF_S)
+
+
+def connection_refused(error: BaseException) -> bool:
+    """Whether ``error`` says that the address refused the connection
+    (ECONNREFUSED: nothing listens on that port), at every address tried.
+    httpx and httpcore wrap the refusal in errors of their own, and Trio
+    in an OSError over a group of one error per address tried: what
+    counts is the error at the end of that chain (every one of the
+    group's). A timeout, an unreachable network or a reset makes it
+    False."""
+    if isinstance(error, ConnectionRefusedError):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return all(connection_refused(inner) for inner in error.exceptions)
+    cause = error.__cause__ or error.__context__
+    return cause is not None and connection_refused(cause)
 
 
 def _describe(error: BaseException) -> str:

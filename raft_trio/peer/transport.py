@@ -9,7 +9,9 @@ bounded outbox and nothing else.
 Messages are one-way, as in etcd: answers travel back as messages of their
 own on the peer's stream to this node. A lost message is something Raft
 tolerates; the core is told (``on_unreachable``) when a stream breaks, so it
-stops pipelining to that peer. The wire format is :mod:`.wire`; a node
+stops pipelining to that peer, and (``on_refused``) when a peer's address
+refuses connections, so that a follower whose leader is gone campaigns
+without waiting out a random timeout. The wire format is :mod:`.wire`; a node
 reaches a peer only at the URL the membership gives for it.
 """
 
@@ -156,12 +158,14 @@ class Transport:
         verify: ssl.SSLContext | bool = True,
         report: Callable[[], PeerReport] | None = None,
         wakeups: SharedWakeups | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self._nursery = nursery
         self._wakeups = wakeups
         self._deadline = deadline
         self._on_unreachable = on_unreachable
+        self._on_refused = on_refused
         self._on_snapshot_sent = on_snapshot_sent
         self._metrics = metrics
         self._auth = auth
@@ -207,6 +211,7 @@ class Transport:
                 self._auth,
                 self._report,
                 self._wakeups,
+                self._on_refused,
             )
             self.senders[peer_id] = sender
             self._nursery.start_soon(sender.run, name=f"stream-{peer_id}")

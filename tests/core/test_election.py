@@ -12,6 +12,7 @@ import pytest
 from raft_trio.core import (
     AppendEntries,
     AppendEntriesResponse,
+    Heartbeat,
     HeartbeatResponse,
     RequestVote,
     RequestVoteResponse,
@@ -421,3 +422,118 @@ def test_learner_does_not_campaign_and_is_not_asked_to_vote() -> None:
     net.time_out("a")
     votes = of_type(net.take("a").all_messages(), RequestVote)
     assert [m.dst for m in votes] == ["b"]
+
+
+STAGGER = CONFIG.refused_stagger_ticks
+
+
+def _ticks_until_campaign(net: Network, node_id: str) -> int:
+    """Tick ``node_id`` alone until it campaigns; how many ticks that took."""
+    core = net.cores[node_id]
+    for ticks in range(1, CONFIG.election_ticks_max + 2):
+        core.tick()
+        if core.status().role is not Role.FOLLOWER:
+            return ticks
+    raise AssertionError(f"{node_id} did not campaign")
+
+
+@pytest.mark.parametrize(("follower", "turn"), [("b", 0), ("c", 1), ("d", 2)])
+def test_follower_told_its_leader_refuses_campaigns_once_its_lease_ends(follower: str, turn: int) -> None:
+    """A crashed leader's port refuses connections: a follower told so
+    campaigns one tick after the minimum election timeout since it last
+    heard from the leader, never before (that minimum is the lease it
+    promised the leader, §4.2.3), plus a stagger for each voter ranked
+    before it, instead of at a random point of the whole range (shorter or
+    longer: turns, not chance, keep followers apart)."""
+    net = Network("abcd")
+    net.elect("a")
+    heard = 3
+    net.tick(follower, heard)
+    net.cores[follower].report_refused("a")
+    expected = CONFIG.election_ticks_min + 1 + turn * STAGGER
+    assert net.cores[follower].status().election_timeout == expected
+
+    assert heard + _ticks_until_campaign(net, follower) == expected
+    assert net.cores[follower].status().role is Role.PRE_CANDIDATE
+
+
+def test_refused_report_keeps_the_leader_lease() -> None:
+    """Within the minimum election timeout of hearing from its leader, a
+    follower told that the leader refuses still ignores vote requests:
+    the report shortens its own wait, never the promise it made."""
+    net = Network()
+    net.elect("a")
+    b = net.cores["b"]
+    b.report_refused("a")
+    net.tick("b", CONFIG.election_ticks_min - 1)
+    net.step(RequestVote(2, "c", "b", last_log_index=1, last_log_term=1, pre_vote=True))
+    assert net.take("b").all_messages() == []
+    assert (b.status().term, b.status().leader_id) == (1, "a")
+
+
+@pytest.mark.parametrize("who", ["another peer", "the leader itself", "a candidate"])
+def test_refused_report_changes_nothing_but_a_followers_leader(who: str) -> None:
+    """Only a follower told about its own leader moves its timer: a
+    refusing follower is no news about the leader, and a leader or a
+    candidate has no leader to lose."""
+    net = Network()
+    net.elect("a")
+    node, about = {"another peer": ("b", "c"), "the leader itself": ("a", "b"), "a candidate": ("b", "a")}[
+        who
+    ]
+    core = net.cores[node]
+    if who == "a candidate":
+        net.time_out("b")
+    before = core.status()
+    core.report_refused(about)
+    after = core.status()
+    assert (after.role, after.election_timeout, after.leader_id) == (
+        before.role,
+        before.election_timeout,
+        before.leader_id,
+    )
+
+
+def test_refused_report_changes_nothing_on_a_learner() -> None:
+    """A learner never campaigns, so it has no timer to move."""
+    net = Network("abd", learners="d")
+    net.step(Heartbeat(1, "a", "d", commit=0, seq=1))
+    d = net.cores["d"]
+    assert (d.status().leader_id, d.status().membership.voters) == ("a", {"a", "b"})
+    before = d.status().election_timeout
+    d.report_refused("a")
+    assert d.status().election_timeout == before
+    net.tick("d", 10 * CONFIG.election_ticks_max)
+    assert d.status().role is Role.FOLLOWER
+
+
+def test_false_refused_report_does_not_unseat_a_healthy_leader() -> None:
+    """A leader whose port refuses one follower only (and whose messages
+    no longer reach it): that follower pre-votes early, the other follower,
+    still hearing the leader, refuses, and nobody's term moves."""
+    net = Network()
+    net.elect("a")
+    net.cores["b"].report_refused("a")
+    net.cut("a", "b")
+    net.elapse(5 * CONFIG.election_ticks_max)
+
+    assert net.leader() == "a"
+    assert {core.status().term for core in net.cores.values()} == {1}
+    assert net.sent(RequestVote, src="b", dst="c"), "b never asked: the test proves nothing"
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("size", [3, 5])
+def test_followers_told_the_leader_crashed_elect_the_first_in_turn(seed: int, size: int) -> None:
+    """Every follower told at once that the crashed leader refuses: the
+    first in turn is elected one tick after the minimum election timeout,
+    whatever the seed (no split vote: a split would cost a whole random
+    timeout more)."""
+    net = Network("abcde"[:size], seed=seed)
+    net.elect("a")
+    net.crash("a")
+    for follower in "bcde"[: size - 1]:
+        net.cores[follower].report_refused("a")
+    net.elapse(CONFIG.election_ticks_min + 1)
+    assert net.leader() == "b"
+    assert net.cores["b"].status().term == 2

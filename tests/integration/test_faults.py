@@ -175,6 +175,34 @@ def test_leader_killed_under_load_loses_no_acknowledged_write(cluster: Cluster) 
     assert not writer.refused, f"{len(writer.refused)} writes got another answer, e.g. {writer.refused[:3]}"
 
 
+#: What a follower logs when its leader's port refuses its stream.
+REFUSED_LINE = "refuses connections: campaigning when its lease ends"
+
+
+@pytest.mark.integration
+def test_a_killed_leaders_refusing_port_brings_the_election_forward(make_cluster: Any) -> None:
+    """A SIGKILLed leader's port refuses connections at once, and its
+    followers' streams see that: they campaign as soon as the minimum
+    election timeout has passed since they last heard from it (their
+    lease, 1 s here), not at a random point of the range (1-10 s here,
+    where chance alone would take more than 2.5 s two times in three)."""
+    c = make_cluster(
+        "refused",
+        env={"ELECTION_TIMEOUT_LOWER_MILLIS": "1000", "ELECTION_TIMEOUT_UPPER_MILLIS": "10000"},
+    )
+    old, term = c.wait_for_leader(timeout=60.0)
+    others = [nid for nid in c.nodes if nid != old]
+    c.write("before-the-kill", "x")
+    killed_at = time.monotonic()
+    c[old].kill()
+    new, new_term = c.wait_for_leader(others, min_term=term + 1, timeout=2.5)
+    took = time.monotonic() - killed_at
+    assert took >= 1.0, f"elected {took:.2f} s after the kill: before the followers' leases ended"
+    told = [nid for nid in others if REFUSED_LINE in c[nid].log_text(this_run=True)]
+    assert told, "no follower logged that the leader refused its stream"
+    print(f"{new} elected in term {new_term}, {took:.2f} s after the kill; told: {told}")
+
+
 # -- 5. SIGSTOP of the leader -----------------------------------------------------------
 
 
@@ -255,6 +283,8 @@ def test_paused_leader_is_replaced_and_serves_nothing_stale_after_resuming(clust
     wait_until(stepped_down, ELECTION_S, f"{old} to step down after SIGCONT")
     lid, _ = c.wait_for_leader(["n1", "n2", "n3"])
     assert lid == new, "the resumed node disrupted the new leader"
+    # A paused process's port still accepts: the timeouts decided.
+    assert not [nid for nid in others if REFUSED_LINE in c[nid].log_text(this_run=True)]
     final = c.follow.get(c.kv_url(old, key))
     assert final.status_code == 200 and final.json()["value"] == "latest", describe(final)
 

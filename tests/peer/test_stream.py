@@ -112,6 +112,8 @@ class FakePeer:
         self.connections: list[FakeConnection] = []
         self.stalled = False
         self.down = False
+        #: What a connection to a peer that is down fails with.
+        self.down_error: type[OSError] = OSError
         self.snapshot_started = trio.Event()
 
     async def open_stream(self, url: str, headers: dict[str, str]) -> FakeConnection:
@@ -121,7 +123,7 @@ class FakePeer:
         self.stream_attempts.append(trio.current_time())
         await trio.lowlevel.checkpoint()
         if self.down:
-            raise OSError("connection refused")
+            raise self.down_error("the peer is down")
         number = len(self.stream_attempts)
         inbox = accept_stream(
             lower["x-raft-from"], lower, None, lambda _, report: self.reports.append((number, report))
@@ -146,10 +148,14 @@ class Core:
 
     def __init__(self) -> None:
         self.unreachable: list[float] = []
+        self.refused: list[float] = []
         self.snapshots: list[bool] = []
 
     def on_unreachable(self, peer_id: str) -> None:
         self.unreachable.append(trio.current_time())
+
+    def on_refused(self, peer_id: str) -> None:
+        self.refused.append(trio.current_time())
 
     def on_snapshot_sent(self, peer_id: str, ok: bool) -> None:
         self.snapshots.append(ok)
@@ -166,6 +172,7 @@ def make(peer: FakePeer, core: Core, report: Callable[[], PeerReport] | None = N
         core.on_unreachable,
         core.on_snapshot_sent,
         report=report,
+        on_refused=core.on_refused,
     )
 
 
@@ -288,6 +295,25 @@ async def test_a_peer_that_is_down_is_retried_with_backoff_and_reported_each_tim
     gaps = [b - a for a, b in zip(peer.stream_attempts, peer.stream_attempts[1:], strict=False)]
     assert gaps[:5] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5])
     assert all(gap == pytest.approx(stream_module.MAX_BACKOFF_S) for gap in gaps[4:])
+    assert len(core.unreachable) == len(peer.stream_attempts)
+
+
+@pytest.mark.parametrize("refused", [True, False])
+async def test_a_peer_whose_address_refuses_is_reported_refused_each_time(
+    autojump_clock: trio.testing.MockClock, refused: bool
+) -> None:
+    """A connection refused (nothing listens: the peer crashed) is news the
+    node hears on every attempt; any other failure to connect is not."""
+    peer, core = FakePeer(), Core()
+    peer.down = True
+    peer.down_error = ConnectionRefusedError if refused else TimeoutError
+    stream = make(peer, core)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    assert len(peer.stream_attempts) >= 4
+    assert core.refused == (peer.stream_attempts if refused else [])
     assert len(core.unreachable) == len(peer.stream_attempts)
 
 

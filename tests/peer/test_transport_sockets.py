@@ -14,6 +14,7 @@ import httpx
 import pytest
 import trio
 
+from raft_trio.peer.stream import connection_refused
 from raft_trio.peer.transport import UNACKNOWLEDGED_S, Transport, _UpgradedConnection
 from raft_trio.peer.wire import STREAM_PATH, stream_request
 
@@ -114,3 +115,36 @@ async def test_a_stream_connection_writes_at_once_what_the_kernel_takes() -> Non
         assert read == sent + b"the end"
         await peers.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_to_a_closed_port_fails_as_refused() -> None:
+    """What httpx and Trio raise when nothing listens at a peer's address
+    is recognised as a refusal, through their wrapping; an address that
+    answers is not."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # bound once, never listened on: the kernel refuses
+    async with trio.open_nursery() as nursery:
+        peers = Transport("n1", nursery, 1.0, lambda peer: None, lambda peer, sent: None)
+        headers, _ = stream_request("n1", "n2", None)
+        with pytest.raises(httpx.ConnectError) as caught:
+            await peers._open_stream(f"http://127.0.0.1:{port}{STREAM_PATH}", headers)
+        assert connection_refused(caught.value)
+        await peers.aclose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectTimeout("timed out"),
+        OSError("unreachable"),
+        BaseExceptionGroup("all attempts", [ConnectionRefusedError(), OSError(113, "No route to host")]),
+    ],
+    ids=["timeout", "no-cause", "one-address-unreachable"],
+)
+def test_other_connection_failures_are_not_refusals(error: BaseException) -> None:
+    wrapped = OSError("all attempts to connect failed")
+    wrapped.__cause__ = error
+    assert not connection_refused(wrapped)
+    assert connection_refused(BaseExceptionGroup("all", [ConnectionRefusedError(), ConnectionRefusedError()]))

@@ -9,7 +9,10 @@ The network delays, drops, duplicates and reorders messages, and can
 partition nodes (both ways or one way). Nodes can crash (losing everything
 not persisted, and sometimes the messages of a Ready they persisted but did
 not send), restart, and pause (a paused node neither ticks nor receives;
-what is sent to it waits, as in a TCP buffer, and arrives late).
+what is sent to it waits, as in a TCP buffer, and arrives late). A
+follower hears, as a runtime's streams tell it, that its leader's address
+refuses connections: mostly when the leader crashed, sometimes across a
+partition, and now and then falsely, of a live leader it can reach.
 
 Checks run as the simulation goes (:class:`SafetyViolation` on the first
 failure): election safety, leader completeness, state machine safety,
@@ -67,6 +70,9 @@ class FaultProfile:
     membership: bool = True
     transfer: bool = True
     compaction: bool = True
+    #: Followers are told that their leader's address refuses connections
+    #: (``report_refused``), truly or falsely.
+    refusals: bool = True
 
 
 def _digest(previous: bytes, entry: Entry) -> bytes:
@@ -149,6 +155,9 @@ class Cluster:
         )
         self.faults = faults or FaultProfile()
         self.core_factory = core_factory
+        #: Decides the refusal reports, apart from ``rng``, so that the rest
+        #: of a seed's schedule is the one it had before there were any.
+        self.refusal_rng = random.Random(f"refusals-{seed}")
         self.now = 0
         self._sequence = 0
         self._next_id = size
@@ -470,6 +479,30 @@ class Cluster:
             return
         self.log_event(f"remove {victim}")
 
+    def report_refusals(self) -> None:
+        """What a runtime's streams tell followers about their leader's
+        address: a crashed leader's refuses (a stream retries it every few
+        ticks); a cut link may (a proxy that closed its port); a live,
+        reachable leader's rarely does (a port that refused one follower
+        once), which must cost no more than one early pre-vote."""
+        rng = self.refusal_rng
+        for node in self.live_nodes():
+            if node.paused:
+                continue
+            leader = node.core.basic_status().leader_id
+            if leader is None or leader == node.id:
+                continue
+            target = self.nodes.get(leader)
+            if target is None or not target.alive:
+                chance = 0.3
+            elif (node.id, leader) in self.blocked:
+                chance = 0.1
+            else:
+                chance = 0.002
+            if rng.random() < chance:
+                self.log_event(f"{node.id} told {leader} refuses")
+                node.core.report_refused(leader)
+
     def _random_fault(self) -> None:
         f = self.faults
         nodes = sorted(self.nodes)
@@ -520,6 +553,8 @@ class Cluster:
             if node.alive and not node.paused:
                 node.core.tick()
                 self.handle_ready(node)
+        if self.faults.refusals:
+            self.report_refusals()
         self.deliver_due()
         if clients:
             for leader in self.leaders():
