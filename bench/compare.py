@@ -24,9 +24,14 @@ while before any load, with the load sent to the leader directly:
 - ``reads64``: linearizable reads at 64 connections of 1,000 keys written
   beforehand (raft-trio ``GET /api/kv/{key}``, etcd ``/v3/kv/range``);
 - ``failover-default``, ``failover-fast``: SIGKILL of the leader under a
-  steady write load, 7 times (2 with ``--quick``), with the default election timeouts
+  steady write load, 15 times (2 with ``--quick``), with the default election timeouts
   and with 150-300 ms ones; the time from the kill until a write succeeds
   again (a Trio+httpx client, see :func:`failover_trials`);
+- ``failover-pause``: the same with SIGSTOP of the leader (``docker pause``)
+  and the default timeouts, resumed once writes succeed again: a paused
+  leader's port still accepts connections, so the followers' election
+  timeouts alone decide (a killed leader's port refuses, which raft-trio's
+  followers take as news that it is gone);
 - ``idle``: every member's CPU at rest, over a long window (30 s; 5 s
   with ``--quick``) on a cluster held stable a while;
 - ``propose``: proposals/s through the leader's own write path in-process,
@@ -99,8 +104,10 @@ FRONT_DOOR_TARGET = 0.8
 CPU_TARGET_1, CPU_TARGET_64 = 1.0, 1.5
 WORKLOADS = (
     "ceiling", "front-door", "idle", "writes1", "writes16", "writes64", "reads64", "failover-default",
-    "failover-fast", "propose",
+    "failover-fast", "failover-pause", "propose",
 )  # fmt: skip
+#: How each failover workload hits the leader, and with which timing.
+FAILOVER_FAULTS = {"failover-default": "kill", "failover-fast": "kill", "failover-pause": "pause"}
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -178,7 +185,7 @@ class Plan:
                 elif workload == "idle":
                     total += start + self.hold + 3 + self.idle_long
                 elif workload.startswith("failover"):
-                    profile = DEFAULT if workload.endswith("default") else FAST
+                    profile = FAST if workload.endswith("fast") else DEFAULT
                     per_kill = self.hold + 0.5 + profile.election_max_ms / 1000 + start
                     total += start + self.kills * per_kill
         if "ceiling" in workloads:
@@ -249,6 +256,16 @@ class Cluster(abc.ABC):
         proc = self.procs[i]
         if proc is not None:
             proc.kill()
+
+    def pause(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None:
+            proc.pause()
+
+    def resume(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None:
+            proc.resume()
 
     @abc.abstractmethod
     def view(self, i: int) -> tuple[int, int] | None:
@@ -634,10 +651,17 @@ def idle_run(system: str, root: Path, plan: Plan) -> IdleRow:
 class FailoverRow:
     system: str
     profile: Profile
-    #: Milliseconds from each SIGKILL to the first write that succeeded
+    #: "kill" (SIGKILL, then a restart) or "pause" (SIGSTOP, then SIGCONT).
+    fault: str
+    #: Milliseconds from each fault to the first write that succeeded
     #: among those sent after it.
     recoveries_ms: list[float]
     problems: list[str]
+
+    @property
+    def paused(self) -> str:
+        """What the report adds to the timing's name for a pause row."""
+        return ", leader paused" if self.fault == "pause" else ""
 
     @property
     def bound_ms(self) -> float:
@@ -656,9 +680,11 @@ WRITE_INTERVAL_S = 0.01
 MAX_IN_FLIGHT = 64
 
 
-async def failover_trials(cluster: Cluster, kills: int, hold: float) -> tuple[list[float], list[str]]:
-    """SIGKILL the leader ``kills`` times under a steady write load and
-    time each recovery.
+async def failover_trials(
+    cluster: Cluster, kills: int, hold: float, fault: str = "kill"
+) -> tuple[list[float], list[str]]:
+    """SIGKILL (or, with ``fault="pause"``, SIGSTOP) the leader ``kills``
+    times under a steady write load and time each recovery.
 
     The client: every WRITE_INTERVAL_S one write attempt of a distinct key
     starts (at most MAX_IN_FLIGHT at once), to the node that last answered;
@@ -666,7 +692,8 @@ async def failover_trials(cluster: Cluster, kills: int, hold: float) -> tuple[li
     the next attempts on to the next node. A recovery is the time from the
     kill until the first success of an attempt started after it, so that
     requests in flight at the kill do not blur it. The killed node is
-    restarted and the cluster held stable between kills."""
+    restarted (the paused one resumed) and the cluster held stable between
+    kills."""
     successes: list[tuple[float, float]] = []
     preferred = [0]
     ports = {cluster.client_port(i): i for i in range(3)}
@@ -720,7 +747,10 @@ async def failover_trials(cluster: Cluster, kills: int, hold: float) -> tuple[li
                 if not any(start >= mark for start, _ in successes[-50:]):
                     problems.append(f"kill {trial + 1}: no writes succeeded before it")
                 killed_at = trio.current_time()
-                cluster.kill(leader)
+                if fault == "pause":
+                    cluster.pause(leader)
+                else:
+                    cluster.kill(leader)
                 with trio.move_on_after(30):
                     await wait_for(
                         lambda: any(start >= killed_at for start, _ in successes[-50:]),  # noqa: B023 (awaited at once)
@@ -730,25 +760,31 @@ async def failover_trials(cluster: Cluster, kills: int, hold: float) -> tuple[li
                 if after:
                     recoveries.append(1000 * (min(after) - killed_at))
                     print(
-                        f"{cluster.system:9} failover ({cluster.profile.name}) kill {trial + 1}: "
+                        f"{cluster.system:9} failover ({cluster.profile.name}) {fault} {trial + 1}: "
                         f"writes again after {recoveries[-1]:.0f} ms",
                         flush=True,
                     )
                 else:
-                    problems.append(f"kill {trial + 1}: no write succeeded within 30 s")
+                    problems.append(f"{fault} {trial + 1}: no write succeeded within 30 s")
                     print(f"!!! {cluster.system} failover: {problems[-1]}", flush=True)
-                cluster.start(leader)
+                if fault == "pause":
+                    cluster.resume(leader)
+                else:
+                    cluster.start(leader)
             nursery.cancel_scope.cancel()
     return recoveries, problems
 
 
-def failover_run(system: str, root: Path, profile: Profile, plan: Plan) -> FailoverRow:
-    with make_cluster(system, root / f"{system}-failover-{profile.name}", profile) as cluster:
-        recoveries, problems = trio.run(failover_trials, cluster, plan.kills, plan.hold)
-    row = FailoverRow(system, profile, recoveries, problems)
+def failover_run(system: str, root: Path, profile: Profile, plan: Plan, fault: str = "kill") -> FailoverRow:
+    with make_cluster(system, root / f"{system}-failover-{profile.name}-{fault}", profile) as cluster:
+        recoveries, problems = trio.run(failover_trials, cluster, plan.kills, plan.hold, fault)
+    row = FailoverRow(system, profile, fault, recoveries, problems)
     over = [r for r in recoveries if r > row.bound_ms]
     if over and system == "raft-trio":
-        print(f"!!! {system} failover ({profile.name}): {len(over)} above {row.bound_ms:.0f} ms", flush=True)
+        print(
+            f"!!! {system} failover ({profile.name}{row.paused}): {len(over)} above {row.bound_ms:.0f} ms",
+            flush=True,
+        )
     return row
 
 
@@ -812,8 +848,11 @@ class Results:
     def load(self, system: str, workload: str) -> LoadRow | None:
         return next((r for r in self.loads if r.system == system and r.workload == workload), None)
 
-    def failover(self, system: str, profile: Profile) -> FailoverRow | None:
-        return next((r for r in self.failovers if r.system == system and r.profile == profile), None)
+    def failover(self, system: str, profile: Profile, fault: str = "kill") -> FailoverRow | None:
+        return next(
+            (r for r in self.failovers if r.system == system and r.profile == profile and r.fault == fault),
+            None,
+        )
 
 
 def first_line(argv: list[str]) -> str:
@@ -1001,18 +1040,23 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
     if results.failovers:
         out += ["## Failover", ""]
         out += [
-            "SIGKILL of the leader under a steady write load (a Trio+httpx client starting a write every "
+            'SIGKILL ("paused": SIGSTOP) of the leader under a steady write load (a Trio+httpx client starting a write every '
             f"{WRITE_INTERVAL_S * 1000:.0f} ms, at most {MAX_IN_FLIGHT} in flight, to the node that last "
             "answered, following 307 redirects; after an error, a non-2xx or "
             f"{ATTEMPT_TIMEOUT_S:g} s (the upper election timeout if shorter) the next writes go to the next "
-            "node); the time from the kill to the first success of a write sent after it. The killed node is restarted and the "
-            "cluster held stable between kills. Bound: twice the upper election timeout.",
+            "node); the time from the kill to the first success of a write sent after it. The killed node is restarted (the "
+            "paused one resumed) and the cluster held stable between kills. Bound: twice the upper election timeout. "
+            "A killed leader's port refuses connections, which raft-trio's followers take as news that it is gone "
+            "(they campaign once the minimum election timeout has passed since they last heard from it); a paused "
+            "leader's port still accepts, and the election timeouts alone decide.",
             "",
             "| system | timing | kills | median ms | max ms | bound ms | each ms |",
             "|---|---|---:|---:|---:|---:|---|",
         ]
         for f in results.failovers:
-            timing = f"{f.profile.name} ({f.profile.election_min_ms}-{f.profile.election_max_ms} ms)"
+            timing = (
+                f"{f.profile.name} ({f.profile.election_min_ms}-{f.profile.election_max_ms} ms){f.paused}"
+            )
             med = f"{statistics.median(f.recoveries_ms):.0f}" if f.recoveries_ms else "-"
             top = f"{max(f.recoveries_ms):.0f}" if f.recoveries_ms else "-"
             each = ", ".join(f"{r:.0f}" for r in f.recoveries_ms)
@@ -1087,18 +1131,18 @@ def targets(results: Results, systems: list[str]) -> list[str]:
         etcd_idle = idle_seen("etcd")
         row(f"idle CPU ≤ {IDLE_TARGET_PCT:g} % of a core per node (largest seen)", f"{max(idle):.2f}",
             f"{max(etcd_idle):.2f}" if etcd_idle else "", max(idle) <= IDLE_TARGET_PCT)  # fmt: skip
-    for profile in (DEFAULT, FAST):
-        ours = results.failover("raft-trio", profile)
-        theirs = results.failover("etcd", profile) if vs else None
+    for profile, fault in ((DEFAULT, "kill"), (FAST, "kill"), (DEFAULT, "pause")):
+        ours = results.failover("raft-trio", profile, fault)
+        theirs = results.failover("etcd", profile, fault) if vs else None
         if ours is None or not ours.recoveries_ms:
             continue
         med = statistics.median(ours.recoveries_ms)
         if theirs is not None and theirs.recoveries_ms:
             their_med = statistics.median(theirs.recoveries_ms)
-            row(f"failover median ≤ etcd's, {profile.name} timing (ms)", f"{med:.0f}", f"{their_med:.0f}",
+            row(f"failover median ≤ etcd's, {profile.name} timing{ours.paused} (ms)", f"{med:.0f}", f"{their_med:.0f}",
                 med <= their_med and not ours.problems)  # fmt: skip
         worst = max(ours.recoveries_ms)
-        row(f"every failover ≤ {ours.bound_ms:.0f} ms, {profile.name} timing (worst)", f"{worst:.0f}",
+        row(f"every failover ≤ {ours.bound_ms:.0f} ms, {profile.name} timing{ours.paused} (worst)", f"{worst:.0f}",
             "", worst <= ours.bound_ms and not ours.problems)  # fmt: skip
     rest = [max(r.rss_rest) for r in results.loads if r.system == "raft-trio"]
     if rest:
@@ -1140,8 +1184,8 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
     def load_step(system: str, op: str, connections: int) -> Callable[[], None]:
         return lambda: results.loads.append(load_run(system, root, op, connections, plan))
 
-    def failover_step(system: str, profile: Profile) -> Callable[[], None]:
-        return lambda: results.failovers.append(failover_run(system, root, profile, plan))
+    def failover_step(system: str, profile: Profile, fault: str) -> Callable[[], None]:
+        return lambda: results.failovers.append(failover_run(system, root, profile, plan, fault))
 
     def idle_step(system: str) -> Callable[[], None]:
         return lambda: results.idle.append(idle_run(system, root, plan))
@@ -1155,14 +1199,14 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
                 connections = int(workload.removeprefix("writes").removeprefix("reads"))
                 attempt(f"{system} {workload}", load_step(system, op, connections))
             elif workload.startswith("failover"):
-                profile = DEFAULT if workload.endswith("default") else FAST
-                attempt(f"{system} {workload}", failover_step(system, profile))
+                profile = FAST if workload.endswith("fast") else DEFAULT
+                attempt(f"{system} {workload}", failover_step(system, profile, FAILOVER_FAULTS[workload]))
     if "propose" in workloads:
         attempt("propose", lambda: results.proposes.extend(propose_run(root, plan)))
     for row in results.loads:
         results.errors += [f"{row.system} {row.workload}: {p}" for p in row.problems]
     for f in results.failovers:
-        results.errors += [f"{f.system} failover ({f.profile.name}): {p}" for p in f.problems]
+        results.errors += [f"{f.system} failover ({f.profile.name}{f.paused}): {p}" for p in f.problems]
     return results
 
 
