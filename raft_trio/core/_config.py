@@ -63,10 +63,11 @@ class RaftConfig:
     #: and the leader takes proposals again (§3.10).
     transfer_timeout_ticks: int | None = None
     #: Once its leader's address refused a connection (``report_refused``),
-    #: a follower campaigns one tick after the minimum election timeout,
-    #: plus this many ticks for each voter whose id sorts before its own
-    #: (the leader left out): followers told at the same moment then take
-    #: turns at least this far apart, more than a vote's round trip.
+    #: a follower campaigns at a random tick of a window this many ticks
+    #: wide that opens one tick after the minimum election timeout, one
+    #: window later for each voter whose id sorts before its own (the
+    #: leader left out): followers told at the same moment take turns,
+    #: more than a vote's round trip apart.
     refused_stagger_ticks: int = 3
 
     def validate(self) -> None:

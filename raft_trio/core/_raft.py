@@ -131,6 +131,9 @@ class RaftCore:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_election_timeout = 0
+        #: The timer is a turn after a refused leader (``report_refused``),
+        #: not a random draw.
+        self._timer_is_a_turn = False
         self._reset_election_timeout()
 
         self._progress: dict[NodeId, Progress] = {}
@@ -388,27 +391,35 @@ class RaftCore:
         of a leader gone, long before an election timeout could tell.
 
         A follower told so of its own leader trades its random election
-        timeout, whose randomness only keeps followers from campaigning
-        together (§3.4), for a turn: it campaigns one tick after the
-        minimum timeout has passed since it last heard from the leader,
-        plus :attr:`RaftConfig.refused_stagger_ticks` for each voter ranked
-        before it (by id, the leader left out), so that followers told at
-        the same moment take turns instead of splitting the vote. The
-        minimum is kept: it is the lease this follower promised the leader
-        (§4.2.3), which the leader's standing (check-quorum) counts on, so
-        a false report (a live leader whose port refuses this follower
-        only) moves nothing but this follower's next pre-vote, which the
-        others, still in their leases, refuse. The shorter timeout lasts
-        until the timer is next drawn (a new term, a campaign).
+        timeout, whose randomness keeps followers from campaigning
+        together (§3.4), for a turn: it campaigns in a window of
+        :attr:`RaftConfig.refused_stagger_ticks` ticks that opens one tick
+        after the minimum timeout has passed since it last heard from the
+        leader, one window later for each voter whose id sorts before its
+        own (the leader left out), at a random tick of its window.
+        Followers that heard the leader last at the same moment (the usual
+        case: its appends and heartbeats reach them together) never
+        campaign together; ones that did not may, with a chance of at most
+        one in the window's ticks, which costs a random timeout more (a
+        split vote), as before. The minimum is kept: it is the lease this
+        follower promised the leader (§4.2.3), which the leader's standing
+        (check-quorum) counts on, so a false report (a live leader whose
+        port refuses this follower only) moves nothing but this follower's
+        next pre-vote, which the others, still in their leases, refuse;
+        and the next message from the leader puts its random timeout back.
 
         Returns whether the timer is now the turn's (False: this node is
         not a voter following ``node_id``)."""
         if self._role is not Role.FOLLOWER or self._leader_id != node_id or not self._promotable():
             return False
+        if self._timer_is_a_turn:
+            return True  # the stream retries: the turn stands
+        window = self._config.refused_stagger_ticks
         turn = sorted(v for v in self._membership.voters if v != node_id).index(self._id)
         self._randomized_election_timeout = (
-            self._config.election_ticks_min + 1 + turn * self._config.refused_stagger_ticks
+            self._config.election_ticks_min + 1 + turn * window + self._rng.randrange(window)
         )
+        self._timer_is_a_turn = True
         return True
 
     def report_snapshot(self, node_id: NodeId, success: bool) -> None:
@@ -635,6 +646,7 @@ class RaftCore:
 
     def _reset_election_timeout(self) -> None:
         self._election_elapsed = 0
+        self._timer_is_a_turn = False
         self._randomized_election_timeout = self._rng.randint(
             self._config.election_ticks_min, self._config.election_ticks_max
         )
@@ -765,6 +777,8 @@ class RaftCore:
 
     def _step_follower(self, m: Message) -> None:
         if isinstance(m, _LEADER_MESSAGES):
+            if self._timer_is_a_turn:
+                self._reset_election_timeout()  # the leader is there after all
             self._election_elapsed = 0
             self._leader_id = m.src
             if isinstance(m, AppendEntries):

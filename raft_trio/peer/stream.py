@@ -53,6 +53,7 @@ import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Protocol
 
+import httpcore
 import httpx
 import trio
 
@@ -458,16 +459,20 @@ class PeerStream:
 def connection_refused(error: BaseException) -> bool:
     """Whether ``error`` says that the address refused the connection
     (ECONNREFUSED: nothing listens on that port), at every address tried.
-    httpx and httpcore wrap the refusal in errors of their own, and Trio
-    in an OSError over a group of one error per address tried: what
-    counts is the error at the end of that chain (every one of the
-    group's). A timeout, an unreachable network or a reset makes it
-    False."""
+    httpx wraps the refusal in its own error, caused by httpcore's, which
+    holds (as the exception it was raised while handling) Trio's OSError,
+    caused by a group of one error per address tried: what counts is the
+    error at the end of that chain (every one of the group's). Only that
+    one link is followed through the exception being handled; anywhere
+    else, an error raised while handling a refusal is not one. A timeout,
+    an unreachable network or a reset makes it False."""
     if isinstance(error, ConnectionRefusedError):
         return True
     if isinstance(error, BaseExceptionGroup):
         return all(connection_refused(inner) for inner in error.exceptions)
-    cause = error.__cause__ or error.__context__
+    cause = error.__cause__
+    if cause is None and isinstance(error, httpcore.ConnectError):
+        cause = error.__context__
     return cause is not None and connection_refused(cause)
 
 

@@ -10,6 +10,7 @@ import functools
 import socket
 from collections.abc import Awaitable, Callable
 
+import httpcore
 import httpx
 import pytest
 import trio
@@ -134,17 +135,57 @@ async def test_a_stream_to_a_closed_port_fails_as_refused() -> None:
         await peers.aclose()
 
 
+def _raised_while_handling(handled: BaseException, raised: BaseException, *, suppress: bool) -> BaseException:
+    """``raised`` as Python chains it when raised inside ``except`` of
+    ``handled`` (with ``from None`` if ``suppress``)."""
+    try:
+        try:
+            raise handled
+        except BaseException:
+            if suppress:
+                raise raised from None
+            raise raised  # noqa: B904 (the chain is what is tested)
+    except BaseException as chained:
+        return chained
+
+
+def refused_group(*errors: OSError) -> OSError:
+    """Trio's failure to connect: an OSError caused by one error per address."""
+    failure = OSError("all attempts to connect failed")
+    failure.__cause__ = BaseExceptionGroup("all attempts to connect failed", list(errors))
+    return failure
+
+
+def test_refused_at_every_address_is_a_refusal() -> None:
+    assert connection_refused(refused_group(ConnectionRefusedError(), ConnectionRefusedError()))
+    wrapped = httpx.ConnectError("all attempts failed")
+    wrapped.__cause__ = _raised_while_handling(
+        refused_group(ConnectionRefusedError()), httpcore.ConnectError("all attempts failed"), suppress=True
+    )
+    assert connection_refused(wrapped)
+
+
 @pytest.mark.parametrize(
     "error",
     [
+        refused_group(ConnectionRefusedError(), OSError(113, "No route to host")),
+        _raised_while_handling(ConnectionRefusedError(), httpx.ConnectTimeout("timed out"), suppress=True),
+        _raised_while_handling(ConnectionRefusedError(), httpx.ConnectTimeout("timed out"), suppress=False),
+        _raised_while_handling(refused_group(ConnectionRefusedError()), OSError("reset"), suppress=False),
         httpx.ConnectTimeout("timed out"),
         OSError("unreachable"),
-        BaseExceptionGroup("all attempts", [ConnectionRefusedError(), OSError(113, "No route to host")]),
     ],
-    ids=["timeout", "no-cause", "one-address-unreachable"],
+    ids=[
+        "one-address-unreachable",
+        "timeout-while-handling-a-refusal",
+        "timeout-in-a-refusals-context",
+        "oserror-in-a-refusals-context",
+        "timeout",
+        "no-cause",
+    ],
 )
 def test_other_connection_failures_are_not_refusals(error: BaseException) -> None:
-    wrapped = OSError("all attempts to connect failed")
-    wrapped.__cause__ = error
-    assert not connection_refused(wrapped)
-    assert connection_refused(BaseExceptionGroup("all", [ConnectionRefusedError(), ConnectionRefusedError()]))
+    """Only a refusal at every address counts, and only through the chain
+    httpx, httpcore and Trio make: an error raised while a refusal was
+    being handled is not one."""
+    assert not connection_refused(error)

@@ -30,10 +30,13 @@ from collections.abc import Callable
 
 from raft_trio.core import (
     AddLearner,
+    AppendEntries,
     CompactedError,
     ConfigChangeRejected,
     Entry,
     EntryKind,
+    Heartbeat,
+    InstallSnapshot,
     Membership,
     MemoryStorage,
     Message,
@@ -93,6 +96,10 @@ class SimNode:
         self.held: list[tuple[int, int, Message]] = []
         #: A Ready taken and not yet persisted (its fsync is "running").
         self.in_flight: Ready | None = None
+        #: Ticks this process has counted, and the count when it last took
+        #: a message from the leader it follows (the lease check).
+        self.ticks = 0
+        self.heard_leader_at = -(10**9)
         self.core = cluster.make_core(node_id, storage)
         self._restore_state_machine()
 
@@ -104,6 +111,7 @@ class SimNode:
     def restart(self) -> None:
         self.alive = True
         self.paused = False
+        self.heard_leader_at = -(10**9)  # a new process has heard nothing
         self.held.clear()
         self.in_flight = None  # lost with the process: it was not durable
         self.core = self.cluster.make_core(self.id, self.storage)
@@ -228,6 +236,13 @@ class Cluster:
                 node.held.append(entry)  # waits in the socket buffer
                 continue
             node.core.step(message)
+            if isinstance(message, (AppendEntries, Heartbeat, InstallSnapshot)):
+                status = node.core.basic_status()
+                if status.role is Role.FOLLOWER and (status.leader_id, status.term) == (
+                    message.src,
+                    message.term,
+                ):
+                    node.heard_leader_at = node.ticks
             self.handle_ready(node)
 
     def resume(self, node: SimNode) -> None:
@@ -479,6 +494,21 @@ class Cluster:
             return
         self.log_event(f"remove {victim}")
 
+    def check_lease(self, node: SimNode, was_following: bool) -> None:
+        """A follower's timer never starts a campaign within the minimum
+        election timeout of its last message from its leader: that is the
+        lease it promised the leader (§4.2.3), on which check-quorum rests
+        (a transfer's TimeoutNow, which overrides it, comes as a message,
+        never from a tick)."""
+        if not was_following or node.core.basic_status().role is Role.FOLLOWER:
+            return
+        silent = node.ticks - node.heard_leader_at
+        if silent < self.config.election_ticks_min:
+            raise self.fail(
+                f"leader lease: {node.id} campaigned {silent} ticks after it last heard its leader "
+                f"(the lease is {self.config.election_ticks_min})"
+            )
+
     def report_refusals(self) -> None:
         """What a runtime's streams tell followers about their leader's
         address: a crashed leader's refuses (a stream retries it every few
@@ -551,7 +581,10 @@ class Cluster:
         self.now += 1
         for node in self.nodes.values():
             if node.alive and not node.paused:
+                was_following = node.core.basic_status().role is Role.FOLLOWER
+                node.ticks += 1
                 node.core.tick()
+                self.check_lease(node, was_following)
                 self.handle_ready(node)
         if self.faults.refusals:
             self.report_refusals()

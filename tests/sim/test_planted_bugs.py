@@ -33,6 +33,17 @@ class ReadsWithoutQuorum(RaftCore):
         self._read_states.append(ReadState(request_id, self._log.committed))
 
 
+class CampaignsInsideTheLease(RaftCore):
+    """Takes a refused leader for dead at once: its turn ignores the lease
+    it promised (§4.2.3)."""
+
+    def report_refused(self, node_id: str) -> bool:
+        moved = super().report_refused(node_id)
+        if moved:
+            self._randomized_election_timeout = self._election_elapsed + 1
+        return moved
+
+
 def first_violation(core_factory: type[RaftCore], seeds: range, faults: FaultProfile) -> str | None:
     """The first violation the simulator reports over ``seeds``, or None."""
     for seed in seeds:
@@ -68,3 +79,8 @@ def test_reads_without_quorum_are_caught_as_stale_reads() -> None:
     # search stops at the first.
     found = first_violation(ReadsWithoutQuorum, range(300), partitions_and_pauses)
     assert found is not None and "stale read" in found, found
+
+
+def test_campaigns_inside_the_lease_are_caught() -> None:
+    found = first_violation(CampaignsInsideTheLease, range(20), FaultProfile(fault_rate=0.02))
+    assert found is not None and "leader lease" in found, found
