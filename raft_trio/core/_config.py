@@ -64,10 +64,11 @@ class RaftConfig:
     transfer_timeout_ticks: int | None = None
     #: Once its leader's address refused a connection (``report_refused``),
     #: a follower campaigns at a random tick of a window this many ticks
-    #: wide that opens one tick after the minimum election timeout, one
-    #: window later for each voter whose id sorts before its own (the
-    #: leader left out): followers told at the same moment take turns,
-    #: more than a vote's round trip apart.
+    #: wide that opens one tick after the minimum election timeout (or
+    #: after the report, if later), one window later for each voter whose
+    #: id sorts before its own (the leader left out): followers told at
+    #: the same moment take turns, at least a tick apart and a window
+    #: apart on average.
     refused_stagger_ticks: int = 3
 
     def validate(self) -> None:

@@ -395,8 +395,10 @@ class RaftCore:
         together (§3.4), for a turn: it campaigns in a window of
         :attr:`RaftConfig.refused_stagger_ticks` ticks that opens one tick
         after the minimum timeout has passed since it last heard from the
-        leader, one window later for each voter whose id sorts before its
-        own (the leader left out), at a random tick of its window.
+        leader (or after this report, if that was longer ago: a leader
+        silent for a while before it died), one window later for each
+        voter whose id sorts before its own (the leader left out), at a
+        random tick of its window.
         Followers that heard the leader last at the same moment (the usual
         case: its appends and heartbeats reach them together) never
         campaign together; ones that did not may, with a chance of at most
@@ -416,9 +418,8 @@ class RaftCore:
             return True  # the stream retries: the turn stands
         window = self._config.refused_stagger_ticks
         turn = sorted(v for v in self._membership.voters if v != node_id).index(self._id)
-        self._randomized_election_timeout = (
-            self._config.election_ticks_min + 1 + turn * window + self._rng.randrange(window)
-        )
+        opens = max(self._config.election_ticks_min, self._election_elapsed) + 1
+        self._randomized_election_timeout = opens + turn * window + self._rng.randrange(window)
         self._timer_is_a_turn = True
         return True
 

@@ -560,6 +560,31 @@ def test_followers_told_the_leader_crashed_elect_the_first_in_turn(seed: int, si
     assert net.cores["b"].status().term == 2
 
 
+def test_followers_told_long_after_the_lease_ended_still_take_turns() -> None:
+    """A leader silent for longer than the lease before it died (paused,
+    say): the followers' windows open at the report, not at the lease's
+    end, which has passed, so they still take turns instead of both
+    campaigning at the next tick and splitting the vote. (Timeouts drawn
+    from 10-1,000 ticks, so that they are still running when told.)"""
+    wide = config(election_ticks_max=1000)
+    silent = CONFIG.election_ticks_min + 10
+    runs = 0
+    for seed in range(30):
+        net = Network(config=wide, seed=seed)
+        net.elect("a")
+        net.crash("a")
+        net.elapse(silent)
+        if any(net.cores[f].status().role is not Role.FOLLOWER for f in "bc"):
+            continue  # a drawn timeout ran out first: not this case
+        runs += 1
+        for follower in "bc":
+            assert net.cores[follower].report_refused("a")
+        net.elapse(2 * STAGGER)
+        assert net.leader() == "b", f"seed {seed}"
+        assert net.cores["b"].status().term == 2, f"seed {seed}: a split vote"
+    assert runs >= 20
+
+
 @pytest.mark.parametrize("skew", range(11))
 def test_followers_that_last_heard_the_leader_apart_rarely_split_the_vote(skew: int) -> None:
     """One follower missed the leader's last few heartbeats, so the turns

@@ -495,11 +495,12 @@ class Cluster:
         self.log_event(f"remove {victim}")
 
     def check_lease(self, node: SimNode, was_following: bool) -> None:
-        """A follower's timer never starts a campaign within the minimum
-        election timeout of its last message from its leader: that is the
-        lease it promised the leader (§4.2.3), on which check-quorum rests
-        (a transfer's TimeoutNow, which overrides it, comes as a message,
-        never from a tick)."""
+        """A follower never starts a campaign on its own (a tick, a report)
+        within the minimum election timeout of its last message from its
+        leader: that is the lease it promised the leader (§4.2.3), on
+        which check-quorum rests (a transfer's TimeoutNow, which overrides
+        it, comes as a message and is not checked here; votes granted
+        inside the lease are not checked here either)."""
         if not was_following or node.core.basic_status().role is Role.FOLLOWER:
             return
         silent = node.ticks - node.heard_leader_at
@@ -531,7 +532,9 @@ class Cluster:
                 chance = 0.002
             if rng.random() < chance:
                 self.log_event(f"{node.id} told {leader} refuses")
+                was_following = node.core.basic_status().role is Role.FOLLOWER
                 node.core.report_refused(leader)
+                self.check_lease(node, was_following)
 
     def _random_fault(self) -> None:
         f = self.faults

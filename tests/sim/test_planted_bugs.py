@@ -44,6 +44,16 @@ class CampaignsInsideTheLease(RaftCore):
         return moved
 
 
+class CampaignsWhenTold(RaftCore):
+    """Campaigns the moment it hears that its leader refuses, lease or not."""
+
+    def report_refused(self, node_id: str) -> bool:
+        moved = super().report_refused(node_id)
+        if moved:
+            self._campaign(transfer=False)
+        return moved
+
+
 def first_violation(core_factory: type[RaftCore], seeds: range, faults: FaultProfile) -> str | None:
     """The first violation the simulator reports over ``seeds``, or None."""
     for seed in seeds:
@@ -82,5 +92,6 @@ def test_reads_without_quorum_are_caught_as_stale_reads() -> None:
 
 
 def test_campaigns_inside_the_lease_are_caught() -> None:
-    found = first_violation(CampaignsInsideTheLease, range(20), FaultProfile(fault_rate=0.02))
-    assert found is not None and "leader lease" in found, found
+    for planted in (CampaignsInsideTheLease, CampaignsWhenTold):
+        found = first_violation(planted, range(20), FaultProfile(fault_rate=0.02))
+        assert found is not None and "leader lease" in found, f"{planted.__name__}: {found}"
