@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import socket
 import ssl
@@ -418,6 +419,15 @@ class _RecordingTCPServer(TCPServer):
             self._held = data
             return
         if not data:
+            return
+        if trio.current_effective_deadline() == -math.inf:
+            # The task is cancelled: the node is stopping (a fatal error,
+            # say) and Hypercorn, ending the request, sends the 500 it
+            # makes of an app that never answered. Its own path raises the
+            # cancellation at its first checkpoint and writes nothing (the
+            # client sees the connection end, an outcome it must expect);
+            # a write(2) without a checkpoint would send that 500.
+            await super().protocol_send(RawData(data))
             return
         rest = self._write_now(data)
         if rest:

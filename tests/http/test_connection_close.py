@@ -214,3 +214,25 @@ async def test_a_streamed_answer_lets_the_loop_turn_between_its_chunks() -> None
         received = await read_exactly(client, len(head) + 200 * len(chunk))
         nursery.cancel_scope.cancel()
     assert received == head + 200 * chunk
+
+
+async def test_a_cancelled_task_writes_no_answer() -> None:
+    """A node stopping on a fatal error cancels its requests, and
+    Hypercorn, ending each, sends the 500 it makes of an app that never
+    answered: through its own path the cancellation comes first and
+    nothing is written (the client sees the connection end, never a 500);
+    the one-write path must not write it either."""
+    server, client = socket_server()
+    answer = b"HTTP/1.1 500 \r\ncontent-length: 0\r\n\r\n"
+    async with server.stream, client:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await server.protocol_send(RawData(answer))
+            await server.protocol_send(RawData(b""))
+        assert scope.cancelled_caught
+        with trio.move_on_after(0.2):
+            assert await client.receive_some(65536) == b"", "an answer was written"
+        later = b"HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\n"
+        await server.protocol_send(RawData(later))  # not cancelled: written
+        await server.protocol_send(RawData(b"ok"))
+        assert await read_exactly(client, len(later) + 2) == later + b"ok"
