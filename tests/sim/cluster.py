@@ -16,6 +16,7 @@ partition, and now and then falsely, of a live leader it can reach.
 
 Checks run as the simulation goes (:class:`SafetyViolation` on the first
 failure): election safety, leader completeness, state machine safety,
+the leader lease (no campaign started, no vote given, inside it),
 linearizable reads, and log matching over every pair of nodes at the end.
 """
 
@@ -47,6 +48,7 @@ from raft_trio.core import (
     RaftError,
     Ready,
     RemoveMember,
+    RequestVote,
     Role,
     Snapshot,
     SnapshotMeta,
@@ -235,7 +237,12 @@ class Cluster:
             if node.paused:
                 node.held.append(entry)  # waits in the socket buffer
                 continue
+            leased = (
+                message if isinstance(message, RequestVote) and self.asks_in_lease(node, message) else None
+            )
             node.core.step(message)
+            if leased is not None:
+                self.check_no_new_vote(node, leased)
             if isinstance(message, (AppendEntries, Heartbeat, InstallSnapshot)):
                 status = node.core.basic_status()
                 if status.role is Role.FOLLOWER and (status.leader_id, status.term) == (
@@ -508,6 +515,29 @@ class Cluster:
             raise self.fail(
                 f"leader lease: {node.id} campaigned {silent} ticks after it last heard its leader "
                 f"(the lease is {self.config.election_ticks_min})"
+            )
+
+    def asks_in_lease(self, node: SimNode, request: RequestVote) -> bool:
+        """Whether ``request`` asks ``node`` for a vote of a later term (not
+        a transfer's) while it follows a leader it heard within the
+        minimum election timeout (its own ticks): the lease (§4.2.3)."""
+        status = node.core.basic_status()
+        return (
+            not request.transfer
+            and request.term > status.term
+            and status.role is Role.FOLLOWER
+            and status.leader_id is not None
+            and node.ticks - node.heard_leader_at < self.config.election_ticks_min
+        )
+
+    def check_no_new_vote(self, node: SimNode, request: RequestVote) -> None:
+        """A follower asked inside its lease gave no vote. Votes are seen as
+        the state they change (a granted pre-vote changes none and is not
+        checked)."""
+        status = node.core.basic_status()
+        if (status.term, status.vote) == (request.term, request.src):
+            raise self.fail(
+                f"leader lease: {node.id} voted for {request.src} in term {request.term} inside its lease"
             )
 
     def report_refusals(self) -> None:

@@ -54,6 +54,13 @@ class CampaignsWhenTold(RaftCore):
         return moved
 
 
+class GrantsVotesInsideTheLease(RaftCore):
+    """Ignores the leader lease when asked for a vote (§4.2.3)."""
+
+    def _in_leader_lease(self) -> bool:
+        return False
+
+
 def first_violation(core_factory: type[RaftCore], seeds: range, faults: FaultProfile) -> str | None:
     """The first violation the simulator reports over ``seeds``, or None."""
     for seed in seeds:
@@ -95,3 +102,8 @@ def test_campaigns_inside_the_lease_are_caught() -> None:
     for planted in (CampaignsInsideTheLease, CampaignsWhenTold):
         found = first_violation(planted, range(20), FaultProfile(fault_rate=0.02))
         assert found is not None and "leader lease" in found, f"{planted.__name__}: {found}"
+
+
+def test_votes_inside_the_lease_are_caught() -> None:
+    found = first_violation(GrantsVotesInsideTheLease, range(60), FaultProfile(fault_rate=0.02))
+    assert found is not None and "leader lease" in found, found
