@@ -106,8 +106,6 @@ WORKLOADS = (
     "ceiling", "front-door", "idle", "writes1", "writes16", "writes64", "reads64", "failover-default",
     "failover-fast", "failover-pause", "propose",
 )  # fmt: skip
-#: How each failover workload hits the leader, and with which timing.
-FAILOVER_FAULTS = {"failover-default": "kill", "failover-fast": "kill", "failover-pause": "pause"}
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -127,6 +125,12 @@ class Profile:
 
 DEFAULT = Profile("default", 100, 1000, 2000)
 FAST = Profile("fast", 30, 150, 300)
+#: Each failover workload's timing, and how it hits the leader.
+FAILOVER_RUNS = {
+    "failover-default": (DEFAULT, "kill"),
+    "failover-fast": (FAST, "kill"),
+    "failover-pause": (DEFAULT, "pause"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +189,7 @@ class Plan:
                 elif workload == "idle":
                     total += start + self.hold + 3 + self.idle_long
                 elif workload.startswith("failover"):
-                    profile = FAST if workload.endswith("fast") else DEFAULT
+                    profile, _ = FAILOVER_RUNS[workload]
                     per_kill = self.hold + 0.5 + profile.election_max_ms / 1000 + start
                     total += start + self.kills * per_kill
         if "ceiling" in workloads:
@@ -1131,7 +1135,7 @@ def targets(results: Results, systems: list[str]) -> list[str]:
         etcd_idle = idle_seen("etcd")
         row(f"idle CPU ≤ {IDLE_TARGET_PCT:g} % of a core per node (largest seen)", f"{max(idle):.2f}",
             f"{max(etcd_idle):.2f}" if etcd_idle else "", max(idle) <= IDLE_TARGET_PCT)  # fmt: skip
-    for profile, fault in ((DEFAULT, "kill"), (FAST, "kill"), (DEFAULT, "pause")):
+    for profile, fault in FAILOVER_RUNS.values():
         ours = results.failover("raft-trio", profile, fault)
         theirs = results.failover("etcd", profile, fault) if vs else None
         if ours is None or not ours.recoveries_ms:
@@ -1199,8 +1203,7 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
                 connections = int(workload.removeprefix("writes").removeprefix("reads"))
                 attempt(f"{system} {workload}", load_step(system, op, connections))
             elif workload.startswith("failover"):
-                profile = FAST if workload.endswith("fast") else DEFAULT
-                attempt(f"{system} {workload}", failover_step(system, profile, FAILOVER_FAULTS[workload]))
+                attempt(f"{system} {workload}", failover_step(system, *FAILOVER_RUNS[workload]))
     if "propose" in workloads:
         attempt("propose", lambda: results.proposes.extend(propose_run(root, plan)))
     for row in results.loads:

@@ -410,12 +410,13 @@ class RaftCore:
         next pre-vote, which the others, still in their leases, refuse;
         and the next message from the leader puts its random timeout back.
 
-        Returns whether the timer is now the turn's (False: this node is
-        not a voter following ``node_id``)."""
+        Returns whether this report set the turn (False: this node is not
+        a voter following ``node_id``, or its turn already stands, as when
+        the stream's next attempt is refused too)."""
         if self._role is not Role.FOLLOWER or self._leader_id != node_id or not self._promotable():
             return False
         if self._timer_is_a_turn:
-            return True  # the stream retries: the turn stands
+            return False  # the stream retries: the turn stands
         window = self._config.refused_stagger_ticks
         turn = sorted(v for v in self._membership.voters if v != node_id).index(self._id)
         opens = max(self._config.election_ticks_min, self._election_elapsed) + 1

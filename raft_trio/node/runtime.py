@@ -321,8 +321,6 @@ class RaftNode:
         # when its round left (``_round_sent_at``), not when it was read:
         # at rest a leader reads answers up to a round late.
         self._answered_at: dict[str, tuple[int, float]] = {}
-        #: The (term, leader) whose refused connections were last logged.
-        self._refused_noted: tuple[int, str] | None = None
         self._round_sent_at: dict[int, float] = {}
         # Clients waiting inside write/read/change calls; ``drain`` waits for
         # none to be left before the node stops.
@@ -633,16 +631,12 @@ class RaftNode:
     def _peer_refused(self, peer_id: str) -> None:
         """A peer's address refused a stream: if it is our leader, it is
         gone (a crash, a stop), and the core may campaign as soon as its
-        lease lets it; the ticker must wake for that sooner. Said once a
-        term and leader (the stream retries every backoff)."""
+        lease lets it; the ticker must wake for that sooner. Said when the
+        core takes its turn, not at each of the stream's retries."""
         self._ticks.catch_up()
-        if not self.core.report_refused(peer_id):
-            return
-        term = self.core.basic_status().term
-        if self._refused_noted != (term, peer_id):
-            self._refused_noted = (term, peer_id)
+        if self.core.report_refused(peer_id):
             log.info("the leader %s refuses connections: campaigning when its lease ends", peer_id)
-        self.wake()
+            self.wake()
 
     def _snapshot_sent(self, peer_id: str, ok: bool) -> None:
         self.core.report_snapshot(peer_id, ok)

@@ -457,7 +457,7 @@ def test_follower_told_its_leader_refuses_campaigns_once_its_lease_ends(
     timeout = net.cores[follower].status().election_timeout
     assert opens <= timeout < opens + STAGGER
 
-    assert net.cores[follower].report_refused("a")  # the stream's next attempt
+    assert not net.cores[follower].report_refused("a")  # the stream's next attempt
     assert net.cores[follower].status().election_timeout == timeout, "a retry moved the turn"
     assert heard + _ticks_until_campaign(net, follower) == timeout
     assert net.cores[follower].status().role is Role.PRE_CANDIDATE

@@ -510,8 +510,8 @@ class Cluster:
         inside the lease are not checked here either)."""
         if not was_following or node.core.basic_status().role is Role.FOLLOWER:
             return
-        silent = node.ticks - node.heard_leader_at
-        if silent < self.config.election_ticks_min:
+        if self.inside_lease(node):
+            silent = node.ticks - node.heard_leader_at
             raise self.fail(
                 f"leader lease: {node.id} campaigned {silent} ticks after it last heard its leader "
                 f"(the lease is {self.config.election_ticks_min})"
@@ -527,8 +527,13 @@ class Cluster:
             and request.term > status.term
             and status.role is Role.FOLLOWER
             and status.leader_id is not None
-            and node.ticks - node.heard_leader_at < self.config.election_ticks_min
+            and self.inside_lease(node)
         )
+
+    def inside_lease(self, node: SimNode) -> bool:
+        """Whether ``node`` heard its leader within the minimum election
+        timeout (its own ticks)."""
+        return node.ticks - node.heard_leader_at < self.config.election_ticks_min
 
     def check_no_new_vote(self, node: SimNode, request: RequestVote) -> None:
         """A follower asked inside its lease gave no vote. Votes are seen as
