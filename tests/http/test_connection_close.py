@@ -230,9 +230,9 @@ async def test_a_cancelled_task_writes_no_answer() -> None:
             await server.protocol_send(RawData(answer))
             await server.protocol_send(RawData(b""))
         assert scope.cancelled_caught
-        with trio.move_on_after(0.2):
-            assert await client.receive_some(65536) == b"", "an answer was written"
+        # The next answer, not cancelled, is the first thing the client
+        # reads: had the 500 gone out, it would come first.
         later = b"HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\n"
-        await server.protocol_send(RawData(later))  # not cancelled: written
+        await server.protocol_send(RawData(later))
         await server.protocol_send(RawData(b"ok"))
         assert await read_exactly(client, len(later) + 2) == later + b"ok"
