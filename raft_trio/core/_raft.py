@@ -171,6 +171,20 @@ class RaftCore:
     def config(self) -> RaftConfig:
         return self._config
 
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node leads now: the runtime asks several times a
+        write, so without building a :class:`BasicStatus` each time."""
+        return self._role is Role.LEADER
+
+    @property
+    def term(self) -> int:
+        return self._term
+
+    @property
+    def leader_id(self) -> NodeId | None:
+        return self._leader_id
+
     def basic_status(self) -> BasicStatus:
         """The core's state now, without its log bounds, timers and
         progress: cheap enough to ask on every input."""

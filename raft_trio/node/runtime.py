@@ -335,15 +335,15 @@ class RaftNode:
 
     @property
     def term(self) -> int:
-        return self.core.basic_status().term
+        return self.core.term
 
     @property
     def leader_id(self) -> str | None:
-        return self.core.basic_status().leader_id
+        return self.core.leader_id
 
     @property
     def is_leader(self) -> bool:
-        return self.core.basic_status().is_leader
+        return self.core.is_leader
 
     @property
     def handing_over(self) -> bool:
@@ -829,11 +829,11 @@ class RaftNode:
         # 1. Persist: durable before anything that promises it is sent.
         if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             started = time.perf_counter()
+            # The stall deadline (a leader's only) now runs. The ticker
+            # needs no new plan for it: a leader's next heartbeat tick is
+            # always sooner (the config keeps the heartbeat interval below
+            # the minimum election timeout), and that wake looks again.
             self._persist_started = trio.current_time()
-            if self.is_leader:
-                # The stall deadline (a leader's only) now runs; a
-                # follower's plan did not change since its input.
-                self._ticks.reschedule(*self._deadlines())
             run = self._run_short_write if _is_short_write(ready) else self._run_disk
             try:
                 await run(self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot)
