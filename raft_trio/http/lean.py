@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import trio
@@ -95,13 +95,42 @@ async def send_answer(send: Any, answer: Answer, extra: list[tuple[str, str]] | 
     await send_json_bytes(send, answer.status, answer.encode(), headers)
 
 
-async def read_body(receive: Any, limit: int) -> bytes | None:
+class Body(NamedTuple):
+    """A request body read whole."""
+
+    data: bytes
+    #: The body came whole in a message that announced more: the request's
+    #: last message (empty, ``more_body`` false) is queued still, unread.
+    end_unread: bool
+
+
+def _queued(receive: Any) -> Any | None:
+    """The next ASGI message if it is queued already, taken without the
+    turn of the event loop that ``await receive()`` passes even then (a
+    memory channel's receive checkpoints); None otherwise. Hypercorn's
+    Trio worker hands the app its channel's ``receive``: at one client a
+    write's two body messages were two of the leader's nine loop turns,
+    each before its AppendEntries could leave."""
+    channel = getattr(receive, "__self__", None)
+    if not isinstance(channel, trio.MemoryReceiveChannel):
+        return None
+    try:
+        return channel.receive_nowait()
+    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+        return None  # await receive() says what it is
+
+
+async def read_body(receive: Any, limit: int, length: int | None = None) -> Body | None:
     """The whole request body, or None if it exceeds ``limit`` bytes or
-    the client went away."""
+    the client went away. With its ``length`` announced, the body ends
+    when that many bytes came: the empty last message Hypercorn sends
+    after them is left unread (:func:`replay` passes over it)."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        message = _queued(receive)
+        if message is None:
+            message = await receive()
         if message["type"] != "http.request":
             return None  # http.disconnect
         chunk = message.get("body", b"")
@@ -109,8 +138,9 @@ async def read_body(receive: Any, limit: int) -> bytes | None:
         if size > limit:
             return None
         chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        more = message.get("more_body", False)
+        if not more or size == length:
+            return Body(chunks[0] if len(chunks) == 1 else b"".join(chunks), more)
 
 
 #: Hands a request over to the next app, given the ``receive`` to read its
@@ -138,7 +168,7 @@ def _plain_value(data: schema.PutRequest) -> bool:
         return False
 
 
-def replay(body: bytes, receive: Any) -> Any:
+def replay(body: Body, receive: Any) -> Any:
     """A ``receive`` that hands the already-read ``body`` over again."""
     given = False
 
@@ -146,7 +176,11 @@ def replay(body: bytes, receive: Any) -> Any:
         nonlocal given
         if not given:
             given = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            if body.end_unread:
+                end = await receive()
+                if end["type"] != "http.request":
+                    return end  # the client went away meanwhile
+            return {"type": "http.request", "body": body.data, "more_body": False}
         return await receive()
 
     return again
@@ -315,11 +349,11 @@ class LeanRoutes:
         ):
             await hand_over(receive)
             return
-        body = await read_body(receive, MAX_LEAN_BODY_BYTES)
+        body = await read_body(receive, MAX_LEAN_BODY_BYTES, int(length))
         if body is None:
             return  # the client went away
         try:
-            data = _put_decoder.decode(body)
+            data = _put_decoder.decode(body.data)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             data = None
         if data is None or not _plain_value(data):
@@ -350,7 +384,7 @@ class LeanRoutes:
             if body is None:
                 await self.answer(send, 413, {"error": self.too_large_message})
                 return
-            self.peers.accept(sender, headers, body)
+            self.peers.accept(sender, headers, body.data)
         except PeerRequestError as exc:
             await self.refuse_peer(scope, send, exc)
             return
