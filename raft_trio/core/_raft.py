@@ -79,6 +79,9 @@ OUTPUT = "ready"
 QUERIES = (
     "has_ready",
     "basic_status",
+    "is_leader",
+    "term",
+    "leader_id",
     "status",
     "ticks_until_due",
     "awaits_answers",
