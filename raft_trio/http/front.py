@@ -13,8 +13,8 @@ none of those layers would change it:
 - the gate admits it (:meth:`AuthGate.admit`, asked on a copy of its scope:
   a refusal takes the whole way, to be answered, logged and counted in one
   place);
-- a GET has no body, and a PUT is answered only once its body was read to
-  the end (nothing left for the unread-body mark to say);
+- a GET has no body, and a PUT is answered only once its whole body came
+  (its Content-Length's worth: the unread-body mark would see it whole too);
 - its answer needs no shield (``LeanRoutes.send_kv_answer`` says why).
 
 Everything else, and whatever the lean routes hand over (before it had any

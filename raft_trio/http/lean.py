@@ -26,6 +26,7 @@ with plain ASGI:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
@@ -104,15 +105,21 @@ class Body(NamedTuple):
     end_unread: bool
 
 
-def _queued(receive: Any) -> Any | None:
+def _hypercorns_channel(receive: Any) -> trio.MemoryReceiveChannel[Any] | None:
+    """The memory channel whose ``receive`` Hypercorn's Trio worker hands
+    the app, or None for any other ``receive`` (a layer's closure)."""
+    channel = getattr(receive, "__self__", None)
+    return channel if isinstance(channel, trio.MemoryReceiveChannel) else None
+
+
+def _queued(channel: trio.MemoryReceiveChannel[Any]) -> Any | None:
     """The next ASGI message if it is queued already, taken without the
     turn of the event loop that ``await receive()`` passes even then (a
-    memory channel's receive checkpoints); None otherwise. Hypercorn's
-    Trio worker hands the app its channel's ``receive``: at one client a
-    write's two body messages were two of the leader's nine loop turns,
-    each before its AppendEntries could leave."""
-    channel = getattr(receive, "__self__", None)
-    if not isinstance(channel, trio.MemoryReceiveChannel):
+    memory channel's receive checkpoints); None otherwise, and in a
+    cancelled task (whose ``receive()`` raises). At one client a write's
+    two body messages were two of the leader's nine loop turns, each
+    before its AppendEntries could leave."""
+    if trio.current_effective_deadline() == -math.inf:
         return None
     try:
         return channel.receive_nowait()
@@ -122,13 +129,21 @@ def _queued(receive: Any) -> Any | None:
 
 async def read_body(receive: Any, limit: int, length: int | None = None) -> Body | None:
     """The whole request body, or None if it exceeds ``limit`` bytes or
-    the client went away. With its ``length`` announced, the body ends
-    when that many bytes came: the empty last message Hypercorn sends
-    after them is left unread (:func:`replay` passes over it)."""
+    the client went away.
+
+    Given its ``length`` (a Content-Length that frames the body: no
+    Transfer-Encoding) and Hypercorn's own ``receive``, the body ends
+    when that many bytes came, and the empty last message Hypercorn sends
+    after them is left unread (:func:`replay` passes over it). Through any
+    other ``receive`` the body is read to that last message: a layer
+    between (:class:`raft_trio.asgi.CloseWhenBodyUnread`) must see it."""
+    channel = _hypercorns_channel(receive)
+    if channel is None:
+        length = None
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = _queued(receive)
+        message = None if channel is None else _queued(channel)
         if message is None:
             message = await receive()
         if message["type"] != "http.request":
@@ -177,9 +192,12 @@ def replay(body: Body, receive: Any) -> Any:
         if not given:
             given = True
             if body.end_unread:
+                # The body's end, read now; should more come (it cannot
+                # under the Content-Length that framed it), it goes along.
                 end = await receive()
                 if end["type"] != "http.request":
                     return end  # the client went away meanwhile
+                return {**end, "body": body.data + end.get("body", b"")}
             return {"type": "http.request", "body": body.data, "more_body": False}
         return await receive()
 
@@ -349,7 +367,9 @@ class LeanRoutes:
         ):
             await hand_over(receive)
             return
-        body = await read_body(receive, MAX_LEAN_BODY_BYTES, int(length))
+        # A Transfer-Encoding frames the body whatever Content-Length says.
+        framed = None if "transfer-encoding" in headers else int(length)
+        body = await read_body(receive, MAX_LEAN_BODY_BYTES, framed)
         if body is None:
             return  # the client went away
         try:

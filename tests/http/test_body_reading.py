@@ -3,7 +3,9 @@ which hands the app a memory channel's ``receive`` and a body as two
 messages: its bytes (``more_body``) and an empty end. A body whose
 announced length came whole is taken without a turn of the event loop
 and without waiting for the end; a request handed over after that gets
-its body whole and never the end's empty message."""
+its body whole and never the end's empty message. Through a layer's own
+``receive`` the body is read to its end, which the layer must see.
+tests/http/test_bodies_served.py checks the same over real sockets."""
 
 from __future__ import annotations
 
@@ -51,6 +53,25 @@ async def test_a_body_in_pieces_is_read_until_its_length() -> None:
     assert await read_body(receive, 1024, len(BODY)) == Body(BODY, end_unread=True)
 
 
+async def test_through_a_layers_receive_the_body_is_read_to_its_end() -> None:
+    receive = queued(DATA, END, GONE)
+
+    async def layer() -> Any:
+        return await receive()
+
+    assert await read_body(layer, 1024, len(BODY)) == Body(BODY, end_unread=False)
+    assert await receive() == GONE
+
+
+async def test_a_cancelled_request_reads_nothing_more() -> None:
+    receive = queued(DATA, END)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await read_body(receive, 1024, len(BODY))
+        raise AssertionError("read a body in a cancelled task")
+    assert await receive() == DATA
+
+
 async def test_a_body_not_queued_yet_is_awaited() -> None:
     send, receive = trio.open_memory_channel[dict[str, Any]](10)
     async with trio.open_nursery() as nursery:
@@ -73,6 +94,11 @@ async def test_a_replayed_body_passes_over_its_unread_end() -> None:
     again = replay(Body(BODY, end_unread=True), receive)
     assert await again() == {"type": "http.request", "body": BODY, "more_body": False}
     assert await again() == GONE
+
+
+async def test_a_replay_passes_on_what_came_after_the_length() -> None:
+    again = replay(Body(BODY[:5], end_unread=True), queued(DATA | {"body": BODY[5:], "more_body": False}))
+    assert await again() == {"type": "http.request", "body": BODY, "more_body": False}
 
 
 async def test_a_replay_tells_a_client_gone_before_the_end() -> None:

@@ -1,0 +1,159 @@
+"""PUT bodies over real sockets: the node's app served by Hypercorn
+(:func:`raft_trio.asgi.serve_app` with the front door) in front of the
+in-memory cluster's leader, on Trio's real clock. The lean route stops
+reading a body at its Content-Length and leaves Hypercorn's empty last
+message unread (tests/http/test_body_reading.py); whatever path a request
+takes, its connection stays open for the next one, and a body framed by
+chunks is read by its chunks."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from raft_trio.asgi import serve_app
+from raft_trio.http.app import create_app, front_door
+from raft_trio.http.cors import MemberOrigins
+from raft_trio.node import RaftNode
+from tests.node.harness import Cluster
+
+ORIGIN = "http://member.example:9001"
+Answer = tuple[str, dict[str, str], bytes]
+
+
+@pytest.fixture
+async def leader() -> AsyncIterator[RaftNode]:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        await cluster.start()
+        yield await cluster.wait_for_leader(within=10.0)
+        for host in cluster.hosts.values():
+            host.node.close()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def port(leader: RaftNode, nursery: trio.Nursery) -> AsyncIterator[int]:
+    app = create_app(leader)
+    cors = app.asgi_app
+    assert isinstance(cors, MemberOrigins)
+    cors.allowed = lambda: {ORIGIN}
+    shutdown = trio.Event()
+    addresses = await nursery.start(
+        functools.partial(serve_app, app, "127.0.0.1", 0, shutdown, front=front_door(app))
+    )
+    yield int(addresses[0].rsplit(":", 1)[1])
+    shutdown.set()
+
+
+def put(key: str, body: bytes, extra: str = "") -> bytes:
+    return (
+        f"PUT /api/kv/{key} HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+class Connection:
+    """One keep-alive connection, its answers read one by one."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def _more(self) -> None:
+        chunk = await self.stream.receive_some(65536)
+        if not chunk:
+            raise AssertionError("the server closed the connection")
+        self.buffer += chunk
+
+    async def answer(self) -> Answer:
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in self.buffer:
+                await self._more()
+            head, _, _ = bytes(self.buffer).partition(b"\r\n\r\n")
+            status, *lines = head.decode().split("\r\n")
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in lines)
+            }
+            end = len(head) + 4 + int(headers.get("content-length", "0"))
+            while len(self.buffer) < end:
+                await self._more()
+            body = bytes(self.buffer[len(head) + 4 : end])
+            del self.buffer[:end]
+            return status, headers, body
+
+    async def request(self, data: bytes) -> Answer:
+        await self.stream.send_all(data)
+        return await self.answer()
+
+
+@asynccontextmanager
+async def connect(port: int) -> AsyncIterator[Connection]:
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        yield Connection(stream)
+
+
+def value(answer: Answer) -> Any:
+    return json.loads(answer[2])
+
+
+async def test_writes_on_one_connection_keep_it_open(port: int) -> None:
+    async with connect(port) as connection:
+        for i in range(3):
+            status, headers, _ = await connection.request(put("k", json.dumps({"value": f"v{i}"}).encode()))
+            assert status == "HTTP/1.1 200 " and headers.get("connection") != "close"
+        # Pipelined, and a body that comes in two pieces.
+        await connection.stream.send_all(
+            b"".join(put("k", json.dumps({"value": f"p{i}"}).encode()) for i in range(3))
+        )
+        for _ in range(3):
+            assert (await connection.answer())[0] == "HTTP/1.1 200 "
+        request = put("split", b'{"value":"split"}')
+        await connection.stream.send_all(request[:-5])
+        await trio.sleep(0.05)  # the rest in a later segment (if sooner, the test covers less)
+        await connection.stream.send_all(request[-5:])
+        status, headers, _ = await connection.answer()
+        assert status == "HTTP/1.1 200 " and headers.get("connection") != "close"
+        answer = await connection.request(b"GET /api/kv/split HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert value(answer)["value"] == "split"
+
+
+async def test_a_browsers_write_through_the_whole_app_keeps_its_connection(port: int) -> None:
+    async with connect(port) as connection:
+        for _ in range(2):
+            status, headers, _ = await connection.request(put("o", b'{"value":"o"}', f"Origin: {ORIGIN}\r\n"))
+            assert status == "HTTP/1.1 200 "
+            assert headers.get("connection") != "close", "the unread-body mark saw no end"
+
+
+async def test_a_write_handed_to_quart_keeps_its_connection(port: int) -> None:
+    async with connect(port) as connection:
+        for body in (b'{"value": "\\ud800"}', b""):  # a lone surrogate; no body at all
+            status, headers, _ = await connection.request(put("h", body))
+            assert status == "HTTP/1.1 400 " and headers.get("connection") != "close"
+        assert (await connection.request(put("h", b'{"value":"after"}')))[0] == "HTTP/1.1 200 "
+
+
+async def test_a_chunked_body_is_read_by_its_chunks_whatever_its_content_length(port: int) -> None:
+    """A Transfer-Encoding frames the body (h11 as RFC 9112 says), and the
+    Content-Length header stays in the request: the whole chunked body
+    is the request, not its first Content-Length bytes."""
+    async with connect(port) as connection:
+        first = b'{"value":"a"}'
+        head = (
+            "PUT /api/kv/te HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(first)}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        await connection.stream.send_all(head + f"{len(first):x}\r\n".encode() + first + b"\r\n")
+        await trio.sleep(0.05)
+        status, _, body = await connection.request(b"7\r\ngarbage\r\n0\r\n\r\n")
+        assert status == "HTTP/1.1 400 ", body
+        status, _, _ = await connection.request(b"GET /api/kv/te HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status == "HTTP/1.1 404 ", "a prefix of the chunked body was written"
