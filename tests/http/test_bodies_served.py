@@ -157,3 +157,16 @@ async def test_a_chunked_body_is_read_by_its_chunks_whatever_its_content_length(
         assert status == "HTTP/1.1 400 ", body
         status, _, _ = await connection.request(b"GET /api/kv/te HTTP/1.1\r\nHost: h\r\n\r\n")
         assert status == "HTTP/1.1 404 ", "a prefix of the chunked body was written"
+
+
+async def test_an_answer_given_before_the_bodys_end_was_read_keeps_the_connection(port: int) -> None:
+    """The lean route may answer (here a 400 for an Idempotency-Key over
+    256 characters, given at once) before Hypercorn took the body's end
+    from the socket; the connection still serves the next request."""
+    for _ in range(20):
+        async with connect(port) as connection:
+            status, headers, _ = await connection.request(
+                put("i", b'{"value":"x"}', "Idempotency-Key: " + "a" * 300 + "\r\n")
+            )
+            assert status == "HTTP/1.1 400 " and headers.get("connection") != "close"
+            assert (await connection.request(put("i", b'{"value":"y"}')))[0] == "HTTP/1.1 200 "
