@@ -49,6 +49,7 @@ from raft_trio.core import (
     Ready,
     RemoveMember,
     RequestVote,
+    RequestVoteResponse,
     Role,
     Snapshot,
     SnapshotMeta,
@@ -240,9 +241,11 @@ class Cluster:
             leased = (
                 message if isinstance(message, RequestVote) and self.asks_in_lease(node, message) else None
             )
-            node.core.step(message)
-            if leased is not None:
-                self.check_no_new_vote(node, leased)
+            if leased is None:
+                node.core.step(message)
+            else:
+                answers = self.step_recording(node, message)
+                self.check_no_new_vote(node, leased, answers)
             if isinstance(message, (AppendEntries, Heartbeat, InstallSnapshot)):
                 status = node.core.basic_status()
                 if status.role is Role.FOLLOWER and (status.leader_id, status.term) == (
@@ -535,15 +538,41 @@ class Cluster:
         timeout (its own ticks)."""
         return node.ticks - node.heard_leader_at < self.config.election_ticks_min
 
-    def check_no_new_vote(self, node: SimNode, request: RequestVote) -> None:
-        """A follower asked inside its lease gave no vote. Votes are seen as
-        the state they change (a granted pre-vote changes none and is not
-        checked)."""
+    @staticmethod
+    def step_recording(node: SimNode, message: Message) -> list[Message]:
+        """Step ``message`` into ``node``'s core; the messages that step
+        produced, whether they leave at once or after a persist (the
+        core's ``_send``, seen for this one step)."""
+        core = node.core
+        produced: list[Message] = []
+        send = core._send
+
+        def recording(out: Message) -> None:
+            produced.append(out)
+            send(out)
+
+        core._send = recording  # type: ignore[method-assign]
+        try:
+            core.step(message)
+        finally:
+            del core._send
+        return produced
+
+    def check_no_new_vote(self, node: SimNode, request: RequestVote, answers: list[Message]) -> None:
+        """A follower asked inside its lease gave no vote: seen as the state
+        a vote changes, and for a pre-vote (which changes none) as a granted
+        answer among the messages the request's step produced."""
         status = node.core.basic_status()
         if (status.term, status.vote) == (request.term, request.src):
             raise self.fail(
                 f"leader lease: {node.id} voted for {request.src} in term {request.term} inside its lease"
             )
+        for answer in answers:
+            if isinstance(answer, RequestVoteResponse) and answer.granted:
+                kind = "pre-vote" if answer.pre_vote else "vote"
+                raise self.fail(
+                    f"leader lease: {node.id} granted {request.src} a {kind} for term {request.term} inside its lease"
+                )
 
     def report_refusals(self) -> None:
         """What a runtime's streams tell followers about their leader's

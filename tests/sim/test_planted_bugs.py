@@ -7,7 +7,7 @@ seeds pass with the real core (``test_simulation.py`` runs them).
 
 from __future__ import annotations
 
-from raft_trio.core import RaftCore, ReadState, RequestVote
+from raft_trio.core import Message, RaftCore, ReadState, RequestVote
 
 from .cluster import Cluster, FaultProfile, SafetyViolation
 
@@ -61,6 +61,23 @@ class GrantsVotesInsideTheLease(RaftCore):
         return False
 
 
+class GrantsPreVotesInsideTheLease(RaftCore):
+    """Ignores the leader lease when asked for a pre-vote only (§4.2.3,
+    §9.6): a real vote is still refused, so nothing it changes shows it."""
+
+    _asked_pre_vote = False
+
+    def step(self, m: Message) -> None:
+        self._asked_pre_vote = isinstance(m, RequestVote) and m.pre_vote
+        try:
+            super().step(m)
+        finally:
+            self._asked_pre_vote = False
+
+    def _in_leader_lease(self) -> bool:
+        return not self._asked_pre_vote and super()._in_leader_lease()
+
+
 def first_violation(core_factory: type[RaftCore], seeds: range, faults: FaultProfile) -> str | None:
     """The first violation the simulator reports over ``seeds``, or None."""
     for seed in seeds:
@@ -107,3 +124,8 @@ def test_campaigns_inside_the_lease_are_caught() -> None:
 def test_votes_inside_the_lease_are_caught() -> None:
     found = first_violation(GrantsVotesInsideTheLease, range(60), FaultProfile(fault_rate=0.02))
     assert found is not None and "leader lease" in found, found
+
+
+def test_pre_votes_inside_the_lease_are_caught() -> None:
+    found = first_violation(GrantsPreVotesInsideTheLease, range(60), FaultProfile(fault_rate=0.02))
+    assert found is not None and "a pre-vote" in found, found
