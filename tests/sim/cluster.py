@@ -551,7 +551,7 @@ class Cluster:
             produced.append(out)
             send(out)
 
-        core._send = recording  # type: ignore[method-assign]
+        core._send = recording  # type: ignore[method-assign, assignment]
         try:
             core.step(message)
         finally:
