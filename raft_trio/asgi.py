@@ -44,6 +44,12 @@ from hypercorn.utils import parse_socket_addr
 from .security import Security
 
 
+def task_cancelled() -> bool:
+    """Whether the current task is cancelled: its next checkpoint raises
+    (a path that would skip the checkpoint must take the one that has it)."""
+    return trio.current_effective_deadline() == -math.inf
+
+
 class ShieldedSend:
     """Runs every ASGI ``send`` shielded from cancellation.
 
@@ -420,7 +426,7 @@ class _RecordingTCPServer(TCPServer):
             return
         if not data:
             return
-        if trio.current_effective_deadline() == -math.inf:
+        if task_cancelled():
             # The task is cancelled: the node is stopping (a fatal error,
             # say) and Hypercorn, ending the request, sends the 500 it
             # makes of an app that never answered. Its own path raises the

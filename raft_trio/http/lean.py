@@ -26,7 +26,6 @@ with plain ASGI:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
@@ -35,7 +34,7 @@ import msgspec
 import trio
 
 from .. import schema
-from ..asgi import UpgradeRequest, certificate_name
+from ..asgi import UpgradeRequest, certificate_name, task_cancelled
 from ..kv import MAX_VALUE_BYTES
 from ..node import RaftNode
 from ..node import metrics as node_metrics
@@ -119,7 +118,7 @@ def _queued(channel: trio.MemoryReceiveChannel[Any]) -> Any | None:
     cancelled task (whose ``receive()`` raises). At one client a write's
     two body messages were two of the leader's nine loop turns, each
     before its AppendEntries could leave."""
-    if trio.current_effective_deadline() == -math.inf:
+    if task_cancelled():
         return None
     try:
         return channel.receive_nowait()

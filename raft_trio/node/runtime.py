@@ -1043,7 +1043,7 @@ class RaftNode:
         """Remember the leader's commit index and when it spoke (``/readyz``).
         AppendEntries carry its commit index; a heartbeat carries at most
         what the follower holds, so the largest heard in the term counts."""
-        core = self.core.basic_status()
+        core = self.core
         if message.term != core.term or message.src != core.leader_id:
             return
         heard = (message.term, message.src)
@@ -1075,9 +1075,8 @@ class RaftNode:
                 await self._leader_changed.wait()
 
     def _require_leader(self) -> None:
-        core = self.core.basic_status()
-        if not core.is_leader:
-            raise NotLeaderError(core.leader_id, self.leader_url())
+        if not self.core.is_leader:
+            raise NotLeaderError(self.core.leader_id, self.leader_url())
 
     async def write(self, command: Command) -> Result:
         """Replicate ``command`` and return its result once applied."""

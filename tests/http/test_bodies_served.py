@@ -151,9 +151,8 @@ async def test_a_chunked_body_is_read_by_its_chunks_whatever_its_content_length(
             "PUT /api/kv/te HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(first)}\r\nTransfer-Encoding: chunked\r\n\r\n"
         ).encode()
-        await connection.stream.send_all(head + f"{len(first):x}\r\n".encode() + first + b"\r\n")
-        await trio.sleep(0.05)
-        status, _, body = await connection.request(b"7\r\ngarbage\r\n0\r\n\r\n")
+        chunks = f"{len(first):x}\r\n".encode() + first + b"\r\n7\r\ngarbage\r\n0\r\n\r\n"
+        status, _, body = await connection.request(head + chunks)
         assert status == "HTTP/1.1 400 ", body
         status, _, _ = await connection.request(b"GET /api/kv/te HTTP/1.1\r\nHost: h\r\n\r\n")
         assert status == "HTTP/1.1 404 ", "a prefix of the chunked body was written"
