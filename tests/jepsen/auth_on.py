@@ -51,8 +51,24 @@ ATTEMPT_TIMEOUT = httpx.Timeout(1.5, connect=0.5)
 
 #: What an attempt of the intruder may end in besides its refusal: the
 #: node redirected (307, to a leader it would not follow), could not
-#: decide (503: out of touch, no leader), or did not answer in time.
-NOT_SERVED = frozenset({"307", "503", "ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError"})
+#: decide (503: out of touch, no leader), did not answer in time, or its
+#: connection broke before an answer (the nemesis killed the node while
+#: the request or its answer was on the way: ReadError, WriteError). None
+#: of these says whether a write took effect; that its value is nowhere
+#: is checked apart (reads, the watch stream, the final state).
+NOT_SERVED = frozenset(
+    {
+        "307",
+        "503",
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+    }
+)
 #: A watch opened by a node that had not yet applied ``auth enable`` (it
 #: restarted and had not heard from the leader yet): it must deliver no
 #: change; it ends with a ``permission_denied`` error at its next chunk
