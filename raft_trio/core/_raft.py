@@ -99,7 +99,9 @@ _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 #: for them; and it counts its own entries only once ``advance`` reported
 #: them durable, §10.2.1). Every other message (a vote, an acknowledgement)
 #: promises what its Ready persists, and waits for it.
-_SENT_AT_ONCE = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, HeartbeatResponse)
+#: A leader's messages, which may leave before its own fsync once their
+#: term is durable (``_send``).
+_LEADERS_AT_ONCE = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 class RaftCore:
@@ -1153,7 +1155,16 @@ class RaftCore:
         return self._log.last_index()
 
     def _send(self, message: Message) -> None:
-        if isinstance(message, _SENT_AT_ONCE):
+        """Queue ``message`` to leave at once (``Ready.messages``) or after
+        the Ready's fsync (``messages_after_persist``); ``_ready.py`` says
+        why each kind may leave when. A leader's message of a term not yet
+        durable waits: a lone voter elects itself with no vote asked and
+        nothing written, and if its first Ready's fsync never happened it
+        would restart in the old term, lead the same term again and write
+        other entries at indexes a learner already took from it."""
+        if isinstance(message, HeartbeatResponse) or (
+            isinstance(message, _LEADERS_AT_ONCE) and message.term <= self._persisted_hard_state.term
+        ):
             self._messages.append(message)
         else:
             self._messages_after_persist.append(message)

@@ -5,8 +5,12 @@ persist, what to send and when, what to apply, which reads to serve, what
 to announce. The runtime handles a Ready in this order (etcd's contract):
 
 1. send ``messages`` at once: they promise nothing about this node's disk
-   (a leader's AppendEntries, heartbeats, InstallSnapshot and TimeoutNow:
-   its term and vote were durable before it could lead, and it counts its
+   (a leader's AppendEntries, heartbeats, InstallSnapshot and TimeoutNow
+   of a term already durable: a leader elected by others' votes made its
+   term and vote durable before it asked for them, while a lone voter,
+   which elects itself with nothing written, holds its messages of the
+   new term until the Ready carrying that term is durable (they come in
+   ``messages_after_persist``); and it counts its
    own entries towards a quorum only once ``advance`` reported them
    durable, §10.2.1; a follower's answer to a heartbeat, which
    acknowledges no entry and no vote: its term may be one a heartbeat of

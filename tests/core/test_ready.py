@@ -24,7 +24,7 @@ from raft_trio.core import (
 from raft_trio.core._raft import OUTPUT, QUERIES
 from raft_trio.testing.memory import finish_ready, persist, take_ready
 
-from .helpers import CONFIG, Network, config, of_type
+from .helpers import CONFIG, Network, config, of_type, term_at
 
 
 def test_the_core_offers_its_inputs_its_output_and_its_queries_and_nothing_else() -> None:
@@ -68,6 +68,73 @@ def test_a_candidates_vote_requests_wait_for_its_term_and_vote_to_be_durable() -
     assert ready.hard_state is not None and (ready.hard_state.term, ready.hard_state.vote) == (1, "a")
     assert ready.messages == []
     assert len(of_type(ready.messages_after_persist, RequestVote)) == 2
+
+
+def test_a_lone_voter_holds_its_messages_of_a_new_term_until_that_term_is_durable() -> None:
+    """A lone voter elects itself with no vote asked and nothing written:
+    its first Ready carries the new term, and its AppendEntries of that
+    term (to a learner here) leave only after that Ready's fsync. Once the
+    term is durable its appends go at once again."""
+    net = Network("al", learners="l")
+    cut = net.isolate("l")  # the learner lags, so it is not promoted
+    a = net.elect("a")
+    old_term = a.term
+    net.crash("a")
+    a = net.restart("a")
+    net.time_out("a")  # elects itself at once: the only voter
+    assert a.basic_status().role is Role.LEADER and a.term == old_term + 1
+    assert net.storages["a"].hard_state().term == old_term, "the new term is not durable yet"
+    sent: list[object] = []
+    first = take_ready(a, sent.append)
+    assert first.hard_state is not None and first.hard_state.term == a.term
+    assert of_type(first.messages, AppendEntries) == [], "an append of a term not yet durable left at once"
+    assert [m.term for m in of_type(first.messages_after_persist, AppendEntries, dst="l")] == [a.term]
+    a.tick()  # heartbeat_ticks=1: a heartbeat round is due while the fsync runs
+    meanwhile = take_ready(a, sent.append)
+    assert meanwhile.only_messages() and meanwhile.messages == []
+    assert sent == [], "nothing of the new term left before its fsync"
+    persist(net.storages["a"], first)
+    finish_ready(a, first, send=sent.append, apply=lambda ready: None)
+    assert [m.term for m in of_type(sent, AppendEntries, dst="l")] == [a.term]
+    net.heal(cut)
+    net.deliver_all()  # the rest, then the learner's answers: it catches up
+    a.propose(b"y")
+    appends = of_type(take_ready(a, send=net.send).messages, AppendEntries, dst="l")
+    assert [[e.data for e in m.entries] for m in appends] == [[b"y"]], "durable now: appends go at once"
+
+
+def test_a_lone_voter_that_dies_before_its_new_term_is_durable_leaves_no_learner_diverged() -> None:
+    """What the rule above prevents (found by review): the lone voter's
+    first Ready of term T+1 is in flight, a client's write X replicates to
+    the learner, the voter dies before the fsync, restarts in term T, leads
+    T+1 again and writes Y at X's index. Had X left early, the learner
+    would keep X at (index, T+1), where the voter applies Y; the memory
+    cluster's apply checks that no two nodes apply different entries at
+    one index."""
+    net = Network("al", learners="l")
+    cut = net.isolate("l")  # the learner lags, so it is not promoted
+    a = net.elect("a")
+    a.propose(b"before")
+    net.deliver_all()
+    net.crash("a")
+    a = net.restart("a")
+    net.time_out("a")
+    term = a.term
+    net.heal(cut)
+    take_ready(a, send=net.send)  # the new term's first Ready: its fsync never ends
+    index_x = a.propose(b"X")
+    net.deliver_all()
+    assert term_at(net.storages["l"], index_x) != term, "the learner took an entry of a term not durable"
+    net.crash("a")  # kill -9 before the fsync: term T+1 is lost
+    a = net.restart("a")
+    assert a.term == term - 1
+    net.time_out("a")
+    assert a.basic_status().role is Role.LEADER and a.term == term
+    index_y = a.propose(b"Y")
+    assert index_y == index_x
+    net.deliver_all()
+    net.elapse(5)
+    assert [e.data for e in net.applied["l"] if e.index == index_x] == [b"Y"]
 
 
 def test_while_a_ready_is_in_flight_the_leader_still_replicates_and_heartbeats() -> None:
