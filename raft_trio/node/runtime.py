@@ -189,6 +189,12 @@ COMMIT_EVENT_INTERVAL_S = 0.1
 #: ready, and one replaying or fetching a backlog is not.
 READY_MAX_LAG = 100
 
+#: A compaction writes the whole state as a snapshot file, which takes
+#: longer the larger the state: the disk-stall watch gives it this many
+#: bytes a second on top of the minimum election timeout before a leader
+#: steps down (a slow disk's sequential rate, as the peer streams' 1 s a MiB).
+COMPACTION_MIN_WRITE_RATE = 4 << 20
+
 #: While space is short, compact as soon as this many entries follow the
 #: last snapshot (instead of the policy's 10,000): deletes then give their
 #: space back within seconds.
@@ -298,7 +304,10 @@ class RaftNode:
         #: The Ready in flight, taken and not yet handled by the ready loop
         #: (whoever takes one sends its ``messages`` at once).
         self._taken: Ready | None = None
+        #: When the disk write under way began, if one is: a Ready's, or a
+        #: compaction's, which is allowed ``_persist_allowance_s`` more.
         self._persist_started: float | None = None
+        self._persist_allowance_s = 0.0
         self._transport: Transport | None = None
         self._events: Broadcast[NodeEvent] = Broadcast(256)
         self._commit_due = False
@@ -446,9 +455,11 @@ class RaftNode:
         if self.stopping:
             return answer(False, "the node is stopping")
         if self._persist_started is not None:
-            writing_ms = (trio.current_time() - self._persist_started) * 1000
-            if writing_ms >= self.timing.election_min_ms:
-                return answer(False, f"storage failing: a disk write has not finished in {writing_ms:.0f} ms")
+            writing_s = trio.current_time() - self._persist_started
+            if writing_s >= self._stall_limit_s():
+                return answer(
+                    False, f"storage failing: a disk write has not finished in {writing_s * 1000:.0f} ms"
+                )
         if core.membership.get(self.id) is None:
             return answer(False, "not a member of the cluster's configuration (yet, or any more)")
         out_of_touch = self.out_of_touch()
@@ -752,21 +763,28 @@ class RaftNode:
         if self.is_leader:
             lease = self.leases.next_deadline
             if started is not None:
-                stall = started + self.timing.election_min_ms / 1000 + self.timing.tick_ms / 1000
+                stall = started + self._stall_limit_s() + self.timing.tick_ms / 1000
         if self._commit_due:
             commit = self._commit_announced_at + COMMIT_EVENT_INTERVAL_S
         waits = min(self._writes.next_deadline(), self._reads.next_deadline())
         return stall, lease, commit, waits
 
+    def _stall_limit_s(self) -> float:
+        """How long the disk write under way may take before the disk counts
+        as stalled: the minimum election timeout, and a compaction's
+        allowance for the size of its snapshot."""
+        return self.timing.election_min_ms / 1000 + self._persist_allowance_s
+
     def _check_disk_stall(self) -> None:
-        """A leader whose fsync has stalled for longer than an election
-        timeout steps down: it cannot make entries durable, and heartbeats
-        alone would keep the others from electing one that can."""
+        """A leader whose fsync (or compaction) has stalled for longer than
+        an election timeout steps down: it cannot make entries durable, nor
+        apply what commits, and heartbeats alone would keep the others from
+        electing one that can."""
         started = self._persist_started
         if started is None or not self.is_leader:
             return
         stalled = trio.current_time() - started
-        if stalled * 1000 > self.timing.election_min_ms:
+        if stalled > self._stall_limit_s():
             log.warning("disk write stalled for %.1f s: stepping down", stalled)
             self.core.step_down()
             self.wake()
@@ -967,7 +985,15 @@ class RaftNode:
                     free,
                 )
                 return
-        await self._run_disk(self.storage.compact_on_disk, snapshot)
+        # The stall watch covers the compaction as it does a Ready's write:
+        # a leader stuck in it heartbeats on but applies nothing.
+        self._persist_started = trio.current_time()
+        self._persist_allowance_s = len(snapshot.data) / COMPACTION_MIN_WRITE_RATE
+        try:
+            await self._run_disk(self.storage.compact_on_disk, snapshot)
+        finally:
+            self._persist_started = None
+            self._persist_allowance_s = 0.0
         self.storage.compact_cache(snapshot)
         log.info("snapshot at index %d, log compacted%s", applied, " (space is short)" if short else "")
 

@@ -66,6 +66,8 @@ class Host:
     def __init__(self, node: RaftNode) -> None:
         self.node = node
         self.fsync_seconds = 0.0
+        #: How long a compaction's disk work takes (``compact_on_disk``).
+        self.compaction_seconds = 0.0
         #: Each Ready's write: the runner it went to (the node's
         #: ``run_disk``, "thread", or ``run_short_write``, "short") and its
         #: number of entries.
@@ -152,7 +154,8 @@ class Cluster:
             if function == host.node.storage.write_to_disk:
                 _, entries, _ = args
                 host.ready_writes.append((runner, len(entries)))
-            await trio.sleep(host.fsync_seconds)
+            compacting = function == host.node.storage.compact_on_disk
+            await trio.sleep(host.compaction_seconds if compacting else host.fsync_seconds)
             return function(*args)
 
         return run_disk

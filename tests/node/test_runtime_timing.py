@@ -11,6 +11,8 @@ virtual time.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -18,6 +20,7 @@ import trio.testing
 from raft_trio.core import Role
 from raft_trio.kv import Put, Written
 from raft_trio.node import WriteFailed, WriteIndeterminate
+from raft_trio.node.runtime import COMPACTION_MIN_WRITE_RATE
 from raft_trio.peer import stream as stream_module
 from raft_trio.testing.waiting import wait_for
 
@@ -155,6 +158,65 @@ async def test_a_leader_whose_disk_stalls_steps_down(
         stalled_write.cancel()
     with trio.fail_after(3 * ELECTION_MAX_S):
         await wait_for(lambda: any(n.id != leader.id for n in cluster.leaders()))
+
+
+async def test_a_leader_whose_compaction_stalls_steps_down(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The stall watch covers a compaction too (found by review): a leader
+    stuck in one heartbeated on, kept the others from electing, and applied
+    nothing while its followers committed, every write timing out."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    host = cluster.hosts[leader.id]
+    host.compaction_seconds = 60.0
+    storage: Any = leader.storage
+    storage.needs_snapshot = lambda applied: True
+    stalled_write = trio.CancelScope()
+
+    async def write_into_the_stall() -> None:
+        with stalled_write:
+            await leader.write(Put("compacted", "v"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write_into_the_stall)
+        with trio.fail_after(3 * ELECTION_MAX_S):
+            await wait_for(lambda: leader.core.basic_status().role is not Role.LEADER)
+        stalled_write.cancel()
+    with trio.fail_after(3 * ELECTION_MAX_S):
+        await wait_for(lambda: any(n.id != leader.id for n in cluster.leaders()))
+
+
+async def test_a_compaction_of_a_large_state_may_take_longer_than_an_election_timeout(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A large snapshot file takes a while to write: the watch allows
+    COMPACTION_MIN_WRITE_RATE on top of the election timeout, so a leader
+    whose 8 MiB compaction takes 2 s (the timeout is 1 s) keeps leading."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    term = leader.term
+    for n in range(8):
+        assert isinstance(await leader.write(Put(f"big{n}", "v" * (1 << 20))), Written)
+    host = cluster.hosts[leader.id]
+    host.compaction_seconds = 2.0
+    allowance_s = (8 << 20) / COMPACTION_MIN_WRITE_RATE
+    assert (
+        TIMING.election_min_ms / 1000 < host.compaction_seconds < TIMING.election_min_ms / 1000 + allowance_s
+    )
+    storage: Any = leader.storage
+    compacted = trio.Event()
+    real_compact_cache = storage.compact_cache
+
+    def compact_cache(snapshot: Any) -> None:
+        real_compact_cache(snapshot)
+        compacted.set()
+
+    storage.compact_cache = compact_cache
+    storage.needs_snapshot = lambda applied: not compacted.is_set()
+    with trio.fail_after(3 * ELECTION_MAX_S):
+        assert isinstance(await leader.write(Put("after", "v")), Written)
+        await compacted.wait()
+    assert leader.is_leader and leader.term == term
+    assert [n.id for n in cluster.leaders()] == [leader.id]
 
 
 async def test_a_write_without_a_quorum_times_out_at_its_timeout(
