@@ -41,6 +41,11 @@ from .wire import STREAM_PROTOCOL, PeerRequestError, StreamInbox
 STREAM_IDLE_S = 5.0
 #: Bytes asked of the connection at a time.
 RECEIVE_BYTES = 64 * 1024
+#: The most a parked stream's ``read_now`` takes in the ticker's turn,
+#: which passes no checkpoint: at rest a follower sends only heartbeat
+#: answers (tens of bytes a round), so only a peer flooding its stream
+#: comes near it; what is beyond waits for the next round.
+READ_NOW_MAX_BYTES = 4 * RECEIVE_BYTES
 #: How long the reason a stream ended may take to write: a sender that
 #: reads nothing (paused) does not hold the connection open.
 REASON_WRITE_S = 1.0
@@ -218,10 +223,14 @@ class StreamReader:
                 self._take_end()
 
     def read_now(self) -> None:
-        """Delivers what the connection holds now, without waiting; a
-        stream that ended meanwhile is woken to finish."""
+        """Delivers what the connection holds now, up to
+        ``READ_NOW_MAX_BYTES``, without waiting; a stream that ended
+        meanwhile is woken to finish."""
         assert self._read_now is not None
+        taken = 0
         while self._ended is None:
+            if taken >= READ_NOW_MAX_BYTES:
+                return  # the rest waits a round: this turn passes no checkpoint
             try:
                 data = self._read_now(RECEIVE_BYTES)
             except trio.BrokenResourceError:
@@ -232,6 +241,7 @@ class StreamReader:
             if not data:
                 self._take_end()
                 break
+            taken += len(data)
             try:
                 self._take(data)
             except Exception as failure:  # re-raised in the stream's own task: see run

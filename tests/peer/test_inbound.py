@@ -6,9 +6,11 @@ A leader at rest reads its streams lazily: on real sockets."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import socket
 import struct
+import termios
 from typing import Any
 
 import msgspec
@@ -17,6 +19,7 @@ import trio
 import trio.testing
 
 from raft_trio.core import Heartbeat, Message
+from raft_trio.peer import inbound
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.inbound import (
     STREAM_IDLE_S,
@@ -277,6 +280,52 @@ async def test_a_parked_stream_is_read_only_when_the_ticker_asks_until_answers_a
     await receiver.aclose()
     assert ended == [StreamEnd.ENDED]
     assert delivered == [[heartbeat(1)], [heartbeat(2)], [heartbeat(3)]]
+
+
+async def test_the_tickers_read_of_a_parked_stream_takes_a_bounded_amount_a_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``read_now`` runs in the ticker's turn and passes no checkpoint: a
+    stream flooded with frames is read READ_NOW_MAX_BYTES a round, the
+    rest in the next rounds (found by review: it read on as long as every
+    read came back full). Here 4 KiB reads and 16 KiB a round."""
+    monkeypatch.setattr(inbound, "RECEIVE_BYTES", 4096)
+    monkeypatch.setattr(inbound, "READ_NOW_MAX_BYTES", 16384)
+    sender, receiver = await tcp_pair()
+    writer, lazy = FrameWriter(), LazyReads(lambda: False)
+    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    delivered: list[list[Message]] = []
+    frames = b"".join(
+        writer.frame(encode_batch([heartbeat(seq) for seq in range(k * 50, k * 50 + 50)])) for k in range(100)
+    )
+    assert 48_000 < len(frames) < 100_000  # more than three rounds, less than the socket holds
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_stream, inbox, receiver, b"", delivered.append, trio.Event(), lazy)
+        await trio.testing.wait_all_tasks_blocked()
+        await sender.send_all(frames)
+        with trio.fail_after(5):
+            await wait_for(lambda: _bytes_waiting(receiver) == len(frames))
+        per_round = []
+        while sum(map(len, delivered)) < 5000:
+            before = sum(map(len, delivered))
+            lazy.read_parked()
+            per_round.append(sum(map(len, delivered)) - before)
+            assert len(per_round) < 10, per_round
+        # A round's 16 KiB, and the rest of a frame the last round began.
+        frame_messages = 50 * (16384 / (len(frames) / 100) + 1)
+        assert all(0 < n <= frame_messages for n in per_round[:-1]), per_round
+        assert len(per_round) == -(-len(frames) // 16384), per_round
+        await sender.aclose()
+        nursery.cancel_scope.cancel()
+    assert [batch for batch in delivered for m in batch if not isinstance(m, Heartbeat)] == []
+    assert [m.seq for batch in delivered for m in batch if isinstance(m, Heartbeat)] == list(range(5000))
+    await receiver.aclose()
+
+
+def _bytes_waiting(stream: trio.SocketStream) -> int:
+    """Bytes in ``stream``'s socket, unread (FIONREAD)."""
+    (waiting,) = struct.unpack("i", fcntl.ioctl(stream.socket.fileno(), termios.FIONREAD, b"\0\0\0\0"))
+    return int(waiting)
 
 
 async def test_once_woken_a_reader_parks_again_only_after_a_tickers_round_at_rest() -> None:
