@@ -36,7 +36,7 @@ from .node.payload import PayloadSupervisor
 from .node.runtime import NotLeaderError, RaftNode, Timing
 from .node.space import SpaceGuard
 from .security import Security
-from .storage import DurableStorage, SnapshotPolicy
+from .storage import DurableStorage, PeerMarksFile, SnapshotPolicy
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ async def _serve(
             security=settings.security,
             cluster_id=storage.data_dir.meta.cluster_id,
             space=space,
+            peer_marks=PeerMarksFile(storage.data_dir.path),
         )
         if known_peers:
             node.add_known_peers(known_peers)  # a learner that starts empty

@@ -19,6 +19,14 @@ id), nor later (timestamp). This is the shape of AWS SigV4 or Stripe's
 webhook signatures; mutual TLS would do the same job with certificates to
 manage.
 
+The nonce memory dies with the process. A request signed before this node
+started is refused, judged by the sender's timestamp; a sender whose clock
+runs ahead would defeat that for as long as its lead (a request recorded
+just before a restart carries a time after it). So the newest timestamp
+accepted from each sender is also kept on disk (:class:`AcceptedMarks`,
+written before the request is acted on), and after a restart a request
+signed no later than that is refused, whatever the clocks say.
+
 A stream's frames are signed too, each under a key of that stream alone,
 derived from the secret and the opening's sender, recipient, ``t`` and
 ``n`` (:mod:`raft_trio.peer.framing` numbers them and checks each MAC).
@@ -36,7 +44,8 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,17 @@ class PeerAuthError(Exception):
     """Why a peer request was refused (the text goes into the 401)."""
 
 
+class AcceptedMarks(Protocol):
+    """Where a node keeps, across its restarts, the newest signature
+    timestamp (Unix ms) it accepted from each peer (the data directory's
+    ``peer-marks.json``)."""
+
+    def load(self) -> dict[str, int]: ...
+
+    def save(self, marks: Mapping[str, int]) -> None:
+        """Durably, before returning (the request is acted on after it)."""
+
+
 class PeerAuthenticator:
     """Signs outgoing peer requests and checks incoming ones.
 
@@ -68,7 +88,13 @@ class PeerAuthenticator:
     tests. The nonce memory is per receiving node, which is why the
     recipient's id is part of what is signed."""
 
-    def __init__(self, secret: bytes, node_id: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        node_id: str,
+        clock: Callable[[], float] = time.time,
+        marks: AcceptedMarks | None = None,
+    ) -> None:
         self._secret = secret
         self.node_id = node_id
         self._clock = clock
@@ -80,6 +106,11 @@ class PeerAuthenticator:
         self.not_before = math.floor(clock() * 1000) / 1000  # signatures carry whole ms
         self._seen: set[str] = set()
         self._expiries: collections.deque[tuple[float, str]] = collections.deque()
+        self._marks = marks
+        #: Per sender, the newest timestamp an earlier run of this node
+        #: accepted: a request signed no later may be one it acted on.
+        self._before_start: dict[str, int] = marks.load() if marks is not None else {}
+        self._accepted = dict(self._before_start)
 
     def _mac(
         self, sender: str, recipient: str, stamp: str, nonce: str, body: bytes, version: bytes = _VERSION
@@ -149,13 +180,31 @@ class PeerAuthenticator:
         expected = self._mac(sender, self.node_id, stamp, nonce, body, version)
         if not hmac.compare_digest(expected, given):
             raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
+        signed_ms = int(stamp)
+        if signed_ms <= self._before_start.get(sender, -1):
+            raise PeerAuthError("peer request signed before this node last started (a replay)")
         self._forget_expired(self._clock())
         key = f"{sender}/{nonce}"
         if key in self._seen:
             raise PeerAuthError("replayed peer request (its nonce was seen before)")
+        self._remember_accepted(sender, signed_ms)
         self._seen.add(key)
-        self._expiries.append((int(stamp) / 1000 + MAX_CLOCK_SKEW_S, key))
+        self._expiries.append((signed_ms / 1000 + MAX_CLOCK_SKEW_S, key))
         return stamp, nonce
+
+    def _remember_accepted(self, sender: str, signed_ms: int) -> None:
+        """Record ``signed_ms`` as the newest accepted from ``sender`` on
+        disk, before the request is acted on: a crash after it cannot open
+        the request to a replay. Openings and snapshot batches are rare
+        (a stream lives until its connection breaks)."""
+        if self._marks is None or signed_ms <= self._accepted.get(sender, -1):
+            return
+        marks = {**self._accepted, sender: signed_ms}
+        try:
+            self._marks.save(marks)
+        except OSError as error:
+            raise PeerAuthError(f"this node cannot record the request on its disk ({error})") from error
+        self._accepted = marks
 
     def _forget_expired(self, now: float) -> None:
         """Nonces whose timestamps left the window cannot be replayed any

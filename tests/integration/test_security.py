@@ -139,6 +139,11 @@ def test_a_secure_cluster_serves_its_clients_and_refuses_strangers(
         "the follower to apply the last write",
     )
 
+    # Each node keeps, across restarts, the newest signature it accepted
+    # from each peer that opened a stream to it (replays after a restart).
+    marks = json.loads((leader.data_dir / "peer-marks.json").read_text())
+    assert follower_id in marks and isinstance(marks[follower_id], int)
+
 
 def refusals(cluster: Cluster, node_id: str) -> float:
     text = cluster.http.get(cluster[node_id].url + "/metrics").text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from raft_trio.peer import auth as peer_auth
@@ -130,3 +132,41 @@ def test_a_request_signed_before_the_node_started_is_refused() -> None:
     with pytest.raises(PeerAuthError, match="signed before this node started"):
         restarted.verify("n1", captured, b"body")
     restarted.verify("n1", n1.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
+
+
+class Marks:
+    """A data directory's peer-marks.json, in memory."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, int] = {}
+
+    def load(self) -> dict[str, int]:
+        return dict(self.saved)
+
+    def save(self, marks: Mapping[str, int]) -> None:
+        self.saved = dict(marks)
+
+
+def test_a_request_accepted_before_a_restart_is_refused_after_it_whatever_the_clocks() -> None:
+    """The sender runs 10 s ahead, so a request it signed 2 s before the
+    receiver's restart looks newer than the restart: the receiver's marks
+    (the newest time it accepted from each sender, on disk) refuse it. Only
+    newer marks are written: an older request accepted later leaves them."""
+    receiver_clock = Clock()
+    sender_clock = Clock(receiver_clock.now + 10.0)
+    sender = PeerAuthenticator(SECRET, "n1", sender_clock)
+    marks = Marks()
+    receiver = PeerAuthenticator(SECRET, "n2", receiver_clock, marks)
+    older = sender.sign("n2", b"older")[SIGNATURE_HEADER]
+    sender_clock.now += 0.5
+    captured = sender.sign("n2", b"body")[SIGNATURE_HEADER]
+    receiver.verify("n1", captured, b"body")
+    receiver.verify("n1", older, b"older")
+    assert marks.saved == {"n1": int(captured.split(",")[0].removeprefix("t="))}
+    receiver_clock.now += 2.0
+    sender_clock.now += 2.0
+    restarted = PeerAuthenticator(SECRET, "n2", receiver_clock, marks)
+    for header, body in ((captured, b"body"), (older, b"older")):
+        with pytest.raises(PeerAuthError, match="signed before this node last started"):
+            restarted.verify("n1", header, body)
+    restarted.verify("n1", sender.sign("n2", b"body")[SIGNATURE_HEADER], b"body")

@@ -5,6 +5,8 @@ reordered or dropped unnoticed, and a refused frame is never parsed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from raft_trio.core import Heartbeat, HeartbeatResponse, Message
@@ -119,6 +121,55 @@ def test_an_opening_signed_before_the_node_started_is_refused() -> None:
     restarted = PeerAuthenticator(SECRET, "n2", clock)
     with pytest.raises(PeerRequestError, match="signed before this node started"):
         accept_stream("n1", lower(headers), restarted)
+
+
+class Marks:
+    """A data directory's peer-marks.json, in memory."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, int] = {}
+
+    def load(self) -> dict[str, int]:
+        return dict(self.saved)
+
+    def save(self, marks: Mapping[str, int]) -> None:
+        self.saved = dict(marks)
+
+
+def test_an_opening_replayed_after_a_restart_is_refused_though_the_senders_clock_runs_ahead() -> None:
+    """The start-time check judges by the sender's clock: n1 runs 10 s
+    ahead, so an opening recorded 2 s before n2's restart carries a time
+    after it. What n2 accepted before its restart is on its disk (found by
+    review: without it the opening and its frames were accepted again)."""
+    n2_clock = Clock()
+    n1_clock = Clock(n2_clock.now + 10.0)
+    marks = Marks()
+    n1 = PeerAuthenticator(SECRET, "n1", n1_clock)
+    n2 = PeerAuthenticator(SECRET, "n2", n2_clock, marks)
+    headers, writer = stream_request("n1", "n2", n1)
+    recorded = frame(writer, 1)
+    assert accept_stream("n1", lower(headers), n2).feed(recorded) == batch(1)
+    assert marks.saved == {"n1": int(n1_clock.now * 1000)}
+    n2_clock.now += 2.0
+    n1_clock.now += 2.0
+    restarted = PeerAuthenticator(SECRET, "n2", n2_clock, marks)
+    with pytest.raises(PeerRequestError, match="signed before this node last started") as caught:
+        accept_stream("n1", lower(headers), restarted)
+    assert caught.value.status == 401
+    fresh, writer = stream_request("n1", "n2", n1)  # n1's next opening, after the restart
+    assert accept_stream("n1", lower(fresh), restarted).feed(frame(writer, 1)) == batch(1)
+
+
+def test_a_node_that_cannot_record_what_it_accepts_refuses_the_request() -> None:
+    class FullDisk(Marks):
+        def save(self, marks: Mapping[str, int]) -> None:
+            raise OSError(28, "No space left on device")
+
+    n1, _ = pair()
+    n2 = PeerAuthenticator(SECRET, "n2", Clock(), FullDisk())
+    headers, _ = stream_request("n1", "n2", n1)
+    with pytest.raises(PeerRequestError, match="cannot record the request"):
+        accept_stream("n1", lower(headers), n2)
 
 
 @pytest.mark.parametrize(
