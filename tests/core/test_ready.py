@@ -15,13 +15,14 @@ from raft_trio.core import (
     AppendEntriesResponse,
     Heartbeat,
     HeartbeatResponse,
+    Message,
     RaftCore,
     RaftError,
     Ready,
     RequestVote,
     Role,
 )
-from raft_trio.core._raft import OUTPUT, QUERIES
+from raft_trio.core._raft import COMMIT_RECORD_TICKS, OUTPUT, QUERIES
 from raft_trio.testing.memory import finish_ready, persist, take_ready
 
 from .helpers import CONFIG, Network, config, of_type, term_at
@@ -84,7 +85,7 @@ def test_a_lone_voter_holds_its_messages_of_a_new_term_until_that_term_is_durabl
     net.time_out("a")  # elects itself at once: the only voter
     assert a.basic_status().role is Role.LEADER and a.term == old_term + 1
     assert net.storages["a"].hard_state().term == old_term, "the new term is not durable yet"
-    sent: list[object] = []
+    sent: list[Message] = []
     first = take_ready(a, sent.append)
     assert first.hard_state is not None and first.hard_state.term == a.term
     assert of_type(first.messages, AppendEntries) == [], "an append of a term not yet durable left at once"
@@ -135,6 +136,34 @@ def test_a_lone_voter_that_dies_before_its_new_term_is_durable_leaves_no_learner
     net.deliver_all()
     net.elapse(5)
     assert [e.data for e in net.applied["l"] if e.index == index_x] == [b"Y"]
+
+
+def test_the_commit_index_rides_along_with_entries_at_most_every_commit_record_ticks() -> None:
+    """The commit index is volatile state: a one-entry Ready does not
+    rewrite the hard state for it (a second page in every transaction at
+    one client's pace), only entries written COMMIT_RECORD_TICKS after the
+    last record carry it; a new term or vote goes at once."""
+    net = Network()
+    a = net.elect("a")
+
+    def write(data: bytes) -> Ready:
+        a.propose(data)
+        ready = net.take("a")
+        net.send(*ready.all_messages())
+        net.deliver_all()
+        return ready
+
+    net.elapse(COMMIT_RECORD_TICKS)
+    assert write(b"x").hard_state is not None  # the first entries after a while record the commit
+    recorded = net.storages["a"].hard_state().commit
+    ready = write(b"y")
+    assert ready.entries and ready.hard_state is None
+    assert a.basic_status().commit > recorded, "x committed meanwhile, and is not recorded with y"
+    net.elapse(COMMIT_RECORD_TICKS)
+    ready = write(b"z")
+    assert ready.hard_state is not None and ready.hard_state.commit > recorded
+    net.step(Heartbeat(term=a.term + 1, src="c", dst="b", commit=0, seq=1))  # a newer term reaches b
+    assert net.take("b").hard_state is not None, "a term goes to disk at once"
 
 
 def test_while_a_ready_is_in_flight_the_leader_still_replicates_and_heartbeats() -> None:

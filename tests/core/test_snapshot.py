@@ -14,6 +14,7 @@ from raft_trio.core import (
     Snapshot,
     SnapshotMeta,
 )
+from raft_trio.core._raft import COMMIT_RECORD_TICKS
 
 from .helpers import Network, membership, of_type, only, storage_with_log
 
@@ -153,8 +154,9 @@ def test_restarted_server_reapplies_what_it_knew_committed() -> None:
     a = net.elect("a")
     a.propose(b"x")
     net.deliver_all()
-    # The next entries carry x's commit to c's disk (a change of the commit
-    # index alone is not worth an fsync).
+    # Entries written once COMMIT_RECORD_TICKS passed carry x's commit to
+    # c's disk (a change of the commit index alone is not worth an fsync).
+    net.elapse(COMMIT_RECORD_TICKS)
     a.propose(b"y")
     net.deliver_all()
 
