@@ -20,6 +20,9 @@ and the bytes written per Ready (``wchar`` of ``/proc/self/io``: the
 WAL's frames, and the checkpoints' pages, over the window). With
 ``--noop`` the writer is handed a job that does nothing: what the
 hand-off itself costs (two thread wake-ups and the Trio task switches).
+With ``--bare`` it appends the Ready (msgpack, a CRC32 and a length before
+it) to a plain file and ``fdatasync``s it, as an append-only log such as
+etcd's WAL does: the floor under the SQLite transaction's cost.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,9 @@ CHILD = "--child"
 
 
 def child(a: argparse.Namespace) -> None:
+    import zlib
+
+    import msgspec
     import trio
 
     from raft_trio.core import Entry, EntryKind, HardState
@@ -54,9 +61,19 @@ def child(a: argparse.Namespace) -> None:
             storage = DurableStorage.open(root, "n1")
             writer = DiskWriter("disk-hop")
 
+            bare = os.open(Path(root) / "bare.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            encode = msgspec.msgpack.Encoder().encode
+
+            def append_bare(hard_state: HardState, entries: list[Entry], _: None) -> None:
+                record = encode((hard_state, entries))
+                os.write(bare, struct.pack("<II", len(record), zlib.crc32(record)) + record)
+                os.fdatasync(bare)
+
             def timed(*args: object) -> None:
                 started, cpu = time.perf_counter(), time.thread_time()
-                if not a.noop:
+                if a.bare:
+                    append_bare(*args)  # type: ignore[arg-type]
+                elif not a.noop:
                     storage.write_to_disk(*args)  # type: ignore[arg-type]
                 writes.append(time.perf_counter() - started)
                 cpus.append(time.thread_time() - cpu)
@@ -100,6 +117,7 @@ def child(a: argparse.Namespace) -> None:
             finally:
                 await writer(storage.close)
                 writer.stop()
+                os.close(bare)
         measured = len(hops)
         print(
             json.dumps(
@@ -137,8 +155,14 @@ def main() -> None:
     p.add_argument("--entries", type=int, default=1)
     p.add_argument("--busy-us", type=float, default=0.0)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument(
+    job = p.add_mutually_exclusive_group()
+    job.add_argument(
         "--noop", action="store_true", help="hand over a job that does nothing: the hand-off alone"
+    )
+    job.add_argument(
+        "--bare",
+        action="store_true",
+        help="append each Ready to a plain file and fdatasync it: an append-only log's floor",
     )
     p.add_argument(CHILD, action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -154,6 +178,7 @@ def main() -> None:
         f"--entries={a.entries}",
         f"--busy-us={a.busy_us}",
         *(["--noop"] if a.noop else []),
+        *(["--bare"] if a.bare else []),
     ]
     load = Path("/proc/loadavg").read_text().split()[0]
     for round_ in range(a.rounds):
