@@ -93,12 +93,6 @@ QUERIES = (
 
 _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 
-#: The messages sent at once, ahead of their Ready's persist: only a
-#: leader's. They promise nothing about the sender's disk (its term and
-#: vote were durable before it could lead: a candidate's RequestVotes wait
-#: for them; and it counts its own entries only once ``advance`` reported
-#: them durable, §10.2.1). Every other message (a vote, an acknowledgement)
-#: promises what its Ready persists, and waits for it.
 #: The commit index alone rides along with a Ready's entries at most this
 #: often (ticks: 100 ms at the default 10 ms tick). It is volatile state
 #: (Figure 3.1): what is recorded only lets a restarted node apply that far
@@ -108,8 +102,14 @@ _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 #: client's pace (a 4 KiB WAL frame and 25-60 us of CPU a node a write).
 COMMIT_RECORD_TICKS = 10
 
-#: A leader's messages, which may leave before its own fsync once their
-#: term is durable (``_send``).
+#: The messages sent at once, ahead of their Ready's persist: a leader's
+#: (and a follower's answer to a heartbeat: ``_ready.py``). They promise
+#: nothing about the sender's disk once their term is durable (a candidate's
+#: RequestVotes wait for its term and vote; a lone voter, which elects
+#: itself with nothing written, holds them until its new term is durable:
+#: ``_send``), and a leader counts its own entries only once ``advance``
+#: reported them durable, §10.2.1. Every other message (a vote, an
+#: acknowledgement) promises what its Ready persists, and waits for it.
 _LEADERS_AT_ONCE = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
