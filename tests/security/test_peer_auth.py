@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pytest
 
 from raft_trio.peer import auth as peer_auth
 from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
+
+from .peer_support import Marks
 
 SECRET = b"0123456789abcdef-cluster"
 
@@ -132,19 +132,6 @@ def test_a_request_signed_before_the_node_started_is_refused() -> None:
     with pytest.raises(PeerAuthError, match="signed before this node started"):
         restarted.verify("n1", captured, b"body")
     restarted.verify("n1", n1.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
-
-
-class Marks:
-    """A data directory's peer-marks.json, in memory."""
-
-    def __init__(self) -> None:
-        self.saved: dict[str, int] = {}
-
-    def load(self) -> dict[str, int]:
-        return dict(self.saved)
-
-    def save(self, marks: Mapping[str, int]) -> None:
-        self.saved = dict(marks)
 
 
 def test_a_request_accepted_before_a_restart_is_refused_after_it_whatever_the_clocks() -> None:

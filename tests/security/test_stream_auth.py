@@ -14,6 +14,8 @@ from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.wire import PeerRequestError, StreamInbox, accept_stream, encode_batch, stream_request
 
+from .peer_support import Marks
+
 SECRET = b"0123456789abcdef-cluster"
 
 
@@ -121,19 +123,6 @@ def test_an_opening_signed_before_the_node_started_is_refused() -> None:
     restarted = PeerAuthenticator(SECRET, "n2", clock)
     with pytest.raises(PeerRequestError, match="signed before this node started"):
         accept_stream("n1", lower(headers), restarted)
-
-
-class Marks:
-    """A data directory's peer-marks.json, in memory."""
-
-    def __init__(self) -> None:
-        self.saved: dict[str, int] = {}
-
-    def load(self) -> dict[str, int]:
-        return dict(self.saved)
-
-    def save(self, marks: Mapping[str, int]) -> None:
-        self.saved = dict(marks)
 
 
 def test_an_opening_replayed_after_a_restart_is_refused_though_the_senders_clock_runs_ahead() -> None:
