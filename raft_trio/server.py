@@ -36,7 +36,7 @@ from .node.payload import PayloadSupervisor
 from .node.runtime import NotLeaderError, RaftNode, Timing
 from .node.space import SpaceGuard
 from .security import Security
-from .storage import DurableStorage, PeerMarksFile, SnapshotPolicy
+from .storage import DurableStorage, PeerNoncesFile, SnapshotPolicy
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ async def _serve(
             security=settings.security,
             cluster_id=storage.data_dir.meta.cluster_id,
             space=space,
-            peer_marks=PeerMarksFile(storage.data_dir.path),
+            peer_nonces=PeerNoncesFile(storage.data_dir.path),
         )
         if known_peers:
             node.add_known_peers(known_peers)  # a learner that starts empty

@@ -66,7 +66,7 @@ from ..kv import (
     decode_command,
     encode_command,
 )
-from ..peer.auth import AcceptedMarks, PeerAuthenticator
+from ..peer.auth import AcceptedNonces, PeerAuthenticator
 from ..peer.inbound import LazyReads
 from ..peer.stream import RequestFunction, StreamOpener
 from ..peer.transport import Transport
@@ -236,7 +236,7 @@ class RaftNode:
         security: Security | None = None,
         cluster_id: str | None = None,
         space: SpaceGuard | None = None,
-        peer_marks: AcceptedMarks | None = None,
+        peer_nonces: AcceptedNonces | None = None,
     ) -> None:
         self.id = node_id
         #: The cluster's id as recorded in the data directory (None: none).
@@ -256,10 +256,10 @@ class RaftNode:
         self._open_stream = open_stream
         self.security = security = security or Security()
         #: Signs this node's peer requests and checks those it receives
-        #: (None: no cluster secret, peers are trusted); ``peer_marks``
+        #: (None: no cluster secret, peers are trusted); ``peer_nonces``
         #: keeps what it accepted across restarts (the data directory's).
         self.peer_auth = (
-            PeerAuthenticator(security.cluster_secret, node_id, marks=peer_marks)
+            PeerAuthenticator(security.cluster_secret, node_id, kept=peer_nonces)
             if security.cluster_secret
             else None
         )

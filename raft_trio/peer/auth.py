@@ -19,13 +19,16 @@ id), nor later (timestamp). This is the shape of AWS SigV4 or Stripe's
 webhook signatures; mutual TLS would do the same job with certificates to
 manage.
 
-The nonce memory dies with the process. A request signed before this node
-started is refused, judged by the sender's timestamp; a sender whose clock
-runs ahead would defeat that for as long as its lead (a request recorded
-just before a restart carries a time after it). So the newest timestamp
-accepted from each sender is also kept on disk (:class:`AcceptedMarks`,
-written before the request is acted on), and after a restart a request
-signed no later than that is refused, whatever the clocks say.
+A request signed before this node started is refused, judged by the
+sender's timestamp, since the nonces seen by an earlier run are gone; a
+sender whose clock runs ahead would defeat that for as long as its lead (a
+request recorded just before a restart carries a time after it). So with
+a place to keep them (:class:`AcceptedNonces`, the data directory's) the
+nonces accepted within the window are also written to disk before the
+request is acted on, and a restarted node knows them again: a replay is
+refused as it would have been before the restart, whatever the clocks
+say, and an honest request never is (a high-water mark of the senders'
+times would lock a peer out after its clock was stepped back).
 
 A stream's frames are signed too, each under a key of that stream alone,
 derived from the secret and the opening's sender, recipient, ``t`` and
@@ -44,7 +47,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,10 @@ MAX_CLOCK_SKEW_S = 30.0
 #: (their timestamps still expire them a little later). At 1,000 signed
 #: batches a second from each of four peers this holds a full window.
 MAX_REMEMBERED_NONCES = 250_000
+#: Bound on the accepted requests kept on disk across restarts: signed
+#: requests are stream openings and snapshot batches, a few a minute, and
+#: only those of the last window are kept.
+MAX_KEPT_NONCES = 10_000
 _VERSION = b"raft-trio-peer-v1"
 #: What a stream opening is signed under: never taken for a single request.
 _STREAM_VERSION = b"raft-trio-stream-v1"
@@ -70,14 +77,18 @@ class PeerAuthError(Exception):
     """Why a peer request was refused (the text goes into the 401)."""
 
 
-class AcceptedMarks(Protocol):
-    """Where a node keeps, across its restarts, the newest signature
-    timestamp (Unix ms) it accepted from each peer (the data directory's
-    ``peer-marks.json``)."""
+#: One accepted signed request: (sender, nonce, its timestamp in Unix ms).
+Accepted = tuple[str, str, int]
 
-    def load(self) -> dict[str, int]: ...
 
-    def save(self, marks: Mapping[str, int]) -> None:
+class AcceptedNonces(Protocol):
+    """Where a node keeps, across its restarts, the signed requests it
+    accepted that a replay could still pass the timestamp window with (the
+    data directory's ``peer-nonces.json``)."""
+
+    def load(self) -> list[Accepted]: ...
+
+    def save(self, accepted: Sequence[Accepted]) -> None:
         """Durably, before returning (the request is acted on after it)."""
 
 
@@ -93,7 +104,7 @@ class PeerAuthenticator:
         secret: bytes,
         node_id: str,
         clock: Callable[[], float] = time.time,
-        marks: AcceptedMarks | None = None,
+        kept: AcceptedNonces | None = None,
     ) -> None:
         self._secret = secret
         self.node_id = node_id
@@ -106,11 +117,14 @@ class PeerAuthenticator:
         self.not_before = math.floor(clock() * 1000) / 1000  # signatures carry whole ms
         self._seen: set[str] = set()
         self._expiries: collections.deque[tuple[float, str]] = collections.deque()
-        self._marks = marks
-        #: Per sender, the newest timestamp an earlier run of this node
-        #: accepted: a request signed no later may be one it acted on.
-        self._before_start: dict[str, int] = marks.load() if marks is not None else {}
-        self._accepted = dict(self._before_start)
+        self._kept = kept
+        #: What is on disk: the accepted requests a replay could still
+        #: pass the window with (see _keep), oldest first.
+        self._on_disk: list[Accepted] = sorted(kept.load(), key=lambda a: a[2]) if kept is not None else []
+        for sender, nonce, signed_ms in self._on_disk:
+            key = f"{sender}/{nonce}"
+            self._seen.add(key)
+            self._expiries.append((signed_ms / 1000 + MAX_CLOCK_SKEW_S, key))
 
     def _mac(
         self, sender: str, recipient: str, stamp: str, nonce: str, body: bytes, version: bytes = _VERSION
@@ -181,30 +195,34 @@ class PeerAuthenticator:
         if not hmac.compare_digest(expected, given):
             raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
         signed_ms = int(stamp)
-        if signed_ms <= self._before_start.get(sender, -1):
-            raise PeerAuthError("peer request signed before this node last started (a replay)")
-        self._forget_expired(self._clock())
+        now = self._clock()
+        self._forget_expired(now)
         key = f"{sender}/{nonce}"
         if key in self._seen:
             raise PeerAuthError("replayed peer request (its nonce was seen before)")
-        self._remember_accepted(sender, signed_ms)
+        self._keep((sender, nonce, signed_ms), now)
         self._seen.add(key)
         self._expiries.append((signed_ms / 1000 + MAX_CLOCK_SKEW_S, key))
         return stamp, nonce
 
-    def _remember_accepted(self, sender: str, signed_ms: int) -> None:
-        """Record ``signed_ms`` as the newest accepted from ``sender`` on
-        disk, before the request is acted on: a crash after it cannot open
-        the request to a replay. Openings and snapshot batches are rare
-        (a stream lives until its connection breaks)."""
-        if self._marks is None or signed_ms <= self._accepted.get(sender, -1):
+    def _keep(self, accepted: Accepted, now: float) -> None:
+        """Write the accepted requests a replay could still pass the
+        window with (signed no earlier than ``MAX_CLOCK_SKEW_S`` ago, by
+        this node's clock; one signed ahead of it stays until then), this
+        one included, before the request is acted on: a crash after it
+        cannot open the request to a replay. Signed requests are stream
+        openings and snapshot batches, a handful a minute."""
+        if self._kept is None:
             return
-        marks = {**self._accepted, sender: signed_ms}
+        oldest = (now - MAX_CLOCK_SKEW_S) * 1000
+        kept = [a for a in self._on_disk if a[2] >= oldest][-(MAX_KEPT_NONCES - 1) :]
+        kept.append(accepted)
+        kept.sort(key=lambda a: a[2])
         try:
-            self._marks.save(marks)
+            self._kept.save(kept)
         except OSError as error:
             raise PeerAuthError(f"this node cannot record the request on its disk ({error})") from error
-        self._accepted = marks
+        self._on_disk = kept
 
     def _forget_expired(self, now: float) -> None:
         """Nonces whose timestamps left the window cannot be replayed any

@@ -37,7 +37,7 @@ from ._errors import (
     storage_error_in,
 )
 from ._inspect import DiskState, inspect_data_dir
-from ._peer_marks import PeerMarksFile
+from ._peer_nonces import PeerNoncesFile
 from ._policy import SnapshotPolicy
 from ._snapshots import SnapshotStore
 from ._sqlite_log import WAL_HEADROOM_BYTES
@@ -58,7 +58,7 @@ __all__ = [
     "DiskIOError",
     "DiskState",
     "DurableStorage",
-    "PeerMarksFile",
+    "PeerNoncesFile",
     "SnapshotCorrupt",
     "SnapshotPolicy",
     "SnapshotStore",

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 
-class Marks:
-    """A data directory's ``peer-marks.json``, in memory."""
+class KeptNonces:
+    """A data directory's ``peer-nonces.json``, in memory."""
 
     def __init__(self) -> None:
-        self.saved: dict[str, int] = {}
+        self.saved: list[tuple[str, str, int]] = []
 
-    def load(self) -> dict[str, int]:
-        return dict(self.saved)
+    def load(self) -> list[tuple[str, str, int]]:
+        return list(self.saved)
 
-    def save(self, marks: Mapping[str, int]) -> None:
-        self.saved = dict(marks)
+    def save(self, accepted: Sequence[tuple[str, str, int]]) -> None:
+        self.saved = list(accepted)

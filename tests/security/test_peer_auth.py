@@ -7,7 +7,7 @@ import pytest
 from raft_trio.peer import auth as peer_auth
 from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
 
-from .peer_support import Marks
+from .peer_support import KeptNonces
 
 SECRET = b"0123456789abcdef-cluster"
 
@@ -135,25 +135,33 @@ def test_a_request_signed_before_the_node_started_is_refused() -> None:
 
 
 def test_a_request_accepted_before_a_restart_is_refused_after_it_whatever_the_clocks() -> None:
-    """The sender runs 10 s ahead, so a request it signed 2 s before the
-    receiver's restart looks newer than the restart: the receiver's marks
-    (the newest time it accepted from each sender, on disk) refuse it. Only
-    newer marks are written: an older request accepted later leaves them."""
+    """The sender runs 10 s ahead, so requests it signed just before the
+    receiver's restart look newer than the restart: the receiver kept what
+    it accepted on disk and refuses their replays after the restart."""
     receiver_clock = Clock()
     sender_clock = Clock(receiver_clock.now + 10.0)
     sender = PeerAuthenticator(SECRET, "n1", sender_clock)
-    marks = Marks()
-    receiver = PeerAuthenticator(SECRET, "n2", receiver_clock, marks)
-    older = sender.sign("n2", b"older")[SIGNATURE_HEADER]
-    sender_clock.now += 0.5
-    captured = sender.sign("n2", b"body")[SIGNATURE_HEADER]
-    receiver.verify("n1", captured, b"body")
-    receiver.verify("n1", older, b"older")
-    assert marks.saved == {"n1": int(captured.split(",")[0].removeprefix("t="))}
+    kept = KeptNonces()
+    receiver = PeerAuthenticator(SECRET, "n2", receiver_clock, kept)
+    captured = [sender.sign("n2", b"body")[SIGNATURE_HEADER] for _ in range(2)]
+    for header in captured:
+        receiver.verify("n1", header, b"body")
     receiver_clock.now += 2.0
     sender_clock.now += 2.0
-    restarted = PeerAuthenticator(SECRET, "n2", receiver_clock, marks)
-    for header, body in ((captured, b"body"), (older, b"older")):
-        with pytest.raises(PeerAuthError, match="signed before this node last started"):
-            restarted.verify("n1", header, body)
+    restarted = PeerAuthenticator(SECRET, "n2", receiver_clock, kept)
+    for header in captured:
+        with pytest.raises(PeerAuthError, match="replayed"):
+            restarted.verify("n1", header, b"body")
     restarted.verify("n1", sender.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
+
+
+def test_what_the_window_refuses_anyway_leaves_the_disk() -> None:
+    clock = Clock()
+    sender = PeerAuthenticator(SECRET, "n1", clock)
+    kept = KeptNonces()
+    receiver = PeerAuthenticator(SECRET, "n2", clock, kept)
+    receiver.verify("n1", sender.sign("n2", b"a")[SIGNATURE_HEADER], b"a")
+    clock.now += peer_auth.MAX_CLOCK_SKEW_S + 1
+    second = sender.sign("n2", b"b")[SIGNATURE_HEADER]
+    receiver.verify("n1", second, b"b")
+    assert [nonce for _, nonce, _ in kept.saved] == [second.split(",")[1].removeprefix("n=")]

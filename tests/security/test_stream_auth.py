@@ -5,7 +5,7 @@ reordered or dropped unnoticed, and a refused frame is never parsed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import pytest
 
@@ -14,9 +14,10 @@ from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.wire import PeerRequestError, StreamInbox, accept_stream, encode_batch, stream_request
 
-from .peer_support import Marks
+from .peer_support import KeptNonces
 
 SECRET = b"0123456789abcdef-cluster"
+REAL = 1_800_000_000.0
 
 
 class Clock:
@@ -128,30 +129,48 @@ def test_an_opening_signed_before_the_node_started_is_refused() -> None:
 def test_an_opening_replayed_after_a_restart_is_refused_though_the_senders_clock_runs_ahead() -> None:
     """The start-time check judges by the sender's clock: n1 runs 10 s
     ahead, so an opening recorded 2 s before n2's restart carries a time
-    after it. What n2 accepted before its restart is on its disk (found by
-    review: without it the opening and its frames were accepted again)."""
+    after it. What n2 accepted is kept on its disk and known again after
+    the restart (found by review: the opening and its frames were
+    accepted again)."""
     n2_clock = Clock()
     n1_clock = Clock(n2_clock.now + 10.0)
-    marks = Marks()
+    kept = KeptNonces()
     n1 = PeerAuthenticator(SECRET, "n1", n1_clock)
-    n2 = PeerAuthenticator(SECRET, "n2", n2_clock, marks)
+    n2 = PeerAuthenticator(SECRET, "n2", n2_clock, kept)
     headers, writer = stream_request("n1", "n2", n1)
     recorded = frame(writer, 1)
     assert accept_stream("n1", lower(headers), n2).feed(recorded) == batch(1)
-    assert marks.saved == {"n1": int(n1_clock.now * 1000)}
+    assert [(sender, signed_ms) for sender, _, signed_ms in kept.saved] == [("n1", int(n1_clock.now * 1000))]
     n2_clock.now += 2.0
     n1_clock.now += 2.0
-    restarted = PeerAuthenticator(SECRET, "n2", n2_clock, marks)
-    with pytest.raises(PeerRequestError, match="signed before this node last started") as caught:
+    restarted = PeerAuthenticator(SECRET, "n2", n2_clock, kept)
+    with pytest.raises(PeerRequestError, match="replayed") as caught:
         accept_stream("n1", lower(headers), restarted)
     assert caught.value.status == 401
     fresh, writer = stream_request("n1", "n2", n1)  # n1's next opening, after the restart
     assert accept_stream("n1", lower(fresh), restarted).feed(frame(writer, 1)) == batch(1)
 
 
+def test_after_clocks_stepped_back_and_a_restart_an_honest_opening_is_accepted() -> None:
+    """Both clocks ran an hour ahead, in step, then were stepped back, and
+    n2 restarted: what it kept refuses replays only, so n1's fresh opening
+    is accepted at once (a review found that a high-water mark of the
+    senders' times, the first form of this, refused it for the hour)."""
+    n1_clock, n2_clock = Clock(REAL + 3600), Clock(REAL + 3600)
+    kept = KeptNonces()
+    n1 = PeerAuthenticator(SECRET, "n1", n1_clock)
+    accept_stream(
+        "n1", lower(stream_request("n1", "n2", n1)[0]), PeerAuthenticator(SECRET, "n2", n2_clock, kept)
+    )
+    n1_clock.now = n2_clock.now = REAL + 10
+    restarted = PeerAuthenticator(SECRET, "n2", n2_clock, kept)
+    n1_clock.now = n2_clock.now = REAL + 20
+    accept_stream("n1", lower(stream_request("n1", "n2", n1)[0]), restarted)
+
+
 def test_a_node_that_cannot_record_what_it_accepts_refuses_the_request() -> None:
-    class FullDisk(Marks):
-        def save(self, marks: Mapping[str, int]) -> None:
+    class FullDisk(KeptNonces):
+        def save(self, accepted: Sequence[tuple[str, str, int]]) -> None:
             raise OSError(28, "No space left on device")
 
     n1, _ = pair()
