@@ -110,10 +110,12 @@ class PeerAuthenticator:
         self.node_id = node_id
         self._clock = clock
         #: Requests signed before this authenticator existed are refused:
-        #: the nonces seen by an earlier run of this node are gone, so this
-        #: is what stops a request captured before a restart from being
-        #: replayed after it. A peer whose clock runs behind this node's is
-        #: refused for that long after a restart (Raft retransmits).
+        #: the nonces an earlier run of this node saw are gone unless
+        #: ``kept`` has them, and without it this is what stops a request
+        #: captured before a restart from being replayed after it (``kept``
+        #: covers a sender whose clock runs ahead). A peer whose clock runs
+        #: behind this node's is refused for that long after a restart
+        #: (Raft retransmits).
         self.not_before = math.floor(clock() * 1000) / 1000  # signatures carry whole ms
         self._seen: set[str] = set()
         self._expiries: collections.deque[tuple[float, str]] = collections.deque()
