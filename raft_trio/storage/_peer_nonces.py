@@ -42,7 +42,7 @@ class PeerNoncesFile:
             kept = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return []
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:
             log.warning("%s unreadable (%s): peer requests are checked by their time alone", self.path, error)
             return []
         if not (isinstance(kept, list) and all(_is_accepted(a) for a in kept)):
@@ -64,4 +64,5 @@ def _is_accepted(item: object) -> bool:
         and isinstance(item[0], str)
         and isinstance(item[1], str)
         and type(item[2]) is int
+        and 0 <= item[2] < 10**16  # Unix ms, as a signature's time (16 digits at most)
     )

@@ -165,3 +165,53 @@ def test_what_the_window_refuses_anyway_leaves_the_disk() -> None:
     second = sender.sign("n2", b"b")[SIGNATURE_HEADER]
     receiver.verify("n1", second, b"b")
     assert [nonce for _, nonce, _ in kept.saved] == [second.split(",")[1].removeprefix("n=")]
+
+
+class SteppingClock:
+    """Returns ``now``, then moves on by ``step``: time passing between two
+    readings within one check (the MAC over a large body takes real time)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+        self.step = 0.0
+
+    def __call__(self) -> float:
+        now = self.now
+        self.now += self.step
+        return now
+
+
+def test_a_replay_at_the_edge_of_the_window_is_refused() -> None:
+    """Found by review: the window was checked with one reading of the
+    clock and the nonces it refuses anyway were forgotten with a second,
+    taken after the MAC over the body (2 ms and more for a snapshot): a
+    replay just inside the window found its nonce forgotten."""
+    clock = SteppingClock()
+    sender = PeerAuthenticator(SECRET, "n1", clock)
+    receiver = PeerAuthenticator(SECRET, "n2", clock)
+    signed_at = clock.now
+    captured = sender.sign("n2", b"body")[SIGNATURE_HEADER]
+    receiver.verify("n1", captured, b"body")
+    clock.now = signed_at + peer_auth.MAX_CLOCK_SKEW_S  # the window still lets it in
+    clock.step = 0.001
+    with pytest.raises(PeerAuthError, match="replayed"):
+        receiver.verify("n1", captured, b"body")
+
+
+def test_a_replay_after_a_restart_at_the_edge_of_the_window_is_refused() -> None:
+    """The same with the nonces kept across a restart, from a sender 10 s
+    ahead (so that the start-time check does not refuse it first)."""
+    receiver_clock = SteppingClock()
+    sender_clock = SteppingClock(receiver_clock.now + 10.0)
+    sender = PeerAuthenticator(SECRET, "n1", sender_clock)
+    kept = KeptNonces()
+    receiver = PeerAuthenticator(SECRET, "n2", receiver_clock, kept)
+    signed_at = sender_clock.now
+    captured = sender.sign("n2", b"body")[SIGNATURE_HEADER]
+    receiver.verify("n1", captured, b"body")
+    receiver_clock.now += 2.0
+    restarted = PeerAuthenticator(SECRET, "n2", receiver_clock, kept)
+    receiver_clock.now = signed_at + peer_auth.MAX_CLOCK_SKEW_S
+    receiver_clock.step = 0.001
+    with pytest.raises(PeerAuthError, match="replayed"):
+        restarted.verify("n1", captured, b"body")

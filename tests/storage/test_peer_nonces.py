@@ -29,8 +29,19 @@ def test_what_is_saved_is_what_the_next_start_loads(tmp_path: Path) -> None:
         b'[["n2", "a", 1.5]]',
         b'[["n2", 1]]',
         b'[["n2", "a", true]]',
+        b'[["n2", "a", 1' + b"0" * 400 + b"]]",
+        b"[" * 100_000 + b"]" * 100_000,
     ],
-    ids=["damaged", "a map", "a string time", "a float", "too short", "a bool"],
+    ids=[
+        "damaged",
+        "a map",
+        "a string time",
+        "a float",
+        "too short",
+        "a bool",
+        "a time too large",
+        "nested too deep",
+    ],
 )
 def test_a_file_that_is_not_accepted_requests_is_set_aside_with_a_warning(
     tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
