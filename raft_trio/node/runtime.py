@@ -773,6 +773,20 @@ class RaftNode:
         waits = min(self._writes.next_deadline(), self._reads.next_deadline())
         return stall, lease, commit, waits
 
+    async def _watched(
+        self, run: DiskRunner, job: Callable[..., Any], *args: Any, allowance_s: float = 0.0
+    ) -> None:
+        """``run(job, *args)`` under the disk-stall watch (a Ready's write, a
+        compaction): the watch counts from now, and a leader steps down once
+        the job took longer than the election timeout and ``allowance_s``."""
+        self._persist_started = trio.current_time()
+        self._persist_allowance_s = allowance_s
+        try:
+            await run(job, *args)
+        finally:
+            self._persist_started = None
+            self._persist_allowance_s = 0.0
+
     def _stall_limit_s(self) -> float:
         """How long the disk write under way may take before the disk counts
         as stalled: the minimum election timeout, and a compaction's
@@ -855,12 +869,10 @@ class RaftNode:
             # needs no new plan for it: a leader's next heartbeat tick is
             # always sooner (the config keeps the heartbeat interval below
             # the minimum election timeout), and that wake looks again.
-            self._persist_started = trio.current_time()
             run = self._run_short_write if _is_short_write(ready) else self._run_disk
-            try:
-                await run(self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot)
-            finally:
-                self._persist_started = None
+            await self._watched(
+                run, self.storage.write_to_disk, ready.hard_state, ready.entries, ready.snapshot
+            )
             metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
             self.storage.apply_to_cache(ready.hard_state, ready.entries, ready.snapshot)
         # 2. Send.
@@ -989,15 +1001,10 @@ class RaftNode:
                     free,
                 )
                 return
-        # The stall watch covers the compaction as it does a Ready's write:
-        # a leader stuck in it heartbeats on but applies nothing.
-        self._persist_started = trio.current_time()
-        self._persist_allowance_s = len(snapshot.data) / COMPACTION_MIN_WRITE_RATE
-        try:
-            await self._run_disk(self.storage.compact_on_disk, snapshot)
-        finally:
-            self._persist_started = None
-            self._persist_allowance_s = 0.0
+        # Watched as a Ready's write is: a leader stuck in it heartbeats on
+        # but applies nothing.
+        allowance = len(snapshot.data) / COMPACTION_MIN_WRITE_RATE
+        await self._watched(self._run_disk, self.storage.compact_on_disk, snapshot, allowance_s=allowance)
         self.storage.compact_cache(snapshot)
         log.info("snapshot at index %d, log compacted%s", applied, " (space is short)" if short else "")
 
