@@ -61,10 +61,6 @@ MAX_CLOCK_SKEW_S = 30.0
 #: (their timestamps still expire them a little later). At 1,000 signed
 #: batches a second from each of four peers this holds a full window.
 MAX_REMEMBERED_NONCES = 250_000
-#: Bound on the accepted requests kept on disk across restarts: signed
-#: requests are stream openings and snapshot batches, a few a minute, and
-#: only those of the last window are kept.
-MAX_KEPT_NONCES = 10_000
 _VERSION = b"raft-trio-peer-v1"
 #: What a stream opening is signed under: never taken for a single request.
 _STREAM_VERSION = b"raft-trio-stream-v1"
@@ -117,16 +113,14 @@ class PeerAuthenticator:
         #: behind this node's is refused for that long after a restart
         #: (Raft retransmits).
         self.not_before = math.floor(clock() * 1000) / 1000  # signatures carry whole ms
+        #: The nonce memory: the accepted requests a replay could still pass
+        #: the window with, each under its expiry (in arrival order), and
+        #: their keys. With ``kept`` it is also on disk (see _keep).
         self._seen: set[str] = set()
-        self._expiries: collections.deque[tuple[float, str]] = collections.deque()
+        self._expiries: collections.deque[tuple[float, str, Accepted]] = collections.deque()
         self._kept = kept
-        #: What is on disk: the accepted requests a replay could still
-        #: pass the window with (see _keep), oldest first.
-        self._on_disk: list[Accepted] = sorted(kept.load(), key=lambda a: a[2]) if kept is not None else []
-        for sender, nonce, signed_ms in self._on_disk:
-            key = f"{sender}/{nonce}"
-            self._seen.add(key)
-            self._expiries.append((signed_ms / 1000 + MAX_CLOCK_SKEW_S, key))
+        for accepted in sorted(kept.load(), key=lambda a: a[2]) if kept is not None else ():
+            self._remember(accepted)
 
     def _mac(
         self, sender: str, recipient: str, stamp: str, nonce: str, body: bytes, version: bytes = _VERSION
@@ -205,35 +199,34 @@ class PeerAuthenticator:
         key = f"{sender}/{nonce}"
         if key in self._seen:
             raise PeerAuthError("replayed peer request (its nonce was seen before)")
-        self._keep((sender, nonce, signed_ms), now)
-        self._seen.add(key)
-        self._expiries.append((signed_ms / 1000 + MAX_CLOCK_SKEW_S, key))
+        accepted = (sender, nonce, signed_ms)
+        self._keep(accepted)
+        self._remember(accepted)
         return stamp, nonce
 
-    def _keep(self, accepted: Accepted, now: float) -> None:
-        """Write the accepted requests a replay could still pass the
-        window with (signed no earlier than ``MAX_CLOCK_SKEW_S`` ago, by
-        this node's clock; one signed ahead of it stays until then), this
-        one included, before the request is acted on: a crash after it
-        cannot open the request to a replay. Signed requests are stream
-        openings and snapshot batches, a handful a minute."""
+    def _remember(self, accepted: Accepted) -> None:
+        sender, nonce, signed_ms = accepted
+        key = f"{sender}/{nonce}"
+        self._seen.add(key)
+        self._expiries.append((signed_ms / 1000 + MAX_CLOCK_SKEW_S, key, accepted))
+
+    def _keep(self, accepted: Accepted) -> None:
+        """Write the nonce memory with ``accepted`` added before the request
+        is acted on: a crash after it cannot open the request to a replay.
+        Signed requests are stream openings and snapshot batches, a handful
+        a minute, and the memory holds only those of the last window."""
         if self._kept is None:
             return
-        oldest = (now - MAX_CLOCK_SKEW_S) * 1000
-        kept = [a for a in self._on_disk if a[2] >= oldest][-(MAX_KEPT_NONCES - 1) :]
-        kept.append(accepted)
-        kept.sort(key=lambda a: a[2])
         try:
-            self._kept.save(kept)
+            self._kept.save([*(entry[2] for entry in self._expiries), accepted])
         except OSError as error:
             raise PeerAuthError(f"this node cannot record the request on its disk ({error})") from error
-        self._on_disk = kept
 
     def _forget_expired(self, now: float) -> None:
         """Nonces whose timestamps left the window cannot be replayed any
         more (the timestamp check refuses them), so they need no memory."""
         while self._expiries and (self._expiries[0][0] < now or len(self._expiries) >= MAX_REMEMBERED_NONCES):
-            _, key = self._expiries.popleft()
+            _, key, _ = self._expiries.popleft()
             self._seen.discard(key)
 
 
