@@ -430,7 +430,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             request.max_content_length = MAX_PEER_BODY_BYTES
             body = await request.get_data(cache=False, as_text=False)
             assert isinstance(body, bytes)
-            peers.accept(sender, headers, body)
+            await peers.accept(sender, headers, body)
         except PeerRequestError as exc:
             peers.refused(exc, str(request.remote_addr))
             return {"error": exc.message}, exc.status

@@ -228,11 +228,11 @@ class PeerReceiver:
     def head(self, headers: dict[str, str]) -> str:
         return check_peer_head(headers, self.node.peer_auth)
 
-    def accept(self, sender: str, headers: dict[str, str], body: bytes) -> None:
-        self.node.step(accept_batch(sender, headers, body, self.node.peer_auth))
+    async def accept(self, sender: str, headers: dict[str, str], body: bytes) -> None:
+        self.node.step(await accept_batch(sender, headers, body, self.node.peer_auth))
 
-    def open_stream(self, headers: dict[str, str]) -> StreamInbox:
-        return accept_stream(self.head(headers), headers, self.node.peer_auth, self.node.peer_reported)
+    async def open_stream(self, headers: dict[str, str]) -> StreamInbox:
+        return await accept_stream(self.head(headers), headers, self.node.peer_auth, self.node.peer_reported)
 
     def refused(self, exc: PeerRequestError, remote: str) -> None:
         if exc.status == 401:
@@ -254,7 +254,7 @@ class PeerReceiver:
                 reason = peer_certificate_refusal(request.certificate, request.headers)
                 if reason is not None:
                     raise PeerRequestError(401, reason, request.headers.get(FROM_HEADER.lower()))
-            inbox = self.open_stream(request.headers)
+            inbox = await self.open_stream(request.headers)
         except PeerRequestError as exc:
             self.refused(exc, request.client[0])
             await connection.send_all(refusal(exc.status, exc.message))
@@ -403,7 +403,7 @@ class LeanRoutes:
             if body is None:
                 await self.answer(send, 413, {"error": self.too_large_message})
                 return
-            self.peers.accept(sender, headers, body.data)
+            await self.peers.accept(sender, headers, body.data)
         except PeerRequestError as exc:
             await self.refuse_peer(scope, send, exc)
             return

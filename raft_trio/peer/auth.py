@@ -50,6 +50,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import trio
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Raft-Signature"
@@ -61,6 +63,10 @@ MAX_CLOCK_SKEW_S = 30.0
 #: (their timestamps still expire them a little later). At 1,000 signed
 #: batches a second from each of four peers this holds a full window.
 MAX_REMEMBERED_NONCES = 250_000
+#: A body this large has its MAC computed on a worker thread (hashlib
+#: releases the GIL): a snapshot's would otherwise hold the event loop,
+#: and with it the node's heartbeats, for as long (55 ms for 64 MiB here).
+MAC_OFF_LOOP_BYTES = 1 << 20
 _VERSION = b"raft-trio-peer-v1"
 #: What a stream opening is signed under: never taken for a single request.
 _STREAM_VERSION = b"raft-trio-stream-v1"
@@ -121,6 +127,12 @@ class PeerAuthenticator:
         self._kept = kept
         for accepted in sorted(kept.load(), key=lambda a: a[2]) if kept is not None else ():
             self._remember(accepted)
+        #: Saves of the memory to ``kept`` run one at a time, off the loop;
+        #: ``_changes`` counts the requests remembered, ``_saved_through``
+        #: how many of them the last save held.
+        self._save_lock = trio.Lock()
+        self._changes = 0
+        self._saved_through = 0
 
     def _mac(
         self, sender: str, recipient: str, stamp: str, nonce: str, body: bytes, version: bytes = _VERSION
@@ -153,11 +165,11 @@ class PeerAuthenticator:
         header, stamp, nonce = self._sign(recipient, b"", _STREAM_VERSION)
         return header, self._stream_key(self.node_id, recipient, stamp, nonce)
 
-    def accept_stream(self, sender: str, header: str | None) -> bytes:
+    async def accept_stream(self, sender: str, header: str | None) -> bytes:
         """Accept a stream opened by ``sender`` to this node (as
         :meth:`verify` accepts a request: once, fresh, from after this node
         started), or raise PeerAuthError. Returns the key of its frames."""
-        stamp, nonce = self._verify(sender, header, b"", _STREAM_VERSION)
+        stamp, nonce = await self._verify(sender, header, b"", _STREAM_VERSION)
         return self._stream_key(sender, self.node_id, stamp, nonce)
 
     def check_header(self, header: str | None, now: float | None = None) -> tuple[str, str, str]:
@@ -179,29 +191,33 @@ class PeerAuthenticator:
             raise PeerAuthError("peer request signed before this node started (a replay, or a clock behind)")
         return stamp, nonce, given
 
-    def verify(self, sender: str, header: str | None, body: bytes) -> None:
+    async def verify(self, sender: str, header: str | None, body: bytes) -> None:
         """Accept a request from ``sender`` to this node with this
         ``X-Raft-Signature`` header, or raise PeerAuthError. An accepted
         nonce is remembered: the same request is refused the second time."""
-        self._verify(sender, header, body, _VERSION)
+        await self._verify(sender, header, body, _VERSION)
 
-    def _verify(self, sender: str, header: str | None, body: bytes, version: bytes) -> tuple[str, str]:
+    async def _verify(self, sender: str, header: str | None, body: bytes, version: bytes) -> tuple[str, str]:
         # One reading of the clock for the window and for forgetting the
         # nonces it refuses anyway: read twice (around a large body's MAC),
         # a request just inside the window could find its nonce forgotten.
         now = self._clock()
         stamp, nonce, given = self.check_header(header, now)
-        expected = self._mac(sender, self.node_id, stamp, nonce, body, version)
+        mac_args = (sender, self.node_id, stamp, nonce, body, version)
+        if len(body) >= MAC_OFF_LOOP_BYTES:
+            expected = await trio.to_thread.run_sync(self._mac, *mac_args)
+        else:
+            expected = self._mac(*mac_args)
         if not hmac.compare_digest(expected, given):
             raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
-        signed_ms = int(stamp)
         self._forget_expired(now)
         key = f"{sender}/{nonce}"
         if key in self._seen:
             raise PeerAuthError("replayed peer request (its nonce was seen before)")
-        accepted = (sender, nonce, signed_ms)
-        self._keep(accepted)
-        self._remember(accepted)
+        # Remembered before it is kept: a replay arriving while the memory
+        # is being written is refused as any other.
+        self._remember((sender, nonce, int(stamp)))
+        await self._keep()
         return stamp, nonce
 
     def _remember(self, accepted: Accepted) -> None:
@@ -210,17 +226,29 @@ class PeerAuthenticator:
         self._seen.add(key)
         self._expiries.append((signed_ms / 1000 + MAX_CLOCK_SKEW_S, key, accepted))
 
-    def _keep(self, accepted: Accepted) -> None:
-        """Write the nonce memory with ``accepted`` added before the request
-        is acted on: a crash after it cannot open the request to a replay.
-        Signed requests are stream openings and snapshot batches, a handful
-        a minute, and the memory holds only those of the last window."""
+    async def _keep(self) -> None:
+        """Write the nonce memory, holding the request just remembered,
+        before that request is acted on: a crash after it cannot open the
+        request to a replay. Signed requests are stream openings and
+        snapshot batches, a handful a minute, and the memory holds only
+        those of the last window. The write runs on a worker thread, one
+        at a time, so that a slow or frozen disk holds up the requests
+        waiting for it and not the event loop; one that starts after
+        several requests were remembered answers for all of them."""
         if self._kept is None:
             return
-        try:
-            self._kept.save([*(entry[2] for entry in self._expiries), accepted])
-        except OSError as error:
-            raise PeerAuthError(f"this node cannot record the request on its disk ({error})") from error
+        self._changes += 1
+        mine = self._changes
+        async with self._save_lock:
+            if self._saved_through >= mine:
+                return
+            through = self._changes
+            accepted = [entry[2] for entry in self._expiries]
+            try:
+                await trio.to_thread.run_sync(self._kept.save, accepted)
+            except OSError as error:
+                raise PeerAuthError(f"this node cannot record the request on its disk ({error})") from error
+            self._saved_through = through
 
     def _forget_expired(self, now: float) -> None:
         """Nonces whose timestamps left the window cannot be replayed any

@@ -59,7 +59,7 @@ import trio
 
 from ..core import AppendEntries, InstallSnapshot, Message
 from ..wakeups import SharedWakeups
-from .auth import PeerAuthenticator
+from .auth import MAC_OFF_LOOP_BYTES, PeerAuthenticator
 from .framing import FrameWriter
 from .wire import (
     MESSAGES_PATH,
@@ -434,7 +434,14 @@ class PeerStream:
                 self._snapshot_wake = trio.Event()
             message, self._snapshot = self._snapshot, None
             sign = self._auth.sign if self._auth is not None else None
-            body, headers = batch_request(self.node_id, self.peer_id, [message], sign)
+            batch: list[Message] = [message]
+            request = (self.node_id, self.peer_id, batch, sign)
+            if sign is not None and len(message.data) >= MAC_OFF_LOOP_BYTES:
+                # The MAC over the whole body on a worker thread, as the
+                # receiver checks it: a snapshot's would hold the loop.
+                body, headers = await trio.to_thread.run_sync(batch_request, *request)
+            else:
+                body, headers = batch_request(*request)
             headers["Content-Length"] = str(len(body))  # not chunked: the peer may refuse it at once
             ok = False
             await trio.lowlevel.checkpoint_if_cancelled()

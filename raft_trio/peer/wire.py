@@ -150,7 +150,7 @@ def _checked(sender: str, payload: bytes) -> list[Message]:
     return messages
 
 
-def accept_batch(
+async def accept_batch(
     sender: str, headers: Mapping[str, str], body: bytes, auth: PeerAuthenticator | None
 ) -> list[Message]:
     """The second half for a batch: the messages ``sender`` sent (see
@@ -161,7 +161,7 @@ def accept_batch(
     if auth is not None:
         # Authenticate before parsing: bytes from a stranger are not decoded.
         try:
-            auth.verify(sender, headers.get(SIGNATURE_HEADER.lower()), body)
+            await auth.verify(sender, headers.get(SIGNATURE_HEADER.lower()), body)
         except PeerAuthError as exc:
             raise PeerRequestError(401, str(exc), sender) from exc
     return _checked(sender, body)
@@ -222,7 +222,7 @@ class StreamInbox:
             self._on_report(self.sender, report)
 
 
-def accept_stream(
+async def accept_stream(
     sender: str,
     headers: Mapping[str, str],
     auth: PeerAuthenticator | None,
@@ -235,7 +235,7 @@ def accept_stream(
     if auth is None:
         return StreamInbox(sender, FrameReader(), on_report)
     try:
-        key = auth.accept_stream(sender, headers.get(SIGNATURE_HEADER.lower()))
+        key = await auth.accept_stream(sender, headers.get(SIGNATURE_HEADER.lower()))
     except PeerAuthError as exc:
         raise PeerRequestError(401, str(exc), sender) from exc
     return StreamInbox(sender, FrameReader(key), on_report)

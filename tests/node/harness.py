@@ -168,7 +168,7 @@ class Cluster:
         target = self._target(url)
         headers = {name.lower(): value for name, value in headers.items()}
         await target.wait_resumed()
-        target.node.step(accept_batch(headers["x-raft-from"], headers, body, None))
+        target.node.step(await accept_batch(headers["x-raft-from"], headers, body, None))
         return 204
 
     async def _open_stream(self, url: str, headers: dict[str, str]) -> Connection:
@@ -176,7 +176,7 @@ class Cluster:
         are stepped as they come, one at a time."""
         target = self._target(url)
         headers = {name.lower(): value for name, value in headers.items()}
-        inbox = accept_stream(headers["x-raft-from"], headers, None, target.node.peer_reported)
+        inbox = await accept_stream(headers["x-raft-from"], headers, None, target.node.peer_reported)
         connection = MemoryConnection(target.buffer_frames)
 
         async def receive_some(max_bytes: int) -> bytes:

@@ -55,7 +55,7 @@ class Body:
 async def run(
     body: Body, closing: trio.Event, script: Any
 ) -> tuple[StreamEnd | PeerRequestError, list[list[Message]], float]:
-    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    inbox = await accept_stream("n1", {"x-raft-from": "n1"}, None)
     delivered: list[list[Message]] = []
     result: list[StreamEnd | PeerRequestError] = []
     async with trio.open_nursery() as nursery:
@@ -199,12 +199,14 @@ async def test_a_connection_that_breaks_ends_the_stream_and_raises_nothing(
     assert delivered == [[heartbeat(1)]]
 
 
-def test_reports_between_batches_reach_their_listener_and_a_malformed_one_ends_the_stream() -> None:
+async def test_reports_between_batches_reach_their_listener_and_a_malformed_one_ends_the_stream() -> None:
     """A report frame (a map) is the sender's alarms, told apart from a
     batch (an array) by its first byte; fields a newer sender adds are
     ignored; one of the wrong shape is refused like a malformed batch."""
     heard: list[tuple[str, PeerReport]] = []
-    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None, lambda sender, r: heard.append((sender, r)))
+    inbox = await accept_stream(
+        "n1", {"x-raft-from": "n1"}, None, lambda sender, r: heard.append((sender, r))
+    )
     writer = FrameWriter()
     newer = msgspec.msgpack.encode({"alarms": ["NOSPACE"], "added_later": 7})
     data = (
@@ -241,7 +243,7 @@ async def test_a_parked_stream_is_read_only_when_the_ticker_asks_until_answers_a
     sender, receiver = await tcp_pair()
     writer, awaited = FrameWriter(), [False]
     lazy = LazyReads(lambda: awaited[0])
-    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    inbox = await accept_stream("n1", {"x-raft-from": "n1"}, None)
     delivered: list[list[Message]] = []
     ended: list[StreamEnd | PeerRequestError] = []
     async with trio.open_nursery() as nursery:
@@ -293,7 +295,7 @@ async def test_the_tickers_read_of_a_parked_stream_takes_a_bounded_amount_a_roun
     monkeypatch.setattr(inbound, "READ_NOW_MAX_BYTES", 16384)
     sender, receiver = await tcp_pair()
     writer, lazy = FrameWriter(), LazyReads(lambda: False)
-    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    inbox = await accept_stream("n1", {"x-raft-from": "n1"}, None)
     delivered: list[list[Message]] = []
     frames = b"".join(
         writer.frame(encode_batch([heartbeat(seq) for seq in range(k * 50, k * 50 + 50)])) for k in range(100)
@@ -337,7 +339,7 @@ async def test_once_woken_a_reader_parks_again_only_after_a_tickers_round_at_res
     writer, awaited = FrameWriter(), [True]
     lazy = LazyReads(lambda: awaited[0])
     lazy.wake_if_awaited()  # a write: answers awaited
-    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    inbox = await accept_stream("n1", {"x-raft-from": "n1"}, None)
     delivered: list[list[Message]] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_stream, inbox, receiver, b"", delivered.append, trio.Event(), lazy)
@@ -368,7 +370,7 @@ async def test_a_refused_frame_read_in_the_tickers_turn_ends_the_stream_in_that_
     reads it, not a round later: its reader is woken to return."""
     sender, receiver = await tcp_pair()
     lazy = LazyReads(lambda: False)
-    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    inbox = await accept_stream("n1", {"x-raft-from": "n1"}, None)
     ended: list[StreamEnd | PeerRequestError] = []
     async with trio.open_nursery() as nursery:
 
@@ -393,7 +395,7 @@ async def test_what_delivering_raises_in_the_tickers_turn_is_raised_in_the_strea
     and never the ticker that read it."""
     sender, receiver = await tcp_pair()
     lazy = LazyReads(lambda: False)
-    inbox = accept_stream("n1", {"x-raft-from": "n1"}, None)
+    inbox = await accept_stream("n1", {"x-raft-from": "n1"}, None)
 
     def deliver(messages: list[Message]) -> None:
         raise RuntimeError("the node refused it")

@@ -16,6 +16,7 @@ import trio.testing
 from raft_trio.core import Entry, Heartbeat, InstallSnapshot, Membership, Message, SnapshotMeta
 from raft_trio.core._messages import AppendEntries
 from raft_trio.peer import stream as stream_module
+from raft_trio.peer.auth import PeerAuthenticator
 from raft_trio.peer.inbound import StreamEnd, end_line
 from raft_trio.peer.stream import MIN_BACKOFF_S, Body, PeerStream
 from raft_trio.peer.wire import (
@@ -103,7 +104,9 @@ class FakePeer:
     stop reading (a paused process with full socket buffers); ``down``
     makes every connection fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, auth: PeerAuthenticator | None = None) -> None:
+        #: Checks the signatures of streams and requests (None: no secret).
+        self.auth = auth
         self.frames: list[list[Message]] = []
         #: (stream number, report) for each report frame.
         self.reports: list[tuple[int, PeerReport]] = []
@@ -125,8 +128,8 @@ class FakePeer:
         if self.down:
             raise self.down_error("the peer is down")
         number = len(self.stream_attempts)
-        inbox = accept_stream(
-            lower["x-raft-from"], lower, None, lambda _, report: self.reports.append((number, report))
+        inbox = await accept_stream(
+            lower["x-raft-from"], lower, self.auth, lambda _, report: self.reports.append((number, report))
         )
         self.connections.append(FakeConnection(self, inbox))
         return self.connections[-1]
@@ -137,7 +140,7 @@ class FakePeer:
         assert isinstance(body, AsyncIterable)
         self.snapshot_started.set()
         data = b"".join([chunk async for chunk in body])
-        (message,) = accept_batch(lower["x-raft-from"], lower, data, None)
+        (message,) = await accept_batch(lower["x-raft-from"], lower, data, self.auth)
         assert isinstance(message, InstallSnapshot)
         self.snapshots.append(message)
         return 204
@@ -378,6 +381,48 @@ async def test_a_snapshot_goes_beside_a_stalled_stream_not_on_it(
     assert core.snapshots == [True]
     assert peer.snapshots == [snapshot]
     assert all(not isinstance(m, InstallSnapshot) for frame in peer.frames for m in frame)
+
+
+async def test_a_large_snapshot_is_signed_while_the_event_loop_runs() -> None:
+    """With a secret, the MAC over a snapshot's whole body is computed on a
+    worker thread (0.39 s for 256 MiB): on the loop it would hold up the
+    node's heartbeats to every peer for as long. A task that only yields
+    keeps running while the body is signed, and the peer takes the
+    signature."""
+    secret = b"0123456789abcdef-cluster"
+    peer, core = FakePeer(PeerAuthenticator(secret, "n2")), Core()
+    stream = PeerStream(
+        "n1",
+        "n2",
+        "mem://n2",
+        peer.open_stream,
+        peer.request,
+        DEADLINE,
+        core.on_unreachable,
+        core.on_snapshot_sent,
+        auth=PeerAuthenticator(secret, "n1"),
+    )
+    meta = SnapshotMeta(7, 1, Membership.of({"n1": "u1", "n2": "u2"}))
+    snapshot = InstallSnapshot(1, "n1", "n2", meta, b"s" * (32 << 20))
+    turns = 0
+
+    async def yielding() -> None:
+        nonlocal turns
+        while not peer.snapshot_started.is_set():
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await wait_for(lambda: stream.streams_opened == 1, poll=0.001)
+        stream.send([snapshot])
+        nursery.start_soon(yielding)
+        with trio.fail_after(30):
+            await wait_for(lambda: bool(core.snapshots), poll=0.001)
+        nursery.cancel_scope.cancel()
+    assert core.snapshots == [True]
+    assert peer.snapshots == [snapshot]
+    assert turns > 50  # on the loop, signing 32 MiB would have left it a turn or two
 
 
 async def test_a_snapshot_write_that_stalls_fails_and_the_core_hears_it(

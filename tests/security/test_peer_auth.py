@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+
 import pytest
+import trio
+import trio.testing
 
 from raft_trio.peer import auth as peer_auth
 from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
@@ -25,20 +30,20 @@ def pair(clock: Clock | None = None) -> tuple[PeerAuthenticator, PeerAuthenticat
     return PeerAuthenticator(SECRET, "n1", clock), PeerAuthenticator(SECRET, "n2", clock)
 
 
-def test_a_signed_request_is_accepted_once() -> None:
+async def test_a_signed_request_is_accepted_once() -> None:
     n1, n2 = pair()
     header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
-    n2.verify("n1", header, b"body")
+    await n2.verify("n1", header, b"body")
     with pytest.raises(PeerAuthError, match="replayed"):
-        n2.verify("n1", header, b"body")
+        await n2.verify("n1", header, b"body")
 
 
-def test_each_signature_is_fresh() -> None:
+async def test_each_signature_is_fresh() -> None:
     n1, n2 = pair()
     first, second = (n1.sign("n2", b"same body")[SIGNATURE_HEADER] for _ in range(2))
     assert first != second
-    n2.verify("n1", first, b"same body")
-    n2.verify("n1", second, b"same body")
+    await n2.verify("n1", first, b"same body")
+    await n2.verify("n1", second, b"same body")
 
 
 @pytest.mark.parametrize(
@@ -51,7 +56,7 @@ def test_each_signature_is_fresh() -> None:
     ],
     ids=["tampered body", "wrong sender", "wrong secret", "other recipient"],
 )
-def test_a_signature_that_does_not_match_is_refused(
+async def test_a_signature_that_does_not_match_is_refused(
     sender: str, body: bytes, secret: bytes, recipient: str
 ) -> None:
     clock = Clock()
@@ -59,28 +64,28 @@ def test_a_signature_that_does_not_match_is_refused(
     receiver = PeerAuthenticator(SECRET, "n2", clock)
     header = signer.sign(recipient, b"body")[SIGNATURE_HEADER]
     with pytest.raises(PeerAuthError, match="wrong peer signature"):
-        receiver.verify(sender, header, body)
+        await receiver.verify(sender, header, body)
 
 
 @pytest.mark.parametrize("offset", [-31.0, 31.0])
-def test_a_timestamp_outside_the_window_is_refused(offset: float) -> None:
+async def test_a_timestamp_outside_the_window_is_refused(offset: float) -> None:
     signer_clock, receiver_clock = Clock(), Clock()
     n1 = PeerAuthenticator(SECRET, "n1", signer_clock)
     n2 = PeerAuthenticator(SECRET, "n2", receiver_clock)
     signer_clock.now += offset
     header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
     with pytest.raises(PeerAuthError, match="away from this node's clock"):
-        n2.verify("n1", header, b"body")
+        await n2.verify("n1", header, b"body")
 
 
-def test_a_replay_after_the_window_is_refused_by_its_timestamp() -> None:
+async def test_a_replay_after_the_window_is_refused_by_its_timestamp() -> None:
     clock = Clock()
     n1, n2 = pair(clock)
     header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
-    n2.verify("n1", header, b"body")
+    await n2.verify("n1", header, b"body")
     clock.now += peer_auth.MAX_CLOCK_SKEW_S + 1
     with pytest.raises(PeerAuthError, match="away from this node's clock"):
-        n2.verify("n1", header, b"body")
+        await n2.verify("n1", header, b"body")
 
 
 @pytest.mark.parametrize(
@@ -96,32 +101,32 @@ def test_a_replay_after_the_window_is_refused_by_its_timestamp() -> None:
         "t=1,t=2,,,=,n=0123456789abcdef",
     ],
 )
-def test_a_missing_or_malformed_header_is_refused(header: str | None) -> None:
+async def test_a_missing_or_malformed_header_is_refused(header: str | None) -> None:
     _, n2 = pair()
     with pytest.raises(PeerAuthError):
-        n2.verify("n1", header, b"body")
+        await n2.verify("n1", header, b"body")
 
 
-def test_the_nonce_memory_forgets_what_the_window_refuses_anyway() -> None:
+async def test_the_nonce_memory_forgets_what_the_window_refuses_anyway() -> None:
     clock = Clock()
     n1, n2 = pair(clock)
     for _ in range(100):
-        n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
+        await n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
     assert len(n2._seen) == 100
     clock.now += peer_auth.MAX_CLOCK_SKEW_S + 1
-    n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
+    await n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
     assert len(n2._seen) == 1
 
 
-def test_the_nonce_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_nonce_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(peer_auth, "MAX_REMEMBERED_NONCES", 10)
     n1, n2 = pair()
     for _ in range(50):
-        n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
+        await n2.verify("n1", n1.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
     assert len(n2._seen) <= 10
 
 
-def test_a_request_signed_before_the_node_started_is_refused() -> None:
+async def test_a_request_signed_before_the_node_started_is_refused() -> None:
     """The nonces a node saw before a restart are gone; what was signed
     before it started cannot be told from a replay, and is refused."""
     clock = Clock()
@@ -130,11 +135,11 @@ def test_a_request_signed_before_the_node_started_is_refused() -> None:
     clock.now += 1.0
     restarted = PeerAuthenticator(SECRET, "n2", clock)
     with pytest.raises(PeerAuthError, match="signed before this node started"):
-        restarted.verify("n1", captured, b"body")
-    restarted.verify("n1", n1.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
+        await restarted.verify("n1", captured, b"body")
+    await restarted.verify("n1", n1.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
 
 
-def test_a_request_accepted_before_a_restart_is_refused_after_it_whatever_the_clocks() -> None:
+async def test_a_request_accepted_before_a_restart_is_refused_after_it_whatever_the_clocks() -> None:
     """The sender runs 10 s ahead, so requests it signed just before the
     receiver's restart look newer than the restart: the receiver kept what
     it accepted on disk and refuses their replays after the restart."""
@@ -145,25 +150,25 @@ def test_a_request_accepted_before_a_restart_is_refused_after_it_whatever_the_cl
     receiver = PeerAuthenticator(SECRET, "n2", receiver_clock, kept)
     captured = [sender.sign("n2", b"body")[SIGNATURE_HEADER] for _ in range(2)]
     for header in captured:
-        receiver.verify("n1", header, b"body")
+        await receiver.verify("n1", header, b"body")
     receiver_clock.now += 2.0
     sender_clock.now += 2.0
     restarted = PeerAuthenticator(SECRET, "n2", receiver_clock, kept)
     for header in captured:
         with pytest.raises(PeerAuthError, match="replayed"):
-            restarted.verify("n1", header, b"body")
-    restarted.verify("n1", sender.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
+            await restarted.verify("n1", header, b"body")
+    await restarted.verify("n1", sender.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
 
 
-def test_what_the_window_refuses_anyway_leaves_the_disk() -> None:
+async def test_what_the_window_refuses_anyway_leaves_the_disk() -> None:
     clock = Clock()
     sender = PeerAuthenticator(SECRET, "n1", clock)
     kept = KeptNonces()
     receiver = PeerAuthenticator(SECRET, "n2", clock, kept)
-    receiver.verify("n1", sender.sign("n2", b"a")[SIGNATURE_HEADER], b"a")
+    await receiver.verify("n1", sender.sign("n2", b"a")[SIGNATURE_HEADER], b"a")
     clock.now += peer_auth.MAX_CLOCK_SKEW_S + 1
     second = sender.sign("n2", b"b")[SIGNATURE_HEADER]
-    receiver.verify("n1", second, b"b")
+    await receiver.verify("n1", second, b"b")
     assert [nonce for _, nonce, _ in kept.saved] == [second.split(",")[1].removeprefix("n=")]
 
 
@@ -181,7 +186,7 @@ class SteppingClock:
         return now
 
 
-def test_a_replay_at_the_edge_of_the_window_is_refused() -> None:
+async def test_a_replay_at_the_edge_of_the_window_is_refused() -> None:
     """Found by review: the window was checked with one reading of the
     clock and the nonces it refuses anyway were forgotten with a second,
     taken after the MAC over the body (2 ms and more for a snapshot): a
@@ -191,14 +196,14 @@ def test_a_replay_at_the_edge_of_the_window_is_refused() -> None:
     receiver = PeerAuthenticator(SECRET, "n2", clock)
     signed_at = clock.now
     captured = sender.sign("n2", b"body")[SIGNATURE_HEADER]
-    receiver.verify("n1", captured, b"body")
+    await receiver.verify("n1", captured, b"body")
     clock.now = signed_at + peer_auth.MAX_CLOCK_SKEW_S  # the window still lets it in
     clock.step = 0.001
     with pytest.raises(PeerAuthError, match="replayed"):
-        receiver.verify("n1", captured, b"body")
+        await receiver.verify("n1", captured, b"body")
 
 
-def test_a_replay_after_a_restart_at_the_edge_of_the_window_is_refused() -> None:
+async def test_a_replay_after_a_restart_at_the_edge_of_the_window_is_refused() -> None:
     """The same with the nonces kept across a restart, from a sender 10 s
     ahead (so that the start-time check does not refuse it first)."""
     receiver_clock = SteppingClock()
@@ -208,10 +213,87 @@ def test_a_replay_after_a_restart_at_the_edge_of_the_window_is_refused() -> None
     receiver = PeerAuthenticator(SECRET, "n2", receiver_clock, kept)
     signed_at = sender_clock.now
     captured = sender.sign("n2", b"body")[SIGNATURE_HEADER]
-    receiver.verify("n1", captured, b"body")
+    await receiver.verify("n1", captured, b"body")
     receiver_clock.now += 2.0
     restarted = PeerAuthenticator(SECRET, "n2", receiver_clock, kept)
     receiver_clock.now = signed_at + peer_auth.MAX_CLOCK_SKEW_S
     receiver_clock.step = 0.001
     with pytest.raises(PeerAuthError, match="replayed"):
-        restarted.verify("n1", captured, b"body")
+        await restarted.verify("n1", captured, b"body")
+
+
+async def test_a_large_body_is_checked_while_the_event_loop_runs() -> None:
+    """The MAC over a snapshot's body runs on a worker thread: a task that
+    only yields keeps running meanwhile (on the loop, 32 MiB would have
+    held it for 30 ms and more)."""
+    n1, n2 = pair()
+    body = b"s" * (32 << 20)
+    header = n1.sign("n2", body)[SIGNATURE_HEADER]
+    turns, checked = 0, False
+
+    async def yielding() -> None:
+        nonlocal turns
+        while not checked:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(yielding)
+        await trio.lowlevel.checkpoint()
+        await n2.verify("n1", header, body)
+        checked = True
+    assert turns > 50
+    with pytest.raises(PeerAuthError, match="wrong peer signature"):
+        await n2.verify("n1", n1.sign("n2", body)[SIGNATURE_HEADER], body[:-1] + b"t")
+
+
+class FrozenDisk(KeptNonces):
+    """A ``peer-nonces.json`` on a disk that holds each write until told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.thaw = threading.Event()
+        self.writes = 0
+
+    def save(self, accepted: Sequence[tuple[str, str, int]]) -> None:
+        self.writing.set()
+        assert self.thaw.wait(30)
+        self.writes += 1
+        super().save(accepted)
+
+
+async def test_the_nonces_are_written_off_the_loop_and_each_request_waits_for_its_own() -> None:
+    """Written on the event loop, the nonce memory froze the node with a
+    frozen disk. The write runs on a worker thread:
+    the loop goes on (a replay of the request being recorded is refused at
+    once), no request returns before a write that holds its nonce, and the
+    writes come one at a time, the next one holding every nonce that
+    waited for it."""
+    clock = Clock()
+    sender = PeerAuthenticator(SECRET, "n1", clock)
+    disk = FrozenDisk()
+    receiver = PeerAuthenticator(SECRET, "n2", clock, disk)
+    headers = [sender.sign("n2", b"body")[SIGNATURE_HEADER] for _ in range(3)]
+    nonces = [header.split(",")[1].removeprefix("n=") for header in headers]
+    returned: list[tuple[str, list[str]]] = []
+
+    async def accept(header: str) -> None:
+        await receiver.verify("n1", header, b"body")
+        returned.append((header, [nonce for _, nonce, _ in disk.saved]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept, headers[0])
+        await trio.to_thread.run_sync(disk.writing.wait)
+        with pytest.raises(PeerAuthError, match="replayed"):
+            await receiver.verify("n1", headers[0], b"body")
+        nursery.start_soon(accept, headers[1])
+        nursery.start_soon(accept, headers[2])
+        await trio.testing.wait_all_tasks_blocked()
+        assert returned == []
+        disk.thaw.set()
+    assert {header for header, _ in returned} == set(headers)
+    for header, saved in returned:
+        assert header.split(",")[1].removeprefix("n=") in saved
+    assert disk.writes == 2
+    assert sorted(nonce for _, nonce, _ in disk.saved) == sorted(nonces)

@@ -32,11 +32,11 @@ def lower(headers: dict[str, str]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
 
-def open_stream(
+async def open_stream(
     sender: PeerAuthenticator, receiver: PeerAuthenticator
 ) -> tuple[dict[str, str], FrameWriter, StreamInbox]:
     headers, writer = stream_request(sender.node_id, receiver.node_id, sender)
-    return headers, writer, accept_stream(sender.node_id, lower(headers), receiver)
+    return headers, writer, await accept_stream(sender.node_id, lower(headers), receiver)
 
 
 def pair(clock: Clock | None = None) -> tuple[PeerAuthenticator, PeerAuthenticator]:
@@ -58,75 +58,75 @@ def refused(inbox: StreamInbox, data: bytes) -> PeerRequestError:
     return caught.value
 
 
-def test_the_frames_of_a_signed_stream_are_accepted_in_order() -> None:
-    _, writer, inbox = open_stream(*pair())
+async def test_the_frames_of_a_signed_stream_are_accepted_in_order() -> None:
+    _, writer, inbox = await open_stream(*pair())
     assert inbox.feed(frame(writer, 1) + frame(writer, 2)) == batch(1) + batch(2)
     assert inbox.feed(frame(writer, 3)) == batch(3)
 
 
-def test_an_injected_frame_is_refused_and_counted_not_parsed() -> None:
-    _, _, inbox = open_stream(*pair())
+async def test_an_injected_frame_is_refused_and_counted_not_parsed() -> None:
+    _, _, inbox = await open_stream(*pair())
     # Not even msgpack: had it been parsed, this would be a 400.
     error = refused(inbox, FrameWriter(b"\0" * 32).frame(b"\xc1 garbage"))
     assert error.status == 401 and error.sender == "n1"
     assert "failed its MAC" in error.message
 
 
-def test_a_frame_of_the_stream_sent_again_is_refused() -> None:
-    _, writer, inbox = open_stream(*pair())
+async def test_a_frame_of_the_stream_sent_again_is_refused() -> None:
+    _, writer, inbox = await open_stream(*pair())
     first = frame(writer, 1)
     inbox.feed(first)
     assert refused(inbox, first).status == 401
 
 
-def test_reordered_frames_are_refused() -> None:
-    _, writer, inbox = open_stream(*pair())
+async def test_reordered_frames_are_refused() -> None:
+    _, writer, inbox = await open_stream(*pair())
     first, second = frame(writer, 1), frame(writer, 2)
     assert refused(inbox, second + first).status == 401
 
 
-def test_a_dropped_frame_is_noticed_at_the_next_one() -> None:
-    _, writer, inbox = open_stream(*pair())
+async def test_a_dropped_frame_is_noticed_at_the_next_one() -> None:
+    _, writer, inbox = await open_stream(*pair())
     inbox.feed(frame(writer, 1))
     frame(writer, 2)  # lost on the way
     assert refused(inbox, frame(writer, 3)).status == 401
 
 
-def test_a_frame_of_another_stream_is_refused() -> None:
+async def test_a_frame_of_another_stream_is_refused() -> None:
     """Two streams between the same nodes have different keys: the frame
     numbered 0 of one is no frame of the other."""
     n1, n2 = pair()
-    _, writer_a, _ = open_stream(n1, n2)
-    _, _, inbox_b = open_stream(n1, n2)
+    _, writer_a, _ = await open_stream(n1, n2)
+    _, _, inbox_b = await open_stream(n1, n2)
     assert refused(inbox_b, frame(writer_a, 1)).status == 401
 
 
-def test_a_frame_altered_on_the_way_is_refused() -> None:
-    _, writer, inbox = open_stream(*pair())
+async def test_a_frame_altered_on_the_way_is_refused() -> None:
+    _, writer, inbox = await open_stream(*pair())
     data = bytearray(frame(writer, 1))
     data[10] ^= 0x20
     assert refused(inbox, bytes(data)).status == 401
 
 
-def test_a_replayed_opening_is_refused() -> None:
+async def test_a_replayed_opening_is_refused() -> None:
     n1, n2 = pair()
-    headers, _, _ = open_stream(n1, n2)
+    headers, _, _ = await open_stream(n1, n2)
     with pytest.raises(PeerRequestError, match="replayed") as caught:
-        accept_stream("n1", lower(headers), n2)
+        await accept_stream("n1", lower(headers), n2)
     assert caught.value.status == 401
 
 
-def test_an_opening_signed_before_the_node_started_is_refused() -> None:
+async def test_an_opening_signed_before_the_node_started_is_refused() -> None:
     clock = Clock()
     n1 = PeerAuthenticator(SECRET, "n1", clock)
     headers, _ = stream_request("n1", "n2", n1)
     clock.now += 1.0
     restarted = PeerAuthenticator(SECRET, "n2", clock)
     with pytest.raises(PeerRequestError, match="signed before this node started"):
-        accept_stream("n1", lower(headers), restarted)
+        await accept_stream("n1", lower(headers), restarted)
 
 
-def test_an_opening_replayed_after_a_restart_is_refused_though_the_senders_clock_runs_ahead() -> None:
+async def test_an_opening_replayed_after_a_restart_is_refused_though_the_senders_clock_runs_ahead() -> None:
     """The start-time check judges by the sender's clock: n1 runs 10 s
     ahead, so an opening recorded 2 s before n2's restart carries a time
     after it. What n2 accepted is kept on its disk and known again after
@@ -139,19 +139,19 @@ def test_an_opening_replayed_after_a_restart_is_refused_though_the_senders_clock
     n2 = PeerAuthenticator(SECRET, "n2", n2_clock, kept)
     headers, writer = stream_request("n1", "n2", n1)
     recorded = frame(writer, 1)
-    assert accept_stream("n1", lower(headers), n2).feed(recorded) == batch(1)
+    assert (await accept_stream("n1", lower(headers), n2)).feed(recorded) == batch(1)
     assert [(sender, signed_ms) for sender, _, signed_ms in kept.saved] == [("n1", int(n1_clock.now * 1000))]
     n2_clock.now += 2.0
     n1_clock.now += 2.0
     restarted = PeerAuthenticator(SECRET, "n2", n2_clock, kept)
     with pytest.raises(PeerRequestError, match="replayed") as caught:
-        accept_stream("n1", lower(headers), restarted)
+        await accept_stream("n1", lower(headers), restarted)
     assert caught.value.status == 401
     fresh, writer = stream_request("n1", "n2", n1)  # n1's next opening, after the restart
-    assert accept_stream("n1", lower(fresh), restarted).feed(frame(writer, 1)) == batch(1)
+    assert (await accept_stream("n1", lower(fresh), restarted)).feed(frame(writer, 1)) == batch(1)
 
 
-def test_after_clocks_stepped_back_and_a_restart_an_honest_opening_is_accepted() -> None:
+async def test_after_clocks_stepped_back_and_a_restart_an_honest_opening_is_accepted() -> None:
     """Both clocks ran an hour ahead, in step, then were stepped back, and
     n2 restarted: what it kept refuses replays only, so n1's fresh opening
     is accepted at once (a review found that a high-water mark of the
@@ -159,16 +159,16 @@ def test_after_clocks_stepped_back_and_a_restart_an_honest_opening_is_accepted()
     n1_clock, n2_clock = Clock(REAL + 3600), Clock(REAL + 3600)
     kept = KeptNonces()
     n1 = PeerAuthenticator(SECRET, "n1", n1_clock)
-    accept_stream(
+    await accept_stream(
         "n1", lower(stream_request("n1", "n2", n1)[0]), PeerAuthenticator(SECRET, "n2", n2_clock, kept)
     )
     n1_clock.now = n2_clock.now = REAL + 10
     restarted = PeerAuthenticator(SECRET, "n2", n2_clock, kept)
     n1_clock.now = n2_clock.now = REAL + 20
-    accept_stream("n1", lower(stream_request("n1", "n2", n1)[0]), restarted)
+    await accept_stream("n1", lower(stream_request("n1", "n2", n1)[0]), restarted)
 
 
-def test_a_node_that_cannot_record_what_it_accepts_refuses_the_request() -> None:
+async def test_a_node_that_cannot_record_what_it_accepts_refuses_the_request() -> None:
     class FullDisk(KeptNonces):
         def save(self, accepted: Sequence[tuple[str, str, int]]) -> None:
             raise OSError(28, "No space left on device")
@@ -177,7 +177,7 @@ def test_a_node_that_cannot_record_what_it_accepts_refuses_the_request() -> None
     n2 = PeerAuthenticator(SECRET, "n2", Clock(), FullDisk())
     headers, _ = stream_request("n1", "n2", n1)
     with pytest.raises(PeerRequestError, match="cannot record the request"):
-        accept_stream("n1", lower(headers), n2)
+        await accept_stream("n1", lower(headers), n2)
 
 
 @pytest.mark.parametrize(
@@ -185,37 +185,37 @@ def test_a_node_that_cannot_record_what_it_accepts_refuses_the_request() -> None
     [(b"another-cluster-secret", "n1", "n2"), (SECRET, "n3", "n2"), (SECRET, "n1", "n3")],
     ids=["another secret", "another sender claimed", "opened to another node"],
 )
-def test_an_opening_that_does_not_match_is_refused(secret: bytes, claimed: str, recipient: str) -> None:
+async def test_an_opening_that_does_not_match_is_refused(secret: bytes, claimed: str, recipient: str) -> None:
     clock = Clock()
     signer = PeerAuthenticator(secret, "n1", clock)
     headers, _ = stream_request("n1", recipient, signer)
     with pytest.raises(PeerRequestError, match="wrong peer signature"):
-        accept_stream(claimed, lower(headers), PeerAuthenticator(SECRET, "n2", clock))
+        await accept_stream(claimed, lower(headers), PeerAuthenticator(SECRET, "n2", clock))
 
 
-def test_a_request_signature_does_not_open_a_stream() -> None:
+async def test_a_request_signature_does_not_open_a_stream() -> None:
     """Openings are signed under a tag of their own: the signature of a
     single request with an empty body is no opening (nor the reverse)."""
     n1, n2 = pair()
     header = n1.sign("n2", b"")
     with pytest.raises(PeerRequestError, match="wrong peer signature"):
-        accept_stream("n1", lower(header), n2)
+        await accept_stream("n1", lower(header), n2)
     opening, _ = n1.open_stream("n2")
     with pytest.raises(Exception, match="wrong peer signature"):
-        n2.verify("n1", opening[SIGNATURE_HEADER], b"")
+        await n2.verify("n1", opening[SIGNATURE_HEADER], b"")
 
 
-def test_a_message_from_someone_else_inside_an_authentic_frame_is_refused() -> None:
-    _, writer, inbox = open_stream(*pair())
+async def test_a_message_from_someone_else_inside_an_authentic_frame_is_refused() -> None:
+    _, writer, inbox = await open_stream(*pair())
     other: list[Message] = [HeartbeatResponse(term=3, src="n3", dst="n2", seq=1)]
     error = refused(inbox, writer.frame(encode_batch(other)))
     assert error.status == 400 and "sender differs" in error.message
 
 
-def test_without_a_secret_frames_carry_no_mac() -> None:
+async def test_without_a_secret_frames_carry_no_mac() -> None:
     headers, writer = stream_request("n1", "n2", None)
     assert SIGNATURE_HEADER not in headers
-    inbox = accept_stream("n1", lower(headers), None)
+    inbox = await accept_stream("n1", lower(headers), None)
     data = frame(writer, 1)
     assert len(data) == 4 + len(encode_batch(batch(1)))
     assert inbox.feed(data) == batch(1)
