@@ -23,6 +23,7 @@ leader's deadline. A lease may outlive its TTL by up to an election
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 
@@ -36,15 +37,29 @@ def minimum_ttl(election_max_ms: int) -> int:
     return max(1, math.ceil(1.5 * election_max_ms / 1000))
 
 
+#: Entries of revoked leases the heap may hold beyond twice the live ones
+#: before it is rebuilt.
+_SLACK_ENTRIES = 1024
+
+
 class LeaseClock:
+    """The deadlines of the leases this leader keeps, in a heap, so that
+    what a ticker turn costs does not grow with the number of leases:
+    a keep-alive is a dictionary update, finding the leases that ran out
+    pops only those (and entries left behind by keep-alives), as etcd's
+    lease queue does. Before, each turn after the earliest deadline
+    scanned every lease."""
+
     def __init__(self) -> None:
         self._deadlines: dict[int, float] = {}
         self._ttls: dict[int, int] = {}
         #: Leases whose revoke was proposed and has not yet applied.
         self._revoking: set[int] = set()
-        #: No deadline of a lease not being revoked is earlier: ``due``
-        #: costs nothing until then.
-        self._earliest = math.inf
+        #: (deadline, lease) entries. Every lease not being revoked has one
+        #: no later than its deadline; a keep-alive leaves the old one in
+        #: place, and it is moved to the new deadline when it comes up
+        #: (:meth:`_settle`), so the heap holds about one entry a lease.
+        self._queue: list[tuple[float, int]] = []
 
     def __len__(self) -> int:
         return len(self._deadlines)
@@ -52,32 +67,37 @@ class LeaseClock:
     @property
     def next_deadline(self) -> float:
         """No lease runs out before this (it may be earlier than the first
-        that does): when to call ``due`` next."""
-        return self._earliest
+        that does, an entry a keep-alive moved on): when to call ``due``
+        next. Asked after every keep-alive, so it only looks."""
+        return self._queue[0][0] if self._queue else math.inf
 
     def take_over(self, leases: Iterable[Lease], now: float) -> None:
         """This node became leader: every lease gets its full TTL from now."""
         self._deadlines = {lease.id: now + lease.ttl for lease in leases}
         self._ttls = {lease.id: lease.ttl for lease in leases}
         self._revoking.clear()
-        self._earliest = min(self._deadlines.values(), default=math.inf)
+        self._rebuild()
 
     def step_down(self) -> None:
         """Only a leader keeps deadlines."""
         self._deadlines.clear()
         self._ttls.clear()
         self._revoking.clear()
-        self._earliest = math.inf
+        self._queue.clear()
 
     def granted(self, lease: int, ttl: int, now: float) -> None:
         self._deadlines[lease] = now + ttl
         self._ttls[lease] = ttl
-        self._earliest = min(self._earliest, now + ttl)
+        heapq.heappush(self._queue, (now + ttl, lease))
 
     def revoked(self, lease: int) -> None:
         self._deadlines.pop(lease, None)
         self._ttls.pop(lease, None)
         self._revoking.discard(lease)
+        # Its entry goes when it comes up; many revoked far ahead of their
+        # deadlines are cleared at once.
+        if len(self._queue) > 2 * len(self._deadlines) + _SLACK_ENTRIES:
+            self._rebuild()
 
     def keep_alive(self, lease: int, now: float) -> int | None:
         """Extend a lease to a full TTL from ``now``; its TTL, or None if
@@ -100,19 +120,39 @@ class LeaseClock:
     def due(self, now: float) -> list[int]:
         """The leases that ran out and are not yet being revoked, oldest
         deadline first; they count as being revoked from now on."""
-        if now < self._earliest:
-            return []
-        pending = [
-            (deadline, lease) for lease, deadline in self._deadlines.items() if lease not in self._revoking
-        ]
-        expired = sorted(item for item in pending if item[0] <= now)
-        self._revoking.update(lease for _, lease in expired)
-        self._earliest = min((deadline for deadline, _ in pending if deadline > now), default=math.inf)
-        return [lease for _, lease in expired]
+        expired: list[int] = []
+        queue = self._queue
+        self._settle()
+        while queue and queue[0][0] <= now:
+            _, lease = heapq.heappop(queue)
+            self._revoking.add(lease)
+            expired.append(lease)
+            self._settle()
+        return expired
 
     def revoke_failed(self, lease: int) -> None:
         """A revoke could not be proposed: try again at the next check (the
         lease stays expired)."""
         self._revoking.discard(lease)
         if lease in self._deadlines:
-            self._earliest = min(self._earliest, self._deadlines[lease])
+            heapq.heappush(self._queue, (self._deadlines[lease], lease))
+
+    def _settle(self) -> None:
+        """Bring the first entry up to date: drop those of leases revoked
+        or being revoked, move those a keep-alive extended."""
+        queue = self._queue
+        while queue:
+            deadline, lease = queue[0]
+            current = self._deadlines.get(lease)
+            if current == deadline and lease not in self._revoking:
+                return
+            if current is None or lease in self._revoking:
+                heapq.heappop(queue)
+            else:
+                heapq.heapreplace(queue, (current, lease))
+
+    def _rebuild(self) -> None:
+        self._queue = [
+            (deadline, lease) for lease, deadline in self._deadlines.items() if lease not in self._revoking
+        ]
+        heapq.heapify(self._queue)

@@ -1,0 +1,132 @@
+"""The leader's lease clock keeps its deadlines in a heap: through any
+sequence of grants, keep-alives, revokes, failed revokes, take-overs and
+step-downs it answers as a clock that scans every lease (the model,
+which is what the runtime had before) does; its next deadline may be
+earlier (an entry a keep-alive moved on), never later."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from raft_trio.kv import Lease
+from raft_trio.node.leases import LeaseClock
+
+leases = st.integers(1, 8)
+ttls = st.integers(1, 6)
+steps = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 3.5])
+
+
+class ScanningClock:
+    """Every lease looked at on every question."""
+
+    def __init__(self) -> None:
+        self.deadlines: dict[int, float] = {}
+        self.ttls: dict[int, int] = {}
+        self.revoking: set[int] = set()
+
+    def next_deadline(self) -> float:
+        live = [d for lease, d in self.deadlines.items() if lease not in self.revoking]
+        return min(live, default=math.inf)
+
+    def due(self, now: float) -> list[int]:
+        expired = sorted(
+            (d, lease) for lease, d in self.deadlines.items() if lease not in self.revoking and d <= now
+        )
+        self.revoking.update(lease for _, lease in expired)
+        return [lease for _, lease in expired]
+
+
+class LeaseClockMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.clock = LeaseClock()
+        self.model = ScanningClock()
+
+    @rule(dt=steps)
+    def time_passes(self, dt: float) -> None:
+        self.now += dt
+
+    @rule(lease=leases, ttl=ttls)
+    def grant(self, lease: int, ttl: int) -> None:
+        self.clock.granted(lease, ttl, self.now)
+        self.model.deadlines[lease] = self.now + ttl
+        self.model.ttls[lease] = ttl
+
+    @rule(lease=leases)
+    def keep_alive(self, lease: int) -> None:
+        ttl = self.model.ttls.get(lease)
+        expected = None if ttl is None or lease in self.model.revoking else ttl
+        if expected is not None:
+            self.model.deadlines[lease] = self.now + expected
+        assert self.clock.keep_alive(lease, self.now) == expected
+
+    @rule(lease=leases)
+    def revoked(self, lease: int) -> None:
+        self.clock.revoked(lease)
+        self.model.deadlines.pop(lease, None)
+        self.model.ttls.pop(lease, None)
+        self.model.revoking.discard(lease)
+
+    @rule()
+    def due(self) -> None:
+        assert self.clock.due(self.now) == self.model.due(self.now)
+        # Asked again after what ran out went, it names a later time.
+        assert self.clock.next_deadline > self.now
+
+    @rule(lease=leases)
+    def revoke_failed(self, lease: int) -> None:
+        if lease in self.model.revoking:
+            self.clock.revoke_failed(lease)
+            self.model.revoking.discard(lease)
+
+    @rule()
+    def take_over(self) -> None:
+        held = [Lease(lease, ttl) for lease, ttl in self.model.ttls.items()]
+        self.clock.take_over(held, self.now)
+        self.model.deadlines = {lease.id: self.now + lease.ttl for lease in held}
+        self.model.revoking.clear()
+
+    @rule()
+    def step_down(self) -> None:
+        self.clock.step_down()
+        self.model = ScanningClock()
+
+    @invariant()
+    def answers_agree(self) -> None:
+        # Never late; early only by what a keep-alive moved on (the next
+        # due() call settles it).
+        assert self.clock.next_deadline <= self.model.next_deadline()
+        assert len(self.clock) == len(self.model.deadlines)
+        for lease in range(1, 9):
+            expected = self.model.deadlines.get(lease)
+            remaining = None if expected is None else max(0.0, expected - self.now)
+            if lease in self.model.revoking:
+                remaining = 0.0
+            assert self.clock.remaining(lease, self.now) == remaining
+
+
+TestLeaseClockMatchesScanning = LeaseClockMachine.TestCase
+TestLeaseClockMatchesScanning.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+
+
+def test_keep_alives_do_not_grow_the_heap() -> None:
+    """A lease kept alive many times within its TTL leaves one entry, not
+    one a keep-alive; revoked leases are cleared out once they outnumber
+    the live ones."""
+    clock = LeaseClock()
+    for lease in range(1, 101):
+        clock.granted(lease, 60, now=0.0)
+    for step in range(1, 1001):
+        for lease in range(1, 101):
+            clock.keep_alive(lease, now=step * 0.01)
+    assert clock.due(10.0) == []
+    assert len(clock._queue) == 100
+    for lease in range(101, 5101):
+        clock.granted(lease, 3600, now=10.0)
+        clock.revoked(lease)
+    assert len(clock._queue) <= 2 * len(clock) + 1024 + 1
