@@ -551,7 +551,9 @@ class TxnRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class TxnResult(msgspec.Struct, frozen=True, kw_only=True):
     """One result of a transaction: the fields the single-key request
     (:class:`KeyAnswer`, :class:`DeleteAnswer`, a get's 404 ``error`` and
-    ``code``) or the range request (:class:`RangeAnswer`) would answer."""
+    ``code``) or the range request (:class:`RangeAnswer`) would answer.
+    The ranges of one transaction share one page's bytes (about 4 MiB of
+    values): a range past them has fewer keys or none, and ``more``."""
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET

@@ -203,10 +203,6 @@ class KeyValueStore:
             kvs.append(record)
         return RangePage(kvs, count, len(kvs) < count)
 
-    def prefix(self, prefix: str, *, limit: int = DEFAULT_RANGE_LIMIT) -> RangePage:
-        """The first page of keys starting with ``prefix``, in key order."""
-        return self.range(prefix, prefix_end(prefix), limit=limit)
-
     def remembered(self, token: str) -> Result | None:
         """The result of an already applied command with this token."""
         session = self._sessions.get(token)
@@ -369,6 +365,9 @@ class KeyValueStore:
             if isinstance(op, OpPut) and op.lease and op.lease not in self.leases:
                 return LeaseNotFound(op.lease, index)
         results: list[Written | Deleted | Got | Ranged] = []
+        # The ranges of one answer share one page's bytes: 128 of them at a
+        # page each would make the leader build half a GiB for one request.
+        budget = MAX_RANGE_PAGE_BYTES
         for op in ops:
             if isinstance(op, OpPut):
                 results.append(self._put(index, op.key, op.value, op.lease))
@@ -380,7 +379,13 @@ class KeyValueStore:
                 results.append(Got(op.key, self.get(op.key)))
             else:
                 assert isinstance(op, OpRange)
-                page = self.prefix(op.prefix)
+                page = self.range(
+                    op.prefix,
+                    prefix_end(op.prefix),
+                    limit=DEFAULT_RANGE_LIMIT if budget > 0 else 0,
+                    max_bytes=budget,
+                )
+                budget -= sum(len(kv.value) for kv in page.kvs)
                 results.append(Ranged(op.prefix, page.kvs, page.count, page.more))
         return TxnDone(succeeded, results, index)
 

@@ -111,7 +111,7 @@ def test_a_prefix_range_holds_exactly_the_keys_that_start_with_it() -> None:
     store = store_with(*(Put(key, "v") for key in keys))
     for prefix in ["", "a", "app", "app/", "ap\U0010ffff", "zzz"]:
         expected = sorted(key for key in keys if key.startswith(prefix))
-        assert keys_of(store.prefix(prefix).kvs) == expected, prefix
+        assert keys_of(store.range(prefix, prefix_end(prefix)).kvs) == expected, prefix
 
 
 def test_prefix_end_is_the_first_key_past_the_prefix() -> None:
@@ -235,6 +235,29 @@ def test_operations_in_a_transaction_see_the_ones_before_them() -> None:
     assert keys_of(first.kvs) == ["p/a", "p/b"]
     assert keys_of(last.kvs) == ["p/b"]
     assert (last.count, last.more) == (1, False)
+
+
+def test_the_ranges_of_one_transaction_share_one_pages_bytes() -> None:
+    """128 ranges of a page each (4 MiB of values) would make the leader
+    build half a GiB for one answer. Together they get one page's bytes;
+    a range past them answers its count and ``more`` with fewer keys (or
+    none), and is continued with a plain range request."""
+    big = "x" * (1 << 20)
+    store = store_with(*(Put(f"{p}/{n}", big) for p in "ab" for n in range(6)))
+    result = store.apply(13, Txn([], [OpRange("a/"), OpRange("b/"), OpRange("a/")], []))
+    assert isinstance(result, TxnDone)
+    first, second, third = result.results
+    assert isinstance(first, Ranged) and isinstance(second, Ranged) and isinstance(third, Ranged)
+    assert keys_of(first.kvs) == ["a/0", "a/1", "a/2", "a/3"]  # a page: 4 MiB
+    assert (second.kvs, second.count, second.more) == ([], 6, True)
+    assert (third.kvs, third.count, third.more) == ([], 6, True)
+    small = store_with(*(Put(f"{p}/{n}", "v") for p in "ab" for n in range(3)))
+    result = small.apply(7, Txn([], [OpRange("a/"), OpRange("b/")], []))
+    assert isinstance(result, TxnDone)
+    assert [keys_of(r.kvs) for r in result.results if isinstance(r, Ranged)] == [
+        ["a/0", "a/1", "a/2"],
+        ["b/0", "b/1", "b/2"],
+    ]
 
 
 def test_a_transaction_nobody_waits_for_changes_the_same_without_gathering_its_reads() -> None:

@@ -22,13 +22,13 @@ async def test_only_the_node_a_client_waits_on_gathers_a_transactions_reads(
     await leader.write(Put("p/a", "1"))
     ranged: dict[str, int] = {}
     for node_id, host in cluster.hosts.items():
-        prefix = host.node.kv.prefix
+        ranging = host.node.kv.range
 
-        def counting(*args: Any, node_id: str = node_id, prefix: Any = prefix, **kwargs: Any) -> Any:
+        def counting(*args: Any, node_id: str = node_id, ranging: Any = ranging, **kwargs: Any) -> Any:
             ranged[node_id] = ranged.get(node_id, 0) + 1
-            return prefix(*args, **kwargs)
+            return ranging(*args, **kwargs)
 
-        host.node.kv.prefix = counting  # type: ignore[method-assign]
+        host.node.kv.range = counting  # type: ignore[method-assign]
     result = await leader.write(Txn([], [OpPut("p/b", "2"), OpRange("p/")], []))
     assert isinstance(result, TxnDone) and isinstance(result.results[1], Ranged)
     assert [kv.key for kv in result.results[1].kvs] == ["p/a", "p/b"]
