@@ -34,6 +34,7 @@ from ._auth_commands import ROOT, AuthCommand, Caller, PermissionDenied
 from ._auth_state import AuthSnapshot, AuthState
 from ._commands import (
     DEFAULT_RANGE_LIMIT,
+    MAX_RANGE_LIMIT,
     CasFailed,
     Command,
     Compare,
@@ -365,9 +366,10 @@ class KeyValueStore:
             if isinstance(op, OpPut) and op.lease and op.lease not in self.leases:
                 return LeaseNotFound(op.lease, index)
         results: list[Written | Deleted | Got | Ranged] = []
-        # The ranges of one answer share one page's bytes: 128 of them at a
-        # page each would make the leader build half a GiB for one request.
-        budget = MAX_RANGE_PAGE_BYTES
+        # The ranges of one answer share what one range request may take
+        # (bytes of values, keys): 128 of them at a page each would make
+        # the leader gather half a GiB, or 128,000 keys, for one request.
+        budget, keys_left = MAX_RANGE_PAGE_BYTES, MAX_RANGE_LIMIT
         for op in ops:
             if isinstance(op, OpPut):
                 results.append(self._put(index, op.key, op.value, op.lease))
@@ -382,10 +384,11 @@ class KeyValueStore:
                 page = self.range(
                     op.prefix,
                     prefix_end(op.prefix),
-                    limit=DEFAULT_RANGE_LIMIT if budget > 0 else 0,
+                    limit=min(DEFAULT_RANGE_LIMIT, keys_left) if budget > 0 else 0,
                     max_bytes=budget,
                 )
                 budget -= sum(len(kv.value) for kv in page.kvs)
+                keys_left -= len(page.kvs)
                 results.append(Ranged(op.prefix, page.kvs, page.count, page.more))
         return TxnDone(succeeded, results, index)
 

@@ -8,6 +8,8 @@ import msgspec
 import pytest
 
 from raft_trio.kv import (
+    DEFAULT_RANGE_LIMIT,
+    MAX_RANGE_LIMIT,
     CasFailed,
     Command,
     Compare,
@@ -258,6 +260,18 @@ def test_the_ranges_of_one_transaction_share_one_pages_bytes() -> None:
         ["a/0", "a/1", "a/2"],
         ["b/0", "b/1", "b/2"],
     ]
+
+
+def test_the_ranges_of_one_transaction_share_one_range_requests_keys() -> None:
+    """Small values leave the bytes unspent: the keys are shared too, as
+    many in all as one range request may ask for."""
+    many = MAX_RANGE_LIMIT // DEFAULT_RANGE_LIMIT + 2
+    store = store_with(*(Put(f"k/{n:05d}", "v") for n in range(DEFAULT_RANGE_LIMIT + 1)))
+    result = store.apply(DEFAULT_RANGE_LIMIT + 2, Txn([], [OpRange("k/")] * many, []))
+    assert isinstance(result, TxnDone)
+    pages = [r for r in result.results if isinstance(r, Ranged)]
+    assert [len(page.kvs) for page in pages] == [DEFAULT_RANGE_LIMIT] * (many - 2) + [0, 0]
+    assert all(page.more and page.count == DEFAULT_RANGE_LIMIT + 1 for page in pages)
 
 
 def test_a_transaction_nobody_waits_for_changes_the_same_without_gathering_its_reads() -> None:
