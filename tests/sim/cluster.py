@@ -38,6 +38,7 @@ from raft_trio.core import (
     EntryKind,
     Heartbeat,
     InstallSnapshot,
+    Member,
     Membership,
     MemoryStorage,
     Message,
@@ -79,6 +80,14 @@ class FaultProfile:
     #: Followers are told that their leader's address refuses connections
     #: (``report_refused``), truly or falsely.
     refusals: bool = True
+    #: Each turn a Ready waits for its fsync, the chance that its node
+    #: crashes then (with ``crash``): the messages that left at once are
+    #: out, the Ready's writes are lost. Drawn apart from the schedule, so
+    #: a seed replays the schedule it had without it.
+    crash_in_flight: float = 0.0
+    #: Each turn a Ready waits for its fsync, the chance that it is done
+    #: (a slow disk: lower).
+    fsync_done: float = 0.5
 
 
 def _digest(previous: bytes, entry: Entry) -> bytes:
@@ -150,7 +159,10 @@ class Cluster:
         config: RaftConfig | None = None,
         faults: FaultProfile | None = None,
         core_factory: CoreFactory = RaftCore,
+        voters: int | None = None,
     ) -> None:
+        """``size`` nodes, the first ``voters`` of them voters (all if
+        None) and the others learners."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.config = config or RaftConfig(
@@ -169,6 +181,7 @@ class Cluster:
         #: Decides the refusal reports, apart from ``rng``, so that the rest
         #: of a seed's schedule is the one it had before there were any.
         self.refusal_rng = random.Random(f"refusals-{seed}")
+        self.crash_rng = random.Random(f"crash-in-flight-{seed}")
         self.now = 0
         self._sequence = 0
         self._next_id = size
@@ -177,7 +190,8 @@ class Cluster:
         self.blocked: set[tuple[str, str]] = set()
 
         ids = [f"n{i}" for i in range(size)]
-        membership = Membership.of({i: f"sim://{i}" for i in ids})
+        voting = size if voters is None else voters
+        membership = Membership.of([Member(i, f"sim://{i}", voter=n < voting) for n, i in enumerate(ids)])
         self.nodes: dict[str, SimNode] = {}
         for node_id in ids:
             storage = MemoryStorage(Snapshot(SnapshotMeta(0, 0, membership)))
@@ -266,8 +280,9 @@ class Cluster:
 
     def handle_ready(self, node: SimNode) -> None:
         """The runtime's Ready loop (raft_trio.testing.memory's steps), with
-        a disk that may be slow: half the time a Ready stays in flight,
-        unpersisted, until the node's next turn, and meanwhile the core
+        a disk that may be slow: a Ready stays in flight, unpersisted, until
+        the node's next turn unless its fsync is done (``fsync_done``, half
+        the time by default), and meanwhile the core
         hands out what may go at once (a leader's appends and heartbeats).
         A crash loses a Ready in flight, whose ``messages`` are out."""
         core = node.core
@@ -276,7 +291,15 @@ class Cluster:
             if ready is not None:
                 if core.has_ready():
                     take_ready(core, self.send)  # messages only, while in flight
-                if self.rng.random() < 0.5:
+                f = self.faults
+                if self.rng.random() < 1 - f.fsync_done:
+                    if (
+                        f.crash
+                        and f.crash_in_flight
+                        and self.crash_rng.random() < f.crash_in_flight
+                        and sum(n.alive for n in self.nodes.values()) > 1
+                    ):
+                        self.crash(node)  # before the fsync: the Ready is lost
                     return  # the fsync is still running
                 node.in_flight = None
                 persist(node.storage, ready)

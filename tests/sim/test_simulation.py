@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from raft_trio.core import RaftCore
+
 from .cluster import Cluster, FaultProfile, SafetyViolation
 
 
@@ -15,6 +17,29 @@ def run_mixed_faults(seed: int, ticks: int = 1200) -> Cluster:
     """3 or 5 nodes, every kind of fault, clients writing and reading."""
     size = 3 if seed % 2 == 0 else 5
     cluster = Cluster(seed, size=size, faults=FaultProfile(fault_rate=0.02))
+    cluster.run(ticks)
+    cluster.stabilize()
+    return cluster
+
+
+class KeepsLearners(RaftCore):
+    """Never promotes a learner: the cluster keeps its lone voter."""
+
+    def _maybe_promote_learner(self) -> None:
+        return
+
+
+CRASH_IN_FLIGHT = 0.02
+FSYNC_DONE = 0.1
+
+
+def run_lone_voter(seed: int, core_factory: type[RaftCore] = KeepsLearners, ticks: int = 1200) -> Cluster:
+    """One voter and two learners, crashes often caught with a Ready in
+    flight. A lone voter elects itself inside one tick, asking no one and
+    writing nothing first, so its first Ready of a term carries the term
+    and the appends of it together (the case of 12d1164)."""
+    faults = FaultProfile(fault_rate=0.03, crash_in_flight=CRASH_IN_FLIGHT, fsync_done=FSYNC_DONE)
+    cluster = Cluster(seed, size=3, faults=faults, core_factory=core_factory, voters=1)
     cluster.run(ticks)
     cluster.stabilize()
     return cluster
@@ -32,6 +57,18 @@ def test_mixed_faults_keep_raft_safe(sim_seed: int) -> None:
     except Exception as error:  # a core assertion is a failure of the run too
         raise AssertionError(f"seed {sim_seed} crashed: {error!r}\n{replay_hint(sim_seed)}") from error
     assert cluster.acked, f"seed {sim_seed}: no write was ever acknowledged"
+
+
+def test_a_lone_voter_with_learners_keeps_raft_safe(lone_voter_seed: int) -> None:
+    try:
+        cluster = run_lone_voter(lone_voter_seed)
+    except SafetyViolation as violation:
+        pytest.fail(f"{violation}\n{replay_hint(lone_voter_seed)}")
+    except Exception as error:
+        raise AssertionError(
+            f"seed {lone_voter_seed} crashed: {error!r}\n{replay_hint(lone_voter_seed)}"
+        ) from error
+    assert cluster.acked, f"seed {lone_voter_seed}: no write was ever acknowledged"
 
 
 @pytest.mark.soak
