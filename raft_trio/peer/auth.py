@@ -63,6 +63,10 @@ MAX_CLOCK_SKEW_S = 30.0
 #: (their timestamps still expire them a little later). At 1,000 signed
 #: batches a second from each of four peers this holds a full window.
 MAX_REMEMBERED_NONCES = 250_000
+#: Requests that may wait for the nonce memory's write; beyond them a
+#: frozen disk refuses new ones at once instead of piling up their tasks
+#: and connections (peers retry with backoff).
+MAX_WAITING_TO_KEEP = 64
 #: A body this large has its MAC computed on a worker thread (hashlib
 #: releases the GIL): a snapshot's would otherwise hold the event loop,
 #: and with it the node's heartbeats, for as long (55 ms for 64 MiB here).
@@ -123,6 +127,8 @@ class PeerAuthenticator:
         #: the window with, each under its expiry (in arrival order), and
         #: their keys. With ``kept`` it is also on disk (see _keep).
         self._seen: set[str] = set()
+        #: Keys of requests whose MAC is being computed (off the loop).
+        self._checking: set[str] = set()
         self._expiries: collections.deque[tuple[float, str, Accepted]] = collections.deque()
         self._kept = kept
         for accepted in sorted(kept.load(), key=lambda a: a[2]) if kept is not None else ():
@@ -203,20 +209,29 @@ class PeerAuthenticator:
         # a request just inside the window could find its nonce forgotten.
         now = self._clock()
         stamp, nonce, given = self.check_header(header, now)
-        mac_args = (sender, self.node_id, stamp, nonce, body, version)
-        if len(body) >= MAC_OFF_LOOP_BYTES:
-            expected = await trio.to_thread.run_sync(self._mac, *mac_args)
-        else:
-            expected = self._mac(*mac_args)
-        if not hmac.compare_digest(expected, given):
-            raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
+        # The replay check with the same reading, before the MAC's wait: a
+        # request verified meanwhile (with a later reading) may forget the
+        # nonce of one whose window closes, and a replay that had passed
+        # the window would then find it gone. Held as checking until the
+        # MAC is done, so that a copy arriving meanwhile is refused too.
         self._forget_expired(now)
         key = f"{sender}/{nonce}"
-        if key in self._seen:
+        if key in self._seen or key in self._checking:
             raise PeerAuthError("replayed peer request (its nonce was seen before)")
-        # Remembered before it is kept: a replay arriving while the memory
-        # is being written is refused as any other.
-        self._remember((sender, nonce, int(stamp)))
+        self._checking.add(key)
+        try:
+            mac_args = (sender, self.node_id, stamp, nonce, body, version)
+            if len(body) >= MAC_OFF_LOOP_BYTES:
+                expected = await trio.to_thread.run_sync(self._mac, *mac_args)
+            else:
+                expected = self._mac(*mac_args)
+            if not hmac.compare_digest(expected, given):
+                raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
+            # Remembered before it is kept: a replay arriving while the
+            # memory is being written is refused as any other.
+            self._remember((sender, nonce, int(stamp)))
+        finally:
+            self._checking.discard(key)
         await self._keep()
         return stamp, nonce
 
@@ -237,6 +252,10 @@ class PeerAuthenticator:
         several requests were remembered answers for all of them."""
         if self._kept is None:
             return
+        if self._save_lock.statistics().tasks_waiting >= MAX_WAITING_TO_KEEP:
+            raise PeerAuthError(
+                f"this node cannot record the request on its disk now ({MAX_WAITING_TO_KEEP} requests wait for it)"
+            )
         self._changes += 1
         mine = self._changes
         async with self._save_lock:

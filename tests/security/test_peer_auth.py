@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import trio
@@ -297,3 +298,111 @@ async def test_the_nonces_are_written_off_the_loop_and_each_request_waits_for_it
         assert header.split(",")[1].removeprefix("n=") in saved
     assert disk.writes == 2
     assert sorted(nonce for _, nonce, _ in disk.saved) == sorted(nonces)
+
+
+class HeldMac:
+    """The receiver's MAC, held on its worker thread until released (a
+    large body's MAC takes tens of milliseconds there)."""
+
+    def __init__(self, receiver: PeerAuthenticator) -> None:
+        self.release = threading.Event()
+        self._mac = receiver._mac
+        receiver._mac = self  # type: ignore[method-assign,assignment]
+
+    def __call__(self, *args: Any) -> str:
+        if threading.current_thread() is not threading.main_thread():
+            assert self.release.wait(10)
+        return self._mac(*args)
+
+
+async def test_a_replay_whose_window_closes_while_its_mac_runs_is_refused() -> None:
+    """Found by review: the replay check came after the MAC's wait, and a
+    request verified meanwhile (its clock reading past the captured one's
+    window) forgot the captured nonce, so a replay that had passed the
+    window was accepted a second time. The check now comes first."""
+    clock = Clock()
+    sender, receiver = PeerAuthenticator(SECRET, "n1", clock), PeerAuthenticator(SECRET, "n2", clock)
+    big = b"s" * peer_auth.MAC_OFF_LOOP_BYTES
+    signed_at = clock.now
+    captured = sender.sign("n2", big)[SIGNATURE_HEADER]
+    await receiver.verify("n1", captured, big)
+    held = HeldMac(receiver)
+    clock.now = signed_at + peer_auth.MAX_CLOCK_SKEW_S - 0.001  # still in the window
+    outcome: list[object] = []
+
+    async def replay() -> None:
+        try:
+            await receiver.verify("n1", captured, big)
+            outcome.append("accepted")
+        except PeerAuthError as error:
+            outcome.append(error)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(replay)
+        await trio.testing.wait_all_tasks_blocked()
+        clock.now = signed_at + peer_auth.MAX_CLOCK_SKEW_S + 0.01
+        await receiver.verify("n1", sender.sign("n2", b"x")[SIGNATURE_HEADER], b"x")
+        held.release.set()
+    assert len(outcome) == 1 and isinstance(outcome[0], PeerAuthError), outcome
+    assert "replayed" in str(outcome[0])
+
+
+async def test_a_copy_arriving_while_the_first_is_checked_is_refused() -> None:
+    clock = Clock()
+    sender, receiver = PeerAuthenticator(SECRET, "n1", clock), PeerAuthenticator(SECRET, "n2", clock)
+    big = b"s" * peer_auth.MAC_OFF_LOOP_BYTES
+    header = sender.sign("n2", big)[SIGNATURE_HEADER]
+    held = HeldMac(receiver)
+    accepted: list[int] = []
+
+    async def deliver(n: int) -> None:
+        await receiver.verify("n1", header, big)
+        accepted.append(n)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(deliver, 1)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(PeerAuthError, match="replayed"), trio.fail_after(5):
+            await receiver.verify("n1", header, big)  # at once: no second MAC
+        held.release.set()
+    assert accepted == [1]
+
+
+async def test_a_request_whose_mac_fails_does_not_use_up_its_nonce() -> None:
+    """Bytes that fail the MAC (an altered body under a captured header)
+    leave the nonce to the request that holds it."""
+    n1, n2 = pair()
+    header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    with pytest.raises(PeerAuthError, match="wrong peer signature"):
+        await n2.verify("n1", header, b"altered")
+    await n2.verify("n1", header, b"body")
+    with pytest.raises(PeerAuthError, match="replayed"):
+        await n2.verify("n1", header, b"body")
+
+
+async def test_requests_waiting_for_a_frozen_disk_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond MAX_WAITING_TO_KEEP requests waiting for the nonce memory's
+    write, new ones are refused at once: a frozen disk does not pile up
+    tasks and connections while peers retry."""
+    monkeypatch.setattr(peer_auth, "MAX_WAITING_TO_KEEP", 3)
+    clock = Clock()
+    sender = PeerAuthenticator(SECRET, "n1", clock)
+    disk = FrozenDisk()
+    receiver = PeerAuthenticator(SECRET, "n2", clock, disk)
+    done: list[str] = []
+
+    async def accept() -> None:
+        await receiver.verify("n1", sender.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
+        done.append("accepted")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept)
+        await trio.to_thread.run_sync(disk.writing.wait)
+        for _ in range(3):
+            nursery.start_soon(accept)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(PeerAuthError, match="3 requests wait"):
+            await receiver.verify("n1", sender.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
+        disk.thaw.set()
+    assert done == ["accepted"] * 4
+    await receiver.verify("n1", sender.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
