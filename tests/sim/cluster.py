@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from raft_trio.core import (
     AddLearner,
@@ -54,10 +54,13 @@ from raft_trio.core import (
     Role,
     Snapshot,
     SnapshotMeta,
+    TimeoutNow,
 )
 from raft_trio.testing.memory import finish_ready, persist, take_ready
 
 CoreFactory = Callable[[str, MemoryStorage, RaftConfig, random.Random], RaftCore]
+#: What a leader may send before its Ready's fsync, once its term is durable.
+_LEADERS_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 class SafetyViolation(AssertionError):
@@ -210,6 +213,8 @@ class Cluster:
         self.reads_served = 0
         self._next_read = 0
         self.events: list[str] = []
+        #: (index, term) -> (kind, data) of every entry written to any disk.
+        self.written: dict[tuple[int, int], tuple[EntryKind, bytes]] = {}
 
     # ------------------------------------------------------------------
     # Plumbing
@@ -232,6 +237,18 @@ class Cluster:
         return [n for n in self.live_nodes() if n.core.basic_status().is_leader]
 
     def send(self, message: Message) -> None:
+        sender = self.nodes.get(message.src)
+        if (
+            isinstance(message, _LEADERS_MESSAGES)
+            and sender is not None
+            and message.term > sender.storage.hard_state().term
+        ):
+            # What a leader sends before its fsync must not outrun its
+            # durable term (a lone voter elects itself with nothing
+            # written; see RaftCore._send).
+            raise self.fail(
+                f"{message.src} sent {type(message).__name__} of term {message.term} not yet durable"
+            )
         if (message.src, message.dst) in self.blocked or message.dst not in self.nodes:
             return
         if self.rng.random() < self.faults.drop_rate:
@@ -302,6 +319,7 @@ class Cluster:
                         self.crash(node)  # before the fsync: the Ready is lost
                     return  # the fsync is still running
                 node.in_flight = None
+                self.check_written(node, ready.entries)
                 persist(node.storage, ready)
                 if self.faults.crash and self.rng.random() < 0.0005:
                     # Crash after the fsync, before anything else was sent.
@@ -435,6 +453,16 @@ class Cluster:
             applied = self.applied_entries.get(proposal.index)
             if applied != (proposal.term, proposal.data):
                 raise self.fail(f"acknowledged write at {proposal.index} was lost")
+
+    def check_written(self, node: SimNode, entries: Sequence[Entry]) -> None:
+        """Log Matching as each entry reaches a disk: no two entries ever
+        written with the same index and term differ. Caught here, not only
+        on the final disks, which a snapshot may have replaced since."""
+        for entry in entries:
+            key = (entry.index, entry.term)
+            written = self.written.setdefault(key, (entry.kind, entry.data))
+            if written != (entry.kind, entry.data):
+                raise self.fail(f"log matching: {node.id} writes entry {key} unlike another disk's")
 
     def check_log_matching(self) -> None:
         """§3.5 Log Matching: two logs holding an entry with the same index

@@ -29,8 +29,8 @@ class KeepsLearners(RaftCore):
         return
 
 
-CRASH_IN_FLIGHT = 0.02
-FSYNC_DONE = 0.1
+CRASH_IN_FLIGHT = 0.01
+FSYNC_DONE = 0.15
 
 
 def run_lone_voter(seed: int, core_factory: type[RaftCore] = KeepsLearners, ticks: int = 1200) -> Cluster:
