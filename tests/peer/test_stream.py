@@ -164,7 +164,12 @@ class Core:
         self.snapshots.append(ok)
 
 
-def make(peer: FakePeer, core: Core, report: Callable[[], PeerReport] | None = None) -> PeerStream:
+def make(
+    peer: FakePeer,
+    core: Core,
+    report: Callable[[], PeerReport] | None = None,
+    auth: PeerAuthenticator | None = None,
+) -> PeerStream:
     return PeerStream(
         "n1",
         "n2",
@@ -174,6 +179,7 @@ def make(peer: FakePeer, core: Core, report: Callable[[], PeerReport] | None = N
         DEADLINE,
         core.on_unreachable,
         core.on_snapshot_sent,
+        auth=auth,
         report=report,
         on_refused=core.on_refused,
     )
@@ -391,17 +397,7 @@ async def test_a_large_snapshot_is_signed_while_the_event_loop_runs() -> None:
     signature."""
     secret = b"0123456789abcdef-cluster"
     peer, core = FakePeer(PeerAuthenticator(secret, "n2")), Core()
-    stream = PeerStream(
-        "n1",
-        "n2",
-        "mem://n2",
-        peer.open_stream,
-        peer.request,
-        DEADLINE,
-        core.on_unreachable,
-        core.on_snapshot_sent,
-        auth=PeerAuthenticator(secret, "n1"),
-    )
+    stream = make(peer, core, auth=PeerAuthenticator(secret, "n1"))
     meta = SnapshotMeta(7, 1, Membership.of({"n1": "u1", "n2": "u2"}))
     snapshot = InstallSnapshot(1, "n1", "n2", meta, b"s" * (32 << 20))
     turns = 0
