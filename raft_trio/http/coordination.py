@@ -20,7 +20,7 @@ operations per branch, the node's watchers and history (see
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import trio
 from quart import Response, request
@@ -75,6 +75,11 @@ Code = schema.Code
 #: A watch stream sends a comment at least this often, so that a client
 #: (and any proxy between) tells a quiet watch from a dead connection.
 WATCH_KEEPALIVE_S = 5.0
+#: Events encoded and written at a time. A revision is never split between
+#: a watcher's batches, and one revision may hold many changes (a lease
+#: revoke of 100,000 keys): encoded whole it was ~10 MB and 0.3 s of the
+#: loop for each matching watcher.
+WATCH_EVENTS_PER_WRITE = 1000
 #: A lease's TTL may be at most this many seconds (etcd's limit).
 MAX_LEASE_TTL = 9_000_000_000
 
@@ -166,6 +171,15 @@ def txn_command(body: schema.TxnRequest, token: str | None) -> Txn:
         )
     compares = [_compare(compare, position) for position, compare in enumerate(body.compare)]
     return Txn(compares, _branch(body.success, "success"), _branch(body.failure, "failure"), token=token)
+
+
+def change_events(changes: list[Change], prev_value: bool) -> Iterator[bytes]:
+    """The events of ``changes``, WATCH_EVENTS_PER_WRITE at a time: the
+    stream writes each piece (and lets the loop run) before it encodes
+    the next."""
+    for start in range(0, len(changes), WATCH_EVENTS_PER_WRITE):
+        piece = changes[start : start + WATCH_EVENTS_PER_WRITE]
+        yield b"".join(change_event(change, prev_value) for change in piece)
 
 
 def change_event(change: Change, prev_value: bool) -> bytes:
@@ -283,7 +297,8 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
                     if waited.cancelled_caught:
                         yield b": keep-alive\n\n"
                         continue
-                    yield b"".join(change_event(change, query.prev_value) for change in changes)
+                    for events in change_events(changes, query.prev_value):
+                        yield events
             except WatchCompacted as exc:
                 yield sse("error", for_exception(exc, node, target()).body)
             except NODE_ERRORS:
