@@ -1,6 +1,7 @@
 """Waiting for a state that no event announces: in a Trio test
 (:func:`wait_for`), and in a blocking one, a thread or a script
-(:func:`wait_until`)."""
+(:func:`wait_until`); and what the event loop gives other tasks while a
+test's work is under way (:class:`LoopTurns`)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,22 @@ def wait_until(check: Callable[[], tuple[bool, T]], timeout: float, what: str, p
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}; last seen: {detail!r}")
         time.sleep(poll)
+
+
+class LoopTurns:
+    """Counts the turns the event loop gives a task that only yields, from
+    :meth:`run` until :meth:`stop`: what a heartbeat's task would get while
+    other work (a large body's MAC) is under way. Work done on the loop
+    itself leaves it a turn or two; work on a worker thread, many."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._stopped = False
+
+    async def run(self) -> None:
+        while not self._stopped:
+            self.count += 1
+            await trio.lowlevel.checkpoint()
+
+    def stop(self) -> None:
+        self._stopped = True

@@ -29,7 +29,7 @@ from raft_trio.peer.wire import (
     accept_batch,
     accept_stream,
 )
-from raft_trio.testing.waiting import wait_for
+from raft_trio.testing.waiting import LoopTurns, wait_for
 
 DEADLINE = 0.2
 
@@ -400,25 +400,20 @@ async def test_a_large_snapshot_is_signed_while_the_event_loop_runs() -> None:
     stream = make(peer, core, auth=PeerAuthenticator(secret, "n1"))
     meta = SnapshotMeta(7, 1, Membership.of({"n1": "u1", "n2": "u2"}))
     snapshot = InstallSnapshot(1, "n1", "n2", meta, b"s" * (32 << 20))
-    turns = 0
-
-    async def yielding() -> None:
-        nonlocal turns
-        while not peer.snapshot_started.is_set():
-            turns += 1
-            await trio.lowlevel.checkpoint()
-
+    turns = LoopTurns()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await wait_for(lambda: stream.streams_opened == 1, poll=0.001)
         stream.send([snapshot])
-        nursery.start_soon(yielding)
+        nursery.start_soon(turns.run)
+        await peer.snapshot_started.wait()  # signed: the request begins
+        turns.stop()
         with trio.fail_after(30):
             await wait_for(lambda: bool(core.snapshots), poll=0.001)
         nursery.cancel_scope.cancel()
     assert core.snapshots == [True]
     assert peer.snapshots == [snapshot]
-    assert turns > 50  # on the loop, signing 32 MiB would have left it a turn or two
+    assert turns.count > 50  # on the loop, signing 32 MiB would have left it a turn or two
 
 
 async def test_a_snapshot_write_that_stalls_fails_and_the_core_hears_it(

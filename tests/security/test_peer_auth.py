@@ -12,6 +12,7 @@ import trio.testing
 
 from raft_trio.peer import auth as peer_auth
 from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
+from raft_trio.testing.waiting import LoopTurns
 
 from .peer_support import KeptNonces
 
@@ -230,20 +231,13 @@ async def test_a_large_body_is_checked_while_the_event_loop_runs() -> None:
     n1, n2 = pair()
     body = b"s" * (32 << 20)
     header = n1.sign("n2", body)[SIGNATURE_HEADER]
-    turns, checked = 0, False
-
-    async def yielding() -> None:
-        nonlocal turns
-        while not checked:
-            turns += 1
-            await trio.lowlevel.checkpoint()
-
+    turns = LoopTurns()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(yielding)
+        nursery.start_soon(turns.run)
         await trio.lowlevel.checkpoint()
         await n2.verify("n1", header, body)
-        checked = True
-    assert turns > 50
+        turns.stop()
+    assert turns.count > 50
     with pytest.raises(PeerAuthError, match="wrong peer signature"):
         await n2.verify("n1", n1.sign("n2", body)[SIGNATURE_HEADER], body[:-1] + b"t")
 
