@@ -59,6 +59,7 @@ from ._commands import (
     Txn,
     TxnDone,
     Written,
+    format_lease_id,
 )
 from ._history import Change, History
 from ._keys import prefix_end
@@ -266,17 +267,32 @@ class KeyValueStore:
             if command.check and not check.may_key(user, "read", command.key):
                 # A failed compare answers with the current value.
                 return f"no read permission on {command.key!r} (compare-and-set reads it)"
-            return None
+            return self._attach_denial(user, command.lease)
         if isinstance(command, Delete):
             allowed = check.may_key(user, "write", command.key)
             return None if allowed else f"no write permission on {command.key!r}"
         if isinstance(command, Txn):
-            return check.txn_denial(user, command)
+            reason = check.txn_denial(user, command)
+            leases = {op.lease for op in (*command.success, *command.failure) if isinstance(op, OpPut)}
+            for lease in sorted(leases):
+                reason = reason or self._attach_denial(user, lease)
+            return reason
         if isinstance(command, LeaseGrant):
             return None  # any user may hold leases
         if isinstance(command, LeaseRevoke):
             return self.lease_denial(user, command.id)
         return f"only a user with the role {ROOT!r} may manage auth"
+
+    def _attach_denial(self, user: str, lease: int) -> str | None:
+        """Why ``user`` may not attach a key to ``lease`` (0: none): as
+        etcd's checkLeasePuts, write permission on every key attached
+        already. Otherwise a user could hang a key of their own on another
+        user's lease, whose keep-alive and revoke then need write on that
+        key too: its holder would be locked out of their own lease."""
+        if not lease:
+            return None
+        reason = self.lease_denial(user, lease)
+        return None if reason is None else f"attaching a key to lease {format_lease_id(lease)}: {reason}"
 
     def lease_denial(self, user: str, lease: int) -> str | None:
         """Why ``user`` may not revoke ``lease``: it needs write permission

@@ -232,3 +232,34 @@ async def test_lease_info_needs_read_on_every_key_attached() -> None:
         for method, suffix in (("POST", "/keepalive"), ("DELETE", "")):
             refused = await client.request(method, path + suffix, headers=bearer(given["alice"]))
             assert refused.status_code == 403 and "secret" not in refused.text, (method, refused.text)
+
+
+async def test_a_key_is_attached_only_to_a_lease_whose_keys_the_writer_may_write() -> None:
+    """etcd's checkLeasePuts: alice (readwrite on app) may not hang a key
+    on root's lease, whose key she may not write, by a PUT or in a
+    transaction; were she let, root would need write on her key to keep
+    his own lease alive or revoke it. Refused on apply, nothing written."""
+    async with served_node() as (node, url), httpx.AsyncClient(base_url=url, timeout=10) as client:
+        await set_up_users(client)
+        given = await tokens(client)
+        root, alice = bearer(given["root"]), bearer(given["alice"])
+        lease = (await ok(await client.post("/api/leases", json={"ttl": 60}, headers=root)))["id"]
+        await ok(await client.put("/api/kv/secret/lock", json={"value": "r", "lease": lease}, headers=root))
+        attach = await client.put("/api/kv/app/junk", json={"value": "x", "lease": lease}, headers=alice)
+        assert attach.status_code == 403 and attach.json()["code"] == "permission_denied", attach.text
+        assert "secret" not in attach.text, attach.text
+        txn = {
+            "compare": [],
+            "success": [{"put": {"key": "app/junk", "value": "x", "lease": lease}}],
+            "failure": [],
+        }
+        in_txn = await client.post("/api/txn", json=txn, headers=alice)
+        assert in_txn.status_code == 403 and in_txn.json()["code"] == "permission_denied", in_txn.text
+        assert (await client.get("/api/kv/app/junk", headers=root)).status_code == 404
+        assert (await ok(await client.get(f"/api/leases/{lease}", headers=root)))["keys"] == ["secret/lock"]
+        await ok(await client.post(f"/api/leases/{lease}/keepalive", headers=root))
+        # Her own lease, and one whose keys she may write, she may use.
+        own = (await ok(await client.post("/api/leases", json={"ttl": 60}, headers=alice)))["id"]
+        await ok(await client.put("/api/kv/app/a", json={"value": "x", "lease": own}, headers=alice))
+        await ok(await client.put("/api/kv/app/b", json={"value": "x", "lease": own}, headers=alice))
+        assert node.kv.leases[int(own, 16)].keys == {"app/a", "app/b"}
