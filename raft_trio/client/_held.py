@@ -52,7 +52,14 @@ def hold_in_thread(make_client: Callable[[], TrioClient], name: str, **options: 
             nursery.start_soon(until_done)
             async with make_client() as client, client.lock(name, **options) as token:
                 acquired.put(token)
-                await trio.sleep_forever()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    if not done.is_set():
+                        # Cancelled by the lock itself: lost. Said now, not
+                        # once its release (a revoke that may wait out an
+                        # election) has ended and LockLost comes out.
+                        lost.set()
 
     def run() -> None:
         try:
