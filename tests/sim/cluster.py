@@ -179,7 +179,9 @@ class Cluster:
             # the rng, so that older seeds replay the same schedule.
             lazy_commit_broadcast=seed % 2 == 1,
         )
-        self.faults = faults or FaultProfile()
+        # A copy: stabilize() turns faults off, which must not carry over
+        # to the next cluster given the same profile (a seed replays alone).
+        self.faults = dataclasses.replace(faults) if faults is not None else FaultProfile()
         self.core_factory = core_factory
         #: Decides the refusal reports, apart from ``rng``, so that the rest
         #: of a seed's schedule is the one it had before there were any.
