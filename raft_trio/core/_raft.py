@@ -151,6 +151,11 @@ class RaftCore:
         self._reset_election_timeout()
 
         self._progress: dict[NodeId, Progress] = {}
+        #: Counts the times a leader stopped replicating to members that its
+        #: configurations no longer name (released, given up, or its
+        #: leadership over): a runtime keeps streams to such a member, as
+        #: the leader's progress does, and looks again when this moves.
+        self.removed_released = 0
         self._votes: dict[NodeId, bool] = {}
         self._lead_transferee: NodeId | None = None
         self._transfer_elapsed = 0
@@ -269,8 +274,18 @@ class RaftCore:
         return self._membership_at(self._log.committed)
 
     def _promotable(self) -> bool:
-        """Only voters of the configuration in force may campaign."""
-        return self._id in self._membership.voters
+        """Whether this node may campaign: a voter of the configuration in
+        force, or (§4.2.2) a voter that the configuration in force drops
+        while that change is not committed here. Such a node may hold the
+        only copy of its own removal (the leader that appended it crashed
+        with the entry on this node alone), and the others, still under
+        the old configuration, cannot win without its vote, which it
+        refuses them for its longer log: it must lead to commit the change
+        (not counting its own vote: ``vote_result`` counts the voters in
+        force), then steps down as a removed leader does."""
+        if self._id in self._membership.voters:
+            return True
+        return self._id in self._committed_membership.voters
 
     def _membership_at(self, index: int) -> Membership:
         """The configuration in force at ``index``, for a snapshot taken
@@ -451,7 +466,8 @@ class RaftCore:
         if self._timer_is_a_turn:
             return False  # the stream retries: the turn stands
         window = self._config.refused_stagger_ticks
-        turn = sorted(v for v in self._membership.voters if v != node_id).index(self._id)
+        # Itself added: a voter being removed may campaign too (_promotable).
+        turn = sorted(v for v in self._membership.voters | {self._id} if v != node_id).index(self._id)
         opens = max(self._config.election_ticks_min, self._election_elapsed) + 1
         self._randomized_election_timeout = opens + turn * window + self._rng.randrange(window)
         self._timer_is_a_turn = True
@@ -677,6 +693,8 @@ class RaftCore:
         self._append_as_leader(EntryKind.NOOP, b"")
 
     def _abandon_leadership(self) -> None:
+        if not self._progress.keys() <= self._replicated_ids():
+            self.removed_released += 1
         self._progress = {}
         self._lead_transferee = None
         self._dropped_reads.extend(request_id for _, request_id, _ in self._pending_reads)
@@ -710,6 +728,12 @@ class RaftCore:
                 # than serve stale reads or hang clients forever.
                 self._become_follower(self._term, None)
                 return
+            replicated = self._replicated_ids()
+            for node_id in [
+                n for n, pr in self._progress.items() if not pr.recent_active and n not in replicated
+            ]:
+                del self._progress[node_id]  # removed, silent for a round: told no more (_release_removed)
+                self.removed_released += 1
             for node_id, pr in self._progress.items():
                 pr.recent_active = node_id == self._id
                 if pr.state is ProgressState.SNAPSHOT:
@@ -926,6 +950,10 @@ class RaftCore:
             return  # the commit removed this leader (§4.2.2)
         if node_id not in self._progress:
             return  # the commit completed this member's removal
+        if node_id not in self._membership.ids and node_id not in self._committed_membership.ids:
+            self._release_removed(node_id)  # removed, and now holds its removal
+            if node_id not in self._progress:
+                return
         while self._send_append(node_id, send_if_empty=False):
             pass
         if node_id == self._lead_transferee and pr.match == self._log.last_index():
@@ -1146,8 +1174,9 @@ class RaftCore:
     def _replicated_ids(self) -> frozenset[NodeId]:
         """Whom a leader replicates to: the configuration in force, and a
         member it removes until the removal commits (§4.2.2), so that the
-        removed server learns the new configuration and stops campaigning.
-        Only the configuration in force counts in quorums."""
+        removed server learns the new configuration (and, by a last
+        heartbeat, that it committed: it stops campaigning). Only the
+        configuration in force counts in quorums."""
         return self._membership.ids | self._committed_membership.ids
 
     def _sync_progress(self) -> None:
@@ -1157,7 +1186,29 @@ class RaftCore:
                 self._add_progress(node_id)
         for node_id in list(self._progress):
             if node_id not in ids and node_id != self._id:
-                del self._progress[node_id]
+                self._release_removed(node_id)
+
+    def _release_removed(self, node_id: NodeId) -> None:
+        """A member whose removal committed: once it holds the committed
+        configuration, a last heartbeat tells it the commit (else it would
+        campaign on as a voter being removed, see ``_promotable``) and it
+        is replicated to no more. Until then it is, uncounted; one that
+        does not answer for a check-quorum round is dropped anyway
+        (``_tick_leader``): it may pre-vote, refused by the voters' leases."""
+        pr = self._progress[node_id]
+        if pr.match < self._committed_config_index():
+            return
+        del self._progress[node_id]
+        self.removed_released += 1
+        commit = min(pr.match, self._log.committed)
+        self._send(Heartbeat(self._term, self._id, node_id, commit=commit, seq=self._heartbeat_seq))
+
+    def _committed_config_index(self) -> int:
+        """The index of the committed configuration's entry."""
+        for index, _ in reversed(self._config_history):
+            if index <= self._log.committed:
+                return index
+        return self._config_history[0][0]
 
     def _prune_config_history(self) -> None:
         keep_from = 0

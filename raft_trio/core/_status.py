@@ -58,11 +58,6 @@ class BasicStatus(msgspec.Struct, frozen=True):
         return self.role is Role.LEADER
 
     @property
-    def promotable(self) -> bool:
-        """A voter of the configuration in force: only those campaign."""
-        return self.id in self.membership.voters
-
-    @property
     def handing_over(self) -> bool:
         """A leader that takes no proposal because it is handing leadership
         over: a transfer is under way, or it is being removed (it hands over
@@ -102,3 +97,10 @@ class Status(BasicStatus, frozen=True):
     #: A leader's view of each member it replicates to (itself included);
     #: empty on any other node.
     progress: Mapping[NodeId, ProgressStatus]
+
+    @property
+    def promotable(self) -> bool:
+        """Whether it campaigns when its timer runs out: a voter of the
+        configuration in force, or one that it drops while the change is
+        not committed (§4.2.2: it may hold the only copy of its removal)."""
+        return self.id in self.membership.voters or self.id in self.committed_membership.voters

@@ -264,6 +264,8 @@ class RaftNode:
             else None
         )
         self._known_peers: dict[str, str] = {}
+        #: The core's removed_released when the transport last followed it.
+        self._removed_released = 0
         # Where discovery last found members that the configuration records
         # at another URL (see use_found_addresses).
         self._found_addresses: dict[str, str] = {}
@@ -596,6 +598,13 @@ class RaftNode:
         peers.update((m.id, m.url) for m in core.committed_membership.members)
         peers.update((m.id, m.url) for m in core.membership.members)
         peers.update((i, url) for i, url in self._found_addresses.items() if i in peers)
+        for node_id in core.progress:
+            # A removed member a leader still replicates to, until it holds
+            # its removal and has been told it committed (RaftCore
+            # removed_released): at the URL its stream has.
+            sender = self._transport.senders.get(node_id) if self._transport is not None else None
+            if node_id not in peers and sender is not None:
+                peers[node_id] = sender.url
         peers.pop(self.id, None)
         return peers
 
@@ -903,9 +912,14 @@ class RaftNode:
         for request_id in ready.dropped_reads:
             self._reads.drop(request_id)
         self._reads.release(self.kv.applied_index)
-        if ready.membership is not None or any(e.kind is EntryKind.CONFIG for e in ready.committed_entries):
-            # A configuration appended (new peers) or committed (a removal
-            # done: its member's sender goes, see _peer_urls).
+        if (
+            ready.membership is not None
+            or any(e.kind is EntryKind.CONFIG for e in ready.committed_entries)
+            or self.core.removed_released != self._removed_released
+        ):
+            # A configuration appended (new peers) or committed, or a
+            # removed member released (its sender goes, see _peer_urls).
+            self._removed_released = self.core.removed_released
             transport.set_peers(self._peer_urls())
         if ready.membership is not None:
             self._announce("membership")

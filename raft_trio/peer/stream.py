@@ -230,6 +230,13 @@ class PeerStream:
                 self._wake.set()
                 return
 
+    def retire(self) -> None:
+        """End within the deadline, not at once: a removed member's stream
+        still carries what it was last given, the leader's heartbeat that
+        tells it that its removal committed (RaftCore._release_removed),
+        and stays open while the peer reads it."""
+        self.cancel_scope.deadline = min(self.cancel_scope.deadline, trio.current_time() + self._deadline)
+
     def _put(self, message: Message) -> None:
         if isinstance(message, InstallSnapshot):
             self._snapshot = message  # a newer one replaces one not yet sent

@@ -192,8 +192,12 @@ class Transport:
         """Start streams to new peers (or peers whose URL changed) and stop
         those to peers no longer in the membership."""
         for peer_id, sender in list(self.senders.items()):
-            if peers.get(peer_id, "").rstrip("/") != sender.url:
-                sender.cancel_scope.cancel()
+            wanted = peers.get(peer_id, "").rstrip("/")
+            if wanted != sender.url:
+                if wanted:
+                    sender.cancel_scope.cancel()  # it moved: a new stream follows
+                else:
+                    sender.retire()  # removed: what it was last sent still goes
                 del self.senders[peer_id]
         for peer_id, url in peers.items():
             if peer_id == self.node_id or peer_id in self.senders:
