@@ -35,6 +35,7 @@ from ..core import (
     AppendEntries,
     AppendEntriesResponse,
     ConfChange,
+    ConfigChangeRejected,
     Entry,
     EntryKind,
     HardState,
@@ -48,6 +49,7 @@ from ..core import (
     RaftConfig,
     RaftCore,
     Ready,
+    RemoveMember,
     Role,
     Snapshot,
 )
@@ -1246,6 +1248,8 @@ class RaftNode:
         with self._clients:
             self._require_leader()
             self._ticks.catch_up()
+            if isinstance(change, RemoveMember) and (refused := self._removal_refusal(change.id)):
+                raise ConfigChangeRejected(refused)
             try:
                 index = self.core.change_membership(change)
             except NotLeader as error:
@@ -1256,6 +1260,32 @@ class RaftNode:
             self.wake()
             await self._writes.wait(waiter)
             return index
+
+    def _removal_refusal(self, node_id: str) -> str | None:
+        """Why removing ``node_id`` would stall the cluster (None: it would
+        not), as etcd's strict reconfiguration check: the voters left must
+        hold a quorum among those that answered this leader within the
+        minimum election timeout. Otherwise the removal cannot commit, the
+        leader steps down at check-quorum, and the live voters (a majority
+        of the configuration before) have no leader until more come back."""
+        core = self.core.basic_status()
+        remaining = core.membership.voters - {node_id}
+        if node_id not in core.membership.voters or not remaining:
+            return None  # a learner's removal changes no quorum; the last voter's is refused by the core
+        now = trio.current_time()
+        window = self.timing.election_min_ms / 1000
+        answering = {self.id} | {
+            peer for peer, (term, at) in self._answered_at.items() if term == core.term and now - at < window
+        }
+        live = len(remaining & answering)
+        if 2 * live > len(remaining):
+            return None
+        return (
+            f"removing {node_id} would leave {live} of the {len(remaining)} remaining voters answering, "
+            f"fewer than the {len(remaining) // 2 + 1} a quorum needs: the removal could not commit and "
+            "the cluster would have no leader until more voters come back; bring them back (or remove "
+            "the members that are down) first"
+        )
 
     async def transfer_leadership(self, to: str | None) -> str:
         self._require_leader()

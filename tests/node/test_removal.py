@@ -11,10 +11,11 @@ one."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
-from raft_trio.core import RemoveMember, Role
+from raft_trio.core import ConfigChangeRejected, RemoveMember, Role
 from raft_trio.kv import Put, Written
 from raft_trio.testing.waiting import wait_for
 
@@ -103,3 +104,27 @@ async def test_a_removed_follower_learns_it_is_out_and_never_campaigns(
     await trio.sleep(10 * ELECTION_MAX_S)
     assert removed.core.basic_status().role is Role.FOLLOWER and removed.term == term
     assert leader.is_leader and leader.term == term
+
+
+async def test_a_removal_that_would_leave_no_live_quorum_is_refused(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """etcd's strict reconfiguration check: with one of three voters down,
+    removing either live one (the leader itself too) leaves two voters of
+    which one answers: that removal could not commit, and the two live
+    voters, a majority before it, would have no leader until the third came
+    back. It is refused, changing nothing; removing the one that is down is
+    what helps, and is made."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await leader.write(Put("before", "v"))
+    down, up = sorted(i for i in cluster.hosts if i != leader.id)
+    cluster.hosts[down].paused = True
+    await trio.sleep(2 * ELECTION_MIN_S)
+    assert leader.is_leader
+    for target in (up, leader.id):
+        with pytest.raises(ConfigChangeRejected, match="leave 1 of the 2 remaining voters answering"):
+            await leader.change_membership(RemoveMember(target))
+    assert leader.membership.ids == set(cluster.hosts)
+    with trio.fail_after(leader.write_timeout):
+        await leader.change_membership(RemoveMember(down))
+    assert leader.membership.ids == {leader.id, up} and leader.is_leader
