@@ -83,6 +83,11 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
         backup = read_backup(args.file)
     except BackupCorrupt as error:
         fail(f"refused: {error}", EXIT_DAMAGED)
+    if args.cluster_id is not None and args.cluster_id == backup.cluster_id:
+        raise UsageError(
+            f"--cluster-id {args.cluster_id!r} is the id of the cluster the backup came from: the restored "
+            "cluster needs one of its own, so that the two refuse each other's peer traffic"
+        )
     new_cluster = args.cluster_id or restored_cluster_id(backup, peers)
     try:
         state = with_new_signing_key(backup.state, new_cluster)

@@ -245,7 +245,7 @@ class PeerReceiver:
         self.refusals = refusals
 
     def head(self, headers: dict[str, str]) -> str:
-        return check_peer_head(headers, self.node.peer_auth)
+        return check_peer_head(headers, self.node.peer_auth, self.node.cluster_id)
 
     async def accept(self, sender: str, headers: dict[str, str], body: bytes) -> None:
         self.node.step(await accept_batch(sender, headers, body, self.node.peer_auth))
@@ -257,6 +257,8 @@ class PeerReceiver:
         if exc.status == 401:
             node_metrics.PEER_REQUESTS_REFUSED.inc()
             self.refusals.refused("a peer request", f"{remote} claiming to be {exc.sender!r}", exc.message)
+        elif exc.status == 412:  # another cluster's node: worth a (rate-limited) line
+            self.refusals.refused("a peer request", f"{remote}", exc.message)
 
     async def serve_stream(
         self, request: UpgradeRequest, connection: trio.abc.Stream, root_path: str = ""

@@ -568,6 +568,7 @@ class RaftNode:
                 report=self._report,
                 wakeups=self.wakeups,
                 on_refused=self._peer_refused,
+                cluster_id=self.cluster_id,
             )
             self._transport.set_peers(self._peer_urls())
             self._ticks.start()

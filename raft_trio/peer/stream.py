@@ -307,7 +307,7 @@ class PeerStream:
                     self._on_refused(self.peer_id)
                 return _describe(error)
             if isinstance(opened, int):
-                if opened in (400, 401, 403, 404, 413):
+                if opened in (400, 401, 403, 404, 412, 413):
                     log.warning("stream to %s refused: HTTP %d", self.peer_id, opened)
                 return f"answered HTTP {opened}"
             try:

@@ -31,7 +31,7 @@ from ..core import Message
 from ..wakeups import SharedWakeups
 from .auth import PeerAuthenticator
 from .stream import Body, Connection, PeerStream, RequestFunction, StreamMetrics, StreamOpener
-from .wire import PeerReport
+from .wire import CLUSTER_HEADER, PeerReport
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ class Transport:
         report: Callable[[], PeerReport] | None = None,
         wakeups: SharedWakeups | None = None,
         on_refused: Callable[[str], None] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.node_id = node_id
         self._nursery = nursery
@@ -186,6 +187,8 @@ class Transport:
 
         self._request = request if request is not None else httpx_request(pool())
         self._open_stream = open_stream if open_stream is not None else httpx_open_stream(pool())
+        if cluster_id is not None:
+            self._request, self._open_stream = naming_cluster(cluster_id, self._request, self._open_stream)
         self.senders: dict[str, PeerStream] = {}
 
     def set_peers(self, peers: dict[str, str]) -> None:
@@ -244,3 +247,18 @@ class Transport:
         with trio.CancelScope(shield=True):
             for pool in self._pools:
                 await pool.aclose()
+
+
+def naming_cluster(
+    cluster_id: str, request: RequestFunction, open_stream: StreamOpener
+) -> tuple[RequestFunction, StreamOpener]:
+    """``request`` and ``open_stream`` with ``X-Raft-Cluster`` added to
+    every request's headers (a peer of another cluster refuses it)."""
+
+    async def named_request(url: str, headers: dict[str, str], body: Body) -> int:
+        return await request(url, {**headers, CLUSTER_HEADER: cluster_id}, body)
+
+    async def named_open_stream(url: str, headers: dict[str, str]) -> Connection | int:
+        return await open_stream(url, {**headers, CLUSTER_HEADER: cluster_id})
+
+    return named_request, named_open_stream

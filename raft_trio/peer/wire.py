@@ -38,6 +38,10 @@ STREAM_PATH = "/raft/stream"
 #: The protocol a stream's connection switches to (``Upgrade:``).
 STREAM_PROTOCOL = "raft-stream"
 FROM_HEADER = "X-Raft-From"
+#: The sender's cluster id, when it has one: a node with another refuses
+#: the request or stream (412), so that a cluster restored from a backup
+#: next to a live node of the old one cannot depose it, nor the other way.
+CLUSTER_HEADER = "X-Raft-Cluster"
 BATCH_CONTENT_TYPE = "application/msgpack"
 
 _batch_encoder = msgspec.msgpack.Encoder()
@@ -122,13 +126,16 @@ class PeerRequestError(Exception):
         self.sender = sender
 
 
-def check_peer_head(headers: Mapping[str, str], auth: PeerAuthenticator | None) -> str:
+def check_peer_head(
+    headers: Mapping[str, str], auth: PeerAuthenticator | None, cluster_id: str | None = None
+) -> str:
     """The first half of accepting a batch or a stream, before any of its
     body is read: returns the sender named by ``X-Raft-From``. ``headers``
     maps lower-case header names to values. Raises
     :class:`PeerRequestError`: 400 without ``X-Raft-From``; 401 when
     ``auth`` is set and the signature header is missing, malformed or
-    stale."""
+    stale; 412 when the sender names a cluster (``X-Raft-Cluster``) other
+    than ``cluster_id`` (either unknown: no check)."""
     sender = headers.get(FROM_HEADER.lower())
     if not sender:
         raise PeerRequestError(400, f"peer requests need the {FROM_HEADER} header")
@@ -137,6 +144,10 @@ def check_peer_head(headers: Mapping[str, str], auth: PeerAuthenticator | None) 
             auth.check_header(headers.get(SIGNATURE_HEADER.lower()))
         except PeerAuthError as exc:
             raise PeerRequestError(401, str(exc), sender) from exc
+    theirs = headers.get(CLUSTER_HEADER.lower())
+    if cluster_id is not None and theirs is not None and theirs != cluster_id:
+        message = f"{sender!r} is a member of cluster {theirs!r}, not of this node's cluster {cluster_id!r}"
+        raise PeerRequestError(412, message, sender)
     return sender
 
 

@@ -86,3 +86,24 @@ def test_restore_refuses_a_directory_in_use_and_a_node_not_in_peers(tmp_path: Pa
     with pytest.raises(ValueError, match="--peers must include this node"):
         restore_backup(backup, tmp_path / "new", "z", {"a": "http://127.0.0.1:1"})
     assert not (tmp_path / "new").exists()
+
+
+def test_restoring_under_the_old_clusters_id_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The restored cluster needs an id of its own: under the old one's,
+    the two would take each other's peer traffic (X-Raft-Cluster)."""
+    from raft_trio.cli import main
+
+    data, _ = a_backup()
+    file = tmp_path / "backup.snapshot"
+    file.write_bytes(data)
+    argv = ["snapshot", "restore", str(file), "--data-dir", str(tmp_path / "n1"), "--id", "n1"]
+    argv += ["--peers", "n1=http://127.0.0.1:9001", "--cluster-id", "old-cluster"]
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    assert "is the id of the cluster the backup came from" in capsys.readouterr().err
+    assert not (tmp_path / "n1").exists()
+    assert main([*argv[:-1], "new-cluster"]) == 0
+    assert (tmp_path / "n1").is_dir()
