@@ -43,14 +43,14 @@ class RemovalWatch:
     ) -> str | None:
         """Why this node is removed, or None. ``own``: its configuration in
         force; ``own_committed``: its last committed one."""
+        leaders = {s.id: s for s in probes if s.leader_log is not None and s.id != self.node_id}
         listed = any(m.id == self.node_id for m in own_committed)
         if listed:
             self._was_member = True
-        elif self._was_member and own_committed:
+        elif self._was_member and own_committed and not self._listed_again(own, leaders.values()):
             return "its own committed configuration leaves it out"
         if not own:
             return None  # joining: no configuration of its own yet
-        leaders = {s.id: s for s in probes if s.leader_log is not None and s.id != self.node_id}
         for leader in leaders.values():
             assert leader.leader_log is not None
             term, commit, last = leader.leader_log
@@ -65,6 +65,17 @@ class RemovalWatch:
         for gone in set(self._seen) - set(leaders):
             del self._seen[gone]
         return None
+
+    def _listed_again(self, own: Sequence[MemberView], leaders: Iterable[PeerStatus]) -> bool:
+        """Whether a configuration newer than its committed one names this
+        node: the one it appended, or a leader's. A member removed and added
+        again under the same id replays its earlier life while it catches
+        up (a configuration with it, the one that removed it, the one that
+        adds it again), and its committed configuration leaves it out in
+        between."""
+        if any(m.id == self.node_id for m in own):
+            return True
+        return any(leader.member(self.node_id) is not None for leader in leaders)
 
 
 #: Where the data of a removed member is kept, beside the data directories.

@@ -234,3 +234,19 @@ def test_a_node_is_removed_when_its_own_committed_configuration_leaves_it_out_af
     assert joining.removed(without_d, without_d, []) is None
     assert joining.removed(with_d, without_d, []) is None
     assert joining.removed(with_d, with_d, []) is None
+
+
+def test_a_member_added_again_is_not_removed_while_it_replays_its_earlier_removal() -> None:
+    """Removed, then added again under the same id with an empty data
+    directory: while it catches up it replays its earlier life, and its
+    committed configuration leaves it out between the old removal and
+    the new add. A newer configuration naming it (the one it appended, or
+    a leader's) says it is a member again; without one, it was removed."""
+    with_d = [MemberView(i, url(i)) for i in "abcd"]
+    without_d = [MemberView(i, url(i)) for i in "abc"]
+    watch = RemovalWatch("d")
+    assert watch.removed(with_d, with_d, []) is None  # its earlier life
+    assert watch.removed(with_d, without_d, []) is None  # the add appended already
+    assert watch.removed(without_d, without_d, [leading("a", "abcd", 7, 20, 25)]) is None  # a leader's
+    assert watch.removed(without_d, without_d, [member("b", "abcd", leader=False)]) is not None
+    assert watch.removed(without_d, without_d, []) is not None
