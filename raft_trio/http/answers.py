@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import msgspec
 
@@ -113,6 +113,8 @@ class Target:
     @classmethod
     def of_scope(cls, scope: dict[str, Any]) -> Target:
         path: str = scope["path"]
+        if not path.startswith("/"):
+            path = "/" + urlparse(path).path.lstrip("/")  # an absolute-form target, as routed
         root: str = scope.get("root_path", "")
         if root and path != root and path.startswith(root):
             path = path[len(root) :]

@@ -49,6 +49,7 @@ from ..kv import ROOT, Need, Txn, key_interval, parse_lease_id
 from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
+from ..peer.wire import MESSAGES_PATH, STREAM_PATH
 from ._principal import CHECKED_KEY, PRINCIPAL_KEY, Principal, principal_of, still_allowed
 from .answers import Answer, error, forbidden, retry_later, sse
 from .lean import peer_certificate_refusal, request_headers, route_path, send_answer
@@ -60,7 +61,9 @@ Code = schema.Code
 TOKEN_PATH = "/auth/token"
 #: Open with auth on (the contract's list); the docs are added by the app.
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
-PEER_PREFIX = "/raft/"
+#: The peers' own routes, exactly: a prefix would also open an API whose
+#: prefix starts with it (``API_PREFIX=/raft/v1``).
+PEER_PATHS = (MESSAGES_PATH, STREAM_PATH)
 
 
 # -- what a request needs -----------------------------------------------------------
@@ -102,7 +105,7 @@ def rule_for(
     method = method.upper()
     if path in OPEN_PATHS:
         return Rule("observe" if path[1:] in protected else "open")
-    if path.startswith(PEER_PREFIX) or path.startswith(open_extra):
+    if path in PEER_PATHS or any(under(path, extra) for extra in open_extra):
         return Rule("open")
     api = api_prefix.rstrip("/")
     if not path.startswith(api + "/"):
@@ -130,6 +133,13 @@ def rule_for(
     if rest in ("/status", "/events"):
         return Rule("observe")
     return Rule("user")
+
+
+def under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it, segment by segment: the
+    docs at ``/a`` do not open ``/api``."""
+    prefix = prefix.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/")
 
 
 # -- helpers for the handlers ------------------------------------------------------------
@@ -222,7 +232,7 @@ class AuthGate:
         path = route_path(scope)
         security = self.node.security
         rule = rule_for(scope["method"], path, self.api_prefix, self.open_paths, security.protected)
-        if path.startswith(PEER_PREFIX) and security.peer_cert_auth:
+        if path in PEER_PATHS and security.peer_cert_auth:
             refused = self._peer_refusal(scope)
             if refused is not None:
                 return unauthorized(refused)

@@ -19,6 +19,8 @@ import httpx
 import pytest
 import trio
 
+from raft_trio.http.answers import Target
+from raft_trio.http.auth import rule_for
 from raft_trio.http.lean import NO_ROUTE, route_path
 from raft_trio.security import Security
 from tests.security.auth_support import bearer, login, ok, served_node, set_up_users
@@ -131,3 +133,42 @@ async def test_odd_forms_of_the_target_reach_the_same_route_for_those_allowed() 
 )
 def test_the_routed_path_is_werkzeugs(path: str, root_path: str, routed: str) -> None:
     assert route_path({"path": path, "root_path": root_path}) == routed
+
+
+@pytest.mark.parametrize(
+    ("path", "api_prefix", "open_extra", "kind"),
+    [
+        # An API under /raft/ is not the peers' routes ...
+        ("/raft/v1/snapshot", "/raft/v1", ("/docs",), "root"),
+        ("/raft/v1/auth/users", "/raft/v1", ("/docs",), "manage"),
+        ("/raft/stream", "/raft/v1", ("/docs",), "open"),
+        ("/raft/messages", "/api", (), "open"),
+        ("/raft/anything-else", "/api", (), "user"),
+        # ... and docs at /a do not open /api.
+        ("/api/snapshot", "/api", ("/a", "/openapi.json"), "root"),
+        ("/a", "/api", ("/a",), "open"),
+        ("/a/static/x.js", "/api", ("/a",), "open"),
+        ("/_docs/x.css", "/api", ("/_docs/",), "open"),
+        ("/_docsx", "/api", ("/_docs/",), "user"),
+    ],
+)
+def test_open_paths_are_matched_segment_by_segment(
+    path: str, api_prefix: str, open_extra: tuple[str, ...], kind: str
+) -> None:
+    assert rule_for("GET", path, api_prefix, open_extra).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/api/kv/k", "http://leader:1/api/kv/k"),
+        ("http://n2:8080/api/kv/k", "http://leader:1/api/kv/k"),
+        ("api/kv/k", "http://leader:1/api/kv/k"),
+    ],
+)
+def test_a_redirect_goes_to_the_routed_path_on_the_leader(path: str, location: str) -> None:
+    """A follower's 307 names the path it routed, whatever the target's form."""
+    assert (
+        Target.of_scope({"path": path, "root_path": "", "query_string": b""}).on("http://leader:1")
+        == location
+    )
