@@ -565,6 +565,7 @@ class Client:
                             tried.append((base, f"{response.status_code} {error.code}"))
                             continue
                         self.endpoints.answered(base)
+                        cursor.opened(response.headers)
                         failing_since, backoff, tried = None, 0.1, []
                         parser = SseParser()
                         for line in response.iter_lines():

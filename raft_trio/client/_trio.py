@@ -480,6 +480,7 @@ class TrioClient:
                             tried.append((base, f"{response.status_code} {error.code}"))
                             continue
                         self.endpoints.answered(base)
+                        cursor.opened(response.headers)
                         failing_since, backoff, tried = None, 0.1, []
                         parser = SseParser()
                         async with _lines_of(response) as lines:

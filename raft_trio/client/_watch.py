@@ -12,6 +12,7 @@ changes of revision R it already delivered, by key.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import msgspec
@@ -20,6 +21,8 @@ from .. import schema
 from ._errors import ApiError, ClientError, Compacted, api_error, error_answer
 from .sse import SseComment, SseDropped, SseEvent
 
+#: The node's applied revision, on every watch answer.
+REVISION_HEADER = "X-Raft-Revision"
 #: A node sends a comment on a quiet watch at least every 5 s; a stream
 #: silent for this long is taken for dead and opened again elsewhere.
 WATCH_STALL_S = 15.0
@@ -64,6 +67,16 @@ class WatchCursor:
         if self.revision is not None:
             headers["Last-Event-ID"] = str(self.revision - 1)
         return headers
+
+    def opened(self, headers: Mapping[str, str]) -> None:
+        """A node answered the watch with ``headers``, its applied revision
+        among them (``X-Raft-Revision``). A watch "from the next change" that has
+        delivered nothing yet starts, wherever it is opened again, after
+        that revision: without it, changes made while its stream was being
+        replaced (a node cut off ends its watches) would be skipped."""
+        revision = headers.get(REVISION_HEADER, "")
+        if self.revision is None and self.start_revision is None and revision.isdigit():
+            self.start_revision = int(revision) + 1
 
     def refused(self, status: int, body: bytes, url: str) -> ApiError:
         """The error for a watch request not answered 200; the caller

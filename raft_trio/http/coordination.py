@@ -65,13 +65,18 @@ from .answers import (
     confirm_read,
     for_exception,
     range_item,
-    retry_later,
     sse,
     write,
 )
 from .auth import lease_keys_refusal, refusal, txn_refusal
 
 Code = schema.Code
+
+
+def ended(cut_off: str) -> bytes:
+    """The comment that ends a watch served by a node out of touch."""
+    return f": ended: this node is out of touch ({cut_off}); watch elsewhere\n\n".encode()
+
 
 #: A watch stream sends a comment at least this often, so that a client
 #: (and any proxy between) tells a quiet watch from a dead connection.
@@ -248,7 +253,6 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
     @validate_querystring(schema.WatchQuery)
     @document_response(schema.CompactedAnswer, 410)
     @document_response(schema.ErrorAnswer, 400)
-    @document_response(schema.UnavailableAnswer, 503)
     async def watch(query_args: schema.WatchQuery) -> Response:
         """Server-sent events, one per change to ``key`` or under
         ``prefix`` (neither: every key), in revision order: ``id`` is the
@@ -258,11 +262,12 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         or repeated. 410 when the node no longer holds that revision; a
         watcher that falls that far behind gets an ``error`` event and the
         stream ends. Any node in touch with the cluster serves watches from
-        its applied state; one cut off answers 503, and ends a quiet
-        stream at its next keep-alive (etcd's require-leader watches): a
-        watch served by it would wait for changes that the rest of the
-        cluster makes without it, as a lock's next waiter would for a
-        release. The client resumes elsewhere, losing nothing."""
+        its applied state; one cut off ends a new watch after its opening
+        comment and a quiet one at its next keep-alive (etcd's
+        require-leader watches): a watch served by it would wait for
+        changes that the rest of the cluster makes without it, as a lock's
+        next waiter would for a release. The client resumes elsewhere,
+        losing nothing."""
         query = query_args
         if query.prefix is not None and query.key is not None:
             return quart_response(bad_request("give either key or prefix, not both"))
@@ -285,8 +290,6 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
                 message = "Last-Event-ID must be the revision of the last event received"
                 return quart_response(bad_request(message))
             start = int(last_seen) + 1
-        if (cut_off := node.out_of_touch()) is not None:
-            return quart_response(retry_later(f"this node cannot serve a watch now: {cut_off}"))
         try:
             watcher = node.watches.open(selector, start)
         except NODE_ERRORS as exc:
@@ -300,12 +303,17 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
                     f": watching from revision {watcher.position}, served by {role} {node.id} "
                     f"from its applied state (revision {revision})\n\n"
                 ).encode()
+                if (cut_off := node.out_of_touch()) is not None:
+                    # A 200 that ends at once, not a 503: a browser's
+                    # EventSource gives up for good on an answer not 200.
+                    yield ended(cut_off)
+                    return
                 while True:
                     with trio.move_on_after(WATCH_KEEPALIVE_S) as waited:
                         changes = await watcher.next_changes()
                     if waited.cancelled_caught:
                         if (cut_off := node.out_of_touch()) is not None:
-                            yield f": ended: this node is out of touch ({cut_off}); watch elsewhere\n\n".encode()
+                            yield ended(cut_off)
                             return
                         yield b": keep-alive\n\n"
                         continue
