@@ -597,13 +597,18 @@ class RaftCore:
         commit index need not be (it is volatile state), so a change of it
         alone costs no fsync: it rides along with a snapshot, or with the
         next entries written once COMMIT_RECORD_TICKS passed since the last
-        record."""
+        record; one that commits a configuration entry is written at once."""
         persisted = self._persisted_hard_state
         if self._term != persisted.term or self._vote != persisted.vote:
             return self._hard_state
         if self._log.committed == persisted.commit:
             return None
         if self._log.unstable_snapshot is not None:
+            return self._hard_state
+        if any(persisted.commit < at <= self._log.committed for at, _ in self._config_history):
+            # A configuration committed: recorded now, so that a member it
+            # removes still knows after a restart that its removal
+            # committed (else it would campaign again: _promotable).
             return self._hard_state
         if self._log.unstable_entries and self._ticks - self._hard_state_taken_at >= COMMIT_RECORD_TICKS:
             return self._hard_state

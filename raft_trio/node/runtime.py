@@ -695,6 +695,11 @@ class RaftNode:
         transport = self._transport
         assert transport is not None
         transport.send(ready.messages)
+        if self.core.removed_released != self._removed_released:
+            # A removed member released: its last heartbeat is on its way
+            # (just sent), its stream ends (see _peer_urls).
+            self._removed_released = self.core.removed_released
+            transport.set_peers(self._peer_urls())
         self._note_heartbeat_round()
         if not ready.only_messages():
             self._taken = ready
@@ -915,14 +920,10 @@ class RaftNode:
         for request_id in ready.dropped_reads:
             self._reads.drop(request_id)
         self._reads.release(self.kv.applied_index)
-        if (
-            ready.membership is not None
-            or any(e.kind is EntryKind.CONFIG for e in ready.committed_entries)
-            or self.core.removed_released != self._removed_released
-        ):
-            # A configuration appended (new peers) or committed, or a
-            # removed member released (its sender goes, see _peer_urls).
-            self._removed_released = self.core.removed_released
+        if ready.membership is not None or any(e.kind is EntryKind.CONFIG for e in ready.committed_entries):
+            # A configuration appended (new peers) or committed (a removal
+            # done: its member's sender goes once the leader released it,
+            # see _peer_urls and _take_ready).
             transport.set_peers(self._peer_urls())
         if ready.membership is not None:
             self._announce("membership")
@@ -1269,10 +1270,12 @@ class RaftNode:
         minimum election timeout. Otherwise the removal cannot commit, the
         leader steps down at check-quorum, and the live voters (a majority
         of the configuration before) have no leader until more come back."""
-        core = self.core.basic_status()
+        core = self.core.status()
         remaining = core.membership.voters - {node_id}
         if node_id not in core.membership.voters or not remaining:
             return None  # a learner's removal changes no quorum; the last voter's is refused by the core
+        if core.commit_term != core.term:
+            return None  # just elected: the core refuses any change until its term's first commit, and says so
         now = trio.current_time()
         window = self.timing.election_min_ms / 1000
         answering = {self.id} | {

@@ -194,6 +194,8 @@ class PeerStream:
         #: The report the current stream last carried (None: none yet).
         self._report_sent: PeerReport | None = None
         self.cancel_scope = trio.CancelScope()
+        #: Its task has ended (cancelled, or a retired stream's deadline).
+        self.ended = False
         #: Messages dropped from a full outbox, streams opened: for tests.
         self.dropped = 0
         self.streams_opened = 0
@@ -262,11 +264,14 @@ class PeerStream:
         self._on_unreachable(self.peer_id)
 
     async def run(self) -> None:
-        with self.cancel_scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send_snapshots, name=f"snapshots-{self.peer_id}")
-                nursery.start_soon(self._keepalives, name=f"keepalives-{self.peer_id}")
-                await self._keep_stream()
+        try:
+            with self.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._send_snapshots, name=f"snapshots-{self.peer_id}")
+                    nursery.start_soon(self._keepalives, name=f"keepalives-{self.peer_id}")
+                    await self._keep_stream()
+        finally:
+            self.ended = True
 
     # -- the stream ------------------------------------------------------
 

@@ -190,17 +190,25 @@ class Transport:
         if cluster_id is not None:
             self._request, self._open_stream = naming_cluster(cluster_id, self._request, self._open_stream)
         self.senders: dict[str, PeerStream] = {}
+        #: Streams to removed members, ending within their deadline: what is
+        #: sent to such a member meanwhile (a leader's last heartbeat) still
+        #: goes (PeerStream.retire).
+        self._retiring: dict[str, PeerStream] = {}
 
     def set_peers(self, peers: dict[str, str]) -> None:
         """Start streams to new peers (or peers whose URL changed) and stop
         those to peers no longer in the membership."""
+        for peer_id, sender in list(self._retiring.items()):
+            if sender.ended or peer_id in peers:
+                del self._retiring[peer_id]
         for peer_id, sender in list(self.senders.items()):
             wanted = peers.get(peer_id, "").rstrip("/")
             if wanted != sender.url:
                 if wanted:
                     sender.cancel_scope.cancel()  # it moved: a new stream follows
                 else:
-                    sender.retire()  # removed: what it was last sent still goes
+                    sender.retire()  # removed: what it is sent until it ends still goes
+                    self._retiring[peer_id] = sender
                 del self.senders[peer_id]
         for peer_id, url in peers.items():
             if peer_id == self.node_id or peer_id in self.senders:
@@ -237,8 +245,8 @@ class Transport:
         for message in messages:
             by_peer.setdefault(message.dst, []).append(message)
         for peer_id, addressed in by_peer.items():
-            sender = self.senders.get(peer_id)
-            if sender is not None:
+            sender = self.senders.get(peer_id) or self._retiring.get(peer_id)
+            if sender is not None and not sender.ended:
                 sender.send(addressed)
 
     async def aclose(self) -> None:

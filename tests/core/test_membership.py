@@ -17,6 +17,7 @@ from raft_trio.core import (
     NotLeader,
     ProposalDropped,
     RemoveMember,
+    RequestVote,
     Role,
     TimeoutNow,
     UpdateMember,
@@ -412,3 +413,26 @@ def test_a_removed_member_that_never_answers_is_dropped_after_a_round() -> None:
     sent_to_d = len(net.sent(AppendEntries, dst="d"))
     net.elapse(5 * CONFIG.election_ticks_max)
     assert len(net.sent(AppendEntries, dst="d")) == sent_to_d
+
+
+def test_a_removed_member_remembers_after_a_restart_that_its_removal_committed() -> None:
+    """The commit index is volatile and recorded lazily; a member that
+    learnt that its removal committed and then restarted would find its
+    removal uncommitted again, campaign as a voter being removed, and no
+    leader would tell it otherwise. A commit past a configuration entry is
+    recorded at once (a review's finding)."""
+    net = Network("abcd")
+    a = net.elect("a")
+    a.propose(b"x")
+    net.deliver_all()
+    removal = a.change_membership(RemoveMember("d"))
+    net.deliver_all()
+    net.elapse(3)
+    assert net.cores["d"].status().commit >= removal and "d" not in a.status().progress
+    assert net.storages["d"].hard_state().commit >= removal
+    net.crash("d")
+    d = net.restart("d")
+    assert not d.status().promotable
+    sent = len(net.sent(RequestVote, src="d"))
+    net.elapse(10 * CONFIG.election_ticks_max)
+    assert len(net.sent(RequestVote, src="d")) == sent and d.status().role is Role.FOLLOWER

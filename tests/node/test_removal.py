@@ -128,3 +128,25 @@ async def test_a_removal_that_would_leave_no_live_quorum_is_refused(
     with trio.fail_after(leader.write_timeout):
         await leader.change_membership(RemoveMember(down))
     assert leader.membership.ids == {leader.id, up} and leader.is_leader
+
+
+async def test_a_released_member_learns_its_removal_and_its_stream_ends(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The removed member's answer comes after the removal committed (its
+    disk is slower): the leader releases it then, in a Ready of messages
+    alone, tells it the commit, and stops the stream to it though the
+    cluster is idle from then on (a review found the stream kept, and
+    reopened for ever once the member stopped)."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await leader.write(Put("before", "v"))
+    removed_id = min(i for i in cluster.hosts if i != leader.id)
+    removed = cluster.hosts[removed_id].node
+    cluster.hosts[removed_id].fsync_seconds = 0.05
+    await leader.change_membership(RemoveMember(removed_id))
+    with trio.fail_after(2 * ELECTION_MAX_S):
+        await wait_for(lambda: removed_id not in leader.core.status().progress, poll=0.005)
+        await wait_for(lambda: not removed.core.status().promotable, poll=0.005)
+    await trio.sleep(2 * ELECTION_MAX_S)
+    assert removed_id not in leader._transport.senders  # type: ignore[union-attr]
+    assert removed.core.basic_status().role is Role.FOLLOWER and leader.is_leader
