@@ -1275,7 +1275,9 @@ class RaftNode:
         if node_id not in core.membership.voters or not remaining:
             return None  # a learner's removal changes no quorum; the last voter's is refused by the core
         if core.commit_term != core.term:
-            return None  # just elected: the core refuses any change until its term's first commit, and says so
+            # Just elected: the core refuses any change until its term's
+            # first commit, and says so.
+            return None
         now = trio.current_time()
         window = self.timing.election_min_ms / 1000
         answering = {self.id} | {
