@@ -560,16 +560,18 @@ class Client:
                         if response.status_code != 200:
                             self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, response.read(), base)
-                            if not retryable(error):
+                            if not cursor.may_retry(error):
                                 raise error
                             tried.append((base, f"{response.status_code} {error.code}"))
                             continue
                         self.endpoints.answered(base)
                         cursor.opened(response.headers)
-                        failing_since, backoff, tried = None, 0.1, []
                         parser = SseParser()
                         for line in response.iter_lines():
-                            if (event := cursor.accept(parser.feed(line))) is not None:
+                            item = parser.feed(line)
+                            if cursor.carries(item):
+                                failing_since, backoff, tried = None, 0.1, []
+                            if (event := cursor.accept(item)) is not None:
                                 yield event
                         tried.append((base, "stream ended"))
                 except _http.REQUEST_ERRORS as error:

@@ -31,7 +31,7 @@ from ._errors import (
 from ._locks import Leadership
 from ._session import Session
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
-from ._watch import WATCH_STALL_S, WatchCursor, retryable
+from ._watch import WATCH_STALL_S, WatchCursor
 from .sse import SseEvent, SseParser
 
 T = TypeVar("T")
@@ -475,17 +475,19 @@ class TrioClient:
                         if response.status_code != 200:
                             self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, await response.aread(), base)
-                            if not retryable(error):
+                            if not cursor.may_retry(error):
                                 raise error
                             tried.append((base, f"{response.status_code} {error.code}"))
                             continue
                         self.endpoints.answered(base)
                         cursor.opened(response.headers)
-                        failing_since, backoff, tried = None, 0.1, []
                         parser = SseParser()
                         async with _lines_of(response) as lines:
                             async for line in lines:
-                                if (event := cursor.accept(parser.feed(line))) is not None:
+                                item = parser.feed(line)
+                                if cursor.carries(item):
+                                    failing_since, backoff, tried = None, 0.1, []
+                                if (event := cursor.accept(item)) is not None:
                                     yield event
                         tried.append((base, "stream ended"))
                 except _http.REQUEST_ERRORS as error:

@@ -43,6 +43,9 @@ class WatchCursor:
     #: at that revision.
     revision: int | None = None
     delivered: set[str] = dataclasses.field(default_factory=set)
+    #: ``start_revision`` was taken from a first answer (:meth:`opened`),
+    #: not given by the caller.
+    adopted: bool = dataclasses.field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.key is not None and self.prefix is not None:
@@ -77,11 +80,36 @@ class WatchCursor:
         revision = headers.get(REVISION_HEADER, "")
         if self.revision is None and self.start_revision is None and revision.isdigit():
             self.start_revision = int(revision) + 1
+            self.adopted = True
 
     def refused(self, status: int, body: bytes, url: str) -> ApiError:
         """The error for a watch request not answered 200; the caller
-        raises it unless :func:`retryable`."""
+        raises it unless :meth:`may_retry`."""
         return api_error(status, error_answer(status, body), url)
+
+    def may_retry(self, error: ApiError) -> bool:
+        """Whether the watch goes on after ``error`` (another endpoint, or
+        later): a status another may not give, or a 410 for a start this
+        cursor took from a first answer itself. The caller asked for the
+        next change, not for that revision: with the history gone past it,
+        the watch starts again from the next change (a change made while
+        it moved may be missed, as before there was an adopted start)."""
+        if retryable(error):
+            return True
+        if isinstance(error, Compacted) and self.adopted and self.revision is None:
+            self.start_revision, self.adopted = None, False
+            return True
+        return False
+
+    @staticmethod
+    def carries(item: SseEvent | SseComment | SseDropped | None) -> bool:
+        """Whether a stream's ``item`` shows a node serving the watch: an
+        event or a keep-alive. A stream that ends after its opening (a node
+        cut off) counts as a failed try, so that a client that reaches only
+        such nodes waits longer between tries and gives up in time."""
+        return isinstance(item, SseEvent) or (
+            isinstance(item, SseComment) and item.text.strip() == "keep-alive"
+        )
 
     def accept(self, item: SseEvent | SseComment | SseDropped | None) -> schema.WatchEvent | None:
         """The change an item of the stream delivers, if any (raises

@@ -290,6 +290,14 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
                 message = "Last-Event-ID must be the revision of the last event received"
                 return quart_response(bad_request(message))
             start = int(last_seen) + 1
+        if (cut_off := node.out_of_touch()) is not None:
+            # A 200 that ends at once, not a 503 (a browser's EventSource
+            # gives up for good on an answer not 200), without the node's
+            # revision: a client takes a first answer's as where a watch
+            # from the next change resumes, and this node's may be old.
+            gone = Response(ended(cut_off), content_type="text/event-stream")
+            gone.headers["Cache-Control"] = "no-cache"
+            return gone
         try:
             watcher = node.watches.open(selector, start)
         except NODE_ERRORS as exc:
@@ -303,11 +311,6 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
                     f": watching from revision {watcher.position}, served by {role} {node.id} "
                     f"from its applied state (revision {revision})\n\n"
                 ).encode()
-                if (cut_off := node.out_of_touch()) is not None:
-                    # A 200 that ends at once, not a 503: a browser's
-                    # EventSource gives up for good on an answer not 200.
-                    yield ended(cut_off)
-                    return
                 while True:
                     with trio.move_on_after(WATCH_KEEPALIVE_S) as waited:
                         changes = await watcher.next_changes()

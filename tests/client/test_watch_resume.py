@@ -12,13 +12,16 @@ served over a real socket; real time, with the keep-alive shortened.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from functools import partial
 
+import httpx
 import pytest
 import trio
 
 from raft_trio.asgi import serve_app
-from raft_trio.client import TrioClient
+from raft_trio.client import NoEndpointAnswered, TrioClient
 from raft_trio.client._watch import WatchCursor
 from raft_trio.http import coordination
 from raft_trio.http.app import create_app, front_door
@@ -89,3 +92,59 @@ async def test_changes_made_while_the_watch_moves_off_a_cut_off_node_are_deliver
         for host in cluster.hosts.values():
             host.node.close()
         nursery.cancel_scope.cancel()
+
+
+def mock_client(answer: Callable[[httpx.Request], httpx.Response], timeout: float = 10.0) -> TrioClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    return TrioClient(["http://a:1", "http://b:1", "http://c:1"], timeout=timeout, http=http)
+
+
+CUT_OFF = b": ended: this node is out of touch (no leader is known); watch elsewhere\n\n"
+
+
+async def test_a_watch_that_only_reaches_cut_off_nodes_gives_up_in_time() -> None:
+    """Every node ends the watch at once: tries back off and the watch
+    fails after the client's timeout, rather than asking ten times a
+    second for ever (a review's finding)."""
+    asked = 0
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal asked
+        asked += 1
+        return httpx.Response(200, content=CUT_OFF, headers={"content-type": "text/event-stream"})
+
+    async def watch_all(client: TrioClient) -> None:
+        async with client.watch(prefix="jobs/") as changes:
+            async for _ in changes:
+                pass
+
+    async with mock_client(answer, timeout=3.0) as client:
+        with trio.fail_after(10), pytest.raises(NoEndpointAnswered):
+            await watch_all(client)
+    assert asked <= 3 * 8  # three endpoints a round, backing off to a second
+
+
+async def test_a_start_taken_from_a_first_answer_gives_way_to_the_next_change_when_compacted() -> None:
+    """The first node answered at revision 10 and ended; the next holds no
+    history that old (410): the watch, asked from the next change, goes on
+    from the next change instead of raising Compacted."""
+    event = (
+        b"id: 6000\nevent: put\ndata: "
+        + json.dumps(
+            {"key": "jobs/1", "value": "v", "create_revision": 6000, "mod_revision": 6000, "version": 1}
+        ).encode()
+        + b"\n\n"
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            return httpx.Response(200, content=b": watching\n\n", headers={"x-raft-revision": "10"})
+        if "start_revision" in request.url.params:
+            body = {"error": "compacted", "code": "compacted", "compact_revision": 5000}
+            return httpx.Response(410, json=body)
+        return httpx.Response(200, content=event, headers={"x-raft-revision": "5999"})
+
+    async with mock_client(answer) as client, client.watch(prefix="jobs/") as changes:
+        with trio.fail_after(10):
+            first = await changes.__anext__()
+    assert first.change.key == "jobs/1"
