@@ -596,8 +596,11 @@ class RaftNode:
         acknowledges it, and the removed leader commits its removal only
         with those acknowledgements; a removed follower learns from the
         leader that it is out."""
-        peers = dict(self._known_peers)
         core = self.core.status()
+        # Known peers tell a node that joins whom to answer until the log
+        # names its cluster; once it is in its own configuration they are
+        # no longer wanted (a member removed later keeps no stream).
+        peers = dict(self._known_peers) if self.id not in core.membership.ids else {}
         peers.update((m.id, m.url) for m in core.committed_membership.members)
         peers.update((m.id, m.url) for m in core.membership.members)
         peers.update((i, url) for i, url in self._found_addresses.items() if i in peers)
@@ -632,7 +635,8 @@ class RaftNode:
         """Addresses of a cluster's members learned outside the log: a node
         that joins has an empty configuration until the leader's entries
         reach it, yet must answer the leader to get them. The configuration
-        in force always wins over these."""
+        in force always wins over these, and once it names this node they
+        are not used (see _peer_urls)."""
         self._known_peers.update(peers)
         if self._transport is not None:
             self._transport.set_peers(self._peer_urls())

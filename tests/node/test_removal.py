@@ -150,3 +150,23 @@ async def test_a_released_member_learns_its_removal_and_its_stream_ends(
     await trio.sleep(2 * ELECTION_MAX_S)
     assert removed_id not in leader._transport.senders  # type: ignore[union-attr]
     assert removed.core.basic_status().role is Role.FOLLOWER and leader.is_leader
+
+
+async def test_a_member_removed_after_a_node_joined_keeps_no_stream_from_it(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A node that joined was told its cluster's members outside the log
+    (add_known_peers); once its configuration names it, those no longer
+    count, so a member removed later is not streamed to for ever (a
+    review found the stream reopening twice a second once it stopped)."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await leader.write(Put("before", "v"))
+    joined, removed_id = sorted(h.node.id for h in cluster.hosts.values() if h.node is not leader)
+    node = cluster.hosts[joined].node
+    node.add_known_peers({i: f"mem://{i}" for i in cluster.hosts if i != joined})
+    await leader.change_membership(RemoveMember(removed_id))
+    with trio.fail_after(2 * ELECTION_MAX_S):
+        await wait_for(lambda: removed_id not in node.core.status().committed_membership.ids, poll=0.005)
+    await trio.sleep(ELECTION_MAX_S)
+    assert removed_id not in node._transport.senders  # type: ignore[union-attr]
+    assert leader.id in node._transport.senders  # type: ignore[union-attr]
