@@ -21,8 +21,6 @@ from .. import schema
 from ._errors import ApiError, ClientError, Compacted, api_error, error_answer
 from .sse import SseComment, SseDropped, SseEvent
 
-#: The node's applied revision, on every watch answer.
-REVISION_HEADER = "X-Raft-Revision"
 #: A node sends a comment on a quiet watch at least every 5 s; a stream
 #: silent for this long is taken for dead and opened again elsewhere.
 WATCH_STALL_S = 15.0
@@ -77,7 +75,7 @@ class WatchCursor:
         delivered nothing yet starts, wherever it is opened again, after
         that revision: without it, changes made while its stream was being
         replaced (a node cut off ends its watches) would be skipped."""
-        revision = headers.get(REVISION_HEADER, "")
+        revision = headers.get(schema.REVISION_HEADER, "")
         if self.revision is None and self.start_revision is None and revision.isdigit():
             self.start_revision = int(revision) + 1
             self.adopted = True

@@ -605,7 +605,7 @@ class RaftCore:
             return None
         if self._log.unstable_snapshot is not None:
             return self._hard_state
-        if any(persisted.commit < at <= self._log.committed for at, _ in self._config_history):
+        if self._committed_config_index() > persisted.commit:
             # A configuration committed: recorded now, so that a member it
             # removes still knows after a restart that its removal
             # committed (else it would campaign again: _promotable).

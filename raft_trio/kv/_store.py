@@ -272,11 +272,10 @@ class KeyValueStore:
             allowed = check.may_key(user, "write", command.key)
             return None if allowed else f"no write permission on {command.key!r}"
         if isinstance(command, Txn):
-            reason = check.txn_denial(user, command)
+            if (reason := check.txn_denial(user, command)) is not None:
+                return reason
             leases = {op.lease for op in (*command.success, *command.failure) if isinstance(op, OpPut)}
-            for lease in sorted(leases):
-                reason = reason or self._attach_denial(user, lease)
-            return reason
+            return next(filter(None, (self._attach_denial(user, lease) for lease in sorted(leases))), None)
         if isinstance(command, LeaseGrant):
             return None  # any user may hold leases
         if isinstance(command, LeaseRevoke):
