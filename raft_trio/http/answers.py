@@ -101,6 +101,38 @@ class Refused(Exception):
         self.answer = answer
 
 
+#: What :func:`route_path` says of a path outside ``root_path`` (Quart's
+#: own stand-in: a space, which no route matches).
+NO_ROUTE = " "
+
+
+def route_path(scope: dict[str, Any]) -> str:
+    """The request path the way Quart and Werkzeug route it, so that the
+    gate decides on the route that will serve the request: an
+    absolute-form target (``GET http://host/api/...``) by its path, without
+    ``root_path`` (a path outside it matches no route), its leading slashes
+    made one (Werkzeug's ``match`` strips them: ``//api/kv/k`` is served by
+    the route of ``/api/kv/k``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root and path.startswith("/") and not path.startswith("//"):
+        return path  # the usual request, answered without a copy
+    if not path.startswith("/"):
+        path = urlparse(path).path  # as Quart's request does
+    if root:
+        if path == root or not path.startswith(root):
+            return NO_ROUTE
+        path = path[len(root) :]
+    return "/" + path.lstrip("/")
+
+
+def without_root(path: str, root: str) -> str:
+    """``path`` without the ``root`` path it starts with, if any."""
+    if root and path != root and path.startswith(root):
+        return path[len(root) :]
+    return path
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Target:
     """Where a request went, to send it on to the leader: the ASGI scope's
@@ -112,13 +144,7 @@ class Target:
 
     @classmethod
     def of_scope(cls, scope: dict[str, Any]) -> Target:
-        path: str = scope["path"]
-        if not path.startswith("/"):
-            path = "/" + urlparse(path).path.lstrip("/")  # an absolute-form target, as routed
-        root: str = scope.get("root_path", "")
-        if root and path != root and path.startswith(root):
-            path = path[len(root) :]
-        return cls(root, path, scope.get("query_string", b""))
+        return cls(scope.get("root_path", ""), route_path(scope), scope.get("query_string", b""))
 
     def on(self, base_url: str) -> str:
         url = base_url.rstrip("/") + self.root_path + quote(self.path)

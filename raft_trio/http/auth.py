@@ -49,10 +49,10 @@ from ..kv import ROOT, Need, Txn, key_interval, parse_lease_id
 from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
-from ..peer.wire import MESSAGES_PATH, STREAM_PATH
+from ..peer.wire import PEER_PATHS
 from ._principal import CHECKED_KEY, PRINCIPAL_KEY, Principal, principal_of, still_allowed
-from .answers import Answer, error, forbidden, retry_later, sse
-from .lean import peer_certificate_refusal, request_headers, route_path, send_answer
+from .answers import Answer, error, forbidden, retry_later, route_path, sse
+from .lean import peer_certificate_refusal, request_headers, send_answer
 
 log = logging.getLogger(__name__)
 Code = schema.Code
@@ -61,9 +61,6 @@ Code = schema.Code
 TOKEN_PATH = "/auth/token"
 #: Open with auth on (the contract's list); the docs are added by the app.
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
-#: The peers' own routes, exactly: a prefix would also open an API whose
-#: prefix starts with it (``API_PREFIX=/raft/v1``).
-PEER_PATHS = (MESSAGES_PATH, STREAM_PATH)
 
 
 # -- what a request needs -----------------------------------------------------------

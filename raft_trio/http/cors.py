@@ -15,7 +15,7 @@ cluster's members' URLs only, the pages the cluster serves itself:
   the person at the docs page typed it in (its Authorize button);
 - ``Origin: null`` (what a browser sends after a redirect to another
   origin, and what any sandboxed page sends) is never allowed;
-- the peer endpoints (``/raft/...``) are left alone.
+- the peer endpoints (``/raft/messages``, ``/raft/stream``) are left alone.
 
 A browser's request that needs no preflight (a form's POST) is refused
 separately when its body is not labelled JSON (raft_trio.http.bodies).
@@ -26,6 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
+
+from ..peer.wire import PEER_PATHS
+from .answers import route_path
 
 #: Methods and request headers the docs page uses (and a watch resumes with).
 ALLOW_METHODS = b"GET, PUT, POST, DELETE"
@@ -60,13 +63,12 @@ class MemberOrigins:
     (the members' URLs, asked for each request that carries ``Origin``,
     so that a member added or removed counts at once)."""
 
-    def __init__(self, app: Any, allowed: Callable[[], set[str]], peer_prefix: str = "/raft/") -> None:
+    def __init__(self, app: Any, allowed: Callable[[], set[str]]) -> None:
         self.app = app
         self.allowed = allowed
-        self.peer_prefix = peer_prefix
 
     def allowed_origin(self, scope: Any) -> bytes | None:
-        if scope["type"] != "http" or scope["path"].startswith(self.peer_prefix):
+        if scope["type"] != "http" or route_path(scope) in PEER_PATHS:
             return None
         for name, value in scope["headers"]:
             if name == b"origin":

@@ -29,7 +29,6 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
-from urllib.parse import urlparse
 
 import msgspec
 import trio
@@ -54,40 +53,10 @@ from ..peer.wire import (
 )
 from . import answers
 from ._principal import caller, still_allowed
-from .answers import REVISION_HEADER, Answer, Target
+from .answers import REVISION_HEADER, Answer, Target, route_path, without_root
 
 #: Peer batches: up to 256 messages of up to 1 MiB of entries, or a snapshot.
 MAX_PEER_BODY_BYTES = 1 << 30
-#: What :func:`route_path` says of a path outside ``root_path`` (Quart's
-#: own stand-in: a space, which no route matches).
-NO_ROUTE = " "
-
-
-def route_path(scope: dict[str, Any]) -> str:
-    """The request path the way Quart and Werkzeug route it, so that the
-    gate decides on the route that will serve the request: an
-    absolute-form target (``GET http://host/api/...``) by its path, without
-    ``root_path`` (a path outside it matches no route), its leading slashes
-    made one (Werkzeug's ``match`` strips them: ``//api/kv/k`` is served by
-    the route of ``/api/kv/k``)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if not root and path.startswith("/") and not path.startswith("//"):
-        return path  # the usual request, answered without a copy
-    if not path.startswith("/"):
-        path = urlparse(path).path  # as Quart's request does
-    if root:
-        if path == root or not path.startswith(root):
-            return NO_ROUTE
-        path = path[len(root) :]
-    return "/" + path.lstrip("/")
-
-
-def without_root(path: str, root: str) -> str:
-    """``path`` without the ``root`` path it starts with, if any."""
-    if root and path != root and path.startswith(root):
-        return path[len(root) :]
-    return path
 
 
 def request_headers(scope: dict[str, Any]) -> dict[str, str]:

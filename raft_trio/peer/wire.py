@@ -35,6 +35,9 @@ from .framing import FrameError, FrameReader, FrameWriter
 
 MESSAGES_PATH = "/raft/messages"
 STREAM_PATH = "/raft/stream"
+#: The peers' routes, exactly (a prefix would also take in an API whose
+#: prefix starts with it: ``API_PREFIX=/raft/v1``).
+PEER_PATHS = (MESSAGES_PATH, STREAM_PATH)
 #: The protocol a stream's connection switches to (``Upgrade:``).
 STREAM_PROTOCOL = "raft-stream"
 FROM_HEADER = "X-Raft-From"

@@ -19,9 +19,9 @@ import httpx
 import pytest
 import trio
 
-from raft_trio.http.answers import Target
+from raft_trio.http.answers import NO_ROUTE, Target, route_path
 from raft_trio.http.auth import rule_for
-from raft_trio.http.lean import NO_ROUTE, route_path
+from raft_trio.http.cors import MemberOrigins
 from raft_trio.security import Security
 from tests.security.auth_support import bearer, login, ok, served_node, set_up_users
 
@@ -172,3 +172,14 @@ def test_a_redirect_goes_to_the_routed_path_on_the_leader(path: str, location: s
         Target.of_scope({"path": path, "root_path": "", "query_string": b""}).on("http://leader:1")
         == location
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "answered"),
+    [("/raft/v1/kv/k", True), ("//raft/v1/kv/k", True), ("/raft/stream", False), ("/raft/messages", False)],
+)
+def test_cors_leaves_out_the_peers_routes_alone(path: str, answered: bool) -> None:
+    """An API under /raft/ (API_PREFIX=/raft/v1) still gets CORS answers."""
+    origins = MemberOrigins(None, lambda: {"http://n1:9001"})
+    scope = {"type": "http", "path": path, "root_path": "", "headers": [(b"origin", b"http://n1:9001")]}
+    assert (origins.allowed_origin(scope) is not None) is answered
