@@ -19,6 +19,7 @@ from functools import partial
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from raft_trio.asgi import serve_app
 from raft_trio.client import NoEndpointAnswered, TrioClient
@@ -102,7 +103,9 @@ def mock_client(answer: Callable[[httpx.Request], httpx.Response], timeout: floa
 CUT_OFF = b": ended: this node is out of touch (no leader is known); watch elsewhere\n\n"
 
 
-async def test_a_watch_that_only_reaches_cut_off_nodes_gives_up_in_time() -> None:
+async def test_a_watch_that_only_reaches_cut_off_nodes_gives_up_in_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Every node ends the watch at once: tries back off and the watch
     fails after the client's timeout, rather than asking ten times a
     second for ever (a review's finding)."""
