@@ -298,7 +298,13 @@ async def _open_static(
     if decision is None:
         return None
     if decision.action == "bootstrap":
-        return await _open_storage(settings, initial), {}
+        storage = await _open_storage(settings, initial)
+        if decision.term_floor:
+            # What it may have voted before its directory was lost is at
+            # most this term: count the term as voted, for itself.
+            floor = HardState(decision.term_floor, settings.node_id)
+            await trio.to_thread.run_sync(storage.set_hard_state, floor)
+        return storage, {}
     return await _open_storage(settings, None), decision.peers
 
 

@@ -17,6 +17,20 @@ meanwhile, until :func:`decide` says:
   (a late first start), or a majority of ``--peers`` are new and waiting (a
   new cluster).
 
+A voter "that has not started" may still have voted: votes come before any
+entry can name it started, and a member wiped in that first moment looks
+exactly like one that never ran. So that row waits until every voter the
+cluster lists has answered, and the node starts at the highest term any of
+them holds, counted as voted (:attr:`Decision.term_floor`). Whoever it voted
+for before the wipe persisted that term before asking, and a term only
+grows, so every term it may have voted in is at most the floor: it never
+votes twice in one. Waiting for every voter would keep a new cluster from
+forming while one member was never started, so while every member that
+answered is still at term 0 they count as new and the majority rule of a
+new cluster decides, as etcd's does; the one case left unseen is a member
+wiped in a new cluster's first second whose candidate stays silent until
+it has started again.
+
 No answer at all means waiting: a wiped member cannot tell, so it does not
 guess. docs/storage.md has the table and the operator's way back.
 """
@@ -81,12 +95,15 @@ class PeerAnswer:
     #: It is new and waiting too (its own first start, or a discovery bootstrap).
     waiting: bool
     members: dict[str, MemberEntry]
+    #: Who answered, and the term it holds (0 while waiting).
+    id: str = ""
+    term: int = 0
 
     @classmethod
     def of(cls, url: str, status: schema.Status) -> PeerAnswer:
         members = {m.id: MemberEntry(m.voter, m.started, m.url) for m in status.members}
         waiting = status.first_start is not schema.UNSET or status.bootstrap is not schema.UNSET
-        return cls(url, waiting, members)
+        return cls(url, waiting, members, status.id, status.term)
 
 
 Action = Literal["bootstrap", "join", "wait", "refuse"]
@@ -98,6 +115,9 @@ class Decision:
     reason: str
     #: The members' addresses, for a node that starts empty (join).
     peers: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The term a voter that has not started starts at, counted as voted:
+    #: the highest term any voter holds (bootstrap).
+    term_floor: int = 0
 
 
 def decide(me: str, voters: Collection[str], answers: Iterable[PeerAnswer]) -> Decision:
@@ -129,13 +149,22 @@ def decide(me: str, voters: Collection[str], answers: Iterable[PeerAnswer]) -> D
         if entry is not None and not entry.voter:
             peers = {i: m.url for i, m in answer.members.items() if i != me}
             return Decision("join", f"the cluster at {answer.url} lists {me} as a learner", peers)
-    for answer in running:
-        entry = answer.members.get(me)
-        if entry is not None:
+    listing = [a for a in running if me in a.members]
+    if listing:
+        listed = f"the cluster at {listing[0].url} lists {me} as a voter that has not started"
+        floor = max(a.term for a in running)
+        unheard = _voters_unheard(me, running, answers)
+        if not unheard:
+            return Decision("bootstrap", f"{listed}; starting at term {floor}", term_floor=floor)
+        if floor > 0:
             return Decision(
-                "bootstrap", f"the cluster at {answer.url} lists {me} as a voter that has not started"
+                "wait",
+                f"{listed}, but it may have voted before its data directory was lost: waiting for "
+                f"{', '.join(unheard)} to answer, so that it starts past every term it may have voted in",
             )
-    if running:
+        # No one that answered holds a term: they started moments ago, as
+        # in a new cluster, and count as new (below).
+    elif running:
         answer = running[0]
         return Decision(
             "refuse",
@@ -143,8 +172,7 @@ def decide(me: str, voters: Collection[str], answers: Iterable[PeerAnswer]) -> D
             f"is not that cluster's): add it first (raft-trio members add {me} URL --cluster "
             f"{answer.url}), then start it",
         )
-    waiting = sum(1 for a in answers if a.waiting)
-    new = waiting + 1  # this node
+    new = 1 + sum(1 for a in answers if a.waiting) + len(running)  # this node, and those at term 0
     if 2 * new > len(voters):
         return Decision("bootstrap", f"{new} of the {len(voters)} members of --peers are new: a new cluster")
     return Decision(
@@ -154,6 +182,13 @@ def decide(me: str, voters: Collection[str], answers: Iterable[PeerAnswer]) -> D
     )
 
 
+def _voters_unheard(me: str, running: list[PeerAnswer], answers: list[PeerAnswer]) -> list[str]:
+    """The voters any running member lists, this node left out, that did
+    not answer: one of them may be the candidate this node voted for."""
+    voters = {i for a in running for i, m in a.members.items() if m.voter}
+    return sorted(voters - {me} - {a.id for a in answers})
+
+
 async def check(
     me: str,
     peers: dict[str, str],
@@ -161,13 +196,15 @@ async def check(
     fetch_status: FetchStatus,
     round_s: float = ROUND_S,
 ) -> Decision:
-    """Ask ``peers`` (id -> URL, this node left out) every ``round_s``
-    until :func:`decide` says bootstrap or join; raises
-    :class:`AlreadyMember` when it says refuse."""
+    """Ask ``peers`` (id -> URL, this node left out), and every member
+    their answers list, every ``round_s`` until :func:`decide` says
+    bootstrap or join; raises :class:`AlreadyMember` when it says refuse."""
     said = ("", -REPEAT_LOG_S)
     started = time.monotonic()
+    asking = dict(peers)
     while True:
-        answers = await _ask_all(peers.values(), fetch_status)
+        answers = await _ask_all(asking.values(), fetch_status)
+        asking.update((i, m.url) for a in answers if not a.waiting for i, m in a.members.items() if i != me)
         decision = decide(me, voters, answers)
         if decision.action == "refuse":
             raise AlreadyMember(decision.reason)

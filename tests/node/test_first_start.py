@@ -11,19 +11,22 @@ import trio
 import trio.testing
 
 from raft_trio import schema
+from raft_trio.core import HardState, MemoryStorage, Role, Snapshot, SnapshotMeta
 from raft_trio.kv import KeyValueStore, Put, Started
-from raft_trio.node.first_start import AlreadyMember, PeerAnswer, check, decide, waiting_status
+from raft_trio.node.first_start import AlreadyMember, MemberEntry, PeerAnswer, check, decide, waiting_status
+
+from ..core.helpers import Network, config
 
 VOTERS = ["n1", "n2", "n3"]
 URLS = {"n1": "http://n1", "n2": "http://n2", "n3": "http://n3"}
 
 
-def status_of(node_id: str, members: list[schema.Member]) -> schema.Status:
+def status_of(node_id: str, members: list[schema.Member], term: int = 1) -> schema.Status:
     """The status of a running member that lists ``members``."""
     return schema.Status(
         id=node_id,
         role="follower",
-        term=1,
+        term=term,
         leader_id=None,
         leader_url=None,
         commit_index=0,
@@ -33,10 +36,10 @@ def status_of(node_id: str, members: list[schema.Member]) -> schema.Status:
     )
 
 
-def running(url: str, members: dict[str, tuple[bool, bool]]) -> PeerAnswer:
+def running(url: str, members: dict[str, tuple[bool, bool]], term: int = 1) -> PeerAnswer:
     """A running member's answer: id -> (voter, started)."""
     listed = [schema.Member(i, URLS.get(i, f"http://{i}"), v, s) for i, (v, s) in members.items()]
-    answer = PeerAnswer.of(url, status_of(url.removeprefix("http://"), listed))
+    answer = PeerAnswer.of(url, status_of(url.removeprefix("http://"), listed, term))
     assert not answer.waiting
     return answer
 
@@ -65,10 +68,38 @@ def test_one_running_member_saying_started_outweighs_a_waiting_one() -> None:
 
 def test_a_member_starting_after_the_others_formed_the_cluster_starts() -> None:
     """`raft-trio up`: n1 and n2 elected and committed before n3's first
-    start; n3 has acknowledged nothing, so it is not recorded as started."""
+    start; n3 has acknowledged nothing, so it is not recorded as started.
+    It starts at the highest term they hold, counted as voted."""
     members = {"n1": (True, True), "n2": (True, True), "n3": (True, False)}
-    decision = decide("n3", VOTERS, [running("http://n1", members), running("http://n2", members)])
+    decision = decide("n3", VOTERS, [running("http://n1", members, term=4), running("http://n2", members)])
     assert decision.action == "bootstrap"
+    assert decision.term_floor == 4
+    assert "starting at term 4" in decision.reason
+
+
+def test_a_voter_that_has_not_started_waits_for_every_voter_to_answer() -> None:
+    """The one that is silent may be the candidate it voted for before its
+    directory was lost: only that candidate is sure to hold the term."""
+    members = {"n1": (True, True), "n2": (True, True), "n3": (True, False)}
+    decision = decide("n3", VOTERS, [running("http://n1", members)])
+    assert decision.action == "wait"
+    assert "waiting for n2 to answer" in decision.reason
+    five = {**members, "n4": (True, False), "n5": (False, False)}
+    answers = [running("http://n1", five), running("http://n2", five)]
+    assert "waiting for n4 to answer" in decide("n3", VOTERS, answers).reason
+    assert decide("n3", VOTERS, [*answers, waiting("http://n4")]).term_floor == 1
+
+
+def test_members_that_hold_no_term_yet_count_as_new() -> None:
+    """n2 formed a new cluster with n1 (both new) a moment before n1 asked
+    again, and n3 has not started: n1 must not wait for n3 forever."""
+    fresh = {"n1": (True, False), "n2": (True, False), "n3": (True, False)}
+    decision = decide("n1", VOTERS, [running("http://n2", fresh, term=0)])
+    assert (decision.action, decision.term_floor) == ("bootstrap", 0)
+    assert "2 of the 3 members of --peers are new" in decision.reason
+    five = ["n1", "n2", "n3", "n4", "n5"]
+    assert decide("n1", five, [running("http://n2", fresh, term=0)]).action == "wait"
+    assert decide("n1", VOTERS, [running("http://n2", fresh, term=1)]).action == "wait"
 
 
 def test_a_brand_new_cluster_forms_once_a_majority_is_known_to_be_new() -> None:
@@ -125,6 +156,63 @@ async def test_the_check_asks_again_until_a_member_answers(autojump_clock: trio.
     assert refused.value.exit_code == 78
     assert trio.current_time() == pytest.approx(3.5)
     assert len(asked) == 2 * 8
+
+
+async def test_the_check_also_asks_the_voters_the_cluster_lists(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """n4 was added after n3's --peers were written: n3 learns its address
+    from n1's answer and waits for it too."""
+    members = [
+        schema.Member("n1", "http://n1", True, True),
+        schema.Member("n3", "http://n3", True, False),
+        schema.Member("n4", "http://n4", True, True),
+    ]
+    answers = {"http://n1": status_of("n1", members, term=2), "http://n4": status_of("n4", members, term=5)}
+    asked: list[str] = []
+
+    async def fetch(url: str) -> schema.Status | None:
+        asked.append(url)
+        return answers.get(url)
+
+    decision = await check("n3", {"n1": "http://n1"}, ["n1", "n3"], fetch)
+    assert (decision.action, decision.term_floor) == ("bootstrap", 5)
+    assert sorted(asked) == ["http://n1", "http://n1", "http://n4"]
+
+
+def _wiped_voter_votes_again(floor_from_answers: bool) -> Network:
+    """c votes for a in term 1 and is wiped before any entry names it
+    started; b's request for term 1 reaches c as it comes back."""
+    net = Network(config=config(pre_vote=False, check_quorum=False))
+    net.time_out("a")
+    a_asks = net.take("a").all_messages()
+    net.time_out("b")
+    b_asks = net.take("b").all_messages()
+    net.step(*[m for m in a_asks if m.dst == "c"])
+    net.step(*net.take("c").all_messages())
+    net.take("a")
+    assert net.leaders_by_term == {1: "a"}
+    wiped = MemoryStorage(Snapshot(SnapshotMeta(0, 0, net.initial_membership)))
+    if floor_from_answers:
+        listed = {i: MemberEntry(True, i != "c", f"http://{i}") for i in ("a", "b", "c")}
+        answers = [PeerAnswer(f"http://{i}", False, listed, i, net.cores[i].status().term) for i in "ab"]
+        decision = decide("c", ["a", "b", "c"], answers)
+        assert decision.action == "bootstrap"
+        wiped.set_hard_state(HardState(decision.term_floor, "c"))
+    net.start("c", wiped)
+    net.step(*[m for m in b_asks if m.dst == "c"])
+    net.step(*net.take("c").all_messages())
+    net.take("b")
+    return net
+
+
+def test_a_voter_wiped_after_voting_does_not_vote_again_in_that_term() -> None:
+    with pytest.raises(AssertionError, match="two leaders in term 1"):
+        _wiped_voter_votes_again(floor_from_answers=False)
+    net = _wiped_voter_votes_again(floor_from_answers=True)
+    assert net.leaders_by_term == {1: "a"}
+    assert net.storages["c"].hard_state() == HardState(1, "c")
+    assert net.cores["b"].status().role is not Role.LEADER
 
 
 def test_a_started_record_is_replicated_state_and_survives_a_snapshot() -> None:
