@@ -316,12 +316,18 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     async def add_member(data: schema.AddMemberRequest) -> Answer:
         """Add a server: it joins as a learner and the leader promotes it to
         voter once it has caught up. 409 with code ``already_member`` if it
-        is one, ``name_taken`` if a user has its name."""
+        is one, ``name_taken`` if a user has its name, ``change_rejected``
+        if another member is at its URL (as etcd refuses a peer URL that
+        exists: the messages for the new one would reach the other)."""
         if not data.id or not data.url.startswith(("http://", "https://")):
             return bad_request("a member needs a non-empty id and an http(s) url")
         if node.kv.auth.user(data.id) is not None:
             return name_taken(f"{data.id!r} is a user of the cluster")
-        return await change_membership(AddLearner(data.id, data.url.rstrip("/")))
+        url = data.url.rstrip("/")
+        holder = next((m for m in node.membership.members if m.url == url and m.id != data.id), None)
+        if holder is not None:
+            return error(409, Code.CHANGE_REJECTED, f"{holder.id} is already a member at {url}")
+        return await change_membership(AddLearner(data.id, url))
 
     @app.delete(f"{prefix}/members/<member_id>")
     @document_response(schema.MemberChangeAnswer, 200)

@@ -215,7 +215,12 @@ class Cluster:
         return connection
 
     def _target(self, url: str) -> Host:
-        return self.hosts[url.removeprefix("mem://").split("/")[0]]
+        """The host at ``url``; at an address no host has, the connection
+        is refused, as at a real one."""
+        host = self.hosts.get(url.removeprefix("mem://").split("/")[0])
+        if host is None:
+            raise ConnectionRefusedError(f"nothing listens at {url}")
+        return host
 
     async def start(self) -> None:
         for host in self.hosts.values():

@@ -1,0 +1,35 @@
+"""Adding a member at an address another member holds is refused: the
+messages for the new member would reach the other one, so the new member
+would never catch up and the leader would keep trying (etcd refuses a
+peer URL that exists the same way)."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+import trio.testing
+
+from raft_trio.http.app import create_app
+from tests.http.test_answers import call
+from tests.node.harness import ELECTION_MAX_S, Cluster
+
+
+async def test_a_member_at_another_members_address_is_refused(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    app = create_app(leader)
+    status, _, answer = await call(app, "POST", "/api/members", b'{"id": "n8", "url": "http://127.0.0.1:1"}')
+    assert status == 200, answer
+    added = leader.membership
+
+    status, _, answer = await call(app, "POST", "/api/members", b'{"id": "n9", "url": "http://127.0.0.1:1/"}')
+    assert (status, json.loads(answer)) == (
+        409,
+        {"error": "n8 is already a member at http://127.0.0.1:1", "code": "change_rejected"},
+    )
+    # Its own address again is the usual "already a member".
+    status, _, answer = await call(app, "POST", "/api/members", b'{"id": "n8", "url": "http://127.0.0.1:1"}')
+    assert (status, json.loads(answer)["code"]) == (409, "already_member")
+    assert leader.membership == added and added.get("n9") is None
