@@ -248,7 +248,11 @@ async def _serve(
     return bool(removed)
 
 
-async def _open_storage(settings: NodeSettings, initial: Membership | None) -> DurableStorage:
+async def _open_storage(
+    settings: NodeSettings, initial: Membership | None, hard_state: HardState | None = None
+) -> DurableStorage:
+    """The node's storage; a new directory takes ``initial`` and
+    ``hard_state`` together."""
     return await trio.to_thread.run_sync(
         partial(
             DurableStorage.open,
@@ -258,6 +262,7 @@ async def _open_storage(settings: NodeSettings, initial: Membership | None) -> D
             initial_snapshot=Snapshot(SnapshotMeta(0, 0, initial)) if initial is not None else None,
             policy=SnapshotPolicy(max_entries=settings.snapshot_entries),
             adopt=settings.adopt_data_dir,
+            initial_hard_state=hard_state,
         )
     )
 
@@ -298,13 +303,10 @@ async def _open_static(
     if decision is None:
         return None
     if decision.action == "bootstrap":
-        storage = await _open_storage(settings, initial)
-        if decision.term_floor:
-            # What it may have voted before its directory was lost is at
-            # most this term: count the term as voted, for itself.
-            floor = HardState(decision.term_floor, settings.node_id)
-            await trio.to_thread.run_sync(storage.set_hard_state, floor)
-        return storage, {}
+        # What it may have voted before its directory was lost is at most
+        # this term: the term is counted as voted, for itself.
+        floor = HardState(decision.term_floor, settings.node_id) if decision.term_floor else None
+        return await _open_storage(settings, initial, floor), {}
     return await _open_storage(settings, None), decision.peers
 
 

@@ -100,6 +100,7 @@ class DurableStorage:
         initial_snapshot: Snapshot | None = None,
         policy: SnapshotPolicy | None = None,
         keep_snapshots: int = 2,
+        initial_hard_state: HardState | None = None,
     ) -> None:
         """Recover from ``data_dir`` (blocking: run it off the event loop).
         Takes ownership of ``data_dir``: :meth:`close` releases its lock."""
@@ -129,7 +130,9 @@ class DurableStorage:
         except (sqlite3.Error, OSError, CorruptionError) as exc:
             raise _refusal(exc, data_dir) from exc
         try:
-            found = recover(self._db, self._snapshots, initial_snapshot, keep_snapshots, mark)
+            found = recover(
+                self._db, self._snapshots, initial_snapshot, keep_snapshots, mark, initial_hard_state
+            )
             self._mark = HighWater.of(found.hard_state)
             if mark != self._mark:
                 write_mark(data_dir.path, self._mark)
@@ -162,11 +165,13 @@ class DurableStorage:
         policy: SnapshotPolicy | None = None,
         keep_snapshots: int = 2,
         adopt: bool = False,
+        initial_hard_state: HardState | None = None,
     ) -> DurableStorage:
         """Open (or create) the data directory at ``path`` and recover it.
         Blocking; raises :class:`DataDirError` for a directory that is not
         this node's, :class:`CorruptionError` for one it cannot trust.
-        ``initial_snapshot`` is used only by a new directory; ``adopt``
+        ``initial_snapshot`` (and ``initial_hard_state``, written with it)
+        is used only by a new directory; ``adopt``
         records ``cluster_id`` in a directory that has none (see
         :func:`open_data_dir`)."""
         _validated(policy, keep_snapshots)
@@ -176,7 +181,11 @@ class DurableStorage:
             raise classify(exc, f"opening data directory {path}", running=False) from exc
         try:
             return cls(
-                data_dir, initial_snapshot=initial_snapshot, policy=policy, keep_snapshots=keep_snapshots
+                data_dir,
+                initial_snapshot=initial_snapshot,
+                policy=policy,
+                keep_snapshots=keep_snapshots,
+                initial_hard_state=initial_hard_state,
             )
         except BaseException:
             data_dir.close()

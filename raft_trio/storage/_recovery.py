@@ -24,7 +24,10 @@ Order matters; each step may refuse (raise) before the next one runs:
    leftovers.
 
 A new database (nothing ever written) takes ``initial_snapshot``: the
-bootstrap configuration at index 0, as the simulator's MemoryStorage does.
+bootstrap configuration at index 0, as the simulator's MemoryStorage does;
+and ``initial_hard_state`` with it, in one transaction (a voter's late
+first start begins at a term counted as voted: a crash between the two
+must not leave a member that votes from term 0).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def recover(
     initial_snapshot: Snapshot | None,
     keep_snapshots: int,
     mark: HighWater | None = None,
+    initial_hard_state: HardState | None = None,
 ) -> Recovered:
     hard_state = db.read_hard_state() or HardState()
     check_hard_state(mark, hard_state, db.path)
@@ -74,6 +78,9 @@ def recover(
             meta = initial_snapshot.meta
             with db.transaction():
                 db.put_snapshot_ref(meta.index, meta.term)
+                if initial_hard_state is not None:
+                    db.put_hard_state(initial_hard_state)
+                    hard_state = initial_hard_state
             current = (meta.index, meta.term)
             snapshot = initial_snapshot
             logger.info("new log, bootstrapped from a snapshot at index %d", meta.index)

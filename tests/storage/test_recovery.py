@@ -218,3 +218,18 @@ def test_a_new_directory_without_initial_snapshot_starts_empty(tmp_path: Path) -
         # The initial snapshot is for a new directory only.
         assert storage.snapshot() == Snapshot()
         assert storage.entries(1, 4) == entries(1, 4)
+
+
+def test_a_new_directory_takes_its_initial_hard_state_with_its_snapshot(tmp_path: Path) -> None:
+    """A voter's late first start begins at a term counted as voted: in
+    the same transaction as its configuration, so no crash leaves it
+    configured and voting from term 0."""
+    floor = HardState(7, "n1")
+    with DurableStorage.open(
+        tmp_path / "d", "n1", initial_snapshot=INITIAL, initial_hard_state=floor
+    ) as storage:
+        assert storage.hard_state() == floor
+        assert storage.snapshot() == INITIAL
+    with DurableStorage.open(tmp_path / "d", "n1", initial_hard_state=HardState(9, "n1")) as storage:
+        # As the initial snapshot: for a new directory only.
+        assert storage.hard_state() == floor
