@@ -90,6 +90,10 @@ class NodeSettings:
     #: Record ``cluster_id`` in a data directory that has none (made
     #: without --cluster-id); without it such a directory is refused.
     adopt_data_dir: bool = False
+    #: The operator says this member never ran: a new data directory the
+    #: cluster lists as a voter that has not started starts without
+    #: waiting for every voter to answer (node/first_start.py).
+    never_ran: bool = False
     #: Free bytes kept in reserve on the data directory's file system
     #: (None: the smaller of 256 MiB and a tenth of it; see node/space.py).
     disk_reserve_bytes: int | None = None
@@ -297,7 +301,9 @@ async def _open_static(
             authorization=settings.security.node_authorization(settings.node_id),
         ) as client:
             fetch = first_start.client_fetch_status(client)
-            return await first_start.check(settings.node_id, others, voters, fetch)
+            return await first_start.check(
+                settings.node_id, others, voters, fetch, never_ran=settings.never_ran
+            )
 
     decision = await _serve_waiting_page(settings, listener, lambda: status, ask)
     if decision is None:

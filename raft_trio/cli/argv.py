@@ -265,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="record --cluster-id in a data dir made without one (otherwise such a dir is refused)",
     )
     node.add_argument(
+        "--never-ran",
+        action="store_true",
+        help="this member never ran before: when the cluster lists it as a voter that has not started, "
+        "start without waiting for every voter to answer (wrong for a member whose data dir was lost)",
+    )
+    node.add_argument(
         "--cluster-secret-file",
         metavar="FILE",
         help="file holding the secret every peer request is signed with "

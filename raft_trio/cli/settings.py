@@ -167,6 +167,7 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
         security=security,
         disk_reserve_bytes=disk_reserve(args),
         adopt_data_dir=args.adopt_data_dir,
+        never_ran=args.never_ran,
     )
 
 

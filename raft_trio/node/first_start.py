@@ -24,7 +24,9 @@ cluster lists has answered, and the node starts at the highest term any of
 them holds, counted as voted (:attr:`Decision.term_floor`). Whoever it voted
 for before the wipe persisted that term before asking, and a term only
 grows, so every term it may have voted in is at most the floor: it never
-votes twice in one. Waiting for every voter would keep a new cluster from
+votes twice in one. An operator who knows the member never ran (a voter
+is down at its late first start) says so with ``--never-ran``, and it
+starts at the highest term of those that answered. Waiting for every voter would keep a new cluster from
 forming while one member was never started, so while every member that
 answered is still at term 0 they count as new and the majority rule of a
 new cluster decides, as etcd's does; the one case left unseen is a member
@@ -120,10 +122,13 @@ class Decision:
     term_floor: int = 0
 
 
-def decide(me: str, voters: Collection[str], answers: Iterable[PeerAnswer]) -> Decision:
+def decide(
+    me: str, voters: Collection[str], answers: Iterable[PeerAnswer], *, never_ran: bool = False
+) -> Decision:
     """One round: what a node with a new data directory does, given the
     answers of the other members of ``voters`` (``--peers``; empty with
-    ``--join``). See the module's documentation."""
+    ``--join``). ``never_ran``: the operator says this member never ran,
+    so it need not wait for every voter. See the module's documentation."""
     answers = list(answers)
     running = [a for a in answers if not a.waiting and a.members]
     for answer in running:
@@ -154,13 +159,14 @@ def decide(me: str, voters: Collection[str], answers: Iterable[PeerAnswer]) -> D
         listed = f"the cluster at {listing[0].url} lists {me} as a voter that has not started"
         floor = max(a.term for a in running)
         unheard = _voters_unheard(me, running, answers)
-        if not unheard:
+        if not unheard or never_ran:
             return Decision("bootstrap", f"{listed}; starting at term {floor}", term_floor=floor)
         if floor > 0:
             return Decision(
                 "wait",
                 f"{listed}, but it may have voted before its data directory was lost: waiting for "
-                f"{', '.join(unheard)} to answer, so that it starts past every term it may have voted in",
+                f"{', '.join(unheard)} to answer, so that it starts past every term it may have voted in "
+                "(if this member never ran before, start it with --never-ran to go on without them)",
             )
         # No one that answered holds a term: they started moments ago, as
         # in a new cluster, and count as new (below).
@@ -195,6 +201,8 @@ async def check(
     voters: Collection[str],
     fetch_status: FetchStatus,
     round_s: float = ROUND_S,
+    *,
+    never_ran: bool = False,
 ) -> Decision:
     """Ask ``peers`` (id -> URL, this node left out), and every member
     their answers list, every ``round_s`` until :func:`decide` says
@@ -205,7 +213,7 @@ async def check(
     while True:
         answers = await _ask_all(asking.values(), fetch_status)
         asking.update((i, m.url) for a in answers if not a.waiting for i, m in a.members.items() if i != me)
-        decision = decide(me, voters, answers)
+        decision = decide(me, voters, answers, never_ran=never_ran)
         if decision.action == "refuse":
             raise AlreadyMember(decision.reason)
         if decision.action != "wait":

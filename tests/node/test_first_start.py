@@ -90,6 +90,18 @@ def test_a_voter_that_has_not_started_waits_for_every_voter_to_answer() -> None:
     assert decide("n3", VOTERS, [*answers, waiting("http://n4")]).term_floor == 1
 
 
+def test_an_operator_who_knows_the_member_never_ran_need_not_wait_for_a_voter_that_is_down() -> None:
+    """n2 is down at n3's late first start: n1 and n3 make a quorum again
+    only if n3 starts, and nothing but the operator can say it never ran."""
+    members = {"n1": (True, True), "n2": (True, True), "n3": (True, False)}
+    answers = [running("http://n1", members, term=3)]
+    assert "start it with --never-ran" in decide("n3", VOTERS, answers).reason
+    decision = decide("n3", VOTERS, answers, never_ran=True)
+    assert (decision.action, decision.term_floor) == ("bootstrap", 3)
+    # It says nothing about the other rows.
+    assert decide("n3", VOTERS, [running("http://n1", ALL_STARTED)], never_ran=True).action == "refuse"
+
+
 def test_members_that_hold_no_term_yet_count_as_new() -> None:
     """n2 formed a new cluster with n1 (both new) a moment before n1 asked
     again, and n3 has not started: n1 must not wait for n3 forever."""
