@@ -26,12 +26,11 @@ for before the wipe persisted that term before asking, and a term only
 grows, so every term it may have voted in is at most the floor: it never
 votes twice in one. An operator who knows the member never ran (a voter
 is down at its late first start) says so with ``--never-ran``, and it
-starts at the highest term of those that answered. Waiting for every voter would keep a new cluster from
-forming while one member was never started, so while every member that
-answered is still at term 0 they count as new and the majority rule of a
-new cluster decides, as etcd's does; the one case left unseen is a member
-wiped in a new cluster's first second whose candidate stays silent until
-it has started again.
+starts at the highest term of those that answered. Waiting for every voter
+would keep a new cluster from forming while one member was never started,
+so while every member that answered is still at term 0 they count as new
+and the majority rule of a new cluster decides, as etcd's does.
+docs/storage.md names the first-moment cases this cannot see.
 
 No answer at all means waiting: a wiped member cannot tell, so it does not
 guess. docs/storage.md has the table and the operator's way back.
@@ -157,7 +156,7 @@ def decide(
     listing = [a for a in running if me in a.members]
     if listing:
         listed = f"the cluster at {listing[0].url} lists {me} as a voter that has not started"
-        floor = max(a.term for a in running)
+        floor = max(a.term for a in answers if not a.waiting)
         unheard = _voters_unheard(me, running, answers)
         if not unheard or never_ran:
             return Decision("bootstrap", f"{listed}; starting at term {floor}", term_floor=floor)
