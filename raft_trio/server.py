@@ -162,6 +162,7 @@ async def _serve(
             return False
         storage, known_peers = opened
     writer = DiskWriter(f"raft-disk-{settings.node_id}")
+    node: RaftNode | None = None
     try:
         space = SpaceGuard(storage.path, settings.disk_reserve_bytes)
         node = RaftNode(
@@ -245,8 +246,10 @@ async def _serve(
                 http_shutdown.set()
             nursery.cancel_scope.cancel()
     finally:
+        # The commit index it knows, for the next start to hold its log to.
+        commit = node.commit_index if node is not None else None
         with trio.CancelScope(shield=True):
-            await writer(storage.close)
+            await writer(partial(storage.close, commit))
         writer.stop()
     log.info("stopped")
     return bool(removed)

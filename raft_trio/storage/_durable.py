@@ -138,7 +138,7 @@ class DurableStorage:
                 write_mark(data_dir.path, self._mark)
             self._db_inode = os.stat(db_path).st_ino
         except BaseException as exc:
-            self._db.close()
+            self._db.close(keep_wal=True)
             if isinstance(exc, sqlite3.Error | OSError | CorruptionError):
                 raise _refusal(exc, data_dir) from exc
             raise
@@ -191,14 +191,25 @@ class DurableStorage:
             data_dir.close()
             raise
 
-    def close(self) -> None:
+    def close(self, commit: int | None = None) -> None:
         """Close the database and release the directory's lock. Waits for
-        a disk call in progress."""
+        a disk call in progress. ``commit``: the commit index the node knows
+        at a clean stop, recorded with the hard state and in the mark (the
+        core writes a commit index alone at most every 100 ms, so the last
+        one written may be behind); never past the log this node holds."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             try:
+                if self._failed is None and commit is not None:
+                    final = min(commit, self._cache.last_index())
+                    if final > self._written.commit:
+                        with contextlib.suppress(sqlite3.Error, OSError):
+                            written = HardState(self._written.term, self._written.vote, final)
+                            with self._db.transaction():
+                                self._db.put_hard_state(written)
+                            self._written = written
                 if self._failed is None and self._mark != HighWater.of(self._written):
                     # The commit index last made durable, for the next start to hold the log to.
                     with contextlib.suppress(OSError):

@@ -116,7 +116,13 @@ class _Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        elif self._conn.in_transaction:
+            # SQLite rolls a transaction back by itself after some errors
+            # (SQLITE_FULL while a large batch spills to the WAL): a ROLLBACK
+            # then fails, and its error would hide the one that matters.
+            self._conn.execute("ROLLBACK")
 
 
 class SqliteLog:
@@ -124,6 +130,8 @@ class SqliteLog:
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        #: A WAL left by a crash: the writes not yet in the database.
+        self._found_wal = path.with_name(path.name + "-wal").exists()
         if read_only:
             # mode=ro: SQLite opens the database read-only and never
             # writes it or its WAL (it may rebuild the WAL index in -shm,
@@ -142,7 +150,7 @@ class SqliteLog:
             else:
                 self._setup()
         except BaseException:
-            self._conn.close()
+            self.close(keep_wal=True)
             raise
 
     def _check_version(self) -> None:
@@ -177,10 +185,26 @@ class SqliteLog:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
 
-    def close(self) -> None:
+    def close(self, *, keep_wal: bool = False) -> None:
         """Close the connection; SQLite checkpoints the WAL into the
-        database and removes it."""
-        self._conn.close()
+        database and removes it. ``keep_wal`` (a refused start: nothing is
+        changed, and the WAL is the evidence) leaves both as they are: a
+        read-only connection, which cannot checkpoint, closes last. (A WAL
+        this connection made, empty, goes as usual.)"""
+        if not keep_wal or not self._found_wal:
+            self._conn.close()
+            return
+        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+        try:
+            keeper = sqlite3.connect(uri, uri=True, isolation_level=None)
+            keeper.execute("SELECT count(*) FROM sqlite_master").fetchone()  # it joins the WAL
+        except sqlite3.Error:
+            self._conn.close()
+            return
+        try:
+            self._conn.close()
+        finally:
+            keeper.close()
 
     # -- transactions -------------------------------------------------------
 

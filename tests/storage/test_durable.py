@@ -12,7 +12,7 @@ import trio
 import trio.lowlevel
 
 from raft_trio.core import HardState, Snapshot, SnapshotMeta
-from raft_trio.storage import DiskIOError, DurableStorage, SnapshotPolicy, StorageError
+from raft_trio.storage import DiskFull, DiskIOError, DurableStorage, SnapshotPolicy, StorageError
 from raft_trio.storage._datadir import SNAPSHOT_DIR
 from raft_trio.storage._wal import WAL_HEADER_BYTES
 
@@ -213,3 +213,24 @@ def test_a_new_hard_state_rewrites_one_page_not_its_index_too(tmp_path: Path) ->
     with open_storage(tmp_path) as reopened:
         assert reopened.hard_state() == HardState(1, "n1", 199)
         assert reopened.last_index() == 200
+
+
+def test_a_full_disk_in_a_large_batch_is_reported_as_disk_full(tmp_path: Path) -> None:
+    """A batch larger than SQLite's page cache spills to the WAL before
+    COMMIT; SQLITE_FULL there makes SQLite roll the transaction back by
+    itself, and the ROLLBACK after it used to fail and hide the real error:
+    exit 74 ("replace the disk") where 73 ("free space, restart") is true.
+    (A review's finding; ``max_page_count`` is a full disk, for SQLite.)"""
+    storage = open_storage(tmp_path)
+    storage._db._conn.execute("PRAGMA max_page_count = 40")
+
+    def fill() -> None:
+        for first in range(1, 1000, 50):
+            batch = [entry(i, data=b"x" * 3000) for i in range(first, first + 50)]
+            storage.persist(HardState(1, "n1", 0), batch)
+
+    with pytest.raises(StorageError) as failed:
+        fill()
+    storage.close()
+    assert isinstance(failed.value, DiskFull), f"{type(failed.value).__name__}: {failed.value}"
+    assert failed.value.exit_code == 73

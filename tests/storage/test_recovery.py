@@ -12,6 +12,7 @@ import pytest
 from raft_trio.core import HardState, MemoryStorage, Snapshot, SnapshotMeta
 from raft_trio.storage import CorruptionError, DurableStorage, SnapshotStore
 from raft_trio.storage._datadir import DB_NAME, SNAPSHOT_DIR
+from raft_trio.storage._highwater import MARK_NAME, HighWater, read_mark, write_mark
 
 from .helpers import (
     INITIAL,
@@ -233,3 +234,44 @@ def test_a_new_directory_takes_its_initial_hard_state_with_its_snapshot(tmp_path
     with DurableStorage.open(tmp_path / "d", "n1", initial_hard_state=HardState(9, "n1")) as storage:
         # As the initial snapshot: for a new directory only.
         assert storage.hard_state() == floor
+
+
+def test_a_refused_start_after_a_crash_keeps_the_wal(tmp_path: Path) -> None:
+    """After a crash the writes are in ``raft.db-wal``; a start refused
+    then used to close the last connection, and SQLite checkpointed the
+    WAL into ``raft.db`` and deleted it: the evidence of what was lost, in
+    the directory the operator is told to keep (a review's finding). Only
+    the WAL index in ``-shm``, derived data, may be rebuilt."""
+    source = tmp_path / "src"
+    storage = open_storage(source)
+    for i in range(1, 6):
+        storage.persist(HardState(1, "n1", i - 1), [entry(i)])
+    image = crash_image(source, tmp_path / "image")
+    storage.close()
+    write_mark(image, HighWater(2, "n2", 0))  # it had voted in term 2: the database lost that
+    before = tree_fingerprint(image)
+    assert DB_NAME + "-wal" in before
+    with pytest.raises(CorruptionError, match="lost writes"):
+        open_storage(image)
+    after = tree_fingerprint(image)
+    changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+    assert changed <= {DB_NAME + "-shm"}
+
+
+def test_a_clean_stop_records_the_commit_index_it_knows(tmp_path: Path) -> None:
+    """The core writes a commit index alone at most every 100 ms, so the
+    last hard state written may be behind what the node knows; a clean
+    stop records it (never past the log held), and an old copy of
+    ``raft.db`` put back is then refused (a review's finding)."""
+    path = tmp_path / "n1"
+    storage = open_storage(path)
+    storage.persist(HardState(2, "n2", 0), [entry(1, term=2)])
+    old = crash_image(path, tmp_path / "old")
+    storage.persist(None, [entry(2, term=2), entry(3, term=2)])
+    storage.close(commit=7)  # it knows 7 committed, and holds 3
+    assert read_mark(path) == HighWater(2, "n2", 3)
+    with open_storage(path) as again:
+        assert again.hard_state() == HardState(2, "n2", 3)
+    (old / MARK_NAME).write_bytes((path / MARK_NAME).read_bytes())
+    with pytest.raises(CorruptionError, match="knew entries up to 3 committed"):
+        open_storage(old)
