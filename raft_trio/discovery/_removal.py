@@ -27,7 +27,11 @@ class RemovalWatch:
     to the end of the log it had when it first left it out, in the same
     term (so that configuration entry is committed; one answer does when
     its whole log is committed). A removal that is merely appended could
-    still be undone by a new leader."""
+    still be undone by a new leader. A leader whose configuration shares
+    no voter with this node's is another cluster's (replicas of the same
+    service that formed one of their own) and says nothing about this
+    one: believing it once made every member of a cluster set its data
+    aside."""
 
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
@@ -51,10 +55,12 @@ class RemovalWatch:
             return "its own committed configuration leaves it out"
         if not own:
             return None  # joining: no configuration of its own yet
+        ours = {m.id for m in [*own, *own_committed] if m.voter} - {self.node_id}
         for leader in leaders.values():
             assert leader.leader_log is not None
             term, commit, last = leader.leader_log
-            if not leader.members or leader.member(self.node_id) is not None:
+            foreign = not ours & {m.id for m in leader.members if m.voter}
+            if not leader.members or leader.member(self.node_id) is not None or foreign:
                 self._seen.pop(leader.id, None)
                 continue
             first = self._seen.setdefault(leader.id, (term, last))

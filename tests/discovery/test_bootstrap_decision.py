@@ -223,6 +223,19 @@ def test_a_node_is_removed_once_a_leader_committed_past_the_configuration_withou
     assert RemovalWatch("d").removed([], [], [leading("a", "abc", 4, 12, 12)]) is None
 
 
+def test_the_leader_of_another_cluster_is_no_word_on_this_one() -> None:
+    """d, e and f formed a cluster of their own while a, b and c were
+    silent (a review's finding): its leader's configuration leaves b out,
+    but it shares no voter with b's; believing it made every member of
+    a, b, c set its data aside. A leader of b's own cluster that removed
+    it shares the voters it kept."""
+    own = [MemberView(i, url(i)) for i in "abc"]
+    watch = RemovalWatch("b")
+    assert watch.removed(own, own, [leading("d", "def", 2, 5, 5)]) is None
+    assert watch.removed(own, own, [leading("d", "def", 2, 9, 9)]) is None
+    assert watch.removed(own, own, [leading("a", "ade", 3, 9, 9)]) is not None
+
+
 def test_a_node_is_removed_when_its_own_committed_configuration_leaves_it_out_after_having_it() -> None:
     with_d = [MemberView(i, url(i)) for i in "abcd"]
     without_d = [MemberView(i, url(i)) for i in "abc"]
