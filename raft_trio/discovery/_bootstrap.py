@@ -136,9 +136,16 @@ class Bootstrap:
                     urls = await self.resolver.resolve(settings.name, settings.port)
                 except DnsError as error:
                     self._say(said, f"bootstrap: cannot resolve {settings.name}: {error}", logging.WARNING)
-                statuses = await probe_all(client, [u for u in urls if u != self.url])
+                others = {u for u in urls if u != self.url}
+                statuses = await probe_all(client, others)
                 decision, last_view = decide(
-                    self.node_id, self.url, settings.expect, self.ack, statuses.values(), last_view
+                    self.node_id,
+                    self.url,
+                    settings.expect,
+                    self.ack,
+                    statuses.values(),
+                    last_view,
+                    silent=others - statuses.keys(),
                 )
                 self.seen = last_view
                 if decision.action == "ack":

@@ -21,6 +21,11 @@ resolves to, twice a second:
 Two clusters cannot share a node (an ack is given once), and with fewer
 than ``2 * BOOTSTRAP_EXPECT`` replicas starting at once there cannot
 be two clusters at all: each needs ``BOOTSTRAP_EXPECT`` acks of its own.
+No node acks or bootstraps while an address NAME resolves to does not
+answer: it may be a member of a cluster that is paused or restarting,
+and new replicas that formed a cluster beside it would split the
+service in two (a review found that with three members paused and the
+service scaled to six).
 When exactly ``BOOTSTRAP_EXPECT`` replicas start, every one of them
 acks the same seed. A node whose data directory is new but which a
 cluster already lists as a voter, without having acked, has lost its
@@ -31,7 +36,7 @@ than risk voting twice in a term.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 from ._probe import MemberView, PeerStatus
@@ -58,10 +63,12 @@ def decide(
     ack: str | None,
     statuses: Iterable[PeerStatus],
     last_view: frozenset[str] | None,
+    silent: Collection[str] = (),
 ) -> tuple[Decision, frozenset[str]]:
     """One round of the bootstrap: what a waiting node does, given what the
-    others said. Returns the decision and the set of waiting ids seen (to
-    pass back as ``last_view`` next round)."""
+    others said and the addresses that did not answer (``silent``).
+    Returns the decision and the set of waiting ids seen (to pass back as
+    ``last_view`` next round)."""
     others = [s for s in statuses if s.id != me]
     clusters = sorted(
         (s for s in others if s.members),
@@ -95,6 +102,16 @@ def decide(
         return Decision(
             "join", f"found a cluster at {target.url}", join_url=target.leader_url or target.url
         ), view
+    if silent:
+        shown = ", ".join(sorted(silent)[:3]) + (", ..." if len(silent) > 3 else "")
+        return (
+            Decision(
+                "wait",
+                f"{len(silent)} address(es) of the service do not answer ({shown}): they may be members "
+                "of a cluster that is paused or restarting, so no new cluster forms until they answer",
+            ),
+            view,
+        )
     if ack is None:
         if len(view) >= expect and view == last_view:
             seed = min(view)

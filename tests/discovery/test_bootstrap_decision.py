@@ -26,6 +26,24 @@ def member(
     return PeerStatus(url(node_id), node_id, tuple(views), leader_url=url(node_id) if leader else None)
 
 
+def test_no_new_cluster_forms_while_an_address_of_the_service_is_silent() -> None:
+    """a, b and c, a cluster, are paused (in DNS, silent) and the service
+    is scaled to six: d, e and f, new, must not form a second cluster
+    (a review's finding), whatever rounds they see."""
+    silent = {url(i) for i in "abc"}
+    ack: dict[str, str | None] = dict.fromkeys("def")
+    view: dict[str, frozenset[str] | None] = dict.fromkeys("def")
+    for _ in range(4):
+        for me in "def":
+            heard = [waiting(other, ack[other]) for other in "def" if other != me]
+            decision, view[me] = decide(me, url(me), 3, ack[me], heard, view[me], silent)
+            assert decision.action == "wait", decision
+            assert "3 address(es) of the service do not answer" in decision.reason
+    # Once they answer, the cluster is found and joined.
+    found = [member("a", "abc"), waiting("e"), waiting("f")]
+    assert decide("d", url("d"), 3, None, found, view["d"])[0].action == "join"
+
+
 def test_a_node_acks_the_lowest_id_once_it_has_seen_enough_replicas_twice() -> None:
     others = [waiting("b"), waiting("c")]
     first, view = decide("b", url("b"), 3, None, [*others[1:], waiting("a")], None)
