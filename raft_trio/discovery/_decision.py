@@ -30,7 +30,9 @@ When exactly ``BOOTSTRAP_EXPECT`` replicas start, every one of them
 acks the same seed. A node whose data directory is new but which a
 cluster already lists as a voter, without having acked, has lost its
 log and vote: it refuses to start as that voter (see the message) rather
-than risk voting twice in a term.
+than risk voting twice in a term. So does one listed as a learner that
+has started: the leader keeps how far the lost log had acknowledged, and
+would never catch the empty one up.
 """
 
 from __future__ import annotations
@@ -80,6 +82,17 @@ def decide(
         entry = status.member(me)
         if entry is None:
             continue
+        if not entry.voter and entry.started:
+            return (
+                Decision(
+                    "refuse",
+                    f"the cluster at {status.url} lists this node ({me}) as a learner that has started, "
+                    "but this node's data directory is new: the leader holds what the lost log had "
+                    f"acknowledged and would never catch it up. Remove it (raft-trio members remove {me} "
+                    f"--cluster {status.url}); it then joins again as a new learner by itself",
+                ),
+                view,
+            )
         if not entry.voter:
             return Decision("join", f"{status.url} lists this node as a learner", join_url=status.url), view
         if ack is not None:

@@ -20,6 +20,8 @@ class MemberView:
     id: str
     url: str
     voter: bool = True
+    #: The cluster recorded that it started (it acknowledged entries).
+    started: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,7 @@ class PeerStatus:
         return cls(
             url=url,
             id=status.id,
-            members=tuple(MemberView(m.id, m.url, m.voter) for m in status.members),
+            members=tuple(MemberView(m.id, m.url, m.voter, m.started) for m in status.members),
             leader_url=status.leader_url or None,
             waiting=bootstrap is not None,
             ack=bootstrap.ack or None if bootstrap is not None else None,

@@ -25,6 +25,7 @@ import collections
 import dataclasses
 import hashlib
 import hmac
+from collections.abc import Collection
 from typing import cast
 
 import msgspec
@@ -238,9 +239,14 @@ class KeyValueStore:
                 self._sessions.popitem(last=False)
         return result
 
-    def skip(self, index: int) -> None:
-        """A committed entry that is not a command (no-op, configuration)."""
+    def skip(self, index: int, members: Collection[str] | None = None) -> None:
+        """A committed entry that is not a command (no-op, configuration).
+        ``members``: the ids of a configuration's members; a member it
+        leaves out is no longer recorded as started, so that one removed
+        and added again under its id starts as the new learner it is."""
         self.applied_index = max(self.applied_index, index)
+        if members is not None:
+            self.started.intersection_update(members)
 
     def _denied(self, index: int, command: Command) -> PermissionDenied | None:
         """Check a client's command against the rules in force at this

@@ -10,8 +10,8 @@ refuses a member that "has already been bootstrapped", the leader records a
 ``--peers`` (or the ``--join`` URL) twice a second, serving a waiting page
 meanwhile, until :func:`decide` says:
 
-- refuse (exit 78): a running member lists it as a voter that has started,
-  or does not list it at all (it was removed);
+- refuse (exit 78): a running member lists it as a member (voter or
+  learner) that has started, or does not list it at all (it was removed);
 - join (start empty, catch up as a learner): it is listed as a learner;
 - bootstrap with ``--peers``: it is listed as a voter that has not started
   (a late first start), or a majority of ``--peers`` are new and waiting (a
@@ -132,22 +132,35 @@ def decide(
     running = [a for a in answers if not a.waiting and a.members]
     for answer in running:
         entry = answer.members.get(me)
-        if entry is not None and entry.voter and entry.started:
+        if entry is not None and entry.started:
+            lost = (
+                "its log and vote are lost, and starting empty could let it vote twice in a term"
+                if entry.voter
+                else "its log is lost, and the leader, which keeps how far it had acknowledged, would "
+                "never catch an empty one up"
+            )
             return Decision(
                 "refuse",
                 f"this data directory is new, but {me} is already a member of the cluster at {answer.url} "
-                "and has started before: its log and vote are lost, and starting empty could let it vote "
-                f"twice in a term. Remove it and add it anew (raft-trio members remove {me} --cluster "
-                f"{answer.url}; raft-trio members add {me} URL --cluster {answer.url}), then start it: it "
-                "rejoins as a learner and votes once it has caught up",
+                f"and has started before: {lost}. Remove it and add it anew (raft-trio members remove {me} "
+                f"--cluster {answer.url}; raft-trio members add {me} URL --cluster {answer.url}), then "
+                "start it: it rejoins as a learner and votes once it has caught up",
             )
     if not voters:  # --join: the join adds it as a learner
-        if answers:
-            return Decision("join", "the cluster does not know this node as a member that has started")
-        return Decision(
-            "wait",
-            "the cluster to join does not answer: waiting to learn whether this member has started before",
-        )
+        if not running:
+            return Decision(
+                "wait",
+                "the cluster to join does not answer, or is not formed yet: waiting to learn whether "
+                "this member has started before",
+            )
+        as_voter = next((a for a in running if me in a.members and a.members[me].voter), None)
+        if as_voter is not None:
+            return Decision(
+                "refuse",
+                f"the cluster at {as_voter.url} lists {me} as a voter that has not started: start it "
+                "with that cluster's --peers, not --join",
+            )
+        return Decision("join", "the cluster does not know this node as a member that has started")
     for answer in running:
         entry = answer.members.get(me)
         if entry is not None and not entry.voter:

@@ -913,7 +913,8 @@ class RaftNode:
                     self._track_lease(result)
                 self._writes.applied(entry.index, entry.term, result)
             else:
-                self.kv.skip(entry.index)
+                members = Membership.decode(entry.data).ids if entry.kind is EntryKind.CONFIG else None
+                self.kv.skip(entry.index, members)
                 self._writes.applied(entry.index, entry.term, None)
         if ready.snapshot is not None or ready.committed_entries:
             self.watches.notify()

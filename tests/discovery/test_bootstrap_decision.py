@@ -84,6 +84,17 @@ def test_a_voter_with_a_new_data_dir_that_never_acked_refuses() -> None:
     assert "raft-trio members remove b" in decision.reason
 
 
+def test_a_learner_with_a_new_data_dir_joins_unless_it_has_started() -> None:
+    """Added by the leader, it joins; but one that had acknowledged entries
+    lost them, and the leader, which keeps how far it had acknowledged,
+    would never catch it up (a review's finding): refused until removed."""
+    added = PeerStatus(url("a"), "a", (MemberView("a", url("a")), MemberView("d", url("d"), False)), url("a"))
+    assert decide("d", url("d"), 3, None, [added], None)[0].action == "join"
+    started = (MemberView("a", url("a")), MemberView("d", url("d"), voter=False, started=True))
+    refused, _ = decide("d", url("d"), 3, None, [PeerStatus(url("a"), "a", started, url("a"))], None)
+    assert refused.action == "refuse" and "raft-trio members remove d" in refused.reason
+
+
 def test_a_node_finding_a_cluster_without_it_joins_through_the_leader() -> None:
     decision, _ = decide("d", url("d"), 3, None, [member("b", "abc", leader=False), member("a", "abc")], None)
     assert (decision.action, decision.join_url) == ("join", url("a"))

@@ -30,6 +30,7 @@ from raft_trio.kv import (
     OpRange,
     Put,
     Ranged,
+    Started,
     Txn,
     TxnDone,
     TxnOp,
@@ -42,7 +43,7 @@ from raft_trio.kv import (
 )
 
 
-def store_with(*commands: Put | Delete | Txn | LeaseGrant | LeaseRevoke) -> KeyValueStore:
+def store_with(*commands: Put | Delete | Txn | LeaseGrant | LeaseRevoke | Started) -> KeyValueStore:
     store = KeyValueStore()
     for index, command in enumerate(commands, start=1):
         store.apply(index, command)
@@ -83,6 +84,18 @@ def test_entries_that_are_not_commands_advance_the_revision_only() -> None:
     store.skip(5)
     assert store.revision == 5
     assert store.get("k") == KeyValue("k", "a", 1, 1, 1)
+
+
+def test_a_configuration_without_a_member_forgets_that_it_started() -> None:
+    """So that one removed and added again under its id starts as the new
+    learner it is (first_start refuses a learner that has started)."""
+    store = store_with(Started("n2"), Started("n3"))
+    store.skip(3, members={"n1", "n2", "n3"})
+    assert store.started == {"n2", "n3"}
+    store.skip(4, members={"n1", "n2"})
+    assert store.started == {"n2"}
+    store.skip(5)  # a no-op says nothing about members
+    assert store.started == {"n2"}
 
 
 def test_compare_and_set_fails_without_change_when_the_value_differs() -> None:

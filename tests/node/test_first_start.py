@@ -124,10 +124,21 @@ def test_a_brand_new_cluster_forms_once_a_majority_is_known_to_be_new() -> None:
 
 
 def test_a_member_added_again_as_a_learner_starts_empty_and_catches_up() -> None:
-    members = {"n1": (True, True), "n2": (True, True), "n3": (False, True)}
+    """Its removal took its "started" record away (KeyValueStore.skip)."""
+    members = {"n1": (True, True), "n2": (True, True), "n3": (False, False)}
     decision = decide("n3", VOTERS, [running("http://n1", members)])
     assert decision.action == "join"
     assert decision.peers == {"n1": "http://n1", "n2": "http://n2"}
+
+
+def test_a_wiped_learner_that_has_started_is_refused() -> None:
+    """The leader keeps how far its lost log had acknowledged, and would
+    never catch an empty one up (a review's finding)."""
+    members = {"n1": (True, True), "n2": (True, True), "n3": (False, True)}
+    decision = decide("n3", VOTERS, [running("http://n1", members)])
+    assert decision.action == "refuse"
+    assert "its log is lost" in decision.reason and "raft-trio members remove n3" in decision.reason
+    assert decide("n3", [], [running("http://n1", members)]).action == "refuse"
 
 
 def test_a_removed_member_is_refused_until_it_is_added_again() -> None:
@@ -143,10 +154,23 @@ def test_a_running_node_that_is_in_no_configuration_says_nothing() -> None:
     assert decide("n3", VOTERS, [running("http://n1", {})]).action == "wait"
 
 
-def test_with_join_only_a_started_voter_is_refused() -> None:
+def test_with_join_a_started_member_or_a_listed_voter_is_refused() -> None:
     assert decide("n4", [], [running("http://n1", {"n4": (True, True)})]).action == "refuse"
     assert decide("n4", [], [running("http://n1", {"n1": (True, True)})]).action == "join"
+    assert (
+        decide("n4", [], [running("http://n1", {"n1": (True, True), "n4": (False, False)})]).action == "join"
+    )
+    voter = decide("n4", [], [running("http://n1", {"n1": (True, True), "n4": (True, False)})])
+    assert voter.action == "refuse" and "not --join" in voter.reason
     assert decide("n4", [], []).action == "wait"
+
+
+def test_with_join_a_node_that_is_itself_joining_is_no_answer() -> None:
+    """It lists no members, so it cannot say whether this member started
+    (a review's finding: a wiped voter joined through one as itself)."""
+    joining = PeerAnswer.of("http://n5", status_of("n5", []))
+    decision = decide("n4", [], [joining])
+    assert decision.action == "wait" and "not formed yet" in decision.reason
 
 
 async def test_the_check_asks_again_until_a_member_answers(autojump_clock: trio.testing.MockClock) -> None:
