@@ -552,9 +552,9 @@ class TxnResult(msgspec.Struct, frozen=True, kw_only=True):
     """One result of a transaction: the fields the single-key request
     (:class:`KeyAnswer`, :class:`DeleteAnswer`, a get's 404 ``error`` and
     ``code``) or the range request (:class:`RangeAnswer`) would answer.
-    The ranges of one transaction share what one range request may return
+    The reads of one transaction share what one range request may return
     (10,000 keys, about 4 MiB of values): a range past that has fewer keys
-    or none, and ``more``."""
+    or none, and ``more``; a get past it only its ``key`` and ``more``."""
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET

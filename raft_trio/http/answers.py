@@ -262,6 +262,8 @@ def txn_result(result: Written | Deleted | Got | Ranged, revision: int) -> schem
     if isinstance(result, Ranged):
         items = [range_item(kv) for kv in result.kvs]
         return schema.TxnResult(kvs=items, count=result.count, more=result.more, revision=revision)
+    if isinstance(result, Got) and result.more:
+        return schema.TxnResult(key=result.key, more=True)  # not read: the reads' share was spent
     kv = result if isinstance(result, Written) else result.kv
     if kv is None:
         return schema.TxnResult(

@@ -190,10 +190,12 @@ class KeyValue(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 class Got(msgspec.Struct, frozen=True, tag="got", array_like=True):
     """A transaction's ``get``: the key as it stood at that point of the
-    transaction, or None."""
+    transaction, or None; ``more``: not read, because the transaction's
+    reads had taken what one range request may (read it with a GET)."""
 
     key: str
     kv: KeyValue | None
+    more: bool = False
 
 
 class Ranged(msgspec.Struct, frozen=True, tag="ranged", array_like=True):

@@ -80,8 +80,11 @@ class History:
         assert not self._changes or change.revision >= self._changes[-1].revision
         self._changes.append(change)
         self._bytes += change.size
-        while len(self._changes) > self.max_changes or (
-            self._bytes > self.max_bytes and len(self._changes) > 1
+        # The newest revision stays whole, even past the bounds (a lease
+        # revoke deleting more than they hold): dropping it would tell a
+        # caught-up watcher that changes it never saw are gone.
+        while self._changes[0].revision != change.revision and (
+            len(self._changes) > self.max_changes or self._bytes > self.max_bytes
         ):
             dropped = self._changes.popleft()
             self._bytes -= dropped.size

@@ -15,8 +15,11 @@ HTTP clients know as ``Idempotency-Key``): a command carrying a token whose
 result is remembered is not applied again; the first result is returned.
 The table is part of the replicated state (and of snapshots), so a retry
 that reaches a new leader is recognised too. It is bounded: at most
-``max_sessions`` tokens, and each is forgotten ``session_ttl_ms`` after it
-was first applied.
+``max_sessions`` tokens and ``max_session_bytes`` of remembered answers
+(a transaction's answer holds what it read: without a bound in bytes, a
+reader's small requests made every snapshot gigabytes), oldest forgotten
+first, and each is forgotten ``session_ttl_ms`` after it was first
+applied.
 """
 
 from __future__ import annotations
@@ -91,6 +94,10 @@ class RangePage:
 #: values are up to 1 MiB each, so a key count alone does not bound an answer.
 MAX_RANGE_PAGE_BYTES = 4 << 20
 
+#: The remembered answers of idempotency keys, in all (their encodings):
+#: part of every snapshot, and of every replica's memory.
+MAX_SESSION_BYTES = 64 << 20
+
 
 class _Session(msgspec.Struct, frozen=True, array_like=True):
     token: str
@@ -145,8 +152,10 @@ class KeyValueStore:
         max_sessions: int = 100_000,
         session_ttl_ms: int = 10 * 60 * 1000,
         history: History | None = None,
+        max_session_bytes: int = MAX_SESSION_BYTES,
     ) -> None:
         self.max_sessions = max_sessions
+        self.max_session_bytes = max_session_bytes
         self.session_ttl_ms = session_ttl_ms
         self.history = history if history is not None else History()
         #: key -> the key as it stands (an immutable KeyValue, handed out as is)
@@ -154,6 +163,9 @@ class KeyValueStore:
         self.leases: dict[int, Lease] = {}
         self.applied_index = 0
         self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
+        #: What each remembered answer costs (its encoding's length), and in all.
+        self._session_sizes: dict[str, int] = {}
+        self.session_bytes = 0
         #: Members a leader saw acknowledge entries (:class:`Started`).
         self.started: set[str] = set()
         #: Users, roles and grants, and who may do what by them.
@@ -234,10 +246,20 @@ class KeyValueStore:
         reads = answered or command.token is not None
         result = self._denied(index, command) or self._execute(index, command, reads)
         if command.token is not None:
-            self._sessions[command.token] = _Session(command.token, command.ts, result)
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+            self._remember(_Session(command.token, command.ts, result))
+            while len(self._sessions) > self.max_sessions or self.session_bytes > self.max_session_bytes:
+                self._forget_oldest_session()
         return result
+
+    def _remember(self, session: _Session) -> None:
+        size = len(msgspec.msgpack.encode(session))
+        self._sessions[session.token] = session
+        self._session_sizes[session.token] = size
+        self.session_bytes += size
+
+    def _forget_oldest_session(self) -> None:
+        token, _ = self._sessions.popitem(last=False)
+        self.session_bytes -= self._session_sizes.pop(token)
 
     def skip(self, index: int, members: Collection[str] | None = None) -> None:
         """A committed entry that is not a command (no-op, configuration).
@@ -387,9 +409,10 @@ class KeyValueStore:
             if isinstance(op, OpPut) and op.lease and op.lease not in self.leases:
                 return LeaseNotFound(op.lease, index)
         results: list[Written | Deleted | Got | Ranged] = []
-        # The ranges of one answer share what one range request may take
-        # (bytes of values, keys): 128 of them at a page each would make
-        # the leader gather half a GiB, or 128,000 keys, for one request.
+        # The reads of one answer share what one range request may take
+        # (bytes of values, keys): 128 ranges at a page each would make the
+        # leader gather half a GiB, or 128,000 keys, for one request, and
+        # 128 gets of a 1 MiB value 128 MiB.
         budget, keys_left = MAX_RANGE_PAGE_BYTES, MAX_RANGE_LIMIT
         for op in ops:
             if isinstance(op, OpPut):
@@ -399,7 +422,14 @@ class KeyValueStore:
             elif not reads:
                 continue  # nobody reads what it would find, and it changes nothing
             elif isinstance(op, OpGet):
-                results.append(Got(op.key, self.get(op.key)))
+                if budget <= 0 or keys_left <= 0:
+                    results.append(Got(op.key, None, more=True))  # not read: the budget is spent
+                    continue
+                record = self.get(op.key)
+                if record is not None:
+                    budget -= len(record.value)
+                    keys_left -= 1
+                results.append(Got(op.key, record))
             else:
                 assert isinstance(op, OpRange)
                 page = self.range(
@@ -442,7 +472,7 @@ class KeyValueStore:
             oldest = next(iter(self._sessions.values()))
             if oldest.ts >= horizon:
                 break
-            self._sessions.popitem(last=False)
+            self._forget_oldest_session()
 
     # -- snapshots -----------------------------------------------------------
 
@@ -465,13 +495,16 @@ class KeyValueStore:
         self._data = SortedDict()
         self.leases = {}
         self._sessions = collections.OrderedDict()
+        self._session_sizes = {}
+        self.session_bytes = 0
         self.applied_index = 0
         self.started = set()
         self.auth.restore(None)
         if data:
             state = _snapshot_decoder.decode(data)
             self.applied_index = state.applied
-            self._sessions = collections.OrderedDict((s.token, s) for s in state.sessions)
+            for session in state.sessions:
+                self._remember(session)
             self.leases = {lease: Lease(lease, ttl) for lease, ttl in state.leases}
             if state.data is not None:
                 # The first format kept only the index of the last write: it

@@ -942,8 +942,10 @@ class RaftNode:
 
     def _space_headroom(self) -> int:
         """Room to keep besides the reserve: the next snapshot (about the
-        state's size, a tenth more for its encoding) and the WAL's growth."""
-        return self.kv.size + self.kv.size // 10 + WAL_HEADROOM_BYTES
+        state's size with the remembered answers, a tenth more for its
+        encoding) and the WAL's growth."""
+        state = self.kv.size + self.kv.session_bytes
+        return state + state // 10 + WAL_HEADROOM_BYTES
 
     def _record_started(self, member: str) -> None:
         """As leader, put in the log that ``member`` has started (it

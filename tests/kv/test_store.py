@@ -7,9 +7,13 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from raft_trio.http import answers
 from raft_trio.kv import (
     DEFAULT_RANGE_LIMIT,
     MAX_RANGE_LIMIT,
+    MAX_RANGE_PAGE_BYTES,
+    MAX_TXN_OPS,
+    MAX_VALUE_BYTES,
     CasFailed,
     Command,
     Compare,
@@ -63,6 +67,21 @@ def test_a_new_key_is_created_at_the_revision_of_its_put_with_version_one() -> N
 def test_each_put_raises_the_version_and_mod_revision_and_keeps_the_create_revision() -> None:
     store = store_with(Put("k", "a"), Put("other", "x"), Put("k", "b"), Put("k", "c"))
     assert store.get("k") == KeyValue("k", "c", 1, 4, 3)
+
+
+def test_a_revision_larger_than_the_history_is_kept_whole() -> None:
+    """A lease revoke deleting more than the history holds was dropped as
+    it was recorded: a caught-up watcher was told it was compacted (a
+    review's finding). The newest revision stays, past the bounds."""
+    store = KeyValueStore(history=History(max_changes=5))
+    store.apply(1, LeaseGrant(60))
+    for n in range(8):
+        store.apply(2 + n, Put(f"svc/{n}", "x", lease=1))
+    store.apply(10, LeaseRevoke(1))
+    assert store.history.floor <= 10
+    assert [c.key for c in store.history.since(10)] == [f"svc/{n}" for n in range(8)]
+    store.apply(11, Put("after", "y"))  # and goes once a newer one comes
+    assert store.history.floor == 11
 
 
 def test_a_delete_is_a_change_at_its_own_revision_and_a_later_put_creates_the_key_anew() -> None:
@@ -405,6 +424,41 @@ def test_remembered_tokens_are_forgotten_after_their_time() -> None:
     store.apply(1, Txn([], [OpPut("k", "a")], [], token="t", ts=0))
     store.apply(2, Put("x", "y", ts=1001))
     assert store.remembered("t") is None
+
+
+def test_remembered_answers_are_bounded_in_bytes_oldest_forgotten_first() -> None:
+    """A transaction's answer holds what it read: remembered whole for ten
+    minutes, a reader's small requests made every snapshot gigabytes (a
+    review's finding: 25 read-only transactions grew an 8 MiB state's
+    snapshot to 109 MB). The table keeps at most ``max_session_bytes``."""
+    store = KeyValueStore(max_session_bytes=10 << 20)
+    for n in range(4):
+        store.apply(n + 1, Put(f"p/{n}", "x" * (MAX_VALUE_BYTES - 16)))
+    state = len(store.snapshot())
+    for n in range(25):
+        store.apply(5 + n, Txn([], [OpRange("p/")], [], token=f"t{n}", ts=1), answered=False)
+        assert store.session_bytes <= store.max_session_bytes
+    assert len(store.snapshot()) < state + store.max_session_bytes + 4096
+    assert store.remembered("t24") is not None  # the newest answers a retry as before
+    assert store.remembered("t0") is None
+    restored = KeyValueStore(max_session_bytes=10 << 20)
+    restored.restore(store.snapshot())
+    assert restored.session_bytes == store.session_bytes
+
+
+def test_the_gets_of_a_transaction_share_its_reads_budget() -> None:
+    """128 gets of one 1 MiB key made a 128 MiB answer from a 5 KB request
+    (a review's finding); past the budget a get is answered unread."""
+    store = KeyValueStore()
+    store.apply(1, Put("big", "x" * MAX_VALUE_BYTES))
+    result = store.apply(2, Txn([], [OpGet("big")] * MAX_TXN_OPS, []))
+    assert isinstance(result, TxnDone)
+    read = [r for r in result.results if isinstance(r, Got) and not r.more]
+    assert len(read) == MAX_RANGE_PAGE_BYTES // MAX_VALUE_BYTES
+    assert all(isinstance(r, Got) and r.kv is None for r in result.results[len(read) :])
+    body = answers.for_result(result).encode()
+    assert len(body) <= 2 * MAX_RANGE_PAGE_BYTES
+    assert b'{"key":"big","more":true}' in body
 
 
 # -- snapshots ----------------------------------------------------------------
