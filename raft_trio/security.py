@@ -111,7 +111,7 @@ def _protected(value: str | None) -> tuple[str, ...]:
 def _seconds(value: str | None, variable: str) -> int:
     if value is None or not value.strip():
         return DEFAULT_TOKEN_TTL_S
-    if not value.strip().isdigit():
+    if not (value.strip().isascii() and value.strip().isdigit()):
         raise ValueError(f"{variable} must be a whole number of seconds, not {value!r}")
     return int(value)
 
@@ -257,7 +257,7 @@ class Security:
         if self.cluster_secret is None or not credential.startswith(NODE_CREDENTIAL_PREFIX):
             return None
         parts = credential[len(NODE_CREDENTIAL_PREFIX) :].split(".")
-        if len(parts) != 3 or not parts[1].isdigit():
+        if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
             return None
         name, stamp, signature = parts
         mac = hmac.new(self.cluster_secret, _NODE_LABEL + f"{name}.{stamp}".encode(), hashlib.sha256)

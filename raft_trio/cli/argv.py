@@ -16,7 +16,7 @@ from .up import DEFAULT_BASE_PORT, DEFAULT_MONITOR_PORT, DEFAULT_NODES, MAX_NODE
 
 def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise UsageError(f"--listen must be HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
 

@@ -76,7 +76,12 @@ class WatchCursor:
         that revision: without it, changes made while its stream was being
         replaced (a node cut off ends its watches) would be skipped."""
         revision = headers.get(schema.REVISION_HEADER, "")
-        if self.revision is None and self.start_revision is None and revision.isdigit():
+        if (
+            self.revision is None
+            and self.start_revision is None
+            and revision.isascii()
+            and revision.isdigit()
+        ):
             self.start_revision = int(revision) + 1
             self.adopted = True
 

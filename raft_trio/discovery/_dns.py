@@ -40,7 +40,7 @@ def parse_nameserver(text: str) -> tuple[str, int]:
         host, port = text.split(":")
     else:
         host, port = text, "53"
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"a DNS server is HOST or HOST:PORT, got {text!r}")
     try:
         ipaddress.ip_address(host)

@@ -286,7 +286,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             return quart_response(bad_request("start_revision must be at least 1"))
         last_seen = request.headers.get("Last-Event-ID")
         if last_seen is not None:
-            if not last_seen.isdigit():
+            if not (last_seen.isascii() and last_seen.isdigit()):
                 message = "Last-Event-ID must be the revision of the last event received"
                 return quart_response(bad_request(message))
             start = int(last_seen) + 1

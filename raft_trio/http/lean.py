@@ -351,7 +351,7 @@ class LeanRoutes:
         if (
             headers.get("content-type") != "application/json"
             or length is None
-            or not length.isdigit()
+            or not (length.isascii() and length.isdigit())
             or int(length) > MAX_LEAN_BODY_BYTES
         ):
             await hand_over(receive)
@@ -386,7 +386,12 @@ class LeanRoutes:
         try:
             sender = self.peers.head(headers)
             length = headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > MAX_PEER_BODY_BYTES:
+            if (
+                length is not None
+                and length.isascii()
+                and length.isdigit()
+                and int(length) > MAX_PEER_BODY_BYTES
+            ):
                 await self.answer(send, 413, {"error": self.too_large_message})
                 return
             body = await read_body(receive, MAX_PEER_BODY_BYTES)

@@ -186,7 +186,9 @@ class PeerAuthenticator:
             raise PeerAuthError(f"peer requests need the {SIGNATURE_HEADER} header (a cluster secret is set)")
         fields = dict(part.partition("=")[::2] for part in header.split(","))
         stamp, nonce, given = fields.get("t", ""), fields.get("n", ""), fields.get("s", "")
-        if not (stamp.isdigit() and len(stamp) <= 16 and 16 <= len(nonce) <= 64 and given):
+        if not (
+            stamp.isascii() and stamp.isdigit() and len(stamp) <= 16 and 16 <= len(nonce) <= 64 and given
+        ):
             raise PeerAuthError(f"malformed {SIGNATURE_HEADER} header")
         signed_at = int(stamp) / 1000
         if abs((self._clock() if now is None else now) - signed_at) > MAX_CLOCK_SKEW_S:

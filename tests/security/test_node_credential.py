@@ -25,7 +25,7 @@ def test_a_credential_names_its_node_while_fresh() -> None:
     assert security.credential_node(credential, NOW - NODE_CREDENTIAL_MAX_SKEW_S - 1) is None
 
 
-@pytest.mark.parametrize("tamper", ["secret", "name", "time", "garbage"])
+@pytest.mark.parametrize("tamper", ["secret", "name", "time", "garbage", "superscript"])
 def test_another_secret_or_a_changed_credential_proves_nothing(tamper: str) -> None:
     ours = Security(cluster_secret=SECRET)
     credential = ours.node_credential("n2", NOW)
@@ -37,6 +37,10 @@ def test_another_secret_or_a_changed_credential_proves_nothing(tamper: str) -> N
     elif tamper == "time":
         parts = credential.split(".")
         parts[2] = str(int(parts[2]) + 1)
+        credential = ".".join(parts)
+    elif tamper == "superscript":  # "²".isdigit() is true, int("²") raises
+        parts = credential.split(".")
+        parts[2] = "²"
         credential = ".".join(parts)
     else:
         credential = "rtn1.x.y.z"

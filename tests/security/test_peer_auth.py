@@ -101,6 +101,7 @@ async def test_a_replay_after_the_window_is_refused_by_its_timestamp() -> None:
         "t=1,n=0123456789abcdef,s=",
         "t=" + "9" * 5000 + ",n=0123456789abcdef,s=00",  # no int() of a huge number
         "t=1,t=2,,,=,n=0123456789abcdef",
+        "t=²,n=0123456789abcdef,s=00",  # "²".isdigit() is true, int("²") raises
     ],
 )
 async def test_a_missing_or_malformed_header_is_refused(header: str | None) -> None:
