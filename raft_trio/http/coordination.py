@@ -63,6 +63,7 @@ from .answers import (
     check_key,
     check_token,
     confirm_read,
+    error,
     for_exception,
     range_item,
     sse,
@@ -141,8 +142,12 @@ def _op(body: schema.Op, where: str) -> TxnOp:
         _checked_key(body.put.key, f"{where}.put.key")
         size = len(body.put.value.encode("utf-8"))
         if size > MAX_VALUE_BYTES:
-            raise Refused(
-                bad_request(f"{where}.put.value is {size} bytes; at most {MAX_VALUE_BYTES} are allowed")
+            raise Refused(  # 413, as the single PUT of such a value answers
+                error(
+                    413,
+                    Code.TOO_LARGE,
+                    f"{where}.put.value is {size} bytes; at most {MAX_VALUE_BYTES} are allowed",
+                )
             )
         return OpPut(body.put.key, body.put.value, _lease(body.put.lease))
     if body.delete is not None:
@@ -427,7 +432,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             ttl = await node.keep_lease_alive(lease_id(lease))
         except NODE_ERRORS as exc:
             return for_exception(exc, node, target())
-        return Answer(200, schema.LeaseAnswer(lease, ttl))
+        return Answer(200, schema.LeaseAnswer(format_lease_id(lease_id(lease)), ttl))
 
     @app.get(f"{prefix}/leases/<lease>")
     @document_response(schema.LeaseInfoAnswer, 200)
@@ -444,7 +449,10 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         # After the read barrier, on the keys as the answer lists them.
         if (refused := lease_keys_refusal(request.scope, node, "read", info.keys)) is not None:
             return refused
-        return Answer(200, schema.LeaseInfoAnswer(lease, int(info.remaining), info.granted_ttl, info.keys))
+        answer = schema.LeaseInfoAnswer(
+            format_lease_id(lease_id(lease)), int(info.remaining), info.granted_ttl, info.keys
+        )
+        return Answer(200, answer)
 
     @app.delete(f"{prefix}/leases/<lease>")
     @document_response(schema.LeaseRevokedAnswer, 200)

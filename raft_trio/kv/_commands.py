@@ -15,6 +15,7 @@ number of puts since it was created (1 for a new key).
 
 from __future__ import annotations
 
+import string
 from typing import Literal
 
 import msgspec
@@ -268,11 +269,10 @@ def format_lease_id(lease: int) -> str:
 
 
 def parse_lease_id(text: str) -> int | None:
-    """The lease id a client gave, or None if it is not one."""
-    if not 1 <= len(text) <= 16:
+    """The lease id a client gave (1 to 16 hex digits, nothing else: not
+    the ``0x``, sign or underscores ``int`` takes), or None if it is not
+    one."""
+    if not 1 <= len(text) <= 16 or not all(c in string.hexdigits for c in text):
         return None
-    try:
-        lease = int(text, 16)
-    except ValueError:
-        return None
+    lease = int(text, 16)
     return lease if lease > 0 else None

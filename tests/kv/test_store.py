@@ -403,7 +403,7 @@ def test_lease_ids_are_sixteen_hex_digits_and_parse_back() -> None:
     assert format_lease_id(0x2A) == "000000000000002a"
     assert parse_lease_id("000000000000002a") == 0x2A
     assert parse_lease_id("2A") == 0x2A
-    for bad in ["", "0", "xyz", "1" * 17, "-1"]:
+    for bad in ["", "0", "xyz", "1" * 17, "-1", "+7", "0x7", "1_0", " 7"]:  # int(s, 16) takes the last four
         assert parse_lease_id(bad) is None, bad
 
 
