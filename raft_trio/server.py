@@ -36,7 +36,7 @@ from .node.payload import PayloadSupervisor
 from .node.runtime import NotLeaderError, RaftNode, Timing
 from .node.space import SpaceGuard
 from .security import Security
-from .storage import DurableStorage, PeerNoncesFile, SnapshotPolicy
+from .storage import DurableStorage, PeerNoncesFile, SnapshotPolicy, restored_and_never_ran
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,8 @@ async def _open_static(
     if not others:
         return await _open_storage(settings, initial), {}
     storage = await _open_storage(settings, None)
-    if not _is_new(storage):
+    restored = restored_and_never_ran(storage)  # possibly a second restore of a member that ran
+    if not restored and not _is_new(storage):
         return storage, {}
     await trio.to_thread.run_sync(storage.close)
     status = first_start.waiting_status(settings.node_id, others)
@@ -311,6 +312,13 @@ async def _open_static(
     decision = await _serve_waiting_page(settings, listener, lambda: status, ask)
     if decision is None:
         return None
+    if restored:
+        storage = await _open_storage(settings, None)
+        held = storage.hard_state()
+        if decision.term_floor > held.term:
+            counted = HardState(decision.term_floor, settings.node_id, held.commit)
+            await trio.to_thread.run_sync(storage.set_hard_state, counted)
+        return storage, {}
     if decision.action == "bootstrap":
         # What it may have voted before its directory was lost is at most
         # this term: the term is counted as voted, for itself.

@@ -72,7 +72,7 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
     came from are refused there."""
     import msgspec
 
-    from ..kv import with_new_signing_key
+    from ..kv import for_restored_cluster
     from ..storage import BackupCorrupt, StorageError, read_backup, restore_backup, restored_cluster_id
     from .argv import parse_peers
 
@@ -90,7 +90,7 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
         )
     new_cluster = args.cluster_id or restored_cluster_id(backup, peers)
     try:
-        state = with_new_signing_key(backup.state, new_cluster)
+        state = for_restored_cluster(backup.state, new_cluster)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         fail(f"refused: {args.file}: its state does not decode: {error}", EXIT_DAMAGED)
     backup = dataclasses.replace(backup, state=state)

@@ -69,7 +69,14 @@ from ._commands import (
 from ._history import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHANGES, Change, History
 from ._keys import prefix_end
 from ._permissions import Need, Permissions, key_interval, prefix_interval
-from ._store import MAX_RANGE_PAGE_BYTES, KeyValueStore, Lease, RangePage, with_new_signing_key
+from ._store import (
+    MAX_RANGE_PAGE_BYTES,
+    KeyValueStore,
+    Lease,
+    RangePage,
+    for_restored_cluster,
+    with_new_signing_key,
+)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -142,6 +149,7 @@ __all__ = [
     "Written",
     "decode_command",
     "encode_command",
+    "for_restored_cluster",
     "format_lease_id",
     "key_interval",
     "parse_lease_id",

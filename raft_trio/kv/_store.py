@@ -129,6 +129,19 @@ _snapshot_decoder: msgspec.msgpack.Decoder[_Snapshot] = msgspec.msgpack.Decoder(
 _RESTORED_LABEL = b"raft-trio-restored-signing-key-v1\0"
 
 
+def for_restored_cluster(data: bytes, cluster_id: str) -> bytes:
+    """The state machine snapshot ``data`` as a restored cluster starts
+    from it: a signing key of its own (:func:`with_new_signing_key`), and
+    no member recorded as started (its members are new incarnations; one
+    restored late is then a voter that has not started, and one restored
+    again after it ran is refused)."""
+    data = with_new_signing_key(data, cluster_id)
+    if not data:
+        return data
+    state = _snapshot_decoder.decode(data)
+    return msgspec.msgpack.encode(msgspec.structs.replace(state, started=[])) if state.started else data
+
+
 def with_new_signing_key(data: bytes, salt: str) -> bytes:
     """The state machine snapshot ``data`` with its token-signing key (if
     auth was ever enabled) replaced by one derived from the old key and

@@ -19,6 +19,7 @@ from ._backup import (
     parse_backup,
     read_backup,
     restore_backup,
+    restored_and_never_ran,
     restored_cluster_id,
 )
 from ._crashpoints import POINTS as CRASH_POINTS
@@ -70,6 +71,7 @@ __all__ = [
     "parse_backup",
     "read_backup",
     "restore_backup",
+    "restored_and_never_ran",
     "restored_cluster_id",
     "storage_error_in",
 ]

@@ -19,6 +19,14 @@ revision R (so revisions go on from where the backup stood, and watches
 and compares keep their meaning) in term 1 of a new cluster, whose id is
 derived from the backup and the member list, so that every member restored
 from one file with one ``--peers`` agrees on it without being told.
+
+Restoring the same file again for one member of a restored cluster that
+has run (its disk was lost) makes a directory that cluster accepts, at
+term 1 with no vote: it could vote twice in a term. So a restored
+directory carries a ``restored`` marker, and while it holds exactly what
+the restore wrote (:func:`restored_and_never_ran`) it asks the cluster
+before it takes part, as a new data directory does
+(:mod:`raft_trio.node.first_start`).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from typing import Any
 from ..core import HardState, Membership, Snapshot, SnapshotMeta
 from ._durable import DurableStorage
 from ._errors import StorageError
+from ._files import atomic_write
 
 MAGIC = b"raft-trio backup 1\n"
 DIGEST_BYTES = 32
@@ -152,7 +161,28 @@ def restore_backup(
     meta = SnapshotMeta(backup.revision, 1, Membership.of(dict(peers)))
     storage = DurableStorage.open(root, node_id, cluster, initial_snapshot=Snapshot(meta, backup.state))
     try:
-        storage.write_to_disk(HardState(1, None, backup.revision), [], None)
+        storage.write_to_disk(_restored_hard_state(backup.revision), [], None)
     finally:
         storage.close()
+    atomic_write(root / RESTORED_NAME, b"")
     return cluster
+
+
+#: The marker of a data directory made by :func:`restore_backup`.
+RESTORED_NAME = "restored"
+
+
+def _restored_hard_state(revision: int) -> HardState:
+    return HardState(1, None, revision)
+
+
+def restored_and_never_ran(storage: DurableStorage) -> bool:
+    """Whether ``storage`` was made by :func:`restore_backup` and holds
+    exactly what it wrote: no vote, no term since, no entry. Such a member
+    may be a second restore of one that ran, and asks its cluster first."""
+    snapshot = storage.snapshot().meta
+    return (
+        (storage.path / RESTORED_NAME).exists()
+        and storage.hard_state() == _restored_hard_state(snapshot.index)
+        and storage.last_index() == snapshot.index
+    )

@@ -5,6 +5,7 @@ at its revision; a damaged or truncated file is refused whole."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable
@@ -108,7 +109,8 @@ def test_a_backup_taken_under_load_restores_to_exactly_its_revision(
             answer = json.loads(result.stdout)
             assert answer["revision"] == revision and answer["id"] == node_id
         restored.start()
-        base = restored.leader().url
+        base_id = restored.leader().id
+        base = restored[base_id].url
         page: dict[str, Any] = restored.follow.get(base + "/api/kv", params={"limit": 10000}).json()
         assert {kv["key"]: kv["value"] for kv in page["kvs"]} == expected
         assert max(kv["mod_revision"] for kv in page["kvs"]) <= revision < page["revision"]
@@ -121,6 +123,30 @@ def test_a_backup_taken_under_load_restores_to_exactly_its_revision(
         assert {m["url"] for m in restored_status["members"]}.isdisjoint(
             {m["url"] for m in source_status["members"]}
         )
+
+        # None of its members was recorded as started by the source: each
+        # is, once it acknowledged entries of the new cluster.
+        def all_started() -> tuple[bool, Any]:
+            members = (restored.status(base_id) or {}).get("members", [])
+            return bool(members) and all(m["started"] for m in members), members
+
+        wait_until(all_started, 30, "every restored member recorded as started")
+        # One member's disk is lost and the operator restores it again from
+        # the same file: a directory the cluster accepts, at term 1 with
+        # no vote. It asks the cluster first, and is refused (a review's
+        # finding: it started as a voter that could vote twice in a term).
+        victim = next(i for i in restored.nodes if i != base_id)
+        restored[victim].kill()
+        shutil.rmtree(restored[victim].data_dir)
+        again = raft_trio(
+            "snapshot", "restore", str(file), "--data-dir", str(restored[victim].data_dir), "--id", victim,
+            "--peers", restored.peers,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        restored[victim].start()
+        popen = restored[victim].popen
+        assert popen is not None and popen.wait(timeout=30) == 78
+        assert f"{victim} is already a member" in restored[victim].log_text(this_run=True)
     finally:
         restored.close()
 
