@@ -38,6 +38,10 @@ def check_url(url: str, what: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(f"{what}: {url!r} is not an http(s) URL")
+    from ..peer.wire import peer_url_problem  # here: httpx and the core cost every command 80 ms
+
+    if (problem := peer_url_problem(url)) is not None:
+        raise UsageError(f"{what}: {problem}")
     return url.rstrip("/")
 
 

@@ -307,7 +307,9 @@ class PeerStream:
         with trio.CancelScope(deadline=trio.current_time() + self._deadline) as scope:
             try:
                 opened = await self._open_stream(self.url + STREAM_PATH, headers)
-            except (httpx.HTTPError, OSError, trio.BrokenResourceError) as error:
+            except (httpx.HTTPError, httpx.InvalidURL, OSError, trio.BrokenResourceError) as error:
+                # InvalidURL: a member's URL httpx refuses (one added before
+                # URLs were checked) is a peer never reached, not a crash.
                 if self._on_refused is not None and connection_refused(error):
                     self._on_refused(self.peer_id)
                 return _describe(error)
@@ -461,7 +463,7 @@ class PeerStream:
                 try:
                     chunks = _Chunks(body, scope, self._deadline)
                     ok = await self._request(self.url + MESSAGES_PATH, headers, chunks) == 204
-                except (httpx.HTTPError, OSError) as error:
+                except (httpx.HTTPError, httpx.InvalidURL, OSError) as error:
                     log.debug("snapshot to %s failed: %r", self.peer_id, error)
             log.info(
                 "snapshot at index %d (%d bytes) %s %s",

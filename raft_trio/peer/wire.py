@@ -26,7 +26,9 @@ stream's frames their MACs. A message whose sender differs from
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
+import httpx
 import msgspec
 
 from ..core import Message
@@ -35,6 +37,26 @@ from .framing import FrameError, FrameReader, FrameWriter
 
 MESSAGES_PATH = "/raft/messages"
 STREAM_PATH = "/raft/stream"
+
+
+def peer_url_problem(url: str) -> str | None:
+    """Why the transport could not send to ``url`` (None: it can): an
+    http(s) URL with a host, a port in range, no query, nothing httpx
+    refuses. A member added at ``http://n4:80a`` once stopped every node
+    that appended it, and again at each restart."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        httpx.URL(url.rstrip("/") + STREAM_PATH)
+    except (ValueError, httpx.InvalidURL) as error:
+        return f"{url!r} is not a usable URL ({error})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL with a host"
+    if parts.query or parts.fragment:
+        return f"{url!r} has a query or a fragment; a member's URL is SCHEME://HOST[:PORT][/PATH]"
+    return None
+
+
 #: The peers' routes, exactly (a prefix would also take in an API whose
 #: prefix starts with it: ``API_PREFIX=/raft/v1``).
 PEER_PATHS = (MESSAGES_PATH, STREAM_PATH)

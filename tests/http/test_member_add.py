@@ -33,3 +33,15 @@ async def test_a_member_at_another_members_address_is_refused(
     status, _, answer = await call(app, "POST", "/api/members", b'{"id": "n8", "url": "http://127.0.0.1:1"}')
     assert (status, json.loads(answer)["code"]) == (409, "already_member")
     assert leader.membership == added and added.get("n9") is None
+
+
+async def test_a_member_url_the_transport_cannot_use_is_a_400(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    before = leader.membership
+    status, _, answer = await call(
+        create_app(leader), "POST", "/api/members", b'{"id": "n8", "url": "http://n8:80a"}'
+    )
+    assert status == 400 and "is not a usable URL" in json.loads(answer)["error"]
+    assert leader.membership == before
