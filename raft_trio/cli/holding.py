@@ -20,6 +20,7 @@ Exit statuses: see :mod:`.lock`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shlex
 import signal
@@ -65,12 +66,19 @@ def command_environment(name: str, token: int) -> dict[str, str]:
 
 
 async def run_command(
-    verb: str, command: Sequence[str], env: Mapping[str, str], grace: float, spawn: Spawn
+    verb: str,
+    command: Sequence[str],
+    env: Mapping[str, str],
+    grace: float,
+    spawn: Spawn,
+    safe_until: Callable[[], float] = lambda: math.inf,
 ) -> int:
     """Run ``command`` in its own process group until it exits (its exit
     status) or this is cancelled (the group gets SIGTERM, then SIGKILL
-    after ``grace``). What the command left running in its group is ended
-    either way: nothing of it outlives the lock."""
+    after ``grace``, and no later than ``safe_until()``: when another may
+    hold the lock; at once if that has passed, after a pause, or when the
+    cluster said the lock is gone). What the command left running in its
+    group is ended either way: nothing of it outlives the lock."""
     try:
         process = await spawn(command, env)
     except OSError as error:
@@ -80,7 +88,8 @@ async def run_command(
         code = await process.wait()
     finally:
         with trio.CancelScope(shield=True):
-            await stop_group(process, grace)
+            left = max(0.0, min(grace, safe_until() - trio.current_time()))
+            await stop_group(process, left)
             await process.aclose()
     return exit_status(code)
 
@@ -150,13 +159,13 @@ class Holder:
 
     async def lock(self) -> int:
         hold = self.hold
-        async with self.client.lock(
+        async with self.client.hold(
             hold.name, ttl=hold.ttl, margin=self.margin, value=holder_value()
-        ) as token:
+        ) as holding:
             if hold.command is None:
-                self.print_holding(token)
+                self.print_holding(holding.token)
                 await trio.sleep_forever()
-            return await self.run_while_held(token)
+            return await self.run_while_held(holding.token, lambda: holding.session.safe_until)
 
     @property
     def proposal(self) -> str:
@@ -167,7 +176,7 @@ class Holder:
         async with self.client.campaign(
             hold.name, self.proposal, ttl=hold.ttl, margin=self.margin
         ) as leading:
-            return await self.run_while_held(leading.token)
+            return await self.run_while_held(leading.token, lambda: leading.safe_until)
 
     async def campaign_and_follow(self) -> int:
         """Print the leader as it is, then campaign, and print every leader
@@ -196,14 +205,14 @@ class Holder:
                 task_status = trio.TASK_STATUS_IGNORED
         return 0  # pragma: no cover (observing ends with an error or a signal)
 
-    async def run_while_held(self, token: int) -> int:
+    async def run_while_held(self, token: int, safe_until: Callable[[], float]) -> int:
         hold = self.hold
         assert hold.command is not None
         holding, releasing = ("holding", "releasing") if hold.verb == "lock" else ("leading", "resigning")
         note(hold.verb, f"{holding} {hold.name} (fencing token {token}); running {shlex.join(hold.command)}")
         env = command_environment(hold.name, token)
         self.ran = True
-        status = await run_command(hold.verb, hold.command, env, hold.grace, self.spawn)
+        status = await run_command(hold.verb, hold.command, env, hold.grace, self.spawn, safe_until)
         note(hold.verb, f"the command exited with status {status}; {releasing} {hold.name}")
         return status
 

@@ -53,7 +53,8 @@ environment. The lock is released when COMMAND exits.
 
 If the lock is lost (its lease expired, the cluster was unreachable for
 too long, or its key was deleted), COMMAND's process group gets SIGTERM,
-and SIGKILL --grace seconds later, at the moment the lease could run out:
+and SIGKILL --grace seconds later, at the moment the lease could run out
+(at once if that moment has passed or the cluster said the lock is gone):
 it is gone before anyone else can get the lock. Without COMMAND, the lock
 is held until Ctrl-C."""
 

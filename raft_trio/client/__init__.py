@@ -47,7 +47,7 @@ from ._sync import DEFAULT_ENDPOINTS, Client
 
 if TYPE_CHECKING:
     from ._held import HeldLock
-    from ._locks import Leadership
+    from ._locks import Holding, Leadership
     from ._trio import TrioClient
 
 
@@ -62,6 +62,10 @@ def __getattr__(name: str) -> object:
         from ._locks import Leadership
 
         return Leadership
+    if name == "Holding":
+        from ._locks import Holding
+
+        return Holding
     if name == "HeldLock":
         from ._held import HeldLock
 
@@ -79,6 +83,7 @@ __all__ = [
     "Compacted",
     "CompareFailed",
     "HeldLock",
+    "Holding",
     "Indeterminate",
     "KeyNotFound",
     "Leader",

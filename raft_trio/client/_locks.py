@@ -69,6 +69,13 @@ class Leadership:
         self.token = holding.token
         self.lease = holding.session.id
         self.value = value
+        self._session = holding.session
+
+    @property
+    def safe_until(self) -> float:
+        """Until when (on Trio's clock) nobody else can lead: the lease's
+        certain life, or the moment the cluster said it is gone."""
+        return self._session.safe_until
 
     async def proclaim(self, value: str) -> None:
         """Announce a new value while leading (observers see it); raises
@@ -211,8 +218,10 @@ async def _held(
                     # Refused: nothing to revoke; unanswered: nobody to ask.
                     lose(await session.keep(client.keep_alive), reachable=False)
 
-                async def watch_key(key: str, token: int) -> None:
-                    lose(await key_deleted(client, key, token), reachable=True)
+                async def watch_key(key: str, token: int, session: Session) -> None:
+                    reason = await key_deleted(client, key, token)
+                    session.taken_at = trio.current_time()  # the next waiter may hold it now
+                    lose(reason, reachable=True)
 
                 nursery.start_soon(keep, session)
                 token = await acquire(client, prefix, session, value)
@@ -220,7 +229,7 @@ async def _held(
                     lose("its key was deleted while it waited", reachable=True)
                 else:
                     holding = Holding(name, waiter_key(prefix, session.id), token, session)
-                    nursery.start_soon(watch_key, holding.key, token)
+                    nursery.start_soon(watch_key, holding.key, token, session)
                     yield holding
                     # Released before the helpers stop, so that the next
                     # waiter need not wait for them; what they see of the

@@ -50,6 +50,9 @@ class Session:
     ttl: int
     deadline: float
     margin: float = 0.0
+    #: When the cluster said the lease, or the key held with it, is gone:
+    #: from then on another may hold what stood on it.
+    taken_at: float | None = None
 
     @classmethod
     def granted(cls, answer: schema.LeaseAnswer, sent: float, margin: float = 0.0) -> Session:
@@ -62,6 +65,12 @@ class Session:
     @property
     def cutoff(self) -> float:
         return self.deadline - self.margin
+
+    @property
+    def safe_until(self) -> float:
+        """Until when nobody else can hold what stands on this lease: its
+        deadline, unless the cluster said it is gone before that."""
+        return self.deadline if self.taken_at is None else min(self.taken_at, self.deadline)
 
     @property
     def interval(self) -> float:
@@ -88,6 +97,7 @@ class Session:
                     try:
                         answer = await keep_alive(self.id)
                     except LeaseNotFound:
+                        self.taken_at = trio.current_time()
                         return "the lease expired or was revoked"
                     except ClientError as error:
                         failure = f" (the last try: {error})"

@@ -28,7 +28,7 @@ from ._errors import (
     api_error,
     error_answer,
 )
-from ._locks import Leadership
+from ._locks import Holding, Leadership
 from ._session import Session
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
 from ._watch import WATCH_STALL_S, WatchCursor
@@ -261,8 +261,19 @@ class TrioClient:
         releases it. ``value`` is stored in the holder's key (who holds
         it, for people reading the keys). Waiters queue in order, each
         woken by its predecessor's release only (docs/coordination.md)."""
-        async with _locks.hold(self, name, value, ttl, margin) as holding:
+        async with self.hold(name, ttl=ttl, margin=margin, value=value) as holding:
             yield holding.token
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self, name: str, *, ttl: int = LOCK_TTL_S, margin: float = 0.0, value: str = ""
+    ) -> AsyncIterator[Holding]:
+        """:meth:`lock`, giving the :class:`Holding`: besides its ``token``,
+        ``session.safe_until`` says until when (on Trio's clock) nobody else
+        can hold the lock, for one that must stop what it runs by then
+        (``raft-trio lock`` ends its command by it)."""
+        async with _locks.hold(self, name, value, ttl, margin) as holding:
+            yield holding
 
     @contextlib.asynccontextmanager
     async def campaign(
