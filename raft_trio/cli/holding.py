@@ -42,8 +42,21 @@ EXIT_LOST = 1
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 #: Signals that end ``raft-trio lock``/``elect`` cleanly: the command is
-#: ended and the lock released first.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: ended and the lock released first. Every signal whose default would
+#: kill or stop it while its command, in a session of its own, runs on:
+#: Ctrl-\ would leave the command orphaned, Ctrl-Z would stop the holder
+#: and not the command, which would then run past the lease (a review's
+#: finding). A holder cannot be suspended safely, so Ctrl-Z ends it too.
+STOP_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGTSTP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+)
 
 Spawn = Callable[[Sequence[str], Mapping[str, str]], Awaitable[GroupProcess]]
 

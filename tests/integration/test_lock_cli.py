@@ -98,9 +98,13 @@ def test_a_command_that_cannot_run_exits_126_or_127_and_releases_the_lock(
     assert keys_under(shared_cluster, name) == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP])
 def test_ctrl_c_ends_the_commands_whole_group_and_releases_the_lock(
-    shared_cluster: Cluster, tmp_path: Path
+    shared_cluster: Cluster, tmp_path: Path, signum: signal.Signals
 ) -> None:
+    """Ctrl-C, and Ctrl-\\ and Ctrl-Z too: they used to kill or stop the
+    holder alone, and its command ran on past the lease (a review's
+    finding)."""
     name = unique("interrupt")
     marks = tmp_path / "marks"
     script = f'trap "echo terminated >> {marks}; exit 0" TERM; sleep 100 & echo $! > {marks}.child; wait'
@@ -113,15 +117,16 @@ def test_ctrl_c_ends_the_commands_whole_group_and_releases_the_lock(
         )
         group = os.getpgid(int(child[0]))
         assert group != os.getpgid(agent.pid), "the command has a process group of its own"
-        agent.send_signal(signal.SIGINT)
-        assert agent.wait(timeout=20) == 130
+        agent.send_signal(signum)
+        assert agent.wait(timeout=20) == 128 + signum
     finally:
         agent.kill()
         agent.wait()
     assert lines_of(marks) == ["terminated"]
     assert alive(group) == [], "the background child of the command is gone too"
     assert keys_under(shared_cluster, name) == []
-    assert f"stopped by SIGINT: the command was ended, {name} released" in (tmp_path / "out").read_text()
+    said = f"stopped by {signum.name}: the command was ended, {name} released"
+    assert said in (tmp_path / "out").read_text()
 
 
 def test_a_lock_whose_key_is_deleted_ends_a_command_that_ignores_sigterm_at_once(
