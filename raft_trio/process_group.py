@@ -5,7 +5,12 @@ The node's payload scripts and the command that ``raft-trio lock`` and
 leader of a new session (so of its own process group, out of reach of the
 terminal's Ctrl-C), and ending it ends the whole group, grandchildren
 included: SIGTERM, then SIGKILL after a grace period, then the command is
-reaped. Nothing it started outlives it.
+reaped. Nothing it started outlives it. The group is taken with its
+session: a child that moves to a process group of its own stays in the
+command's session (coreutils ``timeout`` does, and a shell's job control),
+and a review found such children left running after the lock was
+released. Only a child that starts a session of its own (``setsid``)
+leaves it, as a daemon means to.
 
 :class:`GroupProcess` is the seam: :class:`OsProcess` is a real process,
 and tests on Trio's fake clock use fakes with the same methods.
@@ -80,6 +85,9 @@ class OsProcess:
     def signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
+        for pid, _, _ in group_members(self.pid) or []:  # those of its session in groups of their own
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
 
     def group_alive(self) -> bool:
         members = group_members(self.pid)
@@ -105,8 +113,9 @@ class OsProcess:
 
 
 def group_members(pgid: int) -> list[tuple[int, str, int]] | None:
-    """(pid, state, parent pid) of every process in group ``pgid``, read from
-    /proc; None where there is no /proc."""
+    """(pid, state, parent pid) of every process in group ``pgid``, or in
+    the session of that id (the command leads both), read from /proc; None
+    where there is no /proc."""
     proc = Path("/proc")
     if not (proc / "self" / "stat").exists():
         return None
@@ -120,7 +129,7 @@ def group_members(pgid: int) -> list[tuple[int, str, int]] | None:
             continue  # gone meanwhile
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid:
+        if len(fields) >= 4 and pgid in (int(fields[2]), int(fields[3])):
             found.append((int(entry.name), fields[0], int(fields[1])))
     return found
 

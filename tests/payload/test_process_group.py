@@ -4,6 +4,7 @@ group when leadership is lost, and its output reaches the node's log."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -104,3 +105,40 @@ async def test_what_a_script_says_on_sigterm_reaches_the_log(
     assert "[leader.sh] term 3 ended: stopping" in messages
     assert "[leader.sh] term 5 ended: stopping" in messages
     assert not any("SIGKILL" in m for m in messages)
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout")
+async def test_a_child_in_a_group_of_its_own_ends_with_the_command(tmp_path: Path) -> None:
+    """coreutils ``timeout`` moves to a process group of its own (setpgid),
+    in the command's session: a leader script that ran ``timeout 600
+    ./task`` left the task running after leadership was lost (a review's
+    finding). The session is ended with the group."""
+    pidfile = tmp_path / "pid"
+    script = tmp_path / "leader.sh"
+    script.write_text(f"#!/bin/sh\ntimeout 600 sh -c 'echo $$ > {pidfile}; exec sleep 600'\n")
+    script.chmod(0o755)
+    supervisor = PayloadSupervisor(str(script), None, "n1", grace=0.5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervisor.run)
+        supervisor.role_changed("leader", 3, None)
+        with trio.fail_after(10):
+            await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", poll=0.02)
+        worker = int(pidfile.read_text())
+        assert os.getpgid(worker) != os.getsid(worker)  # a group of its own, in the script's session
+        supervisor.role_changed("follower", 4, None)
+        with trio.fail_after(10):
+            await wait_for(lambda: supervisor.current is None, poll=0.02)
+        nursery.cancel_scope.cancel()
+    try:
+        assert not running(worker), "the leader's work still runs after leadership was lost"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, 9)
