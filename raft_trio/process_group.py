@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -132,6 +132,31 @@ def group_members(pgid: int) -> list[tuple[int, str, int]] | None:
         if len(fields) >= 4 and pgid in (int(fields[2]), int(fields[3])):
             found.append((int(entry.name), fields[0], int(fields[1])))
     return found
+
+
+def reap_adopted(keep: Collection[int]) -> int:
+    """Reap this process's zombie children other than ``keep`` (those
+    Trio waits for): the orphans a process adopts as PID 1 of a container,
+    whose parents did not wait for them (a payload script's ``(cmd &)``,
+    or one that called ``setsid``). How many were reaped; nothing where
+    there is no /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return 0
+    me, reaped = os.getpid(), 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in keep:
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 2 and fields[0] == "Z" and int(fields[1]) == me:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(int(entry.name), os.WNOHANG)
+                reaped += 1
+    return reaped
 
 
 async def spawn(argv: Sequence[str], env: Mapping[str, str], *, capture: bool) -> OsProcess:

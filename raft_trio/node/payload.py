@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import trio
 
-from ..process_group import GRACE_SECONDS, GroupProcess, spawn, stop_group
+from ..process_group import GRACE_SECONDS, GroupProcess, reap_adopted, spawn, stop_group
 
 log = logging.getLogger(__name__)
 #: The scripts' own output, one record per line.
@@ -44,6 +44,8 @@ INITIAL_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 #: A run at least this long resets the back-off.
 STABLE_RUN_SECONDS = 10.0
+#: How often a node that is PID 1 reaps the orphans its scripts left.
+REAP_INTERVAL_SECONDS = 0.5
 #: A line longer than this is logged in pieces.
 MAX_LINE_BYTES = 16 * 1024
 
@@ -79,8 +81,12 @@ class PayloadSupervisor:
         initial_backoff: float = INITIAL_BACKOFF_SECONDS,
         max_backoff: float = MAX_BACKOFF_SECONDS,
         stable_run: float = STABLE_RUN_SECONDS,
+        adopts_orphans: bool | None = None,
     ) -> None:
         self.leader_script = leader_script
+        #: Whether orphans come to this process to be reaped (PID 1 of a
+        #: container); None: whether it is PID 1.
+        self.adopts_orphans = os.getpid() == 1 if adopts_orphans is None else adopts_orphans
         self.follower_script = follower_script
         self.node_id = node_id
         self.grace = grace
@@ -94,6 +100,7 @@ class PayloadSupervisor:
         self.runs = 0
         #: The script process running now, if any.
         self.current: PayloadProcess | None = None
+        self._spawning = False
 
     def starting_as(self, role: str, term: int, leader_url: str | None) -> None:
         """The node's role before :meth:`run`: its first script runs with
@@ -115,17 +122,31 @@ class PayloadSupervisor:
     async def run(self) -> None:
         if not self.leader_script and not self.follower_script:
             return
+        async with trio.open_nursery() as reaping:
+            if self.adopts_orphans:
+                reaping.start_soon(self._reap_adopted)
+            while True:
+                want = self._desired
+                self._changed = trio.Event()
+                script = self._script_for(want.kind)
+                async with trio.open_nursery() as nursery:
+                    if script:
+                        nursery.start_soon(self._keep_running, script, want)
+                    await self._changed.wait()
+                    # Leaving the role: the script's scope is cancelled, and
+                    # the nursery exits only once its process group is gone.
+                    nursery.cancel_scope.cancel()
+
+    async def _reap_adopted(self) -> None:
+        """As PID 1, what the scripts left behind comes here when its parent
+        exits without waiting (``(cmd &)`` in a loop, or ``setsid``): reaped
+        every ``REAP_INTERVAL_SECONDS``, except the script Trio waits for.
+        Left alone, the zombies would fill the container's PID limit."""
         while True:
-            want = self._desired
-            self._changed = trio.Event()
-            script = self._script_for(want.kind)
-            async with trio.open_nursery() as nursery:
-                if script:
-                    nursery.start_soon(self._keep_running, script, want)
-                await self._changed.wait()
-                # Leaving the role: the script's scope is cancelled, and the
-                # nursery exits only once its process group is gone.
-                nursery.cancel_scope.cancel()
+            await trio.sleep(REAP_INTERVAL_SECONDS)
+            if not self._spawning:
+                current = self.current
+                reap_adopted({current.pid} if current is not None else set())
 
     def _environment(self, want: _Want) -> dict[str, str]:
         return {
@@ -155,7 +176,11 @@ class PayloadSupervisor:
             backoff = min(backoff * 2, self.max_backoff)
 
     async def _run_once(self, script: str, name: str, want: _Want) -> int:
-        process = await self._spawn([script], self._environment(want))
+        self._spawning = True  # its pid is not known yet: the reaper keeps off
+        try:
+            process = await self._spawn([script], self._environment(want))
+        finally:
+            self._spawning = False
         self.current = process
         log.info("payload %s started (pid %d) as %s in term %d", name, process.pid, want.role, want.term)
         stopped = False
