@@ -432,16 +432,19 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         # Served by LeanRoutes in front of Quart; this route is what
         # ``app.test_client()`` reaches. Same checks, same answers.
         headers = {k.lower(): v for k, v in request.headers.items()}
+        pending = None
         try:
-            sender = peers.head(headers)  # before a (possibly huge) body is read
+            sender, pending = peers.batch_head(headers)  # before a (possibly huge) body is read
             # Batches of entries and whole snapshots exceed the client limit.
             request.max_content_length = MAX_PEER_BODY_BYTES
             body = await request.get_data(cache=False, as_text=False)
             assert isinstance(body, bytes)
-            await peers.accept(sender, headers, body)
+            await peers.accept(sender, headers, body, pending)
         except PeerRequestError as exc:
             peers.refused(exc, str(request.remote_addr))
             return {"error": exc.message}, exc.status
+        finally:
+            peers.abandon(pending)
         return "", 204
 
     @app.get(settings.docs_path)

@@ -38,7 +38,7 @@ from ..asgi import UpgradeRequest, certificate_name, task_cancelled
 from ..kv import MAX_VALUE_BYTES
 from ..node import RaftNode
 from ..node import metrics as node_metrics
-from ..peer.auth import RefusalLog
+from ..peer.auth import Pending, RefusalLog
 from ..peer.inbound import SWITCHING_PROTOCOLS, read_stream, refusal, tell_end
 from ..peer.wire import (
     FROM_HEADER,
@@ -49,6 +49,7 @@ from ..peer.wire import (
     StreamInbox,
     accept_batch,
     accept_stream,
+    begin_batch,
     check_peer_head,
 )
 from . import answers
@@ -216,8 +217,20 @@ class PeerReceiver:
     def head(self, headers: dict[str, str]) -> str:
         return check_peer_head(headers, self.node.peer_auth, self.node.cluster_id)
 
-    async def accept(self, sender: str, headers: dict[str, str], body: bytes) -> None:
-        self.node.step(await accept_batch(sender, headers, body, self.node.peer_auth))
+    def batch_head(self, headers: dict[str, str]) -> tuple[str, Pending | None]:
+        """A batch's head checked, and its nonce reserved (see
+        :func:`begin_batch`): release it with :meth:`abandon` once done."""
+        sender = self.head(headers)
+        return sender, begin_batch(sender, headers, self.node.peer_auth)
+
+    def abandon(self, pending: Pending | None) -> None:
+        if pending is not None and self.node.peer_auth is not None:
+            self.node.peer_auth.abandon(pending)
+
+    async def accept(
+        self, sender: str, headers: dict[str, str], body: bytes, pending: Pending | None
+    ) -> None:
+        self.node.step(await accept_batch(sender, headers, body, self.node.peer_auth, pending))
 
     async def open_stream(self, headers: dict[str, str]) -> StreamInbox:
         return await accept_stream(self.head(headers), headers, self.node.peer_auth, self.node.peer_reported)
@@ -384,7 +397,11 @@ class LeanRoutes:
     async def peer_messages(self, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
         try:
-            sender = self.peers.head(headers)
+            sender, pending = self.peers.batch_head(headers)
+        except PeerRequestError as exc:
+            await self.refuse_peer(scope, send, exc)
+            return
+        try:
             length = headers.get("content-length")
             if (
                 length is not None
@@ -398,10 +415,12 @@ class LeanRoutes:
             if body is None:
                 await self.answer(send, 413, {"error": self.too_large_message})
                 return
-            await self.peers.accept(sender, headers, body.data)
+            await self.peers.accept(sender, headers, body.data, pending)
         except PeerRequestError as exc:
             await self.refuse_peer(scope, send, exc)
             return
+        finally:
+            self.peers.abandon(pending)  # a body that never came, or a 413
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

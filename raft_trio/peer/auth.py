@@ -41,6 +41,7 @@ when the network between nodes is not trusted with the data itself.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -85,6 +86,18 @@ class PeerAuthError(Exception):
 
 #: One accepted signed request: (sender, nonce, its timestamp in Unix ms).
 Accepted = tuple[str, str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """A signed request whose head passed :meth:`PeerAuthenticator.begin`:
+    its fields, and the nonce reserved for it."""
+
+    sender: str
+    stamp: str
+    nonce: str
+    given: str
+    key: str
 
 
 class AcceptedNonces(Protocol):
@@ -203,39 +216,57 @@ class PeerAuthenticator:
         """Accept a request from ``sender`` to this node with this
         ``X-Raft-Signature`` header, or raise PeerAuthError. An accepted
         nonce is remembered: the same request is refused the second time."""
-        await self._verify(sender, header, body, _VERSION)
+        await self.finish(self.begin(sender, header), body)
 
-    async def _verify(self, sender: str, header: str | None, body: bytes, version: bytes) -> tuple[str, str]:
+    def begin(self, sender: str, header: str | None) -> Pending:
+        """The checks of a request's head, before its body is read: the
+        header is well formed, fresh and from after this node started, and
+        its nonce neither seen nor reserved; the nonce is then reserved for
+        this request until :meth:`finish` or :meth:`abandon`. Freshness is
+        judged here, once: a snapshot signed and then uploaded for longer
+        than the window used to be refused at the end of every upload (a
+        review's finding), and the reservation keeps a replay whose head
+        also arrived in time from being accepted after the first copy's
+        nonce was forgotten."""
         # One reading of the clock for the window and for forgetting the
-        # nonces it refuses anyway: read twice (around a large body's MAC),
-        # a request just inside the window could find its nonce forgotten.
+        # nonces it refuses anyway.
         now = self._clock()
         stamp, nonce, given = self.check_header(header, now)
-        # The replay check with the same reading, before the MAC's wait: a
-        # request verified meanwhile (with a later reading) may forget the
-        # nonce of one whose window closes, and a replay that had passed
-        # the window would then find it gone. Held as checking until the
-        # MAC is done, so that a copy arriving meanwhile is refused too.
         self._forget_expired(now)
         key = f"{sender}/{nonce}"
         if key in self._seen or key in self._checking:
             raise PeerAuthError("replayed peer request (its nonce was seen before)")
         self._checking.add(key)
+        return Pending(sender, stamp, nonce, given, key)
+
+    def abandon(self, pending: Pending) -> None:
+        """Release a reservation whose request ended before :meth:`finish`
+        (its body never came): the nonce was not accepted."""
+        self._checking.discard(pending.key)
+
+    async def finish(self, pending: Pending, body: bytes, version: bytes = _VERSION) -> tuple[str, str]:
+        """Check the MAC of the request :meth:`begin` reserved, over
+        ``body``; remember its nonce, or raise PeerAuthError. The
+        reservation is released either way."""
         try:
-            mac_args = (sender, self.node_id, stamp, nonce, body, version)
+            mac_args = (pending.sender, self.node_id, pending.stamp, pending.nonce, body, version)
             if len(body) >= MAC_OFF_LOOP_BYTES:
                 expected = await trio.to_thread.run_sync(self._mac, *mac_args)
             else:
                 expected = self._mac(*mac_args)
-            if not hmac.compare_digest(expected, given):
+            if not hmac.compare_digest(expected, pending.given):
                 raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
             # Remembered before it is kept: a replay arriving while the
-            # memory is being written is refused as any other.
-            self._remember((sender, nonce, int(stamp)))
+            # memory is being written is refused as any other. Until its
+            # window closes: no copy's head can pass the window after that.
+            self._remember((pending.sender, pending.nonce, int(pending.stamp)))
         finally:
-            self._checking.discard(key)
+            self._checking.discard(pending.key)
         await self._keep()
-        return stamp, nonce
+        return pending.stamp, pending.nonce
+
+    async def _verify(self, sender: str, header: str | None, body: bytes, version: bytes) -> tuple[str, str]:
+        return await self.finish(self.begin(sender, header), body, version)
 
     def _remember(self, accepted: Accepted) -> None:
         sender, nonce, signed_ms = accepted

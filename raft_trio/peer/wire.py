@@ -32,7 +32,7 @@ import httpx
 import msgspec
 
 from ..core import Message
-from .auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
+from .auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError, Pending
 from .framing import FrameError, FrameReader, FrameWriter
 
 MESSAGES_PATH = "/raft/messages"
@@ -186,18 +186,39 @@ def _checked(sender: str, payload: bytes) -> list[Message]:
     return messages
 
 
+def begin_batch(sender: str, headers: Mapping[str, str], auth: PeerAuthenticator | None) -> Pending | None:
+    """For a batch, after :func:`check_peer_head` and before its body is
+    read: the signature's nonce reserved, freshness judged now (None
+    without ``auth``). Hand it to :func:`accept_batch`, and to
+    ``auth.abandon`` if the body never comes. Raises 401 as
+    :func:`check_peer_head` does, and for a replayed nonce."""
+    if auth is None:
+        return None
+    try:
+        return auth.begin(sender, headers.get(SIGNATURE_HEADER.lower()))
+    except PeerAuthError as exc:
+        raise PeerRequestError(401, str(exc), sender) from exc
+
+
 async def accept_batch(
-    sender: str, headers: Mapping[str, str], body: bytes, auth: PeerAuthenticator | None
+    sender: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    auth: PeerAuthenticator | None,
+    pending: Pending | None = None,
 ) -> list[Message]:
     """The second half for a batch: the messages ``sender`` sent (see
-    :func:`check_peer_head`). Raises :class:`PeerRequestError`: first 401
-    when ``auth`` is set and the signature does not hold (or is replayed),
-    then 400 for a malformed body or a message whose sender differs from
-    the header."""
+    :func:`check_peer_head` and :func:`begin_batch`, whose ``pending`` it
+    finishes; without one the head is checked now). Raises
+    :class:`PeerRequestError`: first 401 when ``auth`` is set and the
+    signature does not hold (or is replayed), then 400 for a malformed body
+    or a message whose sender differs from the header."""
     if auth is not None:
         # Authenticate before parsing: bytes from a stranger are not decoded.
         try:
-            await auth.verify(sender, headers.get(SIGNATURE_HEADER.lower()), body)
+            if pending is None:
+                pending = auth.begin(sender, headers.get(SIGNATURE_HEADER.lower()))
+            await auth.finish(pending, body)
         except PeerAuthError as exc:
             raise PeerRequestError(401, str(exc), sender) from exc
     return _checked(sender, body)

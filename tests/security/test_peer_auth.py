@@ -401,3 +401,36 @@ async def test_requests_waiting_for_a_frozen_disk_are_bounded(monkeypatch: pytes
         disk.thaw.set()
     assert done == ["accepted"] * 4
     await receiver.verify("n1", sender.sign("n2", b"body")[SIGNATURE_HEADER], b"body")
+
+
+async def test_freshness_is_judged_when_the_head_arrives_not_after_a_long_upload() -> None:
+    """A snapshot is signed, then uploaded: one that took longer than the
+    window was refused at its end, every time (a review's finding)."""
+    clock = Clock()
+    n1, n2 = pair(clock)
+    header = n1.sign("n2", b"snapshot")[SIGNATURE_HEADER]
+    pending = n2.begin("n1", header)
+    clock.now += peer_auth.MAX_CLOCK_SKEW_S + 10  # the upload
+    await n2.finish(pending, b"snapshot")
+
+
+async def test_a_copy_whose_head_comes_while_the_first_uploads_is_a_replay() -> None:
+    clock = Clock()
+    n1, n2 = pair(clock)
+    header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    first = n2.begin("n1", header)
+    with pytest.raises(PeerAuthError, match="replayed"):
+        n2.begin("n1", header)  # its nonce is reserved for the first
+    clock.now += peer_auth.MAX_CLOCK_SKEW_S + 10  # the first finishes late
+    await n2.finish(first, b"body")
+    with pytest.raises(PeerAuthError):
+        n2.begin("n1", header)  # and no copy passes the window any more
+
+
+async def test_a_request_whose_body_never_came_releases_its_nonce() -> None:
+    """Its head was checked and its nonce reserved; the connection broke:
+    the sender's retry (the same request) is not a replay."""
+    n1, n2 = pair(Clock())
+    header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    n2.abandon(n2.begin("n1", header))
+    await n2.finish(n2.begin("n1", header), b"body")
