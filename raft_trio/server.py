@@ -246,8 +246,11 @@ async def _serve(
                 http_shutdown.set()
             nursery.cancel_scope.cancel()
     finally:
-        # The commit index it knows, for the next start to hold its log to.
-        commit = node.commit_index if node is not None else None
+        # The commit index it knows, for the next start to hold its log to:
+        # as far as it holds for the entries on disk (a review found the
+        # core's own commit could rest on entries not yet written, which
+        # replaced conflicting ones the disk still had).
+        commit = node.core.durable_commit() if node is not None else None
         with trio.CancelScope(shield=True):
             await writer(partial(storage.close, commit))
         writer.stop()

@@ -43,6 +43,15 @@ class RaftLog:
 
     # -- reading ------------------------------------------------------------
 
+    def durable_commit(self) -> int | None:
+        """The commit index as far as it holds for the log in storage: the
+        entries before the unstable tail are there and are the ones this log
+        holds (past it, storage may still hold entries a new leader
+        replaced). None while a snapshot waits to be installed."""
+        if self.unstable_snapshot is not None:
+            return None
+        return min(self.committed, self.unstable_offset - 1)
+
     def first_index(self) -> int:
         if self.unstable_snapshot is not None:
             return self.unstable_snapshot.meta.index + 1

@@ -208,6 +208,11 @@ class RaftCore:
     def leader_id(self) -> NodeId | None:
         return self._leader_id
 
+    def durable_commit(self) -> int | None:
+        """The commit index a stopping node may record with the log it has
+        on disk (see :meth:`RaftLog.durable_commit`)."""
+        return self._log.durable_commit()
+
     def basic_status(self) -> BasicStatus:
         """The core's state now, without its log bounds, timers and
         progress: cheap enough to ask on every input."""
