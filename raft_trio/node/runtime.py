@@ -915,6 +915,11 @@ class RaftNode:
             else:
                 members = Membership.decode(entry.data).ids if entry.kind is EntryKind.CONFIG else None
                 self.kv.skip(entry.index, members)
+                if members is not None:
+                    # Added again later, in this term even, it is a new
+                    # incarnation to record (_record_started).
+                    for gone in [m for m in self._started_proposed if m not in members]:
+                        del self._started_proposed[gone]
                 self._writes.applied(entry.index, entry.term, None)
         if ready.snapshot is not None or ready.committed_entries:
             self.watches.notify()
@@ -954,6 +959,11 @@ class RaftNode:
         Proposed once a term per member until it is applied."""
         term = self.term
         if member in self.kv.started or self._started_proposed.get(member) == term:
+            return
+        if member not in self.membership.ids:
+            # An acknowledgement that came after its removal was appended:
+            # recorded, it would outlive the removal and refuse the member
+            # added again (a review's finding).
             return
         try:
             self.core.propose(encode_command(Started(member)))
