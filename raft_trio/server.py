@@ -36,7 +36,7 @@ from .node.payload import PayloadSupervisor
 from .node.runtime import NotLeaderError, RaftNode, Timing
 from .node.space import SpaceGuard
 from .security import Security
-from .storage import DurableStorage, PeerNoncesFile, SnapshotPolicy, restored_and_never_ran
+from .storage import RESTORED_TERM, DurableStorage, PeerNoncesFile, SnapshotPolicy, restored_and_never_ran
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,12 @@ async def _open_static(
         ) as client:
             fetch = first_start.client_fetch_status(client)
             return await first_start.check(
-                settings.node_id, others, voters, fetch, never_ran=settings.never_ran
+                settings.node_id,
+                others,
+                voters,
+                fetch,
+                never_ran=settings.never_ran,
+                fresh_term=RESTORED_TERM if restored else 0,
             )
 
     decision = await _serve_waiting_page(settings, listener, lambda: status, ask)

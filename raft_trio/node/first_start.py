@@ -122,12 +122,19 @@ class Decision:
 
 
 def decide(
-    me: str, voters: Collection[str], answers: Iterable[PeerAnswer], *, never_ran: bool = False
+    me: str,
+    voters: Collection[str],
+    answers: Iterable[PeerAnswer],
+    *,
+    never_ran: bool = False,
+    fresh_term: int = 0,
 ) -> Decision:
     """One round: what a node with a new data directory does, given the
     answers of the other members of ``voters`` (``--peers``; empty with
     ``--join``). ``never_ran``: the operator says this member never ran,
-    so it need not wait for every voter. See the module's documentation."""
+    so it need not wait for every voter. ``fresh_term``: the term members
+    start at, in which nobody votes (0; 1 for a restored cluster, whose
+    members start at term 1). See the module's documentation."""
     answers = list(answers)
     running = [a for a in answers if not a.waiting and a.members]
     for answer in running:
@@ -173,15 +180,16 @@ def decide(
         unheard = _voters_unheard(me, running, answers)
         if not unheard or never_ran:
             return Decision("bootstrap", f"{listed}; starting at term {floor}", term_floor=floor)
-        if floor > 0:
+        if floor > fresh_term:
             return Decision(
                 "wait",
                 f"{listed}, but it may have voted before its data directory was lost: waiting for "
                 f"{', '.join(unheard)} to answer, so that it starts past every term it may have voted in "
                 "(if this member never ran before, start it with --never-ran to go on without them)",
             )
-        # No one that answered holds a term: they started moments ago, as
-        # in a new cluster, and count as new (below).
+        # No one that answered holds a term past the one members start at:
+        # they started moments ago, as in a new cluster, and count as new
+        # (below).
     elif running:
         answer = running[0]
         return Decision(
@@ -215,6 +223,7 @@ async def check(
     round_s: float = ROUND_S,
     *,
     never_ran: bool = False,
+    fresh_term: int = 0,
 ) -> Decision:
     """Ask ``peers`` (id -> URL, this node left out), and every member
     their answers list, every ``round_s`` until :func:`decide` says
@@ -225,7 +234,7 @@ async def check(
     while True:
         answers = await _ask_all(asking.values(), fetch_status)
         asking.update((i, m.url) for a in answers if not a.waiting for i, m in a.members.items() if i != me)
-        decision = decide(me, voters, answers, never_ran=never_ran)
+        decision = decide(me, voters, answers, never_ran=never_ran, fresh_term=fresh_term)
         if decision.action == "refuse":
             raise AlreadyMember(decision.reason)
         if decision.action != "wait":

@@ -13,6 +13,7 @@ named moment of a disk write (:mod:`raft_trio.storage._crashpoints`).
 """
 
 from ._backup import (
+    RESTORED_TERM,
     Backup,
     BackupCorrupt,
     backup_stream,
@@ -46,6 +47,7 @@ from ._sqlite_log import WAL_HEADROOM_BYTES
 __all__ = [
     "CRASH_POINTS",
     "FORMAT_VERSION",
+    "RESTORED_TERM",
     "WAL_HEADROOM_BYTES",
     "Backup",
     "BackupCorrupt",

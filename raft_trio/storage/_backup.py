@@ -158,7 +158,7 @@ def restore_backup(
     cluster = cluster_id or restored_cluster_id(backup, peers)
     # Term 1 of the new cluster: every member starts from the same snapshot
     # at the backup's revision, with no vote cast.
-    meta = SnapshotMeta(backup.revision, 1, Membership.of(dict(peers)))
+    meta = SnapshotMeta(backup.revision, RESTORED_TERM, Membership.of(dict(peers)))
     storage = DurableStorage.open(root, node_id, cluster, initial_snapshot=Snapshot(meta, backup.state))
     try:
         storage.write_to_disk(_restored_hard_state(backup.revision), [], None)
@@ -172,8 +172,13 @@ def restore_backup(
 RESTORED_NAME = "restored"
 
 
+#: The term a restored cluster's members start at (no vote is cast in it:
+#: the first election is for the next).
+RESTORED_TERM = 1
+
+
 def _restored_hard_state(revision: int) -> HardState:
-    return HardState(1, None, revision)
+    return HardState(RESTORED_TERM, None, revision)
 
 
 def restored_and_never_ran(storage: DurableStorage) -> bool:

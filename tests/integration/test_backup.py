@@ -213,3 +213,35 @@ def test_a_backup_needs_the_admin_token_when_one_is_set(
         env={"PATH": "/usr/bin:/bin", "RAFT_ADMIN_TOKEN": token},
     )
     assert with_token.returncode == 0, with_token.stderr
+
+
+def test_two_restored_members_of_three_form_the_cluster(
+    tmp_path: Path, make_cluster: Callable[..., Cluster]
+) -> None:
+    """A restored cluster starts at term 1, where nobody has voted: two of
+    three restored members, started a moment apart while the third is lost,
+    form the cluster (a review found the second waiting for the third for
+    ever: only term 0 counted as new)."""
+    source = make_cluster("source")
+    source.wait_for_leader()
+    source.write("k", "v")
+    file = tmp_path / "backup.snapshot"
+    endpoints = ",".join(node.url for node in source.nodes.values())
+    saved = raft_trio("snapshot", "save", str(file), "--cluster", endpoints)
+    assert saved.returncode == 0, saved.stderr
+    restored = Cluster(tmp_path / "restored", "restored")
+    try:
+        for node_id, node in restored.nodes.items():
+            result = raft_trio(
+                "snapshot", "restore", str(file), "--data-dir", str(node.data_dir), "--id", node_id,
+                "--peers", restored.peers,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+        restored["n1"].start()
+        wait_until(
+            lambda: ("first start" in restored["n1"].log_text(), restored["n1"].log_tail()), 30, "n1 asks"
+        )
+        restored["n2"].start()  # n3's machine is the one that was lost
+        restored.wait_for_leader(["n1", "n2"])
+    finally:
+        restored.close()

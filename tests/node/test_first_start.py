@@ -102,6 +102,15 @@ def test_an_operator_who_knows_the_member_never_ran_need_not_wait_for_a_voter_th
     assert decide("n3", VOTERS, [running("http://n1", ALL_STARTED)], never_ran=True).action == "refuse"
 
 
+def test_members_of_a_restored_cluster_at_its_first_term_count_as_new() -> None:
+    """A restored cluster's members start at term 1, where nobody votes."""
+    fresh = {"n1": (True, False), "n2": (True, False), "n3": (True, False)}
+    answers = [running("http://n2", fresh, term=1)]
+    assert decide("n1", VOTERS, answers, fresh_term=1).action == "bootstrap"
+    assert decide("n1", VOTERS, answers).action == "wait"
+    assert decide("n1", VOTERS, [running("http://n2", fresh, term=2)], fresh_term=1).action == "wait"
+
+
 def test_members_that_hold_no_term_yet_count_as_new() -> None:
     """n2 formed a new cluster with n1 (both new) a moment before n1 asked
     again, and n3 has not started: n1 must not wait for n3 forever."""
