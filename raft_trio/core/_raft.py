@@ -89,6 +89,7 @@ QUERIES = (
     "snapshot_meta",
     "id",
     "config",
+    "durable_commit",
 )
 
 _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
