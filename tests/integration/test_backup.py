@@ -24,6 +24,19 @@ def raft_trio(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     return subprocess.run([*cli_command(), *args], capture_output=True, text=True, timeout=60, env=env)
 
 
+def restore(file: Path, cluster: Cluster, node_id: str) -> dict[str, Any]:
+    """``raft-trio snapshot restore`` of ``file`` into ``node_id``'s data
+    directory, for ``cluster``'s members; what it printed."""
+    node = cluster[node_id]
+    result = raft_trio(
+        "snapshot", "restore", str(file), "--data-dir", str(node.data_dir), "--id", node_id,
+        "--peers", cluster.peers,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
 def state_at(changes: list[tuple[int, str, str, str | None]], revision: int) -> dict[str, str]:
     """The keys and values after every change up to ``revision``."""
     state: dict[str, str] = {}
@@ -100,13 +113,8 @@ def test_a_backup_taken_under_load_restores_to_exactly_its_revision(
 
     restored = Cluster(tmp_path / "restored", "restored")
     try:
-        for node_id, node in restored.nodes.items():
-            result = raft_trio(
-                "snapshot", "restore", str(file), "--data-dir", str(node.data_dir), "--id", node_id,
-                "--peers", restored.peers,
-            )  # fmt: skip
-            assert result.returncode == 0, result.stderr
-            answer = json.loads(result.stdout)
+        for node_id in restored.nodes:
+            answer = restore(file, restored, node_id)
             assert answer["revision"] == revision and answer["id"] == node_id
         restored.start()
         base_id = restored.leader().id
@@ -138,11 +146,7 @@ def test_a_backup_taken_under_load_restores_to_exactly_its_revision(
         victim = next(i for i in restored.nodes if i != base_id)
         restored[victim].kill()
         shutil.rmtree(restored[victim].data_dir)
-        again = raft_trio(
-            "snapshot", "restore", str(file), "--data-dir", str(restored[victim].data_dir), "--id", victim,
-            "--peers", restored.peers,
-        )  # fmt: skip
-        assert again.returncode == 0, again.stderr
+        restore(file, restored, victim)
         restored[victim].start()
         popen = restored[victim].popen
         assert popen is not None and popen.wait(timeout=30) == 78
@@ -231,12 +235,8 @@ def test_two_restored_members_of_three_form_the_cluster(
     assert saved.returncode == 0, saved.stderr
     restored = Cluster(tmp_path / "restored", "restored")
     try:
-        for node_id, node in restored.nodes.items():
-            result = raft_trio(
-                "snapshot", "restore", str(file), "--data-dir", str(node.data_dir), "--id", node_id,
-                "--peers", restored.peers,
-            )  # fmt: skip
-            assert result.returncode == 0, result.stderr
+        for node_id in restored.nodes:
+            restore(file, restored, node_id)
         restored["n1"].start()
         wait_until(
             lambda: ("first start" in restored["n1"].log_text(), restored["n1"].log_tail()), 30, "n1 asks"
