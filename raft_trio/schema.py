@@ -309,6 +309,9 @@ class Status(msgspec.Struct, frozen=True):
     #: has not moved, and it becomes a real candidate once a majority
     #: would vote for it.
     pre_vote: bool = False
+    #: Seconds since this node started (a first start tells a member that
+    #: started moments ago from one cut off since long ago).
+    uptime_s: float | None = None
 
 
 class NodeEventData(msgspec.Struct, frozen=True):

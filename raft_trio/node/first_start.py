@@ -28,8 +28,10 @@ votes twice in one. An operator who knows the member never ran (a voter
 is down at its late first start) says so with ``--never-ran``, and it
 starts at the highest term of those that answered. Waiting for every voter
 would keep a new cluster from forming while one member was never started,
-so while every member that answered is still at term 0 they count as new
-and the majority rule of a new cluster decides, as etcd's does.
+so while every member that answered is still at term 0 (1 for a restored
+cluster) and started within ``FRESH_WINDOW_S`` they count as new and the
+majority rule of a new cluster decides, as etcd's does. (Not by the term
+alone: with pre-vote, a member cut off since its start stays at term 0.)
 docs/storage.md names the first-moment cases this cannot see.
 
 No answer at all means waiting: a wiped member cannot tell, so it does not
@@ -55,6 +57,11 @@ log = logging.getLogger(__name__)
 ROUND_S = 0.5
 #: How often the same "still waiting" line is logged again.
 REPEAT_LOG_S = 10.0
+
+#: How long since its start a running member that holds no term yet
+#: (past the one members start at) still counts as new: two members
+#: started together decide a round (ROUND_S) apart.
+FRESH_WINDOW_S = 10.0
 
 #: How long a member's status may take to come.
 STATUS_TIMEOUT_S = 1.0
@@ -99,12 +106,19 @@ class PeerAnswer:
     #: Who answered, and the term it holds (0 while waiting).
     id: str = ""
     term: int = 0
+    #: Seconds since it started (None: it does not say).
+    uptime_s: float | None = None
 
     @classmethod
     def of(cls, url: str, status: schema.Status) -> PeerAnswer:
         members = {m.id: MemberEntry(m.voter, m.started, m.url) for m in status.members}
         waiting = status.first_start is not schema.UNSET or status.bootstrap is not schema.UNSET
-        return cls(url, waiting, members, status.id, status.term)
+        return cls(url, waiting, members, status.id, status.term, status.uptime_s)
+
+    @property
+    def fresh(self) -> bool:
+        """It started moments ago (within ``FRESH_WINDOW_S``)."""
+        return self.uptime_s is not None and self.uptime_s <= FRESH_WINDOW_S
 
 
 Action = Literal["bootstrap", "join", "wait", "refuse"]
@@ -180,16 +194,17 @@ def decide(
         unheard = _voters_unheard(me, running, answers)
         if not unheard or never_ran:
             return Decision("bootstrap", f"{listed}; starting at term {floor}", term_floor=floor)
-        if floor > fresh_term:
+        if floor > fresh_term or not all(a.fresh for a in running):
             return Decision(
                 "wait",
                 f"{listed}, but it may have voted before its data directory was lost: waiting for "
                 f"{', '.join(unheard)} to answer, so that it starts past every term it may have voted in "
                 "(if this member never ran before, start it with --never-ran to go on without them)",
             )
-        # No one that answered holds a term past the one members start at:
-        # they started moments ago, as in a new cluster, and count as new
-        # (below).
+        # No one that answered holds a term past the one members start at,
+        # and each started moments ago (one cut off since long ago would
+        # still be at that term, pre-vote keeping it there): as in a new
+        # cluster, they count as new (below).
     elif running:
         answer = running[0]
         return Decision(

@@ -248,6 +248,8 @@ class RaftNode:
         self._next_compaction_try = 0
         #: Member -> the term in which this node proposed its Started record.
         self._started_proposed: dict[str, int] = {}
+        #: When this node was made (its status's uptime).
+        self._born = time.monotonic()
         self.url = url
         self.storage = storage
         self.timing = timing
@@ -547,6 +549,7 @@ class RaftNode:
             url=self.url,
             alarms=self.space.alarms() if self.space is not None else [],
             pre_vote=core.role is Role.PRE_CANDIDATE,
+            uptime_s=round(time.monotonic() - self._born, 3),
         )
 
     # ------------------------------------------------------------------

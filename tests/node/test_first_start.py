@@ -21,8 +21,11 @@ VOTERS = ["n1", "n2", "n3"]
 URLS = {"n1": "http://n1", "n2": "http://n2", "n3": "http://n3"}
 
 
-def status_of(node_id: str, members: list[schema.Member], term: int = 1) -> schema.Status:
-    """The status of a running member that lists ``members``."""
+def status_of(
+    node_id: str, members: list[schema.Member], term: int = 1, uptime_s: float | None = 1.0
+) -> schema.Status:
+    """The status of a running member that lists ``members``, started
+    ``uptime_s`` ago."""
     return schema.Status(
         id=node_id,
         role="follower",
@@ -33,13 +36,16 @@ def status_of(node_id: str, members: list[schema.Member], term: int = 1) -> sche
         applied_index=0,
         last_log_index=0,
         members=members,
+        uptime_s=uptime_s,
     )
 
 
-def running(url: str, members: dict[str, tuple[bool, bool]], term: int = 1) -> PeerAnswer:
+def running(
+    url: str, members: dict[str, tuple[bool, bool]], term: int = 1, uptime_s: float | None = 1.0
+) -> PeerAnswer:
     """A running member's answer: id -> (voter, started)."""
     listed = [schema.Member(i, URLS.get(i, f"http://{i}"), v, s) for i, (v, s) in members.items()]
-    answer = PeerAnswer.of(url, status_of(url.removeprefix("http://"), listed, term))
+    answer = PeerAnswer.of(url, status_of(url.removeprefix("http://"), listed, term, uptime_s))
     assert not answer.waiting
     return answer
 
@@ -109,6 +115,24 @@ def test_members_of_a_restored_cluster_at_its_first_term_count_as_new() -> None:
     assert decide("n1", VOTERS, answers, fresh_term=1).action == "bootstrap"
     assert decide("n1", VOTERS, answers).action == "wait"
     assert decide("n1", VOTERS, [running("http://n2", fresh, term=2)], fresh_term=1).action == "wait"
+
+
+def test_a_member_cut_off_since_long_ago_is_no_new_member() -> None:
+    """With pre-vote, a member cut off from the others since its start
+    stays at the first term for days: the one restored again (or wiped)
+    could have voted for a silent candidate in a later term meanwhile (a
+    review's finding). Only one that started moments ago counts as new."""
+    fresh = {"n1": (True, False), "n2": (True, False), "n3": (True, False)}
+    for term, fresh_term in [(0, 0), (1, 1)]:
+        long_ago = [running("http://n1", fresh, term=term, uptime_s=3600.0)]
+        decision = decide("n3", VOTERS, long_ago, fresh_term=fresh_term)
+        assert decision.action == "wait" and "waiting for n2 to answer" in decision.reason
+        assert (
+            decide(
+                "n3", VOTERS, [running("http://n1", fresh, term=term, uptime_s=None)], fresh_term=fresh_term
+            ).action
+            == "wait"
+        )
 
 
 def test_members_that_hold_no_term_yet_count_as_new() -> None:
