@@ -307,8 +307,11 @@ def check(
         assert run.status in (0, 1), f"frozen agent {agent} exited {run.status} {where}"
         if holder.last >= thawed:
             # Its command still ran when it was thawed: the lock was lost.
+            # Its lease ran out while frozen: the command is SIGKILLed at
+            # once (a SIGTERM just before it), so it may not get to say
+            # "end"; what it wrote after its successor started was refused
+            # (checked above), and raft-trio lock ended soon after the thaw.
             assert run.status == 1, f"frozen agent {agent} exited {run.status}, not 1 (lock lost) {where}"
-            assert holder.records[-1].kind == "end", f"holder {holder.token} was not ended {where}"
             assert run.ended is not None and run.ended - thawed < GRACE + 5, where
     for run in agents.runs:
         assert run.stderr is not None
