@@ -85,9 +85,12 @@ class OsProcess:
     def signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
-        for pid, _, _ in group_members(self.pid) or []:  # those of its session in groups of their own
+        # Those of its session in groups of their own, once each: the
+        # group's members had the signal already.
+        for pid, _, _ in group_members(self.pid) or []:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signum)
+                if os.getpgid(pid) != self.pid:
+                    os.kill(pid, signum)
 
     def group_alive(self) -> bool:
         members = group_members(self.pid)
