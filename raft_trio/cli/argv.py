@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 from .errors import UsageError, fail
 from .leave import SERVICEACCOUNT_DIR
@@ -35,9 +34,6 @@ def parse_peers(text: str) -> dict[str, str]:
 
 
 def check_url(url: str, what: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"{what}: {url!r} is not an http(s) URL")
     from ..peer.wire import peer_url_problem  # here: httpx and the core cost every command 80 ms
 
     if (problem := peer_url_problem(url)) is not None:

@@ -429,10 +429,11 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         a quorum confirmed it still leads). 404 once it expired or was
         revoked."""
         try:
-            ttl = await node.keep_lease_alive(lease_id(lease))
+            number = lease_id(lease)
+            ttl = await node.keep_lease_alive(number)
         except NODE_ERRORS as exc:
             return for_exception(exc, node, target())
-        return Answer(200, schema.LeaseAnswer(format_lease_id(lease_id(lease)), ttl))
+        return Answer(200, schema.LeaseAnswer(format_lease_id(number), ttl))
 
     @app.get(f"{prefix}/leases/<lease>")
     @document_response(schema.LeaseInfoAnswer, 200)
@@ -443,14 +444,15 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         keys. With auth on, 403 unless the caller may read every key
         attached (as etcd's LeaseTimeToLive)."""
         try:
-            info = await node.lease_info(lease_id(lease))
+            number = lease_id(lease)
+            info = await node.lease_info(number)
         except NODE_ERRORS as exc:
             return for_exception(exc, node, target())
         # After the read barrier, on the keys as the answer lists them.
         if (refused := lease_keys_refusal(request.scope, node, "read", info.keys)) is not None:
             return refused
         answer = schema.LeaseInfoAnswer(
-            format_lease_id(lease_id(lease)), int(info.remaining), info.granted_ttl, info.keys
+            format_lease_id(number), int(info.remaining), info.granted_ttl, info.keys
         )
         return Answer(200, answer)
 
