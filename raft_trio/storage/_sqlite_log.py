@@ -99,6 +99,10 @@ class Scan:
     reason: str = ""
 
 
+def _read_only_uri(path: Path) -> str:
+    return f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+
+
 class _Transaction:
     """``BEGIN IMMEDIATE`` on entry; ``COMMIT`` on a clean exit, else
     ``ROLLBACK``. A plain class, made once a connection: every Ready runs
@@ -137,8 +141,9 @@ class SqliteLog:
             # writes it or its WAL (it may rebuild the WAL index in -shm,
             # which is derived data), so a dead node's directory can be
             # inspected exactly as the crash left it.
-            uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
-            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._conn = sqlite3.connect(
+                _read_only_uri(path), uri=True, isolation_level=None, check_same_thread=False
+            )
         else:
             # isolation_level=None: no implicit transactions; we BEGIN and
             # COMMIT ourselves so one Ready is exactly one transaction.
@@ -194,9 +199,8 @@ class SqliteLog:
         if not keep_wal or not self._found_wal:
             self._conn.close()
             return
-        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
         try:
-            keeper = sqlite3.connect(uri, uri=True, isolation_level=None)
+            keeper = sqlite3.connect(_read_only_uri(self.path), uri=True, isolation_level=None)
             keeper.execute("SELECT count(*) FROM sqlite_master").fetchone()  # it joins the WAL
         except sqlite3.Error:
             self._conn.close()
