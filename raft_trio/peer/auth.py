@@ -6,12 +6,17 @@ Raft messages into it (a vote request with a huge term unseats any leader).
 With one, every peer request (``POST /raft/messages`` and the request that
 opens a stream, ``GET /raft/stream``) carries
 
-    X-Raft-Signature: t=<unix ms>,n=<random nonce>,s=<hex HMAC-SHA256>
+    X-Raft-Signature: t=<unix ms>,n=<random nonce>,d=<hex SHA-256 of the body>,s=<hex HMAC-SHA256>
 
 where the HMAC covers a version tag (one for single requests, another for
 stream openings), the sender's id (``X-Raft-From``), the recipient's id,
-``t``, ``n`` and the body (an opening has none). The recipient refuses
-(HTTP 401) a request whose signature is missing or wrong, whose timestamp
+``t``, ``n`` and ``d`` (an opening has no body and no ``d``). The MAC
+covers the head alone, so it is checked before any of the body is read:
+someone without the secret is refused without making the node read (and
+hold) a body of up to a GiB first. The body is then checked against
+``d``, its digest, as AWS SigV4 checks ``x-amz-content-sha256``. The
+recipient refuses (HTTP 401) a request whose signature is missing or wrong,
+whose body differs from its digest, whose timestamp
 lies more than ``MAX_CLOCK_SKEW_S`` away from its own clock, or whose nonce
 it has already accepted within that window: a captured request cannot be
 replayed, neither to the same node (nonce) nor to another one (recipient
@@ -68,16 +73,22 @@ MAX_REMEMBERED_NONCES = 250_000
 #: frozen disk refuses new ones at once instead of piling up their tasks
 #: and connections (peers retry with backoff).
 MAX_WAITING_TO_KEEP = 64
-#: A body this large has its MAC computed on a worker thread (hashlib
+#: A body this large has its digest computed on a worker thread (hashlib
 #: releases the GIL): a snapshot's would otherwise hold the event loop,
 #: and with it the node's heartbeats, for as long (55 ms for 64 MiB here).
 MAC_OFF_LOOP_BYTES = 1 << 20
-_VERSION = b"raft-trio-peer-v1"
+#: What a single request is signed under. Version 1 signed the body itself,
+#: so its MAC could be checked only once the body was in.
+_VERSION = b"raft-trio-peer-v2"
 #: What a stream opening is signed under: never taken for a single request.
 _STREAM_VERSION = b"raft-trio-stream-v1"
 #: Label of the derivation of a stream's frame key (not the opening's MAC,
 #: which travels in clear).
 _STREAM_KEY = b"raft-trio-stream-key-v1"
+
+
+def _is_sha256_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 class PeerAuthError(Exception):
@@ -90,13 +101,15 @@ Accepted = tuple[str, str, int]
 
 @dataclasses.dataclass(frozen=True)
 class Pending:
-    """A signed request whose head passed :meth:`PeerAuthenticator.begin`:
-    its fields, and the nonce reserved for it."""
+    """A signed request whose head passed :meth:`PeerAuthenticator.begin`
+    (its MAC included): its fields, and the nonce reserved for it."""
 
     sender: str
     stamp: str
     nonce: str
-    given: str
+    #: The SHA-256 (hex) of the body the head was signed with; None for a
+    #: stream's opening, which has no body.
+    digest: str | None
     key: str
 
 
@@ -153,14 +166,15 @@ class PeerAuthenticator:
         self._changes = 0
         self._saved_through = 0
 
-    def _mac(
-        self, sender: str, recipient: str, stamp: str, nonce: str, body: bytes, version: bytes = _VERSION
-    ) -> str:
-        mac = hmac.new(self._secret, digestmod=hashlib.sha256)
-        mac.update(b"\n".join((version, sender.encode(), recipient.encode(), stamp.encode(), nonce.encode())))
-        mac.update(b"\n")
-        mac.update(body)
-        return mac.hexdigest()
+    def _mac(self, sender: str, recipient: str, stamp: str, nonce: str, digest: str, version: bytes) -> str:
+        """The MAC of a head (``digest`` empty for a stream's opening: its
+        bytes are those of version 1's over an empty body)."""
+        head = b"\n".join((version, sender.encode(), recipient.encode(), stamp.encode(), nonce.encode()))
+        return hmac.new(self._secret, head + b"\n" + digest.encode(), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def _digest(body: bytes) -> str:
+        return hashlib.sha256(body).hexdigest()
 
     def _stream_key(self, sender: str, recipient: str, stamp: str, nonce: str) -> bytes:
         identity = b"\n".join(
@@ -170,37 +184,46 @@ class PeerAuthenticator:
 
     def sign(self, recipient: str, body: bytes) -> dict[str, str]:
         """The header to send with ``body`` to the peer ``recipient``."""
-        return self._sign(recipient, body, _VERSION)[0]
+        digest = self._digest(body)
+        stamp, nonce, mac = self._sign(recipient, digest, _VERSION)
+        return {SIGNATURE_HEADER: f"t={stamp},n={nonce},d={digest},s={mac}"}
 
-    def _sign(self, recipient: str, body: bytes, version: bytes) -> tuple[dict[str, str], str, str]:
+    def _sign(self, recipient: str, digest: str, version: bytes) -> tuple[str, str, str]:
         stamp = str(int(self._clock() * 1000))
         nonce = secrets.token_hex(16)
-        mac = self._mac(self.node_id, recipient, stamp, nonce, body, version)
-        return {SIGNATURE_HEADER: f"t={stamp},n={nonce},s={mac}"}, stamp, nonce
+        return stamp, nonce, self._mac(self.node_id, recipient, stamp, nonce, digest, version)
 
     def open_stream(self, recipient: str) -> tuple[dict[str, str], bytes]:
         """The header of a request opening a stream to ``recipient``, and
         the key that signs the stream's frames."""
-        header, stamp, nonce = self._sign(recipient, b"", _STREAM_VERSION)
+        stamp, nonce, mac = self._sign(recipient, "", _STREAM_VERSION)
+        header = {SIGNATURE_HEADER: f"t={stamp},n={nonce},s={mac}"}
         return header, self._stream_key(self.node_id, recipient, stamp, nonce)
 
     async def accept_stream(self, sender: str, header: str | None) -> bytes:
         """Accept a stream opened by ``sender`` to this node (as
         :meth:`verify` accepts a request: once, fresh, from after this node
         started), or raise PeerAuthError. Returns the key of its frames."""
-        stamp, nonce = await self._verify(sender, header, b"", _STREAM_VERSION)
+        stamp, nonce = await self.finish(self.begin(sender, header, _STREAM_VERSION), b"")
         return self._stream_key(sender, self.node_id, stamp, nonce)
 
-    def check_header(self, header: str | None, now: float | None = None) -> tuple[str, str, str]:
-        """The cheap part of :meth:`verify`, before the body is read: the
-        ``X-Raft-Signature`` header is there, well formed and fresh (at
-        ``now``, this node's clock if not given). Returns its fields."""
+    def check_header(self, header: str | None, now: float | None = None) -> tuple[str, str, str | None, str]:
+        """The cheap part of :meth:`begin`: the ``X-Raft-Signature`` header
+        is there, well formed and fresh (at ``now``, this node's clock if
+        not given). Returns its fields: ``t``, ``n``, ``d`` (None if
+        absent) and ``s``."""
         if not header:
             raise PeerAuthError(f"peer requests need the {SIGNATURE_HEADER} header (a cluster secret is set)")
         fields = dict(part.partition("=")[::2] for part in header.split(","))
         stamp, nonce, given = fields.get("t", ""), fields.get("n", ""), fields.get("s", "")
+        digest = fields.get("d")
         if not (
-            stamp.isascii() and stamp.isdigit() and len(stamp) <= 16 and 16 <= len(nonce) <= 64 and given
+            stamp.isascii()
+            and stamp.isdigit()
+            and len(stamp) <= 16
+            and 16 <= len(nonce) <= 64
+            and given
+            and (digest is None or _is_sha256_hex(digest))
         ):
             raise PeerAuthError(f"malformed {SIGNATURE_HEADER} header")
         signed_at = int(stamp) / 1000
@@ -210,7 +233,7 @@ class PeerAuthenticator:
             )
         if signed_at < self.not_before:
             raise PeerAuthError("peer request signed before this node started (a replay, or a clock behind)")
-        return stamp, nonce, given
+        return stamp, nonce, digest, given
 
     async def verify(self, sender: str, header: str | None, body: bytes) -> None:
         """Accept a request from ``sender`` to this node with this
@@ -218,44 +241,55 @@ class PeerAuthenticator:
         nonce is remembered: the same request is refused the second time."""
         await self.finish(self.begin(sender, header), body)
 
-    def begin(self, sender: str, header: str | None) -> Pending:
-        """The checks of a request's head, before its body is read: the
-        header is well formed, fresh and from after this node started, and
-        its nonce neither seen nor reserved; the nonce is then reserved for
-        this request until :meth:`finish` or :meth:`abandon`. Freshness is
-        judged here, once: a snapshot signed and then uploaded for longer
-        than the window used to be refused at the end of every upload (a
-        review's finding), and the reservation keeps a replay whose head
-        also arrived in time from being accepted after the first copy's
-        nonce was forgotten."""
+    def begin(self, sender: str, header: str | None, version: bytes = _VERSION) -> Pending:
+        """Everything about a request but its body, checked before the body
+        is read: the header is well formed, fresh and from after this node
+        started, its nonce neither seen nor reserved, and its MAC right.
+        The nonce is then reserved for this request until :meth:`finish`
+        or :meth:`abandon`. Freshness is judged here, once: a snapshot
+        signed and then uploaded for longer than the window used to be
+        refused at the end of every upload (a review's finding), and the
+        reservation keeps a replay whose head also arrived in time from
+        being accepted after the first copy's nonce was forgotten."""
         # One reading of the clock for the window and for forgetting the
         # nonces it refuses anyway.
         now = self._clock()
-        stamp, nonce, given = self.check_header(header, now)
+        stamp, nonce, digest, given = self.check_header(header, now)
+        if (digest is None) != (version == _STREAM_VERSION):
+            raise PeerAuthError(
+                f"malformed {SIGNATURE_HEADER} header (d=, the body's digest, belongs to requests with a body)"
+            )
+        expected = self._mac(sender, self.node_id, stamp, nonce, digest or "", version)
+        if not hmac.compare_digest(expected, given):
+            raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
         self._forget_expired(now)
         key = f"{sender}/{nonce}"
         if key in self._seen or key in self._checking:
             raise PeerAuthError("replayed peer request (its nonce was seen before)")
         self._checking.add(key)
-        return Pending(sender, stamp, nonce, given, key)
+        return Pending(sender, stamp, nonce, digest, key)
 
     def abandon(self, pending: Pending) -> None:
         """Release a reservation whose request ended before :meth:`finish`
         (its body never came): the nonce was not accepted."""
         self._checking.discard(pending.key)
 
-    async def finish(self, pending: Pending, body: bytes, version: bytes = _VERSION) -> tuple[str, str]:
-        """Check the MAC of the request :meth:`begin` reserved, over
-        ``body``; remember its nonce, or raise PeerAuthError. The
-        reservation is released either way."""
+    async def finish(self, pending: Pending, body: bytes) -> tuple[str, str]:
+        """Check ``body`` against the digest of the request :meth:`begin`
+        reserved (a stream's opening has none, and no body); remember its
+        nonce, or raise PeerAuthError. The reservation is released either
+        way."""
         try:
-            mac_args = (pending.sender, self.node_id, pending.stamp, pending.nonce, body, version)
-            if len(body) >= MAC_OFF_LOOP_BYTES:
-                expected = await trio.to_thread.run_sync(self._mac, *mac_args)
+            if pending.digest is None:
+                if body:
+                    raise PeerAuthError("a stream's opening carries no body")
             else:
-                expected = self._mac(*mac_args)
-            if not hmac.compare_digest(expected, pending.given):
-                raise PeerAuthError("wrong peer signature (another cluster secret, or a changed request)")
+                if len(body) >= MAC_OFF_LOOP_BYTES:
+                    digest = await trio.to_thread.run_sync(self._digest, body)
+                else:
+                    digest = self._digest(body)
+                if not hmac.compare_digest(digest, pending.digest):
+                    raise PeerAuthError("wrong peer signature (the body differs from the one signed)")
             # Remembered before it is kept: a replay arriving while the
             # memory is being written is refused as any other. Until its
             # window closes: no copy's head can pass the window after that.
@@ -264,9 +298,6 @@ class PeerAuthenticator:
             self._checking.discard(pending.key)
         await self._keep()
         return pending.stamp, pending.nonce
-
-    async def _verify(self, sender: str, header: str | None, body: bytes, version: bytes) -> tuple[str, str]:
-        return await self.finish(self.begin(sender, header), body, version)
 
     def _remember(self, accepted: Accepted) -> None:
         sender, nonce, signed_ms = accepted

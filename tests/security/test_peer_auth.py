@@ -295,19 +295,19 @@ async def test_the_nonces_are_written_off_the_loop_and_each_request_waits_for_it
     assert sorted(nonce for _, nonce, _ in disk.saved) == sorted(nonces)
 
 
-class HeldMac:
-    """The receiver's MAC, held on its worker thread until released (a
-    large body's MAC takes tens of milliseconds there)."""
+class HeldDigest:
+    """The receiver's digest of a body, held on its worker thread until
+    released (a large body's takes tens of milliseconds there)."""
 
     def __init__(self, receiver: PeerAuthenticator) -> None:
         self.release = threading.Event()
-        self._mac = receiver._mac
-        receiver._mac = self  # type: ignore[method-assign,assignment]
+        self._digest = receiver._digest
+        receiver._digest = self  # type: ignore[method-assign,assignment]
 
     def __call__(self, *args: Any) -> str:
         if threading.current_thread() is not threading.main_thread():
             assert self.release.wait(10)
-        return self._mac(*args)
+        return self._digest(*args)
 
 
 async def test_a_replay_whose_window_closes_while_its_mac_runs_is_refused() -> None:
@@ -321,7 +321,7 @@ async def test_a_replay_whose_window_closes_while_its_mac_runs_is_refused() -> N
     signed_at = clock.now
     captured = sender.sign("n2", big)[SIGNATURE_HEADER]
     await receiver.verify("n1", captured, big)
-    held = HeldMac(receiver)
+    held = HeldDigest(receiver)
     clock.now = signed_at + peer_auth.MAX_CLOCK_SKEW_S - 0.001  # still in the window
     outcome: list[object] = []
 
@@ -347,7 +347,7 @@ async def test_a_copy_arriving_while_the_first_is_checked_is_refused() -> None:
     sender, receiver = PeerAuthenticator(SECRET, "n1", clock), PeerAuthenticator(SECRET, "n2", clock)
     big = b"s" * peer_auth.MAC_OFF_LOOP_BYTES
     header = sender.sign("n2", big)[SIGNATURE_HEADER]
-    held = HeldMac(receiver)
+    held = HeldDigest(receiver)
     accepted: list[int] = []
 
     async def deliver(n: int) -> None:
@@ -434,3 +434,59 @@ async def test_a_request_whose_body_never_came_releases_its_nonce() -> None:
     header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
     n2.abandon(n2.begin("n1", header))
     await n2.finish(n2.begin("n1", header), b"body")
+
+
+@pytest.mark.parametrize(
+    ("sender", "secret", "recipient"),
+    [
+        ("n3", SECRET, "n2"),
+        ("n1", b"another-cluster-secret", "n2"),
+        ("n1", SECRET, "n3"),
+    ],
+    ids=["wrong sender", "wrong secret", "other recipient"],
+)
+async def test_a_head_that_was_not_signed_so_is_refused_before_the_body(
+    sender: str, secret: bytes, recipient: str
+) -> None:
+    """The MAC covers the head and the body's digest, not the body: someone
+    without the secret is refused by ``begin``, before any of the body is
+    read (version 1's MAC over the body made the node read and hash up to
+    a GiB of a stranger's first)."""
+    clock = Clock()
+    header = PeerAuthenticator(secret, "n1", clock).sign(recipient, b"body")[SIGNATURE_HEADER]
+    receiver = PeerAuthenticator(SECRET, "n2", clock)
+    with pytest.raises(PeerAuthError, match="wrong peer signature"):
+        receiver.begin(sender, header)
+    # Nothing was reserved: the genuine request still passes.
+    await receiver.verify(
+        "n1", PeerAuthenticator(SECRET, "n1", clock).sign("n2", b"body")[SIGNATURE_HEADER], b"body"
+    )
+
+
+async def test_a_stranger_cannot_swap_the_digest() -> None:
+    """The digest is part of what is signed: a captured head with the digest
+    of another body is refused at the head."""
+    n1, n2 = pair()
+    header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    other = peer_auth.PeerAuthenticator._digest(b"evil")
+    fields = dict(part.partition("=")[::2] for part in header.split(","))
+    forged = f"t={fields['t']},n={fields['n']},d={other},s={fields['s']}"
+    with pytest.raises(PeerAuthError, match="wrong peer signature"):
+        n2.begin("n1", forged)
+
+
+async def test_a_body_that_differs_from_its_digest_is_refused_and_its_retry_accepted() -> None:
+    n1, n2 = pair()
+    header = n1.sign("n2", b"body")[SIGNATURE_HEADER]
+    with pytest.raises(PeerAuthError, match="the body differs"):
+        await n2.finish(n2.begin("n1", header), b"bodY")
+    # The nonce was not accepted: the same request, intact, still is.
+    await n2.verify("n1", header, b"body")
+
+
+@pytest.mark.parametrize("digest", ["", "abc", "A" * 64, "g" * 64, "0" * 63])
+async def test_a_malformed_digest_is_refused(digest: str) -> None:
+    n1, n2 = pair()
+    fields = dict(part.partition("=")[::2] for part in n1.sign("n2", b"x")[SIGNATURE_HEADER].split(","))
+    with pytest.raises(PeerAuthError, match="malformed"):
+        n2.begin("n1", f"t={fields['t']},n={fields['n']},d={digest},s={fields['s']}")

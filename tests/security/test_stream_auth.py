@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from raft_trio.core import Heartbeat, HeartbeatResponse, Message
-from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator
+from raft_trio.peer.auth import SIGNATURE_HEADER, PeerAuthenticator, PeerAuthError
 from raft_trio.peer.framing import FrameWriter
 from raft_trio.peer.wire import PeerRequestError, StreamInbox, accept_stream, encode_batch, stream_request
 
@@ -194,15 +194,23 @@ async def test_an_opening_that_does_not_match_is_refused(secret: bytes, claimed:
 
 
 async def test_a_request_signature_does_not_open_a_stream() -> None:
-    """Openings are signed under a tag of their own: the signature of a
-    single request with an empty body is no opening (nor the reverse)."""
+    """Openings are signed under a tag of their own, and only a request
+    names its body's digest: the signature of a single request with an
+    empty body is no opening (nor the reverse), with its digest or
+    without."""
     n1, n2 = pair()
     header = n1.sign("n2", b"")
-    with pytest.raises(PeerRequestError, match="wrong peer signature"):
+    with pytest.raises(PeerRequestError, match="malformed"):
         await accept_stream("n1", lower(header), n2)
+    without_digest = ",".join(f for f in header[SIGNATURE_HEADER].split(",") if not f.startswith("d="))
+    with pytest.raises(PeerRequestError, match="wrong peer signature"):
+        await accept_stream("n1", {SIGNATURE_HEADER.lower(): without_digest}, n2)
     opening, _ = n1.open_stream("n2")
-    with pytest.raises(Exception, match="wrong peer signature"):
+    with pytest.raises(PeerAuthError, match="malformed"):
         await n2.verify("n1", opening[SIGNATURE_HEADER], b"")
+    digest = PeerAuthenticator._digest(b"")
+    with pytest.raises(PeerAuthError, match="wrong peer signature"):
+        await n2.verify("n1", f"{opening[SIGNATURE_HEADER]},d={digest}", b"")
 
 
 async def test_a_message_from_someone_else_inside_an_authentic_frame_is_refused() -> None:
