@@ -176,16 +176,19 @@ def add_auth_routes(
             return error(429, Code.TOO_MANY_ATTEMPTS, message, ("Retry-After", str(math.ceil(wait))))
         user = state.user(data.name)
         stored = user.password_hash if user is not None else None
-        try:
-            matches = await run_hash(verify_password, data.password, stored or await decoy_hash())
-        except BadHash:
-            matches = False
-        if not matches or user is None or stored is None or node.kv.auth.user(data.name) != user:
-            # (The last: the user changed while its password was checked.)
-            throttle.failed(*subjects)
-            node_metrics.LOGINS.labels("failed").inc()
-            return unauthorized("wrong user name or password")
-        throttle.succeeded(("name", data.name))
+        # Counted as a failure while checked: a burst of guesses sent at
+        # once is slowed as the same guesses one at a time.
+        with throttle.attempt(*subjects):
+            try:
+                matches = await run_hash(verify_password, data.password, stored or await decoy_hash())
+            except BadHash:
+                matches = False
+            if not matches or user is None or stored is None or node.kv.auth.user(data.name) != user:
+                # (The last: the user changed while its password was checked.)
+                throttle.failed(*subjects)
+                node_metrics.LOGINS.labels("failed").inc()
+                return unauthorized("wrong user name or password")
+            throttle.succeeded(("name", data.name))
         node_metrics.LOGINS.labels("ok").inc()
         ttl = node.security.token_ttl_s
         key = token_key(node.kv.auth.signing_key, node.security.cluster_secret)

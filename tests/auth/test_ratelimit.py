@@ -4,6 +4,8 @@ bounded in memory. On a hand-driven clock."""
 
 from __future__ import annotations
 
+import contextlib
+
 from raft_trio.auth import LoginThrottle
 
 
@@ -72,3 +74,34 @@ def test_memory_is_bounded_and_the_oldest_go_first() -> None:
     assert len(throttle) == 100
     assert throttle.wait_s("user0") == 0.0
     assert throttle.wait_s("user999") == 1.0
+
+
+def test_attempts_in_flight_count_as_failures_until_they_end() -> None:
+    """Guesses sent all at once are all checked before any has failed: each
+    one still being checked must count, or a burst of a thousand passes
+    where one at a time would be slowed after the sixth."""
+    clock = Clock()
+    throttle = LoginThrottle(clock, free_failures=5, base_delay_s=1.0)
+    admitted = []
+    with contextlib.ExitStack() as stack:
+        for _ in range(10):
+            if throttle.wait_s("alice", "10.0.0.1") == 0.0:
+                stack.enter_context(throttle.attempt("alice", "10.0.0.1"))
+                admitted.append(True)
+        assert len(admitted) == 6  # as many as one at a time, before the first wait
+        assert throttle.wait_s("alice") == 1.0
+        assert throttle.wait_s("bob", "10.0.0.2") == 0.0
+    assert throttle.wait_s("alice") == 0.0  # none of them failed: nothing is left
+
+
+def test_an_attempt_in_flight_waits_on_top_of_the_failures_before() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock, free_failures=1, base_delay_s=1.0)
+    throttle.failed("alice")
+    throttle.failed("alice")
+    clock.now += 5.0
+    assert throttle.wait_s("alice") == 0.0
+    with throttle.attempt("alice"):
+        assert throttle.wait_s("alice") == 2.0
+        throttle.failed("alice")
+    assert throttle.wait_s("alice") == 2.0

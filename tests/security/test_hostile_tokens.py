@@ -121,6 +121,26 @@ async def test_password_guessing_is_slowed_after_five_failures() -> None:
         await ok(await client.post("/api/auth/token", json={"name": "alice", "password": "alice-pw"}))
 
 
+async def test_guesses_sent_all_at_once_are_slowed_as_one_at_a_time() -> None:
+    """Twelve guesses in flight together: as many are checked as one at a
+    time would be before the first wait (six), the rest answered 429 at
+    once; each guess still being checked counts as a failure."""
+    async with served_node() as (_, url), httpx.AsyncClient(base_url=url) as client:
+        await set_up_users(client)
+        statuses: list[int] = []
+
+        async def guess(number: int) -> None:
+            response = await client.post(
+                "/api/auth/token", json={"name": "alice", "password": f"guess-{number}"}
+            )
+            statuses.append(response.status_code)
+
+        async with trio.open_nursery() as nursery:
+            for number in range(12):
+                nursery.start_soon(guess, number)
+        assert sorted(statuses) == [401] * 6 + [429] * 6
+
+
 def node_with_auth_but_no_leader() -> tuple[RaftNode, str]:
     """A node holding users and auth on (from a snapshot), not running: it
     knows no leader, so it is out of touch; and a good token for alice."""
