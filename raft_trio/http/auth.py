@@ -152,16 +152,29 @@ def _forbidden(message: str) -> Answer:
     return forbidden(message)
 
 
+def _lapsed(scope: Any) -> Answer:
+    """The 403 for a request whose admission no longer holds when its
+    handler decides, after its read barrier (the gate decided before it):
+    auth turned on meanwhile for a request admitted without a user, its
+    user gone or its password changed, root taken from a user admitted as
+    root. A single key's read and a stream make the same test
+    (:func:`still_allowed`)."""
+    principal = principal_of(scope)
+    who = "auth was turned on" if principal is None else f"user {principal.user!r}"
+    return _forbidden(f"{who}: what admitted this request no longer holds")
+
+
 def refusal(scope: Any, node: RaftNode, need: Need, start: str, end: str | None) -> Answer | None:
     """None when the request's user may ``need`` every key of ``[start,
     end)`` (remembered, so a stream is checked again when roles change),
-    else the 403 answer."""
+    and still passes what admitted it, else the 403 answer."""
     principal = principal_of(scope)
-    if principal is None or principal.root:
+    if principal is not None and not principal.root:
+        scope.setdefault(CHECKED_KEY, []).append((need, start, end))
+    if still_allowed(scope, node):
         return None
-    scope.setdefault(CHECKED_KEY, []).append((need, start, end))
-    if node.kv.permissions.may(principal.user, need, start, end):
-        return None
+    if principal is None or principal.root or node.kv.permissions.may(principal.user, need, start, end):
+        return _lapsed(scope)
     what = f"every key from {start!r}" + (f" to {end!r}" if end is not None else " on")
     return _forbidden(f"user {principal.user!r} has no {need} permission on {what}")
 
@@ -170,6 +183,8 @@ def lease_keys_refusal(scope: Any, node: RaftNode, need: Need, keys: Iterable[st
     """The 403 when the request's user may not ``need`` one of ``keys``
     (a lease's, as its answer would list them: etcd's LeaseTimeToLive
     refuses rather than leave out what the caller may not read)."""
+    if not still_allowed(scope, node):
+        return _lapsed(scope)
     principal = principal_of(scope)
     if principal is None or principal.root:
         return None
