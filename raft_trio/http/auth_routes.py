@@ -75,6 +75,8 @@ from .answers import (
 Code = schema.Code
 T = TypeVar("T")
 
+#: Where :func:`add_auth_routes` leaves the app's failed-login limit.
+LOGIN_THROTTLE_KEY = "raft_trio.login_throttle"
 #: scrypt computations at once: each holds 32 MiB and a core for a quarter second.
 MAX_CONCURRENT_HASHES = 2
 
@@ -115,6 +117,7 @@ def add_auth_routes(
     app: QuartTrio, node: RaftNode, prefix: str, throttle: LoginThrottle | None = None
 ) -> None:
     throttle = throttle if throttle is not None else LoginThrottle()
+    app.extensions[LOGIN_THROTTLE_KEY] = throttle
     hashing = trio.CapacityLimiter(MAX_CONCURRENT_HASHES)
     #: Verified against when the user does not exist, so that the answer
     #: takes as long and says as little as for a wrong password.
@@ -168,7 +171,11 @@ def add_auth_routes(
             return error(400, Code.AUTH_NOT_ENABLED, "auth is not enabled: no token is needed")
         if (out_of_touch := node.out_of_touch()) is not None:
             return retry_later(f"this node cannot check passwords now: {out_of_touch}")
-        subjects = (("name", data.name), ("address", str(request.remote_addr)))
+        address = ("address", str(request.remote_addr))
+        # A name no user may have is not remembered (a body may hold a name
+        # of megabytes, and the limit remembers thousands of subjects): it
+        # fails as a wrong password would, counted against the address.
+        subjects = (("name", data.name), address) if valid_name(data.name) else (address,)
         wait = throttle.wait_s(*subjects)
         if wait > 0:
             node_metrics.LOGINS.labels("throttled").inc()

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import trio
+from quart_trio import QuartTrio
 
 from raft_trio.asgi import serve_app
 from raft_trio.core import Membership, Snapshot, SnapshotMeta
@@ -42,14 +43,18 @@ PASSWORDS = {"root": "root-pw", "alice": "alice-pw", "bob": "bob-pw", "carol": "
 
 @contextlib.asynccontextmanager
 async def served_node(
-    security: Security | None = None, *, scheme: str = "http"
+    security: Security | None = None,
+    *,
+    scheme: str = "http",
+    make_app: Callable[[RaftNode], QuartTrio] = create_app,
 ) -> AsyncIterator[tuple[RaftNode, str]]:
-    """A leader serving on a free port: (node, base URL)."""
+    """A leader serving on a free port: (node, base URL); ``make_app``
+    makes its app (a test may keep it to look inside)."""
     storage = MemoryNodeStorage(Snapshot(SnapshotMeta(0, 0, Membership.of({"n1": "http://127.0.0.1:1"}))))
     node = RaftNode(
         "n1", "http://127.0.0.1:1", storage, FAST, seed=1, security=security or Security(), run_disk=in_place
     )
-    app = create_app(node)
+    app = make_app(node)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)

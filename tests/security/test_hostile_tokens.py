@@ -11,11 +11,13 @@ import time
 import httpx
 import msgspec
 import trio
+from quart_trio import QuartTrio
 
 from raft_trio.auth import issue_token, token_key
 from raft_trio.auth._tokens import Claims
 from raft_trio.core import Membership, Snapshot, SnapshotMeta
 from raft_trio.http.app import create_app
+from raft_trio.http.auth_routes import LOGIN_THROTTLE_KEY
 from raft_trio.kv import ROOT, AuthEnable, Command, KeyValueStore, UserAdd
 from raft_trio.node import RaftNode, Timing
 from raft_trio.security import Security
@@ -139,6 +141,28 @@ async def test_guesses_sent_all_at_once_are_slowed_as_one_at_a_time() -> None:
             for number in range(12):
                 nursery.start_soon(guess, number)
         assert sorted(statuses) == [401] * 6 + [429] * 6
+
+
+async def test_a_login_under_a_name_no_user_can_have_is_not_remembered_by_it() -> None:
+    """The failed-login limit remembers names, up to 10,000 of them: a
+    name of megabytes (the body may hold 8 MiB) would make that bound
+    gigabytes. A name no user may have (over 128 characters, say) is
+    answered as a wrong password and counted against the address only."""
+    apps: list[QuartTrio] = []
+
+    def keep(node: RaftNode) -> QuartTrio:
+        apps.append(create_app(node))
+        return apps[-1]
+
+    async with served_node(make_app=keep) as (_, url), httpx.AsyncClient(base_url=url) as client:
+        await set_up_users(client)
+        throttle = apps[0].extensions[LOGIN_THROTTLE_KEY]
+        name = "x" * 100_000
+        response = await client.post("/api/auth/token", json={"name": name, "password": "guess"})
+        assert response.status_code == 401
+        assert response.json()["code"] == "unauthorized"
+        assert len(throttle) == 1  # the address only
+        assert throttle.wait_s(("name", name)) == 0.0
 
 
 def node_with_auth_but_no_leader() -> tuple[RaftNode, str]:
