@@ -35,11 +35,14 @@ def principal_of(scope: Any) -> Principal | None:
 
 def caller(scope: Any) -> Caller:
     """The stamp of a client's command: who asked (``""``: nobody logged
-    in). The state machine checks the command against it on apply."""
+    in), and under which revision of the user its token was issued. The
+    state machine checks the command against it on apply."""
     principal = principal_of(scope)
     if principal is None:
         return Caller("")
-    return Caller(ROOT if principal.via == "admin token" else principal.user)
+    if principal.via == "admin token":
+        return Caller(ROOT)
+    return Caller(principal.user, principal.revision if principal.via == "token" else 0)
 
 
 def still_allowed(scope: Any, node: RaftNode) -> bool:

@@ -45,9 +45,14 @@ class Caller(msgspec.Struct, frozen=True, array_like=True):
     the check before proposing (raft_trio.http.auth) is only there to
     refuse early.
 
-    ``user`` is ``""`` for a caller who did not log in (auth was off)."""
+    ``user`` is ``""`` for a caller who did not log in (auth was off).
+    ``revision``: the user's revision named by the token that admitted the
+    command (0: not admitted by a token). A token outlives neither its
+    user nor its password, so the command is refused where the user's
+    revision has moved since (a password changed, the user made again)."""
 
     user: str
+    revision: int = 0
 
 
 class Grant(msgspec.Struct, frozen=True, array_like=True):

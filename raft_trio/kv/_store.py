@@ -298,8 +298,11 @@ class KeyValueStore:
         user = caller.user
         if not user:
             return "authentication required: auth was enabled before this request applied"
-        if auth.user(user) is None:
+        found = auth.user(user)
+        if found is None:
             return f"user {user!r} no longer exists"
+        if caller.revision and found.revision != caller.revision:
+            return f"user {user!r} changed (a new password, or made again) since its token was issued"
         if auth.is_root(user):
             return None
         if isinstance(command, Put):

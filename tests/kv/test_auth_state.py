@@ -197,6 +197,29 @@ def test_a_permitted_write_is_applied_and_a_forbidden_one_changes_nothing() -> N
     assert log.store.get("elsewhere") is None
 
 
+def test_a_write_under_a_token_of_an_older_password_or_user_changes_nothing() -> None:
+    """A token names its user's revision; a write admitted under it that
+    applies after the password changed, or after the user was deleted and
+    made again, is refused there: the token it came with no longer holds."""
+    log = with_root_and_alice()
+    log(AuthEnable(KEY))
+    alice = log.store.auth.user("alice")
+    assert alice is not None
+    admitted = Caller("alice", alice.revision)
+    assert isinstance(log(Put("app/x", "v", caller=admitted)), Written)
+    log(UserPassword("alice", "hash-new"))
+    result = log(Put("app/x", "w", caller=admitted))
+    assert isinstance(result, PermissionDenied) and "changed" in result.error
+    renewed = log.store.auth.user("alice")
+    assert renewed is not None
+    assert isinstance(log(Put("app/x", "w", caller=Caller("alice", renewed.revision))), Written)
+    log(UserDelete("alice"))
+    log(UserAdd("alice", "hash-a"))
+    log(UserGrantRole("alice", "app"))
+    assert isinstance(log(Delete("app/x", caller=Caller("alice", renewed.revision))), PermissionDenied)
+    assert isinstance(log(Delete("app/x", caller=Caller("alice"))), Deleted)  # a certificate's
+
+
 def test_compare_and_set_needs_read_too_since_a_failed_compare_shows_the_value() -> None:
     log = with_root_and_alice()
     log(RoleAdd("writer"))
