@@ -164,6 +164,13 @@ def _lapsed(scope: Any) -> Answer:
     return _forbidden(f"{who}: what admitted this request no longer holds")
 
 
+def admission_refusal(scope: Any, node: RaftNode) -> Answer | None:
+    """None while what admitted the request still holds, else the 403: for
+    a handler that read after a barrier what the gate let it read (a
+    backup, the users and roles) before the barrier."""
+    return None if still_allowed(scope, node) else _lapsed(scope)
+
+
 def refusal(scope: Any, node: RaftNode, need: Need, start: str, end: str | None) -> Answer | None:
     """None when the request's user may ``need`` every key of ``[start,
     end)`` (remembered, so a stream is checked again when roles change),
@@ -183,8 +190,8 @@ def lease_keys_refusal(scope: Any, node: RaftNode, need: Need, keys: Iterable[st
     """The 403 when the request's user may not ``need`` one of ``keys``
     (a lease's, as its answer would list them: etcd's LeaseTimeToLive
     refuses rather than leave out what the caller may not read)."""
-    if not still_allowed(scope, node):
-        return _lapsed(scope)
+    if (lapsed := admission_refusal(scope, node)) is not None:
+        return lapsed
     principal = principal_of(scope)
     if principal is None or principal.root:
         return None

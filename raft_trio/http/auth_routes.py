@@ -71,6 +71,7 @@ from .answers import (
     retry_later,
     write,
 )
+from .auth import admission_refusal
 
 Code = schema.Code
 T = TypeVar("T")
@@ -147,6 +148,14 @@ def add_auth_routes(
         if problem is not None:
             return bad_request(problem)
         return await run_hash(hash_password, password)
+
+    async def read_barrier() -> Answer | None:
+        """None once users and roles may be read here (a linearizable
+        read), by a caller still allowed to after the barrier; else the
+        answer (307, 503, 403)."""
+        if (refused := await confirm_read(node, "linearizable", target())) is not None:
+            return refused
+        return admission_refusal(request.scope, node)
 
     def unauthorized(message: str) -> Answer:
         node_metrics.CLIENT_REQUESTS_REFUSED.labels("401").inc()
@@ -244,7 +253,7 @@ def add_auth_routes(
     @answered
     async def list_users() -> Answer:
         """Every user, its roles and whether it has a password (a linearizable read)."""
-        if (refused := await confirm_read(node, "linearizable", target())) is not None:
+        if (refused := await read_barrier()) is not None:
             return refused
         names = sorted(node.kv.auth.users)
         return Answer(200, schema.UsersAnswer([u for name in names if (u := user_answer(name)) is not None]))
@@ -255,7 +264,7 @@ def add_auth_routes(
     @answered
     async def get_user(name: str) -> Answer:
         """One user, its roles and whether it has a password; 404 if there is none."""
-        if (refused := await confirm_read(node, "linearizable", target())) is not None:
+        if (refused := await read_barrier()) is not None:
             return refused
         found = user_answer(name)
         if found is None:
@@ -338,7 +347,7 @@ def add_auth_routes(
     @answered
     async def list_roles() -> Answer:
         """Every role and its permissions (a linearizable read)."""
-        if (refused := await confirm_read(node, "linearizable", target())) is not None:
+        if (refused := await read_barrier()) is not None:
             return refused
         names = sorted(node.kv.auth.roles)
         return Answer(200, schema.RolesAnswer([r for name in names if (r := role_answer(name)) is not None]))
@@ -349,7 +358,7 @@ def add_auth_routes(
     @answered
     async def get_role(name: str) -> Answer:
         """One role and its permissions; 404 if there is none."""
-        if (refused := await confirm_read(node, "linearizable", target())) is not None:
+        if (refused := await read_barrier()) is not None:
             return refused
         found = role_answer(name)
         if found is None:

@@ -69,7 +69,7 @@ from .answers import (
     sse,
     write,
 )
-from .auth import lease_keys_refusal, refusal, txn_refusal
+from .auth import admission_refusal, lease_keys_refusal, refusal, txn_refusal
 
 Code = schema.Code
 
@@ -377,6 +377,9 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             snapshot = await node.backup()
         except NODE_ERRORS as exc:
             return quart_response(for_exception(exc, node, target()))
+        # After the read barrier: it holds the password hashes and the token key.
+        if (refused := admission_refusal(request.scope, node)) is not None:
+            return quart_response(refused)
         pieces = backup_stream(
             snapshot.meta.index, snapshot.meta.term, snapshot.data, node.cluster_id, node.id
         )
