@@ -431,9 +431,16 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         """Extend a lease to its full TTL from now (the leader answers once
         a quorum confirmed it still leads). 404 once it expired or was
         revoked."""
+        scope = request.scope
+
+        def still_may(keys: list[str]) -> None:
+            # After the barrier, the gate's check again (raises to refuse).
+            if (refused := lease_keys_refusal(scope, node, "write", keys)) is not None:
+                raise Refused(refused)
+
         try:
             number = lease_id(lease)
-            ttl = await node.keep_lease_alive(number)
+            ttl = await node.keep_lease_alive(number, still_may)
         except NODE_ERRORS as exc:
             return for_exception(exc, node, target())
         return Answer(200, schema.LeaseAnswer(format_lease_id(number), ttl))

@@ -1247,11 +1247,18 @@ class RaftNode:
         assert isinstance(result, LeaseRevoked)
         return result
 
-    async def keep_lease_alive(self, lease: int) -> int:
+    async def keep_lease_alive(self, lease: int, check: Callable[[list[str]], None] | None = None) -> int:
         """Extend a lease to its full TTL; its TTL. Answered only once a
-        quorum confirmed this node leads (see leases.py: never early)."""
+        quorum confirmed this node leads (see leases.py: never early).
+        ``check`` is given the lease's keys after that barrier, before
+        anything is extended, and raises to refuse: who may keep a lease
+        alive is decided on the state the barrier reached (a permission
+        revoked meanwhile counts), as for a read."""
         await self.linearizable_barrier()
         self._require_leader()
+        if check is not None:
+            held = self.kv.leases.get(lease)
+            check(sorted(held.keys) if held is not None else [])
         ttl = self.leases.keep_alive(lease, trio.current_time())
         if ttl is None:
             raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")

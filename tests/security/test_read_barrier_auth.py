@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
+import trio
 
 from raft_trio.kv import AuthEnable, Caller, UserGrantRole, UserRevokeRole
 from raft_trio.node import RaftNode
@@ -96,3 +97,27 @@ async def test_a_read_by_a_root_whose_role_went_during_the_barrier_is_refused(
     await node.write(UserGrantRole("carol", "root", caller=Caller("root")))
     response = await client.get(read.format(lease=lease), headers=carol)
     assert response.status_code == 200, response.text
+
+
+async def test_a_keepalive_whose_permission_went_during_the_barrier_extends_nothing(
+    users: tuple[RaftNode, httpx.AsyncClient],
+) -> None:
+    """A keep-alive waits for a barrier before it extends the lease: a
+    revocation acknowledged meanwhile refuses it, and the lease ends when
+    it would have."""
+    node, client = users
+    await ok(await client.post("/api/auth/enable"))
+    alice = bearer(await login(client, "alice"))
+    lease = await keys_to_read(client, alice)
+    number = int(lease, 16)
+    now = trio.current_time()
+    before = node.leases.remaining(number, now)
+
+    async def take_write() -> None:
+        await node.write(UserRevokeRole("alice", "app-rw", caller=Caller("root")))
+
+    during_next_barrier(node, take_write)
+    response = await client.post(f"/api/leases/{lease}/keepalive", headers=alice)
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "permission_denied"
+    assert node.leases.remaining(number, now) == before
