@@ -30,7 +30,7 @@ from ._errors import (
     error_answer,
 )
 from ._watch import WATCH_STALL_S, WatchCursor, retryable
-from .sse import SseComment, SseDropped, SseEvent, SseParser
+from .sse import SseComment, SseDropped, SseEvent, SseParser, sse_lines
 
 if TYPE_CHECKING:
     from ._held import HeldLock
@@ -447,7 +447,7 @@ class Client:
                     )
                 self.endpoints.answered(base)
                 parser = SseParser(max_event_bytes) if max_event_bytes else SseParser()
-                yield _items(response.iter_lines(), parser)
+                yield _items(sse_lines(response.iter_text()), parser)
             finally:
                 stream.__exit__(None, None, None)
             return
@@ -567,7 +567,7 @@ class Client:
                         self.endpoints.answered(base)
                         cursor.opened(response.headers)
                         parser = SseParser()
-                        for line in response.iter_lines():
+                        for line in sse_lines(response.iter_text()):
                             item = parser.feed(line)
                             if cursor.carries(item):
                                 failing_since, backoff, tried = None, 0.1, []

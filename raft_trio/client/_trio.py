@@ -32,7 +32,7 @@ from ._locks import Holding, Leadership
 from ._session import Session
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
 from ._watch import WATCH_STALL_S, WatchCursor
-from .sse import SseEvent, SseParser
+from .sse import SseEvent, SseParser, asse_lines
 
 T = TypeVar("T")
 Code = schema.Code
@@ -591,7 +591,7 @@ async def _lines_of(response: httpx.Response) -> AsyncIterator[AsyncIterator[str
     at once, on the closed socket): httpcore does not close them, and Trio
     warns about every async generator left unfinished for the garbage
     collector."""
-    lines = response.aiter_lines()
+    lines = asse_lines(response.aiter_text())
     try:
         yield lines
     finally:

@@ -10,15 +10,77 @@ later event carries too (a watch resumes from it); a line starting with
 the event, if it had data. Memory is bounded: an event whose data grows
 past ``max_bytes`` is dropped whole (and reported), so that a broken or
 hostile node cannot make a reader buffer without end.
+
+Lines end at CR, LF or CRLF only (:class:`SseLines`), not at every line
+boundary of ``str.splitlines`` as httpx's ``iter_lines`` has it: a node
+writes U+2028, U+0085 and the like raw inside an event's JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 #: A node's largest event is a watched change: a value of up to 1 MiB,
 #: JSON-escaped (up to 6 bytes a character), and its previous value.
 MAX_EVENT_BYTES = 16 << 20
+
+
+_LINE_END = re.compile("\r\n|\r|\n")
+
+
+class SseLines:
+    """Text in chunks to lines without their ends, as an event stream's
+    lines end: at CR, LF or CRLF, and nowhere else (a value holding
+    U+2028 or a form feed is one line)."""
+
+    def __init__(self) -> None:
+        #: The start of a line yet to end, in pieces (joined once it ends:
+        #: a long line comes in many chunks).
+        self._pending: list[str] = []
+        #: The last chunk ended with CR: an LF starting the next one is
+        #: the rest of that line end, not an empty line.
+        self._after_cr = False
+
+    def feed(self, text: str) -> list[str]:
+        """The lines ``text`` completes."""
+        if not text:
+            return []
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]
+        self._after_cr = text.endswith("\r")
+        parts = _LINE_END.split(text)
+        last = parts.pop()
+        if parts:
+            parts[0] = "".join((*self._pending, parts[0]))
+            self._pending = []
+        if last:
+            self._pending.append(last)
+        return parts
+
+    def flush(self) -> list[str]:
+        """The last line, if the text did not end with a line end."""
+        pending, self._pending = "".join(self._pending), []
+        return [pending] if pending else []
+
+
+def sse_lines(chunks: Iterable[str]) -> Iterator[str]:
+    """The lines of an event stream's text (``response.iter_text()``)."""
+    lines = SseLines()
+    for chunk in chunks:
+        yield from lines.feed(chunk)
+    yield from lines.flush()
+
+
+async def asse_lines(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
+    """:func:`sse_lines` of an async stream (``response.aiter_text()``)."""
+    lines = SseLines()
+    async for chunk in chunks:
+        for line in lines.feed(chunk):
+            yield line
+    for line in lines.flush():
+        yield line
 
 
 @dataclasses.dataclass(frozen=True)
