@@ -291,7 +291,14 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             return quart_response(bad_request("start_revision must be at least 1"))
         last_seen = request.headers.get("Last-Event-ID")
         if last_seen is not None:
-            if not (last_seen.isascii() and last_seen.isdigit()):
+            # At most 19 digits before int(): it refuses more than 4,300
+            # (a 500), and no revision passes etcd's int64.
+            if not (
+                last_seen.isascii()
+                and last_seen.isdigit()
+                and len(last_seen) <= 19
+                and int(last_seen) <= MAX_COMPARE_INT
+            ):
                 message = "Last-Event-ID must be the revision of the last event received"
                 return quart_response(bad_request(message))
             start = int(last_seen) + 1

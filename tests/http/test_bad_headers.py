@@ -1,6 +1,7 @@
 """Headers are latin-1, and Python's ``str.isdigit`` is true for "²"
 (byte 0xb2) while ``int("²")`` raises: a header checked that way got a 500
-where bad input gets a 400 (a review's finding)."""
+where bad input gets a 400 (a review's finding). So did an id of more
+than 4,300 digits, which ``int`` refuses to convert."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import trio
 import trio.testing
 
 from raft_trio.http.app import create_app
+from raft_trio.node import RaftNode
 from tests.http.test_answers import scope_of
 from tests.node.harness import ELECTION_MAX_S, Cluster
 
@@ -18,9 +20,21 @@ async def test_a_last_event_id_of_superscript_digits_is_a_400(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await answers_400(leader, b"\xb2")
+
+
+async def test_a_last_event_id_past_the_largest_revision_is_a_400(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await answers_400(leader, b"9" * 5000)  # int() refuses it: was a 500
+    await answers_400(leader, str(2**63).encode())  # no revision is that large
+
+
+async def answers_400(leader: RaftNode, last_event_id: bytes) -> None:
     app: Any = create_app(leader)  # called as the server calls it, with raw header bytes
     scope = scope_of("GET", "/api/watch", {})
-    scope["headers"] = [(b"last-event-id", b"\xb2")]
+    scope["headers"] = [(b"last-event-id", last_event_id)]
     sent: list[dict[str, Any]] = []
     given = False
 
