@@ -22,6 +22,7 @@ from ._contention import LOCK_TTL_S, Leader, contenders, leader_of, prefix_of
 from ._errors import (
     ApiError,
     ClientError,
+    Compacted,
     LeaseNotFound,
     NoEndpointAnswered,
     StreamBroken,
@@ -537,9 +538,10 @@ class Client:
 
         When an endpoint fails, the watch goes on at another one from
         where it stood: no change is lost or repeated. Raises
-        :class:`Compacted` when the revisions it needs are gone, and
-        :class:`NoEndpointAnswered` after ``timeout`` seconds without any
-        endpoint."""
+        :class:`Compacted` when no endpoint that answers holds the
+        revisions it needs any more (one that does not is asked the next
+        endpoint), and :class:`NoEndpointAnswered` after ``timeout``
+        seconds without any endpoint."""
         changes = self._watch(WatchCursor(key, prefix, start_revision, prev_value))
         try:
             yield changes
@@ -567,15 +569,23 @@ class Client:
                         self.endpoints.answered(base)
                         cursor.opened(response.headers)
                         parser = SseParser()
-                        for line in sse_lines(response.iter_text()):
-                            item = parser.feed(line)
-                            if cursor.carries(item):
-                                failing_since, backoff, tried = None, 0.1, []
-                            if (event := cursor.accept(item)) is not None:
-                                yield event
+                        try:
+                            for line in sse_lines(response.iter_text()):
+                                item = parser.feed(line)
+                                if cursor.carries(item):
+                                    failing_since, backoff, tried = None, 0.1, []
+                                    cursor.served()
+                                if (event := cursor.accept(item)) is not None:
+                                    yield event
+                        except Compacted as error:  # the node dropped the history mid-stream
+                            if not cursor.may_retry(error):
+                                raise
+                            tried.append((base, f"410 {error.code}"))
+                            continue
                         tried.append((base, "stream ended"))
                 except _http.REQUEST_ERRORS as error:
                     tried.append((base, _http.describe(error)))
+            cursor.round_over()
             now = time.monotonic()
             failing_since = now if failing_since is None else failing_since
             if now - failing_since >= self.settings.timeout:

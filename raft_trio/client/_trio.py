@@ -22,6 +22,7 @@ from ._contention import LOCK_TTL_S, Leader
 from ._errors import (
     ApiError,
     ClientError,
+    Compacted,
     LeaseNotFound,
     NoEndpointAnswered,
     Unauthorized,
@@ -493,16 +494,24 @@ class TrioClient:
                         self.endpoints.answered(base)
                         cursor.opened(response.headers)
                         parser = SseParser()
-                        async with _lines_of(response) as lines:
-                            async for line in lines:
-                                item = parser.feed(line)
-                                if cursor.carries(item):
-                                    failing_since, backoff, tried = None, 0.1, []
-                                if (event := cursor.accept(item)) is not None:
-                                    yield event
+                        try:
+                            async with _lines_of(response) as lines:
+                                async for line in lines:
+                                    item = parser.feed(line)
+                                    if cursor.carries(item):
+                                        failing_since, backoff, tried = None, 0.1, []
+                                        cursor.served()
+                                    if (event := cursor.accept(item)) is not None:
+                                        yield event
+                        except Compacted as error:  # the node dropped the history mid-stream
+                            if not cursor.may_retry(error):
+                                raise
+                            tried.append((base, f"410 {error.code}"))
+                            continue
                         tried.append((base, "stream ended"))
                 except _http.REQUEST_ERRORS as error:
                     tried.append((base, _http.describe(error)))
+            cursor.round_over()
             now = trio.current_time()
             failing_since = now if failing_since is None else failing_since
             if now - failing_since >= self.settings.timeout:

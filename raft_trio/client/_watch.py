@@ -44,6 +44,12 @@ class WatchCursor:
     #: ``start_revision`` was taken from a first answer (:meth:`opened`),
     #: not given by the caller.
     adopted: bool = dataclasses.field(default=False, compare=False)
+    #: A node's 410 (it holds no history that old) in this round of the
+    #: endpoints: raised once every endpoint was tried and none served the
+    #: watch (:meth:`round_over`), since another may still hold the history.
+    compacted: Compacted | None = dataclasses.field(default=None, compare=False)
+    #: A node served the watch in this round (:meth:`served`).
+    served_in_round: bool = dataclasses.field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.key is not None and self.prefix is not None:
@@ -92,17 +98,37 @@ class WatchCursor:
 
     def may_retry(self, error: ApiError) -> bool:
         """Whether the watch goes on after ``error`` (another endpoint, or
-        later): a status another may not give, or a 410 for a start this
-        cursor took from a first answer itself. The caller asked for the
-        next change, not for that revision: with the history gone past it,
-        the watch starts again from the next change (a change made while
-        it moved may be missed, as before there was an adopted start)."""
+        later): a status another may not give, or a 410 (answered, or told
+        mid-stream). A node's history starts at its latest snapshot when it
+        restarts, and at the one it installed when it fell behind; the
+        other nodes may still hold the changes, so the 410 is raised only
+        once every endpoint was tried (:meth:`round_over`). For a start
+        this cursor took from a first answer itself the watch starts
+        again from the next change at once: the caller asked for the next
+        change, not for that revision (a change made while it moved may be
+        missed, as before there was an adopted start)."""
         if retryable(error):
             return True
-        if isinstance(error, Compacted) and self.adopted and self.revision is None:
+        if not isinstance(error, Compacted):
+            return False
+        if self.adopted and self.revision is None:
             self.start_revision, self.adopted = None, False
-            return True
-        return False
+        else:
+            self.compacted = error
+        return True
+
+    def served(self) -> None:
+        """A node serves the watch (an event or a keep-alive came)."""
+        self.served_in_round = True
+
+    def round_over(self) -> None:
+        """Every endpoint was tried once: if none served the watch, raises
+        the :class:`~._errors.Compacted` one of them answered, if any (no
+        node that answers holds the changes this watch needs)."""
+        compacted, served = self.compacted, self.served_in_round
+        self.compacted, self.served_in_round = None, False
+        if compacted is not None and not served:
+            raise compacted
 
     @staticmethod
     def carries(item: SseEvent | SseComment | SseDropped | None) -> bool:
