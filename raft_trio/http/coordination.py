@@ -316,6 +316,8 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             return quart_response(for_exception(exc, node, target()))
         role = node.role_name
         revision = node.kv.revision
+        # Read here: the stream runs outside Quart's request context.
+        where = target()
 
         async def stream() -> AsyncIterator[bytes]:
             try:
@@ -335,7 +337,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
                     for events in change_events(changes, query.prev_value):
                         yield events
             except WatchCompacted as exc:
-                yield sse("error", for_exception(exc, node, target()).body)
+                yield sse("error", for_exception(exc, node, where).body)
             except NODE_ERRORS:
                 return  # the node stops (WatchClosed)
             finally:
