@@ -1178,9 +1178,21 @@ class RaftCore:
             self._config_history.pop()
         for entry in entries:
             if entry.index >= first_index and entry.kind is EntryKind.CONFIG:
+                before = self._membership.ids
                 self._config_history.append((entry.index, Membership.decode(entry.data)))
                 if self._role is Role.LEADER:
+                    self._forget_added_progress(self._membership.ids - before)
                     self._sync_progress()
+
+    def _forget_added_progress(self, added: frozenset[NodeId]) -> None:
+        """A member added (again) starts from a fresh progress: one that a
+        leader still kept for it (removed, and not yet released) is the old
+        server's, whose match index a new, empty one does not hold. Kept,
+        its rejections read as stale, its heartbeats carried a commit index
+        beyond its log, and that match alone had it promoted."""
+        for node_id in added:
+            if node_id != self._id:
+                self._progress.pop(node_id, None)
 
     def _replicated_ids(self) -> frozenset[NodeId]:
         """Whom a leader replicates to: the configuration in force, and a

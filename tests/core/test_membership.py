@@ -436,3 +436,30 @@ def test_a_removed_member_remembers_after_a_restart_that_its_removal_committed()
     sent = len(net.sent(RequestVote, src="d"))
     net.elapse(10 * CONFIG.election_ticks_max)
     assert len(net.sent(RequestVote, src="d")) == sent and d.status().role is Role.FOLLOWER
+
+
+def test_a_member_added_again_right_after_its_removal_is_caught_up_from_scratch() -> None:
+    """The way back for a member whose disk broke is to remove it, move
+    its directory aside and add it again. A leader keeps the progress of
+    a removed member that never got its removal until a check-quorum round
+    finds it silent; added again within that round, the new, empty server
+    inherited the old one's match index: the leader ignored its
+    rejections as stale, never sent it the log (the two bounced the same
+    AppendEntries back and forth), and promoted it to voter on that match
+    alone (a review's finding)."""
+    net = Network()
+    a = net.elect("a")
+    for n in range(5):
+        a.propose(f"x{n}".encode())
+    net.deliver_all()
+    net.crash("c")
+    removal = a.change_membership(RemoveMember("c"))
+    net.deliver_all()
+    assert a.status().commit >= removal and "c" in a.status().progress
+
+    add_node(net, "c")  # its directory moved aside: it holds nothing
+    a.change_membership(AddLearner("c", url("c")))
+    net.elapse(5)
+
+    assert net.log("c") == net.log("a")
+    assert a.status().membership.voters == {"a", "b", "c"}
