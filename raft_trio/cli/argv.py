@@ -21,13 +21,22 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def parse_peers(text: str) -> dict[str, str]:
+    """``ID=URL,...``; a repeated id, or two ids at one URL, is refused:
+    the one would silently lose a URL, the other make a member that never
+    answers (its messages reach the other), which ``members add`` refuses
+    too."""
     peers: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         node_id, sep, url = item.partition("=")
         if not sep or not node_id or not url:
             raise UsageError(f"--peers takes ID=URL,... ; {item!r} is not ID=URL")
-        check_url(url, "--peers")
-        peers[node_id] = url.rstrip("/")
+        url = check_url(url, "--peers")
+        if node_id in peers:
+            raise UsageError(f"--peers: {node_id} is named twice")
+        holder = next((other for other, at in peers.items() if at == url), None)
+        if holder is not None:
+            raise UsageError(f"--peers: {holder} and {node_id} are both at {url}")
+        peers[node_id] = url
     if not peers:
         raise UsageError("--peers is empty")
     return peers

@@ -161,3 +161,22 @@ def test_endpoints_and_output_stand_anywhere_on_the_line(
 def test_bad_endpoints_or_output_are_usage_errors(line: list[str], problem: str) -> None:
     with pytest.raises(UsageError, match=problem):
         extract_globals(line)
+
+
+@pytest.mark.parametrize(
+    ("peers", "refusal"),
+    [
+        ("n1=http://127.0.0.1:9101,n1=http://127.0.0.1:9102", "n1 is named twice"),
+        ("n1=http://127.0.0.1:9101,n2=http://127.0.0.1:9101/", "n1 and n2 are both at"),
+    ],
+)
+def test_peers_naming_a_member_twice_or_two_at_one_url_are_refused(
+    tmp_path: Path, peers: str, refusal: str
+) -> None:
+    """A repeated id silently kept the last URL, and two members at one
+    URL made a member that could never answer (its messages reach the
+    other): ``members add`` refuses the second with a 409, ``--peers``
+    (of ``node`` and of ``snapshot restore``) with exit status 2."""
+    args = build_parser().parse_args(node_args(tmp_path, "--id", "n1", "--peers", peers))
+    with pytest.raises(UsageError, match=refusal):
+        settings.node_settings(args)
