@@ -43,7 +43,7 @@ from ..kv import MAX_VALUE_BYTES, Delete
 from ..node import RaftNode
 from ..node import metrics as node_metrics
 from ..peer.auth import RefusalLog
-from ..peer.wire import MESSAGES_PATH, STREAM_PROTOCOL, PeerRequestError, peer_url_problem
+from ..peer.wire import MESSAGES_PATH, STREAM_PROTOCOL, PeerRequestError, member_id_problem, peer_url_problem
 from . import answers
 from ._principal import caller, principal_of, still_allowed
 from ._respond import answered, quart_response
@@ -321,7 +321,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         exists: the messages for the new one would reach the other)."""
         if not data.id or not data.url.startswith(("http://", "https://")):
             return bad_request("a member needs a non-empty id and an http(s) url")
-        if (problem := peer_url_problem(data.url)) is not None:
+        if (problem := member_id_problem(data.id) or peer_url_problem(data.url)) is not None:
             return bad_request(problem)
         if node.kv.auth.user(data.id) is not None:
             return name_taken(f"{data.id!r} is a user of the cluster")

@@ -57,6 +57,20 @@ def peer_url_problem(url: str) -> str | None:
     return None
 
 
+def member_id_problem(member_id: str) -> str | None:
+    """Why ``member_id`` cannot be a member's id (None: it can): it must
+    be visible ASCII without ``/``. Every peer request carries its
+    sender's id in a header (``X-Raft-From``), where a space at either
+    end is dropped and a control or non-ASCII character cannot travel,
+    so such a member never joins; and ``DELETE /api/members/{id}``
+    cannot name an id holding the path's own ``/``."""
+    if not member_id:
+        return "a member needs a non-empty id"
+    if not all("!" <= char <= "~" for char in member_id) or "/" in member_id:
+        return f"{member_id!r} is not a usable member id (visible ASCII characters other than '/')"
+    return None
+
+
 #: The peers' routes, exactly (a prefix would also take in an API whose
 #: prefix starts with it: ``API_PREFIX=/raft/v1``).
 PEER_PATHS = (MESSAGES_PATH, STREAM_PATH)

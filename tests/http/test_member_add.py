@@ -45,3 +45,21 @@ async def test_a_member_url_the_transport_cannot_use_is_a_400(
     )
     assert status == 400 and "is not a usable URL" in json.loads(answer)["error"]
     assert leader.membership == before
+
+
+async def test_a_member_id_that_could_not_be_addressed_or_sent_is_a_400(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An id with a ``/`` was added, and then ``DELETE /api/members/{id}``
+    could not reach it (404: the path's own ``/``); one with a space, a
+    control or a non-ASCII character never joins (a peer request carries
+    the sender's id in a header, where those cannot travel). Refused,
+    nothing changed."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    app = create_app(leader)
+    before = leader.membership
+    for port, member_id in enumerate(["a/b", "n\u00e9", "x\ny", " n9", "n 9"], start=1):
+        body = json.dumps({"id": member_id, "url": f"http://127.0.0.1:{port}"}).encode()
+        status, _, answer = await call(app, "POST", "/api/members", body)
+        assert (status, json.loads(answer)["code"]) == (400, "bad_request"), member_id
+    assert leader.membership == before
