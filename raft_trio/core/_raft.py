@@ -812,12 +812,21 @@ class RaftCore:
         )
 
     def _handle_request_vote(self, m: RequestVote) -> None:
+        """Grant (pre-)votes as Figure 3.1 says, with one refusal more: a
+        server that knows no configuration (a member added with an empty
+        data directory, before the leader first reached it) grants none.
+        It is no voter of any configuration in force (unless promoted
+        before it held a single entry), and refusing is always safe. A
+        member added again after its directory was lost is such a server,
+        and a removed member that never learnt of its removal still counts
+        it a voter of their old configuration: its vote won such a member
+        an election, whose leader then overwrote committed entries."""
         can_vote = (
             self._vote == m.src
             or (self._vote is None and self._leader_id is None)
             or (m.pre_vote and m.term > self._term)
         )
-        if can_vote and self._log_ok_for_vote(m):
+        if can_vote and self._membership.members and self._log_ok_for_vote(m):
             if m.pre_vote:
                 self._send(RequestVoteResponse(m.term, self._id, m.src, granted=True, pre_vote=True))
             else:

@@ -463,3 +463,39 @@ def test_a_member_added_again_right_after_its_removal_is_caught_up_from_scratch(
 
     assert net.log("c") == net.log("a")
     assert a.status().membership.voters == {"a", "b", "c"}
+
+
+def test_a_server_that_knows_no_configuration_grants_no_vote() -> None:
+    """A member added again after its directory was lost starts empty: no
+    log and no configuration, until the leader first reaches it. A removed
+    member that never learnt of its removal (down meanwhile) still counts
+    it a voter of the old configuration, and asked it for a vote in that
+    moment: the empty server granted it (any log is as up-to-date as
+    none, and it heard from no leader), so the removed member won an
+    election with it and disrupted the leader, whose committed entries
+    it then tried to overwrite (a review's finding). Refusing a vote is
+    always safe; a server with no configuration is no voter of anyone's
+    in force, save one promoted before it held a single entry."""
+    net = Network()
+    a = net.elect("a")
+    net.crash("b")
+    a.propose(b"x")
+    net.deliver_all()
+    a.change_membership(RemoveMember("b"))
+    net.deliver_all()
+    net.crash("c")
+    a.change_membership(RemoveMember("c"))
+    net.deliver_all()
+    assert a.status().membership.voters == {"a"}
+
+    add_node(net, "c")  # its directory moved aside
+    a.change_membership(AddLearner("c", url("c")))
+    net.drop(lambda m: (m.src, m.dst) == ("a", "c"))  # not reached yet
+    net.deliver_all()
+    b = net.restart("b")  # the old configuration, a, b and c
+    assert b.status().membership.voters == {"a", "b", "c"}
+    net.time_out("b")
+    net.deliver_all()
+
+    assert b.status().role is not Role.LEADER
+    assert a.status().role is Role.LEADER
