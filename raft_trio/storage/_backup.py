@@ -153,6 +153,8 @@ def restore_backup(
     if node_id not in peers:
         raise ValueError(f"--peers must include this node ({node_id})")
     root = Path(data_dir)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root} exists and is not a directory: restore makes a new data directory")
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists and is not empty: restore makes a new data directory")
     cluster = cluster_id or restored_cluster_id(backup, peers)

@@ -83,6 +83,11 @@ def test_restore_refuses_a_directory_in_use_and_a_node_not_in_peers(tmp_path: Pa
     (tmp_path / "used" / "file").write_text("x")
     with pytest.raises(FileExistsError):
         restore_backup(backup, tmp_path / "used", "a", {"a": "http://127.0.0.1:1"})
+    # A file where the directory should go is refused the same way (it was
+    # an OSError, which the CLI reported as exit 73, a full disk).
+    with pytest.raises(FileExistsError):
+        restore_backup(backup, tmp_path / "used" / "file", "a", {"a": "http://127.0.0.1:1"})
+    assert (tmp_path / "used" / "file").read_text() == "x"
     with pytest.raises(ValueError, match="--peers must include this node"):
         restore_backup(backup, tmp_path / "new", "z", {"a": "http://127.0.0.1:1"})
     assert not (tmp_path / "new").exists()
