@@ -1067,17 +1067,24 @@ class RaftCore:
 
     def _maybe_promote_learner(self) -> None:
         """Promote one caught-up learner (§4.2.1): it holds everything
-        committed, so counting it in quorums cannot stall commitment."""
+        committed, so counting it in quorums cannot stall commitment. It
+        must hold at least the configuration in force, which names it:
+        within ``learner_catch_up_entries`` of a short log, a learner that
+        answered without holding a single entry was promoted, a voter with
+        an empty log that knows no configuration (and so grants no vote)."""
         if self._role is not Role.LEADER or self._lead_transferee is not None:
             return
         if not self._committed_in_current_term():
             return
-        if self._config_history[-1][0] > self._log.committed:
+        config_index = self._config_history[-1][0]
+        if config_index > self._log.committed:
             return
         for learner in sorted(self._membership.learners):
             pr = self._progress.get(learner)
             caught_up = (
-                pr is not None and pr.match + self._config.learner_catch_up_entries >= self._log.committed
+                pr is not None
+                and pr.match >= config_index
+                and pr.match + self._config.learner_catch_up_entries >= self._log.committed
             )
             if pr is not None and caught_up and pr.responded and pr.recent_active:
                 self.change_membership(PromoteLearner(learner))

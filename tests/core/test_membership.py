@@ -114,6 +114,28 @@ def test_unreachable_learner_is_not_promoted() -> None:
     assert a.status().commit == index
 
 
+def test_a_learner_that_holds_nothing_is_not_promoted() -> None:
+    """A learner that answers (heartbeats, rejections) but has not
+    acknowledged the configuration that added it holds nothing: "within
+    learner_catch_up_entries of the commit index" alone promoted it while
+    the log was short. Such a voter counts in every quorum with an empty
+    log, and knows no configuration (so it grants no vote either: a
+    cluster of it and one other voter could elect no leader)."""
+    net = Network("a")
+    a = net.elect("a")
+    add_node(net, "d")
+    net.drop(lambda m: isinstance(m, AppendEntries) and m.dst == "d" and bool(m.entries))
+
+    a.change_membership(AddLearner("d", url("d")))
+    net.elapse(3 * CONFIG.heartbeat_ticks)
+
+    assert a.status().progress["d"].match == 0
+    assert a.status().membership.learners == {"d"}
+    net.heal()
+    net.elapse(3)
+    assert a.status().membership.voters == {"a", "d"}
+
+
 def test_removed_member_is_no_longer_replicated_to_or_counted() -> None:
     """§4.2: after RemoveMember the configuration's majorities are those of
     the remaining servers: with c removed (and gone), a and b commit."""
