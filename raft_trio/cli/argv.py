@@ -31,6 +31,7 @@ def parse_peers(text: str) -> dict[str, str]:
         if not sep or not node_id or not url:
             raise UsageError(f"--peers takes ID=URL,... ; {item!r} is not ID=URL")
         url = check_url(url, "--peers")
+        check_member_id(node_id, "--peers")
         if node_id in peers:
             raise UsageError(f"--peers: {node_id} is named twice")
         holder = next((other for other, at in peers.items() if at == url), None)
@@ -40,6 +41,16 @@ def parse_peers(text: str) -> dict[str, str]:
     if not peers:
         raise UsageError("--peers is empty")
     return peers
+
+
+def check_member_id(node_id: str, what: str) -> str:
+    """``node_id`` if a member may have it (as ``members add`` checks it:
+    it must travel in every peer request's header), else a usage error."""
+    from ..peer.wire import member_id_problem  # here: as in check_url
+
+    if (problem := member_id_problem(node_id)) is not None:
+        raise UsageError(f"{what}: {problem}")
+    return node_id
 
 
 def check_url(url: str, what: str) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..client import DEFAULT_ENDPOINTS
 from ..security import Security, load_secret
-from .argv import check_url, parse_endpoints, parse_listen, parse_peers
+from .argv import check_member_id, check_url, parse_endpoints, parse_listen, parse_peers
 from .errors import UsageError, fail
 from .leave import LeaveSettings
 from .up import CLUSTER_FILE, UP_DATA_DIR, recorded_endpoints
@@ -90,9 +90,9 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
     from ..server import NodeSettings
 
     host, port = parse_listen(args.listen)
+    node_id = check_member_id(args.id, "--id") if args.id is not None else None
     peers = parse_peers(args.peers) if args.peers else {}
     join = check_url(args.join, "--join") if args.join else None
-    node_id = args.id
     found = None
     if not peers and not join:
         service = args.discover if args.discover is not None else os.environ.get("APP_NAME") or None
@@ -117,6 +117,7 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
     if found is not None:
         # Without --id: the id the data directory was created with, else the name.
         node_id = node_id or discovery.stored_node_id(data_dir) or name or discovery.host_name()
+    assert node_id is not None  # --peers and --join need --id; discovery names one
     if peers and node_id not in peers:
         raise UsageError(f"--peers must include this node ({node_id})")
     if args.advertise:

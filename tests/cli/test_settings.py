@@ -180,3 +180,25 @@ def test_peers_naming_a_member_twice_or_two_at_one_url_are_refused(
     args = build_parser().parse_args(node_args(tmp_path, "--id", "n1", "--peers", peers))
     with pytest.raises(UsageError, match=refusal):
         settings.node_settings(args)
+
+
+@pytest.mark.parametrize(
+    ("flags", "refusal"),
+    [
+        (("--id", "a/b", "--peers", "a/b=http://127.0.0.1:9101"), "--id: 'a/b' is not a usable member id"),
+        (("--id", "né", "--peers", "né=http://127.0.0.1:9101"), "--id: 'né' is not a usable member id"),
+        (("--id", "n1", "--peers", "n1=http://127.0.0.1:9101,n 2=http://127.0.0.1:9102"), "--peers: 'n 2'"),
+        (("--id", "", "--join", "http://127.0.0.1:9101"), "--id: a member needs a non-empty id"),
+    ],
+)
+def test_an_id_no_peer_request_could_carry_is_refused_at_start(
+    tmp_path: Path, flags: tuple[str, ...], refusal: str
+) -> None:
+    """``members add`` refuses such an id (400): its peer requests name it
+    in a header that cannot carry it, and ``/`` cannot be named in
+    ``DELETE /api/members/{id}``. A node started under one never joined a
+    cluster; it is a usage error (exit 2) before anything is written."""
+    args = build_parser().parse_args(node_args(tmp_path, *flags))
+    with pytest.raises(UsageError, match=refusal):
+        settings.node_settings(args)
+    assert list(tmp_path.iterdir()) == []
