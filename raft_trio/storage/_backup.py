@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core import HardState, Membership, Snapshot, SnapshotMeta
+from ._datadir import RESTORED_NAME, RESTORING_NAME
 from ._durable import DurableStorage
 from ._errors import StorageError
-from ._files import atomic_write
+from ._files import atomic_write, fsync_dir
 
 MAGIC = b"raft-trio backup 1\n"
 DIGEST_BYTES = 32
@@ -161,17 +162,21 @@ def restore_backup(
     # Term 1 of the new cluster: every member starts from the same snapshot
     # at the backup's revision, with no vote cast.
     meta = SnapshotMeta(backup.revision, RESTORED_TERM, Membership.of(dict(peers)))
+    # Marked unfinished first, finished last: a node refuses to start from a
+    # restore cut short, which would hold a configuration and a snapshot
+    # but skip the check of a restored member's first start.
+    root.mkdir(parents=True, exist_ok=True)
+    fsync_dir(root.parent)
+    atomic_write(root / RESTORING_NAME, b"")
     storage = DurableStorage.open(root, node_id, cluster, initial_snapshot=Snapshot(meta, backup.state))
     try:
         storage.write_to_disk(_restored_hard_state(backup.revision), [], None)
     finally:
         storage.close()
     atomic_write(root / RESTORED_NAME, b"")
+    (root / RESTORING_NAME).unlink()
+    fsync_dir(root)
     return cluster
-
-
-#: The marker of a data directory made by :func:`restore_backup`.
-RESTORED_NAME = "restored"
 
 
 #: The term a restored cluster's members start at (no vote is cast in it:

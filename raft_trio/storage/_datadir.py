@@ -44,10 +44,16 @@ META_NAME = "meta.json"
 DB_NAME = "raft.db"
 SNAPSHOT_DIR = "snapshots"
 LOCK_NAME = "LOCK"
+#: The marker of a data directory made by ``raft-trio snapshot restore``
+#: (raft_trio.storage._backup), written once the restore is complete.
+RESTORED_NAME = "restored"
+#: Written before a restore writes anything else: present without
+#: ``RESTORED_NAME``, the restore did not finish (a crash, a full disk).
+RESTORING_NAME = "restoring"
 
 # What a directory may hold and still count as new: a crash during creation
-# leaves at most these behind.
-_CREATION_LEFTOVERS = frozenset({LOCK_NAME, META_NAME + ".tmp", DB_NAME, SNAPSHOT_DIR})
+# leaves at most these behind (and a restore's first marker).
+_CREATION_LEFTOVERS = frozenset({LOCK_NAME, META_NAME + ".tmp", DB_NAME, SNAPSHOT_DIR, RESTORING_NAME})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +202,11 @@ def _open_existing(root: Path, node_id: str, cluster_id: str | None, adopt: bool
             f"{cluster_id!r}: refusing to adopt it (it may be another cluster's leftover, whose log this "
             "cluster would then serve). If it is this cluster's, start once with --adopt-data-dir to record "
             "the id. Nothing was changed."
+        )
+    if (root / RESTORING_NAME).exists() and not (root / RESTORED_NAME).exists():
+        raise DataDirError(
+            f"data directory {root} is a restore that did not finish (`raft-trio snapshot restore` "
+            "stopped before it was complete): remove the directory and restore again. Nothing was changed."
         )
     if not (root / DB_NAME).exists():
         raise DataDirError(

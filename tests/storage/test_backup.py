@@ -3,13 +3,23 @@ restored from it holds the backup's state at its revision, in term 1."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from raft_trio.core import HardState
 from raft_trio.kv import KeyValueStore, Put
-from raft_trio.storage import BackupCorrupt, DurableStorage, backup_stream, parse_backup, restore_backup
+from raft_trio.storage import (
+    BackupCorrupt,
+    DataDirError,
+    DurableStorage,
+    _backup,
+    backup_stream,
+    parse_backup,
+    restore_backup,
+)
+from raft_trio.storage._files import atomic_write
 
 
 def a_backup() -> tuple[bytes, KeyValueStore]:
@@ -112,3 +122,40 @@ def test_restoring_under_the_old_clusters_id_is_refused(
     assert not (tmp_path / "n1").exists()
     assert main([*argv[:-1], "new-cluster"]) == 0
     assert (tmp_path / "n1").is_dir()
+
+
+@pytest.mark.parametrize("cut", ["write_to_disk", "marker"])
+def test_a_restore_cut_short_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: str
+) -> None:
+    """A crash (or a full disk) during a restore left a directory holding a
+    configuration and a snapshot but not the ``restored`` marker: a node
+    started on it ran as a member that had run, skipping the check of a
+    restored member's first start (a review's finding). It is refused, and
+    says what to do."""
+    backup = parse_backup(a_backup()[0])
+    target = tmp_path / "a"
+    peers = {"a": "http://127.0.0.1:1", "b": "http://127.0.0.1:2"}
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        if cut == "write_to_disk":
+            patch.setattr(DurableStorage, "write_to_disk", crash)
+        else:
+            patch.setattr(
+                _backup,
+                "atomic_write",
+                lambda path, data: crash() if path.name == "restored" else atomic_write(path, data),
+            )
+        with pytest.raises(OSError, match="No space left"):
+            restore_backup(backup, target, "a", peers)
+    with pytest.raises(DataDirError, match="a restore that did not finish"):
+        DurableStorage.open(target, "a")
+    with pytest.raises(FileExistsError):
+        restore_backup(backup, target, "a", peers)  # as the message says: remove it first
+    shutil.rmtree(target)
+    restore_backup(backup, target, "a", peers)
+    DurableStorage.open(target, "a").close()
+    assert sorted(p.name for p in target.iterdir() if p.name.startswith("restor")) == ["restored"]
