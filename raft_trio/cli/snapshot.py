@@ -12,6 +12,7 @@ directory from which the node starts as a member of a new cluster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -38,11 +39,16 @@ def save(target: Path, client: Client) -> int:
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-    except OSError as error:
-        raise UsageError(f"cannot write {partial}: {error.strerror}") from None
-    except StreamBroken as error:
-        partial.unlink(missing_ok=True)
-        fail(f"{error}; nothing was saved", 1)
+    except BaseException as error:
+        # Whatever ended it (a full disk, a broken stream, Ctrl-C): no
+        # part of a backup, which holds every key, is left behind.
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise UsageError(f"cannot write {partial}: {error.strerror}; nothing was saved") from None
+        if isinstance(error, StreamBroken):
+            fail(f"{error}; nothing was saved", 1)
+        raise
     try:
         backup = read_backup(partial)
     except BackupCorrupt as error:
