@@ -55,6 +55,10 @@ class LeaseClock:
         self._ttls: dict[int, int] = {}
         #: Leases whose revoke was proposed and has not yet applied.
         self._revoking: set[int] = set()
+        #: Leases among those whose revoke could not be proposed (the core
+        #: dropped it), to propose again at the next check (a dict for its
+        #: order: a set of them).
+        self._dropped: dict[int, None] = {}
         #: (deadline, lease) entries. Every lease not being revoked has one
         #: no later than its deadline; a keep-alive leaves the old one in
         #: place, and it is moved to the new deadline when it comes up
@@ -76,6 +80,7 @@ class LeaseClock:
         self._deadlines = {lease.id: now + lease.ttl for lease in leases}
         self._ttls = {lease.id: lease.ttl for lease in leases}
         self._revoking.clear()
+        self._dropped.clear()
         self._rebuild()
 
     def step_down(self) -> None:
@@ -83,6 +88,7 @@ class LeaseClock:
         self._deadlines.clear()
         self._ttls.clear()
         self._revoking.clear()
+        self._dropped.clear()
         self._queue.clear()
 
     def granted(self, lease: int, ttl: int, now: float) -> None:
@@ -118,9 +124,12 @@ class LeaseClock:
         return max(0.0, deadline - now)
 
     def due(self, now: float) -> list[int]:
-        """The leases that ran out and are not yet being revoked, oldest
-        deadline first; they count as being revoked from now on."""
-        expired: list[int] = []
+        """The leases to propose the revoke of: those whose revoke was
+        dropped last time, then those that ran out and are not yet being
+        revoked, oldest deadline first; they count as being revoked from
+        now on."""
+        expired = [lease for lease in self._dropped if lease in self._revoking]
+        self._dropped.clear()
         queue = self._queue
         self._settle()
         while queue and queue[0][0] <= now:
@@ -131,11 +140,15 @@ class LeaseClock:
         return expired
 
     def revoke_failed(self, lease: int) -> None:
-        """A revoke could not be proposed: try again at the next check (the
-        lease stays expired)."""
-        self._revoking.discard(lease)
-        if lease in self._deadlines:
-            heapq.heappush(self._queue, (self._deadlines[lease], lease))
+        """A revoke could not be proposed (a transfer under way, too many
+        entries uncommitted): :meth:`due` gives it again at the next check.
+        Not through the heap: its deadline has passed, so
+        :attr:`next_deadline` would ask for that check at once, and the
+        ticker spun until the core took proposals again. It stays being
+        revoked meanwhile: an expired lease is not kept alive again (etcd's
+        rule too)."""
+        if lease in self._revoking:
+            self._dropped[lease] = None
 
     def _settle(self) -> None:
         """Bring the first entry up to date: drop those of leases revoked

@@ -2,7 +2,8 @@
 sequence of grants, keep-alives, revokes, failed revokes, take-overs and
 step-downs it answers as a clock that scans every lease (the model,
 which is what the runtime had before) does; its next deadline may be
-earlier (an entry a keep-alive moved on), never later."""
+earlier (an entry a keep-alive moved on), never later. A failed revoke
+is given again by the next ``due`` and adds no deadline."""
 
 from __future__ import annotations
 
@@ -27,17 +28,21 @@ class ScanningClock:
         self.deadlines: dict[int, float] = {}
         self.ttls: dict[int, int] = {}
         self.revoking: set[int] = set()
+        #: Being revoked, and to be given again by the next due().
+        self.dropped: dict[int, None] = {}
 
     def next_deadline(self) -> float:
         live = [d for lease, d in self.deadlines.items() if lease not in self.revoking]
         return min(live, default=math.inf)
 
     def due(self, now: float) -> list[int]:
+        again = [lease for lease in self.dropped if lease in self.revoking]
+        self.dropped.clear()
         expired = sorted(
             (d, lease) for lease, d in self.deadlines.items() if lease not in self.revoking and d <= now
         )
         self.revoking.update(lease for _, lease in expired)
-        return [lease for _, lease in expired]
+        return again + [lease for _, lease in expired]
 
 
 class LeaseClockMachine(RuleBasedStateMachine):
@@ -82,7 +87,7 @@ class LeaseClockMachine(RuleBasedStateMachine):
     def revoke_failed(self, lease: int) -> None:
         if lease in self.model.revoking:
             self.clock.revoke_failed(lease)
-            self.model.revoking.discard(lease)
+            self.model.dropped[lease] = None  # still being revoked
 
     @rule()
     def take_over(self) -> None:
@@ -90,6 +95,7 @@ class LeaseClockMachine(RuleBasedStateMachine):
         self.clock.take_over(held, self.now)
         self.model.deadlines = {lease.id: self.now + lease.ttl for lease in held}
         self.model.revoking.clear()
+        self.model.dropped.clear()
 
     @rule()
     def step_down(self) -> None:

@@ -187,3 +187,69 @@ def test_the_lease_clock_revokes_each_expired_lease_once() -> None:
     assert clock.due(11.0) == [1]
     clock.revoked(1)
     assert clock.remaining(1, 11.0) is None
+
+
+class TickerSteps(trio.abc.Instrument):
+    """Counts the steps of every node's ticker task; past ``limit`` it
+    cancels ``scope`` (a spinning ticker never lets the fake clock move)."""
+
+    def __init__(self, scope: trio.CancelScope, limit: int) -> None:
+        self.scope = scope
+        self.limit = limit
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == "ticker":
+            self.steps += 1
+            if self.steps > self.limit:
+                self.scope.cancel()
+
+
+async def test_a_revoke_dropped_during_a_transfer_does_not_spin_the_leaders_ticker(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A lease runs out while the leader hands over to a follower that does
+    not answer: the core drops proposals meanwhile, so its revoke cannot be
+    proposed. It is tried again at a later turn of the ticker, which must
+    not wake at once for it: that spun the event loop (and froze Trio's fake
+    clock) until the transfer ended."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    lease = (await leader.grant_lease(3)).id
+    granted_at = trio.current_time()
+    await trio.sleep(2.5)
+    target = next(i for i in cluster.hosts if i != leader.id)
+    cluster.hosts[target].paused = True
+    with trio.CancelScope() as scope:
+        steps = TickerSteps(scope, limit=200)  # about 16 without a spin
+        trio.lowlevel.add_instrument(steps)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(leader.transfer_leadership, target)
+                # The lease runs out 0.5 s into the transfer, which the
+                # core gives up after an election timeout (1 s).
+                await trio.sleep(0.8)
+                assert leader.handing_over and lease in leader.kv.leases
+                nursery.cancel_scope.cancel()
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+    assert not scope.cancelled_caught, f"the tickers took {steps.steps} steps in 0.8 s"
+    cluster.hosts[target].paused = False
+    gone_at = await revoked_at(live_nodes(cluster), lease, within=3 * ELECTION_MAX_S)
+    assert gone_at >= granted_at + 3
+
+
+def test_a_dropped_revoke_is_tried_again_at_the_next_check_without_waking_it_at_once() -> None:
+    clock = LeaseClock()
+    clock.granted(1, 5, now=0.0)
+    clock.granted(2, 8, now=0.0)
+    assert clock.due(5.0) == [1]
+    clock.revoke_failed(1)
+    assert clock.next_deadline == 8.0  # not 5.0: the ticker would wake at once, again and again
+    assert clock.keep_alive(1, now=5.5) is None  # still expired, not kept alive again
+    assert clock.remaining(1, 5.5) == 0.0
+    assert clock.due(5.6) == [1]
+    clock.revoke_failed(1)
+    clock.revoked(1)  # a client's revoke applied meanwhile
+    assert clock.due(5.7) == []
+    clock.step_down()
+    assert clock.due(100.0) == []
