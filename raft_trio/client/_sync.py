@@ -247,23 +247,29 @@ class Client:
             with client.lease(10) as lease:
                 client.put("lock/me", "x", lease=lease.id)
 
-        If the lease was lost meanwhile (the cluster did not hear the
-        keep-alives in time), :class:`LeaseNotFound` is raised at the end
-        of the block (a blocking block cannot be cancelled; the Trio
+        If the lease was lost meanwhile (refused, revoked, or no keep-alive
+        answered within its TTL), :class:`LeaseNotFound` is raised at the
+        end of the block (a blocking block cannot be cancelled; the Trio
         client's is)."""
+        sent = time.monotonic()
         granted = self.grant_lease(ttl)
         stop = threading.Event()
         lost: list[LeaseNotFound] = []
+        #: The lease certainly lives until its TTL has passed since the
+        #: last answered keep-alive (or the grant) was sent.
+        deadline = [sent + granted.ttl]
 
         def keep() -> None:
             while not stop.wait(granted.ttl / 3):
                 try:
-                    self.keep_alive(granted.id)
+                    sent = time.monotonic()
+                    answer = self.keep_alive(granted.id)
                 except LeaseNotFound as error:
                     lost.append(error)
                     return
                 except ClientError:
                     continue  # tried again a third of the TTL later
+                deadline[0] = sent + answer.ttl
 
         keeper = threading.Thread(target=keep, name=f"lease {granted.id}", daemon=True)
         keeper.start()
@@ -273,8 +279,7 @@ class Client:
             stop.set()
             keeper.join()
             if not lost:
-                with contextlib.suppress(ClientError):
-                    self.revoke_lease(granted.id)
+                lost.extend(_lease_lost(granted, deadline[0], self.revoke_lease))
         if lost:
             raise lost[0]
 
@@ -686,3 +691,27 @@ def _why(error: ClientError) -> str:
     if isinstance(error, ApiError) and error.status is not None:
         return f"http {error.status}"
     return str(error)
+
+
+def _lease_lost(
+    lease: schema.LeaseAnswer, deadline: float, revoke: Callable[[str], object]
+) -> list[LeaseNotFound]:
+    """Release a lease at the end of its block (revoke it, in case it
+    lives); why it was lost before that, if it was: no keep-alive answered
+    before ``deadline`` (it may have run out, and what stood on it be
+    someone else's), or the revoke found it gone already."""
+    lost: list[LeaseNotFound] = []
+    overdue = time.monotonic() - deadline
+    if overdue >= 0:
+        silent = overdue + lease.ttl
+        reason = (
+            f"lease {lease.id}: no keep-alive was answered for {silent:.1f} s: the lease may have run out"
+        )
+        lost.append(LeaseNotFound(None, schema.ErrorAnswer(reason, schema.Code.LEASE_NOT_FOUND)))
+    try:
+        revoke(lease.id)
+    except LeaseNotFound as error:
+        lost.append(error)
+    except ClientError:
+        pass  # nobody to ask: it runs out by itself
+    return lost

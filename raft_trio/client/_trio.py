@@ -217,7 +217,9 @@ class TrioClient:
 
         If the lease is lost (refused as expired, or no keep-alive answered
         before the TTL counted from the last answered one ran out), the
-        block is cancelled and :class:`LeaseNotFound` raised."""
+        block is cancelled and :class:`LeaseNotFound` raised; a block that
+        ended before that was noticed (the release finds the lease gone)
+        raises it too."""
         sent = trio.current_time()
         granted = await self.grant_lease(ttl)
         session = Session.granted(granted, sent)
@@ -237,7 +239,13 @@ class TrioClient:
         finally:
             if lost is None:
                 with trio.CancelScope(shield=True), contextlib.suppress(ClientError):
-                    await self.revoke_lease(granted.id)
+                    try:
+                        await self.revoke_lease(granted.id)
+                    except LeaseNotFound:
+                        # Revoked by someone else (or run out) before the
+                        # keep-alives noticed: the block did not hold it
+                        # throughout.
+                        lost = "it expired or was revoked before the block ended"
         if lost is not None:
             raise LeaseNotFound(None, schema.ErrorAnswer(f"lease {granted.id}: {lost}", Code.LEASE_NOT_FOUND))
 
