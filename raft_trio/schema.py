@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -91,6 +92,7 @@ __all__ = [
     "WatchEvent",
     "WatchQuery",
     "decode_error",
+    "quote_path",
 ]
 
 #: A write carrying this header (1 to 256 characters), retried to the same
@@ -101,6 +103,20 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 256
 REVISION_HEADER = "X-Raft-Revision"
 #: On a 307: the id of the leader the ``Location`` points to.
 LEADER_HEADER = "X-Raft-Leader"
+
+#: Path segments that URL parsers (httpx, curl, browsers; RFC 3986 5.2.4)
+#: remove or fold into the one before, spelled so that none does.
+_DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
+
+
+def quote_path(text: str, safe: str = "/") -> str:
+    """``text`` (a key, a name, or a whole path) quoted for a URL path, its
+    ``.`` and ``..`` segments escaped too: ``quote`` leaves dots as they
+    are, and a client that sends ``/api/kv/a/../b`` as written has it read
+    as ``/api/kv/b``. A node decodes ``%2E`` back to ``.``."""
+    quoted = quote(text, safe=safe)
+    return "/".join(_DOT_SEGMENTS.get(part, part) for part in quoted.split("/"))
+
 
 #: A node's role as it reports it (a pre-candidate reports ``candidate``).
 Role = Literal["leader", "follower", "candidate", "learner"]

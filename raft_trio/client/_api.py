@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Iterable
-from urllib.parse import quote
 
 import msgspec
 
@@ -81,7 +80,7 @@ def txn(
 
 
 def lease_path(lease: str) -> str:
-    return "/leases/" + quote(lease, safe="")
+    return "/leases/" + schema.quote_path(lease, safe="")
 
 
 def grant_lease(ttl: int) -> Call[schema.LeaseAnswer]:
@@ -116,7 +115,7 @@ def add_member(member_id: str, url: str) -> Call[schema.MemberChangeAnswer]:
 
 
 def remove_member(member_id: str) -> Call[schema.MemberChangeAnswer]:
-    path = "/members/" + quote(member_id, safe="")
+    path = "/members/" + schema.quote_path(member_id, safe="")
     return Call("DELETE", path, schema.MemberChangeAnswer, leader=True, admin=True)
 
 
@@ -173,7 +172,7 @@ def auth_switch(on: bool) -> Call[schema.AuthChangeAnswer]:
 
 
 def _name(name: str) -> str:
-    return quote(name, safe="")
+    return schema.quote_path(name, safe="")
 
 
 def users() -> Call[schema.UsersAnswer]:

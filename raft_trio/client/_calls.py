@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import msgspec
 
@@ -115,7 +115,7 @@ def json_body(value: Any) -> bytes:
 def kv_path(key: str) -> str:
     if not key:
         raise ValueError("the key is empty")
-    return "/kv/" + quote(key, safe="/")
+    return "/kv/" + schema.quote_path(key)
 
 
 def normalize(url: str) -> str:

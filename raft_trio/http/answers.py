@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 import msgspec
 
@@ -147,7 +147,7 @@ class Target:
         return cls(scope.get("root_path", ""), route_path(scope), scope.get("query_string", b""))
 
     def on(self, base_url: str) -> str:
-        url = base_url.rstrip("/") + self.root_path + quote(self.path)
+        url = base_url.rstrip("/") + self.root_path + schema.quote_path(self.path)
         return url + "?" + self.query.decode("latin-1") if self.query else url
 
 

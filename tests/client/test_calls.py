@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
@@ -196,3 +197,22 @@ def test_admin_calls_carry_the_token_and_others_do_not() -> None:
     script.run(attempts(_api.health(), Endpoints([A]), settings, lambda: 0.0, None))
     sent = [step.headers.get("Authorization") for step in script.steps]
     assert sent == ["Bearer s3cret-token-of-the-admin", None]
+
+
+ODD_NAMES = ["..", ".", "a/../b", "a/./b", "../x", "x/..", "100%", "q?x=1#h", "a b/ü"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_a_name_reaches_the_node_as_written_even_with_dot_segments(name: str) -> None:
+    """httpx, as RFC 3986 says, removes ``.`` and ``..`` segments from a
+    path: ``kv put a/../b`` wrote the key ``b``, and ``kv get ..`` asked
+    for ``GET /api``. The path the node receives must name the key."""
+    calls: dict[str, Call[Any]] = {
+        "/api/kv/" + name: _api.get(name, stale=False),
+        "/api/auth/users/" + name: _api.user(name),
+        "/api/auth/roles/" + name: _api.role(name),
+        "/api/leases/" + name: _api.lease_info(name),
+        "/api/members/" + name: _api.remove_member(name),
+    }
+    for path, call in calls.items():
+        assert httpx.URL(A + call.target("/api")).path == path

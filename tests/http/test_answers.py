@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, get_args
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -285,3 +286,12 @@ def cluster_free_node() -> RaftNode:
 
     storage = MemoryNodeStorage(Snapshot(SnapshotMeta(0, 0, Membership.of({"n1": "http://n1"}))))
     return RaftNode("n1", "http://n1", storage, Timing(), seed=1)
+
+
+def test_a_redirect_keeps_dot_segments_of_a_key() -> None:
+    """A follower's redirect for the key ``x/../y`` (sent as ``x/%2E%2E/y``)
+    must not say ``/api/kv/x/../y``: any client that follows it (httpx,
+    curl, browsers) removes the dot segments and writes the key ``y``."""
+    for key in ("x/../y", "..", ".", "a/./b"):
+        location = Target("/root", "/api/kv/" + key, b"").on("http://n2:9001")
+        assert httpx.URL(location).path == "/root/api/kv/" + key
