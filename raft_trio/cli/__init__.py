@@ -30,6 +30,9 @@ from .snapshot import cmd_snapshot_restore
 #: what a shell reports for a process ended by SIGPIPE, 128 + 13.
 EXIT_BROKEN_PIPE = 141
 
+#: Flags whose value may hold a password, never shown in a message.
+SECRET_FLAGS = ("--user", "--password")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     # A table holding a character the terminal's encoding lacks shows it
@@ -55,6 +58,7 @@ def run(argv: list[str]) -> int:
     try:
         rest, options = extract_globals(argv)
         rest, command = take_command(rest)
+        check_text(argv if command is None else argv[: argv.index("--")])
         args = build_parser().parse_args(rest)
         if args.command is None:
             return print_usage()
@@ -71,6 +75,22 @@ def run(argv: list[str]) -> int:
         return run_client_command(args, options)
     except UsageError as error:
         fail(str(error))
+
+
+def check_text(argv: list[str]) -> None:
+    """Refuse an argument that is not UTF-8: Python holds its bad bytes as
+    lone surrogates, which no key, name, value or URL can be sent with
+    (encoding one raised a traceback). The message shows the argument but
+    not a password. What ``lock`` and ``elect`` run, after ``--``, is not
+    raft-trio's and not checked."""
+    for at, arg in enumerate(argv):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            flag = arg.partition("=")[0] if arg.startswith("--") else argv[at - 1] if at else ""
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            what = f"the value of {flag}" if flag in SECRET_FLAGS else f"argument '{shown}'"
+            raise UsageError(f"{what} is not UTF-8 text (keys, names and values are text)") from None
 
 
 def print_usage() -> int:
