@@ -157,6 +157,9 @@ def hold_settings(args: argparse.Namespace, command: list[str] | None) -> HoldSe
     listen = getattr(args, "listen", False)
     if listen and command is not None:
         raise UsageError("elect --listen runs no command (it does not campaign)")
+    if listen and getattr(args, "proposal", None) is not None:
+        # Taken silently, the user would believe this machine a candidate.
+        raise UsageError("elect --listen does not campaign: --proposal is for a candidate")
     return HoldSettings(
         args.command, args.name, args.ttl, args.grace, command, getattr(args, "proposal", None), listen
     )

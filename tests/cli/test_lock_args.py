@@ -56,6 +56,7 @@ def test_defaults_and_elect_settings() -> None:
         (["lock", "///", "--", "true"], "the lock name is empty"),
         (["lock", "x" * 1100, "--", "true"], "the lock name is too long"),
         (["elect", "x", "--listen", "--", "true"], "elect --listen runs no command"),
+        (["elect", "x", "--listen", "--proposal", "me"], "elect --listen does not campaign: --proposal"),
     ],
 )
 def test_settings_that_cannot_work_are_refused(line: list[str], message: str) -> None:
