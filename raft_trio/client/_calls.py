@@ -23,6 +23,9 @@ The rules, for every call:
   that is safe to repeat goes on (a read, or a write carrying an
   ``Idempotency-Key``, which the cluster applies once however often it
   arrives); any other raises :class:`~._errors.Indeterminate`;
+- an answer that is not a node's (another server at that address, a
+  proxy's error page) counts as the endpoint not answering, but for a
+  call not safe to repeat, which raises :class:`~._errors.Indeterminate`;
 - a ``503 indeterminate`` is retried only with an ``Idempotency-Key``;
 - any other answer that is not a success raises its
   :class:`~._errors.ApiError`;
@@ -208,6 +211,21 @@ def decode(model: type[T], body: bytes, url: str) -> T:
         raise ClientError(f"{url} answered something that is not a {model.__name__}: {error}") from None
 
 
+def from_a_node(reply: Reply, call: Call[Any]) -> bool:
+    """Whether ``reply`` is one a node gives: a success, a redirect, or an
+    error in the API's shape. Any other comes from another server at the
+    endpoint's address (a wrong port, the monitor's) or from a proxy whose
+    node is down: not the cluster saying no, so the call goes on to the
+    next endpoint rather than failing on the first wrong one."""
+    if 200 <= reply.status < 300 or reply.status == 307 or reply.status in call.also_ok:
+        return True
+    try:
+        schema.decode_error(reply.body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return True
+
+
 def attempts(
     call: Call[T],
     endpoints: Endpoints,
@@ -253,6 +271,13 @@ def attempts(
                             where,
                         )
                     tried.append((where, reply.reason))
+                    break
+                if not from_a_node(reply, call):
+                    endpoints.unreachable(base)
+                    reason = f"HTTP {reply.status} that is not a raft-trio node's answer"
+                    if not repeatable:  # a proxy's 502 or 504 may come after the node took it
+                        raise indeterminate(f"{where}: {reason}; it may or may not have taken effect", where)
+                    tried.append((where, reason))
                     break
                 endpoints.answered(base)
                 if reply.status == 307 and "location" in reply.headers and hops < MAX_REDIRECTS:

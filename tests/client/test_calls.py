@@ -216,3 +216,34 @@ def test_a_name_reaches_the_node_as_written_even_with_dot_segments(name: str) ->
     }
     for path, call in calls.items():
         assert httpx.URL(A + call.target("/api")).path == path
+
+
+#: What another server at an endpoint's address answers: a web server,
+#: the monitor's port, a proxy whose node is down.
+NOT_A_NODE = Reply(404, {"content-type": "text/html"}, b"<html><h1>Not Found</h1></html>")
+
+
+def test_an_endpoint_that_is_not_a_node_sends_the_call_to_the_next() -> None:
+    """A wrong port in the list (the monitor's, another service's) must not
+    stop the call: that server's 404 is not the cluster saying no."""
+
+    def answer(send: Send) -> Reply:
+        return NOT_A_NODE if send.url.startswith(A) else ok(KEY)
+
+    value, script = run(_api.put("k", "v", None), answer, token="t")
+    assert value == KEY and script.urls() == [f"{A}/api/kv/k", f"{B}/api/kv/k"]
+    value, _ = run(_api.get("k", stale=True), answer)
+    assert value == KEY
+
+
+def test_when_no_endpoint_is_a_node_the_error_says_so_for_each() -> None:
+    with pytest.raises(NoEndpointAnswered) as raised:
+        run(_api.status(), lambda send: Reply(502, {}, b"Bad Gateway"))
+    reason = "HTTP 502 that is not a raft-trio node's answer"
+    assert raised.value.tried == [(A, reason), (B, reason), (C, reason)]
+
+
+def test_a_write_without_a_key_answered_by_no_node_may_have_been_served() -> None:
+    """A proxy's 502 or 504 may come after the node took the request."""
+    with pytest.raises(Indeterminate):
+        run(_api.add_member("n4", "http://d:9001"), lambda send: NOT_A_NODE)
