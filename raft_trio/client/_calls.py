@@ -43,7 +43,15 @@ from urllib.parse import urlencode, urlsplit
 import msgspec
 
 from .. import schema
-from ._errors import ApiError, ClientError, NoEndpointAnswered, api_error, error_answer, indeterminate
+from ._errors import (
+    ApiError,
+    ClientError,
+    NoEndpointAnswered,
+    api_error,
+    error_answer,
+    indeterminate,
+    is_node_answer,
+)
 
 T = TypeVar("T")
 Code = schema.Code
@@ -217,13 +225,8 @@ def from_a_node(reply: Reply, call: Call[Any]) -> bool:
     endpoint's address (a wrong port, the monitor's) or from a proxy whose
     node is down: not the cluster saying no, so the call goes on to the
     next endpoint rather than failing on the first wrong one."""
-    if 200 <= reply.status < 300 or reply.status == 307 or reply.status in call.also_ok:
-        return True
-    try:
-        schema.decode_error(reply.body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return False
-    return True
+    ok = 200 <= reply.status < 300 or reply.status == 307 or reply.status in call.also_ok
+    return ok or is_node_answer(reply.body)
 
 
 def attempts(

@@ -168,6 +168,21 @@ _BY_CODE: dict[str, type[ApiError]] = {
 }
 
 
+class NotANode(ApiError):
+    """An error answer not in the API's shape: from another server at the
+    endpoint's address (a wrong port, the monitor's) or a proxy's page. Not
+    the cluster saying no, so a caller goes on to the next endpoint."""
+
+
+def is_node_answer(body: bytes) -> bool:
+    """Whether an error answer's ``body`` is one a node gives."""
+    try:
+        schema.decode_error(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return True
+
+
 def error_answer(status: int, body: bytes) -> schema.ErrorBody:
     """The error answer in ``body``; one made up from the status if the
     body is not one (a proxy's page, say)."""

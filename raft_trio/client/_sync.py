@@ -30,7 +30,7 @@ from ._errors import (
     api_error,
     error_answer,
 )
-from ._watch import WATCH_STALL_S, WatchCursor, retryable
+from ._watch import WATCH_STALL_S, WatchCursor, retryable, why_refused
 from .sse import SseComment, SseDropped, SseEvent, SseParser, sse_lines
 
 if TYPE_CHECKING:
@@ -501,7 +501,7 @@ class Client:
                     refusal = api_error(response.status_code, answer, base)
                     if not retryable(refusal):
                         raise refusal
-                    tried.append((base, f"{response.status_code} {refusal.code}"))
+                    tried.append((base, why_refused(refusal)))
                     continue
                 self.endpoints.answered(base)
                 yield _chunks(response, base, chunk_bytes)
@@ -569,7 +569,7 @@ class Client:
                             error = cursor.refused(response.status_code, response.read(), base)
                             if not cursor.may_retry(error):
                                 raise error
-                            tried.append((base, f"{response.status_code} {error.code}"))
+                            tried.append((base, why_refused(error)))
                             continue
                         self.endpoints.answered(base)
                         cursor.opened(response.headers)

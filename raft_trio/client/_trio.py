@@ -32,7 +32,7 @@ from ._errors import (
 from ._locks import Holding, Leadership
 from ._session import Session
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
-from ._watch import WATCH_STALL_S, WatchCursor
+from ._watch import WATCH_STALL_S, WatchCursor, why_refused
 from .sse import SseEvent, SseParser, asse_lines
 
 T = TypeVar("T")
@@ -497,7 +497,7 @@ class TrioClient:
                             error = cursor.refused(response.status_code, await response.aread(), base)
                             if not cursor.may_retry(error):
                                 raise error
-                            tried.append((base, f"{response.status_code} {error.code}"))
+                            tried.append((base, why_refused(error)))
                             continue
                         self.endpoints.answered(base)
                         cursor.opened(response.headers)

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from .. import schema
-from ._errors import ApiError, ClientError, Compacted, api_error, error_answer
+from ._errors import ApiError, ClientError, Compacted, NotANode, api_error, error_answer, is_node_answer
 from .sse import SseComment, SseDropped, SseEvent
 
 #: A node sends a comment on a quiet watch at least every 5 s; a stream
@@ -94,7 +94,8 @@ class WatchCursor:
     def refused(self, status: int, body: bytes, url: str) -> ApiError:
         """The error for a watch request not answered 200; the caller
         raises it unless :meth:`may_retry`."""
-        return api_error(status, error_answer(status, body), url)
+        error = api_error(status, error_answer(status, body), url)
+        return error if is_node_answer(body) else NotANode(status, error.answer, url)
 
     def may_retry(self, error: ApiError) -> bool:
         """Whether the watch goes on after ``error`` (another endpoint, or
@@ -169,5 +170,12 @@ class WatchCursor:
         return schema.WatchEvent("put" if item.name == "put" else "delete", change)
 
 
+def why_refused(error: ApiError) -> str:
+    """An endpoint's refusal as ``NoEndpointAnswered`` lists it."""
+    if isinstance(error, NotANode):
+        return f"HTTP {error.status} that is not a raft-trio node's answer"
+    return f"{error.status} {error.code}"
+
+
 def retryable(error: ApiError) -> bool:
-    return error.status in RETRYABLE_STATUSES
+    return error.status in RETRYABLE_STATUSES or isinstance(error, NotANode)

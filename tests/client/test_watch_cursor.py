@@ -10,7 +10,7 @@ import pytest
 
 from raft_trio import schema
 from raft_trio.client import Compacted
-from raft_trio.client._watch import WatchCursor
+from raft_trio.client._watch import WatchCursor, why_refused
 from raft_trio.client.sse import SseComment, SseEvent
 
 
@@ -75,3 +75,14 @@ def test_a_delete_event_has_no_value() -> None:
 def test_a_key_and_a_prefix_together_are_refused() -> None:
     with pytest.raises(ValueError, match="not both"):
         WatchCursor(key="k", prefix="p")
+
+
+def test_an_endpoint_that_is_not_a_node_sends_the_watch_to_the_next() -> None:
+    """``raft-trio watch`` with the monitor's port first in --endpoints
+    stopped at its 404 page; a node's own 404 still ends the watch."""
+    cursor = WatchCursor(key="k")
+    page = cursor.refused(404, b"<html><h1>Not Found</h1></html>", "http://a:8000")
+    assert cursor.may_retry(page)
+    node_says = json.dumps({"error": "no such endpoint", "code": "not_found"}).encode()
+    assert not cursor.may_retry(cursor.refused(404, node_says, "http://a:9001"))
+    assert why_refused(page) == "HTTP 404 that is not a raft-trio node's answer"
