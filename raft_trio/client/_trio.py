@@ -486,6 +486,7 @@ class TrioClient:
         failing_since: float | None = None
         backoff = 0.1
         while True:
+            tried = []  # what the last round found: each endpoint once when the watch gives up
             for base in self.endpoints.order(False):
                 url = base + cursor.target(self.settings.api_prefix)
                 try:

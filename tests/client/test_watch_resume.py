@@ -22,7 +22,7 @@ import trio
 import trio.testing
 
 from raft_trio.asgi import serve_app
-from raft_trio.client import NoEndpointAnswered, TrioClient
+from raft_trio.client import Client, NoEndpointAnswered, TrioClient
 from raft_trio.client._watch import WatchCursor
 from raft_trio.http import coordination
 from raft_trio.http.app import create_app, front_door
@@ -151,3 +151,40 @@ async def test_a_start_taken_from_a_first_answer_gives_way_to_the_next_change_wh
         with trio.fail_after(10):
             first = await changes.__anext__()
     assert first.change.key == "jobs/1"
+
+
+async def test_a_watch_that_gives_up_names_each_endpoint_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``raft-trio watch`` gave up with every round's tries listed, each
+    endpoint ten times and more over; the last round names each once."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=CUT_OFF, headers={"content-type": "text/event-stream"})
+
+    async def watch_all(client: TrioClient) -> None:
+        async with client.watch(prefix="jobs/") as changes:
+            async for _ in changes:
+                pass
+
+    async with mock_client(answer, timeout=3.0) as client:
+        with trio.fail_after(10), pytest.raises(NoEndpointAnswered) as raised:
+            await watch_all(client)
+    ended = "stream ended"
+    assert raised.value.tried == [("http://a:1", ended), ("http://b:1", ended), ("http://c:1", ended)]
+
+
+def test_a_blocking_watch_that_gives_up_names_each_endpoint_once() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, content=b"<html>Not Found</html>")
+
+    def first_change(client: Client) -> None:
+        with client.watch(key="k") as changes:
+            next(iter(changes))
+
+    http = httpx.Client(transport=httpx.MockTransport(answer))
+    client = Client(["http://a:1", "http://b:1"], timeout=0.5, http=http)
+    with client, pytest.raises(NoEndpointAnswered) as raised:
+        first_change(client)
+    page = "HTTP 404 that is not a raft-trio node's answer"
+    assert raised.value.tried == [("http://a:1", page), ("http://b:1", page)]
