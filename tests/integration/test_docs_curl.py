@@ -60,3 +60,19 @@ def test_every_curl_line_of_the_api_page_works_as_written(cluster: Cluster) -> N
             for document in filter(None, body.split("\n")):
                 if not re.fullmatch(r"2\d\d", document):  # two URLs: the first one's status line
                     json.loads(document)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readmes_curl_writes_follow_a_redirect_to_the_leader() -> None:
+    """The README's walk-through wrote with ``curl -s -X PUT`` to n1, which
+    leads only sometimes: on a follower the line printed a 307 and wrote
+    nothing. A write (or a linearizable read) may reach a follower; every
+    such curl line of the README must carry ``-L``."""
+    lines = [line.split("  #")[0] for line in README.read_text().splitlines() if line.startswith("curl ")]
+    assert lines
+    for line in lines:
+        if "/api/kv/" in line and " -N " not in line:
+            flags = re.match(r"curl (-\w+)", line)
+            assert flags is not None and "L" in flags.group(1), line
