@@ -32,6 +32,8 @@ def cmd_snapshot_save(args: argparse.Namespace, client: Client, output: str) -> 
 def save(target: Path, client: Client) -> int:
     from ..storage import BackupCorrupt, read_backup
 
+    if target.is_dir():  # checked first: the rename at the end would fail after the download
+        raise UsageError(f"{target} is a directory; give the backup's file name")
     partial = target.with_name(target.name + ".part")
     try:
         with client.snapshot() as chunks, open(partial, "wb") as out:
