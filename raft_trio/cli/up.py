@@ -98,6 +98,17 @@ def recorded_nodes(root: Path) -> dict[str, str]:
     }
 
 
+def recorded_monitor_port(root: Path) -> int | None:
+    """The port of the monitor ``up`` recorded in ``root`` (None when it
+    holds no readable record)."""
+    try:
+        doc = json.loads((root / CLUSTER_FILE).read_text())
+        monitor = doc.get("monitor") if isinstance(doc, dict) else None
+        return urlsplit(monitor).port if isinstance(monitor, str) else None
+    except (OSError, ValueError):
+        return None
+
+
 def recorded_endpoints(root: Path) -> list[str]:
     """The node URLs ``up`` recorded in ``root`` (none when it holds no
     readable record)."""
@@ -158,7 +169,10 @@ def plan_up(nodes: int | None, base_port: int | None, monitor_port: int | None, 
     plan = UpPlan(
         nodes=nodes if nodes is not None else len(existing) or DEFAULT_NODES,
         base_port=base_port if base_port is not None else recorded_base or DEFAULT_BASE_PORT,
-        monitor_port=monitor_port if monitor_port is not None else DEFAULT_MONITOR_PORT,
+        # The monitor moves with --monitor-port, and stays where it was without.
+        monitor_port=monitor_port
+        if monitor_port is not None
+        else recorded_monitor_port(root) or DEFAULT_MONITOR_PORT,
         root=root,
     )
     if not 1 <= plan.nodes <= MAX_NODES:

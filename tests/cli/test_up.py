@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from raft_trio.cli.up import record_cluster
+from raft_trio.cli.up import DEFAULT_MONITOR_PORT, plan_up, record_cluster
 from raft_trio.testing.processes import cli_command, consecutive_free_ports
 from raft_trio.testing.waiting import wait_until
 
@@ -204,3 +204,18 @@ def test_bad_up_flags_are_one_line_and_exit_2(tmp_path: Path, flags: list[str]) 
     assert result.returncode == 2, result
     one_line(result.stderr)
     assert not (tmp_path / "raft-data").exists()
+
+
+def test_up_again_keeps_the_monitor_where_it_was(tmp_path: Path) -> None:
+    """``up`` resumes a cluster "with its data, size and ports" (README):
+    the monitor's too, which went back to 8000 without ``--monitor-port``
+    (a review's finding); the flag still moves it."""
+    root = tmp_path / "raft-data"
+    root.mkdir()
+    nodes = {f"n{i + 1}": f"http://127.0.0.1:{9101 + i}" for i in range(3)}
+    record_cluster(root, nodes, "http://127.0.0.1:9200")
+    assert plan_up(None, None, None, str(root)).monitor_port == 9200
+    assert plan_up(None, None, 9300, str(root)).monitor_port == 9300
+    assert plan_up(None, None, None, str(tmp_path / "new")).monitor_port == DEFAULT_MONITOR_PORT
+    (root / "cluster.json").write_text('{"nodes": {}, "monitor": "http://127.0.0.1:99999"}')
+    assert plan_up(None, None, None, str(root)).monitor_port == DEFAULT_MONITOR_PORT
