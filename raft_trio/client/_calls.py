@@ -17,8 +17,10 @@ The rules, for every call:
   remembered as the leader;
 - an endpoint that cannot be reached, or answers ``503`` with certainly no
   effect (``no_leader``, ``unavailable``), sends the call on to the next
-  one; after a round of those, the call waits (``Retry-After``, backing
-  off from 0.1 s to 1 s) and goes round again until its time is up;
+  one; after a round of those, the call waits (backing off from 0.1 s to
+  1 s) and goes round again until its time is up; so does a round in
+  which endpoints answered only with redirects to a leader that cannot be
+  reached (it just failed, and the others have not yet elected another);
 - when the connection breaks after the request went out, only a call
   that is safe to repeat goes on (a read, or a write carrying an
   ``Idempotency-Key``, which the cluster applies once however often it
@@ -257,6 +259,8 @@ def attempts(
     tried: list[tuple[str, str]] = []
     while True:
         unavailable: ApiError | None = None
+        #: Some endpoint answered in this round: the cluster is there.
+        answered = False
         for base in endpoints.order(call.leader):
             url, where, hops = base + target, base, 0
             while True:
@@ -283,6 +287,7 @@ def attempts(
                     tried.append((where, reason))
                     break
                 endpoints.answered(base)
+                answered = True
                 if reply.status == 307 and "location" in reply.headers and hops < MAX_REDIRECTS:
                     hops += 1
                     url = reply.headers["location"]
@@ -299,10 +304,10 @@ def attempts(
                 unavailable = error
                 tried.append((where, f"{reply.status} {answer.code}"))
                 break
-        if unavailable is None:
+        if not answered:
             raise NoEndpointAnswered(tried)
         if not settings.retry or clock() + backoff >= deadline:
-            raise unavailable
+            raise unavailable or NoEndpointAnswered(tried)
         yield Wait(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_S)
         tried = []

@@ -247,3 +247,22 @@ def test_a_write_without_a_key_answered_by_no_node_may_have_been_served() -> Non
     """A proxy's 502 or 504 may come after the node took the request."""
     with pytest.raises(Indeterminate):
         run(_api.add_member("n4", "http://d:9001"), lambda send: NOT_A_NODE)
+
+
+def test_a_leader_that_died_is_waited_for_while_the_followers_still_point_at_it() -> None:
+    """A leader crashes: for an election timeout the followers still
+    redirect to it. The followers did answer, so the call waits for the
+    new leader as it does for ``no_leader``; it does not give up at once
+    as if the whole cluster were down."""
+    endpoints = Endpoints([A, B, C])
+    endpoints.leader = A
+
+    def answer(send: Send) -> Reply | Failure:
+        if script.now < 0.5:  # until B wins the election
+            return Failure("connection refused", sent=False) if send.url.startswith(A) else redirect(A)
+        return Failure("connection refused", sent=False) if send.url.startswith(A) else ok(KEY)
+
+    script = Script(answer)
+    plan = attempts(_api.put("k", "v", None), endpoints, Settings(timeout=10.0), lambda: script.now, "t")
+    assert script.run(plan) == KEY
+    assert script.waits() and script.urls()[-1].startswith((B, C))
