@@ -29,6 +29,10 @@ The rules, for every call:
   proxy's error page) counts as the endpoint not answering, but for a
   call not safe to repeat, which raises :class:`~._errors.Indeterminate`;
 - a ``503 indeterminate`` is retried only with an ``Idempotency-Key``;
+- a write that may have been applied by one attempt (either of the two
+  above) and then runs out of time or endpoints raises
+  :class:`~._errors.Indeterminate`, never an error that says it
+  certainly had no effect;
 - any other answer that is not a success raises its
   :class:`~._errors.ApiError`;
 - when no endpoint could be reached at all in a round, the call raises
@@ -48,6 +52,7 @@ from .. import schema
 from ._errors import (
     ApiError,
     ClientError,
+    Indeterminate,
     NoEndpointAnswered,
     api_error,
     error_answer,
@@ -257,6 +262,8 @@ def attempts(
     repeatable = call.repeatable or token is not None
     backoff = FIRST_BACKOFF_S
     tried: list[tuple[str, str]] = []
+    #: Why an earlier attempt of this write may have been applied.
+    maybe_applied: str | None = None
     while True:
         unavailable: ApiError | None = None
         #: Some endpoint answered in this round: the cluster is there.
@@ -266,7 +273,9 @@ def attempts(
             while True:
                 left = deadline - clock()
                 if left <= 0:
-                    raise unavailable or NoEndpointAnswered([*tried, (where, "out of time")])
+                    raise _unless_applied(
+                        unavailable or NoEndpointAnswered([*tried, (where, "out of time")]), maybe_applied
+                    )
                 reply = yield Send(call.method, url, headers, call.body, min(left, settings.attempt_timeout))
                 assert reply is not None
                 if isinstance(reply, Failure):
@@ -277,6 +286,10 @@ def attempts(
                             "it may or may not have taken effect",
                             where,
                         )
+                    if reply.sent and not call.repeatable:
+                        maybe_applied = (
+                            f"{where}: the connection broke after the request went out ({reply.reason})"
+                        )
                     tried.append((where, reply.reason))
                     break
                 if not from_a_node(reply, call):
@@ -284,6 +297,8 @@ def attempts(
                     reason = f"HTTP {reply.status} that is not a raft-trio node's answer"
                     if not repeatable:  # a proxy's 502 or 504 may come after the node took it
                         raise indeterminate(f"{where}: {reason}; it may or may not have taken effect", where)
+                    if not call.repeatable:  # the same, for a write whose key makes a retry safe
+                        maybe_applied = f"{where}: {reason}"
                     tried.append((where, reason))
                     break
                 endpoints.answered(base)
@@ -302,12 +317,25 @@ def attempts(
                 if reply.status != 503 or not again:
                     raise error
                 unavailable = error
+                if answer.code == Code.INDETERMINATE and not call.repeatable:
+                    maybe_applied = f"{where}: {error}"
                 tried.append((where, f"{reply.status} {answer.code}"))
                 break
         if not answered:
-            raise NoEndpointAnswered(tried)
+            raise _unless_applied(NoEndpointAnswered(tried), maybe_applied)
         if not settings.retry or clock() + backoff >= deadline:
-            raise unavailable or NoEndpointAnswered(tried)
+            raise _unless_applied(unavailable or NoEndpointAnswered(tried), maybe_applied)
         yield Wait(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_S)
         tried = []
+
+
+def _unless_applied(error: ClientError, maybe_applied: str | None) -> ClientError:
+    """What a call that gives up raises: ``error``, unless an earlier
+    attempt may have applied the write (``maybe_applied`` says how). Then
+    the fate of the write is unknown, whatever the last attempts answered:
+    a "no leader" or an unreachable cluster afterwards does not undo it,
+    and a caller told Unavailable would write again without the key."""
+    if maybe_applied is None or isinstance(error, Indeterminate):
+        return error
+    return indeterminate(f"{maybe_applied}; it may or may not have taken effect, and then {error}")

@@ -136,7 +136,8 @@ class Unavailable(ApiError):
 class Indeterminate(ApiError):
     """A write whose fate is unknown: it may or may not take effect (503
     ``indeterminate``, or the connection broke after the request went out
-    and the write carried no ``Idempotency-Key`` to retry it with)."""
+    and the write carried no ``Idempotency-Key`` to retry it with, or its
+    retries with the key got no definite answer before the timeout)."""
 
 
 _BY_CODE: dict[str, type[ApiError]] = {

@@ -183,6 +183,13 @@ class WriteLoad:
                 target += 1
                 continue
             except Indeterminate as error:
+                if error.status is None:
+                    # No answer at all: the connection broke after the write
+                    # went out. Its key makes the retry safe.
+                    with self._lock:
+                        self.retried_connection += 1
+                    target += 1
+                    continue
                 self._end(Unacked(key, value, "indeterminate", f"{error.status} {error.message}"))
                 return target
             except ApiError as error:

@@ -266,3 +266,30 @@ def test_a_leader_that_died_is_waited_for_while_the_followers_still_point_at_it(
     plan = attempts(_api.put("k", "v", None), endpoints, Settings(timeout=10.0), lambda: script.now, "t")
     assert script.run(plan) == KEY
     assert script.waits() and script.urls()[-1].startswith((B, C))
+
+
+def test_a_write_that_may_have_been_applied_never_ends_as_certainly_not() -> None:
+    """Once an attempt of a write may have been applied (503
+    indeterminate, or the connection broke after it went out), the call
+    that then runs out of time or endpoints raises Indeterminate, never
+    Unavailable ("certainly no effect") or NoEndpointAnswered: the caller
+    must not take it for a write that did not happen."""
+    first = [err(503, "indeterminate", indeterminate=True)]
+
+    def no_leader_after(send: Send) -> Reply:
+        return first.pop() if first else err(503, "no_leader")
+
+    with pytest.raises(Indeterminate):
+        run(_api.put("k", "v", None), no_leader_after, token="key-3", timeout=2.0)
+
+    lost = [Failure("timed out", sent=True)]
+
+    def down_after(send: Send) -> Failure:
+        return lost.pop() if lost else Failure("connection refused", sent=False)
+
+    with pytest.raises(Indeterminate):
+        run(_api.put("k", "v", None), down_after, token="key-4")
+    # A read stays a read: nothing it did can have taken effect.
+    lost.append(Failure("timed out", sent=True))
+    with pytest.raises(NoEndpointAnswered):
+        run(_api.get("k", stale=False), down_after)
