@@ -14,7 +14,9 @@ The rules, for every call:
   (writes, linearizable reads) and it is known, then the endpoint that
   answered last;
 - a ``307`` is followed (at most ``MAX_REDIRECTS`` hops) and its target
-  remembered as the leader;
+  remembered as the leader; one past the last hop (nodes whose views of a
+  leader change disagree) counts as a ``503 unavailable``: it was not
+  served;
 - an endpoint that cannot be reached, or answers ``503`` with certainly no
   effect (``no_leader``, ``unavailable``), sends the call on to the next
   one; after a round of those, the call waits (backing off from 0.1 s to
@@ -54,6 +56,7 @@ from ._errors import (
     ClientError,
     Indeterminate,
     NoEndpointAnswered,
+    Unavailable,
     api_error,
     error_answer,
     indeterminate,
@@ -311,6 +314,10 @@ def attempts(
                     continue
                 if 200 <= reply.status < 300 or reply.status in call.also_ok:
                     return decode(call.model, reply.body, url)
+                if reply.status == 307:
+                    unavailable = _redirected_round(where, hops)
+                    tried.append((where, f"307 after {hops} redirects"))
+                    break
                 answer = error_answer(reply.status, reply.body)
                 error = api_error(reply.status, answer, base)
                 again = answer.code in RETRYABLE_CODES or (answer.code == Code.INDETERMINATE and repeatable)
@@ -339,3 +346,10 @@ def _unless_applied(error: ClientError, maybe_applied: str | None) -> ClientErro
     if maybe_applied is None or isinstance(error, Indeterminate):
         return error
     return indeterminate(f"{maybe_applied}; it may or may not have taken effect, and then {error}")
+
+
+def _redirected_round(where: str, hops: int) -> Unavailable:
+    """The error for a call still redirected after its last hop: a 307 is
+    never served, so like a "no leader" it is tried again later."""
+    message = f"{where}: still redirected after {hops} redirects; the nodes disagree on who leads"
+    return Unavailable(307, schema.UnavailableAnswer(message, Code.UNAVAILABLE, False), where)

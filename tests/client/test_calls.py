@@ -293,3 +293,20 @@ def test_a_write_that_may_have_been_applied_never_ends_as_certainly_not() -> Non
     lost.append(Failure("timed out", sent=True))
     with pytest.raises(NoEndpointAnswered):
         run(_api.get("k", stale=False), down_after)
+
+
+def test_redirects_that_go_round_in_circles_are_waited_out() -> None:
+    """Two nodes with stale views of a leader change send the call back
+    and forth. A 307 is never served, so once the hops are used up the
+    call goes on as after a "no leader", instead of raising the 307 as
+    an error of its own."""
+
+    def answer(send: Send) -> Reply:
+        if script.now < 0.5:  # until the election settles
+            return redirect(A) if send.url.startswith(B) else redirect(B)
+        return ok(KEY) if send.url.startswith(B) else redirect(B)
+
+    script = Script(answer)
+    plan = attempts(_api.put("k", "v", None), Endpoints([A, B]), Settings(), lambda: script.now, "t")
+    assert script.run(plan) == KEY
+    assert script.waits()
