@@ -160,9 +160,14 @@ class Endpoints:
         self._preferred = 0
 
     def order(self, leader_first: bool) -> list[str]:
-        ordered = self.urls[self._preferred :] + self.urls[: self._preferred]
-        if leader_first and self.leader is not None:
-            return [self.leader, *(url for url in ordered if url != self.leader)]
+        """The endpoints in the order to try them. What threads sharing a
+        client change at any moment is read once: a second read of the
+        leader could find None (a failed attempt forgets it), and of the
+        preferred endpoint a new one (the order would leave some out)."""
+        leader, preferred = self.leader, self._preferred
+        ordered = self.urls[preferred:] + self.urls[:preferred]
+        if leader_first and leader is not None:
+            return [leader, *(url for url in ordered if url != leader)]
         return ordered
 
     def answered(self, base: str) -> None:

@@ -3,7 +3,10 @@ without I/O: scripted answers in, the client's next step out."""
 
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Callable, Generator
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -310,3 +313,31 @@ def test_redirects_that_go_round_in_circles_are_waited_out() -> None:
     plan = attempts(_api.put("k", "v", None), Endpoints([A, B]), Settings(), lambda: script.now, "t")
     assert script.run(plan) == KEY
     assert script.waits()
+
+
+def test_the_leader_forgotten_by_another_thread_mid_order_is_not_tried_as_none() -> None:
+    """``Client`` may be shared by threads, and one thread's failed
+    attempt forgets the leader while another orders the endpoints. A
+    thread switch between reading the leader and using it must not put
+    None among the URLs to try (``None + path``: a TypeError). The
+    switch is made deterministic with a trace function that plays the
+    other thread, forgetting the leader, just before ``order`` builds
+    the list it returns with the leader first."""
+    endpoints = Endpoints([A, B, C])
+    endpoints.leader = B
+    lines, first = inspect.getsourcelines(Endpoints.order)
+    switch_at = first + next(n for n, line in enumerate(lines) if "return [" in line)
+
+    def other_thread(frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code is Endpoints.order.__code__:
+            if event == "line" and frame.f_lineno == switch_at:
+                endpoints.leader = None
+            return other_thread
+        return None
+
+    sys.settrace(other_thread)
+    try:
+        ordered = endpoints.order(leader_first=True)
+    finally:
+        sys.settrace(None)
+    assert None not in ordered and sorted(ordered) == [A, B, C]
