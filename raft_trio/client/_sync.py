@@ -479,8 +479,13 @@ class Client:
         timeout = httpx.Timeout(self.settings.attempt_timeout, connect=self.settings.connect_timeout)
         path = self.settings.api_prefix.rstrip("/") + "/snapshot"
         bases = self.endpoints.order(True)
+        #: Each node is asked once: two that name each other the leader
+        #: (a leader change under way) would send the download back and
+        #: forth for ever.
+        asked: set[str] = set()
         while bases:
             base = bases.pop(0)
+            asked.add(base)
             try:
                 stream = self._http.stream("GET", base + path, headers=headers, timeout=timeout)
                 response = stream.__enter__()
@@ -491,7 +496,7 @@ class Client:
             try:
                 if response.status_code == 307 and (location := response.headers.get("location")):
                     leader = self.endpoints.learn_leader(location, path)
-                    if leader not in bases:
+                    if leader not in bases and leader not in asked:
                         bases.insert(0, leader)
                     tried.append((base, f"not the leader; the leader is at {leader}"))
                     continue
