@@ -251,12 +251,16 @@ def attempts(
     clock: Callable[[], float],
     token: str | None,
     authorization: str | None = None,
+    deadline: float | None = None,
 ) -> Generator[Action, Reply | Failure | None, T]:
     """The way of one call (see the module's rules); ``token`` is the
     write's ``Idempotency-Key``, the same on every attempt;
     ``authorization`` the user's (``Bearer <token>``), sent unless the
-    call is an admin request and the client has the admin token."""
-    deadline = clock() + settings.timeout
+    call is an admin request and the client has the admin token;
+    ``deadline`` (by ``clock``) when the call that this way is part of
+    must end, ``settings.timeout`` from now without one."""
+    if deadline is None:
+        deadline = clock() + settings.timeout
     target = call.target(settings.api_prefix)
     headers = dict(call.headers)
     if call.body is not None:

@@ -610,19 +610,26 @@ class Client:
         return self._run(call, idempotency_key or _api.new_idempotency_key())
 
     def _run(self, call: Call[T], token: str | None = None) -> T:
-        header = self._auth_header()
+        # One budget for the whole call: the login, the call, and the
+        # login and the call again after a 401.
+        deadline = time.monotonic() + self.settings.timeout
+        header = self._auth_header(deadline)
         try:
-            return self._drive(call, token, header)
+            return self._drive(call, token, header, deadline)
         except Unauthorized:
-            if self._keeper is None or (call.admin and self.settings.admin_token):
+            if (
+                self._keeper is None
+                or (call.admin and self.settings.admin_token)
+                or time.monotonic() >= deadline
+            ):
                 raise
             # The token went stale (a new password, a restarted cluster), or
-            # auth was turned on: log in again, once. A 401 changed nothing,
-            # so a write may go again.
+            # auth was turned on: log in again, once, if time is left. A 401
+            # changed nothing, so a write may go again.
             self._keeper.forget()
-            return self._drive(call, token, self._auth_header())
+            return self._drive(call, token, self._auth_header(deadline), deadline)
 
-    def _auth_header(self) -> str | None:
+    def _auth_header(self, deadline: float | None = None) -> str | None:
         """``Authorization`` for the next call: the user's token (logging
         in first when none is held or it is about to expire; none while
         the cluster has auth off), or the caller-given credential, or none."""
@@ -631,7 +638,7 @@ class Client:
             return self._authorization() if self._authorization is not None else None
         if keeper.due(time.monotonic()):
             try:
-                answer = self._drive(keeper.login_call(), None, None)
+                answer = self._drive(keeper.login_call(), None, None, deadline)
             except ApiError as error:
                 if error.code != schema.Code.AUTH_NOT_ENABLED:
                     raise
@@ -650,8 +657,10 @@ class Client:
         header = self._auth_header()
         return {**headers, "Authorization": header} if header is not None else headers
 
-    def _drive(self, call: Call[T], token: str | None, authorization: str | None) -> T:
-        plan = attempts(call, self.endpoints, self.settings, time.monotonic, token, authorization)
+    def _drive(
+        self, call: Call[T], token: str | None, authorization: str | None, deadline: float | None = None
+    ) -> T:
+        plan = attempts(call, self.endpoints, self.settings, time.monotonic, token, authorization, deadline)
         result: Reply | Failure | None = None
         while True:
             try:

@@ -534,19 +534,26 @@ class TrioClient:
         return await self._run(call, idempotency_key or _api.new_idempotency_key())
 
     async def _run(self, call: Call[T], token: str | None = None) -> T:
-        header = await self._auth_header()
+        # One budget for the whole call: the login, the call, and the
+        # login and the call again after a 401.
+        deadline = trio.current_time() + self.settings.timeout
+        header = await self._auth_header(deadline)
         try:
-            return await self._drive(call, token, header)
+            return await self._drive(call, token, header, deadline)
         except Unauthorized:
-            if self._keeper is None or (call.admin and self.settings.admin_token):
+            if (
+                self._keeper is None
+                or (call.admin and self.settings.admin_token)
+                or trio.current_time() >= deadline
+            ):
                 raise
             # The token went stale (a new password, a restarted cluster), or
-            # auth was turned on: log in again, once. A 401 changed nothing,
-            # so a write may go again.
+            # auth was turned on: log in again, once, if time is left. A 401
+            # changed nothing, so a write may go again.
             self._keeper.forget()
-            return await self._drive(call, token, await self._auth_header())
+            return await self._drive(call, token, await self._auth_header(deadline), deadline)
 
-    async def _auth_header(self) -> str | None:
+    async def _auth_header(self, deadline: float | None = None) -> str | None:
         """``Authorization`` for the next call: the user's token (logging
         in first when none is held or it is about to expire; none while
         the cluster has auth off), or the caller-given credential, or none."""
@@ -555,7 +562,7 @@ class TrioClient:
             return self._authorization() if self._authorization is not None else None
         if keeper.due(trio.current_time()):
             try:
-                answer = await self._drive(keeper.login_call(), None, None)
+                answer = await self._drive(keeper.login_call(), None, None, deadline)
             except ApiError as error:
                 if error.code != schema.Code.AUTH_NOT_ENABLED:
                     raise
@@ -574,8 +581,12 @@ class TrioClient:
         header = await self._auth_header()
         return {**headers, "Authorization": header} if header is not None else headers
 
-    async def _drive(self, call: Call[T], token: str | None, authorization: str | None) -> T:
-        plan = attempts(call, self.endpoints, self.settings, trio.current_time, token, authorization)
+    async def _drive(
+        self, call: Call[T], token: str | None, authorization: str | None, deadline: float | None = None
+    ) -> T:
+        plan = attempts(
+            call, self.endpoints, self.settings, trio.current_time, token, authorization, deadline
+        )
         result: Reply | Failure | None = None
         while True:
             try:
