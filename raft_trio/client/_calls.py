@@ -315,6 +315,15 @@ def attempts(
                     break
                 endpoints.answered(base)
                 answered = True
+                if reply.status == 307 and _downgrades(url, reply.headers.get("location", "")):
+                    # The request carries the user's or the admin's token
+                    # (and the value): not sent in clear to wherever a
+                    # node names. A TLS cluster whose leader says http is
+                    # misconfigured; the next endpoint may do better.
+                    tried.append(
+                        (where, f"redirected to {reply.headers['location']} without TLS: not followed")
+                    )
+                    break
                 if reply.status == 307 and "location" in reply.headers and hops < MAX_REDIRECTS:
                     hops += 1
                     url = reply.headers["location"]
@@ -344,6 +353,11 @@ def attempts(
         yield Wait(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_S)
         tried = []
+
+
+def _downgrades(url: str, location: str) -> bool:
+    """Whether following ``location`` from ``url`` leaves TLS."""
+    return urlsplit(url).scheme == "https" and urlsplit(location).scheme == "http"
 
 
 def _unless_applied(error: ClientError, maybe_applied: str | None) -> ClientError:

@@ -341,3 +341,23 @@ def test_the_leader_forgotten_by_another_thread_mid_order_is_not_tried_as_none()
     finally:
         sys.settrace(None)
     assert None not in ordered and sorted(ordered) == [A, B, C]
+
+
+def test_a_redirect_from_https_to_http_is_not_followed() -> None:
+    """A request carries the user's or the admin's token and the value:
+    a node naming a leader without TLS does not get it sent in clear (a
+    review's finding); the call goes on at the next endpoint."""
+    secure = ["https://a:9001", "https://b:9001"]
+
+    def answer(send: Send) -> Reply:
+        if send.url.startswith("https://a"):
+            return redirect("http://b:9001")
+        return ok(KEY) if send.url.startswith("https://b") else err(500, "internal")
+
+    value, script = run(_api.get("k", stale=False), answer, Endpoints(secure))
+    assert value == KEY
+    assert script.urls() == ["https://a:9001/api/kv/k", "https://b:9001/api/kv/k"]
+
+    with pytest.raises(NoEndpointAnswered) as raised:
+        run(_api.get("k", stale=False), lambda send: redirect("http://b:9001"), Endpoints(secure[:1]))
+    assert "without TLS: not followed" in str(raised.value)
