@@ -315,7 +315,7 @@ def attempts(
                     break
                 endpoints.answered(base)
                 answered = True
-                if reply.status == 307 and _downgrades(url, reply.headers.get("location", "")):
+                if reply.status == 307 and leaves_tls(url, reply.headers.get("location", "")):
                     # The request carries the user's or the admin's token
                     # (and the value): not sent in clear to wherever a
                     # node names. A TLS cluster whose leader says http is
@@ -355,7 +355,7 @@ def attempts(
         tried = []
 
 
-def _downgrades(url: str, location: str) -> bool:
+def leaves_tls(url: str, location: str) -> bool:
     """Whether following ``location`` from ``url`` leaves TLS."""
     return urlsplit(url).scheme == "https" and urlsplit(location).scheme == "http"
 

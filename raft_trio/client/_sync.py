@@ -17,7 +17,7 @@ from ..security import Security
 from . import _api, _http
 from ._api import MemberStatus, RangeSpec
 from ._auth import TokenKeeper
-from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts
+from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts, leaves_tls
 from ._contention import LOCK_TTL_S, Leader, contenders, leader_of, prefix_of
 from ._errors import (
     ApiError,
@@ -495,6 +495,9 @@ class Client:
                 continue
             try:
                 if response.status_code == 307 and (location := response.headers.get("location")):
+                    if leaves_tls(base, location):  # the admin token is not sent in clear
+                        tried.append((base, f"redirected to {location} without TLS: not followed"))
+                        continue
                     leader = self.endpoints.learn_leader(location, path)
                     if leader not in bases and leader not in asked:
                         bases.insert(0, leader)

@@ -38,3 +38,23 @@ def test_two_nodes_that_name_each_other_the_leader_do_not_loop_for_ever() -> Non
         b"".join(chunks)
     assert [url for url, _ in raised.value.tried] == [A, B]
     assert len(requests) == 2
+
+
+def test_a_redirect_from_https_to_http_is_not_followed() -> None:
+    """The download carries the admin token: a node of a TLS cluster that
+    names a leader at an http URL does not get it sent in clear."""
+    requests: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(str(request.url))
+        body = msgspec.json.encode({"error": "not the leader", "code": "not_leader", "leader_id": "n"})
+        return httpx.Response(307, headers={"Location": "http://b:9001/api/snapshot"}, content=body)
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    with (
+        Client(["https://a:9001"], http=http, admin_token="the-admin-token-of-a-test") as client,
+        pytest.raises(NoEndpointAnswered, match="without TLS: not followed"),
+        client.snapshot() as chunks,
+    ):
+        b"".join(chunks)
+    assert requests == ["https://a:9001/api/snapshot"]
