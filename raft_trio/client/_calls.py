@@ -254,11 +254,28 @@ def attempts(
     deadline: float | None = None,
 ) -> Generator[Action, Reply | Failure | None, T]:
     """The way of one call (see the module's rules); ``token`` is the
-    write's ``Idempotency-Key``, the same on every attempt;
-    ``authorization`` the user's (``Bearer <token>``), sent unless the
-    call is an admin request and the client has the admin token;
-    ``deadline`` (by ``clock``) when the call that this way is part of
-    must end, ``settings.timeout`` from now without one."""
+    write's ``Idempotency-Key``, the same on every attempt (and named by
+    the :class:`Indeterminate` it may end with, so that the caller can
+    retry with it); ``authorization`` the user's (``Bearer <token>``),
+    sent unless the call is an admin request and the client has the admin
+    token; ``deadline`` (by ``clock``) when the call that this way is part
+    of must end, ``settings.timeout`` from now without one."""
+    try:
+        return (yield from _attempts(call, endpoints, settings, clock, token, authorization, deadline))
+    except Indeterminate as error:
+        error.idempotency_key = token
+        raise
+
+
+def _attempts(
+    call: Call[T],
+    endpoints: Endpoints,
+    settings: Settings,
+    clock: Callable[[], float],
+    token: str | None,
+    authorization: str | None,
+    deadline: float | None,
+) -> Generator[Action, Reply | Failure | None, T]:
     if deadline is None:
         deadline = clock() + settings.timeout
     target = call.target(settings.api_prefix)

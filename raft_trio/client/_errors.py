@@ -137,7 +137,13 @@ class Indeterminate(ApiError):
     """A write whose fate is unknown: it may or may not take effect (503
     ``indeterminate``, or the connection broke after the request went out
     and the write carried no ``Idempotency-Key`` to retry it with, or its
-    retries with the key got no definite answer before the timeout)."""
+    retries with the key got no definite answer before the timeout).
+
+    ``idempotency_key`` is the key the write carried (the one the client
+    made, if the caller gave none): retried with it, the write takes
+    effect once."""
+
+    idempotency_key: str | None = None
 
 
 _BY_CODE: dict[str, type[ApiError]] = {

@@ -361,3 +361,19 @@ def test_a_redirect_from_https_to_http_is_not_followed() -> None:
     with pytest.raises(NoEndpointAnswered) as raised:
         run(_api.get("k", stale=False), lambda send: redirect("http://b:9001"), Endpoints(secure[:1]))
     assert "without TLS: not followed" in str(raised.value)
+
+
+def test_an_indeterminate_write_names_the_key_to_retry_it_with() -> None:
+    """docs/client.md: an Indeterminate write is retried safely only with
+    the same Idempotency-Key, which the client made when the caller gave
+    none; the error names it (a review found it could not be had)."""
+
+    def answer(send: Send) -> Reply:
+        return err(503, "indeterminate", indeterminate=True)
+
+    with pytest.raises(Indeterminate) as raised:
+        run(_api.put("k", "v", None), answer, token="the-key-of-this-write", timeout=1.0)
+    assert raised.value.idempotency_key == "the-key-of-this-write"
+    with pytest.raises(Indeterminate) as raised:
+        run(_api.add_member("n4", "http://d:9001"), lambda send: NOT_A_NODE)
+    assert raised.value.idempotency_key is None
