@@ -600,17 +600,23 @@ class TrioClient:
                 result = await self._send(action)
 
     async def _send(self, action: Send) -> Reply | Failure:
-        try:
-            response = await self._http.request(
-                action.method,
-                action.url,
-                content=action.body,
-                headers=action.headers,
-                timeout=_http.timeout(action, self.settings),
-            )
-        except _http.REQUEST_ERRORS as error:
-            return _http.failure(error)
-        return _http.reply(response)
+        """One attempt, answered within ``action.timeout`` as a whole:
+        httpx's timeouts bound each read and write alone, so a node that
+        sends its answer a byte at a time kept a call going far past its
+        timeout."""
+        with trio.move_on_after(action.timeout):
+            try:
+                response = await self._http.request(
+                    action.method,
+                    action.url,
+                    content=action.body,
+                    headers=action.headers,
+                    timeout=_http.timeout(action, self.settings),
+                )
+            except _http.REQUEST_ERRORS as error:
+                return _http.failure(error)
+            return _http.reply(response)
+        return Failure(f"no whole answer within {action.timeout:.1f} s", sent=True)
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ import trio.testing
 
 from raft_trio import schema
 from raft_trio.client import Client, TrioClient, Unavailable
+from raft_trio.client._calls import Settings
 
 A = "http://a:9001"
 TIMEOUT = 2.0
@@ -66,3 +67,27 @@ def test_the_blocking_client_s_retry_after_a_401_stays_within_the_call_s_timeout
     with pytest.raises(Unavailable):
         client.put("k", "v")
     assert now[0] - 1000.0 <= TIMEOUT + 0.01
+
+
+def test_the_trio_client_s_attempt_ends_at_its_timeout_whatever_the_node_sends() -> None:
+    """httpx bounds each read alone: a node answering a byte at a time (or
+    a transport with no timeouts at all, as here) kept a call going far
+    past its timeout. An attempt is now bounded as a whole, and a read,
+    safe to repeat, then goes on to the next endpoint."""
+    b = "http://b:9001"
+
+    async def main() -> tuple[object, float]:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.host == "a":
+                await trio.sleep(3600)  # trickling for an hour
+            return httpx.Response(200, content=msgspec.json.encode(schema.KeyAnswer("k", "v", 7, 7, 7, 1)))
+
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        client = TrioClient([A, b], timeout=30.0, http=http)
+        started = trio.current_time()
+        answer = await client.get("k")
+        return answer, trio.current_time() - started
+
+    answer, took = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert isinstance(answer, schema.KeyAnswer) and answer.value == "v"
+    assert took <= Settings().attempt_timeout + 0.01
