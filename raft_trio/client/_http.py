@@ -50,11 +50,22 @@ def describe(error: Exception) -> str:
     """Why a node did not answer, in a few words."""
     if isinstance(error, httpx.ConnectError):
         return "connection refused" if _refused(error) else "cannot connect"
+    if isinstance(error, httpx.ConnectTimeout) and _scheme(error) == "https":
+        # A node serving plain HTTP waits for a request line that a TLS
+        # handshake never sends: the wrong scheme looks like this.
+        return "timed out connecting with TLS: does the node serve https?"
     if isinstance(error, httpx.TimeoutException):
         return "timed out"
     if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError):
         return "connection lost"
     return type(error).__name__
+
+
+def _scheme(error: httpx.RequestError) -> str | None:
+    try:
+        return error.request.url.scheme
+    except RuntimeError:  # raised without its request
+        return None
 
 
 def failure(error: Exception) -> Failure:
