@@ -366,12 +366,13 @@ class LeanRoutes:
             or length is None
             or not (length.isascii() and length.isdigit())
             or int(length) > MAX_LEAN_BODY_BYTES
+            # A Transfer-Encoding frames the body whatever Content-Length
+            # says: its size is unknown, up to Quart's limit, not ours.
+            or "transfer-encoding" in headers
         ):
             await hand_over(receive)
             return
-        # A Transfer-Encoding frames the body whatever Content-Length says.
-        framed = None if "transfer-encoding" in headers else int(length)
-        body = await read_body(receive, MAX_LEAN_BODY_BYTES, framed)
+        body = await read_body(receive, MAX_LEAN_BODY_BYTES, int(length))
         if body is None:
             return  # the client went away
         try:
