@@ -65,6 +65,16 @@ def request_headers(scope: dict[str, Any]) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
 
 
+def first_header(scope: dict[str, Any], name: bytes) -> str | None:
+    """The first value of the header ``name`` (lower case), or None: the
+    one a Quart handler's ``request.headers.get`` gives (Werkzeug's
+    ``Headers.get``), where :func:`request_headers` keeps the last."""
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def send_json_bytes(
     send: Any, status: int, data: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
@@ -153,6 +163,8 @@ HandOver = Callable[[Any], Awaitable[None]]
 #: Keys served here; any other key (a slash, spaces, non-ASCII, over the
 #: size limit) goes to Quart.
 PLAIN_KEY = re.compile(r"[A-Za-z0-9._:~-]{1,1024}")
+#: The header of a write's retry token, as ASGI names it.
+IDEMPOTENCY_NAME = schema.IDEMPOTENCY_HEADER.lower().encode("latin-1")
 #: Larger PUT bodies go to Quart (and its 413 for oversized ones).
 MAX_LEAN_BODY_BYTES = 64 * 1024
 
@@ -382,7 +394,7 @@ class LeanRoutes:
         if data is None or not _plain_value(data):
             await hand_over(replay(body, receive))
             return
-        token = headers.get(schema.IDEMPOTENCY_HEADER.lower())
+        token = first_header(scope, IDEMPOTENCY_NAME)
         answer = await answers.put(self.node, key, data, token, Target.of_scope(scope), caller(scope))
         await self.send_kv_answer(send, answer)
 

@@ -187,3 +187,18 @@ async def test_a_chunked_body_over_the_lean_limit_is_served_whole(port: int) -> 
         assert answer[0] == "HTTP/1.1 200 ", answer
         answer = await connection.request(b"GET /api/kv/big HTTP/1.1\r\nHost: h\r\n\r\n")
         assert value(answer)["value"] == written
+
+
+async def test_a_repeated_idempotency_key_counts_by_its_first_on_both_paths(port: int) -> None:
+    """Quart's handler takes the first of repeated ``Idempotency-Key``
+    headers (Werkzeug's ``Headers.get``); the lean route takes the same
+    one, so a retry answers the same remembered outcome on either path."""
+    async with connect(port) as connection:
+        for key, token in (("first", "A"), ("second", "B")):
+            answer = await connection.request(put(key, b'{"value":"x"}', f"Idempotency-Key: {token}\r\n"))
+            assert answer[0] == "HTTP/1.1 200 "
+        both = "Idempotency-Key: A\r\nIdempotency-Key: B\r\n"
+        lean = await connection.request(put("third", b'{"value":"y"}', both))
+        # A Content-Type other than exactly application/json goes to Quart.
+        quart = await connection.request(put("third", b'{"value":"y"}', both).replace(b"json", b"json; a=b"))
+        assert value(lean)["key"] == value(quart)["key"] == "first"
