@@ -54,7 +54,14 @@ class JsonRequest(TrioRequest):
             # Only a body of no bytes: whitespace is not JSON, and taking it
             # for ``{}`` ran an empty transaction on a body of "\n".
             return {}
-        document = await super().get_json(force=True, silent=silent, cache=cache)
+        try:
+            document = await super().get_json(force=True, silent=silent, cache=cache)
+        except RecursionError:
+            # Valid JSON, but nested deeper than the decoder recurses: a
+            # body no request of the API sends, refused like bad JSON.
+            raise BadRequest(
+                f"the request body nests too deeply to be read; {expected_body(self.endpoint)}"
+            ) from None
         if b"\\u" in body and _has_lone_surrogate(document):
             raise BadRequest(
                 "the request body holds a \\u escape of half a UTF-16 surrogate pair, which is no "

@@ -389,8 +389,8 @@ class LeanRoutes:
             return  # the client went away
         try:
             data = _put_decoder.decode(body.data)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            data = None
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            data = None  # Quart says what is wrong (JSON nested too deep: a RecursionError)
         if data is None or not _plain_value(data):
             await hand_over(replay(body, receive))
             return

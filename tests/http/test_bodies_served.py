@@ -202,3 +202,18 @@ async def test_a_repeated_idempotency_key_counts_by_its_first_on_both_paths(port
         # A Content-Type other than exactly application/json goes to Quart.
         quart = await connection.request(put("third", b'{"value":"y"}', both).replace(b"json", b"json; a=b"))
         assert value(lean)["key"] == value(quart)["key"] == "first"
+
+
+async def test_json_nested_too_deep_is_a_400_on_both_paths(port: int) -> None:
+    """Valid JSON nested deeper than the decoders recurse (msgspec and
+    Python's json both raise RecursionError) is refused like any body
+    the node cannot take: 400 with a JSON error, not a 500."""
+    body = b'{"value":"a","x":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    async with connect(port) as connection:
+        for content_type in (b"json", b"json; charset=utf-8"):  # lean route, Quart
+            status, headers, answer = await connection.request(
+                put("deep", body).replace(b"json", content_type, 1)
+            )
+            assert status == "HTTP/1.1 400 ", (content_type, status, answer)
+            assert json.loads(answer)["code"] == "bad_request"
+            assert headers.get("connection") != "close"
