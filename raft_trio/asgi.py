@@ -78,6 +78,15 @@ def announces_body(scope: Any) -> bool:
     )
 
 
+def says_close(start: Any) -> bool:
+    """Whether an ``http.response.start`` has its ``Connection: close``
+    already (a lean route's answer given before the body came whole)."""
+    return any(
+        name.lower() == b"connection" and value.lower() == b"close"
+        for name, value in start.get("headers", ())
+    )
+
+
 class CloseWhenBodyUnread:
     """Adds ``Connection: close`` to an answer given before the request's
     body was read to its end (a 413 from the ``Content-Length``, a refused
@@ -106,7 +115,7 @@ class CloseWhenBodyUnread:
             return message
 
         async def marking_send(message: Any) -> None:
-            if message["type"] == "http.response.start" and unread:
+            if message["type"] == "http.response.start" and unread and not says_close(message):
                 message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
             await send(message)
 

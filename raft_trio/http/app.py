@@ -33,7 +33,7 @@ from quart_schema import (
     validate_request,
 )
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestTimeout
 from werkzeug.routing import PathConverter
 
 from .. import schema
@@ -226,6 +226,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
             takes = ", ".join(sorted(set(exc.valid_methods) - {"HEAD", "OPTIONS"}))
             return error(405, code, f"{request.path} does not take {request.method}; it takes {takes}")
         return error(status, code, exc.description or exc.name)
+
+    #: What ``http_error`` answers for a body that did not come within
+    #: ``BODY_TIMEOUT``, for the lean routes to answer alike.
+    body_timed_out = error(408, HTTP_ERROR_CODES.get(408, Code.INTERNAL), RequestTimeout.description)
 
     # -- key-value --------------------------------------------------------
 
@@ -468,6 +472,8 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         f"the request body is larger than {MAX_BODY_BYTES} bytes",
         prefix,
         app.json.dumps,
+        lambda: app.config["BODY_TIMEOUT"],
+        body_timed_out,
     )
     docs = (settings.docs_path, settings.openapi_path, "/_docs/")
     gate = AuthGate(lean, node, prefix, open_paths=docs)

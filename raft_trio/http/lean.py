@@ -26,6 +26,7 @@ with plain ASGI:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
@@ -183,6 +184,11 @@ def _plain_value(data: schema.PutRequest) -> bool:
         return False
 
 
+def _seconds(timeout: float | None) -> float:
+    """A timeout as Trio takes it (Quart's None: no deadline)."""
+    return math.inf if timeout is None else timeout
+
+
 def replay(body: Body, receive: Any) -> Any:
     """A ``receive`` that hands the already-read ``body`` over again."""
     given = False
@@ -297,6 +303,8 @@ class LeanRoutes:
         too_large_message: str,
         api_prefix: str,
         dumps: Callable[..., str],
+        body_timeout: Callable[[], float | None],
+        timed_out: Answer,
     ) -> None:
         self.app = app
         self.peers = peers
@@ -304,6 +312,10 @@ class LeanRoutes:
         self.too_large_message = too_large_message
         self.kv_prefix = api_prefix.rstrip("/") + "/kv/"
         self.dumps = dumps
+        #: Quart's ``BODY_TIMEOUT`` (None: none), and its answer when a
+        #: body did not come whole within it (``http_error`` of the app).
+        self.body_timeout = body_timeout
+        self.timed_out = timed_out
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -384,7 +396,16 @@ class LeanRoutes:
         ):
             await hand_over(receive)
             return
-        body = await read_body(receive, MAX_LEAN_BODY_BYTES, int(length))
+        # Timed out as Quart times a body out: a client that stops sending
+        # it would otherwise hold the request and its connection for ever.
+        with trio.move_on_after(_seconds(self.body_timeout())) as waited:
+            body = await read_body(receive, MAX_LEAN_BODY_BYTES, int(length))
+        if waited.cancelled_caught:
+            # Answered before the body's end: the connection cannot serve
+            # another request, and says so.
+            extra = [(REVISION_HEADER, str(self.node.kv.revision)), ("Connection", "close")]
+            await send_answer(send, self.timed_out, extra)
+            return
         if body is None:
             return  # the client went away
         try:

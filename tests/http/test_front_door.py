@@ -18,7 +18,7 @@ from raft_trio.http.app import create_app, front_door
 from raft_trio.http.cors import MemberOrigins
 from raft_trio.node import RaftNode
 from raft_trio.node import metrics as node_metrics
-from tests.http.test_answers import Sent
+from tests.http.test_answers import Sent, scope_of
 from tests.http.test_answers import call as answers_call
 from tests.node.harness import Cluster
 from tests.security.auth_support import bearer, login, set_up_users
@@ -157,3 +157,55 @@ async def test_the_gate_decides_in_front_and_refuses_the_whole_way(
     assert served.handed_over == [("PUT", "/api/kv/app1", b'{"value": "b"}'), ("GET", "/api/kv/app1", b"")]
     found = leader.kv.get("app1")
     assert found is not None and found.value == "a"
+
+
+async def test_a_body_that_stops_coming_is_timed_out_alike(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A PUT whose body stops halfway is answered 408 once Quart's
+    ``BODY_TIMEOUT`` ran out (docs/hostile.md), by the lean route too
+    (which held the request, and its connection, for ever), with the
+    same bytes and one ``Connection: close``, served in front or not."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    served = Served(leader)
+
+    async def stalled(app: Any, content_type: str) -> tuple[int, list[tuple[str, str]], bytes, float]:
+        first = True
+
+        async def receive() -> dict[str, Any]:
+            nonlocal first
+            if first:
+                first = False
+                return {"type": "http.request", "body": b'{"val', "more_body": True}
+            await trio.sleep_forever()
+            raise AssertionError
+
+        status = 0
+        headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers.extend((k.decode().lower(), v.decode()) for k, v in message["headers"])
+            else:
+                chunks.append(message.get("body", b""))
+
+        head = {"content-type": content_type, "content-length": "20"}
+        start = trio.current_time()
+        with trio.fail_after(300):
+            await app(scope_of("PUT", "/api/kv/slow", head), receive, send)
+        return status, headers, b"".join(chunks), trio.current_time() - start
+
+    timeout = served.app.config["BODY_TIMEOUT"]
+    quart = await stalled(served.whole, "application/json; charset=utf-8")  # the lean route hands over
+    assert quart[0] == 408 and json.loads(quart[2])["error"]
+    for app in (served.whole, served.front):  # the lean route behind every layer, or in front
+        status, headers, body, waited = await stalled(app, "application/json")
+        assert (status, body) == (408, quart[2])
+        assert headers == quart[1]
+        assert headers.count(("connection", "close")) == 1
+        assert abs(waited - timeout) < 1
+    assert served.handed_over == []
+    assert leader.kv.get("slow") is None
