@@ -184,6 +184,19 @@ def _plain_value(data: schema.PutRequest) -> bool:
         return False
 
 
+def _utf8(data: bytes) -> bool:
+    """Whether a body is UTF-8, as Quart decodes it before it parses it:
+    msgspec looks at the bytes of no field the model lacks, so a body
+    with invalid UTF-8 there would be written here and refused there."""
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _seconds(timeout: float | None) -> float:
     """A timeout as Trio takes it (Quart's None: no deadline)."""
     return math.inf if timeout is None else timeout
@@ -409,7 +422,7 @@ class LeanRoutes:
         if body is None:
             return  # the client went away
         try:
-            data = _put_decoder.decode(body.data)
+            data = _put_decoder.decode(body.data) if _utf8(body.data) else None
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
             data = None  # Quart says what is wrong (JSON nested too deep: a RecursionError)
         if data is None or not _plain_value(data):
