@@ -399,7 +399,9 @@ class LeanRoutes:
     ) -> None:
         length = headers.get("content-length")
         if (
-            headers.get("content-type") != "application/json"
+            # The first of repeats, as Quart reads it (a browser's request
+            # not labelled JSON by it gets Quart's 415).
+            first_header(scope, b"content-type") != "application/json"
             or length is None
             or not (length.isascii() and length.isdigit())
             or int(length) > MAX_LEAN_BODY_BYTES

@@ -246,3 +246,18 @@ async def test_a_body_not_utf8_is_refused_on_both_paths(port: int) -> None:
         assert answers[0][0] == "HTTP/1.1 400 " and b"not valid UTF-8" in answers[0][1]
         status, _, _ = await connection.request(b"GET /api/kv/bytes HTTP/1.1\r\nHost: h\r\n\r\n")
         assert status == "HTTP/1.1 404 "
+
+
+async def test_a_browsers_write_counts_its_first_content_type(port: int) -> None:
+    """A request that says ``Origin`` must label its body JSON (415
+    otherwise, docs/api.md); Quart reads the first of repeated
+    Content-Type headers, and so does the lean route behind it, which
+    took the last and wrote the key."""
+    head = f"Origin: {ORIGIN}\r\nContent-Type: application/json\r\n"
+    async with connect(port) as connection:
+        request = put("ct", b'{"value":"v"}', head).replace(b"application/json", b"text/plain", 1)
+        status, _, answer = await connection.request(request)
+        assert status == "HTTP/1.1 415 ", answer
+    async with connect(port) as connection:  # that one closed: its body was left unread
+        status, _, _ = await connection.request(b"GET /api/kv/ct HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status == "HTTP/1.1 404 "
