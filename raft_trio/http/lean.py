@@ -126,9 +126,19 @@ def _queued(channel: trio.MemoryReceiveChannel[Any]) -> Any | None:
         return None  # await receive() says what it is
 
 
-async def read_body(receive: Any, limit: int, length: int | None = None) -> Body | None:
+class BodyTimedOut(Exception):
+    """The body did not come whole within its timeout."""
+
+
+async def read_body(
+    receive: Any, limit: int, length: int | None = None, patience_s: float = math.inf
+) -> Body | None:
     """The whole request body, or None if it exceeds ``limit`` bytes or
-    the client went away.
+    the client went away; :class:`BodyTimedOut` if it did not come whole
+    within ``patience_s`` seconds (Quart's ``BODY_TIMEOUT``: a client that
+    stops sending would hold the request and its connection for ever).
+    Not a caller's cancel scope: the clock starts at the first wait, so a
+    body already queued, the common case, is read without one.
 
     Given its ``length`` (a Content-Length that frames the body: no
     Transfer-Encoding) and Hypercorn's own ``receive``, the body ends
@@ -141,10 +151,16 @@ async def read_body(receive: Any, limit: int, length: int | None = None) -> Body
         length = None
     chunks: list[bytes] = []
     size = 0
+    deadline: float | None = None
     while True:
         message = None if channel is None else _queued(channel)
         if message is None:
-            message = await receive()
+            if deadline is None:
+                deadline = trio.current_time() + patience_s
+            with trio.move_on_at(deadline):
+                message = await receive()
+            if message is None:
+                raise BodyTimedOut
         if message["type"] != "http.request":
             return None  # http.disconnect
         chunk = message.get("body", b"")
@@ -413,9 +429,9 @@ class LeanRoutes:
             return
         # Timed out as Quart times a body out: a client that stops sending
         # it would otherwise hold the request and its connection for ever.
-        with trio.move_on_after(_seconds(self.body_timeout())) as waited:
-            body = await read_body(receive, MAX_LEAN_BODY_BYTES, int(length))
-        if waited.cancelled_caught:
+        try:
+            body = await read_body(receive, MAX_LEAN_BODY_BYTES, int(length), _seconds(self.body_timeout()))
+        except BodyTimedOut:
             # Answered before the body's end: the connection cannot serve
             # another request, and says so.
             extra = [(REVISION_HEADER, str(self.node.kv.revision)), ("Connection", "close")]
