@@ -62,18 +62,15 @@ MAX_PEER_BODY_BYTES = 1 << 30
 
 
 def request_headers(scope: dict[str, Any]) -> dict[str, str]:
-    """The request's headers, names in lower case (the last of repeats)."""
-    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-
-
-def first_header(scope: dict[str, Any], name: bytes) -> str | None:
-    """The first value of the header ``name`` (lower case), or None: the
-    one a Quart handler's ``request.headers.get`` gives (Werkzeug's
-    ``Headers.get``), where :func:`request_headers` keeps the last."""
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
+    """The request's headers, names in lower case, the first of repeats:
+    the one a Quart handler's ``request.headers.get`` gives (Werkzeug's
+    ``Headers.get``), so that a request repeating a header (two
+    ``Idempotency-Key``, ``Content-Type`` or ``Authorization``) is read
+    alike on either path."""
+    headers: dict[str, str] = {}
+    for name, value in reversed(scope["headers"]):
+        headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+    return headers
 
 
 async def send_json_bytes(
@@ -180,8 +177,8 @@ HandOver = Callable[[Any], Awaitable[None]]
 #: Keys served here; any other key (a slash, spaces, non-ASCII, over the
 #: size limit) goes to Quart.
 PLAIN_KEY = re.compile(r"[A-Za-z0-9._:~-]{1,1024}")
-#: The header of a write's retry token, as ASGI names it.
-IDEMPOTENCY_NAME = schema.IDEMPOTENCY_HEADER.lower().encode("latin-1")
+#: The header of a write's retry token, as :func:`request_headers` names it.
+IDEMPOTENCY_KEY = schema.IDEMPOTENCY_HEADER.lower()
 #: Larger PUT bodies go to Quart (and its 413 for oversized ones).
 MAX_LEAN_BODY_BYTES = 64 * 1024
 
@@ -417,7 +414,7 @@ class LeanRoutes:
         if (
             # The first of repeats, as Quart reads it (a browser's request
             # not labelled JSON by it gets Quart's 415).
-            first_header(scope, b"content-type") != "application/json"
+            headers.get("content-type") != "application/json"
             or length is None
             or not (length.isascii() and length.isdigit())
             or int(length) > MAX_LEAN_BODY_BYTES
@@ -446,7 +443,7 @@ class LeanRoutes:
         if data is None or not _plain_value(data):
             await hand_over(replay(body, receive))
             return
-        token = first_header(scope, IDEMPOTENCY_NAME)
+        token = headers.get(IDEMPOTENCY_KEY)
         answer = await answers.put(self.node, key, data, token, Target.of_scope(scope), caller(scope))
         await self.send_kv_answer(send, answer)
 
