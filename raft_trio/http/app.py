@@ -32,6 +32,7 @@ from quart_schema import (
     hide,
     validate_request,
 )
+from quart_schema.validation import QuerystringValidationError
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestTimeout
 from werkzeug.routing import PathConverter
@@ -182,6 +183,10 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
     @app.errorhandler(RequestSchemaValidationError)
     @answered
     async def invalid_request(exc: RequestSchemaValidationError) -> Answer:
+        # A query string's error names the query string: the body's asked
+        # a GET that sends none for "a JSON object".
+        if isinstance(exc, QuerystringValidationError):
+            return bad_request(f"invalid query string: {exc.validation_error} (see /docs)")
         return bad_request(f"invalid request: {exc.validation_error}; {expected_body(request.endpoint)}")
 
     @app.errorhandler(UnicodeDecodeError)

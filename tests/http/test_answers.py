@@ -79,9 +79,10 @@ async def call(
     body: bytes = b"",
     headers: dict[str, str] | None = None,
     keep: tuple[str, ...] | None = HEADERS,
+    query: bytes = b"",
 ) -> Sent:
-    """One request to an ASGI app; what it sent back (of the headers, those
-    in ``keep``; None: all)."""
+    """One request to an ASGI app (with the query string ``query``); what
+    it sent back (of the headers, those in ``keep``; None: all)."""
     headers = dict(headers or {})
     if body:
         headers.setdefault("content-type", "application/json")
@@ -109,7 +110,7 @@ async def call(
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    await app(scope_of(method, path, headers), receive, send)
+    await app(scope_of(method, path, headers, query), receive, send)
     kept = {name: value for name, value in sent_headers.items() if keep is None or name in keep}
     return status, kept, b"".join(chunks)
 
