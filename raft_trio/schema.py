@@ -686,7 +686,8 @@ Access = Literal["read", "write", "readwrite"]
 class Permission(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """``key`` alone: exactly that key; ``prefix`` true: every key starting
     with ``key`` (``""``: every key); ``end``: the keys from ``key`` up to
-    ``end``, exclusive (``""``: to the last key)."""
+    ``end``, exclusive (``""``: to the last key; a grant refuses an ``end``
+    not after ``key``, a range of no key)."""
 
     access: Access
     key: str

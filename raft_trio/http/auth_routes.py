@@ -398,6 +398,12 @@ def add_auth_routes(
         if isinstance(found, str):
             return bad_request(found)
         key, scope, end = found
+        if end is not None and end <= key:
+            # A range of no key: stored, it let the role do nothing (etcd
+            # refuses it too). Revoking one stays possible: older grants.
+            return bad_request(
+                f"end must sort after key ({end!r} is not after {key!r}), or be '' for every key from key on"
+            )
         return await change(RoleGrant(name, Grant(data.access, key, scope, end)))
 
     @app.post(f"{prefix}/auth/roles/<name>/revoke")
