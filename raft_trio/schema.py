@@ -475,10 +475,16 @@ class RangeAnswer(msgspec.Struct, frozen=True):
 # -- watches ------------------------------------------------------------------
 
 
+#: A revision a cluster can reach: 1 to etcd's int64 (the log encodes
+#: commands as MessagePack, whose integers end at 64 bits).
+Revision = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
 class WatchQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prefix: str | None = None
     key: str | None = None
-    start_revision: int | None = None
+    #: Past int64, a watch would wait for a revision no cluster reaches.
+    start_revision: Revision | None = None
     prev_value: bool = False
 
 

@@ -286,9 +286,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
             watched = prefix_interval(query.prefix or "")
         if (refused := refusal(request.scope, node, "read", *watched)) is not None:
             return quart_response(refused)
-        start = query.start_revision
-        if start is not None and start < 1:
-            return quart_response(bad_request("start_revision must be at least 1"))
+        start = query.start_revision  # 1 to int64, as the model says
         last_seen = request.headers.get("Last-Event-ID")
         if last_seen is not None:
             # At most 19 digits before int(): it refuses more than 4,300

@@ -35,3 +35,22 @@ async def test_a_bad_query_string_is_named_as_such(
     assert document["error"].startswith(says), document
     assert "JSON object" not in document["error"], document
     assert document["error"].endswith("(see /docs)"), document
+
+
+@pytest.mark.parametrize("start", ["0", "-1", "9223372036854775808", "99999999999999999999999"])
+async def test_a_watch_from_no_revision_there_can_be_is_refused(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, start: str
+) -> None:
+    """Revisions are 1 to etcd's int64 (the log's MessagePack ends at 64
+    bits, and ``Last-Event-ID`` is held to it): a ``start_revision`` past
+    it opened a watch that waited, with keep-alives, for a revision no
+    cluster reaches."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    _, quart, _ = both_paths(leader)
+    status, body = 0, b""
+    with trio.move_on_after(30):
+        status, _, body = await call(quart, "GET", "/api/watch", query=b"start_revision=" + start.encode())
+    assert status == 400, "a watch opened"
+    document = json.loads(body)
+    assert document["code"] == "bad_request", document
+    assert "start_revision" in document["error"], document
