@@ -33,6 +33,7 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "LEADER_HEADER",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "MAX_MEMBER_ID_LENGTH",
     "REVISION_HEADER",
     "UNSET",
     "Access",
@@ -99,6 +100,8 @@ __all__ = [
 #: or a new leader, is applied once and answered with its first outcome.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
+#: The longest id ``POST /api/members`` adds (a DNS name's 253 fit).
+MAX_MEMBER_ID_LENGTH = 256
 #: On every answer about keys: the revision the answering node stands at.
 REVISION_HEADER = "X-Raft-Revision"
 #: On a 307: the id of the leader the ``Location`` points to.
@@ -380,7 +383,10 @@ class MembersAnswer(msgspec.Struct, frozen=True):
 
 
 class AddMemberRequest(msgspec.Struct, frozen=True):
-    id: str
+    #: At most MAX_MEMBER_ID_LENGTH characters: a longer id could be added
+    #: but neither join nor be removed (its X-Raft-From header and the
+    #: path of DELETE /api/members/{id} pass the 64 KiB request head).
+    id: Annotated[str, msgspec.Meta(max_length=MAX_MEMBER_ID_LENGTH)]
     url: str
 
 

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from raft_trio.http.app import create_app
+from raft_trio.schema import MAX_MEMBER_ID_LENGTH
 from tests.http.test_answers import call
 from tests.node.harness import ELECTION_MAX_S, Cluster
 
@@ -63,3 +64,27 @@ async def test_a_member_id_that_could_not_be_addressed_or_sent_is_a_400(
         status, _, answer = await call(app, "POST", "/api/members", body)
         assert (status, json.loads(answer)["code"]) == (400, "bad_request"), member_id
     assert leader.membership == before
+
+
+async def test_a_member_id_too_long_to_remove_is_a_400(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An id of 70,000 characters was added, and then neither joined nor
+    could be removed: ``DELETE /api/members/{id}`` and the member's own
+    ``X-Raft-From`` exceed the 64 KiB a request's head may be (431), and
+    every status answer carried it (found by hand-fuzzing the members
+    API). At most ``MAX_MEMBER_ID_LENGTH`` characters (a DNS name's 253
+    fit); nothing changed."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    app = create_app(leader)
+    before = leader.membership
+    for length in (MAX_MEMBER_ID_LENGTH + 1, 70_000):
+        body = json.dumps({"id": "y" * length, "url": "http://127.0.0.1:1"}).encode()
+        status, _, answer = await call(app, "POST", "/api/members", body)
+        assert (status, json.loads(answer)["code"]) == (400, "bad_request"), answer[:300]
+        assert "$.id" in json.loads(answer)["error"]
+    assert leader.membership == before
+    longest = "y" * MAX_MEMBER_ID_LENGTH
+    body = json.dumps({"id": longest, "url": "http://127.0.0.1:1"}).encode()
+    assert (await call(app, "POST", "/api/members", body))[0] == 200
+    assert leader.membership.get(longest) is not None
