@@ -238,9 +238,11 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
 
     # -- key-value --------------------------------------------------------
 
-    @app.put(f"{prefix}/kv/")
-    @app.get(f"{prefix}/kv/")
-    @app.delete(f"{prefix}/kv/")
+    # Not strict about the slash: ``/api/kv`` (the range) takes only GET,
+    # and Werkzeug answered its PUT or DELETE with an HTML 308 to here.
+    @app.put(f"{prefix}/kv/", strict_slashes=False)
+    @app.get(f"{prefix}/kv/", strict_slashes=False)
+    @app.delete(f"{prefix}/kv/", strict_slashes=False)
     @hide
     @answered
     async def empty_key() -> Answer:

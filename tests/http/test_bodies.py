@@ -115,6 +115,27 @@ async def test_unknown_routes_and_methods_say_what_there_is(
     )
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+async def test_a_write_to_the_range_route_is_no_redirect(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, method: str
+) -> None:
+    """``/api/kv`` takes only GET, ``/api/kv/`` (the empty key) PUT and
+    DELETE too: Werkzeug answered a PUT or a DELETE of ``/api/kv`` (``curl
+    -X DELETE '.../api/kv?prefix=a'``) with its 308 to ``/api/kv/`` and an
+    HTML page, no JSON and no redirect of the contract (found by
+    hand-fuzzing the routes). It is the empty key's 400, nothing changed."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    lean, quart, _ = both_paths(leader)
+    applied = leader.kv.revision
+    for path in ("/api/kv", "/api/kv/"):
+        status, headers, body = await call(lean, method, path, b'{"value": "v"}')
+        assert status == 400, (path, status, body[:200])
+        assert headers["content-type"] == "application/json" and "location" not in headers
+        assert json.loads(body) == {"error": "the key is empty", "code": "bad_request"}
+    assert (await call(quart, "GET", "/api/kv"))[0] == 200  # still the range
+    assert leader.kv.revision == applied
+
+
 async def test_an_empty_transfer_body_asks_for_the_most_caught_up_voter(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
