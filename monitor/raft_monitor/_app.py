@@ -33,6 +33,7 @@ import trio
 from quart import Response, request, send_from_directory
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import PathConverter
 
 from ._client import HttpNodeClient
 from ._hub import Hub, encode_sse
@@ -48,6 +49,16 @@ PAGE_KEEPALIVE_SECONDS = 15.0
 #: The largest body the form may send (a node takes values up to 1 MiB,
 #: JSON-escaped up to 6 bytes a character).
 MAX_BODY_BYTES = 8 << 20
+
+
+class KeyConverter(PathConverter):
+    """A key as a node takes it (its own ``KeyConverter``): any characters,
+    ``/`` included, even first. Werkzeug's ``path`` (``[^/].*?``) answered
+    404 to a key holding a newline and redirected ``/kv//a`` to ``/kv/a``,
+    so the form wrote key ``a`` when asked for ``/a``."""
+
+    regex = r"[\s\S]+?"
+    part_isolating = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +81,9 @@ def create_app(
     settings = settings or PageSettings()
     app = QuartTrio(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.url_map.converters["key"] = KeyConverter
+    # ``//`` inside a key is part of the key, not a typo to redirect away.
+    app.url_map.merge_slashes = False
 
     def asset_dir(name: str) -> Path:
         custom = settings.templates_dir
@@ -160,13 +174,13 @@ def create_app(
             response.headers["X-Raft-Node"] = node.key if node is not None else answer.node_url
         return response
 
-    @app.put("/kv/<path:key>")
+    @app.put("/kv/<key:key>")
     async def put_key(key: str) -> Response:
         body = await request.get_data(as_text=False)
         assert isinstance(body, bytes)
         return await forward("PUT", key, body)
 
-    @app.get("/kv/<path:key>")
+    @app.get("/kv/<key:key>")
     async def get_key(key: str) -> Response:
         return await forward("GET", key, None)
 

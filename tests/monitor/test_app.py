@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,6 +15,9 @@ from quart_trio.testing.connections import TestHTTPConnection as HttpConnection
 
 from raft_monitor import ClusterView, Hub, create_app
 from raft_monitor._app import PageSettings
+from raft_monitor._client import HttpNodeClient, KvAnswer
+from raft_trio import schema
+from raft_trio.schema import quote_path
 
 from .helpers import URLS, report
 
@@ -120,3 +124,29 @@ async def test_the_form_proxy_without_a_cluster_answers_503() -> None:
     response = await client.put("/kv/hello", json={"value": "x"})
     assert response.status_code == 503
     assert "error" in await response.get_json()
+
+
+class RecordingKv:
+    """Stands for the monitor's cluster client: records the key each form
+    request names, and answers as a node would."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def kv(self, method: str, urls: Sequence[str], key: str, body: bytes | None = None) -> KvAnswer:
+        self.keys.append(key)
+        return KvAnswer(200, schema.KeyAnswer(key, "v", 1, 1, 1, 1), urls[0])
+
+
+@pytest.mark.parametrize("key", ["/lead", "a//b", "line\nbreak", "trail/"])
+async def test_the_form_proxy_passes_any_key_as_it_is(key: str) -> None:
+    """A node takes any key (a leading ``/``, ``//``, a newline: its
+    KeyConverter); the proxy in front of it must not drop or merge slashes,
+    nor answer 404, for a key the CLI can write."""
+    recorder = RecordingKv()
+    app = create_app(cluster_view(), Hub(), None, cast(HttpNodeClient, recorder))
+    client = app.test_client()
+    path = "/kv/" + quote_path(key)
+    for response in (await client.put(path, json={"value": "v"}), await client.get(path)):
+        assert response.status_code == 200, await response.get_data(as_text=True)
+    assert recorder.keys == [key, key]
