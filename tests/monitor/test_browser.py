@@ -22,6 +22,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from raft_monitor._app import PACKAGE_STATIC
 from raft_trio.client import Client
 from raft_trio.testing.processes import (
     NodeCluster,
@@ -352,3 +354,100 @@ def test_the_chart_the_learners_and_a_pre_vote(cluster: Cluster) -> None:
         finally:
             writer.halt.set()
             browser.close()
+
+
+# -- the page alone ------------------------------------------------------------
+
+PAGE_URL = "http://monitor.test/"
+
+
+class PageAlone:
+    """The page in Chromium with no monitor behind it: its files come from
+    the package, and its ``events`` stream and form answers from the test
+    (Playwright routes), so that what the page does with a given event or
+    key is checked in a second, without a cluster."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.events = ""
+        self.kv_requests: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.route(f"{PAGE_URL}**", self._serve)
+
+    def _serve(self, route: Any) -> None:
+        request = route.request
+        path = request.url.removeprefix(PAGE_URL).partition("?")[0]
+        if path in ("", "static/app.js", "static/style.css"):
+            name = path.removeprefix("static/") or "index.html"
+            types = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
+            route.fulfill(
+                body=(PACKAGE_STATIC / name).read_text(), content_type=types[name.rpartition(".")[2]]
+            )
+        elif path == "events":
+            # The body ends (the page then says the monitor is unreachable);
+            # a long retry keeps it from asking again.
+            route.fulfill(body="retry: 600000\n" + self.events, content_type="text/event-stream")
+        elif path.startswith("kv/"):
+            self.kv_requests.append((request.method, path))
+            key = urllib.parse.unquote(path.removeprefix("kv/"))
+            answer = {"key": key, "value": "v", "index": 1}
+            route.fulfill(json=answer, headers={"X-Raft-Node": "n1"})
+        else:
+            route.fulfill(status=404, json={"error": "not found"})
+
+    def open(self, *events: tuple[str, dict[str, Any]]) -> None:
+        self.events = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+        self.page.goto(PAGE_URL)
+
+
+@pytest.fixture
+def page_alone() -> Iterator[PageAlone]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            yield PageAlone(page)
+        finally:
+            browser.close()
+
+
+def node_doc(node_id: str, role: str = "follower") -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "url": "http://127.0.0.1:9001",
+        "role": role,
+        "term": 1,
+        "leader_id": node_id,
+        "commit_index": 1,
+        "applied_index": 1,
+        "last_contact_ms_ago": 0,
+        "reason": None,
+        "member": True,
+        "voter": True,
+        "pre_vote": False,
+    }
+
+
+def test_a_node_id_is_text_in_the_chart_never_markup(page_alone: PageAlone) -> None:
+    """A node's id is whatever the node says (the monitor checks only that
+    it is not empty): the chart must show it, not parse it."""
+    hostile = '"><img src=x onerror="window.__pwned=1">'
+    samples = [
+        {
+            "at_ms": 1000 * i,
+            "leader": hostile,
+            "nodes": {hostile: {"commit_rate": 2.0, "lag": 1, "voter": True}},
+        }
+        for i in range(3)
+    ]
+    snapshot = {"nodes": [node_doc(hostile, "leader")], "leader": None, "timeline": [], "samples": samples}
+    page_alone.open(("snapshot", snapshot))
+    page = page_alone.page
+    page.wait_for_selector("[data-chart=rate] .legend li")
+    assert page.eval_on_selector_all("[data-chart] img", "images => images.length") == 0
+    lines = page.eval_on_selector_all("[data-chart=rate] polyline", "lines => lines.map(l => l.dataset.node)")
+    assert lines == [hostile]
+    assert page.evaluate("window.__pwned") is None
+    assert page_alone.errors == []

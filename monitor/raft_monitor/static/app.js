@@ -216,7 +216,10 @@
       top = niceCeiling(top);
       const x = (i) => (samples.length < 2 ? WIDTH : (i * WIDTH) / (SHOWN - 1) + (SHOWN - samples.length) * WIDTH / (SHOWN - 1));
       const y = (v) => HEIGHT - 4 - (v / top) * (HEIGHT - 18);
-      const parts = [`<text class="scale" x="4" y="12">${top}${unit}</text>`];
+      // Built as elements, never as markup: an id is whatever a node says.
+      const scale = svgElement("text", { class: "scale", x: "4", y: "12" });
+      scale.textContent = `${top}${unit}`;
+      const parts = [scale];
       const items = [];
       for (const id of ids) {
         let runs = [];
@@ -232,9 +235,9 @@
         const last = samples.length ? samples[samples.length - 1].nodes[id] : undefined;
         const learner = last && last.voter === false;
         for (const points of runs) {
-          parts.push(
-            `<polyline data-node="${id}" class="${learner ? "learner" : ""}" stroke="${colour(id)}" points="${points.join(" ")}"></polyline>`,
-          );
+          const line = svgElement("polyline", { class: learner ? "learner" : "", stroke: colour(id), points: points.join(" ") });
+          line.dataset.node = id;
+          parts.push(line);
         }
         const value = last ? last[field] : null;
         if (value === null || value === undefined) continue;
@@ -251,10 +254,16 @@
         item.append(swatch, label);
         items.push(item);
       }
-      svg.innerHTML = parts.join("");
+      svg.replaceChildren(...parts);
       legend.replaceChildren(...items);
       const latest = samples[samples.length - 1];
       figure.dataset.leader = latest && latest.leader ? latest.leader : "";
+    }
+
+    function svgElement(name, attributes) {
+      const element = document.createElementNS("http://www.w3.org/2000/svg", name);
+      for (const [attribute, value] of Object.entries(attributes)) element.setAttribute(attribute, value);
+      return element;
     }
 
     function niceCeiling(v) {
