@@ -451,3 +451,31 @@ def test_a_node_id_is_text_in_the_chart_never_markup(page_alone: PageAlone) -> N
     assert lines == [hostile]
     assert page.evaluate("window.__pwned") is None
     assert page_alone.errors == []
+
+
+@pytest.mark.parametrize("key", ["a/../b", "a/./c", "/lead", "x/..", "%2e%2e/y"])
+def test_the_form_sends_the_key_it_is_given(page_alone: PageAlone, key: str) -> None:
+    """A browser resolves ``.`` and ``..`` path segments (``%2e`` too)
+    before the request leaves: sent segment by segment, key ``a/../b``
+    was written as ``b``."""
+    page_alone.open(("snapshot", {"nodes": [node_doc("n1", "leader")], "leader": None, "timeline": []}))
+    page = page_alone.page
+    page.fill("#kv-key", key)
+    page.click("#kv-put")
+    page.wait_for_selector("#kv-result[data-state=ok]")
+    [(method, path)] = page_alone.kv_requests
+    assert method == "PUT" and urllib.parse.unquote(path.removeprefix("kv/")) == key
+    assert (page.text_content("#kv-result") or "").startswith(f"wrote {key} = ")
+
+
+@pytest.mark.parametrize("key", [".", ".."])
+def test_the_form_says_it_cannot_send_a_dot_key(page_alone: PageAlone, key: str) -> None:
+    """A key that is only dots cannot be put in a URL a browser sends as
+    it is: the page says so rather than writing or reading another one."""
+    page_alone.open(("snapshot", {"nodes": [node_doc("n1", "leader")], "leader": None, "timeline": []}))
+    page = page_alone.page
+    page.fill("#kv-key", key)
+    page.click("#kv-get")
+    page.wait_for_selector("#kv-result[data-state=error]")
+    assert "raft-trio kv" in (page.text_content("#kv-result") or "")
+    assert page_alone.kv_requests == []

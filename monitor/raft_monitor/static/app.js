@@ -366,6 +366,13 @@
       result.textContent = "a key is needed";
       return;
     }
+    if (key === "." || key === "..") {
+      // A browser resolves a "." or ".." path segment (even "%2E") before
+      // the request leaves: it would name another resource.
+      result.dataset.state = "error";
+      result.textContent = `the page cannot send the key "${key}" (a browser reads it as a path step): use raft-trio kv`;
+      return;
+    }
     const init = { method, headers: {} };
     if (method === "PUT") {
       init.headers["Content-Type"] = "application/json";
@@ -375,8 +382,9 @@
     result.dataset.state = "idle";
     result.textContent = method === "PUT" ? "writing…" : "reading…";
     try {
-      const path = key.split("/").map(encodeURIComponent).join("/");
-      const response = await fetch(`kv/${path}`, init);
+      // The key as one path segment ("/" escaped too): sent segment by
+      // segment, "a/../b" was resolved by the browser to "b".
+      const response = await fetch(`kv/${encodeURIComponent(key)}`, init);
       const via = response.headers.get("X-Raft-Node");
       let body;
       try {
