@@ -370,6 +370,9 @@ class PageAlone:
     def __init__(self, page: Any) -> None:
         self.page = page
         self.events = ""
+        #: How many times ``events`` answers 502 first (a proxy in front of
+        #: a monitor that restarts).
+        self.events_failures = 0
         self.kv_requests: list[tuple[str, str]] = []
         self.errors: list[str] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
@@ -384,6 +387,9 @@ class PageAlone:
             route.fulfill(
                 body=(PACKAGE_STATIC / name).read_text(), content_type=types[name.rpartition(".")[2]]
             )
+        elif path == "events" and self.events_failures:
+            self.events_failures -= 1
+            route.fulfill(status=502, body="Bad Gateway", content_type="text/plain")
         elif path == "events":
             # The body ends (the page then says the monitor is unreachable);
             # a long retry keeps it from asking again.
@@ -479,3 +485,14 @@ def test_the_form_says_it_cannot_send_a_dot_key(page_alone: PageAlone, key: str)
     page.wait_for_selector("#kv-result[data-state=error]")
     assert "raft-trio kv" in (page.text_content("#kv-result") or "")
     assert page_alone.kv_requests == []
+
+
+def test_the_page_comes_back_after_an_error_answer_to_its_stream(page_alone: PageAlone) -> None:
+    """A proxy in front of a restarting monitor answers 502; EventSource
+    gives up for good on an answer that is not a stream, so the page must
+    open a new one itself, or it says "retrying" and never does."""
+    page_alone.events_failures = 2
+    page_alone.open(("snapshot", {"nodes": [node_doc("n1", "leader")], "leader": None, "timeline": []}))
+    page = page_alone.page
+    page.wait_for_selector("[data-node-id=n1][data-role=leader]")
+    assert page_alone.events_failures == 0

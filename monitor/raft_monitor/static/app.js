@@ -309,46 +309,58 @@
     }
   }
 
-  const source = new EventSource("events");
-  source.addEventListener("open", () => setConnection("live", "live"));
-  source.addEventListener("error", () => setConnection("lost", "monitor unreachable, retrying…"));
-  source.addEventListener("snapshot", (event) => {
-    const doc = parse(event);
-    if (!doc) return;
-    setConnection("live", "live");
-    if (doc.service) {
-      $("service").textContent = doc.service;
-      $("service").hidden = false;
-    }
-    const ids = new Set(doc.nodes.map((n) => n.id));
-    for (const id of [...cards.keys()]) if (!ids.has(id)) removeNode(id);
-    for (const node of doc.nodes) upsertNode(node);
-    timelineBox.replaceChildren();
-    seenEntries.clear();
-    for (const entry of doc.timeline) addEntry(entry);
-    chart.reset(doc.samples || [], doc.refresh_ms);
-    updateSummary();
-  });
-  source.addEventListener("sample", (event) => {
-    const doc = parse(event);
-    if (doc) chart.add(doc);
-  });
-  source.addEventListener("node", (event) => {
-    const doc = parse(event);
-    if (!doc) return;
-    upsertNode(doc);
-    updateSummary();
-  });
-  source.addEventListener("removed", (event) => {
-    const doc = parse(event);
-    if (!doc) return;
-    removeNode(doc.id);
-    updateSummary();
-  });
-  source.addEventListener("timeline", (event) => {
-    const doc = parse(event);
-    if (doc) addEntry(doc);
-  });
+  // EventSource reconnects by itself after a dropped connection, but gives
+  // up for good on an answer that is not a stream (a proxy's 502 while the
+  // monitor restarts): then the page opens a new one itself.
+  const REOPEN_MS = 2000;
+
+  function connect() {
+    const source = new EventSource("events");
+    source.addEventListener("open", () => setConnection("live", "live"));
+    source.addEventListener("error", () => {
+      setConnection("lost", "monitor unreachable, retrying…");
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, REOPEN_MS);
+    });
+    source.addEventListener("snapshot", (event) => {
+      const doc = parse(event);
+      if (!doc) return;
+      setConnection("live", "live");
+      if (doc.service) {
+        $("service").textContent = doc.service;
+        $("service").hidden = false;
+      }
+      const ids = new Set(doc.nodes.map((n) => n.id));
+      for (const id of [...cards.keys()]) if (!ids.has(id)) removeNode(id);
+      for (const node of doc.nodes) upsertNode(node);
+      timelineBox.replaceChildren();
+      seenEntries.clear();
+      for (const entry of doc.timeline) addEntry(entry);
+      chart.reset(doc.samples || [], doc.refresh_ms);
+      updateSummary();
+    });
+    source.addEventListener("sample", (event) => {
+      const doc = parse(event);
+      if (doc) chart.add(doc);
+    });
+    source.addEventListener("node", (event) => {
+      const doc = parse(event);
+      if (!doc) return;
+      upsertNode(doc);
+      updateSummary();
+    });
+    source.addEventListener("removed", (event) => {
+      const doc = parse(event);
+      if (!doc) return;
+      removeNode(doc.id);
+      updateSummary();
+    });
+    source.addEventListener("timeline", (event) => {
+      const doc = parse(event);
+      if (doc) addEntry(doc);
+    });
+  }
+
+  connect();
 
   setInterval(() => {
     for (const [id, card] of cards) updateContact(card, nodes.get(id));
