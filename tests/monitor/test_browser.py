@@ -496,3 +496,18 @@ def test_the_page_comes_back_after_an_error_answer_to_its_stream(page_alone: Pag
     page = page_alone.page
     page.wait_for_selector("[data-node-id=n1][data-role=leader]")
     assert page_alone.events_failures == 0
+
+
+def test_the_page_fits_the_narrowest_phone(page_alone: PageAlone) -> None:
+    """320 CSS pixels is the narrowest common phone (and WCAG's reflow
+    width): the page must not scroll sideways there, charts included."""
+    page_alone.page.set_viewport_size({"width": 320, "height": 640})
+    samples = [
+        {"at_ms": 1000 * i, "leader": "n1", "nodes": {"n1": {"commit_rate": 2.0, "lag": None, "voter": True}}}
+        for i in range(3)
+    ]
+    snapshot = {"nodes": [node_doc("n1", "leader")], "leader": None, "timeline": [], "samples": samples}
+    page_alone.open(("snapshot", snapshot))
+    page = page_alone.page
+    page.wait_for_selector("[data-chart=rate] .legend li")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
