@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import http.server
 import json
 import re
 import threading
@@ -511,3 +512,86 @@ def test_the_page_fits_the_narrowest_phone(page_alone: PageAlone) -> None:
     page = page_alone.page
     page.wait_for_selector("[data-chart=rate] .legend li")
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
+
+class SilentMonitor(http.server.ThreadingHTTPServer):
+    """Serves the page, and an ``/events`` stream that sends a snapshot and
+    then nothing while staying open: a monitor that hangs (paused, stuck)
+    or a proxy holding the page's connection after losing the monitor.
+    Streams opened after the first get no answer at all."""
+
+    daemon_threads = True
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self.snapshot = snapshot
+        self.streams_opened = 0
+        self.done = threading.Event()
+        super().__init__(("127.0.0.1", 0), SilentMonitorHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class SilentMonitorHandler(http.server.BaseHTTPRequestHandler):
+    server: SilentMonitor
+
+    def do_GET(self) -> None:
+        if self.path == "/events":
+            self.server.streams_opened += 1
+            if self.server.streams_opened == 1:  # then it hangs: later ones get no answer
+                self._answer(
+                    200, "text/event-stream", f"event: snapshot\ndata: {json.dumps(self.server.snapshot)}\n\n"
+                )
+                self.wfile.flush()
+            self.server.done.wait()
+            return
+        name = {"/": "index.html", "/static/app.js": "app.js", "/static/style.css": "style.css"}.get(
+            self.path
+        )
+        if name is None:
+            self._answer(404, "text/plain", "not found")
+        else:
+            kind = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[name.rpartition(".")[2]]
+            self._answer(200, kind, (PACKAGE_STATIC / name).read_text())
+
+    def _answer(self, status: int, content_type: str, body: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if content_type != "text/event-stream":
+            self.send_header("Content-Length", str(len(body.encode())))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_silent_stream_is_not_shown_as_live() -> None:
+    """The monitor sends a chart sample every ``refresh_ms``: a stream that
+    stays open but silent for several of them is a hung monitor, and the
+    page must say so (and open another) rather than show the roles it
+    last got as live for ever."""
+    snapshot = {"nodes": [node_doc("n1", "leader")], "leader": None, "timeline": [], "refresh_ms": 200}
+    server = SilentMonitor(snapshot)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(WAIT_MS)
+                page.goto(server.url)
+                page.wait_for_selector("[data-node-id=n1][data-role=leader]")
+                page.wait_for_selector("#connection[data-state=lost]")
+                page.wait_for_function("document.body.classList.contains('stale')")
+                deadline = time.monotonic() + WAIT_MS / 1000
+                while server.streams_opened < 2:
+                    assert time.monotonic() < deadline, "the page never opened another stream"
+                    page.wait_for_timeout(50)
+            finally:
+                browser.close()
+    finally:
+        server.done.set()
+        server.shutdown()
+        server.server_close()

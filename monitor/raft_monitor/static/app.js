@@ -301,6 +301,7 @@
   }
 
   function parse(event) {
+    heardAt = performance.now();
     try {
       return JSON.parse(event.data);
     } catch (error) {
@@ -313,18 +314,41 @@
   // up for good on an answer that is not a stream (a proxy's 502 while the
   // monitor restarts): then the page opens a new one itself.
   const REOPEN_MS = 2000;
+  // The monitor sends a chart sample every refresh_ms. A stream that stays
+  // open but silent for several of them is a monitor that hangs (or a
+  // proxy that lost it): EventSource would wait on it for ever, and the
+  // page show what it last got as live.
+  const SILENT_PERIODS = 6;
+  const SILENT_MIN_MS = 3000;
+  let refreshMs = 500; // until a snapshot says
+  let heardAt = performance.now(); // the last event or opening
 
   function connect() {
     const source = new EventSource("events");
-    source.addEventListener("open", () => setConnection("live", "live"));
+    const watchdog = setInterval(() => {
+      const silent = performance.now() - heardAt;
+      if (source.readyState !== EventSource.OPEN || silent < Math.max(SILENT_MIN_MS, SILENT_PERIODS * refreshMs)) return;
+      clearInterval(watchdog);
+      source.close();
+      setConnection("lost", `monitor silent for ${Math.round(silent / 1000)} s, reconnecting…`);
+      connect();
+    }, 500);
+    source.addEventListener("open", () => {
+      heardAt = performance.now();
+      setConnection("live", "live");
+    });
     source.addEventListener("error", () => {
       setConnection("lost", "monitor unreachable, retrying…");
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, REOPEN_MS);
+      if (source.readyState === EventSource.CLOSED) {
+        clearInterval(watchdog);
+        setTimeout(connect, REOPEN_MS);
+      }
     });
     source.addEventListener("snapshot", (event) => {
       const doc = parse(event);
       if (!doc) return;
       setConnection("live", "live");
+      if (doc.refresh_ms) refreshMs = doc.refresh_ms;
       if (doc.service) {
         $("service").textContent = doc.service;
         $("service").hidden = false;
