@@ -9,9 +9,9 @@ whether it is still there. The node sends a keep-alive comment after every
 second without events, so ``stall_after`` (1.25 s) of silence means the
 node or the path to it is stuck; a status probe (``probe_timeout``, 0.5 s)
 tells a stuck node (no answer: unreachable) from a merely broken stream
-(answer: reconnect at once). A paused node is shown unreachable at most
-1.75 s after the last thing it sent, which is within a second of its
-missed heartbeat. A refused or dropped connection is shown at once.
+(answer: reconnect at once). A paused node is shown unreachable 1.75 s
+(and the loop's next turn: 1.77 s measured) after the last thing it
+sent, which is within a second of its missed heartbeat. A refused or dropped connection is shown at once.
 Reconnects back off from ``backoff_min`` to ``backoff_max``.
 
 The indexes come with the nodes' ``commit`` events (at most every 100 ms
