@@ -173,6 +173,9 @@ def show_range(
             for item in kvs
         ]
         print_table(titles, rows)
+    if output != "json" and answer.more:
+        # On stderr: the keys shown stay the only lines on stdout.
+        print(f"({len(kvs)} of {answer.count} keys shown: --limit {limit})", file=sys.stderr)
     return 0
 
 

@@ -68,3 +68,27 @@ def test_a_limit_stops_across_pages_and_says_more(
     assert [item["key"] for item in answer["kvs"]] == KEYS[:13]
     assert answer["more"] and all("value" not in item for item in answer["kvs"])
     assert cluster.asked == [(10, None), (9, "k003"), (5, "k007"), (1, "k011")]
+
+
+@pytest.mark.parametrize("listing", [False, True], ids=["kv get --prefix", "kv ls"])
+def test_a_table_cut_by_limit_says_so_on_stderr(capsys: pytest.CaptureFixture[str], listing: bool) -> None:
+    """The JSON answer carries ``more``; the table showed only the keys,
+    as if there were no others (a review of the CLI as a new user). A line
+    on stderr says how many were shown of how many; stdout keeps only the
+    keys. A range that is not cut says nothing more."""
+    client_commands.show_range(
+        cast(Client, PagedCluster(page=10)), "table", "k", 5, keys_only=True, stale=False, listing=listing
+    )
+    shown = capsys.readouterr()
+    assert shown.err == "(5 of 25 keys shown: --limit 5)\n"
+    assert "k004" in shown.out and "k005" not in shown.out and "shown" not in shown.out
+    client_commands.show_range(
+        cast(Client, PagedCluster(page=10)),
+        "table",
+        "k01",
+        None,
+        keys_only=True,
+        stale=False,
+        listing=listing,
+    )
+    assert capsys.readouterr().err == ""
