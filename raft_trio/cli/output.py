@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 
-from ..client import ApiError
+from ..client import ApiError, BadRequest
+from .errors import EXIT_USAGE
 
 #: ``kv`` prints JSON unless told otherwise (the contract's form, and what
 #: scripts read), but ``kv ls`` a key a line, as ``ls`` does; the cluster
@@ -85,9 +86,10 @@ def show(output: str, answer: Any, titles: Sequence[str], rows: Sequence[Sequenc
 
 def print_error(error: ApiError, output: str) -> int:
     """The cluster's refusal: its JSON answer (``-o json``) or one line on
-    stderr; exit status 1."""
+    stderr; exit status 1, or 2 for input the cluster found invalid (its
+    400 or 413: a usage error, as the same input caught here is)."""
     if output == "json":
         print_json(error.answer)
     else:
         print(f"raft-trio: {error.message} ({error.code})", file=sys.stderr)
-    return 1
+    return EXIT_USAGE if isinstance(error, BadRequest) else 1
