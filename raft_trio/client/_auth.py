@@ -44,8 +44,11 @@ class TokenKeeper:
         return not self.auth_off and (self.token is None or now >= self.renew_at)
 
     def header(self) -> str | None:
-        """The ``Authorization`` value to send (None: none)."""
-        return None if self.auth_off or self.token is None else f"Bearer {self.token}"
+        """The ``Authorization`` value to send (None: none). The token is
+        read once: a ``Client`` may be shared by threads, and another one
+        forgetting it between two reads sent ``Bearer None``."""
+        token = self.token
+        return None if self.auth_off or token is None else f"Bearer {token}"
 
     def login_call(self) -> Call[schema.TokenAnswer]:
         return login(self.user, self.password)

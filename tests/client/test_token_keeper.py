@@ -34,3 +34,24 @@ def test_while_auth_is_off_nothing_is_sent_until_a_401() -> None:
 def test_the_login_call_goes_to_any_node_and_may_be_repeated() -> None:
     call = TokenKeeper("alice", "pw").login_call()
     assert (call.method, call.path, call.repeatable, call.leader) == ("POST", "/auth/token", True, False)
+
+
+class ForgottenBetweenReads(TokenKeeper):
+    """A keeper whose token another thread forgets right after it is first
+    read (a ``Client`` may be shared by threads; a 401 makes one forget)."""
+
+    reads = 0
+
+    def __getattribute__(self, name: str) -> object:
+        value = super().__getattribute__(name)
+        if name == "token":
+            type(self).reads += 1
+            return value if type(self).reads == 1 else None
+        return value
+
+
+def test_the_header_reads_the_token_once() -> None:
+    """Read twice, a token forgotten between the reads made the header
+    ``Bearer None`` (a review of the client's thread safety)."""
+    keeper = ForgottenBetweenReads("alice", "pw", token="the-token")
+    assert keeper.header() == "Bearer the-token"
