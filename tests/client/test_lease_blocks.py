@@ -7,7 +7,6 @@ test deciding what it answers."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -58,10 +57,14 @@ def test_a_blocking_lease_revoked_by_someone_else_meanwhile_raises_at_the_end() 
         pass  # ended before any keep-alive: only the release finds it gone
 
 
-def test_a_blocking_lease_without_a_keep_alive_answered_for_its_ttl_raises_at_the_end() -> None:
+def test_a_blocking_lease_without_a_keep_alive_answered_for_its_ttl_raises_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("raft_trio.client._sync.time.monotonic", lambda: now[0])
     cluster = BlockingCluster(ttl=1, down=True)
     with pytest.raises(LeaseNotFound, match="no keep-alive was answered"), cluster.lease(1):
-        time.sleep(1.2)  # longer than the TTL: the lease may have run out
+        now[0] += 1.2  # longer than the TTL: the lease may have run out
     assert cluster.revoked == 1  # released all the same, in case it lives
 
 
