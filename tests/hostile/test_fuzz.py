@@ -46,13 +46,22 @@ pytestmark = pytest.mark.integration
 #: Examples per operation and generation mode. Nine operations with
 #: parameters or bodies are fuzzed in two modes; the ones without any
 #: (/healthz, /api/status, /api/members) yield a single distinct example.
-MAX_EXAMPLES = 120
+#: The default run takes MAX_EXAMPLES; ``-m soak`` runs LONG_EXAMPLES.
+MAX_EXAMPLES = 50
+LONG_EXAMPLES = 300
 #: Operations that hash a password on purpose (scrypt, about a quarter of
 #: a second of CPU each, also for a name that does not exist) get fewer
-#: examples here; test_fuzz_auth.py fuzzes them with auth on.
+#: examples here (a tenth, at least 5); test_fuzz_auth.py fuzzes them
+#: with auth on.
 PASSWORD_HASHING = ("/api/auth/token", "/api/auth/users", "/api/auth/users/{name}/password")
-HASHING_EXAMPLES = 15
-MIN_REQUESTS = 1_000
+
+
+def hashing_examples(max_examples: int) -> int:
+    return max(5, max_examples // 10)
+
+
+#: Requests a run must at least have sent, per example asked for.
+MIN_REQUESTS_PER_EXAMPLE = 8
 REQUEST_TIMEOUT_S = 10.0
 #: Schemathesis's own checks that the contract contradicts:
 #: - status_code_conformance (ST103): the generated document lists only the
@@ -272,7 +281,11 @@ def fuzz_watch(
                 raise
 
 
-def test_schemathesis_fuzz(node_cluster: Cluster) -> None:
+@pytest.mark.parametrize(
+    "max_examples",
+    [pytest.param(MAX_EXAMPLES, id="short"), pytest.param(LONG_EXAMPLES, id="long", marks=pytest.mark.soak)],
+)
+def test_schemathesis_fuzz(node_cluster: Cluster, max_examples: int) -> None:
     node = node_cluster["n1"]
     sentinel_key = "hostile/sentinel-" + secrets.token_hex(20)
     sentinel_value = "sentinel " + secrets.token_hex(8)
@@ -291,9 +304,9 @@ def test_schemathesis_fuzz(node_cluster: Cluster) -> None:
                 fuzz_events(operation, node.url, tally)
                 continue
             if operation.path == "/api/watch":
-                fuzz_watch(operation, node.url, tally)
+                fuzz_watch(operation, node.url, tally, max_examples=max_examples // 2)
                 continue
-            examples = HASHING_EXAMPLES if operation.path in PASSWORD_HASHING else MAX_EXAMPLES
+            examples = hashing_examples(max_examples) if operation.path in PASSWORD_HASHING else max_examples
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 fuzz_operation(operation, mode, node.url, set(node_cluster.nodes), session, tally, examples)
     elapsed = time.monotonic() - started
@@ -302,7 +315,7 @@ def test_schemathesis_fuzz(node_cluster: Cluster) -> None:
     for (label, status), count in sorted(tally.by_status.items()):
         print(f"  {label:40} {status}: {count}")
     assert not tally.failures, f"{len(tally.failures)} failures:\n" + "\n".join(tally.failures[:15])
-    assert tally.requests >= MIN_REQUESTS, tally.requests
+    assert tally.requests >= MIN_REQUESTS_PER_EXAMPLE * max_examples, tally.requests
 
     r = node_cluster.http.get(node.url + kv_path(sentinel_key))
     assert r.status_code == 200 and r.json()["value"] == sentinel_value, r.text

@@ -17,13 +17,16 @@ from schemathesis import GenerationMode
 
 from ..integration.cluster import Cluster
 from ._support import assert_serving_with, log_tracebacks
-from .test_fuzz import Case, Operation, Tally, fuzz_events, fuzz_operation, fuzz_watch
+from .test_fuzz import PASSWORD_HASHING, Case, Operation, Tally, fuzz_events, fuzz_operation, fuzz_watch
 
 pytestmark = pytest.mark.integration
 
 #: Examples per operation and mode: a smaller run than without auth (which
 #: fuzzes the same handlers), within the token's five minutes.
 EXAMPLES = 20
+#: The operations that hash a password (scrypt, a quarter of a second of
+#: CPU each) get fewer.
+HASHING_EXAMPLES = 8
 MIN_REQUESTS = 600
 
 
@@ -83,8 +86,9 @@ def test_schemathesis_fuzz_with_auth_on(node_cluster: Cluster) -> None:
             if operation.path == "/api/watch":
                 fuzz_watch(operation, node.url, tally, headers, max_examples=EXAMPLES)
                 continue
+            examples = HASHING_EXAMPLES if operation.path in PASSWORD_HASHING else EXAMPLES
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                fuzz_operation(operation, mode, node.url, set(node_cluster.nodes), session, tally, EXAMPLES)
+                fuzz_operation(operation, mode, node.url, set(node_cluster.nodes), session, tally, examples)
             if operation.path not in OPEN:
                 fuzz_anonymous(operation, node.url, anonymous, tally)
     print(f"\n{tally.requests} requests with auth on in {time.monotonic() - started:.1f} s")
