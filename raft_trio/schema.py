@@ -151,6 +151,9 @@ class Code(enum.StrEnum):
     #: 429: too many failed logins for this name or from this address
     #: (``Retry-After`` says how long to wait).
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    #: 400: an ``Idempotency-Key`` sent before with a different request
+    #: (nothing was applied, and the first request's answer is not given).
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     #: 400: a token asked for while auth is off.
     AUTH_NOT_ENABLED = "auth_not_enabled"
     #: 409: the user or role to add exists already.

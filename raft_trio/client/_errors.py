@@ -153,6 +153,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     Code.PERMISSION_DENIED: PermissionDenied,
     Code.TOO_MANY_ATTEMPTS: TooManyAttempts,
     Code.AUTH_NOT_ENABLED: BadRequest,
+    Code.IDEMPOTENCY_KEY_REUSED: BadRequest,
     Code.USER_EXISTS: AuthConflict,
     Code.ROLE_EXISTS: AuthConflict,
     Code.ROOT_PROTECTED: AuthConflict,

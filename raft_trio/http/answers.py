@@ -34,6 +34,7 @@ from ..kv import (
     Command,
     Deleted,
     Got,
+    KeyReused,
     KeyValue,
     LeaseGranted,
     LeaseNotFound,
@@ -324,6 +325,12 @@ def for_result(result: Result) -> Answer:
         return Answer(200, schema.DeleteAnswer(result.key, result.deleted, result.index))
     if isinstance(result, LeaseNotFound):
         return lease_not_found(result.lease)
+    if isinstance(result, KeyReused):
+        message = (
+            f"the {schema.IDEMPOTENCY_HEADER} was used before for a different request;"
+            " a retry must repeat the request, a new request needs a new key"
+        )
+        return error(400, Code.IDEMPOTENCY_KEY_REUSED, message)
     if isinstance(result, TxnDone):
         results = [txn_result(item, result.revision) for item in result.results]
         return Answer(200, schema.TxnAnswer(result.succeeded, results, result.revision))

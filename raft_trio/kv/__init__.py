@@ -42,6 +42,7 @@ from ._commands import (
     Delete,
     Deleted,
     Got,
+    KeyReused,
     KeyValue,
     LeaseGrant,
     LeaseGranted,
@@ -65,6 +66,7 @@ from ._commands import (
     encode_command,
     format_lease_id,
     parse_lease_id,
+    request_fingerprint,
 )
 from ._history import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHANGES, Change, History
 from ._keys import prefix_end
@@ -110,6 +112,7 @@ __all__ = [
     "Got",
     "Grant",
     "History",
+    "KeyReused",
     "KeyValue",
     "KeyValueStore",
     "Lease",
@@ -155,6 +158,7 @@ __all__ = [
     "parse_lease_id",
     "prefix_end",
     "prefix_interval",
+    "request_fingerprint",
     "valid_name",
     "with_new_signing_key",
 ]

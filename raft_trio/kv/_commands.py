@@ -15,12 +15,22 @@ number of puts since it was created (1 for a new key).
 
 from __future__ import annotations
 
+import hashlib
 import string
 from typing import Literal
 
 import msgspec
 
-from ._auth_commands import AuthChanged, AuthCommand, AuthRefused, Caller, PermissionDenied
+from ._auth_commands import (
+    AuthChanged,
+    AuthCommand,
+    AuthEnable,
+    AuthRefused,
+    Caller,
+    PermissionDenied,
+    UserAdd,
+    UserPassword,
+)
 
 #: Limits of the API: keys 1-1024 bytes, values at most 1 MiB as UTF-8.
 MAX_KEY_BYTES = 1024
@@ -229,6 +239,14 @@ class LeaseGranted(msgspec.Struct, frozen=True, tag="lgranted", array_like=True)
     ttl: int
 
 
+class KeyReused(msgspec.Struct, frozen=True, tag="key_reused", array_like=True):
+    """A command whose idempotency token answered an earlier, different
+    request (:func:`request_fingerprint`): not applied, and not a retry,
+    so the earlier answer is not given either. Never remembered."""
+
+    index: int
+
+
 class LeaseRevoked(msgspec.Struct, frozen=True, tag="lrevoked", array_like=True):
     id: int
     #: False if the lease no longer existed (expired or revoked before).
@@ -249,9 +267,35 @@ Result = (
     | AuthChanged
     | AuthRefused
     | PermissionDenied
+    | KeyReused
 )
 
 _command_encoder = msgspec.msgpack.Encoder()
+
+#: What a proposer adds to every command: no part of the client's request.
+_ADDED_BY_THE_NODE = {"token": None, "ts": 0, "caller": None}
+
+
+def request_fingerprint(command: Command) -> bytes:
+    """What the client asked for in ``command``, as 16 bytes: equal for a
+    retry of the same request, different for another request sent under
+    the same idempotency token (IETF's Idempotency-Key draft and Stripe
+    refuse that rather than answer it with the first request's outcome).
+
+    Left out is what the node adds (the token itself, its clock, who
+    asked: a retry may come with a fresh login) or chooses (a salted
+    password hash, a new signing key): a retry of a password change
+    counts as the same request whatever password it carries. Computed
+    from the log entry alone, so every replica finds the same."""
+    chosen: dict[str, object] = dict(_ADDED_BY_THE_NODE)
+    if isinstance(command, UserAdd | UserPassword):
+        chosen["password_hash"] = "" if command.password_hash is not None else None
+    elif isinstance(command, AuthEnable):
+        chosen["signing_key"] = b""
+    request = msgspec.structs.replace(command, **chosen)
+    return hashlib.blake2b(_command_encoder.encode(request), digest_size=16).digest()
+
+
 _command_decoder: msgspec.msgpack.Decoder[LogCommand] = msgspec.msgpack.Decoder(LogCommand)
 
 

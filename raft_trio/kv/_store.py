@@ -12,7 +12,9 @@ revision.)
 
 Exactly-once retries (the dissertation's client sessions, §6.3, in the form
 HTTP clients know as ``Idempotency-Key``): a command carrying a token whose
-result is remembered is not applied again; the first result is returned.
+result is remembered is not applied again; the first result is returned,
+if the command asks for what the first one did (the session keeps the
+request's fingerprint; another request under the token is refused).
 The table is part of the replicated state (and of snapshots), so a retry
 that reaches a new leader is recognised too. It is bounded: at most
 ``max_sessions`` tokens and ``max_session_bytes`` of remembered answers
@@ -45,6 +47,7 @@ from ._commands import (
     Delete,
     Deleted,
     Got,
+    KeyReused,
     KeyValue,
     LeaseGrant,
     LeaseGranted,
@@ -64,6 +67,7 @@ from ._commands import (
     TxnDone,
     Written,
     format_lease_id,
+    request_fingerprint,
 )
 from ._history import Change, History
 from ._keys import prefix_end
@@ -103,6 +107,9 @@ class _Session(msgspec.Struct, frozen=True, array_like=True):
     token: str
     ts: int
     result: Result
+    #: The request's :func:`request_fingerprint` (empty: remembered by a
+    #: version that kept none; any request under the token is its retry).
+    fingerprint: bytes = b""
 
 
 class _Snapshot(msgspec.Struct, frozen=True):
@@ -231,10 +238,21 @@ class KeyValueStore:
             kvs.append(record)
         return RangePage(kvs, count, len(kvs) < count)
 
-    def remembered(self, token: str) -> Result | None:
-        """The result of an already applied command with this token."""
-        session = self._sessions.get(token)
-        return session.result if session is not None else None
+    def remembered(self, command: Command) -> Result | None:
+        """What a command whose token was applied already answers: the
+        first result for a retry of the same request, :class:`KeyReused`
+        for another request under that token; None: not applied yet."""
+        if command.token is None:
+            return None
+        session = self._sessions.get(command.token)
+        if session is None:
+            return None
+        return self._answer_again(session, request_fingerprint(command))
+
+    def _answer_again(self, session: _Session, fingerprint: bytes) -> Result:
+        if session.fingerprint and session.fingerprint != fingerprint:
+            return KeyReused(self.applied_index)
+        return session.result
 
     # -- applying the log ----------------------------------------------------
 
@@ -252,14 +270,16 @@ class KeyValueStore:
             self.started.add(command.member)
             return None
         self._expire_sessions(command.ts)
+        fingerprint = b""
         if command.token is not None:
+            fingerprint = request_fingerprint(command)
             session = self._sessions.get(command.token)
             if session is not None:
-                return session.result
+                return self._answer_again(session, fingerprint)
         reads = answered or command.token is not None
         result = self._denied(index, command) or self._execute(index, command, reads)
         if command.token is not None:
-            self._remember(_Session(command.token, command.ts, result))
+            self._remember(_Session(command.token, command.ts, result, fingerprint))
             while len(self._sessions) > self.max_sessions or self.session_bytes > self.max_session_bytes:
                 self._forget_oldest_session()
         return result

@@ -1157,10 +1157,9 @@ class RaftNode:
         """Replicate ``command`` and return its result once applied."""
         with self._clients:
             self._require_leader()
-            if command.token is not None:
-                remembered = self.kv.remembered(command.token)
-                if remembered is not None:
-                    return remembered
+            remembered = self.kv.remembered(command)
+            if remembered is not None:
+                return remembered
             if self.stopping and not self.handing_over:
                 raise Unavailable("the node is stopping")
             new_bytes = _new_value_bytes(command)

@@ -192,16 +192,43 @@ async def test_a_chunked_body_over_the_lean_limit_is_served_whole(port: int) -> 
 async def test_a_repeated_idempotency_key_counts_by_its_first_on_both_paths(port: int) -> None:
     """Quart's handler takes the first of repeated ``Idempotency-Key``
     headers (Werkzeug's ``Headers.get``); the lean route takes the same
-    one, so a retry answers the same remembered outcome on either path."""
+    one, so a retry answers the same remembered outcome on either path
+    (taken by the second key, it would be another request under B)."""
     async with connect(port) as connection:
+        firsts = []
         for key, token in (("first", "A"), ("second", "B")):
             answer = await connection.request(put(key, b'{"value":"x"}', f"Idempotency-Key: {token}\r\n"))
             assert answer[0] == "HTTP/1.1 200 "
+            firsts.append(value(answer))
         both = "Idempotency-Key: A\r\nIdempotency-Key: B\r\n"
-        lean = await connection.request(put("third", b'{"value":"y"}', both))
+        lean = await connection.request(put("first", b'{"value":"x"}', both))
         # A Content-Type other than exactly application/json goes to Quart.
-        quart = await connection.request(put("third", b'{"value":"y"}', both).replace(b"json", b"json; a=b"))
-        assert value(lean)["key"] == value(quart)["key"] == "first"
+        quart = await connection.request(put("first", b'{"value":"x"}', both).replace(b"json", b"json; a=b"))
+        assert value(lean) == value(quart) == firsts[0]
+
+
+async def test_a_key_sent_again_with_another_request_is_a_400_on_both_paths(port: int) -> None:
+    """An ``Idempotency-Key`` names one request: sent with another (a
+    client that reuses its keys) it is refused, nothing is written, and
+    neither the first request's answer is given as this one's; the
+    request it was first sent with still gets its answer again."""
+    async with connect(port) as connection:
+        token = "Idempotency-Key: K\r\n"
+        first = await connection.request(put("k", b'{"value":"a"}', token))
+        assert first[0] == "HTTP/1.1 200 "
+        for content_type in (b"json", b"json; a=b"):  # lean route, Quart
+            status, _, answer = await connection.request(
+                put("k", b'{"value":"b"}', token).replace(b"json", content_type)
+            )
+            assert status == "HTTP/1.1 400 ", (content_type, answer)
+            refusal = json.loads(answer)
+            assert refusal["code"] == "idempotency_key_reused" and "Idempotency-Key" in refusal["error"]
+            status, _, answer = await connection.request(
+                put("k", b'{"value":"a"}', token).replace(b"json", content_type)
+            )
+            assert (status, json.loads(answer)) == ("HTTP/1.1 200 ", value(first))
+        read = value(await connection.request(b"GET /api/kv/k HTTP/1.1\r\nHost: h\r\n\r\n"))
+        assert read["value"] == "a" and read["index"] == value(first)["index"]
 
 
 async def test_json_nested_too_deep_is_a_400_on_both_paths(port: int) -> None:

@@ -14,6 +14,8 @@ from raft_trio.kv import (
     MAX_RANGE_PAGE_BYTES,
     MAX_TXN_OPS,
     MAX_VALUE_BYTES,
+    AuthEnable,
+    Caller,
     CasFailed,
     Command,
     Compare,
@@ -21,6 +23,7 @@ from raft_trio.kv import (
     Deleted,
     Got,
     History,
+    KeyReused,
     KeyValue,
     KeyValueStore,
     LeaseGrant,
@@ -34,16 +37,19 @@ from raft_trio.kv import (
     OpRange,
     Put,
     Ranged,
+    Result,
     Started,
     Txn,
     TxnDone,
     TxnOp,
+    UserAdd,
     Written,
     decode_command,
     encode_command,
     format_lease_id,
     parse_lease_id,
     prefix_end,
+    request_fingerprint,
 )
 
 
@@ -416,14 +422,62 @@ def test_a_retried_command_returns_its_first_result_and_is_applied_once() -> Non
     store.apply(2, Put("k", "b"))
     assert store.apply(3, Put("k", "a", token="t1", ts=1001)) == first
     assert store.get("k") == KeyValue("k", "b", 1, 2, 2)
-    assert store.remembered("t1") == first
+    assert store.remembered(Put("k", "a", token="t1")) == first
+
+
+def test_another_request_under_a_used_token_is_refused_and_changes_nothing() -> None:
+    """A token names one request: sent again with a different one it is a
+    client's mistake (a reused key), answered as such rather than with
+    the first request's outcome, which would read as this one's."""
+    store = KeyValueStore()
+    first = store.apply(1, Put("k", "a", token="t1", ts=1000))
+    assert store.apply(2, Put("k", "b", token="t1", ts=1001)) == KeyReused(2)
+    assert store.apply(3, Delete("k", token="t1", ts=1002)) == KeyReused(3)
+    assert store.get("k") == KeyValue("k", "a", 1, 1, 1)
+    assert store.remembered(Put("k", "b", token="t1")) == KeyReused(3)
+    # What the node adds is not the request: its clock, who asked.
+    retry = Put("k", "a", token="t1", ts=5000, caller=Caller("alice", 7))
+    assert store.remembered(retry) == first
+    assert store.apply(4, retry) == first
+
+
+def test_what_the_node_chooses_is_not_part_of_the_request() -> None:
+    """A retried password change carries a new salted hash, a retried
+    enable a new signing key: the same request all the same."""
+    store = KeyValueStore()
+    first = store.apply(1, UserAdd("carol", "scrypt$salt-1", token="t", ts=1))
+    assert store.apply(2, UserAdd("carol", "scrypt$salt-2", token="t", ts=2)) == first
+    assert store.apply(3, UserAdd("carol", None, token="t", ts=3)) == KeyReused(3)
+    assert store.apply(4, UserAdd("dave", "scrypt$salt-3", token="t", ts=4)) == KeyReused(4)
+    assert request_fingerprint(AuthEnable(b"key-1")) == request_fingerprint(AuthEnable(b"key-2", ts=9))
+    assert request_fingerprint(LeaseGrant(5)) != request_fingerprint(LeaseGrant(6))
+
+
+def test_a_token_remembered_without_a_fingerprint_answers_any_request_as_before() -> None:
+    """A session written by a version that kept no fingerprint (restored
+    from its snapshot) cannot tell a retry from another request: it
+    answers with the first outcome, as that version did."""
+
+    class OldSession(msgspec.Struct, array_like=True):
+        token: str
+        ts: int
+        result: Result
+
+    class OldSnapshot(msgspec.Struct):
+        applied: int
+        sessions: list[OldSession]
+
+    first = Written("k", "a", 1, 1, 1)
+    store = KeyValueStore()
+    store.restore(msgspec.msgpack.encode(OldSnapshot(1, [OldSession("t1", 1000, first)])))
+    assert store.apply(2, Put("k", "b", token="t1", ts=1001)) == first
 
 
 def test_remembered_tokens_are_forgotten_after_their_time() -> None:
     store = KeyValueStore(session_ttl_ms=1000)
     store.apply(1, Txn([], [OpPut("k", "a")], [], token="t", ts=0))
     store.apply(2, Put("x", "y", ts=1001))
-    assert store.remembered("t") is None
+    assert store.remembered(Txn([], [OpPut("k", "a")], [], token="t")) is None
 
 
 def test_remembered_answers_are_bounded_in_bytes_oldest_forgotten_first() -> None:
@@ -439,8 +493,10 @@ def test_remembered_answers_are_bounded_in_bytes_oldest_forgotten_first() -> Non
         store.apply(5 + n, Txn([], [OpRange("p/")], [], token=f"t{n}", ts=1), answered=False)
         assert store.session_bytes <= store.max_session_bytes
     assert len(store.snapshot()) < state + store.max_session_bytes + 4096
-    assert store.remembered("t24") is not None  # the newest answers a retry as before
-    assert store.remembered("t0") is None
+    assert (
+        store.remembered(Txn([], [OpRange("p/")], [], token="t24")) is not None
+    )  # the newest answers a retry
+    assert store.remembered(Txn([], [OpRange("p/")], [], token="t0")) is None
     restored = KeyValueStore(max_session_bytes=10 << 20)
     restored.restore(store.snapshot())
     assert restored.session_bytes == store.session_bytes
@@ -477,7 +533,8 @@ def test_a_snapshot_restores_keys_revisions_leases_and_remembered_tokens() -> No
     assert restored.range() == store.range()
     assert restored.revision == 5
     assert restored.leases[1].keys == {"a"} and restored.leases[1].ttl == 30
-    assert restored.remembered("t") == store.remembered("t")
+    assert restored.remembered(Put("b", "x", token="t")) == store.remembered(Put("b", "x", token="t"))
+    assert restored.remembered(Put("b", "y", token="t")) == KeyReused(5)
     assert restored.apply(6, LeaseRevoke(1)) == store.apply(6, LeaseRevoke(1))
 
 
