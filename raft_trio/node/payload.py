@@ -48,6 +48,9 @@ STABLE_RUN_SECONDS = 10.0
 REAP_INTERVAL_SECONDS = 0.5
 #: A line longer than this is logged in pieces.
 MAX_LINE_BYTES = 16 * 1024
+#: Lines logged before other tasks get a turn: one read of the pipe can
+#: hold 32,000 short lines (``yes``), which took 1.5 s to log.
+LINES_PER_TURN = 100
 
 
 #: A started script (the name the supervisor's seams use).
@@ -215,7 +218,13 @@ class PayloadSupervisor:
 
 
 async def _log_lines(stream: trio.abc.ReceiveStream, name: str) -> None:
-    """Log what the script writes, one record per line, tagged with its name."""
+    """Log what the script writes, one record per line, tagged with its name.
+
+    A script that floods its output is logged at the pace the node can
+    afford: other tasks get a turn every ``LINES_PER_TURN`` lines (never a
+    cancellation point, so that a chunk read is logged whole), and the pipe
+    is read no faster, so the script waits on it rather than the node's
+    heartbeats waiting on the script."""
     pending = b""
     try:
         while True:
@@ -227,8 +236,10 @@ async def _log_lines(stream: trio.abc.ReceiveStream, name: str) -> None:
             while len(pending) > MAX_LINE_BYTES:
                 lines.append(pending[:MAX_LINE_BYTES])
                 pending = pending[MAX_LINE_BYTES:]
-            for line in lines:
+            for count, line in enumerate(lines, 1):
                 output_log.info("[%s] %s", name, line.decode("utf-8", "replace").rstrip("\r"))
+                if count % LINES_PER_TURN == 0:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
     except (trio.ClosedResourceError, trio.BrokenResourceError):
         pass
     finally:

@@ -171,3 +171,45 @@ async def test_the_environment_and_the_output_in_the_nodes_log(
     assert "[leader.sh] second line" in lines
     assert "[leader.sh] partial" in lines
     assert "[follower.sh] hello" in lines
+
+
+async def test_a_script_flooding_its_output_does_not_hold_the_event_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``yes`` as a payload: each read of its pipe holds some 32,000 lines,
+    and logging them all in one go held the node's event loop for 1.5 s
+    (a review measured it), longer than an election timeout: heartbeats
+    late, elections. The other tasks get their turns while it is logged."""
+    turns = 0
+    seen_at_turn: list[int] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen_at_turn.append(turns)
+
+    async def other_task() -> None:
+        nonlocal turns
+        while len(seen_at_turn) < 30_000:  # busy, but not for ever: the fake clock waits for it
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    output_log = logging.getLogger("raft_trio.payload")
+    handler = Recorder()
+    output_log.addHandler(handler)
+    level = output_log.level
+    output_log.setLevel(logging.INFO)
+    try:
+        spawn = FakeSpawner(grandchild=False, output=b"y\n" * 30_000)
+        supervisor = PayloadSupervisor(LEADER, None, "n1", spawn=spawn)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(supervisor.run)
+                supervisor.role_changed("leader", 2, None)
+                await other_task()
+                nursery.cancel_scope.cancel()
+    finally:
+        output_log.removeHandler(handler)
+        output_log.setLevel(level)
+    assert len(seen_at_turn) == 30_000
+    longest = max(len(list(group)) for _, group in itertools.groupby(seen_at_turn))
+    assert longest <= 1_000, f"{longest} lines logged without letting another task run"
