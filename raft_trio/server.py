@@ -230,6 +230,7 @@ async def _serve(
                 await stop.event.wait()
                 log.info("stopping%s", " fast (SIGINT): no leadership hand-over" if stop.fast else "")
                 node.begin_stop()
+                payload.stopping()
                 if not stop.fast:
                     await _hand_over_leadership(node)
                 # Answer the requests already taken before stopping: writes

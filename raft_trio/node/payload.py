@@ -104,6 +104,7 @@ class PayloadSupervisor:
         #: The script process running now, if any.
         self.current: PayloadProcess | None = None
         self._spawning = False
+        self._stopping = False
 
     def starting_as(self, role: str, term: int, leader_url: str | None) -> None:
         """The node's role before :meth:`run`: its first script runs with
@@ -118,6 +119,14 @@ class PayloadSupervisor:
         if kind != current.kind or (kind == "leader" and term != current.term):
             self._desired = _Want(kind, role, term, leader_url)
             self._changed.set()
+
+    def stopping(self) -> None:
+        """The node is stopping: no script starts or restarts from now on.
+        The one running runs on until its role is left or :meth:`run` is
+        cancelled. A leader that hands leadership over on its way out
+        becomes a follower, and would otherwise start its follower script
+        only to end it moments later."""
+        self._stopping = True
 
     def _script_for(self, kind: str) -> str | None:
         return self.leader_script if kind == "leader" else self.follower_script
@@ -163,7 +172,7 @@ class PayloadSupervisor:
     async def _keep_running(self, script: str, want: _Want) -> None:
         name = os.path.basename(script)
         backoff = self.initial_backoff
-        while True:
+        while not self._stopping:
             started = trio.current_time()
             self.runs += 1
             try:
@@ -172,6 +181,8 @@ class PayloadSupervisor:
                 log.error("payload %s cannot start: %s", name, error)
             else:
                 log.warning("payload %s exited with status %s while %s", name, code, want.kind)
+            if self._stopping:
+                return  # the node stops: nothing restarts
             if trio.current_time() - started >= self.stable_run:
                 backoff = self.initial_backoff
             log.info("payload %s restarts in %.1f s", name, backoff)

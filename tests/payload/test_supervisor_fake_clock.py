@@ -213,3 +213,39 @@ async def test_a_script_flooding_its_output_does_not_hold_the_event_loop(
     assert len(seen_at_turn) == 30_000
     longest = max(len(list(group)) for _, group in itertools.groupby(seen_at_turn))
     assert longest <= 1_000, f"{longest} lines logged without letting another task run"
+
+
+async def test_a_stopping_node_starts_no_script(autojump_clock: trio.testing.MockClock) -> None:
+    """A leader told to stop hands leadership over and so becomes a
+    follower on its way out: its follower script was started then, only to
+    get SIGTERM moments later (the example's trap said "this node is about
+    to lead"). And a script that exits during the stop is not restarted."""
+    spawn = FakeSpawner(grandchild=False)
+    supervisor = PayloadSupervisor(LEADER, FOLLOWER, "n1", spawn=spawn, grace=GRACE)
+    supervisor.starting_as("leader", 2, "http://n1:9001")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervisor.run)
+        await trio.sleep(1)
+        supervisor.stopping()
+        await trio.sleep(1)
+        (leader,) = spawn.of(LEADER)
+        assert leader.group_alive(), "the script runs on while the node hands over"
+        supervisor.role_changed("follower", 3, "http://n2:9001")  # the hand-over
+        await trio.sleep(10)
+        assert not leader.group_alive()
+        assert spawn.of(FOLLOWER) == [], "a follower script started by a stopping node"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_script_that_exits_while_the_node_stops_is_not_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    spawn = FakeSpawner(exit_after=2.0, grandchild=False)
+    supervisor = PayloadSupervisor(None, FOLLOWER, "n1", spawn=spawn, grace=GRACE)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervisor.run)
+        await trio.sleep(1)
+        supervisor.stopping()
+        await trio.sleep(60)
+        assert len(spawn.of(FOLLOWER)) == 1
+        nursery.cancel_scope.cancel()
