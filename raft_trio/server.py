@@ -20,7 +20,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
 import trio
@@ -194,58 +194,77 @@ async def _serve(
             stop.event.set()
 
         http_shutdown = trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signals, stop)
-            await nursery.start(node.run)
-            nursery.start_soon(
-                disk_watch.watch, node, storage, space, disk_watch.WATCH_INTERVAL_S, node.wakeups.sleep
-            )
-            nursery.start_soon(payload.run)
-            if settings.join and not node.membership.members:
-                nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
-            if settings.discovery is not None:
-                resolver = settings.discovery.resolver()
-                if not node.membership.members:
-                    nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
-                nursery.start_soon(
-                    discovery.manage_membership, node, settings.discovery, resolver, on_removed
-                )
-            async with trio.open_nursery() as http:
-                addresses = await http.start(
-                    partial(
-                        serve_app,
-                        app,
-                        settings.listen_host,
-                        settings.listen_port,
-                        http_shutdown,
-                        settings.root_path,
-                        tls=settings.security,
-                        listener=listener,
-                        upgrades=upgrades(app, settings.root_path),
-                        front=front_door(app),
+        # The signals stay the node's, and are taken (``watching``), until
+        # its nursery is done, payload scripts included: a second SIGTERM
+        # while the stop went on took the default action, killing the node
+        # and leaving its leader script running (in a session of its own)
+        # for ever. One left pending would be redelivered as the receiver
+        # closes, with the same effect.
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as watching:
+                watching.start_soon(_stop_on_signals, stop, signals)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(node.run)
+                    nursery.start_soon(
+                        disk_watch.watch,
+                        node,
+                        storage,
+                        space,
+                        disk_watch.WATCH_INTERVAL_S,
+                        node.wakeups.sleep,
                     )
-                )
-                log.info("node %s serving on %s as %s", settings.node_id, ", ".join(addresses), settings.url)
-                task_status.started(node)
-                await stop.event.wait()
-                log.info("stopping%s", " fast (SIGINT): no leadership hand-over" if stop.fast else "")
-                node.begin_stop()
-                payload.stopping()
-                if not stop.fast:
-                    await _hand_over_leadership(node)
-                # Answer the requests already taken before stopping: writes
-                # that were in flight at a leader that handed over commit
-                # under the new leader, and this node still hears it (peer
-                # messages are served until the end). In a fast stop the
-                # others are likely stopping too: a second at most.
-                drain_bound = FAST_DRAIN_SECONDS if stop.fast else node.write_timeout + 1.0
-                if not await node.drain(drain_bound):
-                    log.warning("requests still waiting after %.1f s; stopping anyway", drain_bound)
-                node.close()
-                # Hypercorn stops accepting, then gives the responses under
-                # way its graceful timeout to go out.
-                http_shutdown.set()
-            nursery.cancel_scope.cancel()
+                    nursery.start_soon(payload.run)
+                    if settings.join and not node.membership.members:
+                        nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
+                    if settings.discovery is not None:
+                        resolver = settings.discovery.resolver()
+                        if not node.membership.members:
+                            nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
+                        nursery.start_soon(
+                            discovery.manage_membership, node, settings.discovery, resolver, on_removed
+                        )
+                    async with trio.open_nursery() as http:
+                        addresses = await http.start(
+                            partial(
+                                serve_app,
+                                app,
+                                settings.listen_host,
+                                settings.listen_port,
+                                http_shutdown,
+                                settings.root_path,
+                                tls=settings.security,
+                                listener=listener,
+                                upgrades=upgrades(app, settings.root_path),
+                                front=front_door(app),
+                            )
+                        )
+                        log.info(
+                            "node %s serving on %s as %s",
+                            settings.node_id,
+                            ", ".join(addresses),
+                            settings.url,
+                        )
+                        task_status.started(node)
+                        await stop.event.wait()
+                        log.info("stopping%s", " fast (SIGINT): no leadership hand-over" if stop.fast else "")
+                        node.begin_stop()
+                        payload.stopping()
+                        if not stop.fast:
+                            await _hand_over_leadership(node)
+                        # Answer the requests already taken before stopping: writes
+                        # that were in flight at a leader that handed over commit
+                        # under the new leader, and this node still hears it (peer
+                        # messages are served until the end). In a fast stop the
+                        # others are likely stopping too: a second at most.
+                        drain_bound = FAST_DRAIN_SECONDS if stop.fast else node.write_timeout + 1.0
+                        if not await node.drain(drain_bound):
+                            log.warning("requests still waiting after %.1f s; stopping anyway", drain_bound)
+                        node.close()
+                        # Hypercorn stops accepting, then gives the responses under
+                        # way its graceful timeout to go out.
+                        http_shutdown.set()
+                    nursery.cancel_scope.cancel()
+                watching.cancel_scope.cancel()
     finally:
         # The commit index it knows, for the next start to hold its log to:
         # as far as it holds for the entries on disk (a review found the
@@ -464,14 +483,24 @@ class StopRequest:
     fast: bool = False
 
 
-async def _stop_on_signals(stop: trio.Event | StopRequest) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            if isinstance(stop, StopRequest):
-                stop.fast = signum == signal.SIGINT
-                stop.event.set()
-            else:
-                stop.set()
+async def _stop_on_signals(stop: trio.Event | StopRequest, signals: AsyncIterator[int] | None = None) -> None:
+    """Set ``stop`` at the first SIGTERM or SIGINT. Given ``signals`` (a
+    receiver its caller keeps open until all is stopped), it goes on
+    taking them: one sent while the node stops is logged and changes
+    nothing, where the default action would kill the node halfway."""
+    if signals is None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as own:
+            await _stop_on_signals(stop, own)
+            return
+    async for signum in signals:
+        if isinstance(stop, StopRequest):
+            if stop.event.is_set():
+                log.warning("%s: already stopping", signal.Signals(signum).name)
+                continue
+            stop.fast = signum == signal.SIGINT
+            stop.event.set()
+        else:
+            stop.set()
             return
 
 

@@ -152,6 +152,56 @@ def test_sigterm_stops_each_node_quickly_and_leaves_no_process_behind(
                     os.kill(pid, signal.SIGKILL)
 
 
+STUBBORN = """#!/bin/sh
+# a leader script that takes its time to stop: it ignores SIGTERM
+trap 'echo "SIGTERM: not yet"' TERM
+echo "$$" > {pid}
+while :; do sleep 1; done
+"""
+
+
+@pytest.mark.integration
+def test_a_second_sigterm_while_stopping_leaves_no_payload_behind(tmp_path: Path) -> None:
+    """The first SIGTERM starts the stop, which gives the leader script its
+    grace period; a second one (an impatient `kill`, a supervisor's
+    retry) took the default action then, killing the node at once and
+    leaving the script running in its session for ever. It changes
+    nothing now: the stop ends the script as the first one would."""
+    pid_file = tmp_path / "script.pid"
+    script = tmp_path / "leader.sh"
+    script.write_text(STUBBORN.format(pid=pid_file))
+    script.chmod(0o755)
+    port = free_port()
+    node = NodeProcess(
+        "n1",
+        port,
+        tmp_path,
+        ["--peers", f"n1=http://127.0.0.1:{port}"],
+        env={**os.environ, "SCRIPT_LEADER_PATH": str(script)},
+    )
+    node.start()
+    script_pid = 0
+    try:
+        wait_until(
+            lambda: (pid_file.exists() and pid_file.read_text().strip() != "", None), 20.0, "the script"
+        )
+        script_pid = int(pid_file.read_text())
+        started = proc_stat(script_pid)
+        assert started is not None
+        node.send(signal.SIGTERM)
+        wait_until(lambda: ("SIGTERM: not yet" in node.log_text(), None), 10.0, "the script's SIGTERM")
+        node.send(signal.SIGTERM)
+        status = node.wait(timeout=15)
+        assert status == 0, node.log_tail()
+        assert not alive(script_pid, started[3]), "the leader script outlived its node"
+        assert "SIGTERM: already stopping" in node.log_text()
+    finally:
+        node.kill()
+        if script_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(script_pid, signal.SIGKILL)
+
+
 # -- 12. the command line ---------------------------------------------------------------
 
 
