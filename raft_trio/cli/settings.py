@@ -93,6 +93,7 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
     node_id = check_member_id(args.id, "--id") if args.id is not None else None
     peers = parse_peers(args.peers) if args.peers else {}
     join = check_url(args.join, "--join") if args.join else None
+    check_one_way(peers=bool(peers), join=bool(join), discover=args.discover is not None)
     found = None
     if not peers and not join:
         service = args.discover if args.discover is not None else os.environ.get("APP_NAME") or None
@@ -170,6 +171,18 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
         adopt_data_dir=args.adopt_data_dir,
         never_ran=args.never_ran,
     )
+
+
+def check_one_way(*, peers: bool, join: bool, discover: bool) -> None:
+    """At most one of ``--peers``, ``--join`` and ``--discover``: the node
+    follows only one, and silently ignoring another made a wrong cluster
+    (``--peers`` naming this node alone with ``--discover`` formed a
+    cluster of one). ``APP_NAME`` is no flag: set for every container of
+    an image, it turns discovery on only where neither of the others is
+    given."""
+    given = [flag for flag, on in (("--peers", peers), ("--join", join), ("--discover", discover)) if on]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)}: give one of --peers, --join or --discover")
 
 
 def disk_reserve(args: argparse.Namespace) -> int | None:
