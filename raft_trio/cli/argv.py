@@ -271,7 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --discover: ask this DNS server, HOST[:PORT] (default $RAFT_DNS_SERVER, else the system's)",
     )
     node.add_argument(
-        "--advertise", metavar="URL", help="the URL others reach this node at (default: its --peers entry)"
+        "--advertise",
+        metavar="URL",
+        help="the URL others reach this node at (default: its --peers entry; with --join, its --listen "
+        "address, which must then not be a wildcard)",
     )
     node.add_argument(
         "--cluster-id",

@@ -125,8 +125,10 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
         url = check_url(args.advertise, "--advertise")
     elif found is not None:
         url = discovery.endpoint_url(name or address, port, found.security.scheme)
+    elif peers:
+        url = peers[node_id]
     else:
-        url = peers.get(node_id, f"{node_security(args).scheme}://{host}:{port}")
+        url = joining_url(host, port, node_security(args).scheme, args.listen)
     timing = Timing(
         heartbeat_ms=args.heartbeat_ms or env_int("HEARTBEAT_REPEAT_MILLIS", 100),
         election_min_ms=args.election_min_ms or env_int("ELECTION_TIMEOUT_LOWER_MILLIS", 1000),
@@ -183,6 +185,22 @@ def check_one_way(*, peers: bool, join: bool, discover: bool) -> None:
     given = [flag for flag, on in (("--peers", peers), ("--join", join), ("--discover", discover)) if on]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)}: give one of --peers, --join or --discover")
+
+
+def joining_url(host: str, port: int, scheme: str, listen: str) -> str:
+    """Where a ``--join`` node without ``--advertise`` asks to be reached:
+    its ``--listen`` address, an IPv6 one in brackets (unbracketed, the
+    cluster refused the URL at every try). A wildcard is refused: the
+    cluster would add it at ``0.0.0.0``, where every other node reaches
+    itself."""
+    from ..discovery import endpoint_url
+
+    if host in ("", "0.0.0.0", "::", "*"):
+        raise UsageError(
+            f"--join with --listen {listen} needs --advertise URL: the cluster cannot reach this node "
+            "at a wildcard address"
+        )
+    return endpoint_url(host, port, scheme)
 
 
 def disk_reserve(args: argparse.Namespace) -> int | None:

@@ -4,6 +4,7 @@ itself reads no environment."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -200,5 +201,26 @@ def test_an_id_no_peer_request_could_carry_is_refused_at_start(
     cluster; it is a usage error (exit 2) before anything is written."""
     args = build_parser().parse_args(node_args(tmp_path, *flags))
     with pytest.raises(UsageError, match=refusal):
+        settings.node_settings(args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_joining_node_on_an_ipv6_address_advertises_a_usable_url(tmp_path: Path) -> None:
+    """Without ``--advertise`` a ``--join`` node is reached at its
+    ``--listen`` address; an IPv6 one was written unbracketed
+    (``http://::1:9101``), a URL the cluster refuses to add."""
+    line = ["node", "--id", "n4", "--listen", "[::1]:9101", "--data-dir", str(tmp_path / "d")]
+    args = build_parser().parse_args([*line, "--join", "http://[::1]:9001"])
+    assert settings.node_settings(args).url == "http://[::1]:9101"
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:9101", "[::]:9101"])
+def test_a_joining_node_on_every_address_needs_advertise(tmp_path: Path, listen: str) -> None:
+    """It asked the cluster to add it at ``http://0.0.0.0:9101``, where
+    every other node reaches itself (or at ``http://:::9101``, refused
+    every second for ever)."""
+    line = ["node", "--id", "n4", "--listen", listen, "--data-dir", str(tmp_path / "d")]
+    args = build_parser().parse_args([*line, "--join", "http://10.0.0.1:9001"])
+    with pytest.raises(UsageError, match=rf"--join with --listen {re.escape(listen)} needs --advertise URL"):
         settings.node_settings(args)
     assert list(tmp_path.iterdir()) == []
