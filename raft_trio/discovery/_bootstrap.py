@@ -135,9 +135,13 @@ class Bootstrap:
                 try:
                     urls = await self.resolver.resolve(settings.name, settings.port)
                 except DnsError as error:
-                    self._say(said, f"bootstrap: cannot resolve {settings.name}: {error}", logging.WARNING)
+                    said = self._say(
+                        said, f"bootstrap: cannot resolve {settings.name}: {error}", logging.WARNING
+                    )
                 others = {u for u in urls if u != self.url}
                 statuses = await probe_all(client, others)
+                # Listed under its own URL, or at an address that answers as it.
+                listed = self.url in urls or any(s.id == self.node_id for s in statuses.values())
                 decision, last_view = decide(
                     self.node_id,
                     self.url,
@@ -146,6 +150,7 @@ class Bootstrap:
                     statuses.values(),
                     last_view,
                     silent=others - statuses.keys(),
+                    listed=listed,
                 )
                 self.seen = last_view
                 if decision.action == "ack":

@@ -26,6 +26,10 @@ answer: it may be a member of a cluster that is paused or restarting,
 and new replicas that formed a cluster beside it would split the
 service in two (a review found that with three members paused and the
 service scaled to six).
+Nor while NAME's answer does not list this node itself (a lookup that
+failed, a mistyped name, DNS that lags): such an answer is not about the
+service this node is a replica of, and with ``BOOTSTRAP_EXPECT=1`` a
+node formed a cluster of its own on one.
 When exactly ``BOOTSTRAP_EXPECT`` replicas start, every one of them
 acks the same seed. A node whose data directory is new but which a
 cluster already lists as a voter, without having acked, has lost its
@@ -66,10 +70,11 @@ def decide(
     statuses: Iterable[PeerStatus],
     last_view: frozenset[str] | None,
     silent: Collection[str] = (),
+    listed: bool = True,
 ) -> tuple[Decision, frozenset[str]]:
     """One round of the bootstrap: what a waiting node does, given what the
-    others said and the addresses that did not answer (``silent``).
-    Returns the decision and the set of waiting ids seen (to pass back as
+    others said, the addresses that did not answer (``silent``) and whether
+    the service's DNS answer listed this node (``listed``). Returns the decision and the set of waiting ids seen (to pass back as
     ``last_view`` next round)."""
     others = [s for s in statuses if s.id != me]
     clusters = sorted(
@@ -122,6 +127,15 @@ def decide(
                 "wait",
                 f"{len(silent)} address(es) of the service do not answer ({shown}): they may be members "
                 "of a cluster that is paused or restarting, so no new cluster forms until they answer",
+            ),
+            view,
+        )
+    if not listed:
+        return (
+            Decision(
+                "wait",
+                "the service's DNS answer does not list this node: no cluster forms on an answer "
+                "that may not be this service's",
             ),
             view,
         )
