@@ -129,6 +129,12 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
         url = peers[node_id]
     else:
         url = joining_url(host, port, node_security(args).scheme, args.listen)
+    if join is not None and join == url:
+        # Its own waiting page would be "the cluster to join", for ever.
+        raise UsageError(
+            f"--join names this node itself ({url}): give a member of the running cluster "
+            "(the first node of a cluster starts with --peers)"
+        )
     timing = Timing(
         heartbeat_ms=args.heartbeat_ms or env_int("HEARTBEAT_REPEAT_MILLIS", 100),
         election_min_ms=args.election_min_ms or env_int("ELECTION_TIMEOUT_LOWER_MILLIS", 1000),

@@ -224,3 +224,13 @@ def test_a_joining_node_on_every_address_needs_advertise(tmp_path: Path, listen:
     with pytest.raises(UsageError, match=rf"--join with --listen {re.escape(listen)} needs --advertise URL"):
         settings.node_settings(args)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("advertise", [(), ("--advertise", "http://n4.example:9101")])
+def test_a_node_asked_to_join_itself_is_refused(tmp_path: Path, advertise: tuple[str, ...]) -> None:
+    """It waited for ever for "the cluster to join", which was its own
+    waiting page; the first node of a cluster starts with ``--peers``."""
+    own = advertise[1] if advertise else "http://127.0.0.1:9101"
+    args = build_parser().parse_args(node_args(tmp_path, "--id", "n4", *advertise, "--join", own + "/"))
+    with pytest.raises(UsageError, match="--join names this node itself"):
+        settings.node_settings(args)
