@@ -112,7 +112,10 @@ class DnsResolver:
         return [rdata.address for rdata in answer]
 
     def _srv(self, name: str) -> list[str] | None:
-        """URLs from SRV records, or None where the name has none."""
+        """URLs from SRV records, or None where the name has none; raises
+        DnsError when a target's addresses cannot be asked: a shorter list
+        would hide a replica that may be a paused member, beside which new
+        replicas could form a second cluster."""
         if time.monotonic() < self._srv_after:
             return None
         try:
@@ -132,9 +135,6 @@ class DnsResolver:
             target = rdata.target.to_text()
             addresses = additional.get(target)
             if addresses is None:
-                try:
-                    addresses = self._addresses(target)
-                except DnsError:
-                    addresses = []
+                addresses = self._addresses(target)  # a target that does not exist has none
             urls.extend(endpoint_url(address, rdata.port, self._scheme) for address in addresses)
         return urls or None

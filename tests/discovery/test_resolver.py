@@ -5,7 +5,11 @@ a replica's stable name, as Docker and Podman give it."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import dns.exception
+import dns.name
 import pytest
 
 from raft_trio.discovery import DnsError, DnsResolver, parse_nameserver, replica_name
@@ -80,3 +84,29 @@ def test_a_replica_is_named_as_podman_names_it_in_etc_hosts(dnsmasq: Dnsmasq, tm
     # A name in /etc/hosts that DNS does not resolve to the address is no stable name.
     hosts.write_text(f"{block}2 62c5d2d319d4 elsewhere\n")
     assert replica_name(f"{block}2", resolver, "62c5d2d319d4", str(hosts)) is None
+
+
+class SrvOfTwo:
+    """A DNS server whose SRV answer names two targets (no additional
+    records) and which times out on the second one's A record."""
+
+    class Answer(list[Any]):
+        response = SimpleNamespace(additional=[])
+
+    def resolve(self, name: str, rdtype: str, **options: Any) -> Any:
+        if rdtype == "SRV":
+            targets = ("node-0.node.", "node-1.node.")
+            return self.Answer(SimpleNamespace(target=dns.name.from_text(t), port=9001) for t in targets)
+        if name == "node-1.node.":
+            raise dns.exception.Timeout
+        return [SimpleNamespace(address="10.0.0.1")]
+
+
+def test_a_target_that_cannot_be_resolved_is_an_error_not_a_shorter_list() -> None:
+    """A shorter list hid a replica that may be a paused member: the new
+    replicas could then form a second cluster beside it (a target that
+    does not exist, NXDOMAIN, is only left out)."""
+    resolver = DnsResolver("127.0.0.1")
+    resolver._resolver = SrvOfTwo()  # type: ignore[assignment]
+    with pytest.raises(DnsError, match="node-1"):
+        resolver.lookup("node", 9001)
