@@ -334,6 +334,9 @@ class Status(msgspec.Struct, frozen=True):
     #: Seconds since this node started (a first start tells a member that
     #: started moments ago from one cut off since long ago).
     uptime_s: float | None = None
+    #: The cluster id its data directory records (None: none): discovery
+    #: tells another cluster's replicas in the same DNS name by it.
+    cluster_id: str | None = None
 
 
 class NodeEventData(msgspec.Struct, frozen=True):

@@ -413,7 +413,9 @@ async def _open_discovered(
         log.info("data dir in use: restarting as %s", settings.node_id)
         return storage
     await trio.to_thread.run_sync(storage.close)
-    bootstrap = discovery.Bootstrap(settings.node_id, settings.url, settings.data_dir, found)
+    bootstrap = discovery.Bootstrap(
+        settings.node_id, settings.url, settings.data_dir, found, cluster_id=settings.cluster_id
+    )
     decided: list[discovery.Decision] = []
     async with trio.open_nursery() as nursery:
 

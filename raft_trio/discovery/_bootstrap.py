@@ -19,7 +19,7 @@ from .. import schema
 from ..asgi import serve_app
 from ._decision import Decision, decide
 from ._dns import DnsError, DnsResolver
-from ._probe import probe_all
+from ._probe import probe_all, same_cluster
 from ._settings import DiscoverySettings
 from ._waiting import WaitingApp
 
@@ -43,8 +43,10 @@ class Bootstrap:
         data_dir: str | os.PathLike[str],
         settings: DiscoverySettings,
         resolver: DnsResolver | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.node_id = node_id
+        self.cluster_id = cluster_id
         self.url = url
         self.settings = settings
         self.resolver = resolver or settings.resolver()
@@ -67,6 +69,7 @@ class Bootstrap:
             members=[],
             url=self.url,
             bootstrap=schema.Bootstrap(self.settings.expect, self.ack, sorted(self.seen)),
+            cluster_id=self.cluster_id,
         )
 
     def _load_ack(self) -> str | None:
@@ -139,7 +142,8 @@ class Bootstrap:
                         said, f"bootstrap: cannot resolve {settings.name}: {error}", logging.WARNING
                     )
                 others = {u for u in urls if u != self.url}
-                statuses = await probe_all(client, others)
+                answered = await probe_all(client, others)
+                statuses = same_cluster(answered, self.cluster_id)
                 # Listed under its own URL, or at an address that answers as it.
                 listed = self.url in urls or any(s.id == self.node_id for s in statuses.values())
                 decision, last_view = decide(
@@ -149,7 +153,7 @@ class Bootstrap:
                     self.ack,
                     statuses.values(),
                     last_view,
-                    silent=others - statuses.keys(),
+                    silent=others - answered.keys(),
                     listed=listed,
                 )
                 self.seen = last_view

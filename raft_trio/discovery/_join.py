@@ -12,7 +12,7 @@ from .. import schema
 from ..client import ClientError, MembershipConflict, TrioClient
 from ..node import RaftNode
 from ._dns import DnsError, DnsResolver
-from ._probe import probe_all
+from ._probe import probe_all, same_cluster
 from ._settings import DiscoverySettings
 
 log = logging.getLogger("raft_trio.discovery")
@@ -57,7 +57,9 @@ async def join_discovered(
             urls: list[str] = []
             with contextlib.suppress(DnsError):
                 urls = await resolver.resolve(settings.name, settings.port)
-            statuses = await probe_all(client, [u for u in urls if u != node.url])
+            statuses = same_cluster(
+                await probe_all(client, [u for u in urls if u != node.url]), node.cluster_id
+            )
             clusters = [s for s in statuses.values() if s.members and s.id != node.id]
             if clusters:
                 target = next((s.leader_url for s in clusters if s.leader_url), clusters[0].url)

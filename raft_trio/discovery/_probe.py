@@ -40,6 +40,8 @@ class PeerStatus:
     advertised: str | None = None
     #: As leader: its term, and its commit and last log index.
     leader_log: tuple[int, int, int] | None = None
+    #: The cluster id it records (None: none, or it does not say).
+    cluster_id: str | None = None
 
     @property
     def reach_url(self) -> str:
@@ -61,7 +63,13 @@ class PeerStatus:
             leader_log=(
                 (status.term, status.commit_index, status.last_log_index) if status.role == "leader" else None
             ),
+            cluster_id=status.cluster_id,
         )
+
+    def foreign(self, cluster_id: str | None) -> bool:
+        """It records another cluster id than ``cluster_id`` (either
+        unknown: it cannot tell, as the peers' own check)."""
+        return cluster_id is not None and self.cluster_id is not None and self.cluster_id != cluster_id
 
     def member(self, node_id: str) -> MemberView | None:
         for member in self.members:
@@ -91,3 +99,11 @@ async def probe_all(client: TrioClient, urls: Iterable[str]) -> dict[str, PeerSt
         for url in set(urls):
             nursery.start_soon(one, url)
     return found
+
+
+def same_cluster(statuses: dict[str, PeerStatus], cluster_id: str | None) -> dict[str, PeerStatus]:
+    """``statuses`` but for those of another cluster than ``cluster_id``
+    (replicas of another cluster under the same DNS name): their peers
+    refuse this cluster's messages, so a node that joined theirs, or that
+    their leader added, was stuck as a learner for ever."""
+    return {url: s for url, s in statuses.items() if not s.foreign(cluster_id)}

@@ -31,7 +31,7 @@ import trio
 from ..core import AddLearner, ConfChange, RaftError, RemoveMember, UpdateMember
 from ..node import NotLeaderError, RaftNode, Unavailable, WriteFailed, WriteIndeterminate
 from ._dns import DnsError, DnsResolver
-from ._probe import MemberView, PeerStatus, probe_all
+from ._probe import MemberView, PeerStatus, probe_all, same_cluster
 from ._removal import RemovalWatch
 from ._settings import DiscoverySettings
 
@@ -174,7 +174,7 @@ async def manage_membership(
             except DnsError as error:
                 log.warning("discovery: cannot resolve %s: %s", settings.name, error)
                 continue
-            probes = await probe_all(client, urls)
+            probes = same_cluster(await probe_all(client, urls), node.cluster_id)
             member_ids = {m.id for m in node.membership.members}
             node.use_found_addresses({s.id: s.reach_url for s in probes.values() if s.id in member_ids})
             own = [MemberView(m.id, m.url, m.voter) for m in node.membership.members]

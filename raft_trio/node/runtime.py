@@ -550,6 +550,7 @@ class RaftNode:
             alarms=self.space.alarms() if self.space is not None else [],
             pre_vote=core.role is Role.PRE_CANDIDATE,
             uptime_s=round(time.monotonic() - self._born, 3),
+            cluster_id=self.cluster_id,
         )
 
     # ------------------------------------------------------------------
