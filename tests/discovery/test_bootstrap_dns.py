@@ -44,9 +44,8 @@ async def test_no_cluster_forms_on_dns_that_does_not_list_this_node(
 async def test_a_single_replica_listed_in_dns_forms_its_cluster(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    bootstrap = Bootstrap(
-        "a", "http://127.0.42.1:42001", tmp_path, DiscoverySettings("node", expect=1), ListsMe()
-    )  # type: ignore[arg-type]
+    settings = DiscoverySettings("node", expect=1)
+    bootstrap = Bootstrap("a", "http://127.0.42.1:42001", tmp_path, settings, ListsMe())  # type: ignore[arg-type]
     with trio.fail_after(10):
         decision = await bootstrap.decide_loop()
     assert decision.action == "bootstrap" and [m.id for m in decision.members] == ["a"]
