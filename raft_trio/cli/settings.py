@@ -190,7 +190,8 @@ def check_one_way(*, peers: bool, join: bool, discover: bool) -> None:
     given."""
     given = [flag for flag, on in (("--peers", peers), ("--join", join), ("--discover", discover)) if on]
     if len(given) > 1:
-        raise UsageError(f"{' and '.join(given)}: give one of --peers, --join or --discover")
+        hint = " (a joining node's own URL is --advertise URL)" if peers and join else ""
+        raise UsageError(f"{' and '.join(given)}: give one of --peers, --join or --discover{hint}")
 
 
 def joining_url(host: str, port: int, scheme: str, listen: str) -> str:

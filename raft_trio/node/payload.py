@@ -128,6 +128,11 @@ class PayloadSupervisor:
         only to end it moments later."""
         self._stopping = True
 
+    def is_stopping(self) -> bool:
+        """Whether :meth:`stopping` was called (asked afresh after each
+        wait, where an attribute read would be narrowed by the checker)."""
+        return self._stopping
+
     def _script_for(self, kind: str) -> str | None:
         return self.leader_script if kind == "leader" else self.follower_script
 
@@ -172,7 +177,7 @@ class PayloadSupervisor:
     async def _keep_running(self, script: str, want: _Want) -> None:
         name = os.path.basename(script)
         backoff = self.initial_backoff
-        while not self._stopping:
+        while not self.is_stopping():
             started = trio.current_time()
             self.runs += 1
             try:
@@ -181,7 +186,7 @@ class PayloadSupervisor:
                 log.error("payload %s cannot start: %s", name, error)
             else:
                 log.warning("payload %s exited with status %s while %s", name, code, want.kind)
-            if self._stopping:
+            if self.is_stopping():
                 return  # the node stops: nothing restarts
             if trio.current_time() - started >= self.stable_run:
                 backoff = self.initial_backoff
