@@ -233,6 +233,20 @@ class PayloadSupervisor:
             log.info("payload %s (pid %d) stopped", name, process.pid)
 
 
+def _pieces(line: bytes) -> list[bytes]:
+    """``line`` in pieces of at most ``MAX_LINE_BYTES``, each cut between
+    two UTF-8 characters (a cut inside one logged two replacement marks)."""
+    pieces = []
+    while len(line) > MAX_LINE_BYTES:
+        cut = MAX_LINE_BYTES
+        while cut > MAX_LINE_BYTES - 3 and line[cut] & 0xC0 == 0x80:  # a continuation byte
+            cut -= 1
+        pieces.append(line[:cut])
+        line = line[cut:]
+    pieces.append(line)
+    return pieces
+
+
 async def _log_lines(stream: trio.abc.ReceiveStream, name: str) -> None:
     """Log what the script writes, one record per line, tagged with its name.
 
@@ -248,10 +262,11 @@ async def _log_lines(stream: trio.abc.ReceiveStream, name: str) -> None:
             if not chunk:
                 break
             pending += chunk
-            *lines, pending = pending.split(b"\n")
-            while len(pending) > MAX_LINE_BYTES:
-                lines.append(pending[:MAX_LINE_BYTES])
-                pending = pending[MAX_LINE_BYTES:]
+            *complete, pending = pending.split(b"\n")
+            lines = [piece for line in complete for piece in _pieces(line)]
+            if len(pending) > MAX_LINE_BYTES:
+                *cut, pending = _pieces(pending)
+                lines.extend(cut)
             for count, line in enumerate(lines, 1):
                 output_log.info("[%s] %s", name, line.decode("utf-8", "replace").rstrip("\r"))
                 if count % LINES_PER_TURN == 0:

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from raft_trio.node.payload import PayloadSupervisor
+from raft_trio.node.payload import MAX_LINE_BYTES, PayloadSupervisor, _log_lines
 
 from .fakes import FakeSpawner
 
@@ -249,3 +249,22 @@ async def test_a_script_that_exits_while_the_node_stops_is_not_restarted(
         await trio.sleep(60)
         assert len(spawn.of(FOLLOWER)) == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_long_line_is_logged_in_pieces_cut_between_characters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A line over ``MAX_LINE_BYTES`` is logged in pieces whether it comes
+    in one read or several (one that came whole was logged as one record
+    of up to 64 KiB), and a piece never ends inside a UTF-8 character."""
+    caplog.set_level(logging.INFO, logger="raft_trio.payload")
+    line = ("a" + "é" * (MAX_LINE_BYTES // 2)).encode() * 2  # 2-byte characters, odd offsets
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_log_lines, receive, "long.sh")
+        await send.send_all(line + b"\nshort\n" + line[:101])
+        await send.aclose()
+    logged = [r.getMessage().removeprefix("[long.sh] ") for r in caplog.records]
+    assert all(len(text.encode()) <= MAX_LINE_BYTES for text in logged), [len(t) for t in logged]
+    assert "\ufffd" not in "".join(logged)
+    assert "".join(logged[:-2]) == line.decode() and logged[-2:] == ["short", line[:101].decode()]
