@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -301,11 +302,11 @@ def discovery_settings(
     from .. import discovery
 
     expect = args.bootstrap_expect if args.bootstrap_expect is not None else env_int("BOOTSTRAP_EXPECT", 3)
-    interval = args.discovery_interval or env_float("DISCOVERY_INTERVAL_S", discovery.DEFAULT_INTERVAL_S)
-    remove_after = (
-        args.auto_remove_after
-        if args.auto_remove_after is not None
-        else env_float("AUTO_REMOVE_AFTER_S", None)
+    interval = seconds_setting(
+        args.discovery_interval, "--discovery-interval", "DISCOVERY_INTERVAL_S", discovery.DEFAULT_INTERVAL_S
+    )
+    remove_after = seconds_setting(
+        args.auto_remove_after, "--auto-remove-after", "AUTO_REMOVE_AFTER_S", None, "unset it to never remove"
     )
     nameserver = args.dns_server or os.environ.get("RAFT_DNS_SERVER") or None
     if nameserver:
@@ -318,14 +319,27 @@ def discovery_settings(
             name=name,
             port=port,
             expect=expect,
-            interval=interval or discovery.DEFAULT_INTERVAL_S,
-            auto_remove_after=remove_after or None,
+            interval=interval if interval is not None else discovery.DEFAULT_INTERVAL_S,
+            auto_remove_after=remove_after,
             nameserver=nameserver,
             api_prefix=api_prefix(),
             security=security,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def seconds_setting(
+    given: float | None, flag: str, variable: str, default: float | None, hint: str = ""
+) -> float | None:
+    """A positive, finite number of seconds from ``flag`` (``given``), else
+    ``variable``, else ``default``; an error names the one that was given.
+    Zero is refused too: it was taken silently, an interval of 0 as the
+    default 5 s and a removal after 0 s as never."""
+    value, source = (given, flag) if given is not None else (env_float(variable, default), variable)
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{source} must be positive, got {value:g}" + (f" ({hint})" if hint else ""))
+    return value
 
 
 def kubernetes_api_url() -> str | None:

@@ -19,6 +19,15 @@ from raft_trio.cli.errors import UsageError
         (["--discover", "node"], {"BOOTSTRAP_EXPECT": "three"}, "BOOTSTRAP_EXPECT must be a whole number"),
         (["--discover", "node", "--dns-server", "dns.example"], {}, "--dns-server"),
         (["--discover", "node"], {"AUTO_REMOVE_AFTER_S": "-1"}, "AUTO_REMOVE_AFTER_S must be positive"),
+        # Zero was taken silently: an interval of 0 became 5 s, and a
+        # removal after 0 s meant never; an error named the variable where
+        # the flag was given.
+        (["--discover", "node"], {"AUTO_REMOVE_AFTER_S": "0"}, "AUTO_REMOVE_AFTER_S must be positive"),
+        (["--discover", "node"], {"DISCOVERY_INTERVAL_S": "0"}, "DISCOVERY_INTERVAL_S must be positive"),
+        (["--discover", "node"], {"DISCOVERY_INTERVAL_S": "nan"}, "DISCOVERY_INTERVAL_S must be positive"),
+        (["--discover", "node", "--discovery-interval", "0"], {}, "--discovery-interval must be positive"),
+        (["--discover", "node", "--discovery-interval", "-1"], {}, "--discovery-interval must be positive"),
+        (["--discover", "node", "--auto-remove-after", "0"], {}, "--auto-remove-after must be positive"),
         (["--peers", "a=http://127.0.0.1:1"], {}, "--id is needed"),
     ],
 )
