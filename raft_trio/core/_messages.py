@@ -39,12 +39,16 @@ class RequestVoteResponse(_Message, frozen=True, tag="vote_resp"):
 
 class AppendEntries(_Message, frozen=True, tag="append"):
     """AppendEntries (§3.5) carrying a batch of entries after
-    (``prev_index``, ``prev_term``), and the leader's commit index."""
+    (``prev_index``, ``prev_term``), and the leader's commit index with
+    its entry's term: a follower whose log is behind that point knows it
+    lacks committed entries (``RaftCore._known_commit``). The term comes
+    last with a default, so that either version decodes the other's."""
 
     prev_index: int
     prev_term: int
     entries: tuple[Entry, ...]
     commit: int
+    commit_term: int = 0
 
 
 class AppendEntriesResponse(_Message, frozen=True, tag="append_resp"):

@@ -131,6 +131,18 @@ class RaftCore:
         hard_state = storage.hard_state()
         self._term = hard_state.term
         self._vote: NodeId | None = hard_state.vote
+        #: (term, index) of the highest commit a leader told us of. A member
+        #: added again after its directory was lost replays the log from
+        #: nothing, through the older configurations in which its old self
+        #: was a voter; a removed member that never learnt of its removal
+        #: counts it as that voter, and while its log is short would win its
+        #: vote and overwrite entries committed with the old self's
+        #: acknowledgement. A candidate whose log does not reach this point
+        #: lacks a committed entry: refused, and never one ourselves. A
+        #: candidate holding every committed entry always reaches it, so the
+        #: refusal costs no election. (etcd closes the same gap with a new
+        #: member id for each incarnation.)
+        self._known_commit = (hard_state.known_commit_term, hard_state.known_commit)
 
         # Configuration history: (index, membership) for the snapshot's
         # configuration and every CONFIG entry after it. The last item is in
@@ -256,6 +268,7 @@ class RaftCore:
             election_timeout=self._randomized_election_timeout,
             heartbeat_elapsed=self._heartbeat_elapsed,
             progress=progress if self._role is Role.LEADER else {},
+            promotable=self._promotable(),
         )
 
     @property
@@ -264,7 +277,11 @@ class RaftCore:
 
     @property
     def _hard_state(self) -> HardState:
-        return HardState(self._term, self._vote, self._log.committed)
+        known_term, known_index = self._known_commit
+        return HardState(self._term, self._vote, self._log.committed, known_index, known_term)
+
+    def _log_reaches_known_commit(self) -> bool:
+        return (self._log.last_term(), self._log.last_index()) >= self._known_commit
 
     @property
     def _soft_state(self) -> SoftState:
@@ -289,6 +306,8 @@ class RaftCore:
         refuses them for its longer log: it must lead to commit the change
         (not counting its own vote: ``vote_result`` counts the voters in
         force), then steps down as a removed leader does."""
+        if not self._log_reaches_known_commit():
+            return False  # it lacks committed entries: see _known_commit
         if self._id in self._membership.voters:
             return True
         return self._id in self._committed_membership.voters
@@ -607,6 +626,10 @@ class RaftCore:
         persisted = self._persisted_hard_state
         if self._term != persisted.term or self._vote != persisted.vote:
             return self._hard_state
+        if self._known_commit[1] > max(persisted.known_commit, self._log.last_index()):
+            # Behind a commit we heard of: recorded now (see _known_commit).
+            # A log that reaches it guards the same point itself.
+            return self._hard_state
         if self._log.committed == persisted.commit:
             return None
         if self._log.unstable_snapshot is not None:
@@ -838,8 +861,12 @@ class RaftCore:
 
     def _log_ok_for_vote(self, m: RequestVote) -> bool:
         """§3.6.1: grant only to a candidate whose log is at least as
-        up-to-date as ours (Leader Completeness rests on this)."""
-        return self._log.is_up_to_date(m.last_log_index, m.last_log_term)
+        up-to-date as ours (Leader Completeness rests on this), and as the
+        highest commit we heard of (``_known_commit``)."""
+        return (
+            self._log.is_up_to_date(m.last_log_index, m.last_log_term)
+            and (m.last_log_term, m.last_log_index) >= self._known_commit
+        )
 
     # ------------------------------------------------------------------
     # Candidate
@@ -876,6 +903,8 @@ class RaftCore:
             self._campaign(transfer=True)
 
     def _handle_append_entries(self, m: AppendEntries) -> None:
+        if m.commit > self._known_commit[1]:
+            self._known_commit = (m.commit_term, m.commit)
         if m.prev_index < self._log.committed:
             # Already have everything up to our commit index.
             self._send(
@@ -1135,9 +1164,17 @@ class RaftCore:
             return self._send_snapshot(node_id, pr)
         if not entries and not send_if_empty:
             return False
+        commit = self._log.committed
         self._send(
             AppendEntries(
-                self._term, self._id, node_id, prev_index, prev_term, tuple(entries), self._log.committed
+                self._term,
+                self._id,
+                node_id,
+                prev_index,
+                prev_term,
+                tuple(entries),
+                commit,
+                self._log.term(commit) or 0,
             )
         )
         if entries:

@@ -15,7 +15,7 @@ import msgspec
 
 from ._progress import ProgressState
 from ._ready import Role, SoftState
-from ._types import HardState, Membership, NodeId
+from ._types import Membership, NodeId
 
 
 class ProgressStatus(msgspec.Struct, frozen=True):
@@ -67,10 +67,6 @@ class BasicStatus(msgspec.Struct, frozen=True):
         )
 
     @property
-    def hard_state(self) -> HardState:
-        return HardState(self.term, self.vote, self.commit)
-
-    @property
     def soft_state(self) -> SoftState:
         return SoftState(self.role, self.term, self.leader_id)
 
@@ -97,10 +93,8 @@ class Status(BasicStatus, frozen=True):
     #: A leader's view of each member it replicates to (itself included);
     #: empty on any other node.
     progress: Mapping[NodeId, ProgressStatus]
-
-    @property
-    def promotable(self) -> bool:
-        """Whether it campaigns when its timer runs out: a voter of the
-        configuration in force, or one that it drops while the change is
-        not committed (§4.2.2: it may hold the only copy of its removal)."""
-        return self.id in self.membership.voters or self.id in self.committed_membership.voters
+    #: Whether it campaigns when its timer runs out: a voter of the
+    #: configuration in force, or one that it drops while the change is
+    #: not committed (§4.2.2: it may hold the only copy of its removal),
+    #: whose log reaches the highest commit a leader told it of.
+    promotable: bool

@@ -49,11 +49,17 @@ class HardState(msgspec.Struct, frozen=True):
     """What a server must have on stable storage before it answers any RPC
     (Figure 3.1's persistent state; ``commit`` is kept as well so a restarted
     node can apply what it knew to be committed without waiting for a
-    leader)."""
+    leader). ``known_commit`` and ``known_commit_term``: the highest commit
+    index a leader told this node of and its entry's term, kept while the
+    log is behind it (a member catching up), so that the node still knows
+    after a restart that a candidate not reaching it lacks committed
+    entries."""
 
     term: int = 0
     vote: NodeId | None = None
     commit: int = 0
+    known_commit: int = 0
+    known_commit_term: int = 0
 
 
 class Member(msgspec.Struct, frozen=True, array_like=True):

@@ -66,6 +66,8 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+import msgspec
+
 from raft_trio.core import Entry, HardState, MemoryStorage, Snapshot
 
 from . import _crashpoints as crash
@@ -206,7 +208,7 @@ class DurableStorage:
                     final = min(commit, self._cache.last_index())
                     if final > self._written.commit:
                         with contextlib.suppress(sqlite3.Error, OSError):
-                            written = HardState(self._written.term, self._written.vote, final)
+                            written = msgspec.structs.replace(self._written, commit=final)
                             with self._db.transaction():
                                 self._db.put_hard_state(written)
                             self._written = written

@@ -18,6 +18,7 @@ from raft_trio.core import (
     ProposalDropped,
     RemoveMember,
     RequestVote,
+    RequestVoteResponse,
     Role,
     TimeoutNow,
     UpdateMember,
@@ -521,3 +522,112 @@ def test_a_server_that_knows_no_configuration_grants_no_vote() -> None:
 
     assert b.status().role is not Role.LEADER
     assert a.status().role is Role.LEADER
+
+
+def catch_up_only_to(net: Network, node_id: str, index: int) -> None:
+    """From now on ``node_id`` receives no entry past ``index`` (the
+    leader's batches are one or two entries in these tests): it stays
+    behind, catching up."""
+    net.drop(
+        lambda m: (
+            isinstance(m, AppendEntries)
+            and m.dst == node_id
+            and bool(m.entries)
+            and m.entries[-1].index > index
+        )
+    )
+
+
+def test_a_member_added_again_grants_no_vote_while_its_log_is_behind_a_known_commit() -> None:
+    """A member added again after its directory was lost catches up from
+    an empty log, and on the way holds the older configurations in which
+    it was a voter before. A removed member that never learnt of its
+    removal still counts the new server as that old voter: with the
+    leader down, their two votes elected one of them, and its no-op
+    overwrote an entry the old leader had committed and applied (the
+    MemoryCluster's safety check fails on it). The leader's AppendEntries
+    carry its commit index and that entry's term; a server whose log is
+    behind that point knows it lacks committed entries, so it neither
+    campaigns nor votes for a candidate whose log does not reach it,
+    and remembers the point across a restart."""
+    net = Network("abcd", config=config(max_append_entries=2))
+    a = net.elect("a")
+    a.change_membership(RemoveMember("d"))  # entry 2: a, b and c
+    net.deliver_all()
+    net.crash("d")
+    net.crash("b")
+    a.propose(b"x")  # entry 3, committed by a and c
+    net.deliver_all()
+    a.change_membership(RemoveMember("b"))  # entry 4: a and c
+    net.deliver_all()
+    net.crash("c")
+    a.change_membership(RemoveMember("c"))  # entry 5: a alone
+    net.deliver_all()
+    assert net.applied_at[3].data == b"x"
+
+    add_node(net, "c")  # its directory moved aside
+    catch_up_only_to(net, "c", 2)
+    a.change_membership(AddLearner("c", url("c")))
+    net.deliver_all()
+    assert net.log("c") == [(1, 1), (2, 1)]
+    assert net.cores["c"].status().membership.voters == {"a", "b", "c"}
+
+    net.crash("a")
+    b = net.restart("b")  # it never learnt of its removal: a, b and c
+    assert b.status().membership.voters == {"a", "b", "c"}
+    net.elapse(3 * CONFIG.election_ticks_max)
+    net.crash("c")
+    net.restart("c")
+    net.elapse(3 * CONFIG.election_ticks_max)
+
+    assert all(core.status().role is not Role.LEADER for core in net.cores.values())
+    assert not net.cores["c"].status().promotable
+
+
+def test_a_voter_behind_a_known_commit_still_elects_a_candidate_that_holds_it() -> None:
+    """The refusal above never costs an election: a candidate that holds
+    every committed entry holds the entry at the commit index heard, so
+    its log reaches that point, and a lagging voter's vote still elects
+    it when the leader is gone."""
+    net = Network("abc", config=config(max_append_entries=1))
+    a = net.elect("a")
+    held_back = net.drop(lambda m: isinstance(m, AppendEntries) and m.dst == "c")
+    for n in range(5):
+        a.propose(f"x{n}".encode())
+    net.deliver_all()
+    committed = a.status().commit
+    net.heal(held_back)
+    catch_up_only_to(net, "c", 2)
+    net.elapse(5)
+    assert len(net.log("c")) == 2 and committed > 2
+
+    net.crash("a")
+    net.elapse(3 * CONFIG.election_ticks_max)
+
+    assert net.leader() == "b"
+
+
+def test_a_commit_heard_beyond_the_log_is_durable_before_a_restart() -> None:
+    """The point is written with the Ready that learnt it, even when
+    nothing else of the hard state changed (the term was already on
+    disk), so a restart does not forget that the log lacks entries."""
+    net = Network("abc", config=config(max_append_entries=1))
+    a = net.elect("a")
+    held_back = net.drop(lambda m: isinstance(m, AppendEntries) and m.dst == "c")
+    for n in range(5):
+        a.propose(f"x{n}".encode())
+    net.deliver_all()
+    net.heal(held_back)
+    catch_up_only_to(net, "c", 1)
+    net.elapse(3)
+    assert net.log("c") == [(1, 1)] and net.storages["c"].hard_state().known_commit == a.status().commit
+
+    net.crash("c")
+    c = net.restart("c")
+    net.crash("a")
+    net.crash("b")
+    c.step(RequestVote(2, "b", "c", last_log_index=1, last_log_term=1))
+    (answer,) = net.take("c").all_messages()
+
+    assert isinstance(answer, RequestVoteResponse) and not answer.granted
+    assert not c.status().promotable
