@@ -199,7 +199,15 @@ class Transport:
         """Start streams to new peers (or peers whose URL changed) and stop
         those to peers no longer in the membership."""
         for peer_id, sender in list(self._retiring.items()):
-            if sender.ended or peer_id in peers:
+            if peer_id in peers:
+                # Added again: what its removed self was last sent (the
+                # heartbeat whose commit index is that server's) is not for
+                # the member it is now, maybe a new one with an empty disk
+                # at the same URL, whose core would find a commit beyond
+                # its log.
+                sender.cancel_scope.cancel()
+                del self._retiring[peer_id]
+            elif sender.ended:
                 del self._retiring[peer_id]
         for peer_id, sender in list(self.senders.items()):
             wanted = peers.get(peer_id, "").rstrip("/")

@@ -47,6 +47,7 @@ MESSAGES: list[Message] = [
             Entry(10, 3, EntryKind.CONFIG, membership("abc", learners="d").encode()),
         ),
         commit=7,
+        commit_term=2,
     ),
     AppendEntries(3, "a", "b", prev_index=0, prev_term=0, entries=(), commit=0),
     AppendEntriesResponse(3, "b", "a", success=True, index=10),
@@ -66,6 +67,30 @@ def test_message_round_trip(message: Message) -> None:
     decoded = decode_message(data)
     assert decoded == message
     assert type(decoded) is type(message)
+
+
+class _AppendEntriesBefore(msgspec.Struct, frozen=True, tag="append", array_like=True):
+    """AppendEntries as nodes before a9467b5 encode and decode it: no
+    ``commit_term``."""
+
+    term: int
+    src: str
+    dst: str
+    prev_index: int
+    prev_term: int
+    entries: tuple[Entry, ...]
+    commit: int
+
+
+def test_append_entries_decode_across_the_commit_term_change() -> None:
+    """A rolling upgrade mixes both: the older form decodes with the
+    term 0 (a follower then learns only the index), and an older node
+    ignores the trailing field."""
+    older = _AppendEntriesBefore(3, "a", "b", 7, 2, (), 7)
+    assert decode_message(msgspec.msgpack.encode(older)) == AppendEntries(3, "a", "b", 7, 2, (), 7, 0)
+
+    newer = encode_message(AppendEntries(3, "a", "b", 7, 2, (), 7, commit_term=2))
+    assert msgspec.msgpack.decode(newer, type=_AppendEntriesBefore) == older
 
 
 def test_every_message_kind_is_covered() -> None:

@@ -78,6 +78,9 @@ class FaultProfile:
     pause: bool = True
     partition: bool = True
     membership: bool = True
+    #: Membership changes are mostly a member removed, stopped and added
+    #: again under its id with its disk wiped (``add_wiped_again``).
+    wiped_readds: bool = False
     transfer: bool = True
     compaction: bool = True
     #: Followers are told that their leader's address refuses connections
@@ -546,6 +549,45 @@ class Cluster:
         self.nodes[node_id] = SimNode(node_id, MemoryStorage(), self)
         self.log_event(f"add learner {node_id}")
 
+    def add_wiped_again(self, leader: SimNode) -> None:
+        """The way back for a member whose disk broke: removed, stopped,
+        its directory moved aside, added again under its id with nothing
+        on its disk. Removed members that never learnt of their removal
+        may still count the new server as its old self.
+
+        Only once the old process is down and nothing it sent is still on
+        the way: an acknowledgement of the old self's that reached the
+        leader after the new one was added would stand for the new one
+        (the leader's progress would claim entries the empty server lacks;
+        only an id for each incarnation, as etcd's member ids, tells them
+        apart). Stopping a member, moving its directory and adding it
+        again takes far longer than its last messages take to arrive."""
+        members = leader.core.basic_status().membership.ids
+        removed = [node for node_id, node in sorted(self.nodes.items()) if node_id not in members]
+        running = [node for node in removed if node.alive]
+        if running:
+            self.crash(self.rng.choice(running))  # first the old process stops
+            return
+        in_flight = {m.src for _, _, m in self._in_flight}
+        for node in self.nodes.values():
+            in_flight.update(m.src for _, _, m in node.held)
+        stopped = [node for node in removed if node.id not in in_flight]
+        if not stopped:
+            return
+        node = self.rng.choice(stopped)
+        try:
+            leader.core.change_membership(AddLearner(node.id, f"sim://{node.id}"))
+        except (ConfigChangeRejected, ProposalDropped):
+            return
+        # What was sent to the old process is lost with it: a leader's
+        # stream to its removed self ends once it is added again
+        # (Transport.set_peers), so the new one never reads it.
+        self._in_flight = [item for item in self._in_flight if item[2].dst != node.id]
+        heapq.heapify(self._in_flight)
+        node.storage = MemoryStorage()
+        node.restart()
+        self.log_event(f"add {node.id} again, its disk wiped")
+
     def remove_node(self, leader: SimNode) -> None:
         voters = sorted(leader.core.basic_status().membership.voters)
         if len(voters) <= 3:
@@ -681,7 +723,13 @@ class Cluster:
                 group = set(self.rng.sample(nodes, self.rng.randint(1, len(nodes) // 2)))
                 self.partition(group, one_way=self.rng.random() < 0.3)
         elif choice < 0.7 and f.membership and leaders:
-            if self.rng.random() < 0.5 and len(self.nodes) < 7:
+            roll = self.rng.random()
+            if f.wiped_readds:
+                if roll < 0.6:
+                    self.add_wiped_again(leaders[0])
+                else:
+                    self.remove_node(leaders[0])
+            elif roll < 0.5 and len(self.nodes) < 7:
                 self.add_node(leaders[0])
             else:
                 self.remove_node(leaders[0])

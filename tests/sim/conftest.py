@@ -14,9 +14,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``sim_seed``: the default run's seeds (500); ``lone_voter_seed``: the
-    lone voter's (100); ``soak_seed``: the soak's (20,000, only run with
-    ``-m soak``). All honour --sim-seed and --sim-seeds."""
-    for name, default_count in (("sim_seed", 500), ("lone_voter_seed", 100), ("soak_seed", 20_000)):
+    lone voter's (100); ``readd_seed``: the wiped re-adds' (100);
+    ``soak_seed``: the soak's (20,000, only run with ``-m soak``), and
+    ``readd_soak_seed`` its wiped re-adds' (2,000). All honour --sim-seed
+    and --sim-seeds."""
+    for name, default_count in (
+        ("sim_seed", 500),
+        ("lone_voter_seed", 100),
+        ("readd_seed", 100),
+        ("soak_seed", 20_000),
+        ("readd_soak_seed", 2_000),
+    ):
         if name not in metafunc.fixturenames:
             continue
         config = metafunc.config

@@ -45,6 +45,17 @@ def run_lone_voter(seed: int, core_factory: type[RaftCore] = KeepsLearners, tick
     return cluster
 
 
+def run_wiped_readds(seed: int, ticks: int = 2000) -> Cluster:
+    """Five members, removed, stopped and added again with empty disks,
+    among crashes and partitions that leave removed members unaware of
+    their removal (the case of a9467b5)."""
+    faults = FaultProfile(fault_rate=0.08, wiped_readds=True)
+    cluster = Cluster(seed, size=5, faults=faults)
+    cluster.run(ticks)
+    cluster.stabilize()
+    return cluster
+
+
 def replay_hint(seed: int) -> str:
     return f"replay with: pytest tests/sim/test_simulation.py --sim-seed {seed}"
 
@@ -71,7 +82,22 @@ def test_a_lone_voter_with_learners_keeps_raft_safe(lone_voter_seed: int) -> Non
     assert cluster.acked, f"seed {lone_voter_seed}: no write was ever acknowledged"
 
 
+def test_members_added_again_with_wiped_disks_keep_raft_safe(readd_seed: int) -> None:
+    try:
+        cluster = run_wiped_readds(readd_seed)
+    except SafetyViolation as violation:
+        pytest.fail(f"{violation}\n{replay_hint(readd_seed)}")
+    except Exception as error:
+        raise AssertionError(f"seed {readd_seed} crashed: {error!r}\n{replay_hint(readd_seed)}") from error
+    assert cluster.acked, f"seed {readd_seed}: no write was ever acknowledged"
+
+
 @pytest.mark.soak
 def test_soak(soak_seed: int) -> None:
     """The long run, on seeds the default run does not cover."""
     test_mixed_faults_keep_raft_safe(soak_seed + 1_000_000)
+
+
+@pytest.mark.soak
+def test_soak_wiped_readds(readd_soak_seed: int) -> None:
+    test_members_added_again_with_wiped_disks_keep_raft_safe(readd_soak_seed + 1_000_000)
