@@ -281,6 +281,8 @@ class RaftCore:
         return HardState(self._term, self._vote, self._log.committed, known_index, known_term)
 
     def _log_reaches_known_commit(self) -> bool:
+        if self._known_commit[1] <= self._log.committed:
+            return True  # the committed prefix holds it (asked at every tick)
         return (self._log.last_term(), self._log.last_index()) >= self._known_commit
 
     @property
