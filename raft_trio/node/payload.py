@@ -48,6 +48,12 @@ STABLE_RUN_SECONDS = 10.0
 REAP_INTERVAL_SECONDS = 0.5
 #: A line longer than this is logged in pieces.
 MAX_LINE_BYTES = 16 * 1024
+#: Left out of a script's environment: the cluster secret lets its holder
+#: sign peer messages, which a payload has no use for, and a script's
+#: environment travels further than the node's (to its children, into the
+#: crash reports and debug dumps of the tools it runs). The admin token
+#: stays: a leader's script may manage the cluster with the CLI.
+WITHHELD_FROM_SCRIPTS = ("RAFT_CLUSTER_SECRET",)
 #: Lines logged before other tasks get a turn: one read of the pipe can
 #: hold 32,000 short lines (``yes``), which took 1.5 s to log.
 LINES_PER_TURN = 100
@@ -166,8 +172,9 @@ class PayloadSupervisor:
                 reap_adopted({current.pid} if current is not None else set())
 
     def _environment(self, want: _Want) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if k not in WITHHELD_FROM_SCRIPTS}
         return {
-            **os.environ,
+            **inherited,
             "RAFT_NODE_ID": self.node_id,
             "RAFT_ROLE": want.role,
             "RAFT_TERM": str(want.term),

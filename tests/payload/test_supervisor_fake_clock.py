@@ -140,9 +140,11 @@ async def test_the_follower_script_runs_through_elections_and_the_leader_script_
 
 
 async def test_the_environment_and_the_output_in_the_nodes_log(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, logger="raft_trio.payload")
+    monkeypatch.setenv("RAFT_CLUSTER_SECRET", "peers-only-0123456789")
+    monkeypatch.setenv("RAFT_ADMIN_TOKEN", "for-the-cli")
     spawn = FakeSpawner(grandchild=False, output=b"hello\nsecond line\npartial")
     supervisor = PayloadSupervisor(LEADER, FOLLOWER, "node-7", spawn=spawn)
     supervisor.starting_as("learner", 8, "http://10.0.0.1:9001")  # a restarted node's own state
@@ -161,6 +163,8 @@ async def test_the_environment_and_the_output_in_the_nodes_log(
         "RAFT_TERM": "9",
         "RAFT_LEADER_URL": "http://10.0.0.7:9001",
     }
+    # The cluster secret signs peer messages only; the admin token serves the CLI.
+    assert "RAFT_CLUSTER_SECRET" not in leader.env and leader.env["RAFT_ADMIN_TOKEN"] == "for-the-cli"
     first_follower = spawn.of(FOLLOWER)[0]
     assert (first_follower.env["RAFT_ROLE"], first_follower.env["RAFT_TERM"]) == ("learner", "8")
     assert first_follower.env["RAFT_LEADER_URL"] == "http://10.0.0.1:9001"
