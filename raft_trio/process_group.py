@@ -203,3 +203,16 @@ def exit_status(code: int) -> int:
     """A command's exit status as a shell reports it: ``128 + N`` when
     signal N ended it."""
     return 128 - code if code < 0 else code
+
+
+def describe_exit(code: int) -> str:
+    """``status 1``, or ``status 143 (SIGTERM)`` for a process a signal
+    ended (Trio's return code for it is ``-15``, which a reader of the log
+    would not take for a signal)."""
+    if code >= 0:
+        return f"status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"status {exit_status(code)} ({name})"

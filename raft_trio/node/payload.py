@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import trio
 
-from ..process_group import GRACE_SECONDS, GroupProcess, reap_adopted, spawn, stop_group
+from ..process_group import GRACE_SECONDS, GroupProcess, describe_exit, reap_adopted, spawn, stop_group
 
 log = logging.getLogger(__name__)
 #: The scripts' own output, one record per line.
@@ -192,7 +192,7 @@ class PayloadSupervisor:
             except OSError as error:
                 log.error("payload %s cannot start: %s", name, error)
             else:
-                log.warning("payload %s exited with status %s while %s", name, code, want.kind)
+                log.warning("payload %s exited with %s while %s", name, describe_exit(code), want.kind)
             if self.is_stopping():
                 return  # the node stops: nothing restarts
             if trio.current_time() - started >= self.stable_run:

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from raft_trio.node.payload import PayloadSupervisor
-from raft_trio.process_group import group_members
+from raft_trio.process_group import describe_exit, group_members
 from raft_trio.testing.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -142,3 +142,30 @@ async def test_a_child_in_a_group_of_its_own_ends_with_the_command(tmp_path: Pat
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker, 9)
+
+
+async def test_a_script_a_signal_ends_is_logged_as_a_shell_reports_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Trio reports a script that SIGTERM ended as -15, which read as an
+    odd exit status in the log: it says 143 (SIGTERM), as a shell would."""
+    caplog.set_level(logging.INFO, logger="raft_trio")
+    script = tmp_path / "leader.sh"
+    script.write_text("#!/bin/sh\nkill -TERM $$\n")
+    script.chmod(0o755)
+    supervisor = PayloadSupervisor(str(script), None, "n1", grace=2.0)
+    expected = "payload leader.sh exited with status 143 (SIGTERM) while leader"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervisor.run)
+        supervisor.role_changed("leader", 3, None)
+        with trio.fail_after(10):
+            await wait_for(lambda: expected in [r.getMessage() for r in caplog.records], poll=0.02)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("code", "described"),
+    [(0, "status 0"), (3, "status 3"), (-9, "status 137 (SIGKILL)"), (-200, "status 328 (signal 200)")],
+)
+def test_exit_codes_are_described_as_a_shell_reports_them(code: int, described: str) -> None:
+    assert describe_exit(code) == described
