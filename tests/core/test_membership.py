@@ -600,6 +600,7 @@ def test_a_voter_behind_a_known_commit_still_elects_a_candidate_that_holds_it() 
     catch_up_only_to(net, "c", 2)
     net.elapse(5)
     assert len(net.log("c")) == 2 and committed > 2
+    assert not net.cores["c"].status().promotable  # it knows its log lacks committed entries
 
     net.crash("a")
     net.elapse(3 * CONFIG.election_ticks_max)
