@@ -41,14 +41,21 @@ class AppendEntries(_Message, frozen=True, tag="append"):
     """AppendEntries (§3.5) carrying a batch of entries after
     (``prev_index``, ``prev_term``), and the leader's commit index with
     its entry's term: a follower whose log is behind that point knows it
-    lacks committed entries (``RaftCore._known_commit``). The term comes
-    last with a default, so that either version decodes the other's."""
+    lacks committed entries (``RaftCore._known_commit``).
+
+    ``epoch`` names the leader's record of this follower (its progress);
+    the answer echoes it, and an answer to a record the leader has since
+    replaced (a member removed and added again: the old server's
+    acknowledgement, late) is ignored. The fields added after the first
+    version come last with defaults, so that either version decodes the
+    other's (an older node's 0 is accepted as before)."""
 
     prev_index: int
     prev_term: int
     entries: tuple[Entry, ...]
     commit: int
     commit_term: int = 0
+    epoch: int = 0
 
 
 class AppendEntriesResponse(_Message, frozen=True, tag="append_resp"):
@@ -61,19 +68,27 @@ class AppendEntriesResponse(_Message, frozen=True, tag="append_resp"):
     index: int
     hint_index: int = 0
     hint_term: int = 0
+    epoch: int = 0
 
 
 class Heartbeat(_Message, frozen=True, tag="hb"):
     """A heartbeat: asserts leadership, carries a commit index the follower
-    can safely use (at most what it is known to hold), and a sequence
-    number that confirms read-index rounds when echoed back (§6.4)."""
+    can use (at most what the leader's record says it holds) with that
+    entry's term, which the follower checks against its own entry there
+    before it commits (a record that stood for an earlier server under
+    the same id must not commit the new one's log), and a sequence number
+    that confirms read-index rounds when echoed back (§6.4). ``epoch`` as
+    in AppendEntries."""
 
     commit: int
     seq: int
+    commit_term: int = 0
+    epoch: int = 0
 
 
 class HeartbeatResponse(_Message, frozen=True, tag="hb_resp"):
     seq: int
+    epoch: int = 0
 
 
 class InstallSnapshot(_Message, frozen=True, tag="snap"):
@@ -82,6 +97,7 @@ class InstallSnapshot(_Message, frozen=True, tag="snap"):
 
     meta: SnapshotMeta
     data: bytes
+    epoch: int = 0
 
 
 class TimeoutNow(_Message, frozen=True, tag="timeout_now"):

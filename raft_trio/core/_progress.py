@@ -59,7 +59,10 @@ class Inflights:
 
 
 class Progress:
-    def __init__(self, next_index: int, max_inflight: int) -> None:
+    def __init__(self, next_index: int, max_inflight: int, epoch: int = 0) -> None:
+        #: Names this record in the messages sent under it; an answer that
+        #: echoes another epoch answers a record since replaced.
+        self.epoch = epoch
         self.match = 0
         self.next = next_index
         self.state = ProgressState.PROBE

@@ -164,6 +164,10 @@ class RaftCore:
         self._reset_election_timeout()
 
         self._progress: dict[NodeId, Progress] = {}
+        #: The last Progress.epoch given out (see AppendEntries.epoch). A
+        #: counter of this process is enough: an answer to an earlier
+        #: process's leadership carries an older term.
+        self._last_epoch = 0
         #: Counts the times a leader stopped replicating to members that its
         #: configurations no longer name (released, given up, or its
         #: leadership over): a runtime keeps streams to such a member, as
@@ -910,7 +914,9 @@ class RaftCore:
         if m.prev_index < self._log.committed:
             # Already have everything up to our commit index.
             self._send(
-                AppendEntriesResponse(self._term, self._id, m.src, success=True, index=self._log.committed)
+                AppendEntriesResponse(
+                    self._term, self._id, m.src, success=True, index=self._log.committed, epoch=m.epoch
+                )
             )
             return
         result = self._log.maybe_append(m.prev_index, m.prev_term, m.commit, m.entries)
@@ -927,17 +933,35 @@ class RaftCore:
                     index=m.prev_index,
                     hint_index=hint_index,
                     hint_term=hint_term,
+                    epoch=m.epoch,
                 )
             )
             return
         last, conflict = result
         if conflict:
             self._log_changed(conflict, m.entries)
-        self._send(AppendEntriesResponse(self._term, self._id, m.src, success=True, index=last))
+        self._send(
+            AppendEntriesResponse(self._term, self._id, m.src, success=True, index=last, epoch=m.epoch)
+        )
 
     def _handle_heartbeat(self, m: Heartbeat) -> None:
-        self._log.commit_to(m.commit)
-        self._send(HeartbeatResponse(self._term, self._id, m.src, seq=m.seq))
+        if m.commit > self._log.committed and self._holds(m.commit, m.commit_term):
+            self._log.commit_to(m.commit)
+        self._send(HeartbeatResponse(self._term, self._id, m.src, seq=m.seq, epoch=m.epoch))
+
+    def _holds(self, index: int, term: int) -> bool:
+        """Whether our entry at ``index`` is the leader's, whose term there
+        is ``term`` (Log Matching: then so is every entry before it). A
+        heartbeat's commit index is only what the leader's record of this
+        member says it holds, and a record can outlive the server it was
+        made for: one removed and added again with an empty disk got the
+        old server's heartbeat, whose commit index was past its log (an
+        assertion stopped it), and one that had meanwhile taken entries of
+        an older term there would have committed those. An older leader
+        sends no term (0): its index is taken if the log reaches it."""
+        if term == 0:
+            return index <= self._log.last_index()
+        return self._log.term(index) == term
 
     def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
         meta = m.meta
@@ -952,7 +976,9 @@ class RaftCore:
             self._log.restore(Snapshot(meta, m.data))
             self._config_history = [(meta.index, meta.membership)]
             index = meta.index
-        self._send(AppendEntriesResponse(self._term, self._id, m.src, success=True, index=index))
+        self._send(
+            AppendEntriesResponse(self._term, self._id, m.src, success=True, index=index, epoch=m.epoch)
+        )
 
     # ------------------------------------------------------------------
     # Leader
@@ -963,6 +989,8 @@ class RaftCore:
         pr = self._progress.get(m.src)
         if pr is None:
             return
+        if isinstance(m, (AppendEntriesResponse, HeartbeatResponse)) and m.epoch and m.epoch != pr.epoch:
+            return  # answers a record since replaced: its server's, removed and added again
         pr.responded = True
         if isinstance(m, AppendEntriesResponse):
             pr.recent_active = True
@@ -1128,7 +1156,8 @@ class RaftCore:
         return has_quorum(self._membership.voters, active)
 
     def _add_progress(self, node_id: NodeId) -> None:
-        pr = Progress(self._log.last_index() + 1, self._config.max_inflight)
+        self._last_epoch += 1
+        pr = Progress(self._log.last_index() + 1, self._config.max_inflight, self._last_epoch)
         pr.recent_active = True  # give new followers one check-quorum round
         self._progress[node_id] = pr
 
@@ -1143,8 +1172,7 @@ class RaftCore:
         self._heartbeat_seq += 1
         for node_id in self._peers():
             pr = self._progress[node_id]
-            commit = min(pr.match, self._log.committed)
-            self._send(Heartbeat(self._term, self._id, node_id, commit=commit, seq=self._heartbeat_seq))
+            self._send(self._heartbeat(node_id, pr))
 
     def _send_append(self, node_id: NodeId, send_if_empty: bool = True) -> bool:
         """Send ``node_id`` the entries it needs next, or a snapshot if they
@@ -1177,6 +1205,7 @@ class RaftCore:
                 tuple(entries),
                 commit,
                 self._log.term(commit) or 0,
+                pr.epoch,
             )
         )
         if entries:
@@ -1189,7 +1218,7 @@ class RaftCore:
         if not pr.recent_active:
             return False
         snapshot = self._log.storage.snapshot()
-        self._send(InstallSnapshot(self._term, self._id, node_id, snapshot.meta, snapshot.data))
+        self._send(InstallSnapshot(self._term, self._id, node_id, snapshot.meta, snapshot.data, pr.epoch))
         pr.become_snapshot(snapshot.meta.index)
         return True
 
@@ -1278,8 +1307,21 @@ class RaftCore:
             return
         del self._progress[node_id]
         self.removed_released += 1
+        self._send(self._heartbeat(node_id, pr))
+
+    def _heartbeat(self, node_id: NodeId, pr: Progress) -> Heartbeat:
+        """A heartbeat carrying the commit index as far as ``node_id`` is
+        known to hold the log, and that entry's term for it to check."""
         commit = min(pr.match, self._log.committed)
-        self._send(Heartbeat(self._term, self._id, node_id, commit=commit, seq=self._heartbeat_seq))
+        return Heartbeat(
+            self._term,
+            self._id,
+            node_id,
+            commit=commit,
+            seq=self._heartbeat_seq,
+            commit_term=self._log.term(commit) or 0,
+            epoch=pr.epoch,
+        )
 
     def _committed_config_index(self) -> int:
         """The index of the committed configuration's entry."""

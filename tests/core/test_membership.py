@@ -9,8 +9,10 @@ import pytest
 from raft_trio.core import (
     AddLearner,
     AppendEntries,
+    AppendEntriesResponse,
     ConfigChangeRejected,
     EntryKind,
+    Heartbeat,
     Member,
     Membership,
     MemoryStorage,
@@ -24,7 +26,7 @@ from raft_trio.core import (
     UpdateMember,
 )
 
-from .helpers import CONFIG, Network, config, membership, of_type, term_at, url
+from .helpers import CONFIG, Network, config, membership, of_type, storage_with_log, term_at, url
 
 NO_LEASE = config(check_quorum=False)
 
@@ -632,3 +634,54 @@ def test_a_commit_heard_beyond_the_log_is_durable_before_a_restart() -> None:
 
     assert isinstance(answer, RequestVoteResponse) and not answer.granted
     assert not c.status().promotable
+
+
+def test_an_old_servers_late_acknowledgement_does_not_stand_for_the_new_one() -> None:
+    """The leader's record of a member added again is new, and names
+    itself (its epoch) in what it sends; an acknowledgement the old server
+    sent before it was stopped, read by the leader only after the re-add,
+    echoes the old record's epoch and is ignored. Counted, it gave the
+    empty server the old one's match index, and that alone had it
+    promoted to voter."""
+    net = Network()
+    a = net.elect("a")
+    for n in range(3):
+        a.propose(f"x{n}".encode())
+    net.deliver_all()
+    old_epoch = net.appends("a", "c")[-1].epoch
+    late = AppendEntriesResponse(
+        a.status().term, "c", "a", success=True, index=a.status().last_index, epoch=old_epoch
+    )
+    net.crash("c")
+    a.change_membership(RemoveMember("c"))
+    net.deliver_all()
+
+    add_node(net, "c")  # its directory moved aside
+    net.drop(lambda m: m.dst == "c")  # not reached yet
+    a.change_membership(AddLearner("c", url("c")))
+    net.deliver_all()
+    net.step(late)
+    net.elapse(3)
+
+    assert a.status().progress["c"].match == 0
+    assert a.status().membership.learners == {"c"}
+
+
+def test_a_heartbeat_commits_only_an_entry_the_follower_holds_as_the_leader_does() -> None:
+    """A heartbeat's commit index is what the leader's record says the
+    follower holds; the follower checks the entry's term there before it
+    commits. Past its log (a record made for an earlier server under the
+    id) it commits nothing, where an assertion stopped it; at an entry of
+    another term (entries an older leader gave it) it commits nothing
+    either, where it would have committed and applied them."""
+    storage = storage_with_log(membership("abc"), [1, 1, 2], term=3, commit=1)
+    net = Network(storages={"c": storage})
+    c = net.cores["c"]
+
+    net.step(Heartbeat(3, "a", "c", commit=7, seq=1, commit_term=3))  # past its log
+    net.step(Heartbeat(3, "a", "c", commit=3, seq=2, commit_term=3))  # its entry 3 is of term 2
+    assert c.status().commit == 1
+    net.step(Heartbeat(3, "a", "c", commit=2, seq=3, commit_term=1))  # the leader's entry 2
+    assert c.status().commit == 2
+    net.step(Heartbeat(3, "a", "c", commit=3, seq=4))  # an older leader: no term sent
+    assert c.status().commit == 3

@@ -48,13 +48,18 @@ MESSAGES: list[Message] = [
         ),
         commit=7,
         commit_term=2,
+        epoch=5,
     ),
     AppendEntries(3, "a", "b", prev_index=0, prev_term=0, entries=(), commit=0),
     AppendEntriesResponse(3, "b", "a", success=True, index=10),
     AppendEntriesResponse(3, "b", "a", success=False, index=7, hint_index=4, hint_term=2),
+    AppendEntriesResponse(3, "b", "a", success=True, index=10, epoch=5),
     Heartbeat(3, "a", "b", commit=9, seq=12),
+    Heartbeat(3, "a", "b", commit=9, seq=12, commit_term=3, epoch=5),
     HeartbeatResponse(3, "b", "a", seq=12),
+    HeartbeatResponse(3, "b", "a", seq=12, epoch=5),
     InstallSnapshot(3, "a", "b", SnapshotMeta(9, 3, membership("abc", learners="d")), b"state"),
+    InstallSnapshot(3, "a", "b", SnapshotMeta(9, 3, membership("abc")), b"state", epoch=5),
     TimeoutNow(3, "a", "b"),
 ]
 
@@ -82,15 +87,30 @@ class _AppendEntriesBefore(msgspec.Struct, frozen=True, tag="append", array_like
     commit: int
 
 
-def test_append_entries_decode_across_the_commit_term_change() -> None:
-    """A rolling upgrade mixes both: the older form decodes with the
-    term 0 (a follower then learns only the index), and an older node
-    ignores the trailing field."""
-    older = _AppendEntriesBefore(3, "a", "b", 7, 2, (), 7)
-    assert decode_message(msgspec.msgpack.encode(older)) == AppendEntries(3, "a", "b", 7, 2, (), 7, 0)
+class _HeartbeatBefore(msgspec.Struct, frozen=True, tag="hb", array_like=True):
+    """Heartbeat as nodes before a9467b5 encode and decode it."""
 
-    newer = encode_message(AppendEntries(3, "a", "b", 7, 2, (), 7, commit_term=2))
+    term: int
+    src: str
+    dst: str
+    commit: int
+    seq: int
+
+
+def test_messages_decode_across_the_fields_added_at_the_end() -> None:
+    """A rolling upgrade mixes both: the older forms decode with the new
+    fields 0 (a follower then learns only the commit index, and a leader
+    takes an answer with no epoch as before), and an older node ignores
+    the trailing fields."""
+    older = _AppendEntriesBefore(3, "a", "b", 7, 2, (), 7)
+    assert decode_message(msgspec.msgpack.encode(older)) == AppendEntries(3, "a", "b", 7, 2, (), 7, 0, 0)
+    newer = encode_message(AppendEntries(3, "a", "b", 7, 2, (), 7, commit_term=2, epoch=9))
     assert msgspec.msgpack.decode(newer, type=_AppendEntriesBefore) == older
+
+    old_heartbeat = _HeartbeatBefore(3, "a", "b", 7, 12)
+    assert decode_message(msgspec.msgpack.encode(old_heartbeat)) == Heartbeat(3, "a", "b", commit=7, seq=12)
+    new_heartbeat = encode_message(Heartbeat(3, "a", "b", commit=7, seq=12, commit_term=2, epoch=9))
+    assert msgspec.msgpack.decode(new_heartbeat, type=_HeartbeatBefore) == old_heartbeat
 
 
 def test_every_message_kind_is_covered() -> None:

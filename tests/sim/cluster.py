@@ -553,37 +553,23 @@ class Cluster:
         """The way back for a member whose disk broke: removed, stopped,
         its directory moved aside, added again under its id with nothing
         on its disk. Removed members that never learnt of their removal
-        may still count the new server as its old self.
-
-        Only once the old process is down and nothing it sent is still on
-        the way: an acknowledgement of the old self's that reached the
-        leader after the new one was added would stand for the new one
-        (the leader's progress would claim entries the empty server lacks;
-        only an id for each incarnation, as etcd's member ids, tells them
-        apart). Stopping a member, moving its directory and adding it
-        again takes far longer than its last messages take to arrive."""
+        may still count the new server as its old self; what the old one
+        sent may still be on its way (a paused leader reads it late), and
+        what was sent to it may reach the new one (a leader's stream keeps
+        its outbox across a reconnection to the same URL)."""
         members = leader.core.basic_status().membership.ids
         removed = [node for node_id, node in sorted(self.nodes.items()) if node_id not in members]
         running = [node for node in removed if node.alive]
         if running:
             self.crash(self.rng.choice(running))  # first the old process stops
             return
-        in_flight = {m.src for _, _, m in self._in_flight}
-        for node in self.nodes.values():
-            in_flight.update(m.src for _, _, m in node.held)
-        stopped = [node for node in removed if node.id not in in_flight]
-        if not stopped:
+        if not removed:
             return
-        node = self.rng.choice(stopped)
+        node = self.rng.choice(removed)
         try:
             leader.core.change_membership(AddLearner(node.id, f"sim://{node.id}"))
         except (ConfigChangeRejected, ProposalDropped):
             return
-        # What was sent to the old process is lost with it: a leader's
-        # stream to its removed self ends once it is added again
-        # (Transport.set_peers), so the new one never reads it.
-        self._in_flight = [item for item in self._in_flight if item[2].dst != node.id]
-        heapq.heapify(self._in_flight)
         node.storage = MemoryStorage()
         node.restart()
         self.log_event(f"add {node.id} again, its disk wiped")
