@@ -87,8 +87,13 @@ class Heartbeat(_Message, frozen=True, tag="hb"):
 
 
 class HeartbeatResponse(_Message, frozen=True, tag="hb_resp"):
+    """``lacks``: the heartbeat's commit index named an entry this
+    follower does not hold (its term differs, or the log ends before it):
+    the leader's record claims more than the server under this id holds."""
+
     seq: int
     epoch: int = 0
+    lacks: bool = False
 
 
 class InstallSnapshot(_Message, frozen=True, tag="snap"):

@@ -147,6 +147,14 @@ class Progress:
             return True
         if self.next - 1 != rejected:
             return False
+        if hint < self.match:
+            # It does not hold what was acknowledged under its id: another
+            # server's acknowledgement (one removed and added again with an
+            # empty disk, while this leader slept through it), or a disk
+            # that lost it. Kept, the match index had this probe sent again
+            # for every rejection of it, without end; a lower one is always
+            # safe (it only counts for less).
+            self.match = 0
         self.next = max(min(rejected, hint + 1), self.match + 1, 1)
         self.probe_sent = False
         return True

@@ -945,9 +945,13 @@ class RaftCore:
         )
 
     def _handle_heartbeat(self, m: Heartbeat) -> None:
-        if m.commit > self._log.committed and self._holds(m.commit, m.commit_term):
-            self._log.commit_to(m.commit)
-        self._send(HeartbeatResponse(self._term, self._id, m.src, seq=m.seq, epoch=m.epoch))
+        lacks = False
+        if m.commit > self._log.committed:
+            if self._holds(m.commit, m.commit_term):
+                self._log.commit_to(m.commit)
+            else:
+                lacks = m.commit_term != 0
+        self._send(HeartbeatResponse(self._term, self._id, m.src, seq=m.seq, epoch=m.epoch, lacks=lacks))
 
     def _holds(self, index: int, term: int) -> bool:
         """Whether our entry at ``index`` is the leader's, whose term there
@@ -1001,6 +1005,11 @@ class RaftCore:
         elif isinstance(m, HeartbeatResponse):
             pr.recent_active = True
             pr.probe_sent = False
+            if m.lacks and pr.match:
+                # It does not hold what was acknowledged under its id (see
+                # Progress.maybe_decrease_to): from the start again.
+                pr.match = 0
+                pr.become_probe()
             if pr.state is ProgressState.REPLICATE and pr.inflights.full():
                 # A lost AppendEntries would stall the window forever; free
                 # one slot so the follower's reject reveals the gap.

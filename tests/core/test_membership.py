@@ -685,3 +685,92 @@ def test_a_heartbeat_commits_only_an_entry_the_follower_holds_as_the_leader_does
     assert c.status().commit == 2
     net.step(Heartbeat(3, "a", "c", commit=3, seq=4))  # an older leader: no term sent
     assert c.status().commit == 3
+
+
+def test_a_follower_that_lost_what_it_acknowledged_is_caught_up_again() -> None:
+    """A leader's match index for a follower can claim more than the
+    server now under that id holds (a disk that lost acknowledged
+    entries, or a stale leader's record of a member since added again).
+    The follower's rejection of the probe at that index, with a hint
+    below it, lowers the match index: kept, the leader sent the same
+    probe back for every rejection, without end (MemoryCluster's network
+    never went quiet). Heartbeats made from the old index commit nothing
+    on the empty server (their term does not match)."""
+    net = Network()
+    a = net.elect("a")
+    for n in range(3):
+        a.propose(f"x{n}".encode())
+    net.deliver_all()
+    assert a.status().progress["c"].match == 4
+    net.crash("c")
+    add_node(net, "c")  # the same id, an empty disk
+    net.elapse(3)
+
+    assert net.log("c") == net.log("a")
+    assert a.status().progress["c"].match == 4
+
+
+def _stale_leader_meets_member_added_again(old_self_acked: bool) -> tuple[Network, str, str]:
+    """b leads term 1, then stops (a long pause) holding an entry no one
+    else has. One of a and c leads a later term, commits over b's entry,
+    removes b and then the other one, and adds it again with an empty
+    disk. b resumes, still the leader of term 1 of a, b and c, and reaches
+    the new server before the leader does (the leader's stream to it is
+    slow, or cut): the new server, at term 0, takes b for its leader.
+    Returns the network, the leader's id and the new server's."""
+    net = Network("abc", config=config(max_append_entries=2))
+    hold = None
+    if not old_self_acked:
+        hold = net.drop(lambda m: m.src == "b" and isinstance(m, AppendEntries) and bool(m.entries))
+    b = net.elect("b")
+    if hold is not None:
+        net.heal(hold)
+    paused = net.isolate("b")
+    b.propose(b"y")  # entry 2, only b holds it
+    net.deliver_all()
+    net.elapse(3 * CONFIG.election_ticks_max, nodes=["a", "c"])
+    (lead,) = [n for n in "ac" if net.cores[n].status().role is Role.LEADER]
+    other = "c" if lead == "a" else "a"
+    leader = net.cores[lead]
+    leader.change_membership(RemoveMember("b"))
+    net.deliver_all()
+    net.crash(other)
+    leader.change_membership(RemoveMember(other))
+    net.deliver_all()
+    assert net.applied_at[2].term > 1  # committed over b's entry 2
+    add_node(net, other)  # its directory moved aside
+    net.cut(lead, other)
+    net.cut(lead, "b")
+    leader.change_membership(AddLearner(other, url(other)))
+    net.heal(paused)
+    return net, lead, other
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="needs per-incarnation member ids")
+def test_a_stale_leader_commits_nothing_with_the_ack_of_a_member_added_again() -> None:
+    """A leader of an old term that never learnt of the later ones counts
+    the new server as the old self it knew: with its acknowledgement it
+    commits (and applies) its own entry over the one a later leader
+    committed there (Network.apply's check fails). No election is
+    involved, so the known commit does not help: the new server hears of
+    no commit but the stale leader's."""
+    net, _, _ = _stale_leader_meets_member_added_again(old_self_acked=False)
+    net.elapse(2 * CONFIG.election_ticks_min, nodes=["b"])
+
+    assert net.cores["b"].status().commit < 2
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="needs per-incarnation member ids")
+def test_a_stale_leaders_heartbeat_does_not_stop_a_member_added_again() -> None:
+    """The stale leader still holds its old self's progress, so its
+    heartbeat carries a commit index (min(commit, match)) beyond the new
+    server's empty log. RaftLog.commit_to asserted on it and the new
+    server's core raised out of step; then (with the heartbeat's term
+    checked) the two sent one probe back and forth without end. Now the
+    new server says it lacks the entry, the stale leader starts it from
+    scratch, and the test fails as the one above does: with the new
+    server's acknowledgements the stale leader commits its own entries."""
+    net, _, other = _stale_leader_meets_member_added_again(old_self_acked=True)
+    net.elapse(2 * CONFIG.election_ticks_min, nodes=["b", other])
+
+    assert net.cores[other].status().commit == 0

@@ -58,6 +58,7 @@ MESSAGES: list[Message] = [
     Heartbeat(3, "a", "b", commit=9, seq=12, commit_term=3, epoch=5),
     HeartbeatResponse(3, "b", "a", seq=12),
     HeartbeatResponse(3, "b", "a", seq=12, epoch=5),
+    HeartbeatResponse(3, "b", "a", seq=12, epoch=5, lacks=True),
     InstallSnapshot(3, "a", "b", SnapshotMeta(9, 3, membership("abc", learners="d")), b"state"),
     InstallSnapshot(3, "a", "b", SnapshotMeta(9, 3, membership("abc")), b"state", epoch=5),
     TimeoutNow(3, "a", "b"),
