@@ -23,6 +23,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
+import msgspec
 import trio
 
 from . import discovery, schema
@@ -344,7 +345,7 @@ async def _open_static(
         storage = await _open_storage(settings, None)
         held = storage.hard_state()
         if decision.term_floor > held.term:
-            counted = HardState(decision.term_floor, settings.node_id, held.commit)
+            counted = msgspec.structs.replace(held, term=decision.term_floor, vote=settings.node_id)
             await trio.to_thread.run_sync(storage.set_hard_state, counted)
         return storage, {}
     if decision.action == "bootstrap":

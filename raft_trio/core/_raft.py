@@ -632,7 +632,7 @@ class RaftCore:
         persisted = self._persisted_hard_state
         if self._term != persisted.term or self._vote != persisted.vote:
             return self._hard_state
-        if self._known_commit[1] > max(persisted.known_commit, self._log.last_index()):
+        if self._known_commit[1] > persisted.known_commit and not self._log_reaches_known_commit():
             # Behind a commit we heard of: recorded now (see _known_commit).
             # A log that reaches it guards the same point itself.
             return self._hard_state

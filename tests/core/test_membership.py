@@ -774,3 +774,17 @@ def test_a_stale_leaders_heartbeat_does_not_stop_a_member_added_again() -> None:
     net.elapse(2 * CONFIG.election_ticks_min, nodes=["b", other])
 
     assert net.cores[other].status().commit == 0
+
+
+def test_a_commit_heard_beyond_a_longer_log_of_an_older_term_is_durable() -> None:
+    """ "Behind" is the up-to-date order, not the index alone: a log that
+    runs past the heard index with entries of an older term (an old
+    leader's, not yet overwritten) does not reach the point either, and
+    forgot it at a restart when only the index was compared (a review's
+    finding)."""
+    storage = storage_with_log(membership("abc"), [1, 1, 2, 2, 2], term=3)
+    net = Network(storages={"c": storage})
+    net.step(AppendEntries(3, "a", "c", prev_index=5, prev_term=3, entries=(), commit=4, commit_term=3))
+    net.take("c")
+
+    assert (storage.hard_state().known_commit_term, storage.hard_state().known_commit) == (3, 4)
