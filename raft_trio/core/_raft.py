@@ -65,11 +65,13 @@ INPUTS = (
     "transfer_leadership",
     # from the runtime's own observations: a peer's stream broke, a peer's
     # address refused a connection, a snapshot was sent (or not), the disk
-    # stalled past an election timeout
+    # stalled past an election timeout, the cluster's term read by a node
+    # that asks to join
     "report_unreachable",
     "report_refused",
     "report_snapshot",
     "step_down",
+    "observe_term",
     # the runtime handled a Ready
     "advance",
 )
@@ -518,6 +520,17 @@ class RaftCore:
         leader holds clients while the others could elect a working one)."""
         if self._role is Role.LEADER:
             self._become_follower(self._term, None)
+
+    def observe_term(self, term: int) -> None:
+        """A term learnt from the cluster outside Raft's messages: a member
+        that joins with an empty directory reads a member's status before
+        it asks to be added. Taken as any higher term is (§3.3: follower,
+        no leader, no vote), so that a leader of an older term, one that
+        slept through this id's removal and re-adding and still counts it
+        as its old server, is refused rather than followed (it would
+        commit its own entries with the new server's acknowledgements)."""
+        if term > self._term:
+            self._become_follower(term, None)
 
     def step(self, m: Message) -> None:
         """Take in one message from a peer."""

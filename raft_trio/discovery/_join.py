@@ -28,6 +28,10 @@ async def request_membership(client: TrioClient, cluster_url: str, node: RaftNod
     empty, and it must still answer the leader."""
     cluster = client.at(cluster_url, timeout=JOIN_TIMEOUT_S)
     try:
+        # The cluster's term first: a leader of an older term that slept
+        # through this id's removal must find this (maybe empty) server
+        # ahead of it (RaftCore.observe_term).
+        node.observe_term((await cluster.status()).term)
         members = (await cluster.add_member(node.id, node.url)).members
         log.info("joined the cluster through %s", cluster_url)
     except MembershipConflict as conflict:

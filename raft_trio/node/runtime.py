@@ -635,6 +635,14 @@ class RaftNode:
             if self._transport is not None:
                 self._transport.set_peers(self._peer_urls())
 
+    def observe_term(self, term: int) -> None:
+        """The cluster's term, read before this node asks to join
+        (RaftCore.observe_term: a stale leader of an older term that still
+        counts this id as an earlier server is then refused). Durable with
+        the next Ready, as any new term."""
+        self.core.observe_term(term)
+        self.wake()
+
     def add_known_peers(self, peers: dict[str, str]) -> None:
         """Addresses of a cluster's members learned outside the log: a node
         that joins has an empty configuration until the leader's entries

@@ -710,7 +710,9 @@ def test_a_follower_that_lost_what_it_acknowledged_is_caught_up_again() -> None:
     assert a.status().progress["c"].match == 4
 
 
-def _stale_leader_meets_member_added_again(old_self_acked: bool) -> tuple[Network, str, str]:
+def _stale_leader_meets_member_added_again(
+    old_self_acked: bool, observe_term: bool = False
+) -> tuple[Network, str, str]:
     """b leads term 1, then stops (a long pause) holding an entry no one
     else has. One of a and c leads a later term, commits over b's entry,
     removes b and then the other one, and adds it again with an empty
@@ -739,6 +741,8 @@ def _stale_leader_meets_member_added_again(old_self_acked: bool) -> tuple[Networ
     net.deliver_all()
     assert net.applied_at[2].term > 1  # committed over b's entry 2
     add_node(net, other)  # its directory moved aside
+    if observe_term:
+        net.cores[other].observe_term(leader.status().term)  # as --join and discovery do
     net.cut(lead, other)
     net.cut(lead, "b")
     leader.change_membership(AddLearner(other, url(other)))
@@ -788,3 +792,16 @@ def test_a_commit_heard_beyond_a_longer_log_of_an_older_term_is_durable() -> Non
     net.take("c")
 
     assert (storage.hard_state().known_commit_term, storage.hard_state().known_commit) == (3, 4)
+
+
+def test_a_member_that_took_the_clusters_term_refuses_a_stale_leader() -> None:
+    """What a member joining with --join or by discovery does: it reads
+    the cluster's term before it asks to be added (observe_term), so the
+    stale leader of the two tests above, of an older term, is refused
+    (it learns the newer term and steps down) instead of followed."""
+    net, lead, other = _stale_leader_meets_member_added_again(old_self_acked=False, observe_term=True)
+    net.elapse(2 * CONFIG.election_ticks_min, nodes=["b", other])
+
+    assert net.cores["b"].status().commit < 2
+    assert net.cores["b"].status().role is not Role.LEADER
+    assert net.cores[other].status().term == net.cores[lead].status().term
