@@ -18,6 +18,7 @@ from raft_trio.core import (
     MemoryStorage,
     NotLeader,
     ProposalDropped,
+    RaftCore,
     RemoveMember,
     RequestVote,
     RequestVoteResponse,
@@ -586,22 +587,29 @@ def test_a_member_added_again_grants_no_vote_while_its_log_is_behind_a_known_com
     assert not net.cores["c"].status().promotable
 
 
-def test_a_voter_behind_a_known_commit_still_elects_a_candidate_that_holds_it() -> None:
-    """The refusal above never costs an election: a candidate that holds
-    every committed entry holds the entry at the commit index heard, so
-    its log reaches that point, and a lagging voter's vote still elects
-    it when the leader is gone."""
+def lagging_follower(up_to: int, ticks: int) -> tuple[Network, RaftCore]:
+    """a leads a, b and c with one entry a batch, and commits five more
+    with b alone while c hears nothing; then c catches up only to entry
+    ``up_to``, hearing the commit index in the leader's appends."""
     net = Network("abc", config=config(max_append_entries=1))
     a = net.elect("a")
     held_back = net.drop(lambda m: isinstance(m, AppendEntries) and m.dst == "c")
     for n in range(5):
         a.propose(f"x{n}".encode())
     net.deliver_all()
-    committed = a.status().commit
     net.heal(held_back)
-    catch_up_only_to(net, "c", 2)
-    net.elapse(5)
-    assert len(net.log("c")) == 2 and committed > 2
+    catch_up_only_to(net, "c", up_to)
+    net.elapse(ticks)
+    return net, a
+
+
+def test_a_voter_behind_a_known_commit_still_elects_a_candidate_that_holds_it() -> None:
+    """The refusal above never costs an election: a candidate that holds
+    every committed entry holds the entry at the commit index heard, so
+    its log reaches that point, and a lagging voter's vote still elects
+    it when the leader is gone."""
+    net, a = lagging_follower(up_to=2, ticks=5)
+    assert len(net.log("c")) == 2 and a.status().commit > 2
     assert not net.cores["c"].status().promotable  # it knows its log lacks committed entries
 
     net.crash("a")
@@ -614,15 +622,7 @@ def test_a_commit_heard_beyond_the_log_is_durable_before_a_restart() -> None:
     """The point is written with the Ready that learnt it, even when
     nothing else of the hard state changed (the term was already on
     disk), so a restart does not forget that the log lacks entries."""
-    net = Network("abc", config=config(max_append_entries=1))
-    a = net.elect("a")
-    held_back = net.drop(lambda m: isinstance(m, AppendEntries) and m.dst == "c")
-    for n in range(5):
-        a.propose(f"x{n}".encode())
-    net.deliver_all()
-    net.heal(held_back)
-    catch_up_only_to(net, "c", 1)
-    net.elapse(3)
+    net, a = lagging_follower(up_to=1, ticks=3)
     assert net.log("c") == [(1, 1)] and net.storages["c"].hard_state().known_commit == a.status().commit
 
     net.crash("c")
