@@ -25,6 +25,7 @@ from functools import partial
 
 import msgspec
 import trio
+from quart_trio import QuartTrio
 
 from . import discovery, schema
 from .asgi import bind_listener, serve_app
@@ -194,7 +195,6 @@ async def _serve(
             removed.append(reason)
             stop.event.set()
 
-        http_shutdown = trio.Event()
         # The signals stay the node's, and are taken (``watching``), until
         # its nursery is done, payload scripts included: a second SIGTERM
         # while the stop went on took the default action, killing the node
@@ -204,67 +204,9 @@ async def _serve(
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as watching:
                 watching.start_soon(_stop_on_signals, stop, signals)
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(node.run)
-                    nursery.start_soon(
-                        disk_watch.watch,
-                        node,
-                        storage,
-                        space,
-                        disk_watch.WATCH_INTERVAL_S,
-                        node.wakeups.sleep,
-                    )
-                    nursery.start_soon(payload.run)
-                    if settings.join and not node.membership.members:
-                        nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
-                    if settings.discovery is not None:
-                        resolver = settings.discovery.resolver()
-                        if not node.membership.members:
-                            nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
-                        nursery.start_soon(
-                            discovery.manage_membership, node, settings.discovery, resolver, on_removed
-                        )
-                    async with trio.open_nursery() as http:
-                        addresses = await http.start(
-                            partial(
-                                serve_app,
-                                app,
-                                settings.listen_host,
-                                settings.listen_port,
-                                http_shutdown,
-                                settings.root_path,
-                                tls=settings.security,
-                                listener=listener,
-                                upgrades=upgrades(app, settings.root_path),
-                                front=front_door(app),
-                            )
-                        )
-                        log.info(
-                            "node %s serving on %s as %s",
-                            settings.node_id,
-                            ", ".join(addresses),
-                            settings.url,
-                        )
-                        task_status.started(node)
-                        await stop.event.wait()
-                        log.info("stopping%s", " fast (SIGINT): no leadership hand-over" if stop.fast else "")
-                        node.begin_stop()
-                        payload.stopping()
-                        if not stop.fast:
-                            await _hand_over_leadership(node)
-                        # Answer the requests already taken before stopping: writes
-                        # that were in flight at a leader that handed over commit
-                        # under the new leader, and this node still hears it (peer
-                        # messages are served until the end). In a fast stop the
-                        # others are likely stopping too: a second at most.
-                        drain_bound = FAST_DRAIN_SECONDS if stop.fast else node.write_timeout + 1.0
-                        if not await node.drain(drain_bound):
-                            log.warning("requests still waiting after %.1f s; stopping anyway", drain_bound)
-                        node.close()
-                        # Hypercorn stops accepting, then gives the responses under
-                        # way its graceful timeout to go out.
-                        http_shutdown.set()
-                    nursery.cancel_scope.cancel()
+                await _run_until_stopped(
+                    settings, node, storage, space, payload, app, listener, stop, on_removed, task_status
+                )
                 watching.cancel_scope.cancel()
     finally:
         # The commit index it knows, for the next start to hold its log to:
@@ -277,6 +219,74 @@ async def _serve(
         writer.stop()
     log.info("stopped")
     return bool(removed)
+
+
+async def _run_until_stopped(
+    settings: NodeSettings,
+    node: RaftNode,
+    storage: DurableStorage,
+    space: SpaceGuard,
+    payload: PayloadSupervisor,
+    app: QuartTrio,
+    listener: socket.socket,
+    stop: StopRequest,
+    on_removed: Callable[[str], None],
+    task_status: trio.TaskStatus[RaftNode],
+) -> None:
+    """The node with its disk watch, payload scripts, joining or discovery
+    and HTTP server, until ``stop``; then the orderly stop: leadership
+    handed over (unless fast), the requests taken answered, the server's
+    responses under way sent."""
+    http_shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        nursery.start_soon(
+            disk_watch.watch, node, storage, space, disk_watch.WATCH_INTERVAL_S, node.wakeups.sleep
+        )
+        nursery.start_soon(payload.run)
+        if settings.join and not node.membership.members:
+            nursery.start_soon(_join, settings.join, node, settings.http.api_prefix)
+        if settings.discovery is not None:
+            resolver = settings.discovery.resolver()
+            if not node.membership.members:
+                nursery.start_soon(discovery.join_discovered, node, settings.discovery, resolver)
+            nursery.start_soon(discovery.manage_membership, node, settings.discovery, resolver, on_removed)
+        async with trio.open_nursery() as http:
+            addresses = await http.start(
+                partial(
+                    serve_app,
+                    app,
+                    settings.listen_host,
+                    settings.listen_port,
+                    http_shutdown,
+                    settings.root_path,
+                    tls=settings.security,
+                    listener=listener,
+                    upgrades=upgrades(app, settings.root_path),
+                    front=front_door(app),
+                )
+            )
+            log.info("node %s serving on %s as %s", settings.node_id, ", ".join(addresses), settings.url)
+            task_status.started(node)
+            await stop.event.wait()
+            log.info("stopping%s", " fast (SIGINT): no leadership hand-over" if stop.fast else "")
+            node.begin_stop()
+            payload.stopping()
+            if not stop.fast:
+                await _hand_over_leadership(node)
+            # Answer the requests already taken before stopping: writes
+            # that were in flight at a leader that handed over commit
+            # under the new leader, and this node still hears it (peer
+            # messages are served until the end). In a fast stop the
+            # others are likely stopping too: a second at most.
+            drain_bound = FAST_DRAIN_SECONDS if stop.fast else node.write_timeout + 1.0
+            if not await node.drain(drain_bound):
+                log.warning("requests still waiting after %.1f s; stopping anyway", drain_bound)
+            node.close()
+            # Hypercorn stops accepting, then gives the responses under
+            # way its graceful timeout to go out.
+            http_shutdown.set()
+        nursery.cancel_scope.cancel()
 
 
 async def _open_storage(
@@ -367,12 +377,7 @@ async def _serve_waiting_page(
     decided: list[first_start.Decision] = []
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-
-        async def stop_on_signal() -> None:
-            await _stop_on_signals(trio.Event())
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(stop_on_signal)
+        nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
         app = discovery.WaitingApp(status, settings.http.api_prefix)
         await nursery.start(
             partial(
@@ -419,12 +424,7 @@ async def _open_discovered(
     )
     decided: list[discovery.Decision] = []
     async with trio.open_nursery() as nursery:
-
-        async def stop_on_signal() -> None:
-            await _stop_on_signals(trio.Event())
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(stop_on_signal)
+        nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
         decided.append(
             await bootstrap.serve_and_decide(
                 settings.listen_host, settings.listen_port, settings.root_path, listener=listener
@@ -486,24 +486,25 @@ class StopRequest:
     fast: bool = False
 
 
-async def _stop_on_signals(stop: trio.Event | StopRequest, signals: AsyncIterator[int] | None = None) -> None:
-    """Set ``stop`` at the first SIGTERM or SIGINT. Given ``signals`` (a
-    receiver its caller keeps open until all is stopped), it goes on
-    taking them: one sent while the node stops is logged and changes
-    nothing, where the default action would kill the node halfway."""
-    if signals is None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as own:
-            await _stop_on_signals(stop, own)
-            return
+async def _stop_on_signals(stop: StopRequest, signals: AsyncIterator[int]) -> None:
+    """Set ``stop`` at the first SIGTERM or SIGINT from ``signals`` (a
+    receiver its caller keeps open until all is stopped), and go on taking
+    them: one sent while the node stops is logged and changes nothing,
+    where the default action would kill the node halfway."""
     async for signum in signals:
-        if isinstance(stop, StopRequest):
-            if stop.event.is_set():
-                log.warning("%s: already stopping", signal.Signals(signum).name)
-                continue
-            stop.fast = signum == signal.SIGINT
-            stop.event.set()
-        else:
-            stop.set()
+        if stop.event.is_set():
+            log.warning("%s: already stopping", signal.Signals(signum).name)
+            continue
+        stop.fast = signum == signal.SIGINT
+        stop.event.set()
+
+
+async def _cancel_on_signal(scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` at the first SIGTERM or SIGINT (a node still
+    waiting for its cluster has nothing to hand over or drain)."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
             return
 
 
