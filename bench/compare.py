@@ -92,6 +92,7 @@ from ._common import (
 
 NULL_SERVER = HERE / "null_server.py"
 FRONT_DOOR = HERE / "front_door.py"
+FLOOR_NODE = HERE / "floor_node.py"
 #: Keys written before the read workload, read round-robin.
 READ_KEYS = 1000
 MIB = 1024 * 1024
@@ -175,11 +176,14 @@ class Plan:
             idle_long=30,
         )
 
-    def estimate(self, systems: list[str], workloads: list[str]) -> float:
+    def estimate(self, systems: list[str], workloads: list[str], floor: bool = False) -> float:
         """Seconds the run should take on a quiet machine: cluster starts
         (Python imports for raft-trio), holds, windows, and per kill a
         hold, an election at most and a restart."""
-        total = 0.0
+        writes = [w for w in workloads if w.startswith("writes")]
+        total = (
+            len(writes) * (4 + self.hold + self.idle_window + self.warmup + self.window + 2) if floor else 0.0
+        )
         for system in systems:
             start = 4.0 if system == "raft-trio" else 2.0
             for workload in workloads:
@@ -407,6 +411,32 @@ class EtcdCluster(Cluster):
         return "POST", f"{self.url(i)}/v3/kv/put", {"key": b64(key), "value": b64("v" * 100)}
 
 
+class FloorCluster(Cluster):
+    """Three members of ``bench/floor_node.py``: the stack's least work for
+    a replicated write, with no Raft. The first leads, always."""
+
+    system = "floor"
+    api = "raft"
+    fsync_metric = "floor_fsyncs_total"
+    commit_metric = "floor_commit_index"
+
+    def argv(self, i: int) -> tuple[list[str], dict[str, str] | None]:
+        followers = [str(self.ports[j]) for j in (1, 2)] if i == 0 else []
+        argv = [sys.executable, str(FLOOR_NODE), str(self.root / f"member{i}.wal"), str(self.ports[i])]
+        return [*argv, *followers], bench_env()
+
+    def view(self, i: int) -> tuple[int, int] | None:
+        """Member 0 at term 1 once this member's connections are up."""
+        try:
+            links = scrape(self.client_port(i), ("floor_links",), timeout=1.0)["floor_links"]
+        except (OSError, BenchError):
+            return None
+        return (0, 1) if links == (2 if i == 0 else 1) else None
+
+    def failover_request(self, i: int, key: str) -> tuple[str, str, dict[str, Any]]:
+        raise BenchError("the floor has no failover: its first member always leads")
+
+
 def b64(text: str) -> str:
     import base64
 
@@ -414,7 +444,8 @@ def b64(text: str) -> str:
 
 
 def make_cluster(system: str, root: Path, profile: Profile) -> Cluster:
-    return RaftCluster(root, profile) if system == "raft-trio" else EtcdCluster(root, profile)
+    kinds: dict[str, type[Cluster]] = {"raft-trio": RaftCluster, "etcd": EtcdCluster, "floor": FloorCluster}
+    return kinds[system](root, profile)
 
 
 # -- wrk -----------------------------------------------------------------------------------
@@ -845,6 +876,8 @@ class Results:
     front_door: list[FrontDoorRow] = dataclasses.field(default_factory=list)
     idle: list[IdleRow] = dataclasses.field(default_factory=list)
     loads: list[LoadRow] = dataclasses.field(default_factory=list)
+    #: The writes workloads on the floor (``--floor``).
+    floor: list[LoadRow] = dataclasses.field(default_factory=list)
     failovers: list[FailoverRow] = dataclasses.field(default_factory=list)
     proposes: list[ProposeRow] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
@@ -1041,6 +1074,8 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
             load = ", ".join(f"{r / MIB:.0f}" for r in sorted(row.rss_load, reverse=True))
             out.append(f"| {row.system} | {row.workload} | {rest} | {load} |")
         out.append("")
+    if results.floor:
+        out += floor_section(results, systems)
     if results.failovers:
         out += ["## Failover", ""]
         out += [
@@ -1090,6 +1125,33 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
     if results.errors:
         out += ["", "## Failures", ""] + [f"- **{e}**" for e in results.errors]
     return "\n".join(out) + "\n"
+
+
+def floor_section(results: Results, systems: list[str]) -> list[str]:
+    """The floor's rows beside each system's same workload."""
+    out = [
+        "## The floor: the stack without Raft",
+        "",
+        "`bench/floor_node.py`, three members driven as the leader is, with the same wrk load: the "
+        "node's front door (the same Hypercorn configuration on Trio), peer connections on the same port "
+        "switched by an `Upgrade`, a frame a write to each follower, an append and an `fdatasync` a batch "
+        "on each member (on the loop for one write while the disk is quick, else on the writer thread, "
+        "the node's own `DiskWriter`), an answer once the leader and one follower hold it. No log, term, "
+        "Raft step, state machine, encoding or authentication: what any replicated write on this stack "
+        "and this machine costs at least. CPU ms a committed write from `/proc`, leader first.",
+        "",
+        "| clients | system | writes/s | p50 ms | CPU ms a write (leader, followers) | total CPU ms |",
+        "|---:|---|---:|---:|---|---:|",
+    ]
+    for floor in results.floor:
+        rows = [floor] + [r for s in systems if (r := results.load(s, floor.workload)) is not None]
+        for row in rows:
+            per = ", ".join(f"{v:.2f}" for v in row.by_role(row.cpu_ms))
+            out.append(
+                f"| {row.connections} | {row.system} | {row.wrk.rate:,.0f} | {row.wrk.p50_us / 1000:.2f} "
+                f"| {per} | {row.cpu_total_ms:.2f} |"
+            )
+    return [*out, ""]
 
 
 def targets(results: Results, systems: list[str]) -> list[str]:
@@ -1159,7 +1221,7 @@ def targets(results: Results, systems: list[str]) -> list[str]:
 # -- main ------------------------------------------------------------------------------------
 
 
-def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) -> Results:
+def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path, floor: bool = False) -> Results:
     results = Results()
 
     def attempt(what: str, step: Callable[[], None]) -> None:
@@ -1204,9 +1266,18 @@ def run_all(systems: list[str], workloads: list[str], plan: Plan, root: Path) ->
                 attempt(f"{system} {workload}", load_step(system, op, connections))
             elif workload.startswith("failover"):
                 attempt(f"{system} {workload}", failover_step(system, *FAILOVER_RUNS[workload]))
+    if floor:
+        for workload in workloads:
+            if workload.startswith("writes"):
+                connections = int(workload.removeprefix("writes"))
+
+                def floor_step(connections: int = connections) -> None:
+                    results.floor.append(load_run("floor", root, "put", connections, plan))
+
+                attempt(f"floor {workload}", floor_step)
     if "propose" in workloads:
         attempt("propose", lambda: results.proposes.extend(propose_run(root, plan)))
-    for row in results.loads:
+    for row in [*results.loads, *results.floor]:
         results.errors += [f"{row.system} {row.workload}: {p}" for p in row.problems]
     for f in results.failovers:
         results.errors += [f"{f.system} failover ({f.profile.name}{f.paused}): {p}" for p in f.problems]
@@ -1226,6 +1297,11 @@ def main() -> int:
     parser.add_argument("--vs", choices=("etcd",), help="compare with 3 etcd members")
     parser.add_argument("--quick", action="store_true", help="short windows, 2 kills: for validation")
     parser.add_argument("--out", type=Path, help="write the report (markdown) here")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="run the writes workloads on bench/floor_node.py too: the stack's own least cost of a write",
+    )
     parser.add_argument(
         "--only", help=f"comma-separated subset of: {', '.join(WORKLOADS)}", default=",".join(WORKLOADS)
     )
@@ -1247,14 +1323,14 @@ def main() -> int:
     # of a non-interactive shell), and SIGTERM does the same.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, sigterm_as_sigint)
-    estimate = plan.estimate(systems, workloads)
+    estimate = plan.estimate(systems, workloads, args.floor)
     print(f"{command}: about {estimate / 60:.0f} min ({estimate:.0f} s) on a quiet machine", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="raft-compare-") as tmp:
         root = Path(tmp)
         header = [*machine(root), f"- Command: `{command}`"]
         print("\n".join(header), flush=True)
-        results = run_all(systems, workloads, plan, root)
+        results = run_all(systems, workloads, plan, root, args.floor)
     header.append(f"- Took {time.monotonic() - started:.0f} s (estimated {estimate:.0f} s)")
     text = report(results, systems, plan, header)
     print()
