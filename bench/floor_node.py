@@ -10,11 +10,12 @@ Hypercorn configuration on Trio, :func:`raft_trio.server.tune_process`)
 and takes its peers' connections on the same port, switched by an
 ``Upgrade`` as raft-trio's peer streams are (:mod:`raft_trio.peer.inbound`).
 
-- The first member (the "leader") answers ``PUT``: it numbers the body,
-  writes it at once, as one frame (a length, the number, the body), to
-  each other member's connection, appends it to its own file, and answers
-  ``200`` once its own append is on disk and one other member said the
-  same of it: a majority of three.
+- The first member (the "leader") answers ``PUT``: it numbers the body
+  and hands it to its disk task, which writes what came since its last
+  write, as frames (a length, the number, the body) written together, to
+  each other member's connection, then appends it to its own file; the
+  request is answered ``200`` once its own append is on disk and one
+  other member said the same of it: a majority of three.
 - The others append every frame that arrives to their own file and, once
   it is on disk, write the highest number they hold to the leader on a
   connection of their own (as raft-trio's answers travel on the peer's own
@@ -148,12 +149,16 @@ class Member:
             self._wake = trio.Event()
             batch, last = self.pending, self.pending_last
             self.pending = []
+            self.before_write(batch, last)
             if len(batch) == 1:
                 await self.disk.short(self.log.append, batch)
             else:
                 await self.disk(self.log.append, batch)
             self.durable = last
             self.on_durable()
+
+    def before_write(self, batch: list[bytes], last: int) -> None:
+        """What goes out before a batch's own write (the leader's frames)."""
 
     def on_durable(self) -> None:
         raise NotImplementedError
@@ -213,14 +218,22 @@ class Leader(Member):
             return await self.metrics(send)
         body = await read_body(receive)
         self.next_number = number = self.next_number + 1
-        frame = LENGTH.pack(NUMBER.size + len(body)) + NUMBER.pack(number) + body
-        for link in self.links:
-            link.send(frame)
         self.queue(number, body)
         done = self.waiters[number] = trio.Event()
         await done.wait()
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": BODY})
+
+    def before_write(self, batch: list[bytes], last: int) -> None:
+        """The batch to every follower, during this member's own write (as
+        a Raft leader sends its appends before its fsync)."""
+        first = last - len(batch) + 1
+        frames = b"".join(
+            LENGTH.pack(NUMBER.size + len(body)) + NUMBER.pack(number) + body
+            for number, body in enumerate(batch, first)
+        )
+        for link in self.links:
+            link.send(frames)
 
     def on_durable(self) -> None:
         self.advance()

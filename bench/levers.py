@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument(
         "--profile-role", choices=("leader", "follower"), default="leader", help="whom --profile records"
     )
+    p.add_argument("--rate", type=int, default=200, help="py-spy's samples a second for --profile")
     p.add_argument("--label", default=os.environ.get("PYTHONPATH", "?"))
     a = p.parse_args()
     data = tempfile.mkdtemp(prefix="levers-", dir="/work")
@@ -73,7 +74,7 @@ def main() -> None:
                         "record",
                         "--gil",
                         "-r",
-                        "200",
+                        str(a.rate),
                         "-d",
                         str(a.seconds),
                         "-f",
