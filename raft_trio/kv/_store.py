@@ -36,7 +36,7 @@ from typing import cast
 import msgspec
 from sortedcontainers import SortedDict
 
-from ._auth_commands import ROOT, AuthCommand, Caller, PermissionDenied
+from ._auth_commands import ROOT, AuthCommand, Caller, PermissionDenied, UserDelete
 from ._auth_state import AuthSnapshot, AuthState
 from ._commands import (
     DEFAULT_RANGE_LIMIT,
@@ -110,6 +110,9 @@ class _Session(msgspec.Struct, frozen=True, array_like=True):
     #: The request's :func:`request_fingerprint` (empty: remembered by a
     #: version that kept none; any request under the token is its retry).
     fingerprint: bytes = b""
+    #: Who asked (``""``: nobody logged in, or a version that kept none):
+    #: a user's remembered answers go with the user.
+    user: str = ""
 
 
 class _Snapshot(msgspec.Struct, frozen=True):
@@ -279,7 +282,8 @@ class KeyValueStore:
         reads = answered or command.token is not None
         result = self._denied(index, command) or self._execute(index, command, reads)
         if command.token is not None:
-            self._remember(_Session(command.token, command.ts, result, fingerprint))
+            user = command.caller.user if command.caller is not None else ""
+            self._remember(_Session(command.token, command.ts, result, fingerprint, user))
             while len(self._sessions) > self.max_sessions or self.session_bytes > self.max_session_bytes:
                 self._forget_oldest_session()
         return result
@@ -289,6 +293,14 @@ class KeyValueStore:
         self._sessions[session.token] = session
         self._session_sizes[session.token] = size
         self.session_bytes += size
+
+    def _forget_sessions_of(self, user: str) -> None:
+        """A deleted user's remembered answers: one made again under the
+        same name is someone else, whose requests are its own (its old
+        tokens are refused anyway: :class:`Caller`)."""
+        for token in [t for t, session in self._sessions.items() if session.user == user]:
+            del self._sessions[token]
+            self.session_bytes -= self._session_sizes.pop(token)
 
     def _forget_oldest_session(self) -> None:
         token, _ = self._sessions.popitem(last=False)
@@ -369,7 +381,10 @@ class KeyValueStore:
 
     def _execute(self, index: int, command: Command, reads: bool) -> Result:
         if isinstance(command, AuthCommand):
-            return self.auth.apply(index, command)
+            changed = self.auth.apply(index, command)
+            if isinstance(command, UserDelete) and self.auth.user(command.name) is None:
+                self._forget_sessions_of(command.name)
+            return changed
         if isinstance(command, Put):
             if command.check:
                 current = self._data.get(command.key)

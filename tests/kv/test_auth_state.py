@@ -316,6 +316,27 @@ def test_a_retried_command_returns_its_first_answer_also_after_a_revocation() ->
     assert log(put) == first
 
 
+def test_a_user_made_again_gets_nothing_of_the_deleted_ones_remembered_answers() -> None:
+    """A user deleted and made again under the same name is someone new:
+    the same request under the same Idempotency-Key is applied, not
+    answered with what the deleted user's request did."""
+    log = with_root_and_alice()
+    log(AuthEnable(KEY))
+    put = Put("app/x", "v", token="t1", caller=log.caller("alice"))
+    first = log(put)
+    assert isinstance(first, Written)
+    log(UserDelete("alice"))
+    log(UserAdd("alice", "hash-a2"))
+    log(UserGrantRole("alice", "app"))
+    again = log(Put("app/x", "v", token="t1", caller=log.caller("alice")))
+    assert isinstance(again, Written) and again.index > first.index
+    # The other users' remembered answers stay.
+    root_put = Put("app/y", "v", token="t2", caller=log.caller(ROOT))
+    answered = log(root_put)
+    log(UserDelete("alice"))
+    assert log(root_put) == answered
+
+
 def test_with_auth_off_nothing_is_checked() -> None:
     log = with_root_and_alice()
     assert isinstance(log(Put("anything", "v", caller=Caller(""))), Written)

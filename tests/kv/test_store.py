@@ -538,6 +538,27 @@ def test_a_snapshot_restores_keys_revisions_leases_and_remembered_tokens() -> No
     assert restored.apply(6, LeaseRevoke(1)) == store.apply(6, LeaseRevoke(1))
 
 
+def test_remembered_answers_of_a_version_that_kept_no_user_still_restore() -> None:
+    """Sessions of four fields (no ``user``) restore with it empty, and
+    a snapshot with the field reads in a version that knows four."""
+    store = store_with(Put("b", "x", token="t", ts=5))
+    snapshot = msgspec.msgpack.decode(store.snapshot())
+    assert [len(session) for session in snapshot["sessions"]] == [5]
+    snapshot["sessions"] = [session[:4] for session in snapshot["sessions"]]
+    restored = KeyValueStore()
+    restored.restore(msgspec.msgpack.encode(snapshot))
+    assert restored.remembered(Put("b", "x", token="t")) == store.remembered(Put("b", "x", token="t"))
+
+    class FourFields(msgspec.Struct, array_like=True):
+        token: str
+        ts: int
+        result: object
+        fingerprint: bytes
+
+    sessions = msgspec.msgpack.encode(msgspec.msgpack.decode(store.snapshot())["sessions"])
+    assert [session.token for session in msgspec.msgpack.decode(sessions, type=list[FourFields])] == ["t"]
+
+
 def test_a_snapshot_of_the_first_format_still_restores() -> None:
     class FirstFormat(msgspec.Struct):
         applied: int
