@@ -922,7 +922,7 @@ class RaftNode:
                     entry.index, decode_command(entry.data), answered=self._writes.waiting_at(entry.index)
                 )
                 if leading and isinstance(result, (LeaseGranted, LeaseRevoked)):
-                    self._track_lease(result)
+                    self._track_lease(result, entry.index)
                 self._writes.applied(entry.index, entry.term, result)
             else:
                 members = Membership.decode(entry.data).ids if entry.kind is EntryKind.CONFIG else None
@@ -984,7 +984,12 @@ class RaftNode:
         self._started_proposed[member] = term
         self.wake()
 
-    def _track_lease(self, result: LeaseGranted | LeaseRevoked) -> None:
+    def _track_lease(self, result: LeaseGranted | LeaseRevoked, index: int) -> None:
+        # Only what this entry did: a retry's remembered answer (its token
+        # applied before) granted or revoked nothing now, and the lease it
+        # names may have been revoked, or granted, since.
+        if (result.id if isinstance(result, LeaseGranted) else result.index) != index:
+            return
         if isinstance(result, LeaseGranted):
             self.leases.granted(result.id, result.ttl, trio.current_time())
         else:

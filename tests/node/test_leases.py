@@ -7,12 +7,14 @@ asserted are virtual and exact."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 import trio.testing
 
 from raft_trio.core import Role
-from raft_trio.kv import Put
+from raft_trio.kv import LeaseGrant, LeaseRevoke, Put, encode_command
 from raft_trio.node import LeaseMissing, NotLeaderError, RaftNode
 from raft_trio.node.leases import LeaseClock, minimum_ttl
 from raft_trio.testing.waiting import wait_for
@@ -253,3 +255,49 @@ def test_a_dropped_revoke_is_tried_again_at_the_next_check_without_waking_it_at_
     assert clock.due(5.7) == []
     clock.step_down()
     assert clock.due(100.0) == []
+
+
+async def test_a_grant_answered_again_from_its_token_does_not_bring_back_a_revoked_lease(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """One grant under one Idempotency-Key in the log twice (a client's
+    retry proposed before the first applied), its lease revoked between
+    them: the second applies as the first's remembered answer, and grants
+    nothing. The leader took that answer for a grant and kept a deadline
+    for the revoked lease, so keep-alives of a lease that no longer exists
+    were answered as if it lived."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    stamp = int(time.time() * 1000)
+    grant = LeaseGrant(TTL, token="a-retried-grant", ts=stamp)
+    lease = leader._propose(encode_command(grant))
+    leader._propose(encode_command(LeaseRevoke(lease, ts=stamp)))
+    last = leader._propose(encode_command(grant))
+    leader.wake()
+    with trio.fail_after(1):
+        await wait_for(lambda: leader.kv.applied_index >= last)
+    assert lease not in leader.kv.leases
+    with pytest.raises(LeaseMissing):
+        await leader.keep_lease_alive(lease)
+
+
+async def test_a_revoke_answered_again_from_its_token_does_not_stop_a_lease_running_out(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The other half: a revoke retried under its token whose first try
+    found no lease, a lease granted under that id between the two. The
+    second is answered as the first was and revokes nothing; the leader
+    took it for a revoke and dropped the live lease's deadline, so it never
+    ran out (nor its keys, nor a lock standing on it) while that leader led."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    stamp = int(time.time() * 1000)
+    first = leader._propose(encode_command(Put("before", "1", ts=stamp))) + 1
+    revoke = LeaseRevoke(first + 1, token="a-retried-revoke", ts=stamp)
+    assert leader._propose(encode_command(revoke)) == first
+    lease = leader._propose(encode_command(LeaseGrant(TTL, ts=stamp)))
+    assert lease == first + 1
+    last = leader._propose(encode_command(revoke))
+    leader.wake()
+    with trio.fail_after(1):
+        await wait_for(lambda: leader.kv.applied_index >= last)
+    assert lease in leader.kv.leases
+    await revoked_at(live_nodes(cluster), lease, within=TTL + 1)
