@@ -18,7 +18,10 @@ Clock assumptions: the leader's and the clients' clocks advance at about
 the same rate (no bound on their offset is needed); a client that counts
 its lease from when it *sent* the keep-alive never holds it past the
 leader's deadline. A lease may outlive its TTL by up to an election
-(the time without a leader) plus a TTL.
+(the time without a leader) plus a TTL for each change of leader before
+it runs out: leaders that change more often than the TTL keep a lease
+nobody renews alive (etcd bounds that with checkpoints in the log; not
+done here).
 """
 
 from __future__ import annotations
