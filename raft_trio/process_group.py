@@ -190,8 +190,10 @@ async def stop_group(process: GroupProcess, grace: float = GRACE_SECONDS) -> Non
             await trio.sleep(GROUP_POLL_SECONDS)
         process.reap_orphans()
         return
-    log.warning("process group %d still runs %.1f s after SIGTERM: SIGKILL", process.pid, grace)
+    # Killed first, then said: a write to stderr may block (a terminal
+    # paused with Ctrl-S, a pipe nobody drains) and must not hold it back.
     process.signal_group(signal.SIGKILL)
+    log.warning("process group %d still runs %.1f s after SIGTERM: SIGKILL", process.pid, grace)
     await process.wait()
     with trio.move_on_after(1.0):  # SIGKILL cannot be caught; the kernel is quick
         while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)

@@ -8,6 +8,8 @@ both cases. Fake cluster and fake processes, Trio's fake clock."""
 from __future__ import annotations
 
 import contextlib
+import logging
+import signal
 from collections.abc import AsyncIterator
 
 import trio
@@ -15,9 +17,10 @@ import trio.testing
 
 from raft_trio.cli.holding import Holder
 from raft_trio.cli.lock import HoldSettings
+from raft_trio.process_group import stop_group
 from raft_trio.testing.waiting import wait_for
 from tests.client.lock_fakes import OneHolderCluster
-from tests.payload.fakes import FakeSpawner
+from tests.payload.fakes import FakeProcess, FakeSpawner
 
 TTL = 9
 GRACE = 2.0
@@ -68,3 +71,29 @@ async def test_a_holder_whose_key_was_deleted_kills_the_command_at_once(
     (process,) = spawner.processes
     assert result == [1]
     assert process.death() - deleted < 0.1, process.signals
+
+
+async def test_the_sigkill_is_sent_before_anything_is_written_about_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The warning that a group outlived SIGTERM goes to stderr (no logging
+    is set up for ``raft-trio lock``: Python's last-resort handler writes
+    it there), a blocking write: to a terminal paused with Ctrl-S, or a
+    pipe its reader stopped draining, it never returns. It was written
+    before the SIGKILL, which then never came while the lock passed on."""
+    process = FakeProcess(["work"], {}, grandchild_ignores_term=True)
+    signals_when_written: list[list[int]] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            signals_when_written.append([signum for _, signum in process.signals])
+
+    recorder = Recorder()
+    logger = logging.getLogger("raft_trio.process_group")
+    logger.addHandler(recorder)
+    try:
+        await stop_group(process, GRACE)
+    finally:
+        logger.removeHandler(recorder)
+    assert not process.group_alive()
+    assert signals_when_written and all(signal.SIGKILL in sent for sent in signals_when_written)
