@@ -115,6 +115,13 @@ class Timing:
         treated as unreachable until a new stream opens."""
         return max(0.2, 2 * self.heartbeat_ms / 1000)
 
+    @property
+    def quiet_leader_s(self) -> float:
+        """A follower that heard nothing from its leader for this long (three
+        heartbeat rounds) holds a client's write or read instead of sending
+        it there (:meth:`RaftNode._hold_while_leader_quiet`)."""
+        return 3 * self.heartbeat_ms / 1000
+
 
 class NodeStorage(LogStorage, Protocol):
     """What the runtime needs of storage (``raft_trio.storage.DurableStorage``
@@ -324,7 +331,11 @@ class RaftNode:
         self._commit_announced_at = -float("inf")
         self._role_listeners: list[Callable[[Role, int, str | None], None]] = []
         self._last_soft = self.core.basic_status().soft_state
-        self._leader_changed = trio.Event()
+        #: Set (and replaced) when the leader changes, when a quiet leader
+        #: speaks again while a request is held for it, and at a stop.
+        self._leader_news = trio.Event()
+        #: Client requests held for news of a quiet leader.
+        self._held_for_leader = 0
         self.closing = trio.Event()
         #: Set once the process was told to stop: ``/readyz`` answers 503 and
         #: a leader takes no new write (it is handing leadership over).
@@ -1023,8 +1034,7 @@ class RaftNode:
         if new.leader_id != old.leader_id:
             log.info("leader is now %s (term %d)", new.leader_id, new.term)
             self._announce("leader")
-            self._leader_changed.set()
-            self._leader_changed = trio.Event()
+            self._tell_leader_news()
 
     async def _maybe_compact(self) -> None:
         applied = self.kv.applied_index
@@ -1141,10 +1151,17 @@ class RaftNode:
             self._leader_commit = 0
         self._leader_commit = max(self._leader_commit, message.commit)
         self._leader_heard_at = trio.current_time()
+        if self._held_for_leader:
+            self._tell_leader_news()
 
     def begin_stop(self) -> None:
         """The process was told to stop: report not ready, take no new writes."""
         self.stopping = True
+        self._tell_leader_news()  # a request held for a quiet leader is answered now
+
+    def _tell_leader_news(self) -> None:
+        self._leader_news.set()
+        self._leader_news = trio.Event()
 
     async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 (the answer says whether it drained)
         """Wait (at most ``timeout`` seconds) until no client request waits
@@ -1161,15 +1178,50 @@ class RaftNode:
         then gets a 307 to it instead of a 503), or it was abandoned."""
         with trio.move_on_after(self.timing.election_min_ms / 1000):
             while self.handing_over or (not self.is_leader and self.leader_id is None):
-                await self._leader_changed.wait()
+                await self._leader_news.wait()
 
     def _require_leader(self) -> None:
         if not self.core.is_leader:
             raise NotLeaderError(self.core.leader_id, self.leader_url())
 
+    def _leader_quiet(self) -> bool:
+        """This follower knows a leader, heard from it in this term, and has
+        heard nothing since for :attr:`Timing.quiet_leader_s`."""
+        core = self.core
+        leader = core.leader_id
+        return (
+            leader is not None
+            and self._leader_heard == (core.term, leader)
+            and trio.current_time() - self._leader_heard_at >= self.timing.quiet_leader_s
+        )
+
+    async def _hold_while_leader_quiet(self) -> None:
+        """Before a follower sends a client to its leader: if that leader
+        has gone quiet (paused, crashed behind a port that still accepts,
+        cut off), wait for news, at most the upper election timeout: it
+        speaks again, or another leader is elected, or this node is. A
+        redirect to a quiet leader would hold the client there until its
+        own timeout, past the election that ends the outage (Consul's
+        servers hold requests through an election, ``rpc_hold_timeout``).
+        A follower with no leader known still answers at once (503), and
+        one that is stopping does not hold."""
+        if self.core.is_leader or self.stopping or not self._leader_quiet():
+            return
+        self._held_for_leader += 1
+        try:
+            with trio.move_on_after(self.timing.election_max_ms / 1000):
+                while not (self.core.is_leader or self.stopping) and (
+                    self.core.leader_id is None or self._leader_quiet()
+                ):
+                    await self._leader_news.wait()
+        finally:
+            self._held_for_leader -= 1
+
     async def write(self, command: Command) -> Result:
         """Replicate ``command`` and return its result once applied."""
         with self._clients:
+            if not self.core.is_leader:
+                await self._hold_while_leader_quiet()
             self._require_leader()
             remembered = self.kv.remembered(command)
             if remembered is not None:
@@ -1222,6 +1274,8 @@ class RaftNode:
         with a quorum and applied everything committed before the call
         (ReadIndex, §6.4)."""
         with self._clients:
+            if not self.core.is_leader:
+                await self._hold_while_leader_quiet()
             self._require_leader()
             request_id, waiter = self._reads.add()
             self._ticks.catch_up()
@@ -1343,7 +1397,7 @@ class RaftNode:
         self.wake()
         with trio.move_on_after(self.write_timeout):
             while self.leader_id != target:
-                await self._leader_changed.wait()
+                await self._leader_news.wait()
         return target
 
 

@@ -75,6 +75,8 @@ class Host:
         self.buffer_frames = STREAM_BUFFER_FRAMES
         self._resumed = trio.Event()
         self._resumed.set()
+        self._unmuted = trio.Event()
+        self._unmuted.set()
 
     @property
     def paused(self) -> bool:
@@ -89,6 +91,22 @@ class Host:
 
     async def wait_resumed(self) -> None:
         await self._resumed.wait()
+
+    @property
+    def muted(self) -> bool:
+        """What it sends waits (in the connection, as in a socket's
+        buffer) until it is unmuted; paused and muted: SIGSTOPped."""
+        return not self._unmuted.is_set()
+
+    @muted.setter
+    def muted(self, muted: bool) -> None:
+        if muted and not self.muted:
+            self._unmuted = trio.Event()
+        elif not muted:
+            self._unmuted.set()
+
+    async def wait_unmuted(self) -> None:
+        await self._unmuted.wait()
 
 
 class MemoryConnection:
@@ -168,6 +186,7 @@ class Cluster:
         target = self._target(url)
         headers = {name.lower(): value for name, value in headers.items()}
         await target.wait_resumed()
+        await self.hosts[headers["x-raft-from"]].wait_unmuted()
         target.node.step(await accept_batch(headers["x-raft-from"], headers, body, None))
         return 204
 
@@ -178,6 +197,7 @@ class Cluster:
         headers = {name.lower(): value for name, value in headers.items()}
         inbox = await accept_stream(headers["x-raft-from"], headers, None, target.node.peer_reported)
         connection = MemoryConnection(target.buffer_frames)
+        sender = self.hosts[headers["x-raft-from"]]
 
         async def receive_some(max_bytes: int) -> bytes:
             try:
@@ -185,11 +205,12 @@ class Cluster:
             except trio.EndOfChannel:
                 return b""
             await target.wait_resumed()
+            await sender.wait_unmuted()
             return frame
 
         def read_now(max_bytes: int) -> bytes | None:
             """Every frame buffered now, as one read(2) takes what a socket holds."""
-            if target.paused:
+            if target.paused or sender.muted:
                 return None
             frames: list[bytes] = []
             while True:
