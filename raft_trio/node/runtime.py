@@ -1186,13 +1186,16 @@ class RaftNode:
 
     def _leader_quiet(self) -> bool:
         """This follower knows a leader, heard from it in this term, and has
-        heard nothing since for :attr:`Timing.quiet_leader_s`."""
+        heard nothing since for :attr:`Timing.quiet_leader_s`. Not on a node
+        outside its configuration: a removed member the leader released
+        hears from it no more and never campaigns, so no news would come."""
         core = self.core
         leader = core.leader_id
         return (
             leader is not None
             and self._leader_heard == (core.term, leader)
             and trio.current_time() - self._leader_heard_at >= self.timing.quiet_leader_s
+            and self.membership.get(self.id) is not None
         )
 
     async def _hold_while_leader_quiet(self) -> None:

@@ -13,8 +13,10 @@ import pytest
 import trio
 import trio.testing
 
+from raft_trio.core import RemoveMember
 from raft_trio.kv import Put
 from raft_trio.node import NotLeaderError, RaftNode
+from raft_trio.testing.waiting import wait_for
 
 from .harness import ELECTION_MAX_S, TIMING, Cluster
 
@@ -161,3 +163,26 @@ async def test_a_stop_answers_a_held_write_at_once(
             await follower.write(Put("k", "v"))
         held = trio.current_time() - asked
     assert held == pytest.approx(stop_after)
+
+
+async def test_a_removed_member_redirects_at_once(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A member removed from the configuration hears nothing from the
+    leader once it is released, and never campaigns: its leader is quiet
+    for good, though alive, and no news can come. It sends clients there at
+    once (as before holds), not after the upper election timeout each."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    await leader.write(Put("before", "v"))
+    removed = await a_follower(cluster, leader)
+    await leader.change_membership(RemoveMember(removed.id))
+    with trio.fail_after(ELECTION_MAX_S):
+        await wait_for(lambda: removed.id not in leader.core.status().progress, poll=0.005)
+    await trio.sleep(QUIET_S + HEARTBEAT_S)  # released: the leader is quiet to it now
+    assert removed.leader_id == leader.id and leader.is_leader
+    for call in (lambda: removed.write(Put("k", "v")), removed.linearizable_barrier):
+        asked = trio.current_time()
+        with pytest.raises(NotLeaderError) as refused:
+            await call()
+        assert refused.value.leader_id == leader.id
+        assert trio.current_time() == asked, trio.current_time() - asked
