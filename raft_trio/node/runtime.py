@@ -1188,15 +1188,24 @@ class RaftNode:
         """This follower knows a leader, heard from it in this term, and has
         heard nothing since for :attr:`Timing.quiet_leader_s`. Not on a node
         outside its configuration: a removed member the leader released
-        hears from it no more and never campaigns, so no news would come."""
+        hears from it no more and never campaigns, so no news would come.
+        Nor once twice the upper election timeout has passed without news:
+        a member that may not campaign (a learner, one whose log lacks a
+        commit it heard of) and is cut off from a leader that the others
+        still follow would wait each time for nothing."""
         core = self.core
         leader = core.leader_id
+        if leader is None or self._leader_heard != (core.term, leader):
+            return False
+        quiet_for = trio.current_time() - self._leader_heard_at
         return (
-            leader is not None
-            and self._leader_heard == (core.term, leader)
-            and trio.current_time() - self._leader_heard_at >= self.timing.quiet_leader_s
+            self.timing.quiet_leader_s <= quiet_for < self._no_news_after_s
             and self.membership.get(self.id) is not None
         )
+
+    @property
+    def _no_news_after_s(self) -> float:
+        return 2 * self.timing.election_max_ms / 1000
 
     async def _hold_while_leader_quiet(self) -> None:
         """Before a follower sends a client to its leader: if that leader

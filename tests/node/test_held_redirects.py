@@ -186,3 +186,23 @@ async def test_a_removed_member_redirects_at_once(
             await call()
         assert refused.value.leader_id == leader.id
         assert trio.current_time() == asked, trio.current_time() - asked
+
+
+async def test_a_member_that_may_not_campaign_stops_holding_once_no_news_can_come(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that never campaigns (a learner, say) keeps its quiet leader
+    for as long as it is cut off from it: after twice the upper election
+    timeout with no news it answers at once again, as before holds."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    follower = await a_follower(cluster, leader)
+    monkeypatch.setattr(follower.core, "_promotable", lambda: False)
+    for host in cluster.hosts.values():
+        if host.node is not follower:
+            stop(cluster, host.node)
+    await trio.sleep(2 * ELECTION_MAX_S)
+    asked = trio.current_time()
+    with pytest.raises(NotLeaderError) as refused:
+        await follower.write(Put("k", "v"))
+    assert refused.value.leader_id == leader.id
+    assert trio.current_time() == asked
