@@ -1205,6 +1205,8 @@ class RaftNode:
 
     @property
     def _no_news_after_s(self) -> float:
+        """Quiet for this long, a leader is past waiting for: any election
+        that could end the silence would have ended it."""
         return 2 * self.timing.election_max_ms / 1000
 
     async def _hold_while_leader_quiet(self) -> None:
