@@ -24,7 +24,7 @@ QUIET_S = TIMING.quiet_leader_s
 HEARTBEAT_S = TIMING.heartbeat_ms / 1000
 
 
-async def a_follower(cluster: Cluster, leader: RaftNode) -> RaftNode:
+def a_follower(cluster: Cluster, leader: RaftNode) -> RaftNode:
     return next(h.node for i, h in cluster.hosts.items() if i != leader.id)
 
 
@@ -39,11 +39,19 @@ def resume(cluster: Cluster, node: RaftNode) -> None:
     host.paused = host.muted = False
 
 
+async def gone_quiet(cluster: Cluster) -> tuple[RaftNode, RaftNode]:
+    """The leader, stopped long enough to be quiet, and a follower of it."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    stop(cluster, leader)
+    await trio.sleep(QUIET_S + HEARTBEAT_S)  # its last heartbeat is QUIET_S old at least
+    return leader, a_follower(cluster, leader)
+
+
 async def test_a_follower_of_a_live_leader_redirects_at_once(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-    follower = await a_follower(cluster, leader)
+    follower = a_follower(cluster, leader)
     await trio.sleep(HEARTBEAT_S)  # it has heard the leader in this term
     asked = trio.current_time()
     with pytest.raises(NotLeaderError) as refused:
@@ -55,9 +63,7 @@ async def test_a_follower_of_a_live_leader_redirects_at_once(
 async def test_a_write_held_while_the_leader_is_paused_goes_to_the_next_leader(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
-    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-    stop(cluster, leader)
-    await trio.sleep(QUIET_S + HEARTBEAT_S)  # the last heartbeat is now QUIET_S old at least
+    leader, _ = await gone_quiet(cluster)
     # The one of the other two that will not win the election: the write is
     # held there until it hears of the winner, then sent to it.
     others = [h.node for i, h in cluster.hosts.items() if i != leader.id]
@@ -84,10 +90,7 @@ async def test_a_write_held_while_the_leader_is_paused_goes_to_the_next_leader(
 async def test_a_write_held_for_a_leader_that_speaks_again_goes_to_it(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
-    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-    follower = await a_follower(cluster, leader)
-    stop(cluster, leader)
-    await trio.sleep(QUIET_S + HEARTBEAT_S)
+    leader, follower = await gone_quiet(cluster)
     resume_after = 0.2  # well within the minimum election timeout: no election
 
     async def resume_later() -> None:
@@ -105,10 +108,7 @@ async def test_a_write_held_for_a_leader_that_speaks_again_goes_to_it(
 
 
 async def test_a_read_is_held_like_a_write(cluster: Cluster, autojump_clock: trio.testing.MockClock) -> None:
-    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-    follower = await a_follower(cluster, leader)
-    stop(cluster, leader)
-    await trio.sleep(QUIET_S + HEARTBEAT_S)
+    _, follower = await gone_quiet(cluster)
     asked = trio.current_time()
     sent_to: str | None = None
     with trio.fail_after(ELECTION_MAX_S + 1):
@@ -129,7 +129,7 @@ async def test_a_hold_ends_at_the_upper_election_timeout(
     follower answers once the upper election timeout has passed, with what
     it would have answered at once (no leader to name, or the quiet one)."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-    follower = await a_follower(cluster, leader)
+    follower = a_follower(cluster, leader)
     for host in cluster.hosts.values():
         if host.node is not follower:
             stop(cluster, host.node)
@@ -146,10 +146,7 @@ async def test_a_stop_answers_a_held_write_at_once(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A follower told to stop does not keep its clients for the hold."""
-    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-    follower = await a_follower(cluster, leader)
-    stop(cluster, leader)
-    await trio.sleep(QUIET_S + HEARTBEAT_S)
+    _, follower = await gone_quiet(cluster)
     stop_after = 0.1
 
     async def stop_follower() -> None:
@@ -174,7 +171,7 @@ async def test_a_removed_member_redirects_at_once(
     once (as before holds), not after the upper election timeout each."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     await leader.write(Put("before", "v"))
-    removed = await a_follower(cluster, leader)
+    removed = a_follower(cluster, leader)
     await leader.change_membership(RemoveMember(removed.id))
     with trio.fail_after(ELECTION_MAX_S):
         await wait_for(lambda: removed.id not in leader.core.status().progress, poll=0.005)
@@ -195,7 +192,7 @@ async def test_a_member_that_may_not_campaign_stops_holding_once_no_news_can_com
     for as long as it is cut off from it: after twice the upper election
     timeout with no news it answers at once again, as before holds."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-    follower = await a_follower(cluster, leader)
+    follower = a_follower(cluster, leader)
     monkeypatch.setattr(follower.core, "_promotable", lambda: False)
     for host in cluster.hosts.values():
         if host.node is not follower:
