@@ -136,7 +136,10 @@ def add_auth_routes(
         return await write(node, command, target(), caller(request.scope))
 
     async def on_leader(make: Callable[[], Awaitable[Answer]]) -> Answer:
-        """Hash only on the leader: a follower sends the client there first."""
+        """Hash only on the leader: a follower sends the client there first
+        (held while its leader is quiet, as a write is)."""
+        if not node.is_leader:
+            await node.hold_while_leader_quiet()
         if not node.is_leader:
             return not_leader(node, target())
         return await make()

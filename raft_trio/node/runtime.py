@@ -119,7 +119,7 @@ class Timing:
     def quiet_leader_s(self) -> float:
         """A follower that heard nothing from its leader for this long (three
         heartbeat rounds) holds a client's write or read instead of sending
-        it there (:meth:`RaftNode._hold_while_leader_quiet`)."""
+        it there (:meth:`RaftNode.hold_while_leader_quiet`)."""
         return 3 * self.heartbeat_ms / 1000
 
 
@@ -1209,7 +1209,7 @@ class RaftNode:
         that could end the silence would have ended it."""
         return 2 * self.timing.election_max_ms / 1000
 
-    async def _hold_while_leader_quiet(self) -> None:
+    async def hold_while_leader_quiet(self) -> None:
         """Before a follower sends a client to its leader: if that leader
         has gone quiet (paused, crashed behind a port that still accepts,
         cut off), wait for news, at most the upper election timeout: it
@@ -1218,7 +1218,8 @@ class RaftNode:
         own timeout, past the election that ends the outage (Consul's
         servers hold requests through an election, ``rpc_hold_timeout``).
         A follower with no leader known still answers at once (503), and
-        one that is stopping does not hold."""
+        one that is stopping does not hold. Writes and linearizable reads
+        call it; so does a route that sends a client to the leader itself."""
         if self.core.is_leader or self.stopping or not self._leader_quiet():
             return
         self._held_for_leader += 1
@@ -1235,7 +1236,7 @@ class RaftNode:
         """Replicate ``command`` and return its result once applied."""
         with self._clients:
             if not self.core.is_leader:
-                await self._hold_while_leader_quiet()
+                await self.hold_while_leader_quiet()
             self._require_leader()
             remembered = self.kv.remembered(command)
             if remembered is not None:
@@ -1289,7 +1290,7 @@ class RaftNode:
         (ReadIndex, §6.4)."""
         with self._clients:
             if not self.core.is_leader:
-                await self._hold_while_leader_quiet()
+                await self.hold_while_leader_quiet()
             self._require_leader()
             request_id, waiter = self._reads.add()
             self._ticks.catch_up()

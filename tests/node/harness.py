@@ -108,6 +108,14 @@ class Host:
     async def wait_unmuted(self) -> None:
         await self._unmuted.wait()
 
+    def freeze(self) -> None:
+        """SIGSTOP: it reads nothing, and nothing it sends arrives."""
+        self.paused = self.muted = True
+
+    def thaw(self) -> None:
+        """SIGCONT."""
+        self.paused = self.muted = False
+
 
 class MemoryConnection:
     """A stream's connection in memory: each write one frame in a buffer
@@ -254,6 +262,16 @@ class Cluster:
         with trio.fail_after(within):
             await wait_for(lambda: len(self.leaders()) == 1)
         return self.leaders()[0]
+
+    async def leader_gone_quiet(self) -> tuple[RaftNode, RaftNode]:
+        """The leader, frozen (SIGSTOP) long enough for its followers to
+        take it for quiet (``Timing.quiet_leader_s``), and one of them."""
+        leader = await self.wait_for_leader(within=3 * ELECTION_MAX_S)
+        self.hosts[leader.id].freeze()
+        # Its last heartbeat is quiet_leader_s old at least.
+        await trio.sleep(TIMING.quiet_leader_s + TIMING.heartbeat_ms / 1000)
+        follower = next(h.node for i, h in self.hosts.items() if i != leader.id)
+        return leader, follower
 
     def terms(self, exclude: str | None = None) -> dict[str, int]:
         return {i: h.node.term for i, h in self.hosts.items() if i != exclude}

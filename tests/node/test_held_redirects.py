@@ -28,25 +28,6 @@ def a_follower(cluster: Cluster, leader: RaftNode) -> RaftNode:
     return next(h.node for i, h in cluster.hosts.items() if i != leader.id)
 
 
-def stop(cluster: Cluster, node: RaftNode) -> None:
-    """SIGSTOP: it reads nothing, and nothing it sends arrives."""
-    host = cluster.hosts[node.id]
-    host.paused = host.muted = True
-
-
-def resume(cluster: Cluster, node: RaftNode) -> None:
-    host = cluster.hosts[node.id]
-    host.paused = host.muted = False
-
-
-async def gone_quiet(cluster: Cluster) -> tuple[RaftNode, RaftNode]:
-    """The leader, stopped long enough to be quiet, and a follower of it."""
-    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-    stop(cluster, leader)
-    await trio.sleep(QUIET_S + HEARTBEAT_S)  # its last heartbeat is QUIET_S old at least
-    return leader, a_follower(cluster, leader)
-
-
 async def test_a_follower_of_a_live_leader_redirects_at_once(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -63,7 +44,7 @@ async def test_a_follower_of_a_live_leader_redirects_at_once(
 async def test_a_write_held_while_the_leader_is_paused_goes_to_the_next_leader(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
-    leader, _ = await gone_quiet(cluster)
+    leader, _ = await cluster.leader_gone_quiet()
     # The one of the other two that will not win the election: the write is
     # held there until it hears of the winner, then sent to it.
     others = [h.node for i, h in cluster.hosts.items() if i != leader.id]
@@ -90,12 +71,12 @@ async def test_a_write_held_while_the_leader_is_paused_goes_to_the_next_leader(
 async def test_a_write_held_for_a_leader_that_speaks_again_goes_to_it(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
-    leader, follower = await gone_quiet(cluster)
+    leader, follower = await cluster.leader_gone_quiet()
     resume_after = 0.2  # well within the minimum election timeout: no election
 
     async def resume_later() -> None:
         await trio.sleep(resume_after)
-        resume(cluster, leader)
+        cluster.hosts[leader.id].thaw()
 
     asked = trio.current_time()
     async with trio.open_nursery() as nursery:
@@ -108,7 +89,7 @@ async def test_a_write_held_for_a_leader_that_speaks_again_goes_to_it(
 
 
 async def test_a_read_is_held_like_a_write(cluster: Cluster, autojump_clock: trio.testing.MockClock) -> None:
-    _, follower = await gone_quiet(cluster)
+    _, follower = await cluster.leader_gone_quiet()
     asked = trio.current_time()
     sent_to: str | None = None
     with trio.fail_after(ELECTION_MAX_S + 1):
@@ -132,7 +113,7 @@ async def test_a_hold_ends_at_the_upper_election_timeout(
     follower = a_follower(cluster, leader)
     for host in cluster.hosts.values():
         if host.node is not follower:
-            stop(cluster, host.node)
+            host.freeze()
     await trio.sleep(QUIET_S + HEARTBEAT_S)
     asked = trio.current_time()
     with pytest.raises(NotLeaderError) as refused:
@@ -146,7 +127,7 @@ async def test_a_stop_answers_a_held_write_at_once(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A follower told to stop does not keep its clients for the hold."""
-    _, follower = await gone_quiet(cluster)
+    _, follower = await cluster.leader_gone_quiet()
     stop_after = 0.1
 
     async def stop_follower() -> None:
@@ -196,7 +177,7 @@ async def test_a_member_that_may_not_campaign_stops_holding_once_no_news_can_com
     monkeypatch.setattr(follower.core, "_promotable", lambda: False)
     for host in cluster.hosts.values():
         if host.node is not follower:
-            stop(cluster, host.node)
+            host.freeze()
     await trio.sleep(2 * ELECTION_MAX_S)
     asked = trio.current_time()
     with pytest.raises(NotLeaderError) as refused:
