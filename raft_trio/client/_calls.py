@@ -297,7 +297,13 @@ def _attempts(
         unavailable: ApiError | None = None
         #: Some endpoint answered in this round: the cluster is there.
         answered = False
+        #: Endpoints that failed in this round, a redirect's target too: a
+        #: leader that timed out (paused) is not tried again directly while
+        #: the round has other endpoints left; the next round may.
+        failed: set[str] = set()
         for base in endpoints.order(call.leader):
+            if base in failed:
+                continue
             url, where, hops = base + target, base, 0
             while True:
                 left = deadline - clock()
@@ -309,6 +315,7 @@ def _attempts(
                 assert reply is not None
                 if isinstance(reply, Failure):
                     endpoints.unreachable(base)
+                    failed.add(base)
                     if reply.sent and not repeatable:
                         raise indeterminate(
                             f"{where}: the connection broke after the request went out ({reply.reason}); "
@@ -323,6 +330,7 @@ def _attempts(
                     break
                 if not from_a_node(reply, call):
                     endpoints.unreachable(base)
+                    failed.add(base)
                     reason = f"HTTP {reply.status} that is not a raft-trio node's answer"
                     if not repeatable:  # a proxy's 502 or 504 may come after the node took it
                         raise indeterminate(f"{where}: {reason}; it may or may not have taken effect", where)

@@ -377,3 +377,24 @@ def test_an_indeterminate_write_names_the_key_to_retry_it_with() -> None:
     with pytest.raises(Indeterminate) as raised:
         run(_api.add_member("n4", "http://d:9001"), lambda send: NOT_A_NODE)
     assert raised.value.idempotency_key is None
+
+
+def test_an_endpoint_that_timed_out_is_not_tried_again_in_the_same_round() -> None:
+    """The leader is paused: A still redirects to it (it went quiet a
+    moment ago), the redirected attempt times out, and the call goes on to
+    C, the next leader, instead of trying B a second time directly and
+    running out of time there (`raft-trio kv get` right after `kill
+    -STOP` of the leader failed so)."""
+
+    def answer(send: Send) -> Reply | Failure:
+        if send.url.startswith(B):
+            script.now += send.timeout
+            return Failure("timed out", sent=True)
+        return redirect(B) if send.url.startswith(A) else ok(KEY)
+
+    script = Script(answer)
+    plan = attempts(
+        _api.get("k", stale=False), Endpoints([A, B, C]), Settings(timeout=10.0), lambda: script.now, None
+    )
+    assert script.run(plan) == KEY
+    assert script.urls() == [f"{A}/api/kv/k", f"{B}/api/kv/k", f"{C}/api/kv/k"]
