@@ -22,6 +22,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
+from typing import Any
 
 import msgspec
 import trio
@@ -253,15 +254,11 @@ async def _run_until_stopped(
             nursery.start_soon(discovery.manage_membership, node, settings.discovery, resolver, on_removed)
         async with trio.open_nursery() as http:
             addresses = await http.start(
-                partial(
-                    serve_app,
+                _serving(
                     app,
-                    settings.listen_host,
-                    settings.listen_port,
+                    settings,
+                    listener,
                     http_shutdown,
-                    settings.root_path,
-                    tls=settings.security,
-                    listener=listener,
                     upgrades=upgrades(app, settings.root_path),
                     front=front_door(app),
                 )
@@ -366,6 +363,25 @@ async def _open_static(
     return await _open_storage(settings, None), decision.peers
 
 
+def _serving(
+    app: Any, settings: NodeSettings, listener: socket.socket, shutdown: trio.Event, **extra: Any
+) -> Callable[..., Awaitable[None]]:
+    """``serve_app`` of ``app`` on the node's listener, with its address,
+    root path and TLS: the node's app and the waiting page before it are
+    served alike. ``extra``: serve_app's keywords besides."""
+    return partial(
+        serve_app,
+        app,
+        settings.listen_host,
+        settings.listen_port,
+        shutdown,
+        settings.root_path,
+        tls=settings.security,
+        listener=listener,
+        **extra,
+    )
+
+
 async def _serve_waiting_page(
     settings: NodeSettings,
     listener: socket.socket,
@@ -379,18 +395,7 @@ async def _serve_waiting_page(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
         app = discovery.WaitingApp(status, settings.http.api_prefix)
-        await nursery.start(
-            partial(
-                serve_app,
-                app,
-                settings.listen_host,
-                settings.listen_port,
-                shutdown,
-                settings.root_path,
-                tls=settings.security,
-                listener=listener,
-            )
-        )
+        await nursery.start(_serving(app, settings, listener, shutdown))
         decided.append(await work())
         shutdown.set()
         nursery.cancel_scope.cancel()
