@@ -56,7 +56,7 @@ from ..kv import (
     UserRevokeRole,
     valid_name,
 )
-from ..node import RaftNode
+from ..node import NotLeaderError, RaftNode
 from ..node import metrics as node_metrics
 from ._principal import caller, principal_of
 from ._respond import answered
@@ -138,10 +138,10 @@ def add_auth_routes(
     async def on_leader(make: Callable[[], Awaitable[Answer]]) -> Answer:
         """Hash only on the leader: a follower sends the client there first
         (held while its leader is quiet, as a write is)."""
-        if not node.is_leader:
-            await node.hold_while_leader_quiet()
-        if not node.is_leader:
-            return not_leader(node, target())
+        try:
+            await node.require_leadership()
+        except NotLeaderError as exc:
+            return not_leader(node, target(), exc)
         return await make()
 
     async def hashed(password: str | None) -> str | Answer | None:

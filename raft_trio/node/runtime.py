@@ -119,7 +119,7 @@ class Timing:
     def quiet_leader_s(self) -> float:
         """A follower that heard nothing from its leader for this long (three
         heartbeat rounds) holds a client's write or read instead of sending
-        it there (:meth:`RaftNode.hold_while_leader_quiet`)."""
+        it there (:meth:`RaftNode.require_leadership`)."""
         return 3 * self.heartbeat_ms / 1000
 
 
@@ -1184,6 +1184,15 @@ class RaftNode:
         if not self.core.is_leader:
             raise NotLeaderError(self.core.leader_id, self.leader_url())
 
+    async def require_leadership(self) -> None:
+        """Return if this node leads; else raise :class:`NotLeaderError`
+        naming the leader to send the client to, once it is worth sending
+        it there (:meth:`_hold_while_leader_quiet`). Every client request
+        that only the leader serves starts here."""
+        if not self.core.is_leader:
+            await self._hold_while_leader_quiet()
+            self._require_leader()
+
     def _leader_quiet(self) -> bool:
         """This follower knows a leader, heard from it in this term, and has
         heard nothing since for :attr:`Timing.quiet_leader_s`. Not on a node
@@ -1209,7 +1218,7 @@ class RaftNode:
         that could end the silence would have ended it."""
         return 2 * self.timing.election_max_ms / 1000
 
-    async def hold_while_leader_quiet(self) -> None:
+    async def _hold_while_leader_quiet(self) -> None:
         """Before a follower sends a client to its leader: if that leader
         has gone quiet (paused, crashed behind a port that still accepts,
         cut off), wait for news, at most the upper election timeout: it
@@ -1218,8 +1227,7 @@ class RaftNode:
         own timeout, past the election that ends the outage (Consul's
         servers hold requests through an election, ``rpc_hold_timeout``).
         A follower with no leader known still answers at once (503), and
-        one that is stopping does not hold. Writes and linearizable reads
-        call it; so does a route that sends a client to the leader itself."""
+        one that is stopping does not hold."""
         if self.core.is_leader or self.stopping or not self._leader_quiet():
             return
         self._held_for_leader += 1
@@ -1235,9 +1243,7 @@ class RaftNode:
     async def write(self, command: Command) -> Result:
         """Replicate ``command`` and return its result once applied."""
         with self._clients:
-            if not self.core.is_leader:
-                await self.hold_while_leader_quiet()
-            self._require_leader()
+            await self.require_leadership()
             remembered = self.kv.remembered(command)
             if remembered is not None:
                 return remembered
@@ -1289,9 +1295,7 @@ class RaftNode:
         with a quorum and applied everything committed before the call
         (ReadIndex, §6.4)."""
         with self._clients:
-            if not self.core.is_leader:
-                await self.hold_while_leader_quiet()
-            self._require_leader()
+            await self.require_leadership()
             request_id, waiter = self._reads.add()
             self._ticks.catch_up()
             try:
