@@ -58,10 +58,33 @@ class MemoryNodeStorage(MemoryStorage):
 STREAM_BUFFER_FRAMES = 64
 
 
+class Gate:
+    """Open or shut; a task waits until it is open."""
+
+    def __init__(self) -> None:
+        self._open = trio.Event()
+        self._open.set()
+
+    @property
+    def shut(self) -> bool:
+        return not self._open.is_set()
+
+    def set_shut(self, shut: bool) -> None:
+        if shut and not self.shut:
+            self._open = trio.Event()
+        elif not shut:
+            self._open.set()
+
+    async def wait_open(self) -> None:
+        await self._open.wait()
+
+
 class Host:
     """One node, its disk speed, and whether it is paused: a paused host
     reads nothing (a stream's frames wait in its buffer, then block) and
-    answers nothing, until it resumes."""
+    answers nothing, until it resumes. A muted host's messages wait (in
+    the connection, as in a socket's buffer) until it is unmuted; paused
+    and muted, it is SIGSTOPped (:meth:`freeze`)."""
 
     def __init__(self, node: RaftNode) -> None:
         self.node = node
@@ -73,40 +96,25 @@ class Host:
         #: number of entries.
         self.ready_writes: list[tuple[str, int]] = []
         self.buffer_frames = STREAM_BUFFER_FRAMES
-        self._resumed = trio.Event()
-        self._resumed.set()
-        self._unmuted = trio.Event()
-        self._unmuted.set()
+        #: What it reads, and what it sends.
+        self.reading = Gate()
+        self.sending = Gate()
 
     @property
     def paused(self) -> bool:
-        return not self._resumed.is_set()
+        return self.reading.shut
 
     @paused.setter
     def paused(self, paused: bool) -> None:
-        if paused and not self.paused:
-            self._resumed = trio.Event()
-        elif not paused:
-            self._resumed.set()
-
-    async def wait_resumed(self) -> None:
-        await self._resumed.wait()
+        self.reading.set_shut(paused)
 
     @property
     def muted(self) -> bool:
-        """What it sends waits (in the connection, as in a socket's
-        buffer) until it is unmuted; paused and muted: SIGSTOPped."""
-        return not self._unmuted.is_set()
+        return self.sending.shut
 
     @muted.setter
     def muted(self, muted: bool) -> None:
-        if muted and not self.muted:
-            self._unmuted = trio.Event()
-        elif not muted:
-            self._unmuted.set()
-
-    async def wait_unmuted(self) -> None:
-        await self._unmuted.wait()
+        self.sending.set_shut(muted)
 
     def freeze(self) -> None:
         """SIGSTOP: it reads nothing, and nothing it sends arrives."""
@@ -193,8 +201,8 @@ class Cluster:
             body = b"".join([chunk async for chunk in body])
         target = self._target(url)
         headers = {name.lower(): value for name, value in headers.items()}
-        await target.wait_resumed()
-        await self.hosts[headers["x-raft-from"]].wait_unmuted()
+        await target.reading.wait_open()
+        await self.hosts[headers["x-raft-from"]].sending.wait_open()
         target.node.step(await accept_batch(headers["x-raft-from"], headers, body, None))
         return 204
 
@@ -212,8 +220,8 @@ class Cluster:
                 frame = await connection.buffered.receive()
             except trio.EndOfChannel:
                 return b""
-            await target.wait_resumed()
-            await sender.wait_unmuted()
+            await target.reading.wait_open()
+            await sender.sending.wait_open()
             return frame
 
         def read_now(max_bytes: int) -> bytes | None:
