@@ -33,7 +33,8 @@ async def test_a_follower_of_a_live_leader_redirects_at_once(
 ) -> None:
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     follower = a_follower(cluster, leader)
-    await trio.sleep(HEARTBEAT_S)  # it has heard the leader in this term
+    with trio.fail_after(2 * HEARTBEAT_S):  # it hears the leader in this term
+        await wait_for(lambda: follower.readiness().leader_id == leader.id)
     asked = trio.current_time()
     with pytest.raises(NotLeaderError) as refused:
         await follower.write(Put("k", "v"))
