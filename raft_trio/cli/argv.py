@@ -509,6 +509,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the new cluster's id (default: derived from the backup and --peers, the same for every member)",
     )
+    restore.add_argument(
+        "--bump-revision",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start the new cluster N revisions past the backup's (default 0), above every revision the "
+        "old cluster gave out after its backup, so fencing tokens keep growing and old watches get 410; "
+        "the same N for every member",
+    )
 
     add_auth_commands(sub, client)
     add_lock_parsers(sub, client)

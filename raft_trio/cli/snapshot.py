@@ -23,6 +23,9 @@ from .errors import UsageError, fail
 
 #: sysexits' EX_DATAERR: the file is damaged (as for a damaged data dir).
 EXIT_DAMAGED = 65
+#: The largest --bump-revision: a log index (a revision) is a signed
+#: 64-bit integer on disk, and this leaves room for 2**62 more writes.
+MAX_BUMP = 2**62
 
 
 def cmd_snapshot_save(args: argparse.Namespace, client: Client, output: str) -> int:
@@ -85,6 +88,8 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
     from .argv import parse_peers
 
     peers = parse_peers(args.peers)
+    if not 0 <= args.bump_revision <= MAX_BUMP:
+        raise UsageError(f"--bump-revision must be from 0 to {MAX_BUMP}, got {args.bump_revision}")
     if args.id not in peers:
         raise UsageError(f"--peers must include this node ({args.id})")
     try:
@@ -96,12 +101,15 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
             f"--cluster-id {args.cluster_id!r} is the id of the cluster the backup came from: the restored "
             "cluster needs one of its own, so that the two refuse each other's peer traffic"
         )
-    new_cluster = args.cluster_id or restored_cluster_id(backup, peers)
+    new_cluster = args.cluster_id or restored_cluster_id(backup, peers, args.bump_revision)
+    revision = backup.revision + args.bump_revision
     try:
-        state = for_restored_cluster(backup.state, new_cluster)
+        state = for_restored_cluster(backup.state, new_cluster, revision)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         fail(f"refused: {args.file}: its state does not decode: {error}", EXIT_DAMAGED)
-    backup = dataclasses.replace(backup, state=state)
+    except ValueError as error:  # a header whose revision is not its state's
+        fail(f"refused: {args.file}: {error}", EXIT_DAMAGED)
+    backup = dataclasses.replace(backup, state=state, revision=revision)
     try:
         cluster_id = restore_backup(backup, args.data_dir, args.id, peers, new_cluster)
     except FileExistsError as error:
@@ -115,6 +123,7 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
         "id": args.id,
         "cluster_id": cluster_id,
         "revision": backup.revision,
+        "bumped_by": args.bump_revision,
         "members": peers,
     }
     print(json.dumps(summary))

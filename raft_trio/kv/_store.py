@@ -139,17 +139,25 @@ _snapshot_decoder: msgspec.msgpack.Decoder[_Snapshot] = msgspec.msgpack.Decoder(
 _RESTORED_LABEL = b"raft-trio-restored-signing-key-v1\0"
 
 
-def for_restored_cluster(data: bytes, cluster_id: str) -> bytes:
+def for_restored_cluster(data: bytes, cluster_id: str, revision: int | None = None) -> bytes:
     """The state machine snapshot ``data`` as a restored cluster starts
-    from it: a signing key of its own (:func:`with_new_signing_key`), and
-    no member recorded as started (its members are new incarnations; one
+    from it: a signing key of its own (:func:`with_new_signing_key`), no
+    member recorded as started (its members are new incarnations; one
     restored late is then a voter that has not started, and one restored
-    again after it ran is refused)."""
+    again after it ran is refused), and standing at ``revision`` if given
+    (``snapshot restore --bump-revision``: later than the backup's, so
+    that the new cluster's revisions, fencing tokens among them, pass every
+    one the old cluster gave out after its backup; the keys keep theirs)."""
     data = with_new_signing_key(data, cluster_id)
-    if not data:
+    state = _snapshot_decoder.decode(data) if data else _Snapshot(applied=0, sessions=[])
+    if revision is not None and revision < state.applied:
+        raise ValueError(f"revision {revision} is before the snapshot's {state.applied}")
+    moved = revision is not None and revision != state.applied
+    if not state.started and not moved:
         return data
-    state = _snapshot_decoder.decode(data)
-    return msgspec.msgpack.encode(msgspec.structs.replace(state, started=[])) if state.started else data
+    return msgspec.msgpack.encode(
+        msgspec.structs.replace(state, started=[], applied=state.applied if revision is None else revision)
+    )
 
 
 def with_new_signing_key(data: bytes, salt: str) -> bytes:

@@ -133,11 +133,15 @@ def read_backup(path: str | os.PathLike[str]) -> Backup:
     return parse_backup(data, str(path))
 
 
-def restored_cluster_id(backup: Backup, peers: Mapping[str, str]) -> str:
+def restored_cluster_id(backup: Backup, peers: Mapping[str, str], bump_revision: int = 0) -> str:
     """The new cluster's id: the same for every member restored from this
-    backup with these peers, different for any other restore."""
+    backup with these peers and this ``--bump-revision``, different for any
+    other restore. Members given different bumps would start at different
+    revisions with different snapshots at the same term, so they get
+    different ids and refuse each other's peer traffic."""
     members = ",".join(f"{node}={url}" for node, url in sorted(peers.items()))
-    return "restored-" + hashlib.sha256(f"{backup.digest}|{members}".encode()).hexdigest()[:16]
+    bumped = f"|+{bump_revision}" if bump_revision else ""
+    return "restored-" + hashlib.sha256(f"{backup.digest}|{members}{bumped}".encode()).hexdigest()[:16]
 
 
 def restore_backup(

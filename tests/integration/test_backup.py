@@ -24,13 +24,13 @@ def raft_trio(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     return subprocess.run([*cli_command(), *args], capture_output=True, text=True, timeout=60, env=env)
 
 
-def restore(file: Path, cluster: Cluster, node_id: str) -> dict[str, Any]:
+def restore(file: Path, cluster: Cluster, node_id: str, *options: str) -> dict[str, Any]:
     """``raft-trio snapshot restore`` of ``file`` into ``node_id``'s data
     directory, for ``cluster``'s members; what it printed."""
     node = cluster[node_id]
     result = raft_trio(
         "snapshot", "restore", str(file), "--data-dir", str(node.data_dir), "--id", node_id,
-        "--peers", cluster.peers,
+        "--peers", cluster.peers, *options,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     answer: dict[str, Any] = json.loads(result.stdout)
@@ -243,5 +243,47 @@ def test_two_restored_members_of_three_form_the_cluster(
         )
         restored["n2"].start()  # n3's machine is the one that was lost
         restored.wait_for_leader(["n1", "n2"])
+    finally:
+        restored.close()
+
+
+def test_after_a_restore_with_bump_revision_fencing_tokens_pass_the_old_clusters(
+    tmp_path: Path, make_cluster: Callable[..., Cluster]
+) -> None:
+    """The old cluster gave out revisions after its backup (here a lock's
+    fencing token). Restored with ``--bump-revision`` larger than the
+    writes since, the new cluster's next holder gets a larger token, as a
+    storage service that saw the old one needs; a watch from a revision of
+    the old cluster's after the backup gets 410, not a silent gap."""
+    source = make_cluster("source")
+    source.wait_for_leader()
+    source.write("k", "v")
+    file = tmp_path / "backup.snapshot"
+    endpoints = ",".join(node.url for node in source.nodes.values())
+    saved = raft_trio("snapshot", "save", str(file), "--cluster", endpoints)
+    assert saved.returncode == 0, saved.stderr
+    backup_revision = json.loads(saved.stdout)["revision"]
+    show_token = ["--", "sh", "-c", 'echo "$RAFT_FENCING_TOKEN"']
+    for n in range(3):
+        source.write(f"after-backup-{n}", "v")
+    old = raft_trio("lock", "job", "--cluster", endpoints, *show_token)
+    assert old.returncode == 0, old.stderr
+    old_token = int(old.stdout.split()[-1])
+    assert old_token > backup_revision
+
+    restored = Cluster(tmp_path / "restored", "restored")
+    try:
+        for node_id in restored.nodes:
+            answer = restore(file, restored, node_id, "--bump-revision", "100")
+            assert (answer["revision"], answer["bumped_by"]) == (backup_revision + 100, 100)
+        restored.start()
+        url = restored[restored.leader().id].url
+        assert restored.follow.get(url + "/api/kv/k").json()["value"] == "v"
+        new_endpoints = ",".join(node.url for node in restored.nodes.values())
+        new = raft_trio("lock", "job", "--cluster", new_endpoints, *show_token)
+        assert new.returncode == 0, new.stderr
+        assert int(new.stdout.split()[-1]) > backup_revision + 100 > old_token
+        gone = restored.follow.get(url + "/api/watch", params={"start_revision": backup_revision + 1})
+        assert gone.status_code == 410, gone.text
     finally:
         restored.close()
