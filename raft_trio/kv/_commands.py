@@ -154,9 +154,18 @@ class Started(msgspec.Struct, frozen=True, tag="started", array_like=True):
     member: str
 
 
+class LeaseCheckpoint(msgspec.Struct, frozen=True, tag="lcheckpoint", array_like=True):
+    """Written by a leader: how long each of these leases had left on its
+    clock, ``(lease id, milliseconds)``, so that the next leader counts
+    from there instead of a full TTL (etcd's lease checkpoints); 0 clears
+    a recorded time (a keep-alive came). Not a client's command."""
+
+    leases: list[tuple[int, int]]
+
+
 #: What a log entry may hold: a client's command, or a record the leader
 #: writes itself.
-LogCommand = Command | Started
+LogCommand = Command | Started | LeaseCheckpoint
 
 # -- results: what applying a command gave ------------------------------------
 

@@ -49,6 +49,7 @@ from ._commands import (
     Got,
     KeyReused,
     KeyValue,
+    LeaseCheckpoint,
     LeaseGrant,
     LeaseGranted,
     LeaseNotFound,
@@ -77,11 +78,15 @@ from ._permissions import Permissions
 @dataclasses.dataclass
 class Lease:
     """A lease as the replicated state knows it: its granted TTL and the
-    keys attached. How long it has left is the leader's business."""
+    keys attached. How long it has left is the leader's business; a
+    leader records it now and then (:class:`LeaseCheckpoint`) for the next."""
 
     id: int
     ttl: int
     keys: set[str] = dataclasses.field(default_factory=set)
+    #: What a leader last recorded it had left, in milliseconds (0: none
+    #: since its grant or its last keep-alive: a full TTL).
+    remaining_ms: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +136,9 @@ class _Snapshot(msgspec.Struct, frozen=True):
     started: list[str] = []
     #: Users, roles and auth settings (None: never configured).
     auth: AuthSnapshot | None = None
+    #: Lease id -> the milliseconds a leader last recorded it had left
+    #: (:class:`LeaseCheckpoint`), for those with a record.
+    lease_remaining: dict[int, int] = {}
 
 
 _snapshot_decoder: msgspec.msgpack.Decoder[_Snapshot] = msgspec.msgpack.Decoder(_Snapshot)
@@ -279,6 +287,12 @@ class KeyValueStore:
         self.applied_index = index
         if isinstance(command, Started):
             self.started.add(command.member)
+            return None
+        if isinstance(command, LeaseCheckpoint):
+            for lease_id, remaining_ms in command.leases:
+                held = self.leases.get(lease_id)
+                if held is not None:
+                    held.remaining_ms = remaining_ms
             return None
         self._expire_sessions(command.ts)
         fingerprint = b""
@@ -545,6 +559,9 @@ class KeyValueStore:
             leases=[(lease.id, lease.ttl) for lease in self.leases.values()],
             started=sorted(self.started),
             auth=self.auth.snapshot(),
+            lease_remaining={
+                lease.id: lease.remaining_ms for lease in self.leases.values() if lease.remaining_ms
+            },
         )
         return msgspec.msgpack.encode(state)
 
@@ -564,7 +581,10 @@ class KeyValueStore:
             self.applied_index = state.applied
             for session in state.sessions:
                 self._remember(session)
-            self.leases = {lease: Lease(lease, ttl) for lease, ttl in state.leases}
+            self.leases = {
+                lease: Lease(lease, ttl, remaining_ms=state.lease_remaining.get(lease, 0))
+                for lease, ttl in state.leases
+            }
             if state.data is not None:
                 # The first format kept only the index of the last write: it
                 # stands in for both revisions, and the version is unknown.

@@ -9,19 +9,35 @@ in etcd.
 
 Never early, across leaders (the rule etcd calls "promote"): a new leader
 does not know when its predecessor last extended a lease, so it gives
-every live lease a full TTL from the moment it takes over. A keep-alive is
+every live lease a full TTL (or the time recorded for it, below) from the
+moment it takes over. A keep-alive is
 answered only after a ReadIndex round confirmed this node still leads
 (the runtime does that), so every later leader took over after the
 keep-alive was granted, and its fresh TTL ends after the client's.
 
+Checkpoints (etcd's): a full TTL at every takeover would let leaders that
+change more often than the TTL keep a lease nobody renews alive for ever.
+So once half of what a lease was last given has gone by without a
+keep-alive, the leader writes how long it has left into the log
+(``LeaseCheckpoint``), and again at half of that, down to
+``MIN_CHECKPOINT_S``; the next leader gives it that long from its takeover
+instead of a full TTL. A client renewing at a third of the TTL never
+causes one. Never early still holds:
+
+- a recorded time is what the recording leader's deadline left at that
+  moment, and every later takeover comes after it;
+- a keep-alive of a lease with a recorded time, or one being recorded,
+  writes a clear (0) and is answered once that is applied, so no later
+  leader counts from a time recorded before the keep-alive;
+- a new leader starts its clock only once it has applied an entry of its
+  own term, so every record and clear committed before it are applied.
+
 Clock assumptions: the leader's and the clients' clocks advance at about
 the same rate (no bound on their offset is needed); a client that counts
 its lease from when it *sent* the keep-alive never holds it past the
-leader's deadline. A lease may outlive its TTL by up to an election
-(the time without a leader) plus a TTL for each change of leader before
-it runs out: leaders that change more often than the TTL keep a lease
-nobody renews alive (etcd bounds that with checkpoints in the log; not
-done here).
+leader's deadline. A lease nobody renews runs out after its TTL, plus the
+time without a leader at each failover, plus the time in office of each
+leader that left before it recorded anything.
 """
 
 from __future__ import annotations
@@ -43,6 +59,57 @@ def minimum_ttl(election_max_ms: int) -> int:
 #: Entries of revoked leases the heap may hold beyond twice the live ones
 #: before it is rebuilt.
 _SLACK_ENTRIES = 1024
+
+#: No lease's time left is recorded once it is under twice this (seconds):
+#: a lease recorded as this close to its end costs a log entry for no
+#: more than a second's bound.
+MIN_CHECKPOINT_S = 1.0
+
+#: Leases recorded in one checkpoint entry at most (etcd's batch too).
+CHECKPOINT_BATCH = 1000
+
+
+class _Timers:
+    """One time per key, the earliest found without scanning: a heap with
+    lazy updates (a key moved leaves its old entry, skipped when it comes
+    up), as the deadlines below."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, float] = {}
+        self._heap: list[tuple[float, int]] = []
+
+    def set(self, key: int, when: float) -> None:
+        self.at[key] = when
+        heapq.heappush(self._heap, (when, key))
+        if len(self._heap) > 2 * len(self.at) + _SLACK_ENTRIES:
+            self._heap = [(t, k) for k, t in self.at.items()]
+            heapq.heapify(self._heap)
+
+    def clear(self) -> None:
+        self.at.clear()
+        self._heap.clear()
+
+    @property
+    def first(self) -> float:
+        self._settle()
+        return self._heap[0][0] if self._heap else math.inf
+
+    def pop_due(self, now: float) -> list[int]:
+        """The keys whose time is ``now`` or earlier, earliest first; they
+        have no time any more."""
+        due = []
+        self._settle()
+        while self._heap and self._heap[0][0] <= now:
+            _, key = heapq.heappop(self._heap)
+            del self.at[key]
+            due.append(key)
+            self._settle()
+        return due
+
+    def _settle(self) -> None:
+        heap = self._heap
+        while heap and self.at.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
 
 
 class LeaseClock:
@@ -67,6 +134,11 @@ class LeaseClock:
         #: place, and it is moved to the new deadline when it comes up
         #: (:meth:`_settle`), so the heap holds about one entry a lease.
         self._queue: list[tuple[float, int]] = []
+        #: When to record each lease's time left next (see the module).
+        self._checkpoints = _Timers()
+        #: Leases whose time left may stand recorded in the log: the index
+        #: of the newest record (a clear after it removes them).
+        self._recorded: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._deadlines)
@@ -78,12 +150,23 @@ class LeaseClock:
         next. Asked after every keep-alive, so it only looks."""
         return self._queue[0][0] if self._queue else math.inf
 
-    def take_over(self, leases: Iterable[Lease], now: float) -> None:
-        """This node became leader: every lease gets its full TTL from now."""
-        self._deadlines = {lease.id: now + lease.ttl for lease in leases}
-        self._ttls = {lease.id: lease.ttl for lease in leases}
-        self._revoking.clear()
-        self._dropped.clear()
+    @property
+    def next_check(self) -> float:
+        """When to call ``due`` and ``checkpoints_due`` next."""
+        return min(self.next_deadline, self._checkpoints.first)
+
+    def take_over(self, leases: Iterable[Lease], now: float, applied: int = 0) -> None:
+        """This node leads and has applied (up to ``applied``) every entry
+        committed before its term: each lease gets the time a leader last
+        recorded for it, else its full TTL, from now."""
+        self.step_down()
+        for lease in leases:
+            left = lease.remaining_ms / 1000 if lease.remaining_ms else lease.ttl
+            self._deadlines[lease.id] = now + left
+            self._ttls[lease.id] = lease.ttl
+            self._plan_checkpoint(lease.id, now, left)
+            if lease.remaining_ms:
+                self._recorded[lease.id] = applied
         self._rebuild()
 
     def step_down(self) -> None:
@@ -93,16 +176,21 @@ class LeaseClock:
         self._revoking.clear()
         self._dropped.clear()
         self._queue.clear()
+        self._checkpoints.clear()
+        self._recorded.clear()
 
     def granted(self, lease: int, ttl: int, now: float) -> None:
         self._deadlines[lease] = now + ttl
         self._ttls[lease] = ttl
         heapq.heappush(self._queue, (now + ttl, lease))
+        self._plan_checkpoint(lease, now, ttl)
 
     def revoked(self, lease: int) -> None:
         self._deadlines.pop(lease, None)
         self._ttls.pop(lease, None)
         self._revoking.discard(lease)
+        self._checkpoints.at.pop(lease, None)
+        self._recorded.pop(lease, None)
         # Its entry goes when it comes up; many revoked far ahead of their
         # deadlines are cleared at once.
         if len(self._queue) > 2 * len(self._deadlines) + _SLACK_ENTRIES:
@@ -115,7 +203,53 @@ class LeaseClock:
         if ttl is None or lease in self._revoking:
             return None
         self._deadlines[lease] = now + ttl
+        self._plan_checkpoint(lease, now, ttl)
         return ttl
+
+    def recorded(self, lease: int) -> bool:
+        """Whether a time left may stand recorded for ``lease``: then a
+        keep-alive is answered only once a clear after it is applied."""
+        return lease in self._recorded
+
+    def checkpoints_due(self, now: float) -> list[tuple[int, int]]:
+        """The leases whose time left is to be recorded now, with it (ms,
+        rounded up: never early); the caller proposes them, in entries of
+        at most :data:`CHECKPOINT_BATCH` (:meth:`checkpoint_proposed`), or
+        gives them back (:meth:`checkpoint_failed`)."""
+        due = []
+        for lease in self._checkpoints.pop_due(now):
+            deadline = self._deadlines.get(lease)
+            if deadline is None or lease in self._revoking or deadline <= now:
+                continue
+            due.append((lease, math.ceil((deadline - now) * 1000)))
+            self._plan_checkpoint(lease, now, deadline - now)
+        return due
+
+    def checkpoint_proposed(self, leases: Iterable[tuple[int, int]], index: int) -> None:
+        for lease, _ in leases:
+            self._recorded[lease] = index
+
+    def checkpoint_failed(self, leases: Iterable[tuple[int, int]], now: float) -> None:
+        """Not proposed (a transfer under way, too many entries waiting):
+        try again in a while."""
+        for lease, _ in leases:
+            if lease in self._deadlines:
+                self._checkpoints.set(lease, now + MIN_CHECKPOINT_S)
+
+    def checkpoint_applied(self, leases: Iterable[tuple[int, int]], index: int) -> None:
+        """A checkpoint entry at ``index`` applied: its clears remove the
+        records proposed before it."""
+        for lease, remaining_ms in leases:
+            if remaining_ms == 0 and self._recorded.get(lease, index) < index:
+                del self._recorded[lease]
+
+    def _plan_checkpoint(self, lease: int, now: float, left: float) -> None:
+        """Record ``lease``'s time left once half of ``left`` (what it has
+        now) passed without a keep-alive, unless that is too near its end."""
+        if left / 2 >= MIN_CHECKPOINT_S:
+            self._checkpoints.set(lease, now + left / 2)
+        else:
+            self._checkpoints.at.pop(lease, None)
 
     def remaining(self, lease: int, now: float) -> float | None:
         """Seconds left before this leader revokes it (0 while revoking)."""

@@ -56,6 +56,7 @@ from ..core import (
 from ..kv import (
     Command,
     KeyValueStore,
+    LeaseCheckpoint,
     LeaseGrant,
     LeaseGranted,
     LeaseRevoke,
@@ -79,7 +80,7 @@ from ..wakeups import SharedWakeups
 from . import metrics
 from ._pending import PendingReads, PendingWrites, WaitingClients, WriteIndeterminate
 from ._ticks import LazyTicks
-from .leases import LeaseClock, minimum_ttl
+from .leases import CHECKPOINT_BATCH, LeaseClock, minimum_ttl
 from .space import SpaceGuard
 from .watches import WatchHub
 
@@ -288,6 +289,9 @@ class RaftNode:
         self.watches = WatchHub(self.kv.history, lambda: self.kv.applied_index)
         #: Deadlines of the leases, while this node leads.
         self.leases = LeaseClock()
+        #: The term whose leader started that clock (0: none runs): once it
+        #: applied an entry of its own term (see leases.py).
+        self._lease_clock_term = 0
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         self.core = RaftCore(node_id, storage, timing.raft_config(), rng)
         # The ticker sleeps at most a heartbeat interval, so a pause is
@@ -802,14 +806,14 @@ class RaftNode:
     def _deadlines(self) -> tuple[float, float, float, float]:
         """When the ticker must look again besides the core's ticks: a
         persist under way has taken too long (see below), the first lease
-        may have run out, a held-back commit event is due, the first
-        waiting write or read times out (on any node: one that stepped
-        down keeps its writes waiting, and a follower that hears its
-        leader would not wake for them)."""
+        may have run out or be due a checkpoint, a held-back commit event
+        is due, the first waiting write or read times out (on any node:
+        one that stepped down keeps its writes waiting, and a follower
+        that hears its leader would not wake for them)."""
         stall = lease = commit = math.inf
         started = self._persist_started
         if self.is_leader:
-            lease = self.leases.next_deadline
+            lease = self.leases.next_check
             if started is not None:
                 stall = started + self._stall_limit_s() + self.timing.tick_ms / 1000
         if self._commit_due:
@@ -860,10 +864,22 @@ class RaftNode:
 
     def _expire_leases(self) -> None:
         """As leader: propose the revoke of every lease whose deadline
-        passed (its keys go when the revoke applies, on every replica)."""
+        passed (its keys go when the revoke applies, on every replica),
+        and the checkpoints due."""
         if not self.is_leader:
             return
-        for lease in self.leases.due(trio.current_time()):
+        now = trio.current_time()
+        due = self.leases.checkpoints_due(now)
+        for start in range(0, len(due), CHECKPOINT_BATCH):
+            batch = due[start : start + CHECKPOINT_BATCH]
+            try:
+                index = self._propose(encode_command(LeaseCheckpoint(batch)))
+            except (NotLeaderError, ProposalDropped):
+                self.leases.checkpoint_failed(batch, now)
+            else:
+                self.leases.checkpoint_proposed(batch, index)
+                self.wake()
+        for lease in self.leases.due(now):
             try:
                 self._propose(encode_command(_with_timestamp(LeaseRevoke(lease))))
             except (NotLeaderError, ProposalDropped):
@@ -929,11 +945,13 @@ class RaftNode:
         leading = self.is_leader
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
-                result = self.kv.apply(
-                    entry.index, decode_command(entry.data), answered=self._writes.waiting_at(entry.index)
-                )
-                if leading and isinstance(result, (LeaseGranted, LeaseRevoked)):
-                    self._track_lease(result, entry.index)
+                command = decode_command(entry.data)
+                result = self.kv.apply(entry.index, command, answered=self._writes.waiting_at(entry.index))
+                if leading:
+                    if isinstance(result, (LeaseGranted, LeaseRevoked)):
+                        self._track_lease(result, entry.index)
+                    elif isinstance(command, LeaseCheckpoint):
+                        self.leases.checkpoint_applied(command.leases, entry.index)
                 self._writes.applied(entry.index, entry.term, result)
             else:
                 members = Membership.decode(entry.data).ids if entry.kind is EntryKind.CONFIG else None
@@ -944,6 +962,10 @@ class RaftNode:
                     for gone in [m for m in self._started_proposed if m not in members]:
                         del self._started_proposed[gone]
                 self._writes.applied(entry.index, entry.term, None)
+            if leading and entry.term != self._lease_clock_term and entry.term == self.term:
+                # Everything committed before this term is applied now.
+                self.leases.take_over(self.kv.leases.values(), trio.current_time(), entry.index)
+                self._lease_clock_term = entry.term
         if ready.snapshot is not None or ready.committed_entries:
             self.watches.notify()
             self._commit_due = True
@@ -1009,12 +1031,11 @@ class RaftNode:
     def _on_soft_state_change(self) -> None:
         old, new = self._last_soft, self.core.basic_status().soft_state
         self._last_soft = new
-        if new.role is Role.LEADER and old.role is not Role.LEADER:
-            # Never early: a full TTL for every lease from now (see leases.py).
-            self.leases.take_over(self.kv.leases.values(), trio.current_time())
-        elif old.role is Role.LEADER and new.role is not Role.LEADER:
-            self.leases.step_down()
         if old.role is Role.LEADER and new.role is not Role.LEADER:
+            # Only a leader keeps lease deadlines; the next starts its own
+            # once it applied an entry of its term (_handle_ready).
+            self.leases.step_down()
+            self._lease_clock_term = 0
             # Pending writes keep waiting (each within its own timeout): as
             # a follower this node still applies the committed log, and the
             # entry applied at a write's index says its fate for certain
@@ -1275,6 +1296,19 @@ class RaftNode:
             result: Result = await self._writes.wait(waiter)
             return result
 
+    async def _write_own(self, command: LeaseCheckpoint) -> None:
+        """Replicate a record of the leader's own and return once it is
+        applied (as :meth:`write`, without a client's checks)."""
+        with self._clients:
+            try:
+                index = self._propose(encode_command(command))
+            except ProposalDropped as error:
+                raise Unavailable(str(error)) from error
+            waiter = self._writes.add(index, self.term)
+            self.wake()
+            await self._writes.wait(waiter)
+            self._require_leader()
+
     def _no_longer_leading(self, error: NotLeader) -> NotLeaderError:
         """The error for a call the core refused as not leader. The ticks
         the call caught up first may have stepped the leader down (its
@@ -1348,6 +1382,10 @@ class RaftNode:
         ttl = self.leases.keep_alive(lease, trio.current_time())
         if ttl is None:
             raise LeaseMissing(f"lease {lease:016x} not found (expired or revoked)")
+        while self.leases.recorded(lease):
+            # A time left recorded before now would shorten the next
+            # leader's deadline below this one: cleared first (leases.py).
+            await self._write_own(LeaseCheckpoint([(lease, 0)]))
         return ttl
 
     async def lease_info(self, lease: int) -> LeaseInfo:

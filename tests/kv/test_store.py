@@ -26,6 +26,7 @@ from raft_trio.kv import (
     KeyReused,
     KeyValue,
     KeyValueStore,
+    LeaseCheckpoint,
     LeaseGrant,
     LeaseGranted,
     LeaseNotFound,
@@ -557,6 +558,24 @@ def test_remembered_answers_of_a_version_that_kept_no_user_still_restore() -> No
 
     sessions = msgspec.msgpack.encode(msgspec.msgpack.decode(store.snapshot())["sessions"])
     assert [session.token for session in msgspec.msgpack.decode(sessions, type=list[FourFields])] == ["t"]
+
+
+def test_a_leases_recorded_time_left_goes_with_it_and_a_keep_alives_clear_removes_it() -> None:
+    """A leader's checkpoint: the time left each lease had on its clock is
+    replicated state, kept in snapshots (where an older version's snapshot,
+    without the field, restores with none), and a clear (0) removes it."""
+    store = store_with(LeaseGrant(10), LeaseGrant(20))
+    assert store.apply(3, LeaseCheckpoint([(1, 4000), (2, 9000), (99, 5)])) is None
+    assert (store.leases[1].remaining_ms, store.leases[2].remaining_ms) == (4000, 9000)
+    restored = KeyValueStore()
+    restored.restore(store.snapshot())
+    assert {lease.id: lease.remaining_ms for lease in restored.leases.values()} == {1: 4000, 2: 9000}
+    restored.apply(4, LeaseCheckpoint([(1, 0)]))
+    assert (restored.leases[1].remaining_ms, restored.leases[2].remaining_ms) == (0, 9000)
+    older = msgspec.msgpack.decode(store.snapshot())
+    del older["lease_remaining"]
+    restored.restore(msgspec.msgpack.encode(older))
+    assert [lease.remaining_ms for lease in restored.leases.values()] == [0, 0]
 
 
 def test_a_snapshot_of_the_first_format_still_restores() -> None:

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from raft_trio.core import Role
-from raft_trio.kv import LeaseGrant, LeaseRevoke, Put, encode_command
+from raft_trio.kv import Lease, LeaseGrant, LeaseRevoke, Put, encode_command
 from raft_trio.node import LeaseMissing, NotLeaderError, RaftNode
 from raft_trio.node.leases import LeaseClock, minimum_ttl
 from raft_trio.testing.waiting import wait_for
@@ -132,6 +132,28 @@ async def test_a_new_leader_never_expires_a_lease_before_its_last_keep_alive_plu
     assert gone_at >= sent + TTL
     # ...and no later than a TTL after the new leader took over.
     assert gone_at <= sent + TTL + 3 * ELECTION_MAX_S
+
+
+@pytest.mark.parametrize("unrenewed_s", [TTL / 2 + 0.2, TTL * 3 / 4 + 0.2])
+async def test_a_keep_alive_after_a_checkpoint_is_not_cut_short_by_it(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, unrenewed_s: float
+) -> None:
+    """The leader recorded the lease's time left (once or twice: at half
+    the TTL, then at half of that) and then a keep-alive came. The leader
+    stops right after answering it: the next leader must not count from
+    the recorded time, which ends before the keep-alive's TTL does. The
+    keep-alive is answered only once a clear is in the log."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    lease = (await leader.grant_lease(TTL)).id
+    await trio.sleep(unrenewed_s)
+    assert all(node.kv.leases[lease].remaining_ms > 0 for node in live_nodes(cluster))
+    sent = await keep_alive_on_leader(cluster, lease)
+    assert leader.kv.leases[lease].remaining_ms == 0
+    cluster.hosts[leader.id].paused = True
+    new_leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    assert new_leader is not leader
+    gone_at = await revoked_at(live_nodes(cluster), lease, within=TTL + 3 * ELECTION_MAX_S)
+    assert gone_at >= sent + TTL
 
 
 async def test_a_lease_kept_alive_survives_repeated_failovers(
@@ -303,29 +325,68 @@ async def test_a_revoke_answered_again_from_its_token_does_not_stop_a_lease_runn
     await revoked_at(live_nodes(cluster), lease, within=TTL + 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each new leader starts every TTL afresh: a bound needs lease checkpoints in the log (etcd's)",
-)
 async def test_a_lease_nobody_keeps_alive_runs_out_while_leaders_keep_changing(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A holder that vanished: nobody sends keep-alives. Leadership moves
     (a transfer, a rolling restart, a flapping link) a little more often
-    than the TTL. Each new leader gives the lease a full TTL from its
-    takeover, as it must not revoke early, and knows nothing of how long
-    it already went unrenewed, so the lease, its keys and a lock standing
-    on it never run out while that goes on; docs/coordination.md promised
-    at most an election and a TTL late."""
+    than the TTL. Each new leader gave the lease a full TTL from its
+    takeover, as it must not revoke early and knew nothing of how long it
+    already went unrenewed, so the lease, its keys and a lock standing on
+    it never ran out while that went on. Now the first leader records at
+    half the TTL what it has left (a checkpoint), and the next counts from
+    that: it runs out half a TTL after the first transfer."""
     leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
     lease = (await leader.grant_lease(TTL)).id
     granted_at = trio.current_time()
-    for _ in range(6):
-        await trio.sleep(TTL - 1)
-        if all(lease not in node.kv.leases for node in live_nodes(cluster)):
-            break
-        current = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
-        await current.transfer_leadership(next(i for i in cluster.hosts if i != current.id))
-    assert all(lease not in node.kv.leases for node in live_nodes(cluster)), (
-        f"still alive {trio.current_time() - granted_at:.0f} s after its grant (TTL {TTL} s)"
-    )
+    gone: list[float] = []
+
+    async def transfer_every_ttl_but_a_second() -> None:
+        while True:
+            await trio.sleep(TTL - 1)
+            current = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+            await current.transfer_leadership(next(i for i in cluster.hosts if i != current.id))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transfer_every_ttl_but_a_second)
+        gone.append(await revoked_at(live_nodes(cluster), lease, within=6 * TTL))
+        nursery.cancel_scope.cancel()
+    lived = gone[0] - granted_at
+    # Recorded at TTL / 2 with TTL / 2 left; the next leader took over a
+    # second before the TTL, and counted TTL / 2 from there.
+    assert lived <= (TTL - 1) + TTL / 2 + 0.5, f"lived {lived:.2f} s (TTL {TTL} s)"
+    assert lived >= TTL
+
+
+def test_a_clear_removes_only_the_records_proposed_before_it() -> None:
+    """A checkpoint proposed while a keep-alive's clear was on its way
+    stands after that clear in the log: the lease is still recorded, and
+    the keep-alive writes another clear before it is answered."""
+    clock = LeaseClock()
+    clock.granted(1, 10, now=0.0)
+    assert clock.checkpoints_due(4.9) == []
+    assert clock.checkpoints_due(5.0) == [(1, 5000)]
+    clock.checkpoint_proposed([(1, 5000)], index=20)
+    assert clock.recorded(1)
+    clock.checkpoint_applied([(1, 0)], index=19)  # a clear from before it
+    assert clock.recorded(1)
+    clock.checkpoint_applied([(1, 0)], index=21)
+    assert not clock.recorded(1)
+
+
+def test_time_left_is_recorded_at_halves_down_to_a_floor_and_a_keep_alive_starts_over() -> None:
+    clock = LeaseClock()
+    clock.granted(1, 8, now=0.0)
+    assert clock.checkpoints_due(4.0) == [(1, 4000)]
+    assert clock.next_check == 6.0
+    assert clock.checkpoints_due(6.0) == [(1, 2000)]
+    assert clock.next_check == 7.0
+    assert clock.checkpoints_due(7.0) == [(1, 1000)]
+    assert clock.next_check == 8.0  # only the deadline: half of 1 s is under the floor
+    clock.keep_alive(1, now=7.5)
+    assert clock.due(8.0) == []  # the old deadline's entry moves on
+    assert clock.next_check == 11.5
+    # A new leader counts from the recorded time, and records from there.
+    clock.take_over([Lease(1, 8, remaining_ms=2000)], now=100.0, applied=30)
+    assert clock.remaining(1, 100.0) == 2.0 and clock.recorded(1)
+    assert clock.checkpoints_due(101.0) == [(1, 1000)]
