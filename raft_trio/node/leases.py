@@ -71,15 +71,19 @@ CHECKPOINT_BATCH = 1000
 
 class _Timers:
     """One time per key, the earliest found without scanning: a heap with
-    lazy updates (a key moved leaves its old entry, skipped when it comes
-    up), as the deadlines below."""
+    lazy updates, as the deadlines below. Every key has an entry no later
+    than its time; a time moved later leaves the entry in place, moved
+    on when it comes up, so a keep-alive costs a dictionary update."""
 
     def __init__(self) -> None:
         self.at: dict[int, float] = {}
         self._heap: list[tuple[float, int]] = []
 
     def set(self, key: int, when: float) -> None:
+        earlier = self.at.get(key)
         self.at[key] = when
+        if earlier is not None and earlier <= when:
+            return  # its entry is no later: moved on when it comes up
         heapq.heappush(self._heap, (when, key))
         if len(self._heap) > 2 * len(self.at) + _SLACK_ENTRIES:
             self._heap = [(t, k) for k, t in self.at.items()]
@@ -91,25 +95,26 @@ class _Timers:
 
     @property
     def first(self) -> float:
-        self._settle()
+        """No key's time is earlier (it may be later than this)."""
         return self._heap[0][0] if self._heap else math.inf
 
     def pop_due(self, now: float) -> list[int]:
         """The keys whose time is ``now`` or earlier, earliest first; they
         have no time any more."""
         due = []
-        self._settle()
-        while self._heap and self._heap[0][0] <= now:
-            _, key = heapq.heappop(self._heap)
-            del self.at[key]
-            due.append(key)
-            self._settle()
-        return due
-
-    def _settle(self) -> None:
         heap = self._heap
-        while heap and self.at.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
+        while heap and heap[0][0] <= now:
+            when, key = heap[0]
+            current = self.at.get(key)
+            if current is None or current < when:
+                heapq.heappop(heap)  # dropped, or set earlier with an entry of its own
+            elif current > when:
+                heapq.heapreplace(heap, (current, key))
+            else:
+                heapq.heappop(heap)
+                del self.at[key]
+                due.append(key)
+        return due
 
 
 class LeaseClock:
