@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from raft_trio.kv import Lease
-from raft_trio.node.leases import LeaseClock
+from raft_trio.node.leases import LeaseClock, _Timers
 
 leases = st.integers(1, 8)
 ttls = st.integers(1, 6)
@@ -136,3 +136,43 @@ def test_keep_alives_do_not_grow_the_heap() -> None:
         clock.granted(lease, 3600, now=10.0)
         clock.revoked(lease)
     assert len(clock._queue) <= 2 * len(clock) + 1024 + 1
+
+
+class TimersMachine(RuleBasedStateMachine):
+    """The checkpoint times' lazy heap against a plain dictionary: times
+    set later leave their entry in place, set earlier push another, and
+    whatever the order ``pop_due`` gives exactly the keys due, earliest
+    first, and ``first`` is never later than the earliest time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers = _Timers()
+        self.model: dict[int, float] = {}
+
+    @rule(key=leases, when=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0]))
+    def set(self, key: int, when: float) -> None:
+        self.timers.set(key, when)
+        self.model[key] = when
+
+    @rule(key=leases)
+    def drop(self, key: int) -> None:
+        self.timers.at.pop(key, None)
+        self.model.pop(key, None)
+
+    @rule(now=st.sampled_from([0.0, 1.0, 2.5, 5.0, 9.0]))
+    def pop_due(self, now: float) -> None:
+        due = self.timers.pop_due(now)
+        expected = sorted((when, key) for key, when in self.model.items() if when <= now)
+        assert sorted(due) == sorted(key for _, key in expected)
+        assert [self.model[key] for key in due] == [when for when, _ in expected]
+        for key in due:
+            del self.model[key]
+
+    @invariant()
+    def agree(self) -> None:
+        assert self.timers.at == self.model
+        assert self.timers.first <= min(self.model.values(), default=math.inf)
+
+
+TestTimersMatchADictionary = TimersMachine.TestCase
+TestTimersMatchADictionary.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
