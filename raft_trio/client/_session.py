@@ -22,11 +22,21 @@ and its lock, alive for ever; here a client renews only while it runs.
 ``margin``: the holder gives up this many seconds before the deadline,
 so that what it must stop (a command, the body of a ``with``) is stopped
 by the time another could get the lock.
+
+A machine that sleeps (suspend to RAM, a laptop's lid): Trio's clock
+(``CLOCK_MONOTONIC``) stands still meanwhile, the cluster's does not, so a
+holder that woke would go on counting its lease from before the sleep,
+and run what stood on it past a lease long gone, until its next
+keep-alive was refused. The time slept is what ``CLOCK_BOOTTIME`` ran
+ahead of ``CLOCK_MONOTONIC`` (Linux); the holder looks at it at least
+every ``SUSPEND_CHECK_S`` and after each answer, and takes it off the
+deadline: a sleep past the cutoff loses the lease within that.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -39,6 +49,23 @@ from ._errors import ClientError, LeaseNotFound
 RETRY_FIRST_S = 0.1
 
 KeepAlive = Callable[[str], Awaitable[schema.LeaseAnswer]]
+
+#: A holder looks this often (on Trio's clock) whether the machine slept.
+SUSPEND_CHECK_S = 0.5
+
+
+def machine_slept_s() -> float:
+    """Seconds this machine has been suspended since it booted: what
+    ``CLOCK_BOOTTIME`` ran ahead of ``CLOCK_MONOTONIC`` (0 where there is
+    no ``CLOCK_BOOTTIME``: not Linux)."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return 0.0
+    return time.clock_gettime(boottime) - time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+#: Less than this between two looks is the two clocks read a moment apart.
+_SLEPT_NOISE_S = 0.01
 
 
 @dataclasses.dataclass
@@ -53,6 +80,10 @@ class Session:
     #: When the cluster said the lease, or the key held with it, is gone:
     #: from then on another may hold what stood on it.
     taken_at: float | None = None
+    #: ``machine_slept_s()`` when last counted (see the module).
+    slept_seen: float = dataclasses.field(default_factory=lambda: machine_slept_s())
+    #: Seconds the machine slept while this lease was held.
+    slept: float = 0.0
 
     @classmethod
     def granted(cls, answer: schema.LeaseAnswer, sent: float, margin: float = 0.0) -> Session:
@@ -83,12 +114,19 @@ class Session:
         the cutoff."""
         next_renewal = self.deadline - self.ttl + self.interval
         while True:
-            await trio.sleep_until(min(next_renewal, self.cutoff))
+            while (now := trio.current_time()) < min(next_renewal, self.cutoff):
+                await trio.sleep_until(min(next_renewal, self.cutoff, now + SUSPEND_CHECK_S))
+                self.count_sleep()
             backoff = RETRY_FIRST_S
             failure = ""
             while True:
+                self.count_sleep()
                 sent = trio.current_time()
                 if sent >= self.cutoff:
+                    if self.slept:
+                        return (
+                            f"this machine was suspended for {self.slept:.1f} s: the lease may have run out"
+                        )
                     silent = sent - (self.deadline - self.ttl)
                     return (
                         f"no keep-alive was answered for {silent:.1f} s: the lease may have run out{failure}"
@@ -104,7 +142,18 @@ class Session:
                     else:
                         self.ttl = answer.ttl
                         self.deadline = sent + answer.ttl
+                        self.count_sleep()  # a sleep after it was sent counts
                         break
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, self.interval / 3)
             next_renewal = sent + self.interval
+
+    def count_sleep(self) -> None:
+        """Take the time the machine slept since the last look off the
+        deadline: the cluster counted it."""
+        now = machine_slept_s()
+        slept = now - self.slept_seen
+        if slept >= _SLEPT_NOISE_S:
+            self.deadline -= slept
+            self.slept += slept
+            self.slept_seen = now

@@ -14,7 +14,7 @@ import trio.testing
 
 from raft_trio import schema
 from raft_trio.client import LeaseNotFound, NoEndpointAnswered
-from raft_trio.client._session import Session
+from raft_trio.client._session import SUSPEND_CHECK_S, Session
 
 TTL = 9
 
@@ -131,3 +131,69 @@ async def test_a_cluster_back_before_the_cutoff_keeps_the_lease(
 def test_a_margin_must_leave_part_of_the_ttl() -> None:
     with pytest.raises(ValueError, match="less than the TTL"):
         Session.granted(schema.LeaseAnswer("a", 3), 0.0, margin=3.0)
+
+
+class MachineClock:
+    """How long the machine slept (``machine_slept_s``): a sleep of the
+    machine stops Trio's clock, so on the fake clock it is a jump here
+    while virtual time stands still."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.slept = 0.0
+        monkeypatch.setattr("raft_trio.client._session.machine_slept_s", lambda: self.slept)
+
+
+async def test_a_machine_that_slept_past_the_cutoff_gives_the_lease_up_as_it_wakes(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Suspended for 20 s (the cluster's TTL is 9): on waking, Trio's
+    clock has moved on by nothing, and the next keep-alive was 3 s away;
+    the lease was lost within the next look, not at a refusal."""
+    machine = MachineClock(monkeypatch)
+    cluster = FakeCluster()
+    session = granted()
+    await trio.sleep(1)
+    machine.slept = 20.0  # the machine sleeps here, and wakes
+    woke = trio.current_time()
+    at, reason = await lost_at(session, cluster)
+    assert at - woke <= SUSPEND_CHECK_S
+    assert reason == "this machine was suspended for 20.0 s: the lease may have run out"
+    assert cluster.sent == []
+
+
+async def test_a_short_sleep_shortens_the_lease_by_as_much_and_it_is_kept(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine = MachineClock(monkeypatch)
+    cluster = FakeCluster()
+    session = granted()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.keep, cluster.keep_alive)
+        await trio.sleep(1)
+        machine.slept = 4.0
+        await trio.sleep(SUSPEND_CHECK_S)
+        assert session.deadline == pytest.approx(TTL - 4.0)
+        # The keep-alive 3 s after the grant went as planned (still before the
+        # cutoff), and counted from its sending: a full TTL again.
+        await trio.sleep(3)
+        assert cluster.sent == [3.0]
+        assert session.deadline == pytest.approx(3.0 + TTL)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_sleep_while_a_keep_alive_is_on_its_way_counts_against_its_answer(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keep-alive was sent, the machine slept 5 s, then the answer came:
+    the cluster counted its TTL from before the sleep."""
+    machine = MachineClock(monkeypatch)
+    cluster = FakeCluster()
+    cluster.delay = 1.0
+    session = granted()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.keep, cluster.keep_alive)
+        await trio.sleep(3.5)  # the keep-alive went at 3.0, its answer comes at 4.0
+        machine.slept = 5.0
+        await trio.sleep(1)
+        assert session.deadline == pytest.approx(3.0 + TTL - 5.0)
+        nursery.cancel_scope.cancel()
