@@ -813,7 +813,8 @@ class RaftNode:
         stall = lease = commit = math.inf
         started = self._persist_started
         if self.is_leader:
-            lease = self.leases.next_check
+            if self._lease_clock_running:
+                lease = self.leases.next_check
             if started is not None:
                 stall = started + self._stall_limit_s() + self.timing.tick_ms / 1000
         if self._commit_due:
@@ -862,11 +863,18 @@ class RaftNode:
         self._writes.expire(now)
         self._reads.expire(now)
 
+    @property
+    def _lease_clock_running(self) -> bool:
+        """This node leads and has started its lease clock in this term
+        (once it applied an entry of its term): before that, the clock
+        neither tracks, revokes nor records anything."""
+        return self.is_leader and self._lease_clock_term == self.term
+
     def _expire_leases(self) -> None:
         """As leader: propose the revoke of every lease whose deadline
         passed (its keys go when the revoke applies, on every replica),
         and the checkpoints due."""
-        if not self.is_leader:
+        if not self._lease_clock_running:
             return
         now = trio.current_time()
         due = self.leases.checkpoints_due(now)
@@ -947,7 +955,10 @@ class RaftNode:
             if entry.kind is EntryKind.NORMAL:
                 command = decode_command(entry.data)
                 result = self.kv.apply(entry.index, command, answered=self._writes.waiting_at(entry.index))
-                if leading:
+                if leading and self._lease_clock_term == self.term:
+                    # Not before the takeover: it reads the leases from the
+                    # state, and a deadline kept before it could have had its
+                    # time left recorded, a record the takeover forgets.
                     if isinstance(result, (LeaseGranted, LeaseRevoked)):
                         self._track_lease(result, entry.index)
                     elif isinstance(command, LeaseCheckpoint):

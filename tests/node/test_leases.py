@@ -8,13 +8,14 @@ asserted are virtual and exact."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from raft_trio.core import Role
-from raft_trio.kv import Lease, LeaseGrant, LeaseRevoke, Put, encode_command
+from raft_trio.kv import Lease, LeaseGrant, LeaseRevoke, LogCommand, Put, encode_command
 from raft_trio.node import LeaseMissing, NotLeaderError, RaftNode
 from raft_trio.node.leases import LeaseClock, minimum_ttl
 from raft_trio.testing.waiting import wait_for
@@ -390,3 +391,53 @@ def test_time_left_is_recorded_at_halves_down_to_a_floor_and_a_keep_alive_starts
     clock.take_over([Lease(1, 8, remaining_ms=2000)], now=100.0, applied=30)
     assert clock.remaining(1, 100.0) == 2.0 and clock.recorded(1)
     assert clock.checkpoints_due(101.0) == [(1, 1000)]
+
+
+async def test_a_checkpoint_of_a_clock_started_before_the_takeover_does_not_cut_a_keep_alive_short(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A new leader applies, before the first entry of its term, a backlog
+    of committed entries in slices (``max_apply_bytes``), one a lease's
+    grant, and applying the rest takes a while (seconds of CPU for a large
+    backlog: here the fake clock jumps). Its lease clock tracked the grant
+    at once, and its ticker proposed a checkpoint for it before the
+    takeover; the takeover forgot that record, so a keep-alive answered
+    after it wrote no clear, and the next leader counted from the
+    checkpoint's time: it revoked the lease before the keep-alive's TTL
+    ran out. The clock runs only from the takeover on."""
+    ttl = minimum_ttl(TIMING.election_max_ms)
+    old = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    new_id, other_id = (i for i in cluster.hosts if i != old.id)
+    new = cluster.hosts[new_id].node
+    # One entry a slice on the next leader, each write's apply taking 0.4 s.
+    object.__setattr__(new.core.config, "max_apply_bytes", 1)
+    applying = new.kv.apply
+
+    def slow_apply(index: int, command: LogCommand, **kwargs: Any) -> Any:
+        if isinstance(command, Put) and command.key.startswith("slow/"):
+            autojump_clock.jump(0.4)
+        return applying(index, command, **kwargs)
+
+    new.kv.apply = slow_apply  # type: ignore[method-assign]
+    # The old leader's entries reach the next leader only, uncommitted.
+    cluster.hosts[other_id].freeze()
+    cluster.hosts[new_id].muted = True
+    stamp = int(time.time() * 1000)
+    lease = old._propose(encode_command(LeaseGrant(ttl, ts=stamp)))
+    for n in range(6):
+        old._propose(encode_command(Put(f"slow/{n}", "v", ts=stamp)))
+    old.wake()
+    await trio.sleep(0.05)
+    cluster.hosts[old.id].freeze()
+    cluster.hosts[other_id].thaw()
+    cluster.hosts[new_id].muted = False
+    assert await cluster.wait_for_leader(within=3 * ELECTION_MAX_S) is new
+    with trio.fail_after(5):
+        await wait_for(lambda: lease in new.kv.leases and new.kv.get("slow/5") is not None)
+    await trio.sleep(0.5)  # whatever the new leader proposed is applied
+    sent = trio.current_time()
+    assert await new.keep_lease_alive(lease) == ttl
+    await new.transfer_leadership(other_id)
+    nodes = [cluster.hosts[new_id].node, cluster.hosts[other_id].node]
+    gone_at = await revoked_at(nodes, lease, within=ttl + 3 * ELECTION_MAX_S)
+    assert gone_at >= sent + ttl
