@@ -35,9 +35,13 @@ causes one. Never early still holds:
 Clock assumptions: the leader's and the clients' clocks advance at about
 the same rate (no bound on their offset is needed); a client that counts
 its lease from when it *sent* the keep-alive never holds it past the
-leader's deadline. A lease nobody renews runs out after its TTL, plus the
-time without a leader at each failover, plus the time in office of each
-leader that left before it recorded anything.
+leader's deadline. A lease nobody renews runs out after its TTL, plus, at
+each failover, the time without a leader and the time the leader that left
+still led after it last recorded the lease (after its takeover, if it
+recorded nothing): under half of the time it last recorded or gave, or
+under that time once it is below ``2 * MIN_CHECKPOINT_S``. So leaders that
+each lead for less than the last time recorded (1 to 2 s) keep a lease
+alive while they change that fast.
 """
 
 from __future__ import annotations
