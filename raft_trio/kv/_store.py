@@ -277,7 +277,8 @@ class KeyValueStore:
 
     def apply(self, index: int, command: LogCommand, *, answered: bool = True) -> Result | None:
         """Apply the committed command at log ``index`` (None for a
-        :class:`Started` record, which answers no client). ``answered``
+        :class:`Started` or :class:`LeaseCheckpoint` record, which answers
+        no client). ``answered``
         false: no client waits for this result (on a follower, say), so a
         transaction's reads are not gathered (128 ranges of a wide prefix
         cost tens of milliseconds on the event loop, and change nothing);
