@@ -1287,34 +1287,35 @@ class RaftNode:
                 if refusal is not None:
                     metrics.WRITES_REFUSED_NOSPACE.inc()
                     raise InsufficientStorage(refusal)
-            command = _with_timestamp(command)
-            try:
-                index = self._propose(encode_command(command))
-            except ProposalDropped as error:
-                if not self.handing_over:
-                    raise Unavailable(str(error)) from error
-                # A hand-over is under way: it ends within a round trip or
-                # two, and the client is better sent to the new leader.
-                await self._await_transfer()
-                self._require_leader()
-                try:
-                    index = self._propose(encode_command(command))
-                except ProposalDropped as again:
-                    raise Unavailable(str(again)) from again
+            index = await self._propose_waiting_out_a_transfer(encode_command(_with_timestamp(command)))
             metrics.PROPOSALS.inc()
             waiter = self._writes.add(index, self.term)
             self.wake()
             result: Result = await self._writes.wait(waiter)
             return result
 
+    async def _propose_waiting_out_a_transfer(self, data: bytes) -> int:
+        """Propose ``data`` for a client; its index. Refused while a
+        leadership transfer is under way: that ends within a round trip or
+        two, and the client is better sent to the new leader (or, if the
+        transfer failed, this node proposes it after all)."""
+        try:
+            return self._propose(data)
+        except ProposalDropped as error:
+            if not self.handing_over:
+                raise Unavailable(str(error)) from error
+        await self._await_transfer()
+        self._require_leader()
+        try:
+            return self._propose(data)
+        except ProposalDropped as again:
+            raise Unavailable(str(again)) from again
+
     async def _write_own(self, command: LeaseCheckpoint) -> None:
         """Replicate a record of the leader's own and return once it is
         applied (as :meth:`write`, without a client's checks)."""
         with self._clients:
-            try:
-                index = self._propose(encode_command(command))
-            except ProposalDropped as error:
-                raise Unavailable(str(error)) from error
+            index = await self._propose_waiting_out_a_transfer(encode_command(command))
             waiter = self._writes.add(index, self.term)
             self.wake()
             await self._writes.wait(waiter)

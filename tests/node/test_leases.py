@@ -263,6 +263,38 @@ async def test_a_revoke_dropped_during_a_transfer_does_not_spin_the_leaders_tick
     assert gone_at >= granted_at + 3
 
 
+async def test_a_keep_alive_that_must_clear_a_record_during_a_transfer_goes_to_the_new_leader(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The clear a recorded lease's keep-alive writes is refused while the
+    leader hands over (as any proposal is): the keep-alive waits for the
+    transfer and is sent to the new leader, as a write is, instead of
+    failing with 503 (a review's finding)."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    lease = (await leader.grant_lease(TTL)).id
+    await trio.sleep(TTL / 2 + 0.2)
+    assert leader.leases.recorded(lease)
+    target = next(i for i in cluster.hosts if i != leader.id)
+    cluster.hosts[target].paused = True  # the transfer waits for it
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leader.transfer_leadership, target)
+        await wait_for(lambda: leader.handing_over)
+        nursery.start_soon(cluster_thaws, cluster, target, 0.3)
+        with pytest.raises(NotLeaderError) as redirected:
+            await leader.keep_lease_alive(lease)
+    assert redirected.value.leader_id == target
+    new_leader = cluster.hosts[target].node
+    sent = trio.current_time()
+    assert await new_leader.keep_lease_alive(lease) == TTL
+    gone_at = await revoked_at(live_nodes(cluster), lease, within=TTL + 1)
+    assert gone_at >= sent + TTL
+
+
+async def cluster_thaws(cluster: Cluster, host: str, after: float) -> None:
+    await trio.sleep(after)
+    cluster.hosts[host].paused = False
+
+
 def test_a_dropped_revoke_is_tried_again_at_the_next_check_without_waking_it_at_once() -> None:
     clock = LeaseClock()
     clock.granted(1, 5, now=0.0)
