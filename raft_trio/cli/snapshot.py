@@ -24,8 +24,12 @@ from .errors import UsageError, fail
 #: sysexits' EX_DATAERR: the file is damaged (as for a damaged data dir).
 EXIT_DAMAGED = 65
 #: The largest --bump-revision: a log index (a revision) is a signed
-#: 64-bit integer on disk, and this leaves room for 2**62 more writes.
+#: 64-bit integer on disk (MAX_RESTORED_REVISION bounds the sum).
 MAX_BUMP = 2**62
+#: The largest revision a restore starts at (the backup's plus the bump):
+#: a backup of a cluster restored with a large bump, bumped again, must
+#: still leave room (2**61 writes) below the signed 64-bit limit.
+MAX_RESTORED_REVISION = 2**62 + 2**61
 
 
 def cmd_snapshot_save(args: argparse.Namespace, client: Client, output: str) -> int:
@@ -103,6 +107,11 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
         )
     new_cluster = args.cluster_id or restored_cluster_id(backup, peers, args.bump_revision)
     revision = backup.revision + args.bump_revision
+    if revision > MAX_RESTORED_REVISION:
+        raise UsageError(
+            f"--bump-revision {args.bump_revision}: the backup stands at revision {backup.revision}, and "
+            f"the restored cluster may start at {MAX_RESTORED_REVISION} at most (revisions are 64-bit)"
+        )
     try:
         state = for_restored_cluster(backup.state, new_cluster, revision)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:

@@ -216,3 +216,25 @@ def test_a_bad_bump_revision_is_refused_and_nothing_is_made(
     assert refused.value.code == 2
     assert why in capsys.readouterr().err
     assert not (tmp_path / "n1").exists()
+
+
+def test_a_bump_past_the_64_bit_revisions_is_refused_and_nothing_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backup of a cluster restored with a large bump, restored with a
+    large bump again: the sum passes what SQLite stores (a signed 64-bit
+    integer). Refused before anything is written, not an OverflowError
+    from SQLite that leaves a data directory cut short."""
+    from raft_trio.cli import main
+    from raft_trio.cli.snapshot import MAX_BUMP
+
+    store = KeyValueStore()
+    store.apply(MAX_BUMP + 5, Put("k", "v"))
+    file = tmp_path / "backup.snapshot"
+    file.write_bytes(b"".join(backup_stream(store.revision, 3, store.snapshot(), "old-cluster", "n2")))
+    argv = ["snapshot", "restore", str(file), "--data-dir", str(tmp_path / "n1"), "--id", "n1"]
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--peers", "n1=http://127.0.0.1:9001", "--bump-revision", str(MAX_BUMP)])
+    assert refused.value.code == 2
+    assert "--bump-revision" in capsys.readouterr().err
+    assert not (tmp_path / "n1").exists()
