@@ -38,7 +38,7 @@ from ._contention import (
     waiter_key,
 )
 from ._errors import ClientError, Compacted, LeaseNotFound, LockLost
-from ._session import Session
+from ._session import Session, sending
 
 if TYPE_CHECKING:
     from ._trio import TrioClient
@@ -199,8 +199,8 @@ async def _held(
     client: TrioClient, name: str, prefix: str, value: str, ttl: int, margin: float
 ) -> AsyncIterator[Holding]:
     while True:
-        sent = trio.current_time()
-        session = Session.granted(await client.grant_lease(ttl), sent, margin)
+        sent, slept = sending()
+        session = Session.granted(await client.grant_lease(ttl), sent, margin, slept)
         lost: str | None = None
         #: Whether the cluster may still hold the lease: revoke it on leaving.
         release = True

@@ -64,6 +64,13 @@ def machine_slept_s() -> float:
     return time.clock_gettime(boottime) - time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
+def sending() -> tuple[float, float]:
+    """When a grant is sent: Trio's clock and ``machine_slept_s()``, for
+    :meth:`Session.granted` (a sleep while the grant is on its way counts
+    against it, as for a keep-alive)."""
+    return trio.current_time(), machine_slept_s()
+
+
 #: Less than this between two looks is the two clocks read a moment apart.
 _SLEPT_NOISE_S = 0.01
 
@@ -86,12 +93,21 @@ class Session:
     slept: float = 0.0
 
     @classmethod
-    def granted(cls, answer: schema.LeaseAnswer, sent: float, margin: float = 0.0) -> Session:
+    def granted(
+        cls, answer: schema.LeaseAnswer, sent: float, margin: float = 0.0, slept_at_sent: float | None = None
+    ) -> Session:
+        """The lease ``answer`` granted to a request sent at ``sent``;
+        ``slept_at_sent``: ``machine_slept_s()`` then (:func:`sending`), so
+        that a sleep while the grant was on its way is counted."""
         if not 0 <= margin < answer.ttl:
             raise ValueError(
                 f"the margin ({margin} s) must be at least 0 and less than the TTL ({answer.ttl} s)"
             )
-        return cls(answer.id, answer.ttl, sent + answer.ttl, margin)
+        session = cls(answer.id, answer.ttl, sent + answer.ttl, margin)
+        if slept_at_sent is not None:
+            session.slept_seen = slept_at_sent
+            session.count_sleep()
+        return session
 
     @property
     def cutoff(self) -> float:

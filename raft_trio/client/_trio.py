@@ -30,7 +30,7 @@ from ._errors import (
     error_answer,
 )
 from ._locks import Holding, Leadership
-from ._session import Session
+from ._session import Session, sending
 from ._sync import DEFAULT_ENDPOINTS, SseItem, _endpoint_list, _why
 from ._watch import WATCH_STALL_S, WatchCursor, why_refused
 from .sse import SseEvent, SseParser, asse_lines
@@ -220,9 +220,9 @@ class TrioClient:
         block is cancelled and :class:`LeaseNotFound` raised; a block that
         ended before that was noticed (the release finds the lease gone)
         raises it too."""
-        sent = trio.current_time()
+        sent, slept = sending()
         granted = await self.grant_lease(ttl)
-        session = Session.granted(granted, sent)
+        session = Session.granted(granted, sent, slept_at_sent=slept)
         lost: str | None = None
         try:
             with _locks.single_error():

@@ -197,3 +197,41 @@ async def test_a_sleep_while_a_keep_alive_is_on_its_way_counts_against_its_answe
         await trio.sleep(1)
         assert session.deadline == pytest.approx(3.0 + TTL - 5.0)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_sleep_while_the_grant_is_on_its_way_counts_against_the_lease(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``client.lease()`` sent the grant, the machine slept 20 s (the TTL is
+    9), then the answer came: the cluster counted the TTL from before the
+    sleep, as for a keep-alive on its way, so the block is cancelled
+    within a look, not kept alive on a lease long gone."""
+    from typing import Any
+
+    from raft_trio.client import TrioClient
+
+    machine = MachineClock(monkeypatch)
+
+    class SleepyGrant(TrioClient):
+        def __init__(self) -> None:
+            super().__init__("http://127.0.0.1:1")
+            self.kept: list[float] = []
+
+        async def grant_lease(self, ttl: int, **_: Any) -> schema.LeaseAnswer:
+            await trio.sleep(0.2)
+            machine.slept = 20.0  # the machine slept while the answer was on its way
+            return schema.LeaseAnswer("000000000000000a", TTL)
+
+        async def keep_alive(self, lease: str) -> schema.LeaseAnswer:
+            self.kept.append(trio.current_time())
+            return schema.LeaseAnswer(lease, TTL)
+
+        async def revoke_lease(self, lease: str, **_: Any) -> schema.LeaseRevokedAnswer:
+            return schema.LeaseRevokedAnswer(lease, [], 9)
+
+    async with SleepyGrant() as client:
+        with pytest.raises(LeaseNotFound, match=r"suspended for 20\.0 s"):
+            async with client.lease(TTL):
+                await trio.sleep(TTL)
+        assert trio.current_time() <= 0.2 + SUSPEND_CHECK_S
+        assert client.kept == []
