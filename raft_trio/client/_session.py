@@ -147,22 +147,53 @@ class Session:
                     return (
                         f"no keep-alive was answered for {silent:.1f} s: the lease may have run out{failure}"
                     )
-                with trio.move_on_at(self.cutoff):
+                slept_before = self.slept
+                with trio.move_on_at(self.cutoff) as scope:
                     try:
-                        answer = await keep_alive(self.id)
+                        answer = await self._answer(keep_alive, scope)
                     except LeaseNotFound:
                         self.taken_at = trio.current_time()
                         return "the lease expired or was revoked"
                     except ClientError as error:
                         failure = f" (the last try: {error})"
                     else:
+                        self.count_sleep()
                         self.ttl = answer.ttl
-                        self.deadline = sent + answer.ttl
-                        self.count_sleep()  # a sleep after it was sent counts
+                        # A sleep after it was sent counts: the cluster's TTL
+                        # ran from before it.
+                        self.deadline = sent + answer.ttl - (self.slept - slept_before)
                         break
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, self.interval / 3)
             next_renewal = sent + self.interval
+
+    async def _answer(self, keep_alive: KeepAlive, scope: trio.CancelScope) -> schema.LeaseAnswer:
+        """``keep_alive``'s answer, looking meanwhile (every
+        ``SUSPEND_CHECK_S``) whether the machine slept, and bringing
+        ``scope``'s deadline (the cutoff) forward by it: a keep-alive that
+        hangs across a sleep (a connection the suspend broke) does not hold
+        the holder past its lease on Trio's clock, which did not count it."""
+
+        async def follow() -> None:
+            while True:
+                await trio.sleep(SUSPEND_CHECK_S)
+                self.count_sleep()
+                scope.deadline = min(scope.deadline, self.cutoff)
+
+        answer: schema.LeaseAnswer | None = None
+        failed: ClientError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            try:
+                answer = await keep_alive(self.id)
+            except ClientError as error:  # raised out here, not in a group
+                failed = error
+            finally:
+                nursery.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+        assert answer is not None
+        return answer
 
     def count_sleep(self) -> None:
         """Take the time the machine slept since the last look off the

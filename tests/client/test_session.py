@@ -184,8 +184,10 @@ async def test_a_short_sleep_shortens_the_lease_by_as_much_and_it_is_kept(
 async def test_a_sleep_while_a_keep_alive_is_on_its_way_counts_against_its_answer(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The keep-alive was sent, the machine slept 5 s, then the answer came:
-    the cluster counted its TTL from before the sleep."""
+    """The keep-alive was sent, the machine slept 4 s, then the answer came:
+    the cluster counted its TTL from before the sleep. (Not 5 s: the old
+    lease's cutoff, 9 on Trio's clock, would then fall at 4.0 with the
+    answer, and the holder gives the lease up at its cutoff.)"""
     machine = MachineClock(monkeypatch)
     cluster = FakeCluster()
     cluster.delay = 1.0
@@ -193,9 +195,9 @@ async def test_a_sleep_while_a_keep_alive_is_on_its_way_counts_against_its_answe
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.keep, cluster.keep_alive)
         await trio.sleep(3.5)  # the keep-alive went at 3.0, its answer comes at 4.0
-        machine.slept = 5.0
+        machine.slept = 4.0
         await trio.sleep(1)
-        assert session.deadline == pytest.approx(3.0 + TTL - 5.0)
+        assert session.deadline == pytest.approx(3.0 + TTL - 4.0)
         nursery.cancel_scope.cancel()
 
 
@@ -235,3 +237,28 @@ async def test_a_sleep_while_the_grant_is_on_its_way_counts_against_the_lease(
                 await trio.sleep(TTL)
         assert trio.current_time() <= 0.2 + SUSPEND_CHECK_S
         assert client.kept == []
+
+
+async def test_a_machine_that_slept_past_the_cutoff_while_a_keep_alive_hung_gives_the_lease_up_as_it_wakes(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keep-alive of 3.0 went out and hangs (a connection that died
+    with the suspend; the network is not back yet); the machine slept 20 s
+    meanwhile. Trio's clock did not count the sleep, so waiting for the
+    answer until the cutoff on it would run what stands on the lease for
+    up to the TTL past its end: the holder gives it up within a look."""
+    machine = MachineClock(monkeypatch)
+    cluster = FakeCluster()
+    cluster.delay = 60.0
+    session = granted()
+
+    async def sleep_while_it_hangs() -> None:
+        await trio.sleep(3.5)
+        machine.slept = 20.0
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleep_while_it_hangs)
+        at, reason = await lost_at(session, cluster)
+    assert cluster.sent == [3.0]
+    assert at - 3.5 <= SUSPEND_CHECK_S
+    assert reason == "this machine was suspended for 20.0 s: the lease may have run out"
