@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 GRACE_SECONDS = 2.0
 #: How often the group is checked while it winds down.
 GROUP_POLL_SECONDS = 0.05
+#: How often ``stop_group`` given ``slept`` looks whether the machine slept
+#: (as a lease's holder does, ``raft_trio.client._session.SUSPEND_CHECK_S``).
+SLEEP_LOOK_SECONDS = 0.5
 
 
 class GroupProcess(Protocol):
@@ -180,14 +183,23 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], *, capture: bool) -
     return OsProcess(process)
 
 
-async def stop_group(process: GroupProcess, grace: float = GRACE_SECONDS) -> None:
+async def stop_group(
+    process: GroupProcess, grace: float = GRACE_SECONDS, slept: Callable[[], float] | None = None
+) -> None:
     """SIGTERM the group; SIGKILL whatever of it still runs after ``grace``
-    seconds; reap the command. Run it shielded: it must finish."""
+    seconds; reap the command. Run it shielded: it must finish.
+    ``slept``: how long the machine has been suspended (``CLOCK_BOOTTIME``
+    ahead of Trio's clock); given, a suspend meanwhile counts against the
+    grace (a lease's end does not wait for the machine to wake)."""
     process.signal_group(signal.SIGTERM)
-    with trio.move_on_after(grace):
-        await process.wait()
-        while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
-            await trio.sleep(GROUP_POLL_SECONDS)
+    with trio.move_on_after(grace) as waiting:
+        async with trio.open_nursery() as nursery:
+            if slept is not None:
+                nursery.start_soon(_count_sleep_against, waiting, slept)
+            await process.wait()
+            while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
+                await trio.sleep(GROUP_POLL_SECONDS)
+            nursery.cancel_scope.cancel()
         process.reap_orphans()
         return
     # Killed first, then said: a write to stderr may block (a terminal
@@ -199,6 +211,15 @@ async def stop_group(process: GroupProcess, grace: float = GRACE_SECONDS) -> Non
         while process.group_alive():  # noqa: ASYNC110 (a process group's end has no event)
             await trio.sleep(GROUP_POLL_SECONDS / 5)
     process.reap_orphans()
+
+
+async def _count_sleep_against(scope: trio.CancelScope, slept: Callable[[], float]) -> None:
+    seen = slept()
+    while True:
+        await trio.sleep(SLEEP_LOOK_SECONDS)
+        now = slept()
+        scope.deadline -= max(0.0, now - seen)
+        seen = now
 
 
 def exit_status(code: int) -> int:

@@ -12,9 +12,11 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
+import pytest
 import trio
 import trio.testing
 
+from raft_trio import schema
 from raft_trio.cli.holding import Holder
 from raft_trio.cli.lock import HoldSettings
 from raft_trio.process_group import stop_group
@@ -97,3 +99,34 @@ async def test_the_sigkill_is_sent_before_anything_is_written_about_it(
         logger.removeHandler(recorder)
     assert not process.group_alive()
     assert signals_when_written and all(signal.SIGKILL in sent for sent in signals_when_written)
+
+
+async def test_a_machine_suspended_between_the_sigterm_and_the_sigkill_kills_as_it_wakes(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No keep-alive answered: at the cutoff (4.0, the grace of 5 s before
+    the lease's end) the command gets SIGTERM, and SIGKILL is due at the
+    lease's end. The machine is suspended for a minute at 4.5: Trio's
+    clock does not count it, so a SIGKILL 5 s on it would come 4.5 s after
+    waking, with the lease long gone and the next holder running. It
+    comes as the machine wakes (within a look, ``SUSPEND_CHECK_S``)."""
+    from raft_trio.client import NoEndpointAnswered
+    from raft_trio.client._session import SUSPEND_CHECK_S
+
+    slept = [0.0]
+    monkeypatch.setattr("raft_trio.client._session.machine_slept_s", lambda: slept[0])
+
+    class Unreachable(OneHolderCluster):
+        async def keep_alive(self, lease: str) -> schema.LeaseAnswer:
+            raise NoEndpointAnswered([("http://127.0.0.1:1", "connection refused")])
+
+    spawner = FakeSpawner(grandchild_ignores_term=True)
+    holder = Holder(Unreachable(ttl=TTL), HoldSettings("lock", "job", TTL, 5.0, ["work"]), "table", spawner)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(holder.run)
+        await trio.sleep(4.5)
+        (process,) = spawner.processes
+        assert [signum for _, signum in process.signals] == [signal.SIGTERM]
+        slept[0] = 60.0  # suspended here, and woke
+        woke = trio.current_time()
+    assert process.death() - woke <= SUSPEND_CHECK_S, process.signals
