@@ -89,7 +89,8 @@ class Session:
     taken_at: float | None = None
     #: ``machine_slept_s()`` when last counted (see the module).
     slept_seen: float = dataclasses.field(default_factory=lambda: machine_slept_s())
-    #: Seconds the machine slept while this lease was held.
+    #: Seconds the machine slept since the last answered keep-alive (or
+    #: the grant) was sent: taken off ``deadline``.
     slept: float = 0.0
 
     @classmethod
@@ -139,7 +140,7 @@ class Session:
                 self.count_sleep()
                 sent = trio.current_time()
                 if sent >= self.cutoff:
-                    if self.slept:
+                    if sent < self.cutoff + self.slept:  # it would not have passed without the sleep
                         return (
                             f"this machine was suspended for {self.slept:.1f} s: the lease may have run out"
                         )
@@ -161,7 +162,8 @@ class Session:
                         self.ttl = answer.ttl
                         # A sleep after it was sent counts: the cluster's TTL
                         # ran from before it.
-                        self.deadline = sent + answer.ttl - (self.slept - slept_before)
+                        self.slept -= slept_before
+                        self.deadline = sent + answer.ttl - self.slept
                         break
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, self.interval / 3)

@@ -262,3 +262,27 @@ async def test_a_machine_that_slept_past_the_cutoff_while_a_keep_alive_hung_give
     assert cluster.sent == [3.0]
     assert at - 3.5 <= SUSPEND_CHECK_S
     assert reason == "this machine was suspended for 20.0 s: the lease may have run out"
+
+
+async def test_a_lease_lost_to_an_unreachable_cluster_long_after_a_short_sleep_says_so(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1 s suspend early on, renewed over since; then the cluster goes
+    out of reach and the lease is lost at its TTL from the last answered
+    keep-alive. Why is that silence, not the sleep: the reason must lead
+    whoever reads it to the network, not to the laptop's lid."""
+    machine = MachineClock(monkeypatch)
+    cluster = FakeCluster()
+    session = granted()
+
+    async def sleep_then_lose_the_cluster() -> None:
+        await trio.sleep(1)
+        machine.slept = 1.0
+        await trio.sleep(2.5)  # the keep-alive of 3.0 was answered
+        cluster.down = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleep_then_lose_the_cluster)
+        when, reason = await lost_at(session, cluster)
+    assert when == 3.0 + TTL
+    assert "no keep-alive was answered for 9.0 s" in reason, reason
