@@ -64,6 +64,13 @@ def machine_slept_s() -> float:
     return time.clock_gettime(boottime) - time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
+def suspend_aware_clock() -> float:
+    """Seconds on a clock that runs on while the machine is suspended
+    (``CLOCK_BOOTTIME`` on Linux, else ``CLOCK_MONOTONIC``): for a blocking
+    holder, which counts its lease on it rather than on Trio's clock."""
+    return time.monotonic() + machine_slept_s()
+
+
 def sending() -> tuple[float, float]:
     """When a grant is sent: Trio's clock and ``machine_slept_s()``, for
     :meth:`Session.granted` (a sleep while the grant is on its way counts

@@ -19,6 +19,7 @@ from ._api import MemberStatus, RangeSpec
 from ._auth import TokenKeeper
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts, leaves_tls
 from ._contention import LOCK_TTL_S, Leader, contenders, leader_of, prefix_of
+from ._session import suspend_aware_clock
 from ._errors import (
     ApiError,
     ClientError,
@@ -248,10 +249,10 @@ class Client:
                 client.put("lock/me", "x", lease=lease.id)
 
         If the lease was lost meanwhile (refused, revoked, or no keep-alive
-        answered within its TTL), :class:`LeaseNotFound` is raised at the
-        end of the block (a blocking block cannot be cancelled; the Trio
-        client's is)."""
-        sent = time.monotonic()
+        answered within its TTL, the time the machine was suspended
+        included), :class:`LeaseNotFound` is raised at the end of the block
+        (a blocking block cannot be cancelled; the Trio client's is)."""
+        sent = suspend_aware_clock()
         granted = self.grant_lease(ttl)
         stop = threading.Event()
         lost: list[LeaseNotFound] = []
@@ -262,7 +263,7 @@ class Client:
         def keep() -> None:
             while not stop.wait(granted.ttl / 3):
                 try:
-                    sent = time.monotonic()
+                    sent = suspend_aware_clock()
                     answer = self.keep_alive(granted.id)
                 except LeaseNotFound as error:
                     lost.append(error)
@@ -719,7 +720,7 @@ def _lease_lost(
     before ``deadline`` (it may have run out, and what stood on it be
     someone else's), or the revoke found it gone already."""
     lost: list[LeaseNotFound] = []
-    overdue = time.monotonic() - deadline
+    overdue = suspend_aware_clock() - deadline
     if overdue >= 0:
         silent = overdue + lease.ttl
         reason = (

@@ -68,6 +68,19 @@ def test_a_blocking_lease_without_a_keep_alive_answered_for_its_ttl_raises_at_th
     assert cluster.revoked == 1  # released all the same, in case it lives
 
 
+def test_a_blocking_lease_held_across_a_suspend_longer_than_its_ttl_raises_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``time.monotonic`` stands still while the machine is suspended; the
+    cluster's clock does not: the block counts the time slept too."""
+    slept = [0.0]
+    monkeypatch.setattr("raft_trio.client._session.machine_slept_s", lambda: slept[0])
+    cluster = BlockingCluster(ttl=60, down=True)
+    with pytest.raises(LeaseNotFound, match="no keep-alive was answered"), cluster.lease(60):
+        slept[0] += 61.0  # the machine slept through the lease
+    assert cluster.revoked == 1
+
+
 def test_a_blocking_lease_kept_alive_ends_quietly() -> None:
     cluster = BlockingCluster(ttl=60)
     with cluster.lease(60) as lease:
