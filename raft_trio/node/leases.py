@@ -40,7 +40,7 @@ each failover, the time without a leader and the time the leader that left
 still led after it last recorded the lease (after its takeover, if it
 recorded nothing): under half of the time it last recorded or gave, or
 under that time once it is below ``2 * MIN_CHECKPOINT_S``. So leaders that
-each lead for less than the last time recorded (1 to 2 s) keep a lease
+each lead for less than the last time recorded (0.5 to 1 s) keep a lease
 alive while they change that fast.
 """
 
@@ -65,9 +65,11 @@ def minimum_ttl(election_max_ms: int) -> int:
 _SLACK_ENTRIES = 1024
 
 #: No lease's time left is recorded once it is under twice this (seconds):
-#: a lease recorded as this close to its end costs a log entry for no
-#: more than a second's bound.
-MIN_CHECKPOINT_S = 1.0
+#: the last time recorded is between this and twice it, so leaders that
+#: each lead for less keep a lease nobody renews alive; none that is
+#: elected leads so briefly (an election takes longer), only transfers in a
+#: loop. Lower, a lease near its end would cost more records.
+MIN_CHECKPOINT_S = 0.5
 
 #: Leases recorded in one checkpoint entry at most (etcd's batch too).
 CHECKPOINT_BATCH = 1000
