@@ -214,6 +214,8 @@ async def stop_group(
 
 
 async def _count_sleep_against(scope: trio.CancelScope, slept: Callable[[], float]) -> None:
+    """Bring ``scope``'s deadline forward by each suspend of the machine
+    that ``slept`` reports (Trio's clock did not count it)."""
     seen = slept()
     while True:
         await trio.sleep(SLEEP_LOOK_SECONDS)

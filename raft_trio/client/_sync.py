@@ -19,7 +19,6 @@ from ._api import MemberStatus, RangeSpec
 from ._auth import TokenKeeper
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts, leaves_tls
 from ._contention import LOCK_TTL_S, Leader, contenders, leader_of, prefix_of
-from ._session import suspend_aware_clock
 from ._errors import (
     ApiError,
     ClientError,
@@ -31,6 +30,7 @@ from ._errors import (
     api_error,
     error_answer,
 )
+from ._session import suspend_aware_clock
 from ._watch import WATCH_STALL_S, WatchCursor, retryable, why_refused
 from .sse import SseComment, SseDropped, SseEvent, SseParser, sse_lines
 
