@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import trio
 
-from ..client import ApiError, ClientError, Leader, LockLost, NoEndpointAnswered, TrioClient, _session
+from ..client import ApiError, ClientError, Leader, LockLost, NoEndpointAnswered, TrioClient, suspend
 from ..process_group import GroupProcess, exit_status, spawn, stop_group
 from ..security import Security
 from .errors import UsageError
@@ -78,12 +78,6 @@ def command_environment(name: str, token: int) -> dict[str, str]:
     return {**os.environ, "RAFT_LOCK_NAME": name, "RAFT_FENCING_TOKEN": str(token)}
 
 
-def _machine_slept_s() -> float:
-    """How long the machine has slept: a suspend between SIGTERM and
-    SIGKILL counts against the grace, as it does against the lease."""
-    return _session.machine_slept_s()  # looked up when called: tests fake it
-
-
 async def run_command(
     verb: str,
     command: Sequence[str],
@@ -108,7 +102,7 @@ async def run_command(
     finally:
         with trio.CancelScope(shield=True):
             left = max(0.0, min(grace, safe_until() - trio.current_time()))
-            await stop_group(process, left, slept=_machine_slept_s)
+            await stop_group(process, left, slept=suspend.machine_slept_s)
             await process.aclose()
     return exit_status(code)
 

@@ -36,12 +36,12 @@ deadline: a sleep past the cutoff loses the lease within that.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Awaitable, Callable
 
 import trio
 
 from .. import schema
+from . import suspend
 from ._errors import ClientError, LeaseNotFound
 
 #: First pause after a failed keep-alive; it doubles up to a third of the
@@ -54,28 +54,11 @@ KeepAlive = Callable[[str], Awaitable[schema.LeaseAnswer]]
 SUSPEND_CHECK_S = 0.5
 
 
-def machine_slept_s() -> float:
-    """Seconds this machine has been suspended since it booted: what
-    ``CLOCK_BOOTTIME`` ran ahead of ``CLOCK_MONOTONIC`` (0 where there is
-    no ``CLOCK_BOOTTIME``: not Linux)."""
-    boottime = getattr(time, "CLOCK_BOOTTIME", None)
-    if boottime is None:
-        return 0.0
-    return time.clock_gettime(boottime) - time.clock_gettime(time.CLOCK_MONOTONIC)
-
-
-def suspend_aware_clock() -> float:
-    """Seconds on a clock that runs on while the machine is suspended
-    (``CLOCK_BOOTTIME`` on Linux, else ``CLOCK_MONOTONIC``): for a blocking
-    holder, which counts its lease on it rather than on Trio's clock."""
-    return time.monotonic() + machine_slept_s()
-
-
 def sending() -> tuple[float, float]:
-    """When a grant is sent: Trio's clock and ``machine_slept_s()``, for
+    """When a grant is sent: Trio's clock and ``suspend.machine_slept_s()``, for
     :meth:`Session.granted` (a sleep while the grant is on its way counts
     against it, as for a keep-alive)."""
-    return trio.current_time(), machine_slept_s()
+    return trio.current_time(), suspend.machine_slept_s()
 
 
 #: Less than this between two looks is the two clocks read a moment apart.
@@ -94,8 +77,8 @@ class Session:
     #: When the cluster said the lease, or the key held with it, is gone:
     #: from then on another may hold what stood on it.
     taken_at: float | None = None
-    #: ``machine_slept_s()`` when last counted (see the module).
-    slept_seen: float = dataclasses.field(default_factory=lambda: machine_slept_s())
+    #: ``suspend.machine_slept_s()`` when last counted (see the module).
+    slept_seen: float = dataclasses.field(default_factory=lambda: suspend.machine_slept_s())
     #: Seconds the machine slept since the last answered keep-alive (or
     #: the grant) was sent: taken off ``deadline``.
     slept: float = 0.0
@@ -105,7 +88,7 @@ class Session:
         cls, answer: schema.LeaseAnswer, sent: float, margin: float = 0.0, slept_at_sent: float | None = None
     ) -> Session:
         """The lease ``answer`` granted to a request sent at ``sent``;
-        ``slept_at_sent``: ``machine_slept_s()`` then (:func:`sending`), so
+        ``slept_at_sent``: ``suspend.machine_slept_s()`` then (:func:`sending`), so
         that a sleep while the grant was on its way is counted."""
         if not 0 <= margin < answer.ttl:
             raise ValueError(
@@ -207,7 +190,7 @@ class Session:
     def count_sleep(self) -> None:
         """Take the time the machine slept since the last look off the
         deadline: the cluster counted it."""
-        now = machine_slept_s()
+        now = suspend.machine_slept_s()
         slept = now - self.slept_seen
         if slept >= _SLEPT_NOISE_S:
             self.deadline -= slept

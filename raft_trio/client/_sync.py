@@ -14,7 +14,7 @@ import httpx
 
 from .. import schema
 from ..security import Security
-from . import _api, _http
+from . import _api, _http, suspend
 from ._api import MemberStatus, RangeSpec
 from ._auth import TokenKeeper
 from ._calls import Call, Endpoints, Failure, Reply, Send, Settings, Wait, attempts, leaves_tls
@@ -30,7 +30,6 @@ from ._errors import (
     api_error,
     error_answer,
 )
-from ._session import suspend_aware_clock
 from ._watch import WATCH_STALL_S, WatchCursor, retryable, why_refused
 from .sse import SseComment, SseDropped, SseEvent, SseParser, sse_lines
 
@@ -252,7 +251,7 @@ class Client:
         answered within its TTL, the time the machine was suspended
         included), :class:`LeaseNotFound` is raised at the end of the block
         (a blocking block cannot be cancelled; the Trio client's is)."""
-        sent = suspend_aware_clock()
+        sent = suspend.suspend_aware_clock()
         granted = self.grant_lease(ttl)
         stop = threading.Event()
         lost: list[LeaseNotFound] = []
@@ -263,7 +262,7 @@ class Client:
         def keep() -> None:
             while not stop.wait(granted.ttl / 3):
                 try:
-                    sent = suspend_aware_clock()
+                    sent = suspend.suspend_aware_clock()
                     answer = self.keep_alive(granted.id)
                 except LeaseNotFound as error:
                     lost.append(error)
@@ -720,7 +719,7 @@ def _lease_lost(
     before ``deadline`` (it may have run out, and what stood on it be
     someone else's), or the revoke found it gone already."""
     lost: list[LeaseNotFound] = []
-    overdue = suspend_aware_clock() - deadline
+    overdue = suspend.suspend_aware_clock() - deadline
     if overdue >= 0:
         silent = overdue + lease.ttl
         reason = (

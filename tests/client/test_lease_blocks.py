@@ -74,7 +74,7 @@ def test_a_blocking_lease_held_across_a_suspend_longer_than_its_ttl_raises_at_th
     """``time.monotonic`` stands still while the machine is suspended; the
     cluster's clock does not: the block counts the time slept too."""
     slept = [0.0]
-    monkeypatch.setattr("raft_trio.client._session.machine_slept_s", lambda: slept[0])
+    monkeypatch.setattr("raft_trio.client.suspend.machine_slept_s", lambda: slept[0])
     cluster = BlockingCluster(ttl=60, down=True)
     with pytest.raises(LeaseNotFound, match="no keep-alive was answered"), cluster.lease(60):
         slept[0] += 61.0  # the machine slept through the lease

@@ -140,7 +140,7 @@ class MachineClock:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.slept = 0.0
-        monkeypatch.setattr("raft_trio.client._session.machine_slept_s", lambda: self.slept)
+        monkeypatch.setattr("raft_trio.client.suspend.machine_slept_s", lambda: self.slept)
 
 
 async def test_a_machine_that_slept_past_the_cutoff_gives_the_lease_up_as_it_wakes(

@@ -114,7 +114,7 @@ async def test_a_machine_suspended_between_the_sigterm_and_the_sigkill_kills_as_
     from raft_trio.client._session import SUSPEND_CHECK_S
 
     slept = [0.0]
-    monkeypatch.setattr("raft_trio.client._session.machine_slept_s", lambda: slept[0])
+    monkeypatch.setattr("raft_trio.client.suspend.machine_slept_s", lambda: slept[0])
 
     class Unreachable(OneHolderCluster):
         async def keep_alive(self, lease: str) -> schema.LeaseAnswer:
