@@ -219,13 +219,11 @@ def test_a_backup_needs_the_admin_token_when_one_is_set(
     assert with_token.returncode == 0, with_token.stderr
 
 
-def test_two_restored_members_of_three_form_the_cluster(
-    tmp_path: Path, make_cluster: Callable[..., Cluster]
-) -> None:
-    """A restored cluster starts at term 1, where nobody has voted: two of
-    three restored members, started a moment apart while the third is lost,
-    form the cluster (a review found the second waiting for the third for
-    ever: only term 0 counted as new)."""
+def backed_up(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> tuple[Cluster, Path, str, dict[str, Any]]:
+    """A cluster holding one key, and its backup: the cluster, the file,
+    its endpoints and what ``snapshot save`` printed."""
     source = make_cluster("source")
     source.wait_for_leader()
     source.write("k", "v")
@@ -233,6 +231,18 @@ def test_two_restored_members_of_three_form_the_cluster(
     endpoints = ",".join(node.url for node in source.nodes.values())
     saved = raft_trio("snapshot", "save", str(file), "--cluster", endpoints)
     assert saved.returncode == 0, saved.stderr
+    summary: dict[str, Any] = json.loads(saved.stdout)
+    return source, file, endpoints, summary
+
+
+def test_two_restored_members_of_three_form_the_cluster(
+    tmp_path: Path, make_cluster: Callable[..., Cluster]
+) -> None:
+    """A restored cluster starts at term 1, where nobody has voted: two of
+    three restored members, started a moment apart while the third is lost,
+    form the cluster (a review found the second waiting for the third for
+    ever: only term 0 counted as new)."""
+    _, file, _, _ = backed_up(make_cluster, tmp_path)
     restored = Cluster(tmp_path / "restored", "restored")
     try:
         for node_id in restored.nodes:
@@ -255,14 +265,8 @@ def test_after_a_restore_with_bump_revision_fencing_tokens_pass_the_old_clusters
     writes since, the new cluster's next holder gets a larger token, as a
     storage service that saw the old one needs; a watch from a revision of
     the old cluster's after the backup gets 410, not a silent gap."""
-    source = make_cluster("source")
-    source.wait_for_leader()
-    source.write("k", "v")
-    file = tmp_path / "backup.snapshot"
-    endpoints = ",".join(node.url for node in source.nodes.values())
-    saved = raft_trio("snapshot", "save", str(file), "--cluster", endpoints)
-    assert saved.returncode == 0, saved.stderr
-    backup_revision = json.loads(saved.stdout)["revision"]
+    source, file, endpoints, saved = backed_up(make_cluster, tmp_path)
+    backup_revision = saved["revision"]
     show_token = ["--", "sh", "-c", 'echo "$RAFT_FENCING_TOKEN"']
     for n in range(3):
         source.write(f"after-backup-{n}", "v")
