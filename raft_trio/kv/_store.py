@@ -152,7 +152,10 @@ def for_restored_cluster(data: bytes, cluster_id: str, revision: int | None = No
     from it: a signing key of its own (:func:`with_new_signing_key`), no
     member recorded as started (its members are new incarnations; one
     restored late is then a voter that has not started, and one restored
-    again after it ran is refused), and standing at ``revision`` if given
+    again after it ran is refused), no lease's time left recorded (the old
+    cluster may have answered keep-alives after the backup, which cleared
+    those records there: every lease gets a full TTL, as the first leader
+    of the old cluster gave it), and standing at ``revision`` if given
     (``snapshot restore --bump-revision``: later than the backup's, so
     that the new cluster's revisions, fencing tokens among them, pass every
     one the old cluster gave out after its backup; the keys keep theirs)."""
@@ -161,10 +164,11 @@ def for_restored_cluster(data: bytes, cluster_id: str, revision: int | None = No
     if revision is not None and revision < state.applied:
         raise ValueError(f"revision {revision} is before the snapshot's {state.applied}")
     moved = revision is not None and revision != state.applied
-    if not state.started and not moved:
+    if not state.started and not state.lease_remaining and not moved:
         return data
+    applied = state.applied if revision is None else revision
     return msgspec.msgpack.encode(
-        msgspec.structs.replace(state, started=[], applied=state.applied if revision is None else revision)
+        msgspec.structs.replace(state, started=[], lease_remaining={}, applied=applied)
     )
 
 

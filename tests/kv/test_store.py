@@ -47,6 +47,7 @@ from raft_trio.kv import (
     Written,
     decode_command,
     encode_command,
+    for_restored_cluster,
     format_lease_id,
     parse_lease_id,
     prefix_end,
@@ -576,6 +577,18 @@ def test_a_leases_recorded_time_left_goes_with_it_and_a_keep_alives_clear_remove
     del older["lease_remaining"]
     restored.restore(msgspec.msgpack.encode(older))
     assert [lease.remaining_ms for lease in restored.leases.values()] == [0, 0]
+
+
+def test_a_restored_cluster_gives_every_lease_a_full_ttl_whatever_the_backup_recorded() -> None:
+    """The old cluster may have answered a keep-alive after its backup,
+    which cleared the lease's recorded time there; counting from the
+    backup's record, the restored cluster could revoke it before that
+    keep-alive's TTL ran out."""
+    store = store_with(LeaseGrant(60))
+    store.apply(2, LeaseCheckpoint([(1, 1500)]))
+    restored = KeyValueStore()
+    restored.restore(for_restored_cluster(store.snapshot(), "new-cluster"))
+    assert restored.leases[1].remaining_ms == 0 and restored.leases[1].ttl == 60
 
 
 def test_a_snapshot_of_the_first_format_still_restores() -> None:
