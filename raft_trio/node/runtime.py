@@ -951,11 +951,12 @@ class RaftNode:
             self._writes.fail_up_to(ready.snapshot.meta.index, "a snapshot from the leader replaced the log")
             log.info("installed snapshot at index %d", ready.snapshot.meta.index)
         leading = self.is_leader
+        clock_running = self._lease_clock_running
         for entry in ready.committed_entries:
             if entry.kind is EntryKind.NORMAL:
                 command = decode_command(entry.data)
                 result = self.kv.apply(entry.index, command, answered=self._writes.waiting_at(entry.index))
-                if leading and self._lease_clock_term == self.term:
+                if clock_running:
                     # Not before the takeover: it reads the leases from the
                     # state, and a deadline kept before it could have had its
                     # time left recorded, a record the takeover forgets.
@@ -973,10 +974,11 @@ class RaftNode:
                     for gone in [m for m in self._started_proposed if m not in members]:
                         del self._started_proposed[gone]
                 self._writes.applied(entry.index, entry.term, None)
-            if leading and entry.term != self._lease_clock_term and entry.term == self.term:
+            if leading and not clock_running and entry.term == self.term:
                 # Everything committed before this term is applied now.
                 self.leases.take_over(self.kv.leases.values(), trio.current_time(), entry.index)
                 self._lease_clock_term = entry.term
+                clock_running = True
         if ready.snapshot is not None or ready.committed_entries:
             self.watches.notify()
             self._commit_due = True
