@@ -14,7 +14,9 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class RaftConfig:
     #: A follower's election timeout is drawn uniformly from
-    #: [election_ticks_min, election_ticks_max] each time it is reset (§3.4).
+    #: [election_ticks_min, election_ticks_max] each time it is reset (§3.4)
+    #: (a follower of a known leader trades it for a turn once its lease
+    #: ends: quiet_leader_turns).
     #: election_ticks_min is also the leader lease a follower honours before
     #: it answers RequestVote (§4.2.3) and the window within which a leader
     #: must hear from a quorum (check-quorum, §6.2).
@@ -70,6 +72,17 @@ class RaftConfig:
     #: the same moment take turns, at least a tick apart and a window
     #: apart on average.
     refused_stagger_ticks: int = 3
+    #: A follower that has heard nothing from the leader it follows for
+    #: election_ticks_min (its lease has ended) takes the same turn as if
+    #: told that the leader refuses, rather than wait out the rest of its
+    #: random draw: silence for the whole lease is what a paused leader, a
+    #: dead machine or a partition looks like, and turns keep followers
+    #: that last heard the leader together apart better than chance does.
+    #: The random draw stays for a follower with no leader known (at
+    #: start, after a vote or a lost election). False: every timeout is
+    #: drawn (etcd's behaviour); a leader then survives a stall a little
+    #: longer than the lease with the chance that every draw outlasts it.
+    quiet_leader_turns: bool = True
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""

@@ -367,7 +367,10 @@ class RaftCore:
             return max(1, due)
         if not self._promotable():
             return None
-        return max(1, self._randomized_election_timeout - self._election_elapsed)
+        due = self._randomized_election_timeout
+        if self._turn_due():
+            due = min(due, self._config.election_ticks_min)  # the lease ends: a turn is taken
+        return max(1, due - self._election_elapsed)
 
     def awaits_answers(self) -> bool:
         """Whether anything here may wait for a peer's message now. False
@@ -491,20 +494,41 @@ class RaftCore:
         next pre-vote, which the others, still in their leases, refuse;
         and the next message from the leader puts its random timeout back.
 
+        With ``RaftConfig.quiet_leader_turns`` (the default) the lease's
+        end takes this same turn unasked, so a report moves the timing
+        only with those turns off; the runtime still logs it, which tells
+        an operator why the leader was given up.
+
         Returns whether this report set the turn (False: this node is not
         a voter following ``node_id``, or its turn already stands, as when
         the stream's next attempt is refused too)."""
         if self._role is not Role.FOLLOWER or self._leader_id != node_id or not self._promotable():
             return False
         if self._timer_is_a_turn:
-            return False  # the stream retries: the turn stands
+            return False  # the stream retries (or the lease ended): the turn stands
+        self._take_turn(node_id)
+        return True
+
+    def _take_turn(self, leader: NodeId) -> None:
+        """Trade the random election timeout for a turn after ``leader``
+        (``report_refused`` says when and why)."""
         window = self._config.refused_stagger_ticks
         # Itself added: a voter being removed may campaign too (_promotable).
-        turn = sorted(v for v in self._membership.voters | {self._id} if v != node_id).index(self._id)
+        turn = sorted(v for v in self._membership.voters | {self._id} if v != leader).index(self._id)
         opens = max(self._config.election_ticks_min, self._election_elapsed) + 1
         self._randomized_election_timeout = opens + turn * window + self._rng.randrange(window)
         self._timer_is_a_turn = True
-        return True
+
+    def _turn_due(self) -> bool:
+        """Whether this follower takes a turn once its lease ends
+        (``RaftConfig.quiet_leader_turns``): it follows a leader it has
+        not yet given up on, and its timer is still a random draw."""
+        return (
+            self._config.quiet_leader_turns
+            and self._role is Role.FOLLOWER
+            and self._leader_id is not None
+            and not self._timer_is_a_turn
+        )
 
     def report_snapshot(self, node_id: NodeId, success: bool) -> None:
         """The runtime finished sending a snapshot to ``node_id``; on failure
@@ -768,7 +792,14 @@ class RaftCore:
 
     def _tick_election(self) -> None:
         self._election_elapsed += 1
-        if self._promotable() and self._election_elapsed >= self._randomized_election_timeout:
+        if not self._promotable():
+            return
+        if self._election_elapsed >= self._config.election_ticks_min and self._turn_due():
+            # The lease ended without a word from the leader: a turn, as
+            # after a refused port (quiet_leader_turns).
+            assert self._leader_id is not None
+            self._take_turn(self._leader_id)
+        if self._election_elapsed >= self._randomized_election_timeout:
             self._campaign(transfer=False)
 
     def _tick_leader(self) -> None:

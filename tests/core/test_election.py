@@ -565,8 +565,9 @@ def test_followers_told_long_after_the_lease_ended_still_take_turns() -> None:
     say): the followers' windows open at the report, not at the lease's
     end, which has passed, so they still take turns instead of both
     campaigning at the next tick and splitting the vote. (Timeouts drawn
-    from 10-1,000 ticks, so that they are still running when told.)"""
-    wide = config(election_ticks_max=1000)
+    from 10-1,000 ticks and no turn at the lease's end, so that they are
+    still running when told.)"""
+    wide = config(election_ticks_max=1000, quiet_leader_turns=False)
     silent = CONFIG.election_ticks_min + 10
     runs = 0
     for seed in range(30):
@@ -583,6 +584,67 @@ def test_followers_told_long_after_the_lease_ended_still_take_turns() -> None:
         assert net.leader() == "b", f"seed {seed}"
         assert net.cores["b"].status().term == 2, f"seed {seed}: a split vote"
     assert runs >= 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("follower", "turn"), [("b", 0), ("c", 1), ("d", 2)])
+def test_follower_of_a_quiet_leader_takes_its_turn_once_its_lease_ends(
+    follower: str, turn: int, seed: int
+) -> None:
+    """No word from the leader for the whole lease (a paused leader, a
+    dead machine, a partition) is news enough: the follower takes the
+    turn it would take if told the leader refuses, not the rest of its
+    random draw."""
+    net = Network("abcd", seed=seed)
+    net.elect("a")
+    opens = CONFIG.election_ticks_min + 1 + turn * STAGGER
+    assert opens <= _ticks_until_campaign(net, follower) < opens + STAGGER
+    assert net.cores[follower].status().role is Role.PRE_CANDIDATE
+
+
+def test_a_follower_of_a_leader_wakes_its_ticker_when_its_lease_ends() -> None:
+    """A lazy ticker sleeps until ``ticks_until_due``: for a follower of a
+    leader that is the lease's end, where it takes its turn, whatever
+    later point its random draw names."""
+    for seed in range(20):
+        net = Network(seed=seed)
+        net.elect("a")
+        b = net.cores["b"]
+        net.tick("b", 3)
+        assert b.ticks_until_due() == CONFIG.election_ticks_min - 3, f"seed {seed}"
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("size", [3, 5])
+def test_followers_of_a_silent_leader_elect_the_first_in_turn(seed: int, size: int) -> None:
+    """A leader that stops without a refused port (nobody is told): the
+    first in turn is elected within its window once the leases end,
+    whatever the seed, with no split vote."""
+    net = Network("abcde"[:size], seed=seed)
+    net.elect("a")
+    net.crash("a")
+    net.elapse(CONFIG.election_ticks_min + STAGGER)
+    assert net.leader() == "b"
+    assert net.cores["b"].status().term == 2
+
+
+@pytest.mark.parametrize(
+    "setting", ["no leader known", "quiet_leader_turns=False"], ids=["no leader", "turns off"]
+)
+def test_a_follower_without_a_turn_campaigns_at_its_random_draw(setting: str) -> None:
+    """The random draw stays where no leader is known (a fresh cluster, a
+    vote given) and for every follower when turns are off (etcd's
+    behaviour): its campaigns fall over the whole range."""
+    drawn = set()
+    for seed in range(20):
+        if setting == "no leader known":
+            net = Network(seed=seed)
+        else:
+            net = Network(config=config(quiet_leader_turns=False), seed=seed)
+            net.elect("a")
+        drawn.add(_ticks_until_campaign(net, "b"))
+    assert min(drawn) >= CONFIG.election_ticks_min and max(drawn) <= CONFIG.election_ticks_max
+    assert len(drawn) > 2 * STAGGER, f"turns: {sorted(drawn)}"
 
 
 @pytest.mark.parametrize("skew", range(11))

@@ -90,6 +90,37 @@ async def test_a_paused_follower_costs_the_leader_nothing(
     assert cluster.hosts[other].node.leader_id == leader.id
 
 
+async def test_a_frozen_leader_is_replaced_once_the_followers_leases_end(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A paused leader (SIGSTOP, ``docker pause``) says nothing and its
+    port still accepts. Its followers, once the lower election timeout has
+    passed without a word from it (the lease each promised it), take
+    turns: a new leader within that timeout plus a window, five freezes
+    in a row, never at a random point of the 1-2 s range (with random
+    draws, each freeze comes out this quick one time in five). And not
+    sooner: the leases hold."""
+    lease_s = TIMING.election_min_ms / 1000
+    window_s = TIMING.raft_config().refused_stagger_ticks * TIMING.tick_ms / 1000
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    took = []
+    for _ in range(5):
+        await trio.sleep(0.5)  # a few heartbeat rounds under this leader
+        frozen = cluster.hosts[leader.id]
+        frozen_at = trio.current_time()
+        frozen.freeze()
+        with trio.fail_after(2 * ELECTION_MAX_S):
+            await wait_for(lambda: bool(cluster.leaders()))  # the frozen one is left out
+        took.append(trio.current_time() - frozen_at)
+        leader = cluster.leaders()[0]
+        frozen.thaw()
+        with trio.fail_after(ELECTION_MAX_S):
+            await wait_for(lambda: frozen.node.leader_id == leader.id)  # noqa: B023 (awaited at once)
+    heartbeat_s = TIMING.heartbeat_ms / 1000
+    print(f"new leaders {', '.join(f'{t:.3f}' for t in took)} s after each freeze")
+    assert all(lease_s - heartbeat_s <= t <= lease_s + window_s + 0.05 for t in took), took
+
+
 async def test_a_slow_leader_disk_does_not_delay_heartbeats(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -68,6 +68,18 @@ class CampaignsWhenTold(RaftCore):
         return moved
 
 
+class TakesItsQuietTurnInsideTheLease(RaftCore):
+    """Gives up on a quiet leader halfway through the lease it promised,
+    and campaigns at once (quiet_leader_turns counted from the wrong end)."""
+
+    def _tick_election(self) -> None:
+        half = self._config.election_ticks_min // 2
+        if self._promotable() and self._turn_due() and self._election_elapsed + 1 >= half:
+            self._randomized_election_timeout = self._election_elapsed + 1
+            self._timer_is_a_turn = True
+        super()._tick_election()
+
+
 class GrantsVotesInsideTheLease(RaftCore):
     """Ignores the leader lease when asked for a vote (§4.2.3)."""
 
@@ -143,7 +155,7 @@ def test_reads_without_quorum_are_caught_as_stale_reads() -> None:
 
 
 def test_campaigns_inside_the_lease_are_caught() -> None:
-    for planted in (CampaignsInsideTheLease, CampaignsWhenTold):
+    for planted in (CampaignsInsideTheLease, CampaignsWhenTold, TakesItsQuietTurnInsideTheLease):
         found = first_violation(planted, range(20), FaultProfile(fault_rate=0.02))
         assert found is not None and "leader lease" in found, f"{planted.__name__}: {found}"
 
