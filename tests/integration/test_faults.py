@@ -209,6 +209,32 @@ def test_a_killed_leaders_refusing_port_brings_the_election_forward(make_cluster
 
 
 @pytest.mark.integration
+def test_a_paused_leader_is_replaced_once_its_followers_leases_end(make_cluster: Any) -> None:
+    """A SIGSTOPped leader's port still accepts and nothing refuses: its
+    followers hear nothing for their whole lease (1 s here) and then take
+    turns, rather than wait out the rest of a random draw from the range
+    (1-10 s here, where chance alone would take more than 2.5 s two times
+    in three)."""
+    c = make_cluster(
+        "quiet",
+        env={"ELECTION_TIMEOUT_LOWER_MILLIS": "1000", "ELECTION_TIMEOUT_UPPER_MILLIS": "10000"},
+    )
+    old, term = c.wait_for_leader(timeout=60.0)
+    others = [nid for nid in c.nodes if nid != old]
+    c.write("before-the-pause", "x")
+    paused_at = time.monotonic()
+    c[old].pause()
+    try:
+        new, new_term = c.wait_for_leader(others, min_term=term + 1, timeout=2.5)
+        took = time.monotonic() - paused_at
+    finally:
+        c[old].resume()
+    assert took >= 0.9, f"elected {took:.2f} s after the pause: before the followers' leases ended"
+    assert not any(REFUSED_LINE in c[nid].log_text(this_run=True) for nid in others), "a paused port refused"
+    print(f"{new} elected in term {new_term}, {took:.2f} s after the pause")
+
+
+@pytest.mark.integration
 def test_paused_leader_is_replaced_and_serves_nothing_stale_after_resuming(cluster: Cluster) -> None:
     c = cluster
     old, term = c.wait_for_leader()
