@@ -29,9 +29,9 @@ while before any load, with the load sent to the leader directly:
   again (a Trio+httpx client, see :func:`failover_trials`);
 - ``failover-pause``: the same with SIGSTOP of the leader (``docker pause``)
   and the default timeouts, resumed once writes succeed again: a paused
-  leader's port still accepts connections, so the followers' election
-  timeouts alone decide (a killed leader's port refuses, which raft-trio's
-  followers take as news that it is gone);
+  leader's port still accepts connections, so only silence tells its
+  followers (raft-trio's campaign in turns once their leases end, as after
+  a kill; etcd's wait out their random election timeouts);
 - ``idle``: every member's CPU at rest, over a long window (30 s; 5 s
   with ``--quick``) on a cluster held stable a while;
 - ``propose``: proposals/s through the leader's own write path in-process,
@@ -1092,9 +1092,9 @@ def report(results: Results, systems: list[str], plan: Plan, header: list[str]) 
             f"{ATTEMPT_TIMEOUT_S:g} s (the upper election timeout if shorter) the next writes go to the next "
             "node); the time from the kill to the first success of a write sent after it. The killed node is restarted (the "
             "paused one resumed) and the cluster held stable between kills. Bound: twice the upper election timeout. "
-            "A killed leader's port refuses connections, which raft-trio's followers take as news that it is gone "
-            "(they campaign once the minimum election timeout has passed since they last heard from it); a paused "
-            "leader's port still accepts, and the election timeouts alone decide.",
+            "Killed or paused, a leader that says nothing for the minimum election timeout is given up by "
+            "raft-trio's followers, which then campaign in turns (RaftConfig.quiet_leader_turns; a killed "
+            "leader's refused port is logged too); etcd's followers wait out their random election timeouts.",
             "",
             "| system | timing | kills | median ms | max ms | bound ms | each ms |",
             "|---|---|---:|---:|---:|---:|---|",
