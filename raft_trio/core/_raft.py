@@ -481,8 +481,9 @@ class RaftCore:
         after the minimum timeout has passed since it last heard from the
         leader (or after this report, if that was longer ago: a leader
         silent for a while before it died), one window later for each
-        voter whose id sorts before its own (the leader left out), at a
-        random tick of its window.
+        voter whose id sorts before its own (the leader left out; a voter
+        being removed goes after all that stay), at a random tick of its
+        window.
         Followers that heard the leader last at the same moment (the usual
         case: its appends and heartbeats reach them together) never
         campaign together; ones that did not may, with a chance of at most
@@ -513,8 +514,11 @@ class RaftCore:
         """Trade the random election timeout for a turn after ``leader``
         (``report_refused`` says when and why)."""
         window = self._config.refused_stagger_ticks
-        # Itself added: a voter being removed may campaign too (_promotable).
-        turn = sorted(v for v in self._membership.voters | {self._id} if v != leader).index(self._id)
+        # Ranked among the voters that stay, as the others rank themselves;
+        # a voter being removed, which may campaign too (_promotable), goes
+        # after them all: ranked by its id it took a staying voter's turn.
+        staying = sorted(v for v in self._membership.voters if v != leader)
+        turn = staying.index(self._id) if self._id in staying else len(staying)
         opens = max(self._config.election_ticks_min, self._election_elapsed) + 1
         self._randomized_election_timeout = opens + turn * window + self._rng.randrange(window)
         self._timer_is_a_turn = True

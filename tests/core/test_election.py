@@ -14,6 +14,7 @@ from raft_trio.core import (
     AppendEntriesResponse,
     Heartbeat,
     HeartbeatResponse,
+    RemoveMember,
     RequestVote,
     RequestVoteResponse,
     Role,
@@ -626,6 +627,28 @@ def test_followers_of_a_silent_leader_elect_the_first_in_turn(seed: int, size: i
     net.elapse(CONFIG.election_ticks_min + STAGGER)
     assert net.leader() == "b"
     assert net.cores["b"].status().term == 2
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_voter_being_removed_takes_its_turn_after_the_voters_that_stay(seed: int) -> None:
+    """The leader appended b's removal and died before it committed: b
+    holds it uncommitted, so it may still campaign (§4.2.2), but the
+    others count their turns among the voters that stay, where b is not.
+    Counted among them, b took c's turn (both first, in one window): b
+    was elected to lead a configuration without it, to commit its own
+    removal and hand over (two elections for one), or the two split the
+    vote. b goes after them all, and c is elected in the first window."""
+    net = Network("abcd", seed=seed)
+    net.elect("a")
+    net.cores["a"].change_membership(RemoveMember("b"))
+    net.step(*of_type(net.take("a").all_messages(), AppendEntries))
+    for follower in "bcd":
+        net.take(follower)  # the removal persisted, the answers lost with a
+    net.crash("a")
+    assert all(net.cores[f].status().membership.voters == {"a", "c", "d"} for f in "bcd")
+    net.elapse(CONFIG.election_ticks_min + STAGGER)
+    assert net.leader() == "c"
+    assert net.cores["c"].status().term == 2
 
 
 @pytest.mark.parametrize(
