@@ -68,9 +68,9 @@ class RaftConfig:
     #: a follower campaigns at a random tick of a window this many ticks
     #: wide that opens one tick after the minimum election timeout (or
     #: after the report, if later), one window later for each voter whose
-    #: id sorts before its own (the leader left out): followers told at
-    #: the same moment take turns, at least a tick apart and a window
-    #: apart on average.
+    #: id sorts before its own (the leader left out; a voter being removed
+    #: goes after all that stay): followers told at the same moment take
+    #: turns, at least a tick apart and a window apart on average.
     refused_stagger_ticks: int = 3
     #: A follower that has heard nothing from the leader it follows for
     #: election_ticks_min (its lease has ended) takes the same turn as if
