@@ -67,10 +67,9 @@ class RaftConfig:
     #: Once its leader's address refused a connection (``report_refused``),
     #: a follower campaigns at a random tick of a window this many ticks
     #: wide that opens one tick after the minimum election timeout (or
-    #: after the report, if later), one window later for each voter whose
-    #: id sorts before its own (the leader left out; a voter being removed
-    #: goes after all that stay): followers told at the same moment take
-    #: turns, at least a tick apart and a window apart on average.
+    #: after the report, if later), ``turn_spacing_ticks`` later for each
+    #: voter whose id sorts before its own (the leader left out; a voter
+    #: being removed goes after all that stay).
     refused_stagger_ticks: int = 3
     #: A follower that has heard nothing from the leader it follows for
     #: election_ticks_min (its lease has ended) takes the same turn as if
@@ -102,6 +101,17 @@ class RaftConfig:
             raise ValueError("append limits must be positive")
         if self.refused_stagger_ticks < 1:
             raise ValueError("refused_stagger_ticks must be at least 1")
+
+    @property
+    def turn_spacing_ticks(self) -> int:
+        """How far apart consecutive turns open: a window and a heartbeat
+        interval. Followers that last heard the leader together so campaign
+        at least a heartbeat interval apart, time for the first one's
+        pre-vote round to end (operators set the heartbeat near the
+        network's round trip; a tick apart, a slow disk or network let the
+        next one ask while the first still asked, and the two, granting
+        each other's pre-votes, split the vote)."""
+        return self.refused_stagger_ticks + self.heartbeat_ticks
 
     @property
     def transfer_ticks(self) -> int:

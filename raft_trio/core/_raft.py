@@ -480,15 +480,17 @@ class RaftCore:
         :attr:`RaftConfig.refused_stagger_ticks` ticks that opens one tick
         after the minimum timeout has passed since it last heard from the
         leader (or after this report, if that was longer ago: a leader
-        silent for a while before it died), one window later for each
-        voter whose id sorts before its own (the leader left out; a voter
-        being removed goes after all that stay), at a random tick of its
-        window.
+        silent for a while before it died),
+        :attr:`RaftConfig.turn_spacing_ticks` (a window and a heartbeat
+        interval) later for each voter whose id sorts before its own (the
+        leader left out; a voter being removed goes after all that stay),
+        at a random tick of its window.
         Followers that heard the leader last at the same moment (the usual
-        case: its appends and heartbeats reach them together) never
-        campaign together; ones that did not may, with a chance of at most
-        one in the window's ticks, which costs a random timeout more (a
-        split vote), as before. The minimum is kept: it is the lease this
+        case: its appends and heartbeats reach them together) campaign a
+        heartbeat interval apart at least, time for the first one's
+        election to end; ones that did not may meet, with a chance of at
+        most one in the window's ticks, which costs a random timeout more
+        (a split vote), as before. The minimum is kept: it is the lease this
         follower promised the leader (§4.2.3), which the leader's standing
         (check-quorum) counts on, so a false report (a live leader whose
         port refuses this follower only) moves nothing but this follower's
@@ -520,7 +522,8 @@ class RaftCore:
         staying = sorted(v for v in self._membership.voters if v != leader)
         turn = staying.index(self._id) if self._id in staying else len(staying)
         opens = max(self._config.election_ticks_min, self._election_elapsed) + 1
-        self._randomized_election_timeout = opens + turn * window + self._rng.randrange(window)
+        spacing = self._config.turn_spacing_ticks
+        self._randomized_election_timeout = opens + turn * spacing + self._rng.randrange(window)
         self._timer_is_a_turn = True
 
     def _turn_due(self) -> bool:

@@ -426,6 +426,8 @@ def test_learner_does_not_campaign_and_is_not_asked_to_vote() -> None:
 
 
 STAGGER = CONFIG.refused_stagger_ticks
+#: Ticks between two consecutive turns' windows: a window and a heartbeat.
+SPACING = CONFIG.turn_spacing_ticks
 
 
 def _ticks_until_campaign(net: Network, node_id: str) -> int:
@@ -446,15 +448,15 @@ def test_follower_told_its_leader_refuses_campaigns_once_its_lease_ends(
     """A crashed leader's port refuses connections: a follower told so
     campaigns in its turn's window, which opens one tick after the
     minimum election timeout since it last heard from the leader (that
-    minimum is the lease it promised the leader, §4.2.3), a window later
-    for each voter ranked before it; not at a random point of the whole
+    minimum is the lease it promised the leader, §4.2.3), a window and a
+    heartbeat later for each voter ranked before it; not at a random point of the whole
     range (sooner or later: turns, not chance, keep followers apart)."""
     net = Network("abcd", seed=seed)
     net.elect("a")
     heard = 3
     net.tick(follower, heard)
     assert net.cores[follower].report_refused("a")
-    opens = CONFIG.election_ticks_min + 1 + turn * STAGGER
+    opens = CONFIG.election_ticks_min + 1 + turn * SPACING
     timeout = net.cores[follower].status().election_timeout
     assert opens <= timeout < opens + STAGGER
 
@@ -598,7 +600,7 @@ def test_follower_of_a_quiet_leader_takes_its_turn_once_its_lease_ends(
     random draw."""
     net = Network("abcd", seed=seed)
     net.elect("a")
-    opens = CONFIG.election_ticks_min + 1 + turn * STAGGER
+    opens = CONFIG.election_ticks_min + 1 + turn * SPACING
     assert opens <= _ticks_until_campaign(net, follower) < opens + STAGGER
     assert net.cores[follower].status().role is Role.PRE_CANDIDATE
 
