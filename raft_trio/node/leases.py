@@ -77,9 +77,11 @@ CHECKPOINT_BATCH = 1000
 
 class _Timers:
     """One time per key, the earliest found without scanning: a heap with
-    lazy updates, as the deadlines below. Every key has an entry no later
-    than its time; a time moved later leaves the entry in place, moved
-    on when it comes up, so a keep-alive costs a dictionary update."""
+    lazy updates (the leases' deadlines and their checkpoint times). Every
+    key has an entry no later than its time; a time moved later leaves the
+    entry in place, moved on when it comes up, so a keep-alive costs a
+    dictionary update; a key dropped leaves its entry until it comes up,
+    and many dropped are cleared out at once."""
 
     def __init__(self) -> None:
         self.at: dict[int, float] = {}
@@ -91,9 +93,21 @@ class _Timers:
         if earlier is not None and earlier <= when:
             return  # its entry is no later: moved on when it comes up
         heapq.heappush(self._heap, (when, key))
+        self._compact()
+
+    def discard(self, key: int) -> None:
+        if self.at.pop(key, None) is not None:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the heap once entries left behind outnumber the keys."""
         if len(self._heap) > 2 * len(self.at) + _SLACK_ENTRIES:
             self._heap = [(t, k) for k, t in self.at.items()]
             heapq.heapify(self._heap)
+
+    def __len__(self) -> int:
+        """Entries in the heap (about one a key)."""
+        return len(self._heap)
 
     def clear(self) -> None:
         self.at.clear()
@@ -132,7 +146,7 @@ class LeaseClock:
     scanned every lease."""
 
     def __init__(self) -> None:
-        self._deadlines: dict[int, float] = {}
+        #: Every lease this leader keeps, with its TTL.
         self._ttls: dict[int, int] = {}
         #: Leases whose revoke was proposed and has not yet applied.
         self._revoking: set[int] = set()
@@ -140,11 +154,9 @@ class LeaseClock:
         #: dropped it), to propose again at the next check (a dict for its
         #: order: a set of them).
         self._dropped: dict[int, None] = {}
-        #: (deadline, lease) entries. Every lease not being revoked has one
-        #: no later than its deadline; a keep-alive leaves the old one in
-        #: place, and it is moved to the new deadline when it comes up
-        #: (:meth:`_settle`), so the heap holds about one entry a lease.
-        self._queue: list[tuple[float, int]] = []
+        #: The deadlines of the leases not being revoked (``.at``), the
+        #: earliest found without a scan.
+        self._deadlines = _Timers()
         #: When to record each lease's time left next (see the module).
         self._checkpoints = _Timers()
         #: Leases whose time left may stand recorded in the log: the index
@@ -152,14 +164,14 @@ class LeaseClock:
         self._recorded: dict[int, int] = {}
 
     def __len__(self) -> int:
-        return len(self._deadlines)
+        return len(self._ttls)
 
     @property
     def next_deadline(self) -> float:
         """No lease runs out before this (it may be earlier than the first
         that does, an entry a keep-alive moved on): when to call ``due``
         next. Asked after every keep-alive, so it only looks."""
-        return self._queue[0][0] if self._queue else math.inf
+        return self._deadlines.first
 
     @property
     def next_check(self) -> float:
@@ -173,39 +185,33 @@ class LeaseClock:
         self.step_down()
         for lease in leases:
             left = lease.remaining_ms / 1000 if lease.remaining_ms else lease.ttl
-            self._deadlines[lease.id] = now + left
             self._ttls[lease.id] = lease.ttl
             self._plan_checkpoint(lease.id, now, left)
+            self._deadlines.set(lease.id, now + left)
             if lease.remaining_ms:
                 self._recorded[lease.id] = applied
-        self._rebuild()
 
     def step_down(self) -> None:
         """Only a leader keeps deadlines."""
-        self._deadlines.clear()
         self._ttls.clear()
         self._revoking.clear()
         self._dropped.clear()
-        self._queue.clear()
+        self._deadlines.clear()
         self._checkpoints.clear()
         self._recorded.clear()
 
     def granted(self, lease: int, ttl: int, now: float) -> None:
-        self._deadlines[lease] = now + ttl
         self._ttls[lease] = ttl
-        heapq.heappush(self._queue, (now + ttl, lease))
+        if lease not in self._revoking:  # its revoke stands: not due again
+            self._deadlines.set(lease, now + ttl)
         self._plan_checkpoint(lease, now, ttl)
 
     def revoked(self, lease: int) -> None:
-        self._deadlines.pop(lease, None)
         self._ttls.pop(lease, None)
         self._revoking.discard(lease)
-        self._checkpoints.at.pop(lease, None)
+        self._deadlines.discard(lease)
+        self._checkpoints.discard(lease)
         self._recorded.pop(lease, None)
-        # Its entry goes when it comes up; many revoked far ahead of their
-        # deadlines are cleared at once.
-        if len(self._queue) > 2 * len(self._deadlines) + _SLACK_ENTRIES:
-            self._rebuild()
 
     def keep_alive(self, lease: int, now: float) -> int | None:
         """Extend a lease to a full TTL from ``now``; its TTL, or None if
@@ -213,7 +219,7 @@ class LeaseClock:
         ttl = self._ttls.get(lease)
         if ttl is None or lease in self._revoking:
             return None
-        self._deadlines[lease] = now + ttl
+        self._deadlines.set(lease, now + ttl)
         self._plan_checkpoint(lease, now, ttl)
         return ttl
 
@@ -229,8 +235,8 @@ class LeaseClock:
         gives them back (:meth:`checkpoint_failed`)."""
         due = []
         for lease in self._checkpoints.pop_due(now):
-            deadline = self._deadlines.get(lease)
-            if deadline is None or lease in self._revoking or deadline <= now:
+            deadline = self._deadlines.at.get(lease)  # None: revoked, or being revoked
+            if deadline is None or deadline <= now:
                 continue
             due.append((lease, math.ceil((deadline - now) * 1000)))
             self._plan_checkpoint(lease, now, deadline - now)
@@ -244,7 +250,7 @@ class LeaseClock:
         """Not proposed (a transfer under way, too many entries waiting):
         try again in a while."""
         for lease, _ in leases:
-            if lease in self._deadlines:
+            if lease in self._deadlines.at:
                 self._checkpoints.set(lease, now + MIN_CHECKPOINT_S)
 
     def checkpoint_applied(self, leases: Iterable[tuple[int, int]], index: int) -> None:
@@ -260,15 +266,15 @@ class LeaseClock:
         if left / 2 >= MIN_CHECKPOINT_S:
             self._checkpoints.set(lease, now + left / 2)
         else:
-            self._checkpoints.at.pop(lease, None)
+            self._checkpoints.discard(lease)
 
     def remaining(self, lease: int, now: float) -> float | None:
         """Seconds left before this leader revokes it (0 while revoking)."""
-        deadline = self._deadlines.get(lease)
-        if deadline is None:
+        if lease not in self._ttls:
             return None
-        if lease in self._revoking:
-            return 0.0
+        deadline = self._deadlines.at.get(lease)
+        if deadline is None:
+            return 0.0  # being revoked
         return max(0.0, deadline - now)
 
     def due(self, now: float) -> list[int]:
@@ -278,14 +284,9 @@ class LeaseClock:
         now on."""
         expired = [lease for lease in self._dropped if lease in self._revoking]
         self._dropped.clear()
-        queue = self._queue
-        self._settle()
-        while queue and queue[0][0] <= now:
-            _, lease = heapq.heappop(queue)
-            self._revoking.add(lease)
-            expired.append(lease)
-            self._settle()
-        return expired
+        ran_out = self._deadlines.pop_due(now)
+        self._revoking.update(ran_out)
+        return expired + ran_out
 
     def revoke_failed(self, lease: int) -> None:
         """A revoke could not be proposed (a transfer under way, too many
@@ -297,23 +298,3 @@ class LeaseClock:
         rule too)."""
         if lease in self._revoking:
             self._dropped[lease] = None
-
-    def _settle(self) -> None:
-        """Bring the first entry up to date: drop those of leases revoked
-        or being revoked, move those a keep-alive extended."""
-        queue = self._queue
-        while queue:
-            deadline, lease = queue[0]
-            current = self._deadlines.get(lease)
-            if current == deadline and lease not in self._revoking:
-                return
-            if current is None or lease in self._revoking:
-                heapq.heappop(queue)
-            else:
-                heapq.heapreplace(queue, (current, lease))
-
-    def _rebuild(self) -> None:
-        self._queue = [
-            (deadline, lease) for lease, deadline in self._deadlines.items() if lease not in self._revoking
-        ]
-        heapq.heapify(self._queue)

@@ -131,11 +131,11 @@ def test_keep_alives_do_not_grow_the_heap() -> None:
         for lease in range(1, 101):
             clock.keep_alive(lease, now=step * 0.01)
     assert clock.due(10.0) == []
-    assert len(clock._queue) == 100
+    assert len(clock._deadlines) == 100
     for lease in range(101, 5101):
         clock.granted(lease, 3600, now=10.0)
         clock.revoked(lease)
-    assert len(clock._queue) <= 2 * len(clock) + 1024 + 1
+    assert len(clock._deadlines) <= 2 * len(clock) + 1024 + 1
 
 
 class TimersMachine(RuleBasedStateMachine):
@@ -156,7 +156,7 @@ class TimersMachine(RuleBasedStateMachine):
 
     @rule(key=leases)
     def drop(self, key: int) -> None:
-        self.timers.at.pop(key, None)
+        self.timers.discard(key)
         self.model.pop(key, None)
 
     @rule(now=st.sampled_from([0.0, 1.0, 2.5, 5.0, 9.0]))
