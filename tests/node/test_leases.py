@@ -458,16 +458,18 @@ async def test_a_checkpoint_of_a_clock_started_before_the_takeover_does_not_cut_
     stamp = int(time.time() * 1000)
     lease = old._propose(encode_command(LeaseGrant(ttl, ts=stamp)))
     for n in range(6):
-        old._propose(encode_command(Put(f"slow/{n}", "v", ts=stamp)))
+        last = old._propose(encode_command(Put(f"slow/{n}", "v", ts=stamp)))
     old.wake()
-    await trio.sleep(0.05)
+    with trio.fail_after(1):
+        await wait_for(lambda: new.last_log_index >= last)
     cluster.hosts[old.id].freeze()
     cluster.hosts[other_id].thaw()
     cluster.hosts[new_id].muted = False
     assert await cluster.wait_for_leader(within=3 * ELECTION_MAX_S) is new
     with trio.fail_after(5):
         await wait_for(lambda: lease in new.kv.leases and new.kv.get("slow/5") is not None)
-    await trio.sleep(0.5)  # whatever the new leader proposed is applied
+    with trio.fail_after(5):  # whatever the new leader proposed is applied
+        await wait_for(lambda: new.kv.applied_index >= new.last_log_index)
     sent = trio.current_time()
     assert await new.keep_lease_alive(lease) == ttl
     await new.transfer_leadership(other_id)
