@@ -23,6 +23,10 @@ The rules, for every call:
   1 s) and goes round again until its time is up; so does a round in
   which endpoints answered only with redirects to a leader that cannot be
   reached (it just failed, and the others have not yet elected another);
+- a call that is safe to repeat and has had no answer from an endpoint
+  within ``Settings.hedge_after`` (a paused node accepts connections and
+  says nothing) is sent to the next endpoint too, and the first answer
+  taken: the silent endpoint counts as failed for the round;
 - when the connection breaks after the request went out, only a call
   that is safe to repeat goes on (a read, or a write carrying an
   ``Idempotency-Key``, which the cluster applies once however often it
@@ -88,6 +92,13 @@ class Settings:
     #: The time one attempt may wait for its answer (a node answers a write
     #: that does not commit within 5 s with 503 indeterminate).
     attempt_timeout: float = 7.0
+    #: Seconds without an answer after which a call that is safe to repeat
+    #: is sent to the next endpoint as well (a paused node accepts the
+    #: connection and says nothing until its attempt runs out); None:
+    #: never. A node answers in milliseconds, or holds a request at most
+    #: while a new leader is elected, so a hedge costs the cluster a second
+    #: request only when an endpoint is silent or very slow.
+    hedge_after: float | None = 1.0
     #: Where the nodes serve their API (``API_PREFIX``).
     api_prefix: str = "/api"
     #: Sent as ``Authorization: Bearer`` on membership changes and
@@ -201,6 +212,17 @@ class Send:
     body: bytes | None
     #: Seconds this attempt may take to be answered.
     timeout: float
+    #: The same request at another endpoint, sent as well once ``url`` has
+    #: not answered within ``hedge_after`` seconds; the driver gives back
+    #: the first answer (a failure only when both failed).
+    hedge: str | None = None
+    hedge_after: float = 0.0
+
+    def the_hedge(self) -> Send:
+        """The hedge's own attempt: to ``hedge``, within what is left of
+        this attempt's time once it is sent."""
+        assert self.hedge is not None
+        return Send(self.method, self.hedge, self.headers, self.body, self.timeout - self.hedge_after)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +235,8 @@ class Reply:
     status: int
     headers: dict[str, str]  # names in lower case
     body: bytes
+    #: The answer is the hedge's (``Send.hedge``), not ``Send.url``'s.
+    hedged: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +246,8 @@ class Failure:
 
     reason: str
     sent: bool
+    #: The failure is the hedge's, and ``Send.url`` had not answered either.
+    hedged: bool = False
 
 
 Action = Send | Wait
@@ -301,8 +327,13 @@ def _attempts(
         #: leader that timed out (paused) is not tried again directly while
         #: the round has other endpoints left; the next round may.
         failed: set[str] = set()
-        for base in endpoints.order(call.leader):
-            if base in failed:
+        #: Endpoints asked in this round, and those whose answer a hedge
+        #: brought (not asked again in it).
+        asked: set[str] = set()
+        hedged: set[str] = set()
+        order = endpoints.order(call.leader)
+        for base in order:
+            if base in failed or base in hedged:
                 continue
             url, where, hops = base + target, base, 0
             while True:
@@ -311,8 +342,28 @@ def _attempts(
                     raise _unless_applied(
                         unavailable or NoEndpointAnswered([*tried, (where, "out of time")]), maybe_applied
                     )
-                reply = yield Send(call.method, url, headers, call.body, min(left, settings.attempt_timeout))
+                timeout = min(left, settings.attempt_timeout)
+                asked.add(base)
+                hedge_after = settings.hedge_after if repeatable else None
+                hedge = _hedge_for(order, asked | failed, hedge_after, timeout)
+                send = Send(call.method, url, headers, call.body, timeout)
+                if hedge is not None and hedge_after is not None:
+                    send = dataclasses.replace(send, hedge=hedge + target, hedge_after=hedge_after)
+                reply = yield send
                 assert reply is not None
+                if reply.hedged and hedge is not None:
+                    # The endpoint said nothing for hedge_after seconds (a
+                    # paused node): it failed for this round, and the
+                    # answer is the next endpoint's.
+                    endpoints.unreachable(base)
+                    failed.add(base)
+                    reason = f"no answer within {hedge_after:g} s"
+                    if not call.repeatable:
+                        maybe_applied = f"{where}: {reason} after the request went out"
+                    tried.append((where, reason))
+                    base, url, where, hops = hedge, hedge + target, hedge, 0
+                    asked.add(base)
+                    hedged.add(base)
                 if isinstance(reply, Failure):
                     endpoints.unreachable(base)
                     failed.add(base)
@@ -378,6 +429,17 @@ def _attempts(
         yield Wait(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_S)
         tried = []
+
+
+def _hedge_for(
+    order: Sequence[str], asked: set[str], hedge_after: float | None, timeout: float
+) -> str | None:
+    """The endpoint an attempt is also sent to if it stays silent for
+    ``hedge_after`` seconds: the next in ``order`` not yet asked in this
+    round; None without one, or when the attempt would run out first."""
+    if hedge_after is None or hedge_after >= timeout:
+        return None
+    return next((base for base in order if base not in asked), None)
 
 
 def leaves_tls(url: str, location: str) -> bool:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -31,6 +33,7 @@ from ._errors import (
     error_answer,
 )
 from ._watch import WATCH_STALL_S, WatchCursor, retryable, why_refused
+from ._workers import DaemonPool
 from .sse import SseComment, SseDropped, SseEvent, SseParser, sse_lines
 
 if TYPE_CHECKING:
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
     from ._trio import TrioClient
 
 T = TypeVar("T")
+#: Where hedged attempts run (see :meth:`Client._send`).
+_POOL = DaemonPool()
 SseItem = SseEvent | SseComment | SseDropped
 
 #: Where a client looks without endpoints: ``raft-trio up``'s three nodes.
@@ -77,6 +82,7 @@ class Client:
         admin_token: str | None = None,
         api_prefix: str = "/api",
         retry: bool = True,
+        hedge_after: float | None = Settings.hedge_after,
         user: str | None = None,
         password: str | None = None,
         cert: tuple[str, str] | None = None,
@@ -101,6 +107,7 @@ class Client:
             api_prefix=api_prefix,
             admin_token=admin_token,
             retry=retry,
+            hedge_after=hedge_after,
         )
         self._ca = ca
         self._cert = cert
@@ -127,6 +134,7 @@ class Client:
             admin_token=self.settings.admin_token,
             api_prefix=self.settings.api_prefix,
             retry=self.settings.retry,
+            hedge_after=self.settings.hedge_after,
             cert=self._cert,
             authorization=self._authorization,
             keeper=self._keeper,
@@ -677,6 +685,36 @@ class Client:
                 result = self._send(action)
 
     def _send(self, action: Send) -> Reply | Failure:
+        """One attempt, and its hedge if ``action`` has one and its URL
+        stays silent for ``action.hedge_after`` seconds: the first answer
+        is taken. Both run on the pool's daemon threads: the one not
+        taken cannot be cancelled and runs out by its own timeout."""
+        if action.hedge is None:
+            return self._attempt(action)
+        results: queue.SimpleQueue[Reply | Failure] = queue.SimpleQueue()
+
+        def attempt(one: Send, hedged: bool) -> Callable[[], None]:
+            def job() -> None:
+                try:
+                    result = self._attempt(one)
+                except Exception as error:
+                    # Anything (the client closed under a request not
+                    # taken): the caller waits for each result it needs.
+                    result = Failure(type(error).__name__, sent=True)
+                results.put(dataclasses.replace(result, hedged=True) if hedged else result)
+
+            return job
+
+        _POOL.submit(attempt(action, False))
+        try:
+            return results.get(timeout=action.hedge_after)
+        except queue.Empty:
+            pass
+        _POOL.submit(attempt(action.the_hedge(), True))
+        result = results.get()
+        return results.get() if isinstance(result, Failure) else result
+
+    def _attempt(self, action: Send) -> Reply | Failure:
         try:
             response = self._http.request(
                 action.method,

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -330,3 +331,32 @@ def test_a_watch_goes_on_at_another_node_when_its_node_dies(cluster: Cluster) ->
         ("put", f"failover/{i}", f"v{i}") for i in range(2, 5)
     ]
     assert (status, stderr) == (130, "")
+
+
+def test_a_paused_leader_first_among_the_endpoints_costs_a_command_about_a_second(cluster: Cluster) -> None:
+    """The README's walk-through: ``kill -STOP`` of the leader (what
+    ``docker pause`` does), then ``kv get`` and ``kv put`` with the paused
+    node first among the endpoints. It accepts the connection and says
+    nothing; after a second without an answer the client asks the next
+    node too and takes its answer, where it used to wait out its 7 s
+    attempt. Each command is timed from its start, Python's own included."""
+    leader, _ = cluster.wait_for_leader()
+    cluster.write("greeting", "hello")
+    others = [nid for nid in cluster.nodes if nid != leader]
+    env = {**cli_env(), "RAFT_TRIO_ENDPOINTS": ",".join(cluster[nid].url for nid in [leader, *others])}
+
+    def timed(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        start = time.monotonic()
+        done = subprocess.run([*cli_command(), *args], capture_output=True, text=True, timeout=30, env=env)
+        return done, time.monotonic() - start
+
+    cluster[leader].pause()
+    try:
+        got, get_took = timed("kv", "get", "greeting", "--print-value-only")
+        put, put_took = timed("kv", "put", "greeting", "again")
+    finally:
+        cluster[leader].resume()
+    assert (got.returncode, got.stdout.strip(), got.stderr) == (0, "hello", "")
+    assert (put.returncode, put.stderr) == (0, ""), put.stderr
+    assert cluster.follow.get(cluster.kv_url(others[0], "greeting")).json()["value"] == "again"
+    assert get_took < 4.0 and put_took < 4.0, f"get {get_took:.2f} s, put {put_took:.2f} s"

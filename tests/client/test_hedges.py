@@ -1,0 +1,243 @@
+"""A call that is safe to repeat goes to the next endpoint as well once its
+endpoint has been silent for ``hedge_after`` (a paused node accepts the
+connection and says nothing): the way of the call without I/O, then both
+drivers over httpx's mock transport (the Trio one on the fake clock)."""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import trio
+
+from raft_trio import schema
+from raft_trio.client import Client, Indeterminate, TrioClient, _api
+from raft_trio.client._calls import Call, Endpoints, Failure, Reply, Send, Settings, attempts
+from raft_trio.client._workers import DaemonPool
+
+from .test_calls import KEY, Script, err, ok, redirect
+
+A, B, C = "http://a:9001", "http://b:9001", "http://c:9001"
+SETTINGS = Settings(timeout=10.0, hedge_after=1.0)
+NO_LEADER = err(503, "no_leader")
+
+
+def run(call: Call[Any], answer: Callable[[Send], Reply | Failure], token: str | None = None) -> Script:
+    """``answer`` returns what the driver would: the first endpoint's
+    answer, or one marked ``hedged`` as the hedge's."""
+    script = Script(answer)
+    script.run(attempts(call, Endpoints([A, B, C]), SETTINGS, lambda: script.now, token))
+    return script
+
+
+def sends(script: Script) -> list[Send]:
+    return [step for step in script.steps if isinstance(step, Send)]
+
+
+def test_a_read_names_the_next_endpoint_as_its_hedge() -> None:
+    script = run(_api.get("k", stale=False), lambda send: ok(KEY))
+    (send,) = sends(script)
+    assert (send.url, send.hedge, send.hedge_after) == (f"{A}/api/kv/k", f"{B}/api/kv/k", 1.0)
+    assert send.the_hedge() == Send("GET", f"{B}/api/kv/k", send.headers, None, send.timeout - 1.0)
+
+
+def test_a_write_without_a_key_is_never_hedged_but_with_one_it_is() -> None:
+    unkeyed = run(_api.put("k", "v", None), lambda send: ok(KEY))
+    keyed = run(_api.put("k", "v", None), lambda send: ok(KEY), token="key")
+    assert [send.hedge for send in sends(unkeyed)] == [None]
+    assert [send.hedge for send in sends(keyed)] == [f"{B}/api/kv/k"]
+
+
+def test_no_hedge_without_another_endpoint_or_time_for_it() -> None:
+    def hedges(endpoints: list[str], settings: Settings) -> list[str | None]:
+        script = Script(lambda send: ok(KEY))
+        script.run(attempts(_api.get("k", stale=True), Endpoints(endpoints), settings, lambda: 0.0, None))
+        return [send.hedge for send in sends(script)]
+
+    assert hedges([A], SETTINGS) == [None]
+    assert hedges([A, B], Settings(hedge_after=None)) == [None]
+    assert hedges([A, B], Settings(timeout=0.8, hedge_after=1.0)) == [None]
+
+
+def test_the_hedges_answer_is_taken_and_the_silent_endpoint_not_asked_again() -> None:
+    """A is silent, B answers "no leader yet" through the hedge: the round
+    goes on to C, with no hedge left to send (A failed in this round, B
+    answered in it)."""
+    endpoints = Endpoints([A, B, C])
+
+    def answer(send: Send) -> Reply | Failure:
+        if send.url.startswith(A):
+            return dataclasses.replace(NO_LEADER, hedged=True)
+        return ok(KEY)
+
+    script = Script(answer)
+    value = script.run(attempts(_api.get("k", stale=False), endpoints, SETTINGS, lambda: script.now, None))
+    assert value == KEY
+    assert [send.url for send in sends(script)] == [f"{A}/api/kv/k", f"{C}/api/kv/k"]
+    assert sends(script)[1].hedge is None
+    assert endpoints.last == C
+
+
+def test_a_hedged_redirect_is_followed_and_a_silent_leader_forgotten() -> None:
+    """The client takes A for the leader, and A is paused: the hedge at B
+    redirects to C, the new leader, which answers."""
+    endpoints = Endpoints([A, B, C])
+    endpoints.leader = A
+
+    def answer(send: Send) -> Reply | Failure:
+        if send.url.startswith(A):
+            return Reply(307, redirect(C).headers, redirect(C).body, hedged=True)
+        return ok(KEY)
+
+    script = Script(answer)
+    assert script.run(attempts(_api.get("k", stale=False), endpoints, SETTINGS, lambda: 0.0, None)) == KEY
+    assert [send.url for send in sends(script)] == [f"{A}/api/kv/k", f"{C}/api/kv/k"]
+    assert endpoints.leader == C
+
+
+def test_a_keyed_write_whose_first_endpoint_went_silent_may_have_been_applied() -> None:
+    """The silent endpoint had the write: when the rest only say "no
+    leader" until the time is up, its fate is unknown (Indeterminate with
+    its key), not certainly unapplied."""
+
+    def answer(send: Send) -> Reply | Failure:
+        if send.hedge is not None and send.url.startswith(A):
+            return dataclasses.replace(NO_LEADER, hedged=True)
+        return NO_LEADER
+
+    script = Script(answer)
+    with pytest.raises(Indeterminate) as raised:
+        script.run(
+            attempts(_api.put("k", "v", None), Endpoints([A, B, C]), SETTINGS, lambda: script.now, "key")
+        )
+    assert "no answer within 1 s" in str(raised.value)
+    assert raised.value.idempotency_key == "key"
+
+
+def test_when_both_fail_the_next_endpoint_is_asked() -> None:
+    def answer(send: Send) -> Reply | Failure:
+        if send.url.startswith(A):
+            return Failure("connection lost", sent=True, hedged=True)
+        return ok(KEY)
+
+    script = Script(answer)
+    value = script.run(
+        attempts(_api.get("k", stale=False), Endpoints([A, B, C]), SETTINGS, lambda: 0.0, None)
+    )
+    assert value == KEY
+    assert [send.url for send in sends(script)] == [f"{A}/api/kv/k", f"{C}/api/kv/k"]
+
+
+# -- the drivers ------------------------------------------------------------------
+
+
+def key_answer() -> httpx.Response:
+    return httpx.Response(200, content=msgspec.json.encode(KEY))
+
+
+async def test_the_trio_client_asks_the_next_endpoint_once_the_first_is_silent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    asked: list[str] = []
+    cancelled = trio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "a":
+            try:
+                await trio.sleep_forever()
+            finally:
+                cancelled.set()
+        return key_answer()
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with TrioClient([A, B, C], http=http, hedge_after=1.5) as client:
+        start = trio.current_time()
+        assert await client.get("k") == KEY
+        assert trio.current_time() - start == pytest.approx(1.5)
+        assert asked == ["a", "b"] and cancelled.is_set()
+        # An endpoint that answers in time is the only one asked.
+        asked.clear()
+        assert await client.get("k", stale=True) == KEY
+        assert asked == ["b"]
+    await http.aclose()
+
+
+async def test_the_trio_client_waits_for_the_other_when_one_fails(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A answers after 3 s, B (its hedge, at 1 s) fails at once: A's
+    answer is the call's."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "b":
+            raise httpx.ConnectError("refused", request=request)
+        await trio.sleep(3)
+        return key_answer()
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with TrioClient([A, B], http=http, hedge_after=1.0) as client:
+        start = trio.current_time()
+        assert await client.get("k", stale=True) == KEY
+        assert trio.current_time() - start == pytest.approx(3.0)
+    await http.aclose()
+
+
+def test_the_blocking_client_answers_from_the_hedge_while_the_first_still_hangs() -> None:
+    released = threading.Event()
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "a":
+            released.wait(30)
+            return httpx.Response(503, content=msgspec.json.encode(schema.ErrorAnswer("late", "no_leader")))
+        return key_answer()
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    try:
+        with Client([A, B, C], http=http, hedge_after=0.2) as client:
+            start = time.monotonic()
+            assert client.get("k") == KEY
+            took = time.monotonic() - start
+            assert not released.is_set() and asked == ["a", "b"], asked
+            assert took >= 0.2
+            asked.clear()
+            assert client.get("k", stale=True) == KEY  # B answered last: asked first, and in time
+            assert asked == ["b"]
+    finally:
+        released.set()
+        http.close()
+
+
+def test_the_pool_reuses_an_idle_thread_starts_one_when_none_is_and_lets_idle_ones_go() -> None:
+    pool = DaemonPool(idle_s=0.2)
+    ran: queue.SimpleQueue[threading.Thread] = queue.SimpleQueue()
+    hold = threading.Event()
+    pool.submit(lambda: ran.put(threading.current_thread()))
+    first = ran.get(timeout=5)
+    pool.submit(lambda: ran.put(threading.current_thread()))
+    assert ran.get(timeout=5) is first and first.daemon
+
+    # A job that blocks keeps its thread: the next job gets another.
+    def blocking() -> None:
+        ran.put(threading.current_thread())
+        hold.wait(5)
+
+    pool.submit(blocking)
+    blocked = ran.get(timeout=5)
+    pool.submit(lambda: ran.put(threading.current_thread()))
+    other = ran.get(timeout=5)
+    assert other is not blocked
+    hold.set()
+    # Idle for longer than idle_s, both threads end.
+    blocked.join(timeout=5)
+    other.join(timeout=5)
+    assert not blocked.is_alive() and not other.is_alive()
