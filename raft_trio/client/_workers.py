@@ -11,8 +11,11 @@ starts one only when none is idle, and lets one go after a minute idle.
 
 from __future__ import annotations
 
+import functools
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 
 #: Seconds a thread waits for a job before it ends.
@@ -24,6 +27,12 @@ class DaemonPool:
 
     def __init__(self, idle_s: float = IDLE_S) -> None:
         self._idle_s = idle_s
+        self._start_empty()
+        # A child of fork() has none of the parent's threads: a job put on
+        # the queue for an idle one would wait forever.
+        os.register_at_fork(after_in_child=functools.partial(_start_empty_in_child, weakref.ref(self)))
+
+    def _start_empty(self) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         #: Threads waiting for a job, less the jobs promised to them.
@@ -54,3 +63,8 @@ class DaemonPool:
                         if self._idle > 0:
                             self._idle -= 1
                             return
+
+
+def _start_empty_in_child(pool: weakref.ref[DaemonPool]) -> None:
+    if (alive := pool()) is not None:
+        alive._start_empty()

@@ -6,6 +6,7 @@ drivers over httpx's mock transport (the Trio one on the fake clock)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -241,3 +242,19 @@ def test_the_pool_reuses_an_idle_thread_starts_one_when_none_is_and_lets_idle_on
     blocked.join(timeout=5)
     other.join(timeout=5)
     assert not blocked.is_alive() and not other.is_alive()
+
+
+def test_a_child_of_fork_starts_its_own_threads() -> None:
+    """The parent's idle thread is not in the child: a job there must
+    start one, not wait on the queue for a thread that is gone."""
+    pool = DaemonPool()
+    done = threading.Event()
+    pool.submit(done.set)
+    assert done.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the job ran
+        ran = threading.Event()
+        pool.submit(ran.set)
+        os._exit(0 if ran.wait(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
