@@ -462,7 +462,7 @@ class Client:
         for base in self.endpoints.order(False):
             url = base + self.settings.api_prefix.rstrip("/") + path
             try:
-                stream = self._http.stream("GET", url, headers=headers, timeout=timeout)
+                stream = self._streamed(url, headers, timeout)
                 response = stream.__enter__()
             except _http.REQUEST_ERRORS as error:
                 tried.append((base, _http.describe(error)))
@@ -594,7 +594,7 @@ class Client:
                 url = base + cursor.target(self.settings.api_prefix)
                 try:
                     headers = self._stream_headers(cursor.headers())
-                    with self._http.stream("GET", url, headers=headers, timeout=timeout) as response:
+                    with self._streamed(url, headers, timeout) as response:
                         if response.status_code != 200:
                             self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, response.read(), base)
@@ -628,6 +628,56 @@ class Client:
                 raise NoEndpointAnswered(tried)
             time.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
+
+    @contextlib.contextmanager
+    def _streamed(
+        self, url: str, headers: dict[str, str], timeout: httpx.Timeout
+    ) -> Iterator[httpx.Response]:
+        """A streamed GET whose head came within ``hedge_after`` seconds
+        (raises ``httpx.ReadTimeout`` otherwise). A node sends a stream's
+        head at once; a paused one accepts the connection and says
+        nothing, where the stream's own read timeout (a watch's 15 s)
+        would keep a watch from starting elsewhere. The request is opened
+        on the pool's daemon thread, since a blocking one cannot be
+        cancelled; one whose head comes too late is closed there."""
+        head_s = self.settings.hedge_after
+        if head_s is None or timeout.read is None or head_s >= timeout.read:
+            with self._http.stream("GET", url, headers=headers, timeout=timeout) as response:
+                yield response
+            return
+        opened: queue.SimpleQueue[httpx.Response | Exception] = queue.SimpleQueue()
+        lock = threading.Lock()
+        abandoned = False
+
+        def job() -> None:
+            result: httpx.Response | Exception
+            try:
+                request = self._http.build_request("GET", url, headers=headers, timeout=timeout)
+                result = self._http.send(request, stream=True)
+            except Exception as error:  # raised in the caller, as a direct call would
+                result = error
+            with lock:
+                if not abandoned:
+                    opened.put(result)
+                    return
+            if isinstance(result, httpx.Response):
+                result.close()
+
+        _POOL.submit(job)
+        try:
+            result = opened.get(timeout=head_s)
+        except queue.Empty:
+            with lock:
+                if opened.empty():
+                    abandoned = True
+                    raise httpx.ReadTimeout(f"no answer within {head_s:g} s") from None
+                result = opened.get()
+        if isinstance(result, Exception):
+            raise result
+        try:
+            yield result
+        finally:
+            result.close()
 
     # -- the way of a call ------------------------------------------------------------
 

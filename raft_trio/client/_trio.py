@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
@@ -430,7 +431,7 @@ class TrioClient:
         for base in self.endpoints.order(False):
             url = base + self.settings.api_prefix.rstrip("/") + path
             try:
-                stream = self._http.stream("GET", url, headers=headers, timeout=timeout)
+                stream = self._streamed(url, headers, timeout)
                 response = await stream.__aenter__()
             except _http.REQUEST_ERRORS as error:
                 tried.append((base, _http.describe(error)))
@@ -494,9 +495,8 @@ class TrioClient:
             for base in self.endpoints.order(False):
                 url = base + cursor.target(self.settings.api_prefix)
                 try:
-                    async with self._http.stream(
-                        "GET", url, headers=await self._stream_headers(cursor.headers()), timeout=timeout
-                    ) as response:
+                    headers = await self._stream_headers(cursor.headers())
+                    async with self._streamed(url, headers, timeout) as response:
                         if response.status_code != 200:
                             self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, await response.aread(), base)
@@ -531,6 +531,26 @@ class TrioClient:
                 raise NoEndpointAnswered(tried)
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
+
+    @contextlib.asynccontextmanager
+    async def _streamed(
+        self, url: str, headers: dict[str, str], timeouts: httpx.Timeout
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed GET whose head came within ``hedge_after`` seconds
+        (raises ``httpx.ReadTimeout`` otherwise). A node sends a stream's
+        head at once; a paused one accepts the connection and says
+        nothing, where the stream's own read timeout (a watch's 15 s)
+        would keep a watch from starting elsewhere."""
+        head_s = self.settings.hedge_after
+        async with contextlib.AsyncExitStack() as stack:
+            response: httpx.Response | None = None
+            with trio.move_on_after(head_s if head_s is not None else math.inf):
+                response = await stack.enter_async_context(
+                    self._http.stream("GET", url, headers=headers, timeout=timeouts)
+                )
+            if response is None:
+                raise httpx.ReadTimeout(f"no answer within {head_s:g} s")
+            yield response
 
     # -- the way of a call ------------------------------------------------------------
 

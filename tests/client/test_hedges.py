@@ -258,3 +258,61 @@ def test_a_child_of_fork_starts_its_own_threads() -> None:
         os._exit(0 if ran.wait(5) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- a stream's head ----------------------------------------------------------------
+
+CHANGE = schema.WatchChange(key="w/a", value="one", create_revision=5, mod_revision=5, version=1)
+EVENTS = b"id: 5\nevent: put\ndata: " + msgspec.json.encode(CHANGE) + b"\n\n"
+
+
+def events_answer() -> httpx.Response:
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=EVENTS)
+
+
+async def test_a_trio_watch_leaves_an_endpoint_that_sends_no_head(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A paused node never sends the watch's head: after hedge_after
+    (not the stream's 15 s stall) the watch opens at the next endpoint."""
+    asked: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "a":
+            await trio.sleep_forever()
+        return events_answer()
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with http, TrioClient([A, B], http=http, hedge_after=1.0) as client:
+        start = trio.current_time()
+        with trio.fail_after(30):  # the stream's stall is 15 s
+            async with client.watch(prefix="w/", start_revision=5) as changes:
+                first = await changes.__anext__()
+        assert trio.current_time() - start == pytest.approx(1.0)
+    assert (first.kind, first.change) == ("put", CHANGE)
+    assert asked == ["a", "b"]
+
+
+def test_a_blocking_watch_leaves_an_endpoint_that_sends_no_head() -> None:
+    released = threading.Event()
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "a":
+            released.wait(30)
+        return events_answer()
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    try:
+        with (
+            Client([A, B], http=http, hedge_after=0.2) as client,
+            client.watch(prefix="w/", start_revision=5) as changes,
+        ):
+            first = next(changes)
+        assert (first.kind, first.change) == ("put", CHANGE)
+        assert asked == ["a", "b"] and not released.is_set()
+    finally:
+        released.set()
+        http.close()

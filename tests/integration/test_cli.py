@@ -360,3 +360,26 @@ def test_a_paused_leader_first_among_the_endpoints_costs_a_command_about_a_secon
     assert (put.returncode, put.stderr) == (0, ""), put.stderr
     assert cluster.follow.get(cluster.kv_url(others[0], "greeting")).json()["value"] == "again"
     assert get_took < 4.0 and put_took < 4.0, f"get {get_took:.2f} s, put {put_took:.2f} s"
+
+
+def test_a_watch_opens_elsewhere_about_a_second_after_its_paused_first_endpoint(cluster: Cluster) -> None:
+    """A paused node accepts the watch's connection and never sends its
+    head: the watch opens at the next endpoint after a second, not after
+    the stream's 15 s stall (the changes made meanwhile were missed by a
+    watch from the next change)."""
+    first = cluster.write("paused-watch/a", "one")["index"]
+    cluster.wait_caught_up("n2", first)
+    cluster["n1"].pause()  # the first endpoint
+    try:
+        watch = Watch(cluster, "--prefix", "paused-watch/", "--rev", str(first), "-o", "json")
+        try:
+            start = time.monotonic()
+            (line,) = watch.next_lines(1, timeout=10)
+            took = time.monotonic() - start
+        finally:
+            status, stderr = watch.stop()
+    finally:
+        cluster["n1"].resume()
+    assert json.loads(line)["key"] == "paused-watch/a"
+    assert took < 5.0, f"the first change came {took:.1f} s after the watch started"
+    assert (status, stderr) == (130, "")
