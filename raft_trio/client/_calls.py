@@ -214,7 +214,8 @@ class Send:
     timeout: float
     #: The same request at another endpoint, sent as well once ``url`` has
     #: not answered within ``hedge_after`` seconds; the driver gives back
-    #: the first answer (a failure only when both failed).
+    #: the first answer (a failure only when both failed), ``url``'s
+    #: marked ``hedge_sent`` when the hedge had gone out.
     hedge: str | None = None
     hedge_after: float = 0.0
 
@@ -237,6 +238,9 @@ class Reply:
     body: bytes
     #: The answer is the hedge's (``Send.hedge``), not ``Send.url``'s.
     hedged: bool = False
+    #: The answer is ``Send.url``'s, and the hedge had gone out: its
+    #: request may have reached ``Send.hedge``, whose answer was dropped.
+    hedge_sent: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,6 +368,10 @@ def _attempts(
                     base, url, where, hops = hedge, hedge + target, hedge, 0
                     asked.add(base)
                     hedged.add(base)
+                elif isinstance(reply, Reply) and reply.hedge_sent and not call.repeatable:
+                    # The hedge's request went out and its answer was not
+                    # waited for (or it failed): the write may be applied.
+                    maybe_applied = f"{hedge}: the request went out (a hedge) and was not answered"
                 if isinstance(reply, Failure):
                     endpoints.unreachable(base)
                     failed.add(base)

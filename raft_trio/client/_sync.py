@@ -775,8 +775,17 @@ class Client:
         except queue.Empty:
             pass
         _POOL.submit(attempt(action.the_hedge(), True))
-        result = results.get()
-        return results.get() if isinstance(result, Failure) else result
+        answers = [results.get()]
+        if isinstance(answers[0], Failure):
+            answers.append(results.get())
+        replies = [answer for answer in answers if isinstance(answer, Reply)]
+        if not replies:  # both failed: the hedge's failure stands for both
+            return next(answer for answer in answers if answer.hedged)
+        reply = replies[0]
+        if reply.hedged or any(isinstance(answer, Failure) and not answer.sent for answer in answers):
+            return reply
+        # The hedge went out: what it may have done is not forgotten.
+        return dataclasses.replace(reply, hedge_sent=True)
 
     def _attempt(self, action: Send) -> Reply | Failure:
         try:

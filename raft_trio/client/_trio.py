@@ -635,12 +635,16 @@ class TrioClient:
         first = trio.CancelScope()
         answered = trio.Event()
         hedged: list[Reply | Failure] = []
+        hedge_sent = False
 
         async def hedge_when_silent() -> None:
+            nonlocal hedge_sent
             with trio.move_on_after(action.hedge_after):
                 await answered.wait()
                 return
+            hedge_sent = True
             hedged.append(answer := await self._attempt(action.the_hedge()))
+            hedge_sent = not isinstance(answer, Failure) or answer.sent
             if isinstance(answer, Reply):
                 first.cancel()
 
@@ -652,7 +656,10 @@ class TrioClient:
             answered.set()
             if isinstance(result, Reply):
                 nursery.cancel_scope.cancel()  # the hedge, if it was sent
-        if result is not None and (isinstance(result, Reply) or not hedged):
+        if isinstance(result, Reply):
+            # The hedge went out: what it may have done is not forgotten.
+            return dataclasses.replace(result, hedge_sent=True) if hedge_sent else result
+        if result is not None and not hedged:
             return result
         return dataclasses.replace(hedged[0], hedged=True)
 

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from raft_trio import schema
-from raft_trio.client import Client, Indeterminate, TrioClient, _api
+from raft_trio.client import Client, Indeterminate, TrioClient, Unavailable, _api
 from raft_trio.client._calls import Call, Endpoints, Failure, Reply, Send, Settings, attempts
 from raft_trio.client._workers import DaemonPool
 
@@ -215,6 +215,83 @@ def test_the_blocking_client_answers_from_the_hedge_while_the_first_still_hangs(
             assert asked == ["b"]
     finally:
         released.set()
+        http.close()
+
+
+def no_leader_answer() -> httpx.Response:
+    return httpx.Response(503, content=msgspec.json.encode(schema.ErrorAnswer("no leader", "no_leader")))
+
+
+async def test_a_trio_keyed_write_whose_hedge_went_out_unanswered_may_have_been_applied(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A says "no leader" only after the hedge went to B (which may have
+    taken the write and not answered yet): A's answer is taken, but when
+    the rest only say "no leader", the write's fate is unknown."""
+    hedge_at_b = trio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            await trio.sleep(1.5)
+        elif request.url.host == "b" and not hedge_at_b.is_set():
+            hedge_at_b.set()
+            await trio.sleep_forever()
+        return no_leader_answer()
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with http, TrioClient([A, B, C], http=http, retry=False, hedge_after=1.0) as client:
+        with pytest.raises(Indeterminate) as raised:
+            await client.put("k", "v", idempotency_key="key")
+    assert hedge_at_b.is_set()
+    assert raised.value.idempotency_key == "key"
+
+
+async def test_a_trio_keyed_write_whose_hedge_never_connected_certainly_was_not_applied(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The hedge could not connect: only A had the write, and A said "no
+    leader", as did the rest: certainly not applied."""
+    refused = trio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            await refused.wait()
+        elif request.url.host == "b" and not refused.is_set():
+            refused.set()
+            raise httpx.ConnectError("refused", request=request)
+        return no_leader_answer()
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with http, TrioClient([A, B, C], http=http, retry=False, hedge_after=1.0) as client:
+        with pytest.raises(Unavailable):
+            await client.put("k", "v", idempotency_key="key")
+    assert refused.is_set()
+
+
+def test_a_blocking_keyed_write_whose_hedge_failed_after_it_went_out_may_have_been_applied() -> None:
+    """B's connection broke after the hedge's request went out; A then
+    says "no leader": the write's fate is unknown, not certainly unapplied."""
+    hedge_failed = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            hedge_failed.wait(30)
+        elif request.url.host == "b" and not hedge_failed.is_set():
+            hedge_failed.set()
+            raise httpx.ReadError("connection reset", request=request)
+        return no_leader_answer()
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    try:
+        with (
+            Client([A, B, C], http=http, retry=False, hedge_after=0.2) as client,
+            pytest.raises(Indeterminate) as raised,
+        ):
+            client.put("k", "v", idempotency_key="key")
+        assert hedge_failed.is_set()
+        assert raised.value.idempotency_key == "key"
+    finally:
+        hedge_failed.set()
         http.close()
 
 
