@@ -649,13 +649,16 @@ class TrioClient:
                 first.cancel()
 
         result: Reply | Failure | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(hedge_when_silent)
-            with first:
-                result = await self._attempt(action)
-            answered.set()
-            if isinstance(result, Reply):
-                nursery.cancel_scope.cancel()  # the hedge, if it was sent
+        # What an attempt raises (not a node failing: the client closed)
+        # comes out as itself, as from a call without a hedge.
+        with _locks.single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hedge_when_silent)
+                with first:
+                    result = await self._attempt(action)
+                answered.set()
+                if isinstance(result, Reply):
+                    nursery.cancel_scope.cancel()  # the hedge, if it was sent
         if isinstance(result, Reply):
             # The hedge went out: what it may have done is not forgotten.
             return dataclasses.replace(result, hedge_sent=True) if hedge_sent else result

@@ -191,6 +191,29 @@ async def test_the_trio_client_waits_for_the_other_when_one_fails(
     await http.aclose()
 
 
+async def test_a_trio_hedged_call_raises_what_an_attempt_raised_as_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """What is not a node failing (the client closed under the call) comes
+    out as itself, as from a call without a hedge, not in a group: from
+    the first attempt, and from the hedge."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            await trio.sleep_forever()
+        raise RuntimeError("the hedge's")
+
+    closed = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    await closed.aclose()
+    async with TrioClient([A, B], http=closed) as client:
+        with pytest.raises(RuntimeError, match="closed"):
+            await client.get("k", stale=True)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with http, TrioClient([A, B], http=http) as client:
+        with pytest.raises(RuntimeError, match="the hedge's"):
+            await client.get("k", stale=True)
+
+
 def test_the_blocking_client_answers_from_the_hedge_while_the_first_still_hangs() -> None:
     released = threading.Event()
     asked: list[str] = []
