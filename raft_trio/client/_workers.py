@@ -11,6 +11,7 @@ starts one only when none is idle, and lets one go after a minute idle.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 import queue
@@ -39,7 +40,11 @@ class DaemonPool:
         self._idle = 0
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` (which must not raise) on a thread of the pool."""
+        """Run ``job`` (which must not raise) on a thread of the pool, in
+        the caller's context (its ``contextvars``: a tracer's current span,
+        a log's request id), as ``trio.to_thread`` and
+        ``asyncio.to_thread`` do."""
+        job = functools.partial(contextvars.copy_context().run, job)
         with self._lock:
             if self._idle > 0:
                 self._idle -= 1

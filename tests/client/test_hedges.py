@@ -5,6 +5,7 @@ drivers over httpx's mock transport (the Trio one on the fake clock)."""
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 import queue
@@ -315,6 +316,32 @@ def test_a_blocking_keyed_write_whose_hedge_failed_after_it_went_out_may_have_be
         assert raised.value.idempotency_key == "key"
     finally:
         hedge_failed.set()
+        http.close()
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("REQUEST_ID", default="none")
+
+
+def test_a_blocking_call_sends_its_attempts_in_the_callers_context() -> None:
+    """The attempts run on the pool's threads, with the caller's context
+    variables (a tracer's current span, a log's request id), as they were
+    when the caller's thread sent them itself."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(REQUEST_ID.get())
+        return key_answer()
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    try:
+        with Client([A, B], http=http, hedge_after=5.0) as client:
+            token = REQUEST_ID.set("r1")
+            try:
+                assert client.get("k", stale=True) == KEY
+            finally:
+                REQUEST_ID.reset(token)
+        assert seen == ["r1"]
+    finally:
         http.close()
 
 
