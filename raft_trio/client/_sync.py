@@ -459,10 +459,11 @@ class Client:
         read = stall if stall is not None else self.settings.attempt_timeout
         timeout = httpx.Timeout(read, connect=self.settings.connect_timeout)
         headers = self._stream_headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
-        for base in self.endpoints.order(False):
+        order = self.endpoints.order(False)
+        for base in order:
             url = base + self.settings.api_prefix.rstrip("/") + path
             try:
-                stream = self._streamed(url, headers, timeout)
+                stream = self._streamed(url, headers, timeout, base != order[-1])
                 response = stream.__enter__()
             except _http.REQUEST_ERRORS as error:
                 tried.append((base, _http.describe(error)))
@@ -590,11 +591,12 @@ class Client:
         backoff = 0.1
         while True:
             tried = []  # what the last round found: each endpoint once when the watch gives up
-            for base in self.endpoints.order(False):
+            order = self.endpoints.order(False)
+            for base in order:
                 url = base + cursor.target(self.settings.api_prefix)
                 try:
                     headers = self._stream_headers(cursor.headers())
-                    with self._streamed(url, headers, timeout) as response:
+                    with self._streamed(url, headers, timeout, base != order[-1]) as response:
                         if response.status_code != 200:
                             self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, response.read(), base)
@@ -631,17 +633,21 @@ class Client:
 
     @contextlib.contextmanager
     def _streamed(
-        self, url: str, headers: dict[str, str], timeout: httpx.Timeout
+        self, url: str, headers: dict[str, str], timeout: httpx.Timeout, elsewhere: bool
     ) -> Iterator[httpx.Response]:
         """A streamed GET whose head came within ``hedge_after`` seconds
-        (raises ``httpx.ReadTimeout`` otherwise). A node sends a stream's
-        head at once; a paused one accepts the connection and says
-        nothing, where the stream's own read timeout (a watch's 15 s)
-        would keep a watch from starting elsewhere. The request is opened
-        on the pool's daemon thread, since a blocking one cannot be
-        cancelled; one whose head comes too late is closed there."""
+        (raises ``httpx.ReadTimeout`` otherwise) when the stream has
+        ``elsewhere`` to go, another endpoint of the round. A node sends a
+        stream's head at once; a paused one accepts the connection and
+        says nothing, where the stream's own read timeout (a watch's 15 s)
+        would keep a watch from starting elsewhere. The last endpoint of a
+        round is waited for as before: a slow link (a TLS handshake across
+        regions) that brings every head after the bound must not keep the
+        stream from opening anywhere. The request is opened on the pool's
+        daemon thread, since a blocking one cannot be cancelled; one whose
+        head comes too late is closed there."""
         head_s = self.settings.hedge_after
-        if head_s is None or timeout.read is None or head_s >= timeout.read:
+        if not elsewhere or head_s is None or timeout.read is None or head_s >= timeout.read:
             with self._http.stream("GET", url, headers=headers, timeout=timeout) as response:
                 yield response
             return

@@ -428,10 +428,11 @@ class TrioClient:
         read = stall if stall is not None else self.settings.attempt_timeout
         timeout = httpx.Timeout(read, connect=self.settings.connect_timeout)
         headers = await self._stream_headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
-        for base in self.endpoints.order(False):
+        order = self.endpoints.order(False)
+        for base in order:
             url = base + self.settings.api_prefix.rstrip("/") + path
             try:
-                stream = self._streamed(url, headers, timeout)
+                stream = self._streamed(url, headers, timeout, base != order[-1])
                 response = await stream.__aenter__()
             except _http.REQUEST_ERRORS as error:
                 tried.append((base, _http.describe(error)))
@@ -492,11 +493,12 @@ class TrioClient:
         backoff = 0.1
         while True:
             tried = []  # what the last round found: each endpoint once when the watch gives up
-            for base in self.endpoints.order(False):
+            order = self.endpoints.order(False)
+            for base in order:
                 url = base + cursor.target(self.settings.api_prefix)
                 try:
                     headers = await self._stream_headers(cursor.headers())
-                    async with self._streamed(url, headers, timeout) as response:
+                    async with self._streamed(url, headers, timeout, base != order[-1]) as response:
                         if response.status_code != 200:
                             self._stream_refused(response.status_code)
                             error = cursor.refused(response.status_code, await response.aread(), base)
@@ -534,17 +536,21 @@ class TrioClient:
 
     @contextlib.asynccontextmanager
     async def _streamed(
-        self, url: str, headers: dict[str, str], timeouts: httpx.Timeout
+        self, url: str, headers: dict[str, str], timeouts: httpx.Timeout, elsewhere: bool
     ) -> AsyncIterator[httpx.Response]:
         """A streamed GET whose head came within ``hedge_after`` seconds
-        (raises ``httpx.ReadTimeout`` otherwise). A node sends a stream's
-        head at once; a paused one accepts the connection and says
-        nothing, where the stream's own read timeout (a watch's 15 s)
-        would keep a watch from starting elsewhere."""
+        (raises ``httpx.ReadTimeout`` otherwise) when the stream has
+        ``elsewhere`` to go, another endpoint of the round. A node sends a
+        stream's head at once; a paused one accepts the connection and
+        says nothing, where the stream's own read timeout (a watch's 15 s)
+        would keep a watch from starting elsewhere. The last endpoint of a
+        round is waited for as before: a slow link (a TLS handshake across
+        regions) that brings every head after the bound must not keep the
+        stream from opening anywhere."""
         head_s = self.settings.hedge_after
         async with contextlib.AsyncExitStack() as stack:
             response: httpx.Response | None = None
-            with trio.move_on_after(head_s if head_s is not None else math.inf):
+            with trio.move_on_after(head_s if elsewhere and head_s is not None else math.inf):
                 response = await stack.enter_async_context(
                     self._http.stream("GET", url, headers=headers, timeout=timeouts)
                 )

@@ -443,3 +443,50 @@ def test_a_blocking_watch_leaves_an_endpoint_that_sends_no_head() -> None:
     finally:
         released.set()
         http.close()
+
+
+async def test_a_trio_watch_opens_where_every_head_comes_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Every endpoint sends the head after 1.5 s (a slow link, a TLS
+    handshake across regions): the head's bound only sends the watch on
+    to another endpoint, so the last one of a round is waited for, up to
+    the stream's own stall, and the watch opens."""
+    asked: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        await trio.sleep(1.5)
+        return events_answer()
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with http, TrioClient([A, B], http=http, hedge_after=1.0) as client:
+        start = trio.current_time()
+        with trio.fail_after(30):
+            async with client.watch(prefix="w/", start_revision=5) as changes:
+                first = await changes.__anext__()
+        assert trio.current_time() - start == pytest.approx(2.5)
+    assert first.change == CHANGE
+    assert asked == ["a", "b"]
+
+
+def test_a_blocking_watch_opens_where_every_head_comes_late() -> None:
+    asked: list[str] = []
+    late = threading.Event()  # never set: each head waits out 0.3 s
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        late.wait(0.3)
+        return events_answer()
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    try:
+        with (
+            Client([A, B], http=http, hedge_after=0.2) as client,
+            client.watch(prefix="w/", start_revision=5) as changes,
+        ):
+            first = next(changes)
+        assert first.change == CHANGE
+        assert asked == ["a", "b"]
+    finally:
+        http.close()
