@@ -219,6 +219,15 @@ class Send:
     hedge: str | None = None
     hedge_after: float = 0.0
 
+    def sent_back(self, answer: Reply | Failure) -> bool:
+        """Whether ``answer``, the hedge's, only redirects to ``url``,
+        where this attempt still waits (a slow leader, its followers
+        pointing at it): it serves nothing, and taking it would ask the
+        slow node again from the start, once for each endpoint."""
+        return (
+            isinstance(answer, Reply) and answer.status == 307 and answer.headers.get("location") == self.url
+        )
+
     def the_hedge(self) -> Send:
         """The hedge's own attempt: to ``hedge``, within what is left of
         this attempt's time once it is sent."""

@@ -782,8 +782,12 @@ class Client:
             pass
         _POOL.submit(attempt(action.the_hedge(), True))
         answers = [results.get()]
-        if isinstance(answers[0], Failure):
+        if isinstance(answers[0], Failure) or (answers[0].hedged and action.sent_back(answers[0])):
             answers.append(results.get())
+        if any(answer.hedged and action.sent_back(answer) for answer in answers):
+            # The hedge only redirected to where the first attempt waits:
+            # it served nothing, and the first attempt's answer stands.
+            return next(answer for answer in answers if not answer.hedged)
         replies = [answer for answer in answers if isinstance(answer, Reply)]
         if not replies:  # both failed: the hedge's failure stands for both
             return next(answer for answer in answers if answer.hedged)

@@ -649,7 +649,11 @@ class TrioClient:
                 await answered.wait()
                 return
             hedge_sent = True
-            hedged.append(answer := await self._attempt(action.the_hedge()))
+            answer = await self._attempt(action.the_hedge())
+            if action.sent_back(answer):
+                hedge_sent = False  # a redirect serves nothing: the first attempt goes on
+                return
+            hedged.append(answer)
             hedge_sent = not isinstance(answer, Failure) or answer.sent
             if isinstance(answer, Reply):
                 first.cancel()

@@ -490,3 +490,53 @@ def test_a_blocking_watch_opens_where_every_head_comes_late() -> None:
         assert asked == ["a", "b"]
     finally:
         http.close()
+
+
+# -- a slow leader ------------------------------------------------------------------
+
+
+def redirect_to_a(request: httpx.Request) -> httpx.Response:
+    """A follower's answer while A leads."""
+    body = {"error": "not the leader", "code": "not_leader", "leader_id": "a"}
+    return httpx.Response(307, headers={"location": A + request.url.raw_path.decode()}, json=body)
+
+
+async def test_a_trio_call_at_a_slow_leader_is_not_sent_back_to_it_by_its_hedge(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A answers after 1.5 s; the hedge at B (after 1 s) only redirects to
+    A, where the call already waits: it is no answer, and A is not asked
+    again from the start (it was, once for each endpoint, taking 3.5 s)."""
+    asked: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host != "a":
+            return redirect_to_a(request)
+        await trio.sleep(1.5)  # the slow leader
+        return key_answer()
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with http, TrioClient([A, B, C], http=http, hedge_after=1.0) as client:
+        client.endpoints.leader = A
+        start = trio.current_time()
+        assert await client.put("k", "v") == KEY
+        assert trio.current_time() - start == pytest.approx(1.5)
+    assert asked == ["a", "b"]
+
+
+def test_a_blocking_call_at_a_slow_leader_is_not_sent_back_to_it_by_its_hedge() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host != "a":
+            return redirect_to_a(request)
+        time.sleep(0.6)  # the slow leader
+        return key_answer()
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    with http, Client([A, B, C], http=http, hedge_after=0.2) as client:
+        client.endpoints.leader = A
+        assert client.put("k", "v") == KEY
+    assert asked == ["a", "b"]
