@@ -109,6 +109,12 @@ class Settings:
     #: and count retries themselves).
     retry: bool = True
 
+    def __post_init__(self) -> None:
+        if self.hedge_after is not None and not self.hedge_after > 0:
+            raise ValueError(
+                f"hedge_after must be a number of seconds above 0, or None; got {self.hedge_after!r}"
+            )
+
 
 @dataclasses.dataclass(frozen=True)
 class Call(Generic[T]):

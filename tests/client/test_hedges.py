@@ -540,3 +540,11 @@ def test_a_blocking_call_at_a_slow_leader_is_not_sent_back_to_it_by_its_hedge() 
         client.endpoints.leader = A
         assert client.put("k", "v") == KEY
     assert asked == ["a", "b"]
+
+
+@pytest.mark.parametrize("hedge_after", [0, -1.0, float("nan")])
+def test_a_hedge_after_that_is_no_time_is_refused_when_the_client_is_made(hedge_after: float) -> None:
+    with pytest.raises(ValueError, match="hedge_after must be a number of seconds above 0"):
+        Client([A, B], hedge_after=hedge_after)
+    with pytest.raises(ValueError, match="hedge_after must be a number of seconds above 0"):
+        TrioClient([A, B], hedge_after=hedge_after)
