@@ -35,8 +35,10 @@ async def test_losing_leadership_ends_the_whole_process_group(
     script.write_text(
         "#!/bin/sh\n"
         'echo "leading as $RAFT_NODE_ID in term $RAFT_TERM"\n'
-        "sh -c 'trap \"\" TERM; exec sleep 1000' &\n"
-        f'echo $! > "{pidfile}.tmp" && mv "{pidfile}.tmp" "{pidfile}"\n'
+        # The grandchild names itself once its trap is set: a SIGTERM
+        # that came before the trap (a loaded machine) would end it, and
+        # the SIGKILL this test is about would never be needed.
+        f'sh -c \'trap "" TERM; echo $$ > "{pidfile}.tmp" && mv "{pidfile}.tmp" "{pidfile}"; exec sleep 1000\' &\n'
         "wait\n"
     )
     script.chmod(0o755)
