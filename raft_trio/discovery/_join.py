@@ -13,9 +13,13 @@ from ..client import ClientError, MembershipConflict, TrioClient
 from ..node import RaftNode
 from ._dns import DnsError, DnsResolver
 from ._probe import probe_all, same_cluster
+from ._quiet import QuietRepeats
 from ._settings import DiscoverySettings
 
-log = logging.getLogger("raft_trio.discovery")
+#: A node refused (a wrong token) asks again every second: each reason is
+#: logged once, then every 30 s with a count.
+log = logging.getLogger("raft_trio.discovery.join")
+log.addFilter(QuietRepeats())
 
 #: A join waits for the leader to commit the new learner.
 JOIN_TIMEOUT_S = 10.0
