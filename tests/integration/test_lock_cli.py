@@ -157,6 +157,41 @@ def test_a_lock_whose_key_is_deleted_ends_a_command_that_ignores_sigterm_at_once
     assert "its key was deleted; the command was ended" in out and "Traceback" not in out
 
 
+def test_a_holder_keeps_its_lock_while_the_leader_is_paused_longer_than_the_ttl(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """`docker pause` of the leader for 6 s under a lock of TTL 5: the
+    holder's keep-alive to the paused leader goes to the next endpoint
+    after a second without an answer, whose node holds it until the new
+    leader (which gives every lease a full TTL) is elected, and is
+    answered there, before the holder's cutoff. Waiting on the paused
+    leader, the holder lost the lock at its cutoff and ended the command."""
+    name = unique("paused")
+    started = tmp_path / "started"
+    leader, _ = cluster.wait_for_leader()
+    agent = start(
+        cluster, tmp_path / "out", "lock", name, "--ttl", "5", "--grace", "0.5",
+        "--", "sh", "-c", f"echo $$ > {started}; sleep 100",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: (bool(lines_of(started)), None), 20, "the command")
+        cluster[leader].pause()
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):  # the holder must not end meanwhile
+                agent.wait(timeout=6.0)
+        finally:
+            cluster[leader].resume()
+        assert agent.poll() is None, (tmp_path / "out").read_text()
+        agent.send_signal(signal.SIGINT)
+        assert agent.wait(timeout=20) == 128 + signal.SIGINT
+    finally:
+        agent.kill()
+        agent.wait()
+    out = (tmp_path / "out").read_text()
+    assert f"stopped by SIGINT: the command was ended, {name} released" in out, out
+    assert "Traceback" not in out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
