@@ -647,6 +647,7 @@ class TrioClient:
             nonlocal hedge_sent
             with trio.move_on_after(action.hedge_after):
                 await answered.wait()
+            if answered.is_set():  # the first attempt came in before this ran
                 return
             hedge_sent = True
             answer = await self._attempt(action.the_hedge())
@@ -666,9 +667,9 @@ class TrioClient:
                 nursery.start_soon(hedge_when_silent)
                 with first:
                     result = await self._attempt(action)
-                answered.set()
-                if isinstance(result, Reply):
-                    nursery.cancel_scope.cancel()  # the hedge, if it was sent
+                answered.set()  # the hedge's wait ends without a cancellation
+                if isinstance(result, Reply) and hedge_sent:
+                    nursery.cancel_scope.cancel()  # the hedge in flight
         if isinstance(result, Reply):
             # The hedge went out: what it may have done is not forgotten.
             return dataclasses.replace(result, hedge_sent=True) if hedge_sent else result

@@ -548,3 +548,27 @@ def test_a_hedge_after_that_is_no_time_is_refused_when_the_client_is_made(hedge_
         Client([A, B], hedge_after=hedge_after)
     with pytest.raises(ValueError, match="hedge_after must be a number of seconds above 0"):
         TrioClient([A, B], hedge_after=hedge_after)
+
+
+async def test_an_answer_that_comes_as_the_hedge_is_due_is_taken_without_waiting_for_the_hedge(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A answers at the very moment the hedge is due, and B never answers:
+    whichever of the two wakes first (Trio shuffles each batch), the call
+    ends then. A hedge sent anyway, and not cancelled, held the call until
+    its own timeout. Twenty times, for both orders."""
+    asked: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "b":
+            await trio.sleep_forever()
+        await trio.sleep(1.0)
+        return key_answer()
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with http, TrioClient([A, B], http=http, hedge_after=1.0) as client:
+        for _ in range(20):
+            start = trio.current_time()
+            assert await client.get("k", stale=True) == KEY
+            assert trio.current_time() - start == pytest.approx(1.0)
