@@ -635,7 +635,7 @@ class TrioClient:
         is taken and the other request cancelled (a failure waits for the
         other's answer). The attempt runs in this task and its answer
         ends the hedge's wait without a cancellation: an attempt answered
-        in time costs a task that waits, about 35 us."""
+        in time costs a task that waits, 60-90 us of CPU (measured)."""
         if action.hedge is None:
             return await self._attempt(action)
         first = trio.CancelScope()
