@@ -669,15 +669,25 @@ class Client:
             if isinstance(result, httpx.Response):
                 result.close()
 
+        def abandon() -> httpx.Response | Exception | None:
+            """Leave the request to its thread (which closes what comes
+            later); what came already, if anything."""
+            nonlocal abandoned
+            with lock:
+                abandoned = True
+                return None if opened.empty() else opened.get()
+
         _POOL.submit(job)
         try:
             result = opened.get(timeout=head_s)
         except queue.Empty:
-            with lock:
-                if opened.empty():
-                    abandoned = True
-                    raise httpx.ReadTimeout(f"no answer within {head_s:g} s") from None
-                result = opened.get()
+            if (came := abandon()) is None:
+                raise httpx.ReadTimeout(f"no answer within {head_s:g} s") from None
+            result = came
+        except BaseException:  # Ctrl-C while the head was awaited: nothing left open
+            if isinstance(came := abandon(), httpx.Response):
+                came.close()
+            raise
         if isinstance(result, Exception):
             raise result
         try:

@@ -9,9 +9,10 @@ import contextvars
 import dataclasses
 import os
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -572,3 +573,32 @@ async def test_an_answer_that_comes_as_the_hedge_is_due_is_taken_without_waiting
             start = trio.current_time()
             assert await client.get("k", stale=True) == KEY
             assert trio.current_time() - start == pytest.approx(1.0)
+
+
+def test_ctrl_c_while_a_blocking_stream_head_is_awaited_leaves_nothing_open() -> None:
+    """KeyboardInterrupt in the caller while A's head is late: the stream
+    A then opens is closed by its thread, not left to the pool's end."""
+    released, closed = threading.Event(), threading.Event()
+
+    class Body(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield EVENTS
+
+        def close(self) -> None:
+            closed.set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        released.wait(30)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Body())
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    try:
+        with Client([A, B], http=http, hedge_after=5.0) as client:
+            threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+            with pytest.raises(KeyboardInterrupt), client.watch(prefix="w/", start_revision=5) as changes:
+                next(changes)
+        released.set()
+        assert closed.wait(5), "the late stream was left open"
+    finally:
+        released.set()
+        http.close()
