@@ -539,14 +539,9 @@ class TrioClient:
         self, url: str, headers: dict[str, str], timeouts: httpx.Timeout, elsewhere: bool
     ) -> AsyncIterator[httpx.Response]:
         """A streamed GET whose head came within ``hedge_after`` seconds
-        (raises ``httpx.ReadTimeout`` otherwise) when the stream has
-        ``elsewhere`` to go, another endpoint of the round. A node sends a
-        stream's head at once; a paused one accepts the connection and
-        says nothing, where the stream's own read timeout (a watch's 15 s)
-        would keep a watch from starting elsewhere. The last endpoint of a
-        round is waited for as before: a slow link (a TLS handshake across
-        regions) that brings every head after the bound must not keep the
-        stream from opening anywhere."""
+        when the stream has ``elsewhere`` to go (raises
+        ``httpx.ReadTimeout`` otherwise): the blocking twin's rules (see
+        ``Client._streamed``), with the wait cancelled here."""
         head_s = self.settings.hedge_after
         async with contextlib.AsyncExitStack() as stack:
             response: httpx.Response | None = None

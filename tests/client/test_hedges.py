@@ -398,6 +398,17 @@ def events_answer() -> httpx.Response:
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=EVENTS)
 
 
+def first_blocking_change(handler: Callable[[httpx.Request], httpx.Response]) -> schema.WatchEvent:
+    """The first change a blocking watch of ``w/`` from revision 5 gets
+    from endpoints A and B that ``handler`` answers for (hedge_after 0.2 s)."""
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        Client([A, B], http=http, hedge_after=0.2) as client,
+        client.watch(prefix="w/", start_revision=5) as changes,
+    ):
+        return next(changes)
+
+
 async def test_a_trio_watch_leaves_an_endpoint_that_sends_no_head(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -432,18 +443,12 @@ def test_a_blocking_watch_leaves_an_endpoint_that_sends_no_head() -> None:
             released.wait(30)
         return events_answer()
 
-    http = httpx.Client(transport=httpx.MockTransport(handler))
     try:
-        with (
-            Client([A, B], http=http, hedge_after=0.2) as client,
-            client.watch(prefix="w/", start_revision=5) as changes,
-        ):
-            first = next(changes)
+        first = first_blocking_change(handler)
         assert (first.kind, first.change) == ("put", CHANGE)
         assert asked == ["a", "b"] and not released.is_set()
     finally:
         released.set()
-        http.close()
 
 
 async def test_a_trio_watch_opens_where_every_head_comes_late(
@@ -480,17 +485,8 @@ def test_a_blocking_watch_opens_where_every_head_comes_late() -> None:
         late.wait(0.3)
         return events_answer()
 
-    http = httpx.Client(transport=httpx.MockTransport(handler))
-    try:
-        with (
-            Client([A, B], http=http, hedge_after=0.2) as client,
-            client.watch(prefix="w/", start_revision=5) as changes,
-        ):
-            first = next(changes)
-        assert first.change == CHANGE
-        assert asked == ["a", "b"]
-    finally:
-        http.close()
+    assert first_blocking_change(handler).change == CHANGE
+    assert asked == ["a", "b"]
 
 
 # -- a slow leader ------------------------------------------------------------------
