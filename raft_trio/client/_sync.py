@@ -771,29 +771,34 @@ class Client:
         taken cannot be cancelled and runs out by its own timeout."""
         if action.hedge is None:
             return self._attempt(action)
-        results: queue.SimpleQueue[Reply | Failure] = queue.SimpleQueue()
+        results: queue.SimpleQueue[Reply | Failure | Exception] = queue.SimpleQueue()
 
         def attempt(one: Send, hedged: bool) -> Callable[[], None]:
             def job() -> None:
                 try:
                     result = self._attempt(one)
-                except Exception as error:
-                    # Anything (the client closed under a request not
-                    # taken): the caller waits for each result it needs.
-                    result = Failure(type(error).__name__, sent=True)
+                except Exception as error:  # not a node failing (the client closed): the caller raises it
+                    results.put(error)
+                    return
                 results.put(dataclasses.replace(result, hedged=True) if hedged else result)
 
             return job
 
+        def next_answer(timeout: float | None = None) -> Reply | Failure:
+            answer = results.get(timeout=timeout)
+            if isinstance(answer, Exception):
+                raise answer  # as from a call without a hedge
+            return answer
+
         _POOL.submit(attempt(action, False))
         try:
-            return results.get(timeout=action.hedge_after)
+            return next_answer(action.hedge_after)
         except queue.Empty:
             pass
         _POOL.submit(attempt(action.the_hedge(), True))
-        answers = [results.get()]
+        answers = [next_answer()]
         if isinstance(answers[0], Failure) or (answers[0].hedged and action.sent_back(answers[0])):
-            answers.append(results.get())
+            answers.append(next_answer())
         if any(answer.hedged and action.sent_back(answer) for answer in answers):
             # The hedge only redirected to where the first attempt waits:
             # it served nothing, and the first attempt's answer stands.

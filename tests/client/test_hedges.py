@@ -216,6 +216,32 @@ async def test_a_trio_hedged_call_raises_what_an_attempt_raised_as_itself(
             await client.get("k", stale=True)
 
 
+def test_a_blocking_hedged_call_raises_what_an_attempt_raised_as_itself() -> None:
+    """The blocking twin: a closed client's error, and the hedge's, are
+    raised, not turned into "no endpoint answered"."""
+    released = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            released.wait(30)
+        raise RuntimeError("the hedge's")
+
+    closed = httpx.Client(transport=httpx.MockTransport(handler))
+    closed.close()
+    with Client([A, B], http=closed) as client, pytest.raises(RuntimeError, match="closed"):
+        client.get("k", stale=True)
+    try:
+        http = httpx.Client(transport=httpx.MockTransport(handler))
+        with (
+            http,
+            Client([A, B], http=http, hedge_after=0.2) as client,
+            pytest.raises(RuntimeError, match="the hedge's"),
+        ):
+            client.get("k", stale=True)
+    finally:
+        released.set()
+
+
 def test_the_blocking_client_answers_from_the_hedge_while_the_first_still_hangs() -> None:
     released = threading.Event()
     asked: list[str] = []
