@@ -943,6 +943,12 @@ class RaftNode:
             )
             metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
             self.storage.apply_to_cache(ready.hard_state, ready.entries, ready.snapshot)
+            if (
+                self.space is not None
+                and ready.entries
+                and self.space.wrote(sum(len(e.data) for e in ready.entries))
+            ):
+                self.report_changed()  # before the disk watch's next look: see SpaceGuard.wrote
         # 2. Send.
         transport.send(ready.messages_after_persist)
         # 3. Apply, answer.

@@ -43,6 +43,9 @@ from pathlib import Path
 DEFAULT_RESERVE_MAX_BYTES = 256 << 20
 DEFAULT_RESERVE_FRACTION = 0.10
 NOSPACE = "NOSPACE"
+#: A node measures again after writing an eighth of its reserve, and no
+#: sooner than this many bytes (see :meth:`SpaceGuard.wrote`).
+MEASURE_AFTER_MIN_BYTES = 64 << 10
 
 StatVfs = Callable[[str | os.PathLike[str]], os.statvfs_result]
 
@@ -76,8 +79,23 @@ class SpaceGuard:
         #: their streams (one whose stream broke keeps the alarm it last
         #: reported: it may have stopped for want of space).
         self.peer_alarms: dict[str, str] = {}
+        #: Bytes this node wrote since it last measured (see :meth:`wrote`).
+        self._written = 0
         self.free = self.free_bytes()
         self.refresh()
+
+    def wrote(self, size: int) -> bool:
+        """This node wrote ``size`` bytes of entries; once an eighth of the
+        reserve (64 KiB at least) came since the last measure, measure
+        again. Returns whether the alarm changed. The disk watch measures
+        once a second, and a follower fed large values as fast as they
+        come can write more than its reserve in that second: on a small
+        file system it met a full disk and stopped, its alarm never told."""
+        self._written += size
+        if self._written < max(self.reserve // 8, MEASURE_AFTER_MIN_BYTES):
+            return False
+        was = self.alarm
+        return self.refresh() != was
 
     def free_bytes(self) -> int:
         """Bytes an unprivileged writer may still use (``f_bavail``)."""
@@ -90,6 +108,7 @@ class SpaceGuard:
 
     def refresh(self) -> bool:
         """Measure free space again and raise or clear the alarm; returns it."""
+        self._written = 0
         self.free = self.free_bytes()
         needed = self.needed()
         if self.alarm:

@@ -127,6 +127,21 @@ async def test_the_runtime_keeps_room_for_a_snapshot_of_its_state_and_the_wal(
     assert node.kv.size == 1001
 
 
+def test_written_bytes_are_measured_after_an_eighth_of_the_reserve_not_sooner() -> None:
+    disk = FakeDisk()
+    space = SpaceGuard("/d", 8 * MIB, statvfs=disk.statvfs)
+    asked = disk.asked
+    assert not space.wrote(MIB - 1) and disk.asked == asked  # below an eighth: not measured
+    disk.free = 4 * MIB
+    assert space.wrote(1) and space.alarm and disk.asked == asked + 1  # measured, the alarm raised
+    assert not space.wrote(MIB) and space.alarm  # measured again, no change
+    no_reserve, asked = SpaceGuard("/d", 0, statvfs=disk.statvfs), disk.asked
+    no_reserve.wrote((64 << 10) - 1)
+    assert disk.asked == asked  # 64 KiB at least, whatever the reserve
+    no_reserve.wrote(1)
+    assert disk.asked == asked + 1
+
+
 def test_a_value_that_would_cross_the_reserve_is_refused_even_before_the_alarm() -> None:
     disk = FakeDisk(free=65 * MIB)
     space = SpaceGuard("/d", 64 * MIB, statvfs=disk.statvfs)
@@ -203,6 +218,32 @@ async def test_a_follower_short_of_space_stops_new_values_at_the_leader(
     with trio.fail_after(HEARTBEAT_S + 0.01):
         await wait_for(lambda: not leader_guard.peer_alarms, poll=0.001)
     assert isinstance(await leader.write(Put("b", "2")), Written)
+
+
+async def test_a_follower_measures_its_disk_after_writing_an_eighth_of_its_reserve(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock
+) -> None:
+    """No disk watch runs here (it looks once a second): a follower that
+    has written an eighth of its reserve since it last measured measures
+    again, raises its alarm and tells its peers, and the leader refuses
+    the next new value. Fed 64 KiB values as fast as they came, a
+    follower on a small file system met a full disk within one of the
+    watch's seconds and stopped (a full run of the disk-fault tests)."""
+    leader = await cluster.wait_for_leader(within=3 * ELECTION_MAX_S)
+    follower_id = next(i for i in cluster.hosts if i != leader.id)
+    follower_disk = FakeDisk()
+    guard(leader, FakeDisk(), reserve=1 * MIB)
+    follower_guard = guard(cluster.hosts[follower_id].node, follower_disk, reserve=1 * MIB)
+    follower_disk.free = MIB // 2  # below the reserve, not yet measured
+    assert not follower_guard.alarm
+    value = "x" * (64 << 10)
+    for i in range(2):  # 128 KiB: an eighth of the reserve
+        assert isinstance(await leader.write(Put(f"big/{i}", value)), Written)
+    with trio.fail_after(HEARTBEAT_S + 0.01):
+        await wait_for(lambda: follower_id in leader.space.peer_alarms, poll=0.001)  # type: ignore[union-attr]
+    assert follower_guard.alarm
+    with pytest.raises(InsufficientStorage, match=f"insufficient storage on member {follower_id}"):
+        await leader.write(Put("big/2", value))
 
 
 async def test_the_disk_watch_tells_the_peers_of_an_alarm_at_once(
