@@ -56,7 +56,6 @@ async def watch(
 ) -> None:
     """Run until cancelled; raises what :meth:`check_present` raises."""
     metrics.DISK_RESERVE_BYTES.set(guard.reserve)
-    alarmed = False
     while True:
         try:
             storage.check_present()
@@ -66,21 +65,29 @@ async def watch(
         guard.refresh()
         metrics.DISK_FREE_BYTES.set(guard.free)
         metrics.DATA_DIR_BYTES.set(storage.disk_usage())
-        metrics.SPACE_ALARM.set(1 if guard.alarm else 0)
-        if guard.alarm != alarmed:
-            alarmed = guard.alarm
-            node.report_changed()
-            if alarmed:
-                log.warning(
-                    "NOSPACE alarm: %d bytes free on %s, below the %d needed (reserve %d); "
-                    "new values are refused",
-                    guard.free,
-                    guard.path,
-                    guard.needed(),
-                    guard.reserve,
-                )
-            else:
-                log.info("NOSPACE alarm cleared: %d bytes free on %s", guard.free, guard.path)
+        tell_if_changed(node, guard)
         if guard.peer_alarms:
             guard.keep_members({m.id for m in node.membership.members})
         await sleep(interval)
+
+
+def tell_if_changed(node: WatchedNode, guard: SpaceGuard) -> None:
+    """If this node's alarm was raised or cleared since it was last told
+    (by this watch, or by the node after a large write: see
+    :meth:`SpaceGuard.wrote`), tell the peers, the metrics and the log."""
+    if guard.alarm == guard.told:
+        return
+    guard.told = guard.alarm
+    metrics.SPACE_ALARM.set(1 if guard.alarm else 0)
+    metrics.DISK_FREE_BYTES.set(guard.free)
+    node.report_changed()
+    if guard.alarm:
+        log.warning(
+            "NOSPACE alarm: %d bytes free on %s, below the %d needed (reserve %d); new values are refused",
+            guard.free,
+            guard.path,
+            guard.needed(),
+            guard.reserve,
+        )
+    else:
+        log.info("NOSPACE alarm cleared: %d bytes free on %s", guard.free, guard.path)

@@ -77,7 +77,7 @@ from ..peer.wire import PeerReport
 from ..security import Security
 from ..storage import WAL_HEADROOM_BYTES, StorageError
 from ..wakeups import SharedWakeups
-from . import metrics
+from . import disk_watch, metrics
 from ._pending import PendingReads, PendingWrites, WaitingClients, WriteIndeterminate
 from ._ticks import LazyTicks
 from .leases import CHECKPOINT_BATCH, LeaseClock, minimum_ttl
@@ -948,7 +948,7 @@ class RaftNode:
                 and ready.entries
                 and self.space.wrote(sum(len(e.data) for e in ready.entries))
             ):
-                self.report_changed()  # before the disk watch's next look: see SpaceGuard.wrote
+                disk_watch.tell_if_changed(self, self.space)  # before the watch's next look
         # 2. Send.
         transport.send(ready.messages_after_persist)
         # 3. Apply, answer.
@@ -1292,6 +1292,7 @@ class RaftNode:
             new_bytes = _new_value_bytes(command)
             if self.space is not None and new_bytes is not None:
                 refusal = self.space.refusal(new_bytes)
+                disk_watch.tell_if_changed(self, self.space)  # it measured
                 if refusal is not None:
                     metrics.WRITES_REFUSED_NOSPACE.inc()
                     raise InsufficientStorage(refusal)

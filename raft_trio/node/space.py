@@ -75,6 +75,9 @@ class SpaceGuard:
         self.headroom: Callable[[], int] = lambda: 0
         #: This node's alarm: free space fell below the reserve.
         self.alarm = False
+        #: The alarm as its peers, metrics and log were last told it
+        #: (:func:`raft_trio.node.disk_watch.tell_if_changed`).
+        self.told = False
         #: Member id -> why, for the other members that report an alarm on
         #: their streams (one whose stream broke keeps the alarm it last
         #: reported: it may have stopped for want of space).
@@ -87,15 +90,15 @@ class SpaceGuard:
     def wrote(self, size: int) -> bool:
         """This node wrote ``size`` bytes of entries; once an eighth of the
         reserve (64 KiB at least) came since the last measure, measure
-        again. Returns whether the alarm changed. The disk watch measures
+        again. Returns whether it measured. The disk watch measures
         once a second, and a follower fed large values as fast as they
         come can write more than its reserve in that second: on a small
         file system it met a full disk and stopped, its alarm never told."""
         self._written += size
         if self._written < max(self.reserve // 8, MEASURE_AFTER_MIN_BYTES):
             return False
-        was = self.alarm
-        return self.refresh() != was
+        self.refresh()
+        return True
 
     def free_bytes(self) -> int:
         """Bytes an unprivileged writer may still use (``f_bavail``)."""
