@@ -352,24 +352,28 @@ class Client:
         from the first endpoint that answers): a paused member costs the
         whole ``timeout``, once, not once for each."""
         members = self.members()
-        answers: queue.SimpleQueue[MemberStatus] = queue.SimpleQueue()
+        answers: queue.SimpleQueue[MemberStatus | Exception] = queue.SimpleQueue()
 
         def ask(member: schema.Member) -> Callable[[], None]:
             def job() -> None:
                 try:
                     answers.put(MemberStatus(member, self.at(member.url, timeout=timeout).status()))
-                except Exception as error:  # the caller waits for an answer from each
-                    answers.put(
-                        MemberStatus(
-                            member, None, _why(error) if isinstance(error, ClientError) else repr(error)
-                        )
-                    )
+                except ClientError as error:
+                    answers.put(MemberStatus(member, None, _why(error)))
+                except (
+                    Exception
+                ) as error:  # not a member failing (the client closed): raised, as the twin does
+                    answers.put(error)
 
             return job
 
         for member in members:
             _POOL.submit(ask(member))
-        found = {answer.member.id: answer for answer in (answers.get() for _ in members)}
+        found: dict[str, MemberStatus] = {}
+        for answer in [answers.get() for _ in members]:
+            if isinstance(answer, Exception):
+                raise answer
+            found[answer.member.id] = answer
         return [found[member.id] for member in members]
 
     def add_member(self, member_id: str, url: str) -> schema.MemberChangeAnswer:

@@ -10,6 +10,7 @@ import threading
 
 import httpx
 import msgspec
+import pytest
 import trio
 
 from raft_trio import schema
@@ -61,3 +62,21 @@ async def test_the_trio_client_asks_every_member_at_once(autojump_clock: trio.te
         found = await client.member_statuses(timeout=10)
     assert [entry.error for entry in found] == [None, None, None]
     assert sorted(asked) == ["a", "b", "c"]
+
+
+def test_what_is_not_a_member_failing_is_raised_by_the_blocking_client() -> None:
+    """An error of the caller's own (here the transport's, as a client
+    closed under the call raises) is not a member unreachable: raised,
+    as the Trio twin raises it."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/status":
+            raise RuntimeError("the client was closed")
+        return answer(request)
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        Client(URLS, http=http) as client,
+        pytest.raises(RuntimeError, match="closed"),
+    ):
+        client.member_statuses(timeout=10)
