@@ -145,6 +145,30 @@ def key_answer() -> httpx.Response:
     return httpx.Response(200, content=msgspec.json.encode(KEY))
 
 
+def no_leader_answer() -> httpx.Response:
+    return httpx.Response(503, content=msgspec.json.encode(schema.ErrorAnswer("no leader", "no_leader")))
+
+
+def held_at_a(
+    released: threading.Event,
+    asked: list[str],
+    at_a: Callable[[], httpx.Response],
+    elsewhere: Callable[[], httpx.Response],
+) -> Callable[[httpx.Request], httpx.Response]:
+    """A blocking transport's handler that records each host asked: A, as
+    a paused node, answers ``at_a()`` only once ``released`` is set; the
+    others answer ``elsewhere()`` at once."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "a":
+            released.wait(30)
+            return at_a()
+        return elsewhere()
+
+    return handler
+
+
 async def test_the_trio_client_asks_the_next_endpoint_once_the_first_is_silent(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -245,15 +269,9 @@ def test_a_blocking_hedged_call_raises_what_an_attempt_raised_as_itself() -> Non
 def test_the_blocking_client_answers_from_the_hedge_while_the_first_still_hangs() -> None:
     released = threading.Event()
     asked: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        asked.append(request.url.host)
-        if request.url.host == "a":
-            released.wait(30)
-            return httpx.Response(503, content=msgspec.json.encode(schema.ErrorAnswer("late", "no_leader")))
-        return key_answer()
-
-    http = httpx.Client(transport=httpx.MockTransport(handler))
+    http = httpx.Client(
+        transport=httpx.MockTransport(held_at_a(released, asked, no_leader_answer, key_answer))
+    )
     try:
         with Client([A, B, C], http=http, hedge_after=0.2) as client:
             start = time.monotonic()
@@ -267,10 +285,6 @@ def test_the_blocking_client_answers_from_the_hedge_while_the_first_still_hangs(
     finally:
         released.set()
         http.close()
-
-
-def no_leader_answer() -> httpx.Response:
-    return httpx.Response(503, content=msgspec.json.encode(schema.ErrorAnswer("no leader", "no_leader")))
 
 
 async def test_a_trio_keyed_write_whose_hedge_went_out_unanswered_may_have_been_applied(
@@ -462,15 +476,8 @@ async def test_a_trio_watch_leaves_an_endpoint_that_sends_no_head(
 def test_a_blocking_watch_leaves_an_endpoint_that_sends_no_head() -> None:
     released = threading.Event()
     asked: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        asked.append(request.url.host)
-        if request.url.host == "a":
-            released.wait(30)
-        return events_answer()
-
     try:
-        first = first_blocking_change(handler)
+        first = first_blocking_change(held_at_a(released, asked, events_answer, events_answer))
         assert (first.kind, first.change) == ("put", CHANGE)
         assert asked == ["a", "b"] and not released.is_set()
     finally:
