@@ -165,12 +165,15 @@ def single_error() -> Iterator[None]:
     """Let the one exception inside (nested) exception groups out as
     itself. A holder's nursery runs helpers of its own beside the caller's
     block; what the block raises (or what ended the wait) is what the
-    caller should see, not a group of one."""
+    caller should see, not a group of one. A group of nothing but
+    ``trio.Cancelled`` (the caller's scope cancelled while several tasks
+    waited) comes out as its first: one cancellation, as a call without
+    helpers raises, so that ``except trio.Cancelled`` around it runs."""
     try:
         yield
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
-        if len(leaves) != 1:
+        if len(leaves) != 1 and not all(isinstance(leaf, trio.Cancelled) for leaf in leaves):
             raise
         raise leaves[0] from leaves[0].__cause__
 

@@ -240,6 +240,31 @@ async def test_a_trio_hedged_call_raises_what_an_attempt_raised_as_itself(
             await client.get("k", stale=True)
 
 
+async def test_a_trio_call_cancelled_while_its_hedge_is_out_raises_cancelled_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Both attempts hang when the caller's scope is cancelled: the call
+    raises one ``trio.Cancelled``, as a call without a hedge does, so
+    that ``except trio.Cancelled`` around it still runs (it raised a
+    group of both attempts' Cancelled, which only Trio's cancel scopes
+    took apart)."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await trio.sleep_forever()
+        raise AssertionError("never answered")
+
+    caught: list[BaseException] = []
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with http, TrioClient([A, B], http=http, hedge_after=1.0) as client:
+        with trio.move_on_after(2.0) as scope:
+            try:
+                await client.get("k", stale=True)
+            except trio.Cancelled as cancelled:
+                caught.append(cancelled)
+                raise
+    assert scope.cancelled_caught and len(caught) == 1
+
+
 def test_a_blocking_hedged_call_raises_what_an_attempt_raised_as_itself() -> None:
     """The blocking twin: a closed client's error, and the hedge's, are
     raised, not turned into "no endpoint answered"."""
