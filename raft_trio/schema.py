@@ -388,7 +388,7 @@ class MembersAnswer(msgspec.Struct, frozen=True):
     members: list[Member]
 
 
-class AddMemberRequest(msgspec.Struct, frozen=True):
+class AddMemberRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: At most MAX_MEMBER_ID_LENGTH characters: a longer id could be added
     #: but neither join nor be removed (its X-Raft-From header and the
     #: path of DELETE /api/members/{id} pass the 64 KiB request head).
@@ -403,7 +403,7 @@ class MemberChangeAnswer(msgspec.Struct, frozen=True):
     index: int
 
 
-class TransferRequest(msgspec.Struct, frozen=True):
+class TransferRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``to``: the voter to hand leadership to (null: the most caught-up)."""
 
     to: str | None = None
@@ -420,7 +420,7 @@ class ReadQuery(msgspec.Struct, frozen=True):
     consistency: str = "linearizable"
 
 
-class PutRequest(msgspec.Struct, frozen=True):
+class PutRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``value`` to write; with ``expect`` present, a compare-and-set:
     the key must hold ``expect`` (``null``: must be absent); with
     ``lease``, the key is attached to that lease and goes with it."""

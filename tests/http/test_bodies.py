@@ -44,6 +44,12 @@ async def test_a_json_body_is_taken_whatever_its_content_type(
         # Half a surrogate pair is no character: nothing could store it.
         (b'{"value": "\\ud800"}', "application/json", "the request body holds a \\u escape of half a UTF-16"),
         (b'{"value": "v", "\\udfff": 1}', "application/json", "the request body holds a \\u escape of"),
+        # A misspelt field: "expcet" made a compare-and-set a plain write.
+        (
+            b'{"value": "v", "expcet": "old"}',
+            "application/json",
+            "invalid request: Object contains unknown field `expcet`",
+        ),
     ],
 )
 async def test_a_body_that_is_not_the_request_gets_our_400_on_both_paths(
@@ -134,6 +140,32 @@ async def test_a_write_to_the_range_route_is_no_redirect(
         assert json.loads(body) == {"error": "the key is empty", "code": "bad_request"}
     assert (await call(quart, "GET", "/api/kv"))[0] == 200  # still the range
     assert leader.kv.revision == applied
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/leadership/transfer", b'{"too": "n2"}', "too"),
+        ("/api/members", b'{"id": "n9", "url": "http://n9:9001", "voter": true}', "voter"),
+    ],
+)
+async def test_a_field_these_requests_do_not_have_is_refused_and_changes_nothing(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, path: str, body: bytes, field: str
+) -> None:
+    """A misspelt ``to`` handed leadership to whichever voter was most
+    caught up, and an unknown field of a member to add was dropped: both
+    are requests nobody sent. As every coordination request, they name
+    the field instead."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    lean, _, _ = both_paths(leader)
+    members = leader.membership
+    headers = {"content-type": "application/json", "content-length": str(len(body))}
+    status, _, answer = await call(lean, "POST", path, body, headers)
+    assert status == 400, answer
+    document = json.loads(answer)
+    assert document["code"] == "bad_request", document
+    assert f"unknown field `{field}`" in document["error"], document
+    assert leader.is_leader and leader.membership == members
 
 
 async def test_an_empty_transfer_body_asks_for_the_most_caught_up_voter(
