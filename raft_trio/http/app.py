@@ -30,7 +30,6 @@ from quart_schema import (
     document_querystring,
     document_response,
     hide,
-    validate_request,
 )
 from quart_schema.validation import QuerystringValidationError
 from quart_trio import QuartTrio
@@ -51,7 +50,7 @@ from ._respond import answered, quart_response
 from .answers import NODE_ERRORS, REVISION_HEADER, Answer, Target, bad_request, error, name_taken
 from .auth import AuthGate
 from .auth_routes import add_auth_routes
-from .bodies import JsonRequest, expected_body
+from .bodies import JsonRequest, expected_body, validate_body
 from .coordination import add_coordination_routes
 from .cors import MemberOrigins
 from .docs import describe_operations, docs_page, package_version
@@ -249,7 +248,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         return bad_request("the key is empty")
 
     @app.put(f"{prefix}/kv/<key:key>")
-    @validate_request(schema.PutRequest)
+    @validate_body(schema.PutRequest)
     @document_response(schema.KeyAnswer, 200)
     @document_response(schema.CasConflict, 409)
     @document_response(schema.ErrorAnswer, 400)
@@ -320,7 +319,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         return Answer(200, schema.MembersAnswer(node.status().members))
 
     @app.post(f"{prefix}/members")
-    @validate_request(schema.AddMemberRequest)
+    @validate_body(schema.AddMemberRequest)
     @document_response(schema.MemberChangeAnswer, 200)
     @document_response(schema.ErrorAnswer, 409)
     @answered
@@ -358,7 +357,7 @@ def create_app(node: RaftNode, settings: HttpSettings | None = None) -> QuartTri
         return Answer(200, schema.MemberChangeAnswer(node.status().members, index))
 
     @app.post(f"{prefix}/leadership/transfer")
-    @validate_request(schema.TransferRequest)
+    @validate_body(schema.TransferRequest)
     @document_response(schema.TransferAnswer, 200)
     @answered
     async def transfer(data: schema.TransferRequest) -> Answer:

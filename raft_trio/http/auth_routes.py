@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import trio
 from quart import request
-from quart_schema import document_response, validate_request
+from quart_schema import document_response
 from quart_trio import QuartTrio
 
 from .. import schema
@@ -72,6 +72,7 @@ from .answers import (
     write,
 )
 from .auth import admission_refusal
+from .bodies import validate_body
 
 Code = schema.Code
 T = TypeVar("T")
@@ -167,7 +168,7 @@ def add_auth_routes(
     # -- logging in ------------------------------------------------------------------
 
     @app.post(f"{prefix}/auth/token")
-    @validate_request(schema.TokenRequest)
+    @validate_body(schema.TokenRequest)
     @document_response(schema.TokenAnswer, 200)
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 401)
@@ -275,7 +276,7 @@ def add_auth_routes(
         return Answer(200, found)
 
     @app.post(f"{prefix}/auth/users")
-    @validate_request(schema.UserRequest)
+    @validate_body(schema.UserRequest)
     @document_response(schema.AuthChangeAnswer, 200)
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 409)
@@ -305,7 +306,7 @@ def add_auth_routes(
         return await change(UserDelete(name))
 
     @app.put(f"{prefix}/auth/users/<name>/password")
-    @validate_request(schema.PasswordRequest)
+    @validate_body(schema.PasswordRequest)
     @document_response(schema.AuthChangeAnswer, 200)
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 404)
@@ -369,7 +370,7 @@ def add_auth_routes(
         return Answer(200, found)
 
     @app.post(f"{prefix}/auth/roles")
-    @validate_request(schema.RoleRequest)
+    @validate_body(schema.RoleRequest)
     @document_response(schema.AuthChangeAnswer, 200)
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 409)
@@ -389,7 +390,7 @@ def add_auth_routes(
         return await change(RoleDelete(name))
 
     @app.post(f"{prefix}/auth/roles/<name>/permissions")
-    @validate_request(schema.Permission)
+    @validate_body(schema.Permission)
     @document_response(schema.AuthChangeAnswer, 200)
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 404)
@@ -410,7 +411,7 @@ def add_auth_routes(
         return await change(RoleGrant(name, Grant(data.access, key, scope, end)))
 
     @app.post(f"{prefix}/auth/roles/<name>/revoke")
-    @validate_request(schema.RevokeRequest)
+    @validate_body(schema.RevokeRequest)
     @document_response(schema.AuthChangeAnswer, 200)
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 404)

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import trio
 from quart import Response, request
-from quart_schema import document_response, validate_querystring, validate_request
+from quart_schema import document_response, validate_querystring
 from quart_trio import QuartTrio
 
 from .. import schema
@@ -70,6 +70,7 @@ from .answers import (
     write,
 )
 from .auth import admission_refusal, lease_keys_refusal, refusal, txn_refusal
+from .bodies import validate_body
 
 Code = schema.Code
 
@@ -349,7 +350,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         return response
 
     @app.post(f"{prefix}/txn")
-    @validate_request(schema.TxnRequest)
+    @validate_body(schema.TxnRequest)
     @document_response(schema.TxnAnswer, 200)
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.ErrorAnswer, 404)
@@ -406,7 +407,7 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
     # -- leases ---------------------------------------------------------------
 
     @app.post(f"{prefix}/leases")
-    @validate_request(schema.LeaseRequest)
+    @validate_body(schema.LeaseRequest)
     @document_response(schema.LeaseAnswer, 200)
     @document_response(schema.ErrorAnswer, 400)
     @document_response(schema.UnavailableAnswer, 503)

@@ -168,6 +168,36 @@ async def test_a_field_these_requests_do_not_have_is_refused_and_changes_nothing
     assert leader.is_leader and leader.membership == members
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        ("/api/leases", b'{"ttl": "10"}', "Expected `int`, got `str` - at `$.ttl`"),
+        (
+            "/api/auth/roles/readers/permissions",
+            b'{"access": "read", "key": "a", "prefix": "true"}',
+            "Expected `bool`, got `str` - at `$.prefix`",
+        ),
+    ],
+)
+async def test_a_json_body_is_read_with_its_own_types(
+    cluster: Cluster, autojump_clock: trio.testing.MockClock, path: str, body: bytes, says: str
+) -> None:
+    """A string where a number belongs is not the number: quart-schema
+    converts with the loose rules meant for query strings, and a TTL of
+    "10" granted a lease. JSON says its types, as the lean PUT always
+    read them."""
+    leader = await cluster.wait_for_leader(within=10.0)
+    lean, _, _ = both_paths(leader)
+    applied = leader.kv.revision
+    headers = {"content-type": "application/json", "content-length": str(len(body))}
+    status, _, answer = await call(lean, "POST", path, body, headers)
+    assert status == 400, answer
+    document = json.loads(answer)
+    assert document["code"] == "bad_request", document
+    assert says in document["error"], document
+    assert leader.kv.revision == applied  # nothing went through the log
+
+
 async def test_an_empty_transfer_body_asks_for_the_most_caught_up_voter(
     cluster: Cluster, autojump_clock: trio.testing.MockClock
 ) -> None:
