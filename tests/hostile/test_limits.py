@@ -89,6 +89,31 @@ def test_oversized_head_is_refused(node_cluster: Cluster) -> None:
     assert_serving(node_cluster)
 
 
+@pytest.mark.parametrize("header_bytes", [MAX_HEAD_BYTES + 1024, 100_000, 130_000])
+@pytest.mark.parametrize("first", [True, False], ids=["first request", "after another"])
+def test_a_whole_head_over_the_limit_is_refused(
+    node_cluster: Cluster, header_bytes: int, first: bool
+) -> None:
+    """A head that arrives whole: h11 measured only an incomplete one, so
+    heads up to about 128 KiB were served (an audit sent 100,000 bytes of
+    one header and got 200). The head just under the limit is served."""
+    node = node_cluster["n1"]
+    with connect(node.url) as sock:
+        if not first:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * header_bytes + b"\r\n\r\n")
+        answer = read_all(sock, 5.0)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"connection: close" in answer.lower(), answer[:300]
+    with connect(node.url) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES - 200) + b"\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    assert_serving(node_cluster)
+
+
 def test_slowloris_is_cut_by_keep_alive_timeout(node_cluster: Cluster) -> None:
     """A request head sent one byte a second never completes; Hypercorn's
     idle timer (keep_alive_timeout), which runs until the head is parsed,
