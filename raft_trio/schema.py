@@ -96,7 +96,7 @@ __all__ = [
     "quote_path",
 ]
 
-#: A write carrying this header (1 to 256 characters), retried to the same
+#: A write carrying this header (1 to 256 bytes), retried to the same
 #: or a new leader, is applied once and answered with its first outcome.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY_LENGTH = 256

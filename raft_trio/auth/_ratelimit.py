@@ -14,7 +14,8 @@ after ``FORGET_AFTER_S`` without failures starts again; at most
 
 The limit is per node, not replicated: a guesser spreading attempts over
 N nodes gets N times the rate. With the defaults that is, per node and
-name, 5 free guesses, then about one a minute. Besides, every guess costs
+name, six guesses at once (the five free failures and one more), then
+about one a minute. Besides, every guess costs
 the node one scrypt hash (raft_trio.auth.passwords).
 """
 

@@ -436,9 +436,10 @@ def check_key(key: str, what: str = "the key") -> Answer | None:
 
 
 def check_token(token: str | None) -> Answer | None:
-    """An ``Idempotency-Key`` header, if any, must be 1 to 256 characters."""
+    """An ``Idempotency-Key`` header, if any, must be 1 to 256 bytes (a
+    header's value arrives as bytes, each one character here)."""
     if token is not None and not 1 <= len(token) <= schema.MAX_IDEMPOTENCY_KEY_LENGTH:
-        return bad_request(f"Idempotency-Key must be 1 to {schema.MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+        return bad_request(f"Idempotency-Key must be 1 to {schema.MAX_IDEMPOTENCY_KEY_LENGTH} bytes")
     return None
 
 
