@@ -104,11 +104,20 @@ class CompleteOpenAPIProvider(OpenAPIProvider):
 
     def schema(self) -> dict[str, Any]:
         document = super().schema()
-        _, components = msgspec.json.schema_components(schema.NESTED_MODELS, ref_template=REF_TEMPLATE)
+        _, components = msgspec.json.schema_components(
+            (*schema.NESTED_MODELS, schema.ErrorAnswer), ref_template=REF_TEMPLATE
+        )
         schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
         for name, component in components.items():
             schemas.setdefault(name, component)
-        describe_operations(document)
+        # Any operation with input may refuse it, with the error of the
+        # rules every answer follows; quart-schema lists a 400 only where
+        # a route documents one.
+        bad_request = {
+            "description": "the request is not valid (what is wrong, in error)",
+            "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(name="ErrorAnswer")}}},
+        }
+        describe_operations(document, bad_request)
         return document
 
 

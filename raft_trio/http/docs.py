@@ -53,11 +53,19 @@ def describe_operation(operation: dict[str, Any]) -> None:
     operation["description"] = "\n\n".join(markdown)
 
 
-def describe_operations(document: dict[str, Any]) -> None:
+def describe_operations(document: dict[str, Any], bad_request: dict[str, Any] | None = None) -> None:
+    """Every operation described from its docstring; with ``bad_request``
+    (an answer's OpenAPI object), also listed as the ``400`` of each
+    operation that takes a body or parameters and lists none."""
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
             if isinstance(operation, dict):
                 describe_operation(operation)
+                takes_input = "requestBody" in operation or operation.get("parameters")
+                if bad_request is not None and takes_input:
+                    responses = operation.setdefault("responses", {})
+                    if 400 not in responses and "400" not in responses:
+                        responses[400] = bad_request
 
 
 PAGE = """<!doctype html>

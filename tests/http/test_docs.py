@@ -146,6 +146,18 @@ async def test_the_openapi_document_reads_as_a_document(
             assert summary[0].isupper() or summary[0].isdigit(), where
             assert "`" not in summary and "``" not in description and "\n" not in summary, where
             assert description.startswith(summary.rstrip(".")[:20].split(" ")[0]), where
+    # Every operation that takes input lists the 400 it answers to bad input.
+    error_ref = {"$ref": "#/components/schemas/ErrorAnswer"}
+    assert "ErrorAnswer" in document["components"]["schemas"]
+    for path, method in [
+        ("/api/leadership/transfer", "post"),
+        ("/api/members", "post"),
+        ("/api/kv/{key}", "delete"),
+        ("/api/leases", "post"),
+    ]:
+        bad = document["paths"][path][method]["responses"]["400"]["content"]["application/json"]["schema"]
+        assert bad == error_ref or bad.get("title") == "ErrorAnswer", (method, path, bad)
+    assert "400" not in document["paths"]["/healthz"]["get"]["responses"]
     put = document["paths"]["/api/kv/{key}"]["put"]
     assert put["summary"] == (
         "Write a key (compare-and-set with expect, attached to a lease with lease); "
