@@ -24,6 +24,7 @@ from .client_commands import run_client_command
 from .commands import cmd_leave, cmd_node, cmd_up
 from .errors import UsageError, fail
 from .lock import RUNS_A_COMMAND, run_lock_command, take_command
+from .output import output_for
 from .snapshot import cmd_snapshot_restore
 
 #: Exit status when whoever reads the output stops early (``| head``):
@@ -71,7 +72,8 @@ def run(argv: list[str]) -> int:
         if args.command == "leave":
             return cmd_leave(args, options.endpoints)
         if args.command == "snapshot" and args.snapshot_command == "restore":
-            return cmd_snapshot_restore(args)  # makes data directories; talks to no cluster
+            # Makes data directories; talks to no cluster.
+            return cmd_snapshot_restore(args, output_for("snapshot", options.output))
         return run_client_command(args, options)
     except UsageError as error:
         fail(str(error))

@@ -14,9 +14,10 @@ from ..client import ApiError, BadRequest
 from .errors import EXIT_USAGE
 
 #: ``kv`` prints JSON unless told otherwise (the contract's form, and what
-#: scripts read), but ``kv ls`` a key a line, as ``ls`` does; the cluster
-#: commands and ``watch`` print tables.
-DEFAULT_OUTPUT = {"kv": "json", "kv ls": "table"}
+#: scripts read), but ``kv ls`` a key a line, as ``ls`` does; ``snapshot``
+#: prints JSON too (what a backup script keeps: the file's revision and
+#: digest); the cluster commands and ``watch`` print tables.
+DEFAULT_OUTPUT = {"kv": "json", "kv ls": "table", "snapshot": "json"}
 DEFAULT_OTHERWISE = "table"
 
 
@@ -57,31 +58,35 @@ MAX_CELL_CHARS = 60
 LINE_BREAKERS = {ord(c): repr(c)[1:-1] for c in "\n\r\t\v\f\x1b\x00"}
 
 
-def cell(value: Any) -> str:
+def cell(value: Any, cut: bool = True) -> str:
     if value is None or value is msgspec.UNSET:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     text = str(value).translate(LINE_BREAKERS)
-    if len(text) > MAX_CELL_CHARS:
+    if cut and len(text) > MAX_CELL_CHARS:
         rest = len(text) - MAX_CELL_CHARS
         text = f"{text[:MAX_CELL_CHARS]}... ({rest:,} more)"
     return text
 
 
-def print_table(titles: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = [list(titles), *([cell(value) for value in row] for row in rows)]
+def print_table(titles: Sequence[str], rows: Sequence[Sequence[Any]], cut: bool = True) -> None:
+    """Aligned columns; ``cut``: values past MAX_CELL_CHARS shown in part
+    (not for what is read whole, a file's path or digest)."""
+    table = [list(titles), *([cell(value, cut) for value in row] for row in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(titles))]
     for line in table:
         print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
 
 
-def show(output: str, answer: Any, titles: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def show(
+    output: str, answer: Any, titles: Sequence[str], rows: Sequence[Sequence[Any]], cut: bool = True
+) -> None:
     """The API's answer (``-o json``), or the table made of it."""
     if output == "json":
         print_json(answer)
     else:
-        print_table(titles, rows)
+        print_table(titles, rows, cut)
 
 
 def print_error(error: ApiError, output: str) -> int:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 from pathlib import Path
 
 from ..client import Client, StreamBroken
 from .errors import UsageError, fail
+from .output import show
 
 #: sysexits' EX_DATAERR: the file is damaged (as for a damaged data dir).
 EXIT_DAMAGED = 65
@@ -33,10 +33,10 @@ MAX_RESTORED_REVISION = 2**62 + 2**61
 
 
 def cmd_snapshot_save(args: argparse.Namespace, client: Client, output: str) -> int:
-    return save(Path(args.file), client)
+    return save(Path(args.file), client, output)
 
 
-def save(target: Path, client: Client) -> int:
+def save(target: Path, client: Client, output: str = "json") -> int:
     from ..storage import BackupCorrupt, read_backup
 
     if target.is_dir():  # checked first: the rename at the end would fail after the download
@@ -76,11 +76,12 @@ def save(target: Path, client: Client) -> int:
         "sha256": backup.digest,
         "cluster_id": backup.cluster_id,
     }
-    print(json.dumps(summary))
+    titles = ["FILE", "REVISION", "BYTES", "SHA256", "CLUSTER ID"]
+    show(output, summary, titles, [list(summary.values())], cut=False)
     return 0
 
 
-def cmd_snapshot_restore(args: argparse.Namespace) -> int:
+def cmd_snapshot_restore(args: argparse.Namespace, output: str) -> int:
     """A restored cluster is a new cluster: its own id, and a token-signing
     key of its own (derived from the backup's and the new id, so every
     member restored alike agrees on it): tokens of the cluster the backup
@@ -99,6 +100,8 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
     try:
         backup = read_backup(args.file)
     except BackupCorrupt as error:
+        if isinstance(error.__cause__, OSError):  # no such file, or not one to read: the input is wrong
+            raise UsageError(str(error)) from None
         fail(f"refused: {error}", EXIT_DAMAGED)
     if args.cluster_id is not None and args.cluster_id == backup.cluster_id:
         raise UsageError(
@@ -135,5 +138,13 @@ def cmd_snapshot_restore(args: argparse.Namespace) -> int:
         "bumped_by": args.bump_revision,
         "members": peers,
     }
-    print(json.dumps(summary))
+    members = ",".join(f"{member}={url}" for member, url in peers.items())
+    row = [args.data_dir, args.id, cluster_id, backup.revision, args.bump_revision, members]
+    show(
+        output,
+        summary,
+        ["DATA DIR", "ID", "CLUSTER ID", "REVISION", "BUMPED BY", "MEMBERS"],
+        [row],
+        cut=False,
+    )
     return 0

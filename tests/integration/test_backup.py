@@ -194,6 +194,37 @@ def test_a_damaged_or_truncated_backup_is_refused_and_nothing_is_made(
     )  # fmt: skip
     assert result.returncode == 2 and "not empty" in result.stderr, result.stderr
     assert [p.name for p in occupied.iterdir()] == ["something"]
+    # A file that is not there is a mistyped argument (2), not a damaged backup (65).
+    target = tmp_path / "dir-missing"
+    result = raft_trio(
+        "snapshot", "restore", str(tmp_path / "nope.snapshot"), "--data-dir", str(target), "--id", "n1",
+        "--peers", "n1=http://127.0.0.1:1",
+    )  # fmt: skip
+    assert result.returncode == 2 and "cannot read" in result.stderr, (result.returncode, result.stderr)
+    assert not target.exists()
+
+
+def test_snapshot_prints_json_and_with_o_table_a_table(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    """``-o table`` was accepted and ignored: both printed JSON (which stays
+    the default, what a backup script keeps)."""
+    source = make_cluster("source")
+    file = tmp_path / "b.snapshot"
+    saved = raft_trio("snapshot", "save", str(file), "--cluster", source.leader().url, "-o", "table")
+    assert saved.returncode == 0, saved.stderr
+    titles, row = saved.stdout.splitlines()
+    assert titles.split() == ["FILE", "REVISION", "BYTES", "SHA256", "CLUSTER", "ID"]
+    assert row.startswith(str(file)), row
+    restored = raft_trio(
+        "snapshot", "restore", str(file), "--data-dir", str(tmp_path / "r"), "--id", "n1",
+        "--peers", "n1=http://127.0.0.1:1", "-o", "table",
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    titles, row = restored.stdout.splitlines()
+    assert titles.split()[:2] == ["DATA", "DIR"] and "n1=http://127.0.0.1:1" in row, restored.stdout
+    again = raft_trio("snapshot", "save", str(tmp_path / "c.snapshot"), "--cluster", source.leader().url)
+    assert json.loads(again.stdout)["file"] == str(tmp_path / "c.snapshot")
 
 
 def test_a_backup_needs_the_admin_token_when_one_is_set(
