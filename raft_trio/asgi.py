@@ -130,6 +130,12 @@ KEEP_ALIVE_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 64 * 1024
 
 
+#: The answer's body to a request head over MAX_HEAD_BYTES.
+HEAD_TOO_LARGE = b'{"error":"the request head is over %d KiB","code":"bad_request"}\n' % (
+    MAX_HEAD_BYTES // 1024
+)
+
+
 class RefuseLargeHeads:
     """Answers ``431`` to a request whose head (request line and headers)
     is over ``MAX_HEAD_BYTES``, and closes its connection.
@@ -149,7 +155,7 @@ class RefuseLargeHeads:
             for name, value in scope["headers"]:
                 size += len(name) + len(value) + 4
             if size > MAX_HEAD_BYTES:
-                body = b'{"error":"the request head is over 64 KiB","code":"bad_request"}\n'
+                body = HEAD_TOO_LARGE
                 headers = [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
