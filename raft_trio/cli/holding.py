@@ -20,6 +20,7 @@ Exit statuses: see :mod:`.lock`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import shlex
@@ -275,6 +276,9 @@ def run_holding(hold: HoldSettings, endpoints: Endpoints, output: str, credentia
             result, signalled = await until_signalled(holder.run)
             return result, signalled, holder.ran
 
+    # What the process-group code logs (a SIGKILL after the grace) is a
+    # note of this command's, said as its own notes are.
+    logging.basicConfig(format=f"raft-trio {hold.verb}: %(message)s", level=logging.WARNING)
     try:
         result, signalled, ran = trio.run(main)
     except BaseException as error:
@@ -291,8 +295,9 @@ def run_holding(hold: HoldSettings, endpoints: Endpoints, output: str, credentia
         return result
     if hold.command is None:
         return 0  # Ctrl-C is how a lock without a command, or an elect, ends
-    ended = "the command was ended, " if ran else ""
-    note(hold.verb, f"stopped by {signal.Signals(signalled).name}: {ended}{hold.name} released")
+    # A command runs once the lock is held: one that never ran was in line.
+    ended = f"the command was ended, {hold.name} released" if ran else f"left the line for {hold.name}"
+    note(hold.verb, f"stopped by {signal.Signals(signalled).name}: {ended}")
     return 128 + signalled
 
 

@@ -268,8 +268,8 @@ def add_coordination_routes(app: QuartTrio, node: RaftNode, prefix: str) -> None
         or repeated. 410 when the node no longer holds that revision; a
         watcher that falls that far behind gets an ``error`` event and the
         stream ends. Any node in touch with the cluster serves watches from
-        its applied state; one cut off ends a new watch after its opening
-        comment and a quiet one at its next keep-alive (etcd's
+        its applied state; one cut off answers a new watch with an ending
+        comment alone and ends a quiet one at its next keep-alive (etcd's
         require-leader watches): a watch served by it would wait for
         changes that the rest of the cluster makes without it, as a lock's
         next waiter would for a release. The client resumes elsewhere,

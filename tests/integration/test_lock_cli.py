@@ -155,6 +155,30 @@ def test_a_lock_whose_key_is_deleted_ends_a_command_that_ignores_sigterm_at_once
     assert alive(group) == []
     out = (tmp_path / "out").read_text()
     assert "its key was deleted; the command was ended" in out and "Traceback" not in out
+    # The SIGKILL's note too says whose it is (it was the one bare line).
+    assert all(line.startswith("raft-trio lock: ") for line in out.splitlines()), out
+
+
+def test_a_waiter_stopped_in_line_says_it_left_the_line(shared_cluster: Cluster, tmp_path: Path) -> None:
+    """It said it had released a lock it never held."""
+    name = unique("waiter")
+    holder = start(shared_cluster, tmp_path / "holder", "lock", name, "--", "sleep", "100")
+    try:
+        wait_until(lambda: (len(keys_under(shared_cluster, name)) == 1, None), 20, "the holder")
+        waiter = start(shared_cluster, tmp_path / "waiter", "lock", name, "--", "true")
+        try:
+            wait_until(lambda: (len(keys_under(shared_cluster, name)) == 2, None), 20, "the waiter in line")
+            waiter.send_signal(signal.SIGTERM)
+            assert waiter.wait(timeout=20) == 128 + signal.SIGTERM
+        finally:
+            waiter.kill()
+            waiter.wait()
+        assert len(keys_under(shared_cluster, name)) == 1  # the holder's alone
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=20)
+    out = (tmp_path / "waiter").read_text()
+    assert f"stopped by SIGTERM: left the line for {name}" in out and "released" not in out, out
 
 
 def test_a_holder_keeps_its_lock_while_the_leader_is_paused_longer_than_the_ttl(
