@@ -120,6 +120,26 @@ class _Session(msgspec.Struct, frozen=True, array_like=True):
     user: str = ""
 
 
+def _kept_of(result: Result) -> Result:
+    """What a session keeps of ``result`` to answer a retry: not the values
+    no answer needs again. A put's value is the retry's own (the same
+    request), and no answer gives a deleted key's value. Kept, a session
+    held them for its ten minutes, in memory and in every snapshot: keys
+    deleted (with the Idempotency-Key the client sends) to free a full
+    disk gave no space back until then."""
+    if isinstance(result, Written):
+        return msgspec.structs.replace(result, value="")
+    if isinstance(result, Deleted):
+        return msgspec.structs.replace(result, prev_value=None)
+    if isinstance(result, TxnDone):
+        kept = [
+            msgspec.structs.replace(r, prev_value=None) if isinstance(r, Deleted) else r
+            for r in result.results
+        ]
+        return msgspec.structs.replace(result, results=kept)
+    return result
+
+
 class _Snapshot(msgspec.Struct, frozen=True):
     """The state machine's snapshot. ``data`` is the first format's
     (key -> (value, index)), read but never written."""
@@ -270,12 +290,17 @@ class KeyValueStore:
         session = self._sessions.get(command.token)
         if session is None:
             return None
-        return self._answer_again(session, request_fingerprint(command))
+        return self._answer_again(session, request_fingerprint(command), command)
 
-    def _answer_again(self, session: _Session, fingerprint: bytes) -> Result:
+    def _answer_again(self, session: _Session, fingerprint: bytes, command: Command) -> Result:
         if session.fingerprint and session.fingerprint != fingerprint:
             return KeyReused(self.applied_index)
-        return session.result
+        result = session.result
+        if session.fingerprint and isinstance(result, Written) and isinstance(command, Put):
+            # The retry is the same request (its fingerprint): its value is
+            # the one written, which the session did not keep.
+            return msgspec.structs.replace(result, value=command.value)
+        return result
 
     # -- applying the log ----------------------------------------------------
 
@@ -305,12 +330,12 @@ class KeyValueStore:
             fingerprint = request_fingerprint(command)
             session = self._sessions.get(command.token)
             if session is not None:
-                return self._answer_again(session, fingerprint)
+                return self._answer_again(session, fingerprint, command)
         reads = answered or command.token is not None
         result = self._denied(index, command) or self._execute(index, command, reads)
         if command.token is not None:
             user = command.caller.user if command.caller is not None else ""
-            self._remember(_Session(command.token, command.ts, result, fingerprint, user))
+            self._remember(_Session(command.token, command.ts, _kept_of(result), fingerprint, user))
             while len(self._sessions) > self.max_sessions or self.session_bytes > self.max_session_bytes:
                 self._forget_oldest_session()
         return result

@@ -427,6 +427,30 @@ def test_a_retried_command_returns_its_first_result_and_is_applied_once() -> Non
     assert store.remembered(Put("k", "a", token="t1")) == first
 
 
+def test_a_remembered_answer_keeps_no_value_yet_a_retry_gets_the_first_answer() -> None:
+    """A session kept a put's value and a deleted key's for its ten
+    minutes, in memory and in every snapshot: deleting keys with the
+    client (which sends an Idempotency-Key) to free a full disk gave no
+    space back until then (an audit of the docs found it)."""
+    store = KeyValueStore()
+    big = "v" * (1 << 20)
+    put = store.apply(1, Put("k", big, token="put", ts=1000))
+    deleted = store.apply(2, Delete("k", token="del", ts=1001))
+    txn = store.apply(3, Txn([], [OpPut("t", big), OpDelete("t")], [], token="txn", ts=1002))
+    # The txn's put value stays (its answer is not rebuilt), the deleted ones go.
+    assert store.session_bytes < (1 << 20) + 4096
+    assert len(store.snapshot()) < (1 << 20) + 4096
+    assert isinstance(put, Written) and put.value == big
+    assert store.apply(4, Put("k", big, token="put", ts=1003)) == put
+    assert store.remembered(Put("k", big, token="put")) == put
+    assert store.remembered(Delete("k", token="del")) == Deleted("k", True, 2)  # no answer shows prev_value
+    assert isinstance(deleted, Deleted) and deleted.deleted
+    assert store.remembered(Txn([], [OpPut("t", big), OpDelete("t")], [], token="txn")) == TxnDone(
+        True, [Written("t", big, 3, 3, 1), Deleted("t", True, 3)], 3
+    )
+    assert isinstance(txn, TxnDone)
+
+
 def test_another_request_under_a_used_token_is_refused_and_changes_nothing() -> None:
     """A token names one request: sent again with a different one it is a
     client's mistake (a reused key), answered as such rather than with
