@@ -202,7 +202,8 @@ class Code(enum.StrEnum):
     #: 503: a write whose fate is unknown: it may or may not take effect.
     INDETERMINATE = "indeterminate"
     #: 507: a new value refused, having changed nothing, while a member's
-    #: free space is below its reserve (deletes and reads go on).
+    #: free space is short (below its reserve and the room its next
+    #: snapshot needs; deletes and reads go on).
     NO_SPACE = "no_space"
     #: Any other failure (should not happen; the ``error`` says what).
     INTERNAL = "internal"

@@ -47,10 +47,15 @@ DISK_FREE_BYTES = Gauge(
     "raft_disk_free_bytes", "Free bytes on the data directory's file system (for an unprivileged writer)"
 )
 DISK_RESERVE_BYTES = Gauge(
-    "raft_disk_reserve_bytes", "Free bytes below which this node raises its NOSPACE alarm"
+    "raft_disk_reserve_bytes",
+    "Free bytes this node keeps in reserve: its NOSPACE alarm rises below this plus room for its next "
+    "snapshot and the WAL",
 )
 DATA_DIR_BYTES = Gauge("raft_data_dir_bytes", "Size of the database, its WAL and the snapshot files")
-SPACE_ALARM = Gauge("raft_space_alarm", "1 while this node's free space is below its reserve")
+SPACE_ALARM = Gauge(
+    "raft_space_alarm",
+    "1 while this node's free space is below its reserve plus room for its next snapshot and the WAL",
+)
 STORAGE_ERRORS = Counter(
     "raft_storage_errors_total", "Disk failures that stopped the node or refused a write", ["kind"]
 )

@@ -172,7 +172,7 @@ class Unavailable(Exception):
 
 class InsufficientStorage(Unavailable):
     """A new value is refused, having changed nothing: a member's free
-    space is below its reserve (:mod:`raft_trio.node.space`)."""
+    space is short (:mod:`raft_trio.node.space`)."""
 
 
 class LeaseMissing(Exception):

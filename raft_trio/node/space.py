@@ -123,7 +123,9 @@ class SpaceGuard:
     def peer_reported(self, member: str, alarms: tuple[str, ...]) -> None:
         """``member`` reported its alarms."""
         if NOSPACE in alarms:
-            self.peer_alarms[member] = "NOSPACE alarm: free space below its reserve"
+            self.peer_alarms[member] = (
+                "NOSPACE alarm: free space below its reserve and the room its next snapshot needs"
+            )
         else:
             self.peer_alarms.pop(member, None)
 

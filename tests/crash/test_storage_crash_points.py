@@ -82,7 +82,9 @@ def test_a_typo_in_the_variable_stops_the_process() -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0 and "unknown crash point 'before_fsnyc'" in result.stderr
+    assert result.returncode == 2 and "unknown crash point 'before_fsnyc'" in result.stderr
+    # As a bad setting does: one line, no traceback.
+    assert result.stderr.startswith("raft-trio: RAFT_CRASH_POINT=") and len(result.stderr.splitlines()) == 1
 
 
 @pytest.mark.integration
