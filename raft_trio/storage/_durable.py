@@ -532,7 +532,10 @@ def _refusal(error: BaseException, data_dir: DataDir) -> StorageError:
     """The one-line error a start that cannot trust ``data_dir`` ends with."""
     refused = classify(error, str(data_dir.db_path), running=False)
     if isinstance(refused, CorruptionError):
-        return CorruptionError(f"{refused}; refusing to start. {rejoin_advice(data_dir.meta.node_id)}")
+        said = str(refused).rstrip(".")  # a sentence already, or a clause: one refusal either way
+        if "refusing to start" not in said:
+            said += "; refusing to start"
+        return CorruptionError(f"{said}. {rejoin_advice(data_dir.meta.node_id)}")
     return refused
 
 

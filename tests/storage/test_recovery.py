@@ -134,6 +134,8 @@ def test_a_corrupt_hard_state_is_refused_and_nothing_changes(tmp_path: Path) -> 
         open_storage(tmp_path)
     assert info.value.exit_code == 65
     assert tree_fingerprint(tmp_path) == before
+    said = str(info.value)  # one sentence of refusal, then the way back
+    assert said.count("refusing to start") == 1 and ".;" not in said and "To bring" in said, said
 
 
 def _compacted(path: Path, **kwargs: object) -> MemoryStorage:
@@ -184,9 +186,11 @@ def test_a_damaged_only_snapshot_is_refused_clearly_and_nothing_changes(tmp_path
     _compacted(tmp_path, keep_snapshots=1)
     _damage_snapshot(tmp_path, 20)
     before = tree_fingerprint(tmp_path)
-    with pytest.raises(CorruptionError, match=r"checksum mismatch.*compacted log is lost"):
+    with pytest.raises(CorruptionError, match=r"checksum mismatch.*compacted log is lost") as info:
         open_storage(tmp_path, keep_snapshots=1)
     assert tree_fingerprint(tmp_path) == before
+    said = str(info.value)
+    assert said.count("refusing to start") == 1 and ".;" not in said and "To bring" in said, said
 
 
 def test_a_missing_snapshot_file_counts_as_damaged(tmp_path: Path) -> None:
