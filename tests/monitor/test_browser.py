@@ -223,6 +223,14 @@ def test_the_page_follows_the_cluster_through_a_leader_failure(cluster: Cluster)
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page scrolls sideways at phone width ({width} px)"
 
+            # Removed while it runs: no voter, for scripts either (its card
+            # said data-voter="true" beside "not a member").
+            with Client([cluster.urls[n] for n in ("n1", "n2", "n3")]) as client:
+                client.remove_member("n4")
+            page.wait_for_function("document.querySelector('[data-node-id=n4]')?.dataset.member === 'false'")
+            assert page.get_attribute("[data-node-id=n4]", "data-voter") == "false"
+            assert (page.text_content("[data-node-id=n4] .membership") or "").strip() == "not a member"
+
             page_changes: list[dict[str, Any]] = page.evaluate("window.__roleChanges")
         finally:
             browser.close()

@@ -38,7 +38,7 @@
     }
     card.dataset.role = doc.role;
     card.dataset.preVote = String(Boolean(doc.pre_vote));
-    card.dataset.voter = String(doc.voter !== false);
+    card.dataset.voter = String(doc.member !== false && doc.voter !== false);
     card.dataset.member = String(doc.member !== false);
     card.querySelector(".node-id").textContent = doc.id;
     card.querySelector(".role-badge").textContent = shownRole(doc);
