@@ -360,9 +360,8 @@ class Client:
                     answers.put(MemberStatus(member, self.at(member.url, timeout=timeout).status()))
                 except ClientError as error:
                     answers.put(MemberStatus(member, None, _why(error)))
-                except (
-                    Exception
-                ) as error:  # not a member failing (the client closed): raised, as the twin does
+                except Exception as error:
+                    # Not a member failing (the client closed): raised, as the twin does.
                     answers.put(error)
 
             return job

@@ -73,7 +73,8 @@ class SpaceGuard:
         #: Bytes needed besides the reserve: the next snapshot and the WAL
         #: (the runtime sets it; see the module's documentation).
         self.headroom: Callable[[], int] = lambda: 0
-        #: This node's alarm: free space fell below the reserve.
+        #: This node's alarm: free space fell below what it needs
+        #: (:meth:`needed`: the reserve and room for the next snapshot).
         self.alarm = False
         #: The alarm as its peers, metrics and log were last told it
         #: (:func:`raft_trio.node.disk_watch.tell_if_changed`).
